@@ -1,0 +1,246 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
+using MeshKit.Config.Model;
+using MeshKit.Config.Validation;
+using MeshKit.Protocol.V1;
+
+namespace MeshKit.Config.Compilation;
+
+/// <summary>
+/// Compiles validated configuration plus the registry of live workloads into protocol resources. The result is
+/// immutable; the resources a namespace may see are computed once per namespace on first use and cached.
+/// </summary>
+public sealed class CompiledMesh
+{
+    private readonly ConfigSet _config;
+    private readonly IReadOnlyDictionary<string, ServiceInfo> _services;
+    private readonly ConcurrentDictionary<string, Lazy<ResourceView>> _views = new(StringComparer.Ordinal);
+
+    internal CompiledMesh(ConfigSet config, MeshSettings settings, IReadOnlyDictionary<string, ServiceInfo> services, IReadOnlyList<ConfigDiagnostic> diagnostics)
+    {
+        _config = config;
+        Settings = settings;
+        _services = services;
+        Diagnostics = diagnostics;
+    }
+
+    /// <summary>Gets the mesh-wide settings in force.</summary>
+    public MeshSettings Settings { get; }
+
+    /// <summary>Gets the findings of compilation (references to unknown hosts or subsets, overlapping rules).</summary>
+    public IReadOnlyList<ConfigDiagnostic> Diagnostics { get; }
+
+    /// <summary>Gets the fully qualified hosts of every known service.</summary>
+    public IReadOnlyCollection<string> ServiceHosts => (IReadOnlyCollection<string>)_services.Keys;
+
+    /// <summary>Returns the resources a workload in <paramref name="ns"/> can use.</summary>
+    /// <param name="ns">The workload's namespace.</param>
+    /// <returns>The view, computed once per namespace.</returns>
+    public ResourceView ViewFor(string ns)
+    {
+        ArgumentNullException.ThrowIfNull(ns);
+        return _views.GetOrAdd(ns, n => new Lazy<ResourceView>(() => BuildView(n))).Value;
+    }
+
+    private ResourceView BuildView(string viewer)
+    {
+        var domain = Settings.ClusterDomain;
+        var routes = new Dictionary<string, Resource>(StringComparer.Ordinal);
+        var clusters = new Dictionary<string, Resource>(StringComparer.Ordinal);
+        foreach (var service in _services.Values)
+        {
+            if (!Visibility.IsVisible(service.ExportTo, service.Namespace, viewer))
+            {
+                continue;
+            }
+
+            var serviceRoutes = new ServiceRoutes
+            {
+                Host = service.Host,
+                Namespace = service.Namespace,
+                ShortName = service.ShortName,
+                External = service.External,
+            };
+            serviceRoutes.Ports.AddRange(service.Ports.Values.OrderBy(p => p.Number));
+            foreach (var vs in _config.VirtualServices)
+            {
+                if (!Visibility.IsVisible(vs.ExportTo, vs.Namespace, viewer)
+                    || !vs.Hosts.Any(h => HostNames.Qualify(h, vs.Namespace, domain) == service.Host))
+                {
+                    continue;
+                }
+
+                serviceRoutes.Sources.Add(vs.DisplayName);
+                foreach (var route in vs.Http)
+                {
+                    serviceRoutes.HttpRoutes.Add(CompileRoute(route, vs.Namespace, domain));
+                }
+            }
+
+            var cluster = new ServiceCluster { Host = service.Host, LoadBalancer = "ROUND_ROBIN" };
+            cluster.Endpoints.AddRange(service.Endpoints);
+            var rule = SelectDestinationRule(service, viewer);
+            if (rule is not null)
+            {
+                cluster.Sources.Add(rule.DisplayName);
+                cluster.LoadBalancer = rule.TrafficPolicy?.LoadBalancer ?? "ROUND_ROBIN";
+                foreach (var subset in rule.Subsets)
+                {
+                    var compiled = new Subset { Name = subset.Name, LoadBalancer = subset.TrafficPolicy?.LoadBalancer ?? string.Empty };
+                    foreach (var (k, v) in subset.Labels)
+                    {
+                        compiled.Labels[k] = v;
+                    }
+                    cluster.Subsets.Add(compiled);
+                }
+            }
+
+            routes[service.Host] = ToResource(service.Host, serviceRoutes);
+            clusters[service.Host] = ToResource(service.Host, cluster);
+        }
+
+        var mesh = new Dictionary<string, Resource>(StringComparer.Ordinal)
+        {
+            [ResourceTypes.MeshResourceName] = ToResource(ResourceTypes.MeshResourceName, Settings),
+        };
+        return new ResourceView(new Dictionary<string, IReadOnlyDictionary<string, Resource>>(StringComparer.Ordinal)
+        {
+            [ResourceTypes.Mesh] = mesh,
+            [ResourceTypes.Cluster] = clusters,
+            [ResourceTypes.Routes] = routes,
+        });
+    }
+
+    // Istio's precedence for a DestinationRule: the caller's namespace, then the service's, then the root namespace.
+    private DestinationRule? SelectDestinationRule(ServiceInfo service, string viewer)
+    {
+        DestinationRule? best = null;
+        var bestRank = int.MaxValue;
+        foreach (var rule in _config.DestinationRules)
+        {
+            if (HostNames.Qualify(rule.Host, rule.Namespace, Settings.ClusterDomain) != service.Host
+                || !Visibility.IsVisible(rule.ExportTo, rule.Namespace, viewer))
+            {
+                continue;
+            }
+
+            var rank = rule.Namespace == viewer ? 0 : rule.Namespace == service.Namespace ? 1 : rule.Namespace == Settings.RootNamespace ? 2 : 3;
+            if (rank < bestRank)
+            {
+                best = rule;
+                bestRank = rank;
+            }
+        }
+
+        return best;
+    }
+
+    private static HttpRoute CompileRoute(HttpRouteSpec spec, string ns, string domain)
+    {
+        var route = new HttpRoute { Name = spec.Name ?? string.Empty };
+        foreach (var match in spec.Match)
+        {
+            var compiled = new HttpMatch
+            {
+                Name = match.Name ?? string.Empty,
+                Uri = ToProto(match.Uri),
+                Method = ToProto(match.Method),
+                Authority = ToProto(match.Authority),
+                Scheme = ToProto(match.Scheme),
+                Port = match.Port ?? 0,
+            };
+            foreach (var (name, value) in match.Headers)
+            {
+                compiled.Headers[name] = ToProto(value);
+            }
+
+            route.Matches.Add(compiled);
+        }
+
+        foreach (var destination in spec.Route)
+        {
+            route.Destinations.Add(new WeightedDestination
+            {
+                Host = HostNames.Qualify(destination.Destination.Host, ns, domain),
+                Subset = destination.Destination.Subset ?? string.Empty,
+                Port = destination.Destination.Port ?? 0,
+                Weight = (uint)(spec.Route.Count == 1 ? 100 : destination.Weight ?? 0),
+            });
+        }
+
+        return route;
+    }
+
+    private static StringMatch? ToProto(StringMatchSpec? spec) => spec?.Kind switch
+    {
+        null => null,
+        StringMatchKind.Exact => new StringMatch { Exact = spec.Value },
+        StringMatchKind.Prefix => new StringMatch { Prefix = spec.Value },
+        _ => new StringMatch { Regex = spec.Value },
+    };
+
+    internal static Resource ToResource(string name, IMessage message)
+    {
+        var bytes = message.ToByteArray();
+        return new Resource
+        {
+            Name = name,
+            Version = Convert.ToHexStringLower(SHA256.HashData(bytes).AsSpan(0, 8)),
+            Resource_ = Any.Pack(message),
+        };
+    }
+}
+
+/// <summary>The resources one namespace's workloads can use, by type URL and then by name.</summary>
+/// <param name="Resources">Gets the resources.</param>
+public sealed record ResourceView(IReadOnlyDictionary<string, IReadOnlyDictionary<string, Resource>> Resources)
+{
+    /// <summary>Returns the resources of one type (empty when none).</summary>
+    /// <param name="typeUrl">The type URL.</param>
+    /// <returns>The resources by name.</returns>
+    public IReadOnlyDictionary<string, Resource> OfType(string typeUrl) =>
+        Resources.TryGetValue(typeUrl, out var map) ? map : EmptyResources;
+
+    private static readonly IReadOnlyDictionary<string, Resource> EmptyResources = new Dictionary<string, Resource>();
+}
+
+internal sealed class ServiceInfo(string host, string ns, string shortName, bool external, IReadOnlyList<string> exportTo)
+{
+    public string Host { get; } = host;
+
+    public string Namespace { get; } = ns;
+
+    public string ShortName { get; } = shortName;
+
+    public bool External { get; } = external;
+
+    public IReadOnlyList<string> ExportTo { get; } = exportTo;
+
+    public SortedDictionary<uint, ServicePort> Ports { get; } = [];
+
+    public List<Endpoint> Endpoints { get; } = [];
+}
+
+internal static class Visibility
+{
+    // exportTo: empty or "*" = everyone; "." = the owner's namespace; "~" = nobody; otherwise the named namespaces.
+    public static bool IsVisible(IReadOnlyList<string> exportTo, string owner, string viewer)
+    {
+        if (exportTo.Count == 0)
+        {
+            return true;
+        }
+
+        foreach (var entry in exportTo)
+        {
+            if (entry == "*" || (entry == "." && owner == viewer) || entry == viewer)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+}

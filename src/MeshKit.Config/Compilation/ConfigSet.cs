@@ -1,0 +1,46 @@
+using MeshKit.Config.Model;
+
+namespace MeshKit.Config.Compilation;
+
+/// <summary>An immutable set of validated configuration resources: the input of compilation.</summary>
+public sealed class ConfigSet
+{
+    /// <summary>Gets an empty set.</summary>
+    public static ConfigSet Empty { get; } = new([]);
+
+    /// <summary>Initializes a new instance of the <see cref="ConfigSet"/> class.</summary>
+    /// <param name="resources">The resources; later duplicates of one key replace earlier ones.</param>
+    public ConfigSet(IEnumerable<ConfigResource> resources)
+    {
+        ArgumentNullException.ThrowIfNull(resources);
+        var byKey = new Dictionary<string, ConfigResource>(StringComparer.Ordinal);
+        foreach (var resource in resources)
+        {
+            byKey[resource.Key] = resource;
+        }
+
+        Resources = byKey.Values.OrderBy(r => r.Kind, StringComparer.Ordinal)
+            .ThenBy(r => r.Namespace, StringComparer.Ordinal)
+            .ThenBy(r => r.Name, StringComparer.Ordinal)
+            .ToArray();
+        VirtualServices = Resources.OfType<VirtualService>().ToArray();
+        DestinationRules = Resources.OfType<DestinationRule>().ToArray();
+        ServiceEntries = Resources.OfType<ServiceEntry>().ToArray();
+        MeshConfig = Resources.OfType<MeshConfigResource>().FirstOrDefault();
+    }
+
+    /// <summary>Gets every resource, ordered by kind, namespace and name.</summary>
+    public IReadOnlyList<ConfigResource> Resources { get; }
+
+    /// <summary>Gets the VirtualServices.</summary>
+    public IReadOnlyList<VirtualService> VirtualServices { get; }
+
+    /// <summary>Gets the DestinationRules.</summary>
+    public IReadOnlyList<DestinationRule> DestinationRules { get; }
+
+    /// <summary>Gets the ServiceEntries.</summary>
+    public IReadOnlyList<ServiceEntry> ServiceEntries { get; }
+
+    /// <summary>Gets the mesh settings document, if any.</summary>
+    public MeshConfigResource? MeshConfig { get; }
+}

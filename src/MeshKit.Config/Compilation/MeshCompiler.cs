@@ -1,0 +1,196 @@
+using MeshKit.Config.Model;
+using MeshKit.Config.Validation;
+using MeshKit.Protocol.V1;
+
+namespace MeshKit.Config.Compilation;
+
+/// <summary>Builds a <see cref="CompiledMesh"/> from configuration and the registry.</summary>
+public static class MeshCompiler
+{
+    /// <summary>The default trust domain.</summary>
+    public const string DefaultTrustDomain = "cluster.local";
+
+    /// <summary>The default root namespace (mesh-wide policy lives here).</summary>
+    public const string DefaultRootNamespace = "istio-system";
+
+    /// <summary>The default cluster DNS suffix.</summary>
+    public const string DefaultClusterDomain = "cluster.local";
+
+    /// <summary>Compiles <paramref name="config"/> and the live <paramref name="workloads"/> into protocol resources.</summary>
+    /// <param name="config">The validated configuration.</param>
+    /// <param name="workloads">The registry: every live workload's announcement.</param>
+    /// <returns>The compiled mesh.</returns>
+    public static CompiledMesh Compile(ConfigSet config, IEnumerable<WorkloadAnnouncement> workloads)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(workloads);
+        var diagnostics = new List<ConfigDiagnostic>();
+        var settings = new MeshSettings
+        {
+            TrustDomain = config.MeshConfig?.TrustDomain ?? DefaultTrustDomain,
+            RootNamespace = config.MeshConfig?.RootNamespace ?? DefaultRootNamespace,
+            OutboundTrafficPolicy = config.MeshConfig?.OutboundTrafficPolicy ?? "ALLOW_ANY",
+            ClusterDomain = config.MeshConfig?.ClusterDomain ?? DefaultClusterDomain,
+        };
+        var domain = settings.ClusterDomain;
+        var services = new Dictionary<string, ServiceInfo>(StringComparer.Ordinal);
+
+        foreach (var workload in workloads.OrderBy(w => w.InstanceId, StringComparer.Ordinal))
+        {
+            var host = HostNames.ServiceHost(workload.Service, workload.Namespace, domain);
+            if (!services.TryGetValue(host, out var service))
+            {
+                service = new ServiceInfo(host, workload.Namespace, workload.Service, external: false, exportTo: []);
+                services[host] = service;
+            }
+
+            foreach (var port in workload.Ports)
+            {
+                service.Ports.TryAdd(port.ServicePort, new ServicePort { Number = port.ServicePort, Name = port.Name, Protocol = port.Protocol });
+            }
+
+            if (workload.Address.Length == 0 || workload.Ports.Count == 0)
+            {
+                continue;
+            }
+
+            var endpoint = new Endpoint
+            {
+                Address = workload.Address,
+                Locality = workload.Locality ?? new Locality(),
+                Weight = 1,
+                ServiceAccount = workload.ServiceAccount,
+                Origin = workload.InstanceId,
+            };
+            foreach (var (k, v) in workload.Labels)
+                {
+                    endpoint.Labels[k] = v;
+                }
+            foreach (var port in workload.Ports)
+            {
+                endpoint.Ports.Add(new EndpointPort { Name = port.Name, ServicePort = port.ServicePort, TargetPort = port.TargetPort });
+            }
+
+            service.Endpoints.Add(endpoint);
+        }
+
+        foreach (var entry in config.ServiceEntries)
+        {
+            AddServiceEntry(entry, services, domain);
+        }
+
+        CheckReferences(config, services, settings, diagnostics);
+        return new CompiledMesh(config, settings, services, diagnostics);
+    }
+
+    private static void AddServiceEntry(ServiceEntry entry, Dictionary<string, ServiceInfo> services, string domain)
+    {
+        foreach (var rawHost in entry.Hosts)
+        {
+            var host = HostNames.Qualify(rawHost, entry.Namespace, domain);
+            if (!services.TryGetValue(host, out var service))
+            {
+                var shortName = host.EndsWith($".{entry.Namespace}.svc.{domain}", StringComparison.Ordinal) ? host[..host.IndexOf('.', StringComparison.Ordinal)] : string.Empty;
+                service = new ServiceInfo(host, entry.Namespace, shortName, entry.Location == "MESH_EXTERNAL", entry.ExportTo);
+                services[host] = service;
+            }
+
+            foreach (var port in entry.Ports)
+            {
+                service.Ports.TryAdd(port.Number, new ServicePort { Number = port.Number, Name = port.Name, Protocol = port.Protocol.ToLowerInvariant() });
+            }
+
+            var origin = $"ServiceEntry {entry.Namespace}/{entry.Name}";
+            if (entry.Endpoints.Count == 0)
+            {
+                // DNS and NONE resolution without endpoints: the host itself is the endpoint; the socket resolves it.
+                var self = new Endpoint { Address = rawHost, Weight = 1, Origin = origin, Locality = new Locality() };
+                foreach (var port in entry.Ports)
+                {
+                    self.Ports.Add(new EndpointPort { Name = port.Name, ServicePort = port.Number, TargetPort = port.TargetPort ?? port.Number });
+                }
+
+                service.Endpoints.Add(self);
+                continue;
+            }
+
+            foreach (var workload in entry.Endpoints)
+            {
+                var endpoint = new Endpoint
+                {
+                    Address = workload.Address,
+                    Weight = workload.Weight is null or 0 ? 1 : workload.Weight.Value,
+                    ServiceAccount = workload.ServiceAccount ?? string.Empty,
+                    Origin = origin,
+                    Locality = ParseLocality(workload.Locality),
+                };
+                foreach (var (k, v) in workload.Labels)
+                {
+                    endpoint.Labels[k] = v;
+                }
+                foreach (var port in entry.Ports)
+                {
+                    var target = workload.Ports.TryGetValue(port.Name, out var mapped) ? mapped : port.TargetPort ?? port.Number;
+                    endpoint.Ports.Add(new EndpointPort { Name = port.Name, ServicePort = port.Number, TargetPort = target });
+                }
+
+                service.Endpoints.Add(endpoint);
+            }
+        }
+    }
+
+    private static Locality ParseLocality(string? value)
+    {
+        var parts = (value ?? string.Empty).Split('/');
+        return new Locality
+        {
+            Region = parts.Length > 0 ? parts[0] : string.Empty,
+            Zone = parts.Length > 1 ? parts[1] : string.Empty,
+            Subzone = parts.Length > 2 ? parts[2] : string.Empty,
+        };
+    }
+
+    private static void CheckReferences(ConfigSet config, Dictionary<string, ServiceInfo> services, MeshSettings settings, List<ConfigDiagnostic> diagnostics)
+    {
+        var domain = settings.ClusterDomain;
+        var subsets = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+        foreach (var rule in config.DestinationRules)
+        {
+            var host = HostNames.Qualify(rule.Host, rule.Namespace, domain);
+            if (!subsets.TryGetValue(host, out var names))
+            {
+                subsets[host] = names = new HashSet<string>(StringComparer.Ordinal);
+            }
+
+            names.UnionWith(rule.Subsets.Select(s => s.Name));
+        }
+
+        foreach (var vs in config.VirtualServices)
+        {
+            for (var h = 0; h < vs.Hosts.Count; h++)
+            {
+                var host = HostNames.Qualify(vs.Hosts[h], vs.Namespace, domain);
+                if (!services.ContainsKey(host))
+                {
+                    diagnostics.Add(Warn(vs, $"spec.hosts[{h}]", $"host '{host}' is not a known service yet; the rules apply once it registers or a ServiceEntry declares it"));
+                }
+            }
+
+            for (var r = 0; r < vs.Http.Count; r++)
+            {
+                for (var d = 0; d < vs.Http[r].Route.Count; d++)
+                {
+                    var destination = vs.Http[r].Route[d].Destination;
+                    var host = HostNames.Qualify(destination.Host, vs.Namespace, domain);
+                    if (destination.Subset is { } subset && (!subsets.TryGetValue(host, out var known) || !known.Contains(subset)))
+                    {
+                        diagnostics.Add(Warn(vs, $"spec.http[{r}].route[{d}].destination.subset", $"subset '{subset}' of '{host}' is defined by no DestinationRule; calls routed there fail with 503 until it is"));
+                    }
+                }
+            }
+        }
+    }
+
+    private static ConfigDiagnostic Warn(ConfigResource resource, string path, string message) =>
+        new(DiagnosticSeverity.Warning, resource.Source.File, resource.Source.Line, resource.Source.Column, path, message, resource.DisplayName);
+}

@@ -1,0 +1,180 @@
+namespace MeshKit.Config.Model;
+
+/// <summary>How a <see cref="StringMatchSpec"/> compares.</summary>
+public enum StringMatchKind
+{
+    /// <summary>The whole value equals the pattern.</summary>
+    Exact,
+
+    /// <summary>The value starts with the pattern.</summary>
+    Prefix,
+
+    /// <summary>The whole value matches the RE2-style regular expression.</summary>
+    Regex,
+}
+
+/// <summary>Istio's <c>StringMatch</c>: exactly one of exact, prefix or regex.</summary>
+/// <param name="Kind">Gets how to compare.</param>
+/// <param name="Value">Gets the pattern.</param>
+public sealed record StringMatchSpec(StringMatchKind Kind, string Value);
+
+/// <summary><c>networking.istio.io</c> VirtualService.</summary>
+public sealed record VirtualService : ConfigResource
+{
+    /// <summary>Gets <c>spec.hosts</c>.</summary>
+    public IReadOnlyList<string> Hosts { get; init; } = [];
+
+    /// <summary>Gets <c>spec.gateways</c>; empty means <c>mesh</c>.</summary>
+    public IReadOnlyList<string> Gateways { get; init; } = [];
+
+    /// <summary>Gets <c>spec.exportTo</c>; empty means every namespace.</summary>
+    public IReadOnlyList<string> ExportTo { get; init; } = [];
+
+    /// <summary>Gets <c>spec.http</c>, in match order.</summary>
+    public IReadOnlyList<HttpRouteSpec> Http { get; init; } = [];
+}
+
+/// <summary>One entry of <c>spec.http</c>.</summary>
+public sealed record HttpRouteSpec
+{
+    /// <summary>Gets <c>name</c>.</summary>
+    public string? Name { get; init; }
+
+    /// <summary>Gets <c>match</c>: any one of them matching selects the route; empty matches everything.</summary>
+    public IReadOnlyList<HttpMatchRequest> Match { get; init; } = [];
+
+    /// <summary>Gets <c>route</c>: the weighted destinations.</summary>
+    public IReadOnlyList<HttpRouteDestination> Route { get; init; } = [];
+
+    /// <summary>Gets where the route starts.</summary>
+    public SourceLocation Location { get; init; }
+}
+
+/// <summary>One entry of <c>match</c>: every condition set must hold.</summary>
+public sealed record HttpMatchRequest
+{
+    /// <summary>Gets <c>name</c>.</summary>
+    public string? Name { get; init; }
+
+    /// <summary>Gets <c>uri</c> (the path, without query).</summary>
+    public StringMatchSpec? Uri { get; init; }
+
+    /// <summary>Gets <c>scheme</c>.</summary>
+    public StringMatchSpec? Scheme { get; init; }
+
+    /// <summary>Gets <c>method</c>.</summary>
+    public StringMatchSpec? Method { get; init; }
+
+    /// <summary>Gets <c>authority</c>.</summary>
+    public StringMatchSpec? Authority { get; init; }
+
+    /// <summary>Gets <c>headers</c>, by lower-case name.</summary>
+    public IReadOnlyDictionary<string, StringMatchSpec> Headers { get; init; } = new Dictionary<string, StringMatchSpec>();
+
+    /// <summary>Gets <c>port</c>, or <see langword="null"/>.</summary>
+    public uint? Port { get; init; }
+}
+
+/// <summary>One entry of <c>route</c>.</summary>
+/// <param name="Destination">Gets <c>destination</c>.</param>
+/// <param name="Weight">Gets <c>weight</c>, or <see langword="null"/> when absent.</param>
+public sealed record HttpRouteDestination(Destination Destination, int? Weight);
+
+/// <summary>Istio's <c>Destination</c>.</summary>
+/// <param name="Host">Gets <c>host</c>: a short name (resolved in the rule's namespace) or an FQDN.</param>
+/// <param name="Subset">Gets <c>subset</c>.</param>
+/// <param name="Port">Gets <c>port.number</c>.</param>
+public sealed record Destination(string Host, string? Subset, uint? Port);
+
+/// <summary><c>networking.istio.io</c> DestinationRule.</summary>
+public sealed record DestinationRule : ConfigResource
+{
+    /// <summary>Gets <c>spec.host</c>.</summary>
+    public string Host { get; init; } = string.Empty;
+
+    /// <summary>Gets <c>spec.trafficPolicy</c>.</summary>
+    public TrafficPolicy? TrafficPolicy { get; init; }
+
+    /// <summary>Gets <c>spec.subsets</c>.</summary>
+    public IReadOnlyList<SubsetSpec> Subsets { get; init; } = [];
+
+    /// <summary>Gets <c>spec.exportTo</c>; empty means every namespace.</summary>
+    public IReadOnlyList<string> ExportTo { get; init; } = [];
+}
+
+/// <summary>Istio's <c>TrafficPolicy</c> (the parts MeshKit models).</summary>
+/// <param name="LoadBalancer">Gets <c>loadBalancer.simple</c>, or <see langword="null"/>.</param>
+public sealed record TrafficPolicy(string? LoadBalancer);
+
+/// <summary>One entry of <c>subsets</c>.</summary>
+/// <param name="Name">Gets <c>name</c>.</param>
+/// <param name="Labels">Gets <c>labels</c>.</param>
+/// <param name="TrafficPolicy">Gets <c>trafficPolicy</c>.</param>
+public sealed record SubsetSpec(string Name, IReadOnlyDictionary<string, string> Labels, TrafficPolicy? TrafficPolicy);
+
+/// <summary><c>networking.istio.io</c> ServiceEntry.</summary>
+public sealed record ServiceEntry : ConfigResource
+{
+    /// <summary>Gets <c>spec.hosts</c>.</summary>
+    public IReadOnlyList<string> Hosts { get; init; } = [];
+
+    /// <summary>Gets <c>spec.ports</c>.</summary>
+    public IReadOnlyList<ServiceEntryPort> Ports { get; init; } = [];
+
+    /// <summary>Gets <c>spec.location</c>: <c>MESH_EXTERNAL</c> (default) or <c>MESH_INTERNAL</c>.</summary>
+    public string Location { get; init; } = "MESH_EXTERNAL";
+
+    /// <summary>Gets <c>spec.resolution</c>: <c>NONE</c> (default), <c>STATIC</c>, <c>DNS</c> or <c>DNS_ROUND_ROBIN</c>.</summary>
+    public string Resolution { get; init; } = "NONE";
+
+    /// <summary>Gets <c>spec.endpoints</c>.</summary>
+    public IReadOnlyList<WorkloadEntrySpec> Endpoints { get; init; } = [];
+
+    /// <summary>Gets <c>spec.exportTo</c>; empty means every namespace.</summary>
+    public IReadOnlyList<string> ExportTo { get; init; } = [];
+}
+
+/// <summary>One entry of a ServiceEntry's <c>ports</c>.</summary>
+/// <param name="Number">Gets <c>number</c>.</param>
+/// <param name="Protocol">Gets <c>protocol</c> (upper case).</param>
+/// <param name="Name">Gets <c>name</c>.</param>
+/// <param name="TargetPort">Gets <c>targetPort</c>, or <see langword="null"/>.</param>
+public sealed record ServiceEntryPort(uint Number, string Protocol, string Name, uint? TargetPort);
+
+/// <summary>One entry of a ServiceEntry's <c>endpoints</c>.</summary>
+public sealed record WorkloadEntrySpec
+{
+    /// <summary>Gets <c>address</c>.</summary>
+    public string Address { get; init; } = string.Empty;
+
+    /// <summary>Gets <c>ports</c>: port name → target port.</summary>
+    public IReadOnlyDictionary<string, uint> Ports { get; init; } = new Dictionary<string, uint>();
+
+    /// <summary>Gets <c>labels</c>.</summary>
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = ConfigResource.EmptyMap;
+
+    /// <summary>Gets <c>locality</c> as <c>region/zone/subzone</c>.</summary>
+    public string? Locality { get; init; }
+
+    /// <summary>Gets <c>weight</c>.</summary>
+    public uint? Weight { get; init; }
+
+    /// <summary>Gets <c>serviceAccount</c>.</summary>
+    public string? ServiceAccount { get; init; }
+}
+
+/// <summary>MeshKit's mesh-wide settings (<c>meshkit.dev/v1alpha1</c> MeshConfig), named after Istio's MeshConfig fields.</summary>
+public sealed record MeshConfigResource : ConfigResource
+{
+    /// <summary>Gets <c>spec.trustDomain</c>; default <c>cluster.local</c>.</summary>
+    public string? TrustDomain { get; init; }
+
+    /// <summary>Gets <c>spec.rootNamespace</c>; default <c>istio-system</c>.</summary>
+    public string? RootNamespace { get; init; }
+
+    /// <summary>Gets <c>spec.outboundTrafficPolicy.mode</c>: <c>ALLOW_ANY</c> (default) or <c>REGISTRY_ONLY</c>.</summary>
+    public string? OutboundTrafficPolicy { get; init; }
+
+    /// <summary>Gets <c>spec.clusterDomain</c>: the DNS suffix of service hosts; default <c>cluster.local</c>.</summary>
+    public string? ClusterDomain { get; init; }
+}

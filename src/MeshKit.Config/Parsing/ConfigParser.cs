@@ -1,0 +1,822 @@
+using System.Text.RegularExpressions;
+using MeshKit.Config.Model;
+using MeshKit.Config.Validation;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace MeshKit.Config.Parsing;
+
+/// <summary>The outcome of parsing one file: the documents that parsed cleanly and every diagnostic.</summary>
+/// <param name="File">Gets the file or source name.</param>
+/// <param name="Resources">Gets the resources whose documents had no error.</param>
+/// <param name="Diagnostics">Gets every error and warning, in file order.</param>
+public sealed record ParseResult(string File, IReadOnlyList<ConfigResource> Resources, IReadOnlyList<ConfigDiagnostic> Diagnostics)
+{
+    /// <summary>Gets whether any diagnostic is an error (the file as a whole is then rejected).</summary>
+    public bool HasErrors => Diagnostics.Any(d => d.Severity == DiagnosticSeverity.Error);
+}
+
+/// <summary>
+/// Parses Istio-compatible multi-document YAML into typed resources, validating as it reads so that every finding
+/// carries its file, line and field path. Unknown fields are errors; fields MeshKit knows but does not act on are
+/// warnings (errors where ignoring them would widen access or routing).
+/// </summary>
+public static class ConfigParser
+{
+    private const string NotYet = "not implemented in this MeshKit version";
+
+    private static readonly string[] NetworkingVersions = ["v1", "v1beta1", "v1alpha3"];
+    private static readonly string[] SecurityVersions = ["v1", "v1beta1"];
+    private static readonly string[] IgnoredKinds =
+        ["Gateway", "Sidecar", "WorkloadEntry", "WorkloadGroup", "EnvoyFilter", "Telemetry", "ProxyConfig", "WasmPlugin"];
+
+    private static readonly string[] LoadBalancers = ["UNSPECIFIED", "ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN", "RANDOM", "PASSTHROUGH"];
+    private static readonly string[] MtlsModes = ["UNSET", "DISABLE", "PERMISSIVE", "STRICT"];
+
+    /// <summary>Parses a file from disk.</summary>
+    /// <param name="path">The file path; it is also the name diagnostics carry.</param>
+    /// <returns>The parse result.</returns>
+    public static ParseResult ParseFile(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        return Parse(File.ReadAllText(path), path);
+    }
+
+    /// <summary>Parses YAML text.</summary>
+    /// <param name="yaml">The YAML text, one or more documents.</param>
+    /// <param name="fileName">The name diagnostics carry.</param>
+    /// <returns>The parse result.</returns>
+    public static ParseResult Parse(string yaml, string fileName)
+    {
+        ArgumentNullException.ThrowIfNull(yaml);
+        ArgumentNullException.ThrowIfNull(fileName);
+        var context = new ParseContext(fileName);
+        var resources = new List<ConfigResource>();
+        var stream = new YamlStream();
+        try
+        {
+            stream.Load(new StringReader(yaml));
+        }
+        catch (YamlException ex)
+        {
+            context.Diagnostics.Add(new ConfigDiagnostic(
+                DiagnosticSeverity.Error, fileName, (int)ex.Start.Line, (int)ex.Start.Column, string.Empty,
+                "invalid YAML: " + (ex.InnerException?.Message ?? ex.Message)));
+            return new ParseResult(fileName, [], context.Diagnostics);
+        }
+
+        foreach (var document in stream.Documents)
+        {
+            if (document.RootNode is YamlScalarNode { Value: null or "" or "~" or "null" })
+            {
+                continue;
+            }
+
+            if (document.RootNode is not YamlMappingNode root)
+            {
+                context.Error(document.RootNode, string.Empty, "a document must be an object with apiVersion, kind, metadata and spec");
+                continue;
+            }
+
+            context.Resource = null;
+            var errorsBefore = context.ErrorCount;
+            var resource = ReadDocument(new MapReader(root, string.Empty, context));
+            if (resource is not null && context.ErrorCount == errorsBefore)
+            {
+                resources.Add(resource);
+            }
+        }
+
+        return new ParseResult(fileName, resources, context.Diagnostics);
+    }
+
+    private static ConfigResource? ReadDocument(MapReader doc)
+    {
+        var apiVersion = doc.String("apiVersion", required: true);
+        var kind = doc.String("kind", required: true);
+        if (apiVersion is null || kind is null)
+        {
+            doc.Ignore("metadata", "spec", "status");
+            return null;
+        }
+
+        var slash = apiVersion.IndexOf('/', StringComparison.Ordinal);
+        var group = slash < 0 ? string.Empty : apiVersion[..slash];
+        var version = slash < 0 ? apiVersion : apiVersion[(slash + 1)..];
+
+        if (group == "networking.istio.io" && IgnoredKinds.Contains(kind))
+        {
+            doc.Context.Warning(doc.Get("kind"), "kind", $"{kind} is not supported by MeshKit; the document is ignored");
+            doc.Ignore("metadata", "spec", "status");
+            return null;
+        }
+
+        var (supported, versions) = (group, kind) switch
+        {
+            ("networking.istio.io", "VirtualService" or "DestinationRule" or "ServiceEntry") => (true, NetworkingVersions),
+            ("security.istio.io", "PeerAuthentication" or "RequestAuthentication" or "AuthorizationPolicy") => (true, SecurityVersions),
+            ("meshkit.dev", "MeshConfig") => (true, ["v1alpha1"]),
+            _ => (false, Array.Empty<string>()),
+        };
+
+        if (!supported)
+        {
+            doc.Context.Error(doc.Node, "kind", $"unsupported kind '{kind}' of apiVersion '{apiVersion}'");
+            doc.Ignore("metadata", "spec", "status");
+            return null;
+        }
+
+        if (!versions.Contains(version))
+        {
+            doc.Context.Error(doc.Get("apiVersion"), "apiVersion", $"version '{version}' of {group} is not supported; use one of {string.Join(", ", versions)}");
+        }
+
+        var metadata = doc.Map("metadata", ReadMetadata);
+        if (metadata is null)
+        {
+            doc.Context.Error(doc.Node, "metadata", "is required");
+            doc.Ignore("spec", "status");
+            return null;
+        }
+
+        doc.Context.Resource = $"{kind} {metadata.Namespace}/{metadata.Name}";
+        doc.Ignore("status");
+        var header = new Header(kind, apiVersion, metadata, doc.Location);
+        ConfigResource? result = kind switch
+        {
+            "VirtualService" => doc.Map("spec", s => ReadVirtualService(s, header)),
+            "DestinationRule" => doc.Map("spec", s => ReadDestinationRule(s, header)),
+            "ServiceEntry" => doc.Map("spec", s => ReadServiceEntry(s, header)),
+            "PeerAuthentication" => doc.Map("spec", s => ReadPeerAuthentication(s, header)),
+            "RequestAuthentication" => doc.Map("spec", s => ReadRequestAuthentication(s, header)),
+            "AuthorizationPolicy" => doc.Map("spec", s => ReadAuthorizationPolicy(s, header)),
+            "MeshConfig" => doc.Map("spec", s => ReadMeshConfig(s, header)),
+            _ => null,
+        };
+
+        if (result is null && !doc.Has("spec"))
+        {
+            // An absent spec is meaningful for AuthorizationPolicy (deny all) and empty otherwise.
+            result = kind switch
+            {
+                "AuthorizationPolicy" => Fill(new AuthorizationPolicy { Kind = kind, ApiVersion = apiVersion, Name = metadata.Name, Namespace = metadata.Namespace }, header),
+                "PeerAuthentication" => Fill(new PeerAuthentication { Kind = kind, ApiVersion = apiVersion, Name = metadata.Name, Namespace = metadata.Namespace }, header),
+                "MeshConfig" => Fill(new MeshConfigResource { Kind = kind, ApiVersion = apiVersion, Name = metadata.Name, Namespace = metadata.Namespace }, header),
+                _ => null,
+            };
+            if (result is null)
+            {
+                doc.Context.Error(doc.Node, "spec", "is required");
+            }
+        }
+
+        doc.Finish();
+        return result;
+    }
+
+    private sealed record Metadata(string Name, string Namespace, IReadOnlyDictionary<string, string> Labels, IReadOnlyDictionary<string, string> Annotations);
+
+    private sealed record Header(string Kind, string ApiVersion, Metadata Metadata, SourceLocation Location);
+
+    private static T Fill<T>(T resource, Header header)
+        where T : ConfigResource => resource with
+        {
+            Labels = header.Metadata.Labels,
+            Annotations = header.Metadata.Annotations,
+            Source = header.Location,
+        };
+
+    private static Metadata ReadMetadata(MapReader m)
+    {
+        var name = m.String("name", required: true) ?? string.Empty;
+        if (name.Length > 0 && !Names.IsDnsSubdomain(name))
+        {
+            m.Context.Error(m.Get("name"), m.ChildPath("name"), $"'{name}' is not a valid name (lower-case DNS-1123 subdomain)");
+        }
+
+        var ns = m.String("namespace") ?? "default";
+        if (!Names.IsDnsLabel(ns))
+        {
+            m.Context.Error(m.Get("namespace"), m.ChildPath("namespace"), $"'{ns}' is not a valid namespace (lower-case DNS-1123 label)");
+        }
+
+        var labels = m.StringMap("labels");
+        var annotations = m.StringMap("annotations");
+        m.Ignore("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink", "finalizers", "ownerReferences", "deletionTimestamp", "deletionGracePeriodSeconds");
+        m.NotSupported("generateName", DiagnosticSeverity.Error, "config resources need a fixed name");
+        return new Metadata(name, ns, labels, annotations);
+    }
+
+    // ---------------- networking.istio.io ----------------
+    private static VirtualService ReadVirtualService(MapReader s, Header h)
+    {
+        var hosts = s.Strings("hosts");
+        if (hosts.Count == 0)
+        {
+            s.Context.Error(s.Node, s.ChildPath("hosts"), "at least one host is required");
+        }
+
+        for (var i = 0; i < hosts.Count; i++)
+        {
+            ValidateRouteHost(s, $"{s.ChildPath("hosts")}[{i}]", hosts[i]);
+        }
+
+        var gateways = s.Strings("gateways");
+        if (gateways.Count > 0 && !gateways.Contains("mesh"))
+        {
+            s.Context.Error(s.Get("gateways"), s.ChildPath("gateways"), "only the 'mesh' gateway is supported; this VirtualService would apply to no MeshKit workload");
+        }
+        else if (gateways.Any(g => g != "mesh"))
+        {
+            s.Context.Warning(s.Get("gateways"), s.ChildPath("gateways"), "gateways other than 'mesh' are not supported by MeshKit and are ignored");
+        }
+
+        var exportTo = ReadExportTo(s);
+        var http = s.List("http", ReadHttpRoute);
+        s.NotSupported("tls", DiagnosticSeverity.Warning, "only HTTP routes are supported");
+        s.NotSupported("tcp", DiagnosticSeverity.Warning, "only HTTP routes are supported");
+        return Fill(new VirtualService
+        {
+            Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
+            Hosts = hosts, Gateways = gateways, ExportTo = exportTo, Http = http,
+        }, h);
+    }
+
+    private static HttpRouteSpec ReadHttpRoute(MapReader r)
+    {
+        var name = r.String("name");
+        var match = r.List("match", ReadHttpMatch);
+        var route = r.List("route", ReadRouteDestination);
+        foreach (var field in new[] { "rewrite", "timeout", "retries", "fault", "mirror", "mirrors", "mirrorPercentage", "mirrorPercent", "mirror_percent", "corsPolicy", "headers" })
+        {
+            r.NotSupported(field, DiagnosticSeverity.Warning, NotYet);
+        }
+
+        foreach (var field in new[] { "redirect", "directResponse", "delegate" })
+        {
+            r.NotSupported(field, DiagnosticSeverity.Error, NotYet);
+        }
+
+        if (route.Count == 0 && !r.Has("redirect") && !r.Has("directResponse") && !r.Has("delegate"))
+        {
+            r.Context.Error(r.Node, r.ChildPath("route"), "a route needs at least one destination");
+        }
+
+        if (route.Count > 1)
+        {
+            var total = route.Sum(d => d.Weight ?? 0);
+            if (total == 0)
+            {
+                r.Context.Error(r.Get("route"), r.ChildPath("route"), "with several destinations, weights are required and must not all be 0");
+            }
+        }
+
+        return new HttpRouteSpec { Name = name, Match = match, Route = route, Location = r.Location };
+    }
+
+    private static HttpMatchRequest ReadHttpMatch(MapReader m)
+    {
+        var ignoreCase = m.Bool("ignoreUriCase") ?? false;
+        var headers = new Dictionary<string, StringMatchSpec>(StringComparer.Ordinal);
+        var headerNode = m.Get("headers");
+        if (headerNode is YamlMappingNode headerMap)
+        {
+            foreach (var (k, v) in headerMap.Children)
+            {
+                var name = ((YamlScalarNode)k).Value ?? string.Empty;
+                var path = $"{m.ChildPath("headers")}.{name}";
+                if (name.Length == 0 || name != name.ToLowerInvariant())
+                {
+                    m.Context.Error(k, path, "header names must be lower case");
+                }
+
+                if (v is YamlMappingNode hv)
+                {
+                    var reader = new MapReader(hv, path, m.Context);
+                    var spec = ReadStringMatch(reader, ignoreCase: false);
+                    reader.Finish();
+                    if (spec is not null)
+                    {
+                        headers[name] = spec;
+                    }
+                }
+                else
+                {
+                    m.Context.Error(v, path, "must be a string match (exact, prefix or regex)");
+                }
+            }
+        }
+        else if (headerNode is not null)
+        {
+            m.Context.Error(headerNode, m.ChildPath("headers"), "must be a map of header name to string match");
+        }
+
+        var result = new HttpMatchRequest
+        {
+            Name = m.String("name"),
+            Uri = m.Map("uri", r => ReadStringMatch(r, ignoreCase)),
+            Scheme = m.Map("scheme", r => ReadStringMatch(r, false)),
+            Method = m.Map("method", r => ReadStringMatch(r, false)),
+            Authority = m.Map("authority", r => ReadStringMatch(r, false)),
+            Headers = headers,
+            Port = m.UInt("port", 1, 65535),
+        };
+
+        foreach (var field in new[] { "queryParams", "withoutHeaders", "sourceLabels", "sourceNamespace", "gateways" })
+        {
+            m.NotSupported(field, DiagnosticSeverity.Error, NotYet + "; ignoring a match condition would route more traffic than intended");
+        }
+
+        m.NotSupported("statPrefix", DiagnosticSeverity.Warning, NotYet);
+        return result;
+    }
+
+    private static StringMatchSpec? ReadStringMatch(MapReader r, bool ignoreCase)
+    {
+        var exact = r.String("exact");
+        var prefix = r.String("prefix");
+        var regex = r.String("regex");
+        var count = (exact is null ? 0 : 1) + (prefix is null ? 0 : 1) + (regex is null ? 0 : 1);
+        if (count != 1)
+        {
+            r.Context.Error(r.Node, r.Path, "exactly one of exact, prefix or regex is required");
+            return null;
+        }
+
+        if (regex is not null)
+        {
+            if (Patterns.TryCompileFullMatch(regex, false, out var error) is null)
+            {
+                r.Context.Error(r.Get("regex"), r.ChildPath("regex"), $"invalid regular expression: {error}");
+                return null;
+            }
+
+            return new StringMatchSpec(StringMatchKind.Regex, ignoreCase ? "(?i)" + regex : regex);
+        }
+
+        // ignoreUriCase: Istio lower-cases exact and prefix values and compares case-insensitively; the regex form
+        // carries the flag inline so that the match is one string either way.
+        if (ignoreCase)
+        {
+            var value = exact ?? prefix!;
+            var escaped = Regex.Escape(value);
+            return new StringMatchSpec(StringMatchKind.Regex, exact is not null ? $"(?i){escaped}" : $"(?i){escaped}.*");
+        }
+
+        return exact is not null ? new StringMatchSpec(StringMatchKind.Exact, exact) : new StringMatchSpec(StringMatchKind.Prefix, prefix!);
+    }
+
+    private static HttpRouteDestination? ReadRouteDestination(MapReader r)
+    {
+        var destination = r.Map("destination", ReadDestination);
+        if (destination is null)
+        {
+            r.Context.Error(r.Node, r.ChildPath("destination"), "is required");
+        }
+
+        var weight = r.Int("weight", 0, 100);
+        r.NotSupported("headers", DiagnosticSeverity.Warning, NotYet);
+        return destination is null ? null : new HttpRouteDestination(destination, weight);
+    }
+
+    private static Destination? ReadDestination(MapReader r)
+    {
+        var host = r.String("host", required: true);
+        if (host is not null)
+        {
+            ValidateHostName(r, r.ChildPath("host"), host, allowWildcard: false);
+        }
+
+        var subset = r.String("subset");
+        var port = r.Map("port", p => new PortBox(p.UInt("number", 1, 65535)));
+        return host is null ? null : new Destination(host, string.IsNullOrEmpty(subset) ? null : subset, port?.Number);
+    }
+
+    private sealed record PortBox(uint? Number);
+
+    private static DestinationRule ReadDestinationRule(MapReader s, Header h)
+    {
+        var host = s.String("host", required: true) ?? string.Empty;
+        if (host.Length > 0)
+        {
+            ValidateRouteHost(s, s.ChildPath("host"), host);
+        }
+
+        var policy = s.Map("trafficPolicy", ReadTrafficPolicy);
+        var subsets = s.List("subsets", ReadSubset);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var subset in subsets)
+        {
+            if (!seen.Add(subset.Name))
+            {
+                s.Context.Error(s.Get("subsets"), s.ChildPath("subsets"), $"duplicate subset name '{subset.Name}'");
+            }
+        }
+
+        var exportTo = ReadExportTo(s);
+        s.NotSupported("workloadSelector", DiagnosticSeverity.Error, NotYet + "; the rule would apply to more workloads than intended");
+        return Fill(new DestinationRule
+        {
+            Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
+            Host = host, TrafficPolicy = policy, Subsets = subsets, ExportTo = exportTo,
+        }, h);
+    }
+
+    private static TrafficPolicy ReadTrafficPolicy(MapReader t)
+    {
+        var lb = t.Map("loadBalancer", l =>
+        {
+            var simple = l.String("simple");
+            if (simple is not null && !LoadBalancers.Contains(simple))
+            {
+                l.Context.Error(l.Get("simple"), l.ChildPath("simple"), $"unknown load balancer '{simple}'; expected one of {string.Join(", ", LoadBalancers)}");
+            }
+
+            foreach (var field in new[] { "consistentHash", "localityLbSetting", "warmupDurationSecs", "warmup" })
+            {
+                l.NotSupported(field, DiagnosticSeverity.Warning, NotYet);
+            }
+
+            return new PortBoxString(simple);
+        });
+        foreach (var field in new[] { "connectionPool", "outlierDetection", "tls", "portLevelSettings", "tunnel", "proxyProtocol", "retryBudget" })
+        {
+            t.NotSupported(field, DiagnosticSeverity.Warning, NotYet);
+        }
+
+        var simpleLb = lb?.Value;
+        return new TrafficPolicy(simpleLb == "LEAST_CONN" ? "LEAST_REQUEST" : simpleLb == "UNSPECIFIED" ? null : simpleLb);
+    }
+
+    private sealed record PortBoxString(string? Value);
+
+    private static SubsetSpec? ReadSubset(MapReader r)
+    {
+        var name = r.String("name", required: true);
+        if (name is not null && name.Length > 0 && !Names.IsDnsLabel(name))
+        {
+            r.Context.Error(r.Get("name"), r.ChildPath("name"), $"'{name}' is not a valid subset name (lower-case DNS-1123 label)");
+        }
+
+        var labels = r.StringMap("labels");
+        var policy = r.Map("trafficPolicy", ReadTrafficPolicy);
+        return name is null ? null : new SubsetSpec(name, labels, policy);
+    }
+
+    private static ServiceEntry ReadServiceEntry(MapReader s, Header h)
+    {
+        var hosts = s.Strings("hosts");
+        if (hosts.Count == 0)
+        {
+            s.Context.Error(s.Node, s.ChildPath("hosts"), "at least one host is required");
+        }
+
+        for (var i = 0; i < hosts.Count; i++)
+        {
+            ValidateHostName(s, $"{s.ChildPath("hosts")}[{i}]", hosts[i], allowWildcard: false);
+        }
+
+        var ports = s.List("ports", p =>
+        {
+            var number = p.UInt("number", 1, 65535);
+            if (number is null && !p.Has("number"))
+            {
+                p.Context.Error(p.Node, p.ChildPath("number"), "is required");
+            }
+
+            var protocol = (p.String("protocol") ?? "HTTP").ToUpperInvariant();
+            if (protocol is not ("HTTP" or "HTTP2" or "GRPC" or "HTTPS" or "TCP" or "TLS"))
+            {
+                p.Context.Error(p.Get("protocol"), p.ChildPath("protocol"), $"unknown protocol '{protocol}'");
+            }
+
+            var name = p.String("name", required: true) ?? string.Empty;
+            var target = p.UInt("targetPort", 1, 65535);
+            return number is null ? null : new ServiceEntryPort(number.Value, protocol, name, target);
+        });
+
+        var location = s.String("location") ?? "MESH_EXTERNAL";
+        if (location is not ("MESH_EXTERNAL" or "MESH_INTERNAL"))
+        {
+            s.Context.Error(s.Get("location"), s.ChildPath("location"), $"unknown location '{location}'; expected MESH_EXTERNAL or MESH_INTERNAL");
+        }
+
+        var resolution = s.String("resolution") ?? "NONE";
+        if (resolution is not ("NONE" or "STATIC" or "DNS" or "DNS_ROUND_ROBIN"))
+        {
+            s.Context.Error(s.Get("resolution"), s.ChildPath("resolution"), $"unknown resolution '{resolution}'; expected NONE, STATIC, DNS or DNS_ROUND_ROBIN");
+        }
+
+        var endpoints = s.List("endpoints", e =>
+        {
+            var address = e.String("address", required: true) ?? string.Empty;
+            if (resolution == "STATIC" && address.Length > 0 && !System.Net.IPAddress.TryParse(address, out _))
+            {
+                e.Context.Error(e.Get("address"), e.ChildPath("address"), $"'{address}' must be an IP address with resolution STATIC");
+            }
+
+            var epPorts = new Dictionary<string, uint>(StringComparer.Ordinal);
+            if (e.Get("ports") is YamlMappingNode portMap)
+            {
+                foreach (var (k, v) in portMap.Children)
+                {
+                    var portName = ((YamlScalarNode)k).Value ?? string.Empty;
+                    var value = e.ToUInt(v, $"{e.ChildPath("ports")}.{portName}", 1, 65535);
+                    if (value is not null)
+                    {
+                        epPorts[portName] = value.Value;
+                    }
+                }
+            }
+            else if (e.Has("ports"))
+            {
+                e.Context.Error(e.Get("ports"), e.ChildPath("ports"), "must be a map of port name to number");
+            }
+
+            var result = new WorkloadEntrySpec
+            {
+                Address = address,
+                Ports = epPorts,
+                Labels = e.StringMap("labels"),
+                Locality = e.String("locality"),
+                Weight = e.UInt("weight", 0, uint.MaxValue),
+                ServiceAccount = e.String("serviceAccount"),
+            };
+            e.NotSupported("network", DiagnosticSeverity.Warning, "multi-network meshes are not supported");
+            return result;
+        });
+
+        if (resolution == "STATIC" && endpoints.Count == 0 && !s.Has("workloadSelector"))
+        {
+            s.Context.Error(s.Node, s.ChildPath("endpoints"), "resolution STATIC needs endpoints");
+        }
+
+        var exportTo = ReadExportTo(s);
+        s.NotSupported("addresses", DiagnosticSeverity.Warning, "MeshKit routes by host name, not by virtual IP");
+        s.NotSupported("subjectAltNames", DiagnosticSeverity.Warning, NotYet);
+        s.NotSupported("workloadSelector", DiagnosticSeverity.Error, NotYet);
+        return Fill(new ServiceEntry
+        {
+            Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
+            Hosts = hosts, Ports = ports, Location = location, Resolution = resolution, Endpoints = endpoints, ExportTo = exportTo,
+        }, h);
+    }
+
+    private static IReadOnlyList<string> ReadExportTo(MapReader s)
+    {
+        var exportTo = s.Strings("exportTo");
+        for (var i = 0; i < exportTo.Count; i++)
+        {
+            var value = exportTo[i];
+            if (value is not ("." or "*" or "~") && !Names.IsDnsLabel(value))
+            {
+                s.Context.Error(s.Get("exportTo"), $"{s.ChildPath("exportTo")}[{i}]", $"'{value}' must be '.', '*', '~' or a namespace");
+            }
+        }
+
+        return exportTo;
+    }
+
+    // ---------------- security.istio.io ----------------
+    // Security kinds fail closed: a field MeshKit would not enforce is an error, never a warning.
+    private static WorkloadSelector? ReadSelector(MapReader s)
+    {
+        s.NotSupported("targetRef", DiagnosticSeverity.Error, "targetRef applies to gateways and waypoints, which MeshKit has not");
+        s.NotSupported("targetRefs", DiagnosticSeverity.Error, "targetRefs apply to gateways and waypoints, which MeshKit has not");
+        return s.Map("selector", r => new WorkloadSelector(r.StringMap("matchLabels")));
+    }
+
+    private static PeerAuthentication ReadPeerAuthentication(MapReader s, Header h)
+    {
+        var selector = ReadSelector(s);
+        var mode = s.Map("mtls", m => new PortBoxString(ReadMtlsMode(m)))?.Value;
+        var portLevel = new Dictionary<uint, string>();
+        if (s.Get("portLevelMtls") is YamlMappingNode ports)
+        {
+            if (selector is null)
+            {
+                s.Context.Error(ports, s.ChildPath("portLevelMtls"), "needs a workload selector (as in Istio)");
+            }
+
+            foreach (var (k, v) in ports.Children)
+            {
+                var path = $"{s.ChildPath("portLevelMtls")}.{k}";
+                var port = s.ToUInt(k, path, 1, 65535);
+                if (v is YamlMappingNode vm)
+                {
+                    var reader = new MapReader(vm, path, s.Context);
+                    var portMode = ReadMtlsMode(reader);
+                    reader.Finish();
+                    if (port is not null && portMode is not null)
+                    {
+                        portLevel[port.Value] = portMode;
+                    }
+                }
+                else
+                {
+                    s.Context.Error(v, path, "must be an object with mode");
+                }
+            }
+        }
+        else if (s.Has("portLevelMtls"))
+        {
+            s.Context.Error(s.Get("portLevelMtls"), s.ChildPath("portLevelMtls"), "must be a map of port to {mode}");
+        }
+
+        return Fill(new PeerAuthentication
+        {
+            Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
+            Selector = selector, MtlsMode = mode, PortLevelMtls = portLevel,
+        }, h);
+    }
+
+    private static string? ReadMtlsMode(MapReader m)
+    {
+        var mode = m.String("mode");
+        if (mode is not null && !MtlsModes.Contains(mode))
+        {
+            m.Context.Error(m.Get("mode"), m.ChildPath("mode"), $"unknown mode '{mode}'; expected one of {string.Join(", ", MtlsModes)}");
+            return null;
+        }
+
+        return mode;
+    }
+
+    private static RequestAuthentication ReadRequestAuthentication(MapReader s, Header h)
+    {
+        var selector = ReadSelector(s);
+        var rules = s.List("jwtRules", r =>
+        {
+            var issuer = r.String("issuer", required: true) ?? string.Empty;
+            var jwksUri = r.String("jwksUri");
+            var jwks = r.String("jwks");
+            if (jwksUri is not null && jwks is not null)
+            {
+                r.Context.Error(r.Node, r.Path, "set jwksUri or jwks, not both");
+            }
+
+            if (jwksUri is not null && (!Uri.TryCreate(jwksUri, UriKind.Absolute, out var uri) || (uri.Scheme != "https" && uri.Scheme != "http")))
+            {
+                r.Context.Error(r.Get("jwksUri"), r.ChildPath("jwksUri"), $"'{jwksUri}' is not an absolute http(s) URI");
+            }
+
+            var rule = new JwtRule
+            {
+                Issuer = issuer,
+                Audiences = r.Strings("audiences"),
+                JwksUri = jwksUri,
+                Jwks = jwks,
+                FromHeaders = r.List("fromHeaders", fh => new JwtHeader(fh.String("name", required: true) ?? string.Empty, fh.String("prefix"))),
+                FromParams = r.Strings("fromParams"),
+                OutputPayloadToHeader = r.String("outputPayloadToHeader"),
+                ForwardOriginalToken = r.Bool("forwardOriginalToken") ?? false,
+                OutputClaimToHeaders = r.List("outputClaimToHeaders", c => new ClaimToHeader(c.String("header", required: true) ?? string.Empty, c.String("claim", required: true) ?? string.Empty)),
+            };
+            r.NotSupported("fromCookies", DiagnosticSeverity.Error, NotYet);
+            r.NotSupported("timeout", DiagnosticSeverity.Warning, NotYet);
+            return rule;
+        });
+        return Fill(new RequestAuthentication
+        {
+            Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
+            Selector = selector, JwtRules = rules,
+        }, h);
+    }
+
+    private static AuthorizationPolicy ReadAuthorizationPolicy(MapReader s, Header h)
+    {
+        var selector = ReadSelector(s);
+        var action = s.String("action") ?? "ALLOW";
+        if (action == "CUSTOM")
+        {
+            s.Context.Error(s.Get("action"), s.ChildPath("action"), "CUSTOM is not supported by MeshKit yet");
+        }
+        else if (action is not ("ALLOW" or "DENY" or "AUDIT"))
+        {
+            s.Context.Error(s.Get("action"), s.ChildPath("action"), $"unknown action '{action}'; expected ALLOW, DENY or AUDIT");
+        }
+
+        s.NotSupported("provider", DiagnosticSeverity.Error, "CUSTOM providers are not supported yet");
+        IReadOnlyList<AuthorizationRule>? rules = s.Has("rules") ? s.List("rules", ReadRule) : null;
+        if (rules is null)
+        {
+            s.Get("rules");
+        }
+
+        return Fill(new AuthorizationPolicy
+        {
+            Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
+            Selector = selector, Action = action, Rules = rules,
+        }, h);
+    }
+
+    private static AuthorizationRule ReadRule(MapReader r)
+    {
+        var from = r.List("from", f => f.Map("source", src => new AuthorizationSource
+        {
+            Principals = src.Strings("principals"),
+            NotPrincipals = src.Strings("notPrincipals"),
+            RequestPrincipals = src.Strings("requestPrincipals"),
+            NotRequestPrincipals = src.Strings("notRequestPrincipals"),
+            Namespaces = src.Strings("namespaces"),
+            NotNamespaces = src.Strings("notNamespaces"),
+            IpBlocks = ValidateCidrs(src, "ipBlocks"),
+            NotIpBlocks = ValidateCidrs(src, "notIpBlocks"),
+            RemoteIpBlocks = ValidateCidrs(src, "remoteIpBlocks"),
+            NotRemoteIpBlocks = ValidateCidrs(src, "notRemoteIpBlocks"),
+        }));
+        var to = r.List("to", t => t.Map("operation", op => new AuthorizationOperation
+        {
+            Hosts = op.Strings("hosts"),
+            NotHosts = op.Strings("notHosts"),
+            Ports = op.Strings("ports"),
+            NotPorts = op.Strings("notPorts"),
+            Methods = op.Strings("methods"),
+            NotMethods = op.Strings("notMethods"),
+            Paths = op.Strings("paths"),
+            NotPaths = op.Strings("notPaths"),
+        }));
+        var when = r.List("when", c =>
+        {
+            var key = c.String("key", required: true) ?? string.Empty;
+            var values = c.Strings("values");
+            var notValues = c.Strings("notValues");
+            if (values.Count == 0 && notValues.Count == 0)
+            {
+                c.Context.Error(c.Node, c.Path, "needs values or notValues");
+            }
+
+            return new AuthorizationCondition(key, values, notValues);
+        });
+        return new AuthorizationRule(from, to, when);
+    }
+
+    private static IReadOnlyList<string> ValidateCidrs(MapReader r, string key)
+    {
+        var values = r.Strings(key);
+        for (var i = 0; i < values.Count; i++)
+        {
+            if (!System.Net.IPNetwork.TryParse(values[i], out _) && !System.Net.IPAddress.TryParse(values[i], out _))
+            {
+                r.Context.Error(r.Get(key), $"{r.ChildPath(key)}[{i}]", $"'{values[i]}' is not an IP address or CIDR block");
+            }
+        }
+
+        return values;
+    }
+
+    // ---------------- meshkit.dev ----------------
+    private static MeshConfigResource ReadMeshConfig(MapReader s, Header h)
+    {
+        var trustDomain = s.String("trustDomain");
+        if (trustDomain is not null && !Names.IsDnsSubdomain(trustDomain))
+        {
+            s.Context.Error(s.Get("trustDomain"), s.ChildPath("trustDomain"), $"'{trustDomain}' is not a valid trust domain");
+        }
+
+        var root = s.String("rootNamespace");
+        if (root is not null && !Names.IsDnsLabel(root))
+        {
+            s.Context.Error(s.Get("rootNamespace"), s.ChildPath("rootNamespace"), $"'{root}' is not a valid namespace");
+        }
+
+        var outbound = s.Map("outboundTrafficPolicy", o => new PortBoxString(o.String("mode")))?.Value;
+        if (outbound is not null && outbound is not ("ALLOW_ANY" or "REGISTRY_ONLY"))
+        {
+            s.Context.Error(s.Node, s.ChildPath("outboundTrafficPolicy.mode"), $"unknown mode '{outbound}'; expected ALLOW_ANY or REGISTRY_ONLY");
+        }
+
+        var clusterDomain = s.String("clusterDomain");
+        if (clusterDomain is not null && !Names.IsDnsSubdomain(clusterDomain))
+        {
+            s.Context.Error(s.Get("clusterDomain"), s.ChildPath("clusterDomain"), $"'{clusterDomain}' is not a valid DNS suffix");
+        }
+
+        return Fill(new MeshConfigResource
+        {
+            Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
+            TrustDomain = trustDomain, RootNamespace = root, OutboundTrafficPolicy = outbound, ClusterDomain = clusterDomain,
+        }, h);
+    }
+
+    // ---------------- shared checks ----------------
+    private static void ValidateRouteHost(MapReader r, string path, string host)
+    {
+        if (host.Contains('*', StringComparison.Ordinal))
+        {
+            r.Context.Error(r.Node, path, "wildcard hosts are not supported yet");
+            return;
+        }
+
+        ValidateHostName(r, path, host, allowWildcard: false);
+    }
+
+    private static void ValidateHostName(MapReader r, string path, string host, bool allowWildcard)
+    {
+        var name = allowWildcard && host.StartsWith("*.", StringComparison.Ordinal) ? host[2..] : host;
+        if (!Names.IsDnsSubdomain(name.ToLowerInvariant()))
+        {
+            r.Context.Error(r.Node, path, $"'{host}' is not a valid host name");
+        }
+    }
+}

@@ -1,0 +1,340 @@
+using System.Globalization;
+using MeshKit.Config.Model;
+using MeshKit.Config.Validation;
+using YamlDotNet.RepresentationModel;
+
+namespace MeshKit.Config.Parsing;
+
+/// <summary>Collects diagnostics for one file, located by node.</summary>
+internal sealed class ParseContext(string file)
+{
+    public string File { get; } = file;
+
+    public List<ConfigDiagnostic> Diagnostics { get; } = [];
+
+    public string? Resource { get; set; }
+
+    public int ErrorCount { get; private set; }
+
+    public SourceLocation Locate(YamlNode node) => new(File, (int)node.Start.Line, (int)node.Start.Column);
+
+    public void Error(YamlNode? node, string path, string message) => Add(DiagnosticSeverity.Error, node, path, message);
+
+    public void Warning(YamlNode? node, string path, string message) => Add(DiagnosticSeverity.Warning, node, path, message);
+
+    private void Add(DiagnosticSeverity severity, YamlNode? node, string path, string message)
+    {
+        if (severity == DiagnosticSeverity.Error)
+        {
+            ErrorCount++;
+        }
+
+        Diagnostics.Add(new ConfigDiagnostic(
+            severity, File, node is null ? 0 : (int)node.Start.Line, node is null ? 0 : (int)node.Start.Column, path, message, Resource));
+    }
+}
+
+/// <summary>
+/// Reads one YAML mapping field by field, tracking which keys were consumed so that every key nobody asked for is
+/// reported as unknown. Type errors become diagnostics with the value's line and the field path; reading goes on.
+/// </summary>
+internal sealed class MapReader
+{
+    private readonly YamlMappingNode _node;
+    private readonly HashSet<string> _seen = new(StringComparer.Ordinal);
+
+    public MapReader(YamlMappingNode node, string path, ParseContext context)
+    {
+        _node = node;
+        Path = path;
+        Context = context;
+    }
+
+    public string Path { get; }
+
+    public ParseContext Context { get; }
+
+    public YamlMappingNode Node => _node;
+
+    public SourceLocation Location => Context.Locate(_node);
+
+    public string ChildPath(string key) => Path.Length == 0 ? key : Path + "." + key;
+
+    public bool Has(string key) => Find(key) is not null;
+
+    /// <summary>Returns the value node of <paramref name="key"/> and marks it consumed.</summary>
+    public YamlNode? Get(string key)
+    {
+        _seen.Add(key);
+        var value = Find(key);
+        return value is YamlScalarNode { Style: not YamlDotNet.Core.ScalarStyle.SingleQuoted and not YamlDotNet.Core.ScalarStyle.DoubleQuoted } s
+            && IsNull(s) ? null : value;
+    }
+
+    public string? String(string key, bool required = false)
+    {
+        var node = Get(key);
+        if (node is null)
+        {
+            if (required)
+            {
+                Context.Error(_node, ChildPath(key), "is required");
+            }
+
+            return null;
+        }
+
+        if (node is YamlScalarNode scalar)
+        {
+            if (required && string.IsNullOrEmpty(scalar.Value))
+            {
+                Context.Error(node, ChildPath(key), "is required and must not be empty");
+            }
+
+            return scalar.Value ?? string.Empty;
+        }
+
+        Context.Error(node, ChildPath(key), "must be a string");
+        return null;
+    }
+
+    public bool? Bool(string key)
+    {
+        var node = Get(key);
+        if (node is null)
+        {
+            return null;
+        }
+
+        if (node is YamlScalarNode { Value: { } v } && bool.TryParse(v, out var result))
+        {
+            return result;
+        }
+
+        Context.Error(node, ChildPath(key), "must be true or false");
+        return null;
+    }
+
+    public uint? UInt(string key, uint min = 0, uint max = uint.MaxValue) => ToUInt(Get(key), ChildPath(key), min, max);
+
+    public uint? ToUInt(YamlNode? node, string path, uint min, uint max)
+    {
+        if (node is null)
+        {
+            return null;
+        }
+
+        if (node is YamlScalarNode { Value: { } v } && uint.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var result))
+        {
+            if (result < min || result > max)
+            {
+                Context.Error(node, path, $"must be between {min} and {max}, got {result}");
+                return null;
+            }
+
+            return result;
+        }
+
+        Context.Error(node, path, $"must be a whole number between {min} and {max}");
+        return null;
+    }
+
+    public int? Int(string key, int min, int max)
+    {
+        var node = Get(key);
+        if (node is null)
+        {
+            return null;
+        }
+
+        if (node is YamlScalarNode { Value: { } v } && int.TryParse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var result))
+        {
+            if (result < min || result > max)
+            {
+                Context.Error(node, ChildPath(key), $"must be between {min} and {max}, got {result}");
+                return null;
+            }
+
+            return result;
+        }
+
+        Context.Error(node, ChildPath(key), $"must be a whole number between {min} and {max}");
+        return null;
+    }
+
+    public IReadOnlyList<string> Strings(string key)
+    {
+        var node = Get(key);
+        if (node is null)
+        {
+            return [];
+        }
+
+        if (node is not YamlSequenceNode sequence)
+        {
+            Context.Error(node, ChildPath(key), "must be a list of strings");
+            return [];
+        }
+
+        var list = new List<string>(sequence.Children.Count);
+        for (var i = 0; i < sequence.Children.Count; i++)
+        {
+            if (sequence.Children[i] is YamlScalarNode { Value: { } v })
+            {
+                list.Add(v);
+            }
+            else
+            {
+                Context.Error(sequence.Children[i], $"{ChildPath(key)}[{i}]", "must be a string");
+            }
+        }
+
+        return list;
+    }
+
+    public IReadOnlyDictionary<string, string> StringMap(string key)
+    {
+        var node = Get(key);
+        if (node is null)
+        {
+            return ConfigResource.EmptyMap;
+        }
+
+        if (node is not YamlMappingNode mapping)
+        {
+            Context.Error(node, ChildPath(key), "must be a map of strings");
+            return ConfigResource.EmptyMap;
+        }
+
+        var map = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (k, v) in mapping.Children)
+        {
+            var name = (k as YamlScalarNode)?.Value ?? string.Empty;
+            if (v is YamlScalarNode { Value: { } value })
+            {
+                map[name] = value;
+            }
+            else
+            {
+                Context.Error(v, $"{ChildPath(key)}.{name}", "must be a string");
+            }
+        }
+
+        return map;
+    }
+
+    public T? Map<T>(string key, Func<MapReader, T?> read)
+        where T : class
+    {
+        var node = Get(key);
+        if (node is null)
+        {
+            return null;
+        }
+
+        if (node is not YamlMappingNode mapping)
+        {
+            Context.Error(node, ChildPath(key), "must be an object");
+            return null;
+        }
+
+        var reader = new MapReader(mapping, ChildPath(key), Context);
+        var result = read(reader);
+        reader.Finish();
+        return result;
+    }
+
+    public IReadOnlyList<T> List<T>(string key, Func<MapReader, T?> read)
+        where T : class
+    {
+        var node = Get(key);
+        if (node is null)
+        {
+            return [];
+        }
+
+        if (node is not YamlSequenceNode sequence)
+        {
+            Context.Error(node, ChildPath(key), "must be a list");
+            return [];
+        }
+
+        var list = new List<T>(sequence.Children.Count);
+        for (var i = 0; i < sequence.Children.Count; i++)
+        {
+            var path = $"{ChildPath(key)}[{i}]";
+            if (sequence.Children[i] is not YamlMappingNode item)
+            {
+                Context.Error(sequence.Children[i], path, "must be an object");
+                continue;
+            }
+
+            var reader = new MapReader(item, path, Context);
+            var value = read(reader);
+            reader.Finish();
+            if (value is not null)
+            {
+                list.Add(value);
+            }
+        }
+
+        return list;
+    }
+
+    /// <summary>Reports a field MeshKit knows but does not act on, if present.</summary>
+    public void NotSupported(string key, DiagnosticSeverity severity, string why)
+    {
+        var node = Find(key);
+        _seen.Add(key);
+        if (node is null)
+        {
+            return;
+        }
+
+        if (severity == DiagnosticSeverity.Error)
+        {
+            Context.Error(node, ChildPath(key), $"is not supported by MeshKit: {why}");
+        }
+        else
+        {
+            Context.Warning(node, ChildPath(key), $"is not supported by MeshKit and is ignored: {why}");
+        }
+    }
+
+    /// <summary>Accepts fields that carry no configuration (bookkeeping written by tools), without a report.</summary>
+    public void Ignore(params string[] keys)
+    {
+        foreach (var key in keys)
+        {
+            _seen.Add(key);
+        }
+    }
+
+    /// <summary>Reports every key that no reader consumed.</summary>
+    public void Finish()
+    {
+        foreach (var (k, v) in _node.Children)
+        {
+            var name = (k as YamlScalarNode)?.Value ?? k.ToString();
+            if (!_seen.Contains(name))
+            {
+                Context.Error(k, ChildPath(name), "unknown field");
+            }
+        }
+    }
+
+    private YamlNode? Find(string key)
+    {
+        foreach (var (k, v) in _node.Children)
+        {
+            if (k is YamlScalarNode { Value: { } name } && name == key)
+            {
+                return v;
+            }
+        }
+
+        return null;
+    }
+
+    private static bool IsNull(YamlScalarNode node) => node.Value is null or "" or "~" or "null" or "Null" or "NULL";
+}

@@ -1,0 +1,38 @@
+namespace MeshKit.ControlPlane;
+
+/// <summary>Settings of the control plane, bound from the <c>ControlPlane</c> configuration section.</summary>
+public sealed class ControlPlaneOptions
+{
+    /// <summary>The configuration section name.</summary>
+    public const string SectionName = "ControlPlane";
+
+    /// <summary>Gets or sets the directory of YAML configuration files (watched and hot-reloaded). Default: <c>./mesh-config</c>.</summary>
+    public string ConfigDirectory { get; set; } = "mesh-config";
+
+    /// <summary>Gets or sets the discovery (gRPC, HTTP/2) listen URL. Default: <c>http://127.0.0.1:15010</c>.</summary>
+    public string Listen { get; set; } = "http://127.0.0.1:15010";
+
+    /// <summary>Gets or sets the admin (HTTP/1.1 debug and health) listen URL; empty disables it. Default: <c>http://127.0.0.1:15014</c>.</summary>
+    public string AdminListen { get; set; } = "http://127.0.0.1:15014";
+
+    /// <summary>Gets or sets how long the control plane waits for quiet before pushing a change. Default: 100 ms.</summary>
+    public TimeSpan Debounce { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>Gets or sets the longest a change waits while changes keep arriving. Default: 1 s.</summary>
+    public TimeSpan MaxDebounce { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Gets or sets how long a workload whose stream broke (rather than closed cleanly) stays registered, so that a
+    /// reconnect does not churn its endpoints. Default: 10 s.
+    /// </summary>
+    public TimeSpan RegistrationGrace { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Gets or sets how long after start the control plane collects reconnecting workloads before its first push, so
+    /// that a restarted control plane never pushes a registry that is still filling up. Default: 3 s.
+    /// </summary>
+    public TimeSpan StartupSyncDelay { get; set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>Gets or sets how often the config directory is rescanned besides file-system notifications. Default: 2 s.</summary>
+    public TimeSpan ConfigPollInterval { get; set; } = TimeSpan.FromSeconds(2);
+}

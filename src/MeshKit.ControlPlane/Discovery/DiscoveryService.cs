@@ -1,0 +1,153 @@
+using System.Collections.Concurrent;
+using Grpc.Core;
+using MeshKit.Config;
+using MeshKit.Config.Compilation;
+using MeshKit.ControlPlane.Registry;
+using MeshKit.Protocol.V1;
+
+namespace MeshKit.ControlPlane.Discovery;
+
+/// <summary>
+/// The discovery stream: registers the workload from its first message, then sends it deltas of the resources it can
+/// use whenever a newer mesh state changes them, and records its ACKs and NACKs.
+/// </summary>
+internal sealed partial class DiscoveryService(
+    MeshStatePublisher publisher,
+    WorkloadRegistry registry,
+    ConnectionTracker tracker,
+    TimeProvider time,
+    ILogger<DiscoveryService> logger) : MeshDiscovery.MeshDiscoveryBase
+{
+    public override async Task StreamResources(IAsyncStreamReader<DiscoveryRequest> requestStream, IServerStreamWriter<DiscoveryResponse> responseStream, ServerCallContext context)
+    {
+        var cancellation = context.CancellationToken;
+        if (!await requestStream.MoveNext(cancellation).ConfigureAwait(false) || requestStream.Current.Workload is null)
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "the first message must carry the workload announcement"));
+        }
+
+        var first = requestStream.Current;
+        var workload = first.Workload;
+        var problem = Validate(workload);
+        if (problem is not null)
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, problem));
+        }
+
+        var connection = new WorkloadConnection(workload, time.GetUtcNow());
+        foreach (var held in first.InitialResourceVersions)
+        {
+            connection.Resume(held.TypeUrl, held.Versions);
+        }
+
+        var lease = registry.Register(workload);
+        tracker.Add(connection);
+        Log.Connected(logger, workload.InstanceId, workload.Service, workload.Namespace);
+        using var streamEnd = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        var graceful = false;
+        var writer = WriteLoopAsync(connection, responseStream, streamEnd.Token);
+        try
+        {
+            while (await requestStream.MoveNext(cancellation).ConfigureAwait(false))
+            {
+                var request = requestStream.Current;
+                if (request.ErrorDetail is { } error)
+                {
+                    connection.Nack(request.TypeUrl, request.ResponseNonce, error.Message, time.GetUtcNow());
+                    Log.Nacked(logger, workload.InstanceId, request.TypeUrl, request.ResponseNonce, error.Message);
+                }
+                else if (request.ResponseNonce.Length > 0)
+                {
+                    connection.Ack(request.TypeUrl, request.ResponseNonce, request.VersionInfo);
+                }
+            }
+
+            // The workload closed its side: a clean shutdown, not a network failure.
+            graceful = true;
+        }
+        catch (Exception) when (cancellation.IsCancellationRequested)
+        {
+        }
+        catch (IOException)
+        {
+        }
+        finally
+        {
+            await streamEnd.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await writer.ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
+            {
+            }
+
+            tracker.Remove(connection);
+            registry.Release(workload.InstanceId, lease, graceful);
+            Log.Disconnected(logger, workload.InstanceId, graceful);
+        }
+    }
+
+    private async Task WriteLoopAsync(WorkloadConnection connection, IServerStreamWriter<DiscoveryResponse> stream, CancellationToken cancellationToken)
+    {
+        var version = 0L;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var state = await publisher.WaitForNewerAsync(version, cancellationToken).ConfigureAwait(false);
+            version = state.Version;
+            var view = state.Mesh.ViewFor(connection.Workload.Namespace);
+            foreach (var typeUrl in ResourceTypes.All)
+            {
+                var response = connection.Diff(typeUrl, view.OfType(typeUrl), state.Version);
+                if (response is not null)
+                {
+                    await stream.WriteAsync(response, cancellationToken).ConfigureAwait(false);
+                }
+            }
+        }
+    }
+
+    private static string? Validate(WorkloadAnnouncement workload)
+    {
+        if (workload.Service.Length == 0 || !Names.IsDnsLabel(workload.Service))
+        {
+            return $"service '{workload.Service}' must be a lower-case DNS-1123 label";
+        }
+
+        if (workload.Namespace.Length == 0 || !Names.IsDnsLabel(workload.Namespace))
+        {
+            return $"namespace '{workload.Namespace}' must be a lower-case DNS-1123 label";
+        }
+
+        if (workload.InstanceId.Length == 0)
+        {
+            return "instance_id is required";
+        }
+
+        return null;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "Workload {InstanceId} ({Service}.{Namespace}) connected", EventName = "WorkloadConnected")]
+        public static partial void Connected(ILogger logger, string instanceId, string service, string @namespace);
+
+        [LoggerMessage(2, LogLevel.Information, "Workload {InstanceId} disconnected (clean close: {Graceful})", EventName = "WorkloadDisconnected")]
+        public static partial void Disconnected(ILogger logger, string instanceId, bool graceful);
+
+        [LoggerMessage(3, LogLevel.Warning, "Workload {InstanceId} rejected {TypeUrl} (nonce {Nonce}): {Error}", EventName = "ConfigNacked")]
+        public static partial void Nacked(ILogger logger, string instanceId, string typeUrl, string nonce, string error);
+    }
+}
+
+/// <summary>The live connections, for status and diagnostics.</summary>
+internal sealed class ConnectionTracker
+{
+    private readonly ConcurrentDictionary<WorkloadConnection, byte> _connections = new();
+
+    public IReadOnlyCollection<WorkloadConnection> Connections => (IReadOnlyCollection<WorkloadConnection>)_connections.Keys;
+
+    public void Add(WorkloadConnection connection) => _connections.TryAdd(connection, 0);
+
+    public void Remove(WorkloadConnection connection) => _connections.TryRemove(connection, out _);
+}

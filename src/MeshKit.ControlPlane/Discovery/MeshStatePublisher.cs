@@ -1,0 +1,146 @@
+using System.Threading.Channels;
+using MeshKit.Config.Compilation;
+using MeshKit.ControlPlane.Registry;
+using MeshKit.ControlPlane.Sources;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Primitives;
+
+namespace MeshKit.ControlPlane.Discovery;
+
+/// <summary>A compiled, versioned state of the mesh: what every connection diffs against.</summary>
+/// <param name="Version">Gets the monotonically increasing version.</param>
+/// <param name="Mesh">Gets the compiled mesh.</param>
+/// <param name="ChangedAt">Gets when the first change folded into this state happened.</param>
+internal sealed record MeshState(long Version, CompiledMesh Mesh, DateTimeOffset ChangedAt);
+
+/// <summary>
+/// Turns config and registry changes into versioned <see cref="MeshState"/>s: debounced (quiet period, capped by a
+/// maximum delay), coalesced, compiled once, then published to every connection.
+/// </summary>
+internal sealed partial class MeshStatePublisher : BackgroundService
+{
+    private readonly IConfigStore _store;
+    private readonly WorkloadRegistry _registry;
+    private readonly ControlPlaneOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger<MeshStatePublisher> _logger;
+    private readonly Channel<DateTimeOffset> _signals = Channel.CreateBounded<DateTimeOffset>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly DateTimeOffset _startedAt;
+    private TaskCompletionSource<MeshState> _next = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private MeshState? _current;
+
+    public MeshStatePublisher(IConfigStore store, WorkloadRegistry registry, IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<MeshStatePublisher> logger)
+    {
+        _store = store;
+        _registry = registry;
+        _options = options.Value;
+        _time = time;
+        _logger = logger;
+        _startedAt = time.GetUtcNow();
+        ChangeToken.OnChange(store.GetReloadToken, Signal);
+        ChangeToken.OnChange(registry.GetChangeToken, Signal);
+    }
+
+    public MeshState? Current => Volatile.Read(ref _current);
+
+    /// <summary>Waits for a state newer than <paramref name="afterVersion"/>.</summary>
+    public async Task<MeshState> WaitForNewerAsync(long afterVersion, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var next = Volatile.Read(ref _next).Task;
+            var current = Current;
+            if (current is not null && current.Version > afterVersion)
+            {
+                return current;
+            }
+
+            await next.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private void Signal() => _signals.Writer.TryWrite(_time.GetUtcNow());
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var syncUntil = _startedAt + _options.StartupSyncDelay;
+        var wait = syncUntil - _time.GetUtcNow();
+        if (wait > TimeSpan.Zero)
+        {
+            await Task.Delay(wait, _time, stoppingToken).ConfigureAwait(false);
+        }
+
+        var firstChange = _time.GetUtcNow();
+        var version = 0L;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                // Drop the signals that the startup wait already covers, then publish.
+                while (_signals.Reader.TryRead(out var at))
+                {
+                    firstChange = at < firstChange ? at : firstChange;
+                }
+
+                Publish(++version, firstChange);
+                firstChange = await _signals.Reader.ReadAsync(stoppingToken).ConfigureAwait(false);
+                await DebounceAsync(firstChange, stoppingToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                Log.PublishFailed(_logger, ex);
+                await Task.Delay(TimeSpan.FromSeconds(1), _time, stoppingToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task DebounceAsync(DateTimeOffset firstChange, CancellationToken cancellationToken)
+    {
+        var deadline = firstChange + _options.MaxDebounce;
+        while (true)
+        {
+            var quiet = _options.Debounce;
+            var remaining = deadline - _time.GetUtcNow();
+            if (remaining <= TimeSpan.Zero || quiet <= TimeSpan.Zero)
+            {
+                return;
+            }
+
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var delay = Task.Delay(quiet < remaining ? quiet : remaining, _time, cts.Token);
+            var signal = _signals.Reader.WaitToReadAsync(cts.Token).AsTask();
+            var done = await Task.WhenAny(delay, signal).ConfigureAwait(false);
+            await cts.CancelAsync().ConfigureAwait(false);
+            cancellationToken.ThrowIfCancellationRequested();
+            if (done == delay)
+            {
+                return;
+            }
+
+            _signals.Reader.TryRead(out _);
+        }
+    }
+
+    private void Publish(long version, DateTimeOffset changedAt)
+    {
+        var mesh = MeshCompiler.Compile(_store.Current, _registry.Workloads);
+        var state = new MeshState(version, mesh, changedAt);
+        Volatile.Write(ref _current, state);
+        Log.Published(_logger, version, mesh.ServiceHosts.Count);
+        var previous = Interlocked.Exchange(ref _next, new TaskCompletionSource<MeshState>(TaskCreationOptions.RunContinuationsAsynchronously));
+        previous.TrySetResult(state);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Debug, "Published mesh state {Version} with {ServiceCount} services", EventName = "StatePublished")]
+        public static partial void Published(ILogger logger, long version, int serviceCount);
+
+        [LoggerMessage(2, LogLevel.Error, "Compiling the mesh state failed; the previous state stays in force", EventName = "PublishFailed")]
+        public static partial void PublishFailed(ILogger logger, Exception exception);
+    }
+}

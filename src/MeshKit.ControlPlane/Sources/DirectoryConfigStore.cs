@@ -1,0 +1,234 @@
+using MeshKit.Config.Compilation;
+using MeshKit.Config.Model;
+using MeshKit.Config.Parsing;
+using MeshKit.Config.Validation;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Primitives;
+
+namespace MeshKit.ControlPlane.Sources;
+
+/// <summary>
+/// A directory of YAML files (recursively, <c>*.yaml</c> and <c>*.yml</c>), watched through file-system notifications
+/// and a periodic rescan. Each file is accepted or rejected whole; a rejected file keeps its last accepted content.
+/// </summary>
+internal sealed partial class DirectoryConfigStore : IConfigStore, IHostedService, IDisposable
+{
+    private readonly ControlPlaneOptions _options;
+    private readonly ILogger<DirectoryConfigStore> _logger;
+    private readonly TimeProvider _time;
+    private readonly Lock _scanLock = new();
+    private readonly Dictionary<string, FileState> _files = new(StringComparer.Ordinal);
+    private CancellationTokenSource _reload = new();
+    private FileSystemWatcher? _watcher;
+    private ITimer? _timer;
+    private State _state = new(ConfigSet.Empty, []);
+
+    public DirectoryConfigStore(IOptions<ControlPlaneOptions> options, ILogger<DirectoryConfigStore> logger, TimeProvider time)
+    {
+        _options = options.Value;
+        _logger = logger;
+        _time = time;
+        Directory = Path.GetFullPath(_options.ConfigDirectory);
+    }
+
+    public string Directory { get; }
+
+    public ConfigSet Current => Volatile.Read(ref _state).Config;
+
+    public IReadOnlyList<ConfigSourceStatus> Sources => Volatile.Read(ref _state).Sources;
+
+    public IChangeToken GetReloadToken() => new CancellationChangeToken(Volatile.Read(ref _reload).Token);
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        System.IO.Directory.CreateDirectory(Directory);
+        Scan();
+        _watcher = new FileSystemWatcher(Directory) { IncludeSubdirectories = true, NotifyFilter = NotifyFilters.FileName | NotifyFilters.LastWrite | NotifyFilters.Size | NotifyFilters.DirectoryName };
+        _watcher.Changed += (_, _) => Scan();
+        _watcher.Created += (_, _) => Scan();
+        _watcher.Deleted += (_, _) => Scan();
+        _watcher.Renamed += (_, _) => Scan();
+        _watcher.EnableRaisingEvents = true;
+
+        // Notifications can be lost (network file systems, overflow); the rescan makes the store converge anyway.
+        _timer = _time.CreateTimer(_ => Scan(), null, _options.ConfigPollInterval, _options.ConfigPollInterval);
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        Dispose();
+        return Task.CompletedTask;
+    }
+
+    public void Dispose()
+    {
+        _watcher?.Dispose();
+        _timer?.Dispose();
+    }
+
+    /// <summary>Reads every changed file, rebuilds the set if anything changed, and fires the reload token.</summary>
+    public void Scan()
+    {
+        lock (_scanLock)
+        {
+            bool changed;
+            try
+            {
+                changed = ScanCore();
+            }
+            catch (IOException ex)
+            {
+                Log.ScanFailed(_logger, Directory, ex);
+                return;
+            }
+
+            if (!changed)
+            {
+                return;
+            }
+
+            var resources = new List<ConfigResource>();
+            var owners = new Dictionary<string, string>(StringComparer.Ordinal);
+            var statuses = new List<ConfigSourceStatus>();
+            foreach (var (name, file) in _files.OrderBy(f => f.Key, StringComparer.Ordinal))
+            {
+                var diagnostics = file.Diagnostics.ToList();
+                var accepted = file.Accepted;
+                foreach (var resource in file.InForce)
+                {
+                    if (owners.TryGetValue(resource.Key, out var owner))
+                    {
+                        diagnostics.Add(new ConfigDiagnostic(DiagnosticSeverity.Error, name, resource.Source.Line, resource.Source.Column, "metadata.name",
+                            $"{resource.DisplayName} is already defined in {owner}; this definition is ignored", resource.DisplayName));
+                        accepted = false;
+                        continue;
+                    }
+
+                    owners[resource.Key] = name;
+                    resources.Add(resource);
+                }
+
+                statuses.Add(new ConfigSourceStatus(name, accepted, file.InForce.Count, diagnostics));
+            }
+
+            Volatile.Write(ref _state, new State(new ConfigSet(resources), statuses));
+            Log.ConfigLoaded(_logger, resources.Count, statuses.Count);
+            var previous = Interlocked.Exchange(ref _reload, new CancellationTokenSource());
+            previous.Cancel();
+            previous.Dispose();
+        }
+    }
+
+    private bool ScanCore()
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var changed = false;
+        var files = System.IO.Directory.EnumerateFiles(Directory, "*.*", SearchOption.AllDirectories)
+            .Where(f => f.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".yml", StringComparison.OrdinalIgnoreCase));
+        foreach (var path in files)
+        {
+            var name = Path.GetRelativePath(Directory, path).Replace('\\', '/');
+            seen.Add(name);
+            var info = new FileInfo(path);
+            var stamp = (info.LastWriteTimeUtc.Ticks, info.Length);
+            if (_files.TryGetValue(name, out var existing) && existing.Stamp == stamp)
+            {
+                continue;
+            }
+
+            string text;
+            try
+            {
+                text = File.ReadAllText(path);
+            }
+            catch (IOException)
+            {
+                // Being written right now; the next notification or rescan reads it.
+                continue;
+            }
+
+            if (existing is not null && existing.Text == text)
+            {
+                existing.Stamp = stamp;
+                continue;
+            }
+
+            var result = ConfigParser.Parse(text, name);
+            var state = existing ?? new FileState();
+            state.Stamp = stamp;
+            state.Text = text;
+            state.Diagnostics = result.Diagnostics;
+            state.Accepted = !result.HasErrors;
+            if (state.Accepted)
+            {
+                state.InForce = result.Resources;
+            }
+
+            foreach (var diagnostic in result.Diagnostics)
+            {
+                if (diagnostic.Severity == DiagnosticSeverity.Error)
+                {
+                    Log.ConfigError(_logger, diagnostic.ToString());
+                }
+                else
+                {
+                    Log.ConfigWarning(_logger, diagnostic.ToString());
+                }
+            }
+
+            if (!state.Accepted)
+            {
+                Log.FileRejected(_logger, name, state.InForce.Count);
+            }
+
+            _files[name] = state;
+            changed = true;
+        }
+
+        foreach (var gone in _files.Keys.Where(k => !seen.Contains(k)).ToList())
+        {
+            _files.Remove(gone);
+            Log.FileRemoved(_logger, gone);
+            changed = true;
+        }
+
+        return changed;
+    }
+
+    private sealed class FileState
+    {
+        public (long Ticks, long Length) Stamp { get; set; }
+
+        public string Text { get; set; } = string.Empty;
+
+        public bool Accepted { get; set; }
+
+        public IReadOnlyList<ConfigResource> InForce { get; set; } = [];
+
+        public IReadOnlyList<ConfigDiagnostic> Diagnostics { get; set; } = [];
+    }
+
+    private sealed record State(ConfigSet Config, IReadOnlyList<ConfigSourceStatus> Sources);
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "Configuration loaded: {ResourceCount} resources from {FileCount} files", EventName = "ConfigLoaded")]
+        public static partial void ConfigLoaded(ILogger logger, int resourceCount, int fileCount);
+
+        [LoggerMessage(2, LogLevel.Error, "{Diagnostic}", EventName = "ConfigError")]
+        public static partial void ConfigError(ILogger logger, string diagnostic);
+
+        [LoggerMessage(3, LogLevel.Warning, "{Diagnostic}", EventName = "ConfigWarning")]
+        public static partial void ConfigWarning(ILogger logger, string diagnostic);
+
+        [LoggerMessage(4, LogLevel.Error, "Rejected {File}; its last good content ({ResourceCount} resources) stays in force", EventName = "FileRejected")]
+        public static partial void FileRejected(ILogger logger, string file, int resourceCount);
+
+        [LoggerMessage(5, LogLevel.Information, "Removed {File}; its resources are withdrawn", EventName = "FileRemoved")]
+        public static partial void FileRemoved(ILogger logger, string file);
+
+        [LoggerMessage(6, LogLevel.Warning, "Scanning {Directory} failed; retrying on the next change", EventName = "ScanFailed")]
+        public static partial void ScanFailed(ILogger logger, string directory, Exception exception);
+    }
+}

@@ -122,7 +122,7 @@ public static class MeshCompiler
                     Weight = workload.Weight is null or 0 ? 1 : workload.Weight.Value,
                     ServiceAccount = workload.ServiceAccount ?? string.Empty,
                     Origin = origin,
-                    Locality = ParseLocality(workload.Locality),
+                    Locality = Localities.Parse(workload.Locality),
                 };
                 foreach (var (k, v) in workload.Labels)
                 {
@@ -137,17 +137,6 @@ public static class MeshCompiler
                 service.Endpoints.Add(endpoint);
             }
         }
-    }
-
-    private static Locality ParseLocality(string? value)
-    {
-        var parts = (value ?? string.Empty).Split('/');
-        return new Locality
-        {
-            Region = parts.Length > 0 ? parts[0] : string.Empty,
-            Zone = parts.Length > 1 ? parts[1] : string.Empty,
-            Subzone = parts.Length > 2 ? parts[2] : string.Empty,
-        };
     }
 
     private static void CheckReferences(ConfigSet config, Dictionary<string, ServiceInfo> services, MeshSettings settings, List<ConfigDiagnostic> diagnostics)

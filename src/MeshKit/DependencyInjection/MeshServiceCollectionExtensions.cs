@@ -1,0 +1,53 @@
+using MeshKit;
+using MeshKit.Http;
+using MeshKit.Snapshot;
+using MeshKit.Sync;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Http;
+using Microsoft.Extensions.Options;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>Registers MeshKit in an application's services.</summary>
+public static class MeshServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds the mesh: options (from the <c>Mesh</c> configuration section, then <paramref name="configure"/>), validated
+    /// on start; the control-plane sync or static config; and the mesh handler in every <c>IHttpClientFactory</c> client.
+    /// Calling it more than once is harmless (later delegates still apply).
+    /// </summary>
+    /// <param name="services">The services.</param>
+    /// <param name="configure">Optional changes to the options.</param>
+    /// <returns>The services, for chaining.</returns>
+    public static IServiceCollection AddMesh(this IServiceCollection services, Action<MeshOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        var options = services.AddOptions<MeshOptions>().BindConfiguration(MeshOptions.SectionName).ValidateOnStart();
+        if (configure is not null)
+        {
+            options.Configure(configure);
+        }
+
+        if (services.Any(d => d.ServiceType == typeof(MeshMarkerService)))
+        {
+            return services;
+        }
+
+        services.AddSingleton<MeshMarkerService>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MeshOptions>, MeshOptionsValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<MeshSnapshotProvider>();
+        services.TryAddSingleton<WorkloadAnnouncer>();
+        services.AddHttpClient();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, MeshHandlerBuilderFilter>());
+
+        // Static config first, so that a valid file is in force before the control plane is asked.
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, StaticConfigService>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, MeshSyncService>());
+        return services;
+    }
+}
+
+/// <summary>Marks that <see cref="MeshServiceCollectionExtensions.AddMesh"/> was called.</summary>
+internal sealed class MeshMarkerService;

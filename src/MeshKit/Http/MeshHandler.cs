@@ -1,0 +1,144 @@
+using System.Net;
+using MeshKit.Routing;
+using MeshKit.Snapshot;
+
+namespace MeshKit.Http;
+
+/// <summary>
+/// The outbound data plane: resolves the request's host to a mesh service, matches its routes in order, picks a
+/// weighted destination and an endpoint, and sends the request there. Reads one immutable snapshot per request and
+/// takes no locks. Failures are responses with a reason and an Envoy-style response flag, as a sidecar would give.
+/// </summary>
+internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHandler
+{
+    /// <summary>The response header that carries MeshKit's response flags on responses the mesh produced itself.</summary>
+    public const string ResponseFlagsHeader = "x-meshkit-response-flags";
+
+    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        var uri = request.RequestUri;
+        if (uri is null || !uri.IsAbsoluteUri)
+        {
+            return await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+
+        var snapshot = provider.Current;
+        if (!snapshot.IsReady)
+        {
+            snapshot = await provider.WaitReadyAsync(cancellationToken).ConfigureAwait(false);
+            if (!snapshot.IsReady)
+            {
+                return Reject(request, HttpStatusCode.ServiceUnavailable, "NC", "mesh configuration not received yet: the control plane did not answer within the initial fetch timeout and no static config file is set");
+            }
+        }
+
+        if (!snapshot.TryResolve(uri.Host, out var service))
+        {
+            return snapshot.RegistryOnly
+                ? Reject(request, HttpStatusCode.BadGateway, "NR", $"host '{uri.Host}' is not in the mesh registry and outboundTrafficPolicy is REGISTRY_ONLY")
+                : await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+
+        RouteEntry? route = null;
+        foreach (var candidate in service.Routes)
+        {
+            if (candidate.Matches(request, uri))
+            {
+                route = candidate;
+                break;
+            }
+        }
+
+        if (route is null)
+        {
+            return Reject(request, HttpStatusCode.NotFound, "NR", $"no route of '{service.Host}' matches {request.Method} {uri.AbsolutePath}");
+        }
+
+        var target = route.PickTarget();
+        if (target is null)
+        {
+            return Reject(request, HttpStatusCode.ServiceUnavailable, "UH", $"route '{route.Name}' of '{service.Host}' has no destination with a weight above 0");
+        }
+
+        if (target.Endpoints is null)
+        {
+            var what = target.Subset.Length == 0 ? $"service '{target.Host}'" : $"subset '{target.Subset}' of '{target.Host}'";
+            return Reject(request, HttpStatusCode.ServiceUnavailable, "NC", $"{what} is not known to the mesh");
+        }
+
+        if (target.Endpoints.Balancer.IsPassthrough)
+        {
+            return await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+
+        var port = SelectPort(target, uri);
+        if (port == 0)
+        {
+            return Reject(request, HttpStatusCode.ServiceUnavailable, "NC", $"'{target.Host}' has several ports and neither the route nor the request names one of them");
+        }
+
+        var endpoint = target.Endpoints.Pick();
+        var authority = endpoint?.AuthorityFor(port);
+        if (endpoint is null || authority is null)
+        {
+            return Reject(request, HttpStatusCode.ServiceUnavailable, "UH", $"no healthy upstream for '{target.Host}'{(target.Subset.Length > 0 ? $" subset '{target.Subset}'" : string.Empty)} port {port}");
+        }
+
+        // The request goes to the endpoint's address while the upstream still sees the authority the caller used.
+        var hadHost = request.Headers.Host is not null;
+        if (!hadHost)
+        {
+            request.Headers.Host = uri.Authority;
+        }
+
+        request.RequestUri = new Uri(string.Concat(uri.Scheme, "://", authority, uri.PathAndQuery), UriKind.Absolute);
+        Interlocked.Increment(ref endpoint._active);
+        try
+        {
+            return await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref endpoint._active);
+
+            // Handlers above may resend this message (retries); they must see the logical address again.
+            request.RequestUri = uri;
+            if (!hadHost)
+            {
+                request.Headers.Host = null;
+            }
+        }
+    }
+
+    // The destination's port if set; else the request's port when the service has it; else the service's only port.
+    private static uint SelectPort(RouteTarget target, Uri uri)
+    {
+        if (target.Port != 0)
+        {
+            return target.Port;
+        }
+
+        var ports = target.ServicePorts;
+        foreach (var port in ports)
+        {
+            if (port == (uint)uri.Port)
+            {
+                return port;
+            }
+        }
+
+        return ports.Length == 1 ? ports[0] : 0;
+    }
+
+    private static HttpResponseMessage Reject(HttpRequestMessage request, HttpStatusCode status, string flag, string reason)
+    {
+        var response = new HttpResponseMessage(status)
+        {
+            RequestMessage = request,
+            ReasonPhrase = reason,
+            Content = new StringContent(reason),
+        };
+        response.Headers.TryAddWithoutValidation(ResponseFlagsHeader, flag);
+        return response;
+    }
+}

@@ -1,0 +1,69 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace MeshKit;
+
+/// <summary>
+/// Settings of a workload in the mesh, bound from the <c>Mesh</c> configuration section and/or set by the delegate
+/// passed to <c>AddMesh</c>. Validated when the host starts.
+/// </summary>
+public sealed class MeshOptions
+{
+    /// <summary>The configuration section the options are bound from.</summary>
+    public const string SectionName = "Mesh";
+
+    /// <summary>Gets or sets the service this workload is an instance of, e.g. <c>reviews</c>. Required.</summary>
+    [Required]
+    public string ServiceName { get; set; } = string.Empty;
+
+    /// <summary>Gets or sets the namespace. Default: <c>default</c>.</summary>
+    public string Namespace { get; set; } = "default";
+
+    /// <summary>Gets or sets the service account (the identity the workload runs as). Default: <c>default</c>.</summary>
+    public string ServiceAccount { get; set; } = "default";
+
+    /// <summary>Gets the workload's labels (subsets and policies select on them). <c>app</c> defaults to <see cref="ServiceName"/>.</summary>
+    public IDictionary<string, string> Labels { get; } = new Dictionary<string, string>(StringComparer.Ordinal);
+
+    /// <summary>Gets or sets the control plane's discovery URL, e.g. <c>http://127.0.0.1:15010</c>. Null for static mode only.</summary>
+    public Uri? ControlPlaneAddress { get; set; }
+
+    /// <summary>
+    /// Gets or sets a YAML file (ServiceEntry, VirtualService, DestinationRule, MeshConfig) to run from without a control
+    /// plane ("static mode"), or to serve from until the control plane has answered. Watched for changes. Default: none.
+    /// </summary>
+    public string? ConfigFile { get; set; }
+
+    /// <summary>Gets or sets the locality as <c>region/zone/subzone</c>. Default: none.</summary>
+    public string? Locality { get; set; }
+
+    /// <summary>
+    /// Gets or sets the address other workloads reach this one on. Default: the host of the first address Kestrel
+    /// listens on (a wildcard becomes the machine's first non-loopback IPv4 address).
+    /// </summary>
+    public string? Address { get; set; }
+
+    /// <summary>
+    /// Gets or sets the port callers use for this service (like a Kubernetes Service port), mapped to the port Kestrel
+    /// listens on. Default: the listening port itself.
+    /// </summary>
+    [Range(1, 65535)]
+    public int? ServicePort { get; set; }
+
+    /// <summary>
+    /// Gets or sets how long outbound calls wait for the first configuration before failing fast with 503.
+    /// Default: 10 s.
+    /// </summary>
+    public TimeSpan InitialFetchTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Gets or sets the first reconnect delay to the control plane (exponential, full jitter). Default: 200 ms.</summary>
+    public TimeSpan ReconnectBaseDelay { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>Gets or sets the longest reconnect delay. Default: 5 s.</summary>
+    public TimeSpan ReconnectMaxDelay { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Gets or sets how long a stopping workload keeps serving after it left the registry, so that callers converge
+    /// before it stops listening (as Istio's <c>terminationDrainDuration</c>). Default: 3 s.
+    /// </summary>
+    public TimeSpan DrainDuration { get; set; } = TimeSpan.FromSeconds(3);
+}

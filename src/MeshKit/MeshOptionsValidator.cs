@@ -1,0 +1,68 @@
+using MeshKit.Config;
+using Microsoft.Extensions.Options;
+
+namespace MeshKit;
+
+/// <summary>Validates <see cref="MeshOptions"/> when the host starts, reporting every problem at once.</summary>
+internal sealed class MeshOptionsValidator : IValidateOptions<MeshOptions>
+{
+    public ValidateOptionsResult Validate(string? name, MeshOptions options)
+    {
+        var errors = new List<string>();
+        if (string.IsNullOrEmpty(options.ServiceName) || !Names.IsDnsLabel(options.ServiceName))
+        {
+            errors.Add($"Mesh:ServiceName '{options.ServiceName}' must be set to a lower-case DNS-1123 label (e.g. 'reviews').");
+        }
+
+        if (string.IsNullOrEmpty(options.Namespace) || !Names.IsDnsLabel(options.Namespace))
+        {
+            errors.Add($"Mesh:Namespace '{options.Namespace}' must be a lower-case DNS-1123 label.");
+        }
+
+        if (string.IsNullOrEmpty(options.ServiceAccount) || !Names.IsDnsSubdomain(options.ServiceAccount))
+        {
+            errors.Add($"Mesh:ServiceAccount '{options.ServiceAccount}' must be a lower-case DNS-1123 name.");
+        }
+
+        foreach (var (key, value) in options.Labels)
+        {
+            if (string.IsNullOrEmpty(key) || key.Length > 253 || value is null || value.Length > 63)
+            {
+                errors.Add($"Mesh:Labels '{key}' is not a valid label (non-empty key, value of at most 63 characters).");
+            }
+        }
+
+        if (options.ControlPlaneAddress is null && string.IsNullOrEmpty(options.ConfigFile))
+        {
+            errors.Add("Set Mesh:ControlPlaneAddress (e.g. http://127.0.0.1:15010), Mesh:ConfigFile (static mode), or both.");
+        }
+
+        if (options.ControlPlaneAddress is { } address
+            && (!address.IsAbsoluteUri || (address.Scheme != Uri.UriSchemeHttp && address.Scheme != Uri.UriSchemeHttps)))
+        {
+            errors.Add($"Mesh:ControlPlaneAddress '{address}' must be an absolute http:// or https:// URL.");
+        }
+
+        if (!string.IsNullOrEmpty(options.ConfigFile) && !File.Exists(options.ConfigFile))
+        {
+            errors.Add($"Mesh:ConfigFile '{options.ConfigFile}' does not exist.");
+        }
+
+        if (options.ServicePort is < 1 or > 65535)
+        {
+            errors.Add($"Mesh:ServicePort {options.ServicePort} must be between 1 and 65535.");
+        }
+
+        if (options.InitialFetchTimeout < TimeSpan.Zero || options.DrainDuration < TimeSpan.Zero)
+        {
+            errors.Add("Mesh:InitialFetchTimeout and Mesh:DrainDuration must not be negative.");
+        }
+
+        if (options.ReconnectBaseDelay <= TimeSpan.Zero || options.ReconnectMaxDelay < options.ReconnectBaseDelay)
+        {
+            errors.Add("Mesh:ReconnectBaseDelay must be positive and not above Mesh:ReconnectMaxDelay.");
+        }
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}

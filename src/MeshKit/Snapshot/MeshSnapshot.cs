@@ -1,0 +1,63 @@
+using System.Collections.Frozen;
+using System.Diagnostics.CodeAnalysis;
+using MeshKit.LoadBalancing;
+using MeshKit.Routing;
+
+namespace MeshKit.Snapshot;
+
+/// <summary>
+/// Everything the request path reads, compiled once per config version and never changed afterwards: host aliases,
+/// route tables with their matchers, and endpoint sets with their load balancers. Swapped atomically as a whole.
+/// </summary>
+internal sealed class MeshSnapshot
+{
+    private readonly FrozenDictionary<string, ServiceView> _aliases;
+
+    public MeshSnapshot(string version, bool isReady, bool registryOnly, FrozenDictionary<string, ServiceView> services, FrozenDictionary<string, ServiceView> aliases)
+    {
+        Version = version;
+        IsReady = isReady;
+        RegistryOnly = registryOnly;
+        Services = services;
+        _aliases = aliases;
+    }
+
+    /// <summary>Gets the snapshot before any configuration arrived.</summary>
+    public static MeshSnapshot Empty { get; } = new(string.Empty, false, false, FrozenDictionary<string, ServiceView>.Empty, FrozenDictionary<string, ServiceView>.Empty);
+
+    public string Version { get; }
+
+    /// <summary>Gets whether the workload has received a complete configuration (every resource type at least once).</summary>
+    public bool IsReady { get; }
+
+    /// <summary>Gets whether hosts outside the registry are refused (<c>outboundTrafficPolicy: REGISTRY_ONLY</c>).</summary>
+    public bool RegistryOnly { get; }
+
+    /// <summary>Gets the services by FQDN.</summary>
+    public FrozenDictionary<string, ServiceView> Services { get; }
+
+    /// <summary>Resolves a request host (any of the service's names) to its service.</summary>
+    public bool TryResolve(string host, [NotNullWhen(true)] out ServiceView? service) => _aliases.TryGetValue(host, out service);
+}
+
+/// <summary>A service as the request path sees it: its ports and its routes in match order.</summary>
+internal sealed class ServiceView(string host, uint[] ports, bool external, RouteEntry[] routes)
+{
+    public string Host { get; } = host;
+
+    public uint[] Ports { get; } = ports;
+
+    public bool External { get; } = external;
+
+    public RouteEntry[] Routes { get; } = routes;
+}
+
+/// <summary>A service's endpoints and subsets.</summary>
+internal sealed class ClusterView(string host, EndpointSet all, FrozenDictionary<string, EndpointSet> subsets)
+{
+    public string Host { get; } = host;
+
+    public EndpointSet All { get; } = all;
+
+    public FrozenDictionary<string, EndpointSet> Subsets { get; } = subsets;
+}

@@ -1,0 +1,135 @@
+using System.Collections.Frozen;
+using MeshKit.Config.Compilation;
+using MeshKit.LoadBalancing;
+using MeshKit.Protocol.V1;
+using MeshKit.Routing;
+
+namespace MeshKit.Snapshot;
+
+/// <summary>
+/// Compiles the protocol resources a workload holds into a <see cref="MeshSnapshot"/>. Throws
+/// <see cref="MeshConfigException"/> when they cannot be applied, so the caller can NACK and keep its previous snapshot.
+/// </summary>
+internal static class SnapshotBuilder
+{
+    public static MeshSnapshot Build(IReadOnlyDictionary<string, IReadOnlyDictionary<string, Resource>> resources, string ownNamespace, string version, bool ready)
+    {
+        var settings = new MeshSettings { OutboundTrafficPolicy = "ALLOW_ANY", ClusterDomain = MeshCompiler.DefaultClusterDomain };
+        if (resources.TryGetValue(ResourceTypes.Mesh, out var meshResources) && meshResources.TryGetValue(ResourceTypes.MeshResourceName, out var mesh))
+        {
+            settings = Unpack<MeshSettings>(mesh);
+        }
+
+        var clusters = new Dictionary<string, ClusterView>(StringComparer.Ordinal);
+        if (resources.TryGetValue(ResourceTypes.Cluster, out var clusterResources))
+        {
+            foreach (var resource in clusterResources.Values)
+            {
+                var cluster = Unpack<ServiceCluster>(resource);
+                clusters[cluster.Host] = BuildCluster(cluster);
+            }
+        }
+
+        var services = new Dictionary<string, ServiceView>(StringComparer.Ordinal);
+        var aliases = new Dictionary<string, ServiceView>(StringComparer.Ordinal);
+        if (resources.TryGetValue(ResourceTypes.Routes, out var routeResources))
+        {
+            var all = routeResources.Values.Select(Unpack<ServiceRoutes>).ToArray();
+            var ports = all.ToDictionary(r => r.Host, r => r.Ports.Select(p => p.Number).ToArray(), StringComparer.Ordinal);
+            foreach (var routes in all)
+            {
+                var view = BuildService(routes, clusters, ports);
+                services[routes.Host] = view;
+                foreach (var alias in Aliases(routes, ownNamespace, settings.ClusterDomain))
+                {
+                    aliases[alias] = view;
+                }
+            }
+        }
+
+        return new MeshSnapshot(version, ready, settings.OutboundTrafficPolicy == "REGISTRY_ONLY", services.ToFrozenDictionary(StringComparer.Ordinal), aliases.ToFrozenDictionary(StringComparer.Ordinal));
+    }
+
+    /// <summary>The names a request may use for a service: Kubernetes DNS forms, the short name only from its own namespace.</summary>
+    private static IEnumerable<string> Aliases(ServiceRoutes routes, string ownNamespace, string clusterDomain)
+    {
+        yield return routes.Host;
+        if (routes.ShortName.Length == 0 || routes.Namespace.Length == 0)
+        {
+            yield break;
+        }
+
+        yield return $"{routes.ShortName}.{routes.Namespace}";
+        yield return $"{routes.ShortName}.{routes.Namespace}.svc";
+        yield return $"{routes.ShortName}.{routes.Namespace}.svc.{clusterDomain}";
+        if (routes.Namespace == ownNamespace)
+        {
+            yield return routes.ShortName;
+        }
+    }
+
+    private static ClusterView BuildCluster(ServiceCluster cluster)
+    {
+        var endpoints = cluster.Endpoints.Select(e => new EndpointView(e)).ToArray();
+        var subsets = new Dictionary<string, EndpointSet>(StringComparer.Ordinal);
+        foreach (var subset in cluster.Subsets)
+        {
+            var members = endpoints.Where(e => subset.Labels.All(l => e.Labels.TryGetValue(l.Key, out var v) && v == l.Value)).ToArray();
+            var policy = subset.LoadBalancer.Length > 0 ? subset.LoadBalancer : cluster.LoadBalancer;
+            subsets[subset.Name] = new EndpointSet(members, LoadBalancer.Create(policy));
+        }
+
+        return new ClusterView(cluster.Host, new EndpointSet(endpoints, LoadBalancer.Create(cluster.LoadBalancer)), subsets.ToFrozenDictionary(StringComparer.Ordinal));
+    }
+
+    private static ServiceView BuildService(ServiceRoutes routes, Dictionary<string, ClusterView> clusters, Dictionary<string, uint[]> ports)
+    {
+        var entries = new List<RouteEntry>(routes.HttpRoutes.Count + 1);
+        for (var i = 0; i < routes.HttpRoutes.Count; i++)
+        {
+            var route = routes.HttpRoutes[i];
+            RequestMatcher[] matchers;
+            try
+            {
+                matchers = route.Matches.Select(m => new RequestMatcher(m)).ToArray();
+            }
+            catch (MeshConfigException ex)
+            {
+                throw new MeshConfigException($"{routes.Host}: route {i} ('{route.Name}'): {ex.Message}", ex);
+            }
+
+            var targets = route.Destinations.Select(d => Target(d.Host, d.Subset, d.Port, (int)d.Weight, clusters, ports)).ToArray();
+            entries.Add(new RouteEntry(route.Name, matchers, targets, targets.Sum(t => t.Weight)));
+        }
+
+        // No VirtualService: everything goes to the service itself, as Istio's default route does.
+        if (routes.HttpRoutes.Count == 0)
+        {
+            entries.Add(new RouteEntry("default", [], [Target(routes.Host, string.Empty, 0, 100, clusters, ports)], 100));
+        }
+
+        return new ServiceView(routes.Host, routes.Ports.Select(p => p.Number).ToArray(), routes.External, entries.ToArray());
+    }
+
+    private static RouteTarget Target(string host, string subset, uint port, int weight, Dictionary<string, ClusterView> clusters, Dictionary<string, uint[]> ports)
+    {
+        EndpointSet? endpoints = null;
+        if (clusters.TryGetValue(host, out var cluster))
+        {
+            endpoints = subset.Length == 0 ? cluster.All : cluster.Subsets.GetValueOrDefault(subset);
+        }
+
+        return new RouteTarget(host, subset, port, weight, endpoints, ports.GetValueOrDefault(host) ?? []);
+    }
+
+    private static T Unpack<T>(Resource resource)
+        where T : Google.Protobuf.IMessage<T>, new()
+    {
+        if (resource.Resource_ is null || !resource.Resource_.TryUnpack<T>(out var message))
+        {
+            throw new MeshConfigException($"resource '{resource.Name}' is not a {typeof(T).Name}");
+        }
+
+        return message;
+    }
+}

@@ -1,0 +1,292 @@
+using Grpc.Core;
+using Grpc.Net.Client;
+using MeshKit.Config.Compilation;
+using MeshKit.Protocol.V1;
+using MeshKit.Snapshot;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace MeshKit.Sync;
+
+/// <summary>
+/// Keeps one discovery stream to the control plane: announces the workload, applies each delta into a new snapshot
+/// (ACK) or rejects it keeping the previous one (NACK), and reconnects with exponential backoff and full jitter,
+/// resuming from the versions it holds. A lost stream never deletes configuration. On shutdown it closes the stream
+/// cleanly (the control plane deregisters it at once) and keeps serving for the drain duration.
+/// </summary>
+internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecycleService
+{
+    private readonly MeshSnapshotProvider _provider;
+    private readonly MeshOptions _options;
+    private readonly WorkloadAnnouncer _announcer;
+    private readonly TimeProvider _time;
+    private readonly IHostApplicationLifetime _lifetime;
+    private readonly ILogger<MeshSyncService> _logger;
+    private readonly Dictionary<string, Dictionary<string, Resource>> _held = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _appliedVersions = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly CancellationTokenSource _closing = new();
+    private AsyncDuplexStreamingCall<DiscoveryRequest, DiscoveryResponse>? _call;
+    private bool _announcedPorts;
+    private volatile bool _leaving;
+
+    public MeshSyncService(MeshSnapshotProvider provider, IOptions<MeshOptions> options, WorkloadAnnouncer announcer, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<MeshSyncService> logger)
+    {
+        _provider = provider;
+        _options = options.Value;
+        _announcer = announcer;
+        _time = time;
+        _lifetime = lifetime;
+        _logger = logger;
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (_options.ControlPlaneAddress is null)
+        {
+            return;
+        }
+
+        // The announcement carries the addresses Kestrel listens on, known once the application has started.
+        await WhenStartedAsync(stoppingToken).ConfigureAwait(false);
+        using var token = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, _closing.Token);
+        using var channel = GrpcChannel.ForAddress(_options.ControlPlaneAddress, new GrpcChannelOptions
+        {
+            HttpHandler = new SocketsHttpHandler
+            {
+                ConnectTimeout = TimeSpan.FromSeconds(5),
+                KeepAlivePingDelay = TimeSpan.FromSeconds(10),
+                KeepAlivePingTimeout = TimeSpan.FromSeconds(5),
+                KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
+            },
+        });
+        var client = new MeshDiscovery.MeshDiscoveryClient(channel);
+        var attempt = 0;
+        while (!token.IsCancellationRequested && !_leaving)
+        {
+            try
+            {
+                var announcement = _announcer.Build();
+                _announcedPorts = announcement.Ports.Count > 0;
+                await RunStreamAsync(client, announcement, () => attempt = 0, token.Token).ConfigureAwait(false);
+                Log.StreamEnded(_logger);
+            }
+            catch (Exception) when (token.IsCancellationRequested || _leaving)
+            {
+                break;
+            }
+            catch (Exception ex)
+            {
+                Log.StreamFailed(_logger, _options.ControlPlaneAddress, ex.Message);
+            }
+
+            if (_leaving)
+            {
+                break;
+            }
+
+            var delay = Backoff(attempt++);
+            try
+            {
+                await Task.Delay(delay, _time, token.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+        }
+    }
+
+    /// <summary>Full jitter: a uniform delay between 0 and min(max, base × 2^attempt).</summary>
+    internal TimeSpan Backoff(int attempt)
+    {
+        var ceiling = Math.Min(_options.ReconnectMaxDelay.TotalMilliseconds, _options.ReconnectBaseDelay.TotalMilliseconds * Math.Pow(2, Math.Min(attempt, 20)));
+        return TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * ceiling);
+    }
+
+    private async Task RunStreamAsync(MeshDiscovery.MeshDiscoveryClient client, WorkloadAnnouncement announcement, Action connected, CancellationToken cancellationToken)
+    {
+        using var call = client.StreamResources(cancellationToken: cancellationToken);
+        _call = call;
+        try
+        {
+            var hello = new DiscoveryRequest { Workload = announcement };
+            foreach (var (typeUrl, resources) in _held)
+            {
+                var versions = new ResourceVersions { TypeUrl = typeUrl };
+                foreach (var (name, resource) in resources)
+                {
+                    versions.Versions[name] = resource.Version;
+                }
+
+                hello.InitialResourceVersions.Add(versions);
+            }
+
+            await WriteAsync(call, hello).ConfigureAwait(false);
+            Log.Connected(_logger, _options.ControlPlaneAddress!, announcement.InstanceId);
+            while (await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+            {
+                connected();
+                var response = call.ResponseStream.Current;
+                var error = Apply(response);
+                var answer = new DiscoveryRequest
+                {
+                    TypeUrl = response.TypeUrl,
+                    ResponseNonce = response.Nonce,
+                    VersionInfo = _appliedVersions.GetValueOrDefault(response.TypeUrl, string.Empty),
+                };
+                if (error is not null)
+                {
+                    answer.ErrorDetail = new ErrorDetail { Message = error };
+                }
+
+                await WriteAsync(call, answer).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _call = null;
+        }
+    }
+
+    /// <summary>Applies one delta. Returns null on success, or the reason it was rejected (the previous state stays).</summary>
+    internal string? Apply(DiscoveryResponse response)
+    {
+        if (!ResourceTypes.All.Contains(response.TypeUrl))
+        {
+            Log.Rejected(_logger, response.TypeUrl, response.Nonce, "unknown resource type");
+            return $"unknown resource type '{response.TypeUrl}'";
+        }
+
+        var candidate = _held.TryGetValue(response.TypeUrl, out var current)
+            ? new Dictionary<string, Resource>(current, StringComparer.Ordinal)
+            : new Dictionary<string, Resource>(StringComparer.Ordinal);
+        foreach (var resource in response.Resources)
+        {
+            candidate[resource.Name] = resource;
+        }
+
+        foreach (var name in response.RemovedResources)
+        {
+            candidate.Remove(name);
+        }
+
+        var all = new Dictionary<string, IReadOnlyDictionary<string, Resource>>(StringComparer.Ordinal);
+        foreach (var (typeUrl, resources) in _held)
+        {
+            all[typeUrl] = resources;
+        }
+
+        all[response.TypeUrl] = candidate;
+        var ready = ResourceTypes.All.All(all.ContainsKey);
+        MeshSnapshot snapshot;
+        try
+        {
+            snapshot = SnapshotBuilder.Build(all, _options.Namespace, response.SystemVersionInfo, ready);
+        }
+        catch (MeshConfigException ex)
+        {
+            Log.Rejected(_logger, response.TypeUrl, response.Nonce, ex.Message);
+            return ex.Message;
+        }
+
+        _held[response.TypeUrl] = candidate;
+        _appliedVersions[response.TypeUrl] = response.SystemVersionInfo;
+        _provider.PublishFromControlPlane(snapshot);
+        Log.Applied(_logger, response.TypeUrl, response.SystemVersionInfo, response.Resources.Count, response.RemovedResources.Count);
+        return null;
+    }
+
+    private async Task WriteAsync(AsyncDuplexStreamingCall<DiscoveryRequest, DiscoveryResponse> call, DiscoveryRequest request)
+    {
+        await _writeLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            await call.RequestStream.WriteAsync(request).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private Task WhenStartedAsync(CancellationToken cancellationToken)
+    {
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var registration = _lifetime.ApplicationStarted.Register(() => started.TrySetResult());
+        return started.Task.WaitAsync(cancellationToken).ContinueWith(_ => registration.Dispose(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    /// <summary>Leaves the registry before the server stops, then lets callers converge for the drain duration.</summary>
+    public async Task StoppingAsync(CancellationToken cancellationToken)
+    {
+        // Close our side first (a clean close deregisters at once), and only then cancel the stream.
+        _leaving = true;
+        var call = _call;
+        if (call is null)
+        {
+            await _closing.CancelAsync().ConfigureAwait(false);
+            return;
+        }
+
+        try
+        {
+            await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await call.RequestStream.CompleteAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                _writeLock.Release();
+            }
+        }
+        catch (Exception ex) when (ex is RpcException or InvalidOperationException or OperationCanceledException or IOException)
+        {
+            // The stream is already gone; the control plane removes the entry after its grace period.
+        }
+
+        if (_announcedPorts && _options.DrainDuration > TimeSpan.Zero)
+        {
+            Log.Draining(_logger, _options.DrainDuration);
+            await Task.Delay(_options.DrainDuration, _time, cancellationToken).ConfigureAwait(false);
+        }
+
+        await _closing.CancelAsync().ConfigureAwait(false);
+    }
+
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public override void Dispose()
+    {
+        _closing.Dispose();
+        _writeLock.Dispose();
+        base.Dispose();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "Connected to the control plane at {Address} as {InstanceId}", EventName = "ControlPlaneConnected")]
+        public static partial void Connected(ILogger logger, Uri address, string instanceId);
+
+        [LoggerMessage(2, LogLevel.Warning, "Control plane stream to {Address} failed: {Reason}; keeping the current config and reconnecting", EventName = "ControlPlaneStreamFailed")]
+        public static partial void StreamFailed(ILogger logger, Uri address, string reason);
+
+        [LoggerMessage(3, LogLevel.Information, "Control plane closed the stream; reconnecting", EventName = "ControlPlaneStreamEnded")]
+        public static partial void StreamEnded(ILogger logger);
+
+        [LoggerMessage(4, LogLevel.Debug, "Applied {TypeUrl} version {Version}: {Changed} changed, {Removed} removed", EventName = "ConfigApplied")]
+        public static partial void Applied(ILogger logger, string typeUrl, string version, int changed, int removed);
+
+        [LoggerMessage(5, LogLevel.Error, "Rejected {TypeUrl} (nonce {Nonce}): {Reason}; the previous config stays in force", EventName = "ConfigRejected")]
+        public static partial void Rejected(ILogger logger, string typeUrl, string nonce, string reason);
+
+        [LoggerMessage(6, LogLevel.Information, "Left the mesh registry; draining for {Duration}", EventName = "Draining")]
+        public static partial void Draining(ILogger logger, TimeSpan duration);
+    }
+}

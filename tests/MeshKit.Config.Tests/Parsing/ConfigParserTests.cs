@@ -1,0 +1,363 @@
+using MeshKit.Config.Model;
+using MeshKit.Config.Parsing;
+using MeshKit.Config.Validation;
+
+namespace MeshKit.Config.Tests.Parsing;
+
+public class ConfigParserTests
+{
+    private static ParseResult Parse(string yaml) => ConfigParser.Parse(yaml.Replace("\t", "  ", StringComparison.Ordinal), "test.yaml");
+
+    private static ConfigDiagnostic SingleError(ParseResult result)
+    {
+        var errors = result.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error).ToList();
+        Assert.True(errors.Count == 1, "expected one error, got: " + string.Join(Environment.NewLine, result.Diagnostics));
+        return errors[0];
+    }
+
+    [Theory]
+    [InlineData("networking.istio.io/v1")]
+    [InlineData("networking.istio.io/v1beta1")]
+    [InlineData("networking.istio.io/v1alpha3")]
+    public void Parse_VirtualServiceInEveryVersion_ReadsRoutes(string apiVersion)
+    {
+        var result = Parse($$"""
+            apiVersion: {{apiVersion}}
+            kind: VirtualService
+            metadata:
+              name: reviews
+              namespace: bookinfo
+            spec:
+              hosts: [reviews]
+              http:
+              - name: jason
+                match:
+                - headers:
+                    end-user:
+                      exact: jason
+                  uri:
+                    prefix: /reviews
+                  method:
+                    exact: GET
+                route:
+                - destination: { host: reviews, subset: v2 }
+              - route:
+                - destination: { host: reviews, subset: v1, port: { number: 9080 } }
+                  weight: 80
+                - destination: { host: reviews, subset: v3 }
+                  weight: 20
+            """);
+
+        Assert.Empty(result.Diagnostics);
+        var vs = Assert.IsType<VirtualService>(Assert.Single(result.Resources));
+        Assert.Equal("bookinfo", vs.Namespace);
+        Assert.Equal(["reviews"], vs.Hosts);
+        Assert.Equal(2, vs.Http.Count);
+        var match = Assert.Single(vs.Http[0].Match);
+        Assert.Equal(new StringMatchSpec(StringMatchKind.Exact, "jason"), match.Headers["end-user"]);
+        Assert.Equal(new StringMatchSpec(StringMatchKind.Prefix, "/reviews"), match.Uri);
+        Assert.Equal(new StringMatchSpec(StringMatchKind.Exact, "GET"), match.Method);
+        Assert.Equal(new Destination("reviews", "v1", 9080), vs.Http[1].Route[0].Destination);
+        Assert.Equal(80, vs.Http[1].Route[0].Weight);
+        Assert.Equal(20, vs.Http[1].Route[1].Weight);
+    }
+
+    [Fact]
+    public void Parse_MultiDocumentFile_ReadsEveryKindAndDefaultsNamespace()
+    {
+        var result = Parse("""
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec:
+              host: reviews
+              trafficPolicy: { loadBalancer: { simple: RANDOM } }
+              subsets:
+              - name: v1
+                labels: { version: v1 }
+                trafficPolicy: { loadBalancer: { simple: LEAST_REQUEST } }
+            ---
+            apiVersion: networking.istio.io/v1beta1
+            kind: ServiceEntry
+            metadata: { name: external }
+            spec:
+              hosts: [api.example.com]
+              ports: [{ number: 443, name: https, protocol: HTTPS }]
+              location: MESH_EXTERNAL
+              resolution: STATIC
+              endpoints:
+              - address: 10.0.0.1
+                labels: { zone: a }
+                locality: us-east/zone-a
+            ---
+            ---
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: { name: default, namespace: istio-system }
+            spec:
+              mtls: { mode: STRICT }
+            ---
+            apiVersion: security.istio.io/v1beta1
+            kind: RequestAuthentication
+            metadata: { name: jwt }
+            spec:
+              selector: { matchLabels: { app: productpage } }
+              jwtRules:
+              - issuer: https://issuer.example.com
+                jwksUri: https://issuer.example.com/jwks
+                audiences: [bookinfo]
+                fromHeaders: [{ name: authorization, prefix: "Bearer " }]
+                outputClaimToHeaders: [{ header: x-sub, claim: sub }]
+            ---
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: { name: deny-admin }
+            spec:
+              action: DENY
+              rules:
+              - from: [{ source: { namespaces: [other], notPrincipals: ["cluster.local/ns/default/sa/x"] } }]
+                to: [{ operation: { paths: ["/admin*"], methods: [POST] } }]
+                when: [{ key: "request.headers[x-debug]", values: ["1"] }]
+            ---
+            apiVersion: meshkit.dev/v1alpha1
+            kind: MeshConfig
+            metadata: { name: mesh }
+            spec:
+              trustDomain: example.org
+              outboundTrafficPolicy: { mode: REGISTRY_ONLY }
+            """);
+
+        Assert.Empty(result.Diagnostics);
+        Assert.Equal(6, result.Resources.Count);
+        var dr = Assert.IsType<DestinationRule>(result.Resources[0]);
+        Assert.Equal("default", dr.Namespace);
+        Assert.Equal("RANDOM", dr.TrafficPolicy!.LoadBalancer);
+        Assert.Equal("LEAST_REQUEST", dr.Subsets[0].TrafficPolicy!.LoadBalancer);
+        var se = Assert.IsType<ServiceEntry>(result.Resources[1]);
+        Assert.Equal("STATIC", se.Resolution);
+        Assert.Equal("us-east/zone-a", se.Endpoints[0].Locality);
+        Assert.Equal("STRICT", Assert.IsType<PeerAuthentication>(result.Resources[2]).MtlsMode);
+        var ra = Assert.IsType<RequestAuthentication>(result.Resources[3]);
+        Assert.Equal("Bearer ", ra.JwtRules[0].FromHeaders[0].Prefix);
+        var ap = Assert.IsType<AuthorizationPolicy>(result.Resources[4]);
+        Assert.Equal("DENY", ap.Action);
+        Assert.Equal(["/admin*"], ap.Rules![0].To[0].Paths);
+        Assert.Equal("request.headers[x-debug]", ap.Rules[0].When[0].Key);
+        var mesh = Assert.IsType<MeshConfigResource>(result.Resources[5]);
+        Assert.Equal("REGISTRY_ONLY", mesh.OutboundTrafficPolicy);
+    }
+
+    [Fact]
+    public void Parse_AuthorizationPolicyWithoutSpec_IsDenyAllShape()
+    {
+        var result = Parse("""
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: { name: deny-all, namespace: foo }
+            """);
+
+        Assert.Empty(result.Diagnostics);
+        var policy = Assert.IsType<AuthorizationPolicy>(Assert.Single(result.Resources));
+        Assert.Equal("ALLOW", policy.Action);
+        Assert.Null(policy.Rules);
+    }
+
+    [Fact]
+    public void Parse_UnknownField_IsErrorWithPathAndLine()
+    {
+        var result = Parse("""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http:
+              - route:
+                - destination: { host: reviews }
+                  wieght: 10
+            """);
+
+        var error = SingleError(result);
+        Assert.Equal("spec.http[0].route[0].wieght", error.Path);
+        Assert.Equal(9, error.Line);
+        Assert.Equal("unknown field", error.Message);
+        Assert.Equal("VirtualService default/reviews", error.Resource);
+        Assert.Empty(result.Resources);
+        Assert.StartsWith("test.yaml:9:", error.ToString(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("hosts: []\n  http: [{ route: [{ destination: { host: a } }] }]", "spec.hosts", "at least one host")]
+    [InlineData("hosts: [a]\n  http: [{ match: [{ uri: { regex: \"(unclosed\" } }], route: [{ destination: { host: a } }] }]", "spec.http[0].match[0].uri.regex", "invalid regular expression")]
+    [InlineData("hosts: [a]\n  http: [{ match: [{ uri: { exact: /a, prefix: /b } }], route: [{ destination: { host: a } }] }]", "spec.http[0].match[0].uri", "exactly one of")]
+    [InlineData("hosts: [a]\n  http: [{ match: [{ headers: { End-User: { exact: x } } }], route: [{ destination: { host: a } }] }]", "spec.http[0].match[0].headers.End-User", "lower case")]
+    [InlineData("hosts: [a]\n  http: [{ route: [{ destination: { host: a }, weight: 101 }] }]", "spec.http[0].route[0].weight", "between 0 and 100")]
+    [InlineData("hosts: [a]\n  http: [{ route: [{ destination: { host: a }, weight: ten }] }]", "spec.http[0].route[0].weight", "whole number")]
+    [InlineData("hosts: [a]\n  http: [{ route: [{ destination: { host: a } }, { destination: { host: b } }] }]", "spec.http[0].route", "weights are required")]
+    [InlineData("hosts: [a]\n  http: [{ match: [{ uri: { prefix: / } }] }]", "spec.http[0].route", "at least one destination")]
+    [InlineData("hosts: [Not_A_Host]\n  http: [{ route: [{ destination: { host: a } }] }]", "spec.hosts[0]", "not a valid host")]
+    [InlineData("hosts: [\"*.example.com\"]\n  http: [{ route: [{ destination: { host: a } }] }]", "spec.hosts[0]", "wildcard")]
+    [InlineData("hosts: [a]\n  http: [{ match: [{ sourceLabels: { app: x } }], route: [{ destination: { host: a } }] }]", "spec.http[0].match[0].sourceLabels", "route more traffic")]
+    [InlineData("hosts: [a]\n  http: { route: [] }", "spec.http", "must be a list")]
+    [InlineData("hosts: [a]\n  gateways: [my-gateway]\n  http: [{ route: [{ destination: { host: a } }] }]", "spec.gateways", "only the 'mesh' gateway")]
+    public void Parse_InvalidVirtualService_ReportsPathAndReason(string spec, string path, string reason)
+    {
+        var result = Parse($$"""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: vs }
+            spec:
+              {{spec}}
+            """);
+
+        var error = SingleError(result);
+        Assert.Equal(path, error.Path);
+        Assert.Contains(reason, error.Message, StringComparison.Ordinal);
+        Assert.True(error.Line >= 4, $"line {error.Line} should point into the spec");
+        Assert.Empty(result.Resources);
+    }
+
+    [Theory]
+    [InlineData("DestinationRule", "host: r\n  subsets: [{ name: v1 }, { name: v1 }]", "spec.subsets", "duplicate subset")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { simple: FASTEST } }", "spec.trafficPolicy.loadBalancer.simple", "unknown load balancer")]
+    [InlineData("DestinationRule", "subsets: []", "spec.host", "is required")]
+    [InlineData("DestinationRule", "host: r\n  workloadSelector: { matchLabels: { app: a } }", "spec.workloadSelector", "more workloads")]
+    [InlineData("ServiceEntry", "hosts: [e.com]\n  resolution: STATIC\n  ports: [{ number: 80, name: http }]", "spec.endpoints", "needs endpoints")]
+    [InlineData("ServiceEntry", "hosts: [e.com]\n  resolution: STATIC\n  ports: [{ number: 80, name: http }]\n  endpoints: [{ address: e.com }]", "spec.endpoints[0].address", "IP address")]
+    [InlineData("ServiceEntry", "hosts: [e.com]\n  resolution: MAGIC", "spec.resolution", "unknown resolution")]
+    [InlineData("ServiceEntry", "hosts: [e.com]\n  ports: [{ number: 70000, name: x }]", "spec.ports[0].number", "between 1 and 65535")]
+    [InlineData("PeerAuthentication", "mtls: { mode: SOMETIMES }", "spec.mtls.mode", "unknown mode")]
+    [InlineData("PeerAuthentication", "portLevelMtls: { 8080: { mode: DISABLE } }", "spec.portLevelMtls", "selector")]
+    [InlineData("AuthorizationPolicy", "action: CUSTOM", "spec.action", "CUSTOM")]
+    [InlineData("AuthorizationPolicy", "rules: [{ from: [{ source: { ipBlocks: [not-an-ip] } }] }]", "spec.rules[0].from[0].source.ipBlocks[0]", "CIDR")]
+    [InlineData("AuthorizationPolicy", "rules: [{ to: [{ operation: { pathz: [/a] } }] }]", "spec.rules[0].to[0].operation.pathz", "unknown field")]
+    [InlineData("AuthorizationPolicy", "targetRef: { kind: Gateway, name: g }", "spec.targetRef", "gateways")]
+    [InlineData("RequestAuthentication", "jwtRules: [{ issuer: i, jwksUri: not-a-uri }]", "spec.jwtRules[0].jwksUri", "absolute")]
+    [InlineData("RequestAuthentication", "jwtRules: [{ jwks: \"{}\" }]", "spec.jwtRules[0].issuer", "is required")]
+    public void Parse_InvalidResource_ReportsPathAndReason(string kind, string spec, string path, string reason)
+    {
+        var group = kind is "DestinationRule" or "ServiceEntry" ? "networking.istio.io/v1" : "security.istio.io/v1";
+        var result = Parse($$"""
+            apiVersion: {{group}}
+            kind: {{kind}}
+            metadata: { name: r }
+            spec:
+              {{spec}}
+            """);
+
+        var error = SingleError(result);
+        Assert.Equal(path, error.Path);
+        Assert.Contains(reason, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Parse_KnownButUnenforcedField_IsWarningAndResourceIsKept()
+    {
+        var result = Parse("""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http:
+              - timeout: 2s
+                route:
+                - destination: { host: reviews }
+            """);
+
+        var warning = Assert.Single(result.Diagnostics);
+        Assert.Equal(DiagnosticSeverity.Warning, warning.Severity);
+        Assert.Equal("spec.http[0].timeout", warning.Path);
+        Assert.Equal(7, warning.Line);
+        Assert.Single(result.Resources);
+        Assert.False(result.HasErrors);
+    }
+
+    [Fact]
+    public void Parse_InvalidYaml_ReportsLine()
+    {
+        var result = Parse("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: [unclosed\n");
+        var error = SingleError(result);
+        Assert.Contains("invalid YAML", error.Message, StringComparison.Ordinal);
+        Assert.True(error.Line > 0);
+    }
+
+    [Fact]
+    public void Parse_UnsupportedKindOrVersion_IsError_AndIgnoredIstioKindIsWarning()
+    {
+        var result = Parse("""
+            apiVersion: example.com/v1
+            kind: Widget
+            metadata: { name: w }
+            ---
+            apiVersion: security.istio.io/v1alpha3
+            kind: PeerAuthentication
+            metadata: { name: p }
+            spec: {}
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: Gateway
+            metadata: { name: g }
+            spec: {}
+            """);
+
+        Assert.Collection(result.Diagnostics,
+            d => Assert.Contains("unsupported kind 'Widget'", d.Message, StringComparison.Ordinal),
+            d => Assert.Contains("version 'v1alpha3'", d.Message, StringComparison.Ordinal),
+            d =>
+            {
+                Assert.Equal(DiagnosticSeverity.Warning, d.Severity);
+                Assert.Contains("Gateway is not supported", d.Message, StringComparison.Ordinal);
+            });
+        Assert.Empty(result.Resources);
+    }
+
+    [Fact]
+    public void Parse_SeveralErrors_AreAllReported()
+    {
+        var result = Parse("""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: Bad_Name, namespace: Bad }
+            spec:
+              hosts: []
+              http:
+              - route:
+                - destination: { host: a }
+                  weight: 500
+                  extra: 1
+            """);
+
+        var paths = result.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error).Select(d => d.Path).ToList();
+        Assert.Equal(["metadata.name", "metadata.namespace", "spec.hosts", "spec.http[0].route[0].weight", "spec.http[0].route[0].extra"], paths);
+    }
+
+    [Fact]
+    public void Parse_IgnoreUriCase_MatchesCaseInsensitively()
+    {
+        var result = Parse("""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: r }
+            spec:
+              hosts: [r]
+              http:
+              - match: [{ uri: { prefix: /Api }, ignoreUriCase: true }]
+                route: [{ destination: { host: r } }]
+            """);
+
+        var vs = Assert.IsType<VirtualService>(Assert.Single(result.Resources));
+        var uri = vs.Http[0].Match[0].Uri!;
+        Assert.Equal(StringMatchKind.Regex, uri.Kind);
+        var regex = Patterns.TryCompileFullMatch(uri.Value, false, out _)!;
+        Assert.Matches(regex, "/API/items");
+        Assert.DoesNotMatch(regex, "/other");
+    }
+
+    [Fact]
+    public void Parse_NullArguments_Throw()
+    {
+        Assert.Throws<ArgumentNullException>(() => ConfigParser.Parse(null!, "f"));
+        Assert.Throws<ArgumentNullException>(() => ConfigParser.Parse("", null!));
+    }
+}

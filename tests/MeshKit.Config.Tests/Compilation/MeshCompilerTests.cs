@@ -1,0 +1,216 @@
+using MeshKit.Config.Compilation;
+using MeshKit.Config.Parsing;
+using MeshKit.Config.Validation;
+using MeshKit.Protocol.V1;
+
+namespace MeshKit.Config.Tests.Compilation;
+
+public class MeshCompilerTests
+{
+    private static ConfigSet Config(string yaml)
+    {
+        var result = ConfigParser.Parse(yaml, "test.yaml");
+        Assert.False(result.HasErrors, string.Join(Environment.NewLine, result.Diagnostics));
+        return new ConfigSet(result.Resources);
+    }
+
+    private static WorkloadAnnouncement Workload(string service, string ns, string version, string address = "127.0.0.1", uint port = 8080, uint servicePort = 9080)
+    {
+        var w = new WorkloadAnnouncement { Service = service, Namespace = ns, InstanceId = $"{service}-{version}-{address}-{port}", Address = address, ServiceAccount = "sa" };
+        w.Labels["app"] = service;
+        w.Labels["version"] = version;
+        w.Ports.Add(new WorkloadPort { Name = "http", TargetPort = port, ServicePort = servicePort, Protocol = "http" });
+        return w;
+    }
+
+    private static T Get<T>(ResourceView view, string typeUrl, string name)
+        where T : Google.Protobuf.IMessage<T>, new() => view.OfType(typeUrl)[name].Resource_.Unpack<T>();
+
+    [Fact]
+    public void Compile_Registry_GroupsInstancesIntoServicesWithEndpoints()
+    {
+        var mesh = MeshCompiler.Compile(ConfigSet.Empty, [Workload("reviews", "default", "v1", port: 1), Workload("reviews", "default", "v2", port: 2)]);
+        var view = mesh.ViewFor("default");
+
+        var cluster = Get<ServiceCluster>(view, ResourceTypes.Cluster, "reviews.default.svc.cluster.local");
+        Assert.Equal(2, cluster.Endpoints.Count);
+        Assert.Equal([1u, 2u], cluster.Endpoints.Select(e => e.Ports[0].TargetPort).Order());
+        var routes = Get<ServiceRoutes>(view, ResourceTypes.Routes, "reviews.default.svc.cluster.local");
+        Assert.Equal("reviews", routes.ShortName);
+        Assert.Equal(9080u, Assert.Single(routes.Ports).Number);
+        Assert.Empty(routes.HttpRoutes);
+        Assert.Equal("ALLOW_ANY", Get<MeshSettings>(view, ResourceTypes.Mesh, "mesh").OutboundTrafficPolicy);
+    }
+
+    [Fact]
+    public void Compile_VirtualService_QualifiesShortHostsInItsNamespaceAndKeepsRouteOrder()
+    {
+        var config = Config("""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews, namespace: shop }
+            spec:
+              hosts: [reviews]
+              http:
+              - match: [{ uri: { prefix: /a } }]
+                route: [{ destination: { host: ratings } }]
+              - route:
+                - { destination: { host: reviews, subset: v1 }, weight: 3 }
+                - { destination: { host: reviews.other.svc.cluster.local, subset: v2 }, weight: 1 }
+            """);
+        var mesh = MeshCompiler.Compile(config, [Workload("reviews", "shop", "v1")]);
+        var routes = Get<ServiceRoutes>(mesh.ViewFor("shop"), ResourceTypes.Routes, "reviews.shop.svc.cluster.local");
+
+        Assert.Equal(2, routes.HttpRoutes.Count);
+        Assert.Equal("/a", routes.HttpRoutes[0].Matches[0].Uri.Prefix);
+        Assert.Equal("ratings.shop.svc.cluster.local", routes.HttpRoutes[0].Destinations[0].Host);
+        Assert.Equal(100u, routes.HttpRoutes[0].Destinations[0].Weight);
+        Assert.Equal(3u, routes.HttpRoutes[1].Destinations[0].Weight);
+        Assert.Equal("reviews.other.svc.cluster.local", routes.HttpRoutes[1].Destinations[1].Host);
+        Assert.Contains("VirtualService shop/reviews", routes.Sources);
+    }
+
+    [Fact]
+    public void Compile_DestinationRulePrecedence_CallerNamespaceThenServiceNamespaceThenRoot()
+    {
+        const string Rule = """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: r, namespace: NS }
+            spec:
+              host: reviews.shop.svc.cluster.local
+              trafficPolicy: { loadBalancer: { simple: LB } }
+            ---
+
+            """;
+        var config = Config(Rule.Replace("NS", "istio-system", StringComparison.Ordinal).Replace("LB", "RANDOM", StringComparison.Ordinal)
+            + Rule.Replace("NS", "shop", StringComparison.Ordinal).Replace("LB", "LEAST_REQUEST", StringComparison.Ordinal)
+            + Rule.Replace("NS", "caller", StringComparison.Ordinal).Replace("LB", "PASSTHROUGH", StringComparison.Ordinal));
+        var mesh = MeshCompiler.Compile(config, [Workload("reviews", "shop", "v1")]);
+
+        string Lb(string viewer) => Get<ServiceCluster>(mesh.ViewFor(viewer), ResourceTypes.Cluster, "reviews.shop.svc.cluster.local").LoadBalancer;
+        Assert.Equal("PASSTHROUGH", Lb("caller"));
+        Assert.Equal("LEAST_REQUEST", Lb("shop"));
+        Assert.Equal("LEAST_REQUEST", Lb("elsewhere"));
+
+        var rootOnly = MeshCompiler.Compile(Config(Rule.Replace("NS", "istio-system", StringComparison.Ordinal).Replace("LB", "RANDOM", StringComparison.Ordinal)), [Workload("reviews", "shop", "v1")]);
+        Assert.Equal("RANDOM", Get<ServiceCluster>(rootOnly.ViewFor("x"), ResourceTypes.Cluster, "reviews.shop.svc.cluster.local").LoadBalancer);
+    }
+
+    [Fact]
+    public void Compile_ExportTo_LimitsWhichNamespacesSeeRulesAndServiceEntries()
+    {
+        var config = Config("""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: private, namespace: shop }
+            spec:
+              hosts: [reviews]
+              exportTo: ["."]
+              http: [{ route: [{ destination: { host: reviews, subset: v1 } }] }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: ext, namespace: shop }
+            spec:
+              hosts: [api.example.com]
+              exportTo: [shop, partner]
+              ports: [{ number: 80, name: http }]
+              resolution: DNS
+            """);
+        var mesh = MeshCompiler.Compile(config, [Workload("reviews", "shop", "v1")]);
+
+        Assert.Single(Get<ServiceRoutes>(mesh.ViewFor("shop"), ResourceTypes.Routes, "reviews.shop.svc.cluster.local").HttpRoutes);
+        Assert.Empty(Get<ServiceRoutes>(mesh.ViewFor("other"), ResourceTypes.Routes, "reviews.shop.svc.cluster.local").HttpRoutes);
+        Assert.True(mesh.ViewFor("partner").OfType(ResourceTypes.Routes).ContainsKey("api.example.com"));
+        Assert.False(mesh.ViewFor("other").OfType(ResourceTypes.Routes).ContainsKey("api.example.com"));
+    }
+
+    [Fact]
+    public void Compile_ServiceEntry_StaticEndpointsMapPortsAndDnsUsesTheHost()
+    {
+        var config = Config("""
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: static }
+            spec:
+              hosts: [db.internal]
+              location: MESH_INTERNAL
+              ports: [{ number: 80, name: http, targetPort: 8080 }]
+              resolution: STATIC
+              endpoints:
+              - { address: 10.0.0.1 }
+              - { address: 10.0.0.2, ports: { http: 9999 }, labels: { version: v2 } }
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: dns }
+            spec:
+              hosts: [api.example.com]
+              ports: [{ number: 443, name: https, protocol: HTTPS }]
+              resolution: DNS
+            """);
+        var view = MeshCompiler.Compile(config, []).ViewFor("default");
+
+        var db = Get<ServiceCluster>(view, ResourceTypes.Cluster, "db.internal");
+        Assert.Equal(8080u, db.Endpoints[0].Ports[0].TargetPort);
+        Assert.Equal(9999u, db.Endpoints[1].Ports[0].TargetPort);
+        Assert.Equal("v2", db.Endpoints[1].Labels["version"]);
+        Assert.False(Get<ServiceRoutes>(view, ResourceTypes.Routes, "db.internal").External);
+        var api = Get<ServiceCluster>(view, ResourceTypes.Cluster, "api.example.com");
+        Assert.Equal("api.example.com", Assert.Single(api.Endpoints).Address);
+        Assert.True(Get<ServiceRoutes>(view, ResourceTypes.Routes, "api.example.com").External);
+    }
+
+    [Fact]
+    public void Compile_UnknownHostOrSubset_IsWarned()
+    {
+        var config = Config("""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: ghost }
+            spec:
+              hosts: [ghost]
+              http: [{ route: [{ destination: { host: ghost, subset: v9 } }] }]
+            """);
+        var mesh = MeshCompiler.Compile(config, []);
+
+        Assert.All(mesh.Diagnostics, d => Assert.Equal(DiagnosticSeverity.Warning, d.Severity));
+        Assert.Contains(mesh.Diagnostics, d => d.Path == "spec.hosts[0]" && d.Message.Contains("not a known service", StringComparison.Ordinal));
+        Assert.Contains(mesh.Diagnostics, d => d.Path == "spec.http[0].route[0].destination.subset" && d.Message.Contains("'v9'", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Compile_SameInput_GivesSameVersions_ChangedInput_ChangesOnlyAffectedResources()
+    {
+        var workloads = new[] { Workload("a", "default", "v1"), Workload("b", "default", "v1", port: 2) };
+        var first = MeshCompiler.Compile(ConfigSet.Empty, workloads).ViewFor("default");
+        var again = MeshCompiler.Compile(ConfigSet.Empty, workloads).ViewFor("default");
+        var changed = MeshCompiler.Compile(ConfigSet.Empty, [workloads[0], Workload("b", "default", "v1", port: 3)]).ViewFor("default");
+
+        string V(ResourceView v, string host) => v.OfType(ResourceTypes.Cluster)[host].Version;
+        Assert.Equal(V(first, "a.default.svc.cluster.local"), V(again, "a.default.svc.cluster.local"));
+        Assert.Equal(V(first, "a.default.svc.cluster.local"), V(changed, "a.default.svc.cluster.local"));
+        Assert.NotEqual(V(first, "b.default.svc.cluster.local"), V(changed, "b.default.svc.cluster.local"));
+    }
+
+    [Fact]
+    public void Compile_MeshConfig_SetsSettings()
+    {
+        var config = Config("""
+            apiVersion: meshkit.dev/v1alpha1
+            kind: MeshConfig
+            metadata: { name: mesh, namespace: istio-system }
+            spec:
+              trustDomain: example.org
+              rootNamespace: mesh-root
+              clusterDomain: corp.local
+              outboundTrafficPolicy: { mode: REGISTRY_ONLY }
+            """);
+        var mesh = MeshCompiler.Compile(config, [Workload("a", "default", "v1")]);
+
+        Assert.Equal("REGISTRY_ONLY", mesh.Settings.OutboundTrafficPolicy);
+        Assert.Equal("mesh-root", mesh.Settings.RootNamespace);
+        Assert.Contains("a.default.svc.corp.local", mesh.ServiceHosts);
+    }
+}

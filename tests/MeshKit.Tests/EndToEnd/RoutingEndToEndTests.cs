@@ -1,0 +1,362 @@
+using System.Net;
+using MeshKit.Http;
+using MeshKit.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace MeshKit.Tests.EndToEnd;
+
+/// <summary>
+/// The foundation's promise, end to end: a real control plane, real backends and clients on loopback, real gRPC
+/// streams. YAML dropped into the config directory routes HttpClient calls live.
+/// </summary>
+public sealed class RoutingEndToEndTests : IAsyncLifetime
+{
+    private const string ReviewsHost = "reviews.default.svc.cluster.local";
+
+    private const string Subsets = """
+        apiVersion: networking.istio.io/v1
+        kind: DestinationRule
+        metadata: { name: reviews }
+        spec:
+          host: reviews
+          subsets:
+          - { name: v1, labels: { version: v1 } }
+          - { name: v2, labels: { version: v2 } }
+        """;
+
+    private readonly List<IAsyncDisposable> _owned = [];
+    private TestControlPlane _controlPlane = null!;
+
+    public async Task InitializeAsync()
+    {
+        _controlPlane = await TestControlPlane.StartAsync();
+        _controlPlane.WriteConfig("reviews-dr.yaml", Subsets);
+    }
+
+    public async Task DisposeAsync()
+    {
+        foreach (var owned in Enumerable.Reverse(_owned))
+        {
+            await owned.DisposeAsync();
+        }
+
+        await _controlPlane.DisposeAsync();
+    }
+
+    private async Task<TestWorkload> StartAsync(string service, string version, Action<MeshOptions>? configure = null, Action<IServiceCollection>? configureServices = null)
+    {
+        var workload = await TestWorkload.StartAsync(service, version, _controlPlane.DiscoveryAddress, configure, configureServices);
+        _owned.Add(workload);
+        return workload;
+    }
+
+    private static string Split(int v1, int v2) => $$"""
+        apiVersion: networking.istio.io/v1
+        kind: VirtualService
+        metadata: { name: reviews }
+        spec:
+          hosts: [reviews]
+          http:
+          - route:
+            - { destination: { host: reviews, subset: v1 }, weight: {{v1}} }
+            - { destination: { host: reviews, subset: v2 }, weight: {{v2}} }
+        """;
+
+    private static async Task<string> VersionOf(HttpClient client, string url = "http://reviews/")
+    {
+        var body = await client.GetStringAsync(url);
+        return body.Split('|')[1];
+    }
+
+    private static bool HasEndpoints(TestWorkload client, string subset, int count)
+    {
+        var snapshot = client.Snapshot;
+        return snapshot.IsReady && snapshot.Services.TryGetValue(ReviewsHost, out var service)
+            && service.Routes.SelectMany(r => r.Targets).Any(t => t.Subset == subset && t.Endpoints?.Endpoints.Length == count);
+    }
+
+    [Fact]
+    public async Task WeightedSplit_80_20_Over1000Calls_IsWithinFivePercent()
+    {
+        await StartAsync("reviews", "v1");
+        await StartAsync("reviews", "v1");
+        await StartAsync("reviews", "v2");
+        var productpage = await StartAsync("productpage", "v1");
+        _controlPlane.WriteConfig("reviews-vs.yaml", Split(80, 20));
+        await Eventually.TrueAsync(() => HasEndpoints(productpage, "v1", 2) && HasEndpoints(productpage, "v2", 1), "the client sees both subsets");
+
+        var client = productpage.CreateClient();
+        var counts = new Dictionary<string, int> { ["v1"] = 0, ["v2"] = 0 };
+        for (var i = 0; i < 1000; i++)
+        {
+            counts[await VersionOf(client)]++;
+        }
+
+        Assert.InRange(counts["v1"], 750, 850);
+        Assert.Equal(1000, counts["v1"] + counts["v2"]);
+    }
+
+    [Fact]
+    public async Task RoundRobin_SpreadsOverEveryInstanceOfASubset()
+    {
+        var a = await StartAsync("reviews", "v1");
+        var b = await StartAsync("reviews", "v1");
+        var c = await StartAsync("reviews", "v1");
+        var productpage = await StartAsync("productpage", "v1");
+        await Eventually.TrueAsync(() => productpage.Snapshot.Services.TryGetValue(ReviewsHost, out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints.Length == 3, "three endpoints");
+
+        var client = productpage.CreateClient();
+        for (var i = 0; i < 300; i++)
+        {
+            await client.GetStringAsync("http://reviews/");
+        }
+
+        Assert.All(new[] { a, b, c }, w => Assert.Equal(100, w.Served));
+    }
+
+    [Fact]
+    public async Task ChangedFile_ConvergesInEveryClient_WithoutRestart()
+    {
+        await StartAsync("reviews", "v1");
+        await StartAsync("reviews", "v2");
+        var clients = new[] { await StartAsync("productpage", "v1"), await StartAsync("details", "v1") };
+        _controlPlane.WriteConfig("reviews-vs.yaml", Split(100, 0));
+        foreach (var c in clients)
+        {
+            await Eventually.TrueAsync(() => HasEndpoints(c, "v1", 1), "routing to v1");
+            var http = c.CreateClient();
+            for (var i = 0; i < 20; i++)
+            {
+                Assert.Equal("v1", await VersionOf(http));
+            }
+        }
+
+        _controlPlane.WriteConfig("reviews-vs.yaml", Split(0, 100));
+        foreach (var c in clients)
+        {
+            var http = c.CreateClient();
+            await Eventually.TrueAsync(async () => await VersionOf(http) == "v2", $"{c.Service} converges on v2");
+            for (var i = 0; i < 20; i++)
+            {
+                Assert.Equal("v2", await VersionOf(http));
+            }
+        }
+    }
+
+    [Fact]
+    public async Task StoppedBackend_LeavesTheEndpoints_AndNoCallFails()
+    {
+        var staying = await StartAsync("reviews", "v1");
+        var leaving = await StartAsync("reviews", "v1");
+        var productpage = await StartAsync("productpage", "v1");
+        await Eventually.TrueAsync(() => productpage.Snapshot.Services.TryGetValue(ReviewsHost, out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints.Length == 2, "two endpoints");
+
+        var client = productpage.CreateClient();
+        using var stop = new CancellationTokenSource();
+        var failures = new List<string>();
+        var calls = 0;
+        var load = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                try
+                {
+                    using var response = await client.GetAsync("http://reviews/");
+                    if (!response.IsSuccessStatusCode)
+                    {
+                        failures.Add(((int)response.StatusCode).ToString(System.Globalization.CultureInfo.InvariantCulture));
+                    }
+                }
+                catch (HttpRequestException ex)
+                {
+                    failures.Add(ex.Message);
+                }
+
+                calls++;
+            }
+        });
+
+        await Task.Delay(300);
+        await leaving.StopAsync();
+        await Eventually.TrueAsync(() => productpage.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Endpoints?.Endpoints.Length == 1, "the stopped backend leaves the client's endpoints");
+        var servedBefore = staying.Served;
+        await Task.Delay(300);
+        await stop.CancelAsync();
+        await load;
+
+        Assert.True(calls > 20, $"only {calls} calls ran");
+        Assert.Empty(failures);
+        Assert.True(staying.Served > servedBefore);
+        var direct = productpage.CreateClient();
+        for (var i = 0; i < 20; i++)
+        {
+            await direct.GetStringAsync("http://reviews/");
+        }
+    }
+
+    [Fact]
+    public async Task InvalidFile_ChangesNothing_AndItsErrorIsReported()
+    {
+        await StartAsync("reviews", "v1");
+        await StartAsync("reviews", "v2");
+        var productpage = await StartAsync("productpage", "v1");
+        _controlPlane.WriteConfig("reviews-vs.yaml", Split(100, 0));
+        await Eventually.TrueAsync(() => HasEndpoints(productpage, "v1", 1), "routing to v1");
+        var versionBefore = productpage.Snapshot.Version;
+
+        _controlPlane.WriteConfig("reviews-vs.yaml", Split(0, 100).Replace("weight: 100", "weight: 1000", StringComparison.Ordinal));
+        await Eventually.TrueAsync(async () =>
+        {
+            var status = await _controlPlane.GetAdminJsonAsync("/debug/config");
+            return status.EnumerateArray().Any(f => f.GetProperty("file").GetString() == "reviews-vs.yaml" && !f.GetProperty("accepted").GetBoolean());
+        }, "the control plane reports the rejected file");
+
+        var file = (await _controlPlane.GetAdminJsonAsync("/debug/config")).EnumerateArray().Single(f => f.GetProperty("file").GetString() == "reviews-vs.yaml");
+        var error = file.GetProperty("diagnostics").EnumerateArray().First(d => d.GetProperty("path").GetString() == "spec.http[0].route[1].weight");
+        Assert.Equal("error", error.GetProperty("severity").GetString());
+        Assert.Equal("spec.http[0].route[1].weight", error.GetProperty("path").GetString());
+        Assert.Equal(9, error.GetProperty("line").GetInt32());
+        Assert.Equal(1, file.GetProperty("resources").GetInt32());
+
+        await Task.Delay(500);
+        Assert.Equal(versionBefore, productpage.Snapshot.Version);
+        var http = productpage.CreateClient();
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal("v1", await VersionOf(http));
+        }
+    }
+
+    [Fact]
+    public async Task ControlPlaneRestart_ClientsKeepRoutingOnCachedConfig_AndResyncAfter()
+    {
+        await StartAsync("reviews", "v1");
+        await StartAsync("reviews", "v2");
+        var productpage = await StartAsync("productpage", "v1");
+        _controlPlane.WriteConfig("reviews-vs.yaml", Split(100, 0));
+        await Eventually.TrueAsync(() => HasEndpoints(productpage, "v1", 1) && HasEndpoints(productpage, "v2", 1), "routing to v1");
+        var http = productpage.CreateClient();
+
+        var discoveryPort = _controlPlane.DiscoveryAddress.Port;
+        var adminPort = _controlPlane.AdminAddress.Port;
+        var directory = _controlPlane.ConfigDirectory;
+        await _controlPlane.StopAsync();
+        _owned.Insert(0, _controlPlane);
+
+        // Down: every call still routes on the cached config.
+        for (var i = 0; i < 50; i++)
+        {
+            Assert.Equal("v1", await VersionOf(http));
+            await Task.Delay(20);
+        }
+
+        _controlPlane = await TestControlPlane.StartAsync(directory, discoveryPort, adminPort, o => o.StartupSyncDelay = TimeSpan.FromSeconds(2));
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal("v1", await VersionOf(http));
+            await Task.Delay(50);
+        }
+
+        _controlPlane.WriteConfig("reviews-vs.yaml", Split(0, 100));
+        await Eventually.TrueAsync(async () => await VersionOf(http) == "v2", "the client resyncs with the restarted control plane");
+        await Eventually.TrueAsync(() => HasEndpoints(productpage, "v2", 1) && HasEndpoints(productpage, "v1", 1), "both subsets still have their endpoint");
+        var registry = await _controlPlane.GetAdminJsonAsync("/debug/registry");
+        Assert.Equal(3, registry.GetArrayLength());
+    }
+
+    [Fact]
+    public async Task HostForms_AndPorts_ResolveToTheSameService()
+    {
+        await StartAsync("reviews", "v1");
+        var productpage = await StartAsync("productpage", "v1");
+        await Eventually.TrueAsync(() => productpage.Snapshot.Services.ContainsKey(ReviewsHost), "the service is known");
+        var http = productpage.CreateClient();
+
+        foreach (var url in new[] { "http://reviews/x", "http://reviews:9080/x", "http://reviews.default/x", "http://reviews.default.svc/x", "http://reviews.default.svc.cluster.local:9080/x?q=1" })
+        {
+            var parts = (await http.GetStringAsync(url)).Split('|');
+            Assert.Equal("reviews", parts[0]);
+            Assert.StartsWith("/x", parts[2], StringComparison.Ordinal);
+            Assert.Equal(new Uri(url).Authority, parts[3]);
+        }
+    }
+
+    [Fact]
+    public async Task NoMatchingRoute_Is404WithTheNoRouteFlag()
+    {
+        await StartAsync("reviews", "v1");
+        var productpage = await StartAsync("productpage", "v1");
+        _controlPlane.WriteConfig("reviews-vs.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http:
+              - match: [{ uri: { prefix: /api } }]
+                route: [{ destination: { host: reviews } }]
+            """);
+        await Eventually.TrueAsync(() => productpage.Snapshot.Services.TryGetValue(ReviewsHost, out var s) && s.Routes.Length == 1 && s.Routes[0].Matchers.Length == 1, "the route is applied");
+        var http = productpage.CreateClient();
+
+        Assert.Equal("reviews", (await http.GetStringAsync("http://reviews/api/1")).Split('|')[0]);
+        using var response = await http.GetAsync("http://reviews/other");
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        Assert.Equal("NR", response.Headers.GetValues(MeshHandler.ResponseFlagsHeader).Single());
+        Assert.Contains("no route", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task OutboundTrafficPolicy_AllowAnyPassesThrough_RegistryOnlyFailsFast()
+    {
+        var outside = await TestWorkload.StartAsync("outside", "v1", null, o => o.ConfigFile = WriteTemp("apiVersion: meshkit.dev/v1alpha1\nkind: MeshConfig\nmetadata: { name: mesh }\n"));
+        _owned.Add(outside);
+        var productpage = await StartAsync("productpage", "v1");
+        await Eventually.TrueAsync(() => productpage.Snapshot.IsReady, "ready");
+        var http = productpage.CreateClient();
+
+        Assert.StartsWith("outside|", await http.GetStringAsync(outside.Address), StringComparison.Ordinal);
+
+        _controlPlane.WriteConfig("mesh.yaml", "apiVersion: meshkit.dev/v1alpha1\nkind: MeshConfig\nmetadata: { name: mesh }\nspec:\n  outboundTrafficPolicy: { mode: REGISTRY_ONLY }\n");
+        await Eventually.TrueAsync(() => productpage.Snapshot.RegistryOnly, "REGISTRY_ONLY applies");
+        using var response = await http.GetAsync(outside.Address);
+        Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+        Assert.Contains("REGISTRY_ONLY", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task OptedOutClient_GoesWhereItsUrlSays()
+    {
+        var productpage = await StartAsync("productpage", "v1", configureServices: s => s.AddHttpClient("direct").WithoutMeshHandler());
+        await Eventually.TrueAsync(() => productpage.Snapshot.IsReady, "ready");
+        _controlPlane.WriteConfig("mesh.yaml", "apiVersion: meshkit.dev/v1alpha1\nkind: MeshConfig\nmetadata: { name: mesh }\nspec:\n  outboundTrafficPolicy: { mode: REGISTRY_ONLY }\n");
+        await Eventually.TrueAsync(() => productpage.Snapshot.RegistryOnly, "REGISTRY_ONLY applies");
+
+        using var response = await productpage.CreateClient().GetAsync(_controlPlane.AdminAddress + "healthz/ready");
+        Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+        var direct = productpage.Services.GetRequiredService<IHttpClientFactory>().CreateClient("direct");
+        Assert.Equal("ok", await direct.GetStringAsync(_controlPlane.AdminAddress + "healthz/ready"));
+    }
+
+    [Fact]
+    public async Task SpoofedIdentityHeaders_AreStrippedByUseMesh()
+    {
+        await StartAsync("reviews", "v1");
+        var productpage = await StartAsync("productpage", "v1");
+        await Eventually.TrueAsync(() => productpage.Snapshot.Services.ContainsKey(ReviewsHost), "the service is known");
+        using var request = new HttpRequestMessage(HttpMethod.Get, "http://reviews/");
+        request.Headers.Add("x-forwarded-client-cert", "By=spiffe://evil");
+        request.Headers.Add("X-MeshKit-Principal", "admin");
+
+        using var response = await productpage.CreateClient().SendAsync(request);
+        var parts = (await response.Content.ReadAsStringAsync()).Split('|');
+        Assert.Equal(string.Empty, parts[4]);
+    }
+
+    private static string WriteTemp(string yaml)
+    {
+        var path = Path.Combine(Directory.CreateTempSubdirectory("meshkit-static-").FullName, "mesh.yaml");
+        File.WriteAllText(path, yaml);
+        return path;
+    }
+}

@@ -1,0 +1,90 @@
+using MeshKit.Snapshot;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace MeshKit.Tests.Infrastructure;
+
+/// <summary>
+/// A real ASP.NET Core app on 127.0.0.1 (port 0) with <c>AddMesh()</c> and <c>UseMesh()</c>. Every request is answered
+/// with <c>service|version|path|host</c> so a test can see where the mesh sent it.
+/// </summary>
+public sealed class TestWorkload : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private int _served;
+    private bool _stopped;
+
+    private TestWorkload(WebApplication app, string service, string version)
+    {
+        _app = app;
+        Service = service;
+        Version = version;
+    }
+
+    public string Service { get; }
+
+    public string Version { get; }
+
+    public Uri Address { get; private set; } = null!;
+
+    public int Served => Volatile.Read(ref _served);
+
+    public IServiceProvider Services => _app.Services;
+
+    internal MeshSnapshot Snapshot => _app.Services.GetRequiredService<MeshSnapshotProvider>().Current;
+
+    public static async Task<TestWorkload> StartAsync(string service, string version, Uri? controlPlane, Action<MeshOptions>? configure = null, Action<IServiceCollection>? configureServices = null)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Services.AddMesh(o =>
+        {
+            o.ServiceName = service;
+            o.Labels["version"] = version;
+            o.ControlPlaneAddress = controlPlane;
+            o.ServicePort = 9080;
+            o.ReconnectBaseDelay = TimeSpan.FromMilliseconds(100);
+            o.ReconnectMaxDelay = TimeSpan.FromSeconds(1);
+            o.DrainDuration = TimeSpan.FromSeconds(1);
+            o.InitialFetchTimeout = TimeSpan.FromSeconds(20);
+            configure?.Invoke(o);
+        });
+        configureServices?.Invoke(builder.Services);
+        var app = builder.Build();
+        var workload = new TestWorkload(app, service, version);
+        app.UseMesh();
+        app.Map("/{**path}", (HttpContext context) =>
+        {
+            Interlocked.Increment(ref workload._served);
+            var spoofed = context.Request.Headers.Keys.Where(k => k.StartsWith("x-meshkit-", StringComparison.OrdinalIgnoreCase) || k == "x-forwarded-client-cert");
+            return Results.Text($"{service}|{version}|{context.Request.Path}{context.Request.QueryString}|{context.Request.Host}|{string.Join(',', spoofed)}");
+        });
+        await app.StartAsync();
+        workload.Address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        return workload;
+    }
+
+    /// <summary>Creates an <c>IHttpClientFactory</c> client of this workload: it goes through the mesh.</summary>
+    public HttpClient CreateClient(string name = "test") => _app.Services.GetRequiredService<IHttpClientFactory>().CreateClient(name);
+
+    public async Task StopAsync()
+    {
+        if (!_stopped)
+        {
+            _stopped = true;
+            await _app.StopAsync();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        await _app.DisposeAsync();
+    }
+}

@@ -33,6 +33,7 @@ public static class ControlPlaneApp
         ArgumentNullException.ThrowIfNull(args);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
         builder.Configuration.AddEnvironmentVariables("MESHKIT_");
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Configuration.AddCommandLine(args, (IDictionary<string, string>)Switches);
         builder.Services.AddOptions<ControlPlaneOptions>()
             .Bind(builder.Configuration.GetSection(ControlPlaneOptions.SectionName))
@@ -50,7 +51,7 @@ public static class ControlPlaneApp
             Listen(kestrel, options.Listen, HttpProtocols.Http2);
             if (!string.IsNullOrWhiteSpace(options.AdminListen))
             {
-                Listen(kestrel, options.AdminListen, HttpProtocols.Http1AndHttp2);
+                Listen(kestrel, options.AdminListen, HttpProtocols.Http1);
             }
         });
 

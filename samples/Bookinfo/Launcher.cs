@@ -1,0 +1,234 @@
+using System.Diagnostics;
+
+namespace Bookinfo;
+
+/// <summary>Starts the control plane and every Bookinfo service as separate processes on loopback, and stops them all cleanly.</summary>
+internal static class Launcher
+{
+    private static readonly (string Role, string Version)[] Workloads =
+        [("details", "v1"), ("ratings", "v1"), ("reviews", "v1"), ("reviews", "v2"), ("reviews", "v3"), ("productpage", "v1")];
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        if (args.Contains("--help") || args.Contains("-h"))
+        {
+            Console.WriteLine("""
+                Runs the Bookinfo sample mesh on loopback: a MeshKit control plane and productpage, details,
+                reviews v1/v2/v3 and ratings, each in its own process.
+
+                Options:
+                  --port N                productpage port (default 9080)
+                  --control-plane-port N  discovery port (default 15010; admin is this + 4)
+                  --config-dir DIR        the control plane's config folder (default: a new temporary folder
+                                          seeded with config/base; copy config/tasks files into it to apply them)
+                  --duration SECONDS      stop by itself after this long (for scripts); default: until Ctrl+C
+                """);
+            return 0;
+        }
+
+        var port = Args.GetInt(args, "--port", 9080);
+        var cpPort = Args.GetInt(args, "--control-plane-port", 15010);
+        var duration = Args.GetInt(args, "--duration", 0);
+        var configDir = Args.Get(args, "--config-dir") ?? SeedConfig();
+        var controlPlane = $"http://127.0.0.1:{cpPort}";
+
+        using var stop = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) =>
+        {
+            e.Cancel = true;
+            stop.Cancel();
+        };
+        if (duration > 0)
+        {
+            stop.CancelAfter(TimeSpan.FromSeconds(duration));
+        }
+
+        var children = new List<Child>();
+        try
+        {
+            children.Add(Child.Start("controlplane", "-", ["--config-dir", configDir, "--listen", controlPlane, "--admin-listen", $"http://127.0.0.1:{cpPort + 4}"]));
+            if (!await WaitForPortAsync(cpPort, children, stop.Token))
+            {
+                Console.Error.WriteLine($"The control plane did not start listening on port {cpPort}; see the output above.");
+                return 1;
+            }
+
+            foreach (var (role, version) in Workloads)
+            {
+                var listen = role == "productpage" ? port : 0;
+                children.Add(Child.Start(role, version, ["--version", version, "--port", listen.ToString(System.Globalization.CultureInfo.InvariantCulture), "--control-plane", controlPlane]));
+            }
+
+            var page = $"http://127.0.0.1:{port}/productpage";
+            if (!await WaitForAsync(page, children, stop.Token))
+            {
+                Console.Error.WriteLine("Bookinfo did not come up; see the output above.");
+                return 1;
+            }
+
+            Console.WriteLine($"""
+
+                Bookinfo is running in a MeshKit mesh.
+                  product page:   {page}   (log in as 'jason' to send the end-user header)
+                  control plane:  {controlPlane}  (debug: http://127.0.0.1:{cpPort + 4}/debug/registry)
+                  config folder:  {configDir}
+                    copy a file from samples/Bookinfo/config/tasks into it to route live, e.g. virtual-service-all-v1.yaml
+                  processes:      {string.Join(", ", children.Select(c => c.Name))}
+                {(duration > 0 ? $"Stopping after {duration} s." : "Press Ctrl+C to stop.")}
+                """);
+            try
+            {
+                await Task.Delay(Timeout.Infinite, stop.Token);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            foreach (var dead in children.Where(c => c.Process.HasExited))
+            {
+                Console.Error.WriteLine($"{dead.Name} exited early with code {dead.Process.ExitCode}");
+            }
+
+            return children.Any(c => c.Process.HasExited) ? 1 : 0;
+        }
+        finally
+        {
+            Console.WriteLine("Stopping Bookinfo...");
+
+            // Services first (they leave the registry and drain), the control plane last.
+            foreach (var child in Enumerable.Reverse(children))
+            {
+                child.RequestStop();
+            }
+
+            foreach (var child in Enumerable.Reverse(children))
+            {
+                await child.WaitAsync(TimeSpan.FromSeconds(15));
+            }
+
+            Console.WriteLine("Stopped.");
+        }
+    }
+
+    private static string SeedConfig()
+    {
+        var dir = Directory.CreateTempSubdirectory("bookinfo-mesh-config-").FullName;
+        foreach (var file in Directory.EnumerateFiles(Path.Combine(AppContext.BaseDirectory, "config", "base"), "*.yaml"))
+        {
+            File.Copy(file, Path.Combine(dir, Path.GetFileName(file)));
+        }
+
+        return dir;
+    }
+
+    private static async Task<bool> WaitForPortAsync(int port, List<Child> children, CancellationToken cancellationToken)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < TimeSpan.FromSeconds(30) && !cancellationToken.IsCancellationRequested && !children.Any(c => c.Process.HasExited))
+        {
+            try
+            {
+                using var socket = new System.Net.Sockets.TcpClient();
+                await socket.ConnectAsync(System.Net.IPAddress.Loopback, port, cancellationToken);
+                return true;
+            }
+            catch (System.Net.Sockets.SocketException)
+            {
+                await Task.Delay(100, CancellationToken.None);
+            }
+        }
+
+        return false;
+    }
+
+    private static async Task<bool> WaitForAsync(string url, List<Child> children, CancellationToken cancellationToken)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < TimeSpan.FromSeconds(60) && !cancellationToken.IsCancellationRequested)
+        {
+            if (children.Any(c => c.Process.HasExited))
+            {
+                return false;
+            }
+
+            try
+            {
+                var body = await http.GetStringAsync(url, cancellationToken);
+                if (body.Contains("Book Details", StringComparison.Ordinal) && body.Contains("Book Reviews", StringComparison.Ordinal) && !body.Contains("unavailable", StringComparison.Ordinal))
+                {
+                    return true;
+                }
+            }
+            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
+            {
+            }
+
+            await Task.Delay(250, CancellationToken.None);
+        }
+
+        return false;
+    }
+
+    private sealed class Child
+    {
+        private Child(string name, Process process)
+        {
+            Name = name;
+            Process = process;
+        }
+
+        public string Name { get; }
+
+        public Process Process { get; }
+
+        public static Child Start(string role, string version, string[] args)
+        {
+            var name = version == "-" ? role : $"{role}-{version}";
+            var start = new ProcessStartInfo(Environment.ProcessPath!)
+            {
+                RedirectStandardInput = true,
+                UseShellExecute = false,
+            };
+            if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet")
+            {
+                start.ArgumentList.Add(typeof(Launcher).Assembly.Location);
+            }
+
+            start.ArgumentList.Add("--role");
+            start.ArgumentList.Add(role);
+            foreach (var arg in args)
+            {
+                start.ArgumentList.Add(arg);
+            }
+
+            var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {name}");
+            return new Child(name, process);
+        }
+
+        // Children stop when their standard input closes: a clean shutdown on every OS.
+        public void RequestStop()
+        {
+            try
+            {
+                Process.StandardInput.Close();
+            }
+            catch (IOException)
+            {
+            }
+        }
+
+        public async Task WaitAsync(TimeSpan timeout)
+        {
+            using var cts = new CancellationTokenSource(timeout);
+            try
+            {
+                await Process.WaitForExitAsync(cts.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                Process.Kill(entireProcessTree: true);
+            }
+        }
+    }
+}

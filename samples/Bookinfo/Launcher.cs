@@ -22,6 +22,7 @@ internal static class Launcher
                   --config-dir DIR        the control plane's config folder (default: a new temporary folder
                                           seeded with config/base; copy config/tasks files into it to apply them)
                   --duration SECONDS      stop by itself after this long (for scripts); default: until Ctrl+C
+                  --stop-on-stdin-close   stop when standard input closes (for programs that run the sample)
                 """);
             return 0;
         }
@@ -41,6 +42,12 @@ internal static class Launcher
         if (duration > 0)
         {
             stop.CancelAfter(TimeSpan.FromSeconds(duration));
+        }
+
+        // A program that runs us stops us cleanly by closing our standard input.
+        if (args.Contains("--stop-on-stdin-close"))
+        {
+            StdinWatcher.OnClose(stop.Cancel);
         }
 
         var children = new List<Child>();

@@ -222,20 +222,5 @@ internal static class Services
         return html.ToString();
     }
 
-    private static void StopOnStdinClose(IHostApplicationLifetime lifetime) =>
-        _ = Task.Run(() =>
-        {
-            // A launcher closes our standard input to ask for a clean stop; stays quiet when run without one.
-            try
-            {
-                while (Console.In.Read() != -1)
-                {
-                }
-            }
-            catch (IOException)
-            {
-            }
-
-            lifetime.StopApplication();
-        });
+    private static void StopOnStdinClose(IHostApplicationLifetime lifetime) => StdinWatcher.OnClose(lifetime.StopApplication);
 }

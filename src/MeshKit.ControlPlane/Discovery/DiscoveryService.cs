@@ -124,6 +124,20 @@ internal sealed partial class DiscoveryService(
             return "instance_id is required";
         }
 
+        foreach (var port in workload.Ports)
+        {
+            if (port.TargetPort is 0 or > 65535 || port.ServicePort > 65535)
+            {
+                return $"port '{port.Name}': target_port {port.TargetPort} and service_port {port.ServicePort} must be valid port numbers";
+            }
+
+            // An unset service port means callers use the port the workload listens on.
+            if (port.ServicePort == 0)
+            {
+                port.ServicePort = port.TargetPort;
+            }
+        }
+
         return null;
     }
 

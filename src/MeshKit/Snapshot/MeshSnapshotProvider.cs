@@ -27,8 +27,6 @@ internal sealed class MeshSnapshotProvider
     /// <summary>Gets a task that completes when a complete configuration is in force.</summary>
     public Task Ready => _ready.Task;
 
-    public event Action<MeshSnapshot>? Changed;
-
     public void PublishFromControlPlane(MeshSnapshot snapshot)
     {
         if (snapshot.IsReady)
@@ -76,7 +74,5 @@ internal sealed class MeshSnapshotProvider
         {
             _ready.TrySetResult();
         }
-
-        Changed?.Invoke(snapshot);
     }
 }

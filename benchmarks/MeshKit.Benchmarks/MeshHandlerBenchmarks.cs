@@ -63,7 +63,7 @@ public class MeshHandlerBenchmarks
 
         var view = MeshCompiler.Compile(new ConfigSet(parsed.Resources), workloads).ViewFor("default");
         var provider = new MeshSnapshotProvider(Options.Create(new MeshOptions()), TimeProvider.System);
-        provider.PublishFromFile(SnapshotBuilder.Build(view.Resources, "default", "1", ready: true));
+        provider.PublishFromFile(SnapshotBuilder.Build(view.Resources, new SourceWorkload("default", new Dictionary<string, string> { ["app"] = "productpage" }), "1", ready: true));
         _plain = new HttpMessageInvoker(new Terminal());
         _mesh = new HttpMessageInvoker(new MeshHandler(provider) { InnerHandler = new Terminal() });
     }

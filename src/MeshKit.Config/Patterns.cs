@@ -16,6 +16,17 @@ public static class Patterns
     public static Regex? TryCompileFullMatch(string pattern, bool ignoreCase, out string? error)
     {
         ArgumentNullException.ThrowIfNull(pattern);
+        return TryCompile(@"\A(?:" + pattern + @")\z", ignoreCase, out error);
+    }
+
+    /// <summary>Compiles <paramref name="pattern"/> to find matches anywhere in a value (for regex rewrites).</summary>
+    /// <param name="pattern">The RE2-style pattern.</param>
+    /// <param name="ignoreCase">Whether to compare case-insensitively.</param>
+    /// <param name="error">The reason when the pattern is invalid.</param>
+    /// <returns>The compiled regex, or <see langword="null"/> with <paramref name="error"/> set.</returns>
+    public static Regex? TryCompile(string pattern, bool ignoreCase, out string? error)
+    {
+        ArgumentNullException.ThrowIfNull(pattern);
         var options = RegexOptions.NonBacktracking | RegexOptions.CultureInvariant;
         if (ignoreCase)
         {
@@ -25,7 +36,7 @@ public static class Patterns
         try
         {
             error = null;
-            return new Regex(@"\A(?:" + pattern + @")\z", options);
+            return new Regex(pattern, options);
         }
         catch (ArgumentException ex)
         {
@@ -37,5 +48,32 @@ public static class Patterns
             error = ex.Message;
             return null;
         }
+    }
+
+    /// <summary>Converts an RE2/Envoy replacement (<c>\1</c>) into .NET's form (<c>${1}</c>), escaping literal <c>$</c>.</summary>
+    /// <param name="rewrite">The replacement as written in the config.</param>
+    /// <returns>The .NET replacement pattern.</returns>
+    public static string ToDotNetReplacement(string rewrite)
+    {
+        ArgumentNullException.ThrowIfNull(rewrite);
+        var builder = new System.Text.StringBuilder(rewrite.Length + 8);
+        for (var i = 0; i < rewrite.Length; i++)
+        {
+            var c = rewrite[i];
+            if (c == '\\' && i + 1 < rewrite.Length && char.IsAsciiDigit(rewrite[i + 1]))
+            {
+                builder.Append("${").Append(rewrite[++i]).Append('}');
+            }
+            else if (c == '$')
+            {
+                builder.Append("$$");
+            }
+            else
+            {
+                builder.Append(c);
+            }
+        }
+
+        return builder.ToString();
     }
 }

@@ -139,7 +139,12 @@ public sealed class CompiledMesh
 
     private static HttpRoute CompileRoute(HttpRouteSpec spec, string ns, string domain)
     {
-        var route = new HttpRoute { Name = spec.Name ?? string.Empty };
+        var route = new HttpRoute
+        {
+            Name = spec.Name ?? string.Empty,
+            RequestHeaders = ToProto(spec.Headers?.Request),
+            ResponseHeaders = ToProto(spec.Headers?.Response),
+        };
         foreach (var match in spec.Match)
         {
             var compiled = new HttpMatch
@@ -150,10 +155,14 @@ public sealed class CompiledMesh
                 Authority = ToProto(match.Authority),
                 Scheme = ToProto(match.Scheme),
                 Port = match.Port ?? 0,
+                SourceNamespace = match.SourceNamespace ?? string.Empty,
             };
-            foreach (var (name, value) in match.Headers)
+            Copy(match.Headers, compiled.Headers);
+            Copy(match.WithoutHeaders, compiled.WithoutHeaders);
+            Copy(match.QueryParams, compiled.QueryParams);
+            foreach (var (key, value) in match.SourceLabels)
             {
-                compiled.Headers[name] = ToProto(value);
+                compiled.SourceLabels[key] = value;
             }
 
             route.Matches.Add(compiled);
@@ -167,10 +176,70 @@ public sealed class CompiledMesh
                 Subset = destination.Destination.Subset ?? string.Empty,
                 Port = destination.Destination.Port ?? 0,
                 Weight = (uint)(spec.Route.Count == 1 ? 100 : destination.Weight ?? 0),
+                RequestHeaders = ToProto(destination.Headers?.Request),
+                ResponseHeaders = ToProto(destination.Headers?.Response),
             });
         }
 
+        if (spec.Rewrite is { } rewrite)
+        {
+            route.Rewrite = new Rewrite
+            {
+                Uri = rewrite.Uri ?? string.Empty,
+                Authority = rewrite.Authority ?? string.Empty,
+                UriRegex = rewrite.UriRegexMatch is null ? null : new RegexRewrite { Match = rewrite.UriRegexMatch, Rewrite = rewrite.UriRegexRewrite ?? string.Empty },
+            };
+        }
+
+        if (spec.Redirect is { } redirect)
+        {
+            route.Redirect = new Redirect
+            {
+                Uri = redirect.Uri ?? string.Empty,
+                Authority = redirect.Authority ?? string.Empty,
+                Port = redirect.Port ?? 0,
+                Scheme = redirect.Scheme ?? string.Empty,
+                RedirectCode = redirect.RedirectCode,
+                PortFromRequest = redirect.PortFromRequest,
+            };
+        }
+
+        if (spec.DirectResponse is { } direct)
+        {
+            route.DirectResponse = new DirectResponse { Status = direct.Status, Body = Google.Protobuf.ByteString.CopyFrom(direct.Body.Span) };
+        }
+
         return route;
+    }
+
+    private static void Copy(IReadOnlyDictionary<string, StringMatchSpec> from, Google.Protobuf.Collections.MapField<string, StringMatch> to)
+    {
+        foreach (var (name, value) in from)
+        {
+            to[name] = ToProto(value)!;
+        }
+    }
+
+    private static HeaderOperations? ToProto(HeaderOperationsSpec? spec)
+    {
+        if (spec is null)
+        {
+            return null;
+        }
+
+        var operations = new HeaderOperations();
+        operations.Remove.AddRange(spec.Remove);
+        foreach (var (name, value) in spec.Set)
+        {
+            operations.Set[name] = value;
+        }
+
+        foreach (var (name, value) in spec.Add)
+        {
+            operations.Add[name] = value;
+        }
+
+        return operations;
     }
 
     private static StringMatch? ToProto(StringMatchSpec? spec) => spec?.Kind switch
@@ -178,6 +247,7 @@ public sealed class CompiledMesh
         null => null,
         StringMatchKind.Exact => new StringMatch { Exact = spec.Value },
         StringMatchKind.Prefix => new StringMatch { Prefix = spec.Value },
+        StringMatchKind.Present => new StringMatch { Present = true },
         _ => new StringMatch { Regex = spec.Value },
     };
 

@@ -11,6 +11,9 @@ public enum StringMatchKind
 
     /// <summary>The whole value matches the RE2-style regular expression.</summary>
     Regex,
+
+    /// <summary>The header or parameter is present, whatever its value (an empty match object in Istio).</summary>
+    Present,
 }
 
 /// <summary>Istio's <c>StringMatch</c>: exactly one of exact, prefix or regex.</summary>
@@ -46,6 +49,18 @@ public sealed record HttpRouteSpec
     /// <summary>Gets <c>route</c>: the weighted destinations.</summary>
     public IReadOnlyList<HttpRouteDestination> Route { get; init; } = [];
 
+    /// <summary>Gets <c>headers</c>.</summary>
+    public HeadersSpec? Headers { get; init; }
+
+    /// <summary>Gets <c>rewrite</c>.</summary>
+    public RewriteSpec? Rewrite { get; init; }
+
+    /// <summary>Gets <c>redirect</c>.</summary>
+    public RedirectSpec? Redirect { get; init; }
+
+    /// <summary>Gets <c>directResponse</c>.</summary>
+    public DirectResponseSpec? DirectResponse { get; init; }
+
     /// <summary>Gets where the route starts.</summary>
     public SourceLocation Location { get; init; }
 }
@@ -73,12 +88,57 @@ public sealed record HttpMatchRequest
 
     /// <summary>Gets <c>port</c>, or <see langword="null"/>.</summary>
     public uint? Port { get; init; }
+
+    /// <summary>Gets <c>queryParams</c>, by name.</summary>
+    public IReadOnlyDictionary<string, StringMatchSpec> QueryParams { get; init; } = new Dictionary<string, StringMatchSpec>();
+
+    /// <summary>Gets <c>withoutHeaders</c>: the request matches only when none of them matches.</summary>
+    public IReadOnlyDictionary<string, StringMatchSpec> WithoutHeaders { get; init; } = new Dictionary<string, StringMatchSpec>();
+
+    /// <summary>Gets <c>sourceLabels</c>: labels the calling workload must carry.</summary>
+    public IReadOnlyDictionary<string, string> SourceLabels { get; init; } = ConfigResource.EmptyMap;
+
+    /// <summary>Gets <c>sourceNamespace</c>: the namespace the calling workload must be in.</summary>
+    public string? SourceNamespace { get; init; }
 }
+
+/// <summary>Istio's <c>Headers</c>: edits of the request and the response headers.</summary>
+/// <param name="Request">Gets <c>request</c>.</param>
+/// <param name="Response">Gets <c>response</c>.</param>
+public sealed record HeadersSpec(HeaderOperationsSpec? Request, HeaderOperationsSpec? Response);
+
+/// <summary>Istio's <c>HeaderOperations</c>.</summary>
+/// <param name="Set">Gets <c>set</c>: replace (or add) these headers.</param>
+/// <param name="Add">Gets <c>add</c>: append these values.</param>
+/// <param name="Remove">Gets <c>remove</c>: drop these headers.</param>
+public sealed record HeaderOperationsSpec(IReadOnlyDictionary<string, string> Set, IReadOnlyDictionary<string, string> Add, IReadOnlyList<string> Remove);
+
+/// <summary>Istio's <c>HTTPRewrite</c>.</summary>
+/// <param name="Uri">Gets <c>uri</c>: replaces the matched prefix, or the whole path for exact and regex matches.</param>
+/// <param name="Authority">Gets <c>authority</c>.</param>
+/// <param name="UriRegexMatch">Gets <c>uriRegexRewrite.match</c>.</param>
+/// <param name="UriRegexRewrite">Gets <c>uriRegexRewrite.rewrite</c>.</param>
+public sealed record RewriteSpec(string? Uri, string? Authority, string? UriRegexMatch, string? UriRegexRewrite);
+
+/// <summary>Istio's <c>HTTPRedirect</c>.</summary>
+/// <param name="Uri">Gets <c>uri</c>: replaces the whole path.</param>
+/// <param name="Authority">Gets <c>authority</c>.</param>
+/// <param name="Port">Gets <c>port</c>.</param>
+/// <param name="Scheme">Gets <c>scheme</c>.</param>
+/// <param name="RedirectCode">Gets <c>redirectCode</c> (default 301).</param>
+/// <param name="PortFromRequest">Gets whether <c>derivePort</c> is <c>FROM_REQUEST_PORT</c>.</param>
+public sealed record RedirectSpec(string? Uri, string? Authority, uint? Port, string? Scheme, uint RedirectCode, bool PortFromRequest);
+
+/// <summary>Istio's <c>HTTPDirectResponse</c>.</summary>
+/// <param name="Status">Gets <c>status</c>.</param>
+/// <param name="Body">Gets <c>body</c> (<c>string</c> as UTF-8, or <c>bytes</c> decoded), or empty.</param>
+public sealed record DirectResponseSpec(uint Status, ReadOnlyMemory<byte> Body);
 
 /// <summary>One entry of <c>route</c>.</summary>
 /// <param name="Destination">Gets <c>destination</c>.</param>
 /// <param name="Weight">Gets <c>weight</c>, or <see langword="null"/> when absent.</param>
-public sealed record HttpRouteDestination(Destination Destination, int? Weight);
+/// <param name="Headers">Gets <c>headers</c> of this destination.</param>
+public sealed record HttpRouteDestination(Destination Destination, int? Weight, HeadersSpec? Headers = null);
 
 /// <summary>Istio's <c>Destination</c>.</summary>
 /// <param name="Host">Gets <c>host</c>: a short name (resolved in the rule's namespace) or an FQDN.</param>

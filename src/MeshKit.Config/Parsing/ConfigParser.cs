@@ -247,19 +247,30 @@ public static class ConfigParser
         var name = r.String("name");
         var match = r.List("match", ReadHttpMatch);
         var route = r.List("route", ReadRouteDestination);
-        foreach (var field in new[] { "rewrite", "timeout", "retries", "fault", "mirror", "mirrors", "mirrorPercentage", "mirrorPercent", "mirror_percent", "corsPolicy", "headers" })
+        var headers = r.Map("headers", ReadHeaders);
+        var rewrite = r.Map("rewrite", ReadRewrite);
+        var redirect = r.Map("redirect", ReadRedirect);
+        var direct = r.Map("directResponse", ReadDirectResponse);
+        foreach (var field in new[] { "timeout", "retries", "fault", "mirror", "mirrors", "mirrorPercentage", "mirrorPercent", "mirror_percent", "corsPolicy" })
         {
             r.NotSupported(field, DiagnosticSeverity.Warning, NotYet);
         }
 
-        foreach (var field in new[] { "redirect", "directResponse", "delegate" })
+        r.NotSupported("delegate", DiagnosticSeverity.Error, "delegate VirtualServices apply to gateways, which MeshKit has not");
+
+        var actions = (route.Count > 0 ? 1 : 0) + (redirect is null ? 0 : 1) + (direct is null ? 0 : 1);
+        if (actions == 0 && !r.Has("delegate"))
         {
-            r.NotSupported(field, DiagnosticSeverity.Error, NotYet);
+            r.Context.Error(r.Node, r.ChildPath("route"), "a route needs destinations, a redirect or a direct response");
+        }
+        else if (actions > 1)
+        {
+            r.Context.Error(r.Node, r.Path, "route, redirect and directResponse exclude each other");
         }
 
-        if (route.Count == 0 && !r.Has("redirect") && !r.Has("directResponse") && !r.Has("delegate"))
+        if (rewrite is not null && (redirect is not null || direct is not null))
         {
-            r.Context.Error(r.Node, r.ChildPath("route"), "a route needs at least one destination");
+            r.Context.Error(r.Get("rewrite"), r.ChildPath("rewrite"), "cannot be combined with redirect or directResponse");
         }
 
         if (route.Count > 1)
@@ -271,72 +282,219 @@ public static class ConfigParser
             }
         }
 
-        return new HttpRouteSpec { Name = name, Match = match, Route = route, Location = r.Location };
+        return new HttpRouteSpec
+        {
+            Name = name, Match = match, Route = route, Headers = headers, Rewrite = rewrite, Redirect = redirect, DirectResponse = direct,
+            Location = r.Location,
+        };
     }
+
+    private static HeadersSpec ReadHeaders(MapReader h) => new(h.Map("request", ReadHeaderOperations), h.Map("response", ReadHeaderOperations));
+
+    private static HeaderOperationsSpec ReadHeaderOperations(MapReader o)
+    {
+        var set = o.StringMap("set");
+        var add = o.StringMap("add");
+        var remove = o.Strings("remove");
+        foreach (var name in set.Keys.Concat(add.Keys).Concat(remove))
+        {
+            if (name.Length == 0 || name.Any(c => c <= ' ' || c >= 127 || c == ':'))
+            {
+                o.Context.Error(o.Node, o.Path, $"'{name}' is not a valid header name");
+            }
+        }
+
+        return new HeaderOperationsSpec(set, add, remove);
+    }
+
+    private static RewriteSpec ReadRewrite(MapReader w)
+    {
+        var uri = w.String("uri");
+        var authority = w.String("authority");
+        var regex = w.Map("uriRegexRewrite", x =>
+        {
+            var match = x.String("match", required: true);
+            var rewrite = x.String("rewrite", required: true);
+            if (match is not null && Patterns.TryCompileFullMatch(match, false, out var error) is null)
+            {
+                x.Context.Error(x.Get("match"), x.ChildPath("match"), $"invalid regular expression: {error}");
+            }
+
+            return new RegexBox(match ?? string.Empty, rewrite ?? string.Empty);
+        });
+        if (uri is not null && regex is not null)
+        {
+            w.Context.Error(w.Node, w.Path, "uri and uriRegexRewrite exclude each other");
+        }
+
+        if (uri is not null && uri.Length > 0 && uri[0] != '/')
+        {
+            w.Context.Error(w.Get("uri"), w.ChildPath("uri"), "must start with '/'");
+        }
+
+        if (uri is null && authority is null && regex is null)
+        {
+            w.Context.Error(w.Node, w.Path, "needs uri, authority or uriRegexRewrite");
+        }
+
+        return new RewriteSpec(uri, authority, regex?.Match, regex?.Rewrite);
+    }
+
+    private sealed record RegexBox(string Match, string Rewrite);
+
+    private static RedirectSpec ReadRedirect(MapReader d)
+    {
+        var uri = d.String("uri");
+        var authority = d.String("authority");
+        var port = d.UInt("port", 1, 65535);
+        var scheme = d.String("scheme");
+        var code = d.UInt("redirectCode", 300, 399) ?? 301;
+        var derive = d.String("derivePort");
+        if (derive is not null && derive is not ("FROM_PROTOCOL_DEFAULT" or "FROM_REQUEST_PORT"))
+        {
+            d.Context.Error(d.Get("derivePort"), d.ChildPath("derivePort"), $"unknown value '{derive}'; expected FROM_PROTOCOL_DEFAULT or FROM_REQUEST_PORT");
+        }
+
+        if (port is not null && derive is not null)
+        {
+            d.Context.Error(d.Node, d.Path, "port and derivePort exclude each other");
+        }
+
+        if (scheme is not null && scheme is not ("http" or "https"))
+        {
+            d.Context.Error(d.Get("scheme"), d.ChildPath("scheme"), $"'{scheme}' must be http or https");
+        }
+
+        if (uri is not null && uri.Length > 0 && uri[0] != '/')
+        {
+            d.Context.Error(d.Get("uri"), d.ChildPath("uri"), "must start with '/'");
+        }
+
+        return new RedirectSpec(uri, authority, port, scheme, code, derive == "FROM_REQUEST_PORT");
+    }
+
+    private static DirectResponseSpec ReadDirectResponse(MapReader d)
+    {
+        var status = d.UInt("status", 200, 599);
+        if (status is null && !d.Has("status"))
+        {
+            d.Context.Error(d.Node, d.ChildPath("status"), "is required");
+        }
+
+        var body = d.Map("body", b =>
+        {
+            var text = b.String("string");
+            var bytes = b.String("bytes");
+            if (text is not null && bytes is not null)
+            {
+                b.Context.Error(b.Node, b.Path, "string and bytes exclude each other");
+            }
+
+            if (bytes is not null)
+            {
+                try
+                {
+                    return new BodyBox(Convert.FromBase64String(bytes));
+                }
+                catch (FormatException)
+                {
+                    b.Context.Error(b.Get("bytes"), b.ChildPath("bytes"), "must be base64");
+                    return null;
+                }
+            }
+
+            return new BodyBox(System.Text.Encoding.UTF8.GetBytes(text ?? string.Empty));
+        });
+        return new DirectResponseSpec(status ?? 0, body?.Bytes ?? ReadOnlyMemory<byte>.Empty);
+    }
+
+    private sealed record BodyBox(byte[] Bytes);
 
     private static HttpMatchRequest ReadHttpMatch(MapReader m)
     {
         var ignoreCase = m.Bool("ignoreUriCase") ?? false;
-        var headers = new Dictionary<string, StringMatchSpec>(StringComparer.Ordinal);
-        var headerNode = m.Get("headers");
-        if (headerNode is YamlMappingNode headerMap)
-        {
-            foreach (var (k, v) in headerMap.Children)
-            {
-                var name = ((YamlScalarNode)k).Value ?? string.Empty;
-                var path = $"{m.ChildPath("headers")}.{name}";
-                if (name.Length == 0 || name != name.ToLowerInvariant())
-                {
-                    m.Context.Error(k, path, "header names must be lower case");
-                }
-
-                if (v is YamlMappingNode hv)
-                {
-                    var reader = new MapReader(hv, path, m.Context);
-                    var spec = ReadStringMatch(reader, ignoreCase: false);
-                    reader.Finish();
-                    if (spec is not null)
-                    {
-                        headers[name] = spec;
-                    }
-                }
-                else
-                {
-                    m.Context.Error(v, path, "must be a string match (exact, prefix or regex)");
-                }
-            }
-        }
-        else if (headerNode is not null)
-        {
-            m.Context.Error(headerNode, m.ChildPath("headers"), "must be a map of header name to string match");
-        }
-
         var result = new HttpMatchRequest
         {
             Name = m.String("name"),
-            Uri = m.Map("uri", r => ReadStringMatch(r, ignoreCase)),
-            Scheme = m.Map("scheme", r => ReadStringMatch(r, false)),
-            Method = m.Map("method", r => ReadStringMatch(r, false)),
-            Authority = m.Map("authority", r => ReadStringMatch(r, false)),
-            Headers = headers,
+            Uri = m.Map("uri", r => ReadStringMatch(r, ignoreCase, allowPresence: false)),
+            Scheme = m.Map("scheme", r => ReadStringMatch(r, false, allowPresence: false)),
+            Method = m.Map("method", r => ReadStringMatch(r, false, allowPresence: false)),
+            Authority = m.Map("authority", r => ReadStringMatch(r, false, allowPresence: false)),
+            Headers = ReadStringMatchMap(m, "headers", lowerCaseKeys: true, allowPrefix: true),
+            WithoutHeaders = ReadStringMatchMap(m, "withoutHeaders", lowerCaseKeys: true, allowPrefix: true),
+            QueryParams = ReadStringMatchMap(m, "queryParams", lowerCaseKeys: false, allowPrefix: false),
             Port = m.UInt("port", 1, 65535),
+            SourceLabels = m.StringMap("sourceLabels"),
+            SourceNamespace = m.String("sourceNamespace"),
         };
 
-        foreach (var field in new[] { "queryParams", "withoutHeaders", "sourceLabels", "sourceNamespace", "gateways" })
-        {
-            m.NotSupported(field, DiagnosticSeverity.Error, NotYet + "; ignoring a match condition would route more traffic than intended");
-        }
-
+        m.NotSupported("gateways", DiagnosticSeverity.Error, "only the mesh gateway exists in MeshKit; a match on other gateways would never apply");
         m.NotSupported("statPrefix", DiagnosticSeverity.Warning, NotYet);
         return result;
     }
 
-    private static StringMatchSpec? ReadStringMatch(MapReader r, bool ignoreCase)
+    private static IReadOnlyDictionary<string, StringMatchSpec> ReadStringMatchMap(MapReader m, string key, bool lowerCaseKeys, bool allowPrefix)
+    {
+        var result = new Dictionary<string, StringMatchSpec>(StringComparer.Ordinal);
+        var node = m.Get(key);
+        if (node is null)
+        {
+            return result;
+        }
+
+        if (node is not YamlMappingNode map)
+        {
+            m.Context.Error(node, m.ChildPath(key), "must be a map of name to string match");
+            return result;
+        }
+
+        foreach (var (k, v) in map.Children)
+        {
+            var name = (k as YamlScalarNode)?.Value ?? string.Empty;
+            var path = $"{m.ChildPath(key)}.{name}";
+            if (name.Length == 0 || (lowerCaseKeys && name != name.ToLowerInvariant()))
+            {
+                m.Context.Error(k, path, lowerCaseKeys ? "header names must be lower case" : "must not be empty");
+            }
+
+            if (v is YamlMappingNode value)
+            {
+                var reader = new MapReader(value, path, m.Context);
+                var spec = ReadStringMatch(reader, ignoreCase: false, allowPresence: true);
+                reader.Finish();
+                if (spec is { Kind: StringMatchKind.Prefix } && !allowPrefix)
+                {
+                    m.Context.Error(value, path + ".prefix", "is not supported here (Istio matches query parameters by exact or regex only)");
+                }
+                else if (spec is not null)
+                {
+                    result[name] = spec;
+                }
+            }
+            else if (v is YamlScalarNode { Value: null or "" })
+            {
+                result[name] = new StringMatchSpec(StringMatchKind.Present, string.Empty);
+            }
+            else
+            {
+                m.Context.Error(v, path, "must be a string match (exact, prefix or regex) or {} for presence");
+            }
+        }
+
+        return result;
+    }
+
+    private static StringMatchSpec? ReadStringMatch(MapReader r, bool ignoreCase, bool allowPresence)
     {
         var exact = r.String("exact");
         var prefix = r.String("prefix");
         var regex = r.String("regex");
         var count = (exact is null ? 0 : 1) + (prefix is null ? 0 : 1) + (regex is null ? 0 : 1);
+        if (count == 0 && allowPresence)
+        {
+            return new StringMatchSpec(StringMatchKind.Present, string.Empty);
+        }
+
         if (count != 1)
         {
             r.Context.Error(r.Node, r.Path, "exactly one of exact, prefix or regex is required");
@@ -375,8 +533,8 @@ public static class ConfigParser
         }
 
         var weight = r.Int("weight", 0, 100);
-        r.NotSupported("headers", DiagnosticSeverity.Warning, NotYet);
-        return destination is null ? null : new HttpRouteDestination(destination, weight);
+        var headers = r.Map("headers", ReadHeaders);
+        return destination is null ? null : new HttpRouteDestination(destination, weight, headers);
     }
 
     private static Destination? ReadDestination(MapReader r)

@@ -1,4 +1,5 @@
 using System.Net;
+using MeshKit.LoadBalancing;
 using MeshKit.Routing;
 using MeshKit.Snapshot;
 
@@ -40,9 +41,10 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
         }
 
         RouteEntry? route = null;
+        RequestMatcher? matched = null;
         foreach (var candidate in service.Routes)
         {
-            if (candidate.Matches(request, uri))
+            if (candidate.TryMatch(request, uri, out matched))
             {
                 route = candidate;
                 break;
@@ -52,6 +54,17 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
         if (route is null)
         {
             return Reject(request, HttpStatusCode.NotFound, "NR", $"no route of '{service.Host}' matches {request.Method} {uri.AbsolutePath}");
+        }
+
+        var actions = route.Actions;
+        if (actions.Redirect is not null)
+        {
+            return WithResponseHeaders(actions.RedirectResponse(request, uri), null, actions);
+        }
+
+        if (actions.DirectResponse is not null)
+        {
+            return WithResponseHeaders(actions.DirectResponseMessage(request), null, actions);
         }
 
         var target = route.PickTarget();
@@ -66,48 +79,72 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
             return Reject(request, HttpStatusCode.ServiceUnavailable, "NC", $"{what} is not known to the mesh");
         }
 
-        if (target.Endpoints.Balancer.IsPassthrough)
+        EndpointView? endpoint = null;
+        string? authority = null;
+        if (!target.Endpoints.Balancer.IsPassthrough)
         {
-            return await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            var port = SelectPort(target, uri);
+            if (port == 0)
+            {
+                return Reject(request, HttpStatusCode.ServiceUnavailable, "NC", $"'{target.Host}' has several ports and neither the route nor the request names one of them");
+            }
+
+            endpoint = target.Endpoints.Pick();
+            authority = endpoint?.AuthorityFor(port);
+            if (endpoint is null || authority is null)
+            {
+                return Reject(request, HttpStatusCode.ServiceUnavailable, "UH", $"no healthy upstream for '{target.Host}'{(target.Subset.Length > 0 ? $" subset '{target.Subset}'" : string.Empty)} port {port}");
+            }
         }
 
-        var port = SelectPort(target, uri);
-        if (port == 0)
+        // Edits are undone after the send: handlers above may resend this message (retries) and must see it as it was.
+        HeaderRestore? restore = null;
+        if (target.RequestHeaders is not null || actions.RequestHeaders is not null)
         {
-            return Reject(request, HttpStatusCode.ServiceUnavailable, "NC", $"'{target.Host}' has several ports and neither the route nor the request names one of them");
+            restore = new HeaderRestore();
+            restore.Save(request, target.RequestHeaders?.Names ?? []);
+            restore.Save(request, actions.RequestHeaders?.Names ?? []);
+            target.RequestHeaders?.Apply(request.Headers, request.Content?.Headers);
+            actions.RequestHeaders?.Apply(request.Headers, request.Content?.Headers);
         }
 
-        var endpoint = target.Endpoints.Pick();
-        var authority = endpoint?.AuthorityFor(port);
-        if (endpoint is null || authority is null)
+        // The request goes to the endpoint's address while the upstream still sees the authority the caller used
+        // (or the rewritten one).
+        var originalHost = request.Headers.Host;
+        request.Headers.Host = actions.RewriteAuthority ?? originalHost ?? uri.Authority;
+        var pathAndQuery = actions.RewritesPath ? actions.RewritePath(uri.AbsolutePath, matched) + uri.Query : uri.PathAndQuery;
+        request.RequestUri = authority is null
+            ? (actions.RewritesPath ? new Uri(uri, pathAndQuery) : uri)
+            : new Uri(string.Concat(uri.Scheme, "://", authority, pathAndQuery), UriKind.Absolute);
+        if (endpoint is not null)
         {
-            return Reject(request, HttpStatusCode.ServiceUnavailable, "UH", $"no healthy upstream for '{target.Host}'{(target.Subset.Length > 0 ? $" subset '{target.Subset}'" : string.Empty)} port {port}");
+            Interlocked.Increment(ref endpoint._active);
         }
 
-        // The request goes to the endpoint's address while the upstream still sees the authority the caller used.
-        var hadHost = request.Headers.Host is not null;
-        if (!hadHost)
-        {
-            request.Headers.Host = uri.Authority;
-        }
-
-        request.RequestUri = new Uri(string.Concat(uri.Scheme, "://", authority, uri.PathAndQuery), UriKind.Absolute);
-        Interlocked.Increment(ref endpoint._active);
         try
         {
-            return await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            var response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            return WithResponseHeaders(response, target, actions);
         }
         finally
         {
-            Interlocked.Decrement(ref endpoint._active);
-
-            // Handlers above may resend this message (retries); they must see the logical address again.
-            request.RequestUri = uri;
-            if (!hadHost)
+            if (endpoint is not null)
             {
-                request.Headers.Host = null;
+                Interlocked.Decrement(ref endpoint._active);
             }
+
+            request.RequestUri = uri;
+            request.Headers.Host = originalHost;
+            restore?.Restore(request);
         }
+    }
+
+    // Destination edits first, then the route's: on a conflict the route wins.
+    private static HttpResponseMessage WithResponseHeaders(HttpResponseMessage response, RouteTarget? target, RouteActions actions)
+    {
+        target?.ResponseHeaders?.Apply(response.Headers, response.Content?.Headers);
+        actions.ResponseHeaders?.Apply(response.Headers, response.Content?.Headers);
+        return response;
     }
 
     // The destination's port if set; else the request's port when the service has it; else the service's only port.

@@ -12,8 +12,9 @@ namespace MeshKit.Snapshot;
 /// </summary>
 internal static class SnapshotBuilder
 {
-    public static MeshSnapshot Build(IReadOnlyDictionary<string, IReadOnlyDictionary<string, Resource>> resources, string ownNamespace, string version, bool ready)
+    public static MeshSnapshot Build(IReadOnlyDictionary<string, IReadOnlyDictionary<string, Resource>> resources, SourceWorkload source, string version, bool ready)
     {
+        var ownNamespace = source.Namespace;
         var settings = new MeshSettings { OutboundTrafficPolicy = "ALLOW_ANY", ClusterDomain = MeshCompiler.DefaultClusterDomain };
         if (resources.TryGetValue(ResourceTypes.Mesh, out var meshResources) && meshResources.TryGetValue(ResourceTypes.MeshResourceName, out var mesh))
         {
@@ -38,7 +39,7 @@ internal static class SnapshotBuilder
             var ports = all.ToDictionary(r => r.Host, r => r.Ports.Select(p => p.Number).ToArray(), StringComparer.Ordinal);
             foreach (var routes in all)
             {
-                var view = BuildService(routes, clusters, ports);
+                var view = BuildService(routes, clusters, ports, source);
                 services[routes.Host] = view;
                 foreach (var alias in Aliases(routes, ownNamespace, settings.ClusterDomain))
                 {
@@ -82,34 +83,52 @@ internal static class SnapshotBuilder
         return new ClusterView(cluster.Host, new EndpointSet(endpoints, LoadBalancer.Create(cluster.LoadBalancer)), subsets.ToFrozenDictionary(StringComparer.Ordinal));
     }
 
-    private static ServiceView BuildService(ServiceRoutes routes, Dictionary<string, ClusterView> clusters, Dictionary<string, uint[]> ports)
+    private static ServiceView BuildService(ServiceRoutes routes, Dictionary<string, ClusterView> clusters, Dictionary<string, uint[]> ports, SourceWorkload source)
     {
         var entries = new List<RouteEntry>(routes.HttpRoutes.Count + 1);
         for (var i = 0; i < routes.HttpRoutes.Count; i++)
         {
             var route = routes.HttpRoutes[i];
+
+            // sourceLabels and sourceNamespace are about this workload: decided here, once, not per request.
+            var blocks = route.Matches.Where(m => AppliesTo(m, source)).ToArray();
+            if (route.Matches.Count > 0 && blocks.Length == 0)
+            {
+                continue;
+            }
+
             RequestMatcher[] matchers;
+            RouteActions actions;
             try
             {
-                matchers = route.Matches.Select(m => new RequestMatcher(m)).ToArray();
+                matchers = blocks.Select(m => new RequestMatcher(m)).ToArray();
+                actions = RouteActions.Create(route, routes.Host);
             }
             catch (MeshConfigException ex)
             {
                 throw new MeshConfigException($"{routes.Host}: route {i} ('{route.Name}'): {ex.Message}", ex);
             }
 
-            var targets = route.Destinations.Select(d => Target(d.Host, d.Subset, d.Port, (int)d.Weight, clusters, ports)).ToArray();
-            entries.Add(new RouteEntry(route.Name, matchers, targets, targets.Sum(t => t.Weight)));
+            var targets = route.Destinations.Select(d => Target(d.Host, d.Subset, d.Port, (int)d.Weight, clusters, ports) with
+            {
+                RequestHeaders = HeaderEdits.Create(d.RequestHeaders),
+                ResponseHeaders = HeaderEdits.Create(d.ResponseHeaders),
+            }).ToArray();
+            entries.Add(new RouteEntry(route.Name, matchers, targets, actions));
         }
 
         // No VirtualService: everything goes to the service itself, as Istio's default route does.
         if (routes.HttpRoutes.Count == 0)
         {
-            entries.Add(new RouteEntry("default", [], [Target(routes.Host, string.Empty, 0, 100, clusters, ports)], 100));
+            entries.Add(new RouteEntry("default", [], [Target(routes.Host, string.Empty, 0, 100, clusters, ports)], RouteActions.None));
         }
 
         return new ServiceView(routes.Host, routes.Ports.Select(p => p.Number).ToArray(), routes.External, entries.ToArray());
     }
+
+    private static bool AppliesTo(HttpMatch match, SourceWorkload source) =>
+        (match.SourceNamespace.Length == 0 || match.SourceNamespace == source.Namespace)
+        && match.SourceLabels.All(l => source.Labels.TryGetValue(l.Key, out var v) && v == l.Value);
 
     private static RouteTarget Target(string host, string subset, uint port, int weight, Dictionary<string, ClusterView> clusters, Dictionary<string, uint[]> ports)
     {
@@ -133,3 +152,8 @@ internal static class SnapshotBuilder
         return message;
     }
 }
+
+/// <summary>The workload the snapshot is built for: what <c>sourceLabels</c> and <c>sourceNamespace</c> are checked against.</summary>
+/// <param name="Namespace">Gets the workload's namespace.</param>
+/// <param name="Labels">Gets the workload's labels.</param>
+internal sealed record SourceWorkload(string Namespace, IReadOnlyDictionary<string, string> Labels);

@@ -16,6 +16,7 @@ namespace MeshKit.Sync;
 internal sealed partial class StaticConfigService(
     MeshSnapshotProvider provider,
     IOptions<MeshOptions> options,
+    WorkloadAnnouncer announcer,
     TimeProvider time,
     ILogger<StaticConfigService> logger) : IHostedService, IDisposable
 {
@@ -98,7 +99,7 @@ internal sealed partial class StaticConfigService(
         MeshSnapshot snapshot;
         try
         {
-            snapshot = SnapshotBuilder.Build(view.Resources, options.Value.Namespace, $"file-{Interlocked.Increment(ref _version)}", ready: true);
+            snapshot = SnapshotBuilder.Build(view.Resources, announcer.Source, $"file-{Interlocked.Increment(ref _version)}", ready: true);
         }
         catch (MeshConfigException ex)
         {

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Reflection;
 using MeshKit.Config.Compilation;
 using MeshKit.Protocol.V1;
+using MeshKit.Snapshot;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.DependencyInjection;
@@ -16,6 +17,11 @@ internal sealed class WorkloadAnnouncer(IOptions<MeshOptions> options, IServiceP
 {
     /// <summary>Gets the id of this process in the registry.</summary>
     public string InstanceId { get; } = $"{Environment.MachineName.ToLowerInvariant()}-{Environment.ProcessId}-{Guid.NewGuid():N}";
+
+    /// <summary>Gets the workload as route matching sees it (sourceLabels, sourceNamespace).</summary>
+    public SourceWorkload Source => _source ??= new SourceWorkload(options.Value.Namespace, EffectiveLabels(options.Value));
+
+    private SourceWorkload? _source;
 
     public static string Version { get; } =
         typeof(WorkloadAnnouncer).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";

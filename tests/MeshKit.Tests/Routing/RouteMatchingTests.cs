@@ -1,78 +1,16 @@
-using System.Net;
-using MeshKit.Config.Compilation;
-using MeshKit.Config.Parsing;
-using MeshKit.Http;
-using MeshKit.Protocol.V1;
-using MeshKit.Snapshot;
-using Microsoft.Extensions.Options;
+using MeshKit.Tests.Infrastructure;
 
 namespace MeshKit.Tests.Routing;
 
-/// <summary>
-/// Route matching semantics through the real compile path (YAML → control-plane compiler → snapshot) and the real
-/// handler; the only stand-in is the terminal handler, which records where each request was sent.
-/// </summary>
+/// <summary>Route matching semantics through the real compile path and handler (see <see cref="InMemoryMesh"/>).</summary>
 public class RouteMatchingTests
 {
-    // Endpoint ports encode the subset: v1 → 1001, v2 → 1002, v3 → 1003.
-    private static HttpMessageInvoker Mesh(string virtualService, string ns = "default")
-    {
-        var yaml = """
-            apiVersion: networking.istio.io/v1
-            kind: DestinationRule
-            metadata: { name: reviews }
-            spec:
-              host: reviews
-              subsets:
-              - { name: v1, labels: { version: v1 } }
-              - { name: v2, labels: { version: v2 } }
-              - { name: v3, labels: { version: v3 } }
-              - { name: none, labels: { version: v9 } }
-            ---
+    private static HttpMessageInvoker Mesh(string virtualService, string ns = "default") => InMemoryMesh.Create(InMemoryMesh.Subsets + virtualService, ns);
 
-            """ + virtualService;
-        var parsed = ConfigParser.Parse(yaml, "routes.yaml");
-        Assert.False(parsed.HasErrors, string.Join(Environment.NewLine, parsed.Diagnostics));
-        var workloads = new[] { "v1", "v2", "v3" }.Select((v, i) =>
-        {
-            var w = new WorkloadAnnouncement { Service = "reviews", Namespace = "default", InstanceId = v, Address = "10.0.0.1" };
-            w.Labels["version"] = v;
-            w.Ports.Add(new WorkloadPort { Name = "http", ServicePort = 9080, TargetPort = (uint)(1001 + i) });
-            return w;
-        });
-        var view = MeshCompiler.Compile(new ConfigSet(parsed.Resources), workloads).ViewFor(ns);
-        var snapshot = SnapshotBuilder.Build(view.Resources, ns, "1", ready: true);
-        var provider = new MeshSnapshotProvider(Options.Create(new MeshOptions()), TimeProvider.System);
-        provider.PublishFromFile(snapshot);
-        return new HttpMessageInvoker(new MeshHandler(provider) { InnerHandler = new Recorder() });
-    }
+    private static string Vs(string http) => InMemoryMesh.VirtualService(http);
 
-    private static string Vs(string http) => $$"""
-        apiVersion: networking.istio.io/v1
-        kind: VirtualService
-        metadata: { name: reviews }
-        spec:
-          hosts: [reviews]
-          http:
-        {{http}}
-        """;
-
-    private static async Task<string> Send(HttpMessageInvoker mesh, string url, string method = "GET", params (string Name, string Value)[] headers)
-    {
-        using var request = new HttpRequestMessage(new HttpMethod(method), url);
-        foreach (var (name, value) in headers)
-        {
-            request.Headers.TryAddWithoutValidation(name, value);
-        }
-
-        using var response = await mesh.SendAsync(request, CancellationToken.None);
-        if (response.Headers.TryGetValues(MeshHandler.ResponseFlagsHeader, out var flags))
-        {
-            return $"{(int)response.StatusCode} {flags.Single()}";
-        }
-
-        return await response.Content.ReadAsStringAsync();
-    }
+    private static Task<string> Send(HttpMessageInvoker mesh, string url, string method = "GET", params (string Name, string Value)[] headers) =>
+        mesh.SendAsync(url, method, headers);
 
     [Fact]
     public async Task FirstMatchingRouteWins_ACatchAllShadowsLaterRoutes()
@@ -197,19 +135,5 @@ public class RouteMatchingTests
         Assert.Equal("reviews:9080", response.Headers.GetValues("x-sent-host").Single());
         Assert.Equal(new Uri("http://reviews:9080/p?q=1"), request.RequestUri);
         Assert.Null(request.Headers.Host);
-    }
-
-    /// <summary>Answers with the subset the endpoint port encodes, or "not-mesh" when the request was not rewritten.</summary>
-    private sealed class Recorder : HttpMessageHandler
-    {
-        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
-        {
-            var uri = request.RequestUri!;
-            var body = uri.Host == "10.0.0.1" ? $"v{uri.Port - 1000}" : "not-mesh";
-            var response = new HttpResponseMessage(HttpStatusCode.OK) { Content = new StringContent(body) };
-            response.Headers.Add("x-sent-to", uri.ToString());
-            response.Headers.Add("x-sent-host", request.Headers.Host ?? string.Empty);
-            return Task.FromResult(response);
-        }
     }
 }

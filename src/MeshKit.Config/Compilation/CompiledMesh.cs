@@ -64,10 +64,29 @@ public sealed class CompiledMesh
                 External = service.External,
             };
             serviceRoutes.Ports.AddRange(service.Ports.Values.OrderBy(p => p.Number));
+
+            // The most specific host wins (exact name, then the longest wildcard); rules naming the service equally
+            // specifically are merged in (namespace, name) order.
+            var best = -1;
+            var applicable = new List<(VirtualService Rule, int Specificity)>();
             foreach (var vs in _config.VirtualServices)
             {
-                if (!Visibility.IsVisible(vs.ExportTo, vs.Namespace, viewer)
-                    || !vs.Hosts.Any(h => HostNames.Qualify(h, vs.Namespace, domain) == service.Host))
+                if (!Visibility.IsVisible(vs.ExportTo, vs.Namespace, viewer))
+                {
+                    continue;
+                }
+
+                var specificity = vs.Hosts.Max(h => HostNames.Specificity(HostNames.Qualify(h, vs.Namespace, domain), service.Host));
+                if (specificity >= 0)
+                {
+                    applicable.Add((vs, specificity));
+                    best = Math.Max(best, specificity);
+                }
+            }
+
+            foreach (var (vs, specificity) in applicable)
+            {
+                if (specificity != best)
                 {
                     continue;
                 }
@@ -79,13 +98,13 @@ public sealed class CompiledMesh
                 }
             }
 
-            var cluster = new ServiceCluster { Host = service.Host, LoadBalancer = "ROUND_ROBIN" };
+            var cluster = new ServiceCluster { Host = service.Host, LoadBalancer = service.Passthrough ? "PASSTHROUGH" : "ROUND_ROBIN" };
             cluster.Endpoints.AddRange(service.Endpoints);
             var rule = SelectDestinationRule(service, viewer);
             if (rule is not null)
             {
                 cluster.Sources.Add(rule.DisplayName);
-                cluster.LoadBalancer = rule.TrafficPolicy?.LoadBalancer ?? "ROUND_ROBIN";
+                cluster.LoadBalancer = service.Passthrough ? "PASSTHROUGH" : rule.TrafficPolicy?.LoadBalancer ?? "ROUND_ROBIN";
                 foreach (var subset in rule.Subsets)
                 {
                     var compiled = new Subset { Name = subset.Name, LoadBalancer = subset.TrafficPolicy?.LoadBalancer ?? string.Empty };
@@ -113,21 +132,22 @@ public sealed class CompiledMesh
         });
     }
 
-    // Istio's precedence for a DestinationRule: the caller's namespace, then the service's, then the root namespace.
+    // Istio's precedence for a DestinationRule: the caller's namespace, then the service's, then the root namespace;
+    // within one namespace the most specific host.
     private DestinationRule? SelectDestinationRule(ServiceInfo service, string viewer)
     {
         DestinationRule? best = null;
-        var bestRank = int.MaxValue;
+        var bestRank = (int.MaxValue, int.MinValue);
         foreach (var rule in _config.DestinationRules)
         {
-            if (HostNames.Qualify(rule.Host, rule.Namespace, Settings.ClusterDomain) != service.Host
-                || !Visibility.IsVisible(rule.ExportTo, rule.Namespace, viewer))
+            var specificity = HostNames.Specificity(HostNames.Qualify(rule.Host, rule.Namespace, Settings.ClusterDomain), service.Host);
+            if (specificity < 0 || !Visibility.IsVisible(rule.ExportTo, rule.Namespace, viewer))
             {
                 continue;
             }
 
-            var rank = rule.Namespace == viewer ? 0 : rule.Namespace == service.Namespace ? 1 : rule.Namespace == Settings.RootNamespace ? 2 : 3;
-            if (rank < bestRank)
+            var rank = (rule.Namespace == viewer ? 0 : rule.Namespace == service.Namespace ? 1 : rule.Namespace == Settings.RootNamespace ? 2 : 3, specificity);
+            if (rank.Item1 < bestRank.Item1 || (rank.Item1 == bestRank.Item1 && rank.specificity > bestRank.Item2))
             {
                 best = rule;
                 bestRank = rank;
@@ -278,6 +298,9 @@ public sealed record ResourceView(IReadOnlyDictionary<string, IReadOnlyDictionar
 
 internal sealed class ServiceInfo(string host, string ns, string shortName, bool external, IReadOnlyList<string> exportTo)
 {
+    /// <summary>Gets or sets whether calls go to the host the caller named (ServiceEntry resolution NONE).</summary>
+    public bool Passthrough { get; set; }
+
     public string Host { get; } = host;
 
     public string Namespace { get; } = ns;

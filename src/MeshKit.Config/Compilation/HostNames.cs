@@ -15,7 +15,34 @@ public static class HostNames
     {
         ArgumentNullException.ThrowIfNull(host);
         var lower = host.ToLowerInvariant();
-        return lower.Contains('.', StringComparison.Ordinal) ? lower : ServiceHost(lower, ruleNamespace, clusterDomain);
+        return lower == "*" || lower.Contains('.', StringComparison.Ordinal) ? lower : ServiceHost(lower, ruleNamespace, clusterDomain);
+    }
+
+    /// <summary>
+    /// Returns how specifically <paramref name="pattern"/> (a host, <c>*.suffix</c> or <c>*</c>) names
+    /// <paramref name="host"/>: -1 when it does not; otherwise higher is more specific, an exact name highest.
+    /// </summary>
+    /// <param name="pattern">The host pattern, qualified.</param>
+    /// <param name="host">The concrete or wildcard host it is compared with.</param>
+    /// <returns>The specificity, or -1.</returns>
+    public static int Specificity(string pattern, string host)
+    {
+        ArgumentNullException.ThrowIfNull(pattern);
+        ArgumentNullException.ThrowIfNull(host);
+        if (pattern == host)
+        {
+            return int.MaxValue;
+        }
+
+        if (pattern == "*")
+        {
+            return 0;
+        }
+
+        // "*.example.com" names "a.example.com", "a.b.example.com" and the narrower wildcard "*.a.example.com".
+        return pattern.StartsWith("*.", StringComparison.Ordinal) && host.EndsWith(pattern[1..], StringComparison.Ordinal) && host.Length > pattern.Length - 1
+            ? pattern.Length
+            : -1;
     }
 
     /// <summary>Returns the FQDN of a Kubernetes-style service: <c>name.namespace.svc.clusterDomain</c>.</summary>

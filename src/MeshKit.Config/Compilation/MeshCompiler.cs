@@ -101,9 +101,16 @@ public static class MeshCompiler
             }
 
             var origin = $"ServiceEntry {entry.Namespace}/{entry.Name}";
+            if (entry.Resolution == "NONE" && entry.Endpoints.Count == 0)
+            {
+                // NONE: the call goes where the caller addressed it (Envoy's original destination).
+                service.Passthrough = true;
+                continue;
+            }
+
             if (entry.Endpoints.Count == 0)
             {
-                // DNS and NONE resolution without endpoints: the host itself is the endpoint; the socket resolves it.
+                // DNS without endpoints: the host itself is the endpoint; the socket resolves it.
                 var self = new Endpoint { Address = rawHost, Weight = 1, Origin = origin, Locality = new Locality() };
                 foreach (var port in entry.Ports)
                 {
@@ -159,9 +166,9 @@ public static class MeshCompiler
             for (var h = 0; h < vs.Hosts.Count; h++)
             {
                 var host = HostNames.Qualify(vs.Hosts[h], vs.Namespace, domain);
-                if (!services.ContainsKey(host))
+                if (!services.Keys.Any(s => HostNames.Specificity(host, s) >= 0))
                 {
-                    diagnostics.Add(Warn(vs, $"spec.hosts[{h}]", $"host '{host}' is not a known service yet; the rules apply once it registers or a ServiceEntry declares it"));
+                    diagnostics.Add(Warn(vs, $"spec.hosts[{h}]", $"host '{host}' names no known service yet; the rules apply once one registers or a ServiceEntry declares it"));
                 }
             }
 

@@ -631,7 +631,13 @@ public static class ConfigParser
 
         for (var i = 0; i < hosts.Count; i++)
         {
-            ValidateHostName(s, $"{s.ChildPath("hosts")}[{i}]", hosts[i], allowWildcard: false);
+            if (hosts[i] == "*")
+            {
+                s.Context.Error(s.Get("hosts"), $"{s.ChildPath("hosts")}[{i}]", "'*' would capture every host; name a domain such as '*.example.com'");
+                continue;
+            }
+
+            ValidateHostName(s, $"{s.ChildPath("hosts")}[{i}]", hosts[i], allowWildcard: true);
         }
 
         var ports = s.List("ports", p =>
@@ -708,6 +714,11 @@ public static class ConfigParser
             e.NotSupported("network", DiagnosticSeverity.Warning, "multi-network meshes are not supported");
             return result;
         });
+
+        if (resolution is "DNS" or "DNS_ROUND_ROBIN" && hosts.Any(h => h.StartsWith('*')))
+        {
+            s.Context.Error(s.Get("resolution"), s.ChildPath("resolution"), $"{resolution} cannot resolve wildcard hosts; use NONE");
+        }
 
         if (resolution == "STATIC" && endpoints.Count == 0 && !s.Has("workloadSelector"))
         {
@@ -963,19 +974,17 @@ public static class ConfigParser
     }
 
     // ---------------- shared checks ----------------
-    private static void ValidateRouteHost(MapReader r, string path, string host)
-    {
-        if (host.Contains('*', StringComparison.Ordinal))
-        {
-            r.Context.Error(r.Node, path, "wildcard hosts are not supported yet");
-            return;
-        }
-
-        ValidateHostName(r, path, host, allowWildcard: false);
-    }
+    // VirtualService and DestinationRule hosts: a name, an FQDN, "*.suffix" or "*" (every service).
+    private static void ValidateRouteHost(MapReader r, string path, string host) =>
+        ValidateHostName(r, path, host, allowWildcard: true);
 
     private static void ValidateHostName(MapReader r, string path, string host, bool allowWildcard)
     {
+        if (allowWildcard && host == "*")
+        {
+            return;
+        }
+
         var name = allowWildcard && host.StartsWith("*.", StringComparison.Ordinal) ? host[2..] : host;
         if (!Names.IsDnsSubdomain(name.ToLowerInvariant()))
         {

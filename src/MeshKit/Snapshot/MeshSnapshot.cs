@@ -12,6 +12,7 @@ namespace MeshKit.Snapshot;
 internal sealed class MeshSnapshot
 {
     private readonly FrozenDictionary<string, ServiceView> _aliases;
+    private readonly (string Suffix, ServiceView Service)[] _wildcards;
 
     public MeshSnapshot(string version, bool isReady, bool registryOnly, FrozenDictionary<string, ServiceView> services, FrozenDictionary<string, ServiceView> aliases)
     {
@@ -20,6 +21,10 @@ internal sealed class MeshSnapshot
         RegistryOnly = registryOnly;
         Services = services;
         _aliases = aliases;
+
+        // "*.example.com" services, longest suffix first, so the most specific one answers.
+        _wildcards = services.Values.Where(s => s.Host.StartsWith("*.", StringComparison.Ordinal))
+            .Select(s => (s.Host[1..], s)).OrderByDescending(w => w.Item1.Length).ToArray();
     }
 
     /// <summary>Gets the snapshot before any configuration arrived.</summary>
@@ -36,8 +41,25 @@ internal sealed class MeshSnapshot
     /// <summary>Gets the services by FQDN.</summary>
     public FrozenDictionary<string, ServiceView> Services { get; }
 
-    /// <summary>Resolves a request host (any of the service's names) to its service.</summary>
-    public bool TryResolve(string host, [NotNullWhen(true)] out ServiceView? service) => _aliases.TryGetValue(host, out service);
+    /// <summary>Resolves a request host (any of the service's names, or a name under a wildcard service) to its service.</summary>
+    public bool TryResolve(string host, [NotNullWhen(true)] out ServiceView? service)
+    {
+        if (_aliases.TryGetValue(host, out service))
+        {
+            return true;
+        }
+
+        foreach (var (suffix, wildcard) in _wildcards)
+        {
+            if (host.Length > suffix.Length && host.EndsWith(suffix, StringComparison.Ordinal))
+            {
+                service = wildcard;
+                return true;
+            }
+        }
+
+        return false;
+    }
 }
 
 /// <summary>A service as the request path sees it: its ports and its routes in match order.</summary>

@@ -176,7 +176,7 @@ public class MeshCompilerTests
         var mesh = MeshCompiler.Compile(config, []);
 
         Assert.All(mesh.Diagnostics, d => Assert.Equal(DiagnosticSeverity.Warning, d.Severity));
-        Assert.Contains(mesh.Diagnostics, d => d.Path == "spec.hosts[0]" && d.Message.Contains("not a known service", StringComparison.Ordinal));
+        Assert.Contains(mesh.Diagnostics, d => d.Path == "spec.hosts[0]" && d.Message.Contains("names no known service", StringComparison.Ordinal));
         Assert.Contains(mesh.Diagnostics, d => d.Path == "spec.http[0].route[0].destination.subset" && d.Message.Contains("'v9'", StringComparison.Ordinal));
     }
 

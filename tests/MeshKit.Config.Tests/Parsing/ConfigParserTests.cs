@@ -209,7 +209,7 @@ public class ConfigParserTests
     [InlineData("hosts: [a]\n  http: [{ match: [{ queryParams: { q: { prefix: x } } }], route: [{ destination: { host: a } }] }]", "spec.http[0].match[0].queryParams.q.prefix", "exact or regex only")]
     [InlineData("hosts: [a]\n  http: [{ match: [{ withoutHeaders: { X-A: {} } }], route: [{ destination: { host: a } }] }]", "spec.http[0].match[0].withoutHeaders.X-A", "lower case")]
     [InlineData("hosts: [Not_A_Host]\n  http: [{ route: [{ destination: { host: a } }] }]", "spec.hosts[0]", "not a valid host")]
-    [InlineData("hosts: [\"*.example.com\"]\n  http: [{ route: [{ destination: { host: a } }] }]", "spec.hosts[0]", "wildcard")]
+    [InlineData("hosts: [\"*.*.com\"]\n  http: [{ route: [{ destination: { host: a } }] }]", "spec.hosts[0]", "not a valid host")]
     [InlineData("hosts: [a]\n  http: { route: [] }", "spec.http", "must be a list")]
     [InlineData("hosts: [a]\n  gateways: [my-gateway]\n  http: [{ route: [{ destination: { host: a } }] }]", "spec.gateways", "only the 'mesh' gateway")]
     public void Parse_InvalidVirtualService_ReportsPathAndReason(string spec, string path, string reason)
@@ -237,6 +237,8 @@ public class ConfigParserTests
     [InlineData("ServiceEntry", "hosts: [e.com]\n  resolution: STATIC\n  ports: [{ number: 80, name: http }]", "spec.endpoints", "needs endpoints")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  resolution: STATIC\n  ports: [{ number: 80, name: http }]\n  endpoints: [{ address: e.com }]", "spec.endpoints[0].address", "IP address")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  resolution: MAGIC", "spec.resolution", "unknown resolution")]
+    [InlineData("ServiceEntry", "hosts: [\"*.e.com\"]\n  resolution: DNS", "spec.resolution", "cannot resolve wildcard")]
+    [InlineData("ServiceEntry", "hosts: [\"*\"]", "spec.hosts[0]", "every host")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  ports: [{ number: 70000, name: x }]", "spec.ports[0].number", "between 1 and 65535")]
     [InlineData("PeerAuthentication", "mtls: { mode: SOMETIMES }", "spec.mtls.mode", "unknown mode")]
     [InlineData("PeerAuthentication", "portLevelMtls: { 8080: { mode: DISABLE } }", "spec.portLevelMtls", "selector")]

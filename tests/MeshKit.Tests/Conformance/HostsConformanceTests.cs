@@ -1,0 +1,119 @@
+using MeshKit.Protocol.V1;
+using MeshKit.Tests.Infrastructure;
+
+namespace MeshKit.Tests.Conformance;
+
+/// <summary>Which rules apply to which host: exact names, wildcards, ServiceEntry hosts and the outbound policy.</summary>
+public class HostsConformanceTests
+{
+    private static WorkloadAnnouncement Ratings()
+    {
+        var w = new WorkloadAnnouncement { Service = "ratings", Namespace = "default", InstanceId = "ratings", Address = "10.0.0.1" };
+        w.Labels["version"] = "v1";
+        w.Ports.Add(new WorkloadPort { Name = "http", ServicePort = 9080, TargetPort = 1009 });
+        return w;
+    }
+
+    [Fact]
+    public async Task ExactHost_BeatsWildcard_WildcardCoversTheRest()
+    {
+        using var mesh = InMemoryMesh.Create(InMemoryMesh.Subsets + """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: everything }
+            spec:
+              hosts: ["*.default.svc.cluster.local"]
+              http: [{ directResponse: { status: 418 } }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http: [{ route: [{ destination: { host: reviews, subset: v2 } }] }]
+            """, extraWorkloads: [Ratings()]);
+
+        Assert.Equal("v2", await mesh.SendAsync("http://reviews/"));
+        using var teapot = await mesh.SendAsync(new HttpRequestMessage(HttpMethod.Get, "http://ratings/"), CancellationToken.None);
+        Assert.Equal(418, (int)teapot.StatusCode);
+    }
+
+    [Fact]
+    public async Task StarHost_AppliesToEveryServiceWithoutAMoreSpecificRule()
+    {
+        using var mesh = InMemoryMesh.Create(InMemoryMesh.Subsets + """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: all, namespace: istio-system }
+            spec:
+              hosts: ["*"]
+              http: [{ headers: { response: { set: { x-mesh: star } } }, route: [{ destination: { host: reviews.default.svc.cluster.local, subset: v3 } }] }]
+            """);
+
+        using var response = await mesh.SendAsync(new HttpRequestMessage(HttpMethod.Get, "http://reviews/"), CancellationToken.None);
+        Assert.Equal("v3", await response.Content.ReadAsStringAsync());
+        Assert.Equal("star", response.Headers.GetValues("x-mesh").Single());
+    }
+
+    [Fact]
+    public async Task WildcardServiceEntry_WithResolutionNone_PassesThroughToTheNamedHost_EvenUnderRegistryOnly()
+    {
+        using var mesh = InMemoryMesh.Create("""
+            apiVersion: meshkit.dev/v1alpha1
+            kind: MeshConfig
+            metadata: { name: mesh }
+            spec: { outboundTrafficPolicy: { mode: REGISTRY_ONLY } }
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: wikipedia }
+            spec:
+              hosts: ["*.wikipedia.org"]
+              ports: [{ number: 443, name: https, protocol: HTTPS }]
+              resolution: NONE
+            """);
+
+        using var response = await mesh.SendAsync(new HttpRequestMessage(HttpMethod.Get, "https://en.wikipedia.org/wiki/Mesh"), CancellationToken.None);
+        Assert.Equal("not-mesh", await response.Content.ReadAsStringAsync());
+        Assert.Equal("https://en.wikipedia.org/wiki/Mesh", response.Headers.GetValues("x-sent-to").Single());
+        Assert.Equal("502 NR", await mesh.SendAsync("https://wikipedia.org/"));
+        Assert.Equal("502 NR", await mesh.SendAsync("https://example.com/"));
+    }
+
+    [Fact]
+    public async Task ServiceEntry_StaticEndpoints_AreRoutableWithSubsetsLikeMeshServices()
+    {
+        using var mesh = InMemoryMesh.Create("""
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: legacy }
+            spec:
+              hosts: [legacy.corp.example]
+              location: MESH_INTERNAL
+              ports: [{ number: 80, name: http }]
+              resolution: STATIC
+              endpoints:
+              - { address: 10.0.0.1, ports: { http: 1001 }, labels: { tier: a } }
+              - { address: 10.0.0.1, ports: { http: 1002 }, labels: { tier: b } }
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: legacy }
+            spec:
+              host: legacy.corp.example
+              subsets: [{ name: b, labels: { tier: b } }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: legacy }
+            spec:
+              hosts: [legacy.corp.example]
+              http: [{ route: [{ destination: { host: legacy.corp.example, subset: b } }] }]
+            """);
+
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.Equal("v2", await mesh.SendAsync("http://legacy.corp.example/"));
+        }
+    }
+}

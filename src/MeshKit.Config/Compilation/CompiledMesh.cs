@@ -104,10 +104,18 @@ public sealed class CompiledMesh
             if (rule is not null)
             {
                 cluster.Sources.Add(rule.DisplayName);
-                cluster.LoadBalancer = service.Passthrough ? "PASSTHROUGH" : rule.TrafficPolicy?.LoadBalancer ?? "ROUND_ROBIN";
+                cluster.LoadBalancer = service.Passthrough ? "PASSTHROUGH" : LoadBalancerName(rule.TrafficPolicy) ?? "ROUND_ROBIN";
+                cluster.ConsistentHash = ToProto(rule.TrafficPolicy?.ConsistentHash);
+                cluster.Locality = ToProto(rule.TrafficPolicy?.Locality);
                 foreach (var subset in rule.Subsets)
                 {
-                    var compiled = new Subset { Name = subset.Name, LoadBalancer = subset.TrafficPolicy?.LoadBalancer ?? string.Empty };
+                    var compiled = new Subset
+                    {
+                        Name = subset.Name,
+                        LoadBalancer = LoadBalancerName(subset.TrafficPolicy) ?? string.Empty,
+                        ConsistentHash = ToProto(subset.TrafficPolicy?.ConsistentHash),
+                        Locality = ToProto(subset.TrafficPolicy?.Locality),
+                    };
                     foreach (var (k, v) in subset.Labels)
                     {
                         compiled.Labels[k] = v;
@@ -155,6 +163,78 @@ public sealed class CompiledMesh
         }
 
         return best;
+    }
+
+    private static string? LoadBalancerName(TrafficPolicy? policy) =>
+        policy?.ConsistentHash is not null ? "CONSISTENT_HASH" : policy?.LoadBalancer;
+
+    private static ConsistentHash? ToProto(ConsistentHashSpec? spec)
+    {
+        if (spec is null)
+        {
+            return null;
+        }
+
+        var hash = new ConsistentHash();
+        if (spec.HttpHeaderName is not null)
+        {
+            hash.HeaderName = spec.HttpHeaderName;
+        }
+        else if (spec.QueryParameterName is not null)
+        {
+            hash.QueryParameterName = spec.QueryParameterName;
+        }
+        else if (spec.CookieName is not null)
+        {
+            hash.Cookie = new HashCookie { Name = spec.CookieName, Path = spec.CookiePath ?? string.Empty };
+            if (spec.CookieTtl is { } ttl)
+            {
+                hash.Cookie.TtlMs = (ulong)ttl.TotalMilliseconds;
+            }
+        }
+        else
+        {
+            hash.UseSourceIp = spec.UseSourceIp;
+        }
+
+        if (spec.MaglevTableSize is { } table)
+        {
+            hash.MaglevTableSize = table;
+        }
+        else
+        {
+            hash.MinimumRingSize = spec.MinimumRingSize ?? 1024;
+        }
+
+        return hash;
+    }
+
+    private static LocalitySettings? ToProto(LocalityLbSpec? spec)
+    {
+        if (spec is null || !spec.Enabled)
+        {
+            return null;
+        }
+
+        var settings = new LocalitySettings();
+        settings.FailoverPriority.AddRange(spec.FailoverPriority);
+        foreach (var failover in spec.Failover)
+        {
+            settings.Failover.Add(new MeshKit.Protocol.V1.LocalityFailover { From = failover.From, To = failover.To });
+        }
+
+        foreach (var distribute in spec.Distribute)
+        {
+            var compiled = new MeshKit.Protocol.V1.LocalityDistribute { From = distribute.From };
+            foreach (var (locality, weight) in distribute.To)
+            {
+                compiled.To[locality] = weight;
+            }
+
+            settings.Distribute.Add(compiled);
+        }
+
+        return settings;
     }
 
     private static HttpRoute CompileRoute(HttpRouteSpec spec, string ns, string domain)

@@ -164,7 +164,63 @@ public sealed record DestinationRule : ConfigResource
 
 /// <summary>Istio's <c>TrafficPolicy</c> (the parts MeshKit models).</summary>
 /// <param name="LoadBalancer">Gets <c>loadBalancer.simple</c>, or <see langword="null"/>.</param>
-public sealed record TrafficPolicy(string? LoadBalancer);
+/// <param name="ConsistentHash">Gets <c>loadBalancer.consistentHash</c>.</param>
+/// <param name="Locality">Gets <c>loadBalancer.localityLbSetting</c>.</param>
+public sealed record TrafficPolicy(string? LoadBalancer, ConsistentHashSpec? ConsistentHash = null, LocalityLbSpec? Locality = null);
+
+/// <summary>Istio's <c>ConsistentHashLB</c>: exactly one key, and ring hash (default) or Maglev.</summary>
+public sealed record ConsistentHashSpec
+{
+    /// <summary>Gets <c>httpHeaderName</c>.</summary>
+    public string? HttpHeaderName { get; init; }
+
+    /// <summary>Gets <c>httpCookie.name</c>.</summary>
+    public string? CookieName { get; init; }
+
+    /// <summary>Gets <c>httpCookie.path</c>.</summary>
+    public string? CookiePath { get; init; }
+
+    /// <summary>Gets <c>httpCookie.ttl</c>; null when absent (the cookie is then never generated).</summary>
+    public TimeSpan? CookieTtl { get; init; }
+
+    /// <summary>Gets <c>httpQueryParameterName</c>.</summary>
+    public string? QueryParameterName { get; init; }
+
+    /// <summary>Gets <c>useSourceIp</c>.</summary>
+    public bool UseSourceIp { get; init; }
+
+    /// <summary>Gets <c>ringHash.minimumRingSize</c> (or the deprecated <c>minimumRingSize</c>).</summary>
+    public ulong? MinimumRingSize { get; init; }
+
+    /// <summary>Gets <c>maglev.tableSize</c>.</summary>
+    public ulong? MaglevTableSize { get; init; }
+}
+
+/// <summary>Istio's <c>LocalityLoadBalancerSetting</c>.</summary>
+public sealed record LocalityLbSpec
+{
+    /// <summary>Gets <c>enabled</c> (default true).</summary>
+    public bool Enabled { get; init; } = true;
+
+    /// <summary>Gets <c>distribute</c>: for callers in <c>from</c>, traffic shares by destination locality.</summary>
+    public IReadOnlyList<LocalityDistribute> Distribute { get; init; } = [];
+
+    /// <summary>Gets <c>failover</c>: where a region's traffic goes when it has no healthy endpoint.</summary>
+    public IReadOnlyList<LocalityFailover> Failover { get; init; } = [];
+
+    /// <summary>Gets <c>failoverPriority</c>: labels that order endpoints by how many of them match the caller's.</summary>
+    public IReadOnlyList<string> FailoverPriority { get; init; } = [];
+}
+
+/// <summary>One <c>distribute</c> entry.</summary>
+/// <param name="From">Gets <c>from</c>: a locality pattern (<c>region/zone/*</c>).</param>
+/// <param name="To">Gets <c>to</c>: locality pattern → weight (summing to 100).</param>
+public sealed record LocalityDistribute(string From, IReadOnlyDictionary<string, uint> To);
+
+/// <summary>One <c>failover</c> entry.</summary>
+/// <param name="From">Gets <c>from</c> (a region).</param>
+/// <param name="To">Gets <c>to</c> (a region).</param>
+public sealed record LocalityFailover(string From, string To);
 
 /// <summary>One entry of <c>subsets</c>.</summary>
 /// <param name="Name">Gets <c>name</c>.</param>

@@ -31,6 +31,7 @@ public static class ConfigParser
         ["Gateway", "Sidecar", "WorkloadEntry", "WorkloadGroup", "EnvoyFilter", "Telemetry", "ProxyConfig", "WasmPlugin"];
 
     private static readonly string[] LoadBalancers = ["UNSPECIFIED", "ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN", "RANDOM", "PASSTHROUGH"];
+
     private static readonly string[] MtlsModes = ["UNSET", "DISABLE", "PERMISSIVE", "STRICT"];
 
     /// <summary>Parses a file from disk.</summary>
@@ -582,6 +583,8 @@ public static class ConfigParser
 
     private static TrafficPolicy ReadTrafficPolicy(MapReader t)
     {
+        ConsistentHashSpec? hash = null;
+        LocalityLbSpec? locality = null;
         var lb = t.Map("loadBalancer", l =>
         {
             var simple = l.String("simple");
@@ -590,7 +593,14 @@ public static class ConfigParser
                 l.Context.Error(l.Get("simple"), l.ChildPath("simple"), $"unknown load balancer '{simple}'; expected one of {string.Join(", ", LoadBalancers)}");
             }
 
-            foreach (var field in new[] { "consistentHash", "localityLbSetting", "warmupDurationSecs", "warmup" })
+            hash = l.Map("consistentHash", ReadConsistentHash);
+            if (simple is not null && hash is not null)
+            {
+                l.Context.Error(l.Node, l.Path, "simple and consistentHash exclude each other");
+            }
+
+            locality = l.Map("localityLbSetting", ReadLocality);
+            foreach (var field in new[] { "warmupDurationSecs", "warmup" })
             {
                 l.NotSupported(field, DiagnosticSeverity.Warning, NotYet);
             }
@@ -603,7 +613,130 @@ public static class ConfigParser
         }
 
         var simpleLb = lb?.Value;
-        return new TrafficPolicy(simpleLb == "LEAST_CONN" ? "LEAST_REQUEST" : simpleLb == "UNSPECIFIED" ? null : simpleLb);
+        return new TrafficPolicy(simpleLb == "LEAST_CONN" ? "LEAST_REQUEST" : simpleLb == "UNSPECIFIED" ? null : simpleLb, hash, locality);
+    }
+
+    private static ConsistentHashSpec ReadConsistentHash(MapReader c)
+    {
+        var header = c.String("httpHeaderName");
+        var query = c.String("httpQueryParameterName");
+        var sourceIp = c.Bool("useSourceIp") ?? false;
+        string? cookieName = null, cookiePath = null;
+        TimeSpan? ttl = null;
+        var hasCookie = c.Map("httpCookie", k =>
+        {
+            cookieName = k.String("name", required: true);
+            cookiePath = k.String("path");
+            var ttlText = k.String("ttl");
+            if (ttlText is not null)
+            {
+                if (Durations.TryParse(ttlText, out var parsed))
+                {
+                    ttl = parsed;
+                }
+                else
+                {
+                    k.Context.Error(k.Get("ttl"), k.ChildPath("ttl"), $"'{ttlText}' is not a duration (e.g. 0s, 10s, 1h)");
+                }
+            }
+
+            k.NotSupported("attributes", DiagnosticSeverity.Warning, NotYet);
+            return new PortBoxString(cookieName);
+        }) is not null;
+        var keys = (header is null ? 0 : 1) + (query is null ? 0 : 1) + (sourceIp ? 1 : 0) + (hasCookie ? 1 : 0);
+        if (keys != 1)
+        {
+            c.Context.Error(c.Node, c.Path, "exactly one of httpHeaderName, httpCookie, httpQueryParameterName or useSourceIp is required");
+        }
+
+        if (header is not null && header != header.ToLowerInvariant())
+        {
+            c.Context.Error(c.Get("httpHeaderName"), c.ChildPath("httpHeaderName"), "header names must be lower case");
+        }
+
+        var ring = c.Map("ringHash", r => new SizeBox(ReadSize(r, "minimumRingSize", 1, 8_388_608)));
+        var legacyRing = ReadSize(c, "minimumRingSize", 1, 8_388_608);
+        var maglev = c.Map("maglev", m => new SizeBox(ReadSize(m, "tableSize", 3, 5_000_011)));
+        if ((ring is not null || legacyRing is not null) && maglev is not null)
+        {
+            c.Context.Error(c.Node, c.Path, "ringHash and maglev exclude each other");
+        }
+
+        if (maglev?.Size is { } table && !IsPrime(table))
+        {
+            c.Context.Error(c.Node, c.ChildPath("maglev.tableSize"), $"{table} must be a prime number (Maglev needs it)");
+        }
+
+        c.NotSupported("httpHeaderNames", DiagnosticSeverity.Error, NotYet);
+        return new ConsistentHashSpec
+        {
+            HttpHeaderName = header, QueryParameterName = query, UseSourceIp = sourceIp,
+            CookieName = cookieName, CookiePath = cookiePath, CookieTtl = ttl,
+            MinimumRingSize = ring?.Size ?? legacyRing, MaglevTableSize = maglev?.Size,
+        };
+    }
+
+    private sealed record SizeBox(ulong? Size);
+
+    private static ulong? ReadSize(MapReader r, string key, uint min, uint max) => r.UInt(key, min, max);
+
+    private static bool IsPrime(ulong n)
+    {
+        if (n < 2)
+        {
+            return false;
+        }
+
+        for (ulong d = 2; d * d <= n; d++)
+        {
+            if (n % d == 0)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static LocalityLbSpec ReadLocality(MapReader l)
+    {
+        var enabled = l.Bool("enabled") ?? true;
+        var distribute = l.List("distribute", d =>
+        {
+            var from = d.String("from", required: true) ?? string.Empty;
+            var to = new Dictionary<string, uint>(StringComparer.Ordinal);
+            if (d.Get("to") is YamlMappingNode map)
+            {
+                foreach (var (k, v) in map.Children)
+                {
+                    var name = (k as YamlScalarNode)?.Value ?? string.Empty;
+                    var weight = d.ToUInt(v, $"{d.ChildPath("to")}.{name}", 0, 100);
+                    if (weight is not null)
+                    {
+                        to[name] = weight.Value;
+                    }
+                }
+            }
+            else
+            {
+                d.Context.Error(d.Node, d.ChildPath("to"), "is required: a map of locality to weight");
+            }
+
+            if (to.Count > 0 && to.Values.Sum(w => (long)w) != 100)
+            {
+                d.Context.Error(d.Node, d.ChildPath("to"), $"weights must sum to 100, not {to.Values.Sum(w => (long)w)}");
+            }
+
+            return new LocalityDistribute(from, to);
+        });
+        var failover = l.List("failover", f => new LocalityFailover(f.String("from", required: true) ?? string.Empty, f.String("to", required: true) ?? string.Empty));
+        var priority = l.Strings("failoverPriority");
+        if (distribute.Count > 0 && (failover.Count > 0 || priority.Count > 0))
+        {
+            l.Context.Error(l.Node, l.Path, "distribute excludes failover and failoverPriority");
+        }
+
+        return new LocalityLbSpec { Enabled = enabled, Distribute = distribute, Failover = failover, FailoverPriority = priority };
     }
 
     private sealed record PortBoxString(string? Value);

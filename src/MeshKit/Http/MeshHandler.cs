@@ -81,6 +81,7 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
 
         EndpointView? endpoint = null;
         string? authority = null;
+        string? setCookie = null;
         if (!target.Endpoints.Balancer.IsPassthrough)
         {
             var port = SelectPort(target, uri);
@@ -89,7 +90,7 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
                 return Reject(request, HttpStatusCode.ServiceUnavailable, "NC", $"'{target.Host}' has several ports and neither the route nor the request names one of them");
             }
 
-            endpoint = target.Endpoints.Pick();
+            endpoint = target.Endpoints.Pick(request, uri, out setCookie);
             authority = endpoint?.AuthorityFor(port);
             if (endpoint is null || authority is null)
             {
@@ -124,6 +125,11 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
         try
         {
             var response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            if (setCookie is not null)
+            {
+                response.Headers.TryAddWithoutValidation("Set-Cookie", setCookie);
+            }
+
             return WithResponseHeaders(response, target, actions);
         }
         finally

@@ -1,6 +1,8 @@
 using System.Net;
 using System.Net.Sockets;
 using MeshKit.Protocol.V1;
+using MeshKit.Routing;
+using MeshKit.Snapshot;
 
 namespace MeshKit.LoadBalancing;
 
@@ -23,12 +25,19 @@ internal sealed class EndpointView
             _authorities[i] = $"{host}:{endpoint.Ports[i].TargetPort}";
         }
 
+        Key = _authorities.Length > 0 ? _authorities[0] : host;
         Labels = endpoint.Labels;
+        Locality = endpoint.Locality ?? new Locality();
     }
 
     public string Address { get; }
 
+    /// <summary>Gets the endpoint's stable identity (address and first port): what consistent hashing places.</summary>
+    public string Key { get; }
+
     public IReadOnlyDictionary<string, string> Labels { get; }
+
+    public Locality Locality { get; }
 
     /// <summary>Gets the number of requests in flight to this endpoint (for LEAST_REQUEST).</summary>
     public int ActiveRequests => Volatile.Read(ref _active);
@@ -50,13 +59,178 @@ internal sealed class EndpointView
     }
 }
 
-/// <summary>The endpoints a destination (service or subset) spreads over, with the load balancer that picks among them.</summary>
-internal sealed class EndpointSet(EndpointView[] endpoints, LoadBalancer balancer)
-{
-    public EndpointView[] Endpoints { get; } = endpoints;
+/// <summary>Endpoints picked among together: one locality priority level, or one locality share, or all of them.</summary>
+/// <param name="Endpoints">Gets the endpoints.</param>
+/// <param name="Balancer">Gets the balancer over them.</param>
+/// <param name="Weight">Gets the share of the group (distribute mode).</param>
+internal sealed record EndpointGroup(EndpointView[] Endpoints, LoadBalancer Balancer, int Weight);
 
-    public LoadBalancer Balancer { get; } = balancer;
+/// <summary>
+/// The endpoints a destination (service or subset) spreads over, arranged once per snapshot: locality groups in
+/// priority order (or weighted shares), each with its load balancer; and the consistent-hash key, when one is set.
+/// </summary>
+internal sealed class EndpointSet
+{
+    private readonly EndpointGroup[] _groups;
+    private readonly bool _weighted;
+    private readonly int _totalWeight;
+    private readonly HashKey? _hashKey;
+    private readonly string _sourceKey;
+
+    public EndpointSet(EndpointView[] endpoints, LoadBalancer balancer)
+        : this(endpoints, [new EndpointGroup(endpoints, balancer, 1)], weighted: false, hashKey: null, sourceKey: string.Empty)
+    {
+    }
+
+    private EndpointSet(EndpointView[] endpoints, EndpointGroup[] groups, bool weighted, HashKey? hashKey, string sourceKey)
+    {
+        Endpoints = endpoints;
+        _groups = groups;
+        _weighted = weighted;
+        _totalWeight = groups.Sum(g => g.Weight);
+        _hashKey = hashKey;
+        _sourceKey = sourceKey;
+        Balancer = groups.Length > 0 ? groups[0].Balancer : LoadBalancer.Create(null);
+    }
+
+    public EndpointView[] Endpoints { get; }
+
+    /// <summary>Gets the balancer of the first group (tells whether the policy is pass-through).</summary>
+    public LoadBalancer Balancer { get; }
+
+    /// <summary>Gets the groups, in priority order (for diagnostics and tests).</summary>
+    public IReadOnlyList<EndpointGroup> Groups => _groups;
+
+    public static EndpointSet Create(EndpointView[] endpoints, string policy, ConsistentHash? hash, LocalitySettings? locality, SourceWorkload source)
+    {
+        LoadBalancer Balancer(EndpointView[] members) => hash is null
+            ? LoadBalancer.Create(policy)
+            : new ConsistentHashBalancer(members, hash.MinimumRingSize, hash.MaglevTableSize);
+
+        if (locality is null || endpoints.Length == 0 || policy == "PASSTHROUGH")
+        {
+            return new EndpointSet(endpoints, [new EndpointGroup(endpoints, Balancer(endpoints), 1)], false, HashKey.Create(hash), source.Identity);
+        }
+
+        var distribute = locality.Distribute.FirstOrDefault(d => LocalityPattern.Matches(d.From, source.Locality));
+        if (distribute is not null)
+        {
+            var shares = distribute.To
+                .Select(to => (Members: endpoints.Where(e => LocalityPattern.Matches(to.Key, e.Locality)).ToArray(), Weight: (int)to.Value))
+                .Where(s => s.Members.Length > 0 && s.Weight > 0)
+                .Select(s => new EndpointGroup(s.Members, Balancer(s.Members), s.Weight))
+                .ToArray();
+            if (shares.Length > 0)
+            {
+                return new EndpointSet(endpoints, shares, true, HashKey.Create(hash), source.Identity);
+            }
+        }
+
+        var levels = endpoints.GroupBy(e => LocalityPriority.Of(e, source, locality)).OrderBy(g => g.Key)
+            .Select(g => g.ToArray()).Select(members => new EndpointGroup(members, Balancer(members), 1)).ToArray();
+        return new EndpointSet(endpoints, levels, false, HashKey.Create(hash), source.Identity);
+    }
 
     /// <summary>Picks an endpoint, or returns null when there is none (or the policy is pass-through).</summary>
-    public EndpointView? Pick() => Endpoints.Length == 0 ? null : Balancer.Pick(Endpoints);
+    public EndpointView? Pick() => Pick(null, null, out _);
+
+    /// <summary>
+    /// Picks an endpoint for <paramref name="request"/>: the first locality level (or a weighted share), then by the
+    /// consistent-hash key when the request carries one. <paramref name="setCookie"/> is a cookie to hand back to the
+    /// caller when the hash cookie was missing and is to be generated.
+    /// </summary>
+    public EndpointView? Pick(HttpRequestMessage? request, Uri? uri, out string? setCookie)
+    {
+        setCookie = null;
+        if (_groups.Length == 0)
+        {
+            return null;
+        }
+
+        var group = _groups[0];
+        if (_weighted && _groups.Length > 1)
+        {
+            var roll = Random.Shared.Next(_totalWeight);
+            foreach (var candidate in _groups)
+            {
+                group = candidate;
+                roll -= candidate.Weight;
+                if (roll < 0)
+                {
+                    break;
+                }
+            }
+        }
+
+        if (group.Endpoints.Length == 0)
+        {
+            return null;
+        }
+
+        if (_hashKey is not null && request is not null && group.Balancer is ConsistentHashBalancer hashing
+            && _hashKey.TryGetHash(request, uri!, _sourceKey, out var hash, out setCookie))
+        {
+            return hashing.PickByHash(group.Endpoints, hash);
+        }
+
+        return group.Balancer.Pick(group.Endpoints);
+    }
+}
+
+/// <summary>Where the consistent-hash key of a request comes from.</summary>
+internal sealed class HashKey
+{
+    private readonly ConsistentHash _config;
+
+    private HashKey(ConsistentHash config) => _config = config;
+
+    public static HashKey? Create(ConsistentHash? config) => config is null ? null : new HashKey(config);
+
+    public bool TryGetHash(HttpRequestMessage request, Uri uri, string sourceKey, out ulong hash, out string? setCookie)
+    {
+        setCookie = null;
+        string? key = _config.KeyCase switch
+        {
+            ConsistentHash.KeyOneofCase.HeaderName => RequestMatcher.HeaderValue(request, _config.HeaderName),
+            ConsistentHash.KeyOneofCase.QueryParameterName => RequestMatcher.QueryValue(uri.Query, _config.QueryParameterName),
+            ConsistentHash.KeyOneofCase.UseSourceIp => sourceKey,
+            ConsistentHash.KeyOneofCase.Cookie => CookieValue(request, _config.Cookie.Name),
+            _ => null,
+        };
+
+        if (key is null && _config.KeyCase == ConsistentHash.KeyOneofCase.Cookie && _config.Cookie.HasTtlMs)
+        {
+            // As Envoy: a missing cookie is generated, the request is placed by it, and the caller is handed it.
+            key = Convert.ToHexStringLower(BitConverter.GetBytes(Random.Shared.NextInt64()));
+            var cookie = _config.Cookie;
+            setCookie = $"{cookie.Name}=\"{key}\"" + (cookie.TtlMs > 0 ? $"; Max-Age={cookie.TtlMs / 1000}" : string.Empty)
+                + (cookie.Path.Length > 0 ? $"; Path={cookie.Path}" : string.Empty) + "; HttpOnly";
+        }
+
+        hash = key is null ? 0 : ConsistentHashBalancer.Hash(key);
+        return key is not null;
+    }
+
+    private static string? CookieValue(HttpRequestMessage request, string name)
+    {
+        if (!request.Headers.NonValidated.TryGetValues("Cookie", out var values))
+        {
+            return null;
+        }
+
+        foreach (var header in values)
+        {
+            foreach (var part in header.Split(';'))
+            {
+                var pair = part.AsSpan().Trim();
+                var equals = pair.IndexOf('=');
+                if (equals > 0 && pair[..equals].SequenceEqual(name))
+                {
+                    return pair[(equals + 1)..].Trim('"').ToString();
+                }
+            }
+        }
+
+        return null;
+    }
 }

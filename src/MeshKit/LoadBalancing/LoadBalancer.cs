@@ -15,6 +15,7 @@ internal abstract class LoadBalancer
         "RANDOM" => new RandomBalancer(),
         "LEAST_REQUEST" or "LEAST_CONN" => new LeastRequestBalancer(),
         "PASSTHROUGH" => new PassthroughBalancer(),
+        "CONSISTENT_HASH" => new RandomBalancer(),
         _ => throw new MeshConfigException($"unknown load balancer '{policy}'"),
     };
 }

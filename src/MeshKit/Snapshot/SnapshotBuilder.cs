@@ -27,7 +27,7 @@ internal static class SnapshotBuilder
             foreach (var resource in clusterResources.Values)
             {
                 var cluster = Unpack<ServiceCluster>(resource);
-                clusters[cluster.Host] = BuildCluster(cluster);
+                clusters[cluster.Host] = BuildCluster(cluster, source);
             }
         }
 
@@ -69,7 +69,7 @@ internal static class SnapshotBuilder
         }
     }
 
-    private static ClusterView BuildCluster(ServiceCluster cluster)
+    private static ClusterView BuildCluster(ServiceCluster cluster, SourceWorkload source)
     {
         var endpoints = cluster.Endpoints.Select(e => new EndpointView(e)).ToArray();
         var subsets = new Dictionary<string, EndpointSet>(StringComparer.Ordinal);
@@ -77,10 +77,22 @@ internal static class SnapshotBuilder
         {
             var members = endpoints.Where(e => subset.Labels.All(l => e.Labels.TryGetValue(l.Key, out var v) && v == l.Value)).ToArray();
             var policy = subset.LoadBalancer.Length > 0 ? subset.LoadBalancer : cluster.LoadBalancer;
-            subsets[subset.Name] = new EndpointSet(members, LoadBalancer.Create(policy));
+            var hash = subset.LoadBalancer.Length > 0 ? subset.ConsistentHash : cluster.ConsistentHash;
+            subsets[subset.Name] = Create(members, policy, hash, subset.Locality ?? cluster.Locality, source, cluster.Host);
         }
 
-        return new ClusterView(cluster.Host, new EndpointSet(endpoints, LoadBalancer.Create(cluster.LoadBalancer)), subsets.ToFrozenDictionary(StringComparer.Ordinal));
+        var all = Create(endpoints, cluster.LoadBalancer, cluster.ConsistentHash, cluster.Locality, source, cluster.Host);
+        return new ClusterView(cluster.Host, all, subsets.ToFrozenDictionary(StringComparer.Ordinal));
+    }
+
+    private static EndpointSet Create(EndpointView[] endpoints, string policy, ConsistentHash? hash, LocalitySettings? locality, SourceWorkload source, string host)
+    {
+        if (policy == "CONSISTENT_HASH" && hash is null)
+        {
+            throw new MeshConfigException($"{host}: load balancer CONSISTENT_HASH without its settings");
+        }
+
+        return EndpointSet.Create(endpoints, policy, policy == "CONSISTENT_HASH" ? hash : null, locality, source);
     }
 
     private static ServiceView BuildService(ServiceRoutes routes, Dictionary<string, ClusterView> clusters, Dictionary<string, uint[]> ports, SourceWorkload source)
@@ -153,7 +165,15 @@ internal static class SnapshotBuilder
     }
 }
 
-/// <summary>The workload the snapshot is built for: what <c>sourceLabels</c> and <c>sourceNamespace</c> are checked against.</summary>
+/// <summary>The workload the snapshot is built for: what <c>sourceLabels</c>, <c>sourceNamespace</c>, locality and source affinity are computed against.</summary>
 /// <param name="Namespace">Gets the workload's namespace.</param>
 /// <param name="Labels">Gets the workload's labels.</param>
-internal sealed record SourceWorkload(string Namespace, IReadOnlyDictionary<string, string> Labels);
+/// <param name="Locality">Gets the workload's locality.</param>
+/// <param name="Identity">Gets what <c>useSourceIp</c> hashes: the workload instance (in-process, the caller is this process).</param>
+internal sealed record SourceWorkload(string Namespace, IReadOnlyDictionary<string, string> Labels, Locality Locality, string Identity)
+{
+    public SourceWorkload(string ns, IReadOnlyDictionary<string, string> labels)
+        : this(ns, labels, new Locality(), ns)
+    {
+    }
+}

@@ -30,11 +30,11 @@ internal static class InMemoryMesh
 
         """;
 
-    public static HttpMessageInvoker Create(string yaml, string ns = "default", IReadOnlyDictionary<string, string>? labels = null, IEnumerable<WorkloadAnnouncement>? extraWorkloads = null)
+    public static HttpMessageInvoker Create(string yaml, string ns = "default", IReadOnlyDictionary<string, string>? labels = null, IEnumerable<WorkloadAnnouncement>? extraWorkloads = null, string? locality = null, bool withReviews = true)
     {
         var parsed = ConfigParser.Parse(yaml, "routes.yaml");
         Assert.False(parsed.HasErrors, string.Join(Environment.NewLine, parsed.Diagnostics));
-        var workloads = new[] { "v1", "v2", "v3" }.Select((v, i) =>
+        var workloads = (withReviews ? ["v1", "v2", "v3"] : Array.Empty<string>()).Select((v, i) =>
         {
             var w = new WorkloadAnnouncement { Service = "reviews", Namespace = "default", InstanceId = v, Address = "10.0.0.1" };
             w.Labels["version"] = v;
@@ -42,7 +42,8 @@ internal static class InMemoryMesh
             return w;
         }).Concat(extraWorkloads ?? []);
         var view = MeshCompiler.Compile(new ConfigSet(parsed.Resources), workloads).ViewFor(ns);
-        var snapshot = SnapshotBuilder.Build(view.Resources, new SourceWorkload(ns, labels ?? new Dictionary<string, string> { ["app"] = "productpage" }), "1", ready: true);
+        var source = new SourceWorkload(ns, labels ?? new Dictionary<string, string> { ["app"] = "productpage" }, Localities.Parse(locality), "productpage-1");
+        var snapshot = SnapshotBuilder.Build(view.Resources, source, "1", ready: true);
         var provider = new MeshSnapshotProvider(Options.Create(new MeshOptions()), TimeProvider.System);
         provider.PublishFromFile(snapshot);
         return new HttpMessageInvoker(new MeshHandler(provider) { InnerHandler = new Recorder() });
@@ -82,7 +83,7 @@ internal static class InMemoryMesh
         protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
         {
             var uri = request.RequestUri!;
-            var body = uri.Host == "10.0.0.1" ? $"v{uri.Port - 1000}" : "not-mesh";
+            var body = uri.Host == "10.0.0.1" ? $"v{uri.Port - 1000}" : uri.Host.StartsWith("10.", StringComparison.Ordinal) ? uri.Authority : "not-mesh";
             var response = new HttpResponseMessage(HttpStatusCode.OK) { Content = new StringContent(body) };
             response.Headers.Add("x-sent-to", uri.ToString());
             response.Headers.Add("x-sent-host", request.Headers.Host ?? string.Empty);

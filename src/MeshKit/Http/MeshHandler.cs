@@ -64,7 +64,7 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
 
         if (actions.DirectResponse is not null)
         {
-            return WithResponseHeaders(actions.DirectResponseMessage(request), null, actions);
+            return WithResponseHeaders(LocalReply.ForGrpc(actions.DirectResponseMessage(request)), null, actions);
         }
 
         var target = route.PickTarget();
@@ -182,6 +182,6 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
             Content = new StringContent(reason),
         };
         response.Headers.TryAddWithoutValidation(ResponseFlagsHeader, flag);
-        return response;
+        return LocalReply.ForGrpc(response);
     }
 }

@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Http;
 using Microsoft.Extensions.Options;
@@ -23,6 +24,33 @@ internal sealed class MeshHandlerBuilderFilter(IServiceProvider services, IOptio
             }
 
             builder.AdditionalHandlers.Add(ActivatorUtilities.CreateInstance<MeshHandler>(services));
+            DisableGrpcBalancing(builder.PrimaryHandler);
         };
+    }
+
+    /// <summary>
+    /// grpc-dotnet balances by itself when it finds a plain <see cref="SocketsHttpHandler"/> under a client, connecting to
+    /// the addresses it resolves for the URL's host instead of the endpoint MeshKit picked. A connect callback makes it
+    /// treat the handler as custom and leave balancing to the mesh; the callback connects exactly as the default does.
+    /// </summary>
+    internal static void DisableGrpcBalancing(HttpMessageHandler primary)
+    {
+        if (primary is SocketsHttpHandler { ConnectCallback: null } sockets)
+        {
+            sockets.ConnectCallback = static async (context, cancellationToken) =>
+            {
+                var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                try
+                {
+                    await socket.ConnectAsync(context.DnsEndPoint, cancellationToken).ConfigureAwait(false);
+                    return new NetworkStream(socket, ownsSocket: true);
+                }
+                catch
+                {
+                    socket.Dispose();
+                    throw;
+                }
+            };
+        }
     }
 }

@@ -87,7 +87,7 @@ internal sealed class RouteActions
             : redirect.Authority.Length > 0 || scheme != uri.Scheme ? -1
             : uri.IsDefaultPort ? -1 : uri.Port;
         var builder = new UriBuilder(scheme, host, port, redirect.Uri.Length > 0 ? redirect.Uri : uri.AbsolutePath) { Query = uri.Query };
-        var response = new HttpResponseMessage((HttpStatusCode)(redirect.RedirectCode == 0 ? 301 : redirect.RedirectCode)) { RequestMessage = request };
+        var response = new HttpResponseMessage((HttpStatusCode)(redirect.RedirectCode == 0 ? 301 : redirect.RedirectCode)) { RequestMessage = request, Version = request.Version };
         response.Headers.Location = builder.Uri;
         return response;
     }
@@ -95,7 +95,7 @@ internal sealed class RouteActions
     public HttpResponseMessage DirectResponseMessage(HttpRequestMessage request)
     {
         var direct = DirectResponse!;
-        var response = new HttpResponseMessage((HttpStatusCode)direct.Status) { RequestMessage = request };
+        var response = new HttpResponseMessage((HttpStatusCode)direct.Status) { RequestMessage = request, Version = request.Version };
         if (!direct.Body.IsEmpty)
         {
             response.Content = new ByteArrayContent(direct.Body.ToByteArray());

@@ -1,0 +1,340 @@
+using System.Net;
+using Grpc.Core;
+using MeshKit.Tests.Greet;
+using MeshKit.Tests.Infrastructure;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace MeshKit.Tests.EndToEnd;
+
+/// <summary>Traffic management with real servers, a real control plane and real HttpClient and gRPC clients.</summary>
+public sealed class TrafficEndToEndTests : IAsyncLifetime
+{
+    private const string ReviewsHost = "reviews.default.svc.cluster.local";
+    private readonly List<IAsyncDisposable> _owned = [];
+    private TestControlPlane _controlPlane = null!;
+
+    public async Task InitializeAsync() => _controlPlane = await TestControlPlane.StartAsync();
+
+    public async Task DisposeAsync()
+    {
+        foreach (var owned in Enumerable.Reverse(_owned))
+        {
+            await owned.DisposeAsync();
+        }
+
+        await _controlPlane.DisposeAsync();
+    }
+
+    private async Task<TestWorkload> StartAsync(string service, string version, Action<MeshOptions>? configure = null, Action<IServiceCollection>? services = null)
+    {
+        var workload = await TestWorkload.StartAsync(service, version, _controlPlane.DiscoveryAddress, configure, services);
+        _owned.Add(workload);
+        return workload;
+    }
+
+    private static int Endpoints(TestWorkload client, string host = ReviewsHost) =>
+        client.Snapshot.Services.TryGetValue(host, out var s) ? s.Routes.SelectMany(r => r.Targets).Max(t => t.Endpoints?.Endpoints.Length ?? 0) : 0;
+
+    [Fact]
+    public async Task RewriteAndHeaders_AreWhatTheUpstreamSees()
+    {
+        await StartAsync("reviews", "v1");
+        var productpage = await StartAsync("productpage", "v1");
+        _controlPlane.WriteConfig("vs.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http:
+              - match: [{ uri: { prefix: /api/v1/ } }]
+                rewrite: { uri: /v2/, authority: reviews-internal }
+                headers: { request: { set: { x-meshkit-route: spoof-attempt } } }
+                route: [{ destination: { host: reviews } }]
+              - route: [{ destination: { host: reviews } }]
+            """);
+        await Eventually.TrueAsync(() => productpage.Snapshot.Services.TryGetValue(ReviewsHost, out var s) && s.Routes.Length == 2 && Endpoints(productpage) == 1, "routes applied");
+
+        var parts = (await productpage.CreateClient().GetStringAsync("http://reviews:9080/api/v1/books?id=7")).Split('|');
+        Assert.Equal("/v2/books?id=7", parts[2]);
+        Assert.Equal("reviews-internal", parts[3]);
+
+        // UseMesh strips x-meshkit-* on the way in, even when a route set it.
+        Assert.Equal(string.Empty, parts[4]);
+    }
+
+    [Fact]
+    public async Task Redirect_IsReturnedToTheCaller()
+    {
+        await StartAsync("reviews", "v1");
+        var productpage = await StartAsync("productpage", "v1");
+        _controlPlane.WriteConfig("vs.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http:
+              - match: [{ uri: { exact: /old } }]
+                redirect: { uri: /new, redirectCode: 308 }
+              - route: [{ destination: { host: reviews } }]
+            """);
+        await Eventually.TrueAsync(() => productpage.Snapshot.Services.TryGetValue(ReviewsHost, out var s) && s.Routes.Length == 2, "routes applied");
+
+        using var response = await productpage.CreateClient().GetAsync("http://reviews/old?keep=1");
+        Assert.Equal(HttpStatusCode.PermanentRedirect, response.StatusCode);
+        Assert.Equal(new Uri("http://reviews/new?keep=1"), response.Headers.Location);
+    }
+
+    [Fact]
+    public async Task ConsistentHash_AFixedHeaderAlwaysReachesOneEndpoint_WithoutItTheLoadSpreads()
+    {
+        var backends = new[] { await StartAsync("reviews", "v1"), await StartAsync("reviews", "v1"), await StartAsync("reviews", "v1") };
+        var productpage = await StartAsync("productpage", "v1");
+        _controlPlane.WriteConfig("dr.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec:
+              host: reviews
+              trafficPolicy: { loadBalancer: { consistentHash: { httpHeaderName: x-user } } }
+            """);
+        await Eventually.TrueAsync(() => Endpoints(productpage) == 3 && productpage.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Endpoints!.Balancer is MeshKit.LoadBalancing.ConsistentHashBalancer, "consistent hashing applied");
+        var http = productpage.CreateClient();
+
+        foreach (var user in new[] { "alice", "bob", "carol" })
+        {
+            var before = backends.Select(b => b.Served).ToArray();
+            for (var i = 0; i < 20; i++)
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Get, "http://reviews/");
+                request.Headers.Add("x-user", user);
+                (await http.SendAsync(request)).EnsureSuccessStatusCode();
+            }
+
+            Assert.Single(backends.Select((b, i) => b.Served - before[i]), d => d == 20);
+        }
+
+        var spreadBefore = backends.Select(b => b.Served).ToArray();
+        for (var i = 0; i < 90; i++)
+        {
+            await http.GetStringAsync("http://reviews/");
+        }
+
+        Assert.All(backends.Select((b, i) => b.Served - spreadBefore[i]), d => Assert.InRange(d, 10, 60));
+    }
+
+    [Fact]
+    public async Task LocalityFailover_AllLocalDown_RemoteGetsTraffic_LocalBack_LocalOnly()
+    {
+        var local = await StartAsync("reviews", "local", o => o.Locality = "us-east/zone-a");
+        var remote = await StartAsync("reviews", "remote", o => o.Locality = "eu-west/zone-a");
+        var productpage = await StartAsync("productpage", "v1", o => o.Locality = "us-east/zone-a");
+        _controlPlane.WriteConfig("dr.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec:
+              host: reviews
+              trafficPolicy:
+                loadBalancer:
+                  localityLbSetting: { enabled: true, failover: [{ from: us-east, to: eu-west }] }
+            """);
+        await Eventually.TrueAsync(() => Endpoints(productpage) == 2 && productpage.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Endpoints!.Groups.Count == 2, "locality applied");
+        var http = productpage.CreateClient();
+        async Task<string> Version() => (await http.GetStringAsync("http://reviews/")).Split('|')[1];
+
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal("local", await Version());
+        }
+
+        await local.StopAsync();
+        await Eventually.TrueAsync(() => Endpoints(productpage) == 1, "the local endpoint leaves");
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal("remote", await Version());
+        }
+
+        await StartAsync("reviews", "local", o => o.Locality = "us-east/zone-a");
+        await Eventually.TrueAsync(() => Endpoints(productpage) == 2, "a local endpoint is back");
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal("local", await Version());
+        }
+
+        Assert.True(remote.Served >= 20);
+    }
+
+    [Fact]
+    public async Task ExternalService_ThroughServiceEntry_IsReachable_EvenUnderRegistryOnly()
+    {
+        await using var external = await ExternalServer.StartAsync();
+        var productpage = await StartAsync("productpage", "v1");
+        _controlPlane.WriteConfig("mesh.yaml", $$"""
+            apiVersion: meshkit.dev/v1alpha1
+            kind: MeshConfig
+            metadata: { name: mesh }
+            spec: { outboundTrafficPolicy: { mode: REGISTRY_ONLY } }
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: payments }
+            spec:
+              hosts: [payments.example.test]
+              ports: [{ number: 80, name: http, protocol: HTTP, targetPort: {{external.Port}} }]
+              resolution: DNS
+              endpoints: [{ address: localhost }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: payments }
+            spec:
+              hosts: [payments.example.test]
+              http: [{ headers: { request: { set: { x-api-key: k1 } } }, route: [{ destination: { host: payments.example.test } }] }]
+            """);
+        await Eventually.TrueAsync(() => productpage.Snapshot.RegistryOnly && productpage.Snapshot.Services.ContainsKey("payments.example.test"), "the ServiceEntry applies");
+        var http = productpage.CreateClient();
+
+        Assert.Equal("external:/charge:payments.example.test:k1", await http.GetStringAsync("http://payments.example.test/charge"));
+        using var blocked = await http.GetAsync("http://other.example.test/");
+        Assert.Equal(HttpStatusCode.BadGateway, blocked.StatusCode);
+    }
+
+    [Fact]
+    public async Task GrpcClient_IsRoutedByMethod()
+    {
+        var v1 = await GrpcWorkload.StartAsync("v1", _controlPlane.DiscoveryAddress);
+        _owned.Add(v1);
+        var v2 = await GrpcWorkload.StartAsync("v2", _controlPlane.DiscoveryAddress);
+        _owned.Add(v2);
+        var client = await StartAsync("frontend", "v1", services: s => s.AddGrpcClient<Greeter.GreeterClient>(o => o.Address = new Uri("http://greeter:9080")));
+        _controlPlane.WriteConfig("greeter.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: greeter }
+            spec:
+              host: greeter
+              subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { version: v2 } }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: greeter }
+            spec:
+              hosts: [greeter]
+              http:
+              - match: [{ uri: { exact: /greet.Greeter/SayGoodbye } }]
+                route: [{ destination: { host: greeter, subset: v2 } }]
+              - route: [{ destination: { host: greeter, subset: v1 } }]
+            """);
+        await Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue("greeter.default.svc.cluster.local", out var s) && s.Routes.Length == 2
+            && s.Routes.All(r => r.Targets[0].Endpoints?.Endpoints.Length == 1), "greeter routes applied");
+        var greeter = client.Services.GetRequiredService<Greeter.GreeterClient>();
+
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.Equal("hello ada from v1", (await greeter.SayHelloAsync(new HelloRequest { Name = "ada" })).Message);
+            Assert.Equal("goodbye ada from v2", (await greeter.SayGoodbyeAsync(new HelloRequest { Name = "ada" })).Message);
+        }
+
+        _controlPlane.WriteConfig("greeter.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: greeter }\nspec:\n  hosts: [greeter]\n  http: [{ match: [{ uri: { prefix: /greet.Greeter/ } }], directResponse: { status: 503 } }]\n");
+        await Eventually.TrueAsync(() => client.Snapshot.Services["greeter.default.svc.cluster.local"].Routes is [{ Actions.DirectResponse: not null }], "the direct response applies");
+        await Eventually.TrueAsync(async () =>
+        {
+            try
+            {
+                await greeter.SayHelloAsync(new HelloRequest { Name = "ada" });
+                return false;
+            }
+            catch (RpcException ex)
+            {
+                return ex.StatusCode == StatusCode.Unavailable;
+            }
+        }, "a mesh-made 503 reaches the gRPC client as UNAVAILABLE");
+    }
+
+    /// <summary>A server outside the mesh: echoes the path, the Host header and x-api-key.</summary>
+    private sealed class ExternalServer : IAsyncDisposable
+    {
+        private readonly WebApplication _app;
+
+        private ExternalServer(WebApplication app, int port)
+        {
+            _app = app;
+            Port = port;
+        }
+
+        public int Port { get; }
+
+        public static async Task<ExternalServer> StartAsync()
+        {
+            var builder = WebApplication.CreateSlimBuilder();
+            builder.Logging.ClearProviders();
+            builder.WebHost.UseUrls("http://127.0.0.1:0");
+            var app = builder.Build();
+            app.Map("/{**path}", (HttpContext c) => $"external:{c.Request.Path}:{c.Request.Host}:{c.Request.Headers["x-api-key"]}");
+            await app.StartAsync();
+            var port = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()).Port;
+            return new ExternalServer(app, port);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+    }
+
+    /// <summary>A gRPC server in the mesh (HTTP/2 without TLS) answering with its version.</summary>
+    private sealed class GrpcWorkload : IAsyncDisposable
+    {
+        private readonly WebApplication _app;
+
+        private GrpcWorkload(WebApplication app) => _app = app;
+
+        public static async Task<GrpcWorkload> StartAsync(string version, Uri controlPlane)
+        {
+            var builder = WebApplication.CreateSlimBuilder();
+            builder.Logging.SetMinimumLevel(LogLevel.Warning);
+            builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l => l.Protocols = HttpProtocols.Http2));
+            builder.Services.AddGrpc();
+            builder.Services.AddSingleton(new GreeterService(version));
+            builder.Services.AddMesh(o =>
+            {
+                o.ServiceName = "greeter";
+                o.Labels["version"] = version;
+                o.ControlPlaneAddress = controlPlane;
+                o.ServicePort = 9080;
+                o.DrainDuration = TimeSpan.Zero;
+                o.ReconnectBaseDelay = TimeSpan.FromMilliseconds(100);
+            });
+            var app = builder.Build();
+            app.UseMesh();
+            app.MapGrpcService<GreeterService>();
+            await app.StartAsync();
+            return new GrpcWorkload(app);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+    }
+
+    private sealed class GreeterService(string version) : Greeter.GreeterBase
+    {
+        public override Task<HelloReply> SayHello(HelloRequest request, ServerCallContext context) =>
+            Task.FromResult(new HelloReply { Message = $"hello {request.Name} from {version}" });
+
+        public override Task<HelloReply> SayGoodbye(HelloRequest request, ServerCallContext context) =>
+            Task.FromResult(new HelloReply { Message = $"goodbye {request.Name} from {version}" });
+    }
+}

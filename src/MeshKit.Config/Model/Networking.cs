@@ -61,6 +61,21 @@ public sealed record HttpRouteSpec
     /// <summary>Gets <c>directResponse</c>.</summary>
     public DirectResponseSpec? DirectResponse { get; init; }
 
+    /// <summary>Gets <c>timeout</c>: covers all attempts; zero disables it.</summary>
+    public TimeSpan? Timeout { get; init; }
+
+    /// <summary>Gets <c>retries</c>.</summary>
+    public RetrySpec? Retries { get; init; }
+
+    /// <summary>Gets <c>fault</c>.</summary>
+    public FaultSpec? Fault { get; init; }
+
+    /// <summary>Gets <c>mirror</c>/<c>mirrorPercentage</c> and <c>mirrors</c>, as one list.</summary>
+    public IReadOnlyList<MirrorSpec> Mirrors { get; init; } = [];
+
+    /// <summary>Gets <c>corsPolicy</c>.</summary>
+    public CorsPolicySpec? CorsPolicy { get; init; }
+
     /// <summary>Gets where the route starts.</summary>
     public SourceLocation Location { get; init; }
 }
@@ -166,7 +181,23 @@ public sealed record DestinationRule : ConfigResource
 /// <param name="LoadBalancer">Gets <c>loadBalancer.simple</c>, or <see langword="null"/>.</param>
 /// <param name="ConsistentHash">Gets <c>loadBalancer.consistentHash</c>.</param>
 /// <param name="Locality">Gets <c>loadBalancer.localityLbSetting</c>.</param>
-public sealed record TrafficPolicy(string? LoadBalancer, ConsistentHashSpec? ConsistentHash = null, LocalityLbSpec? Locality = null);
+public sealed record TrafficPolicy(string? LoadBalancer, ConsistentHashSpec? ConsistentHash = null, LocalityLbSpec? Locality = null)
+{
+    /// <summary>Gets <c>connectionPool</c>.</summary>
+    public ConnectionPoolSpec? ConnectionPool { get; init; }
+
+    /// <summary>Gets <c>outlierDetection</c>.</summary>
+    public OutlierDetectionSpec? OutlierDetection { get; init; }
+
+    /// <summary>Gets <c>tls</c>.</summary>
+    public ClientTlsSpec? Tls { get; init; }
+
+    /// <summary>Gets <c>retryBudget</c>.</summary>
+    public RetryBudgetSpec? RetryBudget { get; init; }
+
+    /// <summary>Gets <c>portLevelSettings</c>.</summary>
+    public IReadOnlyList<PortTrafficPolicy> PortLevelSettings { get; init; } = [];
+}
 
 /// <summary>Istio's <c>ConsistentHashLB</c>: exactly one key, and ring hash (default) or Maglev.</summary>
 public sealed record ConsistentHashSpec

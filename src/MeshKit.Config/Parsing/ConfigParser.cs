@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.RegularExpressions;
 using MeshKit.Config.Model;
 using MeshKit.Config.Validation;
@@ -252,9 +253,14 @@ public static class ConfigParser
         var rewrite = r.Map("rewrite", ReadRewrite);
         var redirect = r.Map("redirect", ReadRedirect);
         var direct = r.Map("directResponse", ReadDirectResponse);
-        foreach (var field in new[] { "timeout", "retries", "fault", "mirror", "mirrors", "mirrorPercentage", "mirrorPercent", "mirror_percent", "corsPolicy" })
+        var timeout = r.Duration("timeout");
+        var retries = r.Map("retries", ReadRetries);
+        var fault = r.Map("fault", ReadFault);
+        var mirrors = ReadMirrors(r);
+        var cors = r.Map("corsPolicy", ReadCors);
+        foreach (var field in new[] { "timeout", "retries", "fault", "mirror", "mirrors", "corsPolicy" })
         {
-            r.NotSupported(field, DiagnosticSeverity.Warning, NotYet);
+            NotEnforced(r, field);
         }
 
         r.NotSupported("delegate", DiagnosticSeverity.Error, "delegate VirtualServices apply to gateways, which MeshKit has not");
@@ -286,7 +292,163 @@ public static class ConfigParser
         return new HttpRouteSpec
         {
             Name = name, Match = match, Route = route, Headers = headers, Rewrite = rewrite, Redirect = redirect, DirectResponse = direct,
+            Timeout = timeout, Retries = retries, Fault = fault, Mirrors = mirrors, CorsPolicy = cors,
             Location = r.Location,
+        };
+    }
+
+    private const string NotEnforcedYet = "is validated, but not enforced by this MeshKit version yet";
+
+    private static void NotEnforced(MapReader r, string key)
+    {
+        if (r.Has(key))
+        {
+            r.Context.Warning(r.Get(key), r.ChildPath(key), NotEnforcedYet);
+        }
+    }
+
+    private static readonly string[] RetryConditions =
+    [
+        "5xx", "gateway-error", "reset", "reset-before-request", "connect-failure", "envoy-ratelimited", "retriable-4xx",
+        "refused-stream", "retriable-status-codes", "retriable-headers", "http3-post-connect-failure",
+        "cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable",
+    ];
+
+    private static readonly string[] GrpcStatuses =
+    [
+        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE",
+        "DATA_LOSS", "UNAUTHENTICATED",
+    ];
+
+    private static RetrySpec ReadRetries(MapReader r)
+    {
+        var attempts = r.Int("attempts", 0, 1000) ?? 0;
+        var perTry = r.Duration("perTryTimeout");
+        var retryOn = (r.String("retryOn") ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        foreach (var condition in retryOn)
+        {
+            if (!RetryConditions.Contains(condition) && !(int.TryParse(condition, NumberStyles.None, CultureInfo.InvariantCulture, out var code) && code is >= 100 and <= 599))
+            {
+                r.Context.Error(r.Get("retryOn"), r.ChildPath("retryOn"), $"unknown retry condition '{condition}'; expected one of {string.Join(", ", RetryConditions)} or an HTTP status code");
+            }
+        }
+
+        if (perTry is { } t && t <= TimeSpan.Zero)
+        {
+            r.Context.Error(r.Get("perTryTimeout"), r.ChildPath("perTryTimeout"), "must be above 0");
+        }
+
+        return new RetrySpec(attempts, perTry, retryOn, r.Bool("retryRemoteLocalities"));
+    }
+
+    private static double ReadPercentage(MapReader r, string key = "percentage")
+    {
+        var box = r.Map(key, p => new PercentBox(p.Double("value", 0, 100)));
+        return box?.Value ?? 100;
+    }
+
+    private sealed record PercentBox(double? Value);
+
+    private static FaultSpec ReadFault(MapReader f)
+    {
+        var delay = f.Map("delay", d =>
+        {
+            var fixedDelay = d.Duration("fixedDelay");
+            if (fixedDelay is null && !d.Has("fixedDelay"))
+            {
+                d.Context.Error(d.Node, d.ChildPath("fixedDelay"), "is required");
+            }
+
+            d.NotSupported("exponentialDelay", DiagnosticSeverity.Error, "Istio does not support it either");
+            var percent = d.Int("percent", 0, 100);
+            var percentage = d.Has("percentage") ? ReadPercentage(d) : percent ?? 100;
+            return new FaultDelaySpec(fixedDelay ?? TimeSpan.Zero, percentage);
+        });
+        var abort = f.Map("abort", a =>
+        {
+            var http = a.Int("httpStatus", 200, 599);
+            var grpc = a.String("grpcStatus");
+            if (grpc is not null && !GrpcStatuses.Contains(grpc))
+            {
+                a.Context.Error(a.Get("grpcStatus"), a.ChildPath("grpcStatus"), $"unknown gRPC status '{grpc}'");
+            }
+
+            a.NotSupported("http2Error", DiagnosticSeverity.Error, NotYet);
+            if ((http is null) == (grpc is null) && !a.Has("http2Error"))
+            {
+                a.Context.Error(a.Node, a.Path, "exactly one of httpStatus or grpcStatus is required");
+            }
+
+            return new FaultAbortSpec(http, grpc, ReadPercentage(a));
+        });
+        if (delay is null && abort is null)
+        {
+            f.Context.Error(f.Node, f.Path, "needs delay or abort");
+        }
+
+        return new FaultSpec(delay, abort);
+    }
+
+    private static IReadOnlyList<MirrorSpec> ReadMirrors(MapReader r)
+    {
+        var result = new List<MirrorSpec>();
+        var single = r.Map("mirror", ReadDestination);
+        var legacyPercent = r.Int("mirrorPercent", 0, 100) ?? r.Int("mirror_percent", 0, 100);
+        var percentage = r.Has("mirrorPercentage") ? ReadPercentage(r, "mirrorPercentage") : legacyPercent ?? 100;
+        if (single is not null)
+        {
+            result.Add(new MirrorSpec(single, percentage));
+        }
+        else if (r.Has("mirrorPercentage") || legacyPercent is not null)
+        {
+            r.Context.Error(r.Node, r.ChildPath("mirrorPercentage"), "needs mirror");
+        }
+
+        var many = r.List("mirrors", m =>
+        {
+            var destination = m.Map("destination", ReadDestination);
+            if (destination is null)
+            {
+                m.Context.Error(m.Node, m.ChildPath("destination"), "is required");
+                return null;
+            }
+
+            return new MirrorSpec(destination, ReadPercentage(m));
+        });
+        if (single is not null && many.Count > 0)
+        {
+            r.Context.Error(r.Node, r.Path, "mirror and mirrors exclude each other");
+        }
+
+        result.AddRange(many);
+        return result;
+    }
+
+    private static CorsPolicySpec ReadCors(MapReader c)
+    {
+        var origins = new List<StringMatchSpec>();
+        foreach (var exact in c.Strings("allowOrigin"))
+        {
+            origins.Add(new StringMatchSpec(StringMatchKind.Exact, exact));
+        }
+
+        origins.AddRange(c.List("allowOrigins", o => ReadStringMatch(o, ignoreCase: false, allowPresence: false)));
+        var unmatched = c.String("unmatchedPreflights");
+        if (unmatched is not null && unmatched is not ("FORWARD" or "IGNORE" or "UNSPECIFIED"))
+        {
+            c.Context.Error(c.Get("unmatchedPreflights"), c.ChildPath("unmatchedPreflights"), $"unknown value '{unmatched}'; expected FORWARD or IGNORE");
+        }
+
+        return new CorsPolicySpec
+        {
+            AllowOrigins = origins,
+            AllowMethods = c.Strings("allowMethods"),
+            AllowHeaders = c.Strings("allowHeaders"),
+            ExposeHeaders = c.Strings("exposeHeaders"),
+            MaxAge = c.Duration("maxAge"),
+            AllowCredentials = c.Bool("allowCredentials"),
+            UnmatchedPreflights = unmatched,
         };
     }
 
@@ -581,7 +743,9 @@ public static class ConfigParser
         }, h);
     }
 
-    private static TrafficPolicy ReadTrafficPolicy(MapReader t)
+    private static TrafficPolicy ReadTrafficPolicy(MapReader t) => ReadTrafficPolicyCore(t, allowPortLevel: true);
+
+    private static TrafficPolicy ReadTrafficPolicyCore(MapReader t, bool allowPortLevel)
     {
         ConsistentHashSpec? hash = null;
         LocalityLbSpec? locality = null;
@@ -607,13 +771,126 @@ public static class ConfigParser
 
             return new PortBoxString(simple);
         });
-        foreach (var field in new[] { "connectionPool", "outlierDetection", "tls", "portLevelSettings", "tunnel", "proxyProtocol", "retryBudget" })
+        var pool = t.Map("connectionPool", ReadConnectionPool);
+        var outlier = t.Map("outlierDetection", ReadOutlierDetection);
+        var tls = t.Map("tls", ReadClientTls);
+        var budget = t.Map("retryBudget", b => new RetryBudgetSpec(b.Double("percent", 0, 100), b.Int("minRetryConcurrency", 0, int.MaxValue)));
+        var ports = allowPortLevel ? t.List("portLevelSettings", p =>
+        {
+            var port = p.Map("port", n => new PortBox(n.UInt("number", 1, 65535)))?.Number;
+            if (port is null)
+            {
+                p.Context.Error(p.Node, p.ChildPath("port.number"), "is required");
+            }
+
+            // A port-level policy has the shape of a traffic policy minus the port-level list itself.
+            var policy = ReadTrafficPolicyCore(p, allowPortLevel: false);
+            return port is null ? null : new PortTrafficPolicy(port.Value, policy);
+        }) : [];
+        foreach (var field in new[] { "connectionPool", "outlierDetection", "tls", "retryBudget", "portLevelSettings" })
+        {
+            NotEnforced(t, field);
+        }
+
+        foreach (var field in new[] { "tunnel", "proxyProtocol" })
         {
             t.NotSupported(field, DiagnosticSeverity.Warning, NotYet);
         }
 
         var simpleLb = lb?.Value;
-        return new TrafficPolicy(simpleLb == "LEAST_CONN" ? "LEAST_REQUEST" : simpleLb == "UNSPECIFIED" ? null : simpleLb, hash, locality);
+        return new TrafficPolicy(simpleLb == "LEAST_CONN" ? "LEAST_REQUEST" : simpleLb == "UNSPECIFIED" ? null : simpleLb, hash, locality)
+        {
+            ConnectionPool = pool, OutlierDetection = outlier, Tls = tls, RetryBudget = budget, PortLevelSettings = ports,
+        };
+    }
+
+    private static ConnectionPoolSpec ReadConnectionPool(MapReader c) => new(
+        c.Map("tcp", t =>
+        {
+            var keepalive = t.Map("tcpKeepalive", k => new KeepaliveBox(k.Duration("time"), k.Duration("interval"), k.Int("probes", 0, int.MaxValue)));
+            return new TcpPoolSpec
+            {
+                MaxConnections = t.Int("maxConnections", 1, int.MaxValue),
+                ConnectTimeout = t.Duration("connectTimeout"),
+                KeepaliveTime = keepalive?.Time,
+                KeepaliveInterval = keepalive?.Interval,
+                KeepaliveProbes = keepalive?.Probes,
+                MaxConnectionDuration = t.Duration("maxConnectionDuration"),
+                IdleTimeout = t.Duration("idleTimeout"),
+            };
+        }),
+        c.Map("http", h =>
+        {
+            var upgrade = h.String("h2UpgradePolicy");
+            if (upgrade is not null && upgrade is not ("DEFAULT" or "DO_NOT_UPGRADE" or "UPGRADE"))
+            {
+                h.Context.Error(h.Get("h2UpgradePolicy"), h.ChildPath("h2UpgradePolicy"), $"unknown policy '{upgrade}'; expected DEFAULT, DO_NOT_UPGRADE or UPGRADE");
+            }
+
+            return new HttpPoolSpec
+            {
+                Http1MaxPendingRequests = h.Int("http1MaxPendingRequests", 1, int.MaxValue),
+                Http2MaxRequests = h.Int("http2MaxRequests", 1, int.MaxValue),
+                MaxRequestsPerConnection = h.Int("maxRequestsPerConnection", 0, int.MaxValue),
+                MaxRetries = h.Int("maxRetries", 0, int.MaxValue),
+                IdleTimeout = h.Duration("idleTimeout"),
+                H2UpgradePolicy = upgrade,
+                UseClientProtocol = h.Bool("useClientProtocol"),
+                MaxConcurrentStreams = h.Int("maxConcurrentStreams", 1, int.MaxValue),
+            };
+        }));
+
+    private sealed record KeepaliveBox(TimeSpan? Time, TimeSpan? Interval, int? Probes);
+
+    private static OutlierDetectionSpec ReadOutlierDetection(MapReader o)
+    {
+        var legacy = o.Int("consecutiveErrors", 0, int.MaxValue);
+        var split = o.Bool("splitExternalLocalOriginErrors") ?? false;
+        var local = o.Int("consecutiveLocalOriginFailures", 0, int.MaxValue);
+        if (local is not null && !split)
+        {
+            o.Context.Error(o.Get("consecutiveLocalOriginFailures"), o.ChildPath("consecutiveLocalOriginFailures"), "needs splitExternalLocalOriginErrors: true");
+        }
+
+        return new OutlierDetectionSpec
+        {
+            Consecutive5xxErrors = o.Int("consecutive5xxErrors", 0, int.MaxValue) ?? legacy,
+            ConsecutiveGatewayErrors = o.Int("consecutiveGatewayErrors", 0, int.MaxValue),
+            ConsecutiveLocalOriginFailures = local,
+            SplitExternalLocalOriginErrors = split,
+            Interval = o.Duration("interval"),
+            BaseEjectionTime = o.Duration("baseEjectionTime"),
+            MaxEjectionPercent = o.Int("maxEjectionPercent", 0, 100),
+            MinHealthPercent = o.Int("minHealthPercent", 0, 100),
+        };
+    }
+
+    private static ClientTlsSpec ReadClientTls(MapReader t)
+    {
+        var mode = t.String("mode") ?? "DISABLE";
+        if (mode is not ("DISABLE" or "SIMPLE" or "MUTUAL" or "ISTIO_MUTUAL"))
+        {
+            t.Context.Error(t.Get("mode"), t.ChildPath("mode"), $"unknown mode '{mode}'; expected DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL");
+        }
+
+        var spec = new ClientTlsSpec
+        {
+            Mode = mode,
+            ClientCertificate = t.String("clientCertificate"),
+            PrivateKey = t.String("privateKey"),
+            CaCertificates = t.String("caCertificates"),
+            CredentialName = t.String("credentialName"),
+            SubjectAltNames = t.Strings("subjectAltNames"),
+            Sni = t.String("sni"),
+            InsecureSkipVerify = t.Bool("insecureSkipVerify"),
+        };
+        if (mode == "MUTUAL" && spec.CredentialName is null && (spec.ClientCertificate is null || spec.PrivateKey is null))
+        {
+            t.Context.Error(t.Node, t.Path, "MUTUAL needs clientCertificate and privateKey, or credentialName");
+        }
+
+        t.NotSupported("caCrl", DiagnosticSeverity.Error, NotYet);
+        return spec;
     }
 
     private static ConsistentHashSpec ReadConsistentHash(MapReader c)

@@ -162,6 +162,42 @@ internal sealed class MapReader
         return null;
     }
 
+    /// <summary>Reads a duration (<c>10s</c>, <c>1.5s</c>, <c>100ms</c>, <c>1m</c>).</summary>
+    public TimeSpan? Duration(string key)
+    {
+        var text = String(key);
+        if (text is null)
+        {
+            return null;
+        }
+
+        if (Durations.TryParse(text, out var value))
+        {
+            return value;
+        }
+
+        Context.Error(Get(key), ChildPath(key), $"'{text}' is not a duration (e.g. 500ms, 10s, 1m)");
+        return null;
+    }
+
+    /// <summary>Reads a number from <paramref name="min"/> to <paramref name="max"/>.</summary>
+    public double? Double(string key, double min, double max)
+    {
+        var node = Get(key);
+        if (node is null)
+        {
+            return null;
+        }
+
+        if (node is YamlScalarNode { Value: { } v } && double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var result) && result >= min && result <= max)
+        {
+            return result;
+        }
+
+        Context.Error(node, ChildPath(key), $"must be a number from {min} to {max}");
+        return null;
+    }
+
     public IReadOnlyList<string> Strings(string key)
     {
         var node = Get(key);

@@ -234,6 +234,16 @@ public class ConfigParserTests
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { simple: FASTEST } }", "spec.trafficPolicy.loadBalancer.simple", "unknown load balancer")]
     [InlineData("DestinationRule", "subsets: []", "spec.host", "is required")]
     [InlineData("DestinationRule", "host: r\n  workloadSelector: { matchLabels: { app: a } }", "spec.workloadSelector", "more workloads")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { simple: RANDOM, consistentHash: { useSourceIp: true } } }", "spec.trafficPolicy.loadBalancer", "exclude each other")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { consistentHash: { httpHeaderName: a, useSourceIp: true } } }", "spec.trafficPolicy.loadBalancer.consistentHash", "exactly one of")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { consistentHash: { useSourceIp: true, maglev: { tableSize: 1000 } } } }", "spec.trafficPolicy.loadBalancer.consistentHash.maglev.tableSize", "prime")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { consistentHash: { httpCookie: { name: c, ttl: forever } } } }", "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.ttl", "not a duration")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { localityLbSetting: { distribute: [{ from: a/*, to: { b/*: 60 } }] } } }", "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to", "sum to 100")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { localityLbSetting: { distribute: [{ from: a, to: { b: 100 } }], failover: [{ from: a, to: b }] } } }", "spec.trafficPolicy.loadBalancer.localityLbSetting", "excludes failover")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { tls: { mode: MUTUAL } }", "spec.trafficPolicy.tls", "clientCertificate")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { outlierDetection: { consecutiveLocalOriginFailures: 3 } }", "spec.trafficPolicy.outlierDetection.consecutiveLocalOriginFailures", "splitExternalLocalOriginErrors")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { connectionPool: { http: { h2UpgradePolicy: MAYBE } } }", "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy", "unknown policy")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { portLevelSettings: [{ loadBalancer: { simple: RANDOM } }] }", "spec.trafficPolicy.portLevelSettings[0].port.number", "is required")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  resolution: STATIC\n  ports: [{ number: 80, name: http }]", "spec.endpoints", "needs endpoints")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  resolution: STATIC\n  ports: [{ number: 80, name: http }]\n  endpoints: [{ address: e.com }]", "spec.endpoints[0].address", "IP address")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  resolution: MAGIC", "spec.resolution", "unknown resolution")]
@@ -282,9 +292,100 @@ public class ConfigParserTests
         var warning = Assert.Single(result.Diagnostics);
         Assert.Equal(DiagnosticSeverity.Warning, warning.Severity);
         Assert.Equal("spec.http[0].timeout", warning.Path);
+        Assert.Contains("not enforced", warning.Message, StringComparison.Ordinal);
         Assert.Equal(7, warning.Line);
         Assert.Single(result.Resources);
         Assert.False(result.HasErrors);
+    }
+
+    [Fact]
+    public void Parse_ResilienceAndSecurityFields_AreValidatedAndReportedAsNotEnforcedYet()
+    {
+        var result = Parse("""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http:
+              - timeout: 1.5s
+                retries: { attempts: 3, perTryTimeout: 500ms, retryOn: "5xx,connect-failure,503" }
+                fault:
+                  delay: { fixedDelay: 7s, percentage: { value: 10 } }
+                  abort: { httpStatus: 500, percentage: { value: 0.5 } }
+                mirror: { host: reviews, subset: v2 }
+                mirrorPercentage: { value: 25 }
+                corsPolicy:
+                  allowOrigins: [{ exact: "https://example.com" }, { regex: "https://.*\\.example\\.org" }]
+                  allowMethods: [GET, POST]
+                  maxAge: 24h
+                  allowCredentials: true
+                route: [{ destination: { host: reviews } }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec:
+              host: reviews
+              trafficPolicy:
+                connectionPool:
+                  tcp: { maxConnections: 100, connectTimeout: 30ms, tcpKeepalive: { time: 7200s, interval: 75s } }
+                  http: { http2MaxRequests: 1000, maxRequestsPerConnection: 10, h2UpgradePolicy: UPGRADE }
+                outlierDetection: { consecutive5xxErrors: 7, interval: 5m, baseEjectionTime: 15m, maxEjectionPercent: 50 }
+                tls: { mode: ISTIO_MUTUAL, sni: reviews.example }
+                portLevelSettings:
+                - port: { number: 9080 }
+                  loadBalancer: { simple: LEAST_REQUEST }
+            """);
+
+        Assert.False(result.HasErrors, string.Join(Environment.NewLine, result.Diagnostics));
+        Assert.Equal(
+            ["spec.http[0].timeout", "spec.http[0].retries", "spec.http[0].fault", "spec.http[0].mirror", "spec.http[0].corsPolicy",
+             "spec.trafficPolicy.connectionPool", "spec.trafficPolicy.outlierDetection", "spec.trafficPolicy.tls", "spec.trafficPolicy.portLevelSettings"],
+            result.Diagnostics.Select(d => d.Path));
+        Assert.All(result.Diagnostics, d => Assert.Contains("not enforced", d.Message, StringComparison.Ordinal));
+        var route = ((VirtualService)result.Resources[0]).Http[0];
+        Assert.Equal(TimeSpan.FromSeconds(1.5), route.Timeout);
+        Assert.Equal(["5xx", "connect-failure", "503"], route.Retries!.RetryOn);
+        Assert.Equal(TimeSpan.FromMilliseconds(500), route.Retries.PerTryTimeout);
+        Assert.Equal(0.5, route.Fault!.Abort!.Percentage);
+        Assert.Equal(TimeSpan.FromSeconds(7), route.Fault.Delay!.FixedDelay);
+        Assert.Equal(25, Assert.Single(route.Mirrors).Percentage);
+        Assert.Equal(TimeSpan.FromHours(24), route.CorsPolicy!.MaxAge);
+        Assert.Equal(StringMatchKind.Regex, route.CorsPolicy.AllowOrigins[1].Kind);
+        var policy = ((DestinationRule)result.Resources[1]).TrafficPolicy!;
+        Assert.Equal(TimeSpan.FromMilliseconds(30), policy.ConnectionPool!.Tcp!.ConnectTimeout);
+        Assert.Equal(TimeSpan.FromMinutes(15), policy.OutlierDetection!.BaseEjectionTime);
+        Assert.Equal("ISTIO_MUTUAL", policy.Tls!.Mode);
+        Assert.Equal("LEAST_REQUEST", Assert.Single(policy.PortLevelSettings).Policy.LoadBalancer);
+    }
+
+    [Theory]
+    [InlineData("timeout: soon", "spec.http[0].timeout", "not a duration")]
+    [InlineData("retries: { attempts: 2, retryOn: \"5xx,sometimes\" }", "spec.http[0].retries.retryOn", "unknown retry condition 'sometimes'")]
+    [InlineData("retries: { attempts: -1 }", "spec.http[0].retries.attempts", "between 0 and 1000")]
+    [InlineData("fault: { abort: { httpStatus: 500, grpcStatus: UNAVAILABLE } }", "spec.http[0].fault.abort", "exactly one of httpStatus or grpcStatus")]
+    [InlineData("fault: { abort: { grpcStatus: NOPE } }", "spec.http[0].fault.abort.grpcStatus", "unknown gRPC status")]
+    [InlineData("fault: { delay: { fixedDelay: 1s, percentage: { value: 101 } } }", "spec.http[0].fault.delay.percentage.value", "from 0 to 100")]
+    [InlineData("fault: {}", "spec.http[0].fault", "needs delay or abort")]
+    [InlineData("mirrorPercentage: { value: 5 }", "spec.http[0].mirrorPercentage", "needs mirror")]
+    [InlineData("corsPolicy: { unmatchedPreflights: SOMETIMES }", "spec.http[0].corsPolicy.unmatchedPreflights", "unknown value")]
+    public void Parse_InvalidResilienceFields_AreErrors(string field, string path, string reason)
+    {
+        var result = Parse($$"""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: r }
+            spec:
+              hosts: [r]
+              http:
+              - {{field}}
+                route: [{ destination: { host: r } }]
+            """);
+
+        var error = SingleError(result);
+        Assert.Equal(path, error.Path);
+        Assert.Contains(reason, error.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -304,6 +304,20 @@ public sealed class CompiledMesh
             };
         }
 
+        if (spec.CorsPolicy is { } cors)
+        {
+            route.Cors = new CorsPolicy
+            {
+                MaxAgeSeconds = (ulong)(cors.MaxAge?.TotalSeconds ?? 0),
+                AllowCredentials = cors.AllowCredentials ?? false,
+                IgnoreUnmatchedPreflights = cors.UnmatchedPreflights == "IGNORE",
+            };
+            route.Cors.AllowOrigins.AddRange(cors.AllowOrigins.Select(o => ToProto(o)!));
+            route.Cors.AllowMethods.AddRange(cors.AllowMethods);
+            route.Cors.AllowHeaders.AddRange(cors.AllowHeaders);
+            route.Cors.ExposeHeaders.AddRange(cors.ExposeHeaders);
+        }
+
         if (spec.DirectResponse is { } direct)
         {
             route.DirectResponse = new DirectResponse { Status = direct.Status, Body = Google.Protobuf.ByteString.CopyFrom(direct.Body.Span) };

@@ -258,7 +258,7 @@ public static class ConfigParser
         var fault = r.Map("fault", ReadFault);
         var mirrors = ReadMirrors(r);
         var cors = r.Map("corsPolicy", ReadCors);
-        foreach (var field in new[] { "timeout", "retries", "fault", "mirror", "mirrors", "corsPolicy" })
+        foreach (var field in new[] { "timeout", "retries", "fault", "mirror", "mirrors" })
         {
             NotEnforced(r, field);
         }

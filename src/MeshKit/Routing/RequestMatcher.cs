@@ -32,36 +32,39 @@ internal sealed class RequestMatcher
     /// <summary>Gets the uri prefix this block matched on, which a <c>rewrite.uri</c> replaces.</summary>
     public string? UriPrefix { get; }
 
-    public bool Matches(HttpRequestMessage request, Uri uri)
+    public bool Matches(HttpRequestMessage request, Uri uri) => Matches(new OutboundRequest(request, uri));
+
+    public bool Matches<TRequest>(in TRequest request)
+        where TRequest : struct, IRequestView
     {
-        if (_port != 0 && uri.Port != _port)
+        if (_port != 0 && request.Port != _port)
         {
             return false;
         }
 
-        if (_method is not null && !_method.IsMatch(request.Method.Method))
+        if (_method is not null && !_method.IsMatch(request.Method))
         {
             return false;
         }
 
-        if (_uri is not null && !_uri.IsMatch(uri.AbsolutePath))
+        if (_uri is not null && !_uri.IsMatch(request.Path))
         {
             return false;
         }
 
-        if (_scheme is not null && !_scheme.IsMatch(uri.Scheme))
+        if (_scheme is not null && !_scheme.IsMatch(request.Scheme))
         {
             return false;
         }
 
-        if (_authority is not null && !_authority.IsMatch(request.Headers.Host ?? uri.Authority))
+        if (_authority is not null && !_authority.IsMatch(request.Authority))
         {
             return false;
         }
 
         foreach (var (name, matcher) in _headers)
         {
-            if (!matcher.IsMatch(HeaderValue(request, name)))
+            if (!matcher.IsMatch(request.Header(name)))
             {
                 return false;
             }
@@ -69,7 +72,7 @@ internal sealed class RequestMatcher
 
         foreach (var (name, matcher) in _withoutHeaders)
         {
-            if (matcher.IsMatch(HeaderValue(request, name)))
+            if (matcher.IsMatch(request.Header(name)))
             {
                 return false;
             }
@@ -77,7 +80,7 @@ internal sealed class RequestMatcher
 
         foreach (var (name, matcher) in _queryParams)
         {
-            if (!matcher.IsMatch(QueryValue(uri.Query, name)))
+            if (!matcher.IsMatch(QueryValue(request.Query, name)))
             {
                 return false;
             }
@@ -90,20 +93,7 @@ internal sealed class RequestMatcher
         matches.Select(h => (h.Key, StringMatcher.Create(h.Value, $"{field}.{h.Key}") ?? StringMatcher.Presence)).ToArray();
 
     // Several values of one header are compared joined with ",", as Envoy does.
-    internal static string? HeaderValue(HttpRequestMessage request, string name)
-    {
-        if (request.Headers.NonValidated.TryGetValues(name, out var values))
-        {
-            return values.ToString();
-        }
-
-        if (request.Content is not null && request.Content.Headers.NonValidated.TryGetValues(name, out values))
-        {
-            return values.ToString();
-        }
-
-        return null;
-    }
+    internal static string? HeaderValue(HttpRequestMessage request, string name) => new OutboundRequest(request, request.RequestUri!).Header(name);
 
     /// <summary>The decoded value of the first query parameter named <paramref name="name"/>; empty for a bare key.</summary>
     internal static string? QueryValue(string query, string name)

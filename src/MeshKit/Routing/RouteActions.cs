@@ -9,10 +9,11 @@ namespace MeshKit.Routing;
 /// <summary>What a route does besides choosing a destination: header edits, rewrites, or answering itself.</summary>
 internal sealed class RouteActions
 {
-    public static RouteActions None { get; } = new(null, null, null, null, null, null, null);
+    public static RouteActions None { get; } = new(null, null, null, null, null, null, null, null);
 
-    public RouteActions(HeaderEdits? requestHeaders, HeaderEdits? responseHeaders, string? rewriteUri, string? rewriteAuthority, (Regex Match, string Replacement)? rewriteRegex, Redirect? redirect, DirectResponse? direct)
+    public RouteActions(HeaderEdits? requestHeaders, HeaderEdits? responseHeaders, string? rewriteUri, string? rewriteAuthority, (Regex Match, string Replacement)? rewriteRegex, Redirect? redirect, DirectResponse? direct, CorsRule? cors)
     {
+        Cors = cors;
         RequestHeaders = requestHeaders;
         ResponseHeaders = responseHeaders;
         RewriteUri = rewriteUri;
@@ -36,6 +37,9 @@ internal sealed class RouteActions
 
     public DirectResponse? DirectResponse { get; }
 
+    /// <summary>Gets the CORS policy the destination applies to requests matching this route.</summary>
+    public CorsRule? Cors { get; }
+
     public bool RewritesPath => RewriteUri is not null || RewriteRegex is not null;
 
     public static RouteActions Create(HttpRoute route, string host)
@@ -55,7 +59,8 @@ internal sealed class RouteActions
             string.IsNullOrEmpty(rewrite?.Authority) ? null : rewrite.Authority,
             regex,
             route.Redirect,
-            route.DirectResponse);
+            route.DirectResponse,
+            CorsRule.Create(route.Cors));
     }
 
     /// <summary>The path after <c>rewrite</c>: a prefix match has its prefix replaced, any other match its whole path.</summary>

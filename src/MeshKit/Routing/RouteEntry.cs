@@ -28,7 +28,10 @@ internal sealed class RouteEntry
     public int TotalWeight { get; }
 
     /// <summary>Returns the match block that matched (null matcher for a route without blocks), or false.</summary>
-    public bool TryMatch(HttpRequestMessage request, Uri uri, out RequestMatcher? matched)
+    public bool TryMatch(HttpRequestMessage request, Uri uri, out RequestMatcher? matched) => TryMatch(new OutboundRequest(request, uri), out matched);
+
+    public bool TryMatch<TRequest>(in TRequest request, out RequestMatcher? matched)
+        where TRequest : struct, IRequestView
     {
         matched = null;
         if (Matchers.Length == 0)
@@ -38,7 +41,7 @@ internal sealed class RouteEntry
 
         foreach (var matcher in Matchers)
         {
-            if (matcher.Matches(request, uri))
+            if (matcher.Matches(request))
             {
                 matched = matcher;
                 return true;

@@ -14,8 +14,9 @@ internal sealed class MeshSnapshot
     private readonly FrozenDictionary<string, ServiceView> _aliases;
     private readonly (string Suffix, ServiceView Service)[] _wildcards;
 
-    public MeshSnapshot(string version, bool isReady, bool registryOnly, FrozenDictionary<string, ServiceView> services, FrozenDictionary<string, ServiceView> aliases)
+    public MeshSnapshot(string version, bool isReady, bool registryOnly, FrozenDictionary<string, ServiceView> services, FrozenDictionary<string, ServiceView> aliases, ServiceView? ownService = null)
     {
+        OwnService = ownService;
         Version = version;
         IsReady = isReady;
         RegistryOnly = registryOnly;
@@ -37,6 +38,9 @@ internal sealed class MeshSnapshot
 
     /// <summary>Gets whether hosts outside the registry are refused (<c>outboundTrafficPolicy: REGISTRY_ONLY</c>).</summary>
     public bool RegistryOnly { get; }
+
+    /// <summary>Gets this workload's own service (its inbound routes carry the CORS policies), when it is known.</summary>
+    public ServiceView? OwnService { get; }
 
     /// <summary>Gets the services by FQDN.</summary>
     public FrozenDictionary<string, ServiceView> Services { get; }
@@ -65,6 +69,9 @@ internal sealed class MeshSnapshot
 /// <summary>A service as the request path sees it: its ports and its routes in match order.</summary>
 internal sealed class ServiceView(string host, uint[] ports, bool external, RouteEntry[] routes)
 {
+    /// <summary>Gets whether any route has a CORS policy (the inbound middleware looks only then).</summary>
+    public bool HasCors { get; } = routes.Any(r => r.Actions.Cors is not null);
+
     public string Host { get; } = host;
 
     public uint[] Ports { get; } = ports;

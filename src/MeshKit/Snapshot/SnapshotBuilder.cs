@@ -48,7 +48,8 @@ internal static class SnapshotBuilder
             }
         }
 
-        return new MeshSnapshot(version, ready, settings.OutboundTrafficPolicy == "REGISTRY_ONLY", services.ToFrozenDictionary(StringComparer.Ordinal), aliases.ToFrozenDictionary(StringComparer.Ordinal));
+        var own = source.Service.Length == 0 ? null : services.GetValueOrDefault(HostNames.ServiceHost(source.Service, source.Namespace, settings.ClusterDomain));
+        return new MeshSnapshot(version, ready, settings.OutboundTrafficPolicy == "REGISTRY_ONLY", services.ToFrozenDictionary(StringComparer.Ordinal), aliases.ToFrozenDictionary(StringComparer.Ordinal), own);
     }
 
     /// <summary>The names a request may use for a service: Kubernetes DNS forms, the short name only from its own namespace.</summary>
@@ -170,7 +171,8 @@ internal static class SnapshotBuilder
 /// <param name="Labels">Gets the workload's labels.</param>
 /// <param name="Locality">Gets the workload's locality.</param>
 /// <param name="Identity">Gets what <c>useSourceIp</c> hashes: the workload instance (in-process, the caller is this process).</param>
-internal sealed record SourceWorkload(string Namespace, IReadOnlyDictionary<string, string> Labels, Locality Locality, string Identity)
+/// <param name="Service">Gets the workload's service name (its own inbound routes), or empty.</param>
+internal sealed record SourceWorkload(string Namespace, IReadOnlyDictionary<string, string> Labels, Locality Locality, string Identity, string Service = "")
 {
     public SourceWorkload(string ns, IReadOnlyDictionary<string, string> labels)
         : this(ns, labels, new Locality(), ns)

@@ -19,7 +19,7 @@ internal sealed class WorkloadAnnouncer(IOptions<MeshOptions> options, IServiceP
     public string InstanceId { get; } = $"{Environment.MachineName.ToLowerInvariant()}-{Environment.ProcessId}-{Guid.NewGuid():N}";
 
     /// <summary>Gets the workload as route matching sees it (sourceLabels, sourceNamespace).</summary>
-    public SourceWorkload Source => _source ??= new SourceWorkload(options.Value.Namespace, EffectiveLabels(options.Value), Localities.Parse(options.Value.Locality), InstanceId);
+    public SourceWorkload Source => _source ??= new SourceWorkload(options.Value.Namespace, EffectiveLabels(options.Value), Localities.Parse(options.Value.Locality), InstanceId, options.Value.ServiceName);
 
     private SourceWorkload? _source;
 

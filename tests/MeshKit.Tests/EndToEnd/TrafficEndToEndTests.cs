@@ -71,6 +71,63 @@ public sealed class TrafficEndToEndTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task CorsPolicy_IsAppliedByTheDestination()
+    {
+        var reviews = await StartAsync("reviews", "v1");
+        var productpage = await StartAsync("productpage", "v1");
+        _controlPlane.WriteConfig("vs.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http:
+              - corsPolicy:
+                  allowOrigins: [{ exact: "https://shop.example" }, { regex: "https://.*[.]partner[.]example" }]
+                  allowMethods: [GET, POST]
+                  allowHeaders: [x-user]
+                  exposeHeaders: [x-trace]
+                  maxAge: 1h
+                  allowCredentials: true
+                route: [{ destination: { host: reviews } }]
+            """);
+        await Eventually.TrueAsync(() => reviews.Snapshot.OwnService?.HasCors == true && Endpoints(productpage) == 1 && productpage.Snapshot.Services[ReviewsHost].HasCors, "the policy reaches both sides");
+        var http = productpage.CreateClient();
+
+        async Task<HttpResponseMessage> Send(HttpMethod method, string origin, bool preflight)
+        {
+            var request = new HttpRequestMessage(method, "http://reviews/items");
+            request.Headers.Add("Origin", origin);
+            if (preflight)
+            {
+                request.Headers.Add("Access-Control-Request-Method", "POST");
+            }
+
+            return await http.SendAsync(request);
+        }
+
+        using var allowedPreflight = await Send(HttpMethod.Options, "https://eu.partner.example", preflight: true);
+        Assert.Equal(HttpStatusCode.OK, allowedPreflight.StatusCode);
+        Assert.Equal("https://eu.partner.example", allowedPreflight.Headers.GetValues("Access-Control-Allow-Origin").Single());
+        Assert.Equal("GET,POST", allowedPreflight.Headers.GetValues("Access-Control-Allow-Methods").Single());
+        Assert.Equal("x-user", allowedPreflight.Headers.GetValues("Access-Control-Allow-Headers").Single());
+        Assert.Equal("3600", allowedPreflight.Headers.GetValues("Access-Control-Max-Age").Single());
+        Assert.Equal("true", allowedPreflight.Headers.GetValues("Access-Control-Allow-Credentials").Single());
+        Assert.Equal(string.Empty, await allowedPreflight.Content.ReadAsStringAsync());
+
+        // Not allowed: the preflight goes on to the application (FORWARD), with no CORS headers added.
+        using var otherPreflight = await Send(HttpMethod.Options, "https://evil.example", preflight: true);
+        Assert.StartsWith("reviews|", await otherPreflight.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.False(otherPreflight.Headers.Contains("Access-Control-Allow-Origin"));
+
+        using var actual = await Send(HttpMethod.Get, "https://shop.example", preflight: false);
+        Assert.Equal("https://shop.example", actual.Headers.GetValues("Access-Control-Allow-Origin").Single());
+        Assert.Equal("x-trace", actual.Headers.GetValues("Access-Control-Expose-Headers").Single());
+        using var actualOther = await Send(HttpMethod.Get, "https://evil.example", preflight: false);
+        Assert.False(actualOther.Headers.Contains("Access-Control-Allow-Origin"));
+    }
+
+    [Fact]
     public async Task Redirect_IsReturnedToTheCaller()
     {
         await StartAsync("reviews", "v1");

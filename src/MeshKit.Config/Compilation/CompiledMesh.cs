@@ -107,6 +107,7 @@ public sealed class CompiledMesh
                 cluster.LoadBalancer = service.Passthrough ? "PASSTHROUGH" : LoadBalancerName(rule.TrafficPolicy) ?? "ROUND_ROBIN";
                 cluster.ConsistentHash = ToProto(rule.TrafficPolicy?.ConsistentHash);
                 cluster.Locality = ToProto(rule.TrafficPolicy?.Locality);
+                cluster.PortPolicies.AddRange(PortPolicies(rule.TrafficPolicy));
                 foreach (var subset in rule.Subsets)
                 {
                     var compiled = new Subset
@@ -116,6 +117,7 @@ public sealed class CompiledMesh
                         ConsistentHash = ToProto(subset.TrafficPolicy?.ConsistentHash),
                         Locality = ToProto(subset.TrafficPolicy?.Locality),
                     };
+                    compiled.PortPolicies.AddRange(PortPolicies(subset.TrafficPolicy));
                     foreach (var (k, v) in subset.Labels)
                     {
                         compiled.Labels[k] = v;
@@ -164,6 +166,15 @@ public sealed class CompiledMesh
 
         return best;
     }
+
+    private static IEnumerable<PortPolicy> PortPolicies(TrafficPolicy? policy) =>
+        (policy?.PortLevelSettings ?? []).Where(p => LoadBalancerName(p.Policy) is not null || p.Policy.Locality is not null).Select(p => new PortPolicy
+        {
+            Port = p.Port,
+            LoadBalancer = LoadBalancerName(p.Policy) ?? string.Empty,
+            ConsistentHash = ToProto(p.Policy.ConsistentHash),
+            Locality = ToProto(p.Policy.Locality),
+        });
 
     private static string? LoadBalancerName(TrafficPolicy? policy) =>
         policy?.ConsistentHash is not null ? "CONSISTENT_HASH" : policy?.LoadBalancer;

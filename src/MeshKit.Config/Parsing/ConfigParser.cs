@@ -787,7 +787,7 @@ public static class ConfigParser
             var policy = ReadTrafficPolicyCore(p, allowPortLevel: false);
             return port is null ? null : new PortTrafficPolicy(port.Value, policy);
         }) : [];
-        foreach (var field in new[] { "connectionPool", "outlierDetection", "tls", "retryBudget", "portLevelSettings" })
+        foreach (var field in new[] { "connectionPool", "outlierDetection", "tls", "retryBudget" })
         {
             NotEnforced(t, field);
         }

@@ -90,7 +90,7 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
                 return Reject(request, HttpStatusCode.ServiceUnavailable, "NC", $"'{target.Host}' has several ports and neither the route nor the request names one of them");
             }
 
-            endpoint = target.Endpoints.Pick(request, uri, out setCookie);
+            endpoint = target.Endpoints.ForPort(port).Pick(request, uri, out setCookie);
             authority = endpoint?.AuthorityFor(port);
             if (endpoint is null || authority is null)
             {

@@ -95,6 +95,19 @@ internal sealed class EndpointSet
 
     public EndpointView[] Endpoints { get; }
 
+    /// <summary>Gets the sets that <c>portLevelSettings</c> define for single service ports, if any.</summary>
+    public System.Collections.Frozen.FrozenDictionary<uint, EndpointSet>? PortOverrides { get; private set; }
+
+    /// <summary>Sets the port-level sets while the snapshot is being built (never after it is published).</summary>
+    public EndpointSet WithPortOverrides(System.Collections.Frozen.FrozenDictionary<uint, EndpointSet>? overrides)
+    {
+        PortOverrides = overrides;
+        return this;
+    }
+
+    /// <summary>Returns the set that balances calls to <paramref name="port"/>: its port-level set, or this one.</summary>
+    public EndpointSet ForPort(uint port) => PortOverrides is { } overrides && overrides.TryGetValue(port, out var set) ? set : this;
+
     /// <summary>Gets the balancer of the first group (tells whether the policy is pass-through).</summary>
     public LoadBalancer Balancer { get; }
 

@@ -32,8 +32,6 @@ internal sealed class RequestMatcher
     /// <summary>Gets the uri prefix this block matched on, which a <c>rewrite.uri</c> replaces.</summary>
     public string? UriPrefix { get; }
 
-    public bool Matches(HttpRequestMessage request, Uri uri) => Matches(new OutboundRequest(request, uri));
-
     public bool Matches<TRequest>(in TRequest request)
         where TRequest : struct, IRequestView
     {

@@ -77,13 +77,26 @@ internal static class SnapshotBuilder
         foreach (var subset in cluster.Subsets)
         {
             var members = endpoints.Where(e => subset.Labels.All(l => e.Labels.TryGetValue(l.Key, out var v) && v == l.Value)).ToArray();
-            var policy = subset.LoadBalancer.Length > 0 ? subset.LoadBalancer : cluster.LoadBalancer;
-            var hash = subset.LoadBalancer.Length > 0 ? subset.ConsistentHash : cluster.ConsistentHash;
-            subsets[subset.Name] = Create(members, policy, hash, subset.Locality ?? cluster.Locality, source, cluster.Host);
+            var own = subset.LoadBalancer.Length > 0;
+            var policy = own ? subset.LoadBalancer : cluster.LoadBalancer;
+            var hash = own ? subset.ConsistentHash : cluster.ConsistentHash;
+
+            // Precedence for one port: the subset's port-level policy, the subset's policy, the rule's port-level
+            // policy, the rule's policy.
+            var ports = subset.PortPolicies.Count > 0 ? subset.PortPolicies : own ? [] : cluster.PortPolicies;
+            subsets[subset.Name] = Create(members, policy, hash, subset.Locality ?? cluster.Locality, source, cluster.Host)
+                .WithPortOverrides(PortSets(members, ports, subset.Locality ?? cluster.Locality, source, cluster.Host));
         }
 
-        var all = Create(endpoints, cluster.LoadBalancer, cluster.ConsistentHash, cluster.Locality, source, cluster.Host);
+        var all = Create(endpoints, cluster.LoadBalancer, cluster.ConsistentHash, cluster.Locality, source, cluster.Host)
+            .WithPortOverrides(PortSets(endpoints, cluster.PortPolicies, cluster.Locality, source, cluster.Host));
         return new ClusterView(cluster.Host, all, subsets.ToFrozenDictionary(StringComparer.Ordinal));
+    }
+
+    private static FrozenDictionary<uint, EndpointSet>? PortSets(EndpointView[] members, IEnumerable<PortPolicy> policies, LocalitySettings? locality, SourceWorkload source, string host)
+    {
+        var sets = policies.ToDictionary(p => p.Port, p => Create(members, p.LoadBalancer.Length > 0 ? p.LoadBalancer : "ROUND_ROBIN", p.ConsistentHash, p.Locality ?? locality, source, host));
+        return sets.Count == 0 ? null : sets.ToFrozenDictionary();
     }
 
     private static EndpointSet Create(EndpointView[] endpoints, string policy, ConsistentHash? hash, LocalitySettings? locality, SourceWorkload source, string host)

@@ -340,8 +340,8 @@ public class ConfigParserTests
 
         Assert.False(result.HasErrors, string.Join(Environment.NewLine, result.Diagnostics));
         Assert.Equal(
-            ["spec.http[0].timeout", "spec.http[0].retries", "spec.http[0].fault", "spec.http[0].mirror", "spec.http[0].corsPolicy",
-             "spec.trafficPolicy.connectionPool", "spec.trafficPolicy.outlierDetection", "spec.trafficPolicy.tls", "spec.trafficPolicy.portLevelSettings"],
+            ["spec.http[0].timeout", "spec.http[0].retries", "spec.http[0].fault", "spec.http[0].mirror",
+             "spec.trafficPolicy.connectionPool", "spec.trafficPolicy.outlierDetection", "spec.trafficPolicy.tls"],
             result.Diagnostics.Select(d => d.Path));
         Assert.All(result.Diagnostics, d => Assert.Contains("not enforced", d.Message, StringComparison.Ordinal));
         var route = ((VirtualService)result.Resources[0]).Http[0];

@@ -195,6 +195,40 @@ public class DestinationRuleConformanceTests
     }
 
     [Fact]
+    public async Task PortLevelSettings_BalanceCallsToThatPortOnly()
+    {
+        var workloads = Cart("", "", "", "").Select(w =>
+        {
+            w.Ports.Add(new WorkloadPort { Name = "admin", ServicePort = 81, TargetPort = 8081 });
+            return w;
+        });
+        using var mesh = InMemoryMesh.Create("""
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: cart }
+            spec:
+              host: cart
+              trafficPolicy:
+                loadBalancer: { simple: ROUND_ROBIN }
+                portLevelSettings:
+                - port: { number: 81 }
+                  loadBalancer: { consistentHash: { httpHeaderName: x-user } }
+            """, extraWorkloads: workloads, withReviews: false);
+
+        var admin = new HashSet<string>();
+        var http = new HashSet<string>();
+        for (var i = 0; i < 8; i++)
+        {
+            admin.Add(await mesh.SendAsync("http://cart:81/", headers: ("x-user", "alice")));
+            http.Add(await mesh.SendAsync("http://cart:80/", headers: ("x-user", "alice")));
+        }
+
+        Assert.Single(admin);
+        Assert.EndsWith(":8081", admin.Single(), StringComparison.Ordinal);
+        Assert.Equal(4, http.Count);
+    }
+
+    [Fact]
     public async Task NoLocalitySetting_BalancesAcrossLocalities()
     {
         using var mesh = Mesh("loadBalancer: { simple: ROUND_ROBIN }", "us-east/a", "us-east/a", "eu-west/a");

@@ -35,16 +35,30 @@ public sealed class CompiledMesh
     /// <summary>Gets the fully qualified hosts of every known service.</summary>
     public IReadOnlyCollection<string> ServiceHosts => (IReadOnlyCollection<string>)_services.Keys;
 
-    /// <summary>Returns the resources a workload in <paramref name="ns"/> can use.</summary>
+    /// <summary>Returns the resources a workload in <paramref name="ns"/> without labels can use.</summary>
     /// <param name="ns">The workload's namespace.</param>
     /// <returns>The view, computed once per namespace.</returns>
-    public ResourceView ViewFor(string ns)
+    public ResourceView ViewFor(string ns) => ViewFor(ns, EmptyLabels);
+
+    /// <summary>
+    /// Returns the resources a workload can use: what its namespace sees, with the DestinationRules whose
+    /// <c>workloadSelector</c> selects it. Computed once per distinct (namespace, selecting rules) and cached.
+    /// </summary>
+    /// <param name="ns">The workload's namespace.</param>
+    /// <param name="labels">The workload's labels.</param>
+    /// <returns>The view.</returns>
+    public ResourceView ViewFor(string ns, IReadOnlyDictionary<string, string> labels)
     {
         ArgumentNullException.ThrowIfNull(ns);
-        return _views.GetOrAdd(ns, n => new Lazy<ResourceView>(() => BuildView(n))).Value;
+        ArgumentNullException.ThrowIfNull(labels);
+        var selecting = _config.DestinationRules.Where(r => r.WorkloadSelector is { } s && r.Namespace == ns && s.Matches(labels)).ToArray();
+        var key = selecting.Length == 0 ? ns : ns + "|" + string.Join(",", selecting.Select(r => r.Name));
+        return _views.GetOrAdd(key, _ => new Lazy<ResourceView>(() => BuildView(ns, selecting))).Value;
     }
 
-    private ResourceView BuildView(string viewer)
+    private static readonly IReadOnlyDictionary<string, string> EmptyLabels = new Dictionary<string, string>();
+
+    private ResourceView BuildView(string viewer, DestinationRule[] selecting)
     {
         var domain = Settings.ClusterDomain;
         var routes = new Dictionary<string, Resource>(StringComparer.Ordinal);
@@ -100,7 +114,7 @@ public sealed class CompiledMesh
 
             var cluster = new ServiceCluster { Host = service.Host, LoadBalancer = service.Passthrough ? "PASSTHROUGH" : "ROUND_ROBIN" };
             cluster.Endpoints.AddRange(service.Endpoints);
-            var rule = SelectDestinationRule(service, viewer);
+            var rule = SelectDestinationRule(service, viewer, selecting);
             if (rule is not null)
             {
                 cluster.Sources.Add(rule.DisplayName);
@@ -144,19 +158,21 @@ public sealed class CompiledMesh
 
     // Istio's precedence for a DestinationRule: the caller's namespace, then the service's, then the root namespace;
     // within one namespace the most specific host.
-    private DestinationRule? SelectDestinationRule(ServiceInfo service, string viewer)
+    // A rule whose workloadSelector selects the caller beats every other.
+    private DestinationRule? SelectDestinationRule(ServiceInfo service, string viewer, DestinationRule[] selecting)
     {
         DestinationRule? best = null;
         var bestRank = (int.MaxValue, int.MinValue);
         foreach (var rule in _config.DestinationRules)
         {
             var specificity = HostNames.Specificity(HostNames.Qualify(rule.Host, rule.Namespace, Settings.ClusterDomain), service.Host);
-            if (specificity < 0 || !Visibility.IsVisible(rule.ExportTo, rule.Namespace, viewer))
+            var selects = rule.WorkloadSelector is not null;
+            if (specificity < 0 || !Visibility.IsVisible(rule.ExportTo, rule.Namespace, viewer) || (selects && !selecting.Contains(rule)))
             {
                 continue;
             }
 
-            var rank = (rule.Namespace == viewer ? 0 : rule.Namespace == service.Namespace ? 1 : rule.Namespace == Settings.RootNamespace ? 2 : 3, specificity);
+            var rank = (selects ? -1 : rule.Namespace == viewer ? 0 : rule.Namespace == service.Namespace ? 1 : rule.Namespace == Settings.RootNamespace ? 2 : 3, specificity);
             if (rank.Item1 < bestRank.Item1 || (rank.Item1 == bestRank.Item1 && rank.specificity > bestRank.Item2))
             {
                 best = rule;

@@ -35,7 +35,8 @@ public static class MeshCompiler
         var domain = settings.ClusterDomain;
         var services = new Dictionary<string, ServiceInfo>(StringComparer.Ordinal);
 
-        foreach (var workload in workloads.OrderBy(w => w.InstanceId, StringComparer.Ordinal))
+        workloads = workloads.OrderBy(w => w.InstanceId, StringComparer.Ordinal).ToArray();
+        foreach (var workload in workloads)
         {
             var host = HostNames.ServiceHost(workload.Service, workload.Namespace, domain);
             if (!services.TryGetValue(host, out var service))
@@ -74,16 +75,17 @@ public static class MeshCompiler
             service.Endpoints.Add(endpoint);
         }
 
+        var registered = workloads as IReadOnlyCollection<WorkloadAnnouncement> ?? workloads.ToArray();
         foreach (var entry in config.ServiceEntries)
         {
-            AddServiceEntry(entry, services, domain);
+            AddServiceEntry(entry, services, domain, registered);
         }
 
         CheckReferences(config, services, settings, diagnostics);
         return new CompiledMesh(config, settings, services, diagnostics);
     }
 
-    private static void AddServiceEntry(ServiceEntry entry, Dictionary<string, ServiceInfo> services, string domain)
+    private static void AddServiceEntry(ServiceEntry entry, Dictionary<string, ServiceInfo> services, string domain, IReadOnlyCollection<WorkloadAnnouncement> workloads)
     {
         foreach (var rawHost in entry.Hosts)
         {
@@ -101,6 +103,39 @@ public static class MeshCompiler
             }
 
             var origin = $"ServiceEntry {entry.Namespace}/{entry.Name}";
+            if (entry.WorkloadSelector is { } selector)
+            {
+                // The entry's endpoints are the live workloads of its namespace that carry the labels.
+                foreach (var workload in workloads)
+                {
+                    if (workload.Namespace != entry.Namespace || workload.Address.Length == 0 || !selector.Matches(workload.Labels))
+                    {
+                        continue;
+                    }
+
+                    var endpoint = new Endpoint { Address = workload.Address, Weight = 1, ServiceAccount = workload.ServiceAccount, Origin = workload.InstanceId, Locality = workload.Locality ?? new Locality() };
+                    foreach (var (k, v) in workload.Labels)
+                    {
+                        endpoint.Labels[k] = v;
+                    }
+
+                    foreach (var port in entry.Ports)
+                    {
+                        var target = workload.Ports.FirstOrDefault(p => p.Name == port.Name)
+                            ?? workload.Ports.FirstOrDefault(p => p.ServicePort == (port.TargetPort ?? port.Number))
+                            ?? workload.Ports.FirstOrDefault();
+                        if (target is not null)
+                        {
+                            endpoint.Ports.Add(new EndpointPort { Name = port.Name, ServicePort = port.Number, TargetPort = target.TargetPort });
+                        }
+                    }
+
+                    service.Endpoints.Add(endpoint);
+                }
+
+                continue;
+            }
+
             if (entry.Resolution == "NONE" && entry.Endpoints.Count == 0)
             {
                 // NONE: the call goes where the caller addressed it (Envoy's original destination).

@@ -175,6 +175,9 @@ public sealed record DestinationRule : ConfigResource
 
     /// <summary>Gets <c>spec.exportTo</c>; empty means every namespace.</summary>
     public IReadOnlyList<string> ExportTo { get; init; } = [];
+
+    /// <summary>Gets <c>spec.workloadSelector</c>: the rule then applies only to matching workloads of its namespace.</summary>
+    public WorkloadSelector? WorkloadSelector { get; init; }
 }
 
 /// <summary>Istio's <c>TrafficPolicy</c> (the parts MeshKit models).</summary>
@@ -276,6 +279,9 @@ public sealed record ServiceEntry : ConfigResource
 
     /// <summary>Gets <c>spec.endpoints</c>.</summary>
     public IReadOnlyList<WorkloadEntrySpec> Endpoints { get; init; } = [];
+
+    /// <summary>Gets <c>spec.workloadSelector</c>: the entry's endpoints are the matching workloads of its namespace.</summary>
+    public WorkloadSelector? WorkloadSelector { get; init; }
 
     /// <summary>Gets <c>spec.exportTo</c>; empty means every namespace.</summary>
     public IReadOnlyList<string> ExportTo { get; init; } = [];

@@ -735,11 +735,11 @@ public static class ConfigParser
         }
 
         var exportTo = ReadExportTo(s);
-        s.NotSupported("workloadSelector", DiagnosticSeverity.Error, NotYet + "; the rule would apply to more workloads than intended");
+        var selector = s.Map("workloadSelector", ReadMatchLabels);
         return Fill(new DestinationRule
         {
             Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
-            Host = host, TrafficPolicy = policy, Subsets = subsets, ExportTo = exportTo,
+            Host = host, TrafficPolicy = policy, Subsets = subsets, ExportTo = exportTo, WorkloadSelector = selector,
         }, h);
     }
 
@@ -1138,11 +1138,22 @@ public static class ConfigParser
         var exportTo = ReadExportTo(s);
         s.NotSupported("addresses", DiagnosticSeverity.Warning, "MeshKit routes by host name, not by virtual IP");
         s.NotSupported("subjectAltNames", DiagnosticSeverity.Warning, NotYet);
-        s.NotSupported("workloadSelector", DiagnosticSeverity.Error, NotYet);
+        var selector = s.Map("workloadSelector", w => new WorkloadSelector(w.StringMap("labels")));
+        if (selector is not null && endpoints.Count > 0)
+        {
+            s.Context.Error(s.Get("workloadSelector"), s.ChildPath("workloadSelector"), "excludes endpoints");
+        }
+
+        if (selector is not null && selector.MatchLabels.Count == 0)
+        {
+            s.Context.Error(s.Get("workloadSelector"), s.ChildPath("workloadSelector.labels"), "needs at least one label");
+        }
+
         return Fill(new ServiceEntry
         {
             Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
             Hosts = hosts, Ports = ports, Location = location, Resolution = resolution, Endpoints = endpoints, ExportTo = exportTo,
+            WorkloadSelector = selector,
         }, h);
     }
 
@@ -1159,6 +1170,17 @@ public static class ConfigParser
         }
 
         return exportTo;
+    }
+
+    private static WorkloadSelector ReadMatchLabels(MapReader r)
+    {
+        var labels = r.StringMap("matchLabels");
+        if (labels.Count == 0)
+        {
+            r.Context.Error(r.Node, r.ChildPath("matchLabels"), "needs at least one label (an empty selector would select every workload)");
+        }
+
+        return new WorkloadSelector(labels);
     }
 
     // ---------------- security.istio.io ----------------

@@ -95,7 +95,7 @@ internal sealed partial class DiscoveryService(
         {
             var state = await publisher.WaitForNewerAsync(version, cancellationToken).ConfigureAwait(false);
             version = state.Version;
-            var view = state.Mesh.ViewFor(connection.Workload.Namespace);
+            var view = state.Mesh.ViewFor(connection.Workload.Namespace, connection.Workload.Labels);
             foreach (var typeUrl in ResourceTypes.All)
             {
                 var response = connection.Diff(typeUrl, view.OfType(typeUrl), state.Version);

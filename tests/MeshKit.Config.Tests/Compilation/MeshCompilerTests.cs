@@ -195,6 +195,55 @@ public class MeshCompilerTests
     }
 
     [Fact]
+    public void Compile_DestinationRuleWorkloadSelector_AppliesOnlyToSelectedWorkloadsOfItsNamespace()
+    {
+        var config = Config("""
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: everyone, namespace: shop }
+            spec:
+              host: reviews.shop.svc.cluster.local
+              trafficPolicy: { loadBalancer: { simple: RANDOM } }
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: canary-callers, namespace: shop }
+            spec:
+              host: reviews.shop.svc.cluster.local
+              workloadSelector: { matchLabels: { track: canary } }
+              trafficPolicy: { loadBalancer: { simple: LEAST_REQUEST } }
+            """);
+        var mesh = MeshCompiler.Compile(config, [Workload("reviews", "shop", "v1")]);
+
+        string Lb(string ns, Dictionary<string, string> labels) => Get<ServiceCluster>(mesh.ViewFor(ns, labels), ResourceTypes.Cluster, "reviews.shop.svc.cluster.local").LoadBalancer;
+        Assert.Equal("LEAST_REQUEST", Lb("shop", new() { ["track"] = "canary", ["app"] = "x" }));
+        Assert.Equal("RANDOM", Lb("shop", new() { ["track"] = "stable" }));
+        Assert.Equal("RANDOM", Lb("other", new() { ["track"] = "canary" }));
+    }
+
+    [Fact]
+    public void Compile_ServiceEntryWorkloadSelector_TakesTheMatchingWorkloadsAsEndpoints()
+    {
+        var config = Config("""
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: legacy-api }
+            spec:
+              hosts: [api.legacy.internal]
+              location: MESH_INTERNAL
+              ports: [{ number: 80, name: http }]
+              resolution: STATIC
+              workloadSelector: { labels: { app: reviews, version: v2 } }
+            """);
+        var mesh = MeshCompiler.Compile(config, [Workload("reviews", "default", "v1", port: 1), Workload("reviews", "default", "v2", port: 2), Workload("reviews", "other", "v2", port: 3)]);
+
+        var cluster = Get<ServiceCluster>(mesh.ViewFor("default"), ResourceTypes.Cluster, "api.legacy.internal");
+        var endpoint = Assert.Single(cluster.Endpoints);
+        Assert.Equal(80u, endpoint.Ports[0].ServicePort);
+        Assert.Equal(2u, endpoint.Ports[0].TargetPort);
+    }
+
+    [Fact]
     public void Compile_MeshConfig_SetsSettings()
     {
         var config = Config("""

@@ -41,8 +41,8 @@ internal static class InMemoryMesh
             w.Ports.Add(new WorkloadPort { Name = "http", ServicePort = 9080, TargetPort = (uint)(1001 + i) });
             return w;
         }).Concat(extraWorkloads ?? []);
-        var view = MeshCompiler.Compile(new ConfigSet(parsed.Resources), workloads).ViewFor(ns);
         var source = new SourceWorkload(ns, labels ?? new Dictionary<string, string> { ["app"] = "productpage" }, Localities.Parse(locality), "productpage-1");
+        var view = MeshCompiler.Compile(new ConfigSet(parsed.Resources), workloads).ViewFor(ns, source.Labels);
         var snapshot = SnapshotBuilder.Build(view.Resources, source, "1", ready: true);
         var provider = new MeshSnapshotProvider(Options.Create(new MeshOptions()), TimeProvider.System);
         provider.PublishFromFile(snapshot);

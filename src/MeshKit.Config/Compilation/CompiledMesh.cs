@@ -122,6 +122,7 @@ public sealed class CompiledMesh
                 cluster.ConsistentHash = ToProto(rule.TrafficPolicy?.ConsistentHash);
                 cluster.Locality = ToProto(rule.TrafficPolicy?.Locality);
                 cluster.PortPolicies.AddRange(PortPolicies(rule.TrafficPolicy));
+                cluster.Warmup = ToProto(rule.TrafficPolicy?.Warmup);
                 foreach (var subset in rule.Subsets)
                 {
                     var compiled = new Subset
@@ -130,6 +131,7 @@ public sealed class CompiledMesh
                         LoadBalancer = LoadBalancerName(subset.TrafficPolicy) ?? string.Empty,
                         ConsistentHash = ToProto(subset.TrafficPolicy?.ConsistentHash),
                         Locality = ToProto(subset.TrafficPolicy?.Locality),
+                        Warmup = ToProto(subset.TrafficPolicy?.Warmup),
                     };
                     compiled.PortPolicies.AddRange(PortPolicies(subset.TrafficPolicy));
                     foreach (var (k, v) in subset.Labels)
@@ -184,13 +186,21 @@ public sealed class CompiledMesh
     }
 
     private static IEnumerable<PortPolicy> PortPolicies(TrafficPolicy? policy) =>
-        (policy?.PortLevelSettings ?? []).Where(p => LoadBalancerName(p.Policy) is not null || p.Policy.Locality is not null).Select(p => new PortPolicy
+        (policy?.PortLevelSettings ?? []).Where(p => LoadBalancerName(p.Policy) is not null || p.Policy.Locality is not null || p.Policy.Warmup is not null).Select(p => new PortPolicy
         {
             Port = p.Port,
             LoadBalancer = LoadBalancerName(p.Policy) ?? string.Empty,
             ConsistentHash = ToProto(p.Policy.ConsistentHash),
             Locality = ToProto(p.Policy.Locality),
+            Warmup = ToProto(p.Policy.Warmup),
         });
+
+    private static Warmup? ToProto(WarmupSpec? spec) => spec is null ? null : new Warmup
+    {
+        DurationMs = (ulong)spec.Duration.TotalMilliseconds,
+        MinimumPercent = spec.MinimumPercent,
+        Aggression = spec.Aggression,
+    };
 
     private static string? LoadBalancerName(TrafficPolicy? policy) =>
         policy?.ConsistentHash is not null ? "CONSISTENT_HASH" : policy?.LoadBalancer;

@@ -186,6 +186,9 @@ public sealed record DestinationRule : ConfigResource
 /// <param name="Locality">Gets <c>loadBalancer.localityLbSetting</c>.</param>
 public sealed record TrafficPolicy(string? LoadBalancer, ConsistentHashSpec? ConsistentHash = null, LocalityLbSpec? Locality = null)
 {
+    /// <summary>Gets <c>loadBalancer.warmupDurationSecs</c> or <c>loadBalancer.warmup</c>: slow start for new endpoints.</summary>
+    public WarmupSpec? Warmup { get; init; }
+
     /// <summary>Gets <c>connectionPool</c>.</summary>
     public ConnectionPoolSpec? ConnectionPool { get; init; }
 
@@ -201,6 +204,12 @@ public sealed record TrafficPolicy(string? LoadBalancer, ConsistentHashSpec? Con
     /// <summary>Gets <c>portLevelSettings</c>.</summary>
     public IReadOnlyList<PortTrafficPolicy> PortLevelSettings { get; init; } = [];
 }
+
+/// <summary>Slow start: a new endpoint's share grows from <see cref="MinimumPercent"/> to full over <see cref="Duration"/>.</summary>
+/// <param name="Duration">Gets the warmup window.</param>
+/// <param name="MinimumPercent">Gets the share a brand-new endpoint starts with (default 10).</param>
+/// <param name="Aggression">Gets the curve: 1 is linear, above 1 ramps faster at first (default 1).</param>
+public sealed record WarmupSpec(TimeSpan Duration, double MinimumPercent, double Aggression);
 
 /// <summary>Istio's <c>ConsistentHashLB</c>: exactly one key, and ring hash (default) or Maglev.</summary>
 public sealed record ConsistentHashSpec

@@ -748,6 +748,7 @@ public static class ConfigParser
     private static TrafficPolicy ReadTrafficPolicyCore(MapReader t, bool allowPortLevel)
     {
         ConsistentHashSpec? hash = null;
+        WarmupSpec? warmup = null;
         LocalityLbSpec? locality = null;
         var lb = t.Map("loadBalancer", l =>
         {
@@ -764,9 +765,27 @@ public static class ConfigParser
             }
 
             locality = l.Map("localityLbSetting", ReadLocality);
-            foreach (var field in new[] { "warmupDurationSecs", "warmup" })
+            var legacyWarmup = l.Duration("warmupDurationSecs");
+            warmup = l.Map("warmup", w =>
             {
-                l.NotSupported(field, DiagnosticSeverity.Warning, NotYet);
+                var duration = w.Duration("duration");
+                if (duration is null && !w.Has("duration"))
+                {
+                    w.Context.Error(w.Node, w.ChildPath("duration"), "is required");
+                }
+
+                var minimum = w.Map("minimumPercent", m => new PercentBox(m.Double("value", 0, 100)))?.Value ?? 10;
+                var aggression = w.Map("aggression", a => new PercentBox(a.Double("value", 1, 100)))?.Value ?? 1;
+                return new WarmupSpec(duration ?? TimeSpan.Zero, minimum, aggression);
+            });
+            if (legacyWarmup is { } legacy)
+            {
+                warmup ??= new WarmupSpec(legacy, 10, 1);
+            }
+
+            if (warmup is not null && (hash is not null || simple is "RANDOM" or "PASSTHROUGH"))
+            {
+                l.Context.Error(l.Node, l.Path, "warmup applies to ROUND_ROBIN and LEAST_REQUEST only");
             }
 
             return new PortBoxString(simple);
@@ -800,6 +819,7 @@ public static class ConfigParser
         var simpleLb = lb?.Value;
         return new TrafficPolicy(simpleLb == "LEAST_CONN" ? "LEAST_REQUEST" : simpleLb == "UNSPECIFIED" ? null : simpleLb, hash, locality)
         {
+            Warmup = warmup,
             ConnectionPool = pool, OutlierDetection = outlier, Tls = tls, RetryBudget = budget, PortLevelSettings = ports,
         };
     }

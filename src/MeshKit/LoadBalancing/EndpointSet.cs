@@ -114,11 +114,13 @@ internal sealed class EndpointSet
     /// <summary>Gets the groups, in priority order (for diagnostics and tests).</summary>
     public IReadOnlyList<EndpointGroup> Groups => _groups;
 
-    public static EndpointSet Create(EndpointView[] endpoints, string policy, ConsistentHash? hash, LocalitySettings? locality, SourceWorkload source)
+    public static EndpointSet Create(EndpointView[] endpoints, string policy, ConsistentHash? hash, LocalitySettings? locality, SourceWorkload source, Warmup? warmup = null, EndpointClock? clock = null)
     {
-        LoadBalancer Balancer(EndpointView[] members) => hash is null
-            ? LoadBalancer.Create(policy)
-            : new ConsistentHashBalancer(members, hash.MinimumRingSize, hash.MaglevTableSize);
+        LoadBalancer Balancer(EndpointView[] members) => hash is not null
+            ? new ConsistentHashBalancer(members, hash.MinimumRingSize, hash.MaglevTableSize)
+            : warmup is { DurationMs: > 0 } && clock is not null
+                ? new WarmupBalancer(LoadBalancer.Create(policy), members, warmup, clock)
+                : LoadBalancer.Create(policy);
 
         if (locality is null || endpoints.Length == 0 || policy == "PASSTHROUGH")
         {

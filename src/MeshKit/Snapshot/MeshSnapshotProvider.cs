@@ -1,3 +1,4 @@
+using MeshKit.LoadBalancing;
 using Microsoft.Extensions.Options;
 
 namespace MeshKit.Snapshot;
@@ -16,10 +17,14 @@ internal sealed class MeshSnapshotProvider
     public MeshSnapshotProvider(IOptions<MeshOptions> options, TimeProvider time)
     {
         _time = time;
+        Clock = new EndpointClock(time);
         InitialFetchDeadline = time.GetUtcNow() + options.Value.InitialFetchTimeout;
     }
 
     public MeshSnapshot Current => Volatile.Read(ref _current);
+
+    /// <summary>Gets when each endpoint was first seen (slow start measures from it).</summary>
+    public EndpointClock Clock { get; }
 
     /// <summary>Gets when outbound calls stop waiting for a first configuration.</summary>
     public DateTimeOffset InitialFetchDeadline { get; }

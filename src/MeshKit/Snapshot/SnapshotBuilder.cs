@@ -12,7 +12,7 @@ namespace MeshKit.Snapshot;
 /// </summary>
 internal static class SnapshotBuilder
 {
-    public static MeshSnapshot Build(IReadOnlyDictionary<string, IReadOnlyDictionary<string, Resource>> resources, SourceWorkload source, string version, bool ready)
+    public static MeshSnapshot Build(IReadOnlyDictionary<string, IReadOnlyDictionary<string, Resource>> resources, SourceWorkload source, string version, bool ready, EndpointClock? clock = null)
     {
         var ownNamespace = source.Namespace;
         var settings = new MeshSettings { OutboundTrafficPolicy = "ALLOW_ANY", ClusterDomain = MeshCompiler.DefaultClusterDomain };
@@ -27,10 +27,11 @@ internal static class SnapshotBuilder
             foreach (var resource in clusterResources.Values)
             {
                 var cluster = Unpack<ServiceCluster>(resource);
-                clusters[cluster.Host] = BuildCluster(cluster, source);
+                clusters[cluster.Host] = BuildCluster(cluster, source, clock);
             }
         }
 
+        clock?.Retain(clusters.Values.SelectMany(c => c.All.Endpoints).Select(e => e.Key).ToHashSet(StringComparer.Ordinal));
         var services = new Dictionary<string, ServiceView>(StringComparer.Ordinal);
         var aliases = new Dictionary<string, ServiceView>(StringComparer.Ordinal);
         if (resources.TryGetValue(ResourceTypes.Routes, out var routeResources))
@@ -70,8 +71,24 @@ internal static class SnapshotBuilder
         }
     }
 
-    private static ClusterView BuildCluster(ServiceCluster cluster, SourceWorkload source)
+    private static ClusterView BuildCluster(ServiceCluster cluster, SourceWorkload source, EndpointClock? clock)
     {
+        EndpointSet Create(EndpointView[] members, string policy, ConsistentHash? hash, LocalitySettings? locality, Warmup? warmup)
+        {
+            if (policy == "CONSISTENT_HASH" && hash is null)
+            {
+                throw new MeshConfigException($"{cluster.Host}: load balancer CONSISTENT_HASH without its settings");
+            }
+
+            return EndpointSet.Create(members, policy, policy == "CONSISTENT_HASH" ? hash : null, locality, source, warmup, clock);
+        }
+
+        FrozenDictionary<uint, EndpointSet>? PortSets(EndpointView[] members, IEnumerable<PortPolicy> policies, LocalitySettings? locality, Warmup? warmup)
+        {
+            var sets = policies.ToDictionary(p => p.Port, p => Create(members, p.LoadBalancer.Length > 0 ? p.LoadBalancer : "ROUND_ROBIN", p.ConsistentHash, p.Locality ?? locality, p.Warmup ?? warmup));
+            return sets.Count == 0 ? null : sets.ToFrozenDictionary();
+        }
+
         var endpoints = cluster.Endpoints.Select(e => new EndpointView(e)).ToArray();
         var subsets = new Dictionary<string, EndpointSet>(StringComparer.Ordinal);
         foreach (var subset in cluster.Subsets)
@@ -84,29 +101,14 @@ internal static class SnapshotBuilder
             // Precedence for one port: the subset's port-level policy, the subset's policy, the rule's port-level
             // policy, the rule's policy.
             var ports = subset.PortPolicies.Count > 0 ? subset.PortPolicies : own ? [] : cluster.PortPolicies;
-            subsets[subset.Name] = Create(members, policy, hash, subset.Locality ?? cluster.Locality, source, cluster.Host)
-                .WithPortOverrides(PortSets(members, ports, subset.Locality ?? cluster.Locality, source, cluster.Host));
+            var warmup = own ? subset.Warmup : subset.Warmup ?? cluster.Warmup;
+            subsets[subset.Name] = Create(members, policy, hash, subset.Locality ?? cluster.Locality, warmup)
+                .WithPortOverrides(PortSets(members, ports, subset.Locality ?? cluster.Locality, warmup));
         }
 
-        var all = Create(endpoints, cluster.LoadBalancer, cluster.ConsistentHash, cluster.Locality, source, cluster.Host)
-            .WithPortOverrides(PortSets(endpoints, cluster.PortPolicies, cluster.Locality, source, cluster.Host));
+        var all = Create(endpoints, cluster.LoadBalancer, cluster.ConsistentHash, cluster.Locality, cluster.Warmup)
+            .WithPortOverrides(PortSets(endpoints, cluster.PortPolicies, cluster.Locality, cluster.Warmup));
         return new ClusterView(cluster.Host, all, subsets.ToFrozenDictionary(StringComparer.Ordinal));
-    }
-
-    private static FrozenDictionary<uint, EndpointSet>? PortSets(EndpointView[] members, IEnumerable<PortPolicy> policies, LocalitySettings? locality, SourceWorkload source, string host)
-    {
-        var sets = policies.ToDictionary(p => p.Port, p => Create(members, p.LoadBalancer.Length > 0 ? p.LoadBalancer : "ROUND_ROBIN", p.ConsistentHash, p.Locality ?? locality, source, host));
-        return sets.Count == 0 ? null : sets.ToFrozenDictionary();
-    }
-
-    private static EndpointSet Create(EndpointView[] endpoints, string policy, ConsistentHash? hash, LocalitySettings? locality, SourceWorkload source, string host)
-    {
-        if (policy == "CONSISTENT_HASH" && hash is null)
-        {
-            throw new MeshConfigException($"{host}: load balancer CONSISTENT_HASH without its settings");
-        }
-
-        return EndpointSet.Create(endpoints, policy, policy == "CONSISTENT_HASH" ? hash : null, locality, source);
     }
 
     private static ServiceView BuildService(ServiceRoutes routes, Dictionary<string, ClusterView> clusters, Dictionary<string, uint[]> ports, SourceWorkload source)

@@ -183,7 +183,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
         MeshSnapshot snapshot;
         try
         {
-            snapshot = SnapshotBuilder.Build(all, _announcer.Source, response.SystemVersionInfo, ready);
+            snapshot = SnapshotBuilder.Build(all, _announcer.Source, response.SystemVersionInfo, ready, _provider.Clock);
         }
         catch (MeshConfigException ex)
         {

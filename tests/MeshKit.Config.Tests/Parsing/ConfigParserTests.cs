@@ -242,6 +242,8 @@ public class ConfigParserTests
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { localityLbSetting: { distribute: [{ from: a/*, to: { b/*: 60 } }] } } }", "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to", "sum to 100")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { localityLbSetting: { distribute: [{ from: a, to: { b: 100 } }], failover: [{ from: a, to: b }] } } }", "spec.trafficPolicy.loadBalancer.localityLbSetting", "excludes failover")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { tls: { mode: MUTUAL } }", "spec.trafficPolicy.tls", "clientCertificate")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { simple: RANDOM, warmupDurationSecs: 10s } }", "spec.trafficPolicy.loadBalancer", "ROUND_ROBIN and LEAST_REQUEST only")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { warmup: { minimumPercent: { value: 5 } } } }", "spec.trafficPolicy.loadBalancer.warmup.duration", "is required")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { outlierDetection: { consecutiveLocalOriginFailures: 3 } }", "spec.trafficPolicy.outlierDetection.consecutiveLocalOriginFailures", "splitExternalLocalOriginErrors")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { connectionPool: { http: { h2UpgradePolicy: MAYBE } } }", "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy", "unknown policy")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { portLevelSettings: [{ loadBalancer: { simple: RANDOM } }] }", "spec.trafficPolicy.portLevelSettings[0].port.number", "is required")]

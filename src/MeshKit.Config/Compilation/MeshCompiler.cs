@@ -19,8 +19,10 @@ public static class MeshCompiler
     /// <summary>Compiles <paramref name="config"/> and the live <paramref name="workloads"/> into protocol resources.</summary>
     /// <param name="config">The validated configuration.</param>
     /// <param name="workloads">The registry: every live workload's announcement.</param>
+    /// <param name="registryKnown">Whether <paramref name="workloads"/> is the live registry; offline validation has
+    /// none, and then a host no ServiceEntry declares is not worth a warning.</param>
     /// <returns>The compiled mesh.</returns>
-    public static CompiledMesh Compile(ConfigSet config, IEnumerable<WorkloadAnnouncement> workloads)
+    public static CompiledMesh Compile(ConfigSet config, IEnumerable<WorkloadAnnouncement> workloads, bool registryKnown = true)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(workloads);
@@ -81,7 +83,7 @@ public static class MeshCompiler
             AddServiceEntry(entry, services, domain, registered);
         }
 
-        CheckReferences(config, services, settings, diagnostics);
+        CheckReferences(config, services, settings, diagnostics, registryKnown);
         return new CompiledMesh(config, settings, services, diagnostics);
     }
 
@@ -181,7 +183,7 @@ public static class MeshCompiler
         }
     }
 
-    private static void CheckReferences(ConfigSet config, Dictionary<string, ServiceInfo> services, MeshSettings settings, List<ConfigDiagnostic> diagnostics)
+    private static void CheckReferences(ConfigSet config, Dictionary<string, ServiceInfo> services, MeshSettings settings, List<ConfigDiagnostic> diagnostics, bool registryKnown)
     {
         var domain = settings.ClusterDomain;
         var subsets = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
@@ -201,7 +203,7 @@ public static class MeshCompiler
             for (var h = 0; h < vs.Hosts.Count; h++)
             {
                 var host = HostNames.Qualify(vs.Hosts[h], vs.Namespace, domain);
-                if (!services.Keys.Any(s => HostNames.Specificity(host, s) >= 0))
+                if (registryKnown && !services.Keys.Any(s => HostNames.Specificity(host, s) >= 0))
                 {
                     diagnostics.Add(Warn(vs, $"spec.hosts[{h}]", $"host '{host}' names no known service yet; the rules apply once one registers or a ServiceEntry declares it"));
                 }

@@ -1,0 +1,3 @@
+using MeshKit.Cli;
+
+return MeshCtl.Run(args, Console.Out, Console.Error);

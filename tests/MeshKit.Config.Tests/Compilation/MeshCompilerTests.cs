@@ -244,6 +244,30 @@ public class MeshCompilerTests
     }
 
     [Fact]
+    public void Compile_SeveralVirtualServicesForOneHost_AreMergedInNamespaceAndNameOrder()
+    {
+        var config = Config("""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: b-catch-all }
+            spec:
+              hosts: [reviews]
+              http: [{ route: [{ destination: { host: reviews, subset: v1 } }] }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: a-api }
+            spec:
+              hosts: [reviews.default.svc.cluster.local]
+              http: [{ match: [{ uri: { prefix: /api } }], route: [{ destination: { host: reviews, subset: v2 } }] }]
+            """);
+        var routes = Get<ServiceRoutes>(MeshCompiler.Compile(config, [Workload("reviews", "default", "v1")]).ViewFor("default"), ResourceTypes.Routes, "reviews.default.svc.cluster.local");
+
+        Assert.Equal(["VirtualService default/a-api", "VirtualService default/b-catch-all"], routes.Sources);
+        Assert.Equal(["v2", "v1"], routes.HttpRoutes.Select(r => r.Destinations[0].Subset));
+    }
+
+    [Fact]
     public void Compile_MeshConfig_SetsSettings()
     {
         var config = Config("""

@@ -89,6 +89,39 @@ public class RouteMatchingTests
     }
 
     [Fact]
+    public async Task AuthoritySchemeAndPort_AreMatched()
+    {
+        using var mesh = Mesh(Vs("""
+              - match: [{ port: 9090 }]
+                route: [{ destination: { host: reviews, subset: v3, port: { number: 9080 } } }]
+              - match: [{ scheme: { exact: https } }]
+                route: [{ destination: { host: reviews, subset: v2 } }]
+              - match: [{ authority: { prefix: "reviews.default" } }]
+                route: [{ destination: { host: reviews, subset: v1 } }]
+              - route: [{ destination: { host: reviews, subset: none } }]
+            """));
+
+        Assert.Equal("v3", await Send(mesh, "http://reviews:9090/"));
+        Assert.Equal("v2", await Send(mesh, "https://reviews/"));
+        Assert.Equal("v1", await Send(mesh, "http://reviews.default.svc.cluster.local/"));
+        Assert.Equal("503 UH", await Send(mesh, "http://reviews/"));
+    }
+
+    [Fact]
+    public async Task IgnoreUriCase_MatchesAnyCase()
+    {
+        using var mesh = Mesh(Vs("""
+              - match: [{ uri: { prefix: /Reviews }, ignoreUriCase: true }]
+                route: [{ destination: { host: reviews, subset: v2 } }]
+              - route: [{ destination: { host: reviews, subset: v1 } }]
+            """));
+
+        Assert.Equal("v2", await Send(mesh, "http://reviews/REVIEWS/1"));
+        Assert.Equal("v2", await Send(mesh, "http://reviews/reviews"));
+        Assert.Equal("v1", await Send(mesh, "http://reviews/other"));
+    }
+
+    [Fact]
     public async Task WeightZero_GetsNothing_AndUnknownSubsetIs503()
     {
         using var mesh = Mesh(Vs("""

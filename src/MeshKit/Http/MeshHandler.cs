@@ -110,9 +110,16 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
         }
 
         // The request goes to the endpoint's address while the upstream still sees the authority the caller used
-        // (or the rewritten one).
-        var originalHost = request.Headers.Host;
-        request.Headers.Host = actions.RewriteAuthority ?? originalHost ?? uri.Authority;
+        // (or the rewritten one). Unvalidated header access: no parsing on the request path.
+        var originalHost = request.Headers.NonValidated.TryGetValues("Host", out var hostValues) ? hostValues.ToString() : null;
+        var host = actions.RewriteAuthority ?? originalHost ?? uri.Authority;
+        var hostChanged = !ReferenceEquals(host, originalHost);
+        if (hostChanged)
+        {
+            request.Headers.Remove("Host");
+            request.Headers.TryAddWithoutValidation("Host", host);
+        }
+
         var pathAndQuery = actions.RewritesPath ? actions.RewritePath(uri.AbsolutePath, matched) + uri.Query : uri.PathAndQuery;
         request.RequestUri = authority is null
             ? (actions.RewritesPath ? new Uri(uri, pathAndQuery) : uri)
@@ -140,7 +147,15 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
             }
 
             request.RequestUri = uri;
-            request.Headers.Host = originalHost;
+            if (hostChanged)
+            {
+                request.Headers.Remove("Host");
+                if (originalHost is not null)
+                {
+                    request.Headers.TryAddWithoutValidation("Host", originalHost);
+                }
+            }
+
             restore?.Restore(request);
         }
     }

@@ -1136,11 +1136,6 @@ public static class ConfigParser
                 Weight = e.UInt("weight", 0, uint.MaxValue),
                 ServiceAccount = e.String("serviceAccount"),
             };
-            if (result.Weight is > 1)
-            {
-                e.Context.Warning(e.Get("weight"), e.ChildPath("weight"), "is not supported by MeshKit and is ignored: " + NotYet + "; endpoints are balanced equally");
-            }
-
             e.NotSupported("network", DiagnosticSeverity.Warning, "multi-network meshes are not supported");
             return result;
         });

@@ -26,6 +26,7 @@ internal sealed class EndpointView
         }
 
         Key = _authorities.Length > 0 ? _authorities[0] : host;
+        Weight = (int)Math.Clamp(endpoint.Weight, 1u, 1_000_000u);
         Labels = endpoint.Labels;
         Locality = endpoint.Locality ?? new Locality();
     }
@@ -38,6 +39,9 @@ internal sealed class EndpointView
     public IReadOnlyDictionary<string, string> Labels { get; }
 
     public Locality Locality { get; }
+
+    /// <summary>Gets the endpoint's weight (ServiceEntry <c>endpoints[].weight</c>; 1 for registered workloads).</summary>
+    public int Weight { get; }
 
     /// <summary>Gets the number of requests in flight to this endpoint (for LEAST_REQUEST).</summary>
     public int ActiveRequests => Volatile.Read(ref _active);
@@ -116,6 +120,17 @@ internal sealed class EndpointSet
 
     public static EndpointSet Create(EndpointView[] endpoints, string policy, ConsistentHash? hash, LocalitySettings? locality, SourceWorkload source, Warmup? warmup = null, EndpointClock? clock = null)
     {
+        // Unequal weights: in a group each endpoint takes slots in proportion to its weight, so every balancer
+        // honours them (consistent hashing places endpoints by key and ignores weights).
+        EndpointView[] Slots(EndpointView[] members) =>
+            hash is null && members.Length > 1 && members.Any(e => e.Weight != members[0].Weight) ? Weighted(members) : members;
+
+        EndpointGroup Group(EndpointView[] members, int weight)
+        {
+            var slots = Slots(members);
+            return new EndpointGroup(slots, Balancer(slots), weight);
+        }
+
         LoadBalancer Balancer(EndpointView[] members) => hash is not null
             ? new ConsistentHashBalancer(members, hash.MinimumRingSize, hash.MaglevTableSize)
             : warmup is { DurationMs: > 0 } && clock is not null
@@ -124,7 +139,7 @@ internal sealed class EndpointSet
 
         if (locality is null || endpoints.Length == 0 || policy == "PASSTHROUGH")
         {
-            return new EndpointSet(endpoints, [new EndpointGroup(endpoints, Balancer(endpoints), 1)], false, HashKey.Create(hash), source.Identity);
+            return new EndpointSet(endpoints, [Group(endpoints, 1)], false, HashKey.Create(hash), source.Identity);
         }
 
         var distribute = locality.Distribute.FirstOrDefault(d => LocalityPattern.Matches(d.From, source.Locality));
@@ -133,7 +148,7 @@ internal sealed class EndpointSet
             var shares = distribute.To
                 .Select(to => (Members: endpoints.Where(e => LocalityPattern.Matches(to.Key, e.Locality)).ToArray(), Weight: (int)to.Value))
                 .Where(s => s.Members.Length > 0 && s.Weight > 0)
-                .Select(s => new EndpointGroup(s.Members, Balancer(s.Members), s.Weight))
+                .Select(s => Group(s.Members, s.Weight))
                 .ToArray();
             if (shares.Length > 0)
             {
@@ -142,12 +157,34 @@ internal sealed class EndpointSet
         }
 
         var levels = endpoints.GroupBy(e => LocalityPriority.Of(e, source, locality)).OrderBy(g => g.Key)
-            .Select(g => g.ToArray()).Select(members => new EndpointGroup(members, Balancer(members), 1)).ToArray();
+            .Select(g => Group(g.ToArray(), 1)).ToArray();
         return new EndpointSet(endpoints, levels, false, HashKey.Create(hash), source.Identity);
     }
 
     /// <summary>Picks an endpoint, or returns null when there is none (or the policy is pass-through).</summary>
     public EndpointView? Pick() => Pick(null, null, out _);
+
+    // Weights reduced by their greatest common divisor, the whole kept under 10,000 slots.
+    private static EndpointView[] Weighted(EndpointView[] endpoints)
+    {
+        var divisor = endpoints.Select(e => e.Weight).Aggregate(Gcd);
+        var total = endpoints.Sum(e => (long)(e.Weight / divisor));
+        var scale = total > 10_000 ? 10_000.0 / total : 1.0;
+        var slots = new List<(EndpointView Endpoint, double Position)>();
+        foreach (var endpoint in endpoints)
+        {
+            // Each endpoint's slots are spread evenly over [0, 1): round robin never runs through one in a burst.
+            var count = Math.Max(1, (int)Math.Round(endpoint.Weight / divisor * scale));
+            for (var i = 0; i < count; i++)
+            {
+                slots.Add((endpoint, (i + 0.5) / count));
+            }
+        }
+
+        return slots.OrderBy(s => s.Position).Select(s => s.Endpoint).ToArray();
+    }
+
+    private static int Gcd(int a, int b) => b == 0 ? a : Gcd(b, a % b);
 
     /// <summary>
     /// Picks an endpoint for <paramref name="request"/>: the first locality level (or a weighted share), then by the

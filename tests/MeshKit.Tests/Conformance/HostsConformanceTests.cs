@@ -80,6 +80,41 @@ public class HostsConformanceTests
         Assert.Equal("502 NR", await mesh.SendAsync("https://example.com/"));
     }
 
+    [Theory]
+    [InlineData("ROUND_ROBIN", 0)]
+    [InlineData("RANDOM", 60)]
+    [InlineData("LEAST_REQUEST", 60)]
+    public async Task ServiceEntry_EndpointWeights_AreHonouredByEveryBalancer(string policy, int tolerance)
+    {
+        using var mesh = InMemoryMesh.Create($$"""
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: weighted }
+            spec:
+              hosts: [weighted.example]
+              ports: [{ number: 80, name: http }]
+              resolution: STATIC
+              endpoints:
+              - { address: 10.0.0.1, ports: { http: 1001 }, weight: 3 }
+              - { address: 10.0.0.1, ports: { http: 1002 }, weight: 1 }
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: weighted }
+            spec:
+              host: weighted.example
+              trafficPolicy: { loadBalancer: { simple: {{policy}} } }
+            """, withReviews: false);
+
+        var heavy = 0;
+        for (var i = 0; i < 800; i++)
+        {
+            heavy += await mesh.SendAsync("http://weighted.example/") == "v1" ? 1 : 0;
+        }
+
+        Assert.InRange(heavy, 600 - tolerance, 600 + tolerance);
+    }
+
     [Fact]
     public async Task ServiceEntry_StaticEndpoints_AreRoutableWithSubsetsLikeMeshServices()
     {

@@ -9,9 +9,8 @@ namespace MeshKit.Tests.EndToEnd;
 /// The foundation's promise, end to end: a real control plane, real backends and clients on loopback, real gRPC
 /// streams. YAML dropped into the config directory routes HttpClient calls live.
 /// </summary>
-public sealed class RoutingEndToEndTests : IAsyncLifetime
+public sealed class RoutingEndToEndTests : MeshTestBase
 {
-    private const string ReviewsHost = "reviews.default.svc.cluster.local";
 
     private const string Subsets = """
         apiVersion: networking.istio.io/v1
@@ -24,30 +23,11 @@ public sealed class RoutingEndToEndTests : IAsyncLifetime
           - { name: v2, labels: { version: v2 } }
         """;
 
-    private readonly List<IAsyncDisposable> _owned = [];
-    private TestControlPlane _controlPlane = null!;
 
-    public async Task InitializeAsync()
+    public override async Task InitializeAsync()
     {
-        _controlPlane = await TestControlPlane.StartAsync();
-        _controlPlane.WriteConfig("reviews-dr.yaml", Subsets);
-    }
-
-    public async Task DisposeAsync()
-    {
-        foreach (var owned in Enumerable.Reverse(_owned))
-        {
-            await owned.DisposeAsync();
-        }
-
-        await _controlPlane.DisposeAsync();
-    }
-
-    private async Task<TestWorkload> StartAsync(string service, string version, Action<MeshOptions>? configure = null, Action<IServiceCollection>? configureServices = null)
-    {
-        var workload = await TestWorkload.StartAsync(service, version, _controlPlane.DiscoveryAddress, configure, configureServices);
-        _owned.Add(workload);
-        return workload;
+        await base.InitializeAsync();
+        ControlPlane.WriteConfig("reviews-dr.yaml", Subsets);
     }
 
     private static string Split(int v1, int v2) => $$"""
@@ -82,7 +62,7 @@ public sealed class RoutingEndToEndTests : IAsyncLifetime
         await StartAsync("reviews", "v1");
         await StartAsync("reviews", "v2");
         var productpage = await StartAsync("productpage", "v1");
-        _controlPlane.WriteConfig("reviews-vs.yaml", Split(80, 20));
+        ControlPlane.WriteConfig("reviews-vs.yaml", Split(80, 20));
         await Eventually.TrueAsync(() => HasEndpoints(productpage, "v1", 2) && HasEndpoints(productpage, "v2", 1), "the client sees both subsets");
 
         var client = productpage.CreateClient();
@@ -120,7 +100,7 @@ public sealed class RoutingEndToEndTests : IAsyncLifetime
         await StartAsync("reviews", "v1");
         await StartAsync("reviews", "v2");
         var clients = new[] { await StartAsync("productpage", "v1"), await StartAsync("details", "v1") };
-        _controlPlane.WriteConfig("reviews-vs.yaml", Split(100, 0));
+        ControlPlane.WriteConfig("reviews-vs.yaml", Split(100, 0));
         foreach (var c in clients)
         {
             await Eventually.TrueAsync(() => HasEndpoints(c, "v1", 1), "routing to v1");
@@ -131,7 +111,7 @@ public sealed class RoutingEndToEndTests : IAsyncLifetime
             }
         }
 
-        _controlPlane.WriteConfig("reviews-vs.yaml", Split(0, 100));
+        ControlPlane.WriteConfig("reviews-vs.yaml", Split(0, 100));
         foreach (var c in clients)
         {
             var http = c.CreateClient();
@@ -200,18 +180,18 @@ public sealed class RoutingEndToEndTests : IAsyncLifetime
         await StartAsync("reviews", "v1");
         await StartAsync("reviews", "v2");
         var productpage = await StartAsync("productpage", "v1");
-        _controlPlane.WriteConfig("reviews-vs.yaml", Split(100, 0));
+        ControlPlane.WriteConfig("reviews-vs.yaml", Split(100, 0));
         await Eventually.TrueAsync(() => HasEndpoints(productpage, "v1", 1), "routing to v1");
         var versionBefore = productpage.Snapshot.Version;
 
-        _controlPlane.WriteConfig("reviews-vs.yaml", Split(0, 100).Replace("weight: 100", "weight: 1000", StringComparison.Ordinal));
+        ControlPlane.WriteConfig("reviews-vs.yaml", Split(0, 100).Replace("weight: 100", "weight: 1000", StringComparison.Ordinal));
         await Eventually.TrueAsync(async () =>
         {
-            var status = await _controlPlane.GetAdminJsonAsync("/debug/config");
+            var status = await ControlPlane.GetAdminJsonAsync("/debug/config");
             return status.EnumerateArray().Any(f => f.GetProperty("file").GetString() == "reviews-vs.yaml" && !f.GetProperty("accepted").GetBoolean());
         }, "the control plane reports the rejected file");
 
-        var file = (await _controlPlane.GetAdminJsonAsync("/debug/config")).EnumerateArray().Single(f => f.GetProperty("file").GetString() == "reviews-vs.yaml");
+        var file = (await ControlPlane.GetAdminJsonAsync("/debug/config")).EnumerateArray().Single(f => f.GetProperty("file").GetString() == "reviews-vs.yaml");
         var error = file.GetProperty("diagnostics").EnumerateArray().First(d => d.GetProperty("path").GetString() == "spec.http[0].route[1].weight");
         Assert.Equal("error", error.GetProperty("severity").GetString());
         Assert.Equal("spec.http[0].route[1].weight", error.GetProperty("path").GetString());
@@ -233,15 +213,15 @@ public sealed class RoutingEndToEndTests : IAsyncLifetime
         await StartAsync("reviews", "v1");
         await StartAsync("reviews", "v2");
         var productpage = await StartAsync("productpage", "v1");
-        _controlPlane.WriteConfig("reviews-vs.yaml", Split(100, 0));
+        ControlPlane.WriteConfig("reviews-vs.yaml", Split(100, 0));
         await Eventually.TrueAsync(() => HasEndpoints(productpage, "v1", 1) && HasEndpoints(productpage, "v2", 1), "routing to v1");
         var http = productpage.CreateClient();
 
-        var discoveryPort = _controlPlane.DiscoveryAddress.Port;
-        var adminPort = _controlPlane.AdminAddress.Port;
-        var directory = _controlPlane.ConfigDirectory;
-        await _controlPlane.StopAsync();
-        _owned.Insert(0, _controlPlane);
+        var discoveryPort = ControlPlane.DiscoveryAddress.Port;
+        var adminPort = ControlPlane.AdminAddress.Port;
+        var directory = ControlPlane.ConfigDirectory;
+        await ControlPlane.StopAsync();
+        Owned.Insert(0, ControlPlane);
 
         // Down: every call still routes on the cached config.
         for (var i = 0; i < 50; i++)
@@ -250,17 +230,17 @@ public sealed class RoutingEndToEndTests : IAsyncLifetime
             await Task.Delay(20);
         }
 
-        _controlPlane = await TestControlPlane.StartAsync(directory, discoveryPort, adminPort, o => o.StartupSyncDelay = TimeSpan.FromSeconds(2));
+        ControlPlane = await TestControlPlane.StartAsync(directory, discoveryPort, adminPort, o => o.StartupSyncDelay = TimeSpan.FromSeconds(2));
         for (var i = 0; i < 20; i++)
         {
             Assert.Equal("v1", await VersionOf(http));
             await Task.Delay(50);
         }
 
-        _controlPlane.WriteConfig("reviews-vs.yaml", Split(0, 100));
+        ControlPlane.WriteConfig("reviews-vs.yaml", Split(0, 100));
         await Eventually.TrueAsync(async () => await VersionOf(http) == "v2", "the client resyncs with the restarted control plane");
         await Eventually.TrueAsync(() => HasEndpoints(productpage, "v2", 1) && HasEndpoints(productpage, "v1", 1), "both subsets still have their endpoint");
-        var registry = await _controlPlane.GetAdminJsonAsync("/debug/registry");
+        var registry = await ControlPlane.GetAdminJsonAsync("/debug/registry");
         Assert.Equal(3, registry.GetArrayLength());
     }
 
@@ -286,7 +266,7 @@ public sealed class RoutingEndToEndTests : IAsyncLifetime
     {
         await StartAsync("reviews", "v1");
         var productpage = await StartAsync("productpage", "v1");
-        _controlPlane.WriteConfig("reviews-vs.yaml", """
+        ControlPlane.WriteConfig("reviews-vs.yaml", """
             apiVersion: networking.istio.io/v1
             kind: VirtualService
             metadata: { name: reviews }
@@ -310,14 +290,14 @@ public sealed class RoutingEndToEndTests : IAsyncLifetime
     public async Task OutboundTrafficPolicy_AllowAnyPassesThrough_RegistryOnlyFailsFast()
     {
         var outside = await TestWorkload.StartAsync("outside", "v1", null, o => o.ConfigFile = WriteTemp("apiVersion: meshkit.dev/v1alpha1\nkind: MeshConfig\nmetadata: { name: mesh }\n"));
-        _owned.Add(outside);
+        Owned.Add(outside);
         var productpage = await StartAsync("productpage", "v1");
         await Eventually.TrueAsync(() => productpage.Snapshot.IsReady, "ready");
         var http = productpage.CreateClient();
 
         Assert.StartsWith("outside|", await http.GetStringAsync(outside.Address), StringComparison.Ordinal);
 
-        _controlPlane.WriteConfig("mesh.yaml", "apiVersion: meshkit.dev/v1alpha1\nkind: MeshConfig\nmetadata: { name: mesh }\nspec:\n  outboundTrafficPolicy: { mode: REGISTRY_ONLY }\n");
+        ControlPlane.WriteConfig("mesh.yaml", "apiVersion: meshkit.dev/v1alpha1\nkind: MeshConfig\nmetadata: { name: mesh }\nspec:\n  outboundTrafficPolicy: { mode: REGISTRY_ONLY }\n");
         await Eventually.TrueAsync(() => productpage.Snapshot.RegistryOnly, "REGISTRY_ONLY applies");
         using var response = await http.GetAsync(outside.Address);
         Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
@@ -327,15 +307,15 @@ public sealed class RoutingEndToEndTests : IAsyncLifetime
     [Fact]
     public async Task OptedOutClient_GoesWhereItsUrlSays()
     {
-        var productpage = await StartAsync("productpage", "v1", configureServices: s => s.AddHttpClient("direct").WithoutMeshHandler());
+        var productpage = await StartAsync("productpage", "v1", services: s => s.AddHttpClient("direct").WithoutMeshHandler());
         await Eventually.TrueAsync(() => productpage.Snapshot.IsReady, "ready");
-        _controlPlane.WriteConfig("mesh.yaml", "apiVersion: meshkit.dev/v1alpha1\nkind: MeshConfig\nmetadata: { name: mesh }\nspec:\n  outboundTrafficPolicy: { mode: REGISTRY_ONLY }\n");
+        ControlPlane.WriteConfig("mesh.yaml", "apiVersion: meshkit.dev/v1alpha1\nkind: MeshConfig\nmetadata: { name: mesh }\nspec:\n  outboundTrafficPolicy: { mode: REGISTRY_ONLY }\n");
         await Eventually.TrueAsync(() => productpage.Snapshot.RegistryOnly, "REGISTRY_ONLY applies");
 
-        using var response = await productpage.CreateClient().GetAsync(_controlPlane.AdminAddress + "healthz/ready");
+        using var response = await productpage.CreateClient().GetAsync(ControlPlane.AdminAddress + "healthz/ready");
         Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
         var direct = productpage.Services.GetRequiredService<IHttpClientFactory>().CreateClient("direct");
-        Assert.Equal("ok", await direct.GetStringAsync(_controlPlane.AdminAddress + "healthz/ready"));
+        Assert.Equal("ok", await direct.GetStringAsync(ControlPlane.AdminAddress + "healthz/ready"));
     }
 
     [Fact]

@@ -14,30 +14,8 @@ using Microsoft.Extensions.Logging;
 namespace MeshKit.Tests.EndToEnd;
 
 /// <summary>Traffic management with real servers, a real control plane and real HttpClient and gRPC clients.</summary>
-public sealed class TrafficEndToEndTests : IAsyncLifetime
+public sealed class TrafficEndToEndTests : MeshTestBase
 {
-    private const string ReviewsHost = "reviews.default.svc.cluster.local";
-    private readonly List<IAsyncDisposable> _owned = [];
-    private TestControlPlane _controlPlane = null!;
-
-    public async Task InitializeAsync() => _controlPlane = await TestControlPlane.StartAsync();
-
-    public async Task DisposeAsync()
-    {
-        foreach (var owned in Enumerable.Reverse(_owned))
-        {
-            await owned.DisposeAsync();
-        }
-
-        await _controlPlane.DisposeAsync();
-    }
-
-    private async Task<TestWorkload> StartAsync(string service, string version, Action<MeshOptions>? configure = null, Action<IServiceCollection>? services = null)
-    {
-        var workload = await TestWorkload.StartAsync(service, version, _controlPlane.DiscoveryAddress, configure, services);
-        _owned.Add(workload);
-        return workload;
-    }
 
     private static int Endpoints(TestWorkload client, string host = ReviewsHost) =>
         client.Snapshot.Services.TryGetValue(host, out var s) ? s.Routes.SelectMany(r => r.Targets).Max(t => t.Endpoints?.Endpoints.Length ?? 0) : 0;
@@ -47,7 +25,7 @@ public sealed class TrafficEndToEndTests : IAsyncLifetime
     {
         await StartAsync("reviews", "v1");
         var productpage = await StartAsync("productpage", "v1");
-        _controlPlane.WriteConfig("vs.yaml", """
+        ControlPlane.WriteConfig("vs.yaml", """
             apiVersion: networking.istio.io/v1
             kind: VirtualService
             metadata: { name: reviews }
@@ -75,7 +53,7 @@ public sealed class TrafficEndToEndTests : IAsyncLifetime
     {
         var reviews = await StartAsync("reviews", "v1");
         var productpage = await StartAsync("productpage", "v1");
-        _controlPlane.WriteConfig("vs.yaml", """
+        ControlPlane.WriteConfig("vs.yaml", """
             apiVersion: networking.istio.io/v1
             kind: VirtualService
             metadata: { name: reviews }
@@ -132,7 +110,7 @@ public sealed class TrafficEndToEndTests : IAsyncLifetime
     {
         await StartAsync("reviews", "v1");
         var productpage = await StartAsync("productpage", "v1");
-        _controlPlane.WriteConfig("vs.yaml", """
+        ControlPlane.WriteConfig("vs.yaml", """
             apiVersion: networking.istio.io/v1
             kind: VirtualService
             metadata: { name: reviews }
@@ -155,7 +133,7 @@ public sealed class TrafficEndToEndTests : IAsyncLifetime
     {
         var backends = new[] { await StartAsync("reviews", "v1"), await StartAsync("reviews", "v1"), await StartAsync("reviews", "v1") };
         var productpage = await StartAsync("productpage", "v1");
-        _controlPlane.WriteConfig("dr.yaml", """
+        ControlPlane.WriteConfig("dr.yaml", """
             apiVersion: networking.istio.io/v1
             kind: DestinationRule
             metadata: { name: reviews }
@@ -194,7 +172,7 @@ public sealed class TrafficEndToEndTests : IAsyncLifetime
         var local = await StartAsync("reviews", "local", o => o.Locality = "us-east/zone-a");
         var remote = await StartAsync("reviews", "remote", o => o.Locality = "eu-west/zone-a");
         var productpage = await StartAsync("productpage", "v1", o => o.Locality = "us-east/zone-a");
-        _controlPlane.WriteConfig("dr.yaml", """
+        ControlPlane.WriteConfig("dr.yaml", """
             apiVersion: networking.istio.io/v1
             kind: DestinationRule
             metadata: { name: reviews }
@@ -235,7 +213,7 @@ public sealed class TrafficEndToEndTests : IAsyncLifetime
     {
         await using var external = await ExternalServer.StartAsync();
         var productpage = await StartAsync("productpage", "v1");
-        _controlPlane.WriteConfig("mesh.yaml", $$"""
+        ControlPlane.WriteConfig("mesh.yaml", $$"""
             apiVersion: meshkit.dev/v1alpha1
             kind: MeshConfig
             metadata: { name: mesh }
@@ -268,12 +246,12 @@ public sealed class TrafficEndToEndTests : IAsyncLifetime
     [Fact]
     public async Task GrpcClient_IsRoutedByMethod()
     {
-        var v1 = await GrpcWorkload.StartAsync("v1", _controlPlane.DiscoveryAddress);
-        _owned.Add(v1);
-        var v2 = await GrpcWorkload.StartAsync("v2", _controlPlane.DiscoveryAddress);
-        _owned.Add(v2);
+        var v1 = await GrpcWorkload.StartAsync("v1", ControlPlane.DiscoveryAddress);
+        Owned.Add(v1);
+        var v2 = await GrpcWorkload.StartAsync("v2", ControlPlane.DiscoveryAddress);
+        Owned.Add(v2);
         var client = await StartAsync("frontend", "v1", services: s => s.AddGrpcClient<Greeter.GreeterClient>(o => o.Address = new Uri("http://greeter:9080")));
-        _controlPlane.WriteConfig("greeter.yaml", """
+        ControlPlane.WriteConfig("greeter.yaml", """
             apiVersion: networking.istio.io/v1
             kind: DestinationRule
             metadata: { name: greeter }
@@ -301,7 +279,7 @@ public sealed class TrafficEndToEndTests : IAsyncLifetime
             Assert.Equal("goodbye ada from v2", (await greeter.SayGoodbyeAsync(new HelloRequest { Name = "ada" })).Message);
         }
 
-        _controlPlane.WriteConfig("greeter.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: greeter }\nspec:\n  hosts: [greeter]\n  http: [{ match: [{ uri: { prefix: /greet.Greeter/ } }], directResponse: { status: 503 } }]\n");
+        ControlPlane.WriteConfig("greeter.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: greeter }\nspec:\n  hosts: [greeter]\n  http: [{ match: [{ uri: { prefix: /greet.Greeter/ } }], directResponse: { status: 503 } }]\n");
         await Eventually.TrueAsync(() => client.Snapshot.Services["greeter.default.svc.cluster.local"].Routes is [{ Actions.DirectResponse: not null }], "the direct response applies");
         await Eventually.TrueAsync(async () =>
         {

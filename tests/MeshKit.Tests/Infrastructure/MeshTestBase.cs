@@ -1,0 +1,32 @@
+using Microsoft.Extensions.DependencyInjection;
+
+namespace MeshKit.Tests.Infrastructure;
+
+/// <summary>A real control plane per test, and the workloads the test starts, all stopped afterwards.</summary>
+public abstract class MeshTestBase : IAsyncLifetime
+{
+    protected const string ReviewsHost = "reviews.default.svc.cluster.local";
+
+    protected List<IAsyncDisposable> Owned { get; } = [];
+
+    protected TestControlPlane ControlPlane { get; set; } = null!;
+
+    public virtual async Task InitializeAsync() => ControlPlane = await TestControlPlane.StartAsync();
+
+    public async Task DisposeAsync()
+    {
+        foreach (var owned in Enumerable.Reverse(Owned))
+        {
+            await owned.DisposeAsync();
+        }
+
+        await ControlPlane.DisposeAsync();
+    }
+
+    protected async Task<TestWorkload> StartAsync(string service, string version, Action<MeshOptions>? configure = null, Action<IServiceCollection>? services = null)
+    {
+        var workload = await TestWorkload.StartAsync(service, version, ControlPlane.DiscoveryAddress, configure, services);
+        Owned.Add(workload);
+        return workload;
+    }
+}

@@ -62,6 +62,12 @@ public sealed class MeshOptions
     public TimeSpan ReconnectMaxDelay { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
+    /// Gets or sets the largest request body (by its Content-Length) buffered so that a retry or a mirror can send it
+    /// again; a larger or unsized body is sent once and not mirrored. Default: 1 MiB.
+    /// </summary>
+    public long MaxRetryBufferBytes { get; set; } = 1024 * 1024;
+
+    /// <summary>
     /// Gets or sets how long a stopping workload keeps serving after it left the registry, so that callers converge
     /// before it stops listening (as Istio's <c>terminationDrainDuration</c>). Default: 3 s.
     /// </summary>

@@ -106,9 +106,12 @@ public sealed class CompiledMesh
                 }
 
                 serviceRoutes.Sources.Add(vs.DisplayName);
+                var nonIdempotent = vs.Annotations.TryGetValue(RetryNonIdempotentAnnotation, out var optIn) && optIn == "true";
                 foreach (var route in vs.Http)
                 {
-                    serviceRoutes.HttpRoutes.Add(CompileRoute(route, vs.Namespace, domain));
+                    var compiled = CompileRoute(route, vs.Namespace, domain);
+                    compiled.RetryNonIdempotent = nonIdempotent;
+                    serviceRoutes.HttpRoutes.Add(compiled);
                 }
             }
 
@@ -201,6 +204,9 @@ public sealed class CompiledMesh
         MinimumPercent = spec.MinimumPercent,
         Aggression = spec.Aggression,
     };
+
+    /// <summary>The VirtualService annotation that lets its routes retry requests that are not idempotent.</summary>
+    public const string RetryNonIdempotentAnnotation = "meshkit.dev/retry-non-idempotent";
 
     private static string? LoadBalancerName(TrafficPolicy? policy) =>
         policy?.ConsistentHash is not null ? "CONSISTENT_HASH" : policy?.LoadBalancer;
@@ -339,6 +345,46 @@ public sealed class CompiledMesh
                 RedirectCode = redirect.RedirectCode,
                 PortFromRequest = redirect.PortFromRequest,
             };
+        }
+
+        if (spec.Timeout is { } timeout)
+        {
+            route.TimeoutMs = (ulong)timeout.TotalMilliseconds;
+        }
+
+        if (spec.Retries is { } retries)
+        {
+            route.Retries = new RetryPolicy
+            {
+                Attempts = (uint)retries.Attempts,
+                PerTryTimeoutMs = (ulong)(retries.PerTryTimeout?.TotalMilliseconds ?? 0),
+            };
+            route.Retries.RetryOn.AddRange(retries.RetryOn.Where(c => !char.IsAsciiDigit(c[0])));
+            route.Retries.RetriableStatusCodes.AddRange(retries.RetryOn.Where(c => char.IsAsciiDigit(c[0])).Select(uint.Parse));
+            if (retries.RetryRemoteLocalities is { } remote)
+            {
+                route.Retries.RetryRemoteLocalities = remote;
+            }
+        }
+
+        if (spec.Fault is { } fault)
+        {
+            route.Fault = new FaultInjection
+            {
+                Delay = fault.Delay is { } d ? new FaultDelay { FixedDelayMs = (ulong)d.FixedDelay.TotalMilliseconds, Percentage = d.Percentage } : null,
+                Abort = fault.Abort is { } a ? new FaultAbort { HttpStatus = (uint)(a.HttpStatus ?? 0), GrpcStatus = a.GrpcStatus ?? string.Empty, Percentage = a.Percentage } : null,
+            };
+        }
+
+        foreach (var mirror in spec.Mirrors)
+        {
+            route.Mirrors.Add(new Mirror
+            {
+                Host = HostNames.Qualify(mirror.Destination.Host, ns, domain),
+                Subset = mirror.Destination.Subset ?? string.Empty,
+                Port = mirror.Destination.Port ?? 0,
+                Percentage = mirror.Percentage,
+            });
         }
 
         if (spec.CorsPolicy is { } cors)

@@ -1,6 +1,9 @@
 using System.Net;
 using MeshKit.LoadBalancing;
+using MeshKit.Resilience;
 using MeshKit.Routing;
+using Polly;
+using Polly.Timeout;
 using MeshKit.Snapshot;
 
 namespace MeshKit.Http;
@@ -67,6 +70,23 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
             return WithResponseHeaders(LocalReply.ForGrpc(actions.DirectResponseMessage(request)), null, actions);
         }
 
+        var resilience = route.Resilience;
+        var delayed = false;
+        if (resilience?.Fault is { } fault)
+        {
+            // Injected faults act before the request leaves, once per request (not per retry), as Envoy's fault filter.
+            if (fault.ShouldDelay())
+            {
+                await Task.Delay(fault.Delay, provider.Clock.Time, cancellationToken).ConfigureAwait(false);
+                delayed = true;
+            }
+
+            if (fault.ShouldAbort())
+            {
+                return WithResponseHeaders(Abort(request, fault, delayed), null, actions);
+            }
+        }
+
         var target = route.PickTarget();
         if (target is null)
         {
@@ -79,23 +99,17 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
             return Reject(request, HttpStatusCode.ServiceUnavailable, "NC", $"{what} is not known to the mesh");
         }
 
-        EndpointView? endpoint = null;
-        string? authority = null;
-        string? setCookie = null;
-        if (!target.Endpoints.Balancer.IsPassthrough)
+        var passthrough = target.Endpoints.Balancer.IsPassthrough;
+        var port = passthrough ? 0u : SelectPort(target, uri);
+        if (!passthrough && port == 0)
         {
-            var port = SelectPort(target, uri);
-            if (port == 0)
-            {
-                return Reject(request, HttpStatusCode.ServiceUnavailable, "NC", $"'{target.Host}' has several ports and neither the route nor the request names one of them");
-            }
+            return Reject(request, HttpStatusCode.ServiceUnavailable, "NC", $"'{target.Host}' has several ports and neither the route nor the request names one of them");
+        }
 
-            endpoint = target.Endpoints.ForPort(port).Pick(request, uri, out setCookie);
-            authority = endpoint?.AuthorityFor(port);
-            if (endpoint is null || authority is null)
-            {
-                return Reject(request, HttpStatusCode.ServiceUnavailable, "UH", $"no healthy upstream for '{target.Host}'{(target.Subset.Length > 0 ? $" subset '{target.Subset}'" : string.Empty)} port {port}");
-            }
+        var endpoints = target.Endpoints.ForPort(port);
+        if (!passthrough && endpoints.Endpoints.Length == 0)
+        {
+            return Reject(request, HttpStatusCode.ServiceUnavailable, "UH", NoHealthyUpstream(target, port));
         }
 
         // Edits are undone after the send: handlers above may resend this message (retries) and must see it as it was.
@@ -121,31 +135,81 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
         }
 
         var pathAndQuery = actions.RewritesPath ? actions.RewritePath(uri.AbsolutePath, matched) + uri.Query : uri.PathAndQuery;
-        request.RequestUri = authority is null
-            ? (actions.RewritesPath ? new Uri(uri, pathAndQuery) : uri)
-            : new Uri(string.Concat(uri.Scheme, "://", authority, pathAndQuery), UriKind.Absolute);
-        if (endpoint is not null)
-        {
-            Interlocked.Increment(ref endpoint._active);
-        }
-
         try
         {
-            var response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
-            if (setCookie is not null)
+            var wantsReplay = (resilience is { Attempts: > 0 }) || route.Mirrors.Length > 0;
+            var replayable = request.Content is null || (wantsReplay && await TryMakeReplayableAsync(request.Content, cancellationToken).ConfigureAwait(false));
+            if (replayable)
             {
-                response.Headers.TryAddWithoutValidation("Set-Cookie", setCookie);
+                foreach (var (mirror, percentage) in route.Mirrors)
+                {
+                    if (Random.Shared.NextDouble() * 100 < percentage)
+                    {
+                        StartMirror(request, mirror, host, pathAndQuery, uri);
+                    }
+                }
+            }
+
+            if (passthrough)
+            {
+                request.RequestUri = actions.RewritesPath ? new Uri(uri, pathAndQuery) : uri;
+                return WithResponseHeaders(await base.SendAsync(request, cancellationToken).ConfigureAwait(false), target, actions);
+            }
+
+            var state = new AttemptState
+            {
+                Request = request,
+                Uri = uri,
+                Endpoints = endpoints,
+                Port = port,
+                PathAndQuery = pathAndQuery,
+                Idempotent = RetryConditions.IsIdempotent(request.Method),
+                Replayable = replayable,
+            };
+            HttpResponseMessage response;
+            if (resilience is null)
+            {
+                response = await SendAttemptAsync(state, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                var context = ResilienceContextPool.Shared.Get(cancellationToken);
+                context.Properties.Set(RouteResilience.StateKey, state);
+                try
+                {
+                    response = await resilience.Pipeline.ExecuteAsync(
+                        static (ctx, handler) => handler.SendAttemptAsync(ctx.Properties.GetValue(RouteResilience.StateKey, null!), ctx.CancellationToken),
+                        context,
+                        this).ConfigureAwait(false);
+                }
+                catch (TimeoutRejectedException)
+                {
+                    return WithResponseHeaders(Reject(request, HttpStatusCode.GatewayTimeout, "UT", $"upstream request timeout: route '{route.Name}' of '{service.Host}' took longer than {resilience.Timeout ?? TimeSpan.Zero}"), target, actions);
+                }
+                finally
+                {
+                    ResilienceContextPool.Shared.Return(context);
+                }
+            }
+
+            if (state.SetCookie is not null)
+            {
+                response.Headers.TryAddWithoutValidation("Set-Cookie", state.SetCookie);
+            }
+
+            if (delayed)
+            {
+                response.Headers.TryAddWithoutValidation(ResponseFlagsHeader, "DI");
             }
 
             return WithResponseHeaders(response, target, actions);
         }
+        catch (NoEndpointException ex)
+        {
+            return Reject(request, HttpStatusCode.ServiceUnavailable, "UH", ex.Message);
+        }
         finally
         {
-            if (endpoint is not null)
-            {
-                Interlocked.Decrement(ref endpoint._active);
-            }
-
             request.RequestUri = uri;
             if (hostChanged)
             {
@@ -159,6 +223,133 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
             restore?.Restore(request);
         }
     }
+
+    /// <summary>One attempt: an endpoint not tried yet when there is one (Envoy's previous_hosts), then the send.</summary>
+    private async ValueTask<HttpResponseMessage> SendAttemptAsync(AttemptState state, CancellationToken cancellationToken)
+    {
+        EndpointView? endpoint = null;
+        for (var i = 0; i < 5; i++)
+        {
+            endpoint = state.Endpoints.Pick(state.Request, state.Uri, out var setCookie);
+            state.SetCookie ??= setCookie;
+            if (endpoint is null || !state.Tried.Contains(endpoint))
+            {
+                break;
+            }
+        }
+
+        var authority = endpoint?.AuthorityFor(state.Port);
+        if (endpoint is null || authority is null)
+        {
+            throw new NoEndpointException($"no healthy upstream for port {state.Port}");
+        }
+
+        state.Tried.Add(endpoint);
+        state.Request.RequestUri = new Uri(string.Concat(state.Uri.Scheme, "://", authority, state.PathAndQuery), UriKind.Absolute);
+        Interlocked.Increment(ref endpoint._active);
+        try
+        {
+            return await base.SendAsync(state.Request, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref endpoint._active);
+        }
+    }
+
+    /// <summary>
+    /// Makes the body sendable again (for retries and mirrors): bodies already in memory are; others are buffered
+    /// when their declared length is within the limit. An unsized or larger body is sent once.
+    /// </summary>
+    private async ValueTask<bool> TryMakeReplayableAsync(HttpContent content, CancellationToken cancellationToken)
+    {
+        if (content is ByteArrayContent or ReadOnlyMemoryContent or FormUrlEncodedContent)
+        {
+            return true;
+        }
+
+        if (content.Headers.ContentLength is { } length && length <= provider.MaxRetryBufferBytes)
+        {
+            await content.LoadIntoBufferAsync(provider.MaxRetryBufferBytes, cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+
+        return false;
+    }
+
+    // Fire and forget: the copy's outcome never reaches the caller; its host is the original one with "-shadow".
+    private void StartMirror(HttpRequestMessage request, RouteTarget mirror, string host, string pathAndQuery, Uri uri)
+    {
+        var endpoints = mirror.Endpoints;
+        var port = SelectPort(mirror, uri);
+        var endpoint = endpoints?.ForPort(port).Pick();
+        var authority = endpoint?.AuthorityFor(port);
+        if (authority is null)
+        {
+            return;
+        }
+
+        var colon = host.LastIndexOf(':');
+        var shadowHost = colon > 0 && !host.EndsWith(']') ? string.Concat(host.AsSpan(0, colon), "-shadow", host.AsSpan(colon)) : host + "-shadow";
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                using var copy = new HttpRequestMessage(request.Method, new Uri(string.Concat(uri.Scheme, "://", authority, pathAndQuery)))
+                {
+                    Version = request.Version,
+                    VersionPolicy = request.VersionPolicy,
+                };
+                foreach (var header in request.Headers.NonValidated)
+                {
+                    if (!string.Equals(header.Key, "Host", StringComparison.OrdinalIgnoreCase))
+                    {
+                        copy.Headers.TryAddWithoutValidation(header.Key, header.Value);
+                    }
+                }
+
+                copy.Headers.TryAddWithoutValidation("Host", shadowHost);
+                if (request.Content is not null)
+                {
+                    copy.Content = new ByteArrayContent(await request.Content.ReadAsByteArrayAsync().ConfigureAwait(false));
+                    foreach (var header in request.Content.Headers.NonValidated)
+                    {
+                        copy.Content.Headers.TryAddWithoutValidation(header.Key, header.Value);
+                    }
+                }
+
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30), provider.Clock.Time);
+                using var response = await base.SendAsync(copy, timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException or IOException or InvalidOperationException)
+            {
+                // A mirror's failure is never the caller's.
+            }
+        });
+    }
+
+    private static HttpResponseMessage Abort(HttpRequestMessage request, FaultPlan fault, bool delayed)
+    {
+        var flags = delayed ? "DI,FI" : "FI";
+        if (fault.GrpcStatus is { } grpc)
+        {
+            var response = new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request, Version = request.Version, Content = new ByteArrayContent([]) };
+            response.Content.Headers.TryAddWithoutValidation("Content-Type", "application/grpc");
+            response.Headers.TryAddWithoutValidation("grpc-status", grpc.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            response.Headers.TryAddWithoutValidation("grpc-message", "fault%20filter%20abort");
+            response.Headers.TryAddWithoutValidation(ResponseFlagsHeader, flags);
+            return response;
+        }
+
+        var local = new HttpResponseMessage(fault.AbortStatus) { RequestMessage = request, Content = new StringContent("fault filter abort") };
+        local.Headers.TryAddWithoutValidation(ResponseFlagsHeader, flags);
+        return LocalReply.ForGrpc(local);
+    }
+
+    private static string NoHealthyUpstream(RouteTarget target, uint port) =>
+        $"no healthy upstream for '{target.Host}'{(target.Subset.Length > 0 ? $" subset '{target.Subset}'" : string.Empty)} port {port}";
+
+    private sealed class NoEndpointException(string message) : Exception(message);
 
     // Destination edits first, then the route's: on a conflict the route wins.
     private static HttpResponseMessage WithResponseHeaders(HttpResponseMessage response, RouteTarget? target, RouteActions actions)

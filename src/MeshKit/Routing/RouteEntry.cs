@@ -8,8 +8,10 @@ namespace MeshKit.Routing;
 /// </summary>
 internal sealed class RouteEntry
 {
-    public RouteEntry(string name, RequestMatcher[] matchers, RouteTarget[] targets, RouteActions actions)
+    public RouteEntry(string name, RequestMatcher[] matchers, RouteTarget[] targets, RouteActions actions, Resilience.RouteResilience? resilience = null, (RouteTarget Target, double Percentage)[]? mirrors = null)
     {
+        Resilience = resilience;
+        Mirrors = mirrors ?? [];
         Name = name;
         Matchers = matchers;
         Targets = targets;
@@ -24,6 +26,12 @@ internal sealed class RouteEntry
     public RouteTarget[] Targets { get; }
 
     public RouteActions Actions { get; }
+
+    /// <summary>Gets the timeout, retry and fault policy (null: send once, no timeout).</summary>
+    public Resilience.RouteResilience? Resilience { get; }
+
+    /// <summary>Gets where copies of the requests go, and which share of them.</summary>
+    public (RouteTarget Target, double Percentage)[] Mirrors { get; }
 
     public int TotalWeight { get; }
 

@@ -18,10 +18,14 @@ internal sealed class MeshSnapshotProvider
     {
         _time = time;
         Clock = new EndpointClock(time);
+        MaxRetryBufferBytes = options.Value.MaxRetryBufferBytes;
         InitialFetchDeadline = time.GetUtcNow() + options.Value.InitialFetchTimeout;
     }
 
     public MeshSnapshot Current => Volatile.Read(ref _current);
+
+    /// <summary>Gets the largest request body buffered so that it can be replayed by a retry or a mirror.</summary>
+    public long MaxRetryBufferBytes { get; }
 
     /// <summary>Gets when each endpoint was first seen (slow start measures from it).</summary>
     public EndpointClock Clock { get; }

@@ -2,6 +2,7 @@ using System.Collections.Frozen;
 using MeshKit.Config.Compilation;
 using MeshKit.LoadBalancing;
 using MeshKit.Protocol.V1;
+using MeshKit.Resilience;
 using MeshKit.Routing;
 
 namespace MeshKit.Snapshot;
@@ -40,7 +41,7 @@ internal static class SnapshotBuilder
             var ports = all.ToDictionary(r => r.Host, r => r.Ports.Select(p => p.Number).ToArray(), StringComparer.Ordinal);
             foreach (var routes in all)
             {
-                var view = BuildService(routes, clusters, ports, source);
+                var view = BuildService(routes, clusters, ports, source, clock?.Time ?? TimeProvider.System);
                 services[routes.Host] = view;
                 foreach (var alias in Aliases(routes, ownNamespace, settings.ClusterDomain))
                 {
@@ -111,7 +112,7 @@ internal static class SnapshotBuilder
         return new ClusterView(cluster.Host, all, subsets.ToFrozenDictionary(StringComparer.Ordinal));
     }
 
-    private static ServiceView BuildService(ServiceRoutes routes, Dictionary<string, ClusterView> clusters, Dictionary<string, uint[]> ports, SourceWorkload source)
+    private static ServiceView BuildService(ServiceRoutes routes, Dictionary<string, ClusterView> clusters, Dictionary<string, uint[]> ports, SourceWorkload source, TimeProvider time)
     {
         var entries = new List<RouteEntry>(routes.HttpRoutes.Count + 1);
         for (var i = 0; i < routes.HttpRoutes.Count; i++)
@@ -142,13 +143,15 @@ internal static class SnapshotBuilder
                 RequestHeaders = HeaderEdits.Create(d.RequestHeaders),
                 ResponseHeaders = HeaderEdits.Create(d.ResponseHeaders),
             }).ToArray();
-            entries.Add(new RouteEntry(route.Name, matchers, targets, actions));
+            var mirrors = route.Mirrors.Select(m => (Target(m.Host, m.Subset, m.Port, 0, clusters, ports), m.Percentage)).ToArray();
+            entries.Add(new RouteEntry(route.Name, matchers, targets, actions, RouteResilience.Create(route, time), mirrors));
         }
 
-        // No VirtualService: everything goes to the service itself, as Istio's default route does.
+        // No VirtualService: everything goes to the service itself, as Istio's default route does (with its default
+        // retry policy).
         if (routes.HttpRoutes.Count == 0)
         {
-            entries.Add(new RouteEntry("default", [], [Target(routes.Host, string.Empty, 0, 100, clusters, ports)], RouteActions.None));
+            entries.Add(new RouteEntry("default", [], [Target(routes.Host, string.Empty, 0, 100, clusters, ports)], RouteActions.None, RouteResilience.Create(new HttpRoute(), time)));
         }
 
         return new ServiceView(routes.Host, routes.Ports.Select(p => p.Number).ToArray(), routes.External, entries.ToArray());

@@ -1,0 +1,163 @@
+using System.Net;
+using MeshKit.LoadBalancing;
+using MeshKit.Protocol.V1;
+using Polly;
+using Polly.Retry;
+using Polly.Timeout;
+
+namespace MeshKit.Resilience;
+
+/// <summary>What one request carries through the retry pipeline.</summary>
+internal sealed class AttemptState
+{
+    public required HttpRequestMessage Request { get; init; }
+
+    public required Uri Uri { get; init; }
+
+    public required EndpointSet Endpoints { get; init; }
+
+    public required uint Port { get; init; }
+
+    public required string PathAndQuery { get; init; }
+
+    public required bool Idempotent { get; init; }
+
+    public required bool Replayable { get; init; }
+
+    public List<EndpointView> Tried { get; } = new(2);
+
+    public string? SetCookie { get; set; }
+}
+
+/// <summary>
+/// A route's timeout and retry policy, compiled once per config version into a Polly pipeline: overall timeout →
+/// retries (conditions, full-jitter exponential backoff, server pushback) → per-try timeout. Each attempt picks an
+/// endpoint afresh, avoiding the ones already tried.
+/// </summary>
+internal sealed class RouteResilience
+{
+    /// <summary>Istio's defaults: 25 ms base interval, 250 ms cap.</summary>
+    internal static readonly TimeSpan BaseDelay = TimeSpan.FromMilliseconds(25);
+
+    internal static readonly TimeSpan MaxDelay = TimeSpan.FromMilliseconds(250);
+
+    internal static readonly ResiliencePropertyKey<AttemptState> StateKey = new("meshkit.attempt");
+
+    private RouteResilience(ResiliencePipeline<HttpResponseMessage> pipeline, int attempts, TimeSpan? timeout, FaultPlan? fault, bool retryNonIdempotent)
+    {
+        Pipeline = pipeline;
+        Attempts = attempts;
+        Timeout = timeout;
+        Fault = fault;
+        RetryNonIdempotent = retryNonIdempotent;
+    }
+
+    public ResiliencePipeline<HttpResponseMessage> Pipeline { get; }
+
+    public int Attempts { get; }
+
+    public TimeSpan? Timeout { get; }
+
+    public FaultPlan? Fault { get; }
+
+    public bool RetryNonIdempotent { get; }
+
+    public static RouteResilience Create(HttpRoute route, TimeProvider time)
+    {
+        var timeout = route.HasTimeoutMs && route.TimeoutMs > 0 ? TimeSpan.FromMilliseconds(route.TimeoutMs) : (TimeSpan?)null;
+        var conditions = route.Retries is { } policy ? new RetryConditions(policy.RetryOn, policy.RetriableStatusCodes) : RetryConditions.IstioDefault;
+        var attempts = route.Retries is { } explicitPolicy ? (int)explicitPolicy.Attempts : 2;
+        var perTry = route.Retries is { PerTryTimeoutMs: > 0 } p ? TimeSpan.FromMilliseconds(p.PerTryTimeoutMs) : (TimeSpan?)null;
+
+        var builder = new ResiliencePipelineBuilder<HttpResponseMessage> { TimeProvider = time };
+        if (timeout is { } overall)
+        {
+            builder.AddTimeout(overall);
+        }
+
+        if (attempts > 0)
+        {
+            builder.AddRetry(new RetryStrategyOptions<HttpResponseMessage>
+            {
+                MaxRetryAttempts = attempts,
+                ShouldHandle = args =>
+                {
+                    var state = args.Context.Properties.GetValue(StateKey, null!);
+                    if (state is null || !state.Replayable)
+                    {
+                        return new ValueTask<bool>(false);
+                    }
+
+                    var failure = args.Outcome.Exception is { } ex ? RetryConditions.Classify(ex) : AttemptFailure.None;
+                    if (args.Outcome.Exception is not null && failure == AttemptFailure.None)
+                    {
+                        return new ValueTask<bool>(false);
+                    }
+
+                    return new ValueTask<bool>(conditions.ShouldRetry(args.Outcome.Result, failure, state.Idempotent || route.RetryNonIdempotent));
+                },
+                DelayGenerator = args => new ValueTask<TimeSpan?>(RetryConditions.Pushback(args.Outcome.Result, time) ?? FullJitter(args.AttemptNumber)),
+                OnRetry = args =>
+                {
+                    args.Outcome.Result?.Dispose();
+                    return default;
+                },
+            });
+        }
+
+        if (perTry is { } tryTimeout)
+        {
+            builder.AddTimeout(tryTimeout);
+        }
+
+        return new RouteResilience(builder.Build(), attempts, timeout, FaultPlan.Create(route.Fault), route.RetryNonIdempotent);
+    }
+
+    /// <summary>Full jitter: uniform between 0 and min(cap, base × 2^attempt).</summary>
+    internal static TimeSpan FullJitter(int attempt)
+    {
+        var ceiling = Math.Min(MaxDelay.TotalMilliseconds, BaseDelay.TotalMilliseconds * Math.Pow(2, Math.Min(attempt, 16)));
+        return TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * ceiling);
+    }
+}
+
+/// <summary>A route's <c>fault</c>, decided per request before it leaves.</summary>
+internal sealed class FaultPlan
+{
+    private static readonly Dictionary<string, int> GrpcCodes = new(StringComparer.Ordinal)
+    {
+        ["OK"] = 0, ["CANCELLED"] = 1, ["UNKNOWN"] = 2, ["INVALID_ARGUMENT"] = 3, ["DEADLINE_EXCEEDED"] = 4, ["NOT_FOUND"] = 5,
+        ["ALREADY_EXISTS"] = 6, ["PERMISSION_DENIED"] = 7, ["RESOURCE_EXHAUSTED"] = 8, ["FAILED_PRECONDITION"] = 9, ["ABORTED"] = 10,
+        ["OUT_OF_RANGE"] = 11, ["UNIMPLEMENTED"] = 12, ["INTERNAL"] = 13, ["UNAVAILABLE"] = 14, ["DATA_LOSS"] = 15, ["UNAUTHENTICATED"] = 16,
+    };
+
+    private FaultPlan(TimeSpan delay, double delayPercent, HttpStatusCode abortStatus, int? grpcStatus, double abortPercent)
+    {
+        Delay = delay;
+        DelayPercent = delayPercent;
+        AbortStatus = abortStatus;
+        GrpcStatus = grpcStatus;
+        AbortPercent = abortPercent;
+    }
+
+    public TimeSpan Delay { get; }
+
+    public double DelayPercent { get; }
+
+    public HttpStatusCode AbortStatus { get; }
+
+    public int? GrpcStatus { get; }
+
+    public double AbortPercent { get; }
+
+    public static FaultPlan? Create(FaultInjection? fault) => fault is null ? null : new FaultPlan(
+        TimeSpan.FromMilliseconds(fault.Delay?.FixedDelayMs ?? 0),
+        fault.Delay?.Percentage ?? 0,
+        (HttpStatusCode)(fault.Abort?.HttpStatus ?? 0),
+        fault.Abort is { GrpcStatus.Length: > 0 } abort ? GrpcCodes[abort.GrpcStatus] : null,
+        fault.Abort?.Percentage ?? 0);
+
+    public bool ShouldDelay() => DelayPercent > 0 && Delay > TimeSpan.Zero && Random.Shared.NextDouble() * 100 < DelayPercent;
+
+    public bool ShouldAbort() => AbortPercent > 0 && Random.Shared.NextDouble() * 100 < AbortPercent;
+}

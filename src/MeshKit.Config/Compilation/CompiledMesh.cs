@@ -359,8 +359,10 @@ public sealed class CompiledMesh
                 Attempts = (uint)retries.Attempts,
                 PerTryTimeoutMs = (ulong)(retries.PerTryTimeout?.TotalMilliseconds ?? 0),
             };
-            route.Retries.RetryOn.AddRange(retries.RetryOn.Where(c => !char.IsAsciiDigit(c[0])));
-            route.Retries.RetriableStatusCodes.AddRange(retries.RetryOn.Where(c => char.IsAsciiDigit(c[0])).Select(uint.Parse));
+            // Istio takes bare status codes in retryOn ("503"); "5xx" is a condition.
+            static bool IsCode(string c) => c.All(char.IsAsciiDigit);
+            route.Retries.RetryOn.AddRange(retries.RetryOn.Where(c => !IsCode(c)));
+            route.Retries.RetriableStatusCodes.AddRange(retries.RetryOn.Where(IsCode).Select(c => uint.Parse(c, System.Globalization.CultureInfo.InvariantCulture)));
             if (retries.RetryRemoteLocalities is { } remote)
             {
                 route.Retries.RetryRemoteLocalities = remote;

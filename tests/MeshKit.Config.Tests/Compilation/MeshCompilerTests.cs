@@ -268,6 +268,25 @@ public class MeshCompilerTests
     }
 
     [Fact]
+    public void Compile_Retries_SplitsConditionsFromStatusCodes()
+    {
+        var config = Config("""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: r }
+            spec:
+              hosts: [r]
+              http: [{ timeout: 2s, retries: { attempts: 3, perTryTimeout: 250ms, retryOn: "5xx,gateway-error,503,429" }, route: [{ destination: { host: r } }] }]
+            """);
+        var route = Get<ServiceRoutes>(MeshCompiler.Compile(config, [Workload("r", "default", "v1")]).ViewFor("default"), ResourceTypes.Routes, "r.default.svc.cluster.local").HttpRoutes[0];
+
+        Assert.Equal(["5xx", "gateway-error"], route.Retries.RetryOn);
+        Assert.Equal([503u, 429u], route.Retries.RetriableStatusCodes);
+        Assert.Equal(250ul, route.Retries.PerTryTimeoutMs);
+        Assert.Equal(2000ul, route.TimeoutMs);
+    }
+
+    [Fact]
     public void Compile_MeshConfig_SetsSettings()
     {
         var config = Config("""

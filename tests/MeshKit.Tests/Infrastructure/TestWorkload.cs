@@ -36,6 +36,12 @@ public sealed class TestWorkload : IAsyncDisposable
 
     public IServiceProvider Services => _app.Services;
 
+    /// <summary>Gets or sets what the workload does instead of answering (fail, delay, reset); null answers normally.</summary>
+    public Func<HttpContext, Task<IResult?>>? Behavior { get; set; }
+
+    /// <summary>Gets the Host header of every request served, in order.</summary>
+    public System.Collections.Concurrent.ConcurrentQueue<string> Hosts { get; } = new();
+
     internal MeshSnapshot Snapshot => _app.Services.GetRequiredService<MeshSnapshotProvider>().Current;
 
     public static async Task<TestWorkload> StartAsync(string service, string version, Uri? controlPlane, Action<MeshOptions>? configure = null, Action<IServiceCollection>? configureServices = null)
@@ -59,9 +65,15 @@ public sealed class TestWorkload : IAsyncDisposable
         var app = builder.Build();
         var workload = new TestWorkload(app, service, version);
         app.UseMesh();
-        app.Map("/{**path}", (HttpContext context) =>
+        app.Map("/{**path}", async (HttpContext context) =>
         {
             Interlocked.Increment(ref workload._served);
+            workload.Hosts.Enqueue(context.Request.Host.Value ?? string.Empty);
+            if (workload.Behavior is { } behavior && await behavior(context) is { } result)
+            {
+                return result;
+            }
+
             var spoofed = context.Request.Headers.Keys.Where(k => k.StartsWith("x-meshkit-", StringComparison.OrdinalIgnoreCase) || k == "x-forwarded-client-cert");
             return Results.Text($"{service}|{version}|{context.Request.Path}{context.Request.QueryString}|{context.Request.Host}|{string.Join(',', spoofed)}");
         });

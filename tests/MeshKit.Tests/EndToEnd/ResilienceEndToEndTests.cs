@@ -1,0 +1,276 @@
+using System.Diagnostics;
+using System.Net;
+using MeshKit.Http;
+using MeshKit.Tests.Infrastructure;
+using Microsoft.AspNetCore.Http;
+
+namespace MeshKit.Tests.EndToEnd;
+
+/// <summary>Timeouts, retries, fault injection and mirroring against real servers that fail on command.</summary>
+public sealed class ResilienceEndToEndTests : MeshTestBase
+{
+    private static Func<HttpContext, Task<IResult?>> Status(int code, int times = int.MaxValue, string? retryAfter = null)
+    {
+        var left = times;
+        return context =>
+        {
+            if (Interlocked.Decrement(ref left) < 0)
+            {
+                return Task.FromResult<IResult?>(null);
+            }
+
+            if (retryAfter is not null)
+            {
+                context.Response.Headers.RetryAfter = retryAfter;
+            }
+
+            return Task.FromResult<IResult?>(Results.StatusCode(code));
+        };
+    }
+
+    private static Func<HttpContext, Task<IResult?>> Delay(TimeSpan delay, int times = int.MaxValue)
+    {
+        var left = times;
+        return async context =>
+        {
+            if (Interlocked.Decrement(ref left) >= 0)
+            {
+                await Task.Delay(delay, context.RequestAborted);
+            }
+
+            return null;
+        };
+    }
+
+    private static Func<HttpContext, Task<IResult?>> Reset() => context =>
+    {
+        context.Abort();
+        return Task.FromResult<IResult?>(Results.Empty);
+    };
+
+    private async Task<TestWorkload> RouteAsync(string http, int endpoints = 1, string annotations = "")
+    {
+        ControlPlane.WriteConfig("vs.yaml", $$"""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata:
+              name: reviews
+              {{annotations}}
+            spec:
+              hosts: [reviews]
+              http:
+              {{http}}
+            """);
+        var client = await StartAsync("productpage", "v1");
+        await Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue(ReviewsHost, out var s)
+            && s.Routes.Length == 1 && s.Routes[0].Matchers.Length == 0 && s.Routes[0].Targets[0].Endpoints?.Endpoints.Length == endpoints
+            && s.Routes[0].Resilience is not null, "the route applies");
+        return client;
+    }
+
+    [Fact]
+    public async Task Retries_GoToAnotherEndpoint_SoEveryCallSucceeds()
+    {
+        var broken = await StartAsync("reviews", "v1");
+        var healthy = await StartAsync("reviews", "v1");
+        broken.Behavior = Status(503);
+        var client = await RouteAsync("- { retries: { attempts: 2, retryOn: 5xx }, route: [{ destination: { host: reviews } }] }", endpoints: 2);
+        var http = client.CreateClient();
+
+        for (var i = 0; i < 40; i++)
+        {
+            using var response = await http.GetAsync("http://reviews/");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        Assert.Equal(40, healthy.Served);
+        Assert.InRange(broken.Served, 1, 40);
+    }
+
+    [Fact]
+    public async Task Retries_AttemptsCountRetriesAfterTheFirstTry_ThenTheFailureIsReturned()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Status(503);
+        var client = await RouteAsync("- { retries: { attempts: 3, retryOn: \"503\" }, route: [{ destination: { host: reviews } }] }");
+
+        using var response = await client.CreateClient().GetAsync("http://reviews/");
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Equal(4, backend.Served);
+    }
+
+    [Fact]
+    public async Task Retries_OnlyOnTheirConditions()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Status(500);
+        var client = await RouteAsync("- { retries: { attempts: 3, retryOn: gateway-error }, route: [{ destination: { host: reviews } }] }");
+
+        using var response = await client.CreateClient().GetAsync("http://reviews/");
+
+        Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
+        Assert.Equal(1, backend.Served);
+    }
+
+    [Fact]
+    public async Task Post_IsNotRetriedAfterItReachedTheServer_UnlessTheRouteOptsIn()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Status(503);
+        var client = await RouteAsync("- { retries: { attempts: 2, retryOn: 5xx }, route: [{ destination: { host: reviews } }] }");
+        var http = client.CreateClient();
+
+        using (var response = await http.PostAsync("http://reviews/orders", new StringContent("{}")))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        }
+
+        Assert.Equal(1, backend.Served);
+
+        ControlPlane.WriteConfig("vs.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata:
+              name: reviews
+              annotations: { meshkit.dev/retry-non-idempotent: "true" }
+            spec:
+              hosts: [reviews]
+              http: [{ retries: { attempts: 2, retryOn: 5xx }, route: [{ destination: { host: reviews } }] }]
+            """);
+        await Eventually.TrueAsync(async () =>
+        {
+            var before = backend.Served;
+            using var response = await http.PostAsync("http://reviews/orders", new StringContent("{}"));
+            return backend.Served - before == 3;
+        }, "the opted-in route retries POST");
+    }
+
+    [Fact]
+    public async Task ConnectFailure_IsRetriedElsewhere_EvenForPost_WithIstiosDefaultPolicy()
+    {
+        var healthy = await StartAsync("reviews", "v1");
+        using var closed = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        closed.Start();
+        var deadPort = ((IPEndPoint)closed.LocalEndpoint).Port;
+        closed.Stop();
+        ControlPlane.WriteConfig("se.yaml", $$"""
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: flaky }
+            spec:
+              hosts: [flaky.example]
+              location: MESH_INTERNAL
+              ports: [{ number: 80, name: http }]
+              resolution: STATIC
+              endpoints:
+              - { address: 127.0.0.1, ports: { http: {{deadPort}} } }
+              - { address: 127.0.0.1, ports: { http: {{healthy.Address.Port}} } }
+            """);
+        var client = await StartAsync("productpage", "v1");
+        await Eventually.TrueAsync(() => client.Snapshot.Services.ContainsKey("flaky.example"), "the ServiceEntry applies");
+        var http = client.CreateClient();
+
+        for (var i = 0; i < 20; i++)
+        {
+            using var get = await http.GetAsync("http://flaky.example/");
+            Assert.Equal(HttpStatusCode.OK, get.StatusCode);
+            using var post = await http.PostAsync("http://flaky.example/", new StringContent("x"));
+            Assert.Equal(HttpStatusCode.OK, post.StatusCode);
+        }
+    }
+
+    [Fact]
+    public async Task ConnectionReset_IsRetriedOnReset()
+    {
+        var resetting = await StartAsync("reviews", "v1");
+        var healthy = await StartAsync("reviews", "v1");
+        resetting.Behavior = Reset();
+        var client = await RouteAsync("- { retries: { attempts: 2, retryOn: reset }, route: [{ destination: { host: reviews } }] }", endpoints: 2);
+
+        for (var i = 0; i < 20; i++)
+        {
+            using var response = await client.CreateClient().GetAsync("http://reviews/");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+    }
+
+    [Fact]
+    public async Task PerTryTimeout_MovesOnToAnotherEndpoint()
+    {
+        var slow = await StartAsync("reviews", "v1");
+        var fast = await StartAsync("reviews", "v1");
+        slow.Behavior = Delay(TimeSpan.FromSeconds(10));
+        var client = await RouteAsync("- { retries: { attempts: 2, perTryTimeout: 300ms, retryOn: 5xx }, route: [{ destination: { host: reviews } }] }", endpoints: 2);
+        var watch = Stopwatch.StartNew();
+
+        for (var i = 0; i < 6; i++)
+        {
+            using var response = await client.CreateClient().GetAsync("http://reviews/");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(9), $"took {watch.Elapsed}");
+        Assert.Equal(6, fast.Served);
+    }
+
+    [Fact]
+    public async Task RouteTimeout_CoversEveryAttempt_And504sWithTheTimeoutFlag()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Delay(TimeSpan.FromSeconds(10));
+        var client = await RouteAsync("- { timeout: 500ms, retries: { attempts: 5, perTryTimeout: 200ms, retryOn: 5xx }, route: [{ destination: { host: reviews } }] }");
+        var watch = Stopwatch.StartNew();
+
+        using var response = await client.CreateClient().GetAsync("http://reviews/");
+
+        Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
+        Assert.Equal("UT", response.Headers.GetValues(MeshHandler.ResponseFlagsHeader).Single());
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"took {watch.Elapsed}");
+        Assert.InRange(backend.Served, 2, 4);
+    }
+
+    [Fact]
+    public async Task RetryAfter_IsHonoured()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Status(503, times: 1, retryAfter: "1");
+        var client = await RouteAsync("- { retries: { attempts: 1, retryOn: 503 }, route: [{ destination: { host: reviews } }] }");
+        var watch = Stopwatch.StartNew();
+
+        using var response = await client.CreateClient().GetAsync("http://reviews/");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.True(watch.Elapsed >= TimeSpan.FromMilliseconds(900), $"retried after {watch.Elapsed}");
+    }
+
+    [Fact]
+    public async Task Mirror_ReceivesCopies_WithTheShadowHost_AndTheCallerDoesNotWaitForIt()
+    {
+        var primary = await StartAsync("reviews", "v1");
+        var shadow = await StartAsync("reviews", "v2");
+        shadow.Behavior = Delay(TimeSpan.FromSeconds(5));
+        ControlPlane.WriteConfig("dr.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec:
+              host: reviews
+              subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { version: v2 } }]
+            """);
+        var client = await RouteAsync("- { route: [{ destination: { host: reviews, subset: v1 } }], mirror: { host: reviews, subset: v2 }, mirrorPercentage: { value: 100 } }");
+        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Mirrors is [{ Target.Endpoints.Endpoints.Length: 1 }], "the mirror target is known");
+        var watch = Stopwatch.StartNew();
+
+        for (var i = 0; i < 5; i++)
+        {
+            using var response = await client.CreateClient().PostAsync("http://reviews:9080/", new StringContent("body"));
+            Assert.StartsWith("reviews|v1|", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(3), $"the caller waited {watch.Elapsed}");
+        await Eventually.TrueAsync(() => shadow.Served == 5, "every request was mirrored");
+        Assert.All(shadow.Hosts, h => Assert.Equal("reviews-shadow:9080", h));
+        Assert.Equal(5, primary.Served);
+    }
+}

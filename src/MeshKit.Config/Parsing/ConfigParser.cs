@@ -258,11 +258,6 @@ public static class ConfigParser
         var fault = r.Map("fault", ReadFault);
         var mirrors = ReadMirrors(r);
         var cors = r.Map("corsPolicy", ReadCors);
-        foreach (var field in new[] { "timeout", "retries", "fault", "mirror", "mirrors" })
-        {
-            NotEnforced(r, field);
-        }
-
         r.NotSupported("delegate", DiagnosticSeverity.Error, "delegate VirtualServices apply to gateways, which MeshKit has not");
 
         var actions = (route.Count > 0 ? 1 : 0) + (redirect is null ? 0 : 1) + (direct is null ? 0 : 1);

@@ -282,19 +282,17 @@ public class ConfigParserTests
     {
         var result = Parse("""
             apiVersion: networking.istio.io/v1
-            kind: VirtualService
+            kind: DestinationRule
             metadata: { name: reviews }
             spec:
-              hosts: [reviews]
-              http:
-              - timeout: 2s
-                route:
-                - destination: { host: reviews }
+              host: reviews
+              trafficPolicy:
+                outlierDetection: { consecutive5xxErrors: 5 }
             """);
 
         var warning = Assert.Single(result.Diagnostics);
         Assert.Equal(DiagnosticSeverity.Warning, warning.Severity);
-        Assert.Equal("spec.http[0].timeout", warning.Path);
+        Assert.Equal("spec.trafficPolicy.outlierDetection", warning.Path);
         Assert.Contains("not enforced", warning.Message, StringComparison.Ordinal);
         Assert.Equal(7, warning.Line);
         Assert.Single(result.Resources);
@@ -343,8 +341,7 @@ public class ConfigParserTests
 
         Assert.False(result.HasErrors, string.Join(Environment.NewLine, result.Diagnostics));
         Assert.Equal(
-            ["spec.http[0].timeout", "spec.http[0].retries", "spec.http[0].fault", "spec.http[0].mirror",
-             "spec.trafficPolicy.connectionPool", "spec.trafficPolicy.outlierDetection", "spec.trafficPolicy.tls"],
+            ["spec.trafficPolicy.connectionPool", "spec.trafficPolicy.outlierDetection", "spec.trafficPolicy.tls"],
             result.Diagnostics.Select(d => d.Path));
         Assert.All(result.Diagnostics, d => Assert.Contains("not enforced", d.Message, StringComparison.Ordinal));
         var route = ((VirtualService)result.Resources[0]).Http[0];

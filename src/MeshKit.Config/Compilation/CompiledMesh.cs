@@ -126,6 +126,8 @@ public sealed class CompiledMesh
                 cluster.Locality = ToProto(rule.TrafficPolicy?.Locality);
                 cluster.PortPolicies.AddRange(PortPolicies(rule.TrafficPolicy));
                 cluster.Warmup = ToProto(rule.TrafficPolicy?.Warmup);
+                cluster.OutlierDetection = ToProto(rule.TrafficPolicy?.OutlierDetection);
+                cluster.Limits = LimitsOf(rule.TrafficPolicy);
                 foreach (var subset in rule.Subsets)
                 {
                     var compiled = new Subset
@@ -197,6 +199,42 @@ public sealed class CompiledMesh
             Locality = ToProto(p.Policy.Locality),
             Warmup = ToProto(p.Policy.Warmup),
         });
+
+    // Istio's defaults for fields an outlierDetection block leaves out.
+    private static OutlierDetection? ToProto(OutlierDetectionSpec? spec) => spec is null ? null : new OutlierDetection
+    {
+        Consecutive5XxErrors = (uint)(spec.Consecutive5xxErrors ?? 5),
+        ConsecutiveGatewayErrors = (uint)(spec.ConsecutiveGatewayErrors ?? 0),
+        ConsecutiveLocalOriginFailures = (uint)(spec.ConsecutiveLocalOriginFailures ?? (spec.SplitExternalLocalOriginErrors ? 5 : 0)),
+        SplitExternalLocalOriginErrors = spec.SplitExternalLocalOriginErrors,
+        IntervalMs = (ulong)(spec.Interval ?? TimeSpan.FromSeconds(10)).TotalMilliseconds,
+        BaseEjectionMs = (ulong)(spec.BaseEjectionTime ?? TimeSpan.FromSeconds(30)).TotalMilliseconds,
+        MaxEjectionPercent = (uint)(spec.MaxEjectionPercent ?? 10),
+        MinHealthPercent = (uint)(spec.MinHealthPercent ?? 0),
+    };
+
+    private static ConnectionLimits? LimitsOf(TrafficPolicy? policy)
+    {
+        var http = policy?.ConnectionPool?.Http;
+        var tcp = policy?.ConnectionPool?.Tcp;
+        var budget = policy?.RetryBudget;
+        if (http is null && tcp is null && budget is null)
+        {
+            return null;
+        }
+
+        // HTTP/2 multiplexes: http2MaxRequests bounds requests in flight; for HTTP/1.1 it is connections plus pending.
+        var maxRequests = http?.Http2MaxRequests
+            ?? (tcp?.MaxConnections is { } connections && http?.Http1MaxPendingRequests is { } pending ? connections + pending : (int?)null)
+            ?? 0;
+        return new ConnectionLimits
+        {
+            MaxRequests = (uint)maxRequests,
+            MaxRetries = (uint)(http?.MaxRetries ?? 0),
+            RetryBudgetPercent = budget?.Percent ?? 0,
+            MinRetryConcurrency = (uint)(budget?.MinRetryConcurrency ?? (budget is null ? 0 : 3)),
+        };
+    }
 
     private static Warmup? ToProto(WarmupSpec? spec) => spec is null ? null : new Warmup
     {

@@ -77,7 +77,7 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
             // Injected faults act before the request leaves, once per request (not per retry), as Envoy's fault filter.
             if (fault.ShouldDelay())
             {
-                await Task.Delay(fault.Delay, provider.Clock.Time, cancellationToken).ConfigureAwait(false);
+                await Task.Delay(fault.Delay, provider.Runtime.Time, cancellationToken).ConfigureAwait(false);
                 delayed = true;
             }
 
@@ -110,6 +110,18 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
         if (!passthrough && endpoints.Endpoints.Length == 0)
         {
             return Reject(request, HttpStatusCode.ServiceUnavailable, "UH", NoHealthyUpstream(target, port));
+        }
+
+        // Circuit breaking: over the cluster's request limit a call fails at once, it never queues.
+        var cluster = target.Cluster;
+        if (cluster is not null)
+        {
+            var inFlight = Interlocked.Increment(ref cluster.Runtime._activeRequests);
+            if (cluster.Limits is { MaxRequests: > 0 } limits && inFlight > limits.MaxRequests)
+            {
+                Interlocked.Decrement(ref cluster.Runtime._activeRequests);
+                return Reject(request, HttpStatusCode.ServiceUnavailable, "UO", $"upstream overflow: {limits.MaxRequests} requests already in flight to '{target.Host}' (connectionPool)");
+            }
         }
 
         // Edits are undone after the send: handlers above may resend this message (retries) and must see it as it was.
@@ -165,6 +177,9 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
                 PathAndQuery = pathAndQuery,
                 Idempotent = RetryConditions.IsIdempotent(request.Method),
                 Replayable = replayable,
+                Cluster = cluster?.Runtime,
+                Limits = cluster?.Limits,
+                CallerToken = cancellationToken,
             };
             HttpResponseMessage response;
             if (resilience is null)
@@ -210,6 +225,11 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
         }
         finally
         {
+            if (cluster is not null)
+            {
+                Interlocked.Decrement(ref cluster.Runtime._activeRequests);
+            }
+
             request.RequestUri = uri;
             if (hostChanged)
             {
@@ -244,16 +264,50 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
             throw new NoEndpointException($"no healthy upstream for port {state.Port}");
         }
 
+        var retry = state.Tried.Count > 0;
         state.Tried.Add(endpoint);
         state.Request.RequestUri = new Uri(string.Concat(state.Uri.Scheme, "://", authority, state.PathAndQuery), UriKind.Absolute);
         Interlocked.Increment(ref endpoint._active);
+        if (retry && state.Cluster is not null)
+        {
+            Interlocked.Increment(ref state.Cluster._activeRetries);
+        }
+
+        var outlier = state.Endpoints.Outlier;
         try
         {
-            return await base.SendAsync(state.Request, cancellationToken).ConfigureAwait(false);
+            var response = await base.SendAsync(state.Request, cancellationToken).ConfigureAwait(false);
+            if (outlier is not null && endpoint.Health is { } health)
+            {
+                var status = (int)response.StatusCode;
+                health.Record(
+                    status is 502 or 503 or 504 ? AttemptResult.GatewayError : status >= 500 ? AttemptResult.ServerError : AttemptResult.Success,
+                    outlier,
+                    provider.Runtime.Time.GetUtcNow());
+            }
+
+            return response;
+        }
+        catch (Exception ex) when (outlier is not null && endpoint.Health is { } health && ex is HttpRequestException or IOException or OperationCanceledException)
+        {
+            if (state.CallerToken.IsCancellationRequested)
+            {
+                health.Abandon();
+            }
+            else
+            {
+                health.Record(AttemptResult.LocalOriginFailure, outlier, provider.Runtime.Time.GetUtcNow());
+            }
+
+            throw;
         }
         finally
         {
             Interlocked.Decrement(ref endpoint._active);
+            if (retry && state.Cluster is not null)
+            {
+                Interlocked.Decrement(ref state.Cluster._activeRetries);
+            }
         }
     }
 
@@ -318,7 +372,7 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
                     }
                 }
 
-                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30), provider.Clock.Time);
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30), provider.Runtime.Time);
                 using var response = await base.SendAsync(copy, timeout.Token).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException or IOException or InvalidOperationException)

@@ -33,6 +33,9 @@ internal sealed class EndpointView
 
     public string Address { get; }
 
+    /// <summary>Gets the endpoint's health (outlier detection), shared by every snapshot; null when not tracked.</summary>
+    public Resilience.EndpointHealth? Health { get; set; }
+
     /// <summary>Gets the endpoint's stable identity (address and first port): what consistent hashing places.</summary>
     public string Key { get; }
 
@@ -80,6 +83,8 @@ internal sealed class EndpointSet
     private readonly int _totalWeight;
     private readonly HashKey? _hashKey;
     private readonly string _sourceKey;
+    private OutlierDetection? _outlier;
+    private TimeProvider _time = TimeProvider.System;
 
     public EndpointSet(EndpointView[] endpoints, LoadBalancer balancer)
         : this(endpoints, [new EndpointGroup(endpoints, balancer, 1)], weighted: false, hashKey: null, sourceKey: string.Empty)
@@ -102,6 +107,17 @@ internal sealed class EndpointSet
     /// <summary>Gets the sets that <c>portLevelSettings</c> define for single service ports, if any.</summary>
     public System.Collections.Frozen.FrozenDictionary<uint, EndpointSet>? PortOverrides { get; private set; }
 
+    /// <summary>Gets the outlier detection policy whose health the picks respect, if any.</summary>
+    public OutlierDetection? Outlier => _outlier;
+
+    /// <summary>Turns on outlier detection for the set while the snapshot is being built.</summary>
+    public EndpointSet WithOutlierDetection(OutlierDetection? policy, TimeProvider time)
+    {
+        _outlier = policy;
+        _time = time;
+        return this;
+    }
+
     /// <summary>Sets the port-level sets while the snapshot is being built (never after it is published).</summary>
     public EndpointSet WithPortOverrides(System.Collections.Frozen.FrozenDictionary<uint, EndpointSet>? overrides)
     {
@@ -118,7 +134,7 @@ internal sealed class EndpointSet
     /// <summary>Gets the groups, in priority order (for diagnostics and tests).</summary>
     public IReadOnlyList<EndpointGroup> Groups => _groups;
 
-    public static EndpointSet Create(EndpointView[] endpoints, string policy, ConsistentHash? hash, LocalitySettings? locality, SourceWorkload source, Warmup? warmup = null, EndpointClock? clock = null)
+    public static EndpointSet Create(EndpointView[] endpoints, string policy, ConsistentHash? hash, LocalitySettings? locality, SourceWorkload source, Warmup? warmup = null, MeshRuntime? clock = null)
     {
         // Unequal weights: in a group each endpoint takes slots in proportion to its weight, so every balancer
         // honours them (consistent hashing places endpoints by key and ignores weights).
@@ -164,6 +180,62 @@ internal sealed class EndpointSet
     /// <summary>Picks an endpoint, or returns null when there is none (or the policy is pass-through).</summary>
     public EndpointView? Pick() => Pick(null, null, out _);
 
+    // Below minHealthPercent of endpoints usable, ejections are ignored (Envoy's panic mode); 0 disables it.
+    private bool Panic(OutlierDetection outlier)
+    {
+        if (outlier.MinHealthPercent == 0)
+        {
+            return false;
+        }
+
+        var healthy = 0;
+        foreach (var endpoint in Endpoints)
+        {
+            healthy += endpoint.Health is { IsEjected: true } ? 0 : 1;
+        }
+
+        return healthy * 100 < outlier.MinHealthPercent * Endpoints.Length;
+    }
+
+    // Locality levels in order: the first with a usable endpoint serves (so ejecting every local endpoint fails over).
+    private EndpointView? PickHealthy(HttpRequestMessage? request, Uri? uri, out string? setCookie)
+    {
+        setCookie = null;
+        var now = _time.GetUtcNow();
+        foreach (var group in _groups)
+        {
+            var tries = group.Endpoints.Length;
+            for (var i = 0; i < tries; i++)
+            {
+                EndpointView? candidate;
+                if (i == 0 && _hashKey is not null && request is not null && group.Balancer is ConsistentHashBalancer hashing
+                    && _hashKey.TryGetHash(request, uri!, _sourceKey, out var hash, out setCookie))
+                {
+                    candidate = hashing.PickByHash(group.Endpoints, hash);
+                }
+                else
+                {
+                    candidate = group.Balancer.Pick(group.Endpoints);
+                }
+
+                if (candidate is not null && (candidate.Health is null || candidate.Health.TryUse(now)))
+                {
+                    return candidate;
+                }
+            }
+
+            foreach (var candidate in group.Endpoints)
+            {
+                if (candidate.Health is null || candidate.Health.TryUse(now))
+                {
+                    return candidate;
+                }
+            }
+        }
+
+        return null;
+    }
+
     // Weights reduced by their greatest common divisor, the whole kept under 10,000 slots.
     private static EndpointView[] Weighted(EndpointView[] endpoints)
     {
@@ -197,6 +269,11 @@ internal sealed class EndpointSet
         if (_groups.Length == 0)
         {
             return null;
+        }
+
+        if (_outlier is { } outlier && !Panic(outlier))
+        {
+            return PickHealthy(request, uri, out setCookie);
         }
 
         var group = _groups[0];

@@ -1,32 +1,6 @@
-using System.Collections.Concurrent;
 using MeshKit.Protocol.V1;
 
 namespace MeshKit.LoadBalancing;
-
-/// <summary>
-/// When this process first saw each endpoint: the age slow start is measured from. Kept across snapshots (an endpoint
-/// that stays is not new again) and pruned to the endpoints of the latest one. Local time only, so no clock skew with
-/// the control plane matters.
-/// </summary>
-internal sealed class EndpointClock(TimeProvider time)
-{
-    private readonly ConcurrentDictionary<string, DateTimeOffset> _firstSeen = new(StringComparer.Ordinal);
-
-    public TimeProvider Time { get; } = time;
-
-    public DateTimeOffset FirstSeen(string key) => _firstSeen.GetOrAdd(key, static (_, t) => t.GetUtcNow(), Time);
-
-    public void Retain(IReadOnlySet<string> keys)
-    {
-        foreach (var key in _firstSeen.Keys)
-        {
-            if (!keys.Contains(key))
-            {
-                _firstSeen.TryRemove(key, out _);
-            }
-        }
-    }
-}
 
 /// <summary>
 /// Slow start (Istio's <c>warmup</c>, Envoy's slow_start_config): while an endpoint is younger than the window, its
@@ -43,7 +17,7 @@ internal sealed class WarmupBalancer : LoadBalancer
     private readonly double _exponent;
     private readonly DateTimeOffset _allWarm;
 
-    public WarmupBalancer(LoadBalancer inner, EndpointView[] endpoints, Warmup warmup, EndpointClock clock)
+    public WarmupBalancer(LoadBalancer inner, EndpointView[] endpoints, Warmup warmup, MeshRuntime clock)
     {
         _inner = inner;
         _time = clock.Time;

@@ -26,6 +26,18 @@ internal sealed class AttemptState
 
     public List<EndpointView> Tried { get; } = new(2);
 
+    /// <summary>Gets the destination cluster's runtime state (requests and retries in flight).</summary>
+    public ClusterRuntime? Cluster { get; init; }
+
+    /// <summary>Gets the cluster's limits (maxRetries, retryBudget).</summary>
+    public ConnectionLimits? Limits { get; init; }
+
+    /// <summary>Gets the caller's cancellation: a probe it abandons is not a failure of the endpoint.</summary>
+    public CancellationToken CallerToken { get; init; }
+
+    /// <summary>Gets or sets whether a retry was refused by the retry budget or maxRetries.</summary>
+    public bool RetryOverflow { get; set; }
+
     public string? SetCookie { get; set; }
 }
 
@@ -94,7 +106,18 @@ internal sealed class RouteResilience
                         return new ValueTask<bool>(false);
                     }
 
-                    return new ValueTask<bool>(conditions.ShouldRetry(args.Outcome.Result, failure, state.Idempotent || route.RetryNonIdempotent));
+                    if (!conditions.ShouldRetry(args.Outcome.Result, failure, state.Idempotent || route.RetryNonIdempotent))
+                    {
+                        return new ValueTask<bool>(false);
+                    }
+
+                    if (!WithinBudget(state))
+                    {
+                        state.RetryOverflow = true;
+                        return new ValueTask<bool>(false);
+                    }
+
+                    return new ValueTask<bool>(true);
                 },
                 DelayGenerator = args => new ValueTask<TimeSpan?>(RetryConditions.Pushback(args.Outcome.Result, time) ?? FullJitter(args.AttemptNumber)),
                 OnRetry = args =>
@@ -111,6 +134,32 @@ internal sealed class RouteResilience
         }
 
         return new RouteResilience(builder.Build(), attempts, timeout, FaultPlan.Create(route.Fault), route.RetryNonIdempotent);
+    }
+
+    /// <summary>
+    /// Retries in flight to the cluster stay under <c>maxRetries</c> and under the retry budget: <c>percent</c> of the
+    /// requests in flight, but at least <c>minRetryConcurrency</c>.
+    /// </summary>
+    internal static bool WithinBudget(AttemptState state)
+    {
+        if (state.Cluster is not { } cluster || state.Limits is not { } limits)
+        {
+            return true;
+        }
+
+        var retries = cluster.ActiveRetries;
+        if (limits.MaxRetries > 0 && retries >= limits.MaxRetries)
+        {
+            return false;
+        }
+
+        if (limits.RetryBudgetPercent > 0)
+        {
+            var allowed = Math.Max(limits.MinRetryConcurrency, (int)(limits.RetryBudgetPercent / 100 * cluster.ActiveRequests));
+            return retries < allowed;
+        }
+
+        return true;
     }
 
     /// <summary>Full jitter: uniform between 0 and min(cap, base × 2^attempt).</summary>

@@ -82,8 +82,14 @@ internal sealed class ServiceView(string host, uint[] ports, bool external, Rout
 }
 
 /// <summary>A service's endpoints and subsets.</summary>
-internal sealed class ClusterView(string host, EndpointSet all, FrozenDictionary<string, EndpointSet> subsets)
+internal sealed class ClusterView(string host, EndpointSet all, FrozenDictionary<string, EndpointSet> subsets, ClusterRuntime? runtime = null, Protocol.V1.ConnectionLimits? limits = null)
 {
+    /// <summary>Gets the cluster's state that outlives snapshots (requests in flight, endpoint health).</summary>
+    public ClusterRuntime Runtime { get; } = runtime ?? new ClusterRuntime();
+
+    /// <summary>Gets the request and retry limits (connectionPool, retryBudget), if any.</summary>
+    public Protocol.V1.ConnectionLimits? Limits { get; } = limits;
+
     public string Host { get; } = host;
 
     public EndpointSet All { get; } = all;

@@ -17,7 +17,7 @@ internal sealed class MeshSnapshotProvider
     public MeshSnapshotProvider(IOptions<MeshOptions> options, TimeProvider time)
     {
         _time = time;
-        Clock = new EndpointClock(time);
+        Runtime = new MeshRuntime(time);
         MaxRetryBufferBytes = options.Value.MaxRetryBufferBytes;
         InitialFetchDeadline = time.GetUtcNow() + options.Value.InitialFetchTimeout;
     }
@@ -28,7 +28,7 @@ internal sealed class MeshSnapshotProvider
     public long MaxRetryBufferBytes { get; }
 
     /// <summary>Gets when each endpoint was first seen (slow start measures from it).</summary>
-    public EndpointClock Clock { get; }
+    public MeshRuntime Runtime { get; }
 
     /// <summary>Gets when outbound calls stop waiting for a first configuration.</summary>
     public DateTimeOffset InitialFetchDeadline { get; }

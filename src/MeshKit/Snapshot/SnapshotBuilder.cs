@@ -13,7 +13,7 @@ namespace MeshKit.Snapshot;
 /// </summary>
 internal static class SnapshotBuilder
 {
-    public static MeshSnapshot Build(IReadOnlyDictionary<string, IReadOnlyDictionary<string, Resource>> resources, SourceWorkload source, string version, bool ready, EndpointClock? clock = null)
+    public static MeshSnapshot Build(IReadOnlyDictionary<string, IReadOnlyDictionary<string, Resource>> resources, SourceWorkload source, string version, bool ready, MeshRuntime? clock = null)
     {
         var ownNamespace = source.Namespace;
         var settings = new MeshSettings { OutboundTrafficPolicy = "ALLOW_ANY", ClusterDomain = MeshCompiler.DefaultClusterDomain };
@@ -33,6 +33,7 @@ internal static class SnapshotBuilder
         }
 
         clock?.Retain(clusters.Values.SelectMany(c => c.All.Endpoints).Select(e => e.Key).ToHashSet(StringComparer.Ordinal));
+        clock?.RetainClusters(clusters.Keys.ToHashSet(StringComparer.Ordinal));
         var services = new Dictionary<string, ServiceView>(StringComparer.Ordinal);
         var aliases = new Dictionary<string, ServiceView>(StringComparer.Ordinal);
         if (resources.TryGetValue(ResourceTypes.Routes, out var routeResources))
@@ -72,8 +73,10 @@ internal static class SnapshotBuilder
         }
     }
 
-    private static ClusterView BuildCluster(ServiceCluster cluster, SourceWorkload source, EndpointClock? clock)
+    private static ClusterView BuildCluster(ServiceCluster cluster, SourceWorkload source, MeshRuntime? clock)
     {
+        var runtime = clock?.Cluster(cluster.Host);
+        var time = clock?.Time ?? TimeProvider.System;
         EndpointSet Create(EndpointView[] members, string policy, ConsistentHash? hash, LocalitySettings? locality, Warmup? warmup)
         {
             if (policy == "CONSISTENT_HASH" && hash is null)
@@ -81,7 +84,8 @@ internal static class SnapshotBuilder
                 throw new MeshConfigException($"{cluster.Host}: load balancer CONSISTENT_HASH without its settings");
             }
 
-            return EndpointSet.Create(members, policy, policy == "CONSISTENT_HASH" ? hash : null, locality, source, warmup, clock);
+            return EndpointSet.Create(members, policy, policy == "CONSISTENT_HASH" ? hash : null, locality, source, warmup, clock)
+                .WithOutlierDetection(cluster.OutlierDetection, time);
         }
 
         FrozenDictionary<uint, EndpointSet>? PortSets(EndpointView[] members, IEnumerable<PortPolicy> policies, LocalitySettings? locality, Warmup? warmup)
@@ -91,6 +95,15 @@ internal static class SnapshotBuilder
         }
 
         var endpoints = cluster.Endpoints.Select(e => new EndpointView(e)).ToArray();
+        if (runtime is not null)
+        {
+            runtime.EndpointCount = endpoints.Length;
+            runtime.Retain(endpoints.Select(e => e.Key).ToHashSet(StringComparer.Ordinal));
+            foreach (var endpoint in endpoints)
+            {
+                endpoint.Health = cluster.OutlierDetection is null ? null : runtime.HealthOf(endpoint.Key);
+            }
+        }
         var subsets = new Dictionary<string, EndpointSet>(StringComparer.Ordinal);
         foreach (var subset in cluster.Subsets)
         {
@@ -109,7 +122,7 @@ internal static class SnapshotBuilder
 
         var all = Create(endpoints, cluster.LoadBalancer, cluster.ConsistentHash, cluster.Locality, cluster.Warmup)
             .WithPortOverrides(PortSets(endpoints, cluster.PortPolicies, cluster.Locality, cluster.Warmup));
-        return new ClusterView(cluster.Host, all, subsets.ToFrozenDictionary(StringComparer.Ordinal));
+        return new ClusterView(cluster.Host, all, subsets.ToFrozenDictionary(StringComparer.Ordinal), runtime, cluster.Limits);
     }
 
     private static ServiceView BuildService(ServiceRoutes routes, Dictionary<string, ClusterView> clusters, Dictionary<string, uint[]> ports, SourceWorkload source, TimeProvider time)
@@ -169,7 +182,7 @@ internal static class SnapshotBuilder
             endpoints = subset.Length == 0 ? cluster.All : cluster.Subsets.GetValueOrDefault(subset);
         }
 
-        return new RouteTarget(host, subset, port, weight, endpoints, ports.GetValueOrDefault(host) ?? []);
+        return new RouteTarget(host, subset, port, weight, endpoints, ports.GetValueOrDefault(host) ?? []) { Cluster = cluster };
     }
 
     private static T Unpack<T>(Resource resource)

@@ -183,7 +183,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
         MeshSnapshot snapshot;
         try
         {
-            snapshot = SnapshotBuilder.Build(all, _announcer.Source, response.SystemVersionInfo, ready, _provider.Clock);
+            snapshot = SnapshotBuilder.Build(all, _announcer.Source, response.SystemVersionInfo, ready, _provider.Runtime);
         }
         catch (MeshConfigException ex)
         {

@@ -99,7 +99,7 @@ internal sealed partial class StaticConfigService(
         MeshSnapshot snapshot;
         try
         {
-            snapshot = SnapshotBuilder.Build(view.Resources, announcer.Source, $"file-{Interlocked.Increment(ref _version)}", ready: true, provider.Clock);
+            snapshot = SnapshotBuilder.Build(view.Resources, announcer.Source, $"file-{Interlocked.Increment(ref _version)}", ready: true, provider.Runtime);
         }
         catch (MeshConfigException ex)
         {

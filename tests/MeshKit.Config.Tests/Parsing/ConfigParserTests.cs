@@ -287,12 +287,12 @@ public class ConfigParserTests
             spec:
               host: reviews
               trafficPolicy:
-                outlierDetection: { consecutive5xxErrors: 5 }
+                tls: { mode: ISTIO_MUTUAL }
             """);
 
         var warning = Assert.Single(result.Diagnostics);
         Assert.Equal(DiagnosticSeverity.Warning, warning.Severity);
-        Assert.Equal("spec.trafficPolicy.outlierDetection", warning.Path);
+        Assert.Equal("spec.trafficPolicy.tls", warning.Path);
         Assert.Contains("not enforced", warning.Message, StringComparison.Ordinal);
         Assert.Equal(7, warning.Line);
         Assert.Single(result.Resources);
@@ -341,7 +341,7 @@ public class ConfigParserTests
 
         Assert.False(result.HasErrors, string.Join(Environment.NewLine, result.Diagnostics));
         Assert.Equal(
-            ["spec.trafficPolicy.connectionPool", "spec.trafficPolicy.outlierDetection", "spec.trafficPolicy.tls"],
+            ["spec.trafficPolicy.tls", "spec.trafficPolicy.connectionPool.tcp", "spec.trafficPolicy.connectionPool.http"],
             result.Diagnostics.Select(d => d.Path));
         Assert.All(result.Diagnostics, d => Assert.Contains("not enforced", d.Message, StringComparison.Ordinal));
         var route = ((VirtualService)result.Resources[0]).Http[0];

@@ -245,6 +245,77 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
     }
 
     [Fact]
+    public async Task OutlierDetection_EjectsAFailingEndpoint_AndItReturnsAfterItsEjectionTime()
+    {
+        var broken = await StartAsync("reviews", "v1");
+        var healthy = await StartAsync("reviews", "v1");
+        broken.Behavior = Status(500);
+        ControlPlane.WriteConfig("dr.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec:
+              host: reviews
+              trafficPolicy:
+                outlierDetection: { consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 2s, maxEjectionPercent: 100 }
+            """);
+        var client = await RouteAsync("- { retries: { attempts: 0 }, route: [{ destination: { host: reviews } }] }", endpoints: 2);
+        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Endpoints!.Outlier is not null, "outlier detection applies");
+        var http = client.CreateClient();
+
+        var failures = 0;
+        for (var i = 0; i < 30; i++)
+        {
+            using var response = await http.GetAsync("http://reviews/");
+            failures += response.IsSuccessStatusCode ? 0 : 1;
+        }
+
+        Assert.Equal(3, failures);
+        Assert.Equal(3, broken.Served);
+
+        // Healed: after the ejection time one probe goes through, then it takes its share again.
+        broken.Behavior = null;
+        await Task.Delay(2500);
+        for (var i = 0; i < 20; i++)
+        {
+            (await http.GetAsync("http://reviews/")).EnsureSuccessStatusCode();
+        }
+
+        Assert.InRange(broken.Served, 8, 17);
+    }
+
+    [Fact]
+    public async Task ConnectionPoolLimit_FailsCallsOverItAtOnce_WithTheOverflowFlag()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Delay(TimeSpan.FromSeconds(2));
+        ControlPlane.WriteConfig("dr.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec:
+              host: reviews
+              trafficPolicy: { connectionPool: { http: { http2MaxRequests: 2 } } }
+            """);
+        var client = await RouteAsync("- { retries: { attempts: 0 }, route: [{ destination: { host: reviews } }] }");
+        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Limits?.MaxRequests == 2, "the limit applies");
+        var http = client.CreateClient();
+
+        var watch = Stopwatch.StartNew();
+        var calls = Enumerable.Range(0, 6).Select(async _ =>
+        {
+            using var response = await http.GetAsync("http://reviews/");
+            return (response.StatusCode, Flag: response.Headers.TryGetValues(MeshHandler.ResponseFlagsHeader, out var f) ? f.Single() : null, watch.Elapsed);
+        }).ToArray();
+        var results = await Task.WhenAll(calls);
+
+        Assert.Equal(2, results.Count(r => r.StatusCode == HttpStatusCode.OK));
+        var overflows = results.Where(r => r.Flag == "UO").ToList();
+        Assert.Equal(4, overflows.Count);
+        Assert.All(overflows, r => Assert.True(r.Elapsed < TimeSpan.FromSeconds(1.5), $"an overflow waited {r.Elapsed}"));
+    }
+
+    [Fact]
     public async Task Mirror_ReceivesCopies_WithTheShadowHost_AndTheCallerDoesNotWaitForIt()
     {
         var primary = await StartAsync("reviews", "v1");

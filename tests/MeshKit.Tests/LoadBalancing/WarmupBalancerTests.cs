@@ -25,7 +25,7 @@ public class WarmupBalancerTests
     public void NewEndpoint_RampsFromTheMinimumToAnEqualShareOverTheWindow(string policy)
     {
         var time = new FakeTimeProvider();
-        var clock = new EndpointClock(time);
+        var clock = new MeshRuntime(time);
         var warmup = new Warmup { DurationMs = 10_000, MinimumPercent = 10, Aggression = 1 };
         EndpointSet.Create(Endpoints("10.0.0.1"), policy, null, null, Source, warmup, clock);
         time.Advance(TimeSpan.FromMinutes(1));
@@ -43,7 +43,7 @@ public class WarmupBalancerTests
     public void Aggression_RampsFasterAtFirst()
     {
         var time = new FakeTimeProvider();
-        var clock = new EndpointClock(time);
+        var clock = new MeshRuntime(time);
         var warmup = new Warmup { DurationMs = 10_000, MinimumPercent = 1, Aggression = 4 };
         EndpointSet.Create(Endpoints("10.0.0.1"), "ROUND_ROBIN", null, null, Source, warmup, clock);
         time.Advance(TimeSpan.FromMinutes(1));
@@ -58,7 +58,7 @@ public class WarmupBalancerTests
     public void EndpointsThatStay_AreNotNewAgain_AndOnesThatLeaveAreForgotten()
     {
         var time = new FakeTimeProvider();
-        var clock = new EndpointClock(time);
+        var clock = new MeshRuntime(time);
         var first = clock.FirstSeen("a");
         time.Advance(TimeSpan.FromSeconds(30));
         Assert.Equal(first, clock.FirstSeen("a"));

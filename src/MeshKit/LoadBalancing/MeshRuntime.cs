@@ -1,0 +1,42 @@
+using System.Collections.Concurrent;
+
+namespace MeshKit.LoadBalancing;
+
+/// <summary>
+/// The state of the data plane that outlives snapshots: when this process first saw each endpoint (slow start measures
+/// from it; local time, so no clock skew with the control plane matters), and per cluster the requests and retries in
+/// flight and each endpoint's health (outlier detection). Pruned to what the latest snapshot holds.
+/// </summary>
+internal sealed class MeshRuntime(TimeProvider time)
+{
+    private readonly ConcurrentDictionary<string, DateTimeOffset> _firstSeen = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, ClusterRuntime> _clusters = new(StringComparer.Ordinal);
+
+    public ClusterRuntime Cluster(string host) => _clusters.GetOrAdd(host, static _ => new ClusterRuntime());
+
+    public void RetainClusters(IReadOnlySet<string> hosts)
+    {
+        foreach (var host in _clusters.Keys)
+        {
+            if (!hosts.Contains(host))
+            {
+                _clusters.TryRemove(host, out _);
+            }
+        }
+    }
+
+    public TimeProvider Time { get; } = time;
+
+    public DateTimeOffset FirstSeen(string key) => _firstSeen.GetOrAdd(key, static (_, t) => t.GetUtcNow(), Time);
+
+    public void Retain(IReadOnlySet<string> keys)
+    {
+        foreach (var key in _firstSeen.Keys)
+        {
+            if (!keys.Contains(key))
+            {
+                _firstSeen.TryRemove(key, out _);
+            }
+        }
+    }
+}

@@ -39,6 +39,8 @@ public static class MeshServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<MeshSnapshotProvider>();
         services.TryAddSingleton<WorkloadAnnouncer>();
+        services.AddMetrics();
+        services.TryAddSingleton<MeshKit.Telemetry.MeshMetrics>();
         services.AddHttpClient();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, MeshHandlerBuilderFilter>());
 

@@ -2,6 +2,8 @@ using System.Net;
 using MeshKit.LoadBalancing;
 using MeshKit.Resilience;
 using MeshKit.Routing;
+using MeshKit.Telemetry;
+using Microsoft.Extensions.Logging;
 using Polly;
 using Polly.Timeout;
 using MeshKit.Snapshot;
@@ -13,12 +15,44 @@ namespace MeshKit.Http;
 /// weighted destination and an endpoint, and sends the request there. Reads one immutable snapshot per request and
 /// takes no locks. Failures are responses with a reason and an Envoy-style response flag, as a sidecar would give.
 /// </summary>
-internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHandler
+internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMetrics? metrics = null, ILogger<MeshHandler>? logger = null) : DelegatingHandler
 {
-    /// <summary>The response header that carries MeshKit's response flags on responses the mesh produced itself.</summary>
+    /// <summary>
+    /// The response header that carries MeshKit's response flags (Envoy's names: NR, NC, UH, UO, UT, URX, DI, FI) on
+    /// responses the mesh made or shaped.
+    /// </summary>
     public const string ResponseFlagsHeader = "x-meshkit-response-flags";
 
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        var log = logger is not null && logger.IsEnabled(LogLevel.Debug);
+        if (!log && metrics?.RequestsEnabled != true)
+        {
+            return await SendCoreAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+
+        var started = provider.Runtime.Time.GetTimestamp();
+        var destination = request.RequestUri?.IdnHost ?? string.Empty;
+        try
+        {
+            var response = await SendCoreAsync(request, cancellationToken).ConfigureAwait(false);
+            var flags = response.Headers.NonValidated.TryGetValues(ResponseFlagsHeader, out var values) ? values.ToString() : string.Empty;
+            metrics?.Request(destination, (int)response.StatusCode, flags);
+            if (log)
+            {
+                Log.Access(logger!, request.Method.Method, request.RequestUri?.Authority ?? string.Empty, request.RequestUri?.AbsolutePath ?? string.Empty, (int)response.StatusCode, flags.Length == 0 ? "-" : flags, provider.Runtime.Time.GetElapsedTime(started).TotalMilliseconds);
+            }
+
+            return response;
+        }
+        catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException)
+        {
+            metrics?.Request(destination, 0, "UF");
+            throw;
+        }
+    }
+
+    private async Task<HttpResponseMessage> SendCoreAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var uri = request.RequestUri;
         if (uri is null || !uri.IsAbsoluteUri)
@@ -77,12 +111,14 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
             // Injected faults act before the request leaves, once per request (not per retry), as Envoy's fault filter.
             if (fault.ShouldDelay())
             {
+                metrics?.Fault(service.Host, "delay");
                 await Task.Delay(fault.Delay, provider.Runtime.Time, cancellationToken).ConfigureAwait(false);
                 delayed = true;
             }
 
             if (fault.ShouldAbort())
             {
+                metrics?.Fault(service.Host, "abort");
                 return WithResponseHeaders(Abort(request, fault, delayed), null, actions);
             }
         }
@@ -120,6 +156,7 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
             if (cluster.Limits is { MaxRequests: > 0 } limits && inFlight > limits.MaxRequests)
             {
                 Interlocked.Decrement(ref cluster.Runtime._activeRequests);
+                metrics?.Overflow(target.Host);
                 return Reject(request, HttpStatusCode.ServiceUnavailable, "UO", $"upstream overflow: {limits.MaxRequests} requests already in flight to '{target.Host}' (connectionPool)");
             }
         }
@@ -157,6 +194,7 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
                 {
                     if (Random.Shared.NextDouble() * 100 < percentage)
                     {
+                        metrics?.Mirror(mirror.Host);
                         StartMirror(request, mirror, host, pathAndQuery, uri);
                     }
                 }
@@ -212,9 +250,23 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
                 response.Headers.TryAddWithoutValidation("Set-Cookie", state.SetCookie);
             }
 
-            if (delayed)
+            if (state.RetryOverflow)
             {
-                response.Headers.TryAddWithoutValidation(ResponseFlagsHeader, "DI");
+                metrics?.BudgetExhausted(target.Host);
+            }
+
+            // URX: the last attempt failed and no retry was left (attempts used up, or the budget refused one).
+            var exhausted = resilience is { Attempts: > 0 } && !response.IsSuccessStatusCode && (state.RetryOverflow || state.Tried.Count > resilience.Attempts);
+            var shaped = (delayed ? "DI" : null, exhausted ? "URX" : null) switch
+            {
+                (null, null) => null,
+                ({ } d, null) => d,
+                (null, { } x) => x,
+                ({ } d, { } x) => $"{d},{x}",
+            };
+            if (shaped is not null)
+            {
+                response.Headers.TryAddWithoutValidation(ResponseFlagsHeader, shaped);
             }
 
             return WithResponseHeaders(response, target, actions);
@@ -265,6 +317,11 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
         }
 
         var retry = state.Tried.Count > 0;
+        if (retry)
+        {
+            metrics?.Retry(state.Uri.IdnHost);
+        }
+
         state.Tried.Add(endpoint);
         state.Request.RequestUri = new Uri(string.Concat(state.Uri.Scheme, "://", authority, state.PathAndQuery), UriKind.Absolute);
         Interlocked.Increment(ref endpoint._active);
@@ -280,10 +337,13 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
             if (outlier is not null && endpoint.Health is { } health)
             {
                 var status = (int)response.StatusCode;
-                health.Record(
+                if (health.Record(
                     status is 502 or 503 or 504 ? AttemptResult.GatewayError : status >= 500 ? AttemptResult.ServerError : AttemptResult.Success,
                     outlier,
-                    provider.Runtime.Time.GetUtcNow());
+                    provider.Runtime.Time.GetUtcNow()))
+                {
+                    metrics?.Ejection(state.Uri.IdnHost);
+                }
             }
 
             return response;
@@ -294,9 +354,9 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
             {
                 health.Abandon();
             }
-            else
+            else if (health.Record(AttemptResult.LocalOriginFailure, outlier, provider.Runtime.Time.GetUtcNow()))
             {
-                health.Record(AttemptResult.LocalOriginFailure, outlier, provider.Runtime.Time.GetUtcNow());
+                metrics?.Ejection(state.Uri.IdnHost);
             }
 
             throw;
@@ -404,6 +464,12 @@ internal sealed class MeshHandler(MeshSnapshotProvider provider) : DelegatingHan
         $"no healthy upstream for '{target.Host}'{(target.Subset.Length > 0 ? $" subset '{target.Subset}'" : string.Empty)} port {port}";
 
     private sealed class NoEndpointException(string message) : Exception(message);
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Debug, "{Method} {Authority}{Path} {Status} {Flags} {DurationMs:F1} ms", EventName = "AccessLog")]
+        public static partial void Access(ILogger logger, string method, string authority, string path, int status, string flags, double durationMs);
+    }
 
     // Destination edits first, then the route's: on a conflict the route wins.
     private static HttpResponseMessage WithResponseHeaders(HttpResponseMessage response, RouteTarget? target, RouteActions actions)

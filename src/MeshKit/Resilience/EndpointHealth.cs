@@ -56,7 +56,8 @@ internal sealed class EndpointHealth(ClusterRuntime cluster)
     /// <summary>A probe that ended without an outcome (the caller gave up) lets the next caller probe.</summary>
     public void Abandon() => Interlocked.CompareExchange(ref _state, Ejected, Probing);
 
-    public void Record(AttemptResult result, OutlierDetection policy, DateTimeOffset now)
+    /// <summary>Counts one outcome; returns whether it ejected the endpoint.</summary>
+    public bool Record(AttemptResult result, OutlierDetection policy, DateTimeOffset now)
     {
         if (result == AttemptResult.Success)
         {
@@ -66,7 +67,7 @@ internal sealed class EndpointHealth(ClusterRuntime cluster)
                 Interlocked.Decrement(ref cluster._ejected);
             }
 
-            return;
+            return false;
         }
 
         // Without split, local-origin failures count as 5xx and gateway errors, as Envoy maps them to 503.
@@ -82,15 +83,13 @@ internal sealed class EndpointHealth(ClusterRuntime cluster)
         if (Volatile.Read(ref _state) == Probing)
         {
             // The probe failed: back out, for longer.
-            Eject(policy, now, fromProbe: true);
+            return Eject(policy, now, fromProbe: true);
         }
-        else if (trip)
-        {
-            Eject(policy, now, fromProbe: false);
-        }
+
+        return trip && Eject(policy, now, fromProbe: false);
     }
 
-    private void Eject(OutlierDetection policy, DateTimeOffset now, bool fromProbe)
+    private bool Eject(OutlierDetection policy, DateTimeOffset now, bool fromProbe)
     {
         if (!fromProbe)
         {
@@ -98,12 +97,12 @@ internal sealed class EndpointHealth(ClusterRuntime cluster)
             var total = Math.Max(1, cluster.EndpointCount);
             if (cluster.Ejected * 100 >= policy.MaxEjectionPercent * total && cluster.Ejected > 0)
             {
-                return;
+                return false;
             }
 
             if (Interlocked.CompareExchange(ref _state, Ejected, Healthy) != Healthy)
             {
-                return;
+                return false;
             }
 
             Interlocked.Increment(ref cluster._ejected);
@@ -117,5 +116,6 @@ internal sealed class EndpointHealth(ClusterRuntime cluster)
         var duration = TimeSpan.FromMilliseconds(Math.Min(policy.BaseEjectionMs * (double)times, 300_000));
         Volatile.Write(ref _ejectedUntil, (now + duration).UtcTicks);
         _consecutive5xx = _consecutiveGateway = _consecutiveLocal = 0;
+        return true;
     }
 }

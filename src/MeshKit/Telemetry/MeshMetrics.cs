@@ -1,0 +1,72 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+
+namespace MeshKit.Telemetry;
+
+/// <summary>
+/// The data plane's decisions as metrics (Meter <c>MeshKit</c>, created through <see cref="IMeterFactory"/>): requests
+/// by response flags, retries, retry budget exhaustion, overflows, ejections, injected faults and mirrored requests.
+/// Tags are built only when an instrument is enabled.
+/// </summary>
+internal sealed class MeshMetrics
+{
+    public const string MeterName = "MeshKit";
+
+    private readonly Counter<long> _requests;
+    private readonly Counter<long> _retries;
+    private readonly Counter<long> _budgetExhausted;
+    private readonly Counter<long> _overflows;
+    private readonly Counter<long> _ejections;
+    private readonly Counter<long> _faults;
+    private readonly Counter<long> _mirrors;
+
+    public MeshMetrics(IMeterFactory meterFactory)
+    {
+        ArgumentNullException.ThrowIfNull(meterFactory);
+        var meter = meterFactory.Create(MeterName);
+        _requests = meter.CreateCounter<long>("meshkit.client.requests", "{request}", "Outbound requests through the mesh, by destination, status and response flags.");
+        _retries = meter.CreateCounter<long>("meshkit.client.retries", "{retry}", "Retries sent.");
+        _budgetExhausted = meter.CreateCounter<long>("meshkit.client.retry_budget_exhausted", "{retry}", "Retries not sent because of maxRetries or the retry budget.");
+        _overflows = meter.CreateCounter<long>("meshkit.client.overflows", "{request}", "Requests refused at once by a connection-pool limit (UO).");
+        _ejections = meter.CreateCounter<long>("meshkit.client.outlier_ejections", "{ejection}", "Endpoints ejected by outlier detection.");
+        _faults = meter.CreateCounter<long>("meshkit.client.faults_injected", "{fault}", "Delays and aborts injected by fault rules.");
+        _mirrors = meter.CreateCounter<long>("meshkit.client.mirrored_requests", "{request}", "Copies of requests sent to mirrors.");
+    }
+
+    /// <summary>Gets whether anyone listens to the request counter (the handler then skips measuring).</summary>
+    public bool RequestsEnabled => _requests.Enabled;
+
+    public void Request(string destination, int status, string flags)
+    {
+        if (_requests.Enabled)
+        {
+            _requests.Add(1, new TagList { { "meshkit.destination.service", destination }, { "http.response.status_code", status }, { "meshkit.response_flags", flags.Length == 0 ? "-" : flags } });
+        }
+    }
+
+    public void Retry(string destination) => Add(_retries, destination);
+
+    public void BudgetExhausted(string destination) => Add(_budgetExhausted, destination);
+
+    public void Overflow(string destination) => Add(_overflows, destination);
+
+    public void Ejection(string destination) => Add(_ejections, destination);
+
+    public void Mirror(string destination) => Add(_mirrors, destination);
+
+    public void Fault(string destination, string kind)
+    {
+        if (_faults.Enabled)
+        {
+            _faults.Add(1, new TagList { { "meshkit.destination.service", destination }, { "meshkit.fault", kind } });
+        }
+    }
+
+    private static void Add(Counter<long> counter, string destination)
+    {
+        if (counter.Enabled)
+        {
+            counter.Add(1, new KeyValuePair<string, object?>("meshkit.destination.service", destination));
+        }
+    }
+}

@@ -218,6 +218,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 Cluster = cluster?.Runtime,
                 Limits = cluster?.Limits,
                 CallerToken = cancellationToken,
+                RetryRemoteLocalities = resilience?.RetryRemoteLocalities ?? false,
             };
             HttpResponseMessage response;
             if (resilience is null)
@@ -308,6 +309,11 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             {
                 break;
             }
+        }
+
+        if (endpoint is not null && state.RetryRemoteLocalities && state.Tried.Contains(endpoint))
+        {
+            endpoint = state.Endpoints.PickUntried(state.Tried) ?? endpoint;
         }
 
         var authority = endpoint?.AuthorityFor(state.Port);

@@ -180,6 +180,27 @@ internal sealed class EndpointSet
     /// <summary>Picks an endpoint, or returns null when there is none (or the policy is pass-through).</summary>
     public EndpointView? Pick() => Pick(null, null, out _);
 
+    /// <summary>
+    /// For a retry with <c>retryRemoteLocalities</c>: the first endpoint not tried yet, walking the locality levels in
+    /// priority order, so the retry may leave the caller's locality once its own endpoints are used up.
+    /// </summary>
+    public EndpointView? PickUntried(IReadOnlyCollection<EndpointView> tried)
+    {
+        var now = _time.GetUtcNow();
+        foreach (var group in _groups)
+        {
+            foreach (var candidate in group.Endpoints)
+            {
+                if (!tried.Contains(candidate) && (_outlier is null || candidate.Health is null || candidate.Health.TryUse(now)))
+                {
+                    return candidate;
+                }
+            }
+        }
+
+        return null;
+    }
+
     // Below minHealthPercent of endpoints usable, ejections are ignored (Envoy's panic mode); 0 disables it.
     private bool Panic(OutlierDetection outlier)
     {

@@ -35,6 +35,9 @@ internal sealed class AttemptState
     /// <summary>Gets the caller's cancellation: a probe it abandons is not a failure of the endpoint.</summary>
     public CancellationToken CallerToken { get; init; }
 
+    /// <summary>Gets whether retries may go to endpoints in other localities.</summary>
+    public bool RetryRemoteLocalities { get; init; }
+
     /// <summary>Gets or sets whether a retry was refused by the retry budget or maxRetries.</summary>
     public bool RetryOverflow { get; set; }
 
@@ -55,8 +58,9 @@ internal sealed class RouteResilience
 
     internal static readonly ResiliencePropertyKey<AttemptState> StateKey = new("meshkit.attempt");
 
-    private RouteResilience(ResiliencePipeline<HttpResponseMessage> pipeline, int attempts, TimeSpan? timeout, FaultPlan? fault, bool retryNonIdempotent)
+    private RouteResilience(ResiliencePipeline<HttpResponseMessage> pipeline, int attempts, TimeSpan? timeout, FaultPlan? fault, bool retryNonIdempotent, bool retryRemoteLocalities)
     {
+        RetryRemoteLocalities = retryRemoteLocalities;
         Pipeline = pipeline;
         Attempts = attempts;
         Timeout = timeout;
@@ -73,6 +77,8 @@ internal sealed class RouteResilience
     public FaultPlan? Fault { get; }
 
     public bool RetryNonIdempotent { get; }
+
+    public bool RetryRemoteLocalities { get; }
 
     public static RouteResilience Create(HttpRoute route, TimeProvider time)
     {
@@ -133,7 +139,7 @@ internal sealed class RouteResilience
             builder.AddTimeout(tryTimeout);
         }
 
-        return new RouteResilience(builder.Build(), attempts, timeout, FaultPlan.Create(route.Fault), route.RetryNonIdempotent);
+        return new RouteResilience(builder.Build(), attempts, timeout, FaultPlan.Create(route.Fault), route.RetryNonIdempotent, route.Retries is { HasRetryRemoteLocalities: true, RetryRemoteLocalities: true });
     }
 
     /// <summary>

@@ -325,6 +325,40 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         Assert.All(overflows, r => Assert.True(r.Elapsed < TimeSpan.FromSeconds(1.5), $"an overflow waited {r.Elapsed}"));
     }
 
+    [Theory]
+    [InlineData(false, HttpStatusCode.ServiceUnavailable)]
+    [InlineData(true, HttpStatusCode.OK)]
+    public async Task RetryRemoteLocalities_LetsARetryLeaveTheCallersLocality(bool remote, HttpStatusCode expected)
+    {
+        var local = await StartAsync("reviews", "v1", o => o.Locality = "us-east/a");
+        await StartAsync("reviews", "v1", o => o.Locality = "eu-west/a");
+        local.Behavior = Status(503);
+        ControlPlane.WriteConfig("dr.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec:
+              host: reviews
+              trafficPolicy: { loadBalancer: { localityLbSetting: { enabled: true } } }
+            """);
+        ControlPlane.WriteConfig("vs.yaml", $$"""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http: [{ retries: { attempts: 1, retryOn: 5xx, retryRemoteLocalities: {{(remote ? "true" : "false")}} }, route: [{ destination: { host: reviews } }] }]
+            """);
+        var client = await StartAsync("productpage", "v1", o => o.Locality = "us-east/a");
+        await Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue(ReviewsHost, out var s) && s.Routes[0].Targets[0].Endpoints?.Groups.Count == 2
+            && s.Routes[0].Resilience?.Attempts == 1, "locality and retries apply");
+
+        using var response = await client.CreateClient().GetAsync("http://reviews/");
+
+        Assert.Equal(expected, response.StatusCode);
+        Assert.Equal(remote ? 1 : 2, local.Served);
+    }
+
     [Fact]
     public async Task Mirror_ReceivesCopies_WithTheShadowHost_AndTheCallerDoesNotWaitForIt()
     {

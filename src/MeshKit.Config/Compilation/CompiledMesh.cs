@@ -128,6 +128,7 @@ public sealed class CompiledMesh
                 cluster.Warmup = ToProto(rule.TrafficPolicy?.Warmup);
                 cluster.OutlierDetection = ToProto(rule.TrafficPolicy?.OutlierDetection);
                 cluster.Limits = LimitsOf(rule.TrafficPolicy);
+                cluster.Connection = ConnectionOf(rule.TrafficPolicy?.ConnectionPool);
                 foreach (var subset in rule.Subsets)
                 {
                     var compiled = new Subset
@@ -212,6 +213,30 @@ public sealed class CompiledMesh
         MaxEjectionPercent = (uint)(spec.MaxEjectionPercent ?? 10),
         MinHealthPercent = (uint)(spec.MinHealthPercent ?? 0),
     };
+
+    private static ConnectionSettings? ConnectionOf(ConnectionPoolSpec? pool)
+    {
+        var tcp = pool?.Tcp;
+        var http = pool?.Http;
+        if (tcp is null && (http?.IdleTimeout is null && http?.H2UpgradePolicy is null))
+        {
+            return null;
+        }
+
+        static ulong Ms(TimeSpan? t) => (ulong)(t?.TotalMilliseconds ?? 0);
+        var settings = new ConnectionSettings
+        {
+            ConnectTimeoutMs = Ms(tcp?.ConnectTimeout),
+            MaxConnections = (uint)(tcp?.MaxConnections ?? 0),
+            IdleTimeoutMs = Ms(http?.IdleTimeout ?? tcp?.IdleTimeout),
+            MaxConnectionDurationMs = Ms(tcp?.MaxConnectionDuration),
+            KeepaliveTimeMs = Ms(tcp?.KeepaliveTime),
+            KeepaliveIntervalMs = Ms(tcp?.KeepaliveInterval),
+            KeepaliveProbes = (uint)(tcp?.KeepaliveProbes ?? 0),
+            H2UpgradePolicy = http?.H2UpgradePolicy ?? string.Empty,
+        };
+        return settings.Equals(new ConnectionSettings()) ? null : settings;
+    }
 
     private static ConnectionLimits? LimitsOf(TrafficPolicy? policy)
     {

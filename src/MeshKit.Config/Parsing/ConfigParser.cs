@@ -802,14 +802,9 @@ public static class ConfigParser
             return port is null ? null : new PortTrafficPolicy(port.Value, policy);
         }) : [];
         NotEnforced(t, "tls");
-        if (pool?.Tcp is { } tcpPool && (tcpPool.ConnectTimeout is not null || tcpPool.KeepaliveTime is not null || tcpPool.MaxConnectionDuration is not null || tcpPool.IdleTimeout is not null || (tcpPool.MaxConnections is not null && pool.Http?.Http1MaxPendingRequests is null)))
+        if (pool?.Http is { } httpPool && (httpPool.MaxRequestsPerConnection is > 0 || httpPool.MaxConcurrentStreams is not null))
         {
-            t.Context.Warning(t.Get("connectionPool"), t.ChildPath("connectionPool.tcp"), "connection settings (connectTimeout, tcpKeepalive, maxConnectionDuration, idleTimeout, maxConnections alone) " + NotEnforcedYet + "; request limits are");
-        }
-
-        if (pool?.Http is { } httpPool && (httpPool.MaxRequestsPerConnection is not null || httpPool.IdleTimeout is not null || httpPool.H2UpgradePolicy is not null || httpPool.UseClientProtocol is not null || httpPool.MaxConcurrentStreams is not null))
-        {
-            t.Context.Warning(t.Get("connectionPool"), t.ChildPath("connectionPool.http"), "connection settings (maxRequestsPerConnection, idleTimeout, h2UpgradePolicy, useClientProtocol, maxConcurrentStreams) " + NotEnforcedYet + "; request limits are");
+            t.Context.Warning(t.Get("connectionPool"), t.ChildPath("connectionPool.http"), "maxRequestsPerConnection and maxConcurrentStreams are not supported by MeshKit and are ignored: .NET's connection pool has no such limits");
         }
 
         foreach (var field in new[] { "tunnel", "proxyProtocol" })

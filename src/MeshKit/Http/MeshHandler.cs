@@ -219,6 +219,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 Limits = cluster?.Limits,
                 CallerToken = cancellationToken,
                 RetryRemoteLocalities = resilience?.RetryRemoteLocalities ?? false,
+                Transport = cluster?.Transport,
             };
             HttpResponseMessage response;
             if (resilience is null)
@@ -337,9 +338,26 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         }
 
         var outlier = state.Endpoints.Outlier;
+        var version = state.Request.Version;
+        var policy = state.Request.VersionPolicy;
         try
         {
-            var response = await base.SendAsync(state.Request, cancellationToken).ConfigureAwait(false);
+            HttpResponseMessage response;
+            if (state.Transport is { } transport)
+            {
+                if (transport.UpgradeToHttp2 && version < System.Net.HttpVersion.Version20)
+                {
+                    state.Request.Version = System.Net.HttpVersion.Version20;
+                    state.Request.VersionPolicy = HttpVersionPolicy.RequestVersionExact;
+                }
+
+                response = await transport.Invoker.SendAsync(state.Request, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                response = await base.SendAsync(state.Request, cancellationToken).ConfigureAwait(false);
+            }
+
             if (outlier is not null && endpoint.Health is { } health)
             {
                 var status = (int)response.StatusCode;
@@ -369,6 +387,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         }
         finally
         {
+            state.Request.Version = version;
+            state.Request.VersionPolicy = policy;
             Interlocked.Decrement(ref endpoint._active);
             if (retry && state.Cluster is not null)
             {

@@ -14,8 +14,14 @@ internal sealed class MeshRuntime(TimeProvider time)
 
     public ClusterRuntime Cluster(string host) => _clusters.GetOrAdd(host, static _ => new ClusterRuntime());
 
+    /// <summary>Gets the connection pools of clusters with connection settings of their own.</summary>
+    public Http.ClusterTransports Transports => _transports ??= new Http.ClusterTransports(Time);
+
+    private Http.ClusterTransports? _transports;
+
     public void RetainClusters(IReadOnlySet<string> hosts)
     {
+        _transports?.Retain(hosts);
         foreach (var host in _clusters.Keys)
         {
             if (!hosts.Contains(host))

@@ -35,6 +35,9 @@ internal sealed class AttemptState
     /// <summary>Gets the caller's cancellation: a probe it abandons is not a failure of the endpoint.</summary>
     public CancellationToken CallerToken { get; init; }
 
+    /// <summary>Gets the cluster's own connection pool, if it has one.</summary>
+    public Http.ClusterTransports.Transport? Transport { get; init; }
+
     /// <summary>Gets whether retries may go to endpoints in other localities.</summary>
     public bool RetryRemoteLocalities { get; init; }
 

@@ -87,6 +87,9 @@ internal sealed class ClusterView(string host, EndpointSet all, FrozenDictionary
     /// <summary>Gets the cluster's state that outlives snapshots (requests in flight, endpoint health).</summary>
     public ClusterRuntime Runtime { get; } = runtime ?? new ClusterRuntime();
 
+    /// <summary>Gets the cluster's own connection pool, when its DestinationRule sets connection settings.</summary>
+    public Http.ClusterTransports.Transport? Transport { get; init; }
+
     /// <summary>Gets the request and retry limits (connectionPool, retryBudget), if any.</summary>
     public Protocol.V1.ConnectionLimits? Limits { get; } = limits;
 

@@ -7,7 +7,7 @@ namespace MeshKit.Snapshot;
 /// Holds the current <see cref="MeshSnapshot"/>: one volatile reference read per request, replaced whole. Snapshots
 /// from the control plane take precedence over the static file once the control plane has delivered a complete one.
 /// </summary>
-internal sealed class MeshSnapshotProvider
+internal sealed class MeshSnapshotProvider : IDisposable
 {
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TimeProvider _time;
@@ -75,6 +75,9 @@ internal sealed class MeshSnapshotProvider
 
         return Current;
     }
+
+    /// <summary>Closes the connection pools of clusters that had their own.</summary>
+    public void Dispose() => Runtime.Transports.Dispose();
 
     private void Publish(MeshSnapshot snapshot)
     {

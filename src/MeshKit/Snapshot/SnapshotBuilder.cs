@@ -122,7 +122,10 @@ internal static class SnapshotBuilder
 
         var all = Create(endpoints, cluster.LoadBalancer, cluster.ConsistentHash, cluster.Locality, cluster.Warmup)
             .WithPortOverrides(PortSets(endpoints, cluster.PortPolicies, cluster.Locality, cluster.Warmup));
-        return new ClusterView(cluster.Host, all, subsets.ToFrozenDictionary(StringComparer.Ordinal), runtime, cluster.Limits);
+        return new ClusterView(cluster.Host, all, subsets.ToFrozenDictionary(StringComparer.Ordinal), runtime, cluster.Limits)
+        {
+            Transport = clock?.Transports.For(cluster.Host, cluster.Connection),
+        };
     }
 
     private static ServiceView BuildService(ServiceRoutes routes, Dictionary<string, ClusterView> clusters, Dictionary<string, uint[]> ports, SourceWorkload source, TimeProvider time)

@@ -341,7 +341,7 @@ public class ConfigParserTests
 
         Assert.False(result.HasErrors, string.Join(Environment.NewLine, result.Diagnostics));
         Assert.Equal(
-            ["spec.trafficPolicy.tls", "spec.trafficPolicy.connectionPool.tcp", "spec.trafficPolicy.connectionPool.http"],
+            ["spec.trafficPolicy.tls", "spec.trafficPolicy.connectionPool.http"],
             result.Diagnostics.Select(d => d.Path));
         Assert.All(result.Diagnostics, d => Assert.Contains("not enforced", d.Message, StringComparison.Ordinal));
         var route = ((VirtualService)result.Resources[0]).Http[0];

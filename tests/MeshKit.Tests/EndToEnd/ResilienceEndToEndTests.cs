@@ -360,6 +360,34 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
     }
 
     [Fact]
+    public async Task ConnectionSettings_GiveTheClusterItsOwnPool_MaxConnectionsSerialisesHttp1()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Delay(TimeSpan.FromMilliseconds(600));
+        ControlPlane.WriteConfig("dr.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec:
+              host: reviews
+              trafficPolicy: { connectionPool: { tcp: { maxConnections: 1, connectTimeout: 2s, tcpKeepalive: { time: 60s } }, http: { idleTimeout: 30s } } }
+            """);
+        var client = await RouteAsync("- { retries: { attempts: 0 }, route: [{ destination: { host: reviews } }] }");
+        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Transport?.Settings.MaxConnections == 1, "the cluster's pool applies");
+        var http = client.CreateClient();
+        var watch = Stopwatch.StartNew();
+
+        var responses = await Task.WhenAll(Enumerable.Range(0, 3).Select(_ => http.GetAsync("http://reviews/")));
+
+        Assert.All(responses, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        Assert.True(watch.Elapsed >= TimeSpan.FromMilliseconds(1700), $"one connection should serialise the calls, took {watch.Elapsed}");
+        foreach (var response in responses)
+        {
+            response.Dispose();
+        }
+    }
+
+    [Fact]
     public async Task Mirror_ReceivesCopies_WithTheShadowHost_AndTheCallerDoesNotWaitForIt()
     {
         var primary = await StartAsync("reviews", "v1");

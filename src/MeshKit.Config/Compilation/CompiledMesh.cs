@@ -218,7 +218,7 @@ public sealed class CompiledMesh
     {
         var tcp = pool?.Tcp;
         var http = pool?.Http;
-        if (tcp is null && (http?.IdleTimeout is null && http?.H2UpgradePolicy is null))
+        if (tcp is null && http?.IdleTimeout is null && http?.H2UpgradePolicy is null && http?.MaxRequestsPerConnection is not 1)
         {
             return null;
         }
@@ -234,6 +234,7 @@ public sealed class CompiledMesh
             KeepaliveIntervalMs = Ms(tcp?.KeepaliveInterval),
             KeepaliveProbes = (uint)(tcp?.KeepaliveProbes ?? 0),
             H2UpgradePolicy = http?.H2UpgradePolicy ?? string.Empty,
+            MaxRequestsPerConnection = http?.MaxRequestsPerConnection is 1 ? 1u : 0u,
         };
         return settings.Equals(new ConnectionSettings()) ? null : settings;
     }

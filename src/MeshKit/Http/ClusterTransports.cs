@@ -163,7 +163,11 @@ internal sealed class ClusterTransports : IDisposable
             };
             Invoker = new HttpMessageInvoker(handler, disposeHandler: true);
             UpgradeToHttp2 = settings.H2UpgradePolicy == "UPGRADE";
+            CloseAfterRequest = settings.MaxRequestsPerConnection == 1;
         }
+
+        /// <summary>Gets whether each HTTP/1.1 connection carries one request (<c>maxRequestsPerConnection: 1</c>).</summary>
+        public bool CloseAfterRequest { get; }
 
         public ConnectionSettings Settings { get; }
 

@@ -351,7 +351,23 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                     state.Request.VersionPolicy = HttpVersionPolicy.RequestVersionExact;
                 }
 
-                response = await transport.Invoker.SendAsync(state.Request, cancellationToken).ConfigureAwait(false);
+                var close = transport.CloseAfterRequest && state.Request.Version < System.Net.HttpVersion.Version20 && state.Request.Headers.ConnectionClose != true;
+                if (close)
+                {
+                    state.Request.Headers.ConnectionClose = true;
+                }
+
+                try
+                {
+                    response = await transport.Invoker.SendAsync(state.Request, cancellationToken).ConfigureAwait(false);
+                }
+                finally
+                {
+                    if (close)
+                    {
+                        state.Request.Headers.ConnectionClose = null;
+                    }
+                }
             }
             else
             {

@@ -388,6 +388,64 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
     }
 
     [Fact]
+    public async Task RetryBudget_CapsRetriesUnderSustainedFailure()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Status(503);
+        ControlPlane.WriteConfig("dr.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec:
+              host: reviews
+              trafficPolicy: { retryBudget: { percent: 10, minRetryConcurrency: 1 } }
+            """);
+        var client = await RouteAsync("- { retries: { attempts: 5, retryOn: \"503\" }, route: [{ destination: { host: reviews } }] }");
+        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Limits?.RetryBudgetPercent == 10, "the budget applies");
+        using var exhausted = new MetricCollector<long>(client.Services.GetRequiredService<IMeterFactory>(), "MeshKit", "meshkit.client.retry_budget_exhausted");
+        var http = client.CreateClient();
+
+        var responses = await Task.WhenAll(Enumerable.Range(0, 20).Select(_ => http.GetAsync("http://reviews/")));
+
+        Assert.All(responses, r => Assert.Equal(HttpStatusCode.ServiceUnavailable, r.StatusCode));
+        Assert.True(backend.Served < 20 * 6 / 2, $"{backend.Served} requests reached the backend; without the budget 120 would");
+        Assert.True(exhausted.GetMeasurementSnapshot().EvaluateAsCounter() > 0);
+        foreach (var response in responses)
+        {
+            response.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task MaxRequestsPerConnectionOne_SendsEachRequestOnItsOwnConnection()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        var connections = new System.Collections.Concurrent.ConcurrentDictionary<string, byte>();
+        backend.Behavior = context =>
+        {
+            connections.TryAdd(context.Connection.Id, 0);
+            return Task.FromResult<IResult?>(null);
+        };
+        ControlPlane.WriteConfig("dr.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec:
+              host: reviews
+              trafficPolicy: { connectionPool: { http: { maxRequestsPerConnection: 1 } } }
+            """);
+        var client = await RouteAsync("- { route: [{ destination: { host: reviews } }] }");
+        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Transport?.CloseAfterRequest == true, "the setting applies");
+
+        for (var i = 0; i < 5; i++)
+        {
+            (await client.CreateClient().GetAsync("http://reviews/")).EnsureSuccessStatusCode();
+        }
+
+        Assert.Equal(5, connections.Count);
+    }
+
+    [Fact]
     public async Task Mirror_ReceivesCopies_WithTheShadowHost_AndTheCallerDoesNotWaitForIt()
     {
         var primary = await StartAsync("reviews", "v1");

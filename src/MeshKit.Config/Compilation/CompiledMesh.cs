@@ -249,9 +249,10 @@ public sealed class CompiledMesh
             return null;
         }
 
-        // HTTP/2 multiplexes: http2MaxRequests bounds requests in flight; for HTTP/1.1 it is connections plus pending.
+        // HTTP/2 multiplexes: http2MaxRequests bounds requests in flight; for HTTP/1.1 it is connections plus pending,
+        // pending defaulting to Envoy's 1024 so that requests never queue without bound behind maxConnections.
         var maxRequests = http?.Http2MaxRequests
-            ?? (tcp?.MaxConnections is { } connections && http?.Http1MaxPendingRequests is { } pending ? connections + pending : (int?)null)
+            ?? (tcp?.MaxConnections is { } connections ? connections + (http?.Http1MaxPendingRequests ?? 1024) : (int?)null)
             ?? 0;
         return new ConnectionLimits
         {

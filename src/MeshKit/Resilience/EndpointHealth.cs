@@ -35,6 +35,7 @@ internal sealed class EndpointHealth(ClusterRuntime cluster)
     private int _consecutive5xx;
     private int _consecutiveGateway;
     private int _consecutiveLocal;
+    private long _lastDecrement;
 
     public bool IsEjected => Volatile.Read(ref _state) != Healthy;
 
@@ -65,6 +66,13 @@ internal sealed class EndpointHealth(ClusterRuntime cluster)
             if (Interlocked.CompareExchange(ref _state, Healthy, Probing) == Probing)
             {
                 Interlocked.Decrement(ref cluster._ejected);
+                Volatile.Write(ref _lastDecrement, now.UtcTicks);
+            }
+            else if (Volatile.Read(ref _timesEjected) > 0 && now.UtcTicks - Volatile.Read(ref _lastDecrement) >= TimeSpan.FromMilliseconds(policy.IntervalMs).Ticks)
+            {
+                // Healthy for an interval: one ejection is forgiven, as Envoy's interval sweep does.
+                Volatile.Write(ref _lastDecrement, now.UtcTicks);
+                Interlocked.Decrement(ref _timesEjected);
             }
 
             return false;

@@ -286,6 +286,26 @@ public class MeshCompilerTests
         Assert.Equal(2000ul, route.TimeoutMs);
     }
 
+    [Theory]
+    [InlineData("{ http: { http2MaxRequests: 50 } }", 50u)]
+    [InlineData("{ tcp: { maxConnections: 10 }, http: { http1MaxPendingRequests: 5 } }", 15u)]
+    [InlineData("{ tcp: { maxConnections: 10 } }", 1034u)]
+    [InlineData("{ tcp: { connectTimeout: 1s } }", 0u)]
+    public void Compile_ConnectionPool_BoundsRequestsInFlight(string pool, uint expected)
+    {
+        var config = Config($$"""
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: r }
+            spec:
+              host: r
+              trafficPolicy: { connectionPool: {{pool}} }
+            """);
+        var cluster = Get<ServiceCluster>(MeshCompiler.Compile(config, [Workload("r", "default", "v1")]).ViewFor("default"), ResourceTypes.Cluster, "r.default.svc.cluster.local");
+
+        Assert.Equal(expected, cluster.Limits.MaxRequests);
+    }
+
     [Fact]
     public void Compile_MeshConfig_SetsSettings()
     {

@@ -50,6 +50,26 @@ public class OutlierDetectionTests
     }
 
     [Fact]
+    public void HealthyIntervals_ForgiveEjections()
+    {
+        var time = new FakeTimeProvider();
+        var (health, _) = Endpoint();
+        for (var i = 0; i < 3; i++)
+        {
+            health.Record(AttemptResult.ServerError, Policy, time.GetUtcNow());
+        }
+
+        time.Advance(TimeSpan.FromSeconds(10));
+        Assert.True(health.TryUse(time.GetUtcNow()));
+        health.Record(AttemptResult.Success, Policy, time.GetUtcNow());
+        Assert.Equal(1, health.TimesEjected);
+
+        time.Advance(TimeSpan.FromSeconds(1));
+        health.Record(AttemptResult.Success, Policy, time.GetUtcNow());
+        Assert.Equal(0, health.TimesEjected);
+    }
+
+    [Fact]
     public void Success_ResetsTheCount()
     {
         var time = new FakeTimeProvider();

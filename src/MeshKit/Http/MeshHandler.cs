@@ -184,6 +184,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         }
 
         var pathAndQuery = actions.RewritesPath ? actions.RewritePath(uri.AbsolutePath, matched) + uri.Query : uri.PathAndQuery;
+        AttemptState? state = null;
         try
         {
             var wantsReplay = (resilience is { Attempts: > 0 }) || route.Mirrors.Length > 0;
@@ -206,7 +207,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 return WithResponseHeaders(await base.SendAsync(request, cancellationToken).ConfigureAwait(false), target, actions);
             }
 
-            var state = new AttemptState
+            state = new AttemptState
             {
                 Request = request,
                 Uri = uri,
@@ -257,6 +258,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 metrics?.BudgetExhausted(target.Host);
             }
 
+
             // URX: the last attempt failed and no retry was left (attempts used up, or the budget refused one).
             var exhausted = resilience is { Attempts: > 0 } && !response.IsSuccessStatusCode && (state.RetryOverflow || state.Tried.Count > resilience.Attempts);
             var shaped = (delayed ? "DI" : null, exhausted ? "URX" : null) switch
@@ -279,6 +281,11 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         }
         finally
         {
+            if (state is not null)
+            {
+                ReleaseReservation(state);
+            }
+
             if (cluster is not null)
             {
                 Interlocked.Decrement(ref cluster.Runtime._activeRequests);
@@ -295,6 +302,16 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             }
 
             restore?.Restore(request);
+        }
+    }
+
+    // A retry decided but never sent (the caller gave up during its backoff) no longer counts as in flight.
+    private static void ReleaseReservation(AttemptState state)
+    {
+        if (state.RetryReserved && state.Cluster is not null)
+        {
+            state.RetryReserved = false;
+            Interlocked.Decrement(ref state.Cluster._activeRetries);
         }
     }
 
@@ -332,10 +349,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         state.Tried.Add(endpoint);
         state.Request.RequestUri = new Uri(string.Concat(state.Uri.Scheme, "://", authority, state.PathAndQuery), UriKind.Absolute);
         Interlocked.Increment(ref endpoint._active);
-        if (retry && state.Cluster is not null)
-        {
-            Interlocked.Increment(ref state.Cluster._activeRetries);
-        }
+        var reserved = state.RetryReserved;
+        state.RetryReserved = false;
 
         var outlier = state.Endpoints.Outlier;
         var version = state.Request.Version;
@@ -406,7 +421,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             state.Request.Version = version;
             state.Request.VersionPolicy = policy;
             Interlocked.Decrement(ref endpoint._active);
-            if (retry && state.Cluster is not null)
+            if (reserved && state.Cluster is not null)
             {
                 Interlocked.Decrement(ref state.Cluster._activeRetries);
             }

@@ -41,6 +41,9 @@ internal sealed class AttemptState
     /// <summary>Gets whether retries may go to endpoints in other localities.</summary>
     public bool RetryRemoteLocalities { get; init; }
 
+    /// <summary>Gets or sets whether a retry has been counted as in flight and its attempt has not started yet.</summary>
+    public bool RetryReserved { get; set; }
+
     /// <summary>Gets or sets whether a retry was refused by the retry budget or maxRetries.</summary>
     public bool RetryOverflow { get; set; }
 
@@ -124,6 +127,13 @@ internal sealed class RouteResilience
                     {
                         state.RetryOverflow = true;
                         return new ValueTask<bool>(false);
+                    }
+
+                    // A retry counts against the budget from now (through its backoff) until its attempt ends.
+                    if (state.Cluster is { } cluster)
+                    {
+                        Interlocked.Increment(ref cluster._activeRetries);
+                        state.RetryReserved = true;
                     }
 
                     return new ValueTask<bool>(true);

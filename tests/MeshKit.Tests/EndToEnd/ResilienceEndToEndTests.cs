@@ -51,6 +51,17 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         return Task.FromResult<IResult?>(Results.Empty);
     };
 
+    // The reviews DestinationRule with this trafficPolicy (YAML flow or block text).
+    private void WriteRule(string trafficPolicy) => ControlPlane.WriteConfig("dr.yaml", $$"""
+        apiVersion: networking.istio.io/v1
+        kind: DestinationRule
+        metadata: { name: reviews }
+        spec:
+          host: reviews
+          trafficPolicy:
+        {{string.Join('\n', trafficPolicy.Split('\n').Select(l => "    " + l))}}
+        """);
+
     private async Task<TestWorkload> RouteAsync(string http, int endpoints = 1, string annotations = "")
     {
         ControlPlane.WriteConfig("vs.yaml", $$"""
@@ -256,15 +267,7 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         var broken = await StartAsync("reviews", "v1");
         var healthy = await StartAsync("reviews", "v1");
         broken.Behavior = Status(500);
-        ControlPlane.WriteConfig("dr.yaml", """
-            apiVersion: networking.istio.io/v1
-            kind: DestinationRule
-            metadata: { name: reviews }
-            spec:
-              host: reviews
-              trafficPolicy:
-                outlierDetection: { consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 2s, maxEjectionPercent: 100 }
-            """);
+        WriteRule("outlierDetection: { consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 2s, maxEjectionPercent: 100 }");
         var client = await RouteAsync("- { retries: { attempts: 0 }, route: [{ destination: { host: reviews } }] }", endpoints: 2);
         await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Endpoints!.Outlier is not null, "outlier detection applies");
         var http = client.CreateClient();
@@ -297,14 +300,7 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
     {
         var backend = await StartAsync("reviews", "v1");
         backend.Behavior = Delay(TimeSpan.FromSeconds(2));
-        ControlPlane.WriteConfig("dr.yaml", """
-            apiVersion: networking.istio.io/v1
-            kind: DestinationRule
-            metadata: { name: reviews }
-            spec:
-              host: reviews
-              trafficPolicy: { connectionPool: { http: { http2MaxRequests: 2 } } }
-            """);
+        WriteRule("{ connectionPool: { http: { http2MaxRequests: 2 } } }");
         var client = await RouteAsync("- { retries: { attempts: 0 }, route: [{ destination: { host: reviews } }] }");
         await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Limits?.MaxRequests == 2, "the limit applies");
         var http = client.CreateClient();
@@ -333,14 +329,7 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         var local = await StartAsync("reviews", "v1", o => o.Locality = "us-east/a");
         await StartAsync("reviews", "v1", o => o.Locality = "eu-west/a");
         local.Behavior = Status(503);
-        ControlPlane.WriteConfig("dr.yaml", """
-            apiVersion: networking.istio.io/v1
-            kind: DestinationRule
-            metadata: { name: reviews }
-            spec:
-              host: reviews
-              trafficPolicy: { loadBalancer: { localityLbSetting: { enabled: true } } }
-            """);
+        WriteRule("{ loadBalancer: { localityLbSetting: { enabled: true } } }");
         ControlPlane.WriteConfig("vs.yaml", $$"""
             apiVersion: networking.istio.io/v1
             kind: VirtualService
@@ -364,14 +353,7 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
     {
         var backend = await StartAsync("reviews", "v1");
         backend.Behavior = Delay(TimeSpan.FromMilliseconds(600));
-        ControlPlane.WriteConfig("dr.yaml", """
-            apiVersion: networking.istio.io/v1
-            kind: DestinationRule
-            metadata: { name: reviews }
-            spec:
-              host: reviews
-              trafficPolicy: { connectionPool: { tcp: { maxConnections: 1, connectTimeout: 2s, tcpKeepalive: { time: 60s } }, http: { idleTimeout: 30s } } }
-            """);
+        WriteRule("{ connectionPool: { tcp: { maxConnections: 1, connectTimeout: 2s, tcpKeepalive: { time: 60s } }, http: { idleTimeout: 30s } } }");
         var client = await RouteAsync("- { retries: { attempts: 0 }, route: [{ destination: { host: reviews } }] }");
         await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Transport?.Settings.MaxConnections == 1, "the cluster's pool applies");
         var http = client.CreateClient();
@@ -392,14 +374,7 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
     {
         var backend = await StartAsync("reviews", "v1");
         backend.Behavior = Status(503);
-        ControlPlane.WriteConfig("dr.yaml", """
-            apiVersion: networking.istio.io/v1
-            kind: DestinationRule
-            metadata: { name: reviews }
-            spec:
-              host: reviews
-              trafficPolicy: { retryBudget: { percent: 10, minRetryConcurrency: 1 } }
-            """);
+        WriteRule("{ retryBudget: { percent: 10, minRetryConcurrency: 1 } }");
         var client = await RouteAsync("- { retries: { attempts: 5, retryOn: \"503\" }, route: [{ destination: { host: reviews } }] }");
         await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Limits?.RetryBudgetPercent == 10, "the budget applies");
         using var exhausted = new MetricCollector<long>(client.Services.GetRequiredService<IMeterFactory>(), "MeshKit", "meshkit.client.retry_budget_exhausted");
@@ -426,14 +401,7 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
             connections.TryAdd(context.Connection.Id, 0);
             return Task.FromResult<IResult?>(null);
         };
-        ControlPlane.WriteConfig("dr.yaml", """
-            apiVersion: networking.istio.io/v1
-            kind: DestinationRule
-            metadata: { name: reviews }
-            spec:
-              host: reviews
-              trafficPolicy: { connectionPool: { http: { maxRequestsPerConnection: 1 } } }
-            """);
+        WriteRule("{ connectionPool: { http: { maxRequestsPerConnection: 1 } } }");
         var client = await RouteAsync("- { route: [{ destination: { host: reviews } }] }");
         await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Transport?.CloseAfterRequest == true, "the setting applies");
 

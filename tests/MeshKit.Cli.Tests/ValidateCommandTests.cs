@@ -98,6 +98,22 @@ public sealed class ValidateCommandTests : IDisposable
     }
 
     [Fact]
+    public void Validate_TheBookinfoSampleConfigs_AreValidWithoutWarnings()
+    {
+        var root = new DirectoryInfo(AppContext.BaseDirectory);
+        while (root is not null && !File.Exists(Path.Combine(root.FullName, "MeshKit.sln")))
+        {
+            root = root.Parent;
+        }
+
+        Assert.NotNull(root);
+        var (code, output, _) = Run("validate", "-f", Path.Combine(root.FullName, "samples", "Bookinfo", "config"));
+
+        Assert.Equal(0, code);
+        Assert.Contains("0 error(s), 0 warning(s). Valid.", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Run_NullArguments_Throw() =>
         Assert.Throws<ArgumentNullException>(() => MeshCtl.Run(null!, TextWriter.Null, TextWriter.Null));
 }

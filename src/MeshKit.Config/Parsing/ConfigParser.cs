@@ -86,6 +86,12 @@ public static class ConfigParser
             if (resource is not null && context.ErrorCount == errorsBefore)
             {
                 resources.Add(resource);
+
+                // Security kinds are validated but not enforced yet: say so rather than let a policy look active.
+                if (resource is PeerAuthentication or RequestAuthentication or AuthorizationPolicy)
+                {
+                    context.Warning(root, "kind", $"{resource.Kind} is validated, but not enforced by this MeshKit version yet: requests are not authenticated or authorized by it");
+                }
             }
         }
 

@@ -127,7 +127,9 @@ public class ConfigParserTests
               outboundTrafficPolicy: { mode: REGISTRY_ONLY }
             """);
 
-        Assert.Empty(result.Diagnostics);
+        // Only the reminder that the security kinds are not enforced yet.
+        Assert.Equal(3, result.Diagnostics.Count);
+        Assert.All(result.Diagnostics, d => Assert.Contains("not enforced", d.Message, StringComparison.Ordinal));
         Assert.Equal(6, result.Resources.Count);
         var dr = Assert.IsType<DestinationRule>(result.Resources[0]);
         Assert.Equal("default", dr.Namespace);
@@ -156,7 +158,7 @@ public class ConfigParserTests
             metadata: { name: deny-all, namespace: foo }
             """);
 
-        Assert.Empty(result.Diagnostics);
+        Assert.Equal(DiagnosticSeverity.Warning, Assert.Single(result.Diagnostics).Severity);
         var policy = Assert.IsType<AuthorizationPolicy>(Assert.Single(result.Resources));
         Assert.Equal("ALLOW", policy.Action);
         Assert.Null(policy.Rules);

@@ -159,10 +159,10 @@ internal static class Services
         return null;
     }
 
-    // Trace headers travel with the request, as Bookinfo's services forward them.
+    // The end user and trace headers travel with the request, as Bookinfo's services forward them.
     private static void Forward(HttpContext context, HttpRequestMessage request)
     {
-        foreach (var header in new[] { "traceparent", "tracestate", "x-request-id", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled" })
+        foreach (var header in new[] { "end-user", "user-agent", "traceparent", "tracestate", "x-request-id", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled" })
         {
             if (context.Request.Headers.TryGetValue(header, out var value))
             {

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using MeshKit.Tests.Infrastructure;
 
 namespace MeshKit.Tests.Samples;
 
@@ -15,15 +16,52 @@ public sealed class BookinfoSampleTests
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
+    private static readonly string SampleDirectory = Path.Combine(AppContext.BaseDirectory, "bookinfo");
+
+    private static void Apply(string configDir, string task, string asName) =>
+        File.Copy(Path.Combine(SampleDirectory, "config", "tasks", task), Path.Combine(configDir, asName), overwrite: true);
+
+    private static async Task<string> Page(HttpClient http, int port, string? user = null)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"http://127.0.0.1:{port}/productpage");
+        if (user is not null)
+        {
+            request.Headers.Add("Cookie", $"user={user}");
+        }
+
+        using var response = await http.SendAsync(request);
+        return await response.Content.ReadAsStringAsync();
+    }
+
+    // Round robin can give the expected answer by chance before a change converges: ask for six in a row.
+    private static Task Converged(Func<Task<bool>> check, string what, TimeSpan? timeout = null) => Eventually.TrueAsync(async () =>
+    {
+        for (var i = 0; i < 6; i++)
+        {
+            if (!await check())
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }, what, timeout);
+
+    private static string ServedBy(string page) => page.Contains("Reviews served by: ", StringComparison.Ordinal)
+        ? page[(page.IndexOf("Reviews served by: ", StringComparison.Ordinal) + 19)..].Split('<')[0]
+        : "error";
+
     [Fact]
     public async Task Launcher_StartsTheMesh_ServesTheProductPage_AndStopsCleanly()
     {
-        var sample = Path.Combine(AppContext.BaseDirectory, "bookinfo", "Bookinfo.dll");
+        var sample = Path.Combine(SampleDirectory, "Bookinfo.dll");
         Assert.True(File.Exists(sample), $"the sample is built next to the tests ({sample})");
         var port = FreePort();
         var controlPlanePort = FreePort();
+        var configDir = Directory.CreateTempSubdirectory("bookinfo-test-").FullName;
+        File.Copy(Path.Combine(SampleDirectory, "config", "base", "destination-rules.yaml"), Path.Combine(configDir, "destination-rules.yaml"));
         var start = new ProcessStartInfo("dotnet") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var arg in new[] { sample, "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--control-plane-port", controlPlanePort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--stop-on-stdin-close", "--duration", "240" })
+        foreach (var arg in new[] { sample, "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--control-plane-port", controlPlanePort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--config-dir", configDir, "--stop-on-stdin-close", "--duration", "300" })
         {
             start.ArgumentList.Add(arg);
         }
@@ -56,7 +94,7 @@ public sealed class BookinfoSampleTests
         {
             await running.Task.WaitAsync(TimeSpan.FromSeconds(120));
 
-            using var http = new HttpClient();
+            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
             var page = await http.GetStringAsync($"http://127.0.0.1:{port}/productpage");
             Assert.Contains("William Shakespeare", page, StringComparison.Ordinal);
             Assert.Contains("Reviews served by: reviews-v", page, StringComparison.Ordinal);
@@ -71,6 +109,43 @@ public sealed class BookinfoSampleTests
             }
 
             Assert.Equal(["reviews-v1", "reviews-v2", "reviews-v3"], served.Order());
+
+            // Istio's request routing task: everything to v1 (no stars), then jason to v2 (black stars).
+            Apply(configDir, "virtual-service-all-v1.yaml", "reviews.yaml");
+            await Converged(async () => ServedBy(await Page(http, port)) == "reviews-v1", "all reviews traffic goes to v1");
+            for (var i = 0; i < 5; i++)
+            {
+                var v1Page = await Page(http, port);
+                Assert.Equal("reviews-v1", ServedBy(v1Page));
+                Assert.DoesNotContain("class=\"stars\"", v1Page, StringComparison.Ordinal);
+            }
+
+            Apply(configDir, "virtual-service-reviews-test-v2.yaml", "reviews.yaml");
+            await Converged(async () => ServedBy(await Page(http, port, "jason")) == "reviews-v2", "jason is routed to v2");
+            Assert.Contains("color:black", await Page(http, port, "jason"), StringComparison.Ordinal);
+            Assert.Equal("reviews-v1", ServedBy(await Page(http, port)));
+
+            // Traffic shifting: half to v3.
+            Apply(configDir, "virtual-service-reviews-50-v3.yaml", "reviews.yaml");
+            await Eventually.TrueAsync(async () => ServedBy(await Page(http, port)) == "reviews-v3", "the split reaches v3");
+            var v3 = 0;
+            for (var i = 0; i < 60; i++)
+            {
+                v3 += ServedBy(await Page(http, port)) == "reviews-v3" ? 1 : 0;
+            }
+
+            Assert.InRange(v3, 15, 45);
+
+            // Fault injection: ratings aborts for jason (reviews v2 for him shows the ratings error), then a 7 s delay
+            // that outlasts productpage's timeout on reviews.
+            Apply(configDir, "virtual-service-reviews-test-v2.yaml", "reviews.yaml");
+            Apply(configDir, "virtual-service-ratings-test-abort.yaml", "ratings.yaml");
+            await Converged(async () => (await Page(http, port, "jason")).Contains("Ratings service is currently unavailable", StringComparison.Ordinal), "jason sees the ratings error");
+            Assert.DoesNotContain("currently unavailable", await Page(http, port), StringComparison.Ordinal);
+
+            Apply(configDir, "virtual-service-ratings-test-delay.yaml", "ratings.yaml");
+            await Eventually.TrueAsync(async () => (await Page(http, port, "jason")).Contains("Error fetching product reviews", StringComparison.Ordinal), "the delay makes productpage give up on reviews", TimeSpan.FromSeconds(60));
+            Assert.Contains("William Shakespeare", await Page(http, port, "jason"), StringComparison.Ordinal);
         }
         catch (Exception ex) when (ex is not Xunit.Sdk.XunitException)
         {

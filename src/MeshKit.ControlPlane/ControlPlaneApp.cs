@@ -34,6 +34,7 @@ public static class ControlPlaneApp
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
         builder.Configuration.AddEnvironmentVariables("MESHKIT_");
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddFilter("Grpc", LogLevel.Warning);
         builder.Configuration.AddCommandLine(args, (IDictionary<string, string>)Switches);
         builder.Services.AddOptions<ControlPlaneOptions>()
             .Bind(builder.Configuration.GetSection(ControlPlaneOptions.SectionName))

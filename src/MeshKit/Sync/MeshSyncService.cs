@@ -30,6 +30,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
     private AsyncDuplexStreamingCall<DiscoveryRequest, DiscoveryResponse>? _call;
     private bool _announcedPorts;
     private volatile bool _leaving;
+    private TaskCompletionSource _streamEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public MeshSyncService(MeshSnapshotProvider provider, IOptions<MeshOptions> options, WorkloadAnnouncer announcer, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<MeshSyncService> logger)
     {
@@ -108,6 +109,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
     private async Task RunStreamAsync(MeshDiscovery.MeshDiscoveryClient client, WorkloadAnnouncement announcement, Action connected, CancellationToken cancellationToken)
     {
         using var call = client.StreamResources(cancellationToken: cancellationToken);
+        _streamEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         _call = call;
         try
         {
@@ -147,6 +149,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
         finally
         {
             _call = null;
+            _streamEnded.TrySetResult();
         }
     }
 
@@ -246,6 +249,9 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
         {
             // The stream is already gone; the control plane removes the entry after its grace period.
         }
+
+        // Let the control plane see the clean close and end the call before anything is cancelled (at most 2 s).
+        await Task.WhenAny(_streamEnded.Task, Task.Delay(TimeSpan.FromSeconds(2), _time, cancellationToken)).ConfigureAwait(false);
 
         if (_announcedPorts && _options.DrainDuration > TimeSpan.Zero)
         {

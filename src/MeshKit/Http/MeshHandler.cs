@@ -191,12 +191,15 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             var replayable = request.Content is null || (wantsReplay && await TryMakeReplayableAsync(request.Content, cancellationToken).ConfigureAwait(false));
             if (replayable)
             {
+                byte[]? body = null;
                 foreach (var (mirror, percentage) in route.Mirrors)
                 {
                     if (Random.Shared.NextDouble() * 100 < percentage)
                     {
+                        // HttpContent is not thread-safe: the copy's body is read here, before the request is sent.
+                        body ??= request.Content is null ? [] : await request.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false);
                         metrics?.Mirror(mirror.Host);
-                        StartMirror(request, mirror, host, pathAndQuery, uri);
+                        StartMirror(request, body, mirror, host, pathAndQuery, uri);
                     }
                 }
             }
@@ -449,11 +452,11 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     }
 
     // Fire and forget: the copy's outcome never reaches the caller; its host is the original one with "-shadow".
-    private void StartMirror(HttpRequestMessage request, RouteTarget mirror, string host, string pathAndQuery, Uri uri)
+    // The copy is built here, on the caller's thread, so nothing of the original request is touched concurrently.
+    private void StartMirror(HttpRequestMessage request, byte[] body, RouteTarget mirror, string host, string pathAndQuery, Uri uri)
     {
-        var endpoints = mirror.Endpoints;
         var port = SelectPort(mirror, uri);
-        var endpoint = endpoints?.ForPort(port).Pick();
+        var endpoint = mirror.Endpoints?.ForPort(port).Pick();
         var authority = endpoint?.AuthorityFor(port);
         if (authority is null)
         {
@@ -462,39 +465,42 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
         var colon = host.LastIndexOf(':');
         var shadowHost = colon > 0 && !host.EndsWith(']') ? string.Concat(host.AsSpan(0, colon), "-shadow", host.AsSpan(colon)) : host + "-shadow";
+        var copy = new HttpRequestMessage(request.Method, new Uri(string.Concat(uri.Scheme, "://", authority, pathAndQuery)))
+        {
+            Version = request.Version,
+            VersionPolicy = request.VersionPolicy,
+        };
+        foreach (var header in request.Headers.NonValidated)
+        {
+            if (!string.Equals(header.Key, "Host", StringComparison.OrdinalIgnoreCase))
+            {
+                copy.Headers.TryAddWithoutValidation(header.Key, header.Value);
+            }
+        }
+
+        copy.Headers.TryAddWithoutValidation("Host", shadowHost);
+        if (request.Content is not null)
+        {
+            copy.Content = new ByteArrayContent(body);
+            foreach (var header in request.Content.Headers.NonValidated)
+            {
+                copy.Content.Headers.TryAddWithoutValidation(header.Key, header.Value);
+            }
+        }
+
         _ = Task.Run(async () =>
         {
-            try
+            using (copy)
             {
-                using var copy = new HttpRequestMessage(request.Method, new Uri(string.Concat(uri.Scheme, "://", authority, pathAndQuery)))
+                try
                 {
-                    Version = request.Version,
-                    VersionPolicy = request.VersionPolicy,
-                };
-                foreach (var header in request.Headers.NonValidated)
-                {
-                    if (!string.Equals(header.Key, "Host", StringComparison.OrdinalIgnoreCase))
-                    {
-                        copy.Headers.TryAddWithoutValidation(header.Key, header.Value);
-                    }
+                    using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30), provider.Runtime.Time);
+                    using var response = await base.SendAsync(copy, timeout.Token).ConfigureAwait(false);
                 }
-
-                copy.Headers.TryAddWithoutValidation("Host", shadowHost);
-                if (request.Content is not null)
+                catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException or IOException or InvalidOperationException)
                 {
-                    copy.Content = new ByteArrayContent(await request.Content.ReadAsByteArrayAsync().ConfigureAwait(false));
-                    foreach (var header in request.Content.Headers.NonValidated)
-                    {
-                        copy.Content.Headers.TryAddWithoutValidation(header.Key, header.Value);
-                    }
+                    // A mirror's failure is never the caller's.
                 }
-
-                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30), provider.Runtime.Time);
-                using var response = await base.SendAsync(copy, timeout.Token).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException or IOException or InvalidOperationException)
-            {
-                // A mirror's failure is never the caller's.
             }
         });
     }

@@ -218,7 +218,7 @@ public sealed class CompiledMesh
     {
         var tcp = pool?.Tcp;
         var http = pool?.Http;
-        if (tcp is null && http?.IdleTimeout is null && http?.H2UpgradePolicy is null && http?.MaxRequestsPerConnection is not 1)
+        if (tcp is null && http?.IdleTimeout is null && http?.H2UpgradePolicy is null && (http?.MaxRequestsPerConnection ?? 0) == 0 && http?.MaxConcurrentStreams is null)
         {
             return null;
         }
@@ -234,7 +234,8 @@ public sealed class CompiledMesh
             KeepaliveIntervalMs = Ms(tcp?.KeepaliveInterval),
             KeepaliveProbes = (uint)(tcp?.KeepaliveProbes ?? 0),
             H2UpgradePolicy = http?.H2UpgradePolicy ?? string.Empty,
-            MaxRequestsPerConnection = http?.MaxRequestsPerConnection is 1 ? 1u : 0u,
+            MaxRequestsPerConnection = (uint)(http?.MaxRequestsPerConnection ?? 0),
+            MaxConcurrentStreams = (uint)(http?.MaxConcurrentStreams ?? 0),
         };
         return settings.Equals(new ConnectionSettings()) ? null : settings;
     }

@@ -808,11 +808,6 @@ public static class ConfigParser
             return port is null ? null : new PortTrafficPolicy(port.Value, policy);
         }) : [];
         NotEnforced(t, "tls");
-        if (pool?.Http is { } httpPool && (httpPool.MaxRequestsPerConnection is > 1 || httpPool.MaxConcurrentStreams is not null))
-        {
-            t.Context.Warning(t.Get("connectionPool"), t.ChildPath("connectionPool.http"), "maxRequestsPerConnection above 1 and maxConcurrentStreams are not supported by MeshKit and are ignored: .NET's connection pool has no such limits (maxRequestsPerConnection: 1 is)");
-        }
-
         foreach (var field in new[] { "tunnel", "proxyProtocol" })
         {
             t.NotSupported(field, DiagnosticSeverity.Warning, NotYet);

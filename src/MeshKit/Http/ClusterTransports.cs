@@ -6,7 +6,7 @@ namespace MeshKit.Http;
 
 /// <summary>
 /// Connection pools of clusters whose DestinationRule sets connection settings (<c>connectionPool.tcp</c>,
-/// <c>http.idleTimeout</c>, <c>h2UpgradePolicy</c>): a <see cref="SocketsHttpHandler"/> per cluster, kept across
+/// <c>http.idleTimeout</c>, <c>h2UpgradePolicy</c>, <c>maxRequestsPerConnection</c>, <c>maxConcurrentStreams</c>): a <see cref="SocketsHttpHandler"/> per cluster, kept across
 /// snapshots while its settings stay the same. A pool replaced by new settings is disposed after a grace period, so
 /// requests in flight on it finish. Other clusters use the client's own handler.
 /// </summary>
@@ -161,12 +161,42 @@ internal sealed class ClusterTransports : IDisposable
                     throw;
                 }
             };
+            var maxRequests = (int)Math.Min(settings.MaxRequestsPerConnection, int.MaxValue);
+            var maxStreams = settings.MaxConcurrentStreams;
+            if (maxRequests > 1 || maxStreams > 0)
+            {
+                // .NET's pool has no per-connection request or stream limits; they are kept on the connection's bytes.
+                var primeTimeout = settings.ConnectTimeoutMs > 0 ? TimeSpan.FromMilliseconds(settings.ConnectTimeoutMs) : TimeSpan.FromSeconds(10);
+                handler.PlaintextStreamFilter = async (context, cancellationToken) =>
+                {
+                    switch (context.NegotiatedHttpVersion.Major)
+                    {
+                        case 2:
+                            var http2 = new Http2ConnectionLimitStream(context.PlaintextStream, maxRequests, maxStreams);
+                            if (maxStreams > 0)
+                            {
+                                await http2.PrimeAsync(primeTimeout, cancellationToken).ConfigureAwait(false);
+                            }
+
+                            return http2;
+                        case 1 when maxRequests > 1:
+                            return new Http1RequestLimitStream(context.PlaintextStream, maxRequests);
+                        default:
+                            return context.PlaintextStream;
+                    }
+                };
+            }
+
             Invoker = new HttpMessageInvoker(handler, disposeHandler: true);
             UpgradeToHttp2 = settings.H2UpgradePolicy == "UPGRADE";
             CloseAfterRequest = settings.MaxRequestsPerConnection == 1;
         }
 
-        /// <summary>Gets whether each HTTP/1.1 connection carries one request (<c>maxRequestsPerConnection: 1</c>).</summary>
+        /// <summary>
+        /// Gets whether each HTTP/1.1 connection carries one request (<c>maxRequestsPerConnection: 1</c>): the request
+        /// itself says <c>Connection: close</c>, so the pool never offers the connection again. Higher limits, and every
+        /// limit on HTTP/2, are kept by the connection's stream filter.
+        /// </summary>
         public bool CloseAfterRequest { get; }
 
         public ConnectionSettings Settings { get; }

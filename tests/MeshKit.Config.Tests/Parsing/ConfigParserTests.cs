@@ -342,11 +342,8 @@ public class ConfigParserTests
             """);
 
         Assert.False(result.HasErrors, string.Join(Environment.NewLine, result.Diagnostics));
-        Assert.Equal(
-            ["spec.trafficPolicy.tls", "spec.trafficPolicy.connectionPool.http"],
-            result.Diagnostics.Select(d => d.Path));
+        Assert.Equal(["spec.trafficPolicy.tls"], result.Diagnostics.Select(d => d.Path));
         Assert.Contains("not enforced", result.Diagnostics[0].Message, StringComparison.Ordinal);
-        Assert.Contains("not supported", result.Diagnostics[1].Message, StringComparison.Ordinal);
         var route = ((VirtualService)result.Resources[0]).Http[0];
         Assert.Equal(TimeSpan.FromSeconds(1.5), route.Timeout);
         Assert.Equal(["5xx", "connect-failure", "503"], route.Retries!.RetryOn);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Net;
+using System.Text;
 using System.Diagnostics.Metrics;
 using MeshKit.Http;
 using MeshKit.Tests.Infrastructure;
@@ -411,6 +412,144 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         }
 
         Assert.Equal(5, connections.Count);
+    }
+
+    [Fact]
+    public async Task RefusedStream_FromARealHttp2Server_IsSentAgain_EvenForAPost()
+    {
+        var backend = await StartAsync("reviews", "v1", http2Only: true);
+        var refuse = 2;
+        backend.Behavior = context =>
+        {
+            if (Interlocked.Decrement(ref refuse) >= 0)
+            {
+                context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpResetFeature>()!.Reset(0x7); // REFUSED_STREAM
+                return Task.FromResult<IResult?>(Results.Empty);
+            }
+
+            return Task.FromResult<IResult?>(null);
+        };
+        WriteRule("{ connectionPool: { http: { h2UpgradePolicy: UPGRADE } } }");
+        var client = await RouteAsync("- { retries: { attempts: 3, retryOn: refused-stream }, route: [{ destination: { host: reviews } }] }");
+        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Transport?.UpgradeToHttp2 == true, "the setting applies");
+        using var retries = new MetricCollector<long>(client.Services.GetRequiredService<IMeterFactory>(), "MeshKit", "meshkit.client.retries");
+
+        using var response = await client.CreateClient().PostAsync("http://reviews/", new StringContent("order"));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(3, backend.Served);
+        // .NET's HTTP/2 pool itself resends a refused stream (the server guarantees it did not process it), before the
+        // mesh's retry policy sees a failure; the policy's refused-stream condition covers what reaches it.
+        Assert.Equal(0, retries.GetMeasurementSnapshot().EvaluateAsCounter());
+    }
+
+    [Fact]
+    public async Task MaxRequestsPerConnection_Http1_MovesToANewConnectionAfterTheLimit_WhateverTheBodies()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        var perConnection = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
+        backend.Behavior = async context =>
+        {
+            await context.Request.Body.CopyToAsync(Stream.Null);
+            perConnection.AddOrUpdate(context.Connection.Id, 1, (_, n) => n + 1);
+            return null;
+        };
+        WriteRule("{ connectionPool: { http: { maxRequestsPerConnection: 3 } } }");
+        var client = await RouteAsync("- { route: [{ destination: { host: reviews } }] }");
+        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Transport?.Settings.MaxRequestsPerConnection == 3, "the setting applies");
+        var http = client.CreateClient();
+
+        for (var i = 0; i < 9; i++)
+        {
+            // Bodies with blank lines in them, sized and chunked: the count follows HTTP framing, not guesses.
+            using HttpContent content = (i % 3) switch
+            {
+                0 => new StringContent("a\r\n\r\nb"),
+                1 => new StreamContent(new MemoryStream(Encoding.ASCII.GetBytes("c\r\n\r\nd"))) { Headers = { ContentLength = null } },
+                _ => new ByteArrayContent([]),
+            };
+            using var response = await http.PostAsync("http://reviews/", content);
+            response.EnsureSuccessStatusCode();
+        }
+
+        Assert.Equal([3, 3, 3], perConnection.Values);
+    }
+
+    [Fact]
+    public async Task MaxRequestsPerConnection_Http2_MovesToANewConnectionAfterTheLimit()
+    {
+        var backend = await StartAsync("reviews", "v1", http2Only: true);
+        var perConnection = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
+        backend.Behavior = context =>
+        {
+            Assert.Equal("HTTP/2", context.Request.Protocol);
+            perConnection.AddOrUpdate(context.Connection.Id, 1, (_, n) => n + 1);
+            return Task.FromResult<IResult?>(null);
+        };
+        WriteRule("{ connectionPool: { http: { maxRequestsPerConnection: 2, h2UpgradePolicy: UPGRADE } } }");
+        var client = await RouteAsync("- { route: [{ destination: { host: reviews } }] }");
+        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Transport?.Settings.MaxRequestsPerConnection == 2, "the setting applies");
+        var http = client.CreateClient();
+
+        for (var i = 0; i < 6; i++)
+        {
+            using var response = await http.GetAsync("http://reviews/");
+            response.EnsureSuccessStatusCode();
+        }
+
+        Assert.Equal([2, 2, 2], perConnection.Values);
+    }
+
+    [Fact]
+    public async Task MaxConcurrentStreams_SpreadsConcurrentHttp2RequestsOverConnections()
+    {
+        var backend = await StartAsync("reviews", "v1", http2Only: true);
+        var active = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
+        var peak = 0;
+        var arrived = 0;
+        var release = new TaskCompletionSource();
+        backend.Behavior = async context =>
+        {
+            if (context.Request.Path == "/warm")
+            {
+                return null;
+            }
+
+            var now = active.AddOrUpdate(context.Connection.Id, 1, (_, n) => n + 1);
+            InterlockedMax(ref peak, now);
+            Interlocked.Increment(ref arrived);
+            await release.Task;
+            active.AddOrUpdate(context.Connection.Id, 0, (_, n) => n - 1);
+            return null;
+        };
+        WriteRule("{ connectionPool: { http: { maxConcurrentStreams: 2, h2UpgradePolicy: UPGRADE } } }");
+        var client = await RouteAsync("- { route: [{ destination: { host: reviews } }] }");
+        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Transport?.Settings.MaxConcurrentStreams == 2, "the setting applies");
+        var http = client.CreateClient();
+        using (await http.GetAsync("http://reviews/warm"))
+        {
+        }
+
+        var calls = Enumerable.Range(0, 6).Select(_ => http.GetAsync("http://reviews/")).ToArray();
+        await Eventually.TrueAsync(() => Volatile.Read(ref arrived) == 6, "every request reaches the server at once, over several connections");
+        release.SetResult();
+        foreach (var response in await Task.WhenAll(calls))
+        {
+            response.EnsureSuccessStatusCode();
+            response.Dispose();
+        }
+
+        Assert.Equal(2, Volatile.Read(ref peak));
+        Assert.True(active.Count >= 3, $"{active.Count} connections");
+    }
+
+    private static void InterlockedMax(ref int target, int value)
+    {
+        var current = Volatile.Read(ref target);
+        while (value > current && Interlocked.CompareExchange(ref target, value, current) != current)
+        {
+            current = Volatile.Read(ref target);
+        }
     }
 
     [Fact]

@@ -23,9 +23,9 @@ public abstract class MeshTestBase : IAsyncLifetime
         await ControlPlane.DisposeAsync();
     }
 
-    protected async Task<TestWorkload> StartAsync(string service, string version, Action<MeshOptions>? configure = null, Action<IServiceCollection>? services = null)
+    protected async Task<TestWorkload> StartAsync(string service, string version, Action<MeshOptions>? configure = null, Action<IServiceCollection>? services = null, bool http2Only = false)
     {
-        var workload = await TestWorkload.StartAsync(service, version, ControlPlane.DiscoveryAddress, configure, services);
+        var workload = await TestWorkload.StartAsync(service, version, ControlPlane.DiscoveryAddress, configure, services, http2Only);
         Owned.Add(workload);
         return workload;
     }

@@ -44,11 +44,16 @@ public sealed class TestWorkload : IAsyncDisposable
 
     internal MeshSnapshot Snapshot => _app.Services.GetRequiredService<MeshSnapshotProvider>().Current;
 
-    public static async Task<TestWorkload> StartAsync(string service, string version, Uri? controlPlane, Action<MeshOptions>? configure = null, Action<IServiceCollection>? configureServices = null)
+    public static async Task<TestWorkload> StartAsync(string service, string version, Uri? controlPlane, Action<MeshOptions>? configure = null, Action<IServiceCollection>? configureServices = null, bool http2Only = false)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.WebHost.UseUrls("http://127.0.0.1:0");
+        if (http2Only)
+        {
+            // Plain-text HTTP/2 (prior knowledge) needs an HTTP/2-only endpoint.
+            builder.WebHost.ConfigureKestrel(k => k.ConfigureEndpointDefaults(l => l.Protocols = Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http2));
+        }
         builder.Services.AddMesh(o =>
         {
             o.ServiceName = service;

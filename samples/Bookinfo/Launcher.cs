@@ -18,7 +18,8 @@ internal static class Launcher
 
                 Options:
                   --port N                productpage port (default 9080)
-                  --control-plane-port N  discovery port (default 15010; admin is this + 4)
+                  --control-plane-port N  discovery port (default 15010; TLS is this + 2, admin this + 4)
+                  --ca-dir DIR            the control plane's CA folder (default: the user's local app data, meshkit/ca)
                   --config-dir DIR        the control plane's config folder (default: a new temporary folder
                                           seeded with config/base; copy config/tasks files into it to apply them)
                   --duration SECONDS      stop by itself after this long (for scripts); default: until Ctrl+C
@@ -53,7 +54,13 @@ internal static class Launcher
         var children = new List<Child>();
         try
         {
-            children.Add(Child.Start("controlplane", "-", ["--config-dir", configDir, "--listen", controlPlane, "--admin-listen", $"http://127.0.0.1:{cpPort + 4}"]));
+            string[] controlPlaneArgs = ["--config-dir", configDir, "--listen", controlPlane, "--secure-listen", $"https://127.0.0.1:{cpPort + 2}", "--admin-listen", $"http://127.0.0.1:{cpPort + 4}"];
+            if (Args.Get(args, "--ca-dir") is { } caDir)
+            {
+                controlPlaneArgs = [.. controlPlaneArgs, "--ca-dir", caDir];
+            }
+
+            children.Add(Child.Start("controlplane", "-", controlPlaneArgs));
             if (!await WaitForPortAsync(cpPort, children, stop.Token))
             {
                 Console.Error.WriteLine($"The control plane did not start listening on port {cpPort}; see the output above.");

@@ -32,6 +32,8 @@ var controlPlane = ControlPlaneApp.Build([], o =>
 {
     o.ConfigDirectory = configDir;
     o.Listen = "http://127.0.0.1:0";
+    o.SecureListen = string.Empty; // this sample runs without certificates
+    o.CaDirectory = Path.Combine(configDir, ".ca");
     o.AdminListen = string.Empty;
     o.StartupSyncDelay = TimeSpan.Zero;
 });

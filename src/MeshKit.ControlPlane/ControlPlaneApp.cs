@@ -1,7 +1,12 @@
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
+using MeshKit.ControlPlane.Ca;
+using MeshKit.Security;
 using MeshKit.ControlPlane.Discovery;
 using MeshKit.ControlPlane.Registry;
 using MeshKit.ControlPlane.Sources;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 
 namespace MeshKit.ControlPlane;
 
@@ -16,6 +21,9 @@ public static class ControlPlaneApp
     {
         ["--config-dir"] = "ControlPlane:ConfigDirectory",
         ["--listen"] = "ControlPlane:Listen",
+        ["--secure-listen"] = "ControlPlane:SecureListen",
+        ["--trust-domain"] = "ControlPlane:TrustDomain",
+        ["--ca-dir"] = "ControlPlane:CaDirectory",
         ["--admin-listen"] = "ControlPlane:AdminListen",
         ["--debounce"] = "ControlPlane:Debounce",
         ["--max-debounce"] = "ControlPlane:MaxDebounce",
@@ -39,7 +47,8 @@ public static class ControlPlaneApp
         builder.Services.AddOptions<ControlPlaneOptions>()
             .Bind(builder.Configuration.GetSection(ControlPlaneOptions.SectionName))
             .Configure(o => configure?.Invoke(o))
-            .Validate(o => !string.IsNullOrWhiteSpace(o.Listen), "ControlPlane:Listen is required")
+            .Validate(o => !string.IsNullOrWhiteSpace(o.Listen) || !string.IsNullOrWhiteSpace(o.SecureListen), "ControlPlane:Listen or ControlPlane:SecureListen is required")
+            .Validate(o => o.WorkloadCertificateTtl > TimeSpan.Zero && o.MaxWorkloadCertificateTtl >= o.WorkloadCertificateTtl, "ControlPlane:WorkloadCertificateTtl must be > 0 and <= MaxWorkloadCertificateTtl")
             .Validate(o => o.Debounce >= TimeSpan.Zero && o.MaxDebounce >= o.Debounce, "ControlPlane:Debounce must be >= 0 and <= MaxDebounce")
             .ValidateOnStart();
 
@@ -49,14 +58,54 @@ public static class ControlPlaneApp
 
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
-            Listen(kestrel, options.Listen, HttpProtocols.Http2);
+            if (!string.IsNullOrWhiteSpace(options.Listen))
+            {
+                Listen(kestrel, options.Listen, Uri.UriSchemeHttp, listen => listen.Protocols = HttpProtocols.Http2);
+            }
+
+            if (!string.IsNullOrWhiteSpace(options.SecureListen))
+            {
+                var ca = kestrel.ApplicationServices.GetRequiredService<CertificateAuthority>();
+                Listen(kestrel, options.SecureListen, Uri.UriSchemeHttps, listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http2;
+                    listen.UseHttps(new TlsHandshakeCallbackOptions
+                    {
+                        OnConnection = connection => ValueTask.FromResult(new SslServerAuthenticationOptions
+                        {
+                            ServerCertificateContext = ca.ServingContext,
+                            ApplicationProtocols = [SslApplicationProtocol.Http2],
+
+                            // Asked for, not required: a first certificate request comes with a join token instead.
+                            // One that is sent must verify, or the handshake fails.
+                            ClientCertificateRequired = true,
+                            RemoteCertificateValidationCallback = (_, certificate, chain, _) =>
+                                certificate is null || ca.TryVerifyWorkload(
+                                    CertificateProfile.AsCertificate2(certificate),
+                                    chain?.ChainPolicy.ExtraStore.Cast<X509Certificate2>() ?? [],
+                                    out _,
+                                    out _),
+                        }),
+                    });
+                });
+            }
+
             if (!string.IsNullOrWhiteSpace(options.AdminListen))
             {
-                Listen(kestrel, options.AdminListen, HttpProtocols.Http1);
+                Listen(kestrel, options.AdminListen, Uri.UriSchemeHttp, listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http1;
+                    listen.Use(next => context =>
+                    {
+                        context.Items[AdminEndpoints.AdminConnection] = true;
+                        return next(context);
+                    });
+                });
             }
         });
 
         builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<CertificateAuthority>();
         builder.Services.AddSingleton<DirectoryConfigStore>();
         builder.Services.AddSingleton<IConfigStore>(sp => sp.GetRequiredService<DirectoryConfigStore>());
         builder.Services.AddHostedService(sp => sp.GetRequiredService<DirectoryConfigStore>());
@@ -68,21 +117,22 @@ public static class ControlPlaneApp
 
         var app = builder.Build();
         app.MapGrpcService<DiscoveryService>();
+        app.MapGrpcService<CertificateService>();
         AdminEndpoints.Map(app);
         return app;
     }
 
-    private static void Listen(KestrelServerOptions kestrel, string url, HttpProtocols protocols)
+    private static void Listen(KestrelServerOptions kestrel, string url, string scheme, Action<ListenOptions> configure)
     {
         var uri = new Uri(url);
-        if (uri.Scheme != Uri.UriSchemeHttp)
+        if (uri.Scheme != scheme)
         {
-            throw new InvalidOperationException($"'{url}': only http:// listen URLs are supported until the control plane serves TLS");
+            throw new InvalidOperationException($"'{url}': this listener needs a {scheme}:// URL");
         }
 
         var address = uri.Host is "localhost" ? System.Net.IPAddress.Loopback
             : uri.Host is "*" or "0.0.0.0" ? System.Net.IPAddress.Any
             : System.Net.IPAddress.Parse(uri.Host.Trim('[', ']'));
-        kestrel.Listen(address, uri.Port, listen => listen.Protocols = protocols);
+        kestrel.Listen(address, uri.Port, configure);
     }
 }

@@ -12,6 +12,30 @@ public sealed class ControlPlaneOptions
     /// <summary>Gets or sets the discovery (gRPC, HTTP/2) listen URL. Default: <c>http://127.0.0.1:15010</c>.</summary>
     public string Listen { get; set; } = "http://127.0.0.1:15010";
 
+    /// <summary>
+    /// Gets or sets the TLS listen URL (gRPC, HTTP/2): certificate signing and discovery authenticated by workload
+    /// certificates. Empty disables it. Default: <c>https://127.0.0.1:15012</c>.
+    /// </summary>
+    public string SecureListen { get; set; } = "https://127.0.0.1:15012";
+
+    /// <summary>Gets or sets the trust domain of every identity the CA issues. Default: <c>cluster.local</c>.</summary>
+    public string TrustDomain { get; set; } = "cluster.local";
+
+    /// <summary>
+    /// Gets or sets the directory of the CA files (generated root or plugged-in CA, token key). Empty: the user's local
+    /// application data folder, <c>meshkit/ca</c>.
+    /// </summary>
+    public string CaDirectory { get; set; } = string.Empty;
+
+    /// <summary>Gets or sets the lifetime of workload certificates when the workload asks for none. Default: 24 h.</summary>
+    public TimeSpan WorkloadCertificateTtl { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>Gets or sets the longest lifetime a workload may ask for. Default: 90 days.</summary>
+    public TimeSpan MaxWorkloadCertificateTtl { get; set; } = TimeSpan.FromDays(90);
+
+    /// <summary>Gets the extra DNS names and IP addresses of the control plane's serving certificate (loopback is always in it).</summary>
+    public IList<string> ServingNames { get; } = [];
+
     /// <summary>Gets or sets the admin (HTTP/1.1 debug and health) listen URL; empty disables it. Default: <c>http://127.0.0.1:15014</c>.</summary>
     public string AdminListen { get; set; } = "http://127.0.0.1:15014";
 

@@ -72,4 +72,23 @@ public sealed class MeshOptions
     /// before it stops listening (as Istio's <c>terminationDrainDuration</c>). Default: 3 s.
     /// </summary>
     public TimeSpan DrainDuration { get; set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>
+    /// Gets or sets the join token that gets this workload its first certificate (<c>meshctl token create</c>).
+    /// Needed when <see cref="ControlPlaneAddress"/> is an <c>https://</c> URL, unless <see cref="JoinTokenFile"/> is set.
+    /// Renewals never use it.
+    /// </summary>
+    public string? JoinToken { get; set; }
+
+    /// <summary>Gets or sets a file holding the join token (a mounted secret, for instance); read at start.</summary>
+    public string? JoinTokenFile { get; set; }
+
+    /// <summary>
+    /// Gets or sets the certificate lifetime to ask for; null takes the control plane's default (24 h). The certificate
+    /// is renewed at half its lifetime.
+    /// </summary>
+    public TimeSpan? CertificateLifetime { get; set; }
+
+    /// <summary>Gets whether the workload gets a mesh certificate: its control plane address is <c>https://</c>.</summary>
+    public bool IsSecure => ControlPlaneAddress is { Scheme: "https" };
 }

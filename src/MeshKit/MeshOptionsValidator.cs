@@ -43,6 +43,21 @@ internal sealed class MeshOptionsValidator : IValidateOptions<MeshOptions>
             errors.Add($"Mesh:ControlPlaneAddress '{address}' must be an absolute http:// or https:// URL.");
         }
 
+        if (options.IsSecure && string.IsNullOrWhiteSpace(options.JoinToken) && string.IsNullOrWhiteSpace(options.JoinTokenFile))
+        {
+            errors.Add("Mesh:ControlPlaneAddress is https://, so the workload needs a certificate: set Mesh:JoinToken or Mesh:JoinTokenFile (meshctl token create).");
+        }
+
+        if (!string.IsNullOrWhiteSpace(options.JoinTokenFile) && !File.Exists(options.JoinTokenFile))
+        {
+            errors.Add($"Mesh:JoinTokenFile '{options.JoinTokenFile}' does not exist.");
+        }
+
+        if (options.CertificateLifetime is { } lifetime && lifetime < TimeSpan.FromMinutes(2))
+        {
+            errors.Add($"Mesh:CertificateLifetime {lifetime} is too short; at least 2 minutes.");
+        }
+
         if (!string.IsNullOrEmpty(options.ConfigFile) && !File.Exists(options.ConfigFile))
         {
             errors.Add($"Mesh:ConfigFile '{options.ConfigFile}' does not exist.");

@@ -52,13 +52,14 @@ public sealed class CompiledMesh
         ArgumentNullException.ThrowIfNull(ns);
         ArgumentNullException.ThrowIfNull(labels);
         var selecting = _config.DestinationRules.Where(r => r.WorkloadSelector is { } s && r.Namespace == ns && s.Matches(labels)).ToArray();
-        var key = selecting.Length == 0 ? ns : ns + "|" + string.Join(",", selecting.Select(r => r.Name));
-        return _views.GetOrAdd(key, _ => new Lazy<ResourceView>(() => BuildView(ns, selecting))).Value;
+        var peer = PeerAuthentications.Selecting(_config.PeerAuthentications, ns, labels);
+        var key = selecting.Length == 0 && peer is null ? ns : ns + "|" + string.Join(",", selecting.Select(r => r.Name)) + "|" + peer?.Name;
+        return _views.GetOrAdd(key, _ => new Lazy<ResourceView>(() => BuildView(ns, selecting, labels))).Value;
     }
 
     private static readonly IReadOnlyDictionary<string, string> EmptyLabels = new Dictionary<string, string>();
 
-    private ResourceView BuildView(string viewer, DestinationRule[] selecting)
+    private ResourceView BuildView(string viewer, DestinationRule[] selecting, IReadOnlyDictionary<string, string> labels)
     {
         var domain = Settings.ClusterDomain;
         var routes = new Dictionary<string, Resource>(StringComparer.Ordinal);
@@ -129,6 +130,7 @@ public sealed class CompiledMesh
                 cluster.OutlierDetection = ToProto(rule.TrafficPolicy?.OutlierDetection);
                 cluster.Limits = LimitsOf(rule.TrafficPolicy);
                 cluster.Connection = ConnectionOf(rule.TrafficPolicy?.ConnectionPool);
+                cluster.TlsMode = rule.TrafficPolicy?.Tls?.Mode is "ISTIO_MUTUAL" or "DISABLE" ? rule.TrafficPolicy.Tls.Mode : string.Empty;
                 foreach (var subset in rule.Subsets)
                 {
                     var compiled = new Subset
@@ -156,9 +158,14 @@ public sealed class CompiledMesh
         {
             [ResourceTypes.MeshResourceName] = ToResource(ResourceTypes.MeshResourceName, Settings),
         };
+        var inbound = new InboundPolicy { PeerAuthentication = PeerAuthentications.Resolve(_config.PeerAuthentications, Settings.RootNamespace, viewer, labels) };
         return new ResourceView(new Dictionary<string, IReadOnlyDictionary<string, Resource>>(StringComparer.Ordinal)
         {
             [ResourceTypes.Mesh] = mesh,
+            [ResourceTypes.Inbound] = new Dictionary<string, Resource>(StringComparer.Ordinal)
+            {
+                [ResourceTypes.InboundResourceName] = ToResource(ResourceTypes.InboundResourceName, inbound),
+            },
             [ResourceTypes.Cluster] = clusters,
             [ResourceTypes.Routes] = routes,
         });

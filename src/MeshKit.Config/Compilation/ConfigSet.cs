@@ -26,6 +26,7 @@ public sealed class ConfigSet
         VirtualServices = Resources.OfType<VirtualService>().ToArray();
         DestinationRules = Resources.OfType<DestinationRule>().ToArray();
         ServiceEntries = Resources.OfType<ServiceEntry>().ToArray();
+        PeerAuthentications = Resources.OfType<PeerAuthentication>().ToArray();
         MeshConfig = Resources.OfType<MeshConfigResource>().FirstOrDefault();
     }
 
@@ -40,6 +41,9 @@ public sealed class ConfigSet
 
     /// <summary>Gets the ServiceEntries.</summary>
     public IReadOnlyList<ServiceEntry> ServiceEntries { get; }
+
+    /// <summary>Gets the PeerAuthentications, ordered by namespace and name.</summary>
+    public IReadOnlyList<PeerAuthentication> PeerAuthentications { get; }
 
     /// <summary>Gets the mesh settings document, if any.</summary>
     public MeshConfigResource? MeshConfig { get; }

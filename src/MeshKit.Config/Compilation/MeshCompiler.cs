@@ -57,21 +57,15 @@ public static class MeshCompiler
                 continue;
             }
 
-            var endpoint = new Endpoint
-            {
-                Address = workload.Address,
-                Locality = workload.Locality ?? new Locality(),
-                Weight = 1,
-                ServiceAccount = workload.ServiceAccount,
-                Origin = workload.InstanceId,
-            };
-            foreach (var (k, v) in workload.Labels)
-                {
-                    endpoint.Labels[k] = v;
-                }
+            var endpoint = EndpointOf(workload);
+            var peer = PeerAuthentications.Resolve(config.PeerAuthentications, settings.RootNamespace, workload.Namespace, workload.Labels);
             foreach (var port in workload.Ports)
             {
-                endpoint.Ports.Add(new EndpointPort { Name = port.Name, ServicePort = port.ServicePort, TargetPort = port.TargetPort });
+                endpoint.Ports.Add(new EndpointPort
+                {
+                    Name = port.Name, ServicePort = port.ServicePort, TargetPort = port.TargetPort,
+                    MtlsDisabled = PeerAuthentications.ModeOn(peer, port.TargetPort) == MtlsMode.Disable,
+                });
             }
 
             service.Endpoints.Add(endpoint);
@@ -80,14 +74,33 @@ public static class MeshCompiler
         var registered = workloads as IReadOnlyCollection<WorkloadAnnouncement> ?? workloads.ToArray();
         foreach (var entry in config.ServiceEntries)
         {
-            AddServiceEntry(entry, services, domain, registered);
+            AddServiceEntry(entry, services, domain, registered, config, settings.RootNamespace);
         }
 
         CheckReferences(config, services, settings, diagnostics, registryKnown);
         return new CompiledMesh(config, settings, services, diagnostics);
     }
 
-    private static void AddServiceEntry(ServiceEntry entry, Dictionary<string, ServiceInfo> services, string domain, IReadOnlyCollection<WorkloadAnnouncement> workloads)
+    private static Endpoint EndpointOf(WorkloadAnnouncement workload)
+    {
+        var endpoint = new Endpoint
+        {
+            Address = workload.Address,
+            Locality = workload.Locality ?? new Locality(),
+            Weight = 1,
+            ServiceAccount = workload.ServiceAccount,
+            Origin = workload.InstanceId,
+            Identity = workload.Identity,
+        };
+        foreach (var (k, v) in workload.Labels)
+        {
+            endpoint.Labels[k] = v;
+        }
+
+        return endpoint;
+    }
+
+    private static void AddServiceEntry(ServiceEntry entry, Dictionary<string, ServiceInfo> services, string domain, IReadOnlyCollection<WorkloadAnnouncement> workloads, ConfigSet config, string rootNamespace)
     {
         foreach (var rawHost in entry.Hosts)
         {
@@ -115,11 +128,8 @@ public static class MeshCompiler
                         continue;
                     }
 
-                    var endpoint = new Endpoint { Address = workload.Address, Weight = 1, ServiceAccount = workload.ServiceAccount, Origin = workload.InstanceId, Locality = workload.Locality ?? new Locality() };
-                    foreach (var (k, v) in workload.Labels)
-                    {
-                        endpoint.Labels[k] = v;
-                    }
+                    var endpoint = EndpointOf(workload);
+                    var peer = PeerAuthentications.Resolve(config.PeerAuthentications, rootNamespace, workload.Namespace, workload.Labels);
 
                     foreach (var port in entry.Ports)
                     {
@@ -128,7 +138,11 @@ public static class MeshCompiler
                             ?? workload.Ports.FirstOrDefault();
                         if (target is not null)
                         {
-                            endpoint.Ports.Add(new EndpointPort { Name = port.Name, ServicePort = port.Number, TargetPort = target.TargetPort });
+                            endpoint.Ports.Add(new EndpointPort
+                            {
+                                Name = port.Name, ServicePort = port.Number, TargetPort = target.TargetPort,
+                                MtlsDisabled = PeerAuthentications.ModeOn(peer, target.TargetPort) == MtlsMode.Disable,
+                            });
                         }
                     }
 

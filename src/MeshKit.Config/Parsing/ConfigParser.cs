@@ -87,8 +87,8 @@ public static class ConfigParser
             {
                 resources.Add(resource);
 
-                // Security kinds are validated but not enforced yet: say so rather than let a policy look active.
-                if (resource is PeerAuthentication or RequestAuthentication or AuthorizationPolicy)
+                // These security kinds are validated but not enforced yet: say so rather than let a policy look active.
+                if (resource is RequestAuthentication or AuthorizationPolicy)
                 {
                     context.Warning(root, "kind", $"{resource.Kind} is validated, but not enforced by this MeshKit version yet: requests are not authenticated or authorized by it");
                 }
@@ -296,16 +296,6 @@ public static class ConfigParser
             Timeout = timeout, Retries = retries, Fault = fault, Mirrors = mirrors, CorsPolicy = cors,
             Location = r.Location,
         };
-    }
-
-    private const string NotEnforcedYet = "is validated, but not enforced by this MeshKit version yet";
-
-    private static void NotEnforced(MapReader r, string key)
-    {
-        if (r.Has(key))
-        {
-            r.Context.Warning(r.Get(key), r.ChildPath(key), NotEnforcedYet);
-        }
     }
 
     private static readonly string[] RetryConditions =
@@ -807,7 +797,24 @@ public static class ConfigParser
             var policy = ReadTrafficPolicyCore(p, allowPortLevel: false);
             return port is null ? null : new PortTrafficPolicy(port.Value, policy);
         }) : [];
-        NotEnforced(t, "tls");
+        if (tls is not null)
+        {
+            var tlsNode = t.Get("tls");
+            var tlsPath = t.ChildPath("tls");
+            if (t.Path != "spec.trafficPolicy")
+            {
+                t.Context.Warning(tlsNode, tlsPath, "tls is applied from the DestinationRule's own trafficPolicy only; subset and port-level tls are not supported yet and are ignored");
+            }
+            else if (tls.Mode is "SIMPLE" or "MUTUAL")
+            {
+                t.Context.Warning(tlsNode, tlsPath + ".mode", $"TLS origination ({tls.Mode}) is not supported yet and is ignored: call the destination with an https:// URL instead");
+            }
+            else if (tls.Sni is not null || tls.SubjectAltNames.Count > 0 || tls.ClientCertificate is not null || tls.PrivateKey is not null || tls.CaCertificates is not null || tls.CredentialName is not null || tls.InsecureSkipVerify is not null)
+            {
+                t.Context.Warning(tlsNode, tlsPath, $"with {tls.Mode}, sni, subjectAltNames, certificate files, credentialName and insecureSkipVerify are not used and are ignored: a mesh peer must prove the identity it registered with");
+            }
+        }
+
         foreach (var field in new[] { "tunnel", "proxyProtocol" })
         {
             t.NotSupported(field, DiagnosticSeverity.Warning, NotYet);

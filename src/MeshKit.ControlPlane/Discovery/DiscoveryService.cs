@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Grpc.Core;
 using MeshKit.Config;
+using MeshKit.ControlPlane.Ca;
 using MeshKit.Config.Compilation;
 using MeshKit.ControlPlane.Registry;
 using MeshKit.Protocol.V1;
@@ -13,6 +14,7 @@ namespace MeshKit.ControlPlane.Discovery;
 /// </summary>
 internal sealed partial class DiscoveryService(
     MeshStatePublisher publisher,
+    CertificateAuthority ca,
     WorkloadRegistry registry,
     ConnectionTracker tracker,
     TimeProvider time,
@@ -33,6 +35,8 @@ internal sealed partial class DiscoveryService(
         {
             throw new RpcException(new Status(StatusCode.InvalidArgument, problem));
         }
+
+        workload.Identity = Authenticate(workload, context);
 
         var connection = new WorkloadConnection(workload, time.GetUtcNow());
         foreach (var held in first.InitialResourceVersions)
@@ -105,6 +109,36 @@ internal sealed partial class DiscoveryService(
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// On the TLS port a workload proves its identity with its certificate, and may announce itself only as that
+    /// namespace and service account. On the plaintext port it is registered without an identity.
+    /// </summary>
+    private string Authenticate(WorkloadAnnouncement workload, ServerCallContext context)
+    {
+        var http = context.GetHttpContext();
+        if (!http.Request.IsHttps)
+        {
+            return string.Empty;
+        }
+
+        if (http.Connection.ClientCertificate is not { } certificate)
+        {
+            throw new RpcException(new Status(StatusCode.Unauthenticated, "discovery on the TLS port needs the workload's certificate"));
+        }
+
+        if (!ca.TryVerifyWorkload(certificate, [], out var id, out var error))
+        {
+            throw new RpcException(new Status(StatusCode.Unauthenticated, error!));
+        }
+
+        if (workload.Namespace != id!.Value.Namespace || workload.ServiceAccount != id.Value.ServiceAccount)
+        {
+            throw new RpcException(new Status(StatusCode.PermissionDenied, $"the certificate is {id}; it cannot announce namespace '{workload.Namespace}' and service account '{workload.ServiceAccount}'"));
+        }
+
+        return id.Value.ToString();
     }
 
     private static string? Validate(WorkloadAnnouncement workload)

@@ -39,12 +39,17 @@ public static class MeshServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<MeshSnapshotProvider>();
         services.TryAddSingleton<WorkloadAnnouncer>();
+        services.TryAddSingleton<MeshKit.Security.WorkloadIdentity>();
+        services.TryAddSingleton<MeshKit.Security.CertificateManager>();
         services.AddMetrics();
         services.TryAddSingleton<MeshKit.Telemetry.MeshMetrics>();
         services.AddHttpClient();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, MeshHandlerBuilderFilter>());
 
-        // Static config first, so that a valid file is in force before the control plane is asked.
+        // The certificate first: Kestrel's TLS and the discovery stream need it. Then static config, so that a valid
+        // file is in force before the control plane is asked.
+        services.AddHostedService(sp => sp.GetRequiredService<MeshKit.Security.CertificateManager>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IConfigureOptions<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>, MeshKit.Security.InboundTlsSetup>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, StaticConfigService>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, MeshSyncService>());
         return services;

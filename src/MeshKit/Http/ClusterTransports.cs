@@ -1,5 +1,8 @@
 using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using MeshKit.Protocol.V1;
 
 namespace MeshKit.Http;
@@ -15,8 +18,17 @@ internal sealed class ClusterTransports : IDisposable
     private static readonly TimeSpan RetireAfter = TimeSpan.FromMinutes(2);
     private readonly ConcurrentDictionary<string, Transport> _transports = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
+    private readonly Security.WorkloadIdentity? _identity;
+    private Transport? _mesh;
 
-    public ClusterTransports(TimeProvider time) => _time = time;
+    public ClusterTransports(TimeProvider time, Security.WorkloadIdentity? identity = null)
+    {
+        _time = time;
+        _identity = identity;
+    }
+
+    /// <summary>Gets the pool for mutual TLS to clusters without connection settings of their own; null when the workload has no mesh identity.</summary>
+    public Transport? Mesh => _identity is { Enabled: true } ? LazyInitializer.EnsureInitialized(ref _mesh, () => new Transport(new ConnectionSettings(), _identity)) : null;
 
     public Transport? For(string host, ConnectionSettings? settings)
     {
@@ -35,7 +47,7 @@ internal sealed class ClusterTransports : IDisposable
                     return existing;
                 }
 
-                var replacement = new Transport(settings);
+                var replacement = new Transport(settings, _identity);
                 if (_transports.TryUpdate(host, replacement, existing))
                 {
                     Later(existing);
@@ -46,7 +58,7 @@ internal sealed class ClusterTransports : IDisposable
                 continue;
             }
 
-            var created = new Transport(settings);
+            var created = new Transport(settings, _identity);
             if (_transports.TryAdd(host, created))
             {
                 return created;
@@ -74,6 +86,8 @@ internal sealed class ClusterTransports : IDisposable
             transport.Dispose();
         }
 
+        _mesh?.Dispose();
+
         _transports.Clear();
     }
 
@@ -95,12 +109,53 @@ internal sealed class ClusterTransports : IDisposable
         }, null, RetireAfter, Timeout.InfiniteTimeSpan);
     }
 
-    /// <summary>One cluster's connection pool.</summary>
+    /// <summary>
+    /// One cluster's connection pools: plain text, and (for a workload with a mesh identity) mutual TLS. They are
+    /// separate pools so a connection of one kind is never reused for the other.
+    /// </summary>
     internal sealed class Transport : IDisposable
     {
-        public Transport(ConnectionSettings settings)
+        /// <summary>The request option naming the identity the server must prove (the endpoint's SPIFFE ID).</summary>
+        public static readonly HttpRequestOptionsKey<string> ExpectedPeer = new("meshkit.expected-peer");
+
+        public Transport(ConnectionSettings settings, Security.WorkloadIdentity? identity = null)
         {
             Settings = settings;
+            Invoker = new HttpMessageInvoker(CreateHandler(settings, null), disposeHandler: true);
+            if (identity is { Enabled: true })
+            {
+                MutualTls = new HttpMessageInvoker(CreateHandler(settings, identity), disposeHandler: true);
+            }
+
+            UpgradeToHttp2 = settings.H2UpgradePolicy == "UPGRADE";
+            CloseAfterRequest = settings.MaxRequestsPerConnection == 1;
+        }
+
+        /// <summary>
+        /// Gets whether each HTTP/1.1 connection carries one request (<c>maxRequestsPerConnection: 1</c>): the request
+        /// itself says <c>Connection: close</c>, so the pool never offers the connection again. Higher limits, and every
+        /// limit on HTTP/2, are kept by the connection's stream filter.
+        /// </summary>
+        public bool CloseAfterRequest { get; }
+
+        public ConnectionSettings Settings { get; }
+
+        /// <summary>Gets the plain-text pool.</summary>
+        public HttpMessageInvoker Invoker { get; }
+
+        /// <summary>Gets the mutual TLS pool; null when the workload has no mesh identity.</summary>
+        public HttpMessageInvoker? MutualTls { get; }
+
+        public bool UpgradeToHttp2 { get; }
+
+        public void Dispose()
+        {
+            Invoker.Dispose();
+            MutualTls?.Dispose();
+        }
+
+        private static SocketsHttpHandler CreateHandler(ConnectionSettings settings, Security.WorkloadIdentity? identity)
+        {
             var handler = new SocketsHttpHandler
             {
                 // A mesh hop behaves like a sidecar's: no cookies, no redirects, no decompression of its own.
@@ -130,37 +185,10 @@ internal sealed class ClusterTransports : IDisposable
 
             handler.ConnectCallback = async (context, cancellationToken) =>
             {
-                var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-                try
-                {
-                    if (settings.KeepaliveTimeMs > 0 || settings.KeepaliveIntervalMs > 0 || settings.KeepaliveProbes > 0)
-                    {
-                        socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
-                        if (settings.KeepaliveTimeMs > 0)
-                        {
-                            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime, (int)Math.Max(1, settings.KeepaliveTimeMs / 1000));
-                        }
-
-                        if (settings.KeepaliveIntervalMs > 0)
-                        {
-                            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, (int)Math.Max(1, settings.KeepaliveIntervalMs / 1000));
-                        }
-
-                        if (settings.KeepaliveProbes > 0)
-                        {
-                            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveRetryCount, (int)settings.KeepaliveProbes);
-                        }
-                    }
-
-                    await socket.ConnectAsync(context.DnsEndPoint, cancellationToken).ConfigureAwait(false);
-                    return new NetworkStream(socket, ownsSocket: true);
-                }
-                catch
-                {
-                    socket.Dispose();
-                    throw;
-                }
+                var network = await ConnectAsync(settings, context.DnsEndPoint, cancellationToken).ConfigureAwait(false);
+                return identity is null ? network : await MutualTlsAsync(network, identity, context, cancellationToken).ConfigureAwait(false);
             };
+
             var maxRequests = (int)Math.Min(settings.MaxRequestsPerConnection, int.MaxValue);
             var maxStreams = settings.MaxConcurrentStreams;
             if (maxRequests > 1 || maxStreams > 0)
@@ -187,24 +215,94 @@ internal sealed class ClusterTransports : IDisposable
                 };
             }
 
-            Invoker = new HttpMessageInvoker(handler, disposeHandler: true);
-            UpgradeToHttp2 = settings.H2UpgradePolicy == "UPGRADE";
-            CloseAfterRequest = settings.MaxRequestsPerConnection == 1;
+            return handler;
+        }
+
+        private static async ValueTask<Stream> ConnectAsync(ConnectionSettings settings, DnsEndPoint endpoint, CancellationToken cancellationToken)
+        {
+            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                if (settings.KeepaliveTimeMs > 0 || settings.KeepaliveIntervalMs > 0 || settings.KeepaliveProbes > 0)
+                {
+                    socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+                    if (settings.KeepaliveTimeMs > 0)
+                    {
+                        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime, (int)Math.Max(1, settings.KeepaliveTimeMs / 1000));
+                    }
+
+                    if (settings.KeepaliveIntervalMs > 0)
+                    {
+                        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, (int)Math.Max(1, settings.KeepaliveIntervalMs / 1000));
+                    }
+
+                    if (settings.KeepaliveProbes > 0)
+                    {
+                        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveRetryCount, (int)settings.KeepaliveProbes);
+                    }
+                }
+
+                await socket.ConnectAsync(endpoint, cancellationToken).ConfigureAwait(false);
+                return new NetworkStream(socket, ownsSocket: true);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
         }
 
         /// <summary>
-        /// Gets whether each HTTP/1.1 connection carries one request (<c>maxRequestsPerConnection: 1</c>): the request
-        /// itself says <c>Connection: close</c>, so the pool never offers the connection again. Higher limits, and every
-        /// limit on HTTP/2, are kept by the connection's stream filter.
+        /// The mutual TLS handshake, done here rather than by the pool so that the request opening the connection says
+        /// which identity the server must prove (secure naming), and the certificate presented is the one current at
+        /// this moment (renewals apply to new connections without a restart). ALPN follows the request's version as
+        /// the pool would choose it for a plain-text URL: HTTP/2 only when the request insists on it.
         /// </summary>
-        public bool CloseAfterRequest { get; }
+        private static async ValueTask<Stream> MutualTlsAsync(Stream network, Security.WorkloadIdentity identity, SocketsHttpConnectionContext context, CancellationToken cancellationToken)
+        {
+            var request = context.InitialRequestMessage;
+            var expected = request.Options.TryGetValue(ExpectedPeer, out var e) ? e : null;
+            var current = identity.Current;
+            var ssl = new SslStream(network, leaveInnerStreamOpen: false);
+            try
+            {
+                if (current is null || expected is null)
+                {
+                    throw new AuthenticationException(current is null ? "this workload has no mesh certificate yet" : "no expected peer identity for a mutual TLS connection");
+                }
 
-        public ConnectionSettings Settings { get; }
+                var http2 = request.Version.Major >= 2 && request.VersionPolicy != HttpVersionPolicy.RequestVersionOrLower;
+                string? refusal = null;
+                await ssl.AuthenticateAsClientAsync(
+                    new SslClientAuthenticationOptions
+                    {
+                        TargetHost = context.DnsEndPoint.Host,
+                        ApplicationProtocols = [http2 ? SslApplicationProtocol.Http2 : SslApplicationProtocol.Http11],
+                        ClientCertificateContext = current.Context,
+                        RemoteCertificateValidationCallback = (_, certificate, chain, _) =>
+                        {
+                            if (!identity.TryVerify(certificate, chain, Security.CertificateProfile.ServerAuth, out var id, out refusal))
+                            {
+                                return false;
+                            }
 
-        public HttpMessageInvoker Invoker { get; }
-
-        public bool UpgradeToHttp2 { get; }
-
-        public void Dispose() => Invoker.Dispose();
+                            refusal = $"the server is {id}, but {context.DnsEndPoint.Host}:{context.DnsEndPoint.Port} registered as {expected}";
+                            return string.Equals(id.ToString(), expected, StringComparison.Ordinal);
+                        },
+                    },
+                    cancellationToken).ConfigureAwait(false);
+                return ssl;
+            }
+            catch (AuthenticationException ex)
+            {
+                await ssl.DisposeAsync().ConfigureAwait(false);
+                throw new HttpRequestException(HttpRequestError.SecureConnectionError, $"mutual TLS to {context.DnsEndPoint.Host}:{context.DnsEndPoint.Port} failed: {ex.Message}", ex);
+            }
+            catch
+            {
+                await ssl.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+        }
     }
 }

@@ -224,6 +224,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 CallerToken = cancellationToken,
                 RetryRemoteLocalities = resilience?.RetryRemoteLocalities ?? false,
                 Transport = cluster?.Transport,
+                TlsMode = cluster?.TlsMode ?? string.Empty,
             };
             HttpResponseMessage response;
             if (resilience is null)
@@ -318,6 +319,31 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         }
     }
 
+    /// <summary>
+    /// Mutual TLS when the workload has a mesh identity and the endpoint has one too (automatic mutual TLS), unless
+    /// the endpoint's policy or the DestinationRule disables it; ISTIO_MUTUAL refuses an endpoint without identity
+    /// rather than fall back to plain text. The expected identity goes with the request for secure naming. Null: the
+    /// client's own handler.
+    /// </summary>
+    private HttpMessageInvoker? InvokerFor(AttemptState state, EndpointView endpoint)
+    {
+        var mesh = state.TlsMode == "DISABLE" ? null : provider.Runtime.Transports.Mesh;
+        if (mesh is not null && endpoint.MtlsOn(state.Port))
+        {
+            state.Request.Options.Set(ClusterTransports.Transport.ExpectedPeer, endpoint.Identity);
+            return (state.Transport ?? mesh).MutualTls;
+        }
+
+        if (state.TlsMode == "ISTIO_MUTUAL")
+        {
+            throw new HttpRequestException(HttpRequestError.SecureConnectionError, mesh is null
+                ? "ISTIO_MUTUAL: this workload has no mesh certificate"
+                : $"ISTIO_MUTUAL: endpoint {endpoint.Address} has no mesh identity (or disables mutual TLS on port {state.Port})");
+        }
+
+        return state.Transport?.Invoker;
+    }
+
     /// <summary>One attempt: an endpoint not tried yet when there is one (Envoy's previous_hosts), then the send.</summary>
     private async ValueTask<HttpResponseMessage> SendAttemptAsync(AttemptState state, CancellationToken cancellationToken)
     {
@@ -350,6 +376,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         }
 
         state.Tried.Add(endpoint);
+        var invoker = InvokerFor(state, endpoint);
         state.Request.RequestUri = new Uri(string.Concat(state.Uri.Scheme, "://", authority, state.PathAndQuery), UriKind.Absolute);
         Interlocked.Increment(ref endpoint._active);
         var reserved = state.RetryReserved;
@@ -361,15 +388,16 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         try
         {
             HttpResponseMessage response;
-            if (state.Transport is { } transport)
+            if (invoker is not null)
             {
-                if (transport.UpgradeToHttp2 && version < System.Net.HttpVersion.Version20)
+                var transport = state.Transport;
+                if (transport is not null && transport.UpgradeToHttp2 && version < System.Net.HttpVersion.Version20)
                 {
                     state.Request.Version = System.Net.HttpVersion.Version20;
                     state.Request.VersionPolicy = HttpVersionPolicy.RequestVersionExact;
                 }
 
-                var close = transport.CloseAfterRequest && state.Request.Version < System.Net.HttpVersion.Version20 && state.Request.Headers.ConnectionClose != true;
+                var close = transport is not null && transport.CloseAfterRequest && state.Request.Version < System.Net.HttpVersion.Version20 && state.Request.Headers.ConnectionClose != true;
                 if (close)
                 {
                     state.Request.Headers.ConnectionClose = true;
@@ -377,7 +405,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
                 try
                 {
-                    response = await transport.Invoker.SendAsync(state.Request, cancellationToken).ConfigureAwait(false);
+                    response = await invoker.SendAsync(state.Request, cancellationToken).ConfigureAwait(false);
                 }
                 finally
                 {

@@ -9,9 +9,9 @@ namespace MeshKit.Http;
 /// The inbound side of the mesh. Identity headers are set by the mesh alone: any a client sends (a forwarded client
 /// certificate, any <c>x-meshkit-</c> header) is removed before the application or policy can read it. Then the
 /// <c>corsPolicy</c> of the route the request matches on this workload's own service is applied, as Envoy's CORS filter
-/// does at the destination.
+/// does at the destination. Under STRICT mutual TLS a request without a verified peer is refused.
 /// </summary>
-internal sealed class MeshMiddleware(RequestDelegate next, MeshSnapshotProvider provider)
+internal sealed class MeshMiddleware(RequestDelegate next, MeshSnapshotProvider provider, Security.WorkloadIdentity identity)
 {
     internal const string ForwardedClientCertHeader = "x-forwarded-client-cert";
     internal const string MeshHeaderPrefix = "x-meshkit-";
@@ -19,7 +19,17 @@ internal sealed class MeshMiddleware(RequestDelegate next, MeshSnapshotProvider 
     public Task InvokeAsync(HttpContext context)
     {
         StripSpoofableHeaders(context.Request.Headers);
-        var own = provider.Current.OwnService;
+        var snapshot = provider.Current;
+
+        // Connections are checked when they open; a policy that became STRICT since then is enforced per request.
+        if (identity.Enabled && Security.MeshPeer.Of(context) is null
+            && Security.InboundTlsSetup.ModeOn(snapshot.PeerAuthentication, context.Connection.LocalPort) == Protocol.V1.MtlsMode.Strict)
+        {
+            context.Abort();
+            return Task.CompletedTask;
+        }
+
+        var own = snapshot.OwnService;
         if (own is { HasCors: true } && context.Request.Headers.TryGetValue(HeaderNames.Origin, out var origin) && CorsFor(own, context.Request) is { } cors)
         {
             return ApplyCors(context, cors, origin.ToString());

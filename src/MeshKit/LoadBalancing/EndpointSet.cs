@@ -11,6 +11,7 @@ internal sealed class EndpointView
 {
     private readonly uint[] _servicePorts;
     private readonly string[] _authorities;
+    private readonly bool[] _plaintextOnly;
 
     public EndpointView(Endpoint endpoint)
     {
@@ -19,11 +20,15 @@ internal sealed class EndpointView
             ? $"[{endpoint.Address}]" : endpoint.Address;
         _servicePorts = new uint[endpoint.Ports.Count];
         _authorities = new string[endpoint.Ports.Count];
+        _plaintextOnly = new bool[endpoint.Ports.Count];
         for (var i = 0; i < endpoint.Ports.Count; i++)
         {
             _servicePorts[i] = endpoint.Ports[i].ServicePort;
             _authorities[i] = $"{host}:{endpoint.Ports[i].TargetPort}";
+            _plaintextOnly[i] = endpoint.Ports[i].MtlsDisabled;
         }
+
+        Identity = endpoint.Identity;
 
         Key = _authorities.Length > 0 ? _authorities[0] : host;
         Weight = (int)Math.Clamp(endpoint.Weight, 1u, 1_000_000u);
@@ -32,6 +37,9 @@ internal sealed class EndpointView
     }
 
     public string Address { get; }
+
+    /// <summary>Gets the SPIFFE ID the endpoint proved to the control plane; empty when it has no mesh certificate.</summary>
+    public string Identity { get; }
 
     /// <summary>Gets the endpoint's health (outlier detection), shared by every snapshot; null when not tracked.</summary>
     public Resilience.EndpointHealth? Health { get; set; }
@@ -50,6 +58,25 @@ internal sealed class EndpointView
     public int ActiveRequests => Volatile.Read(ref _active);
 
     internal int _active;
+
+    /// <summary>Whether automatic mutual TLS applies on a service port: the endpoint has an identity and its policy does not disable it there.</summary>
+    public bool MtlsOn(uint servicePort)
+    {
+        if (Identity.Length == 0)
+        {
+            return false;
+        }
+
+        for (var i = 0; i < _servicePorts.Length; i++)
+        {
+            if (_servicePorts[i] == servicePort)
+            {
+                return !_plaintextOnly[i];
+            }
+        }
+
+        return true;
+    }
 
     /// <summary>Returns <c>host:targetPort</c> for a service port, or null when the endpoint does not serve it.</summary>
     public string? AuthorityFor(uint servicePort)

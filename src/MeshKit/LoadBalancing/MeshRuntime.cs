@@ -7,7 +7,7 @@ namespace MeshKit.LoadBalancing;
 /// from it; local time, so no clock skew with the control plane matters), and per cluster the requests and retries in
 /// flight and each endpoint's health (outlier detection). Pruned to what the latest snapshot holds.
 /// </summary>
-internal sealed class MeshRuntime(TimeProvider time)
+internal sealed class MeshRuntime(TimeProvider time, Security.WorkloadIdentity? identity = null)
 {
     private readonly ConcurrentDictionary<string, DateTimeOffset> _firstSeen = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ClusterRuntime> _clusters = new(StringComparer.Ordinal);
@@ -15,7 +15,7 @@ internal sealed class MeshRuntime(TimeProvider time)
     public ClusterRuntime Cluster(string host) => _clusters.GetOrAdd(host, static _ => new ClusterRuntime());
 
     /// <summary>Gets the connection pools of clusters with connection settings of their own.</summary>
-    public Http.ClusterTransports Transports => _transports ??= new Http.ClusterTransports(Time);
+    public Http.ClusterTransports Transports => _transports ??= new Http.ClusterTransports(Time, identity);
 
     private Http.ClusterTransports? _transports;
 

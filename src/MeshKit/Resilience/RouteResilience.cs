@@ -38,6 +38,9 @@ internal sealed class AttemptState
     /// <summary>Gets the cluster's own connection pool, if it has one.</summary>
     public Http.ClusterTransports.Transport? Transport { get; init; }
 
+    /// <summary>Gets the cluster's DestinationRule <c>tls.mode</c>: empty (automatic), ISTIO_MUTUAL or DISABLE.</summary>
+    public string TlsMode { get; init; } = string.Empty;
+
     /// <summary>Gets whether retries may go to endpoints in other localities.</summary>
     public bool RetryRemoteLocalities { get; init; }
 

@@ -33,6 +33,9 @@ internal sealed class MeshSnapshot
 
     public string Version { get; }
 
+    /// <summary>Gets this workload's effective PeerAuthentication (PERMISSIVE until the control plane says otherwise).</summary>
+    public Protocol.V1.PeerAuthenticationPolicy PeerAuthentication { get; init; } = new();
+
     /// <summary>Gets whether the workload has received a complete configuration (every resource type at least once).</summary>
     public bool IsReady { get; }
 
@@ -89,6 +92,9 @@ internal sealed class ClusterView(string host, EndpointSet all, FrozenDictionary
 
     /// <summary>Gets the cluster's own connection pool, when its DestinationRule sets connection settings.</summary>
     public Http.ClusterTransports.Transport? Transport { get; init; }
+
+    /// <summary>Gets the DestinationRule <c>tls.mode</c>: empty (automatic mutual TLS), ISTIO_MUTUAL or DISABLE.</summary>
+    public string TlsMode { get; init; } = string.Empty;
 
     /// <summary>Gets the request and retry limits (connectionPool, retryBudget), if any.</summary>
     public Protocol.V1.ConnectionLimits? Limits { get; } = limits;

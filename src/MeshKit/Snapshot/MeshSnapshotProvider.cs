@@ -14,10 +14,10 @@ internal sealed class MeshSnapshotProvider : IDisposable
     private MeshSnapshot _current = MeshSnapshot.Empty;
     private volatile bool _controlPlaneSynced;
 
-    public MeshSnapshotProvider(IOptions<MeshOptions> options, TimeProvider time)
+    public MeshSnapshotProvider(IOptions<MeshOptions> options, TimeProvider time, Security.WorkloadIdentity? identity = null)
     {
         _time = time;
-        Runtime = new MeshRuntime(time);
+        Runtime = new MeshRuntime(time, identity);
         MaxRetryBufferBytes = options.Value.MaxRetryBufferBytes;
         InitialFetchDeadline = time.GetUtcNow() + options.Value.InitialFetchTimeout;
     }

@@ -52,7 +52,13 @@ internal static class SnapshotBuilder
         }
 
         var own = source.Service.Length == 0 ? null : services.GetValueOrDefault(HostNames.ServiceHost(source.Service, source.Namespace, settings.ClusterDomain));
-        return new MeshSnapshot(version, ready, settings.OutboundTrafficPolicy == "REGISTRY_ONLY", services.ToFrozenDictionary(StringComparer.Ordinal), aliases.ToFrozenDictionary(StringComparer.Ordinal), own);
+        var peer = resources.TryGetValue(ResourceTypes.Inbound, out var inboundResources) && inboundResources.TryGetValue(ResourceTypes.InboundResourceName, out var inbound)
+            ? Unpack<InboundPolicy>(inbound).PeerAuthentication ?? new PeerAuthenticationPolicy()
+            : new PeerAuthenticationPolicy();
+        return new MeshSnapshot(version, ready, settings.OutboundTrafficPolicy == "REGISTRY_ONLY", services.ToFrozenDictionary(StringComparer.Ordinal), aliases.ToFrozenDictionary(StringComparer.Ordinal), own)
+        {
+            PeerAuthentication = peer,
+        };
     }
 
     /// <summary>The names a request may use for a service: Kubernetes DNS forms, the short name only from its own namespace.</summary>
@@ -125,6 +131,7 @@ internal static class SnapshotBuilder
         return new ClusterView(cluster.Host, all, subsets.ToFrozenDictionary(StringComparer.Ordinal), runtime, cluster.Limits)
         {
             Transport = clock?.Transports.For(cluster.Host, cluster.Connection),
+            TlsMode = cluster.TlsMode,
         };
     }
 

@@ -2,6 +2,7 @@ using Grpc.Core;
 using Grpc.Net.Client;
 using MeshKit.Config.Compilation;
 using MeshKit.Protocol.V1;
+using MeshKit.Security;
 using MeshKit.Snapshot;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -20,6 +21,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
     private readonly MeshSnapshotProvider _provider;
     private readonly MeshOptions _options;
     private readonly WorkloadAnnouncer _announcer;
+    private readonly WorkloadIdentity _identity;
     private readonly TimeProvider _time;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly ILogger<MeshSyncService> _logger;
@@ -32,11 +34,12 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
     private volatile bool _leaving;
     private TaskCompletionSource _streamEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public MeshSyncService(MeshSnapshotProvider provider, IOptions<MeshOptions> options, WorkloadAnnouncer announcer, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<MeshSyncService> logger)
+    public MeshSyncService(MeshSnapshotProvider provider, IOptions<MeshOptions> options, WorkloadAnnouncer announcer, WorkloadIdentity identity, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<MeshSyncService> logger)
     {
         _provider = provider;
         _options = options.Value;
         _announcer = announcer;
+        _identity = identity;
         _time = time;
         _lifetime = lifetime;
         _logger = logger;
@@ -52,22 +55,14 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
         // The announcement carries the addresses Kestrel listens on, known once the application has started.
         await WhenStartedAsync(stoppingToken).ConfigureAwait(false);
         using var token = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, _closing.Token);
-        using var channel = GrpcChannel.ForAddress(_options.ControlPlaneAddress, new GrpcChannelOptions
-        {
-            HttpHandler = new SocketsHttpHandler
-            {
-                ConnectTimeout = TimeSpan.FromSeconds(5),
-                KeepAlivePingDelay = TimeSpan.FromSeconds(10),
-                KeepAlivePingTimeout = TimeSpan.FromSeconds(5),
-                KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
-            },
-        });
-        var client = new MeshDiscovery.MeshDiscoveryClient(channel);
         var attempt = 0;
         while (!token.IsCancellationRequested && !_leaving)
         {
             try
             {
+                // A new channel per stream: on the TLS port it presents the certificate current at the time.
+                using var channel = await CreateChannelAsync(token.Token).ConfigureAwait(false);
+                var client = new MeshDiscovery.MeshDiscoveryClient(channel);
                 var announcement = _announcer.Build();
                 _announcedPorts = announcement.Ports.Count > 0;
                 await RunStreamAsync(client, announcement, () => attempt = 0, token.Token).ConfigureAwait(false);
@@ -97,6 +92,29 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
                 break;
             }
         }
+    }
+
+    private async Task<GrpcChannel> CreateChannelAsync(CancellationToken cancellationToken)
+    {
+        static void KeepAlive(SocketsHttpHandler handler)
+        {
+            handler.ConnectTimeout = TimeSpan.FromSeconds(5);
+            handler.KeepAlivePingDelay = TimeSpan.FromSeconds(10);
+            handler.KeepAlivePingTimeout = TimeSpan.FromSeconds(5);
+            handler.KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always;
+        }
+
+        if (!_identity.Enabled)
+        {
+            var handler = new SocketsHttpHandler();
+            KeepAlive(handler);
+            return GrpcChannel.ForAddress(_options.ControlPlaneAddress!, new GrpcChannelOptions { HttpHandler = handler });
+        }
+
+        // Discovery on the TLS port is authenticated by the workload certificate: wait for it.
+        await _identity.FirstIssued.WaitAsync(cancellationToken).ConfigureAwait(false);
+        var current = _identity.Current!;
+        return CertificateManager.ControlPlaneChannel(_options.ControlPlaneAddress!, current.Bundle, current, _time, KeepAlive);
     }
 
     /// <summary>Full jitter: a uniform delay between 0 and min(max, base × 2^attempt).</summary>

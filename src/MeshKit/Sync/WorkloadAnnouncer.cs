@@ -51,7 +51,7 @@ internal sealed class WorkloadAnnouncer(IOptions<MeshOptions> options, IServiceP
         }
 
         announcement.Address = o.Address ?? HostToAnnounce(first.Host);
-        var ports = listening.Where(u => u.Scheme == Uri.UriSchemeHttp).Select(u => (uint)u.Port).Distinct().ToArray();
+        var ports = listening.Where(u => u.Scheme == Uri.UriSchemeHttp || u.Scheme == Uri.UriSchemeHttps).Select(u => (uint)u.Port).Distinct().ToArray();
         for (var i = 0; i < ports.Length; i++)
         {
             // A configured service port maps onto the first listening port only; the others keep their own number.

@@ -127,8 +127,8 @@ public class ConfigParserTests
               outboundTrafficPolicy: { mode: REGISTRY_ONLY }
             """);
 
-        // Only the reminder that the security kinds are not enforced yet.
-        Assert.Equal(3, result.Diagnostics.Count);
+        // Only the reminder that RequestAuthentication and AuthorizationPolicy are not enforced yet.
+        Assert.Equal(2, result.Diagnostics.Count);
         Assert.All(result.Diagnostics, d => Assert.Contains("not enforced", d.Message, StringComparison.Ordinal));
         Assert.Equal(6, result.Resources.Count);
         var dr = Assert.IsType<DestinationRule>(result.Resources[0]);
@@ -289,20 +289,20 @@ public class ConfigParserTests
             spec:
               host: reviews
               trafficPolicy:
-                tls: { mode: ISTIO_MUTUAL }
+                tls: { mode: SIMPLE }
             """);
 
         var warning = Assert.Single(result.Diagnostics);
         Assert.Equal(DiagnosticSeverity.Warning, warning.Severity);
-        Assert.Equal("spec.trafficPolicy.tls", warning.Path);
-        Assert.Contains("not enforced", warning.Message, StringComparison.Ordinal);
+        Assert.Equal("spec.trafficPolicy.tls.mode", warning.Path);
+        Assert.Contains("not supported yet", warning.Message, StringComparison.Ordinal);
         Assert.Equal(7, warning.Line);
         Assert.Single(result.Resources);
         Assert.False(result.HasErrors);
     }
 
     [Fact]
-    public void Parse_ResilienceAndSecurityFields_AreValidatedAndReportedAsNotEnforcedYet()
+    public void Parse_ResilienceAndSecurityFields_AreValidated_AndUnusedTlsFieldsReported()
     {
         var result = Parse("""
             apiVersion: networking.istio.io/v1
@@ -343,7 +343,7 @@ public class ConfigParserTests
 
         Assert.False(result.HasErrors, string.Join(Environment.NewLine, result.Diagnostics));
         Assert.Equal(["spec.trafficPolicy.tls"], result.Diagnostics.Select(d => d.Path));
-        Assert.Contains("not enforced", result.Diagnostics[0].Message, StringComparison.Ordinal);
+        Assert.Contains("sni, subjectAltNames", result.Diagnostics[0].Message, StringComparison.Ordinal);
         var route = ((VirtualService)result.Resources[0]).Http[0];
         Assert.Equal(TimeSpan.FromSeconds(1.5), route.Timeout);
         Assert.Equal(["5xx", "connect-failure", "503"], route.Retries!.RetryOn);

@@ -46,7 +46,7 @@ public class MeshExtensionsTests
         });
 
         Assert.Single(services, d => d.ServiceType == typeof(IHttpMessageHandlerBuilderFilter) && d.ImplementationType == typeof(MeshHandlerBuilderFilter));
-        Assert.Equal(2, services.Count(d => d.ServiceType == typeof(IHostedService)));
+        Assert.Equal(3, services.Count(d => d.ServiceType == typeof(IHostedService)));
         using var provider = services.BuildServiceProvider();
         var options = provider.GetRequiredService<Microsoft.Extensions.Options.IOptions<MeshOptions>>().Value;
         Assert.Equal(("a", "b"), (options.ServiceName, options.Namespace));

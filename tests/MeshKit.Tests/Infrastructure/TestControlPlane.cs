@@ -15,14 +15,25 @@ public sealed class TestControlPlane : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly bool _ownsDirectory;
 
-    private TestControlPlane(WebApplication app, string configDirectory, bool ownsDirectory, Uri discovery, Uri admin)
+    private TestControlPlane(WebApplication app, string configDirectory, bool ownsDirectory, Uri discovery, Uri secure, Uri admin, string caDirectory)
     {
         _app = app;
         ConfigDirectory = configDirectory;
         _ownsDirectory = ownsDirectory;
         DiscoveryAddress = discovery;
+        SecureAddress = secure;
         AdminAddress = admin;
+        CaDirectory = caDirectory;
     }
+
+    /// <summary>Gets the TLS port's address: certificates and discovery authenticated by them.</summary>
+    public Uri SecureAddress { get; }
+
+    public string CaDirectory { get; }
+
+    /// <summary>Creates a join token, as <c>meshctl token create</c> does.</summary>
+    public string CreateJoinToken(string ns = "default", string serviceAccount = "default", TimeSpan? lifetime = null) =>
+        Services.GetRequiredService<MeshKit.ControlPlane.Ca.CertificateAuthority>().CreateJoinToken(ns, serviceAccount, lifetime ?? TimeSpan.FromHours(1));
 
     public string ConfigDirectory { get; }
 
@@ -36,9 +47,12 @@ public sealed class TestControlPlane : IAsyncDisposable
     {
         var owns = configDirectory is null;
         configDirectory ??= Directory.CreateTempSubdirectory("meshkit-cp-").FullName;
+        var caDirectory = Path.Combine(configDirectory + "-ca");
         var app = ControlPlaneApp.Build([], o =>
         {
             o.ConfigDirectory = configDirectory;
+            o.CaDirectory = caDirectory;
+            o.SecureListen = "https://127.0.0.1:0";
             o.Listen = $"http://127.0.0.1:{discoveryPort}";
             o.AdminListen = $"http://127.0.0.1:{adminPort}";
             o.Debounce = TimeSpan.FromMilliseconds(50);
@@ -51,7 +65,9 @@ public sealed class TestControlPlane : IAsyncDisposable
         app.Logger.LogDebug("starting test control plane");
         await app.StartAsync();
         var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.ToArray();
-        return new TestControlPlane(app, configDirectory, owns, new Uri(addresses[0]), new Uri(addresses[1]));
+        var plain = addresses.Where(a => a.StartsWith("http://", StringComparison.Ordinal)).ToArray();
+        var secure = addresses.First(a => a.StartsWith("https://", StringComparison.Ordinal));
+        return new TestControlPlane(app, configDirectory, owns, new Uri(plain[0]), new Uri(secure), new Uri(plain[^1]), caDirectory);
     }
 
     /// <summary>Writes a config file atomically (write then rename), as an editor or a deployment tool would.</summary>
@@ -86,6 +102,7 @@ public sealed class TestControlPlane : IAsyncDisposable
             try
             {
                 Directory.Delete(ConfigDirectory, recursive: true);
+                Directory.Delete(CaDirectory, recursive: true);
             }
             catch (IOException)
             {

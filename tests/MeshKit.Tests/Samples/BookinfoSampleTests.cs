@@ -61,7 +61,7 @@ public sealed class BookinfoSampleTests
         var configDir = Directory.CreateTempSubdirectory("bookinfo-test-").FullName;
         File.Copy(Path.Combine(SampleDirectory, "config", "base", "destination-rules.yaml"), Path.Combine(configDir, "destination-rules.yaml"));
         var start = new ProcessStartInfo("dotnet") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var arg in new[] { sample, "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--control-plane-port", controlPlanePort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--config-dir", configDir, "--stop-on-stdin-close", "--duration", "300" })
+        foreach (var arg in new[] { sample, "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--control-plane-port", controlPlanePort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--config-dir", configDir, "--ca-dir", configDir + "-ca", "--stop-on-stdin-close", "--duration", "300" })
         {
             start.ArgumentList.Add(arg);
         }

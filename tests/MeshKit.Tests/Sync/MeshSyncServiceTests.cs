@@ -17,7 +17,7 @@ public class MeshSyncServiceTests
         var options = Options.Create(new MeshOptions { ServiceName = "productpage", ReconnectBaseDelay = TimeSpan.FromMilliseconds(100), ReconnectMaxDelay = TimeSpan.FromSeconds(2) });
         var provider = new MeshSnapshotProvider(options, TimeProvider.System);
         var services = new ServiceCollection().BuildServiceProvider();
-        var service = new MeshSyncService(provider, options, new WorkloadAnnouncer(options, services), TimeProvider.System, new ApplicationLifetime(NullLogger<ApplicationLifetime>.Instance), NullLogger<MeshSyncService>.Instance);
+        var service = new MeshSyncService(provider, options, new WorkloadAnnouncer(options, services), new MeshKit.Security.WorkloadIdentity(options, TimeProvider.System), TimeProvider.System, new ApplicationLifetime(NullLogger<ApplicationLifetime>.Instance), NullLogger<MeshSyncService>.Instance);
         return (service, provider);
     }
 
@@ -44,6 +44,7 @@ public class MeshSyncServiceTests
         var (sync, provider) = Create();
 
         Assert.Null(sync.Apply(Response(ResourceTypes.Mesh, "1")));
+        Assert.Null(sync.Apply(Response(ResourceTypes.Inbound, "1")));
         Assert.Null(sync.Apply(Response(ResourceTypes.Cluster, "1")));
         Assert.False(provider.Current.IsReady);
         Assert.Null(sync.Apply(Response(ResourceTypes.Routes, "1", Routes("a.default.svc.cluster.local", "/a"))));

@@ -1,0 +1,200 @@
+using System.Formats.Asn1;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+
+namespace MeshKit.Security;
+
+/// <summary>
+/// The mesh certificate profile: how roots and workload certificates are made and read. Workload certificates carry
+/// exactly one URI SAN (the SPIFFE ID), CA:false, key usage digitalSignature (critical) and EKU serverAuth +
+/// clientAuth, as Istio's do.
+/// </summary>
+internal static class CertificateProfile
+{
+    /// <summary>EKU OID of TLS server authentication.</summary>
+    public const string ServerAuth = "1.3.6.1.5.5.7.3.1";
+
+    /// <summary>EKU OID of TLS client authentication.</summary>
+    public const string ClientAuth = "1.3.6.1.5.5.7.3.2";
+
+    private const string SubjectAltNameOid = "2.5.29.17";
+
+    // Certificates are backdated a little so a peer whose clock is slightly behind accepts them at once.
+    private static readonly TimeSpan Backdate = TimeSpan.FromMinutes(1);
+
+    /// <summary>Creates a self-signed root CA (ECDSA P-256) for <paramref name="trustDomain"/>.</summary>
+    public static X509Certificate2 CreateRoot(string trustDomain, DateTimeOffset now, TimeSpan lifetime)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest(new X500DistinguishedName($"O={trustDomain}, CN=MeshKit Root CA"), key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+        using var created = request.CreateSelfSigned(now - Backdate, now + lifetime);
+
+        // Re-import so the key is usable for signing on every platform (an ephemeral key cannot be on some).
+        return X509Certificate2.CreateFromPem(created.ExportCertificatePem(), key.ExportPkcs8PrivateKeyPem());
+    }
+
+    /// <summary>
+    /// Reads a PKCS#10 request and returns its public key after checking the request's own signature and the key's
+    /// strength (ECDSA P-256/P-384, RSA of 2048 bits or more). Everything else the request asks for is ignored: the
+    /// identity comes from the authenticated caller, never from the request.
+    /// </summary>
+    public static PublicKey ReadSigningRequest(byte[] der)
+    {
+        CertificateRequest request;
+        try
+        {
+            request = CertificateRequest.LoadSigningRequest(der, HashAlgorithmName.SHA256, CertificateRequestLoadOptions.UnsafeLoadCertificateExtensions);
+        }
+        catch (CryptographicException ex)
+        {
+            throw new ArgumentException($"the certificate signing request is not valid: {ex.Message}", nameof(der), ex);
+        }
+
+        var key = request.PublicKey;
+        switch (key.Oid.Value)
+        {
+            case "1.2.840.10045.2.1":
+                using (var ec = key.GetECDsaPublicKey()!)
+                {
+                    if (ec.KeySize is not (256 or 384))
+                    {
+                        throw new ArgumentException($"ECDSA keys must be P-256 or P-384, not {ec.KeySize} bits", nameof(der));
+                    }
+                }
+
+                break;
+            case "1.2.840.113549.1.1.1":
+                using (var rsa = key.GetRSAPublicKey()!)
+                {
+                    if (rsa.KeySize < 2048)
+                    {
+                        throw new ArgumentException($"RSA keys must have at least 2048 bits, not {rsa.KeySize}", nameof(der));
+                    }
+                }
+
+                break;
+            default:
+                throw new ArgumentException($"unsupported key algorithm {key.Oid.Value}", nameof(der));
+        }
+
+        return key;
+    }
+
+    /// <summary>Creates a PKCS#10 request for <paramref name="id"/> signed by <paramref name="key"/>.</summary>
+    public static byte[] CreateSigningRequest(ECDsa key, SpiffeId id)
+    {
+        var request = new CertificateRequest(new X500DistinguishedName(string.Empty), key, HashAlgorithmName.SHA256);
+        var san = new SubjectAlternativeNameBuilder();
+        san.AddUri(id.ToUri());
+        request.CertificateExtensions.Add(san.Build(true));
+        return request.CreateSigningRequest();
+    }
+
+    /// <summary>
+    /// Issues a certificate for <paramref name="id"/> over <paramref name="publicKey"/>, signed by
+    /// <paramref name="issuer"/> (which must hold its private key). It never outlives the issuer.
+    /// </summary>
+    /// <param name="publicKey">The subject's public key.</param>
+    /// <param name="id">The subject's identity.</param>
+    /// <param name="issuer">The signing CA, with its private key.</param>
+    /// <param name="now">The issuing time.</param>
+    /// <param name="lifetime">How long the certificate is valid.</param>
+    /// <param name="dnsNames">Extra DNS names; only the control plane's own serving certificate has any.</param>
+    /// <param name="addresses">Extra IP addresses; only the control plane's own serving certificate has any.</param>
+    public static X509Certificate2 Issue(
+        PublicKey publicKey,
+        SpiffeId id,
+        X509Certificate2 issuer,
+        DateTimeOffset now,
+        TimeSpan lifetime,
+        IEnumerable<string>? dnsNames = null,
+        IEnumerable<System.Net.IPAddress>? addresses = null)
+    {
+        var request = new CertificateRequest(new X500DistinguishedName($"O={id.TrustDomain}"), publicKey, HashAlgorithmName.SHA256);
+        var san = new SubjectAlternativeNameBuilder();
+        san.AddUri(id.ToUri());
+        foreach (var dns in dnsNames ?? [])
+        {
+            san.AddDnsName(dns);
+        }
+
+        foreach (var address in addresses ?? [])
+        {
+            san.AddIpAddress(address);
+        }
+
+        request.CertificateExtensions.Add(san.Build(true));
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(ServerAuth), new Oid(ClientAuth)], false));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(publicKey, false));
+        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(issuer, true, false));
+        var notAfter = now + lifetime;
+        if (notAfter > issuer.NotAfter.ToUniversalTime())
+        {
+            notAfter = issuer.NotAfter.ToUniversalTime();
+        }
+
+        var serial = RandomNumberGenerator.GetBytes(16);
+        serial[0] &= 0x7F; // a positive serial number
+        return request.Create(issuer.SubjectName, SignatureGenerator(issuer), now - Backdate, notAfter, serial);
+    }
+
+    /// <summary>Returns every URI subject alternative name of <paramref name="certificate"/>.</summary>
+    public static IReadOnlyList<string> UriNames(X509Certificate2 certificate)
+    {
+        var names = new List<string>();
+        foreach (var extension in certificate.Extensions)
+        {
+            if (extension.Oid?.Value != SubjectAltNameOid)
+            {
+                continue;
+            }
+
+            var reader = new AsnReader(extension.RawData, AsnEncodingRules.DER);
+            var sequence = reader.ReadSequence();
+            var uriTag = new Asn1Tag(TagClass.ContextSpecific, 6);
+            while (sequence.HasData)
+            {
+                var tag = sequence.PeekTag();
+                if (tag == uriTag)
+                {
+                    names.Add(sequence.ReadCharacterString(UniversalTagNumber.IA5String, uriTag));
+                }
+                else
+                {
+                    sequence.ReadEncodedValue();
+                }
+            }
+        }
+
+        return names;
+    }
+
+    /// <summary>The certificate a TLS callback was handed, as an <see cref="X509Certificate2"/>.</summary>
+    public static X509Certificate2 AsCertificate2(X509Certificate certificate) =>
+        certificate as X509Certificate2 ?? X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+
+    /// <summary>
+    /// Joins a certificate and its private key, re-imported so the key travels with the certificate on every
+    /// platform's TLS stack (an ephemeral key cannot be used for TLS on some).
+    /// </summary>
+    public static X509Certificate2 WithKey(X509Certificate2 certificate, ECDsa key)
+    {
+        using var withKey = certificate.CopyWithPrivateKey(key);
+        return X509CertificateLoader.LoadPkcs12(withKey.Export(X509ContentType.Pkcs12), null);
+    }
+
+    /// <summary>The SHA-256 of a certificate, base64url: how a join token pins the mesh root.</summary>
+    public static string Pin(X509Certificate2 certificate) => Base64Url(SHA256.HashData(certificate.RawData));
+
+    private static string Base64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+
+    private static X509SignatureGenerator SignatureGenerator(X509Certificate2 issuer) =>
+        issuer.GetECDsaPrivateKey() is { } ec ? X509SignatureGenerator.CreateForECDsa(ec)
+        : issuer.GetRSAPrivateKey() is { } rsa ? X509SignatureGenerator.CreateForRSA(rsa, RSASignaturePadding.Pkcs1)
+        : throw new InvalidOperationException("the issuing certificate has no ECDSA or RSA private key");
+}

@@ -1,0 +1,258 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+using MeshKit.Protocol.V1;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace MeshKit.Security;
+
+/// <summary>
+/// Gets this workload its mesh certificate and keeps it fresh. The key pair is made in-process and never leaves it;
+/// the control plane sees a CSR. The first certificate is paid for with the join token, after the control plane has
+/// shown the root the token pins; each renewal (at half the lifetime, with jitter) is authenticated by the current
+/// certificate. A failed renewal keeps the current certificate and retries with backoff; once it expires, handshakes
+/// fail: there is no fallback to plain text.
+/// </summary>
+internal sealed partial class CertificateManager : IHostedService, IDisposable
+{
+    private static readonly TimeSpan MinRetry = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan MaxRetry = TimeSpan.FromSeconds(30);
+    private readonly MeshOptions _options;
+    private readonly WorkloadIdentity _identity;
+    private readonly TimeProvider _time;
+    private readonly ILogger<CertificateManager> _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private Task? _loop;
+
+    public CertificateManager(IOptions<MeshOptions> options, WorkloadIdentity identity, TimeProvider time, ILogger<CertificateManager> logger)
+    {
+        _options = options.Value;
+        _identity = identity;
+        _time = time;
+        _logger = logger;
+    }
+
+    /// <summary>Raised after a certificate is installed (first or renewed); for tests and diagnostics.</summary>
+    public event Action<IssuedCertificate>? Installed;
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (!_identity.Enabled)
+        {
+            return;
+        }
+
+        _loop = Task.Run(() => RunAsync(_stopping.Token), CancellationToken.None);
+
+        // Start waits for the first certificate (bounded), so the app does not serve before it can do TLS; past the
+        // bound it starts anyway, and handshakes fail closed until the certificate arrives.
+        try
+        {
+            await _identity.FirstIssued.WaitAsync(_options.InitialFetchTimeout, _time, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            Log.NoCertificateYet(_logger, _options.InitialFetchTimeout);
+        }
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        if (_loop is not null)
+        {
+            await _loop.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public void Dispose() => _stopping.Dispose();
+
+    /// <summary>Renews at once (what the timer does at half the lifetime); for operations and tests.</summary>
+    internal async Task RenewNowAsync(CancellationToken cancellationToken)
+    {
+        var issued = await ObtainAsync(cancellationToken).ConfigureAwait(false);
+        _identity.Install(issued);
+        Installed?.Invoke(issued);
+    }
+
+    /// <summary>When to renew: half the lifetime, give or take 5 % of it, so replicas do not renew together.</summary>
+    internal static TimeSpan RenewalDelay(IssuedCertificate certificate, DateTimeOffset now, double jitter)
+    {
+        var lifetime = certificate.NotAfter - certificate.NotBefore;
+        var at = certificate.NotBefore + (lifetime * (0.5 + ((jitter - 0.5) * 0.1)));
+        return at > now ? at - now : TimeSpan.Zero;
+    }
+
+    private async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var failures = 0;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            TimeSpan delay;
+            try
+            {
+                var issued = await ObtainAsync(cancellationToken).ConfigureAwait(false);
+                _identity.Install(issued);
+                Installed?.Invoke(issued);
+                Log.Installed(_logger, issued.Id.ToString(), issued.NotAfter);
+                failures = 0;
+                delay = RenewalDelay(issued, _time.GetUtcNow(), Random.Shared.NextDouble());
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is RpcException or HttpRequestException or IOException or InvalidOperationException or CryptographicException or MeshConfigException)
+            {
+                var ceiling = Math.Min(MaxRetry.TotalMilliseconds, MinRetry.TotalMilliseconds * Math.Pow(2, Math.Min(failures++, 10)));
+                delay = TimeSpan.FromMilliseconds(Math.Max(100, Random.Shared.NextDouble() * ceiling));
+                Log.Failed(_logger, _identity.Current is null ? "getting the first certificate" : "renewing the certificate", ex.Message, delay);
+            }
+
+            try
+            {
+                await Task.Delay(delay, _time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task<IssuedCertificate> ObtainAsync(CancellationToken cancellationToken)
+    {
+        var current = _identity.Current;
+        string? token = null;
+        SpiffeId id;
+        TrustBundle bundle;
+        if (current is null)
+        {
+            token = ReadToken();
+            id = JoinTokens.ReadSubject(token) ?? throw new MeshConfigException("the join token names no valid identity");
+            if (id.Namespace != _options.Namespace || id.ServiceAccount != _options.ServiceAccount)
+            {
+                throw new MeshConfigException($"the join token is for {id}, but this workload is namespace '{_options.Namespace}', service account '{_options.ServiceAccount}'");
+            }
+
+            bundle = await FetchPinnedBundleAsync(token, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            id = current.Id;
+            bundle = current.Bundle;
+        }
+
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var channel = ControlPlaneChannel(_options.ControlPlaneAddress!, bundle, current, _time);
+        var client = new MeshCertificates.MeshCertificatesClient(channel);
+        var headers = new Metadata();
+        if (token is not null)
+        {
+            headers.Add("authorization", "Bearer " + token);
+        }
+
+        var response = await client.SignAsync(
+            new SignRequest
+            {
+                Csr = ByteString.CopyFrom(CertificateProfile.CreateSigningRequest(key, id)),
+                TtlSeconds = (ulong)(_options.CertificateLifetime?.TotalSeconds ?? 0),
+            },
+            headers,
+            cancellationToken: cancellationToken).ConfigureAwait(false);
+
+        if (response.CertificateChain.Count == 0)
+        {
+            throw new InvalidOperationException("the control plane returned no certificate");
+        }
+
+        using var issued = X509CertificateLoader.LoadCertificate(response.CertificateChain[0].Span);
+        var certificate = CertificateProfile.WithKey(issued, key);
+        var intermediates = new X509Certificate2Collection();
+        foreach (var der in response.CertificateChain.Skip(1))
+        {
+            intermediates.Add(X509CertificateLoader.LoadCertificate(der.Span));
+        }
+
+        var newBundle = response.TrustRoots.Count > 0 ? TrustBundle.FromDer(bundle.TrustDomain, response.TrustRoots.Select(r => r.ToByteArray())) : bundle;
+
+        // Never install what would not verify: the identity asked for, chained to the (new) bundle.
+        if (!PeerVerifier.TryVerify(certificate, intermediates, newBundle, _time.GetUtcNow(), CertificateProfile.ClientAuth, out var got, out var error) || got != id)
+        {
+            certificate.Dispose();
+            throw new InvalidOperationException($"the issued certificate does not verify as {id}: {error ?? $"it is {got}"}");
+        }
+
+        return new IssuedCertificate(certificate, intermediates, newBundle, id);
+    }
+
+    /// <summary>
+    /// Fetches the roots over an unverified connection and keeps them only if one matches the pin in the join token;
+    /// nothing secret is sent on that connection.
+    /// </summary>
+    private async Task<TrustBundle> FetchPinnedBundleAsync(string token, CancellationToken cancellationToken)
+    {
+        var pin = JoinTokens.ReadRootPin(token) ?? throw new MeshConfigException("the join token carries no root pin");
+        using var handler = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5) };
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, _, _, _) => true;
+        using var channel = GrpcChannel.ForAddress(_options.ControlPlaneAddress!, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = false });
+        var response = await new MeshCertificates.MeshCertificatesClient(channel).GetTrustBundleAsync(new TrustBundleRequest(), cancellationToken: cancellationToken).ConfigureAwait(false);
+        var bundle = TrustBundle.FromDer(response.TrustDomain, response.TrustRoots.Select(r => r.ToByteArray()));
+        if (!bundle.Roots.Any(r => CertificateProfile.Pin(r) == pin))
+        {
+            throw new InvalidOperationException($"the control plane at {_options.ControlPlaneAddress} does not hold the root CA the join token pins; refusing to send the token");
+        }
+
+        return bundle;
+    }
+
+    /// <summary>
+    /// A channel to the control plane's TLS port: the server must chain to <paramref name="bundle"/> and be the control
+    /// plane's identity; the workload presents <paramref name="current"/> when it has one.
+    /// </summary>
+    internal static GrpcChannel ControlPlaneChannel(Uri address, TrustBundle bundle, IssuedCertificate? current, TimeProvider time, Action<SocketsHttpHandler>? configure = null)
+    {
+        var expected = SpiffeId.ControlPlane(bundle.TrustDomain);
+        var handler = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5) };
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, chain, _) =>
+            certificate is not null
+            && PeerVerifier.TryVerify(
+                CertificateProfile.AsCertificate2(certificate),
+                chain?.ChainPolicy.ExtraStore.Cast<X509Certificate2>() ?? [],
+                bundle,
+                time.GetUtcNow(),
+                CertificateProfile.ServerAuth,
+                out var id,
+                out _)
+            && id == expected;
+        if (current is not null)
+        {
+            handler.SslOptions.ClientCertificateContext = current.Context;
+        }
+
+        configure?.Invoke(handler);
+        return GrpcChannel.ForAddress(address, new GrpcChannelOptions { HttpHandler = handler });
+    }
+
+    private string ReadToken()
+    {
+        var token = !string.IsNullOrWhiteSpace(_options.JoinToken) ? _options.JoinToken : File.ReadAllText(_options.JoinTokenFile!);
+        return token.Trim();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "Installed mesh certificate {Identity}, valid until {NotAfter:u}", EventName = "CertificateInstalled")]
+        public static partial void Installed(ILogger logger, string identity, DateTimeOffset notAfter);
+
+        [LoggerMessage(2, LogLevel.Warning, "Failed {What}: {Error}; retrying in {Delay}", EventName = "CertificateFailed")]
+        public static partial void Failed(ILogger logger, string what, string error, TimeSpan delay);
+
+        [LoggerMessage(3, LogLevel.Warning, "No mesh certificate after {Timeout}; starting anyway: TLS handshakes fail until it arrives", EventName = "NoCertificateYet")]
+        public static partial void NoCertificateYet(ILogger logger, TimeSpan timeout);
+    }
+}

@@ -1,0 +1,166 @@
+using System.Net;
+using System.Net.Security;
+using System.Security.Authentication;
+using MeshKit.Protocol.V1;
+using MeshKit.Snapshot;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace MeshKit.Security;
+
+/// <summary>
+/// Kestrel's side of mutual TLS. Every endpoint of a secure workload gets a connection middleware that looks at the
+/// first byte: a TLS ClientHello goes through a TLS handshake with the workload certificate, the client's certificate
+/// asked for and verified against the mesh trust bundle and SPIFFE rules; plain text is served only where the port's
+/// PeerAuthentication mode is not STRICT. So PERMISSIVE serves both on one port, as Istio's sidecar does, and STRICT
+/// refuses plain text and certificate-less TLS. A certificate that is sent must verify, in every mode.
+/// </summary>
+internal sealed partial class InboundTlsSetup(
+    WorkloadIdentity identity,
+    IServiceProvider services,
+    ILogger<InboundTlsSetup> logger) : IConfigureOptions<KestrelServerOptions>
+{
+    // Resolved on the first connection: Kestrel's options are built with the host, before mesh options are validated.
+    private MeshSnapshotProvider? _provider;
+
+    private static readonly TimeSpan FirstByteTimeout = TimeSpan.FromSeconds(10);
+
+    public void Configure(KestrelServerOptions options)
+    {
+        try
+        {
+            if (!identity.Enabled)
+            {
+                return;
+            }
+        }
+        catch (OptionsValidationException)
+        {
+            // Invalid mesh options: the host's start fails with every problem listed (ValidateOnStart).
+            return;
+        }
+
+        options.ConfigureEndpointDefaults(Attach);
+    }
+
+    /// <summary>The effective mode on a local port.</summary>
+    internal MtlsMode ModeOn(EndPoint? local)
+    {
+        _provider ??= services.GetRequiredService<MeshSnapshotProvider>();
+        return ModeOn(_provider.Current.PeerAuthentication, (local as IPEndPoint)?.Port ?? 0);
+    }
+
+    /// <summary>The mode of <paramref name="policy"/> on a port: its port-level mode, else its own.</summary>
+    internal static MtlsMode ModeOn(PeerAuthenticationPolicy policy, int port) =>
+        policy.PortModes.TryGetValue((uint)port, out var mode) ? mode : policy.Mode;
+
+    private void Attach(ListenOptions listen)
+    {
+        // The plain-text branch skips the TLS middleware: it is the delegate after it, captured when the pipeline is
+        // built (from the inside out, so before the sniffer's factory runs).
+        ConnectionDelegate? afterTls = null;
+        var protocols = listen.Protocols switch
+        {
+            HttpProtocols.Http1 => new List<SslApplicationProtocol> { SslApplicationProtocol.Http11 },
+            HttpProtocols.Http2 => [SslApplicationProtocol.Http2],
+            _ => [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11],
+        };
+        listen.Use(tls => context => SniffAsync(context, tls, afterTls!));
+        listen.UseHttps(new TlsHandshakeCallbackOptions { OnConnection = tls => OnConnection(tls, protocols) });
+        listen.Use(next =>
+        {
+            afterTls = next;
+            return next;
+        });
+    }
+
+    private async Task SniffAsync(ConnectionContext context, ConnectionDelegate tls, ConnectionDelegate plain)
+    {
+        bool isTls;
+        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(context.ConnectionClosed))
+        {
+            timeout.CancelAfter(FirstByteTimeout);
+            System.IO.Pipelines.ReadResult result;
+            try
+            {
+                result = await context.Transport.Input.ReadAsync(timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            var buffer = result.Buffer;
+            if (buffer.IsEmpty)
+            {
+                context.Transport.Input.AdvanceTo(buffer.Start);
+                return;
+            }
+
+            // A TLS record of type handshake (a ClientHello) starts with 0x16; HTTP starts with a method or the
+            // HTTP/2 preface, both printable.
+            isTls = buffer.FirstSpan[0] == 0x16;
+            context.Transport.Input.AdvanceTo(buffer.Start); // nothing consumed: the next reader sees every byte
+        }
+
+        if (isTls)
+        {
+            await tls(context).ConfigureAwait(false);
+            return;
+        }
+
+        if (ModeOn(context.LocalEndPoint) == MtlsMode.Strict)
+        {
+            Log.PlaintextRefused(logger, context.RemoteEndPoint?.ToString() ?? "?", context.LocalEndPoint?.ToString() ?? "?");
+            context.Abort(new ConnectionAbortedException("STRICT mutual TLS: plain text refused"));
+            return;
+        }
+
+        await plain(context).ConfigureAwait(false);
+    }
+
+    private ValueTask<SslServerAuthenticationOptions> OnConnection(TlsHandshakeCallbackContext tls, List<SslApplicationProtocol> protocols)
+    {
+        // No certificate yet (or any more): the handshake fails, nothing falls back to plain text.
+        var current = identity.Current ?? throw new AuthenticationException("this workload has no mesh certificate yet");
+        var connection = tls.Connection;
+        var mode = ModeOn(connection.LocalEndPoint);
+        return ValueTask.FromResult(new SslServerAuthenticationOptions
+        {
+            ServerCertificateContext = current.Context,
+            ApplicationProtocols = protocols,
+            ClientCertificateRequired = true,
+            RemoteCertificateValidationCallback = (_, certificate, chain, _) =>
+            {
+                if (certificate is null)
+                {
+                    // TLS without a client certificate proves no identity: as plain text, refused under STRICT.
+                    return mode != MtlsMode.Strict;
+                }
+
+                if (!identity.TryVerify(certificate, chain, CertificateProfile.ClientAuth, out var id, out var error))
+                {
+                    Log.PeerRefused(logger, connection.RemoteEndPoint?.ToString() ?? "?", error!);
+                    return false;
+                }
+
+                connection.Items[MeshPeer.ItemKey] = id!.Value;
+                return true;
+            },
+        });
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Debug, "Refused a plain-text connection from {Remote} to {Local}: the port's mutual TLS mode is STRICT", EventName = "PlaintextRefused")]
+        public static partial void PlaintextRefused(ILogger logger, string remote, string local);
+
+        [LoggerMessage(2, LogLevel.Warning, "Refused the certificate of {Remote}: {Error}", EventName = "PeerCertificateRefused")]
+        public static partial void PeerRefused(ILogger logger, string remote, string error);
+    }
+}

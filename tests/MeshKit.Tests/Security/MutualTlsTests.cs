@@ -1,0 +1,240 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using MeshKit.Protocol.V1;
+using MeshKit.Security;
+using MeshKit.Tests.Infrastructure;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace MeshKit.Tests.Security;
+
+/// <summary>Certificates from the control plane's CA, mutual TLS between real Kestrel workloads, PeerAuthentication modes.</summary>
+public sealed class MutualTlsTests : MeshTestBase
+{
+    private async Task<TestWorkload> StartSecureAsync(string service, string serviceAccount, Action<MeshOptions>? configure = null)
+    {
+        var token = ControlPlane.CreateJoinToken("default", serviceAccount);
+        var workload = await TestWorkload.StartAsync(service, "v1", ControlPlane.SecureAddress, o =>
+        {
+            o.ServiceAccount = serviceAccount;
+            o.JoinToken = token;
+            configure?.Invoke(o);
+        });
+        Owned.Add(workload);
+        return workload;
+    }
+
+    private static Task KnowsIdentityAsync(TestWorkload client) =>
+        Eventually.TrueAsync(() => client.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
+
+    private static IssuedCertificate CertificateOf(TestWorkload workload) =>
+        workload.Services.GetRequiredService<WorkloadIdentity>().Current ?? throw new InvalidOperationException("no certificate");
+
+    private void WritePeerAuthentication(string mode) => ControlPlane.WriteConfig("peer-authentication.yaml", $$"""
+        apiVersion: security.istio.io/v1
+        kind: PeerAuthentication
+        metadata: { name: default, namespace: default }
+        spec:
+          mtls: { mode: {{mode}} }
+        """);
+
+    [Fact]
+    public async Task Workload_GetsACertificateOfTheMeshProfile_ForTheIdentityOfItsToken()
+    {
+        var workload = await StartSecureAsync("reviews", "bookinfo-reviews");
+
+        var issued = CertificateOf(workload);
+        var certificate = issued.Certificate;
+        Assert.Equal(["spiffe://cluster.local/ns/default/sa/bookinfo-reviews"], CertificateProfile.UriNames(certificate));
+        Assert.False(certificate.Extensions.OfType<X509BasicConstraintsExtension>().Single().CertificateAuthority);
+        var usage = certificate.Extensions.OfType<X509KeyUsageExtension>().Single();
+        Assert.True(usage.Critical);
+        Assert.Equal(X509KeyUsageFlags.DigitalSignature, usage.KeyUsages);
+        var eku = certificate.Extensions.OfType<X509EnhancedKeyUsageExtension>().Single().EnhancedKeyUsages.Cast<Oid>().Select(o => o.Value!).ToArray();
+        Assert.Equal([CertificateProfile.ServerAuth, CertificateProfile.ClientAuth], eku);
+        Assert.Equal(256, certificate.GetECDsaPublicKey()!.KeySize);
+        Assert.InRange(certificate.NotAfter - certificate.NotBefore, TimeSpan.FromHours(24), TimeSpan.FromHours(24) + TimeSpan.FromMinutes(2));
+        Assert.True(certificate.HasPrivateKey);
+
+        // Registered with the identity it proved.
+        await Eventually.TrueAsync(async () => (await ControlPlane.GetAdminJsonAsync("/debug/registry")).EnumerateArray().Any(e => e.GetProperty("serviceAccount").GetString() == "bookinfo-reviews"), "registered");
+    }
+
+    [Fact]
+    public async Task TheCaKey_IsReadableByItsOwnerOnly()
+    {
+        await StartSecureAsync("reviews", "reviews");
+        if (OperatingSystem.IsWindows())
+        {
+            return;
+        }
+
+        foreach (var key in new[] { "root-key.pem", "token-key.pem" })
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(ControlPlane.CaDirectory, key)));
+        }
+    }
+
+    [Fact]
+    public async Task MeshCalls_UseMutualTls_AndTheServerSeesTheCallersIdentity()
+    {
+        var backend = await StartSecureAsync("reviews", "reviews");
+        var seen = new List<(string? Peer, bool Https)>();
+        backend.Behavior = context =>
+        {
+            lock (seen)
+            {
+                seen.Add((MeshPeer.Of(context)?.ToString(), context.Request.IsHttps));
+            }
+
+            return Task.FromResult<IResult?>(null);
+        };
+        var client = await StartSecureAsync("productpage", "productpage");
+        await KnowsIdentityAsync(client);
+
+        using var response = await client.CreateClient().GetAsync("http://reviews/");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal([("spiffe://cluster.local/ns/default/sa/productpage", true)], seen);
+    }
+
+    [Fact]
+    public async Task Strict_RefusesPlainTextAndCertificateLessTls_Permissive_ServesBothOnOnePort()
+    {
+        var backend = await StartSecureAsync("reviews", "reviews");
+        var port = backend.Address.Port;
+        WritePeerAuthentication("STRICT");
+        await Eventually.TrueAsync(() => backend.Snapshot.PeerAuthentication.Mode == MtlsMode.Strict, "STRICT applies");
+
+        await Assert.ThrowsAnyAsync<HttpRequestException>(() => PlainTextAsync(port));
+        await Assert.ThrowsAnyAsync<HttpRequestException>(() => TlsWithoutCertificateAsync(port));
+
+        WritePeerAuthentication("PERMISSIVE");
+        await Eventually.TrueAsync(() => backend.Snapshot.PeerAuthentication.Mode == MtlsMode.Permissive, "PERMISSIVE applies");
+
+        Assert.Equal(HttpStatusCode.OK, await PlainTextAsync(port));
+        Assert.Equal(HttpStatusCode.OK, await TlsWithoutCertificateAsync(port));
+    }
+
+    [Fact]
+    public async Task Strict_StillServesMeshCallers()
+    {
+        var backend = await StartSecureAsync("reviews", "reviews");
+        var client = await StartSecureAsync("productpage", "productpage");
+        WritePeerAuthentication("STRICT");
+        await Eventually.TrueAsync(() => backend.Snapshot.PeerAuthentication.Mode == MtlsMode.Strict, "STRICT applies");
+        await KnowsIdentityAsync(client);
+
+        using var response = await client.CreateClient().GetAsync("http://reviews/");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task ACertificateOfAnotherMesh_IsRefused_EvenUnderPermissive()
+    {
+        var backend = await StartSecureAsync("reviews", "reviews");
+        using var otherKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var otherRoot = CertificateProfile.CreateRoot("cluster.local", DateTimeOffset.UtcNow, TimeSpan.FromDays(1));
+        using var foreign = CertificateProfile.Issue(
+            new CertificateRequest("CN=x", otherKey, HashAlgorithmName.SHA256).PublicKey,
+            new SpiffeId("cluster.local", "default", "productpage"),
+            otherRoot,
+            DateTimeOffset.UtcNow,
+            TimeSpan.FromHours(1));
+        using var exported = CertificateProfile.WithKey(foreign, otherKey);
+
+        await Assert.ThrowsAnyAsync<HttpRequestException>(() => TlsWithoutCertificateAsync(backend.Address.Port, exported));
+    }
+
+    [Fact]
+    public async Task Rotation_UnderContinuousTraffic_LosesNoRequest()
+    {
+        var backend = await StartSecureAsync("reviews", "reviews");
+        var client = await StartSecureAsync("productpage", "productpage");
+        await KnowsIdentityAsync(client);
+        var http = client.CreateClient();
+        var before = (CertificateOf(backend).Certificate.SerialNumber, CertificateOf(client).Certificate.SerialNumber);
+        using var stop = new CancellationTokenSource();
+        var failures = 0;
+        var sent = 0;
+        var traffic = Enumerable.Range(0, 4).Select(_ => Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                try
+                {
+                    using var response = await http.GetAsync("http://reviews/");
+                    if (response.StatusCode != HttpStatusCode.OK)
+                    {
+                        Interlocked.Increment(ref failures);
+                    }
+                }
+                catch (HttpRequestException)
+                {
+                    Interlocked.Increment(ref failures);
+                }
+
+                Interlocked.Increment(ref sent);
+            }
+        })).ToArray();
+
+        for (var i = 0; i < 3; i++)
+        {
+            await backend.Services.GetRequiredService<CertificateManager>().RenewNowAsync(CancellationToken.None);
+            await client.Services.GetRequiredService<CertificateManager>().RenewNowAsync(CancellationToken.None);
+            await Task.Delay(100);
+        }
+
+        await stop.CancelAsync();
+        await Task.WhenAll(traffic);
+        Assert.NotEqual(before, (CertificateOf(backend).Certificate.SerialNumber, CertificateOf(client).Certificate.SerialNumber));
+        Assert.True(sent > 10, $"{sent} requests");
+        Assert.Equal(0, failures);
+
+        // New connections carry the new certificates.
+        using var fresh = new HttpClient(new SocketsHttpHandler { SslOptions = { RemoteCertificateValidationCallback = (_, certificate, _, _) => certificate!.GetSerialNumberString() == CertificateOf(backend).Certificate.SerialNumber } });
+        using var check = await fresh.GetAsync(new Uri($"https://127.0.0.1:{backend.Address.Port}/"));
+        Assert.Equal(HttpStatusCode.OK, check.StatusCode);
+    }
+
+    [Fact]
+    public async Task AJoinToken_ThatPinsAnotherRoot_IsNeverSent()
+    {
+        // A token from another control plane: the workload sees the root does not match and gets no certificate.
+        await using var other = await TestControlPlane.StartAsync();
+        var foreignToken = other.CreateJoinToken("default", "reviews");
+        var workload = await TestWorkload.StartAsync("reviews", "v1", ControlPlane.SecureAddress, o =>
+        {
+            o.ServiceAccount = "reviews";
+            o.JoinToken = foreignToken;
+            o.InitialFetchTimeout = TimeSpan.FromSeconds(2);
+        });
+        Owned.Add(workload);
+
+        Assert.Null(workload.Services.GetRequiredService<WorkloadIdentity>().Current);
+        await Assert.ThrowsAnyAsync<HttpRequestException>(() => TlsWithoutCertificateAsync(workload.Address.Port));
+    }
+
+    private static async Task<HttpStatusCode> PlainTextAsync(int port)
+    {
+        using var http = new HttpClient();
+        using var response = await http.GetAsync(new Uri($"http://127.0.0.1:{port}/"));
+        return response.StatusCode;
+    }
+
+    private static async Task<HttpStatusCode> TlsWithoutCertificateAsync(int port, X509Certificate2? clientCertificate = null)
+    {
+        var handler = new SocketsHttpHandler();
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, _, _, _) => true;
+        if (clientCertificate is not null)
+        {
+            handler.SslOptions.ClientCertificates = [clientCertificate];
+        }
+
+        using var http = new HttpClient(handler);
+        using var response = await http.GetAsync(new Uri($"https://127.0.0.1:{port}/"));
+        return response.StatusCode;
+    }
+}

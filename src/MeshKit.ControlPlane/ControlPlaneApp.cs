@@ -109,6 +109,8 @@ public static class ControlPlaneApp
         builder.Services.AddSingleton<DirectoryConfigStore>();
         builder.Services.AddSingleton<IConfigStore>(sp => sp.GetRequiredService<DirectoryConfigStore>());
         builder.Services.AddHostedService(sp => sp.GetRequiredService<DirectoryConfigStore>());
+        builder.Services.AddSingleton<JwksCache>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<JwksCache>());
         builder.Services.AddSingleton<WorkloadRegistry>();
         builder.Services.AddSingleton<ConnectionTracker>();
         builder.Services.AddSingleton<MeshStatePublisher>();

@@ -36,6 +36,15 @@ public sealed class ControlPlaneOptions
     /// <summary>Gets the extra DNS names and IP addresses of the control plane's serving certificate (loopback is always in it).</summary>
     public IList<string> ServingNames { get; } = [];
 
+    /// <summary>Gets or sets how often the JWKS of RequestAuthentication <c>jwksUri</c>s are fetched again. Default: 20 min.</summary>
+    public TimeSpan JwksRefreshInterval { get; set; } = TimeSpan.FromMinutes(20);
+
+    /// <summary>
+    /// Gets or sets whether a <c>jwksUri</c> may resolve to a loopback or link-local address (the control plane's own
+    /// host, cloud metadata). Default: false.
+    /// </summary>
+    public bool AllowLocalJwksUris { get; set; }
+
     /// <summary>Gets or sets the admin (HTTP/1.1 debug and health) listen URL; empty disables it. Default: <c>http://127.0.0.1:15014</c>.</summary>
     public string AdminListen { get; set; } = "http://127.0.0.1:15014";
 

@@ -15,12 +15,14 @@ namespace MeshKit.Config.Compilation;
 public sealed class CompiledMesh
 {
     private readonly ConfigSet _config;
+    private readonly IReadOnlyDictionary<string, string> _jwks;
     private readonly IReadOnlyDictionary<string, ServiceInfo> _services;
     private readonly ConcurrentDictionary<string, Lazy<ResourceView>> _views = new(StringComparer.Ordinal);
 
-    internal CompiledMesh(ConfigSet config, MeshSettings settings, IReadOnlyDictionary<string, ServiceInfo> services, IReadOnlyList<ConfigDiagnostic> diagnostics)
+    internal CompiledMesh(ConfigSet config, MeshSettings settings, IReadOnlyDictionary<string, ServiceInfo> services, IReadOnlyList<ConfigDiagnostic> diagnostics, IReadOnlyDictionary<string, string>? jwks = null)
     {
         _config = config;
+        _jwks = jwks ?? EmptyLabels;
         Settings = settings;
         _services = services;
         Diagnostics = diagnostics;
@@ -52,8 +54,8 @@ public sealed class CompiledMesh
         ArgumentNullException.ThrowIfNull(ns);
         ArgumentNullException.ThrowIfNull(labels);
         var selecting = _config.DestinationRules.Where(r => r.WorkloadSelector is { } s && r.Namespace == ns && s.Matches(labels)).ToArray();
-        var peer = PeerAuthentications.Selecting(_config.PeerAuthentications, ns, labels);
-        var key = selecting.Length == 0 && peer is null ? ns : ns + "|" + string.Join(",", selecting.Select(r => r.Name)) + "|" + peer?.Name;
+        var security = SecurityPolicies.SelectingKey(_config, ns, labels);
+        var key = selecting.Length == 0 && security.Length == 0 ? ns : ns + "|" + string.Join(",", selecting.Select(r => r.Name)) + "|" + security;
         return _views.GetOrAdd(key, _ => new Lazy<ResourceView>(() => BuildView(ns, selecting, labels))).Value;
     }
 
@@ -158,7 +160,13 @@ public sealed class CompiledMesh
         {
             [ResourceTypes.MeshResourceName] = ToResource(ResourceTypes.MeshResourceName, Settings),
         };
-        var inbound = new InboundPolicy { PeerAuthentication = PeerAuthentications.Resolve(_config.PeerAuthentications, Settings.RootNamespace, viewer, labels) };
+        var inbound = new InboundPolicy
+        {
+            PeerAuthentication = PeerAuthentications.Resolve(_config.PeerAuthentications, Settings.RootNamespace, viewer, labels),
+            PathNormalization = _config.MeshConfig?.PathNormalization ?? "BASE",
+        };
+        inbound.Authorization.AddRange(SecurityPolicies.Authorization(_config, Settings.RootNamespace, viewer, labels));
+        inbound.JwtProviders.AddRange(SecurityPolicies.JwtProviders(_config, Settings.RootNamespace, viewer, labels, _jwks));
         return new ResourceView(new Dictionary<string, IReadOnlyDictionary<string, Resource>>(StringComparer.Ordinal)
         {
             [ResourceTypes.Mesh] = mesh,

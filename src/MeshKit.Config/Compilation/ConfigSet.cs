@@ -27,6 +27,8 @@ public sealed class ConfigSet
         DestinationRules = Resources.OfType<DestinationRule>().ToArray();
         ServiceEntries = Resources.OfType<ServiceEntry>().ToArray();
         PeerAuthentications = Resources.OfType<PeerAuthentication>().ToArray();
+        AuthorizationPolicies = Resources.OfType<AuthorizationPolicy>().ToArray();
+        RequestAuthentications = Resources.OfType<RequestAuthentication>().ToArray();
         MeshConfig = Resources.OfType<MeshConfigResource>().FirstOrDefault();
     }
 
@@ -44,6 +46,15 @@ public sealed class ConfigSet
 
     /// <summary>Gets the PeerAuthentications, ordered by namespace and name.</summary>
     public IReadOnlyList<PeerAuthentication> PeerAuthentications { get; }
+
+    /// <summary>Gets the AuthorizationPolicies, ordered by namespace and name.</summary>
+    public IReadOnlyList<AuthorizationPolicy> AuthorizationPolicies { get; }
+
+    /// <summary>Gets the RequestAuthentications, ordered by namespace and name.</summary>
+    public IReadOnlyList<RequestAuthentication> RequestAuthentications { get; }
+
+    /// <summary>Gets every <c>jwksUri</c> of the RequestAuthentications: what the control plane fetches.</summary>
+    public IEnumerable<string> JwksUris => RequestAuthentications.SelectMany(r => r.JwtRules).Select(j => j.JwksUri).OfType<string>().Distinct(StringComparer.Ordinal);
 
     /// <summary>Gets the mesh settings document, if any.</summary>
     public MeshConfigResource? MeshConfig { get; }

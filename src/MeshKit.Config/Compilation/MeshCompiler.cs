@@ -22,7 +22,8 @@ public static class MeshCompiler
     /// <param name="registryKnown">Whether <paramref name="workloads"/> is the live registry; offline validation has
     /// none, and then a host no ServiceEntry declares is not worth a warning.</param>
     /// <returns>The compiled mesh.</returns>
-    public static CompiledMesh Compile(ConfigSet config, IEnumerable<WorkloadAnnouncement> workloads, bool registryKnown = true)
+    /// <param name="jwks">JSON Web Key Sets the control plane fetched, by <c>jwksUri</c>; a provider whose keys are missing rejects every token.</param>
+    public static CompiledMesh Compile(ConfigSet config, IEnumerable<WorkloadAnnouncement> workloads, bool registryKnown = true, IReadOnlyDictionary<string, string>? jwks = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(workloads);
@@ -78,7 +79,7 @@ public static class MeshCompiler
         }
 
         CheckReferences(config, services, settings, diagnostics, registryKnown);
-        return new CompiledMesh(config, settings, services, diagnostics);
+        return new CompiledMesh(config, settings, services, diagnostics, jwks);
     }
 
     private static Endpoint EndpointOf(WorkloadAnnouncement workload)

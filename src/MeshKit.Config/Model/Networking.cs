@@ -331,6 +331,9 @@ public sealed record MeshConfigResource : ConfigResource
     /// <summary>Gets <c>spec.trustDomain</c>; default <c>cluster.local</c>.</summary>
     public string? TrustDomain { get; init; }
 
+    /// <summary>Gets <c>spec.pathNormalization.normalization</c>: BASE (default), MERGE_SLASHES, DECODE_AND_MERGE_SLASHES or NONE.</summary>
+    public string? PathNormalization { get; init; }
+
     /// <summary>Gets <c>spec.rootNamespace</c>; default <c>istio-system</c>.</summary>
     public string? RootNamespace { get; init; }
 

@@ -86,12 +86,6 @@ public static class ConfigParser
             if (resource is not null && context.ErrorCount == errorsBefore)
             {
                 resources.Add(resource);
-
-                // These security kinds are validated but not enforced yet: say so rather than let a policy look active.
-                if (resource is RequestAuthentication or AuthorizationPolicy)
-                {
-                    context.Warning(root, "kind", $"{resource.Kind} is validated, but not enforced by this MeshKit version yet: requests are not authenticated or authorized by it");
-                }
             }
         }
 
@@ -1354,16 +1348,21 @@ public static class ConfigParser
         {
             Hosts = op.Strings("hosts"),
             NotHosts = op.Strings("notHosts"),
-            Ports = op.Strings("ports"),
-            NotPorts = op.Strings("notPorts"),
+            Ports = ValidatePorts(op, "ports"),
+            NotPorts = ValidatePorts(op, "notPorts"),
             Methods = op.Strings("methods"),
             NotMethods = op.Strings("notMethods"),
-            Paths = op.Strings("paths"),
-            NotPaths = op.Strings("notPaths"),
+            Paths = ValidatePaths(op, "paths"),
+            NotPaths = ValidatePaths(op, "notPaths"),
         }));
         var when = r.List("when", c =>
         {
             var key = c.String("key", required: true) ?? string.Empty;
+            if (key.Length > 0 && !IsConditionKey(key))
+            {
+                c.Context.Error(c.Get("key"), c.ChildPath("key"), $"unknown condition key '{key}'; expected request.headers[<name>], source.ip, remote.ip, source.namespace, source.principal, request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[<name>]..., destination.ip, destination.port or connection.sni");
+            }
+
             var values = c.Strings("values");
             var notValues = c.Strings("notValues");
             if (values.Count == 0 && notValues.Count == 0)
@@ -1374,6 +1373,75 @@ public static class ConfigParser
             return new AuthorizationCondition(key, values, notValues);
         });
         return new AuthorizationRule(from, to, when);
+    }
+
+    private static readonly string[] ConditionKeys =
+    [
+        "source.ip", "remote.ip", "source.namespace", "source.principal", "request.auth.principal",
+        "request.auth.audiences", "request.auth.presenter", "destination.ip", "destination.port", "connection.sni",
+    ];
+
+    private static bool IsConditionKey(string key) =>
+        ConditionKeys.Contains(key, StringComparer.Ordinal)
+        || System.Text.RegularExpressions.Regex.IsMatch(key, @"^request\.headers\[[^\[\]]+\]$", System.Text.RegularExpressions.RegexOptions.None, TimeSpan.FromSeconds(1))
+        || System.Text.RegularExpressions.Regex.IsMatch(key, @"^request\.auth\.claims(\[[^\[\]]+\])+$", System.Text.RegularExpressions.RegexOptions.None, TimeSpan.FromSeconds(1));
+
+    private static IReadOnlyList<string> ValidatePorts(MapReader r, string key)
+    {
+        var values = r.Strings(key);
+        for (var i = 0; i < values.Count; i++)
+        {
+            if (!ushort.TryParse(values[i], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port) || port == 0)
+            {
+                r.Context.Error(r.Get(key), $"{r.ChildPath(key)}[{i}]", $"'{values[i]}' is not a port number");
+            }
+        }
+
+        return values;
+    }
+
+    // Paths: exact, "prefix*", "*suffix", "*", or templates whose whole segments are {*} (one segment) or {**} (the
+    // rest, last only).
+    private static IReadOnlyList<string> ValidatePaths(MapReader r, string key)
+    {
+        var values = r.Strings(key);
+        for (var i = 0; i < values.Count; i++)
+        {
+            var path = values[i];
+            string? problem = null;
+            if (path.Contains('{', StringComparison.Ordinal) || path.Contains('}', StringComparison.Ordinal))
+            {
+                var segments = path.Split('/');
+                for (var j = 0; j < segments.Length; j++)
+                {
+                    var segment = segments[j];
+                    if ((segment.Contains('{', StringComparison.Ordinal) || segment.Contains('}', StringComparison.Ordinal)) && segment is not ("{*}" or "{**}"))
+                    {
+                        problem = $"'{segment}': a template segment is exactly {{*}} or {{**}}";
+                    }
+                    else if (segment == "{**}" && j != segments.Length - 1)
+                    {
+                        problem = "{**} must be the last segment";
+                    }
+                }
+
+                if (path.Contains("*", StringComparison.Ordinal) && path.Replace("{**}", string.Empty, StringComparison.Ordinal).Replace("{*}", string.Empty, StringComparison.Ordinal).Contains('*', StringComparison.Ordinal))
+                {
+                    problem ??= "a path template cannot also use a '*' wildcard";
+                }
+            }
+            else if (path.Length > 1 && path.IndexOf('*', 1) is var star && star >= 0 && star != path.Length - 1)
+            {
+                problem = "'*' is allowed only at the start or the end";
+            }
+
+            if (problem is not null)
+            {
+                r.Context.Error(r.Get(key), $"{r.ChildPath(key)}[{i}]", problem);
+            }
+        }
+
+        return values;
     }
 
     private static IReadOnlyList<string> ValidateCidrs(MapReader r, string key)
@@ -1411,6 +1479,12 @@ public static class ConfigParser
             s.Context.Error(s.Node, s.ChildPath("outboundTrafficPolicy.mode"), $"unknown mode '{outbound}'; expected ALLOW_ANY or REGISTRY_ONLY");
         }
 
+        var normalization = s.Map("pathNormalization", n => new PortBoxString(n.String("normalization")))?.Value;
+        if (normalization is not null && normalization is not ("BASE" or "MERGE_SLASHES" or "DECODE_AND_MERGE_SLASHES" or "NONE" or "DEFAULT"))
+        {
+            s.Context.Error(s.Node, s.ChildPath("pathNormalization.normalization"), $"unknown normalization '{normalization}'; expected BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES or NONE");
+        }
+
         var clusterDomain = s.String("clusterDomain");
         if (clusterDomain is not null && !Names.IsDnsSubdomain(clusterDomain))
         {
@@ -1421,6 +1495,7 @@ public static class ConfigParser
         {
             Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
             TrustDomain = trustDomain, RootNamespace = root, OutboundTrafficPolicy = outbound, ClusterDomain = clusterDomain,
+            PathNormalization = normalization == "DEFAULT" ? "BASE" : normalization,
         }, h);
     }
 

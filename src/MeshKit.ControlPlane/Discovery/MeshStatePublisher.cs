@@ -29,9 +29,12 @@ internal sealed partial class MeshStatePublisher : BackgroundService
     private TaskCompletionSource<MeshState> _next = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private MeshState? _current;
 
-    public MeshStatePublisher(IConfigStore store, WorkloadRegistry registry, IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<MeshStatePublisher> logger)
+    private readonly JwksCache _jwks;
+
+    public MeshStatePublisher(IConfigStore store, WorkloadRegistry registry, JwksCache jwks, IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<MeshStatePublisher> logger)
     {
         _store = store;
+        _jwks = jwks;
         _registry = registry;
         _options = options.Value;
         _time = time;
@@ -39,6 +42,7 @@ internal sealed partial class MeshStatePublisher : BackgroundService
         _startedAt = time.GetUtcNow();
         ChangeToken.OnChange(store.GetReloadToken, Signal);
         ChangeToken.OnChange(registry.GetChangeToken, Signal);
+        ChangeToken.OnChange(jwks.GetChangeToken, Signal);
     }
 
     public MeshState? Current => Volatile.Read(ref _current);
@@ -127,7 +131,7 @@ internal sealed partial class MeshStatePublisher : BackgroundService
 
     private void Publish(long version, DateTimeOffset changedAt)
     {
-        var mesh = MeshCompiler.Compile(_store.Current, _registry.Workloads);
+        var mesh = MeshCompiler.Compile(_store.Current, _registry.Workloads, jwks: _jwks.Keys);
         var state = new MeshState(version, mesh, changedAt);
         Volatile.Write(ref _current, state);
         Log.Published(_logger, version, mesh.ServiceHosts.Count);

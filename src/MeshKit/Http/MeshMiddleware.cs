@@ -1,6 +1,8 @@
 using MeshKit.Routing;
 using MeshKit.Snapshot;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
 using Microsoft.Net.Http.Headers;
 
 namespace MeshKit.Http;
@@ -11,7 +13,7 @@ namespace MeshKit.Http;
 /// <c>corsPolicy</c> of the route the request matches on this workload's own service is applied, as Envoy's CORS filter
 /// does at the destination. Under STRICT mutual TLS a request without a verified peer is refused.
 /// </summary>
-internal sealed class MeshMiddleware(RequestDelegate next, MeshSnapshotProvider provider, Security.WorkloadIdentity identity)
+internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotProvider provider, Security.WorkloadIdentity identity, TimeProvider time, ILogger<MeshMiddleware> logger)
 {
     internal const string ForwardedClientCertHeader = "x-forwarded-client-cert";
     internal const string MeshHeaderPrefix = "x-meshkit-";
@@ -29,6 +31,101 @@ internal sealed class MeshMiddleware(RequestDelegate next, MeshSnapshotProvider 
             return Task.CompletedTask;
         }
 
+        // One path for policy and the application: normalized once, here; what cannot be normalized safely is refused.
+        var raw = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
+        if (raw is not null && !Security.PathNormalizer.IsAcceptable(raw))
+        {
+            context.Response.StatusCode = StatusCodes.Status400BadRequest;
+            return Task.CompletedTask;
+        }
+
+        var path = context.Request.Path.Value ?? string.Empty;
+        var normalized = Security.PathNormalizer.Normalize(path, snapshot.PathNormalization);
+        if (!ReferenceEquals(normalized, path) && normalized != path)
+        {
+            context.Request.Path = new PathString(normalized);
+        }
+
+        var peer = identity.Enabled ? Security.MeshPeer.Of(context) : null;
+        if (!snapshot.Jwt.IsEmpty || !snapshot.Authorization.IsEmpty)
+        {
+            return AuthenticateAndAuthorizeAsync(context, snapshot, peer);
+        }
+
+        Security.MeshIdentityFeature.Set(context, peer, null);
+        return ContinueAsync(context, snapshot);
+    }
+
+    private async Task AuthenticateAndAuthorizeAsync(HttpContext context, MeshSnapshot snapshot, Security.SpiffeId? peer)
+    {
+        Security.RequestPrincipal? principal = null;
+        if (!snapshot.Jwt.IsEmpty)
+        {
+            string? error;
+            (principal, error) = await snapshot.Jwt.AuthenticateAsync(context, time.GetUtcNow()).ConfigureAwait(false);
+            if (error is not null)
+            {
+                Log.JwtRefused(logger, context.Request.Method, context.Request.Path.Value ?? string.Empty, error);
+                await RefuseAsync(context, StatusCodes.Status401Unauthorized, 16, error).ConfigureAwait(false);
+                return;
+            }
+        }
+
+        Security.MeshIdentityFeature.Set(context, peer, principal);
+        if (!snapshot.Authorization.IsEmpty)
+        {
+            var request = new Security.AuthorizationRequest
+            {
+                SourcePrincipal = peer?.Principal,
+                SourceNamespace = peer?.Namespace,
+                SourceIp = context.Connection.RemoteIpAddress,
+                DestinationIp = context.Connection.LocalIpAddress,
+                DestinationPort = context.Connection.LocalPort,
+                Sni = context.Features.Get<Microsoft.AspNetCore.Connections.Features.ITlsHandshakeFeature>()?.HostName,
+                Jwt = principal,
+                Host = context.Request.Host.Value ?? string.Empty,
+                Method = context.Request.Method,
+                Path = context.Request.Path.Value ?? string.Empty,
+                Headers = context.Request.Headers,
+            };
+            var decision = snapshot.Authorization.Evaluate(request, policy =>
+                Log.Reported(logger, policy.DryRun ? "dry-run" : "AUDIT", policy.Action, policy.Name, request.Method, request.Path, request.SourcePrincipal ?? "-"));
+            if (!decision.Allowed)
+            {
+                Log.Denied(logger, request.Method, request.Path, request.SourcePrincipal ?? "-", decision.Policy ?? "no ALLOW policy matched");
+                await RefuseAsync(context, StatusCodes.Status403Forbidden, 7, "RBAC: access denied").ConfigureAwait(false);
+                return;
+            }
+        }
+
+        await ContinueAsync(context, snapshot).ConfigureAwait(false);
+    }
+
+    /// <summary>A local reply: the status and Istio's text, or for gRPC a trailers-only response with the gRPC status.</summary>
+    private static Task RefuseAsync(HttpContext context, int status, int grpcStatus, string message)
+    {
+        var response = context.Response;
+        if (context.Request.ContentType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true)
+        {
+            response.StatusCode = StatusCodes.Status200OK;
+            response.ContentType = "application/grpc";
+            response.Headers["grpc-status"] = grpcStatus.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            response.Headers["grpc-message"] = Uri.EscapeDataString(message);
+            return Task.CompletedTask;
+        }
+
+        response.StatusCode = status;
+        if (status == StatusCodes.Status401Unauthorized)
+        {
+            response.Headers[HeaderNames.WWWAuthenticate] = "Bearer realm=\"mesh\"";
+        }
+
+        response.ContentType = "text/plain";
+        return response.WriteAsync(message);
+    }
+
+    private Task ContinueAsync(HttpContext context, MeshSnapshot snapshot)
+    {
         var own = snapshot.OwnService;
         if (own is { HasCors: true } && context.Request.Headers.TryGetValue(HeaderNames.Origin, out var origin) && CorsFor(own, context.Request) is { } cors)
         {
@@ -110,6 +207,18 @@ internal sealed class MeshMiddleware(RequestDelegate next, MeshSnapshotProvider 
         {
             response.Headers[name] = value;
         }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "Denied {Method} {Path} from {Peer}: {Policy}", EventName = "AuthorizationDenied")]
+        public static partial void Denied(ILogger logger, string method, string path, string peer, string policy);
+
+        [LoggerMessage(2, LogLevel.Information, "{Kind} {Action} policy {Policy} matched {Method} {Path} from {Peer}", EventName = "AuthorizationReported")]
+        public static partial void Reported(ILogger logger, string kind, string action, string policy, string method, string path, string peer);
+
+        [LoggerMessage(3, LogLevel.Information, "Refused the JWT of {Method} {Path}: {Error}", EventName = "JwtRefused")]
+        public static partial void JwtRefused(ILogger logger, string method, string path, string error);
     }
 
     internal static void StripSpoofableHeaders(IHeaderDictionary headers)

@@ -36,6 +36,15 @@ internal sealed class MeshSnapshot
     /// <summary>Gets this workload's effective PeerAuthentication (PERMISSIVE until the control plane says otherwise).</summary>
     public Protocol.V1.PeerAuthenticationPolicy PeerAuthentication { get; init; } = new();
 
+    /// <summary>Gets this workload's AuthorizationPolicies, compiled.</summary>
+    public Security.AuthorizationEngine Authorization { get; init; } = Security.AuthorizationEngine.None;
+
+    /// <summary>Gets this workload's RequestAuthentication providers, compiled.</summary>
+    public Security.JwtAuthenticator Jwt { get; init; } = Security.JwtAuthenticator.None;
+
+    /// <summary>Gets how request paths are normalized before policy and the application see them.</summary>
+    public Security.PathNormalization PathNormalization { get; init; } = Security.PathNormalization.Base;
+
     /// <summary>Gets whether the workload has received a complete configuration (every resource type at least once).</summary>
     public bool IsReady { get; }
 

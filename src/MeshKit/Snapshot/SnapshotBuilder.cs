@@ -52,12 +52,15 @@ internal static class SnapshotBuilder
         }
 
         var own = source.Service.Length == 0 ? null : services.GetValueOrDefault(HostNames.ServiceHost(source.Service, source.Namespace, settings.ClusterDomain));
-        var peer = resources.TryGetValue(ResourceTypes.Inbound, out var inboundResources) && inboundResources.TryGetValue(ResourceTypes.InboundResourceName, out var inbound)
-            ? Unpack<InboundPolicy>(inbound).PeerAuthentication ?? new PeerAuthenticationPolicy()
-            : new PeerAuthenticationPolicy();
+        var inbound = resources.TryGetValue(ResourceTypes.Inbound, out var inboundResources) && inboundResources.TryGetValue(ResourceTypes.InboundResourceName, out var inboundResource)
+            ? Unpack<InboundPolicy>(inboundResource)
+            : new InboundPolicy();
         return new MeshSnapshot(version, ready, settings.OutboundTrafficPolicy == "REGISTRY_ONLY", services.ToFrozenDictionary(StringComparer.Ordinal), aliases.ToFrozenDictionary(StringComparer.Ordinal), own)
         {
-            PeerAuthentication = peer,
+            PeerAuthentication = inbound.PeerAuthentication ?? new PeerAuthenticationPolicy(),
+            Authorization = Security.AuthorizationEngine.Compile(inbound.Authorization),
+            Jwt = Security.JwtAuthenticator.Compile(inbound.JwtProviders),
+            PathNormalization = Security.PathNormalizer.Parse(inbound.PathNormalization),
         };
     }
 

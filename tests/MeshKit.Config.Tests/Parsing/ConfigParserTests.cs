@@ -127,9 +127,7 @@ public class ConfigParserTests
               outboundTrafficPolicy: { mode: REGISTRY_ONLY }
             """);
 
-        // Only the reminder that RequestAuthentication and AuthorizationPolicy are not enforced yet.
-        Assert.Equal(2, result.Diagnostics.Count);
-        Assert.All(result.Diagnostics, d => Assert.Contains("not enforced", d.Message, StringComparison.Ordinal));
+        Assert.Empty(result.Diagnostics);
         Assert.Equal(6, result.Resources.Count);
         var dr = Assert.IsType<DestinationRule>(result.Resources[0]);
         Assert.Equal("default", dr.Namespace);
@@ -158,7 +156,7 @@ public class ConfigParserTests
             metadata: { name: deny-all, namespace: foo }
             """);
 
-        Assert.Equal(DiagnosticSeverity.Warning, Assert.Single(result.Diagnostics).Severity);
+        Assert.Empty(result.Diagnostics);
         var policy = Assert.IsType<AuthorizationPolicy>(Assert.Single(result.Resources));
         Assert.Equal("ALLOW", policy.Action);
         Assert.Null(policy.Rules);

@@ -1,0 +1,474 @@
+using System.Net;
+using MeshKit.Protocol.V1;
+using Microsoft.AspNetCore.Http;
+
+namespace MeshKit.Security;
+
+/// <summary>What a request looks like to authorization: who sent it, with what credentials, to what.</summary>
+internal sealed class AuthorizationRequest
+{
+    public string? SourcePrincipal { get; init; }
+
+    public string? SourceNamespace { get; init; }
+
+    public IPAddress? SourceIp { get; init; }
+
+    public IPAddress? DestinationIp { get; init; }
+
+    public int DestinationPort { get; init; }
+
+    public string? Sni { get; init; }
+
+    public RequestPrincipal? Jwt { get; init; }
+
+    public string Host { get; init; } = string.Empty;
+
+    public string Method { get; init; } = string.Empty;
+
+    /// <summary>Gets the normalized path, without query: the one the application routes on.</summary>
+    public string Path { get; init; } = string.Empty;
+
+    public IHeaderDictionary Headers { get; init; } = new HeaderDictionary();
+}
+
+/// <summary>The outcome of authorization.</summary>
+/// <param name="Allowed">Whether the request may proceed.</param>
+/// <param name="Policy">The policy that decided, or null when no policy did (allowed: none applies).</param>
+internal readonly record struct AuthorizationDecision(bool Allowed, string? Policy);
+
+/// <summary>
+/// The AuthorizationPolicies of one workload, compiled once per config version: DENY first (any matching DENY denies),
+/// then ALLOW (if there is any ALLOW policy, one must match), as Istio evaluates them. AUDIT policies and dry-run
+/// policies never change the outcome; their matches are reported.
+/// </summary>
+internal sealed class AuthorizationEngine
+{
+    private readonly CompiledPolicy[] _deny;
+    private readonly CompiledPolicy[] _allow;
+    private readonly CompiledPolicy[] _report;
+
+    private AuthorizationEngine(CompiledPolicy[] deny, CompiledPolicy[] allow, CompiledPolicy[] report)
+    {
+        _deny = deny;
+        _allow = allow;
+        _report = report;
+    }
+
+    public static AuthorizationEngine None { get; } = new([], [], []);
+
+    /// <summary>Gets whether no policy applies (every request is allowed without evaluation).</summary>
+    public bool IsEmpty => _deny.Length == 0 && _allow.Length == 0 && _report.Length == 0;
+
+    public static AuthorizationEngine Compile(IEnumerable<AuthorizationPolicyRules> policies)
+    {
+        var deny = new List<CompiledPolicy>();
+        var allow = new List<CompiledPolicy>();
+        var report = new List<CompiledPolicy>();
+        foreach (var policy in policies)
+        {
+            var compiled = new CompiledPolicy(policy);
+            if (policy.DryRun || policy.Action == "AUDIT")
+            {
+                report.Add(compiled);
+            }
+            else if (policy.Action == "DENY")
+            {
+                deny.Add(compiled);
+            }
+            else if (policy.Action == "ALLOW")
+            {
+                allow.Add(compiled);
+            }
+            else
+            {
+                throw new MeshConfigException($"AuthorizationPolicy {policy.Name}: action '{policy.Action}' is not supported");
+            }
+        }
+
+        return new AuthorizationEngine([.. deny], [.. allow], [.. report]);
+    }
+
+    /// <summary>Decides; <paramref name="reported"/> is called for each AUDIT or dry-run policy that matches.</summary>
+    public AuthorizationDecision Evaluate(AuthorizationRequest request, Action<CompiledPolicy>? reported = null)
+    {
+        if (reported is not null)
+        {
+            foreach (var policy in _report)
+            {
+                if (policy.Matches(request))
+                {
+                    reported(policy);
+                }
+            }
+        }
+
+        foreach (var policy in _deny)
+        {
+            if (policy.Matches(request))
+            {
+                return new(false, policy.Name);
+            }
+        }
+
+        if (_allow.Length == 0)
+        {
+            return new(true, null);
+        }
+
+        foreach (var policy in _allow)
+        {
+            if (policy.Matches(request))
+            {
+                return new(true, policy.Name);
+            }
+        }
+
+        return new(false, null);
+    }
+
+    /// <summary>One policy: matches when any of its rules matches (none when it has no rules).</summary>
+    internal sealed class CompiledPolicy
+    {
+        private readonly CompiledRule[] _rules;
+
+        public CompiledPolicy(AuthorizationPolicyRules policy)
+        {
+            Name = policy.Name;
+            Action = policy.Action;
+            DryRun = policy.DryRun;
+            _rules = policy.HasRules ? [.. policy.Rules.Select(r => new CompiledRule(r))] : [];
+        }
+
+        public string Name { get; }
+
+        public string Action { get; }
+
+        public bool DryRun { get; }
+
+        public bool Matches(AuthorizationRequest request)
+        {
+            foreach (var rule in _rules)
+            {
+                if (rule.Matches(request))
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+    }
+
+    private sealed class CompiledRule(AuthorizationRuleSpec rule)
+    {
+        private readonly Source[] _from = [.. rule.From.Select(s => new Source(s))];
+        private readonly Operation[] _to = [.. rule.To.Select(o => new Operation(o))];
+        private readonly Condition[] _when = [.. rule.When.Select(c => new Condition(c))];
+
+        public bool Matches(AuthorizationRequest request)
+        {
+            if (_from.Length > 0 && !Any(_from, request))
+            {
+                return false;
+            }
+
+            if (_to.Length > 0 && !Any(_to, request))
+            {
+                return false;
+            }
+
+            foreach (var condition in _when)
+            {
+                if (!condition.Matches(request))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
+
+        private static bool Any<T>(T[] parts, AuthorizationRequest request)
+            where T : IRequestMatcher
+        {
+            foreach (var part in parts)
+            {
+                if (part.Matches(request))
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+    }
+
+    private interface IRequestMatcher
+    {
+        bool Matches(AuthorizationRequest request);
+    }
+
+    private sealed class Source(AuthorizationSourceSpec s) : IRequestMatcher
+    {
+        private readonly Field<string?> _principals = new(Patterns(s.Principals), Patterns(s.NotPrincipals));
+        private readonly Field<string?> _requestPrincipals = new(Patterns(s.RequestPrincipals), Patterns(s.NotRequestPrincipals));
+        private readonly Field<string?> _namespaces = new(Patterns(s.Namespaces), Patterns(s.NotNamespaces));
+        private readonly Field<IPAddress?> _ip = new(Networks(s.IpBlocks), Networks(s.NotIpBlocks));
+        private readonly Field<IPAddress?> _remoteIp = new(Networks(s.RemoteIpBlocks), Networks(s.NotRemoteIpBlocks));
+
+        public bool Matches(AuthorizationRequest request) =>
+            _principals.Matches(request.SourcePrincipal)
+            && _requestPrincipals.Matches(request.Jwt?.Principal)
+            && _namespaces.Matches(request.SourceNamespace)
+            && _ip.Matches(request.SourceIp)
+
+            // In-process there is no proxy in front to trust: the remote address is the peer's.
+            && _remoteIp.Matches(request.SourceIp);
+    }
+
+    private sealed class Operation(AuthorizationOperationSpec o) : IRequestMatcher
+    {
+        private readonly Field<string?> _hosts = new(Patterns(o.Hosts, ignoreCase: true), Patterns(o.NotHosts, ignoreCase: true));
+        private readonly Field<string?> _ports = new(Patterns(o.Ports), Patterns(o.NotPorts));
+        private readonly Field<string?> _methods = new(Patterns(o.Methods), Patterns(o.NotMethods));
+        private readonly Field<string?> _paths = new([.. o.Paths.Select(PathPattern.Parse)], [.. o.NotPaths.Select(PathPattern.Parse)]);
+
+        public bool Matches(AuthorizationRequest request) =>
+            HostMatches(request.Host)
+            && _ports.Matches(request.DestinationPort.ToString(System.Globalization.CultureInfo.InvariantCulture))
+            && _methods.Matches(request.Method)
+            && _paths.Matches(request.Path);
+
+        // The Host header as sent, or without its port: "reviews" and "reviews:9080" both name the service.
+        private bool HostMatches(string host)
+        {
+            if (_hosts.Matches(host))
+            {
+                return true;
+            }
+
+            var colon = host.LastIndexOf(':');
+            return colon > 0 && host[0] != '[' && _hosts.Matches(host[..colon]);
+        }
+    }
+
+    private sealed class Condition : IRequestMatcher
+    {
+        private static readonly string?[] NoValue = [null];
+
+        private readonly string _key;
+        private readonly Func<AuthorizationRequest, IEnumerable<string?>> _read;
+        private readonly Field<string?>? _strings;
+        private readonly Field<IPAddress?>? _addresses;
+
+        public Condition(AuthorizationConditionSpec c)
+        {
+            _key = c.Key;
+            if (c.Key is "source.ip" or "remote.ip" or "destination.ip")
+            {
+                _addresses = new Field<IPAddress?>(Networks(c.Values), Networks(c.NotValues));
+                _read = _ => [];
+                return;
+            }
+
+            _strings = new Field<string?>(Patterns(c.Values), Patterns(c.NotValues));
+            _read = Reader(c.Key);
+        }
+
+        public bool Matches(AuthorizationRequest request)
+        {
+            if (_addresses is not null)
+            {
+                return _addresses.Matches(_key == "destination.ip" ? request.DestinationIp : request.SourceIp);
+            }
+
+            // A multi-valued attribute (audiences, a list claim) matches when any value does, and is excluded when
+            // any value is.
+            return _strings!.MatchesAny(_read(request));
+        }
+
+        private static Func<AuthorizationRequest, IEnumerable<string?>> Reader(string key)
+        {
+            switch (key)
+            {
+                case "source.namespace":
+                    return r => [r.SourceNamespace];
+                case "source.principal":
+                    return r => [r.SourcePrincipal];
+                case "request.auth.principal":
+                    return r => [r.Jwt?.Principal];
+                case "request.auth.audiences":
+                    return r => r.Jwt is { } jwt ? (IEnumerable<string?>)jwt.Audiences : NoValue;
+                case "request.auth.presenter":
+                    return r => [r.Jwt?.Presenter];
+                case "destination.port":
+                    return r => [r.DestinationPort.ToString(System.Globalization.CultureInfo.InvariantCulture)];
+                case "connection.sni":
+                    return r => [r.Sni];
+            }
+
+            if (key.StartsWith("request.headers[", StringComparison.Ordinal))
+            {
+                var name = key["request.headers[".Length..^1];
+                return r => [r.Headers.TryGetValue(name, out var v) ? v.ToString() : null];
+            }
+
+            if (key.StartsWith("request.auth.claims[", StringComparison.Ordinal))
+            {
+                var path = key["request.auth.claims[".Length..^1].Split("][");
+                return r => r.Jwt?.Claim(path) ?? [null];
+            }
+
+            throw new MeshConfigException($"unknown condition key '{key}'");
+        }
+    }
+
+    /// <summary>values (any matches, or none given) and notValues (none matches).</summary>
+    private sealed class Field<T>(IMatcher<T>[] values, IMatcher<T>[] notValues)
+    {
+        public bool Matches(T actual)
+        {
+            if (values.Length > 0 && !AnyMatch(values, actual))
+            {
+                return false;
+            }
+
+            return notValues.Length == 0 || !AnyMatch(notValues, actual);
+        }
+
+        public bool MatchesAny(IEnumerable<T> actuals)
+        {
+            var any = values.Length == 0;
+            foreach (var actual in actuals)
+            {
+                if (notValues.Length > 0 && AnyMatch(notValues, actual))
+                {
+                    return false;
+                }
+
+                any |= values.Length > 0 && AnyMatch(values, actual);
+            }
+
+            return any;
+        }
+
+        private static bool AnyMatch(IMatcher<T>[] matchers, T actual)
+        {
+            foreach (var matcher in matchers)
+            {
+                if (matcher.Matches(actual))
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+    }
+
+    private interface IMatcher<in T>
+    {
+        bool Matches(T value);
+    }
+
+    private static IMatcher<string?>[] Patterns(IEnumerable<string> patterns, bool ignoreCase = false) =>
+        [.. patterns.Select(p => new StringPattern(p, ignoreCase))];
+
+    private static IMatcher<IPAddress?>[] Networks(IEnumerable<string> blocks) =>
+        [.. blocks.Select(b => new NetworkPattern(b))];
+
+    /// <summary>Istio's string match: exact, <c>prefix*</c>, <c>*suffix</c>, or <c>*</c> (present and not empty).</summary>
+    private sealed class StringPattern : IMatcher<string?>
+    {
+        private readonly string _text;
+        private readonly int _kind; // 0 exact, 1 prefix, 2 suffix, 3 presence
+        private readonly StringComparison _comparison;
+
+        public StringPattern(string pattern, bool ignoreCase)
+        {
+            _comparison = ignoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
+            (_kind, _text) = pattern switch
+            {
+                "*" => (3, string.Empty),
+                _ when pattern.EndsWith('*') => (1, pattern[..^1]),
+                _ when pattern.StartsWith('*') => (2, pattern[1..]),
+                _ => (0, pattern),
+            };
+        }
+
+        public bool Matches(string? value) => value is not null && _kind switch
+        {
+            0 => string.Equals(value, _text, _comparison),
+            1 => value.StartsWith(_text, _comparison),
+            2 => value.EndsWith(_text, _comparison),
+            _ => value.Length > 0,
+        };
+    }
+
+    private sealed class NetworkPattern(string block) : IMatcher<IPAddress?>
+    {
+        private readonly IPNetwork _network = block.Contains('/', StringComparison.Ordinal)
+            ? IPNetwork.Parse(block)
+            : new IPNetwork(IPAddress.Parse(block), IPAddress.Parse(block).AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128);
+
+        public bool Matches(IPAddress? value) =>
+            value is not null && _network.Contains(value.IsIPv4MappedToIPv6 ? value.MapToIPv4() : value);
+    }
+
+    /// <summary>Path patterns: Istio's string forms, or templates whose segments are <c>{*}</c> (one segment) and <c>{**}</c> (the rest).</summary>
+    private sealed class PathPattern : IMatcher<string?>
+    {
+        private readonly string[]? _segments;
+        private readonly StringPattern? _plain;
+
+        private PathPattern(string pattern)
+        {
+            if (pattern.Contains('{', StringComparison.Ordinal))
+            {
+                _segments = pattern.Split('/');
+            }
+            else
+            {
+                _plain = new StringPattern(pattern, ignoreCase: false);
+            }
+        }
+
+        public static IMatcher<string?> Parse(string pattern) => new PathPattern(pattern);
+
+        public bool Matches(string? value)
+        {
+            if (value is null)
+            {
+                return false;
+            }
+
+            if (_plain is not null)
+            {
+                return _plain.Matches(value);
+            }
+
+            var actual = value.Split('/');
+            for (var i = 0; i < _segments!.Length; i++)
+            {
+                var segment = _segments[i];
+                if (segment == "{**}")
+                {
+                    // One or more remaining segments.
+                    return actual.Length > i;
+                }
+
+                if (i >= actual.Length)
+                {
+                    return false;
+                }
+
+                if (segment == "{*}" ? actual[i].Length == 0 : !string.Equals(segment, actual[i], StringComparison.Ordinal))
+                {
+                    return false;
+                }
+            }
+
+            return actual.Length == _segments.Length;
+        }
+    }
+}

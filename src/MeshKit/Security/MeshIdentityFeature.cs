@@ -1,0 +1,17 @@
+using Microsoft.AspNetCore.Http;
+
+namespace MeshKit.Security;
+
+/// <summary>Sets the <see cref="MeshIdentity"/> feature of a request.</summary>
+internal static class MeshIdentityFeature
+{
+    public static void Set(HttpContext context, SpiffeId? peer, RequestPrincipal? principal)
+    {
+        if (peer is null && principal is null)
+        {
+            return;
+        }
+
+        context.Features.Set(new MeshIdentity(peer, principal));
+    }
+}

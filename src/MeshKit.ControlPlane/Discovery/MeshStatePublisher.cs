@@ -30,6 +30,7 @@ internal sealed partial class MeshStatePublisher : BackgroundService
     private MeshState? _current;
 
     private readonly JwksCache _jwks;
+    private string? _reportedTrustDomain;
 
     public MeshStatePublisher(IConfigStore store, WorkloadRegistry registry, JwksCache jwks, IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<MeshStatePublisher> logger)
     {
@@ -131,7 +132,15 @@ internal sealed partial class MeshStatePublisher : BackgroundService
 
     private void Publish(long version, DateTimeOffset changedAt)
     {
-        var mesh = MeshCompiler.Compile(_store.Current, _registry.Workloads, jwks: _jwks.Keys);
+        var config = _store.Current;
+        if (config.MeshConfig?.TrustDomain is { } trustDomain && trustDomain != _options.TrustDomain && trustDomain != _reportedTrustDomain)
+        {
+            _reportedTrustDomain = trustDomain;
+            Log.TrustDomainMismatch(_logger, trustDomain, _options.TrustDomain);
+        }
+
+        var mesh = MeshCompiler.Compile(config, _registry.Workloads, jwks: _jwks.Keys);
+        mesh.Settings.TrustDomain = _options.TrustDomain;
         var state = new MeshState(version, mesh, changedAt);
         Volatile.Write(ref _current, state);
         Log.Published(_logger, version, mesh.ServiceHosts.Count);
@@ -143,6 +152,9 @@ internal sealed partial class MeshStatePublisher : BackgroundService
     {
         [LoggerMessage(1, LogLevel.Debug, "Published mesh state {Version} with {ServiceCount} services", EventName = "StatePublished")]
         public static partial void Published(ILogger logger, long version, int serviceCount);
+
+        [LoggerMessage(3, LogLevel.Error, "MeshConfig trustDomain '{Configured}' differs from the CA's trust domain '{Ca}' (ControlPlane:TrustDomain); identities stay in '{Ca}'", EventName = "TrustDomainMismatch")]
+        public static partial void TrustDomainMismatch(ILogger logger, string configured, string ca);
 
         [LoggerMessage(2, LogLevel.Error, "Compiling the mesh state failed; the previous state stays in force", EventName = "PublishFailed")]
         public static partial void PublishFailed(ILogger logger, Exception exception);

@@ -45,6 +45,7 @@ public static class MeshServiceCollectionExtensions
         services.TryAddSingleton<MeshKit.Telemetry.MeshMetrics>();
         services.AddHttpClient();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, MeshHandlerBuilderFilter>());
+        services.TryAddEnumerable(ServiceDescriptor.Transient<Microsoft.AspNetCore.Hosting.IStartupFilter, Microsoft.AspNetCore.Builder.MeshStartupFilter>());
 
         // The certificate first: Kestrel's TLS and the discovery stream need it. Then static config, so that a valid
         // file is in force before the control plane is asked.

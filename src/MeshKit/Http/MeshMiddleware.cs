@@ -18,8 +18,17 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
     internal const string ForwardedClientCertHeader = "x-forwarded-client-cert";
     internal const string MeshHeaderPrefix = "x-meshkit-";
 
+    private static readonly object Processed = new();
+
     public Task InvokeAsync(HttpContext context)
     {
+        // AddMesh() puts this middleware first, and an app may add it again with UseMesh(): one pass per request.
+        if (context.Items.ContainsKey(Processed))
+        {
+            return next(context);
+        }
+
+        context.Items[Processed] = true;
         StripSpoofableHeaders(context.Request.Headers);
         var snapshot = provider.Current;
 

@@ -242,13 +242,10 @@ internal sealed class AuthorizationEngine
         // The Host header as sent, or without its port: "reviews" and "reviews:9080" both name the service.
         private bool HostMatches(string host)
         {
-            if (_hosts.Matches(host))
-            {
-                return true;
-            }
-
             var colon = host.LastIndexOf(':');
-            return colon > 0 && host[0] != '[' && _hosts.Matches(host[..colon]);
+            return colon > 0 && host[0] != '['
+                ? _hosts.MatchesAny([host, host[..colon]])
+                : _hosts.Matches(host);
         }
     }
 

@@ -29,4 +29,19 @@ public abstract class MeshTestBase : IAsyncLifetime
         Owned.Add(workload);
         return workload;
     }
+
+    /// <summary>Starts a workload on the control plane's TLS port, with a join token for its service account.</summary>
+    protected async Task<TestWorkload> StartSecureAsync(string service, string? serviceAccount = null, Action<MeshOptions>? configure = null)
+    {
+        serviceAccount ??= service;
+        var token = ControlPlane.CreateJoinToken("default", serviceAccount);
+        var workload = await TestWorkload.StartAsync(service, "v1", ControlPlane.SecureAddress, o =>
+        {
+            o.ServiceAccount = serviceAccount;
+            o.JoinToken = token;
+            configure?.Invoke(o);
+        });
+        Owned.Add(workload);
+        return workload;
+    }
 }

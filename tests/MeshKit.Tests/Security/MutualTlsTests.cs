@@ -12,19 +12,6 @@ namespace MeshKit.Tests.Security;
 /// <summary>Certificates from the control plane's CA, mutual TLS between real Kestrel workloads, PeerAuthentication modes.</summary>
 public sealed class MutualTlsTests : MeshTestBase
 {
-    private async Task<TestWorkload> StartSecureAsync(string service, string serviceAccount, Action<MeshOptions>? configure = null)
-    {
-        var token = ControlPlane.CreateJoinToken("default", serviceAccount);
-        var workload = await TestWorkload.StartAsync(service, "v1", ControlPlane.SecureAddress, o =>
-        {
-            o.ServiceAccount = serviceAccount;
-            o.JoinToken = token;
-            configure?.Invoke(o);
-        });
-        Owned.Add(workload);
-        return workload;
-    }
-
     private static Task KnowsIdentityAsync(TestWorkload client) =>
         Eventually.TrueAsync(() => client.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
 

@@ -1,0 +1,286 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using MeshKit.Tests.Infrastructure;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
+
+namespace MeshKit.Tests.Security;
+
+/// <summary>AuthorizationPolicy and RequestAuthentication enforced by real workloads.</summary>
+public sealed class AuthorizationEndToEndTests : MeshTestBase, IDisposable
+{
+    private const string Issuer = TestIdentityProvider.Issuer;
+    private readonly TestIdentityProvider _idp = new();
+
+    public override async Task InitializeAsync() =>
+        ControlPlane = await TestControlPlane.StartAsync(configure: o => o.AllowLocalJwksUris = true);
+
+    public void Dispose() => _idp.Dispose();
+
+    private static Func<HttpContext, Task<IResult?>> Secret => context =>
+        Task.FromResult<IResult?>(context.Request.Path.Value!.StartsWith("/admin", StringComparison.Ordinal) ? Results.Text("SECRET") : null);
+
+    private void WriteDenyAdmin() => ControlPlane.WriteConfig("authz.yaml", """
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: { name: deny-admin, namespace: default }
+        spec:
+          selector: { matchLabels: { app: reviews } }
+          action: DENY
+          rules:
+          - to: [{ operation: { paths: ["/admin*"] } }]
+        """);
+
+    [Fact]
+    public async Task PathTraversalAndEncodingVariants_NeverReachTheProtectedContent()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Secret;
+        WriteDenyAdmin();
+        await Eventually.TrueAsync(() => !backend.Snapshot.Authorization.IsEmpty, "the policy applies");
+        var port = backend.Address.Port;
+
+        Assert.Equal((200, false), await RawGetAsync(port, "/public"));
+        string[] variants =
+        [
+            "/admin/secret", "/admin", "/./admin/secret", "/x/../admin/secret", "/x/./../admin/secret", "/%61dmin/secret",
+            "/%2e%2e/admin/secret", "/x/%2e%2e/admin/secret", "/x/%2E%2E/admin/secret", "/admin%2fsecret", "/admin%2Fsecret",
+            "/x/..%2fadmin/secret", "/x/..%5cadmin/secret", "/x/..\\admin/secret", "\\admin\\secret", "/x\\..\\admin/secret",
+            "//admin/secret", "///admin/secret", "/admin/secret?x=1", "/admin/secret#top", "/admin;x=1/secret", "/admin%00",
+            "/admin%00/secret", "/%00/../admin/secret", "/admin%", "/admin%zz/secret", "/admin%c0%af/secret",
+            "/admin/secret/..", "/admin/.", "/ADMIN/../admin/secret", "/x/..%2f..%2fadmin/secret", "/%2fadmin/secret",
+            "http://reviews/admin/secret", "/admin\t/secret", "/admin%09/secret",
+        ];
+
+        foreach (var target in variants)
+        {
+            var (status, secret) = await RawGetAsync(port, target);
+            Assert.False(secret, $"'{target}' served the protected content ({status})");
+        }
+    }
+
+    [Fact]
+    public async Task AllowByPrincipal_OverMutualTls_LetsOnlyThatCallerIn()
+    {
+        var reviews = await StartSecureAsync("reviews");
+        var productpage = await StartSecureAsync("productpage");
+        var ratings = await StartSecureAsync("ratings");
+        var seen = new List<string?>();
+        reviews.Behavior = context =>
+        {
+            lock (seen)
+            {
+                seen.Add(MeshIdentity.Get(context)?.PeerPrincipal);
+            }
+
+            return Task.FromResult<IResult?>(null);
+        };
+        ControlPlane.WriteConfig("authz.yaml", """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: { name: reviews-viewer, namespace: default }
+            spec:
+              selector: { matchLabels: { app: reviews } }
+              rules:
+              - from: [{ source: { principals: ["cluster.local/ns/default/sa/productpage"] } }]
+                to: [{ operation: { methods: ["GET"] } }]
+            """);
+        await Eventually.TrueAsync(() => !reviews.Snapshot.Authorization.IsEmpty, "the policy applies");
+        foreach (var client in new[] { productpage, ratings })
+        {
+            await Eventually.TrueAsync(() => client.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
+        }
+
+        using var allowed = await productpage.CreateClient().GetAsync("http://reviews/");
+        using var wrongMethod = await productpage.CreateClient().PostAsync("http://reviews/", new StringContent("x"));
+        using var denied = await ratings.CreateClient().GetAsync("http://reviews/");
+
+        Assert.Equal(HttpStatusCode.OK, allowed.StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, wrongMethod.StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, denied.StatusCode);
+        Assert.Equal("RBAC: access denied", await denied.Content.ReadAsStringAsync());
+        Assert.Equal(["cluster.local/ns/default/sa/productpage"], seen);
+    }
+
+    [Fact]
+    public async Task Jwt_ValidTokensAuthenticate_InvalidOnesAreRefused_AndPolicyDecidesForAnonymousOnes()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        string? principal = null;
+        string? authorization = null;
+        backend.Behavior = context =>
+        {
+            principal = MeshIdentity.Get(context)?.RequestPrincipal;
+            authorization = context.Request.Headers.Authorization.ToString();
+            return Task.FromResult<IResult?>(null);
+        };
+        WriteJwtPolicy($$"""jwks: '{{Jwks("k1")}}'""");
+        await Eventually.TrueAsync(() => !backend.Snapshot.Jwt.IsEmpty && !backend.Snapshot.Authorization.IsEmpty, "the policies apply");
+        var now = DateTimeOffset.UtcNow;
+
+        Assert.Equal(HttpStatusCode.OK, await CallAsync(backend, "/private", Token(now)));
+        Assert.Equal($"{Issuer}/alice", principal);
+        Assert.Equal(string.Empty, authorization); // forwardOriginalToken is false
+
+        Assert.Equal(HttpStatusCode.Forbidden, await CallAsync(backend, "/private", null));
+        Assert.Equal(HttpStatusCode.OK, await CallAsync(backend, "/public", null));
+        Assert.Equal(HttpStatusCode.Unauthorized, await CallAsync(backend, "/public", Token(now.AddHours(-2))));
+        Assert.Equal(HttpStatusCode.OK, await CallAsync(backend, "/private", Token(now.AddSeconds(-3600 - 30)))); // within the 60 s skew
+        Assert.Equal(HttpStatusCode.Unauthorized, await CallAsync(backend, "/private", Token(now, issuer: "https://evil.example")));
+        Assert.Equal(HttpStatusCode.Unauthorized, await CallAsync(backend, "/private", Token(now, audience: "someone-else")));
+        Assert.Equal(HttpStatusCode.Unauthorized, await CallAsync(backend, "/private", Token(now, kid: "unknown")));
+        Assert.Equal(HttpStatusCode.Unauthorized, await CallAsync(backend, "/private", Token(now, notBefore: now.AddMinutes(10))));
+        Assert.Equal(HttpStatusCode.Unauthorized, await CallAsync(backend, "/private", Unsigned(now)));
+        Assert.Equal(HttpStatusCode.Unauthorized, await CallAsync(backend, "/private", Hs256WithThePublicKey(now)));
+        Assert.Equal(HttpStatusCode.Unauthorized, await CallAsync(backend, "/private", Token(now, padding: new string('x', 20_000))));
+        Assert.Equal(HttpStatusCode.Unauthorized, await CallAsync(backend, "/private", "not-a-jwt"));
+    }
+
+    [Fact]
+    public async Task Jwt_KeysFromAJwksUri_AreFetchedByTheControlPlane()
+    {
+        await using var jwks = await JwksServer.StartAsync(Jwks("k1"));
+        var backend = await StartAsync("reviews", "v1");
+        WriteJwtPolicy($"jwksUri: {jwks.Uri}");
+        await Eventually.TrueAsync(() => !backend.Snapshot.Jwt.IsEmpty, "the policies apply");
+
+        await Eventually.TrueAsync(async () => await CallAsync(backend, "/private", Token(DateTimeOffset.UtcNow)) == HttpStatusCode.OK, "a valid token is accepted once the keys arrive");
+    }
+
+    [Fact]
+    public async Task Jwt_AnIssuerWhoseKeysWereNeverFetched_IsRefused()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        WriteJwtPolicy("jwksUri: http://127.0.0.1:1/jwks.json");
+        await Eventually.TrueAsync(() => !backend.Snapshot.Jwt.IsEmpty, "the policies apply");
+
+        Assert.Equal(HttpStatusCode.Unauthorized, await CallAsync(backend, "/private", Token(DateTimeOffset.UtcNow)));
+    }
+
+    [Fact]
+    public async Task DryRun_IsReported_NotEnforced()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Secret;
+        ControlPlane.WriteConfig("authz.yaml", """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata:
+              name: deny-all
+              namespace: default
+              annotations: { "istio.io/dry-run": "true" }
+            spec:
+              action: DENY
+              rules: [{}]
+            """);
+        await Eventually.TrueAsync(() => !backend.Snapshot.Authorization.IsEmpty, "the policy applies");
+
+        Assert.Equal((200, true), await RawGetAsync(backend.Address.Port, "/admin"));
+    }
+
+    private void WriteJwtPolicy(string keys) => ControlPlane.WriteConfig("jwt.yaml", $$"""
+        apiVersion: security.istio.io/v1
+        kind: RequestAuthentication
+        metadata: { name: jwt, namespace: default }
+        spec:
+          selector: { matchLabels: { app: reviews } }
+          jwtRules:
+          - issuer: {{Issuer}}
+            audiences: [bookinfo]
+            {{keys}}
+        ---
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: { name: require-jwt, namespace: default }
+        spec:
+          selector: { matchLabels: { app: reviews } }
+          rules:
+          - from: [{ source: { requestPrincipals: ["{{Issuer}}/*"] } }]
+            to: [{ operation: { paths: ["/private"] } }]
+          - to: [{ operation: { notPaths: ["/private"] } }]
+        """);
+
+    private static async Task<HttpStatusCode> CallAsync(TestWorkload backend, string path, string? token)
+    {
+        using var http = new HttpClient();
+        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(backend.Address, path));
+        if (token is not null)
+        {
+            request.Headers.TryAddWithoutValidation("Authorization", "Bearer " + token);
+        }
+
+        using var response = await http.SendAsync(request);
+        return response.StatusCode;
+    }
+
+    private string Jwks(string kid) => _idp.Jwks(kid);
+
+    private string Token(DateTimeOffset now, string issuer = Issuer, string audience = "bookinfo", string kid = "k1", DateTimeOffset? notBefore = null, string? padding = null) =>
+        _idp.Token(now, issuer, audience, kid, notBefore, padding);
+
+    private static string Unsigned(DateTimeOffset now)
+    {
+        static string B64(string json) => Base64UrlEncoder.Encode(Encoding.UTF8.GetBytes(json));
+        return $"{B64("""{"alg":"none","typ":"JWT"}""")}.{B64($$"""{"iss":"{{Issuer}}","sub":"alice","aud":"bookinfo","exp":{{now.AddHours(1).ToUnixTimeSeconds()}}}""")}.";
+    }
+
+    // The classic confusion: an HMAC token keyed with the RSA public key.
+    private string Hs256WithThePublicKey(DateTimeOffset now) =>
+        new JsonWebTokenHandler { SetDefaultTimesOnTokenCreation = false }.CreateToken(new SecurityTokenDescriptor
+        {
+            Issuer = Issuer,
+            Audience = "bookinfo",
+            Expires = now.AddHours(1).UtcDateTime,
+            Claims = new Dictionary<string, object> { ["sub"] = "alice" },
+            SigningCredentials = new SigningCredentials(new SymmetricSecurityKey(_idp.Key.ExportRSAPublicKey()) { KeyId = "k1" }, SecurityAlgorithms.HmacSha256),
+        });
+
+    /// <summary>Sends a request with a raw request-target (no client-side normalization) and reads the answer.</summary>
+    private static async Task<(int Status, bool Secret)> RawGetAsync(int port, string target)
+    {
+        using var client = new TcpClient();
+        await client.ConnectAsync(IPAddress.Loopback, port);
+        var stream = client.GetStream();
+        var request = Encoding.Latin1.GetBytes($"GET {target} HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n\r\n");
+        await stream.WriteAsync(request);
+        using var reader = new StreamReader(stream, Encoding.Latin1);
+        var response = await reader.ReadToEndAsync();
+        var status = response.Length >= 12 && int.TryParse(response.AsSpan(9, 3), out var code) ? code : 0;
+        return (status, response.Contains("SECRET", StringComparison.Ordinal));
+    }
+
+    /// <summary>A JWKS endpoint on loopback, as an identity provider would serve it.</summary>
+    private sealed class JwksServer : IAsyncDisposable
+    {
+        private readonly Microsoft.AspNetCore.Builder.WebApplication _app;
+
+        private JwksServer(Microsoft.AspNetCore.Builder.WebApplication app, Uri uri)
+        {
+            _app = app;
+            Uri = uri;
+        }
+
+        public Uri Uri { get; }
+
+        public static async Task<JwksServer> StartAsync(string jwks)
+        {
+            var builder = Microsoft.AspNetCore.Builder.WebApplication.CreateSlimBuilder();
+            builder.WebHost.UseUrls("http://127.0.0.1:0");
+            var app = builder.Build();
+            app.MapGet("/jwks.json", () => Results.Text(jwks, "application/json"));
+            await app.StartAsync();
+            var address = app.Urls.First();
+            return new JwksServer(app, new Uri(new Uri(address), "/jwks.json"));
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+    }
+}

@@ -1,0 +1,35 @@
+using MeshKit.Security;
+
+namespace MeshKit.Tests.Security;
+
+public sealed class PathNormalizerTests
+{
+    [Theory]
+    [InlineData("/a/../b", "Base", "/b")]
+    [InlineData("/a/./b/.", "Base", "/a/b/")]
+    [InlineData("/..", "Base", "/")]
+    [InlineData("\\admin", "Base", "/admin")]
+    [InlineData("/x\\..\\admin", "Base", "/admin")]
+    [InlineData("//admin", "Base", "//admin")]
+    [InlineData("//admin//x", "MergeSlashes", "/admin/x")]
+    [InlineData("/a%2F..%2Fadmin", "DecodeAndMergeSlashes", "/admin")]
+    [InlineData("/a%2fb", "MergeSlashes", "/a%2fb")]
+    [InlineData("/a/../b", "None", "/a/../b")]
+    public void Normalize(string path, string mode, string expected)
+    {
+        Assert.Equal(expected, PathNormalizer.Normalize(path, Enum.Parse<PathNormalization>(mode)));
+    }
+
+    [Theory]
+    [InlineData("/admin", true)]
+    [InlineData("/a%20b?x=%zz", true)]
+    [InlineData("/admin%00", false)]
+    [InlineData("/admin%0a", false)]
+    [InlineData("/admin%", false)]
+    [InlineData("/admin%4", false)]
+    [InlineData("/admin%zz", false)]
+    public void RawTargets_WithNulControlOrMalformedEncoding_AreRefused(string raw, bool acceptable)
+    {
+        Assert.Equal(acceptable, PathNormalizer.IsAcceptable(raw));
+    }
+}

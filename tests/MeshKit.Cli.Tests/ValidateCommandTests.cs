@@ -47,13 +47,13 @@ public sealed class ValidateCommandTests : IDisposable
     [Fact]
     public void Validate_UnenforcedField_IsAWarningWithItsPath()
     {
-        Write("dr.yaml", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: { name: r }\nspec:\n  host: r\n  trafficPolicy: { tls: { mode: SIMPLE } }\n");
+        Write("dr.yaml", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: { name: r }\nspec:\n  host: r\n  subsets: [{ name: v1, labels: { version: v1 }, trafficPolicy: { tls: { mode: ISTIO_MUTUAL } } }]\n");
 
         var (code, output, _) = Run("validate", "-f", _dir);
 
         Assert.Equal(0, code);
         Assert.Contains("dr.yaml:6:", output, StringComparison.Ordinal);
-        Assert.Contains("warning: spec.trafficPolicy.tls.mode: TLS origination (SIMPLE) is not supported yet", output, StringComparison.Ordinal);
+        Assert.Contains("warning: spec.subsets[0].trafficPolicy.tls: tls is applied from the DestinationRule's own trafficPolicy only", output, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -132,7 +132,20 @@ public sealed class CompiledMesh
                 cluster.OutlierDetection = ToProto(rule.TrafficPolicy?.OutlierDetection);
                 cluster.Limits = LimitsOf(rule.TrafficPolicy);
                 cluster.Connection = ConnectionOf(rule.TrafficPolicy?.ConnectionPool);
-                cluster.TlsMode = rule.TrafficPolicy?.Tls?.Mode is "ISTIO_MUTUAL" or "DISABLE" ? rule.TrafficPolicy.Tls.Mode : string.Empty;
+                cluster.TlsMode = rule.TrafficPolicy?.Tls?.Mode ?? string.Empty;
+                if (rule.TrafficPolicy?.Tls is { Mode: "SIMPLE" or "MUTUAL" } tls)
+                {
+                    cluster.TlsOrigination = new TlsOrigination
+                    {
+                        Mode = tls.Mode,
+                        Sni = tls.Sni ?? string.Empty,
+                        CaCertificates = tls.CaCertificates ?? string.Empty,
+                        ClientCertificate = tls.ClientCertificate ?? string.Empty,
+                        PrivateKey = tls.PrivateKey ?? string.Empty,
+                        InsecureSkipVerify = tls.InsecureSkipVerify ?? false,
+                    };
+                    cluster.TlsOrigination.SubjectAltNames.AddRange(tls.SubjectAltNames);
+                }
                 foreach (var subset in rule.Subsets)
                 {
                     var compiled = new Subset

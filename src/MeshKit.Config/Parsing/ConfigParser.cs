@@ -801,7 +801,10 @@ public static class ConfigParser
             }
             else if (tls.Mode is "SIMPLE" or "MUTUAL")
             {
-                t.Context.Warning(tlsNode, tlsPath + ".mode", $"TLS origination ({tls.Mode}) is not supported yet and is ignored: call the destination with an https:// URL instead");
+                if (tls.CredentialName is not null)
+                {
+                    t.Context.Error(tlsNode, tlsPath + ".credentialName", "credentialName (a Kubernetes secret) is not supported; give clientCertificate, privateKey and caCertificates as files on the calling workload");
+                }
             }
             else if (tls.Sni is not null || tls.SubjectAltNames.Count > 0 || tls.ClientCertificate is not null || tls.PrivateKey is not null || tls.CaCertificates is not null || tls.CredentialName is not null || tls.InsecureSkipVerify is not null)
             {
@@ -902,9 +905,9 @@ public static class ConfigParser
             Sni = t.String("sni"),
             InsecureSkipVerify = t.Bool("insecureSkipVerify"),
         };
-        if (mode == "MUTUAL" && spec.CredentialName is null && (spec.ClientCertificate is null || spec.PrivateKey is null))
+        if (mode == "MUTUAL" && (spec.ClientCertificate is null || spec.PrivateKey is null))
         {
-            t.Context.Error(t.Node, t.Path, "MUTUAL needs clientCertificate and privateKey, or credentialName");
+            t.Context.Error(t.Node, t.Path, "MUTUAL needs clientCertificate and privateKey");
         }
 
         t.NotSupported("caCrl", DiagnosticSeverity.Error, NotYet);

@@ -9,7 +9,8 @@ namespace MeshKit.Http;
 
 /// <summary>
 /// Connection pools of clusters whose DestinationRule sets connection settings (<c>connectionPool.tcp</c>,
-/// <c>http.idleTimeout</c>, <c>h2UpgradePolicy</c>, <c>maxRequestsPerConnection</c>, <c>maxConcurrentStreams</c>): a <see cref="SocketsHttpHandler"/> per cluster, kept across
+/// <c>http.idleTimeout</c>, <c>h2UpgradePolicy</c>, <c>maxRequestsPerConnection</c>, <c>maxConcurrentStreams</c>) or
+/// TLS origination (<c>tls.mode</c> SIMPLE or MUTUAL): a <see cref="SocketsHttpHandler"/> per cluster, kept across
 /// snapshots while its settings stay the same. A pool replaced by new settings is disposed after a grace period, so
 /// requests in flight on it finish. Other clusters use the client's own handler.
 /// </summary>
@@ -30,24 +31,26 @@ internal sealed class ClusterTransports : IDisposable
     /// <summary>Gets the pool for mutual TLS to clusters without connection settings of their own; null when the workload has no mesh identity.</summary>
     public Transport? Mesh => _identity is { Enabled: true } ? LazyInitializer.EnsureInitialized(ref _mesh, () => new Transport(new ConnectionSettings(), _identity)) : null;
 
-    public Transport? For(string host, ConnectionSettings? settings)
+    public Transport? For(string host, ConnectionSettings? settings, TlsOrigination? origination = null)
     {
-        if (settings is null)
+        if (settings is null && origination is null)
         {
             Retire(host);
             return null;
         }
 
+        settings ??= new ConnectionSettings();
+
         while (true)
         {
             if (_transports.TryGetValue(host, out var existing))
             {
-                if (existing.Settings.Equals(settings))
+                if (existing.Settings.Equals(settings) && Equals(existing.Origination, origination))
                 {
                     return existing;
                 }
 
-                var replacement = new Transport(settings, _identity);
+                var replacement = new Transport(settings, _identity, origination);
                 if (_transports.TryUpdate(host, replacement, existing))
                 {
                     Later(existing);
@@ -58,7 +61,7 @@ internal sealed class ClusterTransports : IDisposable
                 continue;
             }
 
-            var created = new Transport(settings, _identity);
+            var created = new Transport(settings, _identity, origination);
             if (_transports.TryAdd(host, created))
             {
                 return created;
@@ -118,13 +121,14 @@ internal sealed class ClusterTransports : IDisposable
         /// <summary>The request option naming the identity the server must prove (the endpoint's SPIFFE ID).</summary>
         public static readonly HttpRequestOptionsKey<string> ExpectedPeer = new("meshkit.expected-peer");
 
-        public Transport(ConnectionSettings settings, Security.WorkloadIdentity? identity = null)
+        public Transport(ConnectionSettings settings, Security.WorkloadIdentity? identity = null, TlsOrigination? origination = null)
         {
             Settings = settings;
-            Invoker = new HttpMessageInvoker(CreateHandler(settings, null), disposeHandler: true);
+            Origination = origination;
+            Invoker = new HttpMessageInvoker(CreateHandler(settings, null, origination is null ? null : new TlsOriginator(origination)), disposeHandler: true);
             if (identity is { Enabled: true })
             {
-                MutualTls = new HttpMessageInvoker(CreateHandler(settings, identity), disposeHandler: true);
+                MutualTls = new HttpMessageInvoker(CreateHandler(settings, identity, null), disposeHandler: true);
             }
 
             UpgradeToHttp2 = settings.H2UpgradePolicy == "UPGRADE";
@@ -140,7 +144,10 @@ internal sealed class ClusterTransports : IDisposable
 
         public ConnectionSettings Settings { get; }
 
-        /// <summary>Gets the plain-text pool.</summary>
+        /// <summary>Gets the DestinationRule's TLS origination (SIMPLE, MUTUAL); null for none.</summary>
+        public TlsOrigination? Origination { get; }
+
+        /// <summary>Gets the pool of the cluster's own connections: plain text, or TLS when the rule originates it.</summary>
         public HttpMessageInvoker Invoker { get; }
 
         /// <summary>Gets the mutual TLS pool; null when the workload has no mesh identity.</summary>
@@ -154,7 +161,7 @@ internal sealed class ClusterTransports : IDisposable
             MutualTls?.Dispose();
         }
 
-        private static SocketsHttpHandler CreateHandler(ConnectionSettings settings, Security.WorkloadIdentity? identity)
+        private static SocketsHttpHandler CreateHandler(ConnectionSettings settings, Security.WorkloadIdentity? identity, TlsOriginator? originator)
         {
             var handler = new SocketsHttpHandler
             {
@@ -186,7 +193,9 @@ internal sealed class ClusterTransports : IDisposable
             handler.ConnectCallback = async (context, cancellationToken) =>
             {
                 var network = await ConnectAsync(settings, context.DnsEndPoint, cancellationToken).ConfigureAwait(false);
-                return identity is null ? network : await MutualTlsAsync(network, identity, context, cancellationToken).ConfigureAwait(false);
+                return identity is not null ? await MutualTlsAsync(network, identity, context, cancellationToken).ConfigureAwait(false)
+                    : originator is not null ? await originator.ConnectAsync(network, context, cancellationToken).ConfigureAwait(false)
+                    : network;
             };
 
             var maxRequests = (int)Math.Min(settings.MaxRequestsPerConnection, int.MaxValue);
@@ -217,6 +226,12 @@ internal sealed class ClusterTransports : IDisposable
 
             return handler;
         }
+
+        /// <summary>ALPN as the pool would choose the version for a plain-text URL: HTTP/2 only when the request insists on it.</summary>
+        internal static SslApplicationProtocol AlpnFor(HttpRequestMessage request) =>
+            request.Version.Major >= 2 && request.VersionPolicy != HttpVersionPolicy.RequestVersionOrLower
+                ? SslApplicationProtocol.Http2
+                : SslApplicationProtocol.Http11;
 
         private static async ValueTask<Stream> ConnectAsync(ConnectionSettings settings, DnsEndPoint endpoint, CancellationToken cancellationToken)
         {
@@ -271,13 +286,12 @@ internal sealed class ClusterTransports : IDisposable
                     throw new AuthenticationException(current is null ? "this workload has no mesh certificate yet" : "no expected peer identity for a mutual TLS connection");
                 }
 
-                var http2 = request.Version.Major >= 2 && request.VersionPolicy != HttpVersionPolicy.RequestVersionOrLower;
                 string? refusal = null;
                 await ssl.AuthenticateAsClientAsync(
                     new SslClientAuthenticationOptions
                     {
                         TargetHost = context.DnsEndPoint.Host,
-                        ApplicationProtocols = [http2 ? SslApplicationProtocol.Http2 : SslApplicationProtocol.Http11],
+                        ApplicationProtocols = [AlpnFor(request)],
                         ClientCertificateContext = current.Context,
                         RemoteCertificateValidationCallback = (_, certificate, chain, _) =>
                         {

@@ -327,6 +327,12 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     /// </summary>
     private HttpMessageInvoker? InvokerFor(AttemptState state, EndpointView endpoint)
     {
+        // TLS origination (SIMPLE, MUTUAL) is the cluster's own pool; the rule says so, not the endpoint.
+        if (state.TlsMode is "SIMPLE" or "MUTUAL")
+        {
+            return state.Transport?.Invoker ?? throw new HttpRequestException(HttpRequestError.SecureConnectionError, $"{state.TlsMode} TLS has no connection pool (this workload builds snapshots without a runtime)");
+        }
+
         var mesh = state.TlsMode == "DISABLE" ? null : provider.Runtime.Transports.Mesh;
         if (mesh is not null && endpoint.MtlsOn(state.Port))
         {

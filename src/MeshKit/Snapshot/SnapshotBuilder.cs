@@ -133,7 +133,7 @@ internal static class SnapshotBuilder
             .WithPortOverrides(PortSets(endpoints, cluster.PortPolicies, cluster.Locality, cluster.Warmup));
         return new ClusterView(cluster.Host, all, subsets.ToFrozenDictionary(StringComparer.Ordinal), runtime, cluster.Limits)
         {
-            Transport = clock?.Transports.For(cluster.Host, cluster.Connection),
+            Transport = clock?.Transports.For(cluster.Host, cluster.Connection, cluster.TlsOrigination),
             TlsMode = cluster.TlsMode,
         };
     }

@@ -278,6 +278,23 @@ public class ConfigParserTests
     }
 
     [Fact]
+    public void Parse_TlsOrigination_CredentialNameIsAnError_AndMutualNeedsItsFiles()
+    {
+        var result = Parse("""
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: payments }
+            spec:
+              host: payments.example.test
+              trafficPolicy:
+                tls: { mode: MUTUAL, credentialName: payments-client }
+            """);
+
+        Assert.Equal(["spec.trafficPolicy.tls", "spec.trafficPolicy.tls.credentialName"], result.Diagnostics.Select(d => d.Path).Order());
+        Assert.All(result.Diagnostics, d => Assert.Equal(DiagnosticSeverity.Error, d.Severity));
+    }
+
+    [Fact]
     public void Parse_KnownButUnenforcedField_IsWarningAndResourceIsKept()
     {
         var result = Parse("""
@@ -287,13 +304,12 @@ public class ConfigParserTests
             spec:
               host: reviews
               trafficPolicy:
-                tls: { mode: SIMPLE }
+                tunnel: { protocol: CONNECT, targetHost: x, targetPort: 80 }
             """);
 
         var warning = Assert.Single(result.Diagnostics);
         Assert.Equal(DiagnosticSeverity.Warning, warning.Severity);
-        Assert.Equal("spec.trafficPolicy.tls.mode", warning.Path);
-        Assert.Contains("not supported yet", warning.Message, StringComparison.Ordinal);
+        Assert.Equal("spec.trafficPolicy.tunnel", warning.Path);
         Assert.Equal(7, warning.Line);
         Assert.Single(result.Resources);
         Assert.False(result.HasErrors);

@@ -1,0 +1,148 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using MeshKit.Security;
+using MeshKit.Tests.Infrastructure;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.Logging;
+
+namespace MeshKit.Tests.Security;
+
+/// <summary>DestinationRule tls SIMPLE and MUTUAL: the mesh handler originates TLS to an external HTTPS server.</summary>
+public sealed class TlsOriginationTests : MeshTestBase, IDisposable
+{
+    private readonly X509Certificate2 _ca = CertificateProfile.CreateRoot("external.test", DateTimeOffset.UtcNow, TimeSpan.FromDays(1));
+    private readonly string _dir = Directory.CreateTempSubdirectory("meshkit-tls-").FullName;
+
+    public void Dispose()
+    {
+        _ca.Dispose();
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    [Fact]
+    public async Task Simple_VerifiesTheServerAgainstTheRulesCa_AndItsNames()
+    {
+        await using var server = await HttpsServer.StartAsync(Leaf("payments.example.test", server: true), requireClientCertificate: false);
+        var client = await StartAsync("productpage", "v1");
+        var ca = WritePem("ca.pem", _ca.ExportCertificatePem());
+
+        WriteRules(server.Port, $"tls: {{ mode: SIMPLE, caCertificates: {ca} }}");
+        await WaitForTlsModeAsync(client, "SIMPLE");
+        Assert.Equal("tls:HTTP/1.1:none", await client.CreateClient().GetStringAsync("http://payments.example.test/"));
+
+        WriteRules(server.Port, $"tls: {{ mode: SIMPLE, caCertificates: {ca}, subjectAltNames: [other.example.test] }}");
+        await Eventually.TrueAsync(() => client.Snapshot.Services["payments.example.test"].Routes[0].Targets[0].Cluster?.Transport?.Origination?.SubjectAltNames.Count == 1, "the new rule applies");
+        var wrongName = await Assert.ThrowsAsync<HttpRequestException>(() => client.CreateClient().GetAsync("http://payments.example.test/"));
+        Assert.Contains("rejected by the provided RemoteCertificateValidationCallback", wrongName.ToString(), StringComparison.Ordinal);
+
+        // Without the CA the system's roots apply, and they do not know this server.
+        WriteRules(server.Port, "tls: { mode: SIMPLE, sni: payments.example.test }");
+        await Eventually.TrueAsync(() => client.Snapshot.Services["payments.example.test"].Routes[0].Targets[0].Cluster?.Transport?.Origination?.CaCertificates.Length == 0, "the new rule applies");
+        var unknownCa = await Assert.ThrowsAsync<HttpRequestException>(() => client.CreateClient().GetAsync("http://payments.example.test/"));
+        Assert.Contains("rejected by the provided RemoteCertificateValidationCallback", unknownCa.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Mutual_PresentsTheClientCertificateFromFiles()
+    {
+        await using var server = await HttpsServer.StartAsync(Leaf("payments.example.test", server: true), requireClientCertificate: true);
+        var client = await StartAsync("productpage", "v1");
+        var ca = WritePem("ca.pem", _ca.ExportCertificatePem());
+        using var clientCertificate = Leaf("productpage.client", server: false);
+        var cert = WritePem("client.pem", clientCertificate.ExportCertificatePem());
+        var key = WritePem("client-key.pem", clientCertificate.GetECDsaPrivateKey()!.ExportPkcs8PrivateKeyPem());
+
+        WriteRules(server.Port, $"tls: {{ mode: MUTUAL, caCertificates: {ca}, clientCertificate: {cert}, privateKey: {key} }}");
+        await WaitForTlsModeAsync(client, "MUTUAL");
+
+        Assert.Equal("tls:HTTP/1.1:CN=productpage.client", await client.CreateClient().GetStringAsync("http://payments.example.test/"));
+    }
+
+    [Fact]
+    public async Task AMissingCertificateFile_RejectsTheRule_AndThePreviousOneStays()
+    {
+        await using var server = await HttpsServer.StartAsync(Leaf("payments.example.test", server: true), requireClientCertificate: false);
+        var client = await StartAsync("productpage", "v1");
+        var ca = WritePem("ca.pem", _ca.ExportCertificatePem());
+        WriteRules(server.Port, $"tls: {{ mode: SIMPLE, caCertificates: {ca} }}");
+        await WaitForTlsModeAsync(client, "SIMPLE");
+
+        WriteRules(server.Port, $"tls: {{ mode: SIMPLE, caCertificates: {Path.Combine(_dir, "missing.pem")} }}");
+        await Eventually.TrueAsync(async () => (await ControlPlane.GetAdminJsonAsync("/debug/connections")).GetProperty("connections").EnumerateArray().Any(c => c.GetProperty("lastNack").GetString()?.Contains("missing.pem", StringComparison.Ordinal) == true), "the workload rejects the rule");
+
+        Assert.Equal("tls:HTTP/1.1:none", await client.CreateClient().GetStringAsync("http://payments.example.test/"));
+    }
+
+    private static Task WaitForTlsModeAsync(TestWorkload client, string mode) =>
+        Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue("payments.example.test", out var s) && s.Routes[0].Targets[0].Cluster?.TlsMode == mode, $"{mode} applies");
+
+    private void WriteRules(int port, string tls) => ControlPlane.WriteConfig("payments.yaml", $$"""
+        apiVersion: networking.istio.io/v1
+        kind: ServiceEntry
+        metadata: { name: payments }
+        spec:
+          hosts: [payments.example.test]
+          ports: [{ number: 80, name: http, protocol: HTTP, targetPort: {{port}} }]
+          resolution: STATIC
+          endpoints: [{ address: 127.0.0.1 }]
+        ---
+        apiVersion: networking.istio.io/v1
+        kind: DestinationRule
+        metadata: { name: payments }
+        spec:
+          host: payments.example.test
+          trafficPolicy:
+            {{tls}}
+        """);
+
+    private string WritePem(string name, string pem)
+    {
+        var path = Path.Combine(_dir, name);
+        File.WriteAllText(path, pem);
+        return path;
+    }
+
+    private X509Certificate2 Leaf(string name, bool server)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256);
+        var san = new SubjectAlternativeNameBuilder();
+        san.AddDnsName(name);
+        request.CertificateExtensions.Add(san.Build());
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(server ? CertificateProfile.ServerAuth : CertificateProfile.ClientAuth)], false));
+        using var issued = request.Create(_ca, DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddHours(1), RandomNumberGenerator.GetBytes(8));
+        return CertificateProfile.WithKey(issued, key);
+    }
+
+    /// <summary>An HTTPS server outside the mesh that says how it was reached.</summary>
+    private sealed class HttpsServer(WebApplication app, int port) : IAsyncDisposable
+    {
+        public int Port { get; } = port;
+
+        public static async Task<HttpsServer> StartAsync(X509Certificate2 certificate, bool requireClientCertificate)
+        {
+            var builder = WebApplication.CreateSlimBuilder();
+            builder.Logging.ClearProviders();
+            builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l => l.UseHttps(new HttpsConnectionAdapterOptions
+            {
+                ServerCertificate = certificate,
+                ClientCertificateMode = requireClientCertificate ? ClientCertificateMode.RequireCertificate : ClientCertificateMode.NoCertificate,
+                ClientCertificateValidation = (_, _, _) => true,
+            })));
+            var app = builder.Build();
+            app.MapGet("/", (HttpContext c) => $"{(c.Request.IsHttps ? "tls" : "plain")}:{c.Request.Protocol}:{c.Connection.ClientCertificate?.Subject ?? "none"}");
+            await app.StartAsync();
+            return new HttpsServer(app, new Uri(app.Urls.First()).Port);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await app.StopAsync();
+            await app.DisposeAsync();
+        }
+    }
+}

@@ -325,29 +325,32 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     /// rather than fall back to plain text. The expected identity goes with the request for secure naming. Null: the
     /// client's own handler.
     /// </summary>
-    private HttpMessageInvoker? InvokerFor(AttemptState state, EndpointView endpoint)
+    private HttpMessageInvoker? InvokerFor(AttemptState state, EndpointView endpoint) =>
+        InvokerFor(state.Transport, state.TlsMode, endpoint, state.Port, state.Request);
+
+    private HttpMessageInvoker? InvokerFor(ClusterTransports.Transport? transport, string tlsMode, EndpointView endpoint, uint port, HttpRequestMessage request)
     {
         // TLS origination (SIMPLE, MUTUAL) is the cluster's own pool; the rule says so, not the endpoint.
-        if (state.TlsMode is "SIMPLE" or "MUTUAL")
+        if (tlsMode is "SIMPLE" or "MUTUAL")
         {
-            return state.Transport?.Invoker ?? throw new HttpRequestException(HttpRequestError.SecureConnectionError, $"{state.TlsMode} TLS has no connection pool (this workload builds snapshots without a runtime)");
+            return transport?.Invoker ?? throw new HttpRequestException(HttpRequestError.SecureConnectionError, $"{tlsMode} TLS has no connection pool (this workload builds snapshots without a runtime)");
         }
 
-        var mesh = state.TlsMode == "DISABLE" ? null : provider.Runtime.Transports.Mesh;
-        if (mesh is not null && endpoint.MtlsOn(state.Port))
+        var mesh = tlsMode == "DISABLE" ? null : provider.Runtime.Transports.Mesh;
+        if (mesh is not null && endpoint.MtlsOn(port))
         {
-            state.Request.Options.Set(ClusterTransports.Transport.ExpectedPeer, endpoint.Identity);
-            return (state.Transport ?? mesh).MutualTls;
+            request.Options.Set(ClusterTransports.Transport.ExpectedPeer, endpoint.Identity);
+            return (transport ?? mesh).MutualTls;
         }
 
-        if (state.TlsMode == "ISTIO_MUTUAL")
+        if (tlsMode == "ISTIO_MUTUAL")
         {
             throw new HttpRequestException(HttpRequestError.SecureConnectionError, mesh is null
                 ? "ISTIO_MUTUAL: this workload has no mesh certificate"
-                : $"ISTIO_MUTUAL: endpoint {endpoint.Address} has no mesh identity (or disables mutual TLS on port {state.Port})");
+                : $"ISTIO_MUTUAL: endpoint {endpoint.Address} has no mesh identity (or disables mutual TLS on port {port})");
         }
 
-        return state.Transport?.Invoker;
+        return transport?.Invoker;
     }
 
     /// <summary>One attempt: an endpoint not tried yet when there is one (Envoy's previous_hosts), then the send.</summary>
@@ -492,7 +495,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         var port = SelectPort(mirror, uri);
         var endpoint = mirror.Endpoints?.ForPort(port).Pick();
         var authority = endpoint?.AuthorityFor(port);
-        if (authority is null)
+        if (endpoint is null || authority is null)
         {
             return;
         }
@@ -528,8 +531,12 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             {
                 try
                 {
+                    // The copy goes the way a request to that endpoint would: mutual TLS, TLS origination or plain.
+                    var invoker = InvokerFor(mirror.Cluster?.Transport, mirror.Cluster?.TlsMode ?? string.Empty, endpoint, port, copy);
                     using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30), provider.Runtime.Time);
-                    using var response = await base.SendAsync(copy, timeout.Token).ConfigureAwait(false);
+                    using var response = invoker is not null
+                        ? await invoker.SendAsync(copy, timeout.Token).ConfigureAwait(false)
+                        : await base.SendAsync(copy, timeout.Token).ConfigureAwait(false);
                 }
                 catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException or IOException or InvalidOperationException)
                 {

@@ -141,6 +141,62 @@ public sealed class AuthorizationEndToEndTests : MeshTestBase, IDisposable
     }
 
     [Fact]
+    public async Task Jwt_Locations_AndOutputs_AsTheRuleSays_AndOutputHeadersCannotBeSpoofed()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        var seen = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        backend.Behavior = context =>
+        {
+            var h = context.Request.Headers;
+            seen.Enqueue($"{MeshIdentity.Get(context)?.RequestPrincipal}|{h["x-jwt-token"]}|{h["x-user"]}|{h["x-payload"].ToString().Length > 0}|{context.Request.Query["token"]}");
+            return Task.FromResult<IResult?>(null);
+        };
+        ControlPlane.WriteConfig("jwt.yaml", $$"""
+            apiVersion: security.istio.io/v1
+            kind: RequestAuthentication
+            metadata: { name: jwt, namespace: default }
+            spec:
+              jwtRules:
+              - issuer: {{Issuer}}
+                jwks: '{{Jwks("k1")}}'
+                fromHeaders: [{ name: x-jwt-token, prefix: "Token " }]
+                fromParams: [token]
+                forwardOriginalToken: true
+                outputPayloadToHeader: x-payload
+                outputClaimToHeaders: [{ header: x-user, claim: sub }]
+            """);
+        await Eventually.TrueAsync(() => !backend.Snapshot.Jwt.IsEmpty, "the rule applies");
+        var token = Token(DateTimeOffset.UtcNow);
+        using var http = new HttpClient();
+
+        using (var fromHeader = new HttpRequestMessage(HttpMethod.Get, new Uri(backend.Address, "/")) { Headers = { { "x-jwt-token", "Token " + token } } })
+        {
+            Assert.Equal(HttpStatusCode.OK, (await http.SendAsync(fromHeader)).StatusCode);
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(new Uri(backend.Address, "/?token=" + token))).StatusCode);
+        using (var spoofed = new HttpRequestMessage(HttpMethod.Get, new Uri(backend.Address, "/")) { Headers = { { "x-user", "admin" }, { "x-payload", "e30" } } })
+        {
+            Assert.Equal(HttpStatusCode.OK, (await http.SendAsync(spoofed)).StatusCode);
+        }
+
+        // The default Authorization header is not a location of this rule: its token is not read.
+        using (var bearer = new HttpRequestMessage(HttpMethod.Get, new Uri(backend.Address, "/")) { Headers = { { "Authorization", "Bearer " + token } } })
+        {
+            Assert.Equal(HttpStatusCode.OK, (await http.SendAsync(bearer)).StatusCode);
+        }
+
+        Assert.Equal(
+            [
+                $"{Issuer}/alice|Token {token}|alice|True|",
+                $"{Issuer}/alice||alice|True|{token}",
+                "|||False|",
+                "|||False|",
+            ],
+            seen);
+    }
+
+    [Fact]
     public async Task Jwt_KeysFromAJwksUri_AreFetchedByTheControlPlane()
     {
         await using var jwks = await JwksServer.StartAsync(Jwks("k1"));

@@ -119,6 +119,46 @@ public sealed class MutualTlsTests : MeshTestBase
     }
 
     [Fact]
+    public async Task Mirrors_UseMutualTlsToo_UnderStrict()
+    {
+        var primary = await StartSecureAsync("reviews", "reviews", o => o.Labels["version"] = "v1");
+        var shadow = await StartSecureAsync("reviews", "reviews", o => o.Labels["version"] = "v2");
+        var shadowPeers = new System.Collections.Concurrent.ConcurrentQueue<string?>();
+        shadow.Behavior = context =>
+        {
+            shadowPeers.Enqueue(MeshIdentity.Get(context)?.PeerPrincipal);
+            return Task.FromResult<IResult?>(null);
+        };
+        var client = await StartSecureAsync("productpage", "productpage");
+        WritePeerAuthentication("STRICT");
+        ControlPlane.WriteConfig("routes.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec:
+              host: reviews
+              subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { version: v2 } }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http:
+              - route: [{ destination: { host: reviews, subset: v1 } }]
+                mirror: { host: reviews, subset: v2 }
+            """);
+        await Eventually.TrueAsync(() => client.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Mirrors is [{ Target.Endpoints.Endpoints: [{ Identity.Length: > 0 }] }], "the mirror and its identity are known");
+        await Eventually.TrueAsync(() => shadow.Snapshot.PeerAuthentication.Mode == MtlsMode.Strict && primary.Snapshot.PeerAuthentication.Mode == MtlsMode.Strict, "STRICT applies");
+
+        using var response = await client.CreateClient().GetAsync("http://reviews/");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        await Eventually.TrueAsync(() => shadowPeers.Count == 1, "the mirror got its copy");
+        Assert.Equal("cluster.local/ns/default/sa/productpage", Assert.Single(shadowPeers));
+    }
+
+    [Fact]
     public async Task ACertificateOfAnotherMesh_IsRefused_EvenUnderPermissive()
     {
         var backend = await StartSecureAsync("reviews", "reviews");

@@ -18,11 +18,15 @@ internal sealed partial class DiscoveryService(
     WorkloadRegistry registry,
     ConnectionTracker tracker,
     TimeProvider time,
+    IHostApplicationLifetime lifetime,
     ILogger<DiscoveryService> logger) : MeshDiscovery.MeshDiscoveryBase
 {
     public override async Task StreamResources(IAsyncStreamReader<DiscoveryRequest> requestStream, IServerStreamWriter<DiscoveryResponse> responseStream, ServerCallContext context)
     {
-        var cancellation = context.CancellationToken;
+        // Streams end when the control plane stops, so a restart does not wait out the host's shutdown timeout; the
+        // workloads reconnect (to this one again, or another replica) and resume.
+        using var stopping = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, lifetime.ApplicationStopping);
+        var cancellation = stopping.Token;
         if (!await requestStream.MoveNext(cancellation).ConfigureAwait(false) || requestStream.Current.Workload is null)
         {
             throw new RpcException(new Status(StatusCode.InvalidArgument, "the first message must carry the workload announcement"));

@@ -32,8 +32,11 @@ internal sealed partial class MeshStatePublisher : BackgroundService
     private readonly JwksCache _jwks;
     private string? _reportedTrustDomain;
 
-    public MeshStatePublisher(IConfigStore store, WorkloadRegistry registry, JwksCache jwks, IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<MeshStatePublisher> logger)
+    private readonly Ca.CertificateAuthority _ca;
+
+    public MeshStatePublisher(IConfigStore store, WorkloadRegistry registry, JwksCache jwks, Ca.CertificateAuthority ca, IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<MeshStatePublisher> logger)
     {
+        _ca = ca;
         _store = store;
         _jwks = jwks;
         _registry = registry;
@@ -141,6 +144,7 @@ internal sealed partial class MeshStatePublisher : BackgroundService
 
         var mesh = MeshCompiler.Compile(config, _registry.Workloads, jwks: _jwks.Keys);
         mesh.Settings.TrustDomain = _options.TrustDomain;
+        mesh.Settings.TrustRoots.AddRange(_ca.Bundle.Roots.Select(r => Google.Protobuf.ByteString.CopyFrom(r.RawData)));
         var state = new MeshState(version, mesh, changedAt);
         Volatile.Write(ref _current, state);
         Log.Published(_logger, version, mesh.ServiceHosts.Count);

@@ -10,7 +10,7 @@ namespace MeshKit.Security;
 /// </summary>
 internal sealed class WorkloadIdentity
 {
-    private volatile IssuedCertificate? _current;
+    private IssuedCertificate? _current;
     private readonly TaskCompletionSource _first = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private readonly Lazy<bool> _enabled;
@@ -29,7 +29,7 @@ internal sealed class WorkloadIdentity
     public TimeProvider Time { get; }
 
     /// <summary>Gets the current certificate; null before the first one is issued.</summary>
-    public IssuedCertificate? Current => _current;
+    public IssuedCertificate? Current => Volatile.Read(ref _current);
 
     /// <summary>Completes when the first certificate is installed.</summary>
     public Task FirstIssued => _first.Task;
@@ -37,8 +37,26 @@ internal sealed class WorkloadIdentity
     /// <summary>Installs a newly issued certificate.</summary>
     public void Install(IssuedCertificate certificate)
     {
-        _current = certificate;
+        Volatile.Write(ref _current, certificate);
         _first.TrySetResult();
+    }
+
+    /// <summary>Replaces the trust bundle (roots pushed by the control plane), keeping the certificate.</summary>
+    public void UpdateTrustRoots(IEnumerable<byte[]> roots)
+    {
+        var list = roots.ToList();
+        while (Volatile.Read(ref _current) is { } current)
+        {
+            var bundle = TrustBundle.FromDer(current.Bundle.TrustDomain, list);
+            var same = bundle.Roots.Count == current.Bundle.Roots.Count
+                && bundle.Roots.All(r => current.Bundle.Roots.Any(c => c.Thumbprint == r.Thumbprint));
+
+            // A renewal installed meanwhile wins; retry on top of it.
+            if (same || Interlocked.CompareExchange(ref _current, current.WithBundle(bundle), current) == current)
+            {
+                return;
+            }
+        }
     }
 
     /// <summary>
@@ -48,7 +66,7 @@ internal sealed class WorkloadIdentity
     public bool TryVerify(X509Certificate? certificate, X509Chain? chain, string usage, out SpiffeId? id, out string? error)
     {
         id = null;
-        if (_current is not { } current)
+        if (Current is not { } current)
         {
             error = "this workload has no mesh certificate and trust bundle yet";
             return false;
@@ -89,6 +107,9 @@ internal sealed class IssuedCertificate
     public TrustBundle Bundle { get; }
 
     public SpiffeId Id { get; }
+
+    /// <summary>The same certificate trusting another bundle.</summary>
+    public IssuedCertificate WithBundle(TrustBundle bundle) => new(Certificate, Intermediates, bundle, Id);
 
     /// <summary>Gets the certificate with its chain, for TLS in either role.</summary>
     public SslStreamCertificateContext Context { get; }

@@ -215,6 +215,12 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
         _held[response.TypeUrl] = candidate;
         _appliedVersions[response.TypeUrl] = response.SystemVersionInfo;
         _provider.PublishFromControlPlane(snapshot);
+        if (_identity.Enabled && response.TypeUrl == ResourceTypes.Mesh && candidate.TryGetValue(ResourceTypes.MeshResourceName, out var mesh)
+            && mesh.Resource_?.TryUnpack<MeshSettings>(out var settings) == true && settings.TrustRoots.Count > 0)
+        {
+            // Only the TLS stream is enabled for a secure workload, so these roots come from the verified control plane.
+            _identity.UpdateTrustRoots(settings.TrustRoots.Select(r => r.ToByteArray()));
+        }
         Log.Applied(_logger, response.TypeUrl, response.SystemVersionInfo, response.Resources.Count, response.RemovedResources.Count);
         return null;
     }

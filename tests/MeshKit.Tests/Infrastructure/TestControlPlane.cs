@@ -43,7 +43,7 @@ public sealed class TestControlPlane : IAsyncDisposable
 
     public IServiceProvider Services => _app.Services;
 
-    public static async Task<TestControlPlane> StartAsync(string? configDirectory = null, int discoveryPort = 0, int adminPort = 0, Action<ControlPlaneOptions>? configure = null)
+    public static async Task<TestControlPlane> StartAsync(string? configDirectory = null, int discoveryPort = 0, int adminPort = 0, Action<ControlPlaneOptions>? configure = null, int securePort = 0)
     {
         var owns = configDirectory is null;
         configDirectory ??= Directory.CreateTempSubdirectory("meshkit-cp-").FullName;
@@ -52,7 +52,7 @@ public sealed class TestControlPlane : IAsyncDisposable
         {
             o.ConfigDirectory = configDirectory;
             o.CaDirectory = caDirectory;
-            o.SecureListen = "https://127.0.0.1:0";
+            o.SecureListen = $"https://127.0.0.1:{securePort}";
             o.Listen = $"http://127.0.0.1:{discoveryPort}";
             o.AdminListen = $"http://127.0.0.1:{adminPort}";
             o.Debounce = TimeSpan.FromMilliseconds(50);

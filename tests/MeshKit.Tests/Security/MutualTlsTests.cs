@@ -227,6 +227,28 @@ public sealed class MutualTlsTests : MeshTestBase
     }
 
     [Fact]
+    public async Task ARootAddedForRotation_ReachesWorkloads_WithoutWaitingForRenewal()
+    {
+        var configDirectory = ControlPlane.ConfigDirectory;
+        var securePort = ControlPlane.SecureAddress.Port;
+        var workload = await StartSecureAsync("reviews", "reviews");
+        var identity = workload.Services.GetRequiredService<WorkloadIdentity>();
+        await Eventually.TrueAsync(() => workload.Snapshot.IsReady, "configured");
+        var serial = identity.Current!.Certificate.SerialNumber;
+        Assert.Single(identity.Current.Bundle.Roots);
+
+        // The operator adds a second root next to the signing one and restarts the control plane.
+        await ControlPlane.StopAsync();
+        using var next = CertificateProfile.CreateRoot("cluster.local", DateTimeOffset.UtcNow, TimeSpan.FromDays(30));
+        File.AppendAllText(Path.Combine(ControlPlane.CaDirectory, "root-cert.pem"), next.ExportCertificatePem() + "\n");
+        var restarted = await TestControlPlane.StartAsync(configDirectory, configure: null, securePort: securePort);
+        Owned.Insert(0, restarted);
+
+        await Eventually.TrueAsync(() => identity.Current!.Bundle.Roots.Count == 2, "the new root is pushed");
+        Assert.Equal(serial, identity.Current!.Certificate.SerialNumber);
+    }
+
+    [Fact]
     public async Task AJoinToken_ThatPinsAnotherRoot_IsNeverSent()
     {
         // A token from another control plane: the workload sees the root does not match and gets no certificate.

@@ -106,8 +106,8 @@ internal sealed partial class CertificateAuthority : IDisposable
     /// <summary>Verifies a workload's client certificate; returns its identity.</summary>
     public bool TryVerifyWorkload(X509Certificate2 certificate, IEnumerable<X509Certificate2> intermediates, out SpiffeId? id, out string? error)
     {
-        var ok = PeerVerifier.TryVerify(certificate, intermediates, Bundle, _time.GetUtcNow(), CertificateProfile.ClientAuth, out id, out error);
-        return ok;
+        // The CA's own intermediates complete chains the peer did not send in full.
+        return PeerVerifier.TryVerify(certificate, intermediates.Concat(_intermediates), Bundle, _time.GetUtcNow(), CertificateProfile.ClientAuth, out id, out error);
     }
 
     public void Dispose()

@@ -80,4 +80,33 @@ public sealed class PeerAuthenticationTests
         Assert.True(endpoint.Ports.Single(p => p.TargetPort == 9080).MtlsDisabled);
         Assert.False(endpoint.Ports.Single(p => p.TargetPort == 9090).MtlsDisabled);
     }
+
+    [Fact]
+    public void AuthorizationPolicies_ApplyMeshWide_NamespaceWide_OrToTheWorkloadsTheySelect()
+    {
+        static string Policy(string name, string ns, string selector = "") => $$"""
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: { name: {{name}}, namespace: {{ns}} }
+            spec:
+              {{selector}}
+              action: DENY
+              rules: [{}]
+            ---
+
+            """;
+        var yaml = Policy("mesh", "istio-system") + Policy("ns", "default") + Policy("other-ns", "other")
+            + Policy("selects", "default", "selector: { matchLabels: { app: reviews } }")
+            + Policy("selects-other", "default", "selector: { matchLabels: { app: ratings } }");
+        var result = ConfigParser.Parse(yaml, "test.yaml");
+        Assert.False(result.HasErrors, string.Join(Environment.NewLine, result.Diagnostics));
+        var mesh = MeshCompiler.Compile(new ConfigSet(result.Resources), []);
+
+        string[] Names(string ns, IReadOnlyDictionary<string, string> labels) =>
+            [.. mesh.ViewFor(ns, labels).OfType(ResourceTypes.Inbound)[ResourceTypes.InboundResourceName].Resource_.Unpack<InboundPolicy>().Authorization.Select(a => a.Name)];
+
+        Assert.Equal(["default/ns", "default/selects", "istio-system/mesh"], Names("default", Reviews));
+        Assert.Equal(["default/ns", "istio-system/mesh"], Names("default", new Dictionary<string, string> { ["app"] = "productpage" }));
+        Assert.Equal(["istio-system/mesh", "other/other-ns"], Names("other", Reviews));
+    }
 }

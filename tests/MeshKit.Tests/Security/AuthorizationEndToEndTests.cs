@@ -208,6 +208,21 @@ public sealed class AuthorizationEndToEndTests : MeshTestBase, IDisposable
     }
 
     [Fact]
+    public async Task Jwt_AJwksUriOnLoopback_IsNotFetched_UnlessAllowed()
+    {
+        await using var jwks = await JwksServer.StartAsync(Jwks("k1"));
+        await ControlPlane.DisposeAsync();
+        ControlPlane = await TestControlPlane.StartAsync(); // AllowLocalJwksUris left false
+        var backend = await StartAsync("reviews", "v1");
+        WriteJwtPolicy($"jwksUri: {jwks.Uri}");
+        await Eventually.TrueAsync(() => !backend.Snapshot.Jwt.IsEmpty, "the policies apply");
+        await Task.Delay(500);
+
+        Assert.Equal(HttpStatusCode.Unauthorized, await CallAsync(backend, "/private", Token(DateTimeOffset.UtcNow)));
+        Assert.Equal(0, jwks.Requests);
+    }
+
+    [Fact]
     public async Task Jwt_AnIssuerWhoseKeysWereNeverFetched_IsRefused()
     {
         var backend = await StartAsync("reviews", "v1");
@@ -322,15 +337,25 @@ public sealed class AuthorizationEndToEndTests : MeshTestBase, IDisposable
 
         public Uri Uri { get; }
 
+        public int Requests => Volatile.Read(ref _requests);
+
+        private int _requests;
+
         public static async Task<JwksServer> StartAsync(string jwks)
         {
             var builder = Microsoft.AspNetCore.Builder.WebApplication.CreateSlimBuilder();
             builder.WebHost.UseUrls("http://127.0.0.1:0");
             var app = builder.Build();
-            app.MapGet("/jwks.json", () => Results.Text(jwks, "application/json"));
+            JwksServer? server = null;
+            app.MapGet("/jwks.json", () =>
+            {
+                Interlocked.Increment(ref server!._requests);
+                return Results.Text(jwks, "application/json");
+            });
             await app.StartAsync();
             var address = app.Urls.First();
-            return new JwksServer(app, new Uri(new Uri(address), "/jwks.json"));
+            server = new JwksServer(app, new Uri(new Uri(address), "/jwks.json"));
+            return server;
         }
 
         public async ValueTask DisposeAsync()

@@ -249,6 +249,76 @@ public sealed class MutualTlsTests : MeshTestBase
     }
 
     [Fact]
+    public async Task PortLevelMtls_OverridesTheWorkloadsMode_OnThatPortOnly()
+    {
+        var backend = await StartSecureAsync("reviews", "reviews");
+        var port = backend.Address.Port;
+        ControlPlane.WriteConfig("peer-authentication.yaml", $$"""
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: { name: reviews, namespace: default }
+            spec:
+              selector: { matchLabels: { app: reviews } }
+              mtls: { mode: STRICT }
+              portLevelMtls: { {{port}}: { mode: PERMISSIVE } }
+            """);
+        await Eventually.TrueAsync(() => backend.Snapshot.PeerAuthentication.PortModes.ContainsKey((uint)port), "the policy applies");
+
+        Assert.Equal(MtlsMode.Strict, backend.Snapshot.PeerAuthentication.Mode);
+        Assert.Equal(HttpStatusCode.OK, await PlainTextAsync(port));
+
+        ControlPlane.WriteConfig("peer-authentication.yaml", $$"""
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: { name: reviews, namespace: default }
+            spec:
+              selector: { matchLabels: { app: reviews } }
+              mtls: { mode: PERMISSIVE }
+              portLevelMtls: { {{port}}: { mode: STRICT } }
+            """);
+        await Eventually.TrueAsync(() => backend.Snapshot.PeerAuthentication.Mode == MtlsMode.Permissive, "the new policy applies");
+
+        await Assert.ThrowsAnyAsync<HttpRequestException>(() => PlainTextAsync(port));
+    }
+
+    [Fact]
+    public async Task APluggedInIntermediateCa_SignsWorkloads_AndPeersVerifyThroughIt()
+    {
+        // An organisation's root and an intermediate for the mesh, given to a fresh control plane as files.
+        var configDirectory = Directory.CreateTempSubdirectory("meshkit-cp-").FullName;
+        var caDirectory = configDirectory + "-ca";
+        Directory.CreateDirectory(caDirectory);
+        using var root = CertificateProfile.CreateRoot("cluster.local", DateTimeOffset.UtcNow, TimeSpan.FromDays(30));
+        using var intermediateKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("O=cluster.local, CN=Mesh Intermediate", intermediateKey, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, true, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(root, true, false));
+        using var intermediate = request.Create(root, DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(10), RandomNumberGenerator.GetBytes(8));
+        File.WriteAllText(Path.Combine(caDirectory, "root-cert.pem"), root.ExportCertificatePem());
+        File.WriteAllText(Path.Combine(caDirectory, "ca-cert.pem"), intermediate.ExportCertificatePem());
+        File.WriteAllText(Path.Combine(caDirectory, "ca-key.pem"), intermediateKey.ExportPkcs8PrivateKeyPem());
+        File.WriteAllText(Path.Combine(caDirectory, "cert-chain.pem"), intermediate.ExportCertificatePem() + root.ExportCertificatePem());
+        await ControlPlane.DisposeAsync();
+        Owned.Clear();
+        ControlPlane = await TestControlPlane.StartAsync(configDirectory);
+
+        var backend = await StartSecureAsync("reviews", "reviews");
+        var client = await StartSecureAsync("productpage", "productpage");
+        await KnowsIdentityAsync(client);
+        WritePeerAuthentication("STRICT");
+        await Eventually.TrueAsync(() => backend.Snapshot.PeerAuthentication.Mode == MtlsMode.Strict, "STRICT applies");
+
+        var issued = CertificateOf(backend);
+        Assert.Equal(intermediate.Subject, issued.Certificate.Issuer);
+        Assert.Equal(intermediate.Thumbprint, Assert.Single(issued.Intermediates).Thumbprint);
+        Assert.Equal(root.Thumbprint, Assert.Single(issued.Bundle.Roots).Thumbprint);
+        using var response = await client.CreateClient().GetAsync("http://reviews/");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+    }
+
+    [Fact]
     public async Task AJoinToken_ThatPinsAnotherRoot_IsNeverSent()
     {
         // A token from another control plane: the workload sees the root does not match and gets no certificate.

@@ -20,6 +20,7 @@ internal static class Launcher
                   --port N                productpage port (default 9080)
                   --control-plane-port N  discovery port (default 15010; TLS is this + 2, admin this + 4)
                   --ca-dir DIR            the control plane's CA folder (default: the user's local app data, meshkit/ca)
+                  --plaintext             run without certificates (no mutual TLS, no peer identities)
                   --config-dir DIR        the control plane's config folder (default: a new temporary folder
                                           seeded with config/base; copy config/tasks files into it to apply them)
                   --duration SECONDS      stop by itself after this long (for scripts); default: until Ctrl+C
@@ -32,7 +33,12 @@ internal static class Launcher
         var cpPort = Args.GetInt(args, "--control-plane-port", 15010);
         var duration = Args.GetInt(args, "--duration", 0);
         var configDir = Args.Get(args, "--config-dir") ?? SeedConfig();
-        var controlPlane = $"http://127.0.0.1:{cpPort}";
+        var plaintext = args.Contains("--plaintext");
+
+        // Services join on the TLS port with a join token each (mutual TLS, identities bookinfo-<service>), unless
+        // --plaintext asks for the plain-text port.
+        var controlPlane = plaintext ? $"http://127.0.0.1:{cpPort}" : $"https://127.0.0.1:{cpPort + 2}";
+        var admin = $"http://127.0.0.1:{cpPort + 4}";
 
         using var stop = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) =>
@@ -54,7 +60,7 @@ internal static class Launcher
         var children = new List<Child>();
         try
         {
-            string[] controlPlaneArgs = ["--config-dir", configDir, "--listen", controlPlane, "--secure-listen", $"https://127.0.0.1:{cpPort + 2}", "--admin-listen", $"http://127.0.0.1:{cpPort + 4}"];
+            string[] controlPlaneArgs = ["--config-dir", configDir, "--listen", $"http://127.0.0.1:{cpPort}", "--secure-listen", $"https://127.0.0.1:{cpPort + 2}", "--admin-listen", $"http://127.0.0.1:{cpPort + 4}"];
             if (Args.Get(args, "--ca-dir") is { } caDir)
             {
                 controlPlaneArgs = [.. controlPlaneArgs, "--ca-dir", caDir];
@@ -70,7 +76,14 @@ internal static class Launcher
             foreach (var (role, version) in Workloads)
             {
                 var listen = role == "productpage" ? port : 0;
-                children.Add(Child.Start(role, version, ["--version", version, "--port", listen.ToString(System.Globalization.CultureInfo.InvariantCulture), "--control-plane", controlPlane]));
+                var environment = new Dictionary<string, string>();
+                if (!plaintext)
+                {
+                    // The token goes in the environment, not on the command line where any user could read it.
+                    environment["Mesh__JoinToken"] = await JoinTokenAsync(admin, $"bookinfo-{role}", children, stop.Token);
+                }
+
+                children.Add(Child.Start(role, version, ["--version", version, "--port", listen.ToString(System.Globalization.CultureInfo.InvariantCulture), "--control-plane", controlPlane], environment));
             }
 
             var page = $"http://127.0.0.1:{port}/productpage";
@@ -84,7 +97,8 @@ internal static class Launcher
 
                 Bookinfo is running in a MeshKit mesh.
                   product page:   {page}   (log in as 'jason' to send the end-user header)
-                  control plane:  {controlPlane}  (debug: http://127.0.0.1:{cpPort + 4}/debug/registry)
+                  control plane:  {controlPlane}  (debug: {admin}/debug/registry)
+                  security:       {(plaintext ? "plain text (--plaintext)" : "mutual TLS with SPIFFE identities cluster.local/ns/default/sa/bookinfo-<service>")}
                   config folder:  {configDir}
                     copy a file from samples/Bookinfo/config/tasks into it to route live, e.g. virtual-service-all-v1.yaml
                   processes:      {string.Join(", ", children.Select(c => c.Name))}
@@ -155,6 +169,27 @@ internal static class Launcher
         return false;
     }
 
+    /// <summary>Asks the control plane's admin port for a join token, as <c>meshctl token create</c> does.</summary>
+    private static async Task<string> JoinTokenAsync(string admin, string serviceAccount, List<Child> children, CancellationToken cancellationToken)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                using var response = await http.PostAsync(new Uri($"{admin}/tokens?namespace=default&serviceAccount={serviceAccount}&ttl=720h"), null, cancellationToken);
+                response.EnsureSuccessStatusCode();
+                using var json = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync(cancellationToken));
+                return json.RootElement.GetProperty("token").GetString()!;
+            }
+            catch (HttpRequestException) when (deadline.Elapsed < TimeSpan.FromSeconds(30) && !children.Any(c => c.Process.HasExited))
+            {
+                await Task.Delay(200, cancellationToken);
+            }
+        }
+    }
+
     private static async Task<bool> WaitForAsync(string url, List<Child> children, CancellationToken cancellationToken)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
@@ -196,7 +231,7 @@ internal static class Launcher
 
         public Process Process { get; }
 
-        public static Child Start(string role, string version, string[] args)
+        public static Child Start(string role, string version, string[] args, IReadOnlyDictionary<string, string>? environment = null)
         {
             var name = version == "-" ? role : $"{role}-{version}";
             var start = new ProcessStartInfo(Environment.ProcessPath!)
@@ -214,6 +249,11 @@ internal static class Launcher
             foreach (var arg in args)
             {
                 start.ArgumentList.Add(arg);
+            }
+
+            foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+            {
+                start.Environment[key] = value;
             }
 
             var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {name}");

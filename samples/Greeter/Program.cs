@@ -5,7 +5,8 @@ using MeshKit.ControlPlane;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 // One process for the demo: a control plane, greeter v1 and v2 (gRPC servers in the mesh), and a client that calls
-// through the mesh. The VirtualService below sends SayGoodbye and callers with "x-canary: true" to v2.
+// through the mesh. The VirtualService below sends SayGoodbye and callers with "x-canary: true" to v2. Everyone joins
+// on the control plane's TLS port with a join token, and greeter accepts mutual TLS only (STRICT), from frontend only.
 var configDir = Directory.CreateTempSubdirectory("greeter-mesh-config-").FullName;
 File.WriteAllText(Path.Combine(configDir, "greeter.yaml"), """
     apiVersion: networking.istio.io/v1
@@ -26,20 +27,49 @@ File.WriteAllText(Path.Combine(configDir, "greeter.yaml"), """
         - headers: { x-canary: { exact: "true" } }
         route: [{ destination: { host: greeter, subset: v2 } }]
       - route: [{ destination: { host: greeter, subset: v1 } }]
+    ---
+    apiVersion: security.istio.io/v1
+    kind: PeerAuthentication
+    metadata: { name: greeter, namespace: default }
+    spec:
+      selector: { matchLabels: { app: greeter } }
+      mtls: { mode: STRICT }
+    ---
+    apiVersion: security.istio.io/v1
+    kind: AuthorizationPolicy
+    metadata: { name: greeter-callers, namespace: default }
+    spec:
+      selector: { matchLabels: { app: greeter } }
+      rules:
+      - from: [{ source: { principals: ["cluster.local/ns/default/sa/frontend"] } }]
     """);
 
 var controlPlane = ControlPlaneApp.Build([], o =>
 {
     o.ConfigDirectory = configDir;
-    o.Listen = "http://127.0.0.1:0";
-    o.SecureListen = string.Empty; // this sample runs without certificates
+    o.Listen = string.Empty; // no plain-text discovery: every workload has an identity
+    o.SecureListen = "https://127.0.0.1:0";
+    o.AdminListen = "http://127.0.0.1:0";
     o.CaDirectory = Path.Combine(configDir, ".ca");
-    o.AdminListen = string.Empty;
     o.StartupSyncDelay = TimeSpan.Zero;
 });
 controlPlane.Logger.LogInformation("starting");
 await controlPlane.StartAsync();
-var discovery = new Uri(controlPlane.Urls.First());
+var discovery = new Uri(controlPlane.Urls.First(u => u.StartsWith("https://", StringComparison.Ordinal)));
+var admin = new Uri(controlPlane.Urls.Last(u => u.StartsWith("http://", StringComparison.Ordinal)));
+
+// What `meshctl token create -n default -s <account>` does.
+async Task<string> JoinToken(string serviceAccount)
+{
+    using var http = new HttpClient();
+    using var response = await http.PostAsync(new Uri(admin, $"/tokens?namespace=default&serviceAccount={serviceAccount}"), null);
+    response.EnsureSuccessStatusCode();
+    using var json = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+    return json.RootElement.GetProperty("token").GetString()!;
+}
+
+var greeterToken = await JoinToken("greeter");
+var frontendToken = await JoinToken("frontend");
 
 var servers = new List<WebApplication>();
 foreach (var version in new[] { "v1", "v2" })
@@ -56,10 +86,10 @@ foreach (var version in new[] { "v1", "v2" })
         o.Labels["version"] = version;
         o.ServicePort = 9090;
         o.ControlPlaneAddress = discovery;
+        o.JoinToken = greeterToken;
         o.DrainDuration = TimeSpan.Zero;
     });
     var server = builder.Build();
-    server.UseMesh();
     server.MapGrpcService<GreeterService>();
     await server.StartAsync();
     servers.Add(server);
@@ -70,7 +100,9 @@ clientBuilder.Logging.SetMinimumLevel(LogLevel.Warning);
 clientBuilder.Services.AddMesh(o =>
 {
     o.ServiceName = "frontend";
+    o.ServiceAccount = "frontend";
     o.ControlPlaneAddress = discovery;
+    o.JoinToken = frontendToken;
 });
 
 // A grpc-dotnet client from IHttpClientFactory: the mesh picks the endpoint, grpc-dotnet's own balancing stays off.

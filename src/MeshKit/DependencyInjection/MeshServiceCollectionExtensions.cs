@@ -50,7 +50,9 @@ public static class MeshServiceCollectionExtensions
         // The certificate first: Kestrel's TLS and the discovery stream need it. Then static config, so that a valid
         // file is in force before the control plane is asked.
         services.AddHostedService(sp => sp.GetRequiredService<MeshKit.Security.CertificateManager>());
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IConfigureOptions<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>, MeshKit.Security.InboundTlsSetup>());
+        // First of all Kestrel configuration: endpoint defaults apply to endpoints declared after them, so the TLS hook
+        // must be in place before an app's own ConfigureKestrel(k => k.Listen(...)) runs, whenever AddMesh is called.
+        services.Insert(0, ServiceDescriptor.Singleton<IConfigureOptions<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>, MeshKit.Security.InboundTlsSetup>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, StaticConfigService>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, MeshSyncService>());
         return services;

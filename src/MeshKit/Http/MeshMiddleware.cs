@@ -55,7 +55,13 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
             context.Request.Path = new PathString(normalized);
         }
 
-        var peer = identity.Enabled ? Security.MeshPeer.Of(context) : null;
+        Security.SpiffeId? peer = null;
+        if (identity.Enabled)
+        {
+            // The scheme is the connection's, not the client's claim (alternate schemes are allowed for mesh callers).
+            context.Request.Scheme = context.Features.Get<ITlsConnectionFeature>() is null ? "http" : "https";
+            peer = Security.MeshPeer.Of(context);
+        }
         if (!snapshot.Jwt.IsEmpty || !snapshot.Authorization.IsEmpty)
         {
             return AuthenticateAndAuthorizeAsync(context, snapshot, peer);

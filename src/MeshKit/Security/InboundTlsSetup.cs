@@ -45,6 +45,9 @@ internal sealed partial class InboundTlsSetup(
             return;
         }
 
+        // Mesh callers send plain-text URLs over mutual TLS, so HTTP/2 requests say ":scheme: http" on a TLS
+        // connection; the mesh middleware then sets the scheme from the connection, whatever the client claimed.
+        options.AllowAlternateSchemes = true;
         options.ConfigureEndpointDefaults(Attach);
     }
 

@@ -146,6 +146,26 @@ public sealed class BookinfoSampleTests
             Apply(configDir, "virtual-service-ratings-test-delay.yaml", "ratings.yaml");
             await Eventually.TrueAsync(async () => (await Page(http, port, "jason")).Contains("Error fetching product reviews", StringComparison.Ordinal), "the delay makes productpage give up on reviews", TimeSpan.FromSeconds(60));
             Assert.Contains("William Shakespeare", await Page(http, port, "jason"), StringComparison.Ordinal);
+
+            // Security tasks. Every service joined with a certificate of its own identity...
+            File.Delete(Path.Combine(configDir, "ratings.yaml"));
+            Apply(configDir, "virtual-service-all-v1.yaml", "reviews.yaml");
+            var registry = await http.GetStringAsync($"http://127.0.0.1:{controlPlanePort + 4}/debug/registry");
+            Assert.Contains("\"serviceAccount\":\"bookinfo-reviews\"", registry, StringComparison.Ordinal);
+
+            // ...so STRICT mutual TLS changes nothing visible: every call is already mutual TLS.
+            Apply(configDir, "peer-authentication-strict.yaml", "peer-authentication.yaml");
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            await Converged(async () => (await Page(http, port)).Contains("Reviews served by: reviews-v1", StringComparison.Ordinal) && !(await Page(http, port)).Contains("unavailable", StringComparison.Ordinal), "the page works under STRICT");
+
+            // Authorization: nothing allowed, then each service its callers (details and reviews: productpage's
+            // identity; ratings: reviews').
+            Apply(configDir, "authorization-policy-deny-all.yaml", "authz-deny-all.yaml");
+            await Eventually.TrueAsync(async () => (await Page(http, port)).Contains("RBAC: access denied", StringComparison.Ordinal), "deny-all applies");
+            Apply(configDir, "authorization-policy-viewers.yaml", "authz-viewers.yaml");
+            Apply(configDir, "virtual-service-reviews-test-v2.yaml", "reviews.yaml");
+            await Converged(async () => (await Page(http, port, "jason")).Contains("color:black", StringComparison.Ordinal), "the viewers' policies let the whole call graph through");
+            Assert.DoesNotContain("unavailable", await Page(http, port, "jason"), StringComparison.Ordinal);
         }
         catch (Exception ex) when (ex is not Xunit.Sdk.XunitException)
         {

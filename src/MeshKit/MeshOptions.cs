@@ -91,4 +91,10 @@ public sealed class MeshOptions
 
     /// <summary>Gets whether the workload gets a mesh certificate: its control plane address is <c>https://</c>.</summary>
     public bool IsSecure => ControlPlaneAddress is { Scheme: "https" };
+
+    /// <summary>
+    /// Gets or sets the share of outbound requests that get an access-log entry (category <c>MeshKit.AccessLog</c>, at
+    /// Information), between 0 and 1. Default: 1 (every request, when the category is enabled).
+    /// </summary>
+    public double AccessLogSampling { get; set; } = 1.0;
 }

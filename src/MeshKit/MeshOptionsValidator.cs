@@ -53,6 +53,11 @@ internal sealed class MeshOptionsValidator : IValidateOptions<MeshOptions>
             errors.Add($"Mesh:JoinTokenFile '{options.JoinTokenFile}' does not exist.");
         }
 
+        if (options.AccessLogSampling is < 0 or > 1 || double.IsNaN(options.AccessLogSampling))
+        {
+            errors.Add($"Mesh:AccessLogSampling {options.AccessLogSampling} must be between 0 and 1.");
+        }
+
         if (options.CertificateLifetime is { } lifetime && lifetime < TimeSpan.FromMinutes(2))
         {
             errors.Add($"Mesh:CertificateLifetime {lifetime} is too short; at least 2 minutes.");

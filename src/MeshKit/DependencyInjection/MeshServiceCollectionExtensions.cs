@@ -39,10 +39,12 @@ public static class MeshServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<MeshSnapshotProvider>();
         services.TryAddSingleton<WorkloadAnnouncer>();
+        services.TryAddSingleton<MeshSyncStatus>();
         services.TryAddSingleton<MeshKit.Security.WorkloadIdentity>();
         services.TryAddSingleton<MeshKit.Security.CertificateManager>();
         services.AddMetrics();
         services.TryAddSingleton<MeshKit.Telemetry.MeshMetrics>();
+        services.TryAddSingleton<MeshKit.Telemetry.IstioMetrics>();
         services.AddHttpClient();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, MeshHandlerBuilderFilter>());
         services.TryAddEnumerable(ServiceDescriptor.Transient<Microsoft.AspNetCore.Hosting.IStartupFilter, Microsoft.AspNetCore.Builder.MeshStartupFilter>());

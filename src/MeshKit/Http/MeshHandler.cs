@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using MeshKit.LoadBalancing;
 using MeshKit.Resilience;
@@ -15,8 +16,23 @@ namespace MeshKit.Http;
 /// weighted destination and an endpoint, and sends the request there. Reads one immutable snapshot per request and
 /// takes no locks. Failures are responses with a reason and an Envoy-style response flag, as a sidecar would give.
 /// </summary>
-internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMetrics? metrics = null, ILogger<MeshHandler>? logger = null) : DelegatingHandler
+internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMetrics? metrics = null, ILoggerFactory? loggers = null, IstioMetrics? istio = null, Sync.WorkloadAnnouncer? announcer = null, Security.WorkloadIdentity? identity = null, Microsoft.Extensions.Options.IOptions<MeshOptions>? options = null) : DelegatingHandler
 {
+    /// <summary>The access log's category: one structured entry per outbound request, at Information.</summary>
+    public const string AccessLogCategory = "MeshKit.AccessLog";
+
+    private readonly ILogger? accessLog = loggers?.CreateLogger(AccessLogCategory);
+    private readonly double _sampling = options?.Value.AccessLogSampling ?? 1.0;
+
+    private bool Sampled() => _sampling >= 1.0 || (_sampling > 0 && Random.Shared.NextDouble() < _sampling);
+
+    /// <summary>What the attempt that answered learned of the server: its verified identity and (then) its metadata.</summary>
+    internal static readonly HttpRequestOptionsKey<(string Principal, PeerMetadata? Metadata)> AnsweredBy = new("meshkit.answered-by");
+
+    private PeerMetadata? _self;
+
+    private PeerMetadata Self => _self ??= announcer is null ? PeerMetadata.Unknown : PeerMetadata.ForWorkload(announcer.Source.Service, announcer.Source.Namespace, announcer.Source.Labels);
+
     /// <summary>
     /// The response header that carries MeshKit's response flags (Envoy's names: NR, NC, UH, UO, UT, URX, DI, FI) on
     /// responses the mesh made or shaped.
@@ -25,31 +41,95 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
-        var log = logger is not null && logger.IsEnabled(LogLevel.Debug);
-        if (!log && metrics?.RequestsEnabled != true)
+        var log = accessLog is not null && accessLog.IsEnabled(LogLevel.Information) && Sampled();
+        var reportIstio = istio?.Enabled == true;
+        using var activity = MeshActivity.Source.StartActivity("MeshKit outbound", ActivityKind.Internal);
+        activity?.SetTag("server.address", request.RequestUri?.IdnHost);
+        if (!log && metrics?.RequestsEnabled != true && !reportIstio)
         {
-            return await SendCoreAsync(request, cancellationToken).ConfigureAwait(false);
+            var quick = await SendCoreAsync(request, cancellationToken).ConfigureAwait(false);
+            activity?.SetTag("http.response.status_code", (int)quick.StatusCode);
+            return quick;
         }
 
         var started = provider.Runtime.Time.GetTimestamp();
         var destination = request.RequestUri?.IdnHost ?? string.Empty;
+        var requestBytes = request.Content?.Headers.ContentLength ?? 0;
         try
         {
             var response = await SendCoreAsync(request, cancellationToken).ConfigureAwait(false);
             var flags = response.Headers.NonValidated.TryGetValues(ResponseFlagsHeader, out var values) ? values.ToString() : string.Empty;
             metrics?.Request(destination, (int)response.StatusCode, flags);
+            var elapsed = provider.Runtime.Time.GetElapsedTime(started).TotalMilliseconds;
+            activity?.SetTag("http.response.status_code", (int)response.StatusCode);
+            activity?.SetTag("meshkit.response_flags", flags.Length == 0 ? null : flags);
+            if (reportIstio)
+            {
+                ReportAsSource(request, response, destination, flags, requestBytes, elapsed);
+            }
+
             if (log)
             {
-                Log.Access(logger!, request.Method.Method, request.RequestUri?.Authority ?? string.Empty, request.RequestUri?.AbsolutePath ?? string.Empty, (int)response.StatusCode, flags.Length == 0 ? "-" : flags, provider.Runtime.Time.GetElapsedTime(started).TotalMilliseconds);
+                var answered = request.Options.TryGetValue(AnsweredBy, out var a) ? a : default;
+                Log.Access(
+                    accessLog!,
+                    request.Method.Method,
+                    destination,
+                    request.RequestUri?.PathAndQuery ?? string.Empty,
+                    request.Options.TryGetValue(MeshActivity.RouteName, out var route) ? route : "-",
+                    request.RequestUri?.Authority ?? string.Empty,
+                    (int)response.StatusCode,
+                    flags.Length == 0 ? "-" : flags,
+                    elapsed,
+                    requestBytes,
+                    response.Content.Headers.ContentLength ?? -1,
+                    answered.Principal ?? "-",
+                    Activity.Current?.TraceId.ToHexString() ?? "-");
             }
 
             return response;
         }
         catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException)
         {
+            activity?.SetStatus(ActivityStatusCode.Error, ex.Message);
             metrics?.Request(destination, 0, "UF");
+            if (reportIstio)
+            {
+                ReportAsSource(request, null, destination, "UF", requestBytes, provider.Runtime.Time.GetElapsedTime(started).TotalMilliseconds);
+            }
+
             throw;
         }
+    }
+
+    /// <summary>The caller's side of Istio's standard metrics (<c>reporter="source"</c>).</summary>
+    private void ReportAsSource(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, long requestBytes, double milliseconds)
+    {
+        var answered = request.Options.TryGetValue(AnsweredBy, out var a) ? a : default;
+        var service = provider.Current.TryResolve(destination, out var view) ? view.Host : destination;
+        var grpc = request.Content?.Headers.ContentType?.MediaType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
+        string? grpcStatus = null;
+        if (grpc && response is not null)
+        {
+            grpcStatus = response.Headers.NonValidated.TryGetValues("grpc-status", out var status) ? status.ToString()
+                : response.TrailingHeaders.NonValidated.TryGetValues("grpc-status", out var trailer) ? trailer.ToString() : null;
+        }
+
+        istio!.Record(new RequestReport(
+            "source",
+            Self,
+            identity?.Current?.Id.ToString(),
+            answered.Metadata ?? PeerMetadata.Unknown with { Service = service },
+            answered.Principal,
+            service,
+            grpc ? "grpc" : "http",
+            response is null ? 0 : (int)response.StatusCode,
+            grpcStatus,
+            flags,
+            "unknown",
+            milliseconds,
+            requestBytes,
+            response?.Content.Headers.ContentLength ?? 0));
     }
 
     private async Task<HttpResponseMessage> SendCoreAsync(HttpRequestMessage request, CancellationToken cancellationToken)
@@ -123,6 +203,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             }
         }
 
+        request.Options.Set(MeshActivity.RouteName, route.Name);
         var target = route.PickTarget();
         if (target is null)
         {
@@ -340,8 +421,14 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         if (mesh is not null && endpoint.MtlsOn(port))
         {
             request.Options.Set(ClusterTransports.Transport.ExpectedPeer, endpoint.Identity);
+
+            // Only a peer whose identity is verified learns who calls (and is believed about itself in return).
+            request.Headers.Remove(PeerMetadata.Header);
+            request.Headers.TryAddWithoutValidation(PeerMetadata.Header, Self.Encoded);
             return (transport ?? mesh).MutualTls;
         }
+
+        request.Headers.Remove(PeerMetadata.Header);
 
         if (tlsMode == "ISTIO_MUTUAL")
         {
@@ -385,6 +472,14 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         }
 
         state.Tried.Add(endpoint);
+        using var activity = MeshActivity.Source.StartActivity("MeshKit attempt", ActivityKind.Internal);
+        if (activity is not null)
+        {
+            activity.SetTag("meshkit.attempt", state.Tried.Count);
+            activity.SetTag("server.address", authority);
+            MeshActivity.AddB3(state.Request, activity);
+        }
+
         var invoker = InvokerFor(state, endpoint);
         state.Request.RequestUri = new Uri(string.Concat(state.Uri.Scheme, "://", authority, state.PathAndQuery), UriKind.Absolute);
         Interlocked.Increment(ref endpoint._active);
@@ -428,6 +523,24 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             {
                 response = await base.SendAsync(state.Request, cancellationToken).ConfigureAwait(false);
             }
+
+            // The server's metadata is believed when mutual TLS verified who it is; the header never reaches the app.
+            if (state.Request.Headers.Contains(PeerMetadata.Header))
+            {
+                var told = response.Headers.NonValidated.TryGetValues(PeerMetadata.Header, out var peer) ? PeerMetadata.Parse(peer.ToString()) : null;
+                if (told is not null && (!Security.SpiffeId.TryParse(endpoint.Identity, out var verified) || verified.Value.Namespace != told.Namespace))
+                {
+                    told = null; // not what the certificate backs
+                }
+
+                state.Request.Options.Set(AnsweredBy, (endpoint.Identity, told));
+            }
+            else
+            {
+                state.Request.Options.Remove(AnsweredBy.Key, out _);
+            }
+
+            response.Headers.Remove(PeerMetadata.Header);
 
             if (outlier is not null && endpoint.Health is { } health)
             {
@@ -571,8 +684,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
     private static partial class Log
     {
-        [LoggerMessage(1, LogLevel.Debug, "{Method} {Authority}{Path} {Status} {Flags} {DurationMs:F1} ms", EventName = "AccessLog")]
-        public static partial void Access(ILogger logger, string method, string authority, string path, int status, string flags, double durationMs);
+        [LoggerMessage(1, LogLevel.Information, "{Method} {Host}{Path} route={Route} upstream={Upstream} {Status} {Flags} {DurationMs:F1} ms sent={RequestBytes} received={ResponseBytes} peer={Peer} trace={TraceId}", EventName = "AccessLog")]
+        public static partial void Access(ILogger logger, string method, string host, string path, string route, string upstream, int status, string flags, double durationMs, long requestBytes, long responseBytes, string peer, string traceId);
     }
 
     // Destination edits first, then the route's: on a conflict the route wins.

@@ -13,8 +13,12 @@ namespace MeshKit.Http;
 /// <c>corsPolicy</c> of the route the request matches on this workload's own service is applied, as Envoy's CORS filter
 /// does at the destination. Under STRICT mutual TLS a request without a verified peer is refused.
 /// </summary>
-internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotProvider provider, Security.WorkloadIdentity identity, TimeProvider time, ILogger<MeshMiddleware> logger)
+internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotProvider provider, Security.WorkloadIdentity identity, TimeProvider time, ILogger<MeshMiddleware> logger, Telemetry.IstioMetrics istio, Sync.WorkloadAnnouncer announcer)
 {
+    private Telemetry.PeerMetadata? _self;
+
+    private Telemetry.PeerMetadata Self => _self ??= Telemetry.PeerMetadata.ForWorkload(announcer.Source.Service, announcer.Source.Namespace, announcer.Source.Labels);
+
     internal const string ForwardedClientCertHeader = "x-forwarded-client-cert";
     internal const string MeshHeaderPrefix = "x-meshkit-";
 
@@ -29,6 +33,9 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         }
 
         context.Items[Processed] = true;
+
+        // Read before the spoofable headers go: believed below only if mutual TLS backs the caller.
+        var toldMetadata = context.Request.Headers[Telemetry.PeerMetadata.Header].ToString();
         StripSpoofableHeaders(context.Request.Headers);
         var snapshot = provider.Current;
 
@@ -61,7 +68,74 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
             // The scheme is the connection's, not the client's claim (alternate schemes are allowed for mesh callers).
             context.Request.Scheme = context.Features.Get<ITlsConnectionFeature>() is null ? "http" : "https";
             peer = Security.MeshPeer.Of(context);
+            if (peer is not null)
+            {
+                // A verified caller learns who answered (Istio's peer metadata exchange).
+                context.Response.OnStarting(static state =>
+                {
+                    var (ctx, self) = ((HttpContext, Telemetry.PeerMetadata))state;
+                    ctx.Response.Headers[Telemetry.PeerMetadata.Header] = self.Encoded;
+                    return Task.CompletedTask;
+                }, (context, Self));
+            }
         }
+
+        if (istio.Enabled)
+        {
+            // Believed only as far as the certificate backs it: its namespace must be the identity's.
+            var source = peer is { } verified && Telemetry.PeerMetadata.Parse(toldMetadata) is { } told && told.Namespace == verified.Namespace ? told : null;
+            return ReportAsDestinationAsync(context, snapshot, peer, source);
+        }
+
+        return AfterIdentityAsync(context, snapshot, peer);
+    }
+
+    /// <summary>The server's side of Istio's standard metrics (<c>reporter="destination"</c>), around the rest of the pipeline.</summary>
+    private async Task ReportAsDestinationAsync(HttpContext context, MeshSnapshot snapshot, Security.SpiffeId? peer, Telemetry.PeerMetadata? source)
+    {
+        var started = time.GetTimestamp();
+        var status = 0;
+        try
+        {
+            await AfterIdentityAsync(context, snapshot, peer).ConfigureAwait(false);
+            status = context.Response.StatusCode;
+        }
+        catch
+        {
+            status = 500;
+            throw;
+        }
+        finally
+        {
+            var grpc = context.Request.ContentType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
+            string? grpcStatus = null;
+            if (grpc)
+            {
+                grpcStatus = context.Response.Headers.TryGetValue("grpc-status", out var h) ? h.ToString()
+                    : context.Features.Get<IHttpResponseTrailersFeature>()?.Trailers.TryGetValue("grpc-status", out var t) == true ? t.ToString() : null;
+            }
+
+            var self = Self;
+            istio.Record(new Telemetry.RequestReport(
+                "destination",
+                source ?? Telemetry.PeerMetadata.Unknown,
+                peer?.ToString(),
+                self,
+                identity.Enabled ? identity.Current?.Id.ToString() : null,
+                snapshot.OwnService?.Host ?? self.Service,
+                grpc ? "grpc" : "http",
+                status,
+                grpcStatus,
+                string.Empty,
+                peer is not null ? "mutual_tls" : "none",
+                time.GetElapsedTime(started).TotalMilliseconds,
+                context.Request.ContentLength ?? 0,
+                context.Response.ContentLength ?? 0));
+        }
+    }
+
+    private Task AfterIdentityAsync(HttpContext context, MeshSnapshot snapshot, Security.SpiffeId? peer)
+    {
         if (!snapshot.Jwt.IsEmpty || !snapshot.Authorization.IsEmpty)
         {
             return AuthenticateAndAuthorizeAsync(context, snapshot, peer);

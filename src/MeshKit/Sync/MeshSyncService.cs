@@ -22,6 +22,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
     private readonly MeshOptions _options;
     private readonly WorkloadAnnouncer _announcer;
     private readonly WorkloadIdentity _identity;
+    private readonly MeshSyncStatus _status;
     private readonly TimeProvider _time;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly ILogger<MeshSyncService> _logger;
@@ -34,12 +35,13 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
     private volatile bool _leaving;
     private TaskCompletionSource _streamEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public MeshSyncService(MeshSnapshotProvider provider, IOptions<MeshOptions> options, WorkloadAnnouncer announcer, WorkloadIdentity identity, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<MeshSyncService> logger)
+    public MeshSyncService(MeshSnapshotProvider provider, IOptions<MeshOptions> options, WorkloadAnnouncer announcer, WorkloadIdentity identity, MeshSyncStatus status, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<MeshSyncService> logger)
     {
         _provider = provider;
         _options = options.Value;
         _announcer = announcer;
         _identity = identity;
+        _status = status;
         _time = time;
         _lifetime = lifetime;
         _logger = logger;
@@ -148,8 +150,18 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
             while (await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
             {
                 connected();
+                _status.SetConnected(true);
                 var response = call.ResponseStream.Current;
                 var error = Apply(response);
+                if (error is null)
+                {
+                    _status.Applied();
+                }
+                else
+                {
+                    _status.Rejected(error);
+                }
+
                 var answer = new DiscoveryRequest
                 {
                     TypeUrl = response.TypeUrl,
@@ -166,6 +178,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
         }
         finally
         {
+            _status.SetConnected(false);
             _call = null;
             _streamEnded.TrySetResult();
         }

@@ -17,7 +17,7 @@ public class MeshSyncServiceTests
         var options = Options.Create(new MeshOptions { ServiceName = "productpage", ReconnectBaseDelay = TimeSpan.FromMilliseconds(100), ReconnectMaxDelay = TimeSpan.FromSeconds(2) });
         var provider = new MeshSnapshotProvider(options, TimeProvider.System);
         var services = new ServiceCollection().BuildServiceProvider();
-        var service = new MeshSyncService(provider, options, new WorkloadAnnouncer(options, services), new MeshKit.Security.WorkloadIdentity(options, TimeProvider.System), TimeProvider.System, new ApplicationLifetime(NullLogger<ApplicationLifetime>.Instance), NullLogger<MeshSyncService>.Instance);
+        var service = new MeshSyncService(provider, options, new WorkloadAnnouncer(options, services), new MeshKit.Security.WorkloadIdentity(options, TimeProvider.System), new MeshSyncStatus(), TimeProvider.System, new ApplicationLifetime(NullLogger<ApplicationLifetime>.Instance), NullLogger<MeshSyncService>.Instance);
         return (service, provider);
     }
 

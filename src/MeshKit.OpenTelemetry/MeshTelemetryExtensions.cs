@@ -1,0 +1,44 @@
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Trace;
+
+namespace MeshKit.OpenTelemetry;
+
+/// <summary>Wires MeshKit's meter and activity source into OpenTelemetry.</summary>
+public static class MeshTelemetryExtensions
+{
+    /// <summary>The meter and activity source name MeshKit reports under.</summary>
+    public const string Name = "MeshKit";
+
+    /// <summary>
+    /// Adds MeshKit's metrics (Istio's standard <c>istio_*</c> metrics from both reporters, and <c>meshkit.*</c>) and
+    /// spans (one per outbound call, one per attempt) to the OpenTelemetry pipeline. Exporters stay yours to add.
+    /// </summary>
+    /// <param name="builder">The OpenTelemetry builder from <c>services.AddOpenTelemetry()</c>.</param>
+    /// <returns>The builder, for chaining.</returns>
+    public static IOpenTelemetryBuilder AddMeshTelemetry(this IOpenTelemetryBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        return builder
+            .WithMetrics(metrics => metrics.AddMeshInstrumentation())
+            .WithTracing(tracing => tracing.AddMeshInstrumentation());
+    }
+
+    /// <summary>Adds MeshKit's meter.</summary>
+    /// <param name="builder">The meter provider builder.</param>
+    /// <returns>The builder, for chaining.</returns>
+    public static MeterProviderBuilder AddMeshInstrumentation(this MeterProviderBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        return builder.AddMeter(Name);
+    }
+
+    /// <summary>Adds MeshKit's activity source.</summary>
+    /// <param name="builder">The tracer provider builder.</param>
+    /// <returns>The builder, for chaining.</returns>
+    public static TracerProviderBuilder AddMeshInstrumentation(this TracerProviderBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        return builder.AddSource(Name);
+    }
+}

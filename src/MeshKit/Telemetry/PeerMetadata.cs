@@ -1,0 +1,63 @@
+using System.Text;
+
+namespace MeshKit.Telemetry;
+
+/// <summary>
+/// What each side of a mesh call tells the other about itself, so both can report Istio's full label set (Istio's
+/// proxies exchange the same in <c>x-envoy-peer-metadata</c>). It travels in the <see cref="Header"/> request and
+/// response header, and is believed only when the peer's mutual TLS identity backs it: the header is removed
+/// otherwise, and always before the application sees the request or response.
+/// </summary>
+internal sealed record PeerMetadata(string Workload, string Namespace, string App, string Version, string Service)
+{
+    /// <summary>The header that carries it.</summary>
+    public const string Header = "x-meshkit-peer-metadata";
+
+    /// <summary>Gets the metadata of a peer that told nothing (or could not be believed).</summary>
+    public static PeerMetadata Unknown { get; } = new("unknown", "unknown", "unknown", "unknown", "unknown");
+
+    /// <summary>Gets the header value, computed once.</summary>
+    public string Encoded => _encoded ??= string.Join(';', new[] { ("w", Workload), ("n", Namespace), ("a", App), ("v", Version), ("s", Service) }
+        .Select(p => p.Item1 + "=" + Uri.EscapeDataString(p.Item2)));
+
+    private string? _encoded;
+
+    /// <summary>The workload name Istio reports: the app and version, as a Deployment would be named.</summary>
+    public static PeerMetadata ForWorkload(string service, string ns, IReadOnlyDictionary<string, string> labels)
+    {
+        var app = labels.TryGetValue("app", out var a) ? a : service;
+        var version = labels.TryGetValue("version", out var v) ? v : "unknown";
+        var workload = version == "unknown" ? service : $"{service}-{version}";
+        return new PeerMetadata(workload, ns, app, version, service);
+    }
+
+    public static PeerMetadata? Parse(string? value)
+    {
+        if (string.IsNullOrEmpty(value) || value.Length > 1024)
+        {
+            return null;
+        }
+
+        string? w = null, n = null, a = null, v = null, s = null;
+        foreach (var part in value.Split(';'))
+        {
+            var eq = part.IndexOf('=', StringComparison.Ordinal);
+            if (eq <= 0)
+            {
+                return null;
+            }
+
+            var text = Uri.UnescapeDataString(part[(eq + 1)..]);
+            switch (part[..eq])
+            {
+                case "w": w = text; break;
+                case "n": n = text; break;
+                case "a": a = text; break;
+                case "v": v = text; break;
+                case "s": s = text; break;
+            }
+        }
+
+        return w is null || n is null ? null : new PeerMetadata(w, n, a ?? "unknown", v ?? "unknown", s ?? "unknown");
+    }
+}

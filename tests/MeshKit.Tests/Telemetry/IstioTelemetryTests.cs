@@ -1,0 +1,127 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using System.Net;
+using MeshKit.Tests.Infrastructure;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+
+namespace MeshKit.Tests.Telemetry;
+
+/// <summary>Istio's standard metrics from both sides of a real call, peer metadata, and spans per attempt.</summary>
+public sealed class IstioTelemetryTests : MeshTestBase
+{
+    private static Task KnowsIdentityAsync(TestWorkload client) =>
+        Eventually.TrueAsync(() => client.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
+
+    private static MetricCollector<long> Requests(TestWorkload workload) =>
+        new(workload.Services.GetRequiredService<IMeterFactory>(), "MeshKit", "istio_requests_total");
+
+    [Fact]
+    public async Task BothReporters_CarryIstiosLabels_WithPeerMetadataOverMutualTls()
+    {
+        var reviews = await StartSecureAsync("reviews", "bookinfo-reviews", o => o.Labels["version"] = "v2");
+        reviews.Behavior = context => Task.FromResult<IResult?>(context.Request.Headers.ContainsKey("x-meshkit-peer-metadata") ? Results.StatusCode(500) : null);
+        var productpage = await StartSecureAsync("productpage", "bookinfo-productpage");
+        await KnowsIdentityAsync(productpage);
+        using var source = Requests(productpage);
+        using var destination = Requests(reviews);
+        using var duration = new MetricCollector<double>(productpage.Services.GetRequiredService<IMeterFactory>(), "MeshKit", "istio_request_duration_milliseconds");
+
+        using var response = await productpage.CreateClient().GetAsync("http://reviews/reviews/1");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.False(response.Headers.Contains("x-meshkit-peer-metadata"), "peer metadata never reaches the app");
+        await Eventually.TrueAsync(() => destination.GetMeasurementSnapshot().Count == 1, "the server reported");
+
+        var client = Assert.Single(source.GetMeasurementSnapshot()).Tags;
+        Assert.Equal("source", client["reporter"]);
+        Assert.Equal("productpage-v1", client["source_workload"]);
+        Assert.Equal("spiffe://cluster.local/ns/default/sa/bookinfo-productpage", client["source_principal"]);
+        Assert.Equal("reviews-v2", client["destination_workload"]);
+        Assert.Equal("v2", client["destination_version"]);
+        Assert.Equal("reviews", client["destination_app"]);
+        Assert.Equal("spiffe://cluster.local/ns/default/sa/bookinfo-reviews", client["destination_principal"]);
+        Assert.Equal("reviews.default.svc.cluster.local", client["destination_service"]);
+        Assert.Equal(200, client["response_code"]);
+        Assert.Equal("http", client["request_protocol"]);
+        Assert.Equal("-", client["response_flags"]);
+
+        var server = Assert.Single(destination.GetMeasurementSnapshot()).Tags;
+        Assert.Equal("destination", server["reporter"]);
+        Assert.Equal("productpage-v1", server["source_workload"]);
+        Assert.Equal("default", server["source_workload_namespace"]);
+        Assert.Equal("spiffe://cluster.local/ns/default/sa/bookinfo-productpage", server["source_principal"]);
+        Assert.Equal("reviews-v2", server["destination_workload"]);
+        Assert.Equal("mutual_tls", server["connection_security_policy"]);
+        Assert.Equal(200, server["response_code"]);
+        Assert.Single(duration.GetMeasurementSnapshot());
+    }
+
+    [Fact]
+    public async Task PeerMetadata_FromAPlainTextCaller_IsNotBelieved()
+    {
+        var reviews = await StartAsync("reviews", "v1");
+        using var destination = Requests(reviews);
+        using var http = new HttpClient();
+        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(reviews.Address, "/"));
+        request.Headers.TryAddWithoutValidation("x-meshkit-peer-metadata", "w=admin-console;n=default;a=admin;v=v1;s=admin");
+
+        using var response = await http.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        await Eventually.TrueAsync(() => destination.GetMeasurementSnapshot().Count == 1, "the server reported");
+        var tags = Assert.Single(destination.GetMeasurementSnapshot()).Tags;
+        Assert.Equal("unknown", tags["source_workload"]);
+        Assert.Equal("unknown", tags["source_principal"]);
+        Assert.Equal("none", tags["connection_security_policy"]);
+    }
+
+    [Fact]
+    public async Task ARetriedCall_HasOneSpan_WithOneChildPerAttempt()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        var failures = 1;
+        backend.Behavior = _ => Task.FromResult<IResult?>(Interlocked.Decrement(ref failures) >= 0 ? Results.StatusCode(503) : null);
+        var client = await StartAsync("productpage", "v1");
+        ControlPlane.WriteConfig("vs.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http: [{ name: all, retries: { attempts: 2, retryOn: 5xx }, route: [{ destination: { host: reviews } }] }]
+            """);
+        await Eventually.TrueAsync(() => client.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Name == "all", "the route applies");
+        var spans = new List<Activity>();
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = s => s.Name is "MeshKit" or "System.Net.Http",
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = a =>
+            {
+                lock (spans)
+                {
+                    spans.Add(a);
+                }
+            },
+        };
+        ActivitySource.AddActivityListener(listener);
+        using var parent = new Activity("test").Start();
+
+        using var response = await client.CreateClient().GetAsync("http://reviews/");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        List<Activity> mine;
+        lock (spans)
+        {
+            mine = spans.Where(s => s.TraceId == parent.TraceId).ToList();
+        }
+
+        var call = Assert.Single(mine, s => s.OperationName == "MeshKit outbound");
+        var attempts = mine.Where(s => s.OperationName == "MeshKit attempt").OrderBy(s => s.StartTimeUtc).ToList();
+        Assert.Equal(2, attempts.Count);
+        Assert.All(attempts, a => Assert.Equal(call.SpanId, a.ParentSpanId));
+        Assert.Equal([1, 2], attempts.Select(a => (int)a.GetTagItem("meshkit.attempt")!));
+        Assert.All(mine.Where(s => s.Source.Name == "System.Net.Http"), h => Assert.Contains(attempts, a => a.SpanId == h.ParentSpanId));
+    }
+}

@@ -48,6 +48,7 @@ public static class MeshCtl
         var admin = new Option<Uri>("--admin-address")
         {
             Description = "The control plane's admin URL.",
+            Recursive = true,
             DefaultValueFactory = _ => new Uri("http://127.0.0.1:15014"),
             CustomParser = result =>
             {
@@ -78,9 +79,14 @@ public static class MeshCtl
             DefaultValueFactory = _ => "text",
         };
         tokenFormat.AcceptOnlyFromAmong("text", "json");
+        var adminToken = new Option<string?>("--admin-token")
+        {
+            Description = "The admin port's bearer token (ControlPlane:AdminToken); default: the MESHCTL_ADMIN_TOKEN environment variable.",
+            Recursive = true,
+            DefaultValueFactory = _ => Environment.GetEnvironmentVariable("MESHCTL_ADMIN_TOKEN"),
+        };
         var create = new Command("create", "Create a join token: the credential a workload presents for its first certificate.")
         {
-            admin,
             ns,
             serviceAccount,
             ttl,
@@ -88,6 +94,7 @@ public static class MeshCtl
         };
         create.SetAction(parse => TokenCommand.Create(
             parse.GetValue(admin)!,
+            parse.GetValue(adminToken),
             parse.GetValue(ns)!,
             parse.GetValue(serviceAccount) ?? "default",
             parse.GetValue(ttl) ?? "24h",
@@ -96,7 +103,48 @@ public static class MeshCtl
             error));
         var token = new Command("token", "Join tokens for workload certificates.") { create };
 
-        var root = new RootCommand("meshctl: operate a MeshKit service mesh.") { validate, token };
+        Option<string> Output()
+        {
+            var option = new Option<string>("--output", "-o")
+            {
+                Description = "Output format: text or json.",
+                DefaultValueFactory = _ => "text",
+            };
+            option.AcceptOnlyFromAmong("text", "json");
+            return option;
+        }
+
+        AdminCommands Admin(ParseResult parse, Option<string>? format = null) =>
+            new(parse.GetValue(admin)!, parse.GetValue(adminToken), format is null ? "text" : parse.GetValue(format) ?? "text", output, error);
+
+        var applyFiles = new Option<string[]>("--filename", "-f") { Description = "YAML files or folders to apply.", Required = true, AllowMultipleArgumentsPerToken = true };
+        var applyFormat = Output();
+        var apply = new Command("apply", "Validate files and put them in the control plane's config folder; the mesh applies them live. A file replaces the one of the same name.") { applyFiles, applyFormat };
+        apply.SetAction(parse => Admin(parse, applyFormat).Apply(parse.GetValue(applyFiles) ?? []));
+
+        var deleteFiles = new Option<string[]>("--filename", "-f") { Description = "Files (by name) to remove from the control plane's config folder.", Required = true, AllowMultipleArgumentsPerToken = true };
+        var delete = new Command("delete", "Remove files from the control plane's config folder; their resources stop applying.") { deleteFiles };
+        delete.SetAction(parse => Admin(parse).Delete(parse.GetValue(deleteFiles) ?? []));
+
+        var kind = new Argument<string?>("kind") { Description = "Only this kind, e.g. VirtualService.", Arity = ArgumentArity.ZeroOrOne };
+        var getFormat = Output();
+        var get = new Command("get", "List the resources in force, with the file and line each comes from.") { kind, getFormat };
+        get.SetAction(parse => Admin(parse, getFormat).Get(parse.GetValue(kind)));
+
+        var statusFormat = Output();
+        var status = new Command("status", "Every connected workload: identity, and whether it ACKed the config it was sent (SYNCED, STALE, NACK), like istioctl proxy-status.") { statusFormat };
+        status.SetAction(parse => Admin(parse, statusFormat).Status());
+
+        var workload = new Argument<string>("workload") { Description = "An instance id (see meshctl status) or a service name." };
+        var section = new Argument<string>("section") { Description = "routes, clusters, endpoints, secrets or authz.", DefaultValueFactory = _ => "routes" };
+        section.AcceptOnlyFromAmong("routes", "clusters", "endpoints", "secrets", "authz");
+        var config = new Command("config", "The config the control plane computes for one workload, like istioctl proxy-config.") { workload, section };
+        config.SetAction(parse => Admin(parse).Config(parse.GetValue(workload)!, parse.GetValue(section) ?? "routes"));
+
+        var version = new Command("version", "meshctl's version and the control plane's.");
+        version.SetAction(parse => Admin(parse).Version());
+
+        var root = new RootCommand("meshctl: operate a MeshKit service mesh.") { validate, apply, delete, get, status, config, token, version, admin, adminToken };
         var result = root.Parse(args);
         return result.Invoke(new InvocationConfiguration { Output = output, Error = error });
     }

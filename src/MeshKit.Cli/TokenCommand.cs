@@ -9,10 +9,14 @@ namespace MeshKit.Cli;
 /// </summary>
 internal static class TokenCommand
 {
-    public static int Create(Uri admin, string ns, string serviceAccount, string ttl, string format, TextWriter output, TextWriter error, HttpMessageHandler? handler = null)
+    public static int Create(Uri admin, string? adminToken, string ns, string serviceAccount, string ttl, string format, TextWriter output, TextWriter error)
     {
-        using var http = handler is null ? new HttpClient() : new HttpClient(handler, disposeHandler: false);
-        http.Timeout = TimeSpan.FromSeconds(30);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        if (!string.IsNullOrEmpty(adminToken))
+        {
+            http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", adminToken);
+        }
+
         var uri = new Uri(admin, $"/tokens?namespace={Uri.EscapeDataString(ns)}&serviceAccount={Uri.EscapeDataString(serviceAccount)}&ttl={Uri.EscapeDataString(ttl)}");
         HttpResponseMessage response;
         try

@@ -25,6 +25,7 @@ public static class ControlPlaneApp
         ["--trust-domain"] = "ControlPlane:TrustDomain",
         ["--ca-dir"] = "ControlPlane:CaDirectory",
         ["--admin-listen"] = "ControlPlane:AdminListen",
+        ["--admin-token"] = "ControlPlane:AdminToken",
         ["--debounce"] = "ControlPlane:Debounce",
         ["--max-debounce"] = "ControlPlane:MaxDebounce",
         ["--registration-grace"] = "ControlPlane:RegistrationGrace",
@@ -113,6 +114,8 @@ public static class ControlPlaneApp
         builder.Services.AddHostedService(sp => sp.GetRequiredService<JwksCache>());
         builder.Services.AddSingleton<WorkloadRegistry>();
         builder.Services.AddSingleton<ConnectionTracker>();
+        builder.Services.AddMetrics();
+        builder.Services.AddSingleton<ControlPlaneMetrics>();
         builder.Services.AddSingleton<MeshStatePublisher>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<MeshStatePublisher>());
         builder.Services.AddGrpc();

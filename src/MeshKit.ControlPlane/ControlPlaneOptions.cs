@@ -45,6 +45,12 @@ public sealed class ControlPlaneOptions
     /// </summary>
     public bool AllowLocalJwksUris { get; set; }
 
+    /// <summary>
+    /// Gets or sets a bearer token the admin port requires (except <c>/healthz</c>); empty: none, the admin port is
+    /// protected by where it listens (loopback by default).
+    /// </summary>
+    public string AdminToken { get; set; } = string.Empty;
+
     /// <summary>Gets or sets the admin (HTTP/1.1 debug and health) listen URL; empty disables it. Default: <c>http://127.0.0.1:15014</c>.</summary>
     public string AdminListen { get; set; } = "http://127.0.0.1:15014";
 

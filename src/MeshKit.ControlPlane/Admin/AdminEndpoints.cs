@@ -1,5 +1,9 @@
 using MeshKit.Config;
+using MeshKit.Config.Compilation;
+using MeshKit.Config.Parsing;
 using MeshKit.ControlPlane.Ca;
+using MeshKit.Security;
+using Microsoft.Extensions.Options;
 using MeshKit.ControlPlane.Discovery;
 using MeshKit.ControlPlane.Registry;
 using MeshKit.ControlPlane.Sources;
@@ -36,8 +40,27 @@ internal static class AdminEndpoints
                 return Task.CompletedTask;
             }
 
+            // With ControlPlane:AdminToken set, everything but health needs it (meshctl --admin-token).
+            var token = context.RequestServices.GetRequiredService<IOptions<ControlPlaneOptions>>().Value.AdminToken;
+            if (admin && !string.IsNullOrEmpty(token) && !context.Request.Path.StartsWithSegments("/healthz")
+                && !System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+                    System.Text.Encoding.UTF8.GetBytes(context.Request.Headers.Authorization.ToString()),
+                    System.Text.Encoding.UTF8.GetBytes("Bearer " + token)))
+            {
+                context.Response.StatusCode = StatusCodes.Status401Unauthorized;
+                return Task.CompletedTask;
+            }
+
             return next(context);
         });
+
+        MapConfigApi(app);
+        MapStatus(app);
+        app.MapGet("/version", () => Results.Json(new
+        {
+            version = typeof(AdminEndpoints).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+                .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion ?? "0.0.0",
+        }));
 
         app.MapPost("/tokens", (string? @namespace, string? serviceAccount, string? ttl, CertificateAuthority ca, TimeProvider time) =>
         {
@@ -105,18 +128,164 @@ internal static class AdminEndpoints
         app.MapGet("/debug/connections", (ConnectionTracker tracker, MeshStatePublisher publisher) => Results.Json(new
         {
             version = publisher.Current?.Version,
-            connections = tracker.Connections.Select(c => new
+            connections = tracker.Connections.OrderBy(c => c.Workload.Service, StringComparer.Ordinal).ThenBy(c => c.Workload.InstanceId, StringComparer.Ordinal).Select(c => new
             {
                 instanceId = c.Workload.InstanceId,
                 service = c.Workload.Service,
                 @namespace = c.Workload.Namespace,
+                identity = c.Workload.Identity,
+                labels = c.Workload.Labels,
                 connectedAt = c.ConnectedAt,
+                sent = c.SentVersions,
                 acked = c.AckedVersions,
+                status = StatusOf(c),
                 lastNack = c.LastNack,
                 lastNackAt = c.LastNackAt,
             }),
         }));
     }
+
+    /// <summary>Like istioctl proxy-status: SYNCED (every type ACKed at the version sent), STALE (an answer is awaited), NACK.</summary>
+    internal static string StatusOf(WorkloadConnection connection)
+    {
+        var sent = connection.SentVersions;
+        var acked = connection.AckedVersions;
+        if (connection.LastNack is not null && sent.Any(s => !acked.TryGetValue(s.Key, out var a) || a != s.Value))
+        {
+            return "NACK";
+        }
+
+        return connection.HasPending || sent.Any(s => !acked.TryGetValue(s.Key, out var a) || a != s.Value) ? "STALE" : "SYNCED";
+    }
+
+    private static void MapStatus(WebApplication app)
+    {
+        var json = new Google.Protobuf.JsonFormatter(Google.Protobuf.JsonFormatter.Settings.Default
+            .WithTypeRegistry(Google.Protobuf.Reflection.TypeRegistry.FromFiles(MeshKit.Protocol.V1.DiscoveryReflection.Descriptor))
+            .WithIndentation());
+
+        // What one workload is sent, computed as the stream computes it: istioctl proxy-config's equivalent.
+        app.MapGet("/debug/workloads/{id}/config", (string id, string? type, ConnectionTracker tracker, WorkloadRegistry registry, MeshStatePublisher publisher, CertificateAuthority ca) =>
+        {
+            var workload = tracker.Connections.Select(c => c.Workload).FirstOrDefault(w => w.InstanceId == id)
+                ?? registry.Workloads.FirstOrDefault(w => w.InstanceId == id)
+                ?? registry.Workloads.FirstOrDefault(w => w.Service == id);
+            if (workload is null || publisher.Current is not { } state)
+            {
+                return Results.NotFound(new { error = $"no workload '{id}' (an instance id or a service name)" });
+            }
+
+            var view = state.Mesh.ViewFor(workload.Namespace, workload.Labels);
+            string Format(string typeUrl, Func<Google.Protobuf.IMessage, Google.Protobuf.IMessage>? select = null) =>
+                "[" + string.Join(",", view.OfType(typeUrl).Values.OrderBy(r => r.Name, StringComparer.Ordinal).Select(r =>
+                {
+                    var message = r.Resource_.Unpack(Google.Protobuf.Reflection.TypeRegistry.FromFiles(MeshKit.Protocol.V1.DiscoveryReflection.Descriptor));
+                    return json.Format(select is null ? message : select(message));
+                })) + "]";
+            string body;
+            switch (type ?? "routes")
+            {
+                case "routes":
+                    body = Format(ResourceTypes.Routes);
+                    break;
+                case "clusters":
+                    body = Format(ResourceTypes.Cluster, m =>
+                    {
+                        var c = ((MeshKit.Protocol.V1.ServiceCluster)m).Clone();
+                        c.Endpoints.Clear();
+                        return c;
+                    });
+                    break;
+                case "endpoints":
+                    body = Format(ResourceTypes.Cluster, m =>
+                    {
+                        var c = (MeshKit.Protocol.V1.ServiceCluster)m;
+                        var only = new MeshKit.Protocol.V1.ServiceCluster { Host = c.Host };
+                        only.Endpoints.AddRange(c.Endpoints);
+                        return only;
+                    });
+                    break;
+                case "authz":
+                    body = Format(ResourceTypes.Inbound);
+                    break;
+                case "secrets":
+                    body = System.Text.Json.JsonSerializer.Serialize(new
+                    {
+                        identity = workload.Identity.Length > 0 ? workload.Identity : null,
+                        trustDomain = ca.TrustDomain,
+                        roots = ca.Bundle.Roots.Select(r => new { subject = r.Subject, notAfter = r.NotAfter.ToUniversalTime(), sha256 = CertificateProfile.Pin(r) }),
+                    });
+                    break;
+                default:
+                    return Results.BadRequest(new { error = $"unknown type '{type}'; expected routes, clusters, endpoints, secrets or authz" });
+            }
+
+            return Results.Text(body, "application/json");
+        });
+    }
+
+    // meshctl apply / get / delete: the config folder is the store, so applying is writing a file there (after the
+    // same validation the folder's watcher runs) and deleting is removing it.
+    private static void MapConfigApi(WebApplication app)
+    {
+        app.MapGet("/config/resources", (IConfigStore store) => Results.Json(store.Current.Resources.Select(r => new
+        {
+            kind = r.Kind,
+            @namespace = r.Namespace,
+            name = r.Name,
+            file = r.Source.File,
+            line = r.Source.Line,
+        })));
+
+        app.MapPost("/config", async (string? name, HttpRequest request, IOptions<ControlPlaneOptions> options) =>
+        {
+            if (!IsFileName(name))
+            {
+                return Results.BadRequest(new { error = "name must be a file name ending in .yaml or .yml (letters, digits, '-', '_', '.')" });
+            }
+
+            using var reader = new StreamReader(request.Body);
+            var text = await reader.ReadToEndAsync(request.HttpContext.RequestAborted).ConfigureAwait(false);
+            if (text.Length > 4 * 1024 * 1024)
+            {
+                return Results.BadRequest(new { error = "the file is larger than 4 MiB" });
+            }
+
+            var result = ConfigParser.Parse(text, name!);
+            var diagnostics = result.Diagnostics.Select(d => d.ToString()).ToArray();
+            if (result.HasErrors)
+            {
+                return Results.BadRequest(new { error = "the configuration is invalid; nothing was applied", diagnostics });
+            }
+
+            var directory = Path.GetFullPath(options.Value.ConfigDirectory);
+            var temp = Path.Combine(directory, "." + name + ".tmp");
+            await File.WriteAllTextAsync(temp, text, request.HttpContext.RequestAborted).ConfigureAwait(false);
+            File.Move(temp, Path.Combine(directory, name!), overwrite: true);
+            return Results.Json(new { applied = name, resources = result.Resources.Select(r => $"{r.Kind} {r.Namespace}/{r.Name}"), diagnostics });
+        });
+
+        app.MapDelete("/config", (string? name, IOptions<ControlPlaneOptions> options) =>
+        {
+            if (!IsFileName(name))
+            {
+                return Results.BadRequest(new { error = "name must be a file name ending in .yaml or .yml" });
+            }
+
+            var path = Path.Combine(Path.GetFullPath(options.Value.ConfigDirectory), name!);
+            if (!File.Exists(path))
+            {
+                return Results.NotFound(new { error = $"no file '{name}' in the config folder" });
+            }
+
+            File.Delete(path);
+            return Results.Json(new { deleted = name });
+        });
+    }
+
+    private static bool IsFileName(string? name) =>
+        name is { Length: > 0 and <= 200 } && (name.EndsWith(".yaml", StringComparison.Ordinal) || name.EndsWith(".yml", StringComparison.Ordinal))
+        && name[0] != '.' && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
 
     private static bool IsGrpc(this string? contentType) =>
         contentType is not null && contentType.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase);

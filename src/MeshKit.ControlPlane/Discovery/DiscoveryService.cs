@@ -18,6 +18,7 @@ internal sealed partial class DiscoveryService(
     WorkloadRegistry registry,
     ConnectionTracker tracker,
     TimeProvider time,
+    ControlPlaneMetrics metrics,
     IHostApplicationLifetime lifetime,
     ILogger<DiscoveryService> logger) : MeshDiscovery.MeshDiscoveryBase
 {
@@ -62,11 +63,15 @@ internal sealed partial class DiscoveryService(
                 if (request.ErrorDetail is { } error)
                 {
                     connection.Nack(request.TypeUrl, request.ResponseNonce, error.Message, time.GetUtcNow());
+                    metrics.Nacked(request.TypeUrl);
                     Log.Nacked(logger, workload.InstanceId, request.TypeUrl, request.ResponseNonce, error.Message);
                 }
                 else if (request.ResponseNonce.Length > 0)
                 {
-                    connection.Ack(request.TypeUrl, request.ResponseNonce, request.VersionInfo);
+                    if (connection.Ack(request.TypeUrl, request.ResponseNonce, request.VersionInfo) is { } changedAt)
+                    {
+                        metrics.Converged(request.TypeUrl, time.GetUtcNow() - changedAt);
+                    }
                 }
             }
 
@@ -106,10 +111,11 @@ internal sealed partial class DiscoveryService(
             var view = state.Mesh.ViewFor(connection.Workload.Namespace, connection.Workload.Labels);
             foreach (var typeUrl in ResourceTypes.All)
             {
-                var response = connection.Diff(typeUrl, view.OfType(typeUrl), state.Version);
+                var response = connection.Diff(typeUrl, view.OfType(typeUrl), state.Version, state.ChangedAt);
                 if (response is not null)
                 {
                     await stream.WriteAsync(response, cancellationToken).ConfigureAwait(false);
+                    metrics.Pushed(typeUrl, response.CalculateSize());
                 }
             }
         }

@@ -13,6 +13,7 @@ internal sealed class WorkloadConnection(WorkloadAnnouncement workload, DateTime
     private readonly Dictionary<string, Dictionary<string, string>> _held = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Pending> _pending = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _acked = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _sent = new(StringComparer.Ordinal);
     private long _nonce;
 
     public WorkloadAnnouncement Workload { get; } = workload;
@@ -22,6 +23,30 @@ internal sealed class WorkloadConnection(WorkloadAnnouncement workload, DateTime
     public string? LastNack { get; private set; }
 
     public DateTimeOffset? LastNackAt { get; private set; }
+
+    /// <summary>Gets the system version last sent per type (what the workload should converge to).</summary>
+    public IReadOnlyDictionary<string, string> SentVersions
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return new Dictionary<string, string>(_sent, StringComparer.Ordinal);
+            }
+        }
+    }
+
+    /// <summary>Gets whether a response of some type awaits its ACK or NACK.</summary>
+    public bool HasPending
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _pending.Count > 0;
+            }
+        }
+    }
 
     public IReadOnlyDictionary<string, string> AckedVersions
     {
@@ -44,7 +69,7 @@ internal sealed class WorkloadConnection(WorkloadAnnouncement workload, DateTime
     }
 
     /// <summary>Returns the delta from what the workload holds to <paramref name="wanted"/>, or null when there is none.</summary>
-    public DiscoveryResponse? Diff(string typeUrl, IReadOnlyDictionary<string, Resource> wanted, long systemVersion)
+    public DiscoveryResponse? Diff(string typeUrl, IReadOnlyDictionary<string, Resource> wanted, long systemVersion, DateTimeOffset changedAt = default)
     {
         lock (_lock)
         {
@@ -74,22 +99,27 @@ internal sealed class WorkloadConnection(WorkloadAnnouncement workload, DateTime
             }
 
             response.Nonce = (++_nonce).ToString(System.Globalization.CultureInfo.InvariantCulture);
-            _pending[typeUrl] = new Pending(response.Nonce, first ? null : held);
+            _pending[typeUrl] = new Pending(response.Nonce, first ? null : held, changedAt);
+            _sent[typeUrl] = response.SystemVersionInfo;
             _held[typeUrl] = wanted.ToDictionary(kv => kv.Key, kv => kv.Value.Version, StringComparer.Ordinal);
             return response;
         }
     }
 
-    public void Ack(string typeUrl, string nonce, string version)
+    /// <summary>Records an ACK; returns when the change it confirms happened, for the convergence time.</summary>
+    public DateTimeOffset? Ack(string typeUrl, string nonce, string version)
     {
         lock (_lock)
         {
+            DateTimeOffset? changedAt = null;
             if (_pending.TryGetValue(typeUrl, out var pending) && pending.Nonce == nonce)
             {
                 _pending.Remove(typeUrl);
+                changedAt = pending.ChangedAt == default ? null : pending.ChangedAt;
             }
 
             _acked[typeUrl] = version;
+            return changedAt;
         }
     }
 
@@ -115,5 +145,5 @@ internal sealed class WorkloadConnection(WorkloadAnnouncement workload, DateTime
         }
     }
 
-    private sealed record Pending(string Nonce, Dictionary<string, string>? Previous);
+    private sealed record Pending(string Nonce, Dictionary<string, string>? Previous, DateTimeOffset ChangedAt);
 }

@@ -1,0 +1,230 @@
+using System.Net.Http.Headers;
+using System.Reflection;
+using System.Text;
+using System.Text.Json;
+
+namespace MeshKit.Cli;
+
+/// <summary>
+/// The commands that talk to a running control plane through its admin port: apply, delete, get, status, config,
+/// version. Errors name what failed; exit codes: 0 done, 1 the control plane refused (invalid config, unknown
+/// workload), 2 the command line was wrong or the control plane could not be reached.
+/// </summary>
+internal sealed class AdminCommands(Uri admin, string? token, string format, TextWriter output, TextWriter error)
+{
+    public int Apply(IReadOnlyList<string> inputs) => ForEachFile(inputs, async (http, file) =>
+    {
+        using var content = new StringContent(await File.ReadAllTextAsync(file).ConfigureAwait(false), Encoding.UTF8, "application/yaml");
+        using var response = await http.PostAsync(new Uri(admin, $"/config?name={Uri.EscapeDataString(Path.GetFileName(file))}"), content).ConfigureAwait(false);
+        var body = await response.Content.ReadAsStringAsync().ConfigureAwait(false);
+        if (!response.IsSuccessStatusCode)
+        {
+            error.WriteLine($"meshctl: {file}: {Read(body, "error")}");
+            foreach (var diagnostic in ReadArray(body, "diagnostics"))
+            {
+                error.WriteLine("  " + diagnostic);
+            }
+
+            return MeshCtl.Invalid;
+        }
+
+        if (format == "json")
+        {
+            output.WriteLine(body);
+        }
+        else
+        {
+            output.WriteLine($"{Path.GetFileName(file)} applied: {string.Join(", ", ReadArray(body, "resources"))}");
+            foreach (var diagnostic in ReadArray(body, "diagnostics"))
+            {
+                output.WriteLine("  " + diagnostic);
+            }
+        }
+
+        return MeshCtl.Ok;
+    });
+
+    public int Delete(IReadOnlyList<string> inputs) => ForEachFile(inputs, async (http, file) =>
+    {
+        using var response = await http.DeleteAsync(new Uri(admin, $"/config?name={Uri.EscapeDataString(Path.GetFileName(file))}")).ConfigureAwait(false);
+        var body = await response.Content.ReadAsStringAsync().ConfigureAwait(false);
+        if (!response.IsSuccessStatusCode)
+        {
+            error.WriteLine($"meshctl: {file}: {Read(body, "error")}");
+            return MeshCtl.Invalid;
+        }
+
+        output.WriteLine($"{Path.GetFileName(file)} deleted");
+        return MeshCtl.Ok;
+    }, mustExist: false);
+
+    public int Get(string? kind) => Call("/config/resources", body =>
+    {
+        using var json = JsonDocument.Parse(body);
+        var rows = json.RootElement.EnumerateArray()
+            .Where(r => kind is null || string.Equals(r.GetProperty("kind").GetString(), kind, StringComparison.OrdinalIgnoreCase))
+            .Select(r => new[] { r.GetProperty("kind").GetString()!, r.GetProperty("namespace").GetString()!, r.GetProperty("name").GetString()!, $"{r.GetProperty("file").GetString()}:{r.GetProperty("line").GetInt32()}" })
+            .ToList();
+        if (format == "json")
+        {
+            output.WriteLine(JsonSerializer.Serialize(rows.Select(r => new { kind = r[0], @namespace = r[1], name = r[2], source = r[3] })));
+        }
+        else
+        {
+            Table(["KIND", "NAMESPACE", "NAME", "SOURCE"], rows);
+        }
+
+        return MeshCtl.Ok;
+    });
+
+    public int Status() => Call("/debug/connections", body =>
+    {
+        if (format == "json")
+        {
+            output.WriteLine(body);
+            return MeshCtl.Ok;
+        }
+
+        using var json = JsonDocument.Parse(body);
+        output.WriteLine($"control plane state version {json.RootElement.GetProperty("version")}");
+        var rows = json.RootElement.GetProperty("connections").EnumerateArray().Select(c => new[]
+        {
+            c.GetProperty("instanceId").GetString()!,
+            $"{c.GetProperty("service").GetString()}.{c.GetProperty("namespace").GetString()}",
+            c.GetProperty("identity").GetString() is { Length: > 0 } id ? id : "-",
+            c.GetProperty("status").GetString()!,
+            c.GetProperty("lastNack").ValueKind == JsonValueKind.String ? c.GetProperty("lastNack").GetString()! : "-",
+        }).ToList();
+        Table(["WORKLOAD", "SERVICE", "IDENTITY", "STATUS", "LAST NACK"], rows);
+        return MeshCtl.Ok;
+    });
+
+    public int Config(string workload, string type) => Call($"/debug/workloads/{Uri.EscapeDataString(workload)}/config?type={Uri.EscapeDataString(type)}", body =>
+    {
+        using var json = JsonDocument.Parse(body);
+        output.WriteLine(JsonSerializer.Serialize(json.RootElement, new JsonSerializerOptions { WriteIndented = true }));
+        return MeshCtl.Ok;
+    });
+
+    public int Version()
+    {
+        var client = typeof(MeshCtl).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
+        output.WriteLine($"meshctl: {client}");
+        return Call("/version", body =>
+        {
+            output.WriteLine($"control plane: {Read(body, "version")}");
+            return MeshCtl.Ok;
+        });
+    }
+
+    private int Call(string path, Func<string, int> onSuccess)
+    {
+        using var http = Client();
+        try
+        {
+            using var response = http.GetAsync(new Uri(admin, path)).GetAwaiter().GetResult();
+            var body = response.Content.ReadAsStringAsync().GetAwaiter().GetResult();
+            if (!response.IsSuccessStatusCode)
+            {
+                error.WriteLine($"meshctl: the control plane answered {(int)response.StatusCode}: {Read(body, "error") ?? body}");
+                return response.StatusCode == System.Net.HttpStatusCode.Unauthorized ? MeshCtl.UsageError : MeshCtl.Invalid;
+            }
+
+            return onSuccess(body);
+        }
+        catch (HttpRequestException ex)
+        {
+            error.WriteLine($"meshctl: cannot reach the control plane's admin port at {admin}: {ex.Message}");
+            return MeshCtl.UsageError;
+        }
+    }
+
+    private int ForEachFile(IReadOnlyList<string> inputs, Func<HttpClient, string, Task<int>> action, bool mustExist = true)
+    {
+        var files = new List<string>();
+        foreach (var input in inputs)
+        {
+            if (Directory.Exists(input))
+            {
+                files.AddRange(Directory.EnumerateFiles(input, "*.*", SearchOption.TopDirectoryOnly)
+                    .Where(f => f.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".yml", StringComparison.OrdinalIgnoreCase))
+                    .Order(StringComparer.Ordinal));
+            }
+            else if (File.Exists(input) || !mustExist)
+            {
+                files.Add(input);
+            }
+            else
+            {
+                error.WriteLine($"meshctl: '{input}' is neither a file nor a folder");
+                return MeshCtl.UsageError;
+            }
+        }
+
+        using var http = Client();
+        var worst = MeshCtl.Ok;
+        foreach (var file in files)
+        {
+            try
+            {
+                worst = Math.Max(worst, action(http, file).GetAwaiter().GetResult());
+            }
+            catch (HttpRequestException ex)
+            {
+                error.WriteLine($"meshctl: cannot reach the control plane's admin port at {admin}: {ex.Message}");
+                return MeshCtl.UsageError;
+            }
+        }
+
+        return worst;
+    }
+
+    private HttpClient Client()
+    {
+        var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        if (!string.IsNullOrEmpty(token))
+        {
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        }
+
+        return http;
+    }
+
+    private void Table(string[] headers, List<string[]> rows)
+    {
+        var widths = headers.Select((h, i) => Math.Max(h.Length, rows.Count == 0 ? 0 : rows.Max(r => r[i].Length))).ToArray();
+        output.WriteLine(string.Join("  ", headers.Select((h, i) => h.PadRight(widths[i]))).TrimEnd());
+        foreach (var row in rows)
+        {
+            output.WriteLine(string.Join("  ", row.Select((c, i) => c.PadRight(widths[i]))).TrimEnd());
+        }
+    }
+
+    private static string? Read(string json, string property)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(json);
+            return document.RootElement.TryGetProperty(property, out var value) ? value.ToString() : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    private static IEnumerable<string> ReadArray(string json, string property)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(json);
+            return document.RootElement.TryGetProperty(property, out var value) && value.ValueKind == JsonValueKind.Array
+                ? value.EnumerateArray().Select(v => v.ToString()).ToArray()
+                : [];
+        }
+        catch (JsonException)
+        {
+            return [];
+        }
+    }
+}

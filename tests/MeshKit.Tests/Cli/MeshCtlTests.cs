@@ -1,0 +1,153 @@
+using System.Text.Json;
+using MeshKit.Cli;
+using MeshKit.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+
+namespace MeshKit.Tests.Cli;
+
+/// <summary>meshctl against a real control plane and real workloads.</summary>
+public sealed class MeshCtlTests : MeshTestBase, IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("meshctl-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private (int Code, string Output, string Error) Run(params string[] args)
+    {
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        var code = MeshCtl.Run([.. args, "--admin-address", ControlPlane.AdminAddress.ToString()], output, error);
+        return (code, output.ToString(), error.ToString());
+    }
+
+    private string Write(string name, string yaml)
+    {
+        var path = Path.Combine(_dir, name);
+        File.WriteAllText(path, yaml);
+        return path;
+    }
+
+    [Fact]
+    public async Task Apply_RoutesLive_GetListsIt_DeleteRemovesIt()
+    {
+        await StartAsync("reviews", "v1");
+        await StartAsync("reviews", "v2");
+        var productpage = await StartAsync("productpage", "v1");
+        var file = Write("reviews-v2.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec:
+              host: reviews
+              subsets: [{ name: v2, labels: { version: v2 } }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http: [{ route: [{ destination: { host: reviews, subset: v2 } }] }]
+            """);
+
+        var (code, output, error) = Run("apply", "-f", file);
+
+        Assert.True(code == 0, error);
+        Assert.Contains("reviews-v2.yaml applied: DestinationRule default/reviews, VirtualService default/reviews", output, StringComparison.Ordinal);
+        await Eventually.TrueAsync(async () => (await productpage.CreateClient().GetStringAsync("http://reviews/")).StartsWith("reviews|v2|", StringComparison.Ordinal), "routed to v2");
+
+        (code, output, _) = Run("get", "VirtualService");
+        Assert.Equal(0, code);
+        Assert.Contains("VirtualService  default    reviews  reviews-v2.yaml:", output, StringComparison.Ordinal);
+
+        (code, _, _) = Run("delete", "-f", file);
+        Assert.Equal(0, code);
+        await Eventually.TrueAsync(async () => !Run("get").Output.Contains("reviews-v2.yaml", StringComparison.Ordinal), "deleted");
+    }
+
+    [Fact]
+    public void Apply_AnInvalidFile_IsRefused_WithFileLineAndField_AndNothingChanges()
+    {
+        var file = Write("bad.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: r }\nspec:\n  hosts: [r]\n  http: [{ route: [{ destination: { host: r }, wieght: 5 }] }]\n");
+
+        var (code, _, error) = Run("apply", "-f", file);
+
+        Assert.Equal(1, code);
+        Assert.Contains("bad.yaml:6:", error, StringComparison.Ordinal);
+        Assert.Contains("wieght: unknown field", error, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(ControlPlane.ConfigDirectory, "bad.yaml")));
+    }
+
+    [Fact]
+    public async Task Status_ShowsEachWorkload_AndANackAfterAnInvalidPush()
+    {
+        await StartAsync("productpage", "v1");
+        await Eventually.TrueAsync(() => Run("status").Output.Contains("SYNCED", StringComparison.Ordinal), "synced");
+
+        // Valid for the control plane, but a file the workload cannot read: the workload rejects it.
+        ControlPlane.WriteConfig("dr.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: productpage }
+            spec:
+              host: productpage
+              trafficPolicy: { tls: { mode: SIMPLE, caCertificates: /nonexistent/ca.pem } }
+            """);
+        await Eventually.TrueAsync(() => Run("status", "-o", "json").Output.Contains("\"status\":\"NACK\"", StringComparison.Ordinal), "the NACK shows");
+        Assert.Contains("productpage.default", Run("status").Output, StringComparison.Ordinal);
+
+        var (code, output, _) = Run("status", "-o", "json");
+        Assert.Equal(0, code);
+        using var json = JsonDocument.Parse(output);
+        var connection = Assert.Single(json.RootElement.GetProperty("connections").EnumerateArray());
+        Assert.Contains("nonexistent", connection.GetProperty("lastNack").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Config_ShowsWhatAWorkloadIsSent()
+    {
+        await StartAsync("reviews", "v1");
+        await StartAsync("productpage", "v1");
+        await Eventually.TrueAsync(() => Run("config", "productpage", "endpoints").Output.Contains("reviews.default.svc.cluster.local", StringComparison.Ordinal), "the view is computed");
+
+        var (code, output, _) = Run("config", "productpage", "routes");
+        Assert.Equal(0, code);
+        Assert.Contains("\"host\": \"reviews.default.svc.cluster.local\"", output, StringComparison.Ordinal);
+
+        (code, _, var error) = Run("config", "nobody");
+        Assert.Equal(1, code);
+        Assert.Contains("no workload 'nobody'", error, StringComparison.Ordinal);
+
+        (code, output, _) = Run("version");
+        Assert.Equal(0, code);
+        Assert.Contains("control plane: ", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AnAdminToken_IsRequired_WhenSet()
+    {
+        await ControlPlane.DisposeAsync();
+        ControlPlane = await TestControlPlane.StartAsync(configure: o => o.AdminToken = "s3cret");
+
+        var (code, _, error) = Run("get");
+        Assert.Equal(2, code);
+        Assert.Contains("401", error, StringComparison.Ordinal);
+
+        (code, _, _) = Run("get", "--admin-token", "s3cret");
+        Assert.Equal(0, code);
+    }
+
+    [Fact]
+    public async Task TheControlPlane_MeasuresPushesAndConvergence()
+    {
+        using var convergence = new Microsoft.Extensions.Diagnostics.Metrics.Testing.MetricCollector<double>(
+            ControlPlane.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), "MeshKit.ControlPlane", "meshkit.controlplane.convergence");
+        using var pushes = new Microsoft.Extensions.Diagnostics.Metrics.Testing.MetricCollector<long>(
+            ControlPlane.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), "MeshKit.ControlPlane", "meshkit.controlplane.pushes");
+        await StartAsync("reviews", "v1");
+        ControlPlane.WriteConfig("vs.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: reviews }\nspec:\n  hosts: [reviews]\n  http: [{ route: [{ destination: { host: reviews } }] }]\n");
+
+        await Eventually.TrueAsync(() => convergence.GetMeasurementSnapshot().Any(m => (string?)m.Tags["type"] == "ServiceRoutes"), "an ACKed route change is measured");
+        Assert.True(pushes.GetMeasurementSnapshot().EvaluateAsCounter() >= 4);
+    }
+}

@@ -13,8 +13,11 @@ namespace MeshKit.Http;
 /// <c>corsPolicy</c> of the route the request matches on this workload's own service is applied, as Envoy's CORS filter
 /// does at the destination. Under STRICT mutual TLS a request without a verified peer is refused.
 /// </summary>
-internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotProvider provider, Security.WorkloadIdentity identity, TimeProvider time, ILogger<MeshMiddleware> logger, Telemetry.IstioMetrics istio, Sync.WorkloadAnnouncer announcer)
+internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotProvider provider, Security.WorkloadIdentity identity, TimeProvider time, ILogger<MeshMiddleware> logger, Telemetry.IstioMetrics istio, Sync.WorkloadAnnouncer announcer, ILoggerFactory loggers, Microsoft.Extensions.Options.IOptions<MeshOptions> options)
 {
+    private readonly ILogger _accessLog = loggers.CreateLogger(MeshHandler.AccessLogCategory);
+    private readonly double _sampling = options.Value.AccessLogSampling;
+
     private Telemetry.PeerMetadata? _self;
 
     private Telemetry.PeerMetadata Self => _self ??= Telemetry.PeerMetadata.ForWorkload(announcer.Source.Service, announcer.Source.Namespace, announcer.Source.Labels);
@@ -80,18 +83,19 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
             }
         }
 
-        if (istio.Enabled)
+        var log = _accessLog.IsEnabled(LogLevel.Information) && (_sampling >= 1.0 || (_sampling > 0 && Random.Shared.NextDouble() < _sampling));
+        if (istio.Enabled || log)
         {
             // Believed only as far as the certificate backs it: its namespace must be the identity's.
             var source = peer is { } verified && Telemetry.PeerMetadata.Parse(toldMetadata) is { } told && told.Namespace == verified.Namespace ? told : null;
-            return ReportAsDestinationAsync(context, snapshot, peer, source);
+            return ReportAsDestinationAsync(context, snapshot, peer, source, log);
         }
 
         return AfterIdentityAsync(context, snapshot, peer);
     }
 
     /// <summary>The server's side of Istio's standard metrics (<c>reporter="destination"</c>), around the rest of the pipeline.</summary>
-    private async Task ReportAsDestinationAsync(HttpContext context, MeshSnapshot snapshot, Security.SpiffeId? peer, Telemetry.PeerMetadata? source)
+    private async Task ReportAsDestinationAsync(HttpContext context, MeshSnapshot snapshot, Security.SpiffeId? peer, Telemetry.PeerMetadata? source, bool log)
     {
         var started = time.GetTimestamp();
         var status = 0;
@@ -116,6 +120,23 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
             }
 
             var self = Self;
+            var elapsed = time.GetElapsedTime(started).TotalMilliseconds;
+            if (log)
+            {
+                Log.InboundAccess(
+                    _accessLog,
+                    context.Request.Method,
+                    context.Request.Host.Value ?? string.Empty,
+                    context.Request.Path.Value ?? string.Empty,
+                    status,
+                    elapsed,
+                    context.Request.ContentLength ?? -1,
+                    context.Response.ContentLength ?? -1,
+                    peer?.ToString() ?? "-",
+                    source?.Workload ?? "-",
+                    System.Diagnostics.Activity.Current?.TraceId.ToHexString() ?? "-");
+            }
+
             istio.Record(new Telemetry.RequestReport(
                 "destination",
                 source ?? Telemetry.PeerMetadata.Unknown,
@@ -128,7 +149,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
                 grpcStatus,
                 string.Empty,
                 peer is not null ? "mutual_tls" : "none",
-                time.GetElapsedTime(started).TotalMilliseconds,
+                elapsed,
                 context.Request.ContentLength ?? 0,
                 context.Response.ContentLength ?? 0));
         }
@@ -305,6 +326,9 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
 
         [LoggerMessage(2, LogLevel.Information, "{Kind} {Action} policy {Policy} matched {Method} {Path} from {Peer}", EventName = "AuthorizationReported")]
         public static partial void Reported(ILogger logger, string kind, string action, string policy, string method, string path, string peer);
+
+        [LoggerMessage(4, LogLevel.Information, "inbound {Method} {Host}{Path} {Status} {DurationMs:F1} ms received={RequestBytes} sent={ResponseBytes} peer={Peer} workload={PeerWorkload} trace={TraceId}", EventName = "InboundAccessLog")]
+        public static partial void InboundAccess(ILogger logger, string method, string host, string path, int status, double durationMs, long requestBytes, long responseBytes, string peer, string peerWorkload, string traceId);
 
         [LoggerMessage(3, LogLevel.Information, "Refused the JWT of {Method} {Path}: {Error}", EventName = "JwtRefused")]
         public static partial void JwtRefused(ILogger logger, string method, string path, string error);

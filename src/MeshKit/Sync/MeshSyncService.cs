@@ -23,6 +23,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
     private readonly WorkloadAnnouncer _announcer;
     private readonly WorkloadIdentity _identity;
     private readonly MeshSyncStatus _status;
+    private readonly Telemetry.MeshMetrics? _metrics;
     private readonly TimeProvider _time;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly ILogger<MeshSyncService> _logger;
@@ -35,8 +36,9 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
     private volatile bool _leaving;
     private TaskCompletionSource _streamEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public MeshSyncService(MeshSnapshotProvider provider, IOptions<MeshOptions> options, WorkloadAnnouncer announcer, WorkloadIdentity identity, MeshSyncStatus status, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<MeshSyncService> logger)
+    public MeshSyncService(MeshSnapshotProvider provider, IOptions<MeshOptions> options, WorkloadAnnouncer announcer, WorkloadIdentity identity, MeshSyncStatus status, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<MeshSyncService> logger, Telemetry.MeshMetrics? metrics = null)
     {
+        _metrics = metrics;
         _provider = provider;
         _options = options.Value;
         _announcer = announcer;
@@ -160,6 +162,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
                 else
                 {
                     _status.Rejected(error);
+                    _metrics?.Nack();
                 }
 
                 var answer = new DiscoveryRequest

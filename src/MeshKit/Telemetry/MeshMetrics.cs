@@ -20,10 +20,28 @@ internal sealed class MeshMetrics
     private readonly Counter<long> _faults;
     private readonly Counter<long> _mirrors;
 
-    public MeshMetrics(IMeterFactory meterFactory)
+    private readonly Counter<long> _nacks;
+
+    public MeshMetrics(IMeterFactory meterFactory, Snapshot.MeshSnapshotProvider? provider = null, Security.WorkloadIdentity? identity = null, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(meterFactory);
         var meter = meterFactory.Create(MeterName);
+        _nacks = meter.CreateCounter<long>("meshkit.config.nacks", "{nack}", "Config pushes this workload rejected (the previous config stayed in force).");
+        if (provider is not null)
+        {
+            meter.CreateObservableGauge("meshkit.config.version", () => long.TryParse(provider.Current.Version, out var v) ? v : 0, description: "The control plane's state version this workload runs.");
+        }
+
+        if (identity is not null)
+        {
+            var clock = time ?? TimeProvider.System;
+            meter.CreateObservableGauge(
+                "meshkit.certificate.expiry",
+                () => identity.Current is { } c ? new[] { new Measurement<double>((c.NotAfter - clock.GetUtcNow()).TotalSeconds) } : [],
+                "s",
+                "Time left before the workload certificate expires.");
+        }
+
         _requests = meter.CreateCounter<long>("meshkit.client.requests", "{request}", "Outbound requests through the mesh, by destination, status and response flags.");
         _retries = meter.CreateCounter<long>("meshkit.client.retries", "{retry}", "Retries sent.");
         _budgetExhausted = meter.CreateCounter<long>("meshkit.client.retry_budget_exhausted", "{retry}", "Retries not sent because of maxRetries or the retry budget.");
@@ -43,6 +61,8 @@ internal sealed class MeshMetrics
             _requests.Add(1, new TagList { { "meshkit.destination.service", destination }, { "http.response.status_code", status }, { "meshkit.response_flags", flags.Length == 0 ? "-" : flags } });
         }
     }
+
+    public void Nack() => _nacks.Add(1);
 
     public void Retry(string destination) => Add(_retries, destination);
 

@@ -31,7 +31,7 @@ public abstract class MeshTestBase : IAsyncLifetime
     }
 
     /// <summary>Starts a workload on the control plane's TLS port, with a join token for its service account.</summary>
-    protected async Task<TestWorkload> StartSecureAsync(string service, string? serviceAccount = null, Action<MeshOptions>? configure = null)
+    protected async Task<TestWorkload> StartSecureAsync(string service, string? serviceAccount = null, Action<MeshOptions>? configure = null, Action<IServiceCollection>? services = null)
     {
         serviceAccount ??= service;
         var token = ControlPlane.CreateJoinToken("default", serviceAccount);
@@ -40,7 +40,7 @@ public abstract class MeshTestBase : IAsyncLifetime
             o.ServiceAccount = serviceAccount;
             o.JoinToken = token;
             configure?.Invoke(o);
-        });
+        }, services);
         Owned.Add(workload);
         return workload;
     }

@@ -3,6 +3,7 @@ using MeshKit.OpenTelemetry;
 using MeshKit.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Logging;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
 
@@ -32,6 +33,7 @@ public sealed class OperationsTelemetryTests : MeshTestBase
     {
         var workload = await StartAsync("reviews", "v1", services: s => s.AddHealthChecks().AddMeshHealthChecks());
         var health = workload.Services.GetRequiredService<HealthCheckService>();
+        using var nacks = new Microsoft.Extensions.Diagnostics.Metrics.Testing.MetricCollector<long>(workload.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), "MeshKit", "meshkit.config.nacks");
         await Eventually.TrueAsync(async () => (await health.CheckHealthAsync()).Status == HealthStatus.Healthy, "healthy once in sync");
 
         ControlPlane.WriteConfig("bad.yaml", """
@@ -43,6 +45,7 @@ public sealed class OperationsTelemetryTests : MeshTestBase
               trafficPolicy: { tls: { mode: SIMPLE, caCertificates: /nonexistent/ca.pem } }
             """);
         await Eventually.TrueAsync(async () => (await health.CheckHealthAsync()).Status == HealthStatus.Degraded, "degraded after a rejected push");
+        Assert.True(nacks.GetMeasurementSnapshot().Count >= 1);
 
         await ControlPlane.StopAsync();
         var report = await WaitForAsync(health, r => r.Entries["mesh"].Description?.Contains("unreachable", StringComparison.Ordinal) == true);
@@ -54,5 +57,36 @@ public sealed class OperationsTelemetryTests : MeshTestBase
         HealthReport? last = null;
         await Eventually.TrueAsync(async () => condition(last = await health.CheckHealthAsync()), "the health report changes");
         return last!;
+    }
+
+    [Fact]
+    public async Task ASecureWorkload_ReportsTheTimeLeftOnItsCertificate()
+    {
+        var workload = await StartSecureAsync("reviews");
+        using var expiry = new Microsoft.Extensions.Diagnostics.Metrics.Testing.MetricCollector<double>(workload.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), "MeshKit", "meshkit.certificate.expiry");
+
+        expiry.RecordObservableInstruments();
+
+        Assert.InRange(Assert.Single(expiry.GetMeasurementSnapshot()).Value, TimeSpan.FromHours(23).TotalSeconds, TimeSpan.FromHours(24.1).TotalSeconds);
+    }
+
+    [Fact]
+    public async Task TheAccessLog_HasOneEntryPerRequest_OnBothSides()
+    {
+        static void Logging(IServiceCollection services) => services
+            .AddFakeLogging()
+            .AddLogging(l => l.AddFilter(MeshKit.Http.MeshHandler.AccessLogCategory, Microsoft.Extensions.Logging.LogLevel.Information));
+        var reviews = await StartSecureAsync("reviews", services: Logging);
+        var productpage = await StartSecureAsync("productpage", services: Logging);
+        await Eventually.TrueAsync(() => productpage.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
+
+        using var response = await productpage.CreateClient().GetAsync("http://reviews/books/1");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+
+        var client = productpage.Services.GetRequiredService<Microsoft.Extensions.Logging.Testing.FakeLogCollector>().GetSnapshot().Where(r => r.Category == MeshKit.Http.MeshHandler.AccessLogCategory).ToList();
+        var outbound = Assert.Single(client);
+        Assert.Contains("GET reviews/books/1", outbound.Message, StringComparison.Ordinal);
+        Assert.Contains("peer=spiffe://cluster.local/ns/default/sa/reviews", outbound.Message, StringComparison.Ordinal);
+        await Eventually.TrueAsync(() => reviews.Services.GetRequiredService<Microsoft.Extensions.Logging.Testing.FakeLogCollector>().GetSnapshot().Any(r => r.Message.Contains("inbound GET", StringComparison.Ordinal) && r.Message.Contains("workload=productpage-v1", StringComparison.Ordinal)), "the server logged it");
     }
 }

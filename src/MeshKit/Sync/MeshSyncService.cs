@@ -157,11 +157,11 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
                 var error = Apply(response);
                 if (error is null)
                 {
-                    _status.Applied();
+                    _status.Applied(response.TypeUrl);
                 }
                 else
                 {
-                    _status.Rejected(error);
+                    _status.Rejected(response.TypeUrl, error);
                     _metrics?.Nack();
                 }
 

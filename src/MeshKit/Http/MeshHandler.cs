@@ -203,7 +203,12 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             }
         }
 
-        request.Options.Set(MeshActivity.RouteName, route.Name);
+        if (accessLog?.IsEnabled(LogLevel.Information) == true)
+        {
+            // Only the access log reads it; setting an option allocates the request's option bag.
+            request.Options.Set(MeshActivity.RouteName, route.Name);
+        }
+
         var target = route.PickTarget();
         if (target is null)
         {
@@ -423,12 +428,19 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             request.Options.Set(ClusterTransports.Transport.ExpectedPeer, endpoint.Identity);
 
             // Only a peer whose identity is verified learns who calls (and is believed about itself in return).
-            request.Headers.Remove(PeerMetadata.Header);
-            request.Headers.TryAddWithoutValidation(PeerMetadata.Header, Self.Encoded);
+            if (!request.Headers.NonValidated.Contains(PeerMetadata.Header))
+            {
+                request.Headers.TryAddWithoutValidation(PeerMetadata.Header, Self.Encoded);
+            }
+
             return (transport ?? mesh).MutualTls;
         }
 
-        request.Headers.Remove(PeerMetadata.Header);
+        if (mesh is not null && request.Headers.NonValidated.Contains(PeerMetadata.Header))
+        {
+            request.Headers.Remove(PeerMetadata.Header); // a retry to a plain-text endpoint
+        }
+
 
         if (tlsMode == "ISTIO_MUTUAL")
         {
@@ -525,7 +537,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             }
 
             // The server's metadata is believed when mutual TLS verified who it is; the header never reaches the app.
-            if (state.Request.Headers.Contains(PeerMetadata.Header))
+            if (state.Request.Headers.NonValidated.Contains(PeerMetadata.Header))
             {
                 var told = response.Headers.NonValidated.TryGetValues(PeerMetadata.Header, out var peer) ? PeerMetadata.Parse(peer.ToString()) : null;
                 if (told is not null && (!Security.SpiffeId.TryParse(endpoint.Identity, out var verified) || verified.Value.Namespace != told.Namespace))
@@ -535,12 +547,15 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
                 state.Request.Options.Set(AnsweredBy, (endpoint.Identity, told));
             }
-            else
+            else if (state.Tried.Count > 1)
             {
-                state.Request.Options.Remove(AnsweredBy.Key, out _);
+                state.Request.Options.Remove(AnsweredBy.Key, out _); // an earlier attempt's answer
             }
 
-            response.Headers.Remove(PeerMetadata.Header);
+            if (response.Headers.NonValidated.Contains(PeerMetadata.Header))
+            {
+                response.Headers.Remove(PeerMetadata.Header);
+            }
 
             if (outlier is not null && endpoint.Health is { } health)
             {

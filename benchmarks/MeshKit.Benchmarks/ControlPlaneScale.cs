@@ -1,0 +1,237 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Grpc.Core;
+using Grpc.Net.Client;
+using MeshKit.ControlPlane;
+using MeshKit.Protocol.V1;
+using MeshKit.Security;
+using Microsoft.AspNetCore.Builder;
+
+namespace MeshKit.Benchmarks;
+
+/// <summary>
+/// The control plane at scale, measured end to end: N workloads as lightweight discovery streams in this process
+/// against a real control plane (real gRPC, loopback), then a config change and the time until each workload ACKs it;
+/// plus certificate signings per second. Not a BenchmarkDotNet benchmark: the unit is a whole fleet.
+/// </summary>
+internal static class ControlPlaneScale
+{
+    public static async Task<IReadOnlyList<Result>> RunAsync(int workloads, TextWriter log)
+    {
+        var results = new List<Result>();
+        var dir = Directory.CreateTempSubdirectory("meshkit-scale-").FullName;
+        WriteRoutes(dir, 1);
+        var app = ControlPlaneApp.Build([], o =>
+        {
+            o.ConfigDirectory = dir;
+            o.CaDirectory = Path.Combine(dir, ".ca");
+            o.Listen = "http://127.0.0.1:0";
+            o.SecureListen = string.Empty;
+            o.AdminListen = string.Empty;
+            o.StartupSyncDelay = TimeSpan.Zero;
+            o.ConfigPollInterval = TimeSpan.FromMilliseconds(200);
+        });
+        await app.StartAsync();
+        try
+        {
+            var address = new Uri(app.Urls.First());
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            var before = GC.GetTotalMemory(forceFullCollection: true);
+
+            // A few HTTP/2 connections carry all streams, as many workloads would share a node's NIC.
+            var channels = Enumerable.Range(0, Math.Max(1, workloads / 500)).Select(_ => GrpcChannel.ForAddress(address, new GrpcChannelOptions
+            {
+                HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true },
+            })).ToArray();
+            var fleet = Enumerable.Range(0, workloads).Select(i => new FakeWorkload(i, channels[i % channels.Length])).ToArray();
+
+            var connect = Stopwatch.StartNew();
+            await Task.WhenAll(fleet.Select(w => w.StartAsync()));
+            await Task.WhenAll(fleet.Select(w => w.Version(v => v >= 1)));
+            connect.Stop();
+            results.Add(new Result($"controlplane.cold_connect.{workloads}", connect.Elapsed.TotalMilliseconds, "ms"));
+            log.WriteLine($"{workloads} workloads connected and configured in {connect.Elapsed.TotalMilliseconds:F0} ms");
+
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            var after = GC.GetTotalMemory(forceFullCollection: true);
+            results.Add(new Result($"controlplane.memory_per_workload.{workloads}", (after - before) / 1024.0 / workloads, "KiB",
+                "process heap growth per connected workload (control plane and the in-process client streams together)"));
+
+            // A route change every workload can see: time until each one ACKs it.
+            var latencies = new List<double>();
+            for (var round = 2; round <= 4; round++)
+            {
+                var target = round;
+                var current = fleet.Select(w => w.LatestVersion).Max();
+                var changed = Stopwatch.StartNew();
+                WriteRoutes(dir, round);
+                var acks = await Task.WhenAll(fleet.Select(async w =>
+                {
+                    await w.Version(v => v > current);
+                    return changed.Elapsed.TotalMilliseconds;
+                }));
+                latencies.AddRange(acks);
+                log.WriteLine($"change {round}: last ACK after {acks.Max():F0} ms");
+            }
+
+            latencies.Sort();
+            results.Add(new Result($"controlplane.change_to_ack.p50.{workloads}", Percentile(latencies, 0.50), "ms", "file write to ACK, including the file watcher and the debounce (100 ms)"));
+            results.Add(new Result($"controlplane.change_to_ack.p99.{workloads}", Percentile(latencies, 0.99), "ms", "file write to ACK, including the file watcher and the debounce (100 ms)"));
+
+            foreach (var w in fleet)
+            {
+                await w.StopAsync();
+            }
+
+            foreach (var c in channels)
+            {
+                c.Dispose();
+            }
+        }
+        finally
+        {
+            await app.StopAsync();
+            await app.DisposeAsync();
+            Directory.Delete(dir, recursive: true);
+        }
+
+        return results;
+    }
+
+    /// <summary>ECDSA P-256 workload certificates signed per second on one thread (what the CA does per CSR).</summary>
+    public static Result Signings(TimeSpan duration)
+    {
+        using var root = CertificateProfile.CreateRoot("cluster.local", DateTimeOffset.UtcNow, TimeSpan.FromDays(1));
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var csr = CertificateProfile.CreateSigningRequest(key, new SpiffeId("cluster.local", "default", "bench"));
+        var id = new SpiffeId("cluster.local", "default", "bench");
+        var count = 0;
+        var watch = Stopwatch.StartNew();
+        while (watch.Elapsed < duration)
+        {
+            var publicKey = CertificateProfile.ReadSigningRequest(csr);
+            using var issued = CertificateProfile.Issue(publicKey, id, root, DateTimeOffset.UtcNow, TimeSpan.FromHours(24));
+            count++;
+        }
+
+        return new Result("ca.signings_per_second_per_core", count / watch.Elapsed.TotalSeconds, "1/s", "CSR verification and ECDSA P-256 signing, one thread");
+    }
+
+    private static double Percentile(List<double> sorted, double p) => sorted.Count == 0 ? 0 : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
+
+    private static void WriteRoutes(string dir, int round)
+    {
+        var temp = Path.Combine(dir, ".routes.tmp");
+        File.WriteAllText(temp, $$"""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: svc-0, namespace: default }
+            spec:
+              hosts: [svc-0]
+              http: [{ headers: { request: { set: { x-round: "{{round}}" } } }, route: [{ destination: { host: svc-0 } }] }]
+            """);
+        File.Move(temp, Path.Combine(dir, "routes.yaml"), overwrite: true);
+    }
+
+    /// <summary>One workload's stream: announces, ACKs every response, and remembers the newest system version.</summary>
+    private sealed class FakeWorkload(int index, GrpcChannel channel)
+    {
+        private readonly Lock _lock = new();
+        private readonly List<(Func<long, bool> Condition, TaskCompletionSource Done)> _waiters = [];
+        private AsyncDuplexStreamingCall<DiscoveryRequest, DiscoveryResponse>? _call;
+        private Task? _reader;
+        private long _version;
+
+        public long LatestVersion => Interlocked.Read(ref _version);
+
+        public async Task StartAsync()
+        {
+            _call = new MeshDiscovery.MeshDiscoveryClient(channel).StreamResources();
+            var announcement = new WorkloadAnnouncement
+            {
+                Service = $"svc-{index % 100}",
+                Namespace = "default",
+                ServiceAccount = "default",
+                InstanceId = $"bench-{index}",
+                Address = $"10.{index / 65536 % 256}.{index / 256 % 256}.{index % 256}",
+            };
+            announcement.Ports.Add(new WorkloadPort { Name = "http", TargetPort = 8080, ServicePort = 9080, Protocol = "http" });
+            await _call.RequestStream.WriteAsync(new DiscoveryRequest { Workload = announcement });
+            _reader = Task.Run(ReadAsync);
+        }
+
+        public Task Version(Func<long, bool> condition)
+        {
+            lock (_lock)
+            {
+                if (condition(LatestVersion))
+                {
+                    return Task.CompletedTask;
+                }
+
+                var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                _waiters.Add((condition, done));
+                return done.Task;
+            }
+        }
+
+        public async Task StopAsync()
+        {
+            if (_call is null)
+            {
+                return;
+            }
+
+            // Cancelling ends the stream at once; a clean close is not what is measured here.
+            _call.Dispose();
+            try
+            {
+                await _reader!;
+            }
+            catch (Exception ex) when (ex is RpcException or InvalidOperationException or OperationCanceledException or IOException)
+            {
+            }
+        }
+
+        private async Task ReadAsync()
+        {
+            var write = new SemaphoreSlim(1, 1);
+            while (await _call!.ResponseStream.MoveNext(CancellationToken.None).ConfigureAwait(false))
+            {
+                var response = _call.ResponseStream.Current;
+                await write.WaitAsync();
+                try
+                {
+                    await _call.RequestStream.WriteAsync(new DiscoveryRequest { TypeUrl = response.TypeUrl, ResponseNonce = response.Nonce, VersionInfo = response.SystemVersionInfo });
+                }
+                catch (InvalidOperationException)
+                {
+                    return; // stopping: our side of the stream is already complete
+                }
+                finally
+                {
+                    write.Release();
+                }
+
+                if (response.TypeUrl.EndsWith("ServiceRoutes", StringComparison.Ordinal) && long.TryParse(response.SystemVersionInfo, out var v))
+                {
+                    Interlocked.Exchange(ref _version, v);
+                    lock (_lock)
+                    {
+                        foreach (var waiter in _waiters.Where(w => w.Condition(v)).ToList())
+                        {
+                            waiter.Done.TrySetResult();
+                            _waiters.Remove(waiter);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// <summary>One figure of a benchmark run.</summary>
+internal sealed record Result(string Name, double Value, string Unit, string? Note = null);

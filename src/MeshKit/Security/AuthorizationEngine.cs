@@ -23,6 +23,15 @@ internal sealed class AuthorizationRequest
 
     public string Host { get; init; } = string.Empty;
 
+    /// <summary>Gets the Host header without its port ("reviews" of "reviews:9080"); null when it has none.</summary>
+    public string? HostWithoutPort => _hostWithoutPort ??= Host.LastIndexOf(':') is var colon && colon > 0 && Host[0] != '[' ? Host[..colon] : string.Empty;
+
+    /// <summary>Gets the destination port as text, computed once per request.</summary>
+    public string DestinationPortText => _portText ??= DestinationPort.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    private string? _hostWithoutPort;
+    private string? _portText;
+
     public string Method { get; init; } = string.Empty;
 
     /// <summary>Gets the normalized path, without query: the one the application routes on.</summary>
@@ -234,19 +243,16 @@ internal sealed class AuthorizationEngine
         private readonly Field<string?> _paths = new([.. o.Paths.Select(PathPattern.Parse)], [.. o.NotPaths.Select(PathPattern.Parse)]);
 
         public bool Matches(AuthorizationRequest request) =>
-            HostMatches(request.Host)
-            && _ports.Matches(request.DestinationPort.ToString(System.Globalization.CultureInfo.InvariantCulture))
+            HostMatches(request)
+            && _ports.Matches(request.DestinationPortText)
             && _methods.Matches(request.Method)
             && _paths.Matches(request.Path);
 
         // The Host header as sent, or without its port: "reviews" and "reviews:9080" both name the service.
-        private bool HostMatches(string host)
-        {
-            var colon = host.LastIndexOf(':');
-            return colon > 0 && host[0] != '['
-                ? _hosts.MatchesAny([host, host[..colon]])
-                : _hosts.Matches(host);
-        }
+        private bool HostMatches(AuthorizationRequest request) =>
+            request.HostWithoutPort is { Length: > 0 } bare
+                ? _hosts.MatchesEither(request.Host, bare)
+                : _hosts.Matches(request.Host);
     }
 
     private sealed class Condition : IRequestMatcher
@@ -254,7 +260,8 @@ internal sealed class AuthorizationEngine
         private static readonly string?[] NoValue = [null];
 
         private readonly string _key;
-        private readonly Func<AuthorizationRequest, IEnumerable<string?>> _read;
+        private readonly Func<AuthorizationRequest, string?>? _single;
+        private readonly Func<AuthorizationRequest, IEnumerable<string?>>? _read;
         private readonly Field<string?>? _strings;
         private readonly Field<IPAddress?>? _addresses;
 
@@ -264,12 +271,12 @@ internal sealed class AuthorizationEngine
             if (c.Key is "source.ip" or "remote.ip" or "destination.ip")
             {
                 _addresses = new Field<IPAddress?>(Networks(c.Values), Networks(c.NotValues));
-                _read = _ => [];
                 return;
             }
 
             _strings = new Field<string?>(Patterns(c.Values), Patterns(c.NotValues));
-            _read = Reader(c.Key);
+            _single = SingleReader(c.Key);
+            _read = _single is null ? Reader(c.Key) : null;
         }
 
         public bool Matches(AuthorizationRequest request)
@@ -279,9 +286,41 @@ internal sealed class AuthorizationEngine
                 return _addresses.Matches(_key == "destination.ip" ? request.DestinationIp : request.SourceIp);
             }
 
+            if (_single is not null)
+            {
+                return _strings!.Matches(_single(request));
+            }
+
             // A multi-valued attribute (audiences, a list claim) matches when any value does, and is excluded when
             // any value is.
-            return _strings!.MatchesAny(_read(request));
+            return _strings!.MatchesAny(_read!(request));
+        }
+
+        private static Func<AuthorizationRequest, string?>? SingleReader(string key)
+        {
+            switch (key)
+            {
+                case "source.namespace":
+                    return r => r.SourceNamespace;
+                case "source.principal":
+                    return r => r.SourcePrincipal;
+                case "request.auth.principal":
+                    return r => r.Jwt?.Principal;
+                case "request.auth.presenter":
+                    return r => r.Jwt?.Presenter;
+                case "destination.port":
+                    return r => r.DestinationPortText;
+                case "connection.sni":
+                    return r => r.Sni;
+            }
+
+            if (key.StartsWith("request.headers[", StringComparison.Ordinal))
+            {
+                var name = key["request.headers[".Length..^1];
+                return r => r.Headers.TryGetValue(name, out var v) ? v.ToString() : null;
+            }
+
+            return null;
         }
 
         private static Func<AuthorizationRequest, IEnumerable<string?>> Reader(string key)
@@ -331,6 +370,17 @@ internal sealed class AuthorizationEngine
             }
 
             return notValues.Length == 0 || !AnyMatch(notValues, actual);
+        }
+
+        /// <summary>Two forms of one value: matches when either does, excluded when either is.</summary>
+        public bool MatchesEither(T first, T second)
+        {
+            if (notValues.Length > 0 && (AnyMatch(notValues, first) || AnyMatch(notValues, second)))
+            {
+                return false;
+            }
+
+            return values.Length == 0 || AnyMatch(values, first) || AnyMatch(values, second);
         }
 
         public bool MatchesAny(IEnumerable<T> actuals)
@@ -444,28 +494,37 @@ internal sealed class AuthorizationEngine
                 return _plain.Matches(value);
             }
 
-            var actual = value.Split('/');
+            var rest = value.AsSpan();
             for (var i = 0; i < _segments!.Length; i++)
             {
                 var segment = _segments[i];
                 if (segment == "{**}")
                 {
-                    // One or more remaining segments.
-                    return actual.Length > i;
+                    // One or more remaining segments (the rest of the path, after the separator).
+                    return i == 0 || rest.Length > 0;
                 }
 
-                if (i >= actual.Length)
+                if (i > 0)
+                {
+                    if (rest.Length == 0 || rest[0] != '/')
+                    {
+                        return false;
+                    }
+
+                    rest = rest[1..];
+                }
+
+                var end = rest.IndexOf('/');
+                var actual = end < 0 ? rest : rest[..end];
+                if (segment == "{*}" ? actual.Length == 0 : !actual.SequenceEqual(segment))
                 {
                     return false;
                 }
 
-                if (segment == "{*}" ? actual[i].Length == 0 : !string.Equals(segment, actual[i], StringComparison.Ordinal))
-                {
-                    return false;
-                }
+                rest = rest[actual.Length..];
             }
 
-            return actual.Length == _segments.Length;
+            return rest.Length == 0;
         }
     }
 }

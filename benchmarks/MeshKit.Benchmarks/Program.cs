@@ -8,8 +8,56 @@ using BenchmarkDotNet.Running;
 using MeshKit.Benchmarks;
 
 // `--quick`: the short version of everything (a few minutes), written to benchmarks/results/latest.json and latest.md
-// (`--no-micro` skips the BenchmarkDotNet part, `--small` the 10,000-workload fleet). Anything else goes to
-// BenchmarkDotNet (e.g. --filter '*Security*').
+// with every target marked met or not met (`--no-micro` skips the BenchmarkDotNet part, `--no-load` the end-to-end
+// load comparison, `--small` the 10,000-workload fleet, `--tiny` runs a 50-workload fleet). Anything else goes to
+// BenchmarkDotNet (e.g. --filter '*Security*'). `--load` runs only the end-to-end comparison and prints it.
+if (args.Contains("--spin-pipeline"))
+{
+    // The in-memory pipeline in a loop for a profiler to attach to (dotnet-trace, perf).
+    var pipeline = new PipelineBenchmarks();
+    pipeline.Setup();
+    var until = DateTime.UtcNow.AddSeconds(30);
+    while (DateTime.UtcNow < until)
+    {
+        for (var i = 0; i < 10_000; i++)
+        {
+            await pipeline.Mesh();
+        }
+    }
+
+    return 0;
+}
+
+if (args.Contains("--memory"))
+{
+    var held = LargeMesh.Build(1000, 10);
+    var m = LargeMesh.MeasureMemory(1000, 10);
+    Console.WriteLine(FormattableString.Invariant($"{m.Name} {m.Value:0.###} {m.Unit}"));
+    if (args.Contains("--hold"))
+    {
+        // Time for dotnet-gcdump to attach.
+        await Task.Delay(TimeSpan.FromSeconds(40));
+    }
+
+    GC.KeepAlive(held.Snapshot);
+    return 0;
+}
+
+if (args.Contains("--load"))
+{
+    // The end-to-end comparison alone, printed and not recorded: for profiling one change at a time.
+    // `--load NAME SECONDS`: one path (plus direct) for a long slice, to attach a profiler to.
+    var at = Array.IndexOf(args, "--load");
+    var only = args.Length > at + 1 ? args[at + 1] : null;
+    var seconds = args.Length > at + 2 ? int.Parse(args[at + 2], CultureInfo.InvariantCulture) : 2;
+    foreach (var r in await LoadComparison.RunAsync(TimeSpan.FromSeconds(seconds), only is null ? 2 : 1, Console.Out, only))
+    {
+        Console.WriteLine(FormattableString.Invariant($"{r.Name,-40} {r.Value,12:0.###} {r.Unit}"));
+    }
+
+    return 0;
+}
+
 if (!args.Contains("--quick"))
 {
     BenchmarkSwitcher.FromAssembly(typeof(MeshHandlerBenchmarks).Assembly).Run(args);
@@ -18,7 +66,7 @@ if (!args.Contains("--quick"))
 
 var results = new List<Result>();
 var config = ManualConfig.Create(DefaultConfig.Instance).AddJob(Job.ShortRun).WithOptions(ConfigOptions.DisableOptimizationsValidator);
-var micro = args.Contains("--no-micro") ? [] : BenchmarkRunner.Run([typeof(MeshHandlerBenchmarks), typeof(SecurityBenchmarks)], config);
+var micro = args.Contains("--no-micro") ? [] : BenchmarkRunner.Run([typeof(MeshHandlerBenchmarks), typeof(PipelineBenchmarks), typeof(RoutingBenchmarks), typeof(LoadBalancerBenchmarks), typeof(SecurityBenchmarks)], config);
 foreach (var summary in micro)
 {
     foreach (var report in summary.Reports.Where(r => r.ResultStatistics is not null))
@@ -32,12 +80,19 @@ foreach (var summary in micro)
     }
 }
 
+results.Add(LargeMesh.MeasureMemory(1000, 10));
+if (!args.Contains("--no-load"))
+{
+    results.AddRange(await LoadComparison.RunAsync(TimeSpan.FromSeconds(args.Contains("--tiny") ? 1 : 3), args.Contains("--tiny") ? 1 : 3, Console.Out));
+}
+
 results.Add(ControlPlaneScale.Signings(TimeSpan.FromSeconds(3)));
 foreach (var n in args.Contains("--tiny") ? new[] { 50 } : args.Contains("--small") ? new[] { 1000 } : new[] { 1000, 10000 })
 {
     results.AddRange(await ControlPlaneScale.RunAsync(n, Console.Out));
 }
 
+var targets = Targets.Evaluate(results);
 var directory = Path.Combine(FindRoot(), "benchmarks", "results");
 Directory.CreateDirectory(directory);
 var machine = $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}";
@@ -46,8 +101,15 @@ await File.WriteAllTextAsync(Path.Combine(directory, "latest.json"), JsonSeriali
     date = DateTimeOffset.UtcNow,
     machine,
     results = results.Select(r => new { name = r.Name, value = Math.Round(r.Value, 3), unit = r.Unit, note = r.Note }),
+    targets = targets.Select(t => new { name = t.Name, value = Math.Round(t.Value, 3), unit = t.Unit, target = t.Target, met = t.Met }),
 }, new JsonSerializerOptions { WriteIndented = true }));
-var table = new StringBuilder($"Machine: {machine}\n\n| figure | value | unit |\n|---|---:|---|\n");
+var table = new StringBuilder($"Machine: {machine}\n\n| target | value | goal | |\n|---|---:|---|---|\n");
+foreach (var t in targets)
+{
+    table.Append(CultureInfo.InvariantCulture, $"| {t.Name} | {t.Value:0.###} {t.Unit} | {t.Target} | {(t.Met ? "met" : "**not met**")} |\n");
+}
+
+table.Append("\n| figure | value | unit |\n|---|---:|---|\n");
 foreach (var r in results)
 {
     table.Append(CultureInfo.InvariantCulture, $"| {r.Name} | {r.Value:0.###} | {r.Unit} |\n");

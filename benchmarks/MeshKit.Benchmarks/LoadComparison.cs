@@ -1,0 +1,556 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Security;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using MeshKit.ControlPlane;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace MeshKit.Benchmarks;
+
+/// <summary>
+/// End to end on loopback, every path measured in the same run and interleaved round by round so machine drift
+/// cancels out: (a) direct HttpClient → Kestrel; (b) the same call through MeshKit on both sides (routing, retries,
+/// timeout, outlier detection, authorization policy, metrics); (c) MeshKit with automatic mutual TLS; (d) plain TLS
+/// without MeshKit; (e) two nginx reverse proxies standing in for a client and a server sidecar. Closed loop at
+/// concurrency 1 (latency percentiles) and 32 (throughput), and CPU time per request of this process plus nginx's.
+/// </summary>
+internal static class LoadComparison
+{
+    /// <summary>Connections the apps served on: a path that opened one per request would show here, not only in its latency.</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> Connections = new();
+
+    private const string Config = """
+        apiVersion: networking.istio.io/v1
+        kind: DestinationRule
+        metadata: { name: bench-server }
+        spec:
+          host: bench-server
+          trafficPolicy: { outlierDetection: { consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s } }
+        ---
+        apiVersion: networking.istio.io/v1
+        kind: VirtualService
+        metadata: { name: bench-server }
+        spec:
+          hosts: [bench-server]
+          http:
+          - match: [{ headers: { end-user: { exact: jason } } }]
+            route: [{ destination: { host: bench-server } }]
+            timeout: 5s
+          - route: [{ destination: { host: bench-server } }]
+            retries: { attempts: 2, perTryTimeout: 5s, retryOn: "5xx,connect-failure" }
+            timeout: 10s
+        ---
+        apiVersion: networking.istio.io/v1
+        kind: VirtualService
+        metadata: { name: bench-secure }
+        spec:
+          hosts: [bench-secure]
+          http:
+          - route: [{ destination: { host: bench-secure } }]
+            retries: { attempts: 2, perTryTimeout: 5s, retryOn: "5xx,connect-failure" }
+            timeout: 10s
+        ---
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: { name: bench-server }
+        spec:
+          selector: { matchLabels: { app: bench-server } }
+          rules: [{ to: [{ operation: { methods: [GET], paths: ["/bench/*"] } }] }]
+        ---
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: { name: bench-secure }
+        spec:
+          selector: { matchLabels: { app: bench-secure } }
+          rules:
+          - from: [{ source: { principals: ["cluster.local/ns/default/sa/bench-client"] } }]
+            to: [{ operation: { methods: [GET], paths: ["/bench/*"] } }]
+        ---
+        apiVersion: security.istio.io/v1
+        kind: PeerAuthentication
+        metadata: { name: bench-secure }
+        spec:
+          selector: { matchLabels: { app: bench-secure } }
+          mtls: { mode: STRICT }
+        """;
+
+    public static async Task<IReadOnlyList<Result>> RunAsync(TimeSpan slice, int rounds, TextWriter log, string? only = null)
+    {
+        var owned = new Stack<IAsyncDisposable>();
+        var dir = Directory.CreateTempSubdirectory("meshkit-load-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "mesh.yaml"), Config);
+
+            // The control plane builds its own host from the environment: keep its log to warnings in this process.
+            Environment.SetEnvironmentVariable("Logging__LogLevel__Default", "Warning");
+            var controlPlane = ControlPlaneApp.Build([], o =>
+            {
+                o.ConfigDirectory = dir;
+                o.CaDirectory = Path.Combine(dir, ".ca");
+                o.Listen = "http://127.0.0.1:0";
+                o.SecureListen = "https://127.0.0.1:0";
+                o.AdminListen = string.Empty;
+                o.StartupSyncDelay = TimeSpan.Zero;
+            });
+            await controlPlane.StartAsync();
+            owned.Push(controlPlane);
+            var cpAddresses = Addresses(controlPlane);
+            var discovery = new Uri(cpAddresses.First(a => a.StartsWith("http://", StringComparison.Ordinal)));
+            var secure = new Uri(cpAddresses.First(a => a.StartsWith("https://", StringComparison.Ordinal)));
+            var ca = controlPlane.Services.GetRequiredService<MeshKit.ControlPlane.Ca.CertificateAuthority>();
+
+            // (a) and (d): the app without MeshKit, over plain text and over TLS with a P-256 certificate.
+            using var serverKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            using var serverCertificate = SelfSigned(serverKey);
+            var direct = await StartAppAsync(null, null, serverCertificate);
+            owned.Push(direct);
+            var directAddresses = Addresses(direct);
+            var directUri = new Uri(new Uri(directAddresses.First(a => a.StartsWith("http://", StringComparison.Ordinal))), "/bench/1");
+            var tlsUri = new Uri(new Uri(directAddresses.First(a => a.StartsWith("https://", StringComparison.Ordinal))), "/bench/1");
+
+            // (b): MeshKit on both sides, plain text.
+            var meshServer = await StartAppAsync(discovery, o => o.ServiceName = "bench-server", null);
+            owned.Push(meshServer);
+            var meshClientApp = await StartAppAsync(discovery, o => o.ServiceName = "bench-caller", null);
+            owned.Push(meshClientApp);
+
+            // (c): MeshKit with certificates from the control plane's CA: STRICT mutual TLS and a principal-based policy.
+            var secureServer = await StartAppAsync(secure, o =>
+            {
+                o.ServiceName = "bench-secure";
+                o.ServiceAccount = "bench-secure";
+                o.JoinToken = ca.CreateJoinToken("default", "bench-secure", TimeSpan.FromHours(1));
+            }, null);
+            owned.Push(secureServer);
+            var secureClientApp = await StartAppAsync(secure, o =>
+            {
+                o.ServiceName = "bench-client";
+                o.ServiceAccount = "bench-client";
+                o.JoinToken = ca.CreateJoinToken("default", "bench-client", TimeSpan.FromHours(1));
+            }, null);
+            owned.Push(secureClientApp);
+
+            var paths = new List<LoadPath>
+            {
+                new("direct", new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = Timeout.InfiniteTimeSpan }), directUri),
+                new("meshkit", Factory(meshClientApp), new Uri("http://bench-server:9080/bench/1")),
+                new("meshkit_mtls", Factory(secureClientApp), new Uri("http://bench-secure:9080/bench/1")),
+                new("plain_tls", new HttpClient(TrustingOnly(serverCertificate)), tlsUri),
+            };
+
+            var nginx = await Nginx.StartAsync(directUri, dir, log);
+            if (nginx is not null)
+            {
+                owned.Push(nginx);
+                paths.Add(new LoadPath("two_nginx", new HttpClient(new SocketsHttpHandler()), nginx.Entry, nginx.CpuTime));
+            }
+
+            if (only is not null)
+            {
+                paths.RemoveAll(p => p.Name != only && p.Name != "direct");
+            }
+
+            // Every path must answer, and the mesh paths must have gone through the mesh (mTLS: with the caller's identity).
+            await WaitUntilServedAsync(paths, log);
+
+            var samples = paths.ToDictionary(p => p.Name, _ => new Samples());
+            for (var round = 1; round <= rounds; round++)
+            {
+                foreach (var path in round % 2 == 1 ? paths : Enumerable.Reverse(paths))
+                {
+                    await RunSliceAsync(path, 1, slice, samples[path.Name]);
+                    await RunSliceAsync(path, 32, slice, samples[path.Name]);
+                }
+
+                log.WriteLine($"load round {round}/{rounds} done");
+            }
+
+            var results = new List<Result>();
+            foreach (var path in paths)
+            {
+                var s = samples[path.Name];
+                s.Latencies.Sort();
+                results.Add(new Result($"e2e.{path.Name}.c1.p50", Percentile(s.Latencies, 0.50), "µs"));
+                results.Add(new Result($"e2e.{path.Name}.c1.p99", Percentile(s.Latencies, 0.99), "µs"));
+                results.Add(new Result($"e2e.{path.Name}.c1.p999", Percentile(s.Latencies, 0.999), "µs"));
+                results.Add(new Result($"e2e.{path.Name}.c32.rps", s.Requests32 / s.Seconds32, "1/s"));
+                results.Add(new Result($"e2e.{path.Name}.cpu_per_request", s.CpuMicroseconds32 / s.Requests32, "µs",
+                    path.ExtraCpu is null ? "this process (client and server)" : "this process plus the nginx processes"));
+                results.Add(new Result($"e2e.{path.Name}.connections", s.Connections, "connections", "most connections one slice was served on"));
+                if (s.Errors > 0)
+                {
+                    results.Add(new Result($"e2e.{path.Name}.errors", s.Errors, "requests"));
+                }
+            }
+
+            if (nginx is null)
+            {
+                log.WriteLine("two_nginx skipped: nginx is not installed and could not be installed");
+            }
+
+            return results;
+        }
+        finally
+        {
+            while (owned.TryPop(out var item))
+            {
+                await item.DisposeAsync();
+            }
+
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static HttpClient Factory(WebApplication app) => app.Services.GetRequiredService<IHttpClientFactory>().CreateClient("bench");
+
+    private static string[] Addresses(WebApplication app) =>
+        app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.ToArray();
+
+    private static async Task<WebApplication> StartAppAsync(Uri? controlPlane, Action<MeshOptions>? mesh, X509Certificate2? tls)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        if (tls is null)
+        {
+            builder.WebHost.UseUrls("http://127.0.0.1:0");
+        }
+        else
+        {
+            builder.WebHost.ConfigureKestrel(k =>
+            {
+                k.Listen(IPAddress.Loopback, 0);
+                k.Listen(IPAddress.Loopback, 0, l => l.UseHttps(tls));
+            });
+        }
+
+        if (mesh is not null)
+        {
+            builder.Services.AddMesh(o =>
+            {
+                o.ControlPlaneAddress = controlPlane;
+                o.ServicePort = 9080;
+                o.InitialFetchTimeout = TimeSpan.FromSeconds(30);
+                o.AccessLogSampling = 0;
+                mesh(o);
+            });
+        }
+
+        var app = builder.Build();
+        app.MapGet("/bench/{id}", (HttpContext context) =>
+        {
+            Connections.TryAdd(context.Connection.Id, 0);
+            return MeshIdentity.Get(context)?.PeerPrincipal is { Length: > 0 } principal ? $"ok {principal}" : "ok";
+        });
+        await app.StartAsync();
+        return app;
+    }
+
+    private static X509Certificate2 SelfSigned(ECDsa key)
+    {
+        var request = new CertificateRequest("CN=127.0.0.1", key, HashAlgorithmName.SHA256);
+        var san = new SubjectAlternativeNameBuilder();
+        san.AddIpAddress(IPAddress.Loopback);
+        request.CertificateExtensions.Add(san.Build());
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
+        using var created = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddHours(2));
+        return X509CertificateLoader.LoadPkcs12(created.Export(X509ContentType.Pkcs12), null);
+    }
+
+    /// <summary>A client that trusts the one certificate through a custom trust store: chain validation as usual, no shortcut.</summary>
+    private static SocketsHttpHandler TrustingOnly(X509Certificate2 root)
+    {
+        var trusted = X509CertificateLoader.LoadCertificate(root.RawData);
+        return new SocketsHttpHandler
+        {
+            SslOptions = new SslClientAuthenticationOptions
+            {
+                CertificateChainPolicy = new X509ChainPolicy
+                {
+                    TrustMode = X509ChainTrustMode.CustomRootTrust,
+                    CustomTrustStore = { trusted },
+                    RevocationMode = X509RevocationMode.NoCheck,
+                },
+            },
+        };
+    }
+
+    private static async Task WaitUntilServedAsync(IReadOnlyList<LoadPath> paths, TextWriter log)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        foreach (var path in paths)
+        {
+            while (true)
+            {
+                string body;
+                try
+                {
+                    body = await path.Client.GetStringAsync(path.Uri);
+                }
+                catch (HttpRequestException) when (DateTime.UtcNow < deadline)
+                {
+                    await Task.Delay(200);
+                    continue;
+                }
+
+                var expected = path.Name == "meshkit_mtls" ? "ok cluster.local/ns/default/sa/bench-client" : "ok";
+                if (body.StartsWith(expected, StringComparison.Ordinal))
+                {
+                    log.WriteLine($"{path.Name}: {path.Uri} answers '{body}'");
+                    break;
+                }
+
+                if (DateTime.UtcNow >= deadline)
+                {
+                    throw new InvalidOperationException($"{path.Name} answered '{body}', expected '{expected}'");
+                }
+
+                await Task.Delay(200);
+            }
+        }
+    }
+
+    private static async Task RunSliceAsync(LoadPath path, int concurrency, TimeSpan duration, Samples samples)
+    {
+        Connections.Clear();
+        // A short warm-up per slice so connection setup after the previous path's slice is not measured.
+        await Task.WhenAll(Enumerable.Range(0, concurrency).Select(_ => path.Client.GetAsync(path.Uri)));
+        var cpuBefore = Cpu(path);
+        var started = Stopwatch.GetTimestamp();
+        var end = started + (long)(duration.TotalSeconds * Stopwatch.Frequency);
+        var perWorker = await Task.WhenAll(Enumerable.Range(0, concurrency).Select(async _ =>
+        {
+            var latencies = new List<double>(concurrency == 1 ? 65536 : 0);
+            var count = 0;
+            var errors = 0;
+            var buffer = new byte[256];
+            while (Stopwatch.GetTimestamp() < end)
+            {
+                var t0 = Stopwatch.GetTimestamp();
+                try
+                {
+                    using var response = await path.Client.GetAsync(path.Uri, HttpCompletionOption.ResponseHeadersRead);
+                    await using var body = await response.Content.ReadAsStreamAsync();
+                    while (await body.ReadAsync(buffer) > 0)
+                    {
+                    }
+
+                    if (!response.IsSuccessStatusCode)
+                    {
+                        errors++;
+                    }
+                }
+                catch (HttpRequestException)
+                {
+                    errors++;
+                }
+
+                if (concurrency == 1)
+                {
+                    latencies.Add(Stopwatch.GetElapsedTime(t0).TotalMicroseconds);
+                }
+
+                count++;
+            }
+
+            return (latencies, count, errors);
+        }));
+        var elapsed = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        var cpu = (Cpu(path) - cpuBefore).TotalMicroseconds;
+        lock (samples)
+        {
+            foreach (var (latencies, count, errors) in perWorker)
+            {
+                samples.Latencies.AddRange(latencies);
+                samples.Errors += errors;
+                if (concurrency > 1)
+                {
+                    samples.Requests32 += count;
+                }
+            }
+
+            samples.Connections = Math.Max(samples.Connections, Connections.Count);
+            if (concurrency > 1)
+            {
+                samples.Seconds32 += elapsed;
+                samples.CpuMicroseconds32 += cpu;
+            }
+        }
+    }
+
+    private static TimeSpan Cpu(LoadPath path)
+    {
+        using var self = Process.GetCurrentProcess();
+        return self.TotalProcessorTime + (path.ExtraCpu?.Invoke() ?? TimeSpan.Zero);
+    }
+
+    private static double Percentile(List<double> sorted, double q) =>
+        sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(q * sorted.Count) - 1)];
+
+    private sealed record LoadPath(string Name, HttpClient Client, Uri Uri, Func<TimeSpan>? ExtraCpu = null);
+
+    private sealed class Samples
+    {
+        public List<double> Latencies { get; } = [];
+
+        public long Requests32 { get; set; }
+
+        public double Seconds32 { get; set; }
+
+        public double CpuMicroseconds32 { get; set; }
+
+        public long Errors { get; set; }
+
+        public int Connections { get; set; }
+    }
+
+    /// <summary>
+    /// Two nginx reverse proxies on loopback, one process each with keep-alive upstreams: the client's sidecar
+    /// (entry) forwards to the server's sidecar, which forwards to the app — the path a sidecar mesh adds.
+    /// </summary>
+    private sealed class Nginx : IAsyncDisposable
+    {
+        private readonly Process[] _processes;
+
+        private Nginx(Process[] processes, Uri entry)
+        {
+            _processes = processes;
+            Entry = entry;
+        }
+
+        public Uri Entry { get; }
+
+        public static async Task<Nginx?> StartAsync(Uri app, string dir, TextWriter log)
+        {
+            var binary = Find();
+            if (binary is null)
+            {
+                log.WriteLine("nginx not found; installing it from the distribution's packages (apt-get install nginx-light)");
+                var install = Process.Start(new ProcessStartInfo("apt-get", "install -y --no-install-recommends nginx-light")
+                {
+                    Environment = { ["DEBIAN_FRONTEND"] = "noninteractive" },
+                    RedirectStandardOutput = true,
+                    RedirectStandardError = true,
+                });
+                if (install is not null)
+                {
+                    await install.StandardOutput.ReadToEndAsync();
+                    await install.WaitForExitAsync();
+                }
+
+                binary = Find();
+                if (binary is null)
+                {
+                    return null;
+                }
+            }
+
+            var serverSidecar = FreePort();
+            var clientSidecar = FreePort();
+            var server = Start(binary, Path.Combine(dir, "nginx-server"), serverSidecar, $"127.0.0.1:{app.Port}");
+            var client = Start(binary, Path.Combine(dir, "nginx-client"), clientSidecar, $"127.0.0.1:{serverSidecar}");
+            var entry = new Uri($"http://127.0.0.1:{clientSidecar}{app.PathAndQuery}");
+            await Task.Delay(500);
+            return new Nginx([server, client], entry);
+        }
+
+        /// <summary>CPU time of both nginx masters and their workers.</summary>
+        public TimeSpan CpuTime()
+        {
+            var ticks = 0L;
+            foreach (var master in _processes)
+            {
+                ticks += ProcStat(master.Id);
+                foreach (var child in Directory.EnumerateDirectories("/proc"))
+                {
+                    if (int.TryParse(Path.GetFileName(child), out var pid) && ParentOf(pid) == master.Id)
+                    {
+                        ticks += ProcStat(pid);
+                    }
+                }
+            }
+
+            return TimeSpan.FromSeconds(ticks / 100.0);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var process in _processes)
+            {
+                process.Kill(entireProcessTree: true);
+                await process.WaitForExitAsync();
+                process.Dispose();
+            }
+        }
+
+        private static string? Find() =>
+            new[] { "/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx" }.FirstOrDefault(File.Exists);
+
+        private static Process Start(string binary, string prefix, int port, string upstream)
+        {
+            Directory.CreateDirectory(Path.Combine(prefix, "logs"));
+            File.WriteAllText(Path.Combine(prefix, "nginx.conf"), $$"""
+                worker_processes 1;
+                daemon off;
+                pid {{prefix}}/nginx.pid;
+                error_log {{prefix}}/logs/error.log warn;
+                events { worker_connections 1024; }
+                http {
+                  access_log off;
+                  client_body_temp_path {{prefix}}/body;
+                  proxy_temp_path {{prefix}}/proxy;
+                  fastcgi_temp_path {{prefix}}/fastcgi;
+                  uwsgi_temp_path {{prefix}}/uwsgi;
+                  scgi_temp_path {{prefix}}/scgi;
+                  keepalive_requests 100000;
+                  upstream next { server {{upstream}}; keepalive 64; }
+                  server {
+                    listen 127.0.0.1:{{port}};
+                    location / {
+                      proxy_pass http://next;
+                      proxy_http_version 1.1;
+                      proxy_set_header Connection "";
+                    }
+                  }
+                }
+                """);
+            return Process.Start(new ProcessStartInfo(binary, ["-p", prefix, "-c", Path.Combine(prefix, "nginx.conf")]))
+                ?? throw new InvalidOperationException("nginx did not start");
+        }
+
+        private static int FreePort()
+        {
+            using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+            listener.Start();
+            return ((IPEndPoint)listener.LocalEndpoint).Port;
+        }
+
+        private static string[]? Fields(int pid)
+        {
+            try
+            {
+                var stat = File.ReadAllText($"/proc/{pid}/stat");
+                return stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            }
+            catch (IOException)
+            {
+                return null;
+            }
+        }
+
+        private static int ParentOf(int pid) => Fields(pid) is { } f ? int.Parse(f[1], CultureInfo.InvariantCulture) : -1;
+
+        // utime and stime (fields 14 and 15 of /proc/pid/stat), in clock ticks of 1/100 s.
+        private static long ProcStat(int pid) => Fields(pid) is { } f
+            ? long.Parse(f[11], CultureInfo.InvariantCulture) + long.Parse(f[12], CultureInfo.InvariantCulture)
+            : 0;
+    }
+}

@@ -1,0 +1,152 @@
+using System.Net;
+using BenchmarkDotNet.Attributes;
+using MeshKit.Config.Compilation;
+using MeshKit.Config.Parsing;
+using MeshKit.Http;
+using MeshKit.Protocol.V1;
+using MeshKit.Snapshot;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace MeshKit.Benchmarks;
+
+/// <summary>
+/// The whole in-process path of one call: the caller's MeshHandler, an in-memory transport that turns the request
+/// into an ASP.NET Core <see cref="HttpContext"/>, the callee's MeshMiddleware (authorization policy, metrics) and
+/// the app. <see cref="Plain"/> is the same transport and app without MeshKit, so the difference is what the mesh adds
+/// on both sides.
+/// </summary>
+[MemoryDiagnoser]
+public class PipelineBenchmarks
+{
+    private HttpMessageInvoker _plain = null!;
+    private HttpMessageInvoker _mesh = null!;
+    private ServiceProvider _services = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var yaml = """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec:
+              host: reviews
+              trafficPolicy: { outlierDetection: { consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s } }
+              subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { version: v2 } }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http:
+              - match: [{ headers: { end-user: { exact: jason } } }]
+                route: [{ destination: { host: reviews, subset: v2 } }]
+              - route:
+                - { destination: { host: reviews, subset: v1 }, weight: 80 }
+                - { destination: { host: reviews, subset: v2 }, weight: 20 }
+                retries: { attempts: 2, perTryTimeout: 2s, retryOn: "5xx,connect-failure" }
+                timeout: 10s
+            ---
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: { name: reviews-viewers }
+            spec:
+              selector: { matchLabels: { app: reviews } }
+              action: ALLOW
+              rules:
+              - to: [{ operation: { methods: [GET], paths: ["/reviews/*"] } }]
+            """;
+        var parsed = ConfigParser.Parse(yaml, "pipeline.yaml");
+        var workloads = new List<WorkloadAnnouncement>();
+        for (var v = 1; v <= 2; v++)
+        {
+            var w = new WorkloadAnnouncement { Service = "reviews", Namespace = "default", InstanceId = $"reviews-{v}", Address = $"10.0.0.{v}" };
+            w.Labels["version"] = $"v{v}";
+            w.Labels["app"] = "reviews";
+            w.Ports.Add(new WorkloadPort { Name = "http", ServicePort = 9080, TargetPort = 8080 });
+            workloads.Add(w);
+        }
+
+        var labels = new Dictionary<string, string> { ["app"] = "reviews", ["version"] = "v1" };
+        var view = MeshCompiler.Compile(new ConfigSet(parsed.Resources), workloads).ViewFor("default", labels);
+
+        var services = new ServiceCollection();
+        services.AddSingleton<Microsoft.Extensions.Configuration.IConfiguration>(new Microsoft.Extensions.Configuration.ConfigurationBuilder().Build());
+        services.AddLogging();
+        services.AddMetrics();
+        services.AddMesh(o =>
+        {
+            o.ServiceName = "reviews";
+            o.Namespace = "default";
+            o.Labels["version"] = "v1";
+
+            // Required by validation; nothing connects to it, as no host runs the sync service here.
+            o.ControlPlaneAddress = new Uri("http://127.0.0.1:15010");
+        });
+        _services = services.BuildServiceProvider();
+        var provider = _services.GetRequiredService<MeshSnapshotProvider>();
+        provider.PublishFromFile(SnapshotBuilder.Build(view.Resources, new SourceWorkload("default", labels), "1", ready: true));
+
+        static Task App(HttpContext context)
+        {
+            context.Response.StatusCode = 200;
+            return Task.CompletedTask;
+        }
+
+        var middleware = ActivatorUtilities.CreateInstance<MeshMiddleware>(_services, (RequestDelegate)App);
+        _plain = new HttpMessageInvoker(new InMemoryTransport(App));
+        _mesh = new HttpMessageInvoker(ActivatorUtilities.CreateInstance<MeshHandler>(_services) is var handler
+            ? WithInner(handler, new InMemoryTransport(middleware.InvokeAsync)) : null!);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup() => _services.Dispose();
+
+    [Benchmark(Baseline = true)]
+    public async Task<HttpStatusCode> Plain()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "http://10.0.0.1:8080/reviews/1");
+        using var response = await _plain.SendAsync(request, CancellationToken.None);
+        return response.StatusCode;
+    }
+
+    [Benchmark]
+    public async Task<HttpStatusCode> Mesh()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "http://reviews:9080/reviews/1");
+        using var response = await _mesh.SendAsync(request, CancellationToken.None);
+        return response.StatusCode;
+    }
+
+    private static DelegatingHandler WithInner(DelegatingHandler handler, HttpMessageHandler inner)
+    {
+        handler.InnerHandler = inner;
+        return handler;
+    }
+
+    /// <summary>Carries a request to an ASP.NET Core pipeline without sockets: method, URL and headers in, status out.</summary>
+    private sealed class InMemoryTransport(RequestDelegate app) : HttpMessageHandler
+    {
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            var context = new DefaultHttpContext();
+            var uri = request.RequestUri!;
+            context.Request.Method = request.Method.Method;
+            context.Request.Scheme = uri.Scheme;
+            context.Request.Host = new HostString(uri.Host, uri.Port);
+            context.Request.Path = uri.AbsolutePath;
+            context.Request.QueryString = new QueryString(uri.Query);
+            context.Connection.LocalPort = uri.Port;
+            context.Connection.RemoteIpAddress = IPAddress.Loopback;
+            foreach (var header in request.Headers)
+            {
+                context.Request.Headers[header.Key] = header.Value.ToArray();
+            }
+
+            await app(context);
+            return new HttpResponseMessage((HttpStatusCode)context.Response.StatusCode) { RequestMessage = request };
+        }
+    }
+}

@@ -16,7 +16,8 @@ if (args.Contains("--spin-pipeline"))
     // The in-memory pipeline in a loop for a profiler to attach to (dotnet-trace, perf).
     var pipeline = new PipelineBenchmarks();
     pipeline.Setup();
-    var until = DateTime.UtcNow.AddSeconds(30);
+    using var allocations = args.Contains("--allocations") ? new AllocationSampler() : null;
+    var until = DateTime.UtcNow.AddSeconds(args.Contains("--allocations") ? 10 : 30);
     while (DateTime.UtcNow < until)
     {
         for (var i = 0; i < 10_000; i++)
@@ -25,6 +26,7 @@ if (args.Contains("--spin-pipeline"))
         }
     }
 
+    allocations?.Print(Console.Out);
     return 0;
 }
 

@@ -31,6 +31,11 @@ public static class ControlPlaneApp
         ["--registration-grace"] = "ControlPlane:RegistrationGrace",
         ["--startup-sync-delay"] = "ControlPlane:StartupSyncDelay",
         ["--config-poll-interval"] = "ControlPlane:ConfigPollInterval",
+        ["--store"] = "ControlPlane:Store",
+        ["--etcd-endpoints"] = "ControlPlane:EtcdEndpoints",
+        ["--etcd-prefix"] = "ControlPlane:EtcdPrefix",
+        ["--etcd-lease-ttl"] = "ControlPlane:EtcdLeaseTtl",
+        ["--etcd-import-directory"] = "ControlPlane:EtcdImportDirectory",
     };
 
     /// <summary>Creates the control plane application.</summary>
@@ -51,6 +56,8 @@ public static class ControlPlaneApp
             .Validate(o => !string.IsNullOrWhiteSpace(o.Listen) || !string.IsNullOrWhiteSpace(o.SecureListen), "ControlPlane:Listen or ControlPlane:SecureListen is required")
             .Validate(o => o.WorkloadCertificateTtl > TimeSpan.Zero && o.MaxWorkloadCertificateTtl >= o.WorkloadCertificateTtl, "ControlPlane:WorkloadCertificateTtl must be > 0 and <= MaxWorkloadCertificateTtl")
             .Validate(o => o.Debounce >= TimeSpan.Zero && o.MaxDebounce >= o.Debounce, "ControlPlane:Debounce must be >= 0 and <= MaxDebounce")
+            .Validate(o => o.UsesEtcd || string.Equals(o.Store, "directory", StringComparison.OrdinalIgnoreCase), "ControlPlane:Store must be 'directory' or 'etcd'")
+            .Validate(o => !o.UsesEtcd || o.EtcdLeaseTtl >= TimeSpan.FromSeconds(2), "ControlPlane:EtcdLeaseTtl must be at least 2 s")
             .ValidateOnStart();
 
         var options = new ControlPlaneOptions();
@@ -106,13 +113,37 @@ public static class ControlPlaneApp
         });
 
         builder.Services.AddSingleton(TimeProvider.System);
-        builder.Services.AddSingleton<CertificateAuthority>();
         builder.Services.AddSingleton<DirectoryConfigStore>();
-        builder.Services.AddSingleton<IConfigStore>(sp => sp.GetRequiredService<DirectoryConfigStore>());
-        builder.Services.AddHostedService(sp => sp.GetRequiredService<DirectoryConfigStore>());
+        if (options.UsesEtcd)
+        {
+            // Shared state: config and registrations in etcd, the CA's files shared through it before the CA loads.
+            builder.Services.AddSingleton<Store.EtcdCluster>();
+            builder.Services.AddSingleton(sp => new CertificateAuthority(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<ControlPlaneOptions>>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<CertificateAuthority>>(), sp.GetRequiredService<Store.EtcdCluster>()));
+            builder.Services.AddSingleton<Store.EtcdConfigStore>();
+            builder.Services.AddSingleton<IConfigStore>(sp => sp.GetRequiredService<Store.EtcdConfigStore>());
+            builder.Services.AddSingleton<IConfigWriter>(sp => sp.GetRequiredService<Store.EtcdConfigStore>());
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<Store.EtcdConfigStore>());
+            builder.Services.AddSingleton<Store.EtcdWorkloadRegistry>();
+            builder.Services.AddSingleton<IWorkloadRegistry>(sp => sp.GetRequiredService<Store.EtcdWorkloadRegistry>());
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<Store.EtcdWorkloadRegistry>());
+            if (options.EtcdImportDirectory)
+            {
+                builder.Services.AddHostedService(sp => sp.GetRequiredService<DirectoryConfigStore>());
+                builder.Services.AddHostedService<Store.DirectoryImport>();
+            }
+        }
+        else
+        {
+            builder.Services.AddSingleton<CertificateAuthority>();
+            builder.Services.AddSingleton<IConfigStore>(sp => sp.GetRequiredService<DirectoryConfigStore>());
+            builder.Services.AddSingleton<IConfigWriter>(sp => sp.GetRequiredService<DirectoryConfigStore>());
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<DirectoryConfigStore>());
+            builder.Services.AddSingleton<WorkloadRegistry>();
+            builder.Services.AddSingleton<IWorkloadRegistry>(sp => sp.GetRequiredService<WorkloadRegistry>());
+        }
+
         builder.Services.AddSingleton<JwksCache>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<JwksCache>());
-        builder.Services.AddSingleton<WorkloadRegistry>();
         builder.Services.AddSingleton<ConnectionTracker>();
         builder.Services.AddMetrics();
         builder.Services.AddSingleton<ControlPlaneMetrics>();

@@ -6,6 +6,39 @@ public sealed class ControlPlaneOptions
     /// <summary>The configuration section name.</summary>
     public const string SectionName = "ControlPlane";
 
+    /// <summary>
+    /// Gets or sets where configuration and registrations live: <c>directory</c> (default: the config directory and an
+    /// in-memory registry, one control plane) or <c>etcd</c> (shared by several replicas; see <see cref="EtcdEndpoints"/>).
+    /// </summary>
+    public string Store { get; set; } = "directory";
+
+    /// <summary>Gets or sets the etcd client URLs, comma-separated (e.g. <c>http://10.0.0.1:2379,http://10.0.0.2:2379</c>).</summary>
+    public string EtcdEndpoints { get; set; } = "http://127.0.0.1:2379";
+
+    /// <summary>Gets or sets the key prefix of every MeshKit key in etcd, so several meshes can share one cluster. Default: <c>/meshkit</c>.</summary>
+    public string EtcdPrefix { get; set; } = "/meshkit";
+
+    /// <summary>
+    /// Gets or sets the TTL of a replica's registry lease: how long the workloads of a replica that died stay
+    /// registered while they reconnect to another one. Default: 10 s (etcd's minimum applies).
+    /// </summary>
+    public TimeSpan EtcdLeaseTtl { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Gets or sets whether, with the etcd store, the files of <see cref="ConfigDirectory"/> are imported into etcd (and
+    /// removed from it with their files). Enable it on one replica, or on all if they mount the same directory.
+    /// </summary>
+    public bool EtcdImportDirectory { get; set; }
+
+    /// <summary>
+    /// Gets or sets the passphrase the CA's private keys are encrypted with in etcd (required with the etcd store; the
+    /// same on every replica). Prefer the environment (<c>MESHKIT_ControlPlane__CaKeyPassphrase</c>) to the command line.
+    /// </summary>
+    public string CaKeyPassphrase { get; set; } = string.Empty;
+
+    /// <summary>Gets whether the etcd store is selected.</summary>
+    internal bool UsesEtcd => string.Equals(Store, "etcd", StringComparison.OrdinalIgnoreCase);
+
     /// <summary>Gets or sets the directory of YAML configuration files (watched and hot-reloaded). Default: <c>./mesh-config</c>.</summary>
     public string ConfigDirectory { get; set; } = "mesh-config";
 

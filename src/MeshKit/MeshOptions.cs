@@ -28,6 +28,14 @@ public sealed class MeshOptions
     public Uri? ControlPlaneAddress { get; set; }
 
     /// <summary>
+    /// Gets the URLs of further control-plane replicas (same scheme as <see cref="ControlPlaneAddress"/>). The workload
+    /// starts on a random one of all of them, so workloads spread over the replicas, and moves to the next when its
+    /// stream or a certificate request fails, resuming from the config it holds. One DNS name with several addresses
+    /// works too: the connection tries them in turn.
+    /// </summary>
+    public IList<Uri> ControlPlaneAddresses { get; } = [];
+
+    /// <summary>
     /// Gets or sets a YAML file (ServiceEntry, VirtualService, DestinationRule, MeshConfig) to run from without a control
     /// plane ("static mode"), or to serve from until the control plane has answered. Watched for changes. Default: none.
     /// </summary>

@@ -43,6 +43,21 @@ internal sealed class MeshOptionsValidator : IValidateOptions<MeshOptions>
             errors.Add($"Mesh:ControlPlaneAddress '{address}' must be an absolute http:// or https:// URL.");
         }
 
+        for (var i = 0; i < options.ControlPlaneAddresses.Count; i++)
+        {
+            var replica = options.ControlPlaneAddresses[i];
+            if (options.ControlPlaneAddress is null)
+            {
+                errors.Add($"Mesh:ControlPlaneAddresses:{i} is set without Mesh:ControlPlaneAddress; set the first replica there.");
+                break;
+            }
+
+            if (replica is null || !replica.IsAbsoluteUri || replica.Scheme != options.ControlPlaneAddress.Scheme)
+            {
+                errors.Add($"Mesh:ControlPlaneAddresses:{i} '{replica}' must be an absolute {options.ControlPlaneAddress.Scheme}:// URL, like Mesh:ControlPlaneAddress.");
+            }
+        }
+
         if (options.IsSecure && string.IsNullOrWhiteSpace(options.JoinToken) && string.IsNullOrWhiteSpace(options.JoinTokenFile))
         {
             errors.Add("Mesh:ControlPlaneAddress is https://, so the workload needs a certificate: set Mesh:JoinToken or Mesh:JoinTokenFile (meshctl token create).");

@@ -113,7 +113,7 @@ internal static class AdminEndpoints
             }),
         })));
 
-        app.MapGet("/debug/registry", (WorkloadRegistry registry) => Results.Json(registry.Entries.Select(e => new
+        app.MapGet("/debug/registry", (IWorkloadRegistry registry) => Results.Json(registry.Entries.Select(e => new
         {
             instanceId = e.Workload.InstanceId,
             service = e.Workload.Service,
@@ -165,7 +165,7 @@ internal static class AdminEndpoints
             .WithIndentation());
 
         // What one workload is sent, computed as the stream computes it: istioctl proxy-config's equivalent.
-        app.MapGet("/debug/workloads/{id}/config", (string id, string? type, ConnectionTracker tracker, WorkloadRegistry registry, MeshStatePublisher publisher, CertificateAuthority ca) =>
+        app.MapGet("/debug/workloads/{id}/config", (string id, string? type, ConnectionTracker tracker, IWorkloadRegistry registry, MeshStatePublisher publisher, CertificateAuthority ca) =>
         {
             var workload = tracker.Connections.Select(c => c.Workload).FirstOrDefault(w => w.InstanceId == id)
                 ?? registry.Workloads.FirstOrDefault(w => w.InstanceId == id)
@@ -237,7 +237,7 @@ internal static class AdminEndpoints
             line = r.Source.Line,
         })));
 
-        app.MapPost("/config", async (string? name, HttpRequest request, IOptions<ControlPlaneOptions> options) =>
+        app.MapPost("/config", async (string? name, HttpRequest request, IConfigWriter writer) =>
         {
             if (!IsFileName(name))
             {
@@ -258,28 +258,24 @@ internal static class AdminEndpoints
                 return Results.BadRequest(new { error = "the configuration is invalid; nothing was applied", diagnostics });
             }
 
-            var directory = Path.GetFullPath(options.Value.ConfigDirectory);
-            var temp = Path.Combine(directory, "." + name + ".tmp");
-            await File.WriteAllTextAsync(temp, text, request.HttpContext.RequestAborted).ConfigureAwait(false);
-            File.Move(temp, Path.Combine(directory, name!), overwrite: true);
+            if (await writer.ApplyAsync(name!, text, result.Resources, request.HttpContext.RequestAborted).ConfigureAwait(false) is { } refused)
+            {
+                return Results.Conflict(new { error = refused + "; nothing was applied", diagnostics });
+            }
+
             return Results.Json(new { applied = name, resources = result.Resources.Select(r => $"{r.Kind} {r.Namespace}/{r.Name}"), diagnostics });
         });
 
-        app.MapDelete("/config", (string? name, IOptions<ControlPlaneOptions> options) =>
+        app.MapDelete("/config", async (string? name, IConfigWriter writer, CancellationToken cancellationToken) =>
         {
             if (!IsFileName(name))
             {
                 return Results.BadRequest(new { error = "name must be a file name ending in .yaml or .yml" });
             }
 
-            var path = Path.Combine(Path.GetFullPath(options.Value.ConfigDirectory), name!);
-            if (!File.Exists(path))
-            {
-                return Results.NotFound(new { error = $"no file '{name}' in the config folder" });
-            }
-
-            File.Delete(path);
-            return Results.Json(new { deleted = name });
+            return await writer.DeleteAsync(name!, cancellationToken).ConfigureAwait(false)
+                ? Results.Json(new { deleted = name })
+                : Results.NotFound(new { error = $"no source '{name}' in the configuration" });
         });
     }
 

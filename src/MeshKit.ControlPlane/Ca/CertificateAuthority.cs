@@ -34,6 +34,12 @@ internal sealed partial class CertificateAuthority : IDisposable
     private readonly ITimer _servingRenewal;
     private volatile ServingCertificate _serving;
 
+    /// <summary>With the etcd store: the CA's files are agreed on through etcd first, so every replica loads the same CA.</summary>
+    public CertificateAuthority(IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<CertificateAuthority> logger, Store.EtcdCluster etcd)
+        : this(Shared(options, time, logger, etcd), time, logger)
+    {
+    }
+
     public CertificateAuthority(IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<CertificateAuthority> logger)
     {
         _options = options.Value;
@@ -55,6 +61,13 @@ internal sealed partial class CertificateAuthority : IDisposable
         Identity = SpiffeId.ControlPlane(TrustDomain);
         _serving = IssueServing();
         _servingRenewal = time.CreateTimer(_ => Renew(), null, ServingLifetime / 2, ServingLifetime / 2);
+    }
+
+    private static IOptions<ControlPlaneOptions> Shared(IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<CertificateAuthority> logger, Store.EtcdCluster etcd)
+    {
+        // Once, at start-up, before anything is served: blocking here is the simplest correct order.
+        Store.EtcdCaShare.PrepareAsync(etcd, options.Value, () => new CertificateAuthority(options, time, logger), CancellationToken.None).GetAwaiter().GetResult();
+        return options;
     }
 
     /// <summary>Gets the directory the CA files live in.</summary>
@@ -266,7 +279,7 @@ internal sealed partial class CertificateAuthority : IDisposable
         }
     }
 
-    private static string ResolveDirectory(string configured) =>
+    internal static string ResolveDirectory(string configured) =>
         Path.GetFullPath(string.IsNullOrWhiteSpace(configured)
             ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "meshkit", "ca")
             : configured);

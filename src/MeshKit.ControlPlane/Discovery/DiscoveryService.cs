@@ -15,7 +15,7 @@ namespace MeshKit.ControlPlane.Discovery;
 internal sealed partial class DiscoveryService(
     MeshStatePublisher publisher,
     CertificateAuthority ca,
-    WorkloadRegistry registry,
+    IWorkloadRegistry registry,
     ConnectionTracker tracker,
     TimeProvider time,
     ControlPlaneMetrics metrics,
@@ -49,7 +49,7 @@ internal sealed partial class DiscoveryService(
             connection.Resume(held.TypeUrl, held.Versions);
         }
 
-        var lease = registry.Register(workload);
+        var lease = await registry.RegisterAsync(workload, cancellation).ConfigureAwait(false);
         tracker.Add(connection);
         Log.Connected(logger, workload.InstanceId, workload.Service, workload.Namespace);
         using var streamEnd = CancellationTokenSource.CreateLinkedTokenSource(cancellation);

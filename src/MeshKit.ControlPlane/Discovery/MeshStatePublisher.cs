@@ -20,7 +20,7 @@ internal sealed record MeshState(long Version, CompiledMesh Mesh, DateTimeOffset
 internal sealed partial class MeshStatePublisher : BackgroundService
 {
     private readonly IConfigStore _store;
-    private readonly WorkloadRegistry _registry;
+    private readonly IWorkloadRegistry _registry;
     private readonly ControlPlaneOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger<MeshStatePublisher> _logger;
@@ -34,7 +34,7 @@ internal sealed partial class MeshStatePublisher : BackgroundService
 
     private readonly Ca.CertificateAuthority _ca;
 
-    public MeshStatePublisher(IConfigStore store, WorkloadRegistry registry, JwksCache jwks, Ca.CertificateAuthority ca, IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<MeshStatePublisher> logger)
+    public MeshStatePublisher(IConfigStore store, IWorkloadRegistry registry, JwksCache jwks, Ca.CertificateAuthority ca, IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<MeshStatePublisher> logger)
     {
         _ca = ca;
         _store = store;

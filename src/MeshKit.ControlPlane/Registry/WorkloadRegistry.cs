@@ -9,7 +9,7 @@ namespace MeshKit.ControlPlane.Registry;
 /// The in-memory registry of live workloads: an announcement is an entry for as long as its stream lives, plus a
 /// grace period when the stream broke (so a reconnect does not churn endpoints). A clean close removes it at once.
 /// </summary>
-internal sealed partial class WorkloadRegistry(IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<WorkloadRegistry> logger)
+internal sealed partial class WorkloadRegistry(IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<WorkloadRegistry> logger) : IWorkloadRegistry
 {
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private CancellationTokenSource _changed = new();
@@ -20,6 +20,8 @@ internal sealed partial class WorkloadRegistry(IOptions<ControlPlaneOptions> opt
     public IReadOnlyList<RegistryEntry> Entries => _entries.Values.Select(e => e.Public).ToArray();
 
     public IReadOnlyList<WorkloadAnnouncement> Workloads => _entries.Values.Select(e => e.Public.Workload).ToArray();
+
+    public Task<long> RegisterAsync(WorkloadAnnouncement workload, CancellationToken cancellationToken) => Task.FromResult(Register(workload));
 
     /// <summary>Registers (or re-registers) a workload; returns the lease that <see cref="Release"/> takes.</summary>
     public long Register(WorkloadAnnouncement workload)

@@ -11,7 +11,7 @@ namespace MeshKit.ControlPlane.Sources;
 /// A directory of YAML files (recursively, <c>*.yaml</c> and <c>*.yml</c>), watched through file-system notifications
 /// and a periodic rescan. Each file is accepted or rejected whole; a rejected file keeps its last accepted content.
 /// </summary>
-internal sealed partial class DirectoryConfigStore : IConfigStore, IHostedService, IDisposable
+internal sealed partial class DirectoryConfigStore : IConfigStore, IConfigWriter, IHostedService, IDisposable
 {
     private readonly ControlPlaneOptions _options;
     private readonly ILogger<DirectoryConfigStore> _logger;
@@ -21,7 +21,7 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IHostedServic
     private CancellationTokenSource _reload = new();
     private FileSystemWatcher? _watcher;
     private ITimer? _timer;
-    private State _state = new(ConfigSet.Empty, []);
+    private State _state = new(ConfigSet.Empty, [], new Dictionary<string, string>());
 
     public DirectoryConfigStore(IOptions<ControlPlaneOptions> options, ILogger<DirectoryConfigStore> logger, TimeProvider time)
     {
@@ -65,6 +65,30 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IHostedServic
     {
         _watcher?.Dispose();
         _timer?.Dispose();
+    }
+
+    /// <summary>Gets the text of every file whose latest content was accepted, by source name.</summary>
+    public IReadOnlyDictionary<string, string> AcceptedTexts => Volatile.Read(ref _state).AcceptedTexts;
+
+    public async Task<string?> ApplyAsync(string name, string text, IReadOnlyList<ConfigResource> resources, CancellationToken cancellationToken)
+    {
+        // Write then rename, so the watcher never reads half a file.
+        var temp = Path.Combine(Directory, "." + name + ".tmp");
+        await File.WriteAllTextAsync(temp, text, cancellationToken).ConfigureAwait(false);
+        File.Move(temp, Path.Combine(Directory, name), overwrite: true);
+        return null;
+    }
+
+    public Task<bool> DeleteAsync(string name, CancellationToken cancellationToken)
+    {
+        var path = Path.Combine(Directory, name);
+        if (!File.Exists(path))
+        {
+            return Task.FromResult(false);
+        }
+
+        File.Delete(path);
+        return Task.FromResult(true);
     }
 
     /// <summary>Reads every changed file, rebuilds the set if anything changed, and fires the reload token.</summary>
@@ -112,7 +136,8 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IHostedServic
                 statuses.Add(new ConfigSourceStatus(name, accepted, file.InForce.Count, diagnostics));
             }
 
-            Volatile.Write(ref _state, new State(new ConfigSet(resources), statuses));
+            var texts = _files.Where(f => f.Value.Accepted).ToDictionary(f => f.Key, f => f.Value.Text, StringComparer.Ordinal);
+            Volatile.Write(ref _state, new State(new ConfigSet(resources), statuses, texts));
             Log.ConfigLoaded(_logger, resources.Count, statuses.Count);
             var previous = Interlocked.Exchange(ref _reload, new CancellationTokenSource());
             previous.Cancel();
@@ -209,7 +234,7 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IHostedServic
         public IReadOnlyList<ConfigDiagnostic> Diagnostics { get; set; } = [];
     }
 
-    private sealed record State(ConfigSet Config, IReadOnlyList<ConfigSourceStatus> Sources);
+    private sealed record State(ConfigSet Config, IReadOnlyList<ConfigSourceStatus> Sources, IReadOnlyDictionary<string, string> AcceptedTexts);
 
     private static partial class Log
     {

@@ -39,6 +39,7 @@ public static class MeshServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<MeshSnapshotProvider>();
         services.TryAddSingleton<WorkloadAnnouncer>();
+        services.TryAddSingleton<ControlPlaneEndpoints>();
         services.TryAddSingleton<MeshSyncStatus>();
         services.TryAddSingleton<MeshKit.Security.WorkloadIdentity>();
         services.TryAddSingleton<MeshKit.Security.CertificateManager>();

@@ -25,17 +25,17 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
     internal const string ForwardedClientCertHeader = "x-forwarded-client-cert";
     internal const string MeshHeaderPrefix = "x-meshkit-";
 
-    private static readonly object Processed = new();
-
     public Task InvokeAsync(HttpContext context)
     {
-        // AddMesh() puts this middleware first, and an app may add it again with UseMesh(): one pass per request.
-        if (context.Items.ContainsKey(Processed))
+        // AddMesh() puts this middleware first, and an app may add it again with UseMesh(): one pass per request. A
+        // feature marks the pass (Kestrel keeps extra features in a list it reuses per connection; Items would
+        // allocate a dictionary per request).
+        if (context.Features.Get<MeshPass>() is not null)
         {
             return next(context);
         }
 
-        context.Items[Processed] = true;
+        context.Features.Set(MeshPass.Instance);
 
         // Read before the spoofable headers go: believed below only if mutual TLS backs the caller.
         var toldMetadata = context.Request.Headers[Telemetry.PeerMetadata.Header].ToString();
@@ -198,8 +198,8 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
                 Path = context.Request.Path.Value ?? string.Empty,
                 Headers = context.Request.Headers,
             };
-            var decision = snapshot.Authorization.Evaluate(request, policy =>
-                Log.Reported(logger, policy.DryRun ? "dry-run" : "AUDIT", policy.Action, policy.Name, request.Method, request.Path, request.SourcePrincipal ?? "-"));
+            var decision = snapshot.Authorization.Evaluate(request, snapshot.Authorization.HasReports ? policy =>
+                Log.Reported(logger, policy.DryRun ? "dry-run" : "AUDIT", policy.Action, policy.Name, request.Method, request.Path, request.SourcePrincipal ?? "-") : null);
             if (!decision.Allowed)
             {
                 Log.Denied(logger, request.Method, request.Path, request.SourcePrincipal ?? "-", decision.Policy ?? "no ALLOW policy matched");
@@ -354,4 +354,10 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
             }
         }
     }
+}
+
+/// <summary>Marks a request the mesh middleware has already processed.</summary>
+internal sealed class MeshPass
+{
+    public static readonly MeshPass Instance = new();
 }

@@ -8,8 +8,12 @@ using Polly.Timeout;
 namespace MeshKit.Resilience;
 
 /// <summary>What one request carries through the retry pipeline.</summary>
-internal sealed class AttemptState
+internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
 {
+    // The endpoints tried so far: almost always one, kept without a list until a retry needs more.
+    private EndpointView? _firstTried;
+    private List<EndpointView>? _moreTried;
+
     public required HttpRequestMessage Request { get; init; }
 
     public required Uri Uri { get; init; }
@@ -24,7 +28,40 @@ internal sealed class AttemptState
 
     public required bool Replayable { get; init; }
 
-    public List<EndpointView> Tried { get; } = new(2);
+    /// <summary>Gets the endpoints tried so far, in order.</summary>
+    public AttemptState Tried => this;
+
+    /// <summary>Gets how many endpoints were tried.</summary>
+    public int Count => _firstTried is null ? 0 : 1 + (_moreTried?.Count ?? 0);
+
+    public bool Contains(EndpointView endpoint) => ReferenceEquals(_firstTried, endpoint) || (_moreTried?.Contains(endpoint) ?? false);
+
+    public void Add(EndpointView endpoint)
+    {
+        if (_firstTried is null)
+        {
+            _firstTried = endpoint;
+        }
+        else
+        {
+            (_moreTried ??= new(2)).Add(endpoint);
+        }
+    }
+
+    public IEnumerator<EndpointView> GetEnumerator()
+    {
+        if (_firstTried is not null)
+        {
+            yield return _firstTried;
+        }
+
+        foreach (var more in _moreTried ?? [])
+        {
+            yield return more;
+        }
+    }
+
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
 
     /// <summary>Gets the destination cluster's runtime state (requests and retries in flight).</summary>
     public ClusterRuntime? Cluster { get; init; }

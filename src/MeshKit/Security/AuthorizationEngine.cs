@@ -37,7 +37,9 @@ internal sealed class AuthorizationRequest
     /// <summary>Gets the normalized path, without query: the one the application routes on.</summary>
     public string Path { get; init; } = string.Empty;
 
-    public IHeaderDictionary Headers { get; init; } = new HeaderDictionary();
+    public IHeaderDictionary Headers { get; init; } = EmptyHeaders;
+
+    private static readonly IHeaderDictionary EmptyHeaders = new HeaderDictionary();
 }
 
 /// <summary>The outcome of authorization.</summary>
@@ -67,6 +69,9 @@ internal sealed class AuthorizationEngine
 
     /// <summary>Gets whether no policy applies (every request is allowed without evaluation).</summary>
     public bool IsEmpty => _deny.Length == 0 && _allow.Length == 0 && _report.Length == 0;
+
+    /// <summary>Gets whether any AUDIT or dry-run policy is reported (the caller then passes a callback).</summary>
+    public bool HasReports => _report.Length > 0;
 
     public static AuthorizationEngine Compile(IEnumerable<AuthorizationPolicyRules> policies)
     {

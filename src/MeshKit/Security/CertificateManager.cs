@@ -22,15 +22,17 @@ internal sealed partial class CertificateManager : IHostedService, IDisposable
     private static readonly TimeSpan MinRetry = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan MaxRetry = TimeSpan.FromSeconds(30);
     private readonly MeshOptions _options;
+    private readonly Sync.ControlPlaneEndpoints _endpoints;
     private readonly WorkloadIdentity _identity;
     private readonly TimeProvider _time;
     private readonly ILogger<CertificateManager> _logger;
     private readonly CancellationTokenSource _stopping = new();
     private Task? _loop;
 
-    public CertificateManager(IOptions<MeshOptions> options, WorkloadIdentity identity, TimeProvider time, ILogger<CertificateManager> logger)
+    public CertificateManager(IOptions<MeshOptions> options, WorkloadIdentity identity, TimeProvider time, ILogger<CertificateManager> logger, Sync.ControlPlaneEndpoints? endpoints = null)
     {
         _options = options.Value;
+        _endpoints = endpoints ?? new Sync.ControlPlaneEndpoints(options);
         _identity = identity;
         _time = time;
         _logger = logger;
@@ -126,6 +128,23 @@ internal sealed partial class CertificateManager : IHostedService, IDisposable
 
     private async Task<IssuedCertificate> ObtainAsync(CancellationToken cancellationToken)
     {
+        // Every replica signs (they share the CA): a replica that is down costs one attempt, not a renewal.
+        for (var tried = 1; ; tried++)
+        {
+            var address = _endpoints.Current!;
+            try
+            {
+                return await ObtainFromAsync(address, cancellationToken).ConfigureAwait(false);
+            }
+            catch (RpcException ex) when (ex.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded && tried < _endpoints.All.Count)
+            {
+                _endpoints.Failed(address);
+            }
+        }
+    }
+
+    private async Task<IssuedCertificate> ObtainFromAsync(Uri address, CancellationToken cancellationToken)
+    {
         var current = _identity.Current;
         string? token = null;
         SpiffeId id;
@@ -139,7 +158,7 @@ internal sealed partial class CertificateManager : IHostedService, IDisposable
                 throw new MeshConfigException($"the join token is for {id}, but this workload is namespace '{_options.Namespace}', service account '{_options.ServiceAccount}'");
             }
 
-            bundle = await FetchPinnedBundleAsync(token, cancellationToken).ConfigureAwait(false);
+            bundle = await FetchPinnedBundleAsync(address, token, cancellationToken).ConfigureAwait(false);
         }
         else
         {
@@ -148,7 +167,7 @@ internal sealed partial class CertificateManager : IHostedService, IDisposable
         }
 
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        using var channel = ControlPlaneChannel(_options.ControlPlaneAddress!, bundle, current, _time);
+        using var channel = ControlPlaneChannel(address, bundle, current, _time);
         var client = new MeshCertificates.MeshCertificatesClient(channel);
         var headers = new Metadata();
         if (token is not null)
@@ -194,17 +213,17 @@ internal sealed partial class CertificateManager : IHostedService, IDisposable
     /// Fetches the roots over an unverified connection and keeps them only if one matches the pin in the join token;
     /// nothing secret is sent on that connection.
     /// </summary>
-    private async Task<TrustBundle> FetchPinnedBundleAsync(string token, CancellationToken cancellationToken)
+    private async Task<TrustBundle> FetchPinnedBundleAsync(Uri address, string token, CancellationToken cancellationToken)
     {
         var pin = JoinTokens.ReadRootPin(token) ?? throw new MeshConfigException("the join token carries no root pin");
         using var handler = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5) };
         handler.SslOptions.RemoteCertificateValidationCallback = (_, _, _, _) => true;
-        using var channel = GrpcChannel.ForAddress(_options.ControlPlaneAddress!, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = false });
+        using var channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = false });
         var response = await new MeshCertificates.MeshCertificatesClient(channel).GetTrustBundleAsync(new TrustBundleRequest(), cancellationToken: cancellationToken).ConfigureAwait(false);
         var bundle = TrustBundle.FromDer(response.TrustDomain, response.TrustRoots.Select(r => r.ToByteArray()));
         if (!bundle.Roots.Any(r => CertificateProfile.Pin(r) == pin))
         {
-            throw new InvalidOperationException($"the control plane at {_options.ControlPlaneAddress} does not hold the root CA the join token pins; refusing to send the token");
+            throw new InvalidOperationException($"the control plane at {address} does not hold the root CA the join token pins; refusing to send the token");
         }
 
         return bundle;

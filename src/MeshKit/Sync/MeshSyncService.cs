@@ -20,6 +20,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
 {
     private readonly MeshSnapshotProvider _provider;
     private readonly MeshOptions _options;
+    private readonly ControlPlaneEndpoints _endpoints;
     private readonly WorkloadAnnouncer _announcer;
     private readonly WorkloadIdentity _identity;
     private readonly MeshSyncStatus _status;
@@ -36,9 +37,10 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
     private volatile bool _leaving;
     private TaskCompletionSource _streamEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public MeshSyncService(MeshSnapshotProvider provider, IOptions<MeshOptions> options, WorkloadAnnouncer announcer, WorkloadIdentity identity, MeshSyncStatus status, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<MeshSyncService> logger, Telemetry.MeshMetrics? metrics = null)
+    public MeshSyncService(MeshSnapshotProvider provider, IOptions<MeshOptions> options, WorkloadAnnouncer announcer, WorkloadIdentity identity, MeshSyncStatus status, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<MeshSyncService> logger, Telemetry.MeshMetrics? metrics = null, ControlPlaneEndpoints? endpoints = null)
     {
         _metrics = metrics;
+        _endpoints = endpoints ?? new ControlPlaneEndpoints(options);
         _provider = provider;
         _options = options.Value;
         _announcer = announcer;
@@ -51,7 +53,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        if (_options.ControlPlaneAddress is null)
+        if (_endpoints.Current is null)
         {
             return;
         }
@@ -62,14 +64,15 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
         var attempt = 0;
         while (!token.IsCancellationRequested && !_leaving)
         {
+            var address = _endpoints.Current!;
             try
             {
                 // A new channel per stream: on the TLS port it presents the certificate current at the time.
-                using var channel = await CreateChannelAsync(token.Token).ConfigureAwait(false);
+                using var channel = await CreateChannelAsync(address, token.Token).ConfigureAwait(false);
                 var client = new MeshDiscovery.MeshDiscoveryClient(channel);
                 var announcement = _announcer.Build();
                 _announcedPorts = announcement.Ports.Count > 0;
-                await RunStreamAsync(client, announcement, () => attempt = 0, token.Token).ConfigureAwait(false);
+                await RunStreamAsync(client, address, announcement, () => attempt = 0, token.Token).ConfigureAwait(false);
                 Log.StreamEnded(_logger);
             }
             catch (Exception) when (token.IsCancellationRequested || _leaving)
@@ -78,13 +81,16 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
             }
             catch (Exception ex)
             {
-                Log.StreamFailed(_logger, _options.ControlPlaneAddress, ex.Message);
+                Log.StreamFailed(_logger, address, ex.Message);
             }
 
             if (_leaving)
             {
                 break;
             }
+
+            // The stream ended or failed: the next attempt goes to the next replica (the held versions go with it).
+            _endpoints.Failed(address);
 
             var delay = Backoff(attempt++);
             try
@@ -98,7 +104,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
         }
     }
 
-    private async Task<GrpcChannel> CreateChannelAsync(CancellationToken cancellationToken)
+    private async Task<GrpcChannel> CreateChannelAsync(Uri address, CancellationToken cancellationToken)
     {
         static void KeepAlive(SocketsHttpHandler handler)
         {
@@ -112,13 +118,13 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
         {
             var handler = new SocketsHttpHandler();
             KeepAlive(handler);
-            return GrpcChannel.ForAddress(_options.ControlPlaneAddress!, new GrpcChannelOptions { HttpHandler = handler });
+            return GrpcChannel.ForAddress(address, new GrpcChannelOptions { HttpHandler = handler });
         }
 
         // Discovery on the TLS port is authenticated by the workload certificate: wait for it.
         await _identity.FirstIssued.WaitAsync(cancellationToken).ConfigureAwait(false);
         var current = _identity.Current!;
-        return CertificateManager.ControlPlaneChannel(_options.ControlPlaneAddress!, current.Bundle, current, _time, KeepAlive);
+        return CertificateManager.ControlPlaneChannel(address, current.Bundle, current, _time, KeepAlive);
     }
 
     /// <summary>Full jitter: a uniform delay between 0 and min(max, base × 2^attempt).</summary>
@@ -128,7 +134,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
         return TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * ceiling);
     }
 
-    private async Task RunStreamAsync(MeshDiscovery.MeshDiscoveryClient client, WorkloadAnnouncement announcement, Action connected, CancellationToken cancellationToken)
+    private async Task RunStreamAsync(MeshDiscovery.MeshDiscoveryClient client, Uri address, WorkloadAnnouncement announcement, Action connected, CancellationToken cancellationToken)
     {
         using var call = client.StreamResources(cancellationToken: cancellationToken);
         _streamEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -148,7 +154,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
             }
 
             await WriteAsync(call, hello).ConfigureAwait(false);
-            Log.Connected(_logger, _options.ControlPlaneAddress!, announcement.InstanceId);
+            Log.Connected(_logger, address, announcement.InstanceId);
             while (await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
             {
                 connected();

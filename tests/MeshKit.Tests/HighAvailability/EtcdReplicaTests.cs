@@ -188,6 +188,89 @@ public sealed class EtcdReplicaTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AReplicaProcessKilledOutright_LosesNoRequestAndNoRegistration()
+    {
+        // The workloads can only reach the process replica at first, so that is where they connect.
+        await using var victim = await ControlPlaneProcess.StartAsync(
+            new Dictionary<string, string> { ["MESHKIT_ControlPlane__CaKeyPassphrase"] = Passphrase },
+            "--store", "etcd", "--etcd-endpoints", _etcd.Endpoints, "--etcd-lease-ttl", "00:00:05", "--registration-grace", "00:00:01");
+        // The replicas that start later are known up front, as a DNS name or an address list would be.
+        int[] later = [FreePort(), FreePort()];
+        void Replicas(MeshOptions o)
+        {
+            foreach (var port in later)
+            {
+                o.ControlPlaneAddresses.Add(new Uri($"http://127.0.0.1:{port}"));
+            }
+        }
+
+        var reviews = await TestWorkload.StartAsync("reviews", "v1", victim.DiscoveryAddress, Replicas);
+        _owned.Add(reviews);
+        var caller = await TestWorkload.StartAsync("productpage", "v1", victim.DiscoveryAddress, Replicas);
+        _owned.Add(caller);
+        await Eventually.TrueAsync(() => Endpoints(caller) == 1, "caller sees reviews through the process replica");
+
+        using var traffic = new CancellationTokenSource();
+        var http = caller.CreateClient();
+        var failures = 0;
+        var sent = 0;
+        var load = Task.Run(async () =>
+        {
+            while (!traffic.IsCancellationRequested)
+            {
+                try
+                {
+                    using var response = await http.GetAsync("http://reviews:9080/");
+                    if (!response.IsSuccessStatusCode)
+                    {
+                        Interlocked.Increment(ref failures);
+                    }
+                }
+                catch (HttpRequestException)
+                {
+                    Interlocked.Increment(ref failures);
+                }
+
+                Interlocked.Increment(ref sent);
+                await Task.Delay(5);
+            }
+        });
+
+        var survivors = await StartReplicasAsync(2, leaseTtl: TimeSpan.FromSeconds(5), ports: later);
+        await Eventually.TrueAsync(() => Volatile.Read(ref sent) > 20, "traffic flows");
+        victim.Kill();
+
+        // Both reconnect to the in-process replicas; their entries never leave the registry.
+        await Eventually.TrueAsync(async () =>
+        {
+            var connected = 0;
+            foreach (var replica in survivors)
+            {
+                connected += (await replica.GetAdminJsonAsync("/debug/connections")).GetProperty("connections").GetArrayLength();
+            }
+
+            return connected == 2;
+        }, "the workloads reconnected to the surviving replicas");
+        await Task.Delay(TimeSpan.FromSeconds(6)); // past the dead replica's lease
+        Assert.True((await RegisteredServicesAsync(survivors[0])).SetEquals(["reviews", "productpage"]));
+
+        var applied = await ApplyAsync(survivors[1], "reviews.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http: [{ route: [{ destination: { host: reviews } }], timeout: 4s }]
+            """);
+        Assert.True(applied.IsSuccessStatusCode);
+        await Eventually.TrueAsync(() => caller.Snapshot.Services.TryGetValue(ReviewsHost, out var s) && s.Routes.Length == 1 && s.Routes[0].Resilience is not null, "a change made after the kill reaches the caller");
+
+        await traffic.CancelAsync();
+        await load;
+        Assert.Equal(0, Volatile.Read(ref failures));
+    }
+
+    [Fact]
     public async Task ARegistrationSurvivesAReplicaRestart_AndADeadWorkloadExpiresWithItsLease()
     {
         var replicas = await StartReplicasAsync(2, leaseTtl: TimeSpan.FromSeconds(5));
@@ -281,12 +364,19 @@ public sealed class EtcdReplicaTests : IAsyncLifetime
         return await admin.PostAsync($"/config?name={name}", new StringContent(yaml));
     }
 
-    private async Task<TestControlPlane[]> StartReplicasAsync(int count, TimeSpan? leaseTtl = null)
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private async Task<TestControlPlane[]> StartReplicasAsync(int count, TimeSpan? leaseTtl = null, int[]? ports = null)
     {
         var replicas = new TestControlPlane[count];
         for (var i = 0; i < count; i++)
         {
-            replicas[i] = await TestControlPlane.StartAsync(configure: o =>
+            replicas[i] = await TestControlPlane.StartAsync(discoveryPort: ports?[i] ?? 0, configure: o =>
             {
                 o.Store = "etcd";
                 o.EtcdEndpoints = _etcd.Endpoints;

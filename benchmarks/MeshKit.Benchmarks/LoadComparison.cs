@@ -234,6 +234,9 @@ internal static class LoadComparison
 
         if (mesh is not null)
         {
+            // IHttpClientFactory's own logging handlers (a log scope per request) are not MeshKit: without them the
+            // mesh client's chain is MeshKit alone, as (a) is a bare HttpClient.
+            builder.Services.ConfigureHttpClientDefaults(b => b.RemoveAllLoggers());
             builder.Services.AddMesh(o =>
             {
                 o.ControlPlaneAddress = controlPlane;

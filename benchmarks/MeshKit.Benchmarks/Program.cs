@@ -11,6 +11,13 @@ using MeshKit.Benchmarks;
 // with every target marked met or not met (`--no-micro` skips the BenchmarkDotNet part, `--no-load` the end-to-end
 // load comparison, `--small` the 10,000-workload fleet, `--tiny` runs a 50-workload fleet). Anything else goes to
 // BenchmarkDotNet (e.g. --filter '*Security*'). `--load` runs only the end-to-end comparison and prints it.
+if (args.Contains("--spin-signing"))
+{
+    // CA signing in a loop for a profiler to attach to.
+    Console.WriteLine(ControlPlaneScale.Signings(TimeSpan.FromSeconds(args.Contains("--short") ? 4 : 25)).Value);
+    return 0;
+}
+
 if (args.Contains("--spin-pipeline"))
 {
     // The in-memory pipeline in a loop for a profiler to attach to (dotnet-trace, perf).

@@ -57,12 +57,12 @@ internal static class CertificateProfile
         switch (key.Oid.Value)
         {
             case "1.2.840.10045.2.1":
-                using (var ec = key.GetECDsaPublicKey()!)
+                // The curve is named in the key's parameters: read it rather than import the key again (an import
+                // is the costliest step of a signing; the request's signature check above has done one already).
+                var curve = NamedCurve(key);
+                if (curve is not ("1.2.840.10045.3.1.7" or "1.3.132.0.34"))
                 {
-                    if (ec.KeySize is not (256 or 384))
-                    {
-                        throw new ArgumentException($"ECDSA keys must be P-256 or P-384, not {ec.KeySize} bits", nameof(der));
-                    }
+                    throw new ArgumentException($"ECDSA keys must be P-256 or P-384, not curve {curve ?? "(explicit parameters)"}", nameof(der));
                 }
 
                 break;
@@ -81,6 +81,25 @@ internal static class CertificateProfile
         }
 
         return key;
+    }
+
+    /// <summary>The named-curve OID of an EC public key, or null when the key carries explicit curve parameters.</summary>
+    private static string? NamedCurve(PublicKey key)
+    {
+        if (key.EncodedParameters?.RawData is not { Length: > 0 } parameters)
+        {
+            return null;
+        }
+
+        try
+        {
+            return System.Formats.Asn1.AsnDecoder.ReadObjectIdentifier(parameters, System.Formats.Asn1.AsnEncodingRules.DER, out var consumed) is var oid
+                && consumed == parameters.Length ? oid : null;
+        }
+        catch (System.Formats.Asn1.AsnContentException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Creates a PKCS#10 request for <paramref name="id"/> signed by <paramref name="key"/>.</summary>

@@ -136,6 +136,13 @@ public sealed class PeerVerifierTests : IDisposable
         var tampered = (byte[])csr.Clone();
         tampered[^5] ^= 0xFF;
         Assert.Throws<ArgumentException>(() => CertificateProfile.ReadSigningRequest(tampered));
+
+        // The curve is read from the key's parameters: P-256 and P-384 pass, any other curve is refused.
+        using var p384 = ECDsa.Create(ECCurve.NamedCurves.nistP384);
+        Assert.NotNull(CertificateProfile.ReadSigningRequest(new CertificateRequest("CN=x", p384, HashAlgorithmName.SHA384).CreateSigningRequest()));
+        using var p521 = ECDsa.Create(ECCurve.NamedCurves.nistP521);
+        var refused = Assert.Throws<ArgumentException>(() => CertificateProfile.ReadSigningRequest(new CertificateRequest("CN=x", p521, HashAlgorithmName.SHA512).CreateSigningRequest()));
+        Assert.Contains("1.3.132.0.35", refused.Message, StringComparison.Ordinal);
     }
 
     private bool Verify(X509Certificate2 leaf, out SpiffeId? id, out string? error) =>

@@ -291,6 +291,10 @@ public sealed class EtcdReplicaTests : IAsyncLifetime
         await Task.Delay(TimeSpan.FromSeconds(5));
         await Eventually.TrueAsync(async () => (await RegisteredServicesAsync(b)).SetEquals(["ratings"]), "the dead workload's entry expired with replica 1's lease");
         await Eventually.TrueAsync(async () => (await b.GetAdminJsonAsync("/debug/connections")).GetProperty("connections").GetArrayLength() == 1, "the survivor is connected to replica 2");
+
+        // A replica started afresh finds the registry as it is, from etcd.
+        var restarted = (await StartReplicasAsync(1, leaseTtl: TimeSpan.FromSeconds(5)))[0];
+        Assert.True((await RegisteredServicesAsync(restarted)).SetEquals(["ratings"]));
         GC.KeepAlive(survivor);
     }
 

@@ -147,7 +147,39 @@ internal static class LoadComparison
                 new("plain_tls", new HttpClient(TrustingOnly(serverCertificate)), tlsUri),
             };
 
-            var nginx = await Nginx.StartAsync(directUri, dir, log);
+            var split = only == "split";
+            if (split)
+            {
+                // Diagnosis: MeshKit on one side only, to tell the caller's cost from the callee's. The caller reaches
+                // the plain app through a ServiceEntry; the plain client calls the mesh server's port directly.
+                File.WriteAllText(Path.Combine(dir, "plain.yaml"), $$"""
+                    apiVersion: networking.istio.io/v1
+                    kind: ServiceEntry
+                    metadata: { name: bench-plain }
+                    spec:
+                      hosts: [bench-plain]
+                      ports: [{ number: 9080, name: http, protocol: HTTP }]
+                      resolution: STATIC
+                      endpoints: [{ address: 127.0.0.1, ports: { http: {{directUri.Port}} } }]
+                    ---
+                    apiVersion: networking.istio.io/v1
+                    kind: VirtualService
+                    metadata: { name: bench-plain }
+                    spec:
+                      hosts: [bench-plain]
+                      http:
+                      - route: [{ destination: { host: bench-plain } }]
+                        retries: { attempts: 2, perTryTimeout: 5s, retryOn: "5xx,connect-failure" }
+                        timeout: 10s
+                    """);
+                var meshServerUri = new Uri(new Uri(Addresses(meshServer).First(a => a.StartsWith("http://", StringComparison.Ordinal))), "/bench/1");
+                paths.RemoveAll(p => p.Name is "meshkit_mtls" or "plain_tls");
+                paths.Add(new("mesh_caller_only", Factory(meshClientApp), new Uri("http://bench-plain:9080/bench/1")));
+                paths.Add(new("mesh_callee_only", new HttpClient(new SocketsHttpHandler()), meshServerUri));
+                only = null;
+            }
+
+            var nginx = !split && (only is null || only == "two_nginx") ? await Nginx.StartAsync(directUri, dir, log) : null;
             if (nginx is not null)
             {
                 owned.Push(nginx);

@@ -18,18 +18,30 @@ if (args.Contains("--spin-signing"))
     return 0;
 }
 
-if (args.Contains("--spin-pipeline"))
+if (args.Contains("--spin-pipeline") || args.Contains("--spin-handler"))
 {
-    // The in-memory pipeline in a loop for a profiler to attach to (dotnet-trace, perf).
-    var pipeline = new PipelineBenchmarks();
-    pipeline.Setup();
+    // The in-memory pipeline (or the outbound handler alone) in a loop for a profiler to attach to (dotnet-trace, perf).
+    Func<Task> call;
+    if (args.Contains("--spin-handler"))
+    {
+        var handler = new MeshHandlerBenchmarks { Services = 10 };
+        handler.Setup();
+        call = handler.Mesh;
+    }
+    else
+    {
+        var pipeline = new PipelineBenchmarks();
+        pipeline.Setup();
+        call = pipeline.Mesh;
+    }
+
     using var allocations = args.Contains("--allocations") ? new AllocationSampler() : null;
     var until = DateTime.UtcNow.AddSeconds(args.Contains("--allocations") ? 10 : 30);
     while (DateTime.UtcNow < until)
     {
         for (var i = 0; i < 10_000; i++)
         {
-            await pipeline.Mesh();
+            await call();
         }
     }
 

@@ -39,11 +39,23 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     /// </summary>
     public const string ResponseFlagsHeader = "x-meshkit-response-flags";
 
-    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var log = accessLog is not null && accessLog.IsEnabled(LogLevel.Information) && Sampled();
         var reportIstio = istio?.Enabled == true;
-        using var activity = MeshActivity.Source.StartActivity("MeshKit outbound", ActivityKind.Internal);
+        var activity = MeshActivity.Source.StartActivity("MeshKit outbound", ActivityKind.Internal);
+        if (activity is null && !log && metrics?.RequestsEnabled != true && !reportIstio)
+        {
+            // Nothing observes this call: no wrapper state machine around the send.
+            return SendCoreAsync(request, cancellationToken);
+        }
+
+        return SendObservedAsync(request, activity, log, reportIstio, cancellationToken);
+    }
+
+    private async Task<HttpResponseMessage> SendObservedAsync(HttpRequestMessage request, Activity? activity, bool log, bool reportIstio, CancellationToken cancellationToken)
+    {
+        using var owned = activity;
         activity?.SetTag("server.address", request.RequestUri?.IdnHost);
         if (!log && metrics?.RequestsEnabled != true && !reportIstio)
         {
@@ -453,6 +465,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     }
 
     /// <summary>One attempt: an endpoint not tried yet when there is one (Envoy's previous_hosts), then the send.</summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<HttpResponseMessage> SendAttemptAsync(AttemptState state, CancellationToken cancellationToken)
     {
         EndpointView? endpoint = null;
@@ -493,7 +506,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         }
 
         var invoker = InvokerFor(state, endpoint);
-        state.Request.RequestUri = new Uri(string.Concat(state.Uri.Scheme, "://", authority, state.PathAndQuery), UriKind.Absolute);
+        state.Request.RequestUri = endpoint.UriFor(state.Uri.Scheme, authority, state.PathAndQuery);
         Interlocked.Increment(ref endpoint._active);
         var reserved = state.RetryReserved;
         state.RetryReserved = false;

@@ -78,6 +78,29 @@ internal sealed class EndpointView
         return true;
     }
 
+    /// <summary>
+    /// The endpoint's URL for a request: <c>scheme://authority/pathAndQuery</c>. The last one built is kept (a
+    /// <see cref="Uri"/> is immutable), so calls that repeat a path — every call of a gRPC method, a fixed REST
+    /// resource — reuse it instead of parsing a new one each time.
+    /// </summary>
+    public Uri UriFor(string scheme, string authority, string pathAndQuery)
+    {
+        var last = Volatile.Read(ref _lastUri);
+        if (last is not null && ReferenceEquals(last.Authority, authority) && string.Equals(last.PathAndQuery, pathAndQuery, StringComparison.Ordinal)
+            && string.Equals(last.Scheme, scheme, StringComparison.Ordinal))
+        {
+            return last.Uri;
+        }
+
+        var uri = new Uri(string.Concat(scheme, "://", authority, pathAndQuery), UriKind.Absolute);
+        Volatile.Write(ref _lastUri, new BuiltUri(scheme, authority, pathAndQuery, uri));
+        return uri;
+    }
+
+    private BuiltUri? _lastUri;
+
+    private sealed record BuiltUri(string Scheme, string Authority, string PathAndQuery, Uri Uri);
+
     /// <summary>Returns <c>host:targetPort</c> for a service port, or null when the endpoint does not serve it.</summary>
     public string? AuthorityFor(uint servicePort)
     {

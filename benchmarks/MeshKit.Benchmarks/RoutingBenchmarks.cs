@@ -1,4 +1,5 @@
 using System.Text;
+using Google.Protobuf;
 using BenchmarkDotNet.Attributes;
 using MeshKit.Config.Compilation;
 using MeshKit.Config.Parsing;
@@ -103,7 +104,13 @@ internal static class LargeMesh
 
         var parsed = ConfigParser.Parse(yaml.ToString(), "routing.yaml");
         var view = MeshCompiler.Compile(new ConfigSet(parsed.Resources), workloads).ViewFor("default");
-        return (view.Resources, SnapshotBuilder.Build(view.Resources, new SourceWorkload("default", new Dictionary<string, string>()), "1", ready: true));
+
+        // As a workload holds them: parsed from the bytes it received, not the control plane's objects (a view refers
+        // to the whole compiled mesh, which a workload never has).
+        var received = view.Resources.ToDictionary(
+            t => t.Key,
+            t => (IReadOnlyDictionary<string, Resource>)t.Value.ToDictionary(r => r.Key, r => Resource.Parser.ParseFrom(r.Value.ToByteArray())));
+        return (received, SnapshotBuilder.Build(received, new SourceWorkload("default", new Dictionary<string, string>()), "1", ready: true));
     }
 
     /// <summary>

@@ -6,7 +6,8 @@ namespace MeshKit.LoadBalancing;
 /// <summary>Per cluster, across snapshots: requests and retries in flight, and the health of each endpoint.</summary>
 internal sealed class ClusterRuntime
 {
-    private readonly ConcurrentDictionary<string, EndpointHealth> _health = new(StringComparer.Ordinal);
+    // Created when outlier detection first tracks an endpoint: most clusters never need it.
+    private ConcurrentDictionary<string, EndpointHealth>? _health;
 
     internal int _activeRequests;
     internal int _activeRetries;
@@ -22,13 +23,20 @@ internal sealed class ClusterRuntime
     /// <summary>Gets or sets how many endpoints the cluster has (set per snapshot; max ejection percent is of it).</summary>
     public int EndpointCount { get; set; }
 
-    public EndpointHealth HealthOf(string key) => _health.GetOrAdd(key, static (_, cluster) => new EndpointHealth(cluster), this);
+    public EndpointHealth HealthOf(string key) =>
+        LazyInitializer.EnsureInitialized(ref _health, static () => new ConcurrentDictionary<string, EndpointHealth>(StringComparer.Ordinal))
+            .GetOrAdd(key, static (_, cluster) => new EndpointHealth(cluster), this);
 
     public void Retain(IReadOnlySet<string> keys)
     {
-        foreach (var (key, health) in _health)
+        if (Volatile.Read(ref _health) is not { } tracked)
         {
-            if (!keys.Contains(key) && _health.TryRemove(key, out _) && health.IsEjected)
+            return;
+        }
+
+        foreach (var (key, health) in tracked)
+        {
+            if (!keys.Contains(key) && tracked.TryRemove(key, out _) && health.IsEjected)
             {
                 Interlocked.Decrement(ref _ejected);
             }

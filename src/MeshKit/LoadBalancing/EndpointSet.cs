@@ -9,31 +9,28 @@ namespace MeshKit.LoadBalancing;
 /// <summary>One endpoint of a cluster, with its ports resolved and its authority strings built once.</summary>
 internal sealed class EndpointView
 {
-    private readonly uint[] _servicePorts;
-    private readonly string[] _authorities;
-    private readonly bool[] _plaintextOnly;
+    // One array of ports rather than three parallel ones: large meshes hold tens of thousands of endpoints.
+    private readonly PortEntry[] _ports;
 
-    public EndpointView(Endpoint endpoint)
+    public EndpointView(Endpoint endpoint, EndpointShapes? shapes = null)
     {
         Address = endpoint.Address;
         var host = IPAddress.TryParse(endpoint.Address, out var ip) && ip.AddressFamily == AddressFamily.InterNetworkV6
             ? $"[{endpoint.Address}]" : endpoint.Address;
-        _servicePorts = new uint[endpoint.Ports.Count];
-        _authorities = new string[endpoint.Ports.Count];
-        _plaintextOnly = new bool[endpoint.Ports.Count];
+        _ports = new PortEntry[endpoint.Ports.Count];
         for (var i = 0; i < endpoint.Ports.Count; i++)
         {
-            _servicePorts[i] = endpoint.Ports[i].ServicePort;
-            _authorities[i] = $"{host}:{endpoint.Ports[i].TargetPort}";
-            _plaintextOnly[i] = endpoint.Ports[i].MtlsDisabled;
+            _ports[i] = new PortEntry(endpoint.Ports[i].ServicePort, $"{host}:{endpoint.Ports[i].TargetPort}", endpoint.Ports[i].MtlsDisabled);
         }
 
         Identity = endpoint.Identity;
 
-        Key = _authorities.Length > 0 ? _authorities[0] : host;
+        Key = _ports.Length > 0 ? _ports[0].Authority : host;
         Weight = (int)Math.Clamp(endpoint.Weight, 1u, 1_000_000u);
-        Labels = endpoint.Labels;
-        Locality = endpoint.Locality ?? new Locality();
+        // Shared with every endpoint of the same labels and locality: the snapshot does not keep the message.
+        shapes ??= new EndpointShapes();
+        Labels = shapes.Labels(endpoint.Labels);
+        Locality = shapes.Locality(endpoint.Locality);
     }
 
     public string Address { get; }
@@ -67,11 +64,11 @@ internal sealed class EndpointView
             return false;
         }
 
-        for (var i = 0; i < _servicePorts.Length; i++)
+        foreach (var port in _ports)
         {
-            if (_servicePorts[i] == servicePort)
+            if (port.ServicePort == servicePort)
             {
-                return !_plaintextOnly[i];
+                return !port.PlaintextOnly;
             }
         }
 
@@ -99,20 +96,61 @@ internal sealed class EndpointView
 
     private BuiltUri? _lastUri;
 
+    private readonly record struct PortEntry(uint ServicePort, string Authority, bool PlaintextOnly);
+
     private sealed record BuiltUri(string Scheme, string Authority, string PathAndQuery, Uri Uri);
 
     /// <summary>Returns <c>host:targetPort</c> for a service port, or null when the endpoint does not serve it.</summary>
     public string? AuthorityFor(uint servicePort)
     {
-        for (var i = 0; i < _servicePorts.Length; i++)
+        foreach (var port in _ports)
         {
-            if (_servicePorts[i] == servicePort)
+            if (port.ServicePort == servicePort)
             {
-                return _authorities[i];
+                return port.Authority;
             }
         }
 
         return null;
+    }
+}
+
+/// <summary>
+/// Label sets and localities of the endpoints of one snapshot, each kept once: thousands of endpoints usually share a
+/// handful (a service's versions, a few zones), and a protobuf map costs far more than a small dictionary.
+/// </summary>
+internal sealed class EndpointShapes
+{
+    private static readonly IReadOnlyDictionary<string, string> NoLabels = new Dictionary<string, string>(StringComparer.Ordinal);
+    private readonly Dictionary<Google.Protobuf.Collections.MapField<string, string>, IReadOnlyDictionary<string, string>> _labels = [];
+    private readonly Dictionary<Locality, Locality> _localities = [];
+
+    public IReadOnlyDictionary<string, string> Labels(Google.Protobuf.Collections.MapField<string, string> labels)
+    {
+        if (labels.Count == 0)
+        {
+            return NoLabels;
+        }
+
+        if (!_labels.TryGetValue(labels, out var shared))
+        {
+            shared = new Dictionary<string, string>(labels, StringComparer.Ordinal);
+            _labels[labels] = shared;
+        }
+
+        return shared;
+    }
+
+    public Locality Locality(Locality? locality)
+    {
+        locality ??= new Locality();
+        if (!_localities.TryGetValue(locality, out var shared))
+        {
+            shared = locality;
+            _localities[locality] = shared;
+        }
+
+        return shared;
     }
 }
 

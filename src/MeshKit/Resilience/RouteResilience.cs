@@ -126,12 +126,21 @@ internal sealed class RouteResilience
 
     public bool RetryRemoteLocalities { get; }
 
-    public static RouteResilience Create(HttpRoute route, TimeProvider time)
+    public static RouteResilience Create(HttpRoute route, TimeProvider time) => Create(route, new Pipelines(time));
+
+    /// <summary>Compiles a route's resilience, sharing the Polly pipeline with every route of the same policy.</summary>
+    public static RouteResilience Create(HttpRoute route, Pipelines pipelines)
     {
         var timeout = route.HasTimeoutMs && route.TimeoutMs > 0 ? TimeSpan.FromMilliseconds(route.TimeoutMs) : (TimeSpan?)null;
-        var conditions = route.Retries is { } policy ? new RetryConditions(policy.RetryOn, policy.RetriableStatusCodes) : RetryConditions.IstioDefault;
         var attempts = route.Retries is { } explicitPolicy ? (int)explicitPolicy.Attempts : 2;
-        var perTry = route.Retries is { PerTryTimeoutMs: > 0 } p ? TimeSpan.FromMilliseconds(p.PerTryTimeoutMs) : (TimeSpan?)null;
+        var pipeline = pipelines.For(timeout, route.Retries, attempts, route.RetryNonIdempotent);
+        return new RouteResilience(pipeline, attempts, timeout, FaultPlan.Create(route.Fault), route.RetryNonIdempotent, route.Retries is { HasRetryRemoteLocalities: true, RetryRemoteLocalities: true });
+    }
+
+    private static ResiliencePipeline<HttpResponseMessage> Build(TimeSpan? timeout, RetryPolicy? retries, int attempts, bool retryNonIdempotent, TimeProvider time)
+    {
+        var conditions = retries is { } policy ? new RetryConditions(policy.RetryOn, policy.RetriableStatusCodes) : RetryConditions.IstioDefault;
+        var perTry = retries is { PerTryTimeoutMs: > 0 } p ? TimeSpan.FromMilliseconds(p.PerTryTimeoutMs) : (TimeSpan?)null;
 
         var builder = new ResiliencePipelineBuilder<HttpResponseMessage> { TimeProvider = time };
         if (timeout is { } overall)
@@ -158,7 +167,7 @@ internal sealed class RouteResilience
                         return new ValueTask<bool>(false);
                     }
 
-                    if (!conditions.ShouldRetry(args.Outcome.Result, failure, state.Idempotent || route.RetryNonIdempotent))
+                    if (!conditions.ShouldRetry(args.Outcome.Result, failure, state.Idempotent || retryNonIdempotent))
                     {
                         return new ValueTask<bool>(false);
                     }
@@ -192,7 +201,29 @@ internal sealed class RouteResilience
             builder.AddTimeout(tryTimeout);
         }
 
-        return new RouteResilience(builder.Build(), attempts, timeout, FaultPlan.Create(route.Fault), route.RetryNonIdempotent, route.Retries is { HasRetryRemoteLocalities: true, RetryRemoteLocalities: true });
+        return builder.Build();
+    }
+
+    /// <summary>
+    /// The Polly pipelines of one snapshot, one per distinct policy (timeout, retries, retryNonIdempotent): a pipeline
+    /// holds no per-route state (everything a request needs travels in its <see cref="AttemptState"/>), so a mesh of
+    /// thousands of routes on Istio's default retry policy builds and keeps one, not thousands.
+    /// </summary>
+    internal sealed class Pipelines(TimeProvider time)
+    {
+        private readonly Dictionary<(TimeSpan? Timeout, RetryPolicy? Retries, int Attempts, bool RetryNonIdempotent), ResiliencePipeline<HttpResponseMessage>> _built = [];
+
+        public ResiliencePipeline<HttpResponseMessage> For(TimeSpan? timeout, RetryPolicy? retries, int attempts, bool retryNonIdempotent)
+        {
+            var key = (timeout, retries, attempts, retryNonIdempotent);
+            if (!_built.TryGetValue(key, out var pipeline))
+            {
+                pipeline = Build(timeout, retries, attempts, retryNonIdempotent, time);
+                _built[key] = pipeline;
+            }
+
+            return pipeline;
+        }
     }
 
     /// <summary>

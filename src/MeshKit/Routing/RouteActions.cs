@@ -52,6 +52,13 @@ internal sealed class RouteActions
         }
 
         var rewrite = route.Rewrite;
+        if (regex is null && route.RequestHeaders is null && route.ResponseHeaders is null && string.IsNullOrEmpty(rewrite?.Uri)
+            && string.IsNullOrEmpty(rewrite?.Authority) && route.Redirect is null && route.DirectResponse is null && route.Cors is null)
+        {
+            // Most routes only route: they share the empty action set.
+            return None;
+        }
+
         return new RouteActions(
             HeaderEdits.Create(route.RequestHeaders),
             HeaderEdits.Create(route.ResponseHeaders),

@@ -25,10 +25,11 @@ internal static class SnapshotBuilder
         var clusters = new Dictionary<string, ClusterView>(StringComparer.Ordinal);
         if (resources.TryGetValue(ResourceTypes.Cluster, out var clusterResources))
         {
+            var shapes = new EndpointShapes();
             foreach (var resource in clusterResources.Values)
             {
                 var cluster = Unpack<ServiceCluster>(resource);
-                clusters[cluster.Host] = BuildCluster(cluster, source, clock);
+                clusters[cluster.Host] = BuildCluster(cluster, source, clock, shapes);
             }
         }
 
@@ -40,9 +41,10 @@ internal static class SnapshotBuilder
         {
             var all = routeResources.Values.Select(Unpack<ServiceRoutes>).ToArray();
             var ports = all.ToDictionary(r => r.Host, r => r.Ports.Select(p => p.Number).ToArray(), StringComparer.Ordinal);
+            var pipelines = new RouteResilience.Pipelines(clock?.Time ?? TimeProvider.System);
             foreach (var routes in all)
             {
-                var view = BuildService(routes, clusters, ports, source, clock?.Time ?? TimeProvider.System);
+                var view = BuildService(routes, clusters, ports, source, pipelines);
                 services[routes.Host] = view;
                 foreach (var alias in Aliases(routes, ownNamespace, settings.ClusterDomain))
                 {
@@ -82,7 +84,7 @@ internal static class SnapshotBuilder
         }
     }
 
-    private static ClusterView BuildCluster(ServiceCluster cluster, SourceWorkload source, MeshRuntime? clock)
+    private static ClusterView BuildCluster(ServiceCluster cluster, SourceWorkload source, MeshRuntime? clock, EndpointShapes shapes)
     {
         var runtime = clock?.Cluster(cluster.Host);
         var time = clock?.Time ?? TimeProvider.System;
@@ -103,7 +105,7 @@ internal static class SnapshotBuilder
             return sets.Count == 0 ? null : sets.ToFrozenDictionary();
         }
 
-        var endpoints = cluster.Endpoints.Select(e => new EndpointView(e)).ToArray();
+        var endpoints = cluster.Endpoints.Select(e => new EndpointView(e, shapes)).ToArray();
         if (runtime is not null)
         {
             runtime.EndpointCount = endpoints.Length;
@@ -138,7 +140,7 @@ internal static class SnapshotBuilder
         };
     }
 
-    private static ServiceView BuildService(ServiceRoutes routes, Dictionary<string, ClusterView> clusters, Dictionary<string, uint[]> ports, SourceWorkload source, TimeProvider time)
+    private static ServiceView BuildService(ServiceRoutes routes, Dictionary<string, ClusterView> clusters, Dictionary<string, uint[]> ports, SourceWorkload source, RouteResilience.Pipelines pipelines)
     {
         var entries = new List<RouteEntry>(routes.HttpRoutes.Count + 1);
         for (var i = 0; i < routes.HttpRoutes.Count; i++)
@@ -170,14 +172,14 @@ internal static class SnapshotBuilder
                 ResponseHeaders = HeaderEdits.Create(d.ResponseHeaders),
             }).ToArray();
             var mirrors = route.Mirrors.Select(m => (Target(m.Host, m.Subset, m.Port, 0, clusters, ports), m.Percentage)).ToArray();
-            entries.Add(new RouteEntry(route.Name, matchers, targets, actions, RouteResilience.Create(route, time), mirrors));
+            entries.Add(new RouteEntry(route.Name, matchers, targets, actions, RouteResilience.Create(route, pipelines), mirrors));
         }
 
         // No VirtualService: everything goes to the service itself, as Istio's default route does (with its default
         // retry policy).
         if (routes.HttpRoutes.Count == 0)
         {
-            entries.Add(new RouteEntry("default", [], [Target(routes.Host, string.Empty, 0, 100, clusters, ports)], RouteActions.None, RouteResilience.Create(new HttpRoute(), time)));
+            entries.Add(new RouteEntry("default", [], [Target(routes.Host, string.Empty, 0, 100, clusters, ports)], RouteActions.None, RouteResilience.Create(new HttpRoute(), pipelines)));
         }
 
         return new ServiceView(routes.Host, routes.Ports.Select(p => p.Number).ToArray(), routes.External, entries.ToArray());

@@ -49,6 +49,18 @@ if (args.Contains("--spin-pipeline") || args.Contains("--spin-handler"))
     return 0;
 }
 
+if (Array.IndexOf(args, "--fleet") is var fleetAt and >= 0)
+{
+    // One control-plane fleet run, printed: `--fleet 1000`.
+    var size = args.Length > fleetAt + 1 ? int.Parse(args[fleetAt + 1], CultureInfo.InvariantCulture) : 1000;
+    foreach (var r in await ControlPlaneScale.RunAsync(size, Console.Out))
+    {
+        Console.WriteLine(FormattableString.Invariant($"{r.Name,-45} {r.Value,12:0.###} {r.Unit}"));
+    }
+
+    return 0;
+}
+
 if (args.Contains("--memory"))
 {
     var held = LargeMesh.Build(1000, 10);

@@ -550,10 +550,11 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             }
 
             // The server's metadata is believed when mutual TLS verified who it is; the header never reaches the app.
-            if (state.Request.Headers.NonValidated.Contains(PeerMetadata.Header))
+            // Only metrics and the access log read it: without them it is not parsed.
+            if (state.Request.Headers.NonValidated.Contains(PeerMetadata.Header) && (istio?.Enabled == true || accessLog?.IsEnabled(LogLevel.Information) == true))
             {
                 var told = response.Headers.NonValidated.TryGetValues(PeerMetadata.Header, out var peer) ? PeerMetadata.Parse(peer.ToString()) : null;
-                if (told is not null && (!Security.SpiffeId.TryParse(endpoint.Identity, out var verified) || verified.Value.Namespace != told.Namespace))
+                if (told is not null && endpoint.IdentityNamespace != told.Namespace)
                 {
                     told = null; // not what the certificate backs
                 }

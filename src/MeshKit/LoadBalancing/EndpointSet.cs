@@ -24,6 +24,7 @@ internal sealed class EndpointView
         }
 
         Identity = endpoint.Identity;
+        IdentityNamespace = Security.SpiffeId.TryParse(endpoint.Identity, out var id) ? id.Value.Namespace : null;
 
         Key = _ports.Length > 0 ? _ports[0].Authority : host;
         Weight = (int)Math.Clamp(endpoint.Weight, 1u, 1_000_000u);
@@ -37,6 +38,9 @@ internal sealed class EndpointView
 
     /// <summary>Gets the SPIFFE ID the endpoint proved to the control plane; empty when it has no mesh certificate.</summary>
     public string Identity { get; }
+
+    /// <summary>Gets the namespace of <see cref="Identity"/>, parsed once; null when the endpoint has no identity.</summary>
+    public string? IdentityNamespace { get; }
 
     /// <summary>Gets the endpoint's health (outlier detection), shared by every snapshot; null when not tracked.</summary>
     public Resilience.EndpointHealth? Health { get; set; }

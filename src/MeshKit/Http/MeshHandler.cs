@@ -308,22 +308,20 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 return WithResponseHeaders(await base.SendAsync(request, cancellationToken).ConfigureAwait(false), target, actions);
             }
 
-            state = new AttemptState
-            {
-                Request = request,
-                Uri = uri,
-                Endpoints = endpoints,
-                Port = port,
-                PathAndQuery = pathAndQuery,
-                Idempotent = RetryConditions.IsIdempotent(request.Method),
-                Replayable = replayable,
-                Cluster = cluster?.Runtime,
-                Limits = cluster?.Limits,
-                CallerToken = cancellationToken,
-                RetryRemoteLocalities = resilience?.RetryRemoteLocalities ?? false,
-                Transport = cluster?.Transport,
-                TlsMode = cluster?.TlsMode ?? string.Empty,
-            };
+            state = AttemptState.Rent();
+            state.Request = request;
+            state.Uri = uri;
+            state.Endpoints = endpoints;
+            state.Port = port;
+            state.PathAndQuery = pathAndQuery;
+            state.Idempotent = RetryConditions.IsIdempotent(request.Method);
+            state.Replayable = replayable;
+            state.Cluster = cluster?.Runtime;
+            state.Limits = cluster?.Limits;
+            state.CallerToken = cancellationToken;
+            state.RetryRemoteLocalities = resilience?.RetryRemoteLocalities ?? false;
+            state.Transport = cluster?.Transport;
+            state.TlsMode = cluster?.TlsMode ?? string.Empty;
             HttpResponseMessage response;
             if (resilience is null)
             {
@@ -386,6 +384,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             if (state is not null)
             {
                 ReleaseReservation(state);
+                AttemptState.Return(state);
             }
 
             if (cluster is not null)

@@ -10,23 +10,28 @@ namespace MeshKit.Resilience;
 /// <summary>What one request carries through the retry pipeline.</summary>
 internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
 {
+    // One cached instance per thread: a call takes it and gives it back when it ends (nothing keeps a state past its
+    // call: Polly awaits every attempt, even a timed-out one, before the call returns).
+    [ThreadStatic]
+    private static AttemptState? t_cached;
+
     // The endpoints tried so far: almost always one, kept without a list until a retry needs more.
     private EndpointView? _firstTried;
     private List<EndpointView>? _moreTried;
 
-    public required HttpRequestMessage Request { get; init; }
+    public HttpRequestMessage Request { get; set; } = null!;
 
-    public required Uri Uri { get; init; }
+    public Uri Uri { get; set; } = null!;
 
-    public required EndpointSet Endpoints { get; init; }
+    public EndpointSet Endpoints { get; set; } = null!;
 
-    public required uint Port { get; init; }
+    public uint Port { get; set; }
 
-    public required string PathAndQuery { get; init; }
+    public string PathAndQuery { get; set; } = string.Empty;
 
-    public required bool Idempotent { get; init; }
+    public bool Idempotent { get; set; }
 
-    public required bool Replayable { get; init; }
+    public bool Replayable { get; set; }
 
     /// <summary>Gets the endpoints tried so far, in order.</summary>
     public AttemptState Tried => this;
@@ -64,22 +69,22 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
     System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
 
     /// <summary>Gets the destination cluster's runtime state (requests and retries in flight).</summary>
-    public ClusterRuntime? Cluster { get; init; }
+    public ClusterRuntime? Cluster { get; set; }
 
     /// <summary>Gets the cluster's limits (maxRetries, retryBudget).</summary>
-    public ConnectionLimits? Limits { get; init; }
+    public ConnectionLimits? Limits { get; set; }
 
     /// <summary>Gets the caller's cancellation: a probe it abandons is not a failure of the endpoint.</summary>
-    public CancellationToken CallerToken { get; init; }
+    public CancellationToken CallerToken { get; set; }
 
     /// <summary>Gets the cluster's own connection pool, if it has one.</summary>
-    public Http.ClusterTransports.Transport? Transport { get; init; }
+    public Http.ClusterTransports.Transport? Transport { get; set; }
 
     /// <summary>Gets the cluster's DestinationRule <c>tls.mode</c>: empty (automatic), ISTIO_MUTUAL or DISABLE.</summary>
-    public string TlsMode { get; init; } = string.Empty;
+    public string TlsMode { get; set; } = string.Empty;
 
     /// <summary>Gets whether retries may go to endpoints in other localities.</summary>
-    public bool RetryRemoteLocalities { get; init; }
+    public bool RetryRemoteLocalities { get; set; }
 
     /// <summary>Gets or sets whether a retry has been counted as in flight and its attempt has not started yet.</summary>
     public bool RetryReserved { get; set; }
@@ -88,6 +93,38 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
     public bool RetryOverflow { get; set; }
 
     public string? SetCookie { get; set; }
+
+    /// <summary>Takes a cleared state (the thread's cached one, or a new one).</summary>
+    public static AttemptState Rent()
+    {
+        var state = t_cached ?? new AttemptState();
+        t_cached = null;
+        return state;
+    }
+
+    /// <summary>Clears a state whose call has ended and keeps it for the next call on this thread.</summary>
+    public static void Return(AttemptState state)
+    {
+        state.Request = null!;
+        state.Uri = null!;
+        state.Endpoints = null!;
+        state.PathAndQuery = string.Empty;
+        state.Cluster = null;
+        state.Limits = null;
+        state.CallerToken = default;
+        state.Transport = null;
+        state.TlsMode = string.Empty;
+        state.RetryRemoteLocalities = false;
+        state.RetryReserved = false;
+        state.RetryOverflow = false;
+        state.SetCookie = null;
+        state.Port = 0;
+        state.Idempotent = false;
+        state.Replayable = false;
+        state._firstTried = null;
+        state._moreTried?.Clear();
+        t_cached = state;
+    }
 }
 
 /// <summary>

@@ -18,8 +18,17 @@ public sealed class BookinfoSampleTests
 
     private static readonly string SampleDirectory = Path.Combine(AppContext.BaseDirectory, "bookinfo");
 
-    private static void Apply(string configDir, string task, string asName) =>
-        File.Copy(Path.Combine(SampleDirectory, "config", "tasks", task), Path.Combine(configDir, asName), overwrite: true);
+    /// <summary>
+    /// Puts a task's file into the live config folder as a deployment tool would: written beside it, then renamed over
+    /// it. A plain overwrite can collide with the control plane reading the old file (the runtime's file locks on Unix
+    /// refuse a writer while a reader has the file open).
+    /// </summary>
+    private static void Apply(string configDir, string task, string asName)
+    {
+        var temp = Path.Combine(configDir, "." + asName + ".tmp");
+        File.Copy(Path.Combine(SampleDirectory, "config", "tasks", task), temp, overwrite: true);
+        File.Move(temp, Path.Combine(configDir, asName), overwrite: true);
+    }
 
     private static async Task<string> Page(HttpClient http, int port, string? user = null)
     {

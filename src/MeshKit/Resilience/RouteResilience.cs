@@ -163,8 +163,6 @@ internal sealed class RouteResilience
 
     public bool RetryRemoteLocalities { get; }
 
-    public static RouteResilience Create(HttpRoute route, TimeProvider time) => Create(route, new Pipelines(time));
-
     /// <summary>Compiles a route's resilience, sharing the Polly pipeline with every route of the same policy.</summary>
     public static RouteResilience Create(HttpRoute route, Pipelines pipelines)
     {

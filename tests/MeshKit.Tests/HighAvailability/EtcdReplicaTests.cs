@@ -110,33 +110,9 @@ public sealed class EtcdReplicaTests : IAsyncLifetime
         var caller = await StartWorkloadAsync("productpage", "v1", replicas[0], addresses);
         await Eventually.TrueAsync(() => Endpoints(caller) == 2, "caller sees both reviews");
 
-        using var traffic = new CancellationTokenSource();
-        var http = caller.CreateClient();
-        var failures = 0;
-        var sent = 0;
-        var load = Task.Run(async () =>
-        {
-            while (!traffic.IsCancellationRequested)
-            {
-                try
-                {
-                    using var response = await http.GetAsync("http://reviews:9080/");
-                    if (!response.IsSuccessStatusCode)
-                    {
-                        Interlocked.Increment(ref failures);
-                    }
-                }
-                catch (HttpRequestException)
-                {
-                    Interlocked.Increment(ref failures);
-                }
+        var traffic = Traffic.Start(caller.CreateClient(), "http://reviews:9080/");
 
-                Interlocked.Increment(ref sent);
-                await Task.Delay(5);
-            }
-        });
-
-        await Eventually.TrueAsync(() => Volatile.Read(ref sent) > 20, "traffic flows");
+        await Eventually.TrueAsync(() => traffic.Sent > 20, "traffic flows");
 
         // Kill the replica most of them are connected to.
         var counts = new List<int>();
@@ -181,9 +157,7 @@ public sealed class EtcdReplicaTests : IAsyncLifetime
         var before = v1.Served;
         await Eventually.TrueAsync(() => v1.Served > before + 10, "traffic follows the new route");
 
-        await traffic.CancelAsync();
-        await load;
-        Assert.Equal(0, Volatile.Read(ref failures));
+        Assert.Equal(0, await traffic.StopAsync());
         GC.KeepAlive(v2);
     }
 
@@ -210,34 +184,10 @@ public sealed class EtcdReplicaTests : IAsyncLifetime
         _owned.Add(caller);
         await Eventually.TrueAsync(() => Endpoints(caller) == 1, "caller sees reviews through the process replica");
 
-        using var traffic = new CancellationTokenSource();
-        var http = caller.CreateClient();
-        var failures = 0;
-        var sent = 0;
-        var load = Task.Run(async () =>
-        {
-            while (!traffic.IsCancellationRequested)
-            {
-                try
-                {
-                    using var response = await http.GetAsync("http://reviews:9080/");
-                    if (!response.IsSuccessStatusCode)
-                    {
-                        Interlocked.Increment(ref failures);
-                    }
-                }
-                catch (HttpRequestException)
-                {
-                    Interlocked.Increment(ref failures);
-                }
-
-                Interlocked.Increment(ref sent);
-                await Task.Delay(5);
-            }
-        });
+        var traffic = Traffic.Start(caller.CreateClient(), "http://reviews:9080/");
 
         var survivors = await StartReplicasAsync(2, leaseTtl: TimeSpan.FromSeconds(5), ports: later);
-        await Eventually.TrueAsync(() => Volatile.Read(ref sent) > 20, "traffic flows");
+        await Eventually.TrueAsync(() => traffic.Sent > 20, "traffic flows");
         victim.Kill();
 
         // Both reconnect to the in-process replicas; their entries never leave the registry.
@@ -265,9 +215,7 @@ public sealed class EtcdReplicaTests : IAsyncLifetime
         Assert.True(applied.IsSuccessStatusCode);
         await Eventually.TrueAsync(() => caller.Snapshot.Services.TryGetValue(ReviewsHost, out var s) && s.Routes.Length == 1 && s.Routes[0].Resilience is not null, "a change made after the kill reaches the caller");
 
-        await traffic.CancelAsync();
-        await load;
-        Assert.Equal(0, Volatile.Read(ref failures));
+        Assert.Equal(0, await traffic.StopAsync());
     }
 
     [Fact]
@@ -405,5 +353,52 @@ public sealed class EtcdReplicaTests : IAsyncLifetime
         });
         _owned.Add(workload);
         return workload;
+    }
+
+    /// <summary>Requests one after another until stopped, counting the ones that failed.</summary>
+    private sealed class Traffic
+    {
+        private readonly CancellationTokenSource _stop = new();
+        private Task _loop = Task.CompletedTask;
+        private int _sent;
+        private int _failures;
+
+        public int Sent => Volatile.Read(ref _sent);
+
+        public static Traffic Start(HttpClient http, string url)
+        {
+            var traffic = new Traffic();
+            traffic._loop = Task.Run(async () =>
+            {
+                while (!traffic._stop.IsCancellationRequested)
+                {
+                    try
+                    {
+                        using var response = await http.GetAsync(url);
+                        if (!response.IsSuccessStatusCode)
+                        {
+                            Interlocked.Increment(ref traffic._failures);
+                        }
+                    }
+                    catch (HttpRequestException)
+                    {
+                        Interlocked.Increment(ref traffic._failures);
+                    }
+
+                    Interlocked.Increment(ref traffic._sent);
+                    await Task.Delay(5);
+                }
+            });
+            return traffic;
+        }
+
+        /// <summary>Stops the traffic and returns how many requests failed.</summary>
+        public async Task<int> StopAsync()
+        {
+            await _stop.CancelAsync();
+            await _loop;
+            _stop.Dispose();
+            return Volatile.Read(ref _failures);
+        }
     }
 }

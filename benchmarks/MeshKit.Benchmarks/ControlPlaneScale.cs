@@ -4,6 +4,8 @@ using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
 using Grpc.Net.Client;
 using MeshKit.ControlPlane;
+using MeshKit.ControlPlane.Discovery;
+using Microsoft.Extensions.DependencyInjection;
 using MeshKit.Protocol.V1;
 using MeshKit.Security;
 using Microsoft.AspNetCore.Builder;
@@ -17,18 +19,21 @@ namespace MeshKit.Benchmarks;
 /// </summary>
 internal static class ControlPlaneScale
 {
-    public static async Task<IReadOnlyList<Result>> RunAsync(int workloads, TextWriter log)
+    public static async Task<IReadOnlyList<Result>> RunAsync(int workloads, TextWriter log, int changes = 3)
     {
         var results = new List<Result>();
         var dir = Directory.CreateTempSubdirectory("meshkit-scale-").FullName;
         WriteRoutes(dir, 1);
-        var app = ControlPlaneApp.Build([], o =>
+        var adminPort = FreePort();
+
+        // A connect and a disconnect log line per workload would time the console, not the control plane.
+        var app = ControlPlaneApp.Build(["--Logging:LogLevel:Default=Warning"], o =>
         {
             o.ConfigDirectory = dir;
             o.CaDirectory = Path.Combine(dir, ".ca");
             o.Listen = "http://127.0.0.1:0";
             o.SecureListen = string.Empty;
-            o.AdminListen = string.Empty;
+            o.AdminListen = $"http://127.0.0.1:{adminPort}";
             o.StartupSyncDelay = TimeSpan.Zero;
             o.ConfigPollInterval = TimeSpan.FromMilliseconds(200);
         });
@@ -47,12 +52,16 @@ internal static class ControlPlaneScale
             })).ToArray();
             var fleet = Enumerable.Range(0, workloads).Select(i => new FakeWorkload(i, channels[i % channels.Length])).ToArray();
 
+            // Connected means in sync: every workload has ACKed the state that holds the whole fleet (every endpoint of
+            // every service), not merely its first config.
+            var publisher = app.Services.GetRequiredService<MeshStatePublisher>();
+            var tracker = app.Services.GetRequiredService<ConnectionTracker>();
             var connect = Stopwatch.StartNew();
             await Task.WhenAll(fleet.Select(w => w.StartAsync()));
-            await Task.WhenAll(fleet.Select(w => w.Version(v => v >= 1)));
+            await InSyncAsync(publisher, tracker, workloads, log);
             connect.Stop();
-            results.Add(new Result($"controlplane.cold_connect.{workloads}", connect.Elapsed.TotalMilliseconds, "ms"));
-            log.WriteLine($"{workloads} workloads connected and configured in {connect.Elapsed.TotalMilliseconds:F0} ms");
+            results.Add(new Result($"controlplane.cold_connect.{workloads}", connect.Elapsed.TotalMilliseconds, "ms", "until every workload has ACKed the state holding all endpoints"));
+            log.WriteLine($"{workloads} workloads connected and in sync in {connect.Elapsed.TotalMilliseconds:F0} ms");
 
             GC.Collect();
             GC.WaitForPendingFinalizers();
@@ -60,16 +69,22 @@ internal static class ControlPlaneScale
             results.Add(new Result($"controlplane.memory_per_workload.{workloads}", (after - before) / 1024.0 / workloads, "KiB",
                 "process heap growth per connected workload (control plane and the in-process client streams together)"));
 
-            // A route change every workload can see: time until each one ACKs it. The first change after start runs
-            // the push path for the first time (tier-0 JIT code, first-use allocations) and takes several times longer
-            // than the following ones: it is reported on its own, and the percentiles are of the three after it.
+            // A route change every workload can see, applied as `meshctl apply` does (the admin API): time until each
+            // one ACKs it. The first change after start runs the push path for the first time (tier-0 JIT code,
+            // first-use allocations) and takes several times longer than the following ones: it is reported on its own,
+            // and the percentiles are of the three after it. A file written into the config directory instead waits
+            // for the debounce's quiet period (100 ms) on top.
+            using var admin = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{adminPort}") };
             var latencies = new List<double>();
-            for (var round = 2; round <= 5; round++)
+            for (var round = 2; round <= changes + 2; round++)
             {
                 var target = round;
                 var current = fleet.Select(w => w.LatestVersion).Max();
+                // Changes a few debounce periods apart: one following another within 100 ms is debounced as a burst.
+                await Task.Delay(300);
                 var changed = Stopwatch.StartNew();
-                WriteRoutes(dir, round);
+                using var applied = await admin.PostAsync("/config?name=routes.yaml", new StringContent(Routes(round)));
+                applied.EnsureSuccessStatusCode();
                 var acks = await Task.WhenAll(fleet.Select(async w =>
                 {
                     await w.Version(v => v > current);
@@ -88,8 +103,8 @@ internal static class ControlPlaneScale
             }
 
             latencies.Sort();
-            results.Add(new Result($"controlplane.change_to_ack.p50.{workloads}", Percentile(latencies, 0.50), "ms", "file write to ACK, including the file watcher and the debounce (100 ms)"));
-            results.Add(new Result($"controlplane.change_to_ack.p99.{workloads}", Percentile(latencies, 0.99), "ms", "file write to ACK, including the file watcher and the debounce (100 ms)"));
+            results.Add(new Result($"controlplane.change_to_ack.p50.{workloads}", Percentile(latencies, 0.50), "ms", "meshctl apply (admin API) to ACK"));
+            results.Add(new Result($"controlplane.change_to_ack.p99.{workloads}", Percentile(latencies, 0.99), "ms", "meshctl apply (admin API) to ACK"));
 
             foreach (var w in fleet)
             {
@@ -132,19 +147,51 @@ internal static class ControlPlaneScale
 
     private static double Percentile(List<double> sorted, double p) => sorted.Count == 0 ? 0 : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
 
+    /// <summary>Waits until the published state holds all <paramref name="workloads"/> and every stream has ACKed it.</summary>
+    private static async Task InSyncAsync(MeshStatePublisher publisher, ConnectionTracker tracker, int workloads, TextWriter log)
+    {
+        var report = Stopwatch.StartNew();
+        while (true)
+        {
+            if (report.Elapsed > TimeSpan.FromSeconds(10))
+            {
+                report.Restart();
+                var current = publisher.Current;
+                log.WriteLine($"  state {current?.Version} holds {current?.WorkloadCount} workloads; {tracker.Connections.Count} streams, {tracker.Connections.Count(c => c.StateVersion == current?.Version)} at it, {tracker.Connections.Count(c => c.HasPending)} awaiting an ACK");
+            }
+
+            if (publisher.Current is { } state && state.WorkloadCount == workloads && tracker.Connections.Count == workloads
+                && tracker.Connections.All(c => c.StateVersion == state.Version && !c.HasPending))
+            {
+                return;
+            }
+
+            await Task.Delay(50);
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
     private static void WriteRoutes(string dir, int round)
     {
         var temp = Path.Combine(dir, ".routes.tmp");
-        File.WriteAllText(temp, $$"""
+        File.WriteAllText(temp, Routes(round));
+        File.Move(temp, Path.Combine(dir, "routes.yaml"), overwrite: true);
+    }
+
+    private static string Routes(int round) => $$"""
             apiVersion: networking.istio.io/v1
             kind: VirtualService
             metadata: { name: svc-0, namespace: default }
             spec:
               hosts: [svc-0]
               http: [{ headers: { request: { set: { x-round: "{{round}}" } } }, route: [{ destination: { host: svc-0 } }] }]
-            """);
-        File.Move(temp, Path.Combine(dir, "routes.yaml"), overwrite: true);
-    }
+            """;
 
     /// <summary>One workload's stream: announces, ACKs every response, and remembers the newest system version.</summary>
     private sealed class FakeWorkload(int index, GrpcChannel channel)

@@ -51,9 +51,10 @@ if (args.Contains("--spin-pipeline") || args.Contains("--spin-handler"))
 
 if (Array.IndexOf(args, "--fleet") is var fleetAt and >= 0)
 {
-    // One control-plane fleet run, printed: `--fleet 1000`.
+    // One control-plane fleet run, printed: `--fleet 1000 [changes]` (more changes to profile the push path).
     var size = args.Length > fleetAt + 1 ? int.Parse(args[fleetAt + 1], CultureInfo.InvariantCulture) : 1000;
-    foreach (var r in await ControlPlaneScale.RunAsync(size, Console.Out))
+    var changes = args.Length > fleetAt + 2 ? int.Parse(args[fleetAt + 2], CultureInfo.InvariantCulture) : 3;
+    foreach (var r in await ControlPlaneScale.RunAsync(size, Console.Out, changes))
     {
         Console.WriteLine(FormattableString.Invariant($"{r.Name,-45} {r.Value,12:0.###} {r.Unit}"));
     }

@@ -28,6 +28,7 @@ public static class ControlPlaneApp
         ["--admin-token"] = "ControlPlane:AdminToken",
         ["--debounce"] = "ControlPlane:Debounce",
         ["--max-debounce"] = "ControlPlane:MaxDebounce",
+        ["--push-concurrency"] = "ControlPlane:PushConcurrency",
         ["--registration-grace"] = "ControlPlane:RegistrationGrace",
         ["--startup-sync-delay"] = "ControlPlane:StartupSyncDelay",
         ["--config-poll-interval"] = "ControlPlane:ConfigPollInterval",
@@ -55,6 +56,7 @@ public static class ControlPlaneApp
             .Configure(o => configure?.Invoke(o))
             .Validate(o => !string.IsNullOrWhiteSpace(o.Listen) || !string.IsNullOrWhiteSpace(o.SecureListen), "ControlPlane:Listen or ControlPlane:SecureListen is required")
             .Validate(o => o.WorkloadCertificateTtl > TimeSpan.Zero && o.MaxWorkloadCertificateTtl >= o.WorkloadCertificateTtl, "ControlPlane:WorkloadCertificateTtl must be > 0 and <= MaxWorkloadCertificateTtl")
+            .Validate(o => o.PushConcurrency >= 1, "ControlPlane:PushConcurrency must be at least 1")
             .Validate(o => o.Debounce >= TimeSpan.Zero && o.MaxDebounce >= o.Debounce, "ControlPlane:Debounce must be >= 0 and <= MaxDebounce")
             .Validate(o => o.UsesEtcd || string.Equals(o.Store, "directory", StringComparison.OrdinalIgnoreCase), "ControlPlane:Store must be 'directory' or 'etcd'")
             .Validate(o => !o.UsesEtcd || o.EtcdLeaseTtl >= TimeSpan.FromSeconds(2), "ControlPlane:EtcdLeaseTtl must be at least 2 s")
@@ -145,6 +147,7 @@ public static class ControlPlaneApp
         builder.Services.AddSingleton<JwksCache>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<JwksCache>());
         builder.Services.AddSingleton<ConnectionTracker>();
+        builder.Services.AddSingleton<PushThrottle>();
         builder.Services.AddMetrics();
         builder.Services.AddSingleton<ControlPlaneMetrics>();
         builder.Services.AddSingleton<MeshStatePublisher>();

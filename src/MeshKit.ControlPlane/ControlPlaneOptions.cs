@@ -94,6 +94,14 @@ public sealed class ControlPlaneOptions
     public TimeSpan MaxDebounce { get; set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>
+    /// Gets or sets how many discovery responses are written at once, across all streams (Istio's
+    /// <c>PILOT_PUSH_THROTTLE</c>). A response waits in the server's buffers until the workload reads it, so this bounds
+    /// the memory a push to a large fleet takes (a full view to every workload of a cold-starting fleet would
+    /// otherwise be buffered all at once). Default: 100.
+    /// </summary>
+    public int PushConcurrency { get; set; } = 100;
+
+    /// <summary>
     /// Gets or sets how long a workload whose stream broke (rather than closed cleanly) stays registered, so that a
     /// reconnect does not churn its endpoints. Default: 10 s.
     /// </summary>

@@ -17,6 +17,7 @@ internal sealed partial class DiscoveryService(
     CertificateAuthority ca,
     IWorkloadRegistry registry,
     ConnectionTracker tracker,
+    PushThrottle throttle,
     TimeProvider time,
     ControlPlaneMetrics metrics,
     IHostApplicationLifetime lifetime,
@@ -114,10 +115,12 @@ internal sealed partial class DiscoveryService(
                 var response = connection.Diff(typeUrl, view.OfType(typeUrl), state.Version, state.ChangedAt);
                 if (response is not null)
                 {
-                    await stream.WriteAsync(response, cancellationToken).ConfigureAwait(false);
+                    await throttle.WriteAsync(stream, response, cancellationToken).ConfigureAwait(false);
                     metrics.Pushed(typeUrl, response.CalculateSize());
                 }
             }
+
+            connection.StateVersion = state.Version;
         }
     }
 
@@ -196,6 +199,40 @@ internal sealed partial class DiscoveryService(
         [LoggerMessage(3, LogLevel.Warning, "Workload {InstanceId} rejected {TypeUrl} (nonce {Nonce}): {Error}", EventName = "ConfigNacked")]
         public static partial void Nacked(ILogger logger, string instanceId, string typeUrl, string nonce, string error);
     }
+}
+
+/// <summary>Bounds how many discovery responses are being written at once (<see cref="ControlPlaneOptions.PushConcurrency"/>).</summary>
+internal sealed class PushThrottle(Microsoft.Extensions.Options.IOptions<ControlPlaneOptions> options, TimeProvider time) : IDisposable
+{
+    /// <summary>How long one write may hold a slot: a workload that stops reading must not stall the pushes to the rest.</summary>
+    internal static readonly TimeSpan SlotHold = TimeSpan.FromSeconds(5);
+
+    private readonly SemaphoreSlim _slots = new(options.Value.PushConcurrency, options.Value.PushConcurrency);
+
+    /// <summary>Writes one response when a slot is free; the write completes once the stream has taken most of it.</summary>
+    public async Task WriteAsync(IServerStreamWriter<DiscoveryResponse> stream, DiscoveryResponse response, CancellationToken cancellationToken)
+    {
+        await _slots.WaitAsync(cancellationToken).ConfigureAwait(false);
+        var write = Task.CompletedTask;
+        try
+        {
+            write = stream.WriteAsync(response, cancellationToken);
+            await write.WaitAsync(SlotHold, time, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        catch (TimeoutException)
+        {
+            // A slow reader: it gives its slot back and finishes its write outside the throttle.
+        }
+        finally
+        {
+            _slots.Release();
+        }
+
+        await write.ConfigureAwait(false);
+    }
+
+    public void Dispose() => _slots.Dispose();
 }
 
 /// <summary>The live connections, for status and diagnostics.</summary>

@@ -11,12 +11,19 @@ namespace MeshKit.ControlPlane.Discovery;
 /// <param name="Version">Gets the monotonically increasing version.</param>
 /// <param name="Mesh">Gets the compiled mesh.</param>
 /// <param name="ChangedAt">Gets when the first change folded into this state happened.</param>
-internal sealed record MeshState(long Version, CompiledMesh Mesh, DateTimeOffset ChangedAt);
+/// <param name="WorkloadCount">Gets how many registered workloads the state was compiled from.</param>
+internal sealed record MeshState(long Version, CompiledMesh Mesh, DateTimeOffset ChangedAt, int WorkloadCount);
 
 /// <summary>
 /// Turns config and registry changes into versioned <see cref="MeshState"/>s: debounced (quiet period, capped by a
 /// maximum delay), coalesced, compiled once, then published to every connection.
 /// </summary>
+/// <remarks>
+/// The quiet period exists to let a burst end: file writes that come in pieces, a fleet registering. A change the
+/// store reports as complete (<see cref="ICompleteChanges"/>: an apply or delete through the admin API, a committed
+/// etcd transaction) is published at once when nothing else changed within the last quiet period; changes that
+/// follow it within that period are debounced as usual.
+/// </remarks>
 internal sealed partial class MeshStatePublisher : BackgroundService
 {
     private readonly IConfigStore _store;
@@ -25,6 +32,8 @@ internal sealed partial class MeshStatePublisher : BackgroundService
     private readonly TimeProvider _time;
     private readonly ILogger<MeshStatePublisher> _logger;
     private readonly Channel<DateTimeOffset> _signals = Channel.CreateBounded<DateTimeOffset>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private long _lastSignalTicks;
+    private int _completeSignal;
     private readonly DateTimeOffset _startedAt;
     private TaskCompletionSource<MeshState> _next = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private MeshState? _current;
@@ -44,7 +53,7 @@ internal sealed partial class MeshStatePublisher : BackgroundService
         _time = time;
         _logger = logger;
         _startedAt = time.GetUtcNow();
-        ChangeToken.OnChange(store.GetReloadToken, Signal);
+        ChangeToken.OnChange(store.GetReloadToken, () => Signal(store is ICompleteChanges complete && complete.TakeComplete()));
         ChangeToken.OnChange(registry.GetChangeToken, Signal);
         ChangeToken.OnChange(jwks.GetChangeToken, Signal);
     }
@@ -67,7 +76,21 @@ internal sealed partial class MeshStatePublisher : BackgroundService
         }
     }
 
-    private void Signal() => _signals.Writer.TryWrite(_time.GetUtcNow());
+    private void Signal() => Signal(complete: false);
+
+    private void Signal(bool complete)
+    {
+        var now = _time.GetUtcNow();
+        var previous = new DateTimeOffset(Interlocked.Exchange(ref _lastSignalTicks, now.UtcTicks), TimeSpan.Zero);
+
+        // Only the first change after a quiet period skips the debounce: within a burst, even complete changes wait.
+        if (complete && now - previous >= _options.Debounce)
+        {
+            Volatile.Write(ref _completeSignal, 1);
+        }
+
+        _signals.Writer.TryWrite(now);
+    }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -92,7 +115,13 @@ internal sealed partial class MeshStatePublisher : BackgroundService
 
                 Publish(++version, firstChange);
                 firstChange = await _signals.Reader.ReadAsync(stoppingToken).ConfigureAwait(false);
-                await DebounceAsync(firstChange, stoppingToken).ConfigureAwait(false);
+                if (Interlocked.Exchange(ref _completeSignal, 0) == 0)
+                {
+                    await DebounceAsync(firstChange, stoppingToken).ConfigureAwait(false);
+
+                    // A complete change that arrived during the debounce is in the state about to be published.
+                    Volatile.Write(ref _completeSignal, 0);
+                }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -142,10 +171,11 @@ internal sealed partial class MeshStatePublisher : BackgroundService
             Log.TrustDomainMismatch(_logger, trustDomain, _options.TrustDomain);
         }
 
-        var mesh = MeshCompiler.Compile(config, _registry.Workloads, jwks: _jwks.Keys);
+        var workloads = _registry.Workloads;
+        var mesh = MeshCompiler.Compile(config, workloads, jwks: _jwks.Keys);
         mesh.Settings.TrustDomain = _options.TrustDomain;
         mesh.Settings.TrustRoots.AddRange(_ca.Bundle.Roots.Select(r => Google.Protobuf.ByteString.CopyFrom(r.RawData)));
-        var state = new MeshState(version, mesh, changedAt);
+        var state = new MeshState(version, mesh, changedAt, workloads.Count);
         Volatile.Write(ref _current, state);
         Log.Published(_logger, version, mesh.ServiceHosts.Count);
         var previous = Interlocked.Exchange(ref _next, new TaskCompletionSource<MeshState>(TaskCreationOptions.RunContinuationsAsynchronously));

@@ -10,17 +10,21 @@ namespace MeshKit.ControlPlane.Discovery;
 internal sealed class WorkloadConnection(WorkloadAnnouncement workload, DateTimeOffset connectedAt)
 {
     private readonly Lock _lock = new();
-    private readonly Dictionary<string, Dictionary<string, string>> _held = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, HeldResources> _held = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Pending> _pending = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _acked = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _sent = new(StringComparer.Ordinal);
     private long _nonce;
+    private long _stateVersion;
 
     public WorkloadAnnouncement Workload { get; } = workload;
 
     public DateTimeOffset ConnectedAt { get; } = connectedAt;
 
     public string? LastNack { get; private set; }
+
+    /// <summary>Gets the version of the newest mesh state whose deltas were sent (or found empty) on this stream.</summary>
+    public long StateVersion { get => Volatile.Read(ref _stateVersion); set => Volatile.Write(ref _stateVersion, value); }
 
     public DateTimeOffset? LastNackAt { get; private set; }
 
@@ -64,44 +68,46 @@ internal sealed class WorkloadConnection(WorkloadAnnouncement workload, DateTime
     {
         lock (_lock)
         {
-            _held[typeUrl] = new Dictionary<string, string>(versions, StringComparer.Ordinal);
+            _held[typeUrl] = new HeldResources(null, new Dictionary<string, string>(versions, StringComparer.Ordinal));
         }
     }
 
     /// <summary>Returns the delta from what the workload holds to <paramref name="wanted"/>, or null when there is none.</summary>
+    /// <remarks>
+    /// A workload in sync holds a reference to the view's own (immutable) resource map, not a copy: a fleet in one
+    /// namespace shares one map per type, and the delta between two maps is computed once for all of it
+    /// (<see cref="ResourceDeltas"/>). Only a workload that resumed with its own versions is diffed on its own.
+    /// </remarks>
     public DiscoveryResponse? Diff(string typeUrl, IReadOnlyDictionary<string, Resource> wanted, long systemVersion, DateTimeOffset changedAt = default)
     {
         lock (_lock)
         {
             var first = !_held.TryGetValue(typeUrl, out var held);
-            held ??= new Dictionary<string, string>(StringComparer.Ordinal);
-            var response = new DiscoveryResponse { TypeUrl = typeUrl, SystemVersionInfo = systemVersion.ToString(System.Globalization.CultureInfo.InvariantCulture) };
-            foreach (var (name, resource) in wanted)
-            {
-                if (!held.TryGetValue(name, out var version) || version != resource.Version)
-                {
-                    response.Resources.Add(resource);
-                }
-            }
-
-            foreach (var name in held.Keys)
-            {
-                if (!wanted.ContainsKey(name))
-                {
-                    response.RemovedResources.Add(name);
-                }
-            }
-
-            // The first response of each type is sent even when empty: it tells the workload it is in sync.
-            if (!first && response.Resources.Count == 0 && response.RemovedResources.Count == 0)
+            if (!first && ReferenceEquals(held!.Shared, wanted))
             {
                 return null;
             }
 
-            response.Nonce = (++_nonce).ToString(System.Globalization.CultureInfo.InvariantCulture);
-            _pending[typeUrl] = new Pending(response.Nonce, first ? null : held, changedAt);
+            var delta = held is null ? ResourceDeltas.Full(wanted) : held.Shared is { } shared ? ResourceDeltas.Between(shared, wanted) : ResourceDeltas.From(held.Own!, wanted);
+
+            // The first response of each type is sent even when empty: it tells the workload it is in sync.
+            if (!first && delta.Changed.Length == 0 && delta.Removed.Length == 0)
+            {
+                _held[typeUrl] = new HeldResources(wanted, null);
+                return null;
+            }
+
+            var response = new DiscoveryResponse
+            {
+                TypeUrl = typeUrl,
+                SystemVersionInfo = systemVersion.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                Nonce = (++_nonce).ToString(System.Globalization.CultureInfo.InvariantCulture),
+            };
+            response.Resources.AddRange(delta.Changed);
+            response.RemovedResources.AddRange(delta.Removed);
+            _pending[typeUrl] = new Pending(response.Nonce, held, changedAt);
             _sent[typeUrl] = response.SystemVersionInfo;
-            _held[typeUrl] = wanted.ToDictionary(kv => kv.Key, kv => kv.Value.Version, StringComparer.Ordinal);
+            _held[typeUrl] = new HeldResources(wanted, null);
             return response;
         }
     }
@@ -145,5 +151,8 @@ internal sealed class WorkloadConnection(WorkloadAnnouncement workload, DateTime
         }
     }
 
-    private sealed record Pending(string Nonce, Dictionary<string, string>? Previous, DateTimeOffset ChangedAt);
+    private sealed record Pending(string Nonce, HeldResources? Previous, DateTimeOffset ChangedAt);
+
+    /// <summary>What a workload holds of one type: a view's resource map (shared), or the versions it resumed with.</summary>
+    private sealed record HeldResources(IReadOnlyDictionary<string, Resource>? Shared, Dictionary<string, string>? Own);
 }

@@ -11,7 +11,7 @@ namespace MeshKit.ControlPlane.Sources;
 /// A directory of YAML files (recursively, <c>*.yaml</c> and <c>*.yml</c>), watched through file-system notifications
 /// and a periodic rescan. Each file is accepted or rejected whole; a rejected file keeps its last accepted content.
 /// </summary>
-internal sealed partial class DirectoryConfigStore : IConfigStore, IConfigWriter, IHostedService, IDisposable
+internal sealed partial class DirectoryConfigStore : IConfigStore, IConfigWriter, ICompleteChanges, IHostedService, IDisposable
 {
     private readonly ControlPlaneOptions _options;
     private readonly ILogger<DirectoryConfigStore> _logger;
@@ -21,6 +21,7 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IConfigWriter
     private CancellationTokenSource _reload = new();
     private FileSystemWatcher? _watcher;
     private ITimer? _timer;
+    private int _complete;
     private State _state = new(ConfigSet.Empty, [], new Dictionary<string, string>());
 
     public DirectoryConfigStore(IOptions<ControlPlaneOptions> options, ILogger<DirectoryConfigStore> logger, TimeProvider time)
@@ -75,7 +76,7 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IConfigWriter
         // Write then rename, so the watcher never reads half a file.
         var temp = Path.Combine(Directory, "." + name + ".tmp");
         await File.WriteAllTextAsync(temp, text, cancellationToken).ConfigureAwait(false);
-        File.Move(temp, Path.Combine(Directory, name), overwrite: true);
+        WriteComplete(() => File.Move(temp, Path.Combine(Directory, name), overwrite: true));
         return null;
     }
 
@@ -87,8 +88,34 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IConfigWriter
             return Task.FromResult(false);
         }
 
-        File.Delete(path);
+        WriteComplete(() => File.Delete(path));
         return Task.FromResult(true);
+    }
+
+    /// <summary>Whether the change being signalled was written through the admin API (a whole source at once).</summary>
+    public bool TakeComplete() => Interlocked.Exchange(ref _complete, 0) == 1;
+
+    /// <summary>
+    /// Makes an API write and reads it back at once (the watcher may get there first; either scan reports the change as
+    /// complete), so the change is in force when the API call returns.
+    /// </summary>
+    private void WriteComplete(Action write)
+    {
+        Volatile.Write(ref _complete, 1);
+        try
+        {
+            write();
+        }
+        catch
+        {
+            Volatile.Write(ref _complete, 0);
+            throw;
+        }
+
+        Scan();
+
+        // The scan signalled synchronously, or found nothing new (the same content applied again).
+        Volatile.Write(ref _complete, 0);
     }
 
     /// <summary>Reads every changed file, rebuilds the set if anything changed, and fires the reload token.</summary>

@@ -18,3 +18,14 @@ internal interface IConfigWriter
     /// <returns>False when there was no such source.</returns>
     Task<bool> DeleteAsync(string name, CancellationToken cancellationToken);
 }
+
+/// <summary>
+/// A store that can tell a complete change (an apply or delete through the admin API, a committed transaction) from
+/// one that may be part of a burst (a file being written, files being copied), so that a complete change is pushed
+/// without waiting for the debounce's quiet period.
+/// </summary>
+internal interface ICompleteChanges
+{
+    /// <summary>Returns whether the change being signalled is complete, and clears the mark.</summary>
+    bool TakeComplete();
+}

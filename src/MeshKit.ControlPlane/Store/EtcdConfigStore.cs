@@ -17,7 +17,7 @@ namespace MeshKit.ControlPlane.Store;
 /// it read, so two replicas applying at once cannot interleave. Every replica watches the prefix and converges on the
 /// same set.
 /// </summary>
-internal sealed partial class EtcdConfigStore : IConfigStore, IConfigWriter, IHostedService, IDisposable
+internal sealed partial class EtcdConfigStore : IConfigStore, IConfigWriter, ICompleteChanges, IHostedService, IDisposable
 {
     /// <summary>The origin of a source written by the directory import (others come from the admin API).</summary>
     public const string DirectoryOrigin = "directory";
@@ -50,6 +50,9 @@ internal sealed partial class EtcdConfigStore : IConfigStore, IConfigWriter, IHo
     public long Revision => Volatile.Read(ref _state).Revision;
 
     public IChangeToken GetReloadToken() => new CancellationChangeToken(Volatile.Read(ref _reload).Token);
+
+    /// <summary>Every change comes from a committed etcd transaction (one applied source each), so it is complete.</summary>
+    public bool TakeComplete() => true;
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {

@@ -86,7 +86,8 @@ public class MeshHandlerBenchmarks
 
     private sealed class Terminal : HttpMessageHandler
     {
+        // Reads what a client transport reads to write the request line (which parses the URI's components).
         protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
-            Task.FromResult(new HttpResponseMessage(HttpStatusCode.OK));
+            Task.FromResult(new HttpResponseMessage(request.RequestUri!.PathAndQuery.Length > 0 ? HttpStatusCode.OK : HttpStatusCode.BadRequest));
     }
 }

@@ -145,6 +145,12 @@ public class PipelineBenchmarks
                 context.Request.Headers[header.Key] = header.Value.ToArray();
             }
 
+            // HTTP/1.1 always carries Host (the client writes it from the URI when no header sets it).
+            if (!request.Headers.NonValidated.Contains("Host"))
+            {
+                context.Request.Headers.Host = uri.Authority;
+            }
+
             await app(context);
             return new HttpResponseMessage((HttpStatusCode)context.Response.StatusCode) { RequestMessage = request };
         }

@@ -35,6 +35,42 @@ if (args.Contains("--spin-pipeline") || args.Contains("--spin-handler"))
         call = pipeline.Mesh;
     }
 
+    if (args.Contains("--bytes"))
+    {
+        // Exact bytes per call on this thread (the in-memory paths complete synchronously), mesh and plain.
+        Func<Task> plain;
+        if (args.Contains("--spin-handler"))
+        {
+            var h = new MeshHandlerBenchmarks { Services = 10 };
+            h.Setup();
+            plain = h.Plain;
+        }
+        else
+        {
+            var p = new PipelineBenchmarks();
+            p.Setup();
+            plain = p.Plain;
+        }
+
+        foreach (var (name, f) in new[] { ("plain", plain), ("mesh", call) })
+        {
+            for (var i = 0; i < 1000; i++)
+            {
+                await f();
+            }
+
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            for (var i = 0; i < 1000; i++)
+            {
+                await f();
+            }
+
+            Console.WriteLine($"{name}: {(GC.GetAllocatedBytesForCurrentThread() - before) / 1000.0:F0} B per call");
+        }
+
+        return 0;
+    }
+
     using var allocations = args.Contains("--allocations") ? new AllocationSampler() : null;
     var until = DateTime.UtcNow.AddSeconds(args.Contains("--allocations") ? 10 : 30);
     while (DateTime.UtcNow < until)

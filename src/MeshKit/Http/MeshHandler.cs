@@ -273,7 +273,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         // The request goes to the endpoint's address while the upstream still sees the authority the caller used
         // (or the rewritten one). Unvalidated header access: no parsing on the request path.
         var originalHost = request.Headers.NonValidated.TryGetValues("Host", out var hostValues) ? hostValues.ToString() : null;
-        var host = actions.RewriteAuthority ?? originalHost ?? uri.Authority;
+        var host = actions.RewriteAuthority ?? originalHost ?? service.AuthorityOf(uri);
         var hostChanged = !ReferenceEquals(host, originalHost);
         if (hostChanged)
         {

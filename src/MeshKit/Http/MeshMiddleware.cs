@@ -184,25 +184,28 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         Security.MeshIdentityFeature.Set(context, peer, principal);
         if (!snapshot.Authorization.IsEmpty)
         {
-            var request = new Security.AuthorizationRequest
-            {
-                SourcePrincipal = peer?.Principal,
-                SourceNamespace = peer?.Namespace,
-                SourceIp = context.Connection.RemoteIpAddress,
-                DestinationIp = context.Connection.LocalIpAddress,
-                DestinationPort = context.Connection.LocalPort,
-                Sni = context.Features.Get<Microsoft.AspNetCore.Connections.Features.ITlsHandshakeFeature>()?.HostName,
-                Jwt = principal,
-                Host = context.Request.Host.Value ?? string.Empty,
-                Method = context.Request.Method,
-                Path = context.Request.Path.Value ?? string.Empty,
-                Headers = context.Request.Headers,
-            };
+            var request = Security.AuthorizationRequest.Rent();
+            request.SourcePrincipal = peer?.Principal;
+            request.SourceNamespace = peer?.Namespace;
+            request.SourceIp = context.Connection.RemoteIpAddress;
+            request.DestinationIp = context.Connection.LocalIpAddress;
+            request.DestinationPort = context.Connection.LocalPort;
+            request.Sni = context.Features.Get<Microsoft.AspNetCore.Connections.Features.ITlsHandshakeFeature>()?.HostName;
+            request.Jwt = principal;
+            request.Host = context.Request.Host.Value ?? string.Empty;
+            request.Method = context.Request.Method;
+            request.Path = context.Request.Path.Value ?? string.Empty;
+            request.Headers = context.Request.Headers;
             var decision = snapshot.Authorization.Evaluate(request, snapshot.Authorization.HasReports ? policy =>
                 Log.Reported(logger, policy.DryRun ? "dry-run" : "AUDIT", policy.Action, policy.Name, request.Method, request.Path, request.SourcePrincipal ?? "-") : null);
             if (!decision.Allowed)
             {
                 Log.Denied(logger, request.Method, request.Path, request.SourcePrincipal ?? "-", decision.Policy ?? "no ALLOW policy matched");
+            }
+
+            Security.AuthorizationRequest.Return(request);
+            if (!decision.Allowed)
+            {
                 await RefuseAsync(context, StatusCodes.Status403Forbidden, 7, "RBAC: access denied").ConfigureAwait(false);
                 return;
             }

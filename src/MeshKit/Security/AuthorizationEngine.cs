@@ -7,21 +7,52 @@ namespace MeshKit.Security;
 /// <summary>What a request looks like to authorization: who sent it, with what credentials, to what.</summary>
 internal sealed class AuthorizationRequest
 {
-    public string? SourcePrincipal { get; init; }
+    // One per thread, reused: a request is evaluated synchronously and given back before the middleware awaits.
+    [ThreadStatic]
+    private static AuthorizationRequest? t_cached;
 
-    public string? SourceNamespace { get; init; }
+    /// <summary>Takes the thread's cleared request (or a new one); give it back with <see cref="Return"/>.</summary>
+    public static AuthorizationRequest Rent()
+    {
+        var request = t_cached ?? new AuthorizationRequest();
+        t_cached = null;
+        return request;
+    }
 
-    public IPAddress? SourceIp { get; init; }
+    /// <summary>Clears a request whose evaluation is over and keeps it for the next one on this thread.</summary>
+    public static void Return(AuthorizationRequest request)
+    {
+        request.SourcePrincipal = null;
+        request.SourceNamespace = null;
+        request.SourceIp = null;
+        request.DestinationIp = null;
+        request.DestinationPort = 0;
+        request.Sni = null;
+        request.Jwt = null;
+        request.Host = string.Empty;
+        request.Method = string.Empty;
+        request.Path = string.Empty;
+        request.Headers = EmptyHeaders;
+        request._hostWithoutPort = null;
+        request._portText = null;
+        t_cached = request;
+    }
 
-    public IPAddress? DestinationIp { get; init; }
+    public string? SourcePrincipal { get; set; }
 
-    public int DestinationPort { get; init; }
+    public string? SourceNamespace { get; set; }
 
-    public string? Sni { get; init; }
+    public IPAddress? SourceIp { get; set; }
 
-    public RequestPrincipal? Jwt { get; init; }
+    public IPAddress? DestinationIp { get; set; }
 
-    public string Host { get; init; } = string.Empty;
+    public int DestinationPort { get; set; }
+
+    public string? Sni { get; set; }
+
+    public RequestPrincipal? Jwt { get; set; }
+
+    public string Host { get; set; } = string.Empty;
 
     /// <summary>Gets the Host header without its port ("reviews" of "reviews:9080"); null when it has none.</summary>
     public string? HostWithoutPort => _hostWithoutPort ??= Host.LastIndexOf(':') is var colon && colon > 0 && Host[0] != '[' ? Host[..colon] : string.Empty;
@@ -32,12 +63,12 @@ internal sealed class AuthorizationRequest
     private string? _hostWithoutPort;
     private string? _portText;
 
-    public string Method { get; init; } = string.Empty;
+    public string Method { get; set; } = string.Empty;
 
     /// <summary>Gets the normalized path, without query: the one the application routes on.</summary>
-    public string Path { get; init; } = string.Empty;
+    public string Path { get; set; } = string.Empty;
 
-    public IHeaderDictionary Headers { get; init; } = EmptyHeaders;
+    public IHeaderDictionary Headers { get; set; } = EmptyHeaders;
 
     private static readonly IHeaderDictionary EmptyHeaders = new HeaderDictionary();
 }

@@ -81,6 +81,27 @@ internal sealed class MeshSnapshot
 /// <summary>A service as the request path sees it: its ports and its routes in match order.</summary>
 internal sealed class ServiceView(string host, uint[] ports, bool external, RouteEntry[] routes)
 {
+    // The authority callers last used for this service ("reviews:9080"): Uri.Authority builds a new string per call,
+    // and the callers of one service nearly always spell it the same way.
+    private AuthorityText? _authority;
+
+    /// <summary>Returns <paramref name="uri"/>'s authority, reusing the text of the previous call when it is the same.</summary>
+    public string AuthorityOf(Uri uri)
+    {
+        var host = uri.IdnHost;
+        var port = uri.IsDefaultPort ? -1 : uri.Port;
+        if (Volatile.Read(ref _authority) is { } known && known.Port == port && string.Equals(known.IdnHost, host, StringComparison.Ordinal))
+        {
+            return known.Text;
+        }
+
+        var text = uri.Authority;
+        Volatile.Write(ref _authority, new AuthorityText(host, port, text));
+        return text;
+    }
+
+    private sealed record AuthorityText(string IdnHost, int Port, string Text);
+
     /// <summary>Gets whether any route has a CORS policy (the inbound middleware looks only then).</summary>
     public bool HasCors { get; } = routes.Any(r => r.Actions.Cors is not null);
 

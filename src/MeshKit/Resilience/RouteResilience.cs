@@ -10,11 +10,6 @@ namespace MeshKit.Resilience;
 /// <summary>What one request carries through the retry pipeline.</summary>
 internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
 {
-    // One cached instance per thread: a call takes it and gives it back when it ends (nothing keeps a state past its
-    // call: Polly awaits every attempt, even a timed-out one, before the call returns).
-    [ThreadStatic]
-    private static AttemptState? t_cached;
-
     // The endpoints tried so far: almost always one, kept without a list until a retry needs more.
     private EndpointView? _firstTried;
     private List<EndpointView>? _moreTried;
@@ -95,12 +90,11 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
     public string? SetCookie { get; set; }
 
     /// <summary>Takes a cleared state (the thread's cached one, or a new one).</summary>
-    public static AttemptState Rent()
-    {
-        var state = t_cached ?? new AttemptState();
-        t_cached = null;
-        return state;
-    }
+    /// <remarks>
+    /// A call gives it back when it ends: nothing keeps a state past its call (Polly awaits every attempt, even a
+    /// timed-out one, before the call returns).
+    /// </remarks>
+    public static AttemptState Rent() => PerThread<AttemptState>.Rent();
 
     /// <summary>Clears a state whose call has ended and keeps it for the next call on this thread.</summary>
     public static void Return(AttemptState state)
@@ -123,7 +117,7 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
         state.Replayable = false;
         state._firstTried = null;
         state._moreTried?.Clear();
-        t_cached = state;
+        PerThread<AttemptState>.Return(state);
     }
 }
 

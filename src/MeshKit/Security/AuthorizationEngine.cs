@@ -7,17 +7,9 @@ namespace MeshKit.Security;
 /// <summary>What a request looks like to authorization: who sent it, with what credentials, to what.</summary>
 internal sealed class AuthorizationRequest
 {
-    // One per thread, reused: a request is evaluated synchronously and given back before the middleware awaits.
-    [ThreadStatic]
-    private static AuthorizationRequest? t_cached;
-
     /// <summary>Takes the thread's cleared request (or a new one); give it back with <see cref="Return"/>.</summary>
-    public static AuthorizationRequest Rent()
-    {
-        var request = t_cached ?? new AuthorizationRequest();
-        t_cached = null;
-        return request;
-    }
+    /// <remarks>One per thread, reused: a request is evaluated synchronously and given back before the middleware awaits.</remarks>
+    public static AuthorizationRequest Rent() => PerThread<AuthorizationRequest>.Rent();
 
     /// <summary>Clears a request whose evaluation is over and keeps it for the next one on this thread.</summary>
     public static void Return(AuthorizationRequest request)
@@ -35,7 +27,7 @@ internal sealed class AuthorizationRequest
         request.Headers = EmptyHeaders;
         request._hostWithoutPort = null;
         request._portText = null;
-        t_cached = request;
+        PerThread<AuthorizationRequest>.Return(request);
     }
 
     public string? SourcePrincipal { get; set; }

@@ -126,6 +126,53 @@ internal static class ControlPlaneScale
         return results;
     }
 
+    /// <summary>
+    /// Runs <see cref="RunAsync"/> in a child process with the server garbage collector, as the control plane's
+    /// executable runs (the ASP.NET Core SDK's default), and with nothing else of this run in its heap.
+    /// </summary>
+    public static async Task<IReadOnlyList<Result>> RunInProcessOfItsOwnAsync(int workloads, TextWriter log)
+    {
+        var start = new ProcessStartInfo { RedirectStandardOutput = true, UseShellExecute = false };
+        var self = Environment.ProcessPath!;
+        if (Path.GetFileNameWithoutExtension(self) == "dotnet")
+        {
+            start.FileName = self;
+            start.ArgumentList.Add(typeof(ControlPlaneScale).Assembly.Location);
+        }
+        else
+        {
+            start.FileName = self;
+        }
+
+        foreach (var arg in new[] { "--fleet", workloads.ToString(System.Globalization.CultureInfo.InvariantCulture), "3", "--json" })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        start.Environment["DOTNET_gcServer"] = "1";
+        using var child = Process.Start(start)!;
+        var results = new List<Result>();
+        while (await child.StandardOutput.ReadLineAsync() is { } line)
+        {
+            if (line.StartsWith("RESULT ", StringComparison.Ordinal))
+            {
+                results.Add(System.Text.Json.JsonSerializer.Deserialize<Result>(line["RESULT ".Length..])!);
+            }
+            else
+            {
+                log.WriteLine(line);
+            }
+        }
+
+        await child.WaitForExitAsync();
+        if (child.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"the {workloads}-workload fleet run exited with {child.ExitCode}");
+        }
+
+        return results;
+    }
+
     /// <summary>ECDSA P-256 workload certificates signed per second on one thread (what the CA does per CSR).</summary>
     public static Result Signings(TimeSpan duration)
     {

@@ -90,9 +90,10 @@ if (Array.IndexOf(args, "--fleet") is var fleetAt and >= 0)
     // One control-plane fleet run, printed: `--fleet 1000 [changes]` (more changes to profile the push path).
     var size = args.Length > fleetAt + 1 ? int.Parse(args[fleetAt + 1], CultureInfo.InvariantCulture) : 1000;
     var changes = args.Length > fleetAt + 2 ? int.Parse(args[fleetAt + 2], CultureInfo.InvariantCulture) : 3;
+    var json = args.Contains("--json");
     foreach (var r in await ControlPlaneScale.RunAsync(size, Console.Out, changes))
     {
-        Console.WriteLine(FormattableString.Invariant($"{r.Name,-45} {r.Value,12:0.###} {r.Unit}"));
+        Console.WriteLine(json ? "RESULT " + JsonSerializer.Serialize(r) : FormattableString.Invariant($"{r.Name,-45} {r.Value,12:0.###} {r.Unit}"));
     }
 
     return 0;
@@ -159,7 +160,7 @@ if (!args.Contains("--no-load"))
 results.Add(ControlPlaneScale.Signings(TimeSpan.FromSeconds(3)));
 foreach (var n in args.Contains("--tiny") ? new[] { 50 } : args.Contains("--small") ? new[] { 1000 } : new[] { 1000, 10000 })
 {
-    results.AddRange(await ControlPlaneScale.RunAsync(n, Console.Out));
+    results.AddRange(await ControlPlaneScale.RunInProcessOfItsOwnAsync(n, Console.Out));
 }
 
 var targets = Targets.Evaluate(results);

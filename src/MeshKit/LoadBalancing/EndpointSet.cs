@@ -6,30 +6,25 @@ using MeshKit.Snapshot;
 
 namespace MeshKit.LoadBalancing;
 
-/// <summary>One endpoint of a cluster, with its ports resolved and its authority strings built once.</summary>
+/// <summary>One endpoint of a cluster, with its ports resolved; its authority strings are built on first use.</summary>
 internal sealed class EndpointView
 {
-    // One array of ports rather than three parallel ones: large meshes hold tens of thousands of endpoints.
-    private readonly PortEntry[] _ports;
+    // The port layout is shared by every endpoint with the same ports (nearly all of a service's), and the authority
+    // texts ("10.0.0.7:8080") are built when a request first goes to the endpoint: a workload of a large mesh holds
+    // tens of thousands of endpoints and calls few of them.
+    private readonly PortLayout[] _ports;
+    private string?[]? _authorities;
+    private string? _key;
 
     public EndpointView(Endpoint endpoint, EndpointShapes? shapes = null)
     {
-        Address = endpoint.Address;
-        var host = IPAddress.TryParse(endpoint.Address, out var ip) && ip.AddressFamily == AddressFamily.InterNetworkV6
-            ? $"[{endpoint.Address}]" : endpoint.Address;
-        _ports = new PortEntry[endpoint.Ports.Count];
-        for (var i = 0; i < endpoint.Ports.Count; i++)
-        {
-            _ports[i] = new PortEntry(endpoint.Ports[i].ServicePort, $"{host}:{endpoint.Ports[i].TargetPort}", endpoint.Ports[i].MtlsDisabled);
-        }
-
-        Identity = endpoint.Identity;
-        IdentityNamespace = Security.SpiffeId.TryParse(endpoint.Identity, out var id) ? id.Value.Namespace : null;
-
-        Key = _ports.Length > 0 ? _ports[0].Authority : host;
-        Weight = (int)Math.Clamp(endpoint.Weight, 1u, 1_000_000u);
-        // Shared with every endpoint of the same labels and locality: the snapshot does not keep the message.
+        // Shared with every endpoint of the same ports, labels, locality and identity: the snapshot keeps no message.
         shapes ??= new EndpointShapes();
+        Address = endpoint.Address;
+        _ports = shapes.Ports(endpoint.Ports);
+        Identity = shapes.Text(endpoint.Identity);
+        IdentityNamespace = Identity.Length > 0 && Security.SpiffeId.TryParse(Identity, out var id) ? shapes.Text(id.Value.Namespace) : null;
+        Weight = (int)Math.Clamp(endpoint.Weight, 1u, 1_000_000u);
         Labels = shapes.Labels(endpoint.Labels);
         Locality = shapes.Locality(endpoint.Locality);
     }
@@ -46,7 +41,11 @@ internal sealed class EndpointView
     public Resilience.EndpointHealth? Health { get; set; }
 
     /// <summary>Gets the endpoint's stable identity (address and first port): what consistent hashing places.</summary>
-    public string Key { get; }
+    public string Key => _key ??= _ports.Length > 0 ? AuthorityAt(0) : Host;
+
+    // IPv6 addresses are bracketed in an authority.
+    private string Host => Address.Contains(':', StringComparison.Ordinal) && IPAddress.TryParse(Address, out var ip) && ip.AddressFamily == AddressFamily.InterNetworkV6
+        ? $"[{Address}]" : Address;
 
     public IReadOnlyDictionary<string, string> Labels { get; }
 
@@ -100,34 +99,93 @@ internal sealed class EndpointView
 
     private BuiltUri? _lastUri;
 
-    private readonly record struct PortEntry(uint ServicePort, string Authority, bool PlaintextOnly);
 
     private sealed record BuiltUri(string Scheme, string Authority, string PathAndQuery, Uri Uri);
 
     /// <summary>Returns <c>host:targetPort</c> for a service port, or null when the endpoint does not serve it.</summary>
     public string? AuthorityFor(uint servicePort)
     {
-        foreach (var port in _ports)
+        for (var i = 0; i < _ports.Length; i++)
         {
-            if (port.ServicePort == servicePort)
+            if (_ports[i].ServicePort == servicePort)
             {
-                return port.Authority;
+                return AuthorityAt(i);
             }
         }
 
         return null;
     }
+
+    private string AuthorityAt(int index)
+    {
+        // Racing threads build equal strings; either one may stay.
+        var authorities = Volatile.Read(ref _authorities) ?? Interlocked.CompareExchange(ref _authorities, new string?[_ports.Length], null) ?? _authorities;
+        return authorities[index] ??= string.Concat(Host, ":", _ports[index].TargetPort.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    }
 }
 
+/// <summary>How an endpoint serves one service port: the port it listens on, and whether it accepts plaintext only.</summary>
+/// <param name="ServicePort">Gets the service port.</param>
+/// <param name="TargetPort">Gets the port the endpoint listens on.</param>
+/// <param name="PlaintextOnly">Gets whether the endpoint disables mutual TLS on this port.</param>
+internal readonly record struct PortLayout(uint ServicePort, uint TargetPort, bool PlaintextOnly);
+
 /// <summary>
-/// Label sets and localities of the endpoints of one snapshot, each kept once: thousands of endpoints usually share a
-/// handful (a service's versions, a few zones), and a protobuf map costs far more than a small dictionary.
+/// What endpoints of one snapshot have in common, kept once: port layouts, label sets, localities and identity texts.
 /// </summary>
 internal sealed class EndpointShapes
 {
     private static readonly IReadOnlyDictionary<string, string> NoLabels = new Dictionary<string, string>(StringComparer.Ordinal);
     private readonly Dictionary<Google.Protobuf.Collections.MapField<string, string>, IReadOnlyDictionary<string, string>> _labels = [];
     private readonly Dictionary<Locality, Locality> _localities = [];
+    private readonly Dictionary<string, PortLayout[]> _ports = new(StringComparer.Ordinal);
+    private readonly Dictionary<PortLayout, PortLayout[]> _singlePorts = [];
+    private readonly Dictionary<string, string> _texts = new(StringComparer.Ordinal);
+
+    /// <summary>Returns the shared port layout equal to <paramref name="ports"/>.</summary>
+    public PortLayout[] Ports(Google.Protobuf.Collections.RepeatedField<EndpointPort> ports)
+    {
+        if (ports.Count == 0)
+        {
+            return [];
+        }
+
+        if (ports.Count == 1)
+        {
+            var only = new PortLayout(ports[0].ServicePort, ports[0].TargetPort, ports[0].MtlsDisabled);
+            if (!_singlePorts.TryGetValue(only, out var single))
+            {
+                _singlePorts[only] = single = [only];
+            }
+
+            return single;
+        }
+
+        var key = string.Join(',', ports.Select(p => $"{p.ServicePort}:{p.TargetPort}:{(p.MtlsDisabled ? 1 : 0)}"));
+        if (!_ports.TryGetValue(key, out var shared))
+        {
+            shared = ports.Select(p => new PortLayout(p.ServicePort, p.TargetPort, p.MtlsDisabled)).ToArray();
+            _ports[key] = shared;
+        }
+
+        return shared;
+    }
+
+    /// <summary>Returns one shared instance of equal texts (identities, namespaces).</summary>
+    public string Text(string text)
+    {
+        if (text.Length == 0)
+        {
+            return string.Empty;
+        }
+
+        if (!_texts.TryGetValue(text, out var shared))
+        {
+            _texts[text] = shared = text;
+        }
+
+        return shared;
+    }
 
     public IReadOnlyDictionary<string, string> Labels(Google.Protobuf.Collections.MapField<string, string> labels)
     {

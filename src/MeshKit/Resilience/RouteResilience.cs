@@ -163,7 +163,10 @@ internal sealed class RouteResilience
         var timeout = route.HasTimeoutMs && route.TimeoutMs > 0 ? TimeSpan.FromMilliseconds(route.TimeoutMs) : (TimeSpan?)null;
         var attempts = route.Retries is { } explicitPolicy ? (int)explicitPolicy.Attempts : 2;
         var pipeline = pipelines.For(timeout, route.Retries, attempts, route.RetryNonIdempotent);
-        return new RouteResilience(pipeline, attempts, timeout, FaultPlan.Create(route.Fault), route.RetryNonIdempotent, route.Retries is { HasRetryRemoteLocalities: true, RetryRemoteLocalities: true });
+        var remote = route.Retries is { HasRetryRemoteLocalities: true, RetryRemoteLocalities: true };
+        return route.Fault is null
+            ? pipelines.Shared(pipeline, attempts, timeout, route.RetryNonIdempotent, remote)
+            : new RouteResilience(pipeline, attempts, timeout, FaultPlan.Create(route.Fault), route.RetryNonIdempotent, remote);
     }
 
     private static ResiliencePipeline<HttpResponseMessage> Build(TimeSpan? timeout, RetryPolicy? retries, int attempts, bool retryNonIdempotent, TimeProvider time)
@@ -252,6 +255,21 @@ internal sealed class RouteResilience
             }
 
             return pipeline;
+        }
+
+        private readonly Dictionary<(ResiliencePipeline<HttpResponseMessage>, int, TimeSpan?, bool, bool), RouteResilience> _shared = [];
+
+        /// <summary>One policy object for every route without fault injection that has the same policy (it holds no per-route state).</summary>
+        public RouteResilience Shared(ResiliencePipeline<HttpResponseMessage> pipeline, int attempts, TimeSpan? timeout, bool retryNonIdempotent, bool retryRemoteLocalities)
+        {
+            var key = (pipeline, attempts, timeout, retryNonIdempotent, retryRemoteLocalities);
+            if (!_shared.TryGetValue(key, out var shared))
+            {
+                shared = new RouteResilience(pipeline, attempts, timeout, null, retryNonIdempotent, retryRemoteLocalities);
+                _shared[key] = shared;
+            }
+
+            return shared;
         }
     }
 

@@ -217,6 +217,8 @@ internal static class LoadComparison
                 results.Add(new Result($"e2e.{path.Name}.c32.rps", s.Requests32 / s.Seconds32, "1/s"));
                 results.Add(new Result($"e2e.{path.Name}.cpu_per_request", s.CpuMicroseconds32 / s.Requests32, "µs",
                     path.ExtraCpu is null ? "this process (client and server)" : "this process plus the nginx processes"));
+                results.Add(new Result($"e2e.{path.Name}.allocated_per_request", s.Allocated32 / s.Requests32, "B",
+                    "managed allocation in this process (load generator, client and server) per request at c = 32"));
                 results.Add(new Result($"e2e.{path.Name}.connections", s.Connections, "connections", "most connections one slice was served on"));
                 if (s.Errors > 0)
                 {
@@ -359,6 +361,7 @@ internal static class LoadComparison
         // A short warm-up per slice so connection setup after the previous path's slice is not measured.
         await Task.WhenAll(Enumerable.Range(0, concurrency).Select(_ => path.Client.GetAsync(path.Uri)));
         var cpuBefore = Cpu(path);
+        var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
         var started = Stopwatch.GetTimestamp();
         var end = started + (long)(duration.TotalSeconds * Stopwatch.Frequency);
         var perWorker = await Task.WhenAll(Enumerable.Range(0, concurrency).Select(async _ =>
@@ -400,6 +403,7 @@ internal static class LoadComparison
         }));
         var elapsed = Stopwatch.GetElapsedTime(started).TotalSeconds;
         var cpu = (Cpu(path) - cpuBefore).TotalMicroseconds;
+        var allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
         lock (samples)
         {
             foreach (var (latencies, count, errors) in perWorker)
@@ -417,6 +421,7 @@ internal static class LoadComparison
             {
                 samples.Seconds32 += elapsed;
                 samples.CpuMicroseconds32 += cpu;
+                samples.Allocated32 += allocated;
             }
         }
     }
@@ -441,6 +446,8 @@ internal static class LoadComparison
         public double Seconds32 { get; set; }
 
         public double CpuMicroseconds32 { get; set; }
+
+        public double Allocated32 { get; set; }
 
         public long Errors { get; set; }
 

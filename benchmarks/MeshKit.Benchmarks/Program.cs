@@ -120,11 +120,14 @@ if (args.Contains("--load"))
     // `--load NAME SECONDS`: one path (plus direct) for a long slice, to attach a profiler to.
     var at = Array.IndexOf(args, "--load");
     var only = args.Length > at + 1 ? args[at + 1] : null;
-    var seconds = args.Length > at + 2 ? int.Parse(args[at + 2], CultureInfo.InvariantCulture) : 2;
+    var seconds = args.Length > at + 2 && int.TryParse(args[at + 2], CultureInfo.InvariantCulture, out var s) ? s : 2;
+    using var sampler = args.Contains("--allocations") ? new AllocationSampler() : null;
     foreach (var r in await LoadComparison.RunAsync(TimeSpan.FromSeconds(seconds), only is null ? 2 : 1, Console.Out, only))
     {
         Console.WriteLine(FormattableString.Invariant($"{r.Name,-40} {r.Value,12:0.###} {r.Unit}"));
     }
+
+    sampler?.Print(Console.Out);
 
     return 0;
 }

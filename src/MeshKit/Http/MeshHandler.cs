@@ -325,7 +325,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             HttpResponseMessage response;
             if (resilience is null)
             {
-                response = await SendAttemptAsync(state, cancellationToken).ConfigureAwait(false);
+                response = Unwrap(await SendAttemptAsync(state, cancellationToken).ConfigureAwait(false));
             }
             else
             {
@@ -333,14 +333,17 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 context.Properties.Set(RouteResilience.StateKey, state);
                 try
                 {
-                    response = await resilience.Pipeline.ExecuteAsync(
+                    // The outcome form: no exception-to-outcome wrapper around the pipeline, and a timeout is read, not caught.
+                    var outcome = await resilience.Pipeline.ExecuteOutcomeAsync(
                         static (ctx, handler) => handler.SendAttemptAsync(ctx.Properties.GetValue(RouteResilience.StateKey, null!), ctx.CancellationToken),
                         context,
                         this).ConfigureAwait(false);
-                }
-                catch (TimeoutRejectedException)
-                {
-                    return WithResponseHeaders(Reject(request, HttpStatusCode.GatewayTimeout, "UT", $"upstream request timeout: route '{route.Name}' of '{service.Host}' took longer than {resilience.Timeout ?? TimeSpan.Zero}"), target, actions);
+                    if (outcome.Exception is TimeoutRejectedException)
+                    {
+                        return WithResponseHeaders(Reject(request, HttpStatusCode.GatewayTimeout, "UT", $"upstream request timeout: route '{route.Name}' of '{service.Host}' took longer than {resilience.Timeout ?? TimeSpan.Zero}"), target, actions);
+                    }
+
+                    response = Unwrap(outcome);
                 }
                 finally
                 {
@@ -406,6 +409,12 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         }
     }
 
+    private static HttpResponseMessage Unwrap(Outcome<HttpResponseMessage> outcome)
+    {
+        outcome.ThrowIfException();
+        return outcome.Result!;
+    }
+
     // A retry decided but never sent (the caller gave up during its backoff) no longer counts as in flight.
     private static void ReleaseReservation(AttemptState state)
     {
@@ -464,148 +473,159 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     }
 
     /// <summary>One attempt: an endpoint not tried yet when there is one (Envoy's previous_hosts), then the send.</summary>
+    /// <remarks>
+    /// Polly's outcome form: a failure comes back as an outcome, not thrown, so that the pipeline runs without its
+    /// exception-to-outcome wrapper around the callback (one async layer less per attempt).
+    /// </remarks>
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<HttpResponseMessage> SendAttemptAsync(AttemptState state, CancellationToken cancellationToken)
+    private async ValueTask<Outcome<HttpResponseMessage>> SendAttemptAsync(AttemptState state, CancellationToken cancellationToken)
     {
-        EndpointView? endpoint = null;
-        for (var i = 0; i < 5; i++)
-        {
-            endpoint = state.Endpoints.Pick(state.Request, state.Uri, out var setCookie);
-            state.SetCookie ??= setCookie;
-            if (endpoint is null || !state.Tried.Contains(endpoint))
-            {
-                break;
-            }
-        }
-
-        if (endpoint is not null && state.RetryRemoteLocalities && state.Tried.Contains(endpoint))
-        {
-            endpoint = state.Endpoints.PickUntried(state.Tried) ?? endpoint;
-        }
-
-        var authority = endpoint?.AuthorityFor(state.Port);
-        if (endpoint is null || authority is null)
-        {
-            throw new NoEndpointException($"no healthy upstream for port {state.Port}");
-        }
-
-        var retry = state.Tried.Count > 0;
-        if (retry)
-        {
-            metrics?.Retry(state.Uri.IdnHost);
-        }
-
-        state.Tried.Add(endpoint);
-        using var activity = MeshActivity.Source.StartActivity("MeshKit attempt", ActivityKind.Internal);
-        if (activity is not null)
-        {
-            activity.SetTag("meshkit.attempt", state.Tried.Count);
-            activity.SetTag("server.address", authority);
-            MeshActivity.AddB3(state.Request, activity);
-        }
-
-        var invoker = InvokerFor(state, endpoint);
-        state.Request.RequestUri = endpoint.UriFor(state.Uri.Scheme, authority, state.PathAndQuery);
-        Interlocked.Increment(ref endpoint._active);
-        var reserved = state.RetryReserved;
-        state.RetryReserved = false;
-
-        var outlier = state.Endpoints.Outlier;
-        var version = state.Request.Version;
-        var policy = state.Request.VersionPolicy;
         try
         {
-            HttpResponseMessage response;
-            if (invoker is not null)
+            EndpointView? endpoint = null;
+            for (var i = 0; i < 5; i++)
             {
-                var transport = state.Transport;
-                if (transport is not null && transport.UpgradeToHttp2 && version < System.Net.HttpVersion.Version20)
+                endpoint = state.Endpoints.Pick(state.Request, state.Uri, out var setCookie);
+                state.SetCookie ??= setCookie;
+                if (endpoint is null || !state.Tried.Contains(endpoint))
                 {
-                    state.Request.Version = System.Net.HttpVersion.Version20;
-                    state.Request.VersionPolicy = HttpVersionPolicy.RequestVersionExact;
+                    break;
                 }
+            }
 
-                var close = transport is not null && transport.CloseAfterRequest && state.Request.Version < System.Net.HttpVersion.Version20 && state.Request.Headers.ConnectionClose != true;
-                if (close)
-                {
-                    state.Request.Headers.ConnectionClose = true;
-                }
+            if (endpoint is not null && state.RetryRemoteLocalities && state.Tried.Contains(endpoint))
+            {
+                endpoint = state.Endpoints.PickUntried(state.Tried) ?? endpoint;
+            }
 
-                try
+            var authority = endpoint?.AuthorityFor(state.Port);
+            if (endpoint is null || authority is null)
+            {
+                throw new NoEndpointException($"no healthy upstream for port {state.Port}");
+            }
+
+            var retry = state.Tried.Count > 0;
+            if (retry)
+            {
+                metrics?.Retry(state.Uri.IdnHost);
+            }
+
+            state.Tried.Add(endpoint);
+            using var activity = MeshActivity.Source.StartActivity("MeshKit attempt", ActivityKind.Internal);
+            if (activity is not null)
+            {
+                activity.SetTag("meshkit.attempt", state.Tried.Count);
+                activity.SetTag("server.address", authority);
+                MeshActivity.AddB3(state.Request, activity);
+            }
+
+            var invoker = InvokerFor(state, endpoint);
+            state.Request.RequestUri = endpoint.UriFor(state.Uri.Scheme, authority, state.PathAndQuery);
+            Interlocked.Increment(ref endpoint._active);
+            var reserved = state.RetryReserved;
+            state.RetryReserved = false;
+
+            var outlier = state.Endpoints.Outlier;
+            var version = state.Request.Version;
+            var policy = state.Request.VersionPolicy;
+            try
+            {
+                HttpResponseMessage response;
+                if (invoker is not null)
                 {
-                    response = await invoker.SendAsync(state.Request, cancellationToken).ConfigureAwait(false);
-                }
-                finally
-                {
+                    var transport = state.Transport;
+                    if (transport is not null && transport.UpgradeToHttp2 && version < System.Net.HttpVersion.Version20)
+                    {
+                        state.Request.Version = System.Net.HttpVersion.Version20;
+                        state.Request.VersionPolicy = HttpVersionPolicy.RequestVersionExact;
+                    }
+
+                    var close = transport is not null && transport.CloseAfterRequest && state.Request.Version < System.Net.HttpVersion.Version20 && state.Request.Headers.ConnectionClose != true;
                     if (close)
                     {
-                        state.Request.Headers.ConnectionClose = null;
+                        state.Request.Headers.ConnectionClose = true;
+                    }
+
+                    try
+                    {
+                        response = await invoker.SendAsync(state.Request, cancellationToken).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        if (close)
+                        {
+                            state.Request.Headers.ConnectionClose = null;
+                        }
                     }
                 }
-            }
-            else
-            {
-                response = await base.SendAsync(state.Request, cancellationToken).ConfigureAwait(false);
-            }
-
-            // The server's metadata is believed when mutual TLS verified who it is; the header never reaches the app.
-            // Only metrics and the access log read it: without them it is not parsed.
-            if (state.Request.Headers.NonValidated.Contains(PeerMetadata.Header) && (istio?.Enabled == true || accessLog?.IsEnabled(LogLevel.Information) == true))
-            {
-                var told = response.Headers.NonValidated.TryGetValues(PeerMetadata.Header, out var peer) ? PeerMetadata.Parse(peer.ToString()) : null;
-                if (told is not null && endpoint.IdentityNamespace != told.Namespace)
+                else
                 {
-                    told = null; // not what the certificate backs
+                    response = await base.SendAsync(state.Request, cancellationToken).ConfigureAwait(false);
                 }
 
-                state.Request.Options.Set(AnsweredBy, (endpoint.Identity, told));
-            }
-            else if (state.Tried.Count > 1)
-            {
-                state.Request.Options.Remove(AnsweredBy.Key, out _); // an earlier attempt's answer
-            }
+                // The server's metadata is believed when mutual TLS verified who it is; the header never reaches the app.
+                // Only metrics and the access log read it: without them it is not parsed.
+                if (state.Request.Headers.NonValidated.Contains(PeerMetadata.Header) && (istio?.Enabled == true || accessLog?.IsEnabled(LogLevel.Information) == true))
+                {
+                    var told = response.Headers.NonValidated.TryGetValues(PeerMetadata.Header, out var peer) ? PeerMetadata.Parse(peer.ToString()) : null;
+                    if (told is not null && endpoint.IdentityNamespace != told.Namespace)
+                    {
+                        told = null; // not what the certificate backs
+                    }
 
-            if (response.Headers.NonValidated.Contains(PeerMetadata.Header))
-            {
-                response.Headers.Remove(PeerMetadata.Header);
-            }
+                    state.Request.Options.Set(AnsweredBy, (endpoint.Identity, told));
+                }
+                else if (state.Tried.Count > 1)
+                {
+                    state.Request.Options.Remove(AnsweredBy.Key, out _); // an earlier attempt's answer
+                }
 
-            if (outlier is not null && endpoint.Health is { } health)
+                if (response.Headers.NonValidated.Contains(PeerMetadata.Header))
+                {
+                    response.Headers.Remove(PeerMetadata.Header);
+                }
+
+                if (outlier is not null && endpoint.Health is { } health)
+                {
+                    var status = (int)response.StatusCode;
+                    if (health.Record(
+                        status is 502 or 503 or 504 ? AttemptResult.GatewayError : status >= 500 ? AttemptResult.ServerError : AttemptResult.Success,
+                        outlier,
+                        provider.Runtime.Time.GetUtcNow()))
+                    {
+                        metrics?.Ejection(state.Uri.IdnHost);
+                    }
+                }
+
+                return Outcome.FromResult(response);
+            }
+            catch (Exception ex) when (outlier is not null && endpoint.Health is { } health && ex is HttpRequestException or IOException or OperationCanceledException)
             {
-                var status = (int)response.StatusCode;
-                if (health.Record(
-                    status is 502 or 503 or 504 ? AttemptResult.GatewayError : status >= 500 ? AttemptResult.ServerError : AttemptResult.Success,
-                    outlier,
-                    provider.Runtime.Time.GetUtcNow()))
+                if (state.CallerToken.IsCancellationRequested)
+                {
+                    health.Abandon();
+                }
+                else if (health.Record(AttemptResult.LocalOriginFailure, outlier, provider.Runtime.Time.GetUtcNow()))
                 {
                     metrics?.Ejection(state.Uri.IdnHost);
                 }
-            }
 
-            return response;
+                throw;
+            }
+            finally
+            {
+                state.Request.Version = version;
+                state.Request.VersionPolicy = policy;
+                Interlocked.Decrement(ref endpoint._active);
+                if (reserved && state.Cluster is not null)
+                {
+                    Interlocked.Decrement(ref state.Cluster._activeRetries);
+                }
+            }
         }
-        catch (Exception ex) when (outlier is not null && endpoint.Health is { } health && ex is HttpRequestException or IOException or OperationCanceledException)
+        catch (Exception ex)
         {
-            if (state.CallerToken.IsCancellationRequested)
-            {
-                health.Abandon();
-            }
-            else if (health.Record(AttemptResult.LocalOriginFailure, outlier, provider.Runtime.Time.GetUtcNow()))
-            {
-                metrics?.Ejection(state.Uri.IdnHost);
-            }
-
-            throw;
-        }
-        finally
-        {
-            state.Request.Version = version;
-            state.Request.VersionPolicy = policy;
-            Interlocked.Decrement(ref endpoint._active);
-            if (reserved && state.Cluster is not null)
-            {
-                Interlocked.Decrement(ref state.Cluster._activeRetries);
-            }
+            return Outcome.FromException<HttpResponseMessage>(ex);
         }
     }
 

@@ -179,7 +179,8 @@ internal static class LoadComparison
                 only = null;
             }
 
-            var nginx = !split && (only is null || only == "two_nginx") ? await Nginx.StartAsync(directUri, dir, log) : null;
+            var wantNginx = !split && (only is null || only == "two_nginx");
+            var nginx = wantNginx ? await Nginx.StartAsync(directUri, dir, log) : null;
             if (nginx is not null)
             {
                 owned.Push(nginx);
@@ -226,7 +227,7 @@ internal static class LoadComparison
                 }
             }
 
-            if (nginx is null)
+            if (wantNginx && nginx is null)
             {
                 log.WriteLine("two_nginx skipped: nginx is not installed and could not be installed");
             }

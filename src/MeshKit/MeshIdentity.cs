@@ -25,13 +25,13 @@ public sealed class MeshIdentity
 
     private readonly RequestPrincipal? _jwt;
 
-    internal MeshIdentity(SpiffeId? peer, RequestPrincipal? jwt)
+    internal MeshIdentity(VerifiedPeer? peer, RequestPrincipal? jwt)
     {
         _jwt = jwt;
-        PeerSpiffeId = peer?.ToString();
+        PeerSpiffeId = peer?.SpiffeUri;
         PeerPrincipal = peer?.Principal;
-        PeerNamespace = peer?.Namespace;
-        PeerServiceAccount = peer?.ServiceAccount;
+        PeerNamespace = peer?.Id.Namespace;
+        PeerServiceAccount = peer?.Id.ServiceAccount;
         RequestPrincipal = jwt?.Principal;
     }
 

@@ -20,6 +20,9 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
 
     private Telemetry.PeerMetadata? _self;
 
+    // One delegate for every response (the context is its state): no closure per request.
+    private Func<object, Task>? _writePeerMetadata;
+
     private Telemetry.PeerMetadata Self => _self ??= Telemetry.PeerMetadata.ForWorkload(announcer.Source.Service, announcer.Source.Namespace, announcer.Source.Labels);
 
     internal const string ForwardedClientCertHeader = "x-forwarded-client-cert";
@@ -65,7 +68,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
             context.Request.Path = new PathString(normalized);
         }
 
-        Security.SpiffeId? peer = null;
+        Security.VerifiedPeer? peer = null;
         if (identity.Enabled)
         {
             // The scheme is the connection's, not the client's claim (alternate schemes are allowed for mesh callers).
@@ -74,12 +77,11 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
             if (peer is not null)
             {
                 // A verified caller learns who answered (Istio's peer metadata exchange).
-                context.Response.OnStarting(static state =>
+                context.Response.OnStarting(_writePeerMetadata ??= state =>
                 {
-                    var (ctx, self) = ((HttpContext, Telemetry.PeerMetadata))state;
-                    ctx.Response.Headers[Telemetry.PeerMetadata.Header] = self.Encoded;
+                    ((HttpContext)state).Response.Headers[Telemetry.PeerMetadata.Header] = Self.Encoded;
                     return Task.CompletedTask;
-                }, (context, Self));
+                }, context);
             }
         }
 
@@ -95,7 +97,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
     }
 
     /// <summary>The server's side of Istio's standard metrics (<c>reporter="destination"</c>), around the rest of the pipeline.</summary>
-    private async Task ReportAsDestinationAsync(HttpContext context, MeshSnapshot snapshot, Security.SpiffeId? peer, Telemetry.PeerMetadata? source, bool log)
+    private async Task ReportAsDestinationAsync(HttpContext context, MeshSnapshot snapshot, Security.VerifiedPeer? peer, Telemetry.PeerMetadata? source, bool log)
     {
         var started = time.GetTimestamp();
         var status = 0;
@@ -155,7 +157,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         }
     }
 
-    private Task AfterIdentityAsync(HttpContext context, MeshSnapshot snapshot, Security.SpiffeId? peer)
+    private Task AfterIdentityAsync(HttpContext context, MeshSnapshot snapshot, Security.VerifiedPeer? peer)
     {
         if (!snapshot.Jwt.IsEmpty || !snapshot.Authorization.IsEmpty)
         {
@@ -166,7 +168,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         return ContinueAsync(context, snapshot);
     }
 
-    private async Task AuthenticateAndAuthorizeAsync(HttpContext context, MeshSnapshot snapshot, Security.SpiffeId? peer)
+    private async Task AuthenticateAndAuthorizeAsync(HttpContext context, MeshSnapshot snapshot, Security.VerifiedPeer? peer)
     {
         Security.RequestPrincipal? principal = null;
         if (!snapshot.Jwt.IsEmpty)

@@ -152,7 +152,7 @@ internal sealed partial class InboundTlsSetup(
                     return false;
                 }
 
-                connection.Items[MeshPeer.ItemKey] = id!.Value;
+                connection.Items[MeshPeer.ItemKey] = new VerifiedPeer(id!.Value);
                 return true;
             },
         });

@@ -5,13 +5,13 @@ namespace MeshKit.Security;
 /// <summary>Sets the <see cref="MeshIdentity"/> feature of a request.</summary>
 internal static class MeshIdentityFeature
 {
-    public static void Set(HttpContext context, SpiffeId? peer, RequestPrincipal? principal)
+    public static void Set(HttpContext context, VerifiedPeer? peer, RequestPrincipal? principal)
     {
         if (peer is null && principal is null)
         {
             return;
         }
 
-        context.Features.Set(new MeshIdentity(peer, principal));
+        context.Features.Set(principal is null ? peer!.Identity : new MeshIdentity(peer, principal));
     }
 }

@@ -10,6 +10,31 @@ internal static class MeshPeer
     public const string ItemKey = "meshkit.peer";
 
     /// <summary>The verified identity of the request's peer, or null (plain text, or TLS without a certificate).</summary>
-    public static SpiffeId? Of(HttpContext context) =>
-        context.Features.Get<IConnectionItemsFeature>()?.Items.TryGetValue(ItemKey, out var value) == true && value is SpiffeId id ? id : null;
+    public static VerifiedPeer? Of(HttpContext context) =>
+        context.Features.Get<IConnectionItemsFeature>()?.Items.TryGetValue(ItemKey, out var value) == true ? value as VerifiedPeer : null;
+}
+
+/// <summary>
+/// A connection's verified peer, with the texts requests need computed once per connection rather than per request:
+/// its principal, its SPIFFE ID, and the <see cref="MeshIdentity"/> of requests that carry no JWT.
+/// </summary>
+/// <param name="id">The identity its certificate proves.</param>
+internal sealed class VerifiedPeer(SpiffeId id)
+{
+    private MeshIdentity? _identity;
+
+    public SpiffeId Id { get; } = id;
+
+    /// <summary>Gets the principal, <c>cluster.local/ns/default/sa/productpage</c>.</summary>
+    public string Principal { get; } = id.Principal;
+
+    public string Namespace => Id.Namespace;
+
+    /// <summary>Gets the SPIFFE ID as text.</summary>
+    public string SpiffeUri { get; } = id.ToString();
+
+    /// <summary>Gets the identity of a request from this peer without a JWT (immutable, so shared by its requests).</summary>
+    public MeshIdentity Identity => _identity ??= new MeshIdentity(this, null);
+
+    public override string ToString() => SpiffeUri;
 }

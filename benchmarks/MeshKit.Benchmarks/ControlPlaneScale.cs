@@ -127,10 +127,10 @@ internal static class ControlPlaneScale
     }
 
     /// <summary>
-    /// Runs <see cref="RunAsync"/> in a child process with the server garbage collector, as the control plane's
-    /// executable runs (the ASP.NET Core SDK's default), and with nothing else of this run in its heap.
+    /// Runs one part of the quick run (<c>--fleet</c>, <c>--memory</c>, <c>--signings</c>) in a child process of this
+    /// program, with nothing else of the run in its heap or on the cores, and reads back its figures.
     /// </summary>
-    public static async Task<IReadOnlyList<Result>> RunInProcessOfItsOwnAsync(int workloads, TextWriter log)
+    public static async Task<IReadOnlyList<Result>> RunIsolatedAsync(string[] arguments, bool serverGc, TextWriter log)
     {
         var start = new ProcessStartInfo { RedirectStandardOutput = true, UseShellExecute = false };
         var self = Environment.ProcessPath!;
@@ -144,12 +144,12 @@ internal static class ControlPlaneScale
             start.FileName = self;
         }
 
-        foreach (var arg in new[] { "--fleet", workloads.ToString(System.Globalization.CultureInfo.InvariantCulture), "3", "--json" })
+        foreach (var arg in arguments.Append("--json"))
         {
             start.ArgumentList.Add(arg);
         }
 
-        start.Environment["DOTNET_gcServer"] = "1";
+        start.Environment["DOTNET_gcServer"] = serverGc ? "1" : "0";
         using var child = Process.Start(start)!;
         var results = new List<Result>();
         while (await child.StandardOutput.ReadLineAsync() is { } line)
@@ -167,7 +167,7 @@ internal static class ControlPlaneScale
         await child.WaitForExitAsync();
         if (child.ExitCode != 0)
         {
-            throw new InvalidOperationException($"the {workloads}-workload fleet run exited with {child.ExitCode}");
+            throw new InvalidOperationException($"'{string.Join(' ', arguments)}' exited with {child.ExitCode}");
         }
 
         return results;

@@ -144,29 +144,39 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             response?.Content.Headers.ContentLength ?? 0));
     }
 
-    private async Task<HttpResponseMessage> SendCoreAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    // The request path is split where it first awaits: the routing decisions (most requests) run synchronously and
+    // the send is one small async method whose state lives in the pooled AttemptState, so the state machine boxed per
+    // request holds a few fields instead of every routing local.
+    private Task<HttpResponseMessage> SendCoreAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var uri = request.RequestUri;
         if (uri is null || !uri.IsAbsoluteUri)
         {
-            return await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            return base.SendAsync(request, cancellationToken);
         }
 
         var snapshot = provider.Current;
+        return snapshot.IsReady ? Resolve(request, uri, snapshot, cancellationToken) : SendWhenReadyAsync(request, uri, cancellationToken);
+    }
+
+    private async Task<HttpResponseMessage> SendWhenReadyAsync(HttpRequestMessage request, Uri uri, CancellationToken cancellationToken)
+    {
+        var snapshot = await provider.WaitReadyAsync(cancellationToken).ConfigureAwait(false);
         if (!snapshot.IsReady)
         {
-            snapshot = await provider.WaitReadyAsync(cancellationToken).ConfigureAwait(false);
-            if (!snapshot.IsReady)
-            {
-                return Reject(request, HttpStatusCode.ServiceUnavailable, "NC", "mesh configuration not received yet: the control plane did not answer within the initial fetch timeout and no static config file is set");
-            }
+            return Reject(request, HttpStatusCode.ServiceUnavailable, "NC", "mesh configuration not received yet: the control plane did not answer within the initial fetch timeout and no static config file is set");
         }
 
+        return await Resolve(request, uri, snapshot, cancellationToken).ConfigureAwait(false);
+    }
+
+    private Task<HttpResponseMessage> Resolve(HttpRequestMessage request, Uri uri, MeshSnapshot snapshot, CancellationToken cancellationToken)
+    {
         if (!snapshot.TryResolve(uri.Host, out var service))
         {
             return snapshot.RegistryOnly
-                ? Reject(request, HttpStatusCode.BadGateway, "NR", $"host '{uri.Host}' is not in the mesh registry and outboundTrafficPolicy is REGISTRY_ONLY")
-                : await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+                ? Task.FromResult(Reject(request, HttpStatusCode.BadGateway, "NR", $"host '{uri.Host}' is not in the mesh registry and outboundTrafficPolicy is REGISTRY_ONLY"))
+                : base.SendAsync(request, cancellationToken);
         }
 
         RouteEntry? route = null;
@@ -182,37 +192,45 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
         if (route is null)
         {
-            return Reject(request, HttpStatusCode.NotFound, "NR", $"no route of '{service.Host}' matches {request.Method} {uri.AbsolutePath}");
+            return Task.FromResult(Reject(request, HttpStatusCode.NotFound, "NR", $"no route of '{service.Host}' matches {request.Method} {uri.AbsolutePath}"));
         }
 
         var actions = route.Actions;
         if (actions.Redirect is not null)
         {
-            return WithResponseHeaders(actions.RedirectResponse(request, uri), null, actions);
+            return Task.FromResult(WithResponseHeaders(actions.RedirectResponse(request, uri), null, actions));
         }
 
         if (actions.DirectResponse is not null)
         {
-            return WithResponseHeaders(LocalReply.ForGrpc(actions.DirectResponseMessage(request)), null, actions);
+            return Task.FromResult(WithResponseHeaders(LocalReply.ForGrpc(actions.DirectResponseMessage(request)), null, actions));
         }
 
-        var resilience = route.Resilience;
-        var delayed = false;
-        if (resilience?.Fault is { } fault)
+        // Injected faults act before the request leaves, once per request (not per retry), as Envoy's fault filter.
+        if (route.Resilience?.Fault is { } fault && fault.ShouldDelay())
         {
-            // Injected faults act before the request leaves, once per request (not per retry), as Envoy's fault filter.
-            if (fault.ShouldDelay())
-            {
-                metrics?.Fault(service.Host, "delay");
-                await Task.Delay(fault.Delay, provider.Runtime.Time, cancellationToken).ConfigureAwait(false);
-                delayed = true;
-            }
+            metrics?.Fault(service.Host, "delay");
+            return DelayThenRouteAsync(request, uri, service, route, matched, fault, cancellationToken);
+        }
 
-            if (fault.ShouldAbort())
-            {
-                metrics?.Fault(service.Host, "abort");
-                return WithResponseHeaders(Abort(request, fault, delayed), null, actions);
-            }
+        return Route(request, uri, service, route, matched, delayed: false, cancellationToken);
+    }
+
+    private async Task<HttpResponseMessage> DelayThenRouteAsync(HttpRequestMessage request, Uri uri, ServiceView service, RouteEntry route, RequestMatcher? matched, Resilience.FaultPlan fault, CancellationToken cancellationToken)
+    {
+        await Task.Delay(fault.Delay, provider.Runtime.Time, cancellationToken).ConfigureAwait(false);
+        return await Route(request, uri, service, route, matched, delayed: true, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Picks the destination, applies the route's request edits and hands the call to <see cref="SendRoutedAsync"/>.</summary>
+    private Task<HttpResponseMessage> Route(HttpRequestMessage request, Uri uri, ServiceView service, RouteEntry route, RequestMatcher? matched, bool delayed, CancellationToken cancellationToken)
+    {
+        var actions = route.Actions;
+        var resilience = route.Resilience;
+        if (resilience?.Fault is { } fault && fault.ShouldAbort())
+        {
+            metrics?.Fault(service.Host, "abort");
+            return Task.FromResult(WithResponseHeaders(Abort(request, fault, delayed), null, actions));
         }
 
         if (accessLog?.IsEnabled(LogLevel.Information) == true)
@@ -224,26 +242,26 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         var target = route.PickTarget();
         if (target is null)
         {
-            return Reject(request, HttpStatusCode.ServiceUnavailable, "UH", $"route '{route.Name}' of '{service.Host}' has no destination with a weight above 0");
+            return Task.FromResult(Reject(request, HttpStatusCode.ServiceUnavailable, "UH", $"route '{route.Name}' of '{service.Host}' has no destination with a weight above 0"));
         }
 
         if (target.Endpoints is null)
         {
             var what = target.Subset.Length == 0 ? $"service '{target.Host}'" : $"subset '{target.Subset}' of '{target.Host}'";
-            return Reject(request, HttpStatusCode.ServiceUnavailable, "NC", $"{what} is not known to the mesh");
+            return Task.FromResult(Reject(request, HttpStatusCode.ServiceUnavailable, "NC", $"{what} is not known to the mesh"));
         }
 
         var passthrough = target.Endpoints.Balancer.IsPassthrough;
         var port = passthrough ? 0u : SelectPort(target, uri);
         if (!passthrough && port == 0)
         {
-            return Reject(request, HttpStatusCode.ServiceUnavailable, "NC", $"'{target.Host}' has several ports and neither the route nor the request names one of them");
+            return Task.FromResult(Reject(request, HttpStatusCode.ServiceUnavailable, "NC", $"'{target.Host}' has several ports and neither the route nor the request names one of them"));
         }
 
         var endpoints = target.Endpoints.ForPort(port);
         if (!passthrough && endpoints.Endpoints.Length == 0)
         {
-            return Reject(request, HttpStatusCode.ServiceUnavailable, "UH", NoHealthyUpstream(target, port));
+            return Task.FromResult(Reject(request, HttpStatusCode.ServiceUnavailable, "UH", NoHealthyUpstream(target, port)));
         }
 
         // Circuit breaking: over the cluster's request limit a call fails at once, it never queues.
@@ -255,7 +273,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             {
                 Interlocked.Decrement(ref cluster.Runtime._activeRequests);
                 metrics?.Overflow(target.Host);
-                return Reject(request, HttpStatusCode.ServiceUnavailable, "UO", $"upstream overflow: {limits.MaxRequests} requests already in flight to '{target.Host}' (connectionPool)");
+                return Task.FromResult(Reject(request, HttpStatusCode.ServiceUnavailable, "UO", $"upstream overflow: {limits.MaxRequests} requests already in flight to '{target.Host}' (connectionPool)"));
             }
         }
 
@@ -282,47 +300,53 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         }
 
         var pathAndQuery = actions.RewritesPath ? actions.RewritePath(uri.AbsolutePath, matched) + uri.Query : uri.PathAndQuery;
-        AttemptState? state = null;
+        var state = AttemptState.Rent();
+        state.Request = request;
+        state.Uri = uri;
+        state.ServiceHost = service.Host;
+        state.Route = route;
+        state.Target = target;
+        state.Resilience = resilience;
+        state.Delayed = delayed;
+        state.Passthrough = passthrough;
+        state.Authority = host;
+        state.OriginalHost = originalHost;
+        state.HostChanged = hostChanged;
+        state.Restore = restore;
+        state.Endpoints = endpoints;
+        state.Port = port;
+        state.PathAndQuery = pathAndQuery;
+        state.Idempotent = RetryConditions.IsIdempotent(request.Method);
+        state.Cluster = cluster?.Runtime;
+        state.Limits = cluster?.Limits;
+        state.CallerToken = cancellationToken;
+        state.RetryRemoteLocalities = resilience?.RetryRemoteLocalities ?? false;
+        state.Transport = cluster?.Transport;
+        state.TlsMode = cluster?.TlsMode ?? string.Empty;
+        return SendRoutedAsync(state, cancellationToken);
+    }
+
+    /// <summary>The send: body made replayable, mirrors started, then the attempts through the route's policy.</summary>
+    private async Task<HttpResponseMessage> SendRoutedAsync(AttemptState state, CancellationToken cancellationToken)
+    {
+        var request = state.Request;
         try
         {
-            var wantsReplay = (resilience is { Attempts: > 0 }) || route.Mirrors.Length > 0;
-            var replayable = request.Content is null || (wantsReplay && await TryMakeReplayableAsync(request.Content, cancellationToken).ConfigureAwait(false));
-            if (replayable)
+            var wantsReplay = (state.Resilience is { Attempts: > 0 }) || state.Route.Mirrors.Length > 0;
+            state.Replayable = request.Content is null || (wantsReplay && await TryMakeReplayableAsync(request.Content, cancellationToken).ConfigureAwait(false));
+            if (state.Replayable && state.Route.Mirrors.Length > 0)
             {
-                byte[]? body = null;
-                foreach (var (mirror, percentage) in route.Mirrors)
-                {
-                    if (Random.Shared.NextDouble() * 100 < percentage)
-                    {
-                        // HttpContent is not thread-safe: the copy's body is read here, before the request is sent.
-                        body ??= request.Content is null ? [] : await request.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false);
-                        metrics?.Mirror(mirror.Host);
-                        StartMirror(request, body, mirror, host, pathAndQuery, uri);
-                    }
-                }
+                await StartMirrorsAsync(state, cancellationToken).ConfigureAwait(false);
             }
 
-            if (passthrough)
+            if (state.Passthrough)
             {
-                request.RequestUri = actions.RewritesPath ? new Uri(uri, pathAndQuery) : uri;
-                return WithResponseHeaders(await base.SendAsync(request, cancellationToken).ConfigureAwait(false), target, actions);
+                request.RequestUri = state.Route.Actions.RewritesPath ? new Uri(state.Uri, state.PathAndQuery) : state.Uri;
+                return WithResponseHeaders(await base.SendAsync(request, cancellationToken).ConfigureAwait(false), state.Target, state.Route.Actions);
             }
 
-            state = AttemptState.Rent();
-            state.Request = request;
-            state.Uri = uri;
-            state.Endpoints = endpoints;
-            state.Port = port;
-            state.PathAndQuery = pathAndQuery;
-            state.Idempotent = RetryConditions.IsIdempotent(request.Method);
-            state.Replayable = replayable;
-            state.Cluster = cluster?.Runtime;
-            state.Limits = cluster?.Limits;
-            state.CallerToken = cancellationToken;
-            state.RetryRemoteLocalities = resilience?.RetryRemoteLocalities ?? false;
-            state.Transport = cluster?.Transport;
-            state.TlsMode = cluster?.TlsMode ?? string.Empty;
             HttpResponseMessage response;
+            var resilience = state.Resilience;
             if (resilience is null)
             {
                 response = Unwrap(await SendAttemptAsync(state, cancellationToken).ConfigureAwait(false));
@@ -340,7 +364,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                         this).ConfigureAwait(false);
                     if (outcome.Exception is TimeoutRejectedException)
                     {
-                        return WithResponseHeaders(Reject(request, HttpStatusCode.GatewayTimeout, "UT", $"upstream request timeout: route '{route.Name}' of '{service.Host}' took longer than {resilience.Timeout ?? TimeSpan.Zero}"), target, actions);
+                        return WithResponseHeaders(Reject(request, HttpStatusCode.GatewayTimeout, "UT", $"upstream request timeout: route '{state.Route.Name}' of '{state.ServiceHost}' took longer than {resilience.Timeout ?? TimeSpan.Zero}"), state.Target, state.Route.Actions);
                     }
 
                     response = Unwrap(outcome);
@@ -358,13 +382,12 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
             if (state.RetryOverflow)
             {
-                metrics?.BudgetExhausted(target.Host);
+                metrics?.BudgetExhausted(state.Target.Host);
             }
-
 
             // URX: the last attempt failed and no retry was left (attempts used up, or the budget refused one).
             var exhausted = resilience is { Attempts: > 0 } && !response.IsSuccessStatusCode && (state.RetryOverflow || state.Tried.Count > resilience.Attempts);
-            var shaped = (delayed ? "DI" : null, exhausted ? "URX" : null) switch
+            var shaped = (state.Delayed ? "DI" : null, exhausted ? "URX" : null) switch
             {
                 (null, null) => null,
                 ({ } d, null) => d,
@@ -376,7 +399,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 response.Headers.TryAddWithoutValidation(ResponseFlagsHeader, shaped);
             }
 
-            return WithResponseHeaders(response, target, actions);
+            return WithResponseHeaders(response, state.Target, state.Route.Actions);
         }
         catch (NoEndpointException ex)
         {
@@ -384,28 +407,40 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         }
         finally
         {
-            if (state is not null)
-            {
-                ReleaseReservation(state);
-                AttemptState.Return(state);
-            }
-
-            if (cluster is not null)
+            ReleaseReservation(state);
+            if (state.Target.Cluster is { } cluster)
             {
                 Interlocked.Decrement(ref cluster.Runtime._activeRequests);
             }
 
-            request.RequestUri = uri;
-            if (hostChanged)
+            request.RequestUri = state.Uri;
+            if (state.HostChanged)
             {
                 request.Headers.Remove("Host");
-                if (originalHost is not null)
+                if (state.OriginalHost is not null)
                 {
-                    request.Headers.TryAddWithoutValidation("Host", originalHost);
+                    request.Headers.TryAddWithoutValidation("Host", state.OriginalHost);
                 }
             }
 
-            restore?.Restore(request);
+            state.Restore?.Restore(request);
+            AttemptState.Return(state);
+        }
+    }
+
+    private async Task StartMirrorsAsync(AttemptState state, CancellationToken cancellationToken)
+    {
+        var request = state.Request;
+        byte[]? body = null;
+        foreach (var (mirror, percentage) in state.Route.Mirrors)
+        {
+            if (Random.Shared.NextDouble() * 100 < percentage)
+            {
+                // HttpContent is not thread-safe: the copy's body is read here, before the request is sent.
+                body ??= request.Content is null ? [] : await request.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false);
+                metrics?.Mirror(mirror.Host);
+                StartMirror(request, body, mirror, state.Authority, state.PathAndQuery, state.Uri);
+            }
         }
     }
 

@@ -89,6 +89,36 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
 
     public string? SetCookie { get; set; }
 
+    /// <summary>Gets the called service's host (for messages).</summary>
+    public string ServiceHost { get; set; } = string.Empty;
+
+    /// <summary>Gets the route that matched.</summary>
+    public Routing.RouteEntry Route { get; set; } = null!;
+
+    /// <summary>Gets the destination the route picked.</summary>
+    public Routing.RouteTarget Target { get; set; } = null!;
+
+    /// <summary>Gets the route's timeout and retry policy, if any.</summary>
+    public RouteResilience? Resilience { get; set; }
+
+    /// <summary>Gets whether an injected delay was applied (the DI response flag).</summary>
+    public bool Delayed { get; set; }
+
+    /// <summary>Gets whether the call goes to the host the caller named (ServiceEntry resolution NONE).</summary>
+    public bool Passthrough { get; set; }
+
+    /// <summary>Gets the authority the upstream sees (the Host header sent).</summary>
+    public string Authority { get; set; } = string.Empty;
+
+    /// <summary>Gets the caller's own Host header, put back when the call ends.</summary>
+    public string? OriginalHost { get; set; }
+
+    /// <summary>Gets whether the Host header was replaced for the call.</summary>
+    public bool HostChanged { get; set; }
+
+    /// <summary>Gets the header edits to undo when the call ends.</summary>
+    public Routing.HeaderRestore? Restore { get; set; }
+
     /// <summary>Takes a cleared state (the thread's cached one, or a new one).</summary>
     /// <remarks>
     /// A call gives it back when it ends: nothing keeps a state past its call (Polly awaits every attempt, even a
@@ -112,6 +142,16 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
         state.RetryReserved = false;
         state.RetryOverflow = false;
         state.SetCookie = null;
+        state.ServiceHost = string.Empty;
+        state.Route = null!;
+        state.Target = null!;
+        state.Resilience = null;
+        state.Delayed = false;
+        state.Passthrough = false;
+        state.Authority = string.Empty;
+        state.OriginalHost = null;
+        state.HostChanged = false;
+        state.Restore = null;
         state.Port = 0;
         state.Idempotent = false;
         state.Replayable = false;

@@ -181,8 +181,16 @@ public sealed class RoutingEndToEndTests : MeshTestBase
         await StartAsync("reviews", "v2");
         var productpage = await StartAsync("productpage", "v1");
         ControlPlane.WriteConfig("reviews-vs.yaml", Split(100, 0));
-        await Eventually.TrueAsync(() => HasEndpoints(productpage, "v1", 1), "routing to v1");
-        var versionBefore = productpage.Snapshot.Version;
+
+        // Settled first: a registration pushed later (these workloads' own) would change the snapshot by itself.
+        await Eventually.TrueAsync(() => HasEndpoints(productpage, "v1", 1) && HasEndpoints(productpage, "v2", 1), "routing to v1");
+        string versionBefore;
+        do
+        {
+            versionBefore = productpage.Snapshot.Version;
+            await Task.Delay(1000);
+        }
+        while (productpage.Snapshot.Version != versionBefore);
 
         ControlPlane.WriteConfig("reviews-vs.yaml", Split(0, 100).Replace("weight: 100", "weight: 1000", StringComparison.Ordinal));
         await Eventually.TrueAsync(async () =>

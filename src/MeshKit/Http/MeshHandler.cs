@@ -31,6 +31,9 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
     private PeerMetadata? _self;
 
+    /// <summary>Gets whether anything on this side reads the server's metadata (Istio's metrics, the access log).</summary>
+    private bool RecordsPeers => istio?.Enabled == true || accessLog?.IsEnabled(LogLevel.Information) == true;
+
     private PeerMetadata Self => _self ??= announcer is null ? PeerMetadata.Unknown : PeerMetadata.ForWorkload(announcer.Source.Service, announcer.Source.Namespace, announcer.Source.Labels);
 
     /// <summary>
@@ -485,7 +488,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             // Only a peer whose identity is verified learns who calls (and is believed about itself in return).
             if (!request.Headers.NonValidated.Contains(PeerMetadata.Header))
             {
-                request.Headers.TryAddWithoutValidation(PeerMetadata.Header, Self.Encoded);
+                // The server's metadata back only when this side records it: a header less to write and parse per call.
+                request.Headers.TryAddWithoutValidation(PeerMetadata.Header, RecordsPeers ? Self.Encoded : Self.EncodedWithoutReply);
             }
 
             return (transport ?? mesh).MutualTls;
@@ -600,7 +604,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
                 // The server's metadata is believed when mutual TLS verified who it is; the header never reaches the app.
                 // Only metrics and the access log read it: without them it is not parsed.
-                if (state.Request.Headers.NonValidated.Contains(PeerMetadata.Header) && (istio?.Enabled == true || accessLog?.IsEnabled(LogLevel.Information) == true))
+                if (state.Request.Headers.NonValidated.Contains(PeerMetadata.Header) && RecordsPeers)
                 {
                     var told = response.Headers.NonValidated.TryGetValues(PeerMetadata.Header, out var peer) ? PeerMetadata.Parse(peer.ToString()) : null;
                     if (told is not null && endpoint.IdentityNamespace != told.Namespace)

@@ -74,9 +74,9 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
             // The scheme is the connection's, not the client's claim (alternate schemes are allowed for mesh callers).
             context.Request.Scheme = context.Features.Get<ITlsConnectionFeature>() is null ? "http" : "https";
             peer = Security.MeshPeer.Of(context);
-            if (peer is not null)
+            if (peer is not null && Telemetry.PeerMetadata.WantsReply(toldMetadata))
             {
-                // A verified caller learns who answered (Istio's peer metadata exchange).
+                // A verified caller learns who answered (Istio's peer metadata exchange), unless it said it records nothing.
                 context.Response.OnStarting(_writePeerMetadata ??= state =>
                 {
                     ((HttpContext)state).Response.Headers[Telemetry.PeerMetadata.Header] = Self.Encoded;

@@ -22,6 +22,19 @@ internal sealed record PeerMetadata(string Workload, string Namespace, string Ap
 
     private string? _encoded;
 
+    /// <summary>
+    /// Gets the header value of a caller that records nothing about the server (no Istio metrics, no access log): the
+    /// server then sends no metadata back. Callers without the field get it, so older workloads keep working.
+    /// </summary>
+    public string EncodedWithoutReply => _encodedWithoutReply ??= Encoded + ";" + NoReply;
+
+    private string? _encodedWithoutReply;
+
+    private const string NoReply = "r=0";
+
+    /// <summary>Returns whether the caller that sent <paramref name="told"/> wants the server's metadata back.</summary>
+    public static bool WantsReply(string? told) => told is null || !told.EndsWith(";" + NoReply, StringComparison.Ordinal);
+
     /// <summary>The workload name Istio reports: the app and version, as a Deployment would be named.</summary>
     public static PeerMetadata ForWorkload(string service, string ns, IReadOnlyDictionary<string, string> labels)
     {

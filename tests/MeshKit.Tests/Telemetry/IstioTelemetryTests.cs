@@ -58,6 +58,30 @@ public sealed class IstioTelemetryTests : MeshTestBase
     }
 
     [Fact]
+    public async Task AServer_SendsItsMetadataBack_UnlessTheCallerSaysItRecordsNothing()
+    {
+        var reviews = await StartSecureAsync("reviews", "bookinfo-reviews");
+        var productpage = await StartSecureAsync("productpage", "bookinfo-productpage");
+        var certificate = productpage.Services.GetRequiredService<MeshKit.Security.WorkloadIdentity>().Current!.Certificate;
+        using var handler = new SocketsHttpHandler();
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, _, _, _) => true;
+        handler.SslOptions.ClientCertificates = [certificate];
+        using var http = new HttpClient(handler);
+
+        async Task<bool> RepliesAsync(string told)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, new Uri($"https://127.0.0.1:{reviews.Address.Port}/"));
+            request.Headers.TryAddWithoutValidation("x-meshkit-peer-metadata", told);
+            using var response = await http.SendAsync(request);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            return response.Headers.Contains("x-meshkit-peer-metadata");
+        }
+
+        Assert.True(await RepliesAsync("w=productpage-v1;n=default;a=productpage;v=v1;s=productpage"));
+        Assert.False(await RepliesAsync("w=productpage-v1;n=default;a=productpage;v=v1;s=productpage;r=0"));
+    }
+
+    [Fact]
     public async Task PeerMetadata_FromAPlainTextCaller_IsNotBelieved()
     {
         var reviews = await StartAsync("reviews", "v1");

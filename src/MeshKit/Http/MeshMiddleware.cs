@@ -342,18 +342,33 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
     internal static void StripSpoofableHeaders(IHeaderDictionary headers)
     {
         headers.Remove(ForwardedClientCertHeader);
-        List<string>? remove = null;
+
+        // Usually none or one (a mesh caller's peer metadata): a list only when there are more.
+        string? first = null;
+        List<string>? more = null;
         foreach (var header in headers)
         {
             if (header.Key.StartsWith(MeshHeaderPrefix, StringComparison.OrdinalIgnoreCase))
             {
-                (remove ??= []).Add(header.Key);
+                if (first is null)
+                {
+                    first = header.Key;
+                }
+                else
+                {
+                    (more ??= []).Add(header.Key);
+                }
             }
         }
 
-        if (remove is not null)
+        if (first is not null)
         {
-            foreach (var key in remove)
+            headers.Remove(first);
+        }
+
+        if (more is not null)
+        {
+            foreach (var key in more)
             {
                 headers.Remove(key);
             }

@@ -89,6 +89,18 @@ public sealed class PushPathTests
     }
 
     [Fact]
+    public void A_push_concurrency_below_one_is_refused_at_start()
+    {
+        var error = Assert.Throws<OptionsValidationException>(() => ControlPlaneApp.Build(["--push-concurrency", "0"], o =>
+        {
+            o.ConfigDirectory = Path.GetTempPath();
+            o.Listen = "http://127.0.0.1:0";
+        }));
+
+        Assert.Contains("ControlPlane:PushConcurrency must be at least 1", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task An_api_apply_after_a_quiet_period_is_pushed_at_once_and_a_burst_waits_for_the_debounce()
     {
         var debounce = TimeSpan.FromSeconds(2);

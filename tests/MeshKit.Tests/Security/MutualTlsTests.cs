@@ -159,6 +159,50 @@ public sealed class MutualTlsTests : MeshTestBase
     }
 
     [Fact]
+    public async Task SecureNaming_AServerThatIsNotTheIdentityRegisteredAtItsAddress_IsRefused()
+    {
+        // ratings listens with its own identity; a registration authenticated as reviews claims ratings' port.
+        var ratings = await StartSecureAsync("ratings", "bookinfo-ratings");
+        var reached = 0;
+        ratings.Behavior = _ =>
+        {
+            Interlocked.Increment(ref reached);
+            return Task.FromResult<IResult?>(null);
+        };
+
+        var id = new SpiffeId("cluster.local", "default", "bookinfo-reviews");
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var chain = ControlPlane.Services.GetRequiredService<MeshKit.ControlPlane.Ca.CertificateAuthority>()
+            .Issue(new CertificateRequest("CN=reviews", key, HashAlgorithmName.SHA256).PublicKey, id, TimeSpan.FromHours(1));
+        using var leaf = X509CertificateLoader.LoadCertificate(chain[0]);
+        using var reviewsCertificate = CertificateProfile.WithKey(leaf, key);
+        using var handler = new SocketsHttpHandler();
+        handler.SslOptions.ClientCertificates = [reviewsCertificate];
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, _, _, _) => true;
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(ControlPlane.SecureAddress, new Grpc.Net.Client.GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = false });
+        using var stream = new MeshDiscovery.MeshDiscoveryClient(channel).StreamResources();
+        var announcement = new WorkloadAnnouncement { Service = "reviews", Namespace = "default", ServiceAccount = "bookinfo-reviews", InstanceId = "impostor", Address = "127.0.0.1" };
+        announcement.Ports.Add(new WorkloadPort { Name = "http", TargetPort = (uint)ratings.Address.Port, ServicePort = 80, Protocol = "http" });
+        await stream.RequestStream.WriteAsync(new DiscoveryRequest { Workload = announcement });
+
+        var productpage = await StartSecureAsync("productpage", "bookinfo-productpage");
+        await KnowsIdentityAsync(productpage);
+
+        HttpStatusCode? status = null;
+        try
+        {
+            using var response = await productpage.CreateClient().GetAsync("http://reviews/");
+            status = response.StatusCode;
+        }
+        catch (HttpRequestException)
+        {
+        }
+
+        Assert.NotEqual(HttpStatusCode.OK, status);
+        Assert.Equal(0, Volatile.Read(ref reached));
+    }
+
+    [Fact]
     public async Task ACertificateOfAnotherMesh_IsRefused_EvenUnderPermissive()
     {
         var backend = await StartSecureAsync("reviews", "reviews");

@@ -118,8 +118,52 @@ internal sealed class ClusterTransports : IDisposable
     /// </summary>
     internal sealed class Transport : IDisposable
     {
-        /// <summary>The request option naming the identity the server must prove (the endpoint's SPIFFE ID).</summary>
-        public static readonly HttpRequestOptionsKey<string> ExpectedPeer = new("meshkit.expected-peer");
+        // The identity each endpoint must prove (secure naming), by the address and port the pool connects to: a request
+        // writes its endpoint's entry before it is sent (a lookup, and a write only when new or changed), and reads it
+        // when that request opens a connection. Bounded: past MaxExpected entries it starts over, and the next request
+        // to each endpoint writes its entry again. Per request this replaces a request option, which allocated the
+        // request's option dictionary on every call.
+        private const int MaxExpected = 65_536;
+        private readonly ConcurrentDictionary<(string Host, int Port), string> _expected = new(HostPortComparer.Instance);
+
+        /// <summary>Records that connections to <paramref name="host"/>:<paramref name="port"/> must prove <paramref name="identity"/>.</summary>
+        public void Expect(string host, int port, string identity)
+        {
+            var key = (host, port);
+            if (_expected.TryGetValue(key, out var known) && string.Equals(known, identity, StringComparison.Ordinal))
+            {
+                return;
+            }
+
+            if (_expected.Count >= MaxExpected)
+            {
+                _expected.Clear();
+            }
+
+            _expected[key] = identity;
+        }
+
+        /// <summary>Returns the identity a connection to <paramref name="endpoint"/> must prove; null when none was recorded.</summary>
+        internal string? ExpectedFor(DnsEndPoint endpoint)
+        {
+            var host = endpoint.Host;
+            if (host.Length > 2 && host[0] == '[' && host[^1] == ']')
+            {
+                host = host[1..^1];
+            }
+
+            return _expected.TryGetValue((host, endpoint.Port), out var identity) ? identity : null;
+        }
+
+        private sealed class HostPortComparer : IEqualityComparer<(string Host, int Port)>
+        {
+            public static readonly HostPortComparer Instance = new();
+
+            public bool Equals((string Host, int Port) x, (string Host, int Port) y) =>
+                x.Port == y.Port && string.Equals(x.Host, y.Host, StringComparison.OrdinalIgnoreCase);
+
+            public int GetHashCode((string Host, int Port) obj) => HashCode.Combine(StringComparer.OrdinalIgnoreCase.GetHashCode(obj.Host), obj.Port);
+        }
 
         public Transport(ConnectionSettings settings, Security.WorkloadIdentity? identity = null, TlsOrigination? origination = null)
         {
@@ -128,7 +172,7 @@ internal sealed class ClusterTransports : IDisposable
             Invoker = new HttpMessageInvoker(CreateHandler(settings, null, origination is null ? null : new TlsOriginator(origination)), disposeHandler: true);
             if (identity is { Enabled: true })
             {
-                MutualTls = new HttpMessageInvoker(CreateHandler(settings, identity, null), disposeHandler: true);
+                MutualTls = new HttpMessageInvoker(CreateHandler(settings, identity, null, this), disposeHandler: true);
             }
 
             UpgradeToHttp2 = settings.H2UpgradePolicy == "UPGRADE";
@@ -161,7 +205,7 @@ internal sealed class ClusterTransports : IDisposable
             MutualTls?.Dispose();
         }
 
-        private static SocketsHttpHandler CreateHandler(ConnectionSettings settings, Security.WorkloadIdentity? identity, TlsOriginator? originator)
+        private static SocketsHttpHandler CreateHandler(ConnectionSettings settings, Security.WorkloadIdentity? identity, TlsOriginator? originator, Transport? owner = null)
         {
             var handler = new SocketsHttpHandler
             {
@@ -193,7 +237,7 @@ internal sealed class ClusterTransports : IDisposable
             handler.ConnectCallback = async (context, cancellationToken) =>
             {
                 var network = await ConnectAsync(settings, context.DnsEndPoint, cancellationToken).ConfigureAwait(false);
-                return identity is not null ? await MutualTlsAsync(network, identity, context, cancellationToken).ConfigureAwait(false)
+                return identity is not null ? await MutualTlsAsync(network, identity, owner!, context, cancellationToken).ConfigureAwait(false)
                     : originator is not null ? await originator.ConnectAsync(network, context, cancellationToken).ConfigureAwait(false)
                     : network;
             };
@@ -273,10 +317,10 @@ internal sealed class ClusterTransports : IDisposable
         /// this moment (renewals apply to new connections without a restart). ALPN follows the request's version as
         /// the pool would choose it for a plain-text URL: HTTP/2 only when the request insists on it.
         /// </summary>
-        private static async ValueTask<Stream> MutualTlsAsync(Stream network, Security.WorkloadIdentity identity, SocketsHttpConnectionContext context, CancellationToken cancellationToken)
+        private static async ValueTask<Stream> MutualTlsAsync(Stream network, Security.WorkloadIdentity identity, Transport owner, SocketsHttpConnectionContext context, CancellationToken cancellationToken)
         {
             var request = context.InitialRequestMessage;
-            var expected = request.Options.TryGetValue(ExpectedPeer, out var e) ? e : null;
+            var expected = owner.ExpectedFor(context.DnsEndPoint);
             var current = identity.Current;
             var ssl = new SslStream(network, leaveInnerStreamOpen: false);
             try

@@ -483,7 +483,13 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         var mesh = tlsMode == "DISABLE" ? null : provider.Runtime.Transports.Mesh;
         if (mesh is not null && endpoint.MtlsOn(port))
         {
-            request.Options.Set(ClusterTransports.Transport.ExpectedPeer, endpoint.Identity);
+            var pool = transport ?? mesh;
+            if (endpoint.TargetPortFor(port) is not { } targetPort)
+            {
+                throw new HttpRequestException(HttpRequestError.SecureConnectionError, $"endpoint {endpoint.Address} has no port {port}");
+            }
+
+            pool.Expect(endpoint.Address, targetPort, endpoint.Identity);
 
             // Only a peer whose identity is verified learns who calls (and is believed about itself in return).
             if (!request.Headers.NonValidated.Contains(PeerMetadata.Header))
@@ -492,7 +498,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 request.Headers.TryAddWithoutValidation(PeerMetadata.Header, RecordsPeers ? Self.Encoded : Self.EncodedWithoutReply);
             }
 
-            return (transport ?? mesh).MutualTls;
+            return pool.MutualTls;
         }
 
         if (mesh is not null && request.Headers.NonValidated.Contains(PeerMetadata.Header))

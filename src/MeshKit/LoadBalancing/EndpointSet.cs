@@ -116,6 +116,20 @@ internal sealed class EndpointView
         return null;
     }
 
+    /// <summary>Returns the port the endpoint listens on for <paramref name="servicePort"/>; null when it has no such port.</summary>
+    public int? TargetPortFor(uint servicePort)
+    {
+        foreach (var port in _ports)
+        {
+            if (port.ServicePort == servicePort)
+            {
+                return (int)port.TargetPort;
+            }
+        }
+
+        return null;
+    }
+
     private string AuthorityAt(int index)
     {
         // Racing threads build equal strings; either one may stay.

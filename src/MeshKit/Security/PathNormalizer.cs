@@ -82,7 +82,7 @@ internal static class PathNormalizer
         }
 
         text = text.Replace('\\', '/');
-        if (mode is PathNormalization.MergeSlashes or PathNormalization.DecodeAndMergeSlashes)
+        if ((mode is PathNormalization.MergeSlashes or PathNormalization.DecodeAndMergeSlashes) && text.Contains("//", StringComparison.Ordinal))
         {
             var merged = new StringBuilder(text.Length);
             foreach (var c in text)
@@ -102,7 +102,9 @@ internal static class PathNormalizer
     /// <summary>RFC 3986 section 5.2.4.</summary>
     private static string RemoveDotSegments(string path)
     {
-        if (!path.Contains('.', StringComparison.Ordinal))
+        // A dot segment is "." or ".." between slashes (or at the start): none without "/." or a leading dot, so
+        // "/app.js" and "/v1.2/items" are returned as they are, without splitting.
+        if (!path.Contains("/.", StringComparison.Ordinal) && !path.StartsWith('.'))
         {
             return path;
         }

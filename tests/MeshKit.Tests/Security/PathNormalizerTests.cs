@@ -15,9 +15,24 @@ public sealed class PathNormalizerTests
     [InlineData("/a%2F..%2Fadmin", "DecodeAndMergeSlashes", "/admin")]
     [InlineData("/a%2fb", "MergeSlashes", "/a%2fb")]
     [InlineData("/a/../b", "None", "/a/../b")]
+    [InlineData("/static/app.js", "Base", "/static/app.js")]
+    [InlineData("/v1.2/items/..", "MergeSlashes", "/v1.2/")]
+    [InlineData("/.well-known/x", "Base", "/.well-known/x")]
+    [InlineData("/a/..b/c", "Base", "/a/..b/c")]
+    [InlineData("/a//./b", "MergeSlashes", "/a/b")]
     public void Normalize(string path, string mode, string expected)
     {
         Assert.Equal(expected, PathNormalizer.Normalize(path, Enum.Parse<PathNormalization>(mode)));
+    }
+
+    [Theory]
+    [InlineData("/reviews/1", "Base")]
+    [InlineData("/static/app.v2.js", "Base")]
+    [InlineData("/api/items", "MergeSlashes")]
+    [InlineData("/api/items", "DecodeAndMergeSlashes")]
+    public void AnAlreadyNormalPath_IsReturnedAsItIs(string path, string mode)
+    {
+        Assert.Same(path, PathNormalizer.Normalize(path, Enum.Parse<PathNormalization>(mode)));
     }
 
     [Theory]

@@ -21,37 +21,23 @@ if (args.Contains("--spin-signing"))
 if (args.Contains("--spin-pipeline") || args.Contains("--spin-handler"))
 {
     // The in-memory pipeline (or the outbound handler alone) in a loop for a profiler to attach to (dotnet-trace, perf).
-    Func<Task> call;
+    Func<Task> call, plain;
     if (args.Contains("--spin-handler"))
     {
         var handler = new MeshHandlerBenchmarks { Services = 10 };
         handler.Setup();
-        call = handler.Mesh;
+        (call, plain) = (handler.Mesh, handler.Plain);
     }
     else
     {
         var pipeline = new PipelineBenchmarks();
         pipeline.Setup();
-        call = pipeline.Mesh;
+        (call, plain) = (pipeline.Mesh, pipeline.Plain);
     }
 
     if (args.Contains("--bytes"))
     {
         // Exact bytes per call on this thread (the in-memory paths complete synchronously), mesh and plain.
-        Func<Task> plain;
-        if (args.Contains("--spin-handler"))
-        {
-            var h = new MeshHandlerBenchmarks { Services = 10 };
-            h.Setup();
-            plain = h.Plain;
-        }
-        else
-        {
-            var p = new PipelineBenchmarks();
-            p.Setup();
-            plain = p.Plain;
-        }
-
         foreach (var (name, f) in new[] { ("plain", plain), ("mesh", call) })
         {
             for (var i = 0; i < 1000; i++)

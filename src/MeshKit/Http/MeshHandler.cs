@@ -330,7 +330,13 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     }
 
     /// <summary>The send: body made replayable, mirrors started, then the attempts through the route's policy.</summary>
-    private async Task<HttpResponseMessage> SendRoutedAsync(AttemptState state, CancellationToken cancellationToken)
+    private Task<HttpResponseMessage> SendRoutedAsync(AttemptState state, CancellationToken cancellationToken) =>
+        SendRoutedCoreAsync(state, cancellationToken).AsTask();
+
+    // Pooled: the state of a call that completes asynchronously (every network call) is reused, not allocated; the
+    // task the handler must return is then the only object of its own, smaller than this method's state would be.
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<HttpResponseMessage> SendRoutedCoreAsync(AttemptState state, CancellationToken cancellationToken)
     {
         var request = state.Request;
         try
@@ -356,26 +362,13 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             }
             else
             {
-                var context = ResilienceContextPool.Shared.Get(cancellationToken);
-                context.Properties.Set(RouteResilience.StateKey, state);
-                try
+                var outcome = await SendWithPolicyAsync(state, resilience, cancellationToken).ConfigureAwait(false);
+                if (outcome.Exception is TimeoutRejectedException timedOut)
                 {
-                    // The outcome form: no exception-to-outcome wrapper around the pipeline, and a timeout is read, not caught.
-                    var outcome = await resilience.Pipeline.ExecuteOutcomeAsync(
-                        static (ctx, handler) => handler.SendAttemptAsync(ctx.Properties.GetValue(RouteResilience.StateKey, null!), ctx.CancellationToken),
-                        context,
-                        this).ConfigureAwait(false);
-                    if (outcome.Exception is TimeoutRejectedException)
-                    {
-                        return WithResponseHeaders(Reject(request, HttpStatusCode.GatewayTimeout, "UT", $"upstream request timeout: route '{state.Route.Name}' of '{state.ServiceHost}' took longer than {resilience.Timeout ?? TimeSpan.Zero}"), state.Target, state.Route.Actions);
-                    }
+                    return WithResponseHeaders(Reject(request, HttpStatusCode.GatewayTimeout, "UT", $"upstream request timeout: route '{state.Route.Name}' of '{state.ServiceHost}' took longer than {timedOut.Timeout}"), state.Target, state.Route.Actions);
+                }
 
-                    response = Unwrap(outcome);
-                }
-                finally
-                {
-                    ResilienceContextPool.Shared.Return(context);
-                }
+                response = Unwrap(outcome);
             }
 
             if (state.SetCookie is not null)
@@ -444,6 +437,131 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 metrics?.Mirror(mirror.Host);
                 StartMirror(request, body, mirror, state.Authority, state.PathAndQuery, state.Uri);
             }
+        }
+    }
+
+    /// <summary>
+    /// The attempts under the route's policy. The first attempt, the only one of almost every call, runs under one
+    /// deadline (the per-try timeout or the route timeout, whichever is sooner) outside any pipeline; only an outcome
+    /// the policy may retry enters Polly's retry pipeline, which takes it as its first attempt's outcome and decides
+    /// from there (conditions, budget, backoff, per-try timeouts), while the route timeout keeps running over it.
+    /// </summary>
+    /// <remarks>
+    /// Polly's async strategies keep their state on the heap for every call that does not complete synchronously (a
+    /// network call never does): entering the pipeline only when a retry may follow keeps that cost, and its timers,
+    /// off the path of the call that succeeds, with the retry semantics still Polly's alone. A timeout ends as a
+    /// <see cref="TimeoutRejectedException"/> outcome, as Polly's timeout strategies end.
+    /// </remarks>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<Outcome<HttpResponseMessage>> SendWithPolicyAsync(AttemptState state, RouteResilience resilience, CancellationToken callerToken)
+    {
+        var time = provider.Runtime.Time;
+        var overall = resilience.Timeout;
+        var perTry = resilience.PerTryTimeout;
+        var perTryFirst = perTry is { } p && (overall is not { } o || p < o);
+        if ((perTryFirst ? perTry : overall) is not { } firstDue)
+        {
+            // No deadline at all: the caller's token is the only one.
+            var only = await SendAttemptAsync(state, callerToken).ConfigureAwait(false);
+            return resilience.MayRetry(state, only) && !callerToken.IsCancellationRequested
+                ? await RetryAsync(state, resilience, only, callerToken).ConfigureAwait(false)
+                : only;
+        }
+
+        var started = time.GetTimestamp();
+        var deadline = CallDeadline.Start(firstDue, callerToken, time);
+        CallDeadline? later = null;
+        try
+        {
+            var outcome = await SendAttemptAsync(state, deadline.Token).ConfigureAwait(false);
+            if (outcome.Exception is OperationCanceledException && deadline.Passed(callerToken))
+            {
+                if (!perTryFirst)
+                {
+                    return TimedOut(overall!.Value);
+                }
+
+                outcome.Result?.Dispose();
+                outcome = TimedOut(perTry!.Value);
+            }
+
+            if (callerToken.IsCancellationRequested || !resilience.MayRetry(state, outcome))
+            {
+                return outcome;
+            }
+
+            // Retries follow: they run under the route timeout's remaining time (or only the caller's token).
+            var token = callerToken;
+            if (overall is { } route)
+            {
+                var left = route - time.GetElapsedTime(started);
+                if (left <= TimeSpan.Zero)
+                {
+                    outcome.Result?.Dispose();
+                    return TimedOut(route);
+                }
+
+                if (deadline.TryMove(left))
+                {
+                    token = deadline.Token;
+                }
+                else
+                {
+                    later = CallDeadline.Start(left, callerToken, time);
+                    token = later.Value.Token;
+                }
+            }
+
+            var retried = await RetryAsync(state, resilience, outcome, token).ConfigureAwait(false);
+            if (overall is { } whole && retried.Exception is OperationCanceledException
+                && (later ?? deadline).Passed(callerToken))
+            {
+                return TimedOut(whole);
+            }
+
+            return retried;
+        }
+        finally
+        {
+            deadline.End();
+            later?.End();
+        }
+
+        static Outcome<HttpResponseMessage> TimedOut(TimeSpan after) =>
+            Outcome.FromException<HttpResponseMessage>(new TimeoutRejectedException($"The operation didn't complete within the allowed timeout of '{after}'.", after));
+    }
+
+    /// <summary>Polly's retry pipeline from a first outcome already in hand: its first "attempt" hands that outcome over.</summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<Outcome<HttpResponseMessage>> RetryAsync(AttemptState state, RouteResilience resilience, Outcome<HttpResponseMessage> first, CancellationToken cancellationToken)
+    {
+        var context = ResilienceContextPool.Shared.Get(cancellationToken);
+        context.Properties.Set(RouteResilience.StateKey, state);
+        state.PendingOutcome = first;
+        state.HasPendingOutcome = true;
+        try
+        {
+            // The outcome form: no exception-to-outcome wrapper around the pipeline, and a timeout is read, not caught.
+            return await resilience.Pipeline.ExecuteOutcomeAsync(
+                static (ctx, handler) =>
+                {
+                    var s = ctx.Properties.GetValue(RouteResilience.StateKey, null!);
+                    if (s.HasPendingOutcome)
+                    {
+                        s.HasPendingOutcome = false;
+                        return new ValueTask<Outcome<HttpResponseMessage>>(s.PendingOutcome);
+                    }
+
+                    return handler.SendAttemptAsync(s, ctx.CancellationToken);
+                },
+                context,
+                this).ConfigureAwait(false);
+        }
+        finally
+        {
+            state.HasPendingOutcome = false;
+            state.PendingOutcome = default;
+            ResilienceContextPool.Shared.Return(context);
         }
     }
 

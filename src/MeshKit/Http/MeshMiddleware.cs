@@ -198,8 +198,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
             request.Method = context.Request.Method;
             request.Path = context.Request.Path.Value ?? string.Empty;
             request.Headers = context.Request.Headers;
-            var decision = snapshot.Authorization.Evaluate(request, snapshot.Authorization.HasReports ? policy =>
-                Log.Reported(logger, policy.DryRun ? "dry-run" : "AUDIT", policy.Action, policy.Name, request.Method, request.Path, request.SourcePrincipal ?? "-") : null);
+            var decision = snapshot.Authorization.Evaluate(request, snapshot.Authorization.HasReports ? ReporterFor(request) : null);
             if (!decision.Allowed)
             {
                 Log.Denied(logger, request.Method, request.Path, request.SourcePrincipal ?? "-", decision.Policy ?? "no ALLOW policy matched");
@@ -215,6 +214,10 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
 
         await ContinueAsync(context, snapshot).ConfigureAwait(false);
     }
+
+    // A method of its own: a lambda in the caller would capture the request in a closure made on every call.
+    private Action<Security.AuthorizationEngine.CompiledPolicy> ReporterFor(Security.AuthorizationRequest request) => policy =>
+        Log.Reported(logger, policy.DryRun ? "dry-run" : "AUDIT", policy.Action, policy.Name, request.Method, request.Path, request.SourcePrincipal ?? "-");
 
     /// <summary>A local reply: the status and Istio's text, or for gRPC a trailers-only response with the gRPC status.</summary>
     private static Task RefuseAsync(HttpContext context, int status, int grpcStatus, string message)

@@ -119,6 +119,12 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
     /// <summary>Gets the header edits to undo when the call ends.</summary>
     public Routing.HeaderRestore? Restore { get; set; }
 
+    /// <summary>Gets or sets the first attempt's outcome, handed to the retry pipeline as its own first attempt's.</summary>
+    public Outcome<HttpResponseMessage> PendingOutcome { get; set; }
+
+    /// <summary>Gets or sets whether <see cref="PendingOutcome"/> is still to be handed over.</summary>
+    public bool HasPendingOutcome { get; set; }
+
     /// <summary>Takes a cleared state (the thread's cached one, or a new one).</summary>
     /// <remarks>
     /// A call gives it back when it ends: nothing keeps a state past its call (Polly awaits every attempt, even a
@@ -152,6 +158,8 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
         state.OriginalHost = null;
         state.HostChanged = false;
         state.Restore = null;
+        state.PendingOutcome = default;
+        state.HasPendingOutcome = false;
         state.Port = 0;
         state.Idempotent = false;
         state.Replayable = false;
@@ -162,9 +170,11 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
 }
 
 /// <summary>
-/// A route's timeout and retry policy, compiled once per config version into a Polly pipeline: overall timeout →
-/// retries (conditions, full-jitter exponential backoff, server pushback) → per-try timeout. Each attempt picks an
-/// endpoint afresh, avoiding the ones already tried.
+/// A route's timeout and retry policy. The route timeout is a deadline over the whole call (retries and their
+/// backoff included), kept by the handler with the runtime's timer; retries (conditions, full-jitter exponential
+/// backoff, server pushback, budget) and the per-try timeout are a Polly pipeline, compiled once per policy, that takes
+/// over from the first attempt's outcome when that outcome may be retried. Each attempt picks an endpoint afresh,
+/// avoiding the ones already tried.
 /// </summary>
 internal sealed class RouteResilience
 {
@@ -175,21 +185,31 @@ internal sealed class RouteResilience
 
     internal static readonly ResiliencePropertyKey<AttemptState> StateKey = new("meshkit.attempt");
 
-    private RouteResilience(ResiliencePipeline<HttpResponseMessage> pipeline, int attempts, TimeSpan? timeout, FaultPlan? fault, bool retryNonIdempotent, bool retryRemoteLocalities)
+    private RouteResilience(ResiliencePipeline<HttpResponseMessage> pipeline, RetryConditions conditions, int attempts, TimeSpan? timeout, TimeSpan? perTryTimeout, FaultPlan? fault, bool retryNonIdempotent, bool retryRemoteLocalities)
     {
         RetryRemoteLocalities = retryRemoteLocalities;
         Pipeline = pipeline;
+        Conditions = conditions;
         Attempts = attempts;
         Timeout = timeout;
+        PerTryTimeout = perTryTimeout;
         Fault = fault;
         RetryNonIdempotent = retryNonIdempotent;
     }
 
+    /// <summary>Gets the retry pipeline (retries around the per-try timeout); empty when the route has no retries.</summary>
     public ResiliencePipeline<HttpResponseMessage> Pipeline { get; }
+
+    /// <summary>Gets the compiled <c>retryOn</c> and retriable status codes.</summary>
+    public RetryConditions Conditions { get; }
 
     public int Attempts { get; }
 
+    /// <summary>Gets the route timeout: the whole call's deadline, retries included.</summary>
     public TimeSpan? Timeout { get; }
+
+    /// <summary>Gets the deadline of each attempt.</summary>
+    public TimeSpan? PerTryTimeout { get; }
 
     public FaultPlan? Fault { get; }
 
@@ -202,71 +222,79 @@ internal sealed class RouteResilience
     {
         var timeout = route.HasTimeoutMs && route.TimeoutMs > 0 ? TimeSpan.FromMilliseconds(route.TimeoutMs) : (TimeSpan?)null;
         var attempts = route.Retries is { } explicitPolicy ? (int)explicitPolicy.Attempts : 2;
-        var pipeline = pipelines.For(timeout, route.Retries, attempts, route.RetryNonIdempotent);
+        var perTry = route.Retries is { PerTryTimeoutMs: > 0 } p ? TimeSpan.FromMilliseconds(p.PerTryTimeoutMs) : (TimeSpan?)null;
+        var (pipeline, conditions) = pipelines.For(route.Retries, attempts, perTry, route.RetryNonIdempotent);
         var remote = route.Retries is { HasRetryRemoteLocalities: true, RetryRemoteLocalities: true };
         return route.Fault is null
-            ? pipelines.Shared(pipeline, attempts, timeout, route.RetryNonIdempotent, remote)
-            : new RouteResilience(pipeline, attempts, timeout, FaultPlan.Create(route.Fault), route.RetryNonIdempotent, remote);
+            ? pipelines.Shared(pipeline, conditions, attempts, timeout, perTry, route.RetryNonIdempotent, remote)
+            : new RouteResilience(pipeline, conditions, attempts, timeout, perTry, FaultPlan.Create(route.Fault), route.RetryNonIdempotent, remote);
     }
 
-    private static ResiliencePipeline<HttpResponseMessage> Build(TimeSpan? timeout, RetryPolicy? retries, int attempts, bool retryNonIdempotent, TimeProvider time)
+    /// <summary>
+    /// Whether an attempt's outcome is one this policy retries, before the retry budget is asked: a replayable
+    /// request, a failure or response its conditions name, and the idempotency rule. Has no side effects.
+    /// </summary>
+    public bool MayRetry(AttemptState state, Outcome<HttpResponseMessage> outcome) =>
+        Attempts > 0 && Retriable(Conditions, RetryNonIdempotent, state, outcome);
+
+    private static bool Retriable(RetryConditions conditions, bool retryNonIdempotent, AttemptState state, Outcome<HttpResponseMessage> outcome)
     {
-        var conditions = retries is { } policy ? new RetryConditions(policy.RetryOn, policy.RetriableStatusCodes) : RetryConditions.IstioDefault;
-        var perTry = retries is { PerTryTimeoutMs: > 0 } p ? TimeSpan.FromMilliseconds(p.PerTryTimeoutMs) : (TimeSpan?)null;
+        if (!state.Replayable)
+        {
+            return false;
+        }
+
+        var failure = outcome.Exception is { } ex ? RetryConditions.Classify(ex) : AttemptFailure.None;
+        if (outcome.Exception is not null && failure == AttemptFailure.None)
+        {
+            return false;
+        }
+
+        return conditions.ShouldRetry(outcome.Result, failure, state.Idempotent || retryNonIdempotent);
+    }
+
+    private static ResiliencePipeline<HttpResponseMessage> Build(RetryConditions conditions, int attempts, TimeSpan? perTry, bool retryNonIdempotent, TimeProvider time)
+    {
+        if (attempts <= 0)
+        {
+            // A single attempt never enters a pipeline: its per-try deadline is the handler's.
+            return ResiliencePipeline<HttpResponseMessage>.Empty;
+        }
 
         var builder = new ResiliencePipelineBuilder<HttpResponseMessage> { TimeProvider = time };
-        if (timeout is { } overall)
+        builder.AddRetry(new RetryStrategyOptions<HttpResponseMessage>
         {
-            builder.AddTimeout(overall);
-        }
-
-        if (attempts > 0)
-        {
-            builder.AddRetry(new RetryStrategyOptions<HttpResponseMessage>
+            MaxRetryAttempts = attempts,
+            ShouldHandle = args =>
             {
-                MaxRetryAttempts = attempts,
-                ShouldHandle = args =>
+                var state = args.Context.Properties.GetValue(StateKey, null!);
+                if (state is null || !Retriable(conditions, retryNonIdempotent, state, args.Outcome))
                 {
-                    var state = args.Context.Properties.GetValue(StateKey, null!);
-                    if (state is null || !state.Replayable)
-                    {
-                        return new ValueTask<bool>(false);
-                    }
+                    return new ValueTask<bool>(false);
+                }
 
-                    var failure = args.Outcome.Exception is { } ex ? RetryConditions.Classify(ex) : AttemptFailure.None;
-                    if (args.Outcome.Exception is not null && failure == AttemptFailure.None)
-                    {
-                        return new ValueTask<bool>(false);
-                    }
-
-                    if (!conditions.ShouldRetry(args.Outcome.Result, failure, state.Idempotent || retryNonIdempotent))
-                    {
-                        return new ValueTask<bool>(false);
-                    }
-
-                    if (!WithinBudget(state))
-                    {
-                        state.RetryOverflow = true;
-                        return new ValueTask<bool>(false);
-                    }
-
-                    // A retry counts against the budget from now (through its backoff) until its attempt ends.
-                    if (state.Cluster is { } cluster)
-                    {
-                        Interlocked.Increment(ref cluster._activeRetries);
-                        state.RetryReserved = true;
-                    }
-
-                    return new ValueTask<bool>(true);
-                },
-                DelayGenerator = args => new ValueTask<TimeSpan?>(RetryConditions.Pushback(args.Outcome.Result, time) ?? FullJitter(args.AttemptNumber)),
-                OnRetry = args =>
+                if (!WithinBudget(state))
                 {
-                    args.Outcome.Result?.Dispose();
-                    return default;
-                },
-            });
-        }
+                    state.RetryOverflow = true;
+                    return new ValueTask<bool>(false);
+                }
+
+                // A retry counts against the budget from now (through its backoff) until its attempt ends.
+                if (state.Cluster is { } cluster)
+                {
+                    Interlocked.Increment(ref cluster._activeRetries);
+                    state.RetryReserved = true;
+                }
+
+                return new ValueTask<bool>(true);
+            },
+            DelayGenerator = args => new ValueTask<TimeSpan?>(RetryConditions.Pushback(args.Outcome.Result, time) ?? FullJitter(args.AttemptNumber)),
+            OnRetry = args =>
+            {
+                args.Outcome.Result?.Dispose();
+                return default;
+            },
+        });
 
         if (perTry is { } tryTimeout)
         {
@@ -277,35 +305,37 @@ internal sealed class RouteResilience
     }
 
     /// <summary>
-    /// The Polly pipelines of one snapshot, one per distinct policy (timeout, retries, retryNonIdempotent): a pipeline
-    /// holds no per-route state (everything a request needs travels in its <see cref="AttemptState"/>), so a mesh of
-    /// thousands of routes on Istio's default retry policy builds and keeps one, not thousands.
+    /// The Polly pipelines of one snapshot, one per distinct policy (retries, attempts, per-try timeout,
+    /// retryNonIdempotent): a pipeline holds no per-route state (everything a request needs travels in its
+    /// <see cref="AttemptState"/>), so a mesh of thousands of routes on Istio's default retry policy builds and keeps
+    /// one, not thousands.
     /// </summary>
     internal sealed class Pipelines(TimeProvider time)
     {
-        private readonly Dictionary<(TimeSpan? Timeout, RetryPolicy? Retries, int Attempts, bool RetryNonIdempotent), ResiliencePipeline<HttpResponseMessage>> _built = [];
+        private readonly Dictionary<(RetryPolicy? Retries, int Attempts, TimeSpan? PerTry, bool RetryNonIdempotent), (ResiliencePipeline<HttpResponseMessage>, RetryConditions)> _built = [];
 
-        public ResiliencePipeline<HttpResponseMessage> For(TimeSpan? timeout, RetryPolicy? retries, int attempts, bool retryNonIdempotent)
+        public (ResiliencePipeline<HttpResponseMessage> Pipeline, RetryConditions Conditions) For(RetryPolicy? retries, int attempts, TimeSpan? perTry, bool retryNonIdempotent)
         {
-            var key = (timeout, retries, attempts, retryNonIdempotent);
-            if (!_built.TryGetValue(key, out var pipeline))
+            var key = (retries, attempts, perTry, retryNonIdempotent);
+            if (!_built.TryGetValue(key, out var built))
             {
-                pipeline = Build(timeout, retries, attempts, retryNonIdempotent, time);
-                _built[key] = pipeline;
+                var conditions = retries is { } policy ? new RetryConditions(policy.RetryOn, policy.RetriableStatusCodes) : RetryConditions.IstioDefault;
+                built = (Build(conditions, attempts, perTry, retryNonIdempotent, time), conditions);
+                _built[key] = built;
             }
 
-            return pipeline;
+            return built;
         }
 
-        private readonly Dictionary<(ResiliencePipeline<HttpResponseMessage>, int, TimeSpan?, bool, bool), RouteResilience> _shared = [];
+        private readonly Dictionary<(ResiliencePipeline<HttpResponseMessage>, RetryConditions, int, TimeSpan?, TimeSpan?, bool, bool), RouteResilience> _shared = [];
 
         /// <summary>One policy object for every route without fault injection that has the same policy (it holds no per-route state).</summary>
-        public RouteResilience Shared(ResiliencePipeline<HttpResponseMessage> pipeline, int attempts, TimeSpan? timeout, bool retryNonIdempotent, bool retryRemoteLocalities)
+        public RouteResilience Shared(ResiliencePipeline<HttpResponseMessage> pipeline, RetryConditions conditions, int attempts, TimeSpan? timeout, TimeSpan? perTry, bool retryNonIdempotent, bool retryRemoteLocalities)
         {
-            var key = (pipeline, attempts, timeout, retryNonIdempotent, retryRemoteLocalities);
+            var key = (pipeline, conditions, attempts, timeout, perTry, retryNonIdempotent, retryRemoteLocalities);
             if (!_shared.TryGetValue(key, out var shared))
             {
-                shared = new RouteResilience(pipeline, attempts, timeout, null, retryNonIdempotent, retryRemoteLocalities);
+                shared = new RouteResilience(pipeline, conditions, attempts, timeout, perTry, null, retryNonIdempotent, retryRemoteLocalities);
                 _shared[key] = shared;
             }
 

@@ -249,6 +249,80 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
     }
 
     [Fact]
+    public async Task RouteTimeout_WithoutRetries_504sWithTheTimeoutFlag()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Delay(TimeSpan.FromSeconds(10));
+        var client = await RouteAsync("- { timeout: 300ms, retries: { attempts: 0 }, route: [{ destination: { host: reviews } }] }");
+        var watch = Stopwatch.StartNew();
+
+        using var response = await client.CreateClient().GetAsync("http://reviews/");
+
+        Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
+        Assert.Equal("UT", response.Headers.GetValues(MeshHandler.ResponseFlagsHeader).Single());
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"took {watch.Elapsed}");
+        Assert.Equal(1, backend.Served);
+    }
+
+    [Fact]
+    public async Task RouteTimeout_ShorterThanThePerTryTimeout_EndsTheCall_WithoutARetry()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Delay(TimeSpan.FromSeconds(10));
+        var client = await RouteAsync("- { timeout: 300ms, retries: { attempts: 3, perTryTimeout: 5s, retryOn: 5xx }, route: [{ destination: { host: reviews } }] }");
+
+        using var response = await client.CreateClient().GetAsync("http://reviews/");
+
+        Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
+        Assert.Equal("UT", response.Headers.GetValues(MeshHandler.ResponseFlagsHeader).Single());
+        Assert.Equal(1, backend.Served);
+    }
+
+    [Fact]
+    public async Task PerTryTimeout_UnderARouteTimeout_RetriesWithinWhatIsLeftOfIt()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Delay(TimeSpan.FromSeconds(30), times: 1);
+        var client = await RouteAsync("- { timeout: 20s, retries: { attempts: 2, perTryTimeout: 300ms, retryOn: 5xx }, route: [{ destination: { host: reviews } }] }");
+        var watch = Stopwatch.StartNew();
+
+        using var response = await client.CreateClient().GetAsync("http://reviews/");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(2, backend.Served);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(15), $"took {watch.Elapsed}");
+    }
+
+    [Fact]
+    public async Task RouteTimeout_RunsOnThroughTheRetriesBackoff()
+    {
+        // Every answer is a 503 asking for a retry in 2 s: the route's 1 s ends the call during the first backoff.
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Status(503, retryAfter: "2");
+        var client = await RouteAsync("- { timeout: 1s, retries: { attempts: 3, retryOn: 5xx }, route: [{ destination: { host: reviews } }] }");
+        var watch = Stopwatch.StartNew();
+
+        using var response = await client.CreateClient().GetAsync("http://reviews/");
+
+        Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
+        Assert.Equal("UT", response.Headers.GetValues(MeshHandler.ResponseFlagsHeader).Single());
+        Assert.Equal(1, backend.Served);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(1.9), $"took {watch.Elapsed}");
+    }
+
+    [Fact]
+    public async Task CallerCancellation_UnderARouteTimeout_IsTheCallersNotATimeout()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Delay(TimeSpan.FromSeconds(30));
+        var client = await RouteAsync("- { timeout: 20s, retries: { attempts: 2, perTryTimeout: 10s, retryOn: 5xx }, route: [{ destination: { host: reviews } }] }");
+        using var caller = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.CreateClient().GetAsync("http://reviews/", caller.Token));
+        Assert.Equal(1, backend.Served);
+    }
+
+    [Fact]
     public async Task RetryAfter_IsHonoured()
     {
         var backend = await StartAsync("reviews", "v1");

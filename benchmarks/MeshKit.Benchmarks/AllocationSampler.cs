@@ -10,13 +10,23 @@ namespace MeshKit.Benchmarks;
 internal sealed class AllocationSampler : EventListener
 {
     private readonly ConcurrentDictionary<string, long> _bytes = new(StringComparer.Ordinal);
+    private volatile bool _paused;
 
-    public void Print(TextWriter output)
+    /// <summary>Gets or sets whether samples are dropped (events arrive a few milliseconds late: for long phases only).</summary>
+    public bool Paused
+    {
+        get => _paused;
+        set => _paused = value;
+    }
+
+    /// <summary>Prints each type's share of the sampled bytes and, given how many calls ran, its estimated bytes per call.</summary>
+    public void Print(TextWriter output, long calls = 0)
     {
         var total = _bytes.Values.Sum();
         foreach (var (type, bytes) in _bytes.OrderByDescending(p => p.Value).Take(40))
         {
-            output.WriteLine($"{bytes * 100.0 / total,6:F1}%  {type}");
+            var perCall = calls > 0 ? $"{(double)bytes / calls,8:F1} B/call  " : string.Empty;
+            output.WriteLine($"{bytes * 100.0 / total,6:F1}%  {perCall}{type}");
         }
     }
 
@@ -31,7 +41,7 @@ internal sealed class AllocationSampler : EventListener
 
     protected override void OnEventWritten(EventWrittenEventArgs eventData)
     {
-        if (eventData.EventName?.StartsWith("GCAllocationTick", StringComparison.Ordinal) == true && eventData.Payload is { } payload)
+        if (!_paused && eventData.EventName?.StartsWith("GCAllocationTick", StringComparison.Ordinal) == true && eventData.Payload is { } payload)
         {
             var name = eventData.PayloadNames!.IndexOf("TypeName") is var i and >= 0 ? payload[i] as string ?? "?" : "?";
             var amount = eventData.PayloadNames.IndexOf("AllocationAmount64") is var j and >= 0 ? Convert.ToInt64(payload[j], System.Globalization.CultureInfo.InvariantCulture) : 100_000;

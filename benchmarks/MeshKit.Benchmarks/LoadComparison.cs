@@ -356,11 +356,27 @@ internal static class LoadComparison
         }
     }
 
+    /// <summary>Gets or sets what is told the path whose measured slice starts, and null when it ends (allocation sampling by path).</summary>
+    internal static Action<string?>? SliceChanged { get; set; }
+
     private static async Task RunSliceAsync(LoadPath path, int concurrency, TimeSpan duration, Samples samples)
+    {
+        try
+        {
+            await RunMeasuredSliceAsync(path, concurrency, duration, samples);
+        }
+        finally
+        {
+            SliceChanged?.Invoke(null);
+        }
+    }
+
+    private static async Task RunMeasuredSliceAsync(LoadPath path, int concurrency, TimeSpan duration, Samples samples)
     {
         Connections.Clear();
         // A short warm-up per slice so connection setup after the previous path's slice is not measured.
         await Task.WhenAll(Enumerable.Range(0, concurrency).Select(_ => path.Client.GetAsync(path.Uri)));
+        SliceChanged?.Invoke(path.Name);
         var cpuBefore = Cpu(path);
         var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
         var started = Stopwatch.GetTimestamp();

@@ -140,9 +140,10 @@ public class PipelineBenchmarks
             context.Request.QueryString = new QueryString(uri.Query);
             context.Connection.LocalPort = uri.Port;
             context.Connection.RemoteIpAddress = IPAddress.Loopback;
-            foreach (var header in request.Headers)
+            // As a real client writes them: the values as set, without parsing them into typed values first.
+            foreach (var header in request.Headers.NonValidated)
             {
-                context.Request.Headers[header.Key] = header.Value.ToArray();
+                context.Request.Headers[header.Key] = header.Value.Count == 1 ? header.Value.ToString() : header.Value.ToArray();
             }
 
             // HTTP/1.1 always carries Host (the client writes it from the URI when no header sets it).

@@ -57,17 +57,22 @@ if (args.Contains("--spin-pipeline") || args.Contains("--spin-handler"))
         return 0;
     }
 
+    // --plain spins the same setup without MeshKit, so the two allocation listings can be compared type by type.
+    var spun = args.Contains("--plain") ? plain : call;
     using var allocations = args.Contains("--allocations") ? new AllocationSampler() : null;
     var until = DateTime.UtcNow.AddSeconds(args.Contains("--allocations") ? 10 : 30);
+    var calls = 0L;
     while (DateTime.UtcNow < until)
     {
         for (var i = 0; i < 10_000; i++)
         {
-            await call();
+            await spun();
         }
+
+        calls += 10_000;
     }
 
-    allocations?.Print(Console.Out);
+    allocations?.Print(Console.Out, calls);
     return 0;
 }
 
@@ -109,6 +114,12 @@ if (args.Contains("--load"))
     var only = args.Length > at + 1 ? args[at + 1] : null;
     var seconds = args.Length > at + 2 && int.TryParse(args[at + 2], CultureInfo.InvariantCulture, out var s) ? s : 2;
     using var sampler = args.Contains("--allocations") ? new AllocationSampler() : null;
+    if (sampler is not null && only is not null)
+    {
+        // Only the named path's measured slices are sampled (not direct's, nor warm-ups).
+        sampler.Paused = true;
+        LoadComparison.SliceChanged = name => sampler.Paused = name != only;
+    }
     foreach (var r in await LoadComparison.RunAsync(TimeSpan.FromSeconds(seconds), only is null ? 2 : 1, Console.Out, only))
     {
         Console.WriteLine(FormattableString.Invariant($"{r.Name,-40} {r.Value,12:0.###} {r.Unit}"));

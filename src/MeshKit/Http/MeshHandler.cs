@@ -184,9 +184,10 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
         RouteEntry? route = null;
         RequestMatcher? matched = null;
+        var view = new OutboundRequest(request, uri);
         foreach (var candidate in service.Routes)
         {
-            if (candidate.TryMatch(request, uri, out matched))
+            if (candidate.TryMatch(view, out matched))
             {
                 route = candidate;
                 break;
@@ -362,7 +363,22 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             }
             else
             {
-                var outcome = await SendWithPolicyAsync(state, resilience, cancellationToken).ConfigureAwait(false);
+                // The first attempt under the policy's first deadline, here rather than in a method of its own: one
+                // async layer less on the path of almost every call.
+                var time = provider.Runtime.Time;
+                var started = time.GetTimestamp();
+                var deadline = resilience.FirstDeadline is { } due ? CallDeadline.Start(due, cancellationToken, time) : (CallDeadline?)null;
+                Outcome<HttpResponseMessage> outcome;
+                try
+                {
+                    outcome = await SendAttemptAsync(state, deadline?.Token ?? cancellationToken).ConfigureAwait(false);
+                    outcome = await AfterFirstAttempt(state, resilience, outcome, deadline, started, cancellationToken).ConfigureAwait(false);
+                }
+                finally
+                {
+                    deadline?.End();
+                }
+
                 if (outcome.Exception is TimeoutRejectedException timedOut)
                 {
                     return WithResponseHeaders(Reject(request, HttpStatusCode.GatewayTimeout, "UT", $"upstream request timeout: route '{state.Route.Name}' of '{state.ServiceHost}' took longer than {timedOut.Timeout}"), state.Target, state.Route.Actions);
@@ -441,10 +457,11 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     }
 
     /// <summary>
-    /// The attempts under the route's policy. The first attempt, the only one of almost every call, runs under one
-    /// deadline (the per-try timeout or the route timeout, whichever is sooner) outside any pipeline; only an outcome
-    /// the policy may retry enters Polly's retry pipeline, which takes it as its first attempt's outcome and decides
-    /// from there (conditions, budget, backoff, per-try timeouts), while the route timeout keeps running over it.
+    /// What follows the first attempt under the route's policy. The first attempt, the only one of almost every call,
+    /// runs under one deadline (the per-try timeout or the route timeout, whichever is sooner) outside any pipeline;
+    /// only an outcome the policy may retry enters Polly's retry pipeline, which takes it as its first attempt's
+    /// outcome and decides from there (conditions, budget, backoff, per-try timeouts), while the route timeout keeps
+    /// running over it. Completes synchronously when no retry follows.
     /// </summary>
     /// <remarks>
     /// Polly's async strategies keep their state on the heap for every call that does not complete synchronously (a
@@ -452,84 +469,61 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     /// off the path of the call that succeeds, with the retry semantics still Polly's alone. A timeout ends as a
     /// <see cref="TimeoutRejectedException"/> outcome, as Polly's timeout strategies end.
     /// </remarks>
-    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<Outcome<HttpResponseMessage>> SendWithPolicyAsync(AttemptState state, RouteResilience resilience, CancellationToken callerToken)
+    private ValueTask<Outcome<HttpResponseMessage>> AfterFirstAttempt(AttemptState state, RouteResilience resilience, Outcome<HttpResponseMessage> outcome, CallDeadline? deadline, long started, CancellationToken callerToken)
     {
-        var time = provider.Runtime.Time;
-        var overall = resilience.Timeout;
-        var perTry = resilience.PerTryTimeout;
-        var perTryFirst = perTry is { } p && (overall is not { } o || p < o);
-        if ((perTryFirst ? perTry : overall) is not { } firstDue)
+        if (deadline is { } first && outcome.Exception is OperationCanceledException && first.Passed(callerToken))
         {
-            // No deadline at all: the caller's token is the only one.
-            var only = await SendAttemptAsync(state, callerToken).ConfigureAwait(false);
-            return resilience.MayRetry(state, only) && !callerToken.IsCancellationRequested
-                ? await RetryAsync(state, resilience, only, callerToken).ConfigureAwait(false)
-                : only;
+            if (!resilience.PerTryFirst)
+            {
+                return new(TimedOut(resilience.Timeout!.Value));
+            }
+
+            outcome = TimedOut(resilience.PerTryTimeout!.Value);
         }
 
-        var started = time.GetTimestamp();
-        var deadline = CallDeadline.Start(firstDue, callerToken, time);
-        CallDeadline? later = null;
+        if (callerToken.IsCancellationRequested || !resilience.MayRetry(state, outcome))
+        {
+            return new(outcome);
+        }
+
+        if (resilience.Timeout is not { } route)
+        {
+            return RetryAsync(state, resilience, outcome, callerToken);
+        }
+
+        // Retries run under what is left of the route timeout: the first deadline moved there when it has not fired.
+        var left = route - provider.Runtime.Time.GetElapsedTime(started);
+        if (left <= TimeSpan.Zero)
+        {
+            outcome.Result?.Dispose();
+            return new(TimedOut(route));
+        }
+
+        return deadline is { } unfired && unfired.TryMove(left)
+            ? RetryUntilAsync(state, resilience, outcome, unfired, route, callerToken, owned: false)
+            : RetryUntilAsync(state, resilience, outcome, CallDeadline.Start(left, callerToken, provider.Runtime.Time), route, callerToken, owned: true);
+    }
+
+    /// <summary>The retries under the route timeout's deadline; a cancellation by that deadline ends as the route's timeout.</summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<Outcome<HttpResponseMessage>> RetryUntilAsync(AttemptState state, RouteResilience resilience, Outcome<HttpResponseMessage> first, CallDeadline deadline, TimeSpan route, CancellationToken callerToken, bool owned)
+    {
         try
         {
-            var outcome = await SendAttemptAsync(state, deadline.Token).ConfigureAwait(false);
-            if (outcome.Exception is OperationCanceledException && deadline.Passed(callerToken))
-            {
-                if (!perTryFirst)
-                {
-                    return TimedOut(overall!.Value);
-                }
-
-                outcome.Result?.Dispose();
-                outcome = TimedOut(perTry!.Value);
-            }
-
-            if (callerToken.IsCancellationRequested || !resilience.MayRetry(state, outcome))
-            {
-                return outcome;
-            }
-
-            // Retries follow: they run under the route timeout's remaining time (or only the caller's token).
-            var token = callerToken;
-            if (overall is { } route)
-            {
-                var left = route - time.GetElapsedTime(started);
-                if (left <= TimeSpan.Zero)
-                {
-                    outcome.Result?.Dispose();
-                    return TimedOut(route);
-                }
-
-                if (deadline.TryMove(left))
-                {
-                    token = deadline.Token;
-                }
-                else
-                {
-                    later = CallDeadline.Start(left, callerToken, time);
-                    token = later.Value.Token;
-                }
-            }
-
-            var retried = await RetryAsync(state, resilience, outcome, token).ConfigureAwait(false);
-            if (overall is { } whole && retried.Exception is OperationCanceledException
-                && (later ?? deadline).Passed(callerToken))
-            {
-                return TimedOut(whole);
-            }
-
-            return retried;
+            var retried = await RetryAsync(state, resilience, first, deadline.Token).ConfigureAwait(false);
+            return retried.Exception is OperationCanceledException && deadline.Passed(callerToken) ? TimedOut(route) : retried;
         }
         finally
         {
-            deadline.End();
-            later?.End();
+            if (owned)
+            {
+                deadline.End();
+            }
         }
-
-        static Outcome<HttpResponseMessage> TimedOut(TimeSpan after) =>
-            Outcome.FromException<HttpResponseMessage>(new TimeoutRejectedException($"The operation didn't complete within the allowed timeout of '{after}'.", after));
     }
+
+    private static Outcome<HttpResponseMessage> TimedOut(TimeSpan after) =>
+        Outcome.FromException<HttpResponseMessage>(new TimeoutRejectedException($"The operation didn't complete within the allowed timeout of '{after}'.", after));
 
     /// <summary>Polly's retry pipeline from a first outcome already in hand: its first "attempt" hands that outcome over.</summary>
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]

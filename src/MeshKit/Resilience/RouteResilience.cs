@@ -195,6 +195,8 @@ internal sealed class RouteResilience
         PerTryTimeout = perTryTimeout;
         Fault = fault;
         RetryNonIdempotent = retryNonIdempotent;
+        PerTryFirst = perTryTimeout is { } perTry && (timeout is not { } overall || perTry < overall);
+        FirstDeadline = PerTryFirst ? perTryTimeout : timeout;
     }
 
     /// <summary>Gets the retry pipeline (retries around the per-try timeout); empty when the route has no retries.</summary>
@@ -210,6 +212,12 @@ internal sealed class RouteResilience
 
     /// <summary>Gets the deadline of each attempt.</summary>
     public TimeSpan? PerTryTimeout { get; }
+
+    /// <summary>Gets whether the per-try timeout ends the first attempt before the route timeout would.</summary>
+    public bool PerTryFirst { get; }
+
+    /// <summary>Gets the first attempt's deadline: the sooner of the per-try and the route timeout; null when neither is set.</summary>
+    public TimeSpan? FirstDeadline { get; }
 
     public FaultPlan? Fault { get; }
 

@@ -28,9 +28,13 @@ internal interface IRequestView
 
 internal readonly struct OutboundRequest(HttpRequestMessage request, Uri uri) : IRequestView
 {
+    // The path is cut from the path and query the send needs anyway: Uri.AbsolutePath would build a string and the
+    // Uri's extra-info object of its own. The same text either way (both escaped as the URI has them).
+    private readonly string _path = PathOf(uri.PathAndQuery);
+
     public string Method => request.Method.Method;
 
-    public string Path => uri.AbsolutePath;
+    public string Path => _path;
 
     public string Scheme => uri.Scheme;
 
@@ -39,6 +43,10 @@ internal readonly struct OutboundRequest(HttpRequestMessage request, Uri uri) : 
     public int Port => uri.Port;
 
     public string Query => uri.Query;
+
+    /// <summary>The path part of a path and query: the same string when there is no query.</summary>
+    internal static string PathOf(string pathAndQuery) =>
+        pathAndQuery.IndexOf('?') is var q and >= 0 ? pathAndQuery[..q] : pathAndQuery;
 
     public string? Header(string name)
     {

@@ -169,4 +169,31 @@ public class RouteMatchingTests
         Assert.Equal(new Uri("http://reviews:9080/p?q=1"), request.RequestUri);
         Assert.Null(request.Headers.Host);
     }
+
+    [Theory]
+    [InlineData("http://reviews/a/b")]
+    [InlineData("http://reviews/a/b?x=1&y=/c")]
+    [InlineData("http://reviews/a%20b/%2F?q=%3F")]
+    [InlineData("http://reviews/a/b#frag")]
+    [InlineData("http://reviews/a/b?#frag")]
+    [InlineData("http://reviews")]
+    public void OutboundPath_IsTheUrisAbsolutePath(string url)
+    {
+        var uri = new Uri(url);
+
+        Assert.Equal(uri.AbsolutePath, new MeshKit.Routing.OutboundRequest(new HttpRequestMessage(HttpMethod.Get, uri), uri).Path);
+    }
+
+    [Fact]
+    public async Task PathMatch_IgnoresTheQuery()
+    {
+        using var mesh = Mesh(Vs("""
+              - match: [{ uri: { exact: /a } }]
+                route: [{ destination: { host: reviews, subset: v1 } }]
+              - route: [{ destination: { host: reviews, subset: v2 } }]
+            """));
+
+        Assert.Equal("v1", await Send(mesh, "http://reviews/a?b=/c"));
+        Assert.Equal("v2", await Send(mesh, "http://reviews/a/?b"));
+    }
 }

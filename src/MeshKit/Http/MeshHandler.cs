@@ -50,13 +50,16 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         if (activity is null && !log && metrics?.RequestsEnabled != true && !reportIstio)
         {
             // Nothing observes this call: no wrapper state machine around the send.
-            return SendCoreAsync(request, cancellationToken);
+            return SendCoreAsync(request, cancellationToken).AsTask();
         }
 
-        return SendObservedAsync(request, activity, log, reportIstio, cancellationToken);
+        return SendObservedAsync(request, activity, log, reportIstio, cancellationToken).AsTask();
     }
 
-    private async Task<HttpResponseMessage> SendObservedAsync(HttpRequestMessage request, Activity? activity, bool log, bool reportIstio, CancellationToken cancellationToken)
+    // The send path returns value tasks, pooled where they await: the task a DelegatingHandler must return is made
+    // once, at the top, instead of one per async layer.
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<HttpResponseMessage> SendObservedAsync(HttpRequestMessage request, Activity? activity, bool log, bool reportIstio, CancellationToken cancellationToken)
     {
         using var owned = activity;
         activity?.SetTag("server.address", request.RequestUri?.IdnHost);
@@ -85,7 +88,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
             if (log)
             {
-                var answered = request.Options.TryGetValue(AnsweredBy, out var a) ? a : default;
+                var answered = AnsweredByOf(request);
                 Log.Access(
                     accessLog!,
                     request.Method.Method,
@@ -117,11 +120,18 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         }
     }
 
+    // Who answered, as mutual TLS verified it: only a request that carried peer metadata has it. Reading the request's
+    // options otherwise would create its (empty) option dictionary on every call.
+    private static (string? Principal, PeerMetadata? Metadata) AnsweredByOf(HttpRequestMessage request) =>
+        request.Headers.NonValidated.Contains(PeerMetadata.Header) && request.Options.TryGetValue(AnsweredBy, out var answered) ? answered : default;
+
     /// <summary>The caller's side of Istio's standard metrics (<c>reporter="source"</c>).</summary>
     private void ReportAsSource(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, long requestBytes, double milliseconds)
     {
-        var answered = request.Options.TryGetValue(AnsweredBy, out var a) ? a : default;
-        var service = provider.Current.TryResolve(destination, out var view) ? view.Host : destination;
+        var answered = AnsweredByOf(request);
+        var (service, unknown) = provider.Current.TryResolve(destination, out var view)
+            ? (view.Host, view.UnknownPeer)
+            : (destination, PeerMetadata.Unknown with { Service = destination });
         var grpc = request.Content?.Headers.ContentType?.MediaType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
         string? grpcStatus = null;
         if (grpc && response is not null)
@@ -133,8 +143,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         istio!.Record(new RequestReport(
             "source",
             Self,
-            identity?.Current?.Id.ToString(),
-            answered.Metadata ?? PeerMetadata.Unknown with { Service = service },
+            identity?.Current?.IdText,
+            answered.Metadata ?? unknown,
             answered.Principal,
             service,
             grpc ? "grpc" : "http",
@@ -150,16 +160,16 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     // The request path is split where it first awaits: the routing decisions (most requests) run synchronously and
     // the send is one small async method whose state lives in the pooled AttemptState, so the state machine boxed per
     // request holds a few fields instead of every routing local.
-    private Task<HttpResponseMessage> SendCoreAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    private ValueTask<HttpResponseMessage> SendCoreAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var uri = request.RequestUri;
         if (uri is null || !uri.IsAbsoluteUri)
         {
-            return base.SendAsync(request, cancellationToken);
+            return new(base.SendAsync(request, cancellationToken));
         }
 
         var snapshot = provider.Current;
-        return snapshot.IsReady ? Resolve(request, uri, snapshot, cancellationToken) : SendWhenReadyAsync(request, uri, cancellationToken);
+        return snapshot.IsReady ? Resolve(request, uri, snapshot, cancellationToken) : new(SendWhenReadyAsync(request, uri, cancellationToken));
     }
 
     private async Task<HttpResponseMessage> SendWhenReadyAsync(HttpRequestMessage request, Uri uri, CancellationToken cancellationToken)
@@ -173,13 +183,13 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         return await Resolve(request, uri, snapshot, cancellationToken).ConfigureAwait(false);
     }
 
-    private Task<HttpResponseMessage> Resolve(HttpRequestMessage request, Uri uri, MeshSnapshot snapshot, CancellationToken cancellationToken)
+    private ValueTask<HttpResponseMessage> Resolve(HttpRequestMessage request, Uri uri, MeshSnapshot snapshot, CancellationToken cancellationToken)
     {
         if (!snapshot.TryResolve(uri.Host, out var service))
         {
             return snapshot.RegistryOnly
-                ? Task.FromResult(Reject(request, HttpStatusCode.BadGateway, "NR", $"host '{uri.Host}' is not in the mesh registry and outboundTrafficPolicy is REGISTRY_ONLY"))
-                : base.SendAsync(request, cancellationToken);
+                ? new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.BadGateway, "NR", $"host '{uri.Host}' is not in the mesh registry and outboundTrafficPolicy is REGISTRY_ONLY"))
+                : new(base.SendAsync(request, cancellationToken));
         }
 
         RouteEntry? route = null;
@@ -196,25 +206,25 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
         if (route is null)
         {
-            return Task.FromResult(Reject(request, HttpStatusCode.NotFound, "NR", $"no route of '{service.Host}' matches {request.Method} {uri.AbsolutePath}"));
+            return new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.NotFound, "NR", $"no route of '{service.Host}' matches {request.Method} {uri.AbsolutePath}"));
         }
 
         var actions = route.Actions;
         if (actions.Redirect is not null)
         {
-            return Task.FromResult(WithResponseHeaders(actions.RedirectResponse(request, uri), null, actions));
+            return new ValueTask<HttpResponseMessage>(WithResponseHeaders(actions.RedirectResponse(request, uri), null, actions));
         }
 
         if (actions.DirectResponse is not null)
         {
-            return Task.FromResult(WithResponseHeaders(LocalReply.ForGrpc(actions.DirectResponseMessage(request)), null, actions));
+            return new ValueTask<HttpResponseMessage>(WithResponseHeaders(LocalReply.ForGrpc(actions.DirectResponseMessage(request)), null, actions));
         }
 
         // Injected faults act before the request leaves, once per request (not per retry), as Envoy's fault filter.
         if (route.Resilience?.Fault is { } fault && fault.ShouldDelay())
         {
             metrics?.Fault(service.Host, "delay");
-            return DelayThenRouteAsync(request, uri, service, route, matched, fault, cancellationToken);
+            return new(DelayThenRouteAsync(request, uri, service, route, matched, fault, cancellationToken));
         }
 
         return Route(request, uri, service, route, matched, delayed: false, cancellationToken);
@@ -227,14 +237,14 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     }
 
     /// <summary>Picks the destination, applies the route's request edits and hands the call to <see cref="SendRoutedAsync"/>.</summary>
-    private Task<HttpResponseMessage> Route(HttpRequestMessage request, Uri uri, ServiceView service, RouteEntry route, RequestMatcher? matched, bool delayed, CancellationToken cancellationToken)
+    private ValueTask<HttpResponseMessage> Route(HttpRequestMessage request, Uri uri, ServiceView service, RouteEntry route, RequestMatcher? matched, bool delayed, CancellationToken cancellationToken)
     {
         var actions = route.Actions;
         var resilience = route.Resilience;
         if (resilience?.Fault is { } fault && fault.ShouldAbort())
         {
             metrics?.Fault(service.Host, "abort");
-            return Task.FromResult(WithResponseHeaders(Abort(request, fault, delayed), null, actions));
+            return new ValueTask<HttpResponseMessage>(WithResponseHeaders(Abort(request, fault, delayed), null, actions));
         }
 
         if (accessLog?.IsEnabled(LogLevel.Information) == true)
@@ -246,26 +256,26 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         var target = route.PickTarget();
         if (target is null)
         {
-            return Task.FromResult(Reject(request, HttpStatusCode.ServiceUnavailable, "UH", $"route '{route.Name}' of '{service.Host}' has no destination with a weight above 0"));
+            return new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.ServiceUnavailable, "UH", $"route '{route.Name}' of '{service.Host}' has no destination with a weight above 0"));
         }
 
         if (target.Endpoints is null)
         {
             var what = target.Subset.Length == 0 ? $"service '{target.Host}'" : $"subset '{target.Subset}' of '{target.Host}'";
-            return Task.FromResult(Reject(request, HttpStatusCode.ServiceUnavailable, "NC", $"{what} is not known to the mesh"));
+            return new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.ServiceUnavailable, "NC", $"{what} is not known to the mesh"));
         }
 
         var passthrough = target.Endpoints.Balancer.IsPassthrough;
         var port = passthrough ? 0u : SelectPort(target, uri);
         if (!passthrough && port == 0)
         {
-            return Task.FromResult(Reject(request, HttpStatusCode.ServiceUnavailable, "NC", $"'{target.Host}' has several ports and neither the route nor the request names one of them"));
+            return new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.ServiceUnavailable, "NC", $"'{target.Host}' has several ports and neither the route nor the request names one of them"));
         }
 
         var endpoints = target.Endpoints.ForPort(port);
         if (!passthrough && endpoints.Endpoints.Length == 0)
         {
-            return Task.FromResult(Reject(request, HttpStatusCode.ServiceUnavailable, "UH", NoHealthyUpstream(target, port)));
+            return new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.ServiceUnavailable, "UH", NoHealthyUpstream(target, port)));
         }
 
         // Circuit breaking: over the cluster's request limit a call fails at once, it never queues.
@@ -277,7 +287,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             {
                 Interlocked.Decrement(ref cluster.Runtime._activeRequests);
                 metrics?.Overflow(target.Host);
-                return Task.FromResult(Reject(request, HttpStatusCode.ServiceUnavailable, "UO", $"upstream overflow: {limits.MaxRequests} requests already in flight to '{target.Host}' (connectionPool)"));
+                return new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.ServiceUnavailable, "UO", $"upstream overflow: {limits.MaxRequests} requests already in flight to '{target.Host}' (connectionPool)"));
             }
         }
 
@@ -331,13 +341,10 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     }
 
     /// <summary>The send: body made replayable, mirrors started, then the attempts through the route's policy.</summary>
-    private Task<HttpResponseMessage> SendRoutedAsync(AttemptState state, CancellationToken cancellationToken) =>
-        SendRoutedCoreAsync(state, cancellationToken).AsTask();
-
     // Pooled: the state of a call that completes asynchronously (every network call) is reused, not allocated; the
     // task the handler must return is then the only object of its own, smaller than this method's state would be.
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<HttpResponseMessage> SendRoutedCoreAsync(AttemptState state, CancellationToken cancellationToken)
+    private async ValueTask<HttpResponseMessage> SendRoutedAsync(AttemptState state, CancellationToken cancellationToken)
     {
         var request = state.Request;
         try
@@ -724,7 +731,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 // Only metrics and the access log read it: without them it is not parsed.
                 if (state.Request.Headers.NonValidated.Contains(PeerMetadata.Header) && RecordsPeers)
                 {
-                    var told = response.Headers.NonValidated.TryGetValues(PeerMetadata.Header, out var peer) ? PeerMetadata.Parse(peer.ToString()) : null;
+                    var told = response.Headers.NonValidated.TryGetValues(PeerMetadata.Header, out var peer) ? PeerMetadata.Parse(peer.ToString(), ref endpoint.AnsweredMetadata) : null;
                     if (told is not null && endpoint.IdentityNamespace != told.Namespace)
                     {
                         told = null; // not what the certificate backs

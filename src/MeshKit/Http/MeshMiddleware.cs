@@ -89,7 +89,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         if (istio.Enabled || log)
         {
             // Believed only as far as the certificate backs it: its namespace must be the identity's.
-            var source = peer is { } verified && Telemetry.PeerMetadata.Parse(toldMetadata) is { } told && told.Namespace == verified.Namespace ? told : null;
+            var source = peer is { } verified && Telemetry.PeerMetadata.Parse(toldMetadata, ref verified.ToldMetadata) is { } told && told.Namespace == verified.Namespace ? told : null;
             return ReportAsDestinationAsync(context, snapshot, peer, source, log);
         }
 
@@ -144,7 +144,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
                 source ?? Telemetry.PeerMetadata.Unknown,
                 peer?.ToString(),
                 self,
-                identity.Enabled ? identity.Current?.Id.ToString() : null,
+                identity.Enabled ? identity.Current?.IdText : null,
                 snapshot.OwnService?.Host ?? self.Service,
                 grpc ? "grpc" : "http",
                 status,

@@ -59,6 +59,9 @@ internal sealed class EndpointView
 
     internal int _active;
 
+    /// <summary>The peer metadata this endpoint answered with last, parsed (the same text on each of its answers).</summary>
+    internal Telemetry.PeerMetadata.Memo? AnsweredMetadata;
+
     /// <summary>Whether automatic mutual TLS applies on a service port: the endpoint has an identity and its policy does not disable it there.</summary>
     public bool MtlsOn(uint servicePort)
     {

@@ -36,5 +36,8 @@ internal sealed class VerifiedPeer(SpiffeId id)
     /// <summary>Gets the identity of a request from this peer without a JWT (immutable, so shared by its requests).</summary>
     public MeshIdentity Identity => _identity ??= new MeshIdentity(this, null);
 
+    /// <summary>The peer metadata this connection's caller sent last, parsed (the same text on each of its requests).</summary>
+    internal Telemetry.PeerMetadata.Memo? ToldMetadata;
+
     public override string ToString() => SpiffeUri;
 }

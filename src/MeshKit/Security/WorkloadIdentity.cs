@@ -108,6 +108,11 @@ internal sealed class IssuedCertificate
 
     public SpiffeId Id { get; }
 
+    /// <summary>Gets <see cref="Id"/> as its URI text, made once per certificate (metrics label every request with it).</summary>
+    public string IdText => _idText ??= Id.ToString();
+
+    private string? _idText;
+
     /// <summary>The same certificate trusting another bundle.</summary>
     public IssuedCertificate WithBundle(TrustBundle bundle) => new(Certificate, Intermediates, bundle, Id);
 

@@ -84,6 +84,10 @@ internal sealed class ServiceView(string host, uint[] ports, bool external, Rout
     // The authority callers last used for this service ("reviews:9080"): Uri.Authority builds a new string per call,
     // and the callers of one service nearly always spell it the same way.
     private AuthorityText? _authority;
+    private Telemetry.PeerMetadata? _unknownPeer;
+
+    /// <summary>Gets the metadata Istio's metrics report for this service when its answering peer told nothing.</summary>
+    public Telemetry.PeerMetadata UnknownPeer => _unknownPeer ??= Telemetry.PeerMetadata.Unknown with { Service = Host };
 
     /// <summary>Returns <paramref name="uri"/>'s authority, reusing the text of the previous call when it is the same.</summary>
     public string AuthorityOf(Uri uri)

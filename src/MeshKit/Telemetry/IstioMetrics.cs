@@ -51,31 +51,51 @@ internal sealed class IstioMetrics
             return;
         }
 
-        var tags = new TagList
+        // Istio's 19 labels exceed a TagList's eight inline ones (it would allocate an array per request): one array
+        // per thread instead, lent out while the four instruments read it (listeners copy what they keep).
+        var tags = t_tags ?? new KeyValuePair<string, object?>[19];
+        t_tags = null;
+        try
         {
-            { "reporter", r.Reporter },
-            { "source_workload", r.Source.Workload },
-            { "source_workload_namespace", r.Source.Namespace },
-            { "source_principal", r.SourcePrincipal ?? "unknown" },
-            { "source_app", r.Source.App },
-            { "source_version", r.Source.Version },
-            { "destination_workload", r.Destination.Workload },
-            { "destination_workload_namespace", r.Destination.Namespace },
-            { "destination_principal", r.DestinationPrincipal ?? "unknown" },
-            { "destination_app", r.Destination.App },
-            { "destination_version", r.Destination.Version },
-            { "destination_service", r.DestinationService },
-            { "destination_service_name", r.Destination.Service },
-            { "destination_service_namespace", r.Destination.Namespace },
-            { "request_protocol", r.Protocol },
-            { "response_code", r.ResponseCode },
-            { "grpc_response_status", r.GrpcStatus ?? string.Empty },
-            { "response_flags", r.ResponseFlags.Length == 0 ? "-" : r.ResponseFlags },
-            { "connection_security_policy", r.ConnectionSecurityPolicy },
-        };
-        _requests.Add(1, tags);
-        _duration.Record(r.DurationMilliseconds, tags);
-        _requestBytes.Record(r.RequestBytes, tags);
-        _responseBytes.Record(r.ResponseBytes, tags);
+            tags[0] = new("reporter", r.Reporter);
+            tags[1] = new("source_workload", r.Source.Workload);
+            tags[2] = new("source_workload_namespace", r.Source.Namespace);
+            tags[3] = new("source_principal", r.SourcePrincipal ?? "unknown");
+            tags[4] = new("source_app", r.Source.App);
+            tags[5] = new("source_version", r.Source.Version);
+            tags[6] = new("destination_workload", r.Destination.Workload);
+            tags[7] = new("destination_workload_namespace", r.Destination.Namespace);
+            tags[8] = new("destination_principal", r.DestinationPrincipal ?? "unknown");
+            tags[9] = new("destination_app", r.Destination.App);
+            tags[10] = new("destination_version", r.Destination.Version);
+            tags[11] = new("destination_service", r.DestinationService);
+            tags[12] = new("destination_service_name", r.Destination.Service);
+            tags[13] = new("destination_service_namespace", r.Destination.Namespace);
+            tags[14] = new("request_protocol", r.Protocol);
+            tags[15] = new("response_code", BoxedStatus.Of(r.ResponseCode));
+            tags[16] = new("grpc_response_status", r.GrpcStatus ?? string.Empty);
+            tags[17] = new("response_flags", r.ResponseFlags.Length == 0 ? "-" : r.ResponseFlags);
+            tags[18] = new("connection_security_policy", r.ConnectionSecurityPolicy);
+            ReadOnlySpan<KeyValuePair<string, object?>> labels = tags;
+            _requests.Add(1, labels);
+            _duration.Record(r.DurationMilliseconds, labels);
+            _requestBytes.Record(r.RequestBytes, labels);
+            _responseBytes.Record(r.ResponseBytes, labels);
+        }
+        finally
+        {
+            t_tags = tags;
+        }
     }
+
+    [ThreadStatic]
+    private static KeyValuePair<string, object?>[]? t_tags;
+}
+
+/// <summary>Status codes as tag values, boxed once: a metric tag is an object, and an int boxed per request is 24 bytes.</summary>
+internal static class BoxedStatus
+{
+    private static readonly object[] Codes = Enumerable.Range(0, 600).Select(c => (object)c).ToArray();
+
+    public static object Of(int code) => (uint)code < (uint)Codes.Length ? Codes[code] : code;
 }

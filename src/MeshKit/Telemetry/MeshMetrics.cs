@@ -58,7 +58,7 @@ internal sealed class MeshMetrics
     {
         if (_requests.Enabled)
         {
-            _requests.Add(1, new TagList { { "meshkit.destination.service", destination }, { "http.response.status_code", status }, { "meshkit.response_flags", flags.Length == 0 ? "-" : flags } });
+            _requests.Add(1, new TagList { { "meshkit.destination.service", destination }, { "http.response.status_code", BoxedStatus.Of(status) }, { "meshkit.response_flags", flags.Length == 0 ? "-" : flags } });
         }
     }
 

@@ -35,6 +35,22 @@ internal sealed record PeerMetadata(string Workload, string Namespace, string Ap
     /// <summary>Returns whether the caller that sent <paramref name="told"/> wants the server's metadata back.</summary>
     public static bool WantsReply(string? told) => told is null || !told.EndsWith(";" + NoReply, StringComparison.Ordinal);
 
+    // A copy (`with`) takes the five fields, not the header texts cached from the original's values.
+    private PeerMetadata(PeerMetadata original)
+    {
+        Workload = original.Workload;
+        Namespace = original.Namespace;
+        App = original.App;
+        Version = original.Version;
+        Service = original.Service;
+    }
+
+    /// <summary>Equal when the five fields are: the cached header texts are not part of the value.</summary>
+    public bool Equals(PeerMetadata? other) =>
+        other is not null && Workload == other.Workload && Namespace == other.Namespace && App == other.App && Version == other.Version && Service == other.Service;
+
+    public override int GetHashCode() => HashCode.Combine(Workload, Namespace, App, Version, Service);
+
     /// <summary>The workload name Istio reports: the app and version, as a Deployment would be named.</summary>
     public static PeerMetadata ForWorkload(string service, string ns, IReadOnlyDictionary<string, string> labels)
     {
@@ -52,25 +68,58 @@ internal sealed record PeerMetadata(string Workload, string Namespace, string Ap
         }
 
         string? w = null, n = null, a = null, v = null, s = null;
-        foreach (var part in value.Split(';'))
+        foreach (var range in value.AsSpan().Split(';'))
         {
-            var eq = part.IndexOf('=', StringComparison.Ordinal);
+            var part = value.AsSpan(range);
+            var eq = part.IndexOf('=');
             if (eq <= 0)
             {
                 return null;
             }
 
-            var text = Uri.UnescapeDataString(part[(eq + 1)..]);
-            switch (part[..eq])
+            var key = part[..eq];
+            if (key.Length != 1)
             {
-                case "w": w = text; break;
-                case "n": n = text; break;
-                case "a": a = text; break;
-                case "v": v = text; break;
-                case "s": s = text; break;
+                continue;
+            }
+
+            var start = range.Start.GetOffset(value.Length) + eq + 1;
+            var raw = value[start..range.End.GetOffset(value.Length)];
+            var text = Uri.UnescapeDataString(raw);
+            switch (key[0])
+            {
+                case 'w': w = text; break;
+                case 'n': n = text; break;
+                case 'a': a = text; break;
+                case 'v': v = text; break;
+                case 's': s = text; break;
             }
         }
 
         return w is null || n is null ? null : new PeerMetadata(w, n, a ?? "unknown", v ?? "unknown", s ?? "unknown");
     }
+
+    /// <summary>
+    /// Parses <paramref name="value"/>, or returns what <paramref name="memo"/> holds when it is the value parsed last:
+    /// a peer sends the same text on every request of a connection, so one parse serves them all.
+    /// </summary>
+    public static PeerMetadata? Parse(string? value, ref Memo? memo)
+    {
+        if (value is null)
+        {
+            return null;
+        }
+
+        if (Volatile.Read(ref memo) is { } last && string.Equals(last.Raw, value, StringComparison.Ordinal))
+        {
+            return last.Parsed;
+        }
+
+        var parsed = Parse(value);
+        Volatile.Write(ref memo, new Memo(value, parsed));
+        return parsed;
+    }
+
+    /// <summary>The last text parsed by a holder (a connection, an endpoint) and what it parsed to.</summary>
+    internal sealed record Memo(string Raw, PeerMetadata? Parsed);
 }

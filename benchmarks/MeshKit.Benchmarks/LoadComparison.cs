@@ -5,6 +5,8 @@ using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using MeshKit.ControlPlane;
+using MeshKit.OpenTelemetry;
+using OpenTelemetry.Metrics;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -18,7 +20,8 @@ namespace MeshKit.Benchmarks;
 /// <summary>
 /// End to end on loopback, every path measured in the same run and interleaved round by round so machine drift
 /// cancels out: (a) direct HttpClient → Kestrel; (b) the same call through MeshKit on both sides (routing, retries,
-/// timeout, outlier detection, authorization policy, metrics); (c) MeshKit with automatic mutual TLS; (d) plain TLS
+/// timeout, outlier detection, authorization policy, and metrics recorded by the OpenTelemetry SDK); (c) MeshKit with
+/// automatic mutual TLS (the same, with peer metadata exchanged for Istio's labels); (d) plain TLS
 /// without MeshKit; (e) two nginx reverse proxies standing in for a client and a server sidecar. Closed loop at
 /// concurrency 1 (latency percentiles) and 32 (throughput), and CPU time per request of this process plus nginx's.
 /// </summary>
@@ -82,10 +85,22 @@ internal static class LoadComparison
           mtls: { mode: STRICT }
         """;
 
+    /// <summary>Gets or sets whether MeshKit's metrics are recorded (off only to measure what recording them costs: `--no-metrics`).</summary>
+    internal static bool Metrics { get; set; } = true;
+
     public static async Task<IReadOnlyList<Result>> RunAsync(TimeSpan slice, int rounds, TextWriter log, string? only = null)
     {
         var owned = new Stack<IAsyncDisposable>();
         var dir = Directory.CreateTempSubdirectory("meshkit-load-").FullName;
+
+        // Metrics on, as a deployment has them: one OpenTelemetry meter provider for the process aggregates every
+        // measurement of MeshKit's meter (Istio's standard metrics from both reporters and meshkit.*) of every app in it.
+        // It exports only when disposed: the aggregation on the request path is what is measured.
+        var exported = new List<Metric>();
+        using var meters = global::OpenTelemetry.Sdk.CreateMeterProviderBuilder()
+            .AddMeter(Metrics ? MeshTelemetryExtensions.Name : "none")
+            .AddReader(new BaseExportingMetricReader(new global::OpenTelemetry.Exporter.InMemoryExporter<Metric>(exported)))
+            .Build();
         try
         {
             File.WriteAllText(Path.Combine(dir, "mesh.yaml"), Config);
@@ -194,6 +209,18 @@ internal static class LoadComparison
 
             // Every path must answer, and the mesh paths must have gone through the mesh (mTLS: with the caller's identity).
             await WaitUntilServedAsync(paths, log);
+
+            // Metrics are on only if they were recorded: the warm-up calls must show in Istio's request counter, from both reporters.
+            meters.ForceFlush();
+            var reporters = exported.Where(m => m.Name == "istio_requests_total")
+                .SelectMany(m => { var found = new List<string>(); foreach (ref readonly var point in m.GetMetricPoints()) { foreach (var tag in point.Tags) { if (tag.Key == "reporter") { found.Add((string)tag.Value!); } } } return found; })
+                .ToHashSet();
+            if (Metrics && !reporters.SetEquals(["source", "destination"]))
+            {
+                throw new InvalidOperationException($"the mesh paths recorded no Istio metrics from both reporters (seen: {string.Join(", ", reporters)})");
+            }
+
+            log.WriteLine(Metrics ? "metrics: istio_requests_total recorded by both reporters" : "metrics: off (--no-metrics)");
 
             var samples = paths.ToDictionary(p => p.Name, _ => new Samples());
             for (var round = 1; round <= rounds; round++)

@@ -113,6 +113,7 @@ if (args.Contains("--load"))
     var at = Array.IndexOf(args, "--load");
     var only = args.Length > at + 1 ? args[at + 1] : null;
     var seconds = args.Length > at + 2 && int.TryParse(args[at + 2], CultureInfo.InvariantCulture, out var s) ? s : 2;
+    LoadComparison.Metrics = !args.Contains("--no-metrics");
     using var sampler = args.Contains("--allocations") ? new AllocationSampler() : null;
     if (sampler is not null && only is not null)
     {

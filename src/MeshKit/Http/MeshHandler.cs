@@ -731,7 +731,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 // Only metrics and the access log read it: without them it is not parsed.
                 if (state.Request.Headers.NonValidated.Contains(PeerMetadata.Header) && RecordsPeers)
                 {
-                    var told = response.Headers.NonValidated.TryGetValues(PeerMetadata.Header, out var peer) ? PeerMetadata.Parse(peer.ToString(), ref endpoint.AnsweredMetadata) : null;
+                    var told = response.Headers.NonValidated.TryGetValues(PeerMetadata.Header, out var peer) ? PeerMetadata.Parse(peer.ToString(), ref endpoint.Recent.AnsweredMetadata) : null;
                     if (told is not null && endpoint.IdentityNamespace != told.Namespace)
                     {
                         told = null; // not what the certificate backs

@@ -59,9 +59,6 @@ internal sealed class EndpointView
 
     internal int _active;
 
-    /// <summary>The peer metadata this endpoint answered with last, parsed (the same text on each of its answers).</summary>
-    internal Telemetry.PeerMetadata.Memo? AnsweredMetadata;
-
     /// <summary>Whether automatic mutual TLS applies on a service port: the endpoint has an identity and its policy does not disable it there.</summary>
     public bool MtlsOn(uint servicePort)
     {
@@ -88,7 +85,8 @@ internal sealed class EndpointView
     /// </summary>
     public Uri UriFor(string scheme, string authority, string pathAndQuery)
     {
-        var last = Volatile.Read(ref _lastUri);
+        var recent = Recent;
+        var last = Volatile.Read(ref recent.LastUri);
         if (last is not null && ReferenceEquals(last.Authority, authority) && string.Equals(last.PathAndQuery, pathAndQuery, StringComparison.Ordinal)
             && string.Equals(last.Scheme, scheme, StringComparison.Ordinal))
         {
@@ -96,14 +94,28 @@ internal sealed class EndpointView
         }
 
         var uri = new Uri(string.Concat(scheme, "://", authority, pathAndQuery), UriKind.Absolute);
-        Volatile.Write(ref _lastUri, new BuiltUri(scheme, authority, pathAndQuery, uri));
+        Volatile.Write(ref recent.LastUri, new BuiltUri(scheme, authority, pathAndQuery, uri));
         return uri;
     }
 
-    private BuiltUri? _lastUri;
+    // Made when a request first goes to the endpoint: a mesh of 10,000 endpoints keeps one field each for what only
+    // the endpoints it calls need.
+    private RecentUse? _recent;
 
+    /// <summary>Gets what requests to this endpoint remember between them.</summary>
+    internal RecentUse Recent => Volatile.Read(ref _recent) ?? Interlocked.CompareExchange(ref _recent, new RecentUse(), null) ?? _recent!;
 
-    private sealed record BuiltUri(string Scheme, string Authority, string PathAndQuery, Uri Uri);
+    internal sealed record BuiltUri(string Scheme, string Authority, string PathAndQuery, Uri Uri);
+
+    /// <summary>What requests to an endpoint remember between them: the last URL built, the last peer metadata it answered with.</summary>
+    internal sealed class RecentUse
+    {
+        /// <summary>The last URL built for the endpoint (immutable, replaced whole).</summary>
+        public BuiltUri? LastUri;
+
+        /// <summary>The peer metadata the endpoint answered with last, parsed (the same text on each of its answers).</summary>
+        public Telemetry.PeerMetadata.Memo? AnsweredMetadata;
+    }
 
     /// <summary>Returns <c>host:targetPort</c> for a service port, or null when the endpoint does not serve it.</summary>
     public string? AuthorityFor(uint servicePort)

@@ -270,17 +270,19 @@ internal sealed class AuthorizationEngine
         private readonly Field<string?> _methods = new(Patterns(o.Methods), Patterns(o.NotMethods));
         private readonly Field<string?> _paths = new([.. o.Paths.Select(PathPattern.Parse)], [.. o.NotPaths.Select(PathPattern.Parse)]);
 
+        // A field without patterns is not asked: the port's text and the bare host are made only for a rule that reads them.
         public bool Matches(AuthorizationRequest request) =>
             HostMatches(request)
-            && _ports.Matches(request.DestinationPortText)
+            && (_ports.IsEmpty || _ports.Matches(request.DestinationPortText))
             && _methods.Matches(request.Method)
             && _paths.Matches(request.Path);
 
         // The Host header as sent, or without its port: "reviews" and "reviews:9080" both name the service.
         private bool HostMatches(AuthorizationRequest request) =>
-            request.HostWithoutPort is { Length: > 0 } bare
+            _hosts.IsEmpty
+            || (request.HostWithoutPort is { Length: > 0 } bare
                 ? _hosts.MatchesEither(request.Host, bare)
-                : _hosts.Matches(request.Host);
+                : _hosts.Matches(request.Host));
     }
 
     private sealed class Condition : IRequestMatcher
@@ -390,6 +392,9 @@ internal sealed class AuthorizationEngine
     /// <summary>values (any matches, or none given) and notValues (none matches).</summary>
     private sealed class Field<T>(IMatcher<T>[] values, IMatcher<T>[] notValues)
     {
+        /// <summary>Gets whether the field constrains nothing (then its value need not be computed).</summary>
+        public bool IsEmpty { get; } = values.Length == 0 && notValues.Length == 0;
+
         public bool Matches(T actual)
         {
             if (values.Length > 0 && !AnyMatch(values, actual))

@@ -37,7 +37,8 @@ internal static class PathNormalizer
     /// <summary>Whether the raw request target is acceptable: well-formed percent-encoding, no NUL or control characters.</summary>
     public static bool IsAcceptable(string rawTarget)
     {
-        var end = rawTarget.IndexOfAny(['?', '#']);
+        // The span form: IndexOfAny(['?', '#']) on the string would allocate the array on every request.
+        var end = rawTarget.AsSpan().IndexOfAny('?', '#');
         var path = end < 0 ? rawTarget.AsSpan() : rawTarget.AsSpan(0, end);
         for (var i = 0; i < path.Length; i++)
         {
@@ -54,7 +55,7 @@ internal static class PathNormalizer
                     return false;
                 }
 
-                var value = Convert.ToInt32(path.Slice(i + 1, 2).ToString(), 16);
+                var value = int.Parse(path.Slice(i + 1, 2), System.Globalization.NumberStyles.AllowHexSpecifier, System.Globalization.CultureInfo.InvariantCulture);
                 if (value < 0x20 || value == 0x7F)
                 {
                     return false;

@@ -227,4 +227,25 @@ public sealed class AuthorizationEngineTests
         Assert.False(Allowed(Request(method: "PUT"), policy));
         Assert.False(Allowed(Request(ns: "third"), policy));
     }
+
+    [Fact]
+    public void ARuleOnMethodAndPath_MakesNoHostOrPortTextPerRequest()
+    {
+        var to = new AuthorizationOperationSpec();
+        to.Methods.Add("GET");
+        to.Paths.Add("/reviews/*");
+        var engine = AuthorizationEngine.Compile([Policy("ALLOW", Rule(to: to))]);
+        var request = Request(path: "/reviews/1");
+        Assert.True(engine.Evaluate(request).Allowed);
+
+        // A new request: nothing of it is cached yet, so a port or host text made for it would show as allocation.
+        var fresh = Request(path: "/reviews/2");
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var allowed = engine.Evaluate(fresh).Allowed;
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.True(allowed);
+        Assert.Equal(0, allocated);
+    }
 }
+

@@ -47,4 +47,19 @@ public sealed class PathNormalizerTests
     {
         Assert.Equal(acceptable, PathNormalizer.IsAcceptable(raw));
     }
+
+    [Fact]
+    public void RawTargetCheck_AllocatesNothing()
+    {
+        const string raw = "/reviews/%41b?user=1#top";
+        Assert.True(PathNormalizer.IsAcceptable(raw));
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var acceptable = PathNormalizer.IsAcceptable(raw);
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.True(acceptable);
+        Assert.Equal(0, allocated);
+    }
 }
+

@@ -254,6 +254,22 @@ internal static class LoadComparison
                 }
             }
 
+            // Paired slices: a path against the one run next to it in every round (direct and MeshKit, plain TLS and
+            // MeshKit's mTLS are neighbours in both orders), the median over rounds. The host's speed drifts between
+            // slices (other tenants, frequency); neighbours see nearly the same host, so their ratio drifts less than
+            // the ratio of totals over the whole run.
+            foreach (var (name, baseline) in new[] { ("meshkit", "direct"), ("meshkit_mtls", "plain_tls") })
+            {
+                if (samples.TryGetValue(name, out var a) && samples.TryGetValue(baseline, out var b) && a.Rounds.Count == b.Rounds.Count && a.Rounds.Count > 0)
+                {
+                    var pairs = a.Rounds.Zip(b.Rounds).ToList();
+                    results.Add(new Result($"e2e.paired.{name}_vs_{baseline}.c32.rps_ratio", Median(pairs.Select(p => p.First.Rps / p.Second.Rps)), "×",
+                        $"median over {pairs.Count} rounds of the two neighbouring slices' throughput ratio"));
+                    results.Add(new Result($"e2e.paired.{name}_vs_{baseline}.cpu_added", Median(pairs.Select(p => p.First.CpuPerRequest - p.Second.CpuPerRequest)), "µs",
+                        $"median over {pairs.Count} rounds of the two neighbouring slices' CPU per request difference"));
+                }
+            }
+
             if (wantNginx && nginx is null)
             {
                 log.WriteLine("two_nginx skipped: nginx is not installed and could not be installed");
@@ -466,6 +482,8 @@ internal static class LoadComparison
                 samples.Seconds32 += elapsed;
                 samples.CpuMicroseconds32 += cpu;
                 samples.Allocated32 += allocated;
+                var requests = perWorker.Sum(w => w.count);
+                samples.Rounds.Add((requests / elapsed, requests == 0 ? double.NaN : cpu / requests));
             }
         }
     }
@@ -474,6 +492,12 @@ internal static class LoadComparison
     {
         using var self = Process.GetCurrentProcess();
         return self.TotalProcessorTime + (path.ExtraCpu?.Invoke() ?? TimeSpan.Zero);
+    }
+
+    private static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Where(v => !double.IsNaN(v)).Order().ToList();
+        return sorted.Count == 0 ? double.NaN : sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[(sorted.Count / 2) - 1] + sorted[sorted.Count / 2]) / 2;
     }
 
     private static double Percentile(List<double> sorted, double q) =>
@@ -496,6 +520,9 @@ internal static class LoadComparison
         public long Errors { get; set; }
 
         public int Connections { get; set; }
+
+        /// <summary>Gets each round's c = 32 slice: requests per second and CPU per request, for pairing with the neighbour's.</summary>
+        public List<(double Rps, double CpuPerRequest)> Rounds { get; } = [];
     }
 
     /// <summary>

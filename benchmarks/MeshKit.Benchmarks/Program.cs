@@ -111,8 +111,8 @@ if (args.Contains("--load"))
     // The end-to-end comparison alone, printed and not recorded: for profiling one change at a time.
     // `--load NAME SECONDS`: one path (plus direct) for a long slice, to attach a profiler to.
     var at = Array.IndexOf(args, "--load");
-    var only = args.Length > at + 1 ? args[at + 1] : null;
-    var seconds = args.Length > at + 2 && int.TryParse(args[at + 2], CultureInfo.InvariantCulture, out var s) ? s : 2;
+    var only = args.Length > at + 1 && !args[at + 1].StartsWith("--", StringComparison.Ordinal) ? args[at + 1] : null;
+    var seconds = args.Length > at + 2 && int.TryParse(args[at + 2], CultureInfo.InvariantCulture, out var s) ? s : 1;
     LoadComparison.Metrics = !args.Contains("--no-metrics");
     using var sampler = args.Contains("--allocations") ? new AllocationSampler() : null;
     if (sampler is not null && only is not null)
@@ -121,7 +121,7 @@ if (args.Contains("--load"))
         sampler.Paused = true;
         LoadComparison.SliceChanged = name => sampler.Paused = name != only;
     }
-    foreach (var r in await LoadComparison.RunAsync(TimeSpan.FromSeconds(seconds), only is null ? 2 : 1, Console.Out, only))
+    foreach (var r in await LoadComparison.RunAsync(TimeSpan.FromSeconds(seconds), only is null ? 6 : 1, Console.Out, only))
     {
         Console.WriteLine(FormattableString.Invariant($"{r.Name,-40} {r.Value,12:0.###} {r.Unit}"));
     }
@@ -156,7 +156,8 @@ foreach (var summary in micro)
 results.AddRange(await ControlPlaneScale.RunIsolatedAsync(["--memory"], serverGc: false, Console.Out));
 if (!args.Contains("--no-load"))
 {
-    results.AddRange(await LoadComparison.RunAsync(TimeSpan.FromSeconds(args.Contains("--tiny") ? 1 : 3), args.Contains("--tiny") ? 1 : 3, Console.Out));
+    // Many short rounds rather than a few long ones: neighbouring slices are paired per round (see LoadComparison).
+    results.AddRange(await LoadComparison.RunAsync(TimeSpan.FromSeconds(1), args.Contains("--tiny") ? 1 : 9, Console.Out));
 }
 
 results.AddRange(await ControlPlaneScale.RunIsolatedAsync(["--signings"], serverGc: false, Console.Out));

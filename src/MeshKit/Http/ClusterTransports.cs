@@ -29,7 +29,20 @@ internal sealed class ClusterTransports : IDisposable
     }
 
     /// <summary>Gets the pool for mutual TLS to clusters without connection settings of their own; null when the workload has no mesh identity.</summary>
-    public Transport? Mesh => _identity is { Enabled: true } ? LazyInitializer.EnsureInitialized(ref _mesh, () => new Transport(new ConnectionSettings(), _identity)) : null;
+    /// <remarks>Read per mutual-TLS request: no closure, only the first read creates it.</remarks>
+    public Transport? Mesh => _identity is { Enabled: true } identity ? Volatile.Read(ref _mesh) ?? CreateMesh(identity) : null;
+
+    private Transport CreateMesh(Security.WorkloadIdentity identity)
+    {
+        var created = new Transport(new ConnectionSettings(), identity);
+        if (Interlocked.CompareExchange(ref _mesh, created, null) is { } first)
+        {
+            created.Dispose();
+            return first;
+        }
+
+        return created;
+    }
 
     public Transport? For(string host, ConnectionSettings? settings, TlsOrigination? origination = null)
     {

@@ -26,8 +26,6 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
     private bool Sampled() => _sampling >= 1.0 || (_sampling > 0 && Random.Shared.NextDouble() < _sampling);
 
-    /// <summary>What the attempt that answered learned of the server: its verified identity and (then) its metadata.</summary>
-    internal static readonly HttpRequestOptionsKey<(string Principal, PeerMetadata? Metadata)> AnsweredBy = new("meshkit.answered-by");
 
     private PeerMetadata? _self;
 
@@ -50,7 +48,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         if (activity is null && !log && metrics?.RequestsEnabled != true && !reportIstio)
         {
             // Nothing observes this call: no wrapper state machine around the send.
-            return SendCoreAsync(request, cancellationToken).AsTask();
+            return SendCoreAsync(request, null, cancellationToken).AsTask();
         }
 
         return SendObservedAsync(request, activity, log, reportIstio, cancellationToken).AsTask();
@@ -65,7 +63,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         activity?.SetTag("server.address", request.RequestUri?.IdnHost);
         if (!log && metrics?.RequestsEnabled != true && !reportIstio)
         {
-            var quick = await SendCoreAsync(request, cancellationToken).ConfigureAwait(false);
+            var quick = await SendCoreAsync(request, null, cancellationToken).ConfigureAwait(false);
             activity?.SetTag("http.response.status_code", (int)quick.StatusCode);
             return quick;
         }
@@ -73,9 +71,10 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         var started = provider.Runtime.Time.GetTimestamp();
         var destination = request.RequestUri?.IdnHost ?? string.Empty;
         var requestBytes = request.Content?.Headers.ContentLength ?? 0;
+        var answer = RecordsPeers ? PerThread<Answer>.Rent() : null;
         try
         {
-            var response = await SendCoreAsync(request, cancellationToken).ConfigureAwait(false);
+            var response = await SendCoreAsync(request, answer, cancellationToken).ConfigureAwait(false);
             var flags = response.Headers.NonValidated.TryGetValues(ResponseFlagsHeader, out var values) ? values.ToString() : string.Empty;
             metrics?.Request(destination, (int)response.StatusCode, flags);
             var elapsed = provider.Runtime.Time.GetElapsedTime(started).TotalMilliseconds;
@@ -83,12 +82,11 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             activity?.SetTag("meshkit.response_flags", flags.Length == 0 ? null : flags);
             if (reportIstio)
             {
-                ReportAsSource(request, response, destination, flags, requestBytes, elapsed);
+                ReportAsSource(request, response, destination, flags, requestBytes, elapsed, answer);
             }
 
             if (log)
             {
-                var answered = AnsweredByOf(request);
                 Log.Access(
                     accessLog!,
                     request.Method.Method,
@@ -101,7 +99,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                     elapsed,
                     requestBytes,
                     response.Content.Headers.ContentLength ?? -1,
-                    answered.Principal ?? "-",
+                    answer?.Principal ?? "-",
                     Activity.Current?.TraceId.ToHexString() ?? "-");
             }
 
@@ -113,22 +111,24 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             metrics?.Request(destination, 0, "UF");
             if (reportIstio)
             {
-                ReportAsSource(request, null, destination, "UF", requestBytes, provider.Runtime.Time.GetElapsedTime(started).TotalMilliseconds);
+                ReportAsSource(request, null, destination, "UF", requestBytes, provider.Runtime.Time.GetElapsedTime(started).TotalMilliseconds, answer);
             }
 
             throw;
         }
+        finally
+        {
+            if (answer is not null)
+            {
+                answer.Clear();
+                PerThread<Answer>.Return(answer);
+            }
+        }
     }
 
-    // Who answered, as mutual TLS verified it: only a request that carried peer metadata has it. Reading the request's
-    // options otherwise would create its (empty) option dictionary on every call.
-    private static (string? Principal, PeerMetadata? Metadata) AnsweredByOf(HttpRequestMessage request) =>
-        request.Headers.NonValidated.Contains(PeerMetadata.Header) && request.Options.TryGetValue(AnsweredBy, out var answered) ? answered : default;
-
     /// <summary>The caller's side of Istio's standard metrics (<c>reporter="source"</c>).</summary>
-    private void ReportAsSource(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, long requestBytes, double milliseconds)
+    private void ReportAsSource(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, long requestBytes, double milliseconds, Answer? answered)
     {
-        var answered = AnsweredByOf(request);
         var (service, unknown) = provider.Current.TryResolve(destination, out var view)
             ? (view.Host, view.UnknownPeer)
             : (destination, PeerMetadata.Unknown with { Service = destination });
@@ -144,8 +144,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             "source",
             Self,
             identity?.Current?.IdText,
-            answered.Metadata ?? unknown,
-            answered.Principal,
+            answered?.Metadata ?? unknown,
+            answered?.Principal,
             service,
             grpc ? "grpc" : "http",
             response is null ? 0 : (int)response.StatusCode,
@@ -160,7 +160,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     // The request path is split where it first awaits: the routing decisions (most requests) run synchronously and
     // the send is one small async method whose state lives in the pooled AttemptState, so the state machine boxed per
     // request holds a few fields instead of every routing local.
-    private ValueTask<HttpResponseMessage> SendCoreAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    private ValueTask<HttpResponseMessage> SendCoreAsync(HttpRequestMessage request, Answer? answer, CancellationToken cancellationToken)
     {
         var uri = request.RequestUri;
         if (uri is null || !uri.IsAbsoluteUri)
@@ -169,10 +169,10 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         }
 
         var snapshot = provider.Current;
-        return snapshot.IsReady ? Resolve(request, uri, snapshot, cancellationToken) : new(SendWhenReadyAsync(request, uri, cancellationToken));
+        return snapshot.IsReady ? Resolve(request, uri, snapshot, answer, cancellationToken) : new(SendWhenReadyAsync(request, uri, answer, cancellationToken));
     }
 
-    private async Task<HttpResponseMessage> SendWhenReadyAsync(HttpRequestMessage request, Uri uri, CancellationToken cancellationToken)
+    private async Task<HttpResponseMessage> SendWhenReadyAsync(HttpRequestMessage request, Uri uri, Answer? answer, CancellationToken cancellationToken)
     {
         var snapshot = await provider.WaitReadyAsync(cancellationToken).ConfigureAwait(false);
         if (!snapshot.IsReady)
@@ -180,10 +180,10 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             return Reject(request, HttpStatusCode.ServiceUnavailable, "NC", "mesh configuration not received yet: the control plane did not answer within the initial fetch timeout and no static config file is set");
         }
 
-        return await Resolve(request, uri, snapshot, cancellationToken).ConfigureAwait(false);
+        return await Resolve(request, uri, snapshot, answer, cancellationToken).ConfigureAwait(false);
     }
 
-    private ValueTask<HttpResponseMessage> Resolve(HttpRequestMessage request, Uri uri, MeshSnapshot snapshot, CancellationToken cancellationToken)
+    private ValueTask<HttpResponseMessage> Resolve(HttpRequestMessage request, Uri uri, MeshSnapshot snapshot, Answer? answer, CancellationToken cancellationToken)
     {
         if (!snapshot.TryResolve(uri.Host, out var service))
         {
@@ -224,20 +224,20 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         if (route.Resilience?.Fault is { } fault && fault.ShouldDelay())
         {
             metrics?.Fault(service.Host, "delay");
-            return new(DelayThenRouteAsync(request, uri, service, route, matched, fault, cancellationToken));
+            return new(DelayThenRouteAsync(request, uri, service, route, matched, fault, answer, cancellationToken));
         }
 
-        return Route(request, uri, service, route, matched, delayed: false, cancellationToken);
+        return Route(request, uri, service, route, matched, delayed: false, answer, cancellationToken);
     }
 
-    private async Task<HttpResponseMessage> DelayThenRouteAsync(HttpRequestMessage request, Uri uri, ServiceView service, RouteEntry route, RequestMatcher? matched, Resilience.FaultPlan fault, CancellationToken cancellationToken)
+    private async Task<HttpResponseMessage> DelayThenRouteAsync(HttpRequestMessage request, Uri uri, ServiceView service, RouteEntry route, RequestMatcher? matched, Resilience.FaultPlan fault, Answer? answer, CancellationToken cancellationToken)
     {
         await Task.Delay(fault.Delay, provider.Runtime.Time, cancellationToken).ConfigureAwait(false);
-        return await Route(request, uri, service, route, matched, delayed: true, cancellationToken).ConfigureAwait(false);
+        return await Route(request, uri, service, route, matched, delayed: true, answer, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Picks the destination, applies the route's request edits and hands the call to <see cref="SendRoutedAsync"/>.</summary>
-    private ValueTask<HttpResponseMessage> Route(HttpRequestMessage request, Uri uri, ServiceView service, RouteEntry route, RequestMatcher? matched, bool delayed, CancellationToken cancellationToken)
+    private ValueTask<HttpResponseMessage> Route(HttpRequestMessage request, Uri uri, ServiceView service, RouteEntry route, RequestMatcher? matched, bool delayed, Answer? answer, CancellationToken cancellationToken)
     {
         var actions = route.Actions;
         var resilience = route.Resilience;
@@ -337,6 +337,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         state.RetryRemoteLocalities = resilience?.RetryRemoteLocalities ?? false;
         state.Transport = cluster?.Transport;
         state.TlsMode = cluster?.TlsMode ?? string.Empty;
+        state.Answer = answer;
         return SendRoutedAsync(state, cancellationToken);
     }
 
@@ -737,11 +738,11 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                         told = null; // not what the certificate backs
                     }
 
-                    state.Request.Options.Set(AnsweredBy, (endpoint.Identity, told));
+                    state.Answer?.Set(endpoint.Identity, told);
                 }
-                else if (state.Tried.Count > 1)
+                else
                 {
-                    state.Request.Options.Remove(AnsweredBy.Key, out _); // an earlier attempt's answer
+                    state.Answer?.Clear(); // an earlier attempt's answer
                 }
 
                 if (response.Headers.NonValidated.Contains(PeerMetadata.Header))

@@ -125,6 +125,9 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
     /// <summary>Gets or sets whether <see cref="PendingOutcome"/> is still to be handed over.</summary>
     public bool HasPendingOutcome { get; set; }
 
+    /// <summary>Gets where the attempt that answered leaves who answered, for the caller's metrics and access log; null when nothing records it.</summary>
+    public Http.Answer? Answer { get; set; }
+
     /// <summary>Takes a cleared state (the thread's cached one, or a new one).</summary>
     /// <remarks>
     /// A call gives it back when it ends: nothing keeps a state past its call (Polly awaits every attempt, even a
@@ -160,6 +163,7 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
         state.Restore = null;
         state.PendingOutcome = default;
         state.HasPendingOutcome = false;
+        state.Answer = null;
         state.Port = 0;
         state.Idempotent = false;
         state.Replayable = false;

@@ -18,7 +18,25 @@ internal readonly record struct RequestReport(
     string ConnectionSecurityPolicy,
     double DurationMilliseconds,
     long RequestBytes,
-    long ResponseBytes);
+    long ResponseBytes)
+{
+    /// <summary>
+    /// Whether <paramref name="other"/> has the same labels, told by reference: a steady stream of calls between two
+    /// workloads reuses the same label objects, and a miss only means one more counter update, never a wrong one.
+    /// </summary>
+    public bool SameLabels(in RequestReport other) =>
+        ResponseCode == other.ResponseCode
+        && ReferenceEquals(Reporter, other.Reporter)
+        && ReferenceEquals(Source, other.Source)
+        && ReferenceEquals(SourcePrincipal, other.SourcePrincipal)
+        && ReferenceEquals(Destination, other.Destination)
+        && ReferenceEquals(DestinationPrincipal, other.DestinationPrincipal)
+        && ReferenceEquals(DestinationService, other.DestinationService)
+        && ReferenceEquals(Protocol, other.Protocol)
+        && ReferenceEquals(GrpcStatus, other.GrpcStatus)
+        && ReferenceEquals(ResponseFlags, other.ResponseFlags)
+        && ReferenceEquals(ConnectionSecurityPolicy, other.ConnectionSecurityPolicy);
+}
 
 /// <summary>
 /// Istio's standard metrics, with Istio's names and labels, so Kiali and Istio's Grafana dashboards work unchanged:
@@ -26,12 +44,24 @@ internal readonly record struct RequestReport(
 /// <c>istio_response_bytes</c>. Both sides of a call report: the caller as <c>reporter="source"</c>, the server as
 /// <c>reporter="destination"</c>. Nothing is computed unless a listener is attached.
 /// </summary>
-internal sealed class IstioMetrics
+/// <remarks>
+/// A request only leaves its report in a buffer of its thread (<see cref="ReportQueue"/>); the four instruments are
+/// updated off the request path, in batches, as Envoy flushes its stats. Each update costs a lookup of Istio's 19
+/// labels in the metrics SDK (about a microsecond with OpenTelemetry); in a batch, consecutive reports of one series
+/// count the request counter once, and one thread updates the instruments instead of every request thread contending
+/// for the same series. A report reaches the instruments within <see cref="ReportQueue.FlushInterval"/>, and before any
+/// collection of the <c>meshkit.telemetry.istio_reports</c> instrument (which OpenTelemetry's readers collect first,
+/// so an export or scrape sees every call that ended before it).
+/// </remarks>
+internal sealed class IstioMetrics : IDisposable
 {
     private readonly Counter<long> _requests;
     private readonly Histogram<double> _duration;
     private readonly Histogram<long> _requestBytes;
     private readonly Histogram<long> _responseBytes;
+    private long _deferred;
+    private long _inline;
+    private long _failed;
 
     public IstioMetrics(IMeterFactory meterFactory)
     {
@@ -40,10 +70,12 @@ internal sealed class IstioMetrics
         _duration = meter.CreateHistogram<double>("istio_request_duration_milliseconds", "ms", "Request duration, as Istio's standard metric.");
         _requestBytes = meter.CreateHistogram<long>("istio_request_bytes", "By", "Request body size, as Istio's standard metric.");
         _responseBytes = meter.CreateHistogram<long>("istio_response_bytes", "By", "Response body size, as Istio's standard metric.");
+        meter.CreateObservableCounter("meshkit.telemetry.istio_reports", ObserveReports, "{report}", "Requests reported to Istio's standard metrics, by path: deferred (recorded off the request path, the usual way), inline (the thread's buffer was full) or failed (a metrics listener threw while recording it).");
     }
 
     public bool Enabled => _requests.Enabled || _duration.Enabled || _requestBytes.Enabled || _responseBytes.Enabled;
 
+    /// <summary>Reports one request: buffered for the instruments, or recorded at once when the thread's buffer is full.</summary>
     public void Record(in RequestReport r)
     {
         if (!Enabled)
@@ -51,43 +83,89 @@ internal sealed class IstioMetrics
             return;
         }
 
-        // Istio's 19 labels exceed a TagList's eight inline ones (it would allocate an array per request): one array
-        // per thread instead, lent out while the four instruments read it (listeners copy what they keep).
-        var tags = t_tags ?? new KeyValuePair<string, object?>[19];
-        t_tags = null;
-        try
+        if (ReportQueue.TryAdd(this, r))
         {
-            tags[0] = new("reporter", r.Reporter);
-            tags[1] = new("source_workload", r.Source.Workload);
-            tags[2] = new("source_workload_namespace", r.Source.Namespace);
-            tags[3] = new("source_principal", r.SourcePrincipal ?? "unknown");
-            tags[4] = new("source_app", r.Source.App);
-            tags[5] = new("source_version", r.Source.Version);
-            tags[6] = new("destination_workload", r.Destination.Workload);
-            tags[7] = new("destination_workload_namespace", r.Destination.Namespace);
-            tags[8] = new("destination_principal", r.DestinationPrincipal ?? "unknown");
-            tags[9] = new("destination_app", r.Destination.App);
-            tags[10] = new("destination_version", r.Destination.Version);
-            tags[11] = new("destination_service", r.DestinationService);
-            tags[12] = new("destination_service_name", r.Destination.Service);
-            tags[13] = new("destination_service_namespace", r.Destination.Namespace);
-            tags[14] = new("request_protocol", r.Protocol);
-            tags[15] = new("response_code", BoxedStatus.Of(r.ResponseCode));
-            tags[16] = new("grpc_response_status", r.GrpcStatus ?? string.Empty);
-            tags[17] = new("response_flags", r.ResponseFlags.Length == 0 ? "-" : r.ResponseFlags);
-            tags[18] = new("connection_security_policy", r.ConnectionSecurityPolicy);
-            ReadOnlySpan<KeyValuePair<string, object?>> labels = tags;
-            _requests.Add(1, labels);
-            _duration.Record(r.DurationMilliseconds, labels);
-            _requestBytes.Record(r.RequestBytes, labels);
-            _responseBytes.Record(r.ResponseBytes, labels);
+            return; // counted as deferred when drained: no shared counter written per request
         }
-        finally
-        {
-            t_tags = tags;
-        }
+
+        Interlocked.Increment(ref _inline);
+        var tags = t_tags ??= new KeyValuePair<string, object?>[LabelCount];
+        Write(r, 1, tags);
     }
 
+    /// <summary>Records every buffered report (of every instance) now: for collection, tests and shutdown.</summary>
+    public void Flush() => ReportQueue.Drain();
+
+    public void Dispose() => Flush();
+
+    private Measurement<long>[] ObserveReports()
+    {
+        // Collected before the other instruments are read: what is buffered reaches them first.
+        Flush();
+        return
+        [
+            new(Volatile.Read(ref _deferred), new KeyValuePair<string, object?>("path", "deferred")),
+            new(Volatile.Read(ref _inline), new KeyValuePair<string, object?>("path", "inline")),
+            new(Volatile.Read(ref _failed), new KeyValuePair<string, object?>("path", "failed")),
+        ];
+    }
+
+    internal void Failed() => Interlocked.Increment(ref _failed);
+
+    internal const int LabelCount = 19;
+
+    /// <summary>Fills Istio's labels for <paramref name="r"/> into <paramref name="tags"/>.</summary>
+    internal static void Label(in RequestReport r, KeyValuePair<string, object?>[] tags)
+    {
+        tags[0] = new("reporter", r.Reporter);
+        tags[1] = new("source_workload", r.Source.Workload);
+        tags[2] = new("source_workload_namespace", r.Source.Namespace);
+        tags[3] = new("source_principal", r.SourcePrincipal ?? "unknown");
+        tags[4] = new("source_app", r.Source.App);
+        tags[5] = new("source_version", r.Source.Version);
+        tags[6] = new("destination_workload", r.Destination.Workload);
+        tags[7] = new("destination_workload_namespace", r.Destination.Namespace);
+        tags[8] = new("destination_principal", r.DestinationPrincipal ?? "unknown");
+        tags[9] = new("destination_app", r.Destination.App);
+        tags[10] = new("destination_version", r.Destination.Version);
+        tags[11] = new("destination_service", r.DestinationService);
+        tags[12] = new("destination_service_name", r.Destination.Service);
+        tags[13] = new("destination_service_namespace", r.Destination.Namespace);
+        tags[14] = new("request_protocol", r.Protocol);
+        tags[15] = new("response_code", BoxedStatus.Of(r.ResponseCode));
+        tags[16] = new("grpc_response_status", r.GrpcStatus ?? string.Empty);
+        tags[17] = new("response_flags", r.ResponseFlags.Length == 0 ? "-" : r.ResponseFlags);
+        tags[18] = new("connection_security_policy", r.ConnectionSecurityPolicy);
+    }
+
+    /// <summary>Counts <paramref name="requests"/> requests of <paramref name="r"/>'s series (0: histograms only) and records its sizes and duration.</summary>
+    internal void Write(in RequestReport r, long requests, KeyValuePair<string, object?>[] tags, bool labelled = false)
+    {
+        if (!labelled)
+        {
+            Label(r, tags);
+        }
+
+        ReadOnlySpan<KeyValuePair<string, object?>> labels = tags;
+        if (requests > 0)
+        {
+            _requests.Add(requests, labels);
+        }
+
+        _duration.Record(r.DurationMilliseconds, labels);
+        _requestBytes.Record(r.RequestBytes, labels);
+        _responseBytes.Record(r.ResponseBytes, labels);
+    }
+
+    /// <summary>Counts <paramref name="requests"/> drained requests of the series whose labels <paramref name="tags"/> holds.</summary>
+    internal void Count(long requests, KeyValuePair<string, object?>[] tags)
+    {
+        _requests.Add(requests, tags);
+        Interlocked.Add(ref _deferred, requests);
+    }
+
+    // Istio's 19 labels exceed a TagList's eight inline ones (it would allocate an array per request): one array per
+    // thread for reports recorded inline (listeners copy what they keep).
     [ThreadStatic]
     private static KeyValuePair<string, object?>[]? t_tags;
 }

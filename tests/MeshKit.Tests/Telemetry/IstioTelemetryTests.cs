@@ -31,7 +31,9 @@ public sealed class IstioTelemetryTests : MeshTestBase
         using var response = await productpage.CreateClient().GetAsync("http://reviews/reviews/1");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.False(response.Headers.Contains("x-meshkit-peer-metadata"), "peer metadata never reaches the app");
+        // Reports reach the instruments off the request path: within a second, or at once on collection.
         await Eventually.TrueAsync(() => destination.GetMeasurementSnapshot().Count == 1, "the server reported");
+        await Eventually.TrueAsync(() => source.GetMeasurementSnapshot().Count == 1, "the client reported");
 
         var client = Assert.Single(source.GetMeasurementSnapshot()).Tags;
         Assert.Equal("source", client["reporter"]);
@@ -54,7 +56,7 @@ public sealed class IstioTelemetryTests : MeshTestBase
         Assert.Equal("reviews-v2", server["destination_workload"]);
         Assert.Equal("mutual_tls", server["connection_security_policy"]);
         Assert.Equal(200, server["response_code"]);
-        Assert.Single(duration.GetMeasurementSnapshot());
+        await Eventually.TrueAsync(() => duration.GetMeasurementSnapshot().Count == 1, "the client's duration was recorded");
     }
 
     [Fact]

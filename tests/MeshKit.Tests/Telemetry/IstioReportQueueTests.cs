@@ -1,0 +1,151 @@
+using System.Diagnostics.Metrics;
+using MeshKit.OpenTelemetry;
+using MeshKit.Telemetry;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+
+namespace MeshKit.Tests.Telemetry;
+
+/// <summary>Istio's metrics recorded off the request path: nothing lost, counted per series, collected in time.</summary>
+public sealed class IstioReportQueueTests : IDisposable
+{
+    private static readonly PeerMetadata Caller = new("productpage-v1", "default", "productpage", "v1", "productpage");
+    private static readonly PeerMetadata Server = new("reviews-v2", "default", "reviews", "v2", "reviews");
+
+    private readonly ServiceProvider _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+
+    private IMeterFactory Meters => _services.GetRequiredService<IMeterFactory>();
+
+    public void Dispose() => _services.Dispose();
+
+    private static RequestReport Report(int status = 200, double milliseconds = 1.5, long responseBytes = 180, string service = "reviews.default.svc.cluster.local") =>
+        new("source", Caller, null, Server, null, service, "http", status, null, string.Empty, "unknown", milliseconds, 0, responseBytes);
+
+    [Fact]
+    public async Task ReportsFromManyThreads_AllReachTheInstruments_AfterAFlush()
+    {
+        using var requests = new MetricCollector<long>(Meters, MeshMetrics.MeterName, "istio_requests_total");
+        using var durations = new MetricCollector<double>(Meters, MeshMetrics.MeterName, "istio_request_duration_milliseconds");
+        using var sizes = new MetricCollector<long>(Meters, MeshMetrics.MeterName, "istio_response_bytes");
+        var istio = new IstioMetrics(Meters);
+        var ok = Report();
+        var failed = Report(status: 503);
+
+        // More reports per thread than a buffer holds, so that drains run while threads write (and some may go inline).
+        const int threads = 4, each = 5_000;
+        await Task.WhenAll(Enumerable.Range(0, threads).Select(t => Task.Run(() =>
+        {
+            for (var i = 0; i < each; i++)
+            {
+                istio.Record(i % 10 == 0 ? failed : ok);
+            }
+        })));
+        istio.Flush();
+
+        var counted = requests.GetMeasurementSnapshot();
+        Assert.Equal(threads * each, counted.Sum(m => m.Value));
+        Assert.Equal(threads * each / 10, counted.Where(m => Equals(m.Tags["response_code"], 503)).Sum(m => m.Value));
+        Assert.Equal(threads * each, durations.GetMeasurementSnapshot().Count);
+        Assert.All(sizes.GetMeasurementSnapshot(), m => Assert.Equal(180, m.Value));
+        Assert.Equal(threads * each, sizes.GetMeasurementSnapshot().Count);
+    }
+
+    [Fact]
+    public void ConsecutiveReportsOfOneSeries_CountTheRequestsOnce_AndRecordEachDuration()
+    {
+        using var requests = new MetricCollector<long>(Meters, MeshMetrics.MeterName, "istio_requests_total");
+        using var durations = new MetricCollector<double>(Meters, MeshMetrics.MeterName, "istio_request_duration_milliseconds");
+        var istio = new IstioMetrics(Meters);
+
+        for (var i = 0; i < 100; i++)
+        {
+            istio.Record(Report(milliseconds: i));
+        }
+
+        istio.Flush();
+
+        // A drain may start while the loop writes (one is scheduled every 32 waiting reports): a few updates, not 100.
+        var counted = requests.GetMeasurementSnapshot();
+        Assert.Equal(100, counted.Sum(m => m.Value));
+        Assert.InRange(counted.Count, 1, 20);
+        Assert.Equal(Enumerable.Range(0, 100).Select(i => (double)i), durations.GetMeasurementSnapshot().Select(m => m.Value).Order());
+    }
+
+    [Fact]
+    public async Task AReport_ReachesTheInstruments_WithinTheFlushInterval_WithoutAFlush()
+    {
+        using var requests = new MetricCollector<long>(Meters, MeshMetrics.MeterName, "istio_requests_total");
+        var istio = new IstioMetrics(Meters);
+
+        istio.Record(Report());
+
+        // One report fills no buffer: the periodic drain records it.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (requests.GetMeasurementSnapshot().Count == 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.Equal(1, Assert.Single(requests.GetMeasurementSnapshot()).Value);
+    }
+
+    [Fact]
+    public void AnOpenTelemetryCollection_RecordsWhatIsBuffered_First()
+    {
+        var exported = new List<Metric>();
+        using var meters = Sdk.CreateMeterProviderBuilder()
+            .AddMeshInstrumentation()
+            .AddInMemoryExporter(exported)
+            .Build();
+        var istio = new IstioMetrics(Meters);
+        var service = $"collected-{Guid.NewGuid():N}"; // the provider hears every MeshKit meter of the process: this test's series only
+
+        istio.Record(Report(service: service));
+        meters.ForceFlush(); // right after: no drain has run yet, unless the collection runs one
+
+        var total = exported.Single(m => m.Name == "istio_requests_total");
+        long sum = 0;
+        foreach (ref readonly var point in total.GetMetricPoints())
+        {
+            foreach (var tag in point.Tags)
+            {
+                if (tag.Key == "destination_service" && Equals(tag.Value, service))
+                {
+                    sum += point.GetSumLong();
+                }
+            }
+        }
+
+        Assert.Equal(1, sum);
+        Assert.Contains(exported, m => m.Name == "istio_request_duration_milliseconds");
+        Assert.Contains(exported, m => m.Name == "meshkit.telemetry.istio_reports");
+    }
+
+    [Fact]
+    public void AListenerThatThrows_FailsTheReport_NotTheProcess()
+    {
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            // This test's meters only: other tests record in parallel.
+            if (ReferenceEquals(instrument.Meter.Scope, Meters) && instrument.Name.StartsWith("istio_", StringComparison.Ordinal))
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<double>((_, _, _, _) => throw new InvalidOperationException("a faulty exporter"));
+        listener.Start();
+        using var reports = new MetricCollector<long>(Meters, MeshMetrics.MeterName, "meshkit.telemetry.istio_reports");
+        var istio = new IstioMetrics(Meters);
+
+        istio.Record(Report());
+        istio.Record(Report());
+        istio.Flush();
+
+        reports.RecordObservableInstruments();
+        var failed = reports.GetMeasurementSnapshot().Last(m => (string?)m.Tags["path"] == "failed");
+        Assert.Equal(2, failed.Value);
+    }
+}

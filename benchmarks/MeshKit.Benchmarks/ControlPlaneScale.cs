@@ -185,15 +185,16 @@ internal static class ControlPlaneScale
         var warmUp = Stopwatch.StartNew();
         while (warmUp.Elapsed < TimeSpan.FromSeconds(2))
         {
-            using var issued = CertificateProfile.Issue(CertificateProfile.ReadSigningRequest(csr), id, root, DateTimeOffset.UtcNow, TimeSpan.FromHours(24));
+            _ = CertificateProfile.IssueDer(CertificateProfile.ReadSigningRequest(csr), id, root, DateTimeOffset.UtcNow, TimeSpan.FromHours(24));
         }
 
         var count = 0;
         var watch = Stopwatch.StartNew();
         while (watch.Elapsed < duration)
         {
+            // What the CA does per CSR: the request read and its signature checked, the certificate signed (as DER).
             var publicKey = CertificateProfile.ReadSigningRequest(csr);
-            using var issued = CertificateProfile.Issue(publicKey, id, root, DateTimeOffset.UtcNow, TimeSpan.FromHours(24));
+            _ = CertificateProfile.IssueDer(publicKey, id, root, DateTimeOffset.UtcNow, TimeSpan.FromHours(24));
             count++;
         }
 

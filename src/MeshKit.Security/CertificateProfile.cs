@@ -130,9 +130,22 @@ internal static class CertificateProfile
         DateTimeOffset now,
         TimeSpan lifetime,
         IEnumerable<string>? dnsNames = null,
+        IEnumerable<System.Net.IPAddress>? addresses = null) =>
+        X509CertificateLoader.LoadCertificate(IssueDer(publicKey, id, issuer, now, lifetime, dnsNames, addresses).Der);
+
+    /// <summary>
+    /// Issues as <see cref="Issue"/> does, and returns the certificate's DER and its expiry without loading it: a CA
+    /// hands out bytes, and loading a certificate (which decodes its public key) costs more than signing it.
+    /// </summary>
+    public static (byte[] Der, DateTimeOffset NotAfter) IssueDer(
+        PublicKey publicKey,
+        SpiffeId id,
+        X509Certificate2 issuer,
+        DateTimeOffset now,
+        TimeSpan lifetime,
+        IEnumerable<string>? dnsNames = null,
         IEnumerable<System.Net.IPAddress>? addresses = null)
     {
-        var request = new CertificateRequest(new X500DistinguishedName($"O={id.TrustDomain}"), publicKey, HashAlgorithmName.SHA256);
         var san = new SubjectAlternativeNameBuilder();
         san.AddUri(id.ToUri());
         foreach (var dns in dnsNames ?? [])
@@ -145,21 +158,102 @@ internal static class CertificateProfile
             san.AddIpAddress(address);
         }
 
-        request.CertificateExtensions.Add(san.Build(true));
-        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
-        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
-        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(ServerAuth), new Oid(ClientAuth)], false));
-        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(publicKey, false));
-        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(issuer, true, false));
-        var notAfter = now + lifetime;
+        X509Extension[] extensions =
+        [
+            san.Build(true),
+            new X509BasicConstraintsExtension(false, false, 0, true),
+            new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true),
+            new X509EnhancedKeyUsageExtension([new Oid(ServerAuth), new Oid(ClientAuth)], false),
+            new X509SubjectKeyIdentifierExtension(publicKey, false),
+            X509AuthorityKeyIdentifierExtension.CreateFromCertificate(issuer, true, false),
+        ];
+        var notBefore = WholeSeconds(now - Backdate);
+        var notAfter = WholeSeconds(now + lifetime);
         if (notAfter > issuer.NotAfter.ToUniversalTime())
         {
-            notAfter = issuer.NotAfter.ToUniversalTime();
+            notAfter = WholeSeconds(issuer.NotAfter.ToUniversalTime());
         }
 
+        // Positive and minimally encoded (the first byte neither zero nor with its top bit set): 126 random bits.
         var serial = RandomNumberGenerator.GetBytes(16);
-        serial[0] &= 0x7F; // a positive serial number
-        return request.Create(issuer.SubjectName, SignatureGenerator(issuer), now - Backdate, notAfter, serial);
+        serial[0] = (byte)((serial[0] & 0x3F) | 0x40);
+
+        using var key = issuer.GetECDsaPrivateKey();
+        using var rsa = key is null ? issuer.GetRSAPrivateKey() : null;
+        var generator = key is not null ? X509SignatureGenerator.CreateForECDsa(key)
+            : rsa is not null ? X509SignatureGenerator.CreateForRSA(rsa, RSASignaturePadding.Pkcs1)
+            : throw new InvalidOperationException("the issuing certificate has no ECDSA or RSA private key");
+        var algorithm = generator.GetSignatureAlgorithmIdentifier(HashAlgorithmName.SHA256);
+
+        // RFC 5280 §4.1: the TBSCertificate, then the certificate around it and its signature.
+        var tbs = new AsnWriter(AsnEncodingRules.DER);
+        using (tbs.PushSequence())
+        {
+            using (tbs.PushSequence(new Asn1Tag(TagClass.ContextSpecific, 0)))
+            {
+                tbs.WriteInteger(2); // v3
+            }
+
+            tbs.WriteInteger(serial);
+            tbs.WriteEncodedValue(algorithm);
+            tbs.WriteEncodedValue(issuer.SubjectName.RawData);
+            using (tbs.PushSequence())
+            {
+                WriteTime(tbs, notBefore);
+                WriteTime(tbs, notAfter);
+            }
+
+            tbs.WriteEncodedValue(new X500DistinguishedName($"O={id.TrustDomain}").RawData);
+            tbs.WriteEncodedValue(publicKey.ExportSubjectPublicKeyInfo());
+            using (tbs.PushSequence(new Asn1Tag(TagClass.ContextSpecific, 3)))
+            using (tbs.PushSequence())
+            {
+                foreach (var extension in extensions)
+                {
+                    using (tbs.PushSequence())
+                    {
+                        tbs.WriteObjectIdentifier(extension.Oid!.Value!);
+                        if (extension.Critical)
+                        {
+                            tbs.WriteBoolean(true); // DEFAULT FALSE is omitted
+                        }
+
+                        tbs.WriteOctetString(extension.RawData);
+                    }
+                }
+            }
+        }
+
+        var toBeSigned = tbs.Encode();
+        var certificate = new AsnWriter(AsnEncodingRules.DER);
+        using (certificate.PushSequence())
+        {
+            certificate.WriteEncodedValue(toBeSigned);
+            certificate.WriteEncodedValue(algorithm);
+            certificate.WriteBitString(generator.SignData(toBeSigned, HashAlgorithmName.SHA256));
+        }
+
+        return (certificate.Encode(), notAfter);
+    }
+
+    // A certificate's times have whole seconds (UTC).
+    private static DateTimeOffset WholeSeconds(DateTimeOffset time)
+    {
+        var utc = time.ToUniversalTime();
+        return new DateTimeOffset(utc.Ticks - (utc.Ticks % TimeSpan.TicksPerSecond), TimeSpan.Zero);
+    }
+
+    // RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime after.
+    private static void WriteTime(AsnWriter writer, DateTimeOffset utc)
+    {
+        if (utc.Year is >= 1950 and <= 2049)
+        {
+            writer.WriteUtcTime(utc, twoDigitYearMax: 2049);
+        }
+        else
+        {
+            writer.WriteGeneralizedTime(utc, omitFractionalSeconds: true);
+        }
     }
 
     /// <summary>Returns every URI subject alternative name of <paramref name="certificate"/>.</summary>
@@ -211,9 +305,4 @@ internal static class CertificateProfile
     public static string Pin(X509Certificate2 certificate) => Base64Url(SHA256.HashData(certificate.RawData));
 
     private static string Base64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
-
-    private static X509SignatureGenerator SignatureGenerator(X509Certificate2 issuer) =>
-        issuer.GetECDsaPrivateKey() is { } ec ? X509SignatureGenerator.CreateForECDsa(ec)
-        : issuer.GetRSAPrivateKey() is { } rsa ? X509SignatureGenerator.CreateForRSA(rsa, RSASignaturePadding.Pkcs1)
-        : throw new InvalidOperationException("the issuing certificate has no ECDSA or RSA private key");
 }

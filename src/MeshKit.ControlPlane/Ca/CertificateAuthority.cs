@@ -94,9 +94,9 @@ internal sealed partial class CertificateAuthority : IDisposable
     public IReadOnlyList<byte[]> Issue(PublicKey key, SpiffeId id, TimeSpan? requested)
     {
         var ttl = requested is { } r && r > TimeSpan.Zero ? (r < _options.MaxWorkloadCertificateTtl ? r : _options.MaxWorkloadCertificateTtl) : _options.WorkloadCertificateTtl;
-        using var certificate = CertificateProfile.Issue(key, id, _signer, _time.GetUtcNow(), ttl);
-        Log.Issued(_logger, id.ToString(), certificate.NotAfter.ToUniversalTime());
-        return [certificate.RawData, .. _intermediates.Select(c => c.RawData)];
+        var (certificate, notAfter) = CertificateProfile.IssueDer(key, id, _signer, _time.GetUtcNow(), ttl);
+        Log.Issued(_logger, id.ToString(), notAfter.UtcDateTime);
+        return [certificate, .. _intermediates.Select(c => c.RawData)];
     }
 
     /// <summary>Creates a join token for a namespace and service account.</summary>

@@ -145,6 +145,64 @@ public sealed class PeerVerifierTests : IDisposable
         Assert.Contains("1.3.132.0.35", refused.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AnIssuedCertificate_IsWhatDotNetsCertificateBuilderMakes_SignedByTheIssuer(bool servingNames)
+    {
+        // The CA encodes certificates itself (loading one to read its bytes costs more than signing it): the part that
+        // is signed must be byte for byte what CertificateRequest builds from the same fields.
+        var id = new SpiffeId("cluster.local", "default", "reviews");
+        string[] dns = servingNames ? ["meshkit-controlplane", "localhost"] : [];
+        System.Net.IPAddress[] addresses = servingNames ? [System.Net.IPAddress.Loopback] : [];
+        var (der, notAfter) = CertificateProfile.IssueDer(PublicKey(), id, _root, Now, TimeSpan.FromHours(1), dns, addresses);
+        using var issued = X509CertificateLoader.LoadCertificate(der);
+
+        var request = new CertificateRequest(new X500DistinguishedName("O=cluster.local"), PublicKey(), HashAlgorithmName.SHA256);
+        var san = new SubjectAlternativeNameBuilder();
+        san.AddUri(id.ToUri());
+        foreach (var name in dns)
+        {
+            san.AddDnsName(name);
+        }
+
+        foreach (var address in addresses)
+        {
+            san.AddIpAddress(address);
+        }
+
+        request.CertificateExtensions.Add(san.Build(true));
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(CertificateProfile.ServerAuth), new Oid(CertificateProfile.ClientAuth)], false));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(_root, true, false));
+        using var signer = _root.GetECDsaPrivateKey()!;
+        using var reference = request.Create(_root.SubjectName, X509SignatureGenerator.CreateForECDsa(signer), Now.AddMinutes(-1), Now.AddHours(1), issued.SerialNumberBytes.Span);
+
+        Assert.Equal(ToBeSigned(reference.RawData), ToBeSigned(der));
+        Assert.Equal(Now.AddHours(1), notAfter);
+        Assert.Equal(notAfter.UtcDateTime, issued.NotAfter.ToUniversalTime());
+        Assert.True(Verify(issued, out var verified, out var error), error);
+        Assert.Equal(id, verified);
+        Assert.Equal(0x40, issued.SerialNumberBytes.Span[0] & 0xC0); // positive and minimal: the serial (big-endian) starts with bits 01
+    }
+
+    [Fact]
+    public void AnIssuedCertificate_NeverOutlivesItsIssuer_AndHasWholeSeconds()
+    {
+        var now = Now.AddMilliseconds(123.4);
+        var (der, notAfter) = CertificateProfile.IssueDer(PublicKey(), new SpiffeId("cluster.local", "default", "reviews"), _root, now, TimeSpan.FromDays(3650));
+        using var issued = X509CertificateLoader.LoadCertificate(der);
+
+        Assert.Equal(_root.NotAfter, issued.NotAfter);
+        Assert.Equal(_root.NotAfter.ToUniversalTime(), notAfter.UtcDateTime);
+        Assert.Equal(new DateTimeOffset(2026, 11, 25, 11, 59, 0, TimeSpan.Zero).UtcDateTime, issued.NotBefore.ToUniversalTime());
+    }
+
+    private static byte[] ToBeSigned(byte[] certificate) =>
+        new System.Formats.Asn1.AsnReader(certificate, System.Formats.Asn1.AsnEncodingRules.DER).ReadSequence().ReadEncodedValue().ToArray();
+
     private bool Verify(X509Certificate2 leaf, out SpiffeId? id, out string? error) =>
         PeerVerifier.TryVerify(leaf, [], Bundle, Now, CertificateProfile.ClientAuth, out id, out error);
 

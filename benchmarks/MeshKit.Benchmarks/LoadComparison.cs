@@ -191,6 +191,12 @@ internal static class LoadComparison
                 paths.RemoveAll(p => p.Name is "meshkit_mtls" or "plain_tls");
                 paths.Add(new("mesh_caller_only", Factory(meshClientApp), new Uri("http://bench-plain:9080/bench/1")));
                 paths.Add(new("mesh_callee_only", new HttpClient(new SocketsHttpHandler()), meshServerUri));
+
+                // And the mesh client's own chain without MeshKit: an IHttpClientFactory client (its primary handler,
+                // no logging handlers) to the plain app, to tell the factory's cost from MeshKit's.
+                var factory = new ServiceCollection().AddHttpClient().ConfigureHttpClientDefaults(b => b.RemoveAllLoggers()).BuildServiceProvider();
+                owned.Push(factory);
+                paths.Add(new("factory_plain", factory.GetRequiredService<IHttpClientFactory>().CreateClient("bench"), directUri));
                 only = null;
             }
 
@@ -277,15 +283,18 @@ internal static class LoadComparison
             // MeshKit's mTLS are neighbours in both orders), the median over rounds. The host's speed drifts between
             // slices (other tenants, frequency); neighbours see nearly the same host, so their ratio drifts less than
             // the ratio of totals over the whole run.
-            foreach (var (name, baseline) in new[] { ("meshkit", "direct"), ("meshkit_mtls", "plain_tls") })
+            var pairs = split
+                ? paths.Where(p => p.Name != "direct").Select(p => (p.Name, "direct")).ToArray() // every diagnosis path against direct
+                : new[] { ("meshkit", "direct"), ("meshkit_mtls", "plain_tls") };
+            foreach (var (name, baseline) in pairs)
             {
                 if (samples.TryGetValue(name, out var a) && samples.TryGetValue(baseline, out var b) && a.Rounds.Count == b.Rounds.Count && a.Rounds.Count > 0)
                 {
-                    var pairs = a.Rounds.Zip(b.Rounds).ToList();
-                    results.Add(new Result($"e2e.paired.{name}_vs_{baseline}.c32.rps_ratio", Median(pairs.Select(p => p.First.Rps / p.Second.Rps)), "×",
-                        $"median over {pairs.Count} rounds of the two neighbouring slices' throughput ratio"));
-                    results.Add(new Result($"e2e.paired.{name}_vs_{baseline}.cpu_added", Median(pairs.Select(p => p.First.CpuPerRequest - p.Second.CpuPerRequest)), "µs",
-                        $"median over {pairs.Count} rounds of the two neighbouring slices' CPU per request difference"));
+                    var rounds2 = a.Rounds.Zip(b.Rounds).ToList();
+                    results.Add(new Result($"e2e.paired.{name}_vs_{baseline}.c32.rps_ratio", Median(rounds2.Select(p => p.First.Rps / p.Second.Rps)), "×",
+                        $"median over {rounds2.Count} rounds of the two slices' throughput ratio"));
+                    results.Add(new Result($"e2e.paired.{name}_vs_{baseline}.cpu_added", Median(rounds2.Select(p => p.First.CpuPerRequest - p.Second.CpuPerRequest)), "µs",
+                        $"median over {rounds2.Count} rounds of the two slices' CPU per request difference"));
                 }
             }
 

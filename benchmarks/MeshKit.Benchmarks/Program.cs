@@ -121,7 +121,7 @@ if (args.Contains("--load"))
         sampler.Paused = true;
         LoadComparison.SliceChanged = name => sampler.Paused = name != only;
     }
-    foreach (var r in await LoadComparison.RunAsync(TimeSpan.FromSeconds(seconds), only is null ? 6 : 1, Console.Out, only))
+    foreach (var r in await LoadComparison.RunAsync(TimeSpan.FromSeconds(seconds), only is null or "split" ? 6 : 1, Console.Out, only))
     {
         Console.WriteLine(FormattableString.Invariant($"{r.Name,-40} {r.Value,12:0.###} {r.Unit}"));
     }

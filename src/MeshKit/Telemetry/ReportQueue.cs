@@ -27,6 +27,9 @@ internal static class ReportQueue
     [ThreadStatic]
     private static Ring? t_ring;
 
+    /// <summary>Gets how many threads' rings are kept (those of ended threads are dropped once drained).</summary>
+    internal static int RingCount => Volatile.Read(ref s_rings).Length;
+
     /// <summary>Buffers <paramref name="report"/> for <paramref name="owner"/>; false when this thread's ring is full.</summary>
     public static bool TryAdd(IstioMetrics owner, in RequestReport report)
     {

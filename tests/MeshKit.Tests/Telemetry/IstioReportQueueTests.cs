@@ -124,6 +124,31 @@ public sealed class IstioReportQueueTests : IDisposable
     }
 
     [Fact]
+    public void TheReportsOfThreadsThatEnded_AreRecorded_AndTheirBuffersDropped()
+    {
+        using var requests = new MetricCollector<long>(Meters, MeshMetrics.MeterName, "istio_requests_total");
+        var istio = new IstioMetrics(Meters);
+        istio.Flush();
+        var before = ReportQueue.RingCount;
+
+        // Threads come and go (a thread pool retires idle threads): what they buffered is recorded, their buffers go.
+        var threads = Enumerable.Range(0, 20).Select(_ => new Thread(() =>
+        {
+            for (var i = 0; i < 5; i++)
+            {
+                istio.Record(Report());
+            }
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        istio.Flush(); // records, and finds the ended threads
+        istio.Flush(); // (a ring still pending when its thread was found ended goes on the next drain)
+
+        Assert.Equal(100, requests.GetMeasurementSnapshot().Sum(m => m.Value));
+        Assert.True(ReportQueue.RingCount < before + 20, $"{ReportQueue.RingCount} rings kept, {before} before 20 threads ended");
+    }
+
+    [Fact]
     public void ARequestsReport_AllocatesNothing_WithAListenerAttached()
     {
         using var requests = new MetricCollector<long>(Meters, MeshMetrics.MeterName, "istio_requests_total");

@@ -71,7 +71,8 @@ internal static class ReportQueue
 
     private static void Schedule()
     {
-        if (Interlocked.Exchange(ref s_scheduled, 1) == 0)
+        // Read first: until the drain starts, every report past the threshold asks again, on every thread.
+        if (Volatile.Read(ref s_scheduled) == 0 && Interlocked.Exchange(ref s_scheduled, 1) == 0)
         {
             ThreadPool.UnsafeQueueUserWorkItem(Work, preferLocal: false);
         }
@@ -83,7 +84,15 @@ internal static class ReportQueue
         lock (Registration)
         {
             s_rings = [.. s_rings, ring];
-            s_timer ??= TimeProvider.System.CreateTimer(static _ => Tick(), null, FlushInterval, FlushInterval);
+            if (s_timer is null)
+            {
+                // Not under the registering request's execution context: the timer would keep it (its Activity,
+                // its async locals) alive for the life of the process.
+                using (ExecutionContext.SuppressFlow())
+                {
+                    s_timer = TimeProvider.System.CreateTimer(static _ => Tick(), null, FlushInterval, FlushInterval);
+                }
+            }
         }
 
         t_ring = ring;

@@ -188,9 +188,17 @@ internal static class LoadComparison
                         timeout: 10s
                     """);
                 var meshServerUri = new Uri(new Uri(Addresses(meshServer).First(a => a.StartsWith("http://", StringComparison.Ordinal))), "/bench/1");
-                paths.RemoveAll(p => p.Name is "meshkit_mtls" or "plain_tls");
+                paths.RemoveAll(p => p.Name is "meshkit_mtls");
                 paths.Add(new("mesh_caller_only", Factory(meshClientApp), new Uri("http://bench-plain:9080/bench/1")));
                 paths.Add(new("mesh_callee_only", new HttpClient(new SocketsHttpHandler()), meshServerUri));
+
+                // MeshKit's mutual TLS on the callee's side only: a plain client presenting the caller's mesh
+                // certificate to the secure app (to compare with plain_tls: same client stack, TLS both).
+                var secureServerUri = new Uri($"https://127.0.0.1:{new Uri(Addresses(secureServer)[0]).Port}/bench/1");
+                var mtlsClient = new SocketsHttpHandler();
+                mtlsClient.SslOptions.ClientCertificates = [secureClientApp.Services.GetRequiredService<MeshKit.Security.WorkloadIdentity>().Current!.Certificate];
+                mtlsClient.SslOptions.RemoteCertificateValidationCallback = (_, _, _, _) => true; // the mesh CA's chain; identity checked by the callee
+                paths.Add(new("mtls_callee_only", new HttpClient(mtlsClient), secureServerUri));
 
                 // And the mesh client's own chain without MeshKit: an IHttpClientFactory client (its primary handler,
                 // no logging handlers) to the plain app, to tell the factory's cost from MeshKit's.

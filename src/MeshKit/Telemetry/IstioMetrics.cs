@@ -90,6 +90,7 @@ internal sealed class IstioMetrics : IDisposable
 
         Interlocked.Increment(ref _inline);
         var tags = t_tags ??= new KeyValuePair<string, object?>[LabelCount];
+        Label(r, tags);
         Write(r, 1, tags);
     }
 
@@ -138,14 +139,12 @@ internal sealed class IstioMetrics : IDisposable
         tags[18] = new("connection_security_policy", r.ConnectionSecurityPolicy);
     }
 
-    /// <summary>Counts <paramref name="requests"/> requests of <paramref name="r"/>'s series (0: histograms only) and records its sizes and duration.</summary>
-    internal void Write(in RequestReport r, long requests, KeyValuePair<string, object?>[] tags, bool labelled = false)
+    /// <summary>
+    /// Counts <paramref name="requests"/> requests of <paramref name="r"/>'s series (0: histograms only) and records its
+    /// sizes and duration; <paramref name="tags"/> holds its labels (<see cref="Label"/>).
+    /// </summary>
+    internal void Write(in RequestReport r, long requests, KeyValuePair<string, object?>[] tags)
     {
-        if (!labelled)
-        {
-            Label(r, tags);
-        }
-
         ReadOnlySpan<KeyValuePair<string, object?>> labels = tags;
         if (requests > 0)
         {

@@ -167,7 +167,7 @@ internal static class ReportQueue
             }
 
             run.Count++;
-            owner.Write(report, requests: 0, run.Tags, labelled: true);
+            owner.Write(report, requests: 0, run.Tags);
         }
 
         public void EndAll()

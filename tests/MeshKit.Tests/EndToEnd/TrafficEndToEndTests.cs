@@ -34,7 +34,7 @@ public sealed class TrafficEndToEndTests : MeshTestBase
               http:
               - match: [{ uri: { prefix: /api/v1/ } }]
                 rewrite: { uri: /v2/, authority: reviews-internal }
-                headers: { request: { set: { x-meshkit-route: spoof-attempt } } }
+                headers: { request: { set: { x-forwarded-client-cert: "By=spiffe://spoof-attempt" } } }
                 route: [{ destination: { host: reviews } }]
               - route: [{ destination: { host: reviews } }]
             """);
@@ -44,7 +44,7 @@ public sealed class TrafficEndToEndTests : MeshTestBase
         Assert.Equal("/v2/books?id=7", parts[2]);
         Assert.Equal("reviews-internal", parts[3]);
 
-        // UseMesh strips x-meshkit-* on the way in, even when a route set it.
+        // UseMesh strips the identity headers on the way in, even when a route set one.
         Assert.Equal(string.Empty, parts[4]);
     }
 

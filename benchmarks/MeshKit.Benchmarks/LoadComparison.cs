@@ -208,7 +208,9 @@ internal static class LoadComparison
                 only = null;
             }
 
-            var wantNginx = !split && (only is null || only == "two_nginx");
+            // `only` names one path or several, comma-separated (direct always runs: every path is paired with it).
+            var named = only?.Split(',');
+            var wantNginx = !split && (named is null || named.Contains("two_nginx"));
             var nginx = wantNginx ? await Nginx.StartAsync(directUri, dir, log) : null;
             if (nginx is not null)
             {
@@ -216,9 +218,9 @@ internal static class LoadComparison
                 paths.Add(new LoadPath("two_nginx", new HttpClient(new SocketsHttpHandler()), nginx.Entry, nginx.CpuTime));
             }
 
-            if (only is not null)
+            if (named is not null)
             {
-                paths.RemoveAll(p => p.Name != only && p.Name != "direct");
+                paths.RemoveAll(p => !named.Contains(p.Name) && p.Name != "direct");
             }
 
             // Every path must answer, and the mesh paths must have gone through the mesh (mTLS: with the caller's identity).

@@ -115,7 +115,8 @@ if (args.Contains("--memory") || args.Contains("--signings"))
 if (args.Contains("--load"))
 {
     // The end-to-end comparison alone, printed and not recorded: for profiling one change at a time.
-    // `--load NAME SECONDS`: one path (plus direct) for a long slice, to attach a profiler to.
+    // `--load NAME SECONDS`: one path (plus direct) for a long slice, to attach a profiler to (`--markers` prints
+    // a line as each measured slice starts and ends; NAME may list several paths, comma-separated; `--rounds N`).
     var at = Array.IndexOf(args, "--load");
     var only = args.Length > at + 1 && !args[at + 1].StartsWith("--", StringComparison.Ordinal) ? args[at + 1] : null;
     var seconds = args.Length > at + 2 && int.TryParse(args[at + 2], CultureInfo.InvariantCulture, out var s) ? s : 1;
@@ -127,7 +128,14 @@ if (args.Contains("--load"))
         sampler.Paused = true;
         LoadComparison.SliceChanged = name => sampler.Paused = name != only;
     }
-    foreach (var r in await LoadComparison.RunAsync(TimeSpan.FromSeconds(seconds), only is null or "split" ? 6 : 1, Console.Out, only))
+    else if (args.Contains("--markers"))
+    {
+        // A line when each measured slice starts and ends, for a script to attach a profiler to one path's slice.
+        LoadComparison.SliceChanged = name => Console.WriteLine($"SLICE {name ?? "end"}");
+    }
+
+    var rounds = Array.IndexOf(args, "--rounds") is var r0 and >= 0 ? int.Parse(args[r0 + 1], CultureInfo.InvariantCulture) : only is null or "split" ? 6 : 1;
+    foreach (var r in await LoadComparison.RunAsync(TimeSpan.FromSeconds(seconds), rounds, Console.Out, only))
     {
         Console.WriteLine(FormattableString.Invariant($"{r.Name,-40} {r.Value,12:0.###} {r.Unit}"));
     }

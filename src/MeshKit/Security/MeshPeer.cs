@@ -25,13 +25,15 @@ internal sealed class VerifiedPeer(SpiffeId id)
 
     public SpiffeId Id { get; } = id;
 
-    /// <summary>Gets the principal, <c>cluster.local/ns/default/sa/productpage</c>.</summary>
-    public string Principal { get; } = id.Principal;
+    /// <summary>Gets the principal, <c>cluster.local/ns/default/sa/productpage</c> (one string per identity, shared by its connections: a metric label).</summary>
+    public string Principal { get; } = Shared(id.Principal);
 
     public string Namespace => Id.Namespace;
 
-    /// <summary>Gets the SPIFFE ID as text.</summary>
-    public string SpiffeUri { get; } = id.ToString();
+    /// <summary>Gets the SPIFFE ID as text (shared like <see cref="Principal"/>: Istio's <c>source_principal</c> label).</summary>
+    public string SpiffeUri { get; } = Shared(id.ToString());
+
+    private static string Shared(string text) => Telemetry.SharedLabels<string>.TryGet(text, out var shared) ? shared : Telemetry.SharedLabels<string>.Share(text, text);
 
     /// <summary>Gets the identity of a request from this peer without a JWT (immutable, so shared by its requests).</summary>
     public MeshIdentity Identity => _identity ??= new MeshIdentity(this, null);

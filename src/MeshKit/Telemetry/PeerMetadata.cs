@@ -101,7 +101,8 @@ internal sealed record PeerMetadata(string Workload, string Namespace, string Ap
 
     /// <summary>
     /// Parses <paramref name="value"/>, or returns what <paramref name="memo"/> holds when it is the value parsed last:
-    /// a peer sends the same text on every request of a connection, so one parse serves them all.
+    /// a peer sends the same text on every request of a connection, so one parse serves them all. Equal texts give the
+    /// same object whichever holder parsed them (up to <see cref="SharedLabels{T}.Capacity"/> texts).
     /// </summary>
     public static PeerMetadata? Parse(string? value, ref Memo? memo)
     {
@@ -115,7 +116,12 @@ internal sealed record PeerMetadata(string Workload, string Namespace, string Ap
             return last.Parsed;
         }
 
-        var parsed = Parse(value);
+        // Another connection or endpoint may have parsed the same text: share its result (see SharedLabels).
+        if (!SharedLabels<PeerMetadata>.TryGet(value, out var parsed))
+        {
+            parsed = Parse(value) is { } fresh ? SharedLabels<PeerMetadata>.Share(value, fresh) : null;
+        }
+
         Volatile.Write(ref memo, new Memo(value, parsed));
         return parsed;
     }

@@ -334,7 +334,8 @@ public sealed class RoutingEndToEndTests : MeshTestBase
         await Eventually.TrueAsync(() => productpage.Snapshot.Services.ContainsKey(ReviewsHost), "the service is known");
         using var request = new HttpRequestMessage(HttpMethod.Get, "http://reviews/");
         request.Headers.Add("x-forwarded-client-cert", "By=spiffe://evil");
-        request.Headers.Add("X-MeshKit-Principal", "admin");
+        request.Headers.Add("X-MeshKit-Peer-Metadata", "w=admin;n=kube-system");
+        request.Headers.Add("x-meshkit-response-flags", "-");
 
         using var response = await productpage.CreateClient().SendAsync(request);
         var parts = (await response.Content.ReadAsStringAsync()).Split('|');

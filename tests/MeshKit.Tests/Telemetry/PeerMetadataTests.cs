@@ -43,6 +43,53 @@ public sealed class PeerMetadataTests
     }
 
     [Fact]
+    public void EqualTexts_ParsedByDifferentHolders_GiveTheSameObject()
+    {
+        // Two connections from one caller: each memo parses its own copy of the text, both get one object (metric
+        // labels then compare by reference, and reports batch).
+        PeerMetadata.Memo? connectionA = null, connectionB = null;
+        var text = new PeerMetadata("details-v1", "shared-ns", "details", "v1", "details").Encoded;
+
+        var a = PeerMetadata.Parse(new string(text.AsSpan()), ref connectionA);
+        var b = PeerMetadata.Parse(new string(text.AsSpan()), ref connectionB);
+
+        Assert.NotNull(a);
+        Assert.Same(a, b);
+    }
+
+    [Fact]
+    public void APeersPrincipalTexts_AreOneStringPerIdentity_WhateverTheConnection()
+    {
+        var first = new MeshKit.Security.VerifiedPeer(new MeshKit.Security.SpiffeId("cluster.local", "shared-ns", "details"));
+        var second = new MeshKit.Security.VerifiedPeer(new MeshKit.Security.SpiffeId("cluster.local", "shared-ns", "details"));
+
+        Assert.Same(first.Principal, second.Principal);
+        Assert.Same(first.SpiffeUri, second.SpiffeUri);
+        Assert.Equal("spiffe://cluster.local/ns/shared-ns/sa/details", first.SpiffeUri);
+    }
+
+    [Fact]
+    public void SharedLabels_AreBounded_PastTheBound_AValueIsUsedAsItIs()
+    {
+        // Texts come from peers: a peer sending a new text per request must not grow the process without end.
+        for (var i = 0; SharedLabels<Probe>.Count < SharedLabels<Probe>.Capacity; i++)
+        {
+            SharedLabels<Probe>.Share($"text-{i}", new Probe());
+        }
+
+        var late = new Probe();
+        Assert.Same(late, SharedLabels<Probe>.Share("one more", late));
+        Assert.False(SharedLabels<Probe>.TryGet("one more", out _));
+        Assert.Equal(SharedLabels<Probe>.Capacity, SharedLabels<Probe>.Count);
+
+        // Below the bound, the first value shared for a text is the one every later caller gets.
+        Assert.True(SharedLabels<Probe>.TryGet("text-0", out var first));
+        Assert.Same(first, SharedLabels<Probe>.Share("text-0", new Probe()));
+    }
+
+    private sealed class Probe;
+
+    [Fact]
     public void ACopy_EncodesItsOwnValues()
     {
         var original = new PeerMetadata("reviews-v1", "default", "reviews", "v1", "reviews");

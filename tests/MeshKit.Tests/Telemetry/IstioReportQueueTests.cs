@@ -124,6 +124,44 @@ public sealed class IstioReportQueueTests : IDisposable
     }
 
     [Fact]
+    public void TheHistograms_HaveIstiosBuckets_InOpenTelemetry()
+    {
+        var exported = new List<Metric>();
+        using var meters = Sdk.CreateMeterProviderBuilder()
+            .AddMeshInstrumentation()
+            .AddInMemoryExporter(exported)
+            .Build();
+        var istio = new IstioMetrics(Meters);
+
+        // A 45 s call with a 20 kB response: past OpenTelemetry's default last bounds (10 s, 10 kB), inside Istio's.
+        istio.Record(Report(milliseconds: 45_000, responseBytes: 20_000, service: $"buckets-{Guid.NewGuid():N}"));
+        meters.ForceFlush();
+
+        Assert.Equal([0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000], Bounds("istio_request_duration_milliseconds"));
+        Assert.Equal([1, 10, 100, 1000, 10000, 100000, 1000000, 10000000], Bounds("istio_response_bytes"));
+        Assert.Equal([1, 10, 100, 1000, 10000, 100000, 1000000, 10000000], Bounds("istio_request_bytes"));
+
+        double[] Bounds(string name)
+        {
+            foreach (ref readonly var point in exported.Last(m => m.Name == name).GetMetricPoints())
+            {
+                var bounds = new List<double>();
+                foreach (var bucket in point.GetHistogramBuckets())
+                {
+                    if (!double.IsPositiveInfinity(bucket.ExplicitBound))
+                    {
+                        bounds.Add(bucket.ExplicitBound);
+                    }
+                }
+
+                return [.. bounds];
+            }
+
+            throw new InvalidOperationException($"{name} has no point");
+        }
+    }
+
+    [Fact]
     public void TheReportsOfThreadsThatEnded_AreRecorded_AndTheirBuffersDropped()
     {
         using var requests = new MetricCollector<long>(Meters, MeshMetrics.MeterName, "istio_requests_total");

@@ -20,6 +20,10 @@ public sealed class IstioReportQueueTests : IDisposable
 
     public void Dispose() => _services.Dispose();
 
+    /// <summary>An OpenTelemetry meter provider of MeshKit's meter, exporting into <paramref name="exported"/> on a flush.</summary>
+    private static MeterProvider Exporting(List<Metric> exported) =>
+        Sdk.CreateMeterProviderBuilder().AddMeshInstrumentation().AddInMemoryExporter(exported).Build();
+
     private static RequestReport Report(int status = 200, double milliseconds = 1.5, long responseBytes = 180, string service = "reviews.default.svc.cluster.local") =>
         new("source", Caller, null, Server, null, service, "http", status, null, string.Empty, "unknown", milliseconds, 0, responseBytes);
 
@@ -95,10 +99,7 @@ public sealed class IstioReportQueueTests : IDisposable
     public void AnOpenTelemetryCollection_RecordsWhatIsBuffered_First()
     {
         var exported = new List<Metric>();
-        using var meters = Sdk.CreateMeterProviderBuilder()
-            .AddMeshInstrumentation()
-            .AddInMemoryExporter(exported)
-            .Build();
+        using var meters = Exporting(exported);
         var istio = new IstioMetrics(Meters);
         var service = $"collected-{Guid.NewGuid():N}"; // the provider hears every MeshKit meter of the process: this test's series only
 
@@ -127,10 +128,7 @@ public sealed class IstioReportQueueTests : IDisposable
     public void TheHistograms_HaveIstiosBuckets_InOpenTelemetry()
     {
         var exported = new List<Metric>();
-        using var meters = Sdk.CreateMeterProviderBuilder()
-            .AddMeshInstrumentation()
-            .AddInMemoryExporter(exported)
-            .Build();
+        using var meters = Exporting(exported);
         var istio = new IstioMetrics(Meters);
 
         // A 45 s call with a 20 kB response: past OpenTelemetry's default last bounds (10 s, 10 kB), inside Istio's.

@@ -177,6 +177,7 @@ public sealed class CompiledMesh
         {
             PeerAuthentication = PeerAuthentications.Resolve(_config.PeerAuthentications, Settings.RootNamespace, viewer, labels),
             PathNormalization = _config.MeshConfig?.PathNormalization ?? "BASE",
+            Telemetry = Telemetries.Resolve(_config.Telemetries, Settings.RootNamespace, viewer, labels),
         };
         inbound.Authorization.AddRange(SecurityPolicies.Authorization(_config, Settings.RootNamespace, viewer, labels));
         inbound.JwtProviders.AddRange(SecurityPolicies.JwtProviders(_config, Settings.RootNamespace, viewer, labels, _jwks));

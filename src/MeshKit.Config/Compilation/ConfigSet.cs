@@ -30,6 +30,7 @@ public sealed class ConfigSet
         AuthorizationPolicies = Resources.OfType<AuthorizationPolicy>().ToArray();
         RequestAuthentications = Resources.OfType<RequestAuthentication>().ToArray();
         MeshConfig = Resources.OfType<MeshConfigResource>().FirstOrDefault();
+        Telemetries = Resources.OfType<TelemetryResource>().ToArray();
     }
 
     /// <summary>Gets every resource, ordered by kind, namespace and name.</summary>
@@ -55,6 +56,9 @@ public sealed class ConfigSet
 
     /// <summary>Gets every <c>jwksUri</c> of the RequestAuthentications: what the control plane fetches.</summary>
     public IEnumerable<string> JwksUris => RequestAuthentications.SelectMany(r => r.JwtRules).Select(j => j.JwksUri).OfType<string>().Distinct(StringComparer.Ordinal);
+
+    /// <summary>Gets the Telemetry resources, ordered by namespace and name.</summary>
+    public IReadOnlyList<TelemetryResource> Telemetries { get; }
 
     /// <summary>Gets the mesh settings document, if any.</summary>
     public MeshConfigResource? MeshConfig { get; }

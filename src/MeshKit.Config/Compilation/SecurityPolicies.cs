@@ -16,7 +16,10 @@ internal static class SecurityPolicies
     public static bool Applies(WorkloadSelector? selector, string policyNamespace, string rootNamespace, string ns, IReadOnlyDictionary<string, string> labels) =>
         selector is null ? policyNamespace == rootNamespace || policyNamespace == ns : policyNamespace == ns && selector.Matches(labels);
 
-    /// <summary>The names of the selector-bearing policies that select a workload: they make its view differ from its namespace's.</summary>
+    /// <summary>
+    /// The names of the selector-bearing policies (security and Telemetry) that select a workload: they make its view
+    /// differ from its namespace's, so they are part of the key its view is cached under.
+    /// </summary>
     public static string SelectingKey(ConfigSet config, string ns, IReadOnlyDictionary<string, string> labels)
     {
         static IEnumerable<string> Selecting<T>(IEnumerable<T> policies, Func<T, WorkloadSelector?> selector, string ns, IReadOnlyDictionary<string, string> labels)
@@ -25,7 +28,8 @@ internal static class SecurityPolicies
 
         return string.Join(",", Selecting(config.PeerAuthentications, p => p.Selector, ns, labels)
             .Concat(Selecting(config.AuthorizationPolicies, p => p.Selector, ns, labels))
-            .Concat(Selecting(config.RequestAuthentications, p => p.Selector, ns, labels)));
+            .Concat(Selecting(config.RequestAuthentications, p => p.Selector, ns, labels))
+            .Concat(Selecting(config.Telemetries, p => p.Selector, ns, labels)));
     }
 
     public static IEnumerable<AuthorizationPolicyRules> Authorization(ConfigSet config, string rootNamespace, string ns, IReadOnlyDictionary<string, string> labels)

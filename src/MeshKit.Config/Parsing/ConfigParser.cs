@@ -28,8 +28,9 @@ public static class ConfigParser
 
     private static readonly string[] NetworkingVersions = ["v1", "v1beta1", "v1alpha3"];
     private static readonly string[] SecurityVersions = ["v1", "v1beta1"];
+    private static readonly string[] TelemetryVersions = ["v1", "v1alpha1"];
     private static readonly string[] IgnoredKinds =
-        ["Gateway", "Sidecar", "WorkloadEntry", "WorkloadGroup", "EnvoyFilter", "Telemetry", "ProxyConfig", "WasmPlugin"];
+        ["Gateway", "Sidecar", "WorkloadEntry", "WorkloadGroup", "EnvoyFilter", "ProxyConfig", "WasmPlugin"];
 
     private static readonly string[] LoadBalancers = ["UNSPECIFIED", "ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN", "RANDOM", "PASSTHROUGH"];
 
@@ -118,6 +119,7 @@ public static class ConfigParser
             ("networking.istio.io", "VirtualService" or "DestinationRule" or "ServiceEntry") => (true, NetworkingVersions),
             ("security.istio.io", "PeerAuthentication" or "RequestAuthentication" or "AuthorizationPolicy") => (true, SecurityVersions),
             ("meshkit.dev", "MeshConfig") => (true, ["v1alpha1"]),
+            ("telemetry.istio.io", "Telemetry") => (true, TelemetryVersions),
             _ => (false, Array.Empty<string>()),
         };
 
@@ -153,6 +155,7 @@ public static class ConfigParser
             "RequestAuthentication" => doc.Map("spec", s => ReadRequestAuthentication(s, header)),
             "AuthorizationPolicy" => doc.Map("spec", s => ReadAuthorizationPolicy(s, header)),
             "MeshConfig" => doc.Map("spec", s => ReadMeshConfig(s, header)),
+            "Telemetry" => doc.Map("spec", s => ReadTelemetry(s, header)),
             _ => null,
         };
 
@@ -164,6 +167,7 @@ public static class ConfigParser
                 "AuthorizationPolicy" => Fill(new AuthorizationPolicy { Kind = kind, ApiVersion = apiVersion, Name = metadata.Name, Namespace = metadata.Namespace }, header),
                 "PeerAuthentication" => Fill(new PeerAuthentication { Kind = kind, ApiVersion = apiVersion, Name = metadata.Name, Namespace = metadata.Namespace }, header),
                 "MeshConfig" => Fill(new MeshConfigResource { Kind = kind, ApiVersion = apiVersion, Name = metadata.Name, Namespace = metadata.Namespace }, header),
+                "Telemetry" => Fill(new TelemetryResource { Kind = kind, ApiVersion = apiVersion, Name = metadata.Name, Namespace = metadata.Namespace }, header),
                 _ => null,
             };
             if (result is null)
@@ -1197,6 +1201,142 @@ public static class ConfigParser
         }
 
         return new WorkloadSelector(labels);
+    }
+
+    // ---------------- telemetry.istio.io ----------------
+    // Telemetry changes what is reported, never who may call: fields MeshKit does not act on are warnings.
+    private static readonly string[] IstioMetricNames = ["ALL_METRICS", .. IstioStandardMetrics.Metrics];
+    private static readonly string[] IstioTcpAndGrpcMetrics =
+        ["TCP_OPENED_CONNECTIONS", "TCP_CLOSED_CONNECTIONS", "TCP_SENT_BYTES", "TCP_RECEIVED_BYTES", "GRPC_REQUEST_MESSAGES", "GRPC_RESPONSE_MESSAGES"];
+
+    private static readonly string[] WorkloadModes = ["CLIENT_AND_SERVER", "CLIENT", "SERVER"];
+
+    private static TelemetryResource? ReadTelemetry(MapReader s, Header h)
+    {
+        if (s.Has("targetRef") || s.Has("targetRefs"))
+        {
+            var key = s.Has("targetRef") ? "targetRef" : "targetRefs";
+            s.Context.Warning(s.Get(key), s.ChildPath(key), "applies to gateways and waypoints, which MeshKit has not: this Telemetry applies to no MeshKit workload and is ignored");
+            s.Ignore("targetRef", "targetRefs", "selector", "metrics", "accessLogging", "tracing");
+            return null;
+        }
+
+        var selector = s.Map("selector", ReadMatchLabels);
+        var overrides = s.List("metrics", ReadMetrics).SelectMany(m => m).ToArray();
+        s.NotSupported("accessLogging", DiagnosticSeverity.Warning, "MeshKit's access log is configured with MeshOptions.AccessLog (ILogger categories and sampling)");
+        s.NotSupported("tracing", DiagnosticSeverity.Warning, "MeshKit's spans follow the OpenTelemetry tracer provider's sampler");
+        return Fill(new TelemetryResource
+        {
+            Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
+            Selector = selector, MetricOverrides = overrides,
+        }, h);
+    }
+
+    // One spec.metrics[] entry: its overrides when it applies to MeshKit's metrics, else none (with a warning).
+    private static IReadOnlyList<MetricOverride> ReadMetrics(MapReader m)
+    {
+        var providers = m.List("providers", p => p.String("name", required: true));
+        m.NotSupported("reportingInterval", DiagnosticSeverity.Warning, "the metrics SDK's reader decides when metrics are exported (MeshKit records every report within a second)");
+        var overrides = m.List("overrides", ReadMetricOverride);
+        if (providers.Count > 0 && !providers.Contains("prometheus"))
+        {
+            m.Context.Warning(m.Get("providers"), m.ChildPath("providers"), $"MeshKit's metrics are Istio's 'prometheus' provider (exported through OpenTelemetry); this entry names {string.Join(", ", providers)} only and is ignored");
+            return [];
+        }
+
+        return overrides;
+    }
+
+    private static MetricOverride? ReadMetricOverride(MapReader o)
+    {
+        var metric = "ALL_METRICS";
+        var mode = "CLIENT_AND_SERVER";
+        var applies = true;
+        o.Map("match", match =>
+        {
+            if (match.String("metric") is { } name)
+            {
+                if (IstioTcpAndGrpcMetrics.Contains(name))
+                {
+                    match.Context.Warning(match.Get("metric"), match.ChildPath("metric"), $"MeshKit reports no {name} metric (HTTP and gRPC requests only); the override is ignored");
+                    applies = false;
+                }
+                else if (!IstioMetricNames.Contains(name))
+                {
+                    match.Context.Error(match.Get("metric"), match.ChildPath("metric"), $"unknown metric '{name}'; expected one of {string.Join(", ", IstioMetricNames.Concat(IstioTcpAndGrpcMetrics))}");
+                    applies = false;
+                }
+                else
+                {
+                    metric = name;
+                }
+            }
+
+            if (match.String("customMetric") is not null)
+            {
+                match.Context.Warning(match.Get("customMetric"), match.ChildPath("customMetric"), "MeshKit reports no custom metrics; the override is ignored");
+                applies = false;
+            }
+
+            if (match.String("mode") is { } m)
+            {
+                if (!WorkloadModes.Contains(m))
+                {
+                    match.Context.Error(match.Get("mode"), match.ChildPath("mode"), $"unknown mode '{m}'; expected one of {string.Join(", ", WorkloadModes)}");
+                    applies = false;
+                }
+                else
+                {
+                    mode = m;
+                }
+            }
+
+            return match;
+        });
+
+        var disabled = o.Bool("disabled");
+        var removed = new List<string>();
+        if (o.Get("tagOverrides") is YamlMappingNode tags)
+        {
+            foreach (var (k, v) in tags.Children)
+            {
+                var tag = (k as YamlScalarNode)?.Value ?? string.Empty;
+                var path = $"{o.ChildPath("tagOverrides")}.{tag}";
+                if (v is not YamlMappingNode tagNode)
+                {
+                    o.Context.Error(v, path, "must be an object with operation and value");
+                    continue;
+                }
+
+                var reader = new MapReader(tagNode, path, o.Context);
+                var operation = reader.String("operation") ?? "UPSERT";
+                reader.Ignore("value");
+                reader.Finish();
+                switch (operation)
+                {
+                    case "REMOVE":
+                        if (!IstioStandardMetrics.Labels.Contains(tag))
+                        {
+                            o.Context.Warning(k, path, $"'{tag}' is not one of Istio's standard labels; there is nothing to remove");
+                        }
+
+                        removed.Add(tag);
+                        break;
+                    case "UPSERT":
+                        o.Context.Warning(tagNode, path, "adding or rewriting a label (UPSERT, a CEL expression) is not supported by MeshKit; this tag override is ignored");
+                        break;
+                    default:
+                        o.Context.Error(reader.Get("operation") ?? tagNode, $"{path}.operation", $"unknown operation '{operation}'; expected UPSERT or REMOVE");
+                        break;
+                }
+            }
+        }
+        else if (o.Has("tagOverrides"))
+        {
+            o.Context.Error(o.Get("tagOverrides"), o.ChildPath("tagOverrides"), "must be a map of label name to {operation, value}");
+        }
+
+        return applies ? new MetricOverride(metric, mode, disabled, removed) : null;
     }
 
     // ---------------- security.istio.io ----------------

@@ -129,7 +129,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     /// <summary>The caller's side of Istio's standard metrics (<c>reporter="source"</c>).</summary>
     private void ReportAsSource(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, long requestBytes, double milliseconds, Answer? answered)
     {
-        var (service, unknown) = provider.Current.TryResolve(destination, out var view)
+        var snapshot = provider.Current;
+        var (service, unknown) = snapshot.TryResolve(destination, out var view)
             ? (view.Host, view.UnknownPeer)
             : (destination, PeerMetadata.Unknown with { Service = destination });
         var grpc = request.Content?.Headers.ContentType?.MediaType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
@@ -154,7 +155,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             "unknown",
             milliseconds,
             requestBytes,
-            response?.Content.Headers.ContentLength ?? 0));
+            response?.Content.Headers.ContentLength ?? 0,
+            snapshot.Reports));
     }
 
     // The request path is split where it first awaits: the routing decisions (most requests) run synchronously and

@@ -160,7 +160,8 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
                 peer is not null ? "mutual_tls" : "none",
                 elapsed,
                 context.Request.ContentLength ?? 0,
-                context.Response.ContentLength ?? 0));
+                context.Response.ContentLength ?? 0,
+                snapshot.Reports));
         }
     }
 

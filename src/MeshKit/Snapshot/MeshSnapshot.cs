@@ -45,6 +45,9 @@ internal sealed class MeshSnapshot
     /// <summary>Gets how request paths are normalized before policy and the application see them.</summary>
     public Security.PathNormalization PathNormalization { get; init; } = Security.PathNormalization.Base;
 
+    /// <summary>Gets what the Telemetry API changes of Istio's standard metrics here; null when nothing (every metric, every label).</summary>
+    internal Telemetry.ReportPolicy? Reports { get; init; }
+
     /// <summary>Gets whether the workload has received a complete configuration (every resource type at least once).</summary>
     public bool IsReady { get; }
 

@@ -63,6 +63,7 @@ internal static class SnapshotBuilder
             Authorization = Security.AuthorizationEngine.Compile(inbound.Authorization),
             Jwt = Security.JwtAuthenticator.Compile(inbound.JwtProviders),
             PathNormalization = Security.PathNormalizer.Parse(inbound.PathNormalization),
+            Reports = Telemetry.ReportPolicy.From(inbound.Telemetry),
         };
     }
 

@@ -18,7 +18,8 @@ internal readonly record struct RequestReport(
     string ConnectionSecurityPolicy,
     double DurationMilliseconds,
     long RequestBytes,
-    long ResponseBytes)
+    long ResponseBytes,
+    ReportPolicy? Policy = null)
 {
     /// <summary>
     /// Whether <paramref name="other"/> has the same labels, told by reference: a steady stream of calls between two
@@ -35,6 +36,7 @@ internal readonly record struct RequestReport(
         && ReferenceEquals(Protocol, other.Protocol)
         && ReferenceEquals(GrpcStatus, other.GrpcStatus)
         && ReferenceEquals(ResponseFlags, other.ResponseFlags)
+        && ReferenceEquals(Policy, other.Policy)
         && ReferenceEquals(ConnectionSecurityPolicy, other.ConnectionSecurityPolicy);
 }
 
@@ -94,7 +96,7 @@ internal sealed class IstioMetrics : IDisposable
     /// <summary>Reports one request: buffered for the instruments, or recorded at once when the thread's buffer is full.</summary>
     public void Record(in RequestReport r)
     {
-        if (!Enabled)
+        if (!Enabled || r.Policy?.For(r.Reporter).AllOff == true)
         {
             return;
         }
@@ -131,28 +133,30 @@ internal sealed class IstioMetrics : IDisposable
 
     internal const int LabelCount = 19;
 
+    private static readonly string[] Names = Config.IstioStandardMetrics.Labels;
+
     /// <summary>Fills Istio's labels for <paramref name="r"/> into <paramref name="tags"/>.</summary>
     internal static void Label(in RequestReport r, KeyValuePair<string, object?>[] tags)
     {
-        tags[0] = new("reporter", r.Reporter);
-        tags[1] = new("source_workload", r.Source.Workload);
-        tags[2] = new("source_workload_namespace", r.Source.Namespace);
-        tags[3] = new("source_principal", r.SourcePrincipal ?? "unknown");
-        tags[4] = new("source_app", r.Source.App);
-        tags[5] = new("source_version", r.Source.Version);
-        tags[6] = new("destination_workload", r.Destination.Workload);
-        tags[7] = new("destination_workload_namespace", r.Destination.Namespace);
-        tags[8] = new("destination_principal", r.DestinationPrincipal ?? "unknown");
-        tags[9] = new("destination_app", r.Destination.App);
-        tags[10] = new("destination_version", r.Destination.Version);
-        tags[11] = new("destination_service", r.DestinationService);
-        tags[12] = new("destination_service_name", r.Destination.Service);
-        tags[13] = new("destination_service_namespace", r.Destination.Namespace);
-        tags[14] = new("request_protocol", r.Protocol);
-        tags[15] = new("response_code", BoxedStatus.Of(r.ResponseCode));
-        tags[16] = new("grpc_response_status", r.GrpcStatus ?? string.Empty);
-        tags[17] = new("response_flags", r.ResponseFlags.Length == 0 ? "-" : r.ResponseFlags);
-        tags[18] = new("connection_security_policy", r.ConnectionSecurityPolicy);
+        tags[0] = new(Names[0], r.Reporter);
+        tags[1] = new(Names[1], r.Source.Workload);
+        tags[2] = new(Names[2], r.Source.Namespace);
+        tags[3] = new(Names[3], r.SourcePrincipal ?? "unknown");
+        tags[4] = new(Names[4], r.Source.App);
+        tags[5] = new(Names[5], r.Source.Version);
+        tags[6] = new(Names[6], r.Destination.Workload);
+        tags[7] = new(Names[7], r.Destination.Namespace);
+        tags[8] = new(Names[8], r.DestinationPrincipal ?? "unknown");
+        tags[9] = new(Names[9], r.Destination.App);
+        tags[10] = new(Names[10], r.Destination.Version);
+        tags[11] = new(Names[11], r.DestinationService);
+        tags[12] = new(Names[12], r.Destination.Service);
+        tags[13] = new(Names[13], r.Destination.Namespace);
+        tags[14] = new(Names[14], r.Protocol);
+        tags[15] = new(Names[15], BoxedStatus.Of(r.ResponseCode));
+        tags[16] = new(Names[16], r.GrpcStatus ?? string.Empty);
+        tags[17] = new(Names[17], r.ResponseFlags.Length == 0 ? "-" : r.ResponseFlags);
+        tags[18] = new(Names[18], r.ConnectionSecurityPolicy);
     }
 
     /// <summary>
@@ -161,6 +165,12 @@ internal sealed class IstioMetrics : IDisposable
     /// </summary>
     internal void Write(in RequestReport r, long requests, KeyValuePair<string, object?>[] tags)
     {
+        if (r.Policy?.For(r.Reporter) is { } side)
+        {
+            WriteUnder(side, r, requests, tags);
+            return;
+        }
+
         ReadOnlySpan<KeyValuePair<string, object?>> labels = tags;
         if (requests > 0)
         {
@@ -172,17 +182,55 @@ internal sealed class IstioMetrics : IDisposable
         _responseBytes.Record(r.ResponseBytes, labels);
     }
 
-    /// <summary>Counts <paramref name="requests"/> drained requests of the series whose labels <paramref name="tags"/> holds.</summary>
-    internal void Count(long requests, KeyValuePair<string, object?>[] tags)
+    /// <summary>Counts <paramref name="requests"/> drained requests of <paramref name="r"/>'s series, whose labels <paramref name="tags"/> holds.</summary>
+    internal void Count(in RequestReport r, long requests, KeyValuePair<string, object?>[] tags)
     {
-        _requests.Add(requests, tags);
+        if (r.Policy?.For(r.Reporter) is not { } side)
+        {
+            _requests.Add(requests, tags);
+        }
+        else if (!side.Off(ReportPolicy.Count))
+        {
+            _requests.Add(requests, side.Labels(ReportPolicy.Count, tags, t_kept ??= new KeyValuePair<string, object?>[LabelCount]));
+        }
+
         Interlocked.Add(ref _deferred, requests);
+    }
+
+    // Under a Telemetry policy: each metric on or off, with the labels it keeps.
+    private void WriteUnder(ReportPolicy.Side side, in RequestReport r, long requests, KeyValuePair<string, object?>[] tags)
+    {
+        var kept = t_kept ??= new KeyValuePair<string, object?>[LabelCount];
+        if (requests > 0 && !side.Off(ReportPolicy.Count))
+        {
+            _requests.Add(requests, side.Labels(ReportPolicy.Count, tags, kept));
+        }
+
+        if (!side.Off(ReportPolicy.Duration))
+        {
+            _duration.Record(r.DurationMilliseconds, side.Labels(ReportPolicy.Duration, tags, kept));
+        }
+
+        if (!side.Off(ReportPolicy.RequestSize))
+        {
+            _requestBytes.Record(r.RequestBytes, side.Labels(ReportPolicy.RequestSize, tags, kept));
+        }
+
+        if (!side.Off(ReportPolicy.ResponseSize))
+        {
+            _responseBytes.Record(r.ResponseBytes, side.Labels(ReportPolicy.ResponseSize, tags, kept));
+        }
     }
 
     // Istio's 19 labels exceed a TagList's eight inline ones (it would allocate an array per request): one array per
     // thread for reports recorded inline (listeners copy what they keep).
     [ThreadStatic]
     private static KeyValuePair<string, object?>[]? t_tags;
+
+    // The labels a metric keeps under a Telemetry policy that removes some (per thread: inline records run on request
+    // threads while a drain runs).
+    [ThreadStatic]
+    private static KeyValuePair<string, object?>[]? t_kept;
 }
 
 /// <summary>Status codes as tag values, boxed once: a metric tag is an object, and an int boxed per request is 24 bytes.</summary>

@@ -199,13 +199,13 @@ internal static class ReportQueue
         /// <summary>Counts the run's requests and empties it.</summary>
         public void End()
         {
-            var (owner, count) = (_owner, Count);
+            var (owner, count, labels) = (_owner, Count, _labels);
             (_owner, _labels, Count) = (null, default, 0);
             if (count > 0)
             {
                 try
                 {
-                    owner!.Count(count, Tags);
+                    owner!.Count(labels, count, Tags);
                 }
                 catch (Exception)
                 {

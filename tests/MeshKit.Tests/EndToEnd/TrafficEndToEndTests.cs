@@ -17,8 +17,7 @@ namespace MeshKit.Tests.EndToEnd;
 public sealed class TrafficEndToEndTests : MeshTestBase
 {
 
-    private static int Endpoints(TestWorkload client, string host = ReviewsHost) =>
-        client.Snapshot.Services.TryGetValue(host, out var s) ? s.Routes.SelectMany(r => r.Targets).Max(t => t.Endpoints?.Endpoints.Length ?? 0) : 0;
+    private static int Endpoints(TestWorkload client, string host = ReviewsHost) => client.Endpoints(host);
 
     [Fact]
     public async Task RewriteAndHeaders_AreWhatTheUpstreamSees()

@@ -301,8 +301,7 @@ public sealed class EtcdReplicaTests : IAsyncLifetime
         GC.KeepAlive(reviews);
     }
 
-    private static int Endpoints(TestWorkload client) =>
-        client.Snapshot.Services.TryGetValue(ReviewsHost, out var s) ? s.Routes.SelectMany(r => r.Targets).Max(t => t.Endpoints?.Endpoints.Length ?? 0) : 0;
+    private static int Endpoints(TestWorkload client) => client.Endpoints(ReviewsHost);
 
     private static async Task<HashSet<string>> RegisteredServicesAsync(TestControlPlane replica)
     {

@@ -44,6 +44,10 @@ public sealed class TestWorkload : IAsyncDisposable
 
     internal MeshSnapshot Snapshot => _app.Services.GetRequiredService<MeshSnapshotProvider>().Current;
 
+    /// <summary>Returns how many endpoints this workload knows for <paramref name="host"/> (the most any route target has).</summary>
+    internal int Endpoints(string host) =>
+        Snapshot.Services.TryGetValue(host, out var s) ? s.Routes.SelectMany(r => r.Targets).Max(t => t.Endpoints?.Endpoints.Length ?? 0) : 0;
+
     public static async Task<TestWorkload> StartAsync(string service, string version, Uri? controlPlane, Action<MeshOptions>? configure = null, Action<IServiceCollection>? configureServices = null, bool http2Only = false)
     {
         var builder = WebApplication.CreateSlimBuilder();

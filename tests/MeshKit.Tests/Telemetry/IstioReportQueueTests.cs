@@ -78,6 +78,51 @@ public sealed class IstioReportQueueTests : IDisposable
     }
 
     [Fact]
+    public void UnderATelemetryPolicy_ReportsKeepTheirOwnLabels_AndAnAllOffSideIsNotBuffered()
+    {
+        using var requests = new MetricCollector<long>(Meters, MeshMetrics.MeterName, "istio_requests_total");
+        using var durations = new MetricCollector<double>(Meters, MeshMetrics.MeterName, "istio_request_duration_milliseconds");
+        var istio = new IstioMetrics(Meters);
+        var policy = new MeshKit.Protocol.V1.TelemetryPolicy();
+        policy.Metrics.Add(new MeshKit.Protocol.V1.MetricPolicy { Metric = "REQUEST_COUNT", ClientRemovedTags = { "source_principal", "response_flags" }, ServerDisabled = true });
+        foreach (var metric in new[] { "REQUEST_DURATION", "REQUEST_SIZE", "RESPONSE_SIZE" })
+        {
+            policy.Metrics.Add(new MeshKit.Protocol.V1.MetricPolicy { Metric = metric, ClientDisabled = true });
+        }
+
+        var removing = ReportPolicy.From(policy);
+
+        // Interleaved: the same labels under two policies are two series, never one batch.
+        for (var i = 0; i < 10; i++)
+        {
+            istio.Record(Report() with { Policy = removing });
+            istio.Record(Report());
+        }
+
+        istio.Flush();
+
+        var counted = requests.GetMeasurementSnapshot();
+        Assert.Equal(10, counted.Where(m => !m.Tags.ContainsKey("source_principal")).Sum(m => m.Value));
+        Assert.All(counted.Where(m => !m.Tags.ContainsKey("source_principal")), m => Assert.Equal(17, m.Tags.Count));
+        Assert.Equal(10, counted.Where(m => m.Tags.ContainsKey("source_principal")).Sum(m => m.Value));
+        Assert.Equal(10, durations.GetMeasurementSnapshot().Count); // only the reports without the policy
+
+        // A side with every metric off: nothing is buffered, nothing recorded.
+        var silent = new MeshKit.Protocol.V1.TelemetryPolicy();
+        foreach (var metric in new[] { "REQUEST_COUNT", "REQUEST_DURATION", "REQUEST_SIZE", "RESPONSE_SIZE" })
+        {
+            silent.Metrics.Add(new MeshKit.Protocol.V1.MetricPolicy { Metric = metric, ClientDisabled = true });
+        }
+
+        requests.Clear();
+        istio.Record(Report() with { Policy = ReportPolicy.From(silent) });
+        istio.Flush();
+        Assert.Empty(requests.GetMeasurementSnapshot());
+        Assert.True(ReportPolicy.From(silent)!.Client.AllOff);
+        Assert.False(ReportPolicy.From(silent)!.Server.AllOff);
+    }
+
+    [Fact]
     public async Task AReport_ReachesTheInstruments_WithinTheFlushInterval_WithoutAFlush()
     {
         using var requests = new MetricCollector<long>(Meters, MeshMetrics.MeterName, "istio_requests_total");

@@ -60,6 +60,71 @@ public sealed class IstioTelemetryTests : MeshTestBase
     }
 
     [Fact]
+    public async Task TheTelemetryApi_DisablesMetrics_AndRemovesLabels_PerSide_AndAChangeApplies()
+    {
+        var reviews = await StartAsync("reviews", "v1");
+        var productpage = await StartAsync("productpage", "v1");
+        string Config(bool sizesOff) => $$"""
+            apiVersion: telemetry.istio.io/v1
+            kind: Telemetry
+            metadata: { name: mesh-default, namespace: istio-system }
+            spec:
+              metrics:
+              - providers: [{ name: prometheus }]
+                overrides: [{ match: { metric: REQUEST_SIZE, mode: CLIENT_AND_SERVER }, disabled: {{(sizesOff ? "true" : "false")}} }]
+            ---
+            apiVersion: telemetry.istio.io/v1
+            kind: Telemetry
+            metadata: { name: reviews, namespace: default }
+            spec:
+              selector: { matchLabels: { app: reviews } }
+              metrics:
+              - overrides:
+                - match: { metric: REQUEST_COUNT, mode: SERVER }
+                  tagOverrides: { source_workload: { operation: REMOVE }, source_app: { operation: REMOVE } }
+            """;
+        ControlPlane.WriteConfig("telemetry.yaml", Config(sizesOff: true));
+        await Eventually.TrueAsync(() => reviews.Snapshot.Reports is not null && productpage.Snapshot.Reports is not null && productpage.Endpoints(ReviewsHost) == 1, "the policy reached both");
+        var meters = (Caller: productpage.Services.GetRequiredService<IMeterFactory>(), Server: reviews.Services.GetRequiredService<IMeterFactory>());
+        using var source = Requests(productpage);
+        using var destination = Requests(reviews);
+        using var sourceSizes = new MetricCollector<long>(meters.Caller, "MeshKit", "istio_request_bytes");
+        using var destinationSizes = new MetricCollector<long>(meters.Server, "MeshKit", "istio_request_bytes");
+        using var destinationDurations = new MetricCollector<double>(meters.Server, "MeshKit", "istio_request_duration_milliseconds");
+
+        using (var response = await productpage.CreateClient().GetAsync("http://reviews/reviews/1"))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        await Eventually.TrueAsync(() => destination.GetMeasurementSnapshot().Count == 1 && source.GetMeasurementSnapshot().Count == 1, "both sides counted the call");
+        await Eventually.TrueAsync(() => destinationDurations.GetMeasurementSnapshot().Count == 1, "the server recorded its duration");
+
+        // The sizes are off on both sides; the server's request count lost two labels, its other metrics and the
+        // caller's count kept them.
+        Assert.Empty(sourceSizes.GetMeasurementSnapshot());
+        Assert.Empty(destinationSizes.GetMeasurementSnapshot());
+        var counted = Assert.Single(destination.GetMeasurementSnapshot()).Tags;
+        Assert.False(counted.ContainsKey("source_workload"));
+        Assert.False(counted.ContainsKey("source_app"));
+        Assert.Equal("reviews-v1", counted["destination_workload"]);
+        Assert.Equal(17, counted.Count);
+        Assert.Equal(19, Assert.Single(destinationDurations.GetMeasurementSnapshot()).Tags.Count);
+        Assert.Equal("productpage-v1", Assert.Single(source.GetMeasurementSnapshot()).Tags["source_workload"]);
+
+        // The mesh-wide resource turns the sizes back on: the next call records them.
+        var before = reviews.Snapshot.Version;
+        ControlPlane.WriteConfig("telemetry.yaml", Config(sizesOff: false));
+        await Eventually.TrueAsync(() => reviews.Snapshot.Version != before && productpage.Snapshot.Reports is null, "the change reached both");
+        using (var response = await productpage.CreateClient().GetAsync("http://reviews/reviews/1"))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        await Eventually.TrueAsync(() => sourceSizes.GetMeasurementSnapshot().Count == 1 && destinationSizes.GetMeasurementSnapshot().Count == 1, "both sides recorded the size");
+    }
+
+    [Fact]
     public async Task AServer_SendsItsMetadataBack_UnlessTheCallerSaysItRecordsNothing()
     {
         var reviews = await StartSecureAsync("reviews", "bookinfo-reviews");

@@ -1,0 +1,17 @@
+namespace MeshKit.Config;
+
+/// <summary>Istio's standard HTTP metrics and their labels, as the Telemetry API names them: one list for the parser, the compiler and the reporters.</summary>
+internal static class IstioStandardMetrics
+{
+    /// <summary>The metrics, as <c>match.metric</c> names them, in the order the reporters write them.</summary>
+    public static readonly string[] Metrics = ["REQUEST_COUNT", "REQUEST_DURATION", "REQUEST_SIZE", "RESPONSE_SIZE"];
+
+    /// <summary>The labels, in the order the reporters write them.</summary>
+    public static readonly string[] Labels =
+    [
+        "reporter", "source_workload", "source_workload_namespace", "source_principal", "source_app", "source_version",
+        "destination_workload", "destination_workload_namespace", "destination_principal", "destination_app", "destination_version",
+        "destination_service", "destination_service_name", "destination_service_namespace", "request_protocol", "response_code",
+        "grpc_response_status", "response_flags", "connection_security_policy",
+    ];
+}

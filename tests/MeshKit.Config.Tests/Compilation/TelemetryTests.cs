@@ -1,0 +1,183 @@
+using MeshKit.Config.Compilation;
+using MeshKit.Config.Model;
+using MeshKit.Config.Parsing;
+using MeshKit.Config.Validation;
+using MeshKit.Protocol.V1;
+
+namespace MeshKit.Config.Tests.Compilation;
+
+/// <summary>The Telemetry API's metrics overrides: validated field by field, resolved root → namespace → workload.</summary>
+public sealed class TelemetryTests
+{
+    private static readonly Dictionary<string, string> Reviews = new() { ["app"] = "reviews" };
+
+    private static TelemetryPolicy Resolve(string yaml, string ns = "default", IReadOnlyDictionary<string, string>? labels = null)
+    {
+        var result = ConfigParser.Parse(yaml, "telemetry.yaml");
+        Assert.False(result.HasErrors, string.Join(Environment.NewLine, result.Diagnostics));
+        var view = MeshCompiler.Compile(new ConfigSet(result.Resources), []).ViewFor(ns, labels ?? Reviews);
+        return view.OfType(ResourceTypes.Inbound)[ResourceTypes.InboundResourceName].Resource_.Unpack<InboundPolicy>().Telemetry;
+    }
+
+    private static string Telemetry(string name, string ns, string overrides, string selector = "", string providers = "") => $$"""
+        apiVersion: telemetry.istio.io/v1
+        kind: Telemetry
+        metadata: { name: {{name}}, namespace: {{ns}} }
+        spec:
+          {{selector}}
+          metrics:
+          - {{providers}}
+            overrides: {{overrides}}
+        ---
+
+        """;
+
+    private static MetricPolicy? Metric(TelemetryPolicy policy, string name) => policy.Metrics.SingleOrDefault(m => m.Metric == name);
+
+    [Fact]
+    public void NoTelemetry_ChangesNothing()
+    {
+        Assert.Empty(Resolve("apiVersion: meshkit.dev/v1alpha1\nkind: MeshConfig\nmetadata: { name: mesh }\nspec: {}\n").Metrics);
+    }
+
+    [Fact]
+    public void ADisabledMetric_PerMode_AndAllMetrics()
+    {
+        var sizes = Resolve(Telemetry("sizes", "istio-system", "[{ match: { metric: REQUEST_SIZE }, disabled: true }, { match: { metric: RESPONSE_SIZE, mode: SERVER }, disabled: true }]"));
+
+        Assert.Equal(["REQUEST_SIZE", "RESPONSE_SIZE"], sizes.Metrics.Select(m => m.Metric));
+        Assert.True(Metric(sizes, "REQUEST_SIZE")!.ClientDisabled);
+        Assert.True(Metric(sizes, "REQUEST_SIZE")!.ServerDisabled);
+        Assert.False(Metric(sizes, "RESPONSE_SIZE")!.ClientDisabled);
+        Assert.True(Metric(sizes, "RESPONSE_SIZE")!.ServerDisabled);
+
+        // match is optional: every metric, both modes.
+        var all = Resolve(Telemetry("off", "istio-system", "[{ disabled: true }]"));
+        Assert.Equal(4, all.Metrics.Count);
+        Assert.All(all.Metrics, m => Assert.True(m.ClientDisabled && m.ServerDisabled));
+    }
+
+    [Fact]
+    public void Levels_ApplyRootThenNamespaceThenWorkload_ALaterDecisionWins()
+    {
+        var mesh = Telemetry("mesh", "istio-system", "[{ match: { metric: ALL_METRICS }, disabled: true }]");
+        var space = Telemetry("ns", "default", "[{ match: { metric: REQUEST_COUNT }, disabled: false }]");
+        var workload = Telemetry("w", "default", "[{ match: { metric: REQUEST_COUNT, mode: CLIENT }, tagOverrides: { source_principal: { operation: REMOVE } } }]", "selector: { matchLabels: { app: reviews } }");
+
+        // The namespace turns the request count back on; the rest stays off, as the mesh said.
+        var inNamespace = Resolve(mesh + space);
+        Assert.Null(Metric(inNamespace, "REQUEST_COUNT"));
+        Assert.True(Metric(inNamespace, "REQUEST_DURATION")!.ServerDisabled);
+
+        // The workload removes a label from what the namespace turned back on, and inherits the rest.
+        var selected = Resolve(mesh + space + workload);
+        var count = Metric(selected, "REQUEST_COUNT")!;
+        Assert.False(count.ClientDisabled || count.ServerDisabled);
+        Assert.Equal(["source_principal"], count.ClientRemovedTags);
+        Assert.Empty(count.ServerRemovedTags);
+
+        // Not selected, another namespace: only the mesh's.
+        Assert.Null(Metric(Resolve(mesh + space + workload, labels: new Dictionary<string, string> { ["app"] = "ratings" }), "REQUEST_COUNT"));
+        Assert.True(Metric(Resolve(mesh + space + workload, ns: "other"), "REQUEST_COUNT")!.ClientDisabled);
+    }
+
+    [Fact]
+    public void TwoWorkloadsOfANamespace_GetTheirOwnPolicy_FromOneCompiledMesh()
+    {
+        // Views are cached per namespace and selecting resources: a Telemetry selector must be part of that key.
+        var yaml = Telemetry("w", "default", "[{ match: { metric: REQUEST_COUNT }, disabled: true }]", "selector: { matchLabels: { app: reviews } }");
+        var mesh = MeshCompiler.Compile(new ConfigSet(ConfigParser.Parse(yaml, "telemetry.yaml").Resources), []);
+        TelemetryPolicy For(string app) =>
+            mesh.ViewFor("default", new Dictionary<string, string> { ["app"] = app }).OfType(ResourceTypes.Inbound)[ResourceTypes.InboundResourceName].Resource_.Unpack<InboundPolicy>().Telemetry;
+
+        Assert.Empty(For("ratings").Metrics);
+        Assert.Single(For("reviews").Metrics);
+        Assert.Empty(For("details").Metrics);
+    }
+
+    [Fact]
+    public void AnEntryForAnotherProvider_IsIgnored_WithAWarning()
+    {
+        var yaml = Telemetry("otel", "istio-system", "[{ disabled: true }]", providers: "providers: [{ name: stackdriver }]");
+        var result = ConfigParser.Parse(yaml, "telemetry.yaml");
+
+        var warning = Assert.Single(result.Diagnostics);
+        Assert.Equal(DiagnosticSeverity.Warning, warning.Severity);
+        Assert.Equal("spec.metrics[0].providers", warning.Path);
+        Assert.Empty(Resolve(yaml).Metrics);
+        Assert.NotEmpty(Resolve(Telemetry("prom", "istio-system", "[{ disabled: true }]", providers: "providers: [{ name: prometheus }]")).Metrics);
+    }
+
+    [Fact]
+    public void WhatMeshKitDoesNotActOn_IsReportedWithItsPath()
+    {
+        var result = ConfigParser.Parse("""
+            apiVersion: telemetry.istio.io/v1alpha1
+            kind: Telemetry
+            metadata: { name: t, namespace: default }
+            spec:
+              selector: { matchLabels: { app: reviews } }
+              tracing: [{ randomSamplingPercentage: 10 }]
+              accessLogging: [{ providers: [{ name: envoy }] }]
+              metrics:
+              - reportingInterval: 5s
+                overrides:
+                - match: { metric: TCP_OPENED_CONNECTIONS }
+                  disabled: true
+                - match: { customMetric: my_metric }
+                  disabled: true
+                - tagOverrides:
+                    request_host: { value: request.host }
+                    not_a_label: { operation: REMOVE }
+                    response_code: { operation: REMOVE }
+            """, "telemetry.yaml");
+
+        Assert.False(result.HasErrors, string.Join(Environment.NewLine, result.Diagnostics));
+        Assert.Equal(
+            [
+                "spec.accessLogging",
+                "spec.metrics[0].overrides[0].match.metric",
+                "spec.metrics[0].overrides[1].match.customMetric",
+                "spec.metrics[0].overrides[2].tagOverrides.not_a_label",
+                "spec.metrics[0].overrides[2].tagOverrides.request_host",
+                "spec.metrics[0].reportingInterval",
+                "spec.tracing",
+            ],
+            result.Diagnostics.Select(d => d.Path).Order(StringComparer.Ordinal));
+        Assert.All(result.Diagnostics, d => Assert.True(d.Line > 0));
+
+        // What remains acts: the REMOVE of a standard label (and the harmless one of an unknown name).
+        var telemetry = Assert.IsType<TelemetryResource>(Assert.Single(result.Resources));
+        Assert.Equal(["not_a_label", "response_code"], Assert.Single(telemetry.MetricOverrides).RemovedTags.Order(StringComparer.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("[{ match: { metric: REQUEST_COUNTS } }]", "spec.metrics[0].overrides[0].match.metric")]
+    [InlineData("[{ match: { mode: BOTH } }]", "spec.metrics[0].overrides[0].match.mode")]
+    [InlineData("[{ tagOverrides: { reporter: { operation: DROP } } }]", "spec.metrics[0].overrides[0].tagOverrides.reporter.operation")]
+    [InlineData("[{ disabled: maybe }]", "spec.metrics[0].overrides[0].disabled")]
+    [InlineData("[{ match: { metric: REQUEST_COUNT }, enabled: false }]", "spec.metrics[0].overrides[0].enabled")]
+    public void Mistakes_AreErrors_WithTheirPath(string overrides, string path)
+    {
+        var result = ConfigParser.Parse(Telemetry("bad", "default", overrides), "telemetry.yaml");
+
+        var error = Assert.Single(result.Diagnostics, d => d.Severity == DiagnosticSeverity.Error);
+        Assert.Equal(path, error.Path);
+    }
+
+    [Fact]
+    public void ATelemetryForGatewaysOrWaypoints_AppliesToNoWorkload()
+    {
+        var result = ConfigParser.Parse("""
+            apiVersion: telemetry.istio.io/v1
+            kind: Telemetry
+            metadata: { name: waypoint, namespace: default }
+            spec:
+              targetRefs: [{ kind: Gateway, group: gateway.networking.k8s.io, name: waypoint }]
+              metrics: [{ overrides: [{ disabled: true }] }]
+            """, "telemetry.yaml");
+
+        Assert.Equal("spec.targetRefs", Assert.Single(result.Diagnostics).Path);
+        Assert.Empty(result.Resources);
+    }
+}

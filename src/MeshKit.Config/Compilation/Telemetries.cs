@@ -4,7 +4,7 @@ using MeshKit.Protocol.V1;
 namespace MeshKit.Config.Compilation;
 
 /// <summary>
-/// Istio's Telemetry hierarchy for metrics: the root namespace's resource without a selector (the mesh), then the
+/// Istio's Telemetry hierarchy for metrics and the access log: the root namespace's resource without a selector (the mesh), then the
 /// workload's namespace's without a selector, then one in that namespace selecting the workload. Their overrides apply
 /// in that order, each in the order written, a later one winning where two decide the same thing: a child inherits
 /// what its parents disabled or removed unless it says otherwise (<c>disabled: false</c> turns a metric back on).
@@ -56,6 +56,23 @@ internal static class Telemetries
                             (removed[m, side] ??= new SortedSet<string>(StringComparer.Ordinal)).Add(tag);
                         }
                     }
+                }
+            }
+        }
+
+        // The access log: on unless the last entry that speaks of a side turns it off.
+        foreach (var level in new[] { mesh, space, workload })
+        {
+            foreach (var entry in level?.AccessLogging ?? [])
+            {
+                if (entry.Mode != "SERVER")
+                {
+                    policy.ClientAccessLogDisabled = entry.Disabled;
+                }
+
+                if (entry.Mode != "CLIENT")
+                {
+                    policy.ServerAccessLogDisabled = entry.Disabled;
                 }
             }
         }

@@ -1223,13 +1223,41 @@ public static class ConfigParser
 
         var selector = s.Map("selector", ReadMatchLabels);
         var overrides = s.List("metrics", ReadMetrics).SelectMany(m => m).ToArray();
-        s.NotSupported("accessLogging", DiagnosticSeverity.Warning, "MeshKit's access log is configured with MeshOptions.AccessLog (ILogger categories and sampling)");
+        var accessLogging = s.List("accessLogging", ReadAccessLogging);
         s.NotSupported("tracing", DiagnosticSeverity.Warning, "MeshKit's spans follow the OpenTelemetry tracer provider's sampler");
         return Fill(new TelemetryResource
         {
             Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
-            Selector = selector, MetricOverrides = overrides,
+            Selector = selector, MetricOverrides = overrides, AccessLogging = accessLogging,
         }, h);
+    }
+
+    // One spec.accessLogging[] entry: MeshKit's access log is Istio's 'envoy' provider (the default one).
+    private static AccessLogOverride? ReadAccessLogging(MapReader a)
+    {
+        var providers = a.List("providers", p => p.String("name", required: true));
+        var mode = a.Map("match", m => ReadMode(m))?.Value ?? "CLIENT_AND_SERVER";
+        var disabled = a.Bool("disabled") ?? false;
+        a.NotSupported("filter", DiagnosticSeverity.Warning, "a CEL filter is not evaluated: the entry applies to every request (MeshOptions.AccessLogSampling logs a share of them)");
+        if (providers.Count > 0 && !providers.Contains("envoy"))
+        {
+            a.Context.Warning(a.Get("providers"), a.ChildPath("providers"), $"MeshKit's access log is Istio's 'envoy' provider (written through ILogger, category MeshKit.AccessLog); this entry names {string.Join(", ", providers)} only and is ignored");
+            return null;
+        }
+
+        return new AccessLogOverride(mode, disabled);
+    }
+
+    private static PortBoxString ReadMode(MapReader m)
+    {
+        var mode = m.String("mode");
+        if (mode is not null && !WorkloadModes.Contains(mode))
+        {
+            m.Context.Error(m.Get("mode"), m.ChildPath("mode"), $"unknown mode '{mode}'; expected one of {string.Join(", ", WorkloadModes)}");
+            return new PortBoxString(null);
+        }
+
+        return new PortBoxString(mode);
     }
 
     // One spec.metrics[] entry: its overrides when it applies to MeshKit's metrics, else none (with a warning).
@@ -1278,16 +1306,15 @@ public static class ConfigParser
                 applies = false;
             }
 
-            if (match.String("mode") is { } m)
+            if (match.Has("mode"))
             {
-                if (!WorkloadModes.Contains(m))
+                if (ReadMode(match).Value is { } m)
                 {
-                    match.Context.Error(match.Get("mode"), match.ChildPath("mode"), $"unknown mode '{m}'; expected one of {string.Join(", ", WorkloadModes)}");
-                    applies = false;
+                    mode = m;
                 }
                 else
                 {
-                    mode = m;
+                    applies = false;
                 }
             }
 

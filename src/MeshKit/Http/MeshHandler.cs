@@ -42,7 +42,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
-        var log = accessLog is not null && accessLog.IsEnabled(LogLevel.Information) && Sampled();
+        var log = accessLog is not null && !provider.Current.ClientAccessLogOff && accessLog.IsEnabled(LogLevel.Information) && Sampled();
         var reportIstio = istio?.Enabled == true;
         var activity = MeshActivity.Source.StartActivity("MeshKit outbound", ActivityKind.Internal);
         if (activity is null && !log && metrics?.RequestsEnabled != true && !reportIstio)

@@ -92,7 +92,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
             }
         }
 
-        var log = _accessLog.IsEnabled(LogLevel.Information) && (_sampling >= 1.0 || (_sampling > 0 && Random.Shared.NextDouble() < _sampling));
+        var log = !snapshot.ServerAccessLogOff && _accessLog.IsEnabled(LogLevel.Information) && (_sampling >= 1.0 || (_sampling > 0 && Random.Shared.NextDouble() < _sampling));
         if (istio.Enabled || log)
         {
             // Believed only as far as the certificate backs it: its namespace must be the identity's.

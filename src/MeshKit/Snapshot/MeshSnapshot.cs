@@ -48,6 +48,12 @@ internal sealed class MeshSnapshot
     /// <summary>Gets what the Telemetry API changes of Istio's standard metrics here; null when nothing (every metric, every label).</summary>
     internal Telemetry.ReportPolicy? Reports { get; init; }
 
+    /// <summary>Gets whether the Telemetry API turned the access log off for this workload's outbound calls (mode CLIENT).</summary>
+    internal bool ClientAccessLogOff { get; init; }
+
+    /// <summary>Gets whether the Telemetry API turned the access log off for the requests this workload serves (mode SERVER).</summary>
+    internal bool ServerAccessLogOff { get; init; }
+
     /// <summary>Gets whether the workload has received a complete configuration (every resource type at least once).</summary>
     public bool IsReady { get; }
 

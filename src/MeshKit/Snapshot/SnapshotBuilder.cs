@@ -64,6 +64,8 @@ internal static class SnapshotBuilder
             Jwt = Security.JwtAuthenticator.Compile(inbound.JwtProviders),
             PathNormalization = Security.PathNormalizer.Parse(inbound.PathNormalization),
             Reports = Telemetry.ReportPolicy.From(inbound.Telemetry),
+            ClientAccessLogOff = inbound.Telemetry?.ClientAccessLogDisabled == true,
+            ServerAccessLogOff = inbound.Telemetry?.ServerAccessLogDisabled == true,
         };
     }
 

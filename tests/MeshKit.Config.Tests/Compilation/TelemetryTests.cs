@@ -96,6 +96,36 @@ public sealed class TelemetryTests
     }
 
     [Fact]
+    public void TheAccessLog_IsOnUnlessTheLastEntryForASideTurnsItOff()
+    {
+        static string Logging(string name, string ns, string entries, string selector = "") => $$"""
+            apiVersion: telemetry.istio.io/v1
+            kind: Telemetry
+            metadata: { name: {{name}}, namespace: {{ns}} }
+            spec:
+              {{selector}}
+              accessLogging: {{entries}}
+            ---
+
+            """;
+        var off = Logging("mesh", "istio-system", "[{ disabled: true }]");
+        var serverOn = Logging("ns", "default", "[{ match: { mode: SERVER } }]");
+        var otherProvider = Logging("w", "default", "[{ providers: [{ name: otel }], disabled: false }]", "selector: { matchLabels: { app: reviews } }");
+
+        var mesh = Resolve(off);
+        Assert.True(mesh.ClientAccessLogDisabled && mesh.ServerAccessLogDisabled);
+        var space = Resolve(off + serverOn);
+        Assert.True(space.ClientAccessLogDisabled);
+        Assert.False(space.ServerAccessLogDisabled);
+
+        // An entry for another provider changes nothing here (and is reported).
+        var workload = Resolve(off + serverOn + otherProvider);
+        Assert.True(workload.ClientAccessLogDisabled);
+        Assert.Equal("spec.accessLogging[0].providers", Assert.Single(ConfigParser.Parse(otherProvider, "t.yaml").Diagnostics).Path);
+        Assert.False(Resolve(Logging("none", "istio-system", "[]")).ClientAccessLogDisabled);
+    }
+
+    [Fact]
     public void AnEntryForAnotherProvider_IsIgnored_WithAWarning()
     {
         var yaml = Telemetry("otel", "istio-system", "[{ disabled: true }]", providers: "providers: [{ name: stackdriver }]");
@@ -118,7 +148,7 @@ public sealed class TelemetryTests
             spec:
               selector: { matchLabels: { app: reviews } }
               tracing: [{ randomSamplingPercentage: 10 }]
-              accessLogging: [{ providers: [{ name: envoy }] }]
+              accessLogging: [{ providers: [{ name: envoy }], filter: { expression: "response.code >= 400" } }]
               metrics:
               - reportingInterval: 5s
                 overrides:
@@ -135,7 +165,7 @@ public sealed class TelemetryTests
         Assert.False(result.HasErrors, string.Join(Environment.NewLine, result.Diagnostics));
         Assert.Equal(
             [
-                "spec.accessLogging",
+                "spec.accessLogging[0].filter",
                 "spec.metrics[0].overrides[0].match.metric",
                 "spec.metrics[0].overrides[1].match.customMetric",
                 "spec.metrics[0].overrides[2].tagOverrides.not_a_label",

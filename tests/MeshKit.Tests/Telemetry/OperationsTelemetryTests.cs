@@ -89,4 +89,40 @@ public sealed class OperationsTelemetryTests : MeshTestBase
         Assert.Contains("peer=spiffe://cluster.local/ns/default/sa/reviews", outbound.Message, StringComparison.Ordinal);
         await Eventually.TrueAsync(() => reviews.Services.GetRequiredService<Microsoft.Extensions.Logging.Testing.FakeLogCollector>().GetSnapshot().Any(r => r.Message.Contains("inbound GET", StringComparison.Ordinal) && r.Message.Contains("workload=productpage-v1", StringComparison.Ordinal)), "the server logged it");
     }
+
+    [Fact]
+    public async Task TheTelemetryApi_TurnsTheAccessLogOff_PerWorkloadAndSide()
+    {
+        static void Logging(IServiceCollection services) => services
+            .AddFakeLogging()
+            .AddLogging(l => l.AddFilter(MeshKit.Http.MeshHandler.AccessLogCategory, Microsoft.Extensions.Logging.LogLevel.Information));
+        var reviews = await StartAsync("reviews", "v1", services: Logging);
+        var productpage = await StartAsync("productpage", "v1", services: Logging);
+        // Mesh-wide on (Istio's default provider), off for the requests reviews serves.
+        ControlPlane.WriteConfig("telemetry.yaml", """
+            apiVersion: telemetry.istio.io/v1
+            kind: Telemetry
+            metadata: { name: mesh-default, namespace: istio-system }
+            spec:
+              accessLogging: [{ providers: [{ name: envoy }] }]
+            ---
+            apiVersion: telemetry.istio.io/v1
+            kind: Telemetry
+            metadata: { name: reviews, namespace: default }
+            spec:
+              selector: { matchLabels: { app: reviews } }
+              accessLogging: [{ match: { mode: SERVER }, disabled: true }]
+            """);
+        await Eventually.TrueAsync(() => reviews.Snapshot.ServerAccessLogOff && !reviews.Snapshot.ClientAccessLogOff && !productpage.Snapshot.ServerAccessLogOff && productpage.Endpoints(ReviewsHost) == 1, "the policy arrived");
+        static List<string> Entries(TestWorkload w) => w.Services.GetRequiredService<Microsoft.Extensions.Logging.Testing.FakeLogCollector>().GetSnapshot()
+            .Where(r => r.Category == MeshKit.Http.MeshHandler.AccessLogCategory).Select(r => r.Message).ToList();
+
+        using var response = await productpage.CreateClient().GetAsync("http://reviews/books/1");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+
+        // The caller logged its call; the server, told not to, logged nothing (its access log is on otherwise).
+        Assert.Contains(Entries(productpage), m => m.Contains("GET reviews/books/1", StringComparison.Ordinal));
+        await Task.Delay(200);
+        Assert.DoesNotContain(Entries(reviews), m => m.Contains("inbound GET", StringComparison.Ordinal));
+    }
 }

@@ -200,6 +200,9 @@ public static class MeshCompiler
 
     private static void CheckReferences(ConfigSet config, Dictionary<string, ServiceInfo> services, MeshSettings settings, List<ConfigDiagnostic> diagnostics, bool registryKnown)
     {
+        CheckOnePerNamespace(config.PeerAuthentications, r => ((PeerAuthentication)r).Selector is null, diagnostics);
+        CheckOnePerNamespace(config.Telemetries, r => ((TelemetryResource)r).Selector is null, diagnostics);
+
         var domain = settings.ClusterDomain;
         var subsets = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
         foreach (var rule in config.DestinationRules)
@@ -235,6 +238,21 @@ public static class MeshCompiler
                         diagnostics.Add(Warn(vs, $"spec.http[{r}].route[{d}].destination.subset", $"subset '{subset}' of '{host}' is defined by no DestinationRule; calls routed there fail with 503 until it is"));
                     }
                 }
+            }
+        }
+    }
+
+    // Istio allows one selector-less PeerAuthentication or Telemetry per namespace (the root namespace's is the mesh's):
+    // it takes the oldest; MeshKit, which sees no creation times, takes the first by name and says which it ignores.
+    // Resources that select the same workload can only be told apart per workload, at resolution: not reported here.
+    private static void CheckOnePerNamespace(IEnumerable<ConfigResource> resources, Func<ConfigResource, bool> namespaceWide, List<ConfigDiagnostic> diagnostics)
+    {
+        foreach (var group in resources.Where(namespaceWide).GroupBy(r => (r.Kind, r.Namespace)))
+        {
+            var kept = group.First(); // ConfigSet orders by kind, namespace and name
+            foreach (var ignored in group.Skip(1))
+            {
+                diagnostics.Add(Warn(ignored, "metadata.name", $"{kept.DisplayName} already applies to the whole namespace '{ignored.Namespace}' (the first by name; Istio takes the oldest): this one is ignored"));
             }
         }
     }

@@ -7,7 +7,8 @@ namespace MeshKit.Config.Compilation;
 /// Istio's PeerAuthentication precedence: a policy with a selector that selects the workload, else the namespace's
 /// policy without selector, else the root namespace's; an UNSET mode inherits from the next level, and the default is
 /// PERMISSIVE. <c>portLevelMtls</c> comes from the selecting policy only. Where one level has several policies,
-/// Istio takes the oldest; MeshKit, which sees no creation times, takes the first by name and says so in validation.
+/// Istio takes the oldest; MeshKit, which sees no creation times, takes the first by name (for the namespace-wide
+/// level, compiling warns about the ones it ignores).
 /// </summary>
 internal static class PeerAuthentications
 {

@@ -9,7 +9,7 @@ namespace MeshKit.Config.Compilation;
 /// in that order, each in the order written, a later one winning where two decide the same thing: a child inherits
 /// what its parents disabled or removed unless it says otherwise (<c>disabled: false</c> turns a metric back on).
 /// Where one level has several resources, Istio takes the oldest; MeshKit, which sees no creation times, takes the
-/// first by name.
+/// first by name (for the namespace-wide level, compiling warns about the ones it ignores).
 /// </summary>
 internal static class Telemetries
 {

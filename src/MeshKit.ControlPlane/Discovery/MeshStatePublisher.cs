@@ -173,6 +173,22 @@ internal sealed partial class MeshStatePublisher : BackgroundService
 
         var workloads = _registry.Workloads;
         var mesh = MeshCompiler.Compile(config, workloads, jwks: _jwks.Keys);
+        if (_reportedFindings.Count > 10_000)
+        {
+            _reportedFindings.Clear();
+        }
+
+        foreach (var finding in mesh.Diagnostics)
+        {
+            // Cross-resource findings (an unknown subset, an ignored namespace-wide policy) depend on the whole config
+            // and the registry: each is logged when it first appears, not on every publish.
+            var text = finding.ToString();
+            if (_reportedFindings.Add(text))
+            {
+                Log.CrossResourceFinding(_logger, text);
+            }
+        }
+
         mesh.Settings.TrustDomain = _options.TrustDomain;
         mesh.Settings.TrustRoots.AddRange(_ca.Bundle.Roots.Select(r => Google.Protobuf.ByteString.CopyFrom(r.RawData)));
         var state = new MeshState(version, mesh, changedAt, workloads.Count);
@@ -182,8 +198,15 @@ internal sealed partial class MeshStatePublisher : BackgroundService
         previous.TrySetResult(state);
     }
 
+    // The findings logged so far (Publish runs on one thread at a time). Cleared past 10,000, so a long-lived control
+    // plane does not keep every finding it ever saw; a finding still present is then logged once more.
+    private readonly HashSet<string> _reportedFindings = new(StringComparer.Ordinal);
+
     private static partial class Log
     {
+        [LoggerMessage(4, LogLevel.Warning, "{Finding}", EventName = "CrossResourceFinding")]
+        public static partial void CrossResourceFinding(ILogger logger, string finding);
+
         [LoggerMessage(1, LogLevel.Debug, "Published mesh state {Version} with {ServiceCount} services", EventName = "StatePublished")]
         public static partial void Published(ILogger logger, long version, int serviceCount);
 

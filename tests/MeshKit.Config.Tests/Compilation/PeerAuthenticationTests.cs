@@ -109,4 +109,15 @@ public sealed class PeerAuthenticationTests
         Assert.Equal(["default/ns", "istio-system/mesh"], Names("default", new Dictionary<string, string> { ["app"] = "productpage" }));
         Assert.Equal(["istio-system/mesh", "other/other-ns"], Names("other", Reviews));
     }
+
+    [Fact]
+    public void TwoNamespaceWidePolicies_TheSecondByNameIsReported()
+    {
+        var parsed = ConfigParser.Parse(Policy("b", "default", "STRICT") + Policy("a", "default", "PERMISSIVE") + Policy("w", "default", "DISABLE", "selector: { matchLabels: { app: reviews } }"), "test.yaml");
+
+        var finding = Assert.Single(MeshCompiler.Compile(new ConfigSet(parsed.Resources), []).Diagnostics);
+
+        Assert.Equal("PeerAuthentication default/b", finding.Resource);
+        Assert.Equal("metadata.name", finding.Path);
+    }
 }

@@ -126,6 +126,22 @@ public sealed class TelemetryTests
     }
 
     [Fact]
+    public void TwoNamespaceWideResources_TheFirstByNameApplies_TheOtherIsReported()
+    {
+        var yaml = Telemetry("b-second", "default", "[{ match: { metric: REQUEST_SIZE }, disabled: true }]")
+            + Telemetry("a-first", "default", "[{ match: { metric: REQUEST_COUNT }, disabled: true }]")
+            + Telemetry("mesh", "istio-system", "[]");
+        var parsed = ConfigParser.Parse(yaml, "telemetry.yaml");
+
+        var mesh = MeshCompiler.Compile(new ConfigSet(parsed.Resources), []);
+
+        var finding = Assert.Single(mesh.Diagnostics);
+        Assert.Equal("Telemetry default/b-second", finding.Resource);
+        Assert.Contains("Telemetry default/a-first already applies", finding.Message, StringComparison.Ordinal);
+        Assert.Equal(["REQUEST_COUNT"], Resolve(yaml).Metrics.Select(m => m.Metric));
+    }
+
+    [Fact]
     public void AnEntryForAnotherProvider_IsIgnored_WithAWarning()
     {
         var yaml = Telemetry("otel", "istio-system", "[{ disabled: true }]", providers: "providers: [{ name: stackdriver }]");

@@ -613,11 +613,15 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
             pool.Expect(endpoint.Address, targetPort, endpoint.Identity);
 
-            // Only a peer whose identity is verified learns who calls (and is believed about itself in return).
-            if (!request.Headers.NonValidated.Contains(PeerMetadata.Header))
+            // Only a peer whose identity is verified learns who calls (and is believed about itself in return). The
+            // server's metadata back only when this side records it and does not hold it yet (an instance's metadata
+            // is fixed: learned from its first answer, then remembered): a header less to write and parse per call.
+            var told = RecordsPeers && endpoint.AnsweredMetadata is null ? Self.Encoded : Self.EncodedWithoutReply;
+            if (!request.Headers.NonValidated.TryGetValues(PeerMetadata.Header, out var sent) || !ReferenceEquals(sent.ToString(), told))
             {
-                // The server's metadata back only when this side records it: a header less to write and parse per call.
-                request.Headers.TryAddWithoutValidation(PeerMetadata.Header, RecordsPeers ? Self.Encoded : Self.EncodedWithoutReply);
+                // A retry to another endpoint may ask where the first attempt did not (or the reverse).
+                request.Headers.Remove(PeerMetadata.Header);
+                request.Headers.TryAddWithoutValidation(PeerMetadata.Header, told);
             }
 
             return pool.MutualTls;
@@ -734,7 +738,10 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 // Only metrics and the access log read it: without them it is not parsed.
                 if (state.Request.Headers.NonValidated.Contains(PeerMetadata.Header) && RecordsPeers)
                 {
-                    var told = response.Headers.NonValidated.TryGetValues(PeerMetadata.Header, out var peer) ? PeerMetadata.Parse(peer.ToString(), ref endpoint.Recent.AnsweredMetadata) : null;
+                    // Told in the answer when asked; else what the endpoint told before (it was not asked because it had).
+                    var told = response.Headers.NonValidated.TryGetValues(PeerMetadata.Header, out var peer)
+                        ? PeerMetadata.Parse(peer.ToString(), ref endpoint.Recent.AnsweredMetadata)
+                        : endpoint.AnsweredMetadata;
                     if (told is not null && endpoint.IdentityNamespace != told.Namespace)
                     {
                         told = null; // not what the certificate backs

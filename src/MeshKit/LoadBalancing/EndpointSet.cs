@@ -102,6 +102,13 @@ internal sealed class EndpointView
     // the endpoints it calls need.
     private RecentUse? _recent;
 
+    /// <summary>
+    /// Gets the peer metadata this endpoint answered with last, parsed, or null when it has not answered with any yet:
+    /// an instance's metadata does not change while it runs (its identity and labels are fixed), so once known the
+    /// caller stops asking for it.
+    /// </summary>
+    internal Telemetry.PeerMetadata? AnsweredMetadata => Volatile.Read(ref _recent)?.AnsweredMetadata?.Parsed;
+
     /// <summary>Gets what requests to this endpoint remember between them.</summary>
     internal RecentUse Recent => Volatile.Read(ref _recent) ?? Interlocked.CompareExchange(ref _recent, new RecentUse(), null) ?? _recent!;
 

@@ -125,6 +125,36 @@ public sealed class IstioTelemetryTests : MeshTestBase
     }
 
     [Fact]
+    public async Task ACaller_AsksAnEndpointForItsMetadataOnce_AndLabelsEveryCallWithIt()
+    {
+        var reviews = await StartSecureAsync("reviews", "bookinfo-reviews", o => o.Labels["version"] = "v2");
+        var productpage = await StartSecureAsync("productpage", "bookinfo-productpage");
+        await KnowsIdentityAsync(productpage);
+        using var source = Requests(productpage);
+        var client = productpage.CreateClient();
+
+        async Task<string> CallAsync()
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, "http://reviews/reviews/1");
+            using var response = await client.SendAsync(request);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            return Assert.Single(request.Headers.GetValues("x-meshkit-peer-metadata"));
+        }
+
+        // The first call asks for the server's metadata (no r=0); later ones do not, the endpoint having told it.
+        Assert.DoesNotContain(";r=0", await CallAsync(), StringComparison.Ordinal);
+        Assert.EndsWith(";r=0", await CallAsync(), StringComparison.Ordinal);
+        Assert.EndsWith(";r=0", await CallAsync(), StringComparison.Ordinal);
+
+        await Eventually.TrueAsync(() => source.GetMeasurementSnapshot().Sum(m => m.Value) == 3, "the three calls were counted");
+        Assert.All(source.GetMeasurementSnapshot(), m =>
+        {
+            Assert.Equal("reviews-v2", m.Tags["destination_workload"]);
+            Assert.Equal("v2", m.Tags["destination_version"]);
+        });
+    }
+
+    [Fact]
     public async Task AServer_SendsItsMetadataBack_UnlessTheCallerSaysItRecordsNothing()
     {
         var reviews = await StartSecureAsync("reviews", "bookinfo-reviews");

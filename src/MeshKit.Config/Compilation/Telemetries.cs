@@ -4,7 +4,7 @@ using MeshKit.Protocol.V1;
 namespace MeshKit.Config.Compilation;
 
 /// <summary>
-/// Istio's Telemetry hierarchy for metrics and the access log: the root namespace's resource without a selector (the mesh), then the
+/// Istio's Telemetry hierarchy for metrics, the access log and MeshKit's spans: the root namespace's resource without a selector (the mesh), then the
 /// workload's namespace's without a selector, then one in that namespace selecting the workload. Their overrides apply
 /// in that order, each in the order written, a later one winning where two decide the same thing: a child inherits
 /// what its parents disabled or removed unless it says otherwise (<c>disabled: false</c> turns a metric back on).
@@ -76,6 +76,31 @@ internal static class Telemetries
                 }
             }
         }
+
+        // MeshKit's own spans (client side only: it makes no server spans): off, and custom tags merged by name.
+        var tags = new SortedDictionary<string, SpanTagSource>(StringComparer.Ordinal);
+        foreach (var level in new[] { mesh, space, workload })
+        {
+            foreach (var entry in level?.Tracing ?? [])
+            {
+                if (entry.Mode == "SERVER")
+                {
+                    continue;
+                }
+
+                if (entry.DisableSpanReporting is { } off)
+                {
+                    policy.ClientSpansDisabled = off;
+                }
+
+                foreach (var (name, source) in entry.CustomTags)
+                {
+                    tags[name] = source;
+                }
+            }
+        }
+
+        policy.ClientSpanTags.AddRange(tags.Select(t => new SpanTag { Name = t.Key, Kind = t.Value.Kind, Value = t.Value.Value, DefaultValue = t.Value.DefaultValue ?? string.Empty }));
 
         for (var m = 0; m < IstioStandardMetrics.Metrics.Length; m++)
         {

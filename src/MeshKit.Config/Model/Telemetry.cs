@@ -2,8 +2,8 @@ namespace MeshKit.Config.Model;
 
 /// <summary>
 /// <c>telemetry.istio.io</c> Telemetry. MeshKit acts on its metrics overrides (disabling Istio's standard metrics per
-/// direction, removing labels) and on turning its access log off or on; validation reports every other field it does
-/// not act on, with its path.
+/// direction, removing labels), on turning its access log off or on, and on its own spans (turning them off, adding
+/// tags); validation reports every other field it does not act on, with its path.
 /// </summary>
 public sealed record TelemetryResource : ConfigResource
 {
@@ -15,7 +15,22 @@ public sealed record TelemetryResource : ConfigResource
 
     /// <summary>Gets the <c>spec.accessLogging[]</c> entries for MeshKit's access log, in the order written.</summary>
     public IReadOnlyList<AccessLogOverride> AccessLogging { get; init; } = [];
+
+    /// <summary>Gets the <c>spec.tracing[]</c> entries for MeshKit's spans, in the order written.</summary>
+    public IReadOnlyList<TracingOverride> Tracing { get; init; } = [];
 }
+
+/// <summary>One <c>spec.tracing[]</c> entry, as it applies to the spans MeshKit makes for outbound calls.</summary>
+/// <param name="Mode">Gets <c>match.mode</c>: <c>CLIENT_AND_SERVER</c> (the default), <c>CLIENT</c> or <c>SERVER</c>.</param>
+/// <param name="DisableSpanReporting">Gets <c>disableSpanReporting</c>; <see langword="null"/> leaves what a parent decided.</param>
+/// <param name="CustomTags">Gets <c>customTags</c>: tag name → where its value comes from.</param>
+public sealed record TracingOverride(string Mode, bool? DisableSpanReporting, IReadOnlyDictionary<string, SpanTagSource> CustomTags);
+
+/// <summary>Where a custom span tag's value comes from (<c>customTags.&lt;name&gt;</c>).</summary>
+/// <param name="Kind">Gets <c>literal</c>, <c>environment</c> or <c>header</c>.</param>
+/// <param name="Value">Gets the literal value, or the environment variable's or request header's name.</param>
+/// <param name="DefaultValue">Gets <c>defaultValue</c> (environment and header): the value when the variable or header is absent.</param>
+public sealed record SpanTagSource(string Kind, string Value, string? DefaultValue);
 
 /// <summary>One <c>spec.accessLogging[]</c> entry.</summary>
 /// <param name="Mode">Gets <c>match.mode</c>: <c>CLIENT_AND_SERVER</c> (the default), <c>CLIENT</c> or <c>SERVER</c>.</param>

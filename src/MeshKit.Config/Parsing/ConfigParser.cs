@@ -1224,12 +1224,58 @@ public static class ConfigParser
         var selector = s.Map("selector", ReadMatchLabels);
         var overrides = s.List("metrics", ReadMetrics).SelectMany(m => m).ToArray();
         var accessLogging = s.List("accessLogging", ReadAccessLogging);
-        s.NotSupported("tracing", DiagnosticSeverity.Warning, "MeshKit's spans follow the OpenTelemetry tracer provider's sampler");
+        var tracing = s.List("tracing", ReadTracing);
         return Fill(new TelemetryResource
         {
             Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
-            Selector = selector, MetricOverrides = overrides, AccessLogging = accessLogging,
+            Selector = selector, MetricOverrides = overrides, AccessLogging = accessLogging, Tracing = tracing,
         }, h);
+    }
+
+    // One spec.tracing[] entry. MeshKit's spans (one per outbound call, one per attempt) go to the application's
+    // OpenTelemetry tracer provider, whose sampler decides: MeshKit can turn them off and tag them, not sample traces.
+    private static TracingOverride? ReadTracing(MapReader t)
+    {
+        if (t.Has("providers"))
+        {
+            t.Context.Warning(t.Get("providers"), t.ChildPath("providers"), "MeshKit's spans go to the application's OpenTelemetry tracer provider (its exporters decide where); the provider is not selected, the rest of the entry applies");
+        }
+
+        var mode = t.Map("match", m => ReadMode(m))?.Value ?? "CLIENT_AND_SERVER";
+        t.NotSupported("randomSamplingPercentage", DiagnosticSeverity.Warning, "traces are sampled by the application's OpenTelemetry sampler (a parent-based ratio sampler does what this field says)");
+        t.NotSupported("useRequestIdForTraceSampling", DiagnosticSeverity.Warning, "traces are sampled by the application's OpenTelemetry sampler");
+        t.NotSupported("enableIstioTags", DiagnosticSeverity.Warning, "MeshKit's spans carry MeshKit's tags (observability.md)");
+        var disable = t.Bool("disableSpanReporting");
+        if (mode == "SERVER" && disable is not null)
+        {
+            t.Context.Warning(t.Get("disableSpanReporting"), t.ChildPath("disableSpanReporting"), "MeshKit makes no server spans (the request span is ASP.NET Core's, the application's to configure); the entry changes nothing");
+        }
+
+        var tags = new Dictionary<string, SpanTagSource>(StringComparer.Ordinal);
+        t.Entries("customTags", "an object with one of literal, environment or header", (name, _, reader) =>
+        {
+            var given = new[]
+            {
+                reader.Map("literal", l => new SpanTagSource("literal", l.String("value", required: true) ?? string.Empty, null)),
+                reader.Map("environment", e => new SpanTagSource("environment", e.String("name", required: true) ?? string.Empty, e.String("defaultValue"))),
+                reader.Map("header", hd => new SpanTagSource("header", hd.String("name", required: true) ?? string.Empty, hd.String("defaultValue"))),
+            }.OfType<SpanTagSource>().ToList();
+            if (given.Count != 1)
+            {
+                reader.Context.Error(reader.Node, reader.Path, "needs exactly one of literal, environment or header");
+            }
+            else if (mode != "SERVER")
+            {
+                tags[name] = given[0];
+            }
+        });
+
+        if (mode == "SERVER" && tags.Count == 0 && t.Has("customTags"))
+        {
+            t.Context.Warning(t.Get("customTags"), t.ChildPath("customTags"), "MeshKit makes no server spans; the tags are not added");
+        }
+
+        return new TracingOverride(mode, mode == "SERVER" ? null : disable, tags);
     }
 
     // One spec.accessLogging[] entry: MeshKit's access log is Istio's 'envoy' provider (the default one).
@@ -1323,45 +1369,28 @@ public static class ConfigParser
 
         var disabled = o.Bool("disabled");
         var removed = new List<string>();
-        if (o.Get("tagOverrides") is YamlMappingNode tags)
+        o.Entries("tagOverrides", "an object with operation and value", (tag, key, reader) =>
         {
-            foreach (var (k, v) in tags.Children)
+            var operation = reader.String("operation") ?? "UPSERT";
+            reader.Ignore("value");
+            switch (operation)
             {
-                var tag = (k as YamlScalarNode)?.Value ?? string.Empty;
-                var path = $"{o.ChildPath("tagOverrides")}.{tag}";
-                if (v is not YamlMappingNode tagNode)
-                {
-                    o.Context.Error(v, path, "must be an object with operation and value");
-                    continue;
-                }
+                case "REMOVE":
+                    if (!IstioStandardMetrics.Labels.Contains(tag))
+                    {
+                        reader.Context.Warning(key, reader.Path, $"'{tag}' is not one of Istio's standard labels; there is nothing to remove");
+                    }
 
-                var reader = new MapReader(tagNode, path, o.Context);
-                var operation = reader.String("operation") ?? "UPSERT";
-                reader.Ignore("value");
-                reader.Finish();
-                switch (operation)
-                {
-                    case "REMOVE":
-                        if (!IstioStandardMetrics.Labels.Contains(tag))
-                        {
-                            o.Context.Warning(k, path, $"'{tag}' is not one of Istio's standard labels; there is nothing to remove");
-                        }
-
-                        removed.Add(tag);
-                        break;
-                    case "UPSERT":
-                        o.Context.Warning(tagNode, path, "adding or rewriting a label (UPSERT, a CEL expression) is not supported by MeshKit; this tag override is ignored");
-                        break;
-                    default:
-                        o.Context.Error(reader.Get("operation") ?? tagNode, $"{path}.operation", $"unknown operation '{operation}'; expected UPSERT or REMOVE");
-                        break;
-                }
+                    removed.Add(tag);
+                    break;
+                case "UPSERT":
+                    reader.Context.Warning(reader.Node, reader.Path, "adding or rewriting a label (UPSERT, a CEL expression) is not supported by MeshKit; this tag override is ignored");
+                    break;
+                default:
+                    reader.Context.Error(reader.Get("operation") ?? reader.Node, reader.ChildPath("operation"), $"unknown operation '{operation}'; expected UPSERT or REMOVE");
+                    break;
             }
-        }
-        else if (o.Has("tagOverrides"))
-        {
-            o.Context.Error(o.Get("tagOverrides"), o.ChildPath("tagOverrides"), "must be a map of label name to {operation, value}");
-        }
+        });
 
         return applies ? new MetricOverride(metric, mode, disabled, removed) : null;
     }

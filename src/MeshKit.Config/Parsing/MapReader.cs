@@ -317,6 +317,41 @@ internal sealed class MapReader
         return list;
     }
 
+    /// <summary>
+    /// Reads a map of names to objects (<c>tagOverrides</c>, <c>customTags</c>): <paramref name="read"/> gets each name,
+    /// its key node and a reader of its object, finished afterwards. A value that is not an object, or a field that is
+    /// not a map, is an error that names <paramref name="expected"/>.
+    /// </summary>
+    public void Entries(string key, string expected, Action<string, YamlNode, MapReader> read)
+    {
+        var node = Get(key);
+        if (node is null)
+        {
+            return;
+        }
+
+        if (node is not YamlMappingNode map)
+        {
+            Context.Error(node, ChildPath(key), $"must be a map of name to {expected}");
+            return;
+        }
+
+        foreach (var (k, v) in map.Children)
+        {
+            var name = (k as YamlScalarNode)?.Value ?? string.Empty;
+            var path = $"{ChildPath(key)}.{name}";
+            if (v is not YamlMappingNode entry)
+            {
+                Context.Error(v, path, $"must be {expected}");
+                continue;
+            }
+
+            var reader = new MapReader(entry, path, Context);
+            read(name, k, reader);
+            reader.Finish();
+        }
+    }
+
     /// <summary>Reports a field MeshKit knows but does not act on, if present.</summary>
     public void NotSupported(string key, DiagnosticSeverity severity, string why)
     {

@@ -42,9 +42,15 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
-        var log = accessLog is not null && !provider.Current.ClientAccessLogOff && accessLog.IsEnabled(LogLevel.Information) && Sampled();
+        var snapshot = provider.Current;
+        var log = accessLog is not null && !snapshot.ClientAccessLogOff && accessLog.IsEnabled(LogLevel.Information) && Sampled();
         var reportIstio = istio?.Enabled == true;
-        var activity = MeshActivity.Source.StartActivity("MeshKit outbound", ActivityKind.Internal);
+        var activity = snapshot.SpansOff ? null : MeshActivity.Source.StartActivity("MeshKit outbound", ActivityKind.Internal);
+        if (activity is not null)
+        {
+            snapshot.SpanTags?.Apply(activity, request);
+        }
+
         if (activity is null && !log && metrics?.RequestsEnabled != true && !reportIstio)
         {
             // Nothing observes this call: no wrapper state machine around the send.
@@ -682,7 +688,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             }
 
             state.Tried.Add(endpoint);
-            using var activity = MeshActivity.Source.StartActivity("MeshKit attempt", ActivityKind.Internal);
+            using var activity = provider.Current.SpansOff ? null : MeshActivity.Source.StartActivity("MeshKit attempt", ActivityKind.Internal);
             if (activity is not null)
             {
                 activity.SetTag("meshkit.attempt", state.Tried.Count);

@@ -54,6 +54,12 @@ internal sealed class MeshSnapshot
     /// <summary>Gets whether the Telemetry API turned the access log off for the requests this workload serves (mode SERVER).</summary>
     internal bool ServerAccessLogOff { get; init; }
 
+    /// <summary>Gets whether the Telemetry API turned MeshKit's spans off (<c>tracing.disableSpanReporting</c>).</summary>
+    internal bool SpansOff { get; init; }
+
+    /// <summary>Gets the Telemetry API's custom tags for MeshKit's outbound spans; null when none.</summary>
+    internal Telemetry.SpanTags? SpanTags { get; init; }
+
     /// <summary>Gets whether the workload has received a complete configuration (every resource type at least once).</summary>
     public bool IsReady { get; }
 

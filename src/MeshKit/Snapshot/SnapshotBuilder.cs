@@ -66,6 +66,8 @@ internal static class SnapshotBuilder
             Reports = Telemetry.ReportPolicy.From(inbound.Telemetry),
             ClientAccessLogOff = inbound.Telemetry?.ClientAccessLogDisabled == true,
             ServerAccessLogOff = inbound.Telemetry?.ServerAccessLogDisabled == true,
+            SpansOff = inbound.Telemetry?.ClientSpansDisabled == true,
+            SpanTags = inbound.Telemetry is { } telemetry ? Telemetry.SpanTags.From(telemetry.ClientSpanTags) : null,
         };
     }
 

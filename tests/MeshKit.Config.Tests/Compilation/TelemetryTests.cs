@@ -142,6 +142,64 @@ public sealed class TelemetryTests
     }
 
     [Fact]
+    public void Tracing_TagsMerge_ByName_AndTheLastDecisionOnSpansWins_ServerEntriesChangeNothing()
+    {
+        static string Tracing(string name, string ns, string entries, string selector = "") => $$"""
+            apiVersion: telemetry.istio.io/v1
+            kind: Telemetry
+            metadata: { name: {{name}}, namespace: {{ns}} }
+            spec:
+              {{selector}}
+              tracing: {{entries}}
+            ---
+
+            """;
+        var mesh = Tracing("mesh", "istio-system", "[{ disableSpanReporting: true, customTags: { team: { literal: { value: platform } }, zone: { environment: { name: ZONE, defaultValue: unknown } } } }]");
+        var space = Tracing("ns", "default", "[{ match: { mode: CLIENT }, disableSpanReporting: false, customTags: { team: { literal: { value: books } } } }]");
+        var server = Tracing("w", "default", "[{ match: { mode: SERVER }, disableSpanReporting: true }]", "selector: { matchLabels: { app: reviews } }");
+
+        Assert.True(Resolve(mesh).ClientSpansDisabled);
+        var resolved = Resolve(mesh + space + server);
+        Assert.False(resolved.ClientSpansDisabled);
+        Assert.Equal(["team=literal:books", "zone=environment:ZONE|unknown"], resolved.ClientSpanTags.Select(t => $"{t.Name}={t.Kind}:{t.Value}{(t.DefaultValue.Length > 0 ? "|" + t.DefaultValue : "")}"));
+
+        var warnings = ConfigParser.Parse(server, "t.yaml").Diagnostics;
+        Assert.Equal("spec.tracing[0].disableSpanReporting", Assert.Single(warnings).Path);
+    }
+
+    [Fact]
+    public void Tracing_WhatMeshKitDoesNotActOn_IsReported_AndMistakesAreErrors()
+    {
+        var result = ConfigParser.Parse("""
+            apiVersion: telemetry.istio.io/v1
+            kind: Telemetry
+            metadata: { name: t, namespace: istio-system }
+            spec:
+              tracing:
+              - providers: [{ name: otel }]
+                randomSamplingPercentage: 10
+                useRequestIdForTraceSampling: true
+                customTags:
+                  both: { literal: { value: a }, header: { name: b } }
+                  none: {}
+                  typo: { literal: { vaule: a } }
+            """, "t.yaml");
+
+        Assert.Equal(
+            [
+                "spec.tracing[0].customTags.both",
+                "spec.tracing[0].customTags.none",
+                "spec.tracing[0].customTags.typo.literal.value",
+                "spec.tracing[0].customTags.typo.literal.vaule",
+                "spec.tracing[0].providers",
+                "spec.tracing[0].randomSamplingPercentage",
+                "spec.tracing[0].useRequestIdForTraceSampling",
+            ],
+            result.Diagnostics.Select(d => d.Path).Order(StringComparer.Ordinal));
+        Assert.Equal(4, result.Diagnostics.Count(d => d.Severity == DiagnosticSeverity.Error));
+    }
+
+    [Fact]
     public void AnEntryForAnotherProvider_IsIgnored_WithAWarning()
     {
         var yaml = Telemetry("otel", "istio-system", "[{ disabled: true }]", providers: "providers: [{ name: stackdriver }]");
@@ -187,7 +245,7 @@ public sealed class TelemetryTests
                 "spec.metrics[0].overrides[2].tagOverrides.not_a_label",
                 "spec.metrics[0].overrides[2].tagOverrides.request_host",
                 "spec.metrics[0].reportingInterval",
-                "spec.tracing",
+                "spec.tracing[0].randomSamplingPercentage",
             ],
             result.Diagnostics.Select(d => d.Path).Order(StringComparer.Ordinal));
         Assert.All(result.Diagnostics, d => Assert.True(d.Line > 0));

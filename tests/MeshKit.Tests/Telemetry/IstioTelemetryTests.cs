@@ -155,6 +155,78 @@ public sealed class IstioTelemetryTests : MeshTestBase
     }
 
     [Fact]
+    public async Task TheTelemetryApi_TagsMeshKitsSpans_AndTurnsThemOff()
+    {
+        var variable = $"MESHKIT_TEST_CLUSTER_{Guid.NewGuid():N}";
+        Environment.SetEnvironmentVariable(variable, "east-1");
+        await StartAsync("reviews", "v1");
+        var productpage = await StartAsync("productpage", "v1");
+        string Config(bool off) => $$"""
+            apiVersion: telemetry.istio.io/v1
+            kind: Telemetry
+            metadata: { name: mesh-default, namespace: istio-system }
+            spec:
+              tracing:
+              - customTags:
+                  team: { literal: { value: books } }
+                  cluster: { environment: { name: {{variable}} } }
+                  user: { header: { name: end-user, defaultValue: anonymous } }
+            ---
+            apiVersion: telemetry.istio.io/v1
+            kind: Telemetry
+            metadata: { name: productpage, namespace: default }
+            spec:
+              selector: { matchLabels: { app: productpage } }
+              tracing: [{ match: { mode: CLIENT }, disableSpanReporting: {{(off ? "true" : "false")}} }]
+            """;
+        ControlPlane.WriteConfig("telemetry.yaml", Config(off: false));
+        await Eventually.TrueAsync(() => productpage.Snapshot.SpanTags is not null && productpage.Endpoints(ReviewsHost) == 1, "the policy arrived");
+        var spans = new List<Activity>();
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = s => s.Name == "MeshKit",
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = a =>
+            {
+                lock (spans)
+                {
+                    spans.Add(a);
+                }
+            },
+        };
+        ActivitySource.AddActivityListener(listener);
+
+        async Task<List<Activity>> CallAsync(string? user)
+        {
+            using var parent = new Activity("test").Start();
+            using var request = new HttpRequestMessage(HttpMethod.Get, "http://reviews/");
+            if (user is not null)
+            {
+                request.Headers.Add("end-user", user);
+            }
+
+            using var response = await productpage.CreateClient().SendAsync(request);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            lock (spans)
+            {
+                return spans.Where(s => s.TraceId == parent.TraceId).ToList();
+            }
+        }
+
+        var tagged = Assert.Single(await CallAsync("jason"), s => s.OperationName == "MeshKit outbound");
+        Assert.Equal("books", tagged.GetTagItem("team"));
+        Assert.Equal("east-1", tagged.GetTagItem("cluster"));
+        Assert.Equal("jason", tagged.GetTagItem("user"));
+        Assert.Equal("anonymous", Assert.Single(await CallAsync(null), s => s.OperationName == "MeshKit outbound").GetTagItem("user"));
+
+        // The workload's own resource turns its spans off: neither the call's nor the attempts'.
+        ControlPlane.WriteConfig("telemetry.yaml", Config(off: true));
+        await Eventually.TrueAsync(() => productpage.Snapshot.SpansOff, "the change arrived");
+        Assert.Empty(await CallAsync("jason"));
+        Environment.SetEnvironmentVariable(variable, null);
+    }
+
+    [Fact]
     public async Task AServer_SendsItsMetadataBack_UnlessTheCallerSaysItRecordsNothing()
     {
         var reviews = await StartSecureAsync("reviews", "bookinfo-reviews");

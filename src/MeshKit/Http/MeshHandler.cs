@@ -82,7 +82,11 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         {
             var response = await SendCoreAsync(request, answer, cancellationToken).ConfigureAwait(false);
             var flags = response.Headers.NonValidated.TryGetValues(ResponseFlagsHeader, out var values) ? values.ToString() : string.Empty;
-            metrics?.Request(destination, (int)response.StatusCode, flags);
+            if (!reportIstio)
+            {
+                metrics?.Request(destination, (int)response.StatusCode, flags); // else it rides Istio's report, off the request path
+            }
+
             var elapsed = provider.Runtime.Time.GetElapsedTime(started).TotalMilliseconds;
             activity?.SetTag("http.response.status_code", (int)response.StatusCode);
             activity?.SetTag("meshkit.response_flags", flags.Length == 0 ? null : flags);
@@ -114,7 +118,11 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException)
         {
             activity?.SetStatus(ActivityStatusCode.Error, ex.Message);
-            metrics?.Request(destination, 0, "UF");
+            if (!reportIstio)
+            {
+                metrics?.Request(destination, 0, "UF");
+            }
+
             if (reportIstio)
             {
                 ReportAsSource(request, null, destination, "UF", requestBytes, provider.Runtime.Time.GetElapsedTime(started).TotalMilliseconds, answer);
@@ -162,7 +170,9 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             milliseconds,
             requestBytes,
             response?.Content.Headers.ContentLength ?? 0,
-            snapshot.Reports));
+            snapshot.Reports,
+            metrics?.RequestsEnabled == true ? metrics : null,
+            destination));
     }
 
     // The request path is split where it first awaits: the routing decisions (most requests) run synchronously and

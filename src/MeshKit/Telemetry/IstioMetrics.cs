@@ -3,7 +3,11 @@ using System.Diagnostics.Metrics;
 
 namespace MeshKit.Telemetry;
 
-/// <summary>One request as Istio's standard metrics describe it.</summary>
+/// <summary>
+/// One request as Istio's standard metrics describe it. A caller's report may also carry MeshKit's own request count
+/// (<see cref="Counted"/>, labelled with <see cref="CountedHost"/>, the host as called), recorded with it off the
+/// request path.
+/// </summary>
 internal readonly record struct RequestReport(
     string Reporter,
     PeerMetadata Source,
@@ -19,7 +23,9 @@ internal readonly record struct RequestReport(
     double DurationMilliseconds,
     long RequestBytes,
     long ResponseBytes,
-    ReportPolicy? Policy = null)
+    ReportPolicy? Policy = null,
+    MeshMetrics? Counted = null,
+    string? CountedHost = null)
 {
     /// <summary>
     /// Whether <paramref name="other"/> has the same labels, told by reference: a steady stream of calls between two
@@ -37,6 +43,8 @@ internal readonly record struct RequestReport(
         && ReferenceEquals(GrpcStatus, other.GrpcStatus)
         && ReferenceEquals(ResponseFlags, other.ResponseFlags)
         && ReferenceEquals(Policy, other.Policy)
+        && ReferenceEquals(Counted, other.Counted)
+        && string.Equals(CountedHost, other.CountedHost, StringComparison.Ordinal)
         && ReferenceEquals(ConnectionSecurityPolicy, other.ConnectionSecurityPolicy);
 }
 
@@ -98,6 +106,8 @@ internal sealed class IstioMetrics : IDisposable
     {
         if (!Enabled || r.Policy?.For(r.Reporter).AllOff == true)
         {
+            // Nothing of Istio's to record: MeshKit's own count, if it rode along, is made now.
+            r.Counted?.Request(r.CountedHost!, r.ResponseCode, r.ResponseFlags);
             return;
         }
 
@@ -165,6 +175,11 @@ internal sealed class IstioMetrics : IDisposable
     /// </summary>
     internal void Write(in RequestReport r, long requests, KeyValuePair<string, object?>[] tags)
     {
+        if (requests > 0)
+        {
+            r.Counted?.Requests(r.CountedHost!, r.ResponseCode, r.ResponseFlags, requests);
+        }
+
         if (r.Policy?.For(r.Reporter) is { } side)
         {
             WriteUnder(side, r, requests, tags);
@@ -185,6 +200,7 @@ internal sealed class IstioMetrics : IDisposable
     /// <summary>Counts <paramref name="requests"/> drained requests of <paramref name="r"/>'s series, whose labels <paramref name="tags"/> holds.</summary>
     internal void Count(in RequestReport r, long requests, KeyValuePair<string, object?>[] tags)
     {
+        r.Counted?.Requests(r.CountedHost!, r.ResponseCode, r.ResponseFlags, requests);
         if (r.Policy?.For(r.Reporter) is not { } side)
         {
             _requests.Add(requests, tags);

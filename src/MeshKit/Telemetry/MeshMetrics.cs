@@ -54,11 +54,14 @@ internal sealed class MeshMetrics
     /// <summary>Gets whether anyone listens to the request counter (the handler then skips measuring).</summary>
     public bool RequestsEnabled => _requests.Enabled;
 
-    public void Request(string destination, int status, string flags)
+    public void Request(string destination, int status, string flags) => Requests(destination, status, flags, 1);
+
+    /// <summary>Counts <paramref name="count"/> outbound requests of one series (the report queue counts a batch at once).</summary>
+    public void Requests(string destination, int status, string flags, long count)
     {
         if (_requests.Enabled)
         {
-            _requests.Add(1, new TagList { { "meshkit.destination.service", destination }, { "http.response.status_code", BoxedStatus.Of(status) }, { "meshkit.response_flags", flags.Length == 0 ? "-" : flags } });
+            _requests.Add(count, new TagList { { "meshkit.destination.service", destination }, { "http.response.status_code", BoxedStatus.Of(status) }, { "meshkit.response_flags", flags.Length == 0 ? "-" : flags } });
         }
     }
 

@@ -123,6 +123,40 @@ public sealed class IstioReportQueueTests : IDisposable
     }
 
     [Fact]
+    public void MeshKitsOwnRequestCount_RidesTheReport_CountedPerSeries()
+    {
+        using var counted = new MetricCollector<long>(Meters, MeshMetrics.MeterName, "meshkit.client.requests");
+        using var istioCounted = new MetricCollector<long>(Meters, MeshMetrics.MeterName, "istio_requests_total");
+        var istio = new IstioMetrics(Meters);
+        var mesh = new MeshMetrics(Meters);
+
+        for (var i = 0; i < 100; i++)
+        {
+            istio.Record(Report(status: i % 4 == 0 ? 503 : 200, service: "rides.default.svc.cluster.local") with { Counted = mesh, CountedHost = new string("reviews".AsSpan()) });
+        }
+
+        // Nothing on the request path: counted with Istio's request counter, update for update (once per series per
+        // drain; per report only when a thread's buffer was full and the report was recorded inline).
+        istio.Flush();
+        var snapshot = counted.GetMeasurementSnapshot();
+        Assert.Equal(100, snapshot.Sum(m => m.Value));
+        Assert.Equal(25, snapshot.Where(m => Equals(m.Tags["http.response.status_code"], 503)).Sum(m => m.Value));
+        Assert.All(snapshot, m => Assert.Equal("reviews", m.Tags["meshkit.destination.service"]));
+        Assert.Equal(istioCounted.GetMeasurementSnapshot().Select(m => m.Value), snapshot.Select(m => m.Value));
+
+        // A report whose side records none of Istio's metrics still counts MeshKit's.
+        var silent = new MeshKit.Protocol.V1.TelemetryPolicy();
+        foreach (var metric in new[] { "REQUEST_COUNT", "REQUEST_DURATION", "REQUEST_SIZE", "RESPONSE_SIZE" })
+        {
+            silent.Metrics.Add(new MeshKit.Protocol.V1.MetricPolicy { Metric = metric, ClientDisabled = true });
+        }
+
+        counted.Clear();
+        istio.Record(Report() with { Policy = ReportPolicy.From(silent), Counted = mesh, CountedHost = "reviews" });
+        Assert.Equal(1, Assert.Single(counted.GetMeasurementSnapshot()).Value);
+    }
+
+    [Fact]
     public async Task AReport_ReachesTheInstruments_WithinTheFlushInterval_WithoutAFlush()
     {
         using var requests = new MetricCollector<long>(Meters, MeshMetrics.MeterName, "istio_requests_total");

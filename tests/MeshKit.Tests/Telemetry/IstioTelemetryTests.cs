@@ -141,12 +141,24 @@ public sealed class IstioTelemetryTests : MeshTestBase
             return Assert.Single(request.Headers.GetValues("x-meshkit-peer-metadata"));
         }
 
-        // The first call asks for the server's metadata (no r=0); later ones do not, the endpoint having told it.
+        // The first call asks for the server's metadata (no r=0); later ones do not, the endpoint having told it. A
+        // config push builds the endpoint anew (it is asked once more then): only calls within one config version count.
         Assert.DoesNotContain(";r=0", await CallAsync(), StringComparison.Ordinal);
-        Assert.EndsWith(";r=0", await CallAsync(), StringComparison.Ordinal);
-        Assert.EndsWith(";r=0", await CallAsync(), StringComparison.Ordinal);
+        var calls = 1;
+        var notAsked = 0;
+        while (notAsked < 2 && calls < 10)
+        {
+            var version = productpage.Snapshot.Version;
+            var asked = !(await CallAsync()).EndsWith(";r=0", StringComparison.Ordinal);
+            calls++;
+            if (productpage.Snapshot.Version == version)
+            {
+                notAsked += asked ? 0 : 1;
+            }
+        }
 
-        await Eventually.TrueAsync(() => source.GetMeasurementSnapshot().Sum(m => m.Value) == 3, "the three calls were counted");
+        Assert.Equal(2, notAsked);
+        await Eventually.TrueAsync(() => source.GetMeasurementSnapshot().Sum(m => m.Value) == calls, "every call was counted");
         Assert.All(source.GetMeasurementSnapshot(), m =>
         {
             Assert.Equal("reviews-v2", m.Tags["destination_workload"]);

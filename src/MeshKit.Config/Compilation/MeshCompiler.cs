@@ -79,6 +79,8 @@ public static class MeshCompiler
         }
 
         CheckReferences(config, services, settings, diagnostics, registryKnown);
+        CheckOnePerWorkload(config.PeerAuthentications, r => ((PeerAuthentication)r).Selector, registered, diagnostics);
+        CheckOnePerWorkload(config.Telemetries, r => ((TelemetryResource)r).Selector, registered, diagnostics);
         return new CompiledMesh(config, settings, services, diagnostics, jwks);
     }
 
@@ -253,6 +255,34 @@ public static class MeshCompiler
             foreach (var ignored in group.Skip(1))
             {
                 diagnostics.Add(Warn(ignored, "metadata.name", $"{kept.DisplayName} already applies to the whole namespace '{ignored.Namespace}' (the first by name; Istio takes the oldest): this one is ignored"));
+            }
+        }
+    }
+
+    // One selecting PeerAuthentication or Telemetry per workload (Istio: the oldest applies); MeshKit applies the first
+    // by name and reports each other one that selects a live workload, naming one such workload. Workloads are grouped
+    // by namespace and label set first: a fleet of replicas is checked once.
+    private static void CheckOnePerWorkload(IEnumerable<ConfigResource> resources, Func<ConfigResource, WorkloadSelector?> selector, IReadOnlyCollection<WorkloadAnnouncement> workloads, List<ConfigDiagnostic> diagnostics)
+    {
+        var selecting = resources.Where(r => selector(r) is not null).ToArray();
+        if (selecting.Length < 2 || workloads.Count == 0)
+        {
+            return;
+        }
+
+        var reported = new HashSet<string>(StringComparer.Ordinal);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var workload in workloads)
+        {
+            if (!seen.Add(workload.Namespace + "|" + string.Join(",", workload.Labels.OrderBy(l => l.Key, StringComparer.Ordinal).Select(l => l.Key + "=" + l.Value))))
+            {
+                continue;
+            }
+
+            var matching = selecting.Where(r => r.Namespace == workload.Namespace && selector(r)!.Matches(workload.Labels)).ToArray();
+            foreach (var ignored in matching.Skip(1).Where(r => reported.Add(r.Key)))
+            {
+                diagnostics.Add(Warn(ignored, "spec.selector", $"{matching[0].DisplayName} also selects the workloads of {workload.Service}.{workload.Namespace} and applies to them (the first by name; Istio takes the oldest): this one does not"));
             }
         }
     }

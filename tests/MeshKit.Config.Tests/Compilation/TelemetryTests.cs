@@ -200,6 +200,31 @@ public sealed class TelemetryTests
     }
 
     [Fact]
+    public void TwoResourcesSelectingOneLiveWorkload_TheSecondIsReported()
+    {
+        var yaml = Telemetry("b", "default", "[{ disabled: true }]", "selector: { matchLabels: { app: reviews, version: v1 } }")
+            + Telemetry("a", "default", "[{ match: { metric: REQUEST_COUNT }, disabled: true }]", "selector: { matchLabels: { app: reviews } }")
+            + Telemetry("c", "default", "[{ disabled: true }]", "selector: { matchLabels: { app: ratings } }");
+        var parsed = ConfigParser.Parse(yaml, "telemetry.yaml");
+        WorkloadAnnouncement Workload(string id, string version)
+        {
+            var w = new WorkloadAnnouncement { Service = "reviews", Namespace = "default", InstanceId = id, Address = "10.0.0.1" };
+            w.Labels["app"] = "reviews";
+            w.Labels["version"] = version;
+            return w;
+        }
+
+        // reviews-v1 is selected by a and b (a applies, b is reported once); reviews-v2 by a only; ratings runs nowhere.
+        var mesh = MeshCompiler.Compile(new ConfigSet(parsed.Resources), [Workload("r1", "v1"), Workload("r2", "v1"), Workload("r3", "v2")]);
+
+        var finding = Assert.Single(mesh.Diagnostics);
+        Assert.Equal("Telemetry default/b", finding.Resource);
+        Assert.Equal("spec.selector", finding.Path);
+        Assert.Contains("Telemetry default/a also selects the workloads of reviews.default", finding.Message, StringComparison.Ordinal);
+        Assert.Empty(MeshCompiler.Compile(new ConfigSet(parsed.Resources), []).Diagnostics);
+    }
+
+    [Fact]
     public void AnEntryForAnotherProvider_IsIgnored_WithAWarning()
     {
         var yaml = Telemetry("otel", "istio-system", "[{ disabled: true }]", providers: "providers: [{ name: stackdriver }]");

@@ -136,8 +136,8 @@ public static class MeshCtl
         status.SetAction(parse => Admin(parse, statusFormat).Status());
 
         var workload = new Argument<string>("workload") { Description = "An instance id (see meshctl status) or a service name." };
-        var section = new Argument<string>("section") { Description = "routes, clusters, endpoints, secrets or authz.", DefaultValueFactory = _ => "routes" };
-        section.AcceptOnlyFromAmong("routes", "clusters", "endpoints", "secrets", "authz");
+        var section = new Argument<string>("section") { Description = "routes, clusters, endpoints, secrets, authz or telemetry (the resolved Telemetry API policy).", DefaultValueFactory = _ => "routes" };
+        section.AcceptOnlyFromAmong("routes", "clusters", "endpoints", "secrets", "authz", "telemetry");
         var config = new Command("config", "The config the control plane computes for one workload, like istioctl proxy-config.") { workload, section };
         config.SetAction(parse => Admin(parse).Config(parse.GetValue(workload)!, parse.GetValue(section) ?? "routes"));
 

@@ -208,6 +208,9 @@ internal static class AdminEndpoints
                 case "authz":
                     body = Format(ResourceTypes.Inbound);
                     break;
+                case "telemetry":
+                    body = Format(ResourceTypes.Inbound, m => ((MeshKit.Protocol.V1.InboundPolicy)m).Telemetry ?? new MeshKit.Protocol.V1.TelemetryPolicy());
+                    break;
                 case "secrets":
                     body = System.Text.Json.JsonSerializer.Serialize(new
                     {
@@ -217,7 +220,7 @@ internal static class AdminEndpoints
                     });
                     break;
                 default:
-                    return Results.BadRequest(new { error = $"unknown type '{type}'; expected routes, clusters, endpoints, secrets or authz" });
+                    return Results.BadRequest(new { error = $"unknown type '{type}'; expected routes, clusters, endpoints, secrets, authz or telemetry" });
             }
 
             return Results.Text(body, "application/json");

@@ -114,6 +114,15 @@ public sealed class MeshCtlTests : MeshTestBase, IDisposable
         Assert.Equal(0, code);
         Assert.Contains("\"host\": \"reviews.default.svc.cluster.local\"", output, StringComparison.Ordinal);
 
+        ControlPlane.WriteConfig("telemetry.yaml", """
+            apiVersion: telemetry.istio.io/v1
+            kind: Telemetry
+            metadata: { name: mesh-default, namespace: istio-system }
+            spec:
+              metrics: [{ overrides: [{ match: { metric: REQUEST_SIZE }, disabled: true }] }]
+            """);
+        await Eventually.TrueAsync(() => Run("config", "productpage", "telemetry").Output.Contains("\"metric\": \"REQUEST_SIZE\"", StringComparison.Ordinal), "the resolved Telemetry policy shows");
+
         (code, _, var error) = Run("config", "nobody");
         Assert.Equal(1, code);
         Assert.Contains("no workload 'nobody'", error, StringComparison.Ordinal);

@@ -708,7 +708,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
             var invoker = InvokerFor(state, endpoint);
             state.Request.RequestUri = endpoint.UriFor(state.Uri.Scheme, authority, state.PathAndQuery);
-            Interlocked.Increment(ref endpoint._active);
+            Interlocked.Increment(ref endpoint.Recent.Active);
             var reserved = state.RetryReserved;
             state.RetryReserved = false;
 
@@ -806,7 +806,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             {
                 state.Request.Version = version;
                 state.Request.VersionPolicy = policy;
-                Interlocked.Decrement(ref endpoint._active);
+                Interlocked.Decrement(ref endpoint.Recent.Active);
                 if (reserved && state.Cluster is not null)
                 {
                     Interlocked.Decrement(ref state.Cluster._activeRetries);

@@ -23,6 +23,12 @@ internal sealed class ClusterRuntime
     /// <summary>Gets or sets how many endpoints the cluster has (set per snapshot; max ejection percent is of it).</summary>
     public int EndpointCount { get; set; }
 
+    /// <summary>
+    /// Gets or sets the endpoints of the latest snapshot built, so the next one can carry over what requests to an
+    /// unchanged endpoint share (<see cref="EndpointView.Adopt"/>).
+    /// </summary>
+    public EndpointView[]? Endpoints { get; set; }
+
     public EndpointHealth HealthOf(string key) =>
         LazyInitializer.EnsureInitialized(ref _health, static () => new ConcurrentDictionary<string, EndpointHealth>(StringComparer.Ordinal))
             .GetOrAdd(key, static (_, cluster) => new EndpointHealth(cluster), this);

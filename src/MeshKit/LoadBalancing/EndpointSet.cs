@@ -55,9 +55,7 @@ internal sealed class EndpointView
     public int Weight { get; }
 
     /// <summary>Gets the number of requests in flight to this endpoint (for LEAST_REQUEST).</summary>
-    public int ActiveRequests => Volatile.Read(ref _active);
-
-    internal int _active;
+    public int ActiveRequests => Volatile.Read(ref _recent) is { } use ? Volatile.Read(ref use.Active) : 0;
 
     /// <summary>Whether automatic mutual TLS applies on a service port: the endpoint has an identity and its policy does not disable it there.</summary>
     public bool MtlsOn(uint servicePort)
@@ -99,8 +97,21 @@ internal sealed class EndpointView
     }
 
     // Made when a request first goes to the endpoint: a mesh of 10,000 endpoints keeps one field each for what only
-    // the endpoints it calls need.
+    // the endpoints it calls need. The next snapshot's view of the same endpoint (same address, first port and
+    // identity) takes it over (Adopt): requests in flight, the URL and the metadata it told survive a config push.
     private RecentUse? _recent;
+
+    /// <summary>Gets whether a request has gone to this endpoint (it has state worth carrying to the next snapshot).</summary>
+    internal bool InUse => Volatile.Read(ref _recent) is not null;
+
+    /// <summary>Takes over what requests to <paramref name="previous"/> (the same endpoint in the previous snapshot) share.</summary>
+    internal void Adopt(EndpointView previous)
+    {
+        if (Volatile.Read(ref previous._recent) is { } use)
+        {
+            Interlocked.CompareExchange(ref _recent, use, null);
+        }
+    }
 
     /// <summary>
     /// Gets the peer metadata this endpoint answered with last, parsed, or null when it has not answered with any yet:
@@ -114,9 +125,15 @@ internal sealed class EndpointView
 
     internal sealed record BuiltUri(string Scheme, string Authority, string PathAndQuery, Uri Uri);
 
-    /// <summary>What requests to an endpoint remember between them: the last URL built, the last peer metadata it answered with.</summary>
+    /// <summary>
+    /// What requests to an endpoint share, across snapshots while the endpoint is unchanged: how many are in flight, the
+    /// last URL built, the last peer metadata it answered with.
+    /// </summary>
     internal sealed class RecentUse
     {
+        /// <summary>Requests in flight (LEAST_REQUEST).</summary>
+        public int Active;
+
         /// <summary>The last URL built for the endpoint (immutable, replaced whole).</summary>
         public BuiltUri? LastUri;
 

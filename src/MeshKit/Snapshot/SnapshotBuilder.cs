@@ -113,6 +113,23 @@ internal static class SnapshotBuilder
         var endpoints = cluster.Endpoints.Select(e => new EndpointView(e, shapes)).ToArray();
         if (runtime is not null)
         {
+            if (runtime.Endpoints is { } previous)
+            {
+                // The same endpoint (address, first port, identity) keeps its in-flight count, URL and metadata memo.
+                var used = previous.Where(e => e.InUse).ToLookup(e => (e.Key, e.Identity));
+                if (used.Count > 0)
+                {
+                    foreach (var endpoint in endpoints)
+                    {
+                        if (used[(endpoint.Key, endpoint.Identity)].FirstOrDefault() is { } before)
+                        {
+                            endpoint.Adopt(before);
+                        }
+                    }
+                }
+            }
+
+            runtime.Endpoints = endpoints;
             runtime.EndpointCount = endpoints.Length;
             runtime.Retain(endpoints.Select(e => e.Key).ToHashSet(StringComparer.Ordinal));
             foreach (var endpoint in endpoints)

@@ -1,0 +1,52 @@
+using MeshKit.Config.Compilation;
+using MeshKit.LoadBalancing;
+using MeshKit.Protocol.V1;
+using MeshKit.Snapshot;
+
+namespace MeshKit.Tests.LoadBalancing;
+
+/// <summary>A config push builds every endpoint anew; what requests to an unchanged endpoint share carries over.</summary>
+public sealed class EndpointContinuityTests
+{
+    private static readonly SourceWorkload Source = new("default", new Dictionary<string, string> { ["app"] = "productpage" });
+
+    private static WorkloadAnnouncement Reviews(string identity)
+    {
+        var w = new WorkloadAnnouncement { Service = "reviews", Namespace = "default", InstanceId = "reviews-1", Address = "10.0.0.1", Identity = identity };
+        w.Ports.Add(new WorkloadPort { Name = "http", ServicePort = 9080, TargetPort = 8080 });
+        return w;
+    }
+
+    private static EndpointView Build(MeshRuntime runtime, WorkloadAnnouncement reviews, string version)
+    {
+        var view = MeshCompiler.Compile(new ConfigSet([]), [reviews]).ViewFor("default", Source.Labels);
+        var snapshot = SnapshotBuilder.Build(view.Resources, Source, version, ready: true, runtime);
+        Assert.True(snapshot.TryResolve("reviews", out var service));
+        return Assert.Single(service.Routes[0].Targets[0].Endpoints!.Endpoints);
+    }
+
+    [Fact]
+    public void RequestsInFlight_AndWhatTheEndpointTold_SurviveAPush_UnlessItIsAnotherEndpoint()
+    {
+        var runtime = new MeshRuntime(TimeProvider.System);
+        var first = Build(runtime, Reviews("spiffe://cluster.local/ns/default/sa/reviews"), "1");
+        Interlocked.Increment(ref first.Recent.Active);
+        MeshKit.Telemetry.PeerMetadata.Parse("w=reviews-v1;n=default;a=reviews;v=v1;s=reviews", ref first.Recent.AnsweredMetadata);
+
+        // The next version's view of the same endpoint: another object, the same shared state.
+        var second = Build(runtime, Reviews("spiffe://cluster.local/ns/default/sa/reviews"), "2");
+        Assert.NotSame(first, second);
+        Assert.Equal(1, second.ActiveRequests);
+        Assert.Equal("reviews-v1", second.AnsweredMetadata?.Workload);
+
+        // A request that started on the old view ends on it: the count is the same one.
+        Interlocked.Decrement(ref first.Recent.Active);
+        Assert.Equal(0, second.ActiveRequests);
+
+        // The same address under another identity is another workload: nothing carries over.
+        Interlocked.Increment(ref second.Recent.Active);
+        var other = Build(runtime, Reviews("spiffe://cluster.local/ns/default/sa/impostor"), "3");
+        Assert.Equal(0, other.ActiveRequests);
+        Assert.Null(other.AnsweredMetadata);
+    }
+}

@@ -118,14 +118,13 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException)
         {
             activity?.SetStatus(ActivityStatusCode.Error, ex.Message);
-            if (!reportIstio)
-            {
-                metrics?.Request(destination, 0, "UF");
-            }
-
             if (reportIstio)
             {
                 ReportAsSource(request, null, destination, "UF", requestBytes, provider.Runtime.Time.GetElapsedTime(started).TotalMilliseconds, answer);
+            }
+            else
+            {
+                metrics?.Request(destination, 0, "UF");
             }
 
             throw;

@@ -33,6 +33,22 @@ public static class MeshTelemetryExtensions
         return builder.AddMeter(Name);
     }
 
+    /// <summary>
+    /// Sets MeshKit's sampler on the tracer provider: the Telemetry API's <c>tracing.randomSamplingPercentage</c> for the
+    /// traces this workload starts (a server span without trace context: mode SERVER; an outbound call: CLIENT), every
+    /// span with a parent following the parent's decision. Without a percentage from the control plane, every trace is
+    /// sampled. Needs <c>AddMesh()</c>; it replaces any sampler set before.
+    /// </summary>
+    /// <param name="builder">The tracer provider builder.</param>
+    /// <returns>The builder, for chaining.</returns>
+    public static TracerProviderBuilder SetMeshSampler(this TracerProviderBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        return builder.SetSampler(services => new MeshSampler(
+            services.GetService(typeof(MeshKit.Snapshot.MeshSnapshotProvider)) as MeshKit.Snapshot.MeshSnapshotProvider
+            ?? throw new InvalidOperationException("SetMeshSampler() needs the mesh: call builder.Services.AddMesh() first.")));
+    }
+
     /// <summary>Adds MeshKit's activity source.</summary>
     /// <param name="builder">The tracer provider builder.</param>
     /// <returns>The builder, for chaining.</returns>

@@ -83,6 +83,19 @@ internal static class Telemetries
         {
             foreach (var entry in level?.Tracing ?? [])
             {
+                if (entry.RandomSamplingPercentage is { } percent)
+                {
+                    if (entry.Mode != "SERVER")
+                    {
+                        policy.ClientSamplingPercentage = percent;
+                    }
+
+                    if (entry.Mode != "CLIENT")
+                    {
+                        policy.ServerSamplingPercentage = percent;
+                    }
+                }
+
                 if (entry.Mode == "SERVER")
                 {
                     continue;

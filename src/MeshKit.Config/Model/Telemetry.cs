@@ -24,7 +24,8 @@ public sealed record TelemetryResource : ConfigResource
 /// <param name="Mode">Gets <c>match.mode</c>: <c>CLIENT_AND_SERVER</c> (the default), <c>CLIENT</c> or <c>SERVER</c>.</param>
 /// <param name="DisableSpanReporting">Gets <c>disableSpanReporting</c>; <see langword="null"/> leaves what a parent decided.</param>
 /// <param name="CustomTags">Gets <c>customTags</c>: tag name → where its value comes from.</param>
-public sealed record TracingOverride(string Mode, bool? DisableSpanReporting, IReadOnlyDictionary<string, SpanTagSource> CustomTags);
+/// <param name="RandomSamplingPercentage">Gets <c>randomSamplingPercentage</c> (0–100) for traces the workload starts; <see langword="null"/> leaves what a parent decided.</param>
+public sealed record TracingOverride(string Mode, bool? DisableSpanReporting, IReadOnlyDictionary<string, SpanTagSource> CustomTags, double? RandomSamplingPercentage = null);
 
 /// <summary>Where a custom span tag's value comes from (<c>customTags.&lt;name&gt;</c>).</summary>
 /// <param name="Kind">Gets <c>literal</c>, <c>environment</c> or <c>header</c>.</param>

@@ -1233,7 +1233,8 @@ public static class ConfigParser
     }
 
     // One spec.tracing[] entry. MeshKit's spans (one per outbound call, one per attempt) go to the application's
-    // OpenTelemetry tracer provider, whose sampler decides: MeshKit can turn them off and tag them, not sample traces.
+    // OpenTelemetry tracer provider: MeshKit turns them off and tags them; the sampling percentage is applied by
+    // MeshKit's sampler when the application sets it on its tracer provider.
     private static TracingOverride? ReadTracing(MapReader t)
     {
         if (t.Has("providers"))
@@ -1242,7 +1243,8 @@ public static class ConfigParser
         }
 
         var mode = t.Map("match", m => ReadMode(m))?.Value ?? "CLIENT_AND_SERVER";
-        t.NotSupported("randomSamplingPercentage", DiagnosticSeverity.Warning, "traces are sampled by the application's OpenTelemetry sampler (a parent-based ratio sampler does what this field says)");
+        // Applied by MeshKit's sampler, which the application opts into (SetMeshSampler on its tracer provider).
+        var sampling = t.Double("randomSamplingPercentage", 0, 100);
         t.NotSupported("useRequestIdForTraceSampling", DiagnosticSeverity.Warning, "traces are sampled by the application's OpenTelemetry sampler");
         t.NotSupported("enableIstioTags", DiagnosticSeverity.Warning, "MeshKit's spans carry MeshKit's tags (observability.md)");
         var disable = t.Bool("disableSpanReporting");
@@ -1275,7 +1277,7 @@ public static class ConfigParser
             t.Context.Warning(t.Get("customTags"), t.ChildPath("customTags"), "MeshKit makes no server spans; the tags are not added");
         }
 
-        return new TracingOverride(mode, mode == "SERVER" ? null : disable, tags);
+        return new TracingOverride(mode, mode == "SERVER" ? null : disable, tags, sampling);
     }
 
     // One spec.accessLogging[] entry: MeshKit's access log is Istio's 'envoy' provider (the default one).

@@ -60,6 +60,12 @@ internal sealed class MeshSnapshot
     /// <summary>Gets the Telemetry API's custom tags for MeshKit's outbound spans; null when none.</summary>
     internal Telemetry.SpanTags? SpanTags { get; init; }
 
+    /// <summary>Gets the share (0–1) of the traces this workload starts on an outbound call to sample; null: the application's sampler alone decides.</summary>
+    internal double? ClientSampling { get; init; }
+
+    /// <summary>Gets the share (0–1) of the traces this workload starts on a request without trace context to sample; null as above.</summary>
+    internal double? ServerSampling { get; init; }
+
     /// <summary>Gets whether the workload has received a complete configuration (every resource type at least once).</summary>
     public bool IsReady { get; }
 

@@ -68,6 +68,8 @@ internal static class SnapshotBuilder
             ServerAccessLogOff = inbound.Telemetry?.ServerAccessLogDisabled == true,
             SpansOff = inbound.Telemetry?.ClientSpansDisabled == true,
             SpanTags = inbound.Telemetry is { } telemetry ? Telemetry.SpanTags.From(telemetry.ClientSpanTags) : null,
+            ClientSampling = inbound.Telemetry?.HasClientSamplingPercentage == true ? inbound.Telemetry.ClientSamplingPercentage / 100 : null,
+            ServerSampling = inbound.Telemetry?.HasServerSamplingPercentage == true ? inbound.Telemetry.ServerSamplingPercentage / 100 : null,
         };
     }
 

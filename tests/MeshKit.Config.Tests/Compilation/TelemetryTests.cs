@@ -32,6 +32,18 @@ public sealed class TelemetryTests
 
         """;
 
+    /// <summary>A Telemetry document with one field of <c>spec</c> besides the selector (<c>tracing: [...]</c>, <c>accessLogging: [...]</c>).</summary>
+    private static string Spec(string name, string ns, string field, string selector = "") => $$"""
+        apiVersion: telemetry.istio.io/v1
+        kind: Telemetry
+        metadata: { name: {{name}}, namespace: {{ns}} }
+        spec:
+          {{selector}}
+          {{field}}
+        ---
+
+        """;
+
     private static MetricPolicy? Metric(TelemetryPolicy policy, string name) => policy.Metrics.SingleOrDefault(m => m.Metric == name);
 
     [Fact]
@@ -98,16 +110,7 @@ public sealed class TelemetryTests
     [Fact]
     public void TheAccessLog_IsOnUnlessTheLastEntryForASideTurnsItOff()
     {
-        static string Logging(string name, string ns, string entries, string selector = "") => $$"""
-            apiVersion: telemetry.istio.io/v1
-            kind: Telemetry
-            metadata: { name: {{name}}, namespace: {{ns}} }
-            spec:
-              {{selector}}
-              accessLogging: {{entries}}
-            ---
-
-            """;
+        string Logging(string name, string ns, string entries, string selector = "") => Spec(name, ns, "accessLogging: " + entries, selector);
         var off = Logging("mesh", "istio-system", "[{ disabled: true }]");
         var serverOn = Logging("ns", "default", "[{ match: { mode: SERVER } }]");
         var otherProvider = Logging("w", "default", "[{ providers: [{ name: otel }], disabled: false }]", "selector: { matchLabels: { app: reviews } }");
@@ -144,16 +147,7 @@ public sealed class TelemetryTests
     [Fact]
     public void Tracing_TagsMerge_ByName_AndTheLastDecisionOnSpansWins_ServerEntriesChangeNothing()
     {
-        static string Tracing(string name, string ns, string entries, string selector = "") => $$"""
-            apiVersion: telemetry.istio.io/v1
-            kind: Telemetry
-            metadata: { name: {{name}}, namespace: {{ns}} }
-            spec:
-              {{selector}}
-              tracing: {{entries}}
-            ---
-
-            """;
+        string Tracing(string name, string ns, string entries, string selector = "") => Spec(name, ns, "tracing: " + entries, selector);
         var mesh = Tracing("mesh", "istio-system", "[{ disableSpanReporting: true, customTags: { team: { literal: { value: platform } }, zone: { environment: { name: ZONE, defaultValue: unknown } } } }]");
         var space = Tracing("ns", "default", "[{ match: { mode: CLIENT }, disableSpanReporting: false, customTags: { team: { literal: { value: books } } } }]");
         var server = Tracing("w", "default", "[{ match: { mode: SERVER }, disableSpanReporting: true }]", "selector: { matchLabels: { app: reviews } }");
@@ -165,6 +159,22 @@ public sealed class TelemetryTests
 
         var warnings = ConfigParser.Parse(server, "t.yaml").Diagnostics;
         Assert.Equal("spec.tracing[0].disableSpanReporting", Assert.Single(warnings).Path);
+    }
+
+    [Fact]
+    public void Tracing_TheSamplingPercentage_PerSide_TheLastDecisionWins()
+    {
+        string Tracing(string name, string ns, string entries, string selector = "") => Spec(name, ns, "tracing: " + entries, selector);
+        var mesh = Tracing("mesh", "istio-system", "[{ randomSamplingPercentage: 1 }]");
+        var workload = Tracing("w", "default", "[{ match: { mode: SERVER }, randomSamplingPercentage: 25.5 }]", "selector: { matchLabels: { app: reviews } }");
+
+        Assert.False(Resolve("apiVersion: meshkit.dev/v1alpha1\nkind: MeshConfig\nmetadata: { name: mesh }\nspec: {}\n").HasClientSamplingPercentage);
+        var resolved = Resolve(mesh + workload);
+        Assert.Equal(1, resolved.ClientSamplingPercentage);
+        Assert.Equal(25.5, resolved.ServerSamplingPercentage);
+
+        var wrong = ConfigParser.Parse(Tracing("bad", "default", "[{ randomSamplingPercentage: 150 }]"), "t.yaml");
+        Assert.Equal("spec.tracing[0].randomSamplingPercentage", Assert.Single(wrong.Diagnostics, d => d.Severity == DiagnosticSeverity.Error).Path);
     }
 
     [Fact]
@@ -192,7 +202,6 @@ public sealed class TelemetryTests
                 "spec.tracing[0].customTags.typo.literal.value",
                 "spec.tracing[0].customTags.typo.literal.vaule",
                 "spec.tracing[0].providers",
-                "spec.tracing[0].randomSamplingPercentage",
                 "spec.tracing[0].useRequestIdForTraceSampling",
             ],
             result.Diagnostics.Select(d => d.Path).Order(StringComparer.Ordinal));
@@ -270,7 +279,6 @@ public sealed class TelemetryTests
                 "spec.metrics[0].overrides[2].tagOverrides.not_a_label",
                 "spec.metrics[0].overrides[2].tagOverrides.request_host",
                 "spec.metrics[0].reportingInterval",
-                "spec.tracing[0].randomSamplingPercentage",
             ],
             result.Diagnostics.Select(d => d.Path).Order(StringComparer.Ordinal));
         Assert.All(result.Diagnostics, d => Assert.True(d.Line > 0));

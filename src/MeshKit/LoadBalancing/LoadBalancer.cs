@@ -22,7 +22,10 @@ internal abstract class LoadBalancer
 
 internal sealed class RoundRobinBalancer : LoadBalancer
 {
-    private int _next = -1;
+    // A random start, as Envoy seeds its round robin: every config push builds the balancer anew, and starting at the
+    // first endpoint each time would send a low-rate caller's requests (and a fleet's first requests after a push)
+    // to that one endpoint.
+    private int _next = Random.Shared.Next();
 
     public override EndpointView? Pick(EndpointView[] endpoints) =>
         endpoints[(int)((uint)Interlocked.Increment(ref _next) % (uint)endpoints.Length)];

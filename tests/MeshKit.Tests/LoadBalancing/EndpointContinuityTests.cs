@@ -49,4 +49,26 @@ public sealed class EndpointContinuityTests
         Assert.Equal(0, other.ActiveRequests);
         Assert.Null(other.AnsweredMetadata);
     }
+
+    [Fact]
+    public void ARoundRobinBuiltAnew_StartsAnywhere_NotAlwaysAtTheFirstEndpoint()
+    {
+        // Every push builds the balancer anew: a caller sending one request between pushes would otherwise always
+        // reach the first endpoint.
+        var endpoints = new[] { "10.0.0.1", "10.0.0.2", "10.0.0.3" }.Select(a =>
+        {
+            var endpoint = new Endpoint { Address = a };
+            endpoint.Ports.Add(new EndpointPort { Name = "http", ServicePort = 80, TargetPort = 8080 });
+            return new EndpointView(endpoint);
+        }).ToArray();
+
+        var firsts = Enumerable.Range(0, 300).Select(_ => LoadBalancer.Create("ROUND_ROBIN").Pick(endpoints)!.Address).CountBy(a => a).ToDictionary();
+
+        Assert.Equal(3, firsts.Count);
+        Assert.All(firsts.Values, n => Assert.InRange(n, 50, 150));
+
+        // And a balancer still rotates through all of them in turn.
+        var balancer = LoadBalancer.Create("ROUND_ROBIN");
+        Assert.Equal(3, Enumerable.Range(0, 3).Select(_ => balancer.Pick(endpoints)!.Address).Distinct().Count());
+    }
 }

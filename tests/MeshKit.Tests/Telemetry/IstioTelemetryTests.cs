@@ -14,6 +14,25 @@ public sealed class IstioTelemetryTests : MeshTestBase
     private static Task KnowsIdentityAsync(TestWorkload client) =>
         Eventually.TrueAsync(() => client.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
 
+    /// <summary>Records every stopped span of <paramref name="sources"/> into <paramref name="spans"/> (sampled and recorded) until disposed.</summary>
+    private static ActivityListener RecordSpans(List<Activity> spans, params string[] sources)
+    {
+        var listener = new ActivityListener
+        {
+            ShouldListenTo = s => sources.Contains(s.Name),
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = a =>
+            {
+                lock (spans)
+                {
+                    spans.Add(a);
+                }
+            },
+        };
+        ActivitySource.AddActivityListener(listener);
+        return listener;
+    }
+
     private static MetricCollector<long> Requests(TestWorkload workload) =>
         new(workload.Services.GetRequiredService<IMeterFactory>(), "MeshKit", "istio_requests_total");
 
@@ -194,19 +213,7 @@ public sealed class IstioTelemetryTests : MeshTestBase
         ControlPlane.WriteConfig("telemetry.yaml", Config(off: false));
         await Eventually.TrueAsync(() => productpage.Snapshot.SpanTags is not null && productpage.Endpoints(ReviewsHost) == 1, "the policy arrived");
         var spans = new List<Activity>();
-        using var listener = new ActivityListener
-        {
-            ShouldListenTo = s => s.Name == "MeshKit",
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-            ActivityStopped = a =>
-            {
-                lock (spans)
-                {
-                    spans.Add(a);
-                }
-            },
-        };
-        ActivitySource.AddActivityListener(listener);
+        using var listener = RecordSpans(spans, "MeshKit");
 
         async Task<List<Activity>> CallAsync(string? user)
         {
@@ -298,19 +305,7 @@ public sealed class IstioTelemetryTests : MeshTestBase
             """);
         await Eventually.TrueAsync(() => client.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Name == "all", "the route applies");
         var spans = new List<Activity>();
-        using var listener = new ActivityListener
-        {
-            ShouldListenTo = s => s.Name is "MeshKit" or "System.Net.Http",
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-            ActivityStopped = a =>
-            {
-                lock (spans)
-                {
-                    spans.Add(a);
-                }
-            },
-        };
-        ActivitySource.AddActivityListener(listener);
+        using var listener = RecordSpans(spans, "MeshKit", "System.Net.Http");
         using var parent = new Activity("test").Start();
 
         using var response = await client.CreateClient().GetAsync("http://reviews/");

@@ -777,7 +777,7 @@ public static class ConfigParser
                 l.Context.Error(l.Node, l.Path, "warmup applies to ROUND_ROBIN and LEAST_REQUEST only");
             }
 
-            return new PortBoxString(simple);
+            return new BoxedString(simple);
         });
         var pool = t.Map("connectionPool", ReadConnectionPool);
         var outlier = t.Map("outlierDetection", ReadOutlierDetection);
@@ -943,7 +943,7 @@ public static class ConfigParser
             }
 
             k.NotSupported("attributes", DiagnosticSeverity.Warning, NotYet);
-            return new PortBoxString(cookieName);
+            return new BoxedString(cookieName);
         }) is not null;
         var keys = (header is null ? 0 : 1) + (query is null ? 0 : 1) + (sourceIp ? 1 : 0) + (hasCookie ? 1 : 0);
         if (keys != 1)
@@ -1041,7 +1041,8 @@ public static class ConfigParser
         return new LocalityLbSpec { Enabled = enabled, Distribute = distribute, Failover = failover, FailoverPriority = priority };
     }
 
-    private sealed record PortBoxString(string? Value);
+    // A text as a reference type: MapReader.Map reads objects into classes.
+    private sealed record BoxedString(string? Value);
 
     private static SubsetSpec? ReadSubset(MapReader r)
     {
@@ -1296,16 +1297,16 @@ public static class ConfigParser
         return new AccessLogOverride(mode, disabled);
     }
 
-    private static PortBoxString ReadMode(MapReader m)
+    private static BoxedString ReadMode(MapReader m)
     {
         var mode = m.String("mode");
         if (mode is not null && !WorkloadModes.Contains(mode))
         {
             m.Context.Error(m.Get("mode"), m.ChildPath("mode"), $"unknown mode '{mode}'; expected one of {string.Join(", ", WorkloadModes)}");
-            return new PortBoxString(null);
+            return new BoxedString(null);
         }
 
-        return new PortBoxString(mode);
+        return new BoxedString(mode);
     }
 
     // One spec.metrics[] entry: its overrides when it applies to MeshKit's metrics, else none (with a warning).
@@ -1409,7 +1410,7 @@ public static class ConfigParser
     private static PeerAuthentication ReadPeerAuthentication(MapReader s, Header h)
     {
         var selector = ReadSelector(s);
-        var mode = s.Map("mtls", m => new PortBoxString(ReadMtlsMode(m)))?.Value;
+        var mode = s.Map("mtls", m => new BoxedString(ReadMtlsMode(m)))?.Value;
         var portLevel = new Dictionary<uint, string>();
         if (s.Get("portLevelMtls") is YamlMappingNode ports)
         {
@@ -1674,13 +1675,13 @@ public static class ConfigParser
             s.Context.Error(s.Get("rootNamespace"), s.ChildPath("rootNamespace"), $"'{root}' is not a valid namespace");
         }
 
-        var outbound = s.Map("outboundTrafficPolicy", o => new PortBoxString(o.String("mode")))?.Value;
+        var outbound = s.Map("outboundTrafficPolicy", o => new BoxedString(o.String("mode")))?.Value;
         if (outbound is not null && outbound is not ("ALLOW_ANY" or "REGISTRY_ONLY"))
         {
             s.Context.Error(s.Node, s.ChildPath("outboundTrafficPolicy.mode"), $"unknown mode '{outbound}'; expected ALLOW_ANY or REGISTRY_ONLY");
         }
 
-        var normalization = s.Map("pathNormalization", n => new PortBoxString(n.String("normalization")))?.Value;
+        var normalization = s.Map("pathNormalization", n => new BoxedString(n.String("normalization")))?.Value;
         if (normalization is not null && normalization is not ("BASE" or "MERGE_SLASHES" or "DECODE_AND_MERGE_SLASHES" or "NONE" or "DEFAULT"))
         {
             s.Context.Error(s.Node, s.ChildPath("pathNormalization.normalization"), $"unknown normalization '{normalization}'; expected BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES or NONE");

@@ -122,6 +122,13 @@ public sealed class IstioReportQueueTests : IDisposable
         Assert.Empty(requests.GetMeasurementSnapshot());
         Assert.True(ReportPolicy.From(silent)!.Client.AllOff);
         Assert.False(ReportPolicy.From(silent)!.Server.AllOff);
+
+        // A push naming a metric MeshKit does not know (or one twice) is refused whole: the snapshot is not built, the
+        // workload NACKs and keeps the previous policy.
+        var unknown = new MeshKit.Protocol.V1.TelemetryPolicy { Metrics = { new MeshKit.Protocol.V1.MetricPolicy { Metric = "TCP_SENT_BYTES", ClientDisabled = true } } };
+        Assert.Throws<MeshConfigException>(() => ReportPolicy.From(unknown));
+        silent.Metrics.Add(new MeshKit.Protocol.V1.MetricPolicy { Metric = "REQUEST_COUNT" });
+        Assert.Throws<MeshConfigException>(() => ReportPolicy.From(silent));
     }
 
     [Fact]

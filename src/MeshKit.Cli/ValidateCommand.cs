@@ -1,5 +1,6 @@
 using System.Text.Json;
 using MeshKit.Config.Compilation;
+using MeshKit.Config.Model;
 using MeshKit.Config.Parsing;
 using MeshKit.Config.Validation;
 
@@ -44,10 +45,31 @@ internal static class ValidateCommand
             }
         }
 
+        // A resource two files define: the control plane keeps the definition it read first and ignores the other (a
+        // warning here: a folder of alternatives, such as the sample's tasks, is validated together; apply refuses it).
+        var owners = new Dictionary<string, string>(StringComparer.Ordinal);
+        var accepted = new List<ConfigResource>();
+        var diagnostics = new List<ConfigDiagnostic>();
+        foreach (var result in results)
+        {
+            diagnostics.AddRange(result.Diagnostics);
+            foreach (var resource in result.HasErrors ? [] : result.Resources)
+            {
+                if (owners.TryAdd(resource.Key, result.File))
+                {
+                    accepted.Add(resource);
+                    continue;
+                }
+
+                var at = resource.Locate("metadata.name");
+                diagnostics.Add(new ConfigDiagnostic(DiagnosticSeverity.Warning, result.File, at.Line, at.Column, "metadata.name",
+                    $"{resource.DisplayName} is already defined in {owners[resource.Key]}: in one config folder, this definition would be ignored (and meshctl apply refuses it)", resource.DisplayName));
+            }
+        }
+
         // Cross-resource findings (unknown hosts and subsets) come from compiling what parsed, as the control plane does.
-        var accepted = results.Where(r => !r.HasErrors).SelectMany(r => r.Resources).ToList();
         var compiled = MeshCompiler.Compile(new ConfigSet(accepted), [], registryKnown: false);
-        var diagnostics = results.SelectMany(r => r.Diagnostics).Concat(compiled.Diagnostics).ToList();
+        diagnostics.AddRange(compiled.Diagnostics);
         var errors = diagnostics.Count(d => d.Severity == DiagnosticSeverity.Error);
         var warnings = diagnostics.Count - errors;
 

@@ -287,6 +287,9 @@ public static class MeshCompiler
         }
     }
 
-    private static ConfigDiagnostic Warn(ConfigResource resource, string path, string message) =>
-        new(DiagnosticSeverity.Warning, resource.Source.File, resource.Source.Line, resource.Source.Column, path, message, resource.DisplayName);
+    private static ConfigDiagnostic Warn(ConfigResource resource, string path, string message)
+    {
+        var at = resource.Locate(path);
+        return new(DiagnosticSeverity.Warning, at.File, at.Line, at.Column, path, message, resource.DisplayName);
+    }
 }

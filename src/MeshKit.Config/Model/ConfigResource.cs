@@ -24,6 +24,18 @@ public abstract record ConfigResource
     /// <summary>Gets where the document starts.</summary>
     public SourceLocation Source { get; init; }
 
+    /// <summary>
+    /// Gets where fields that findings beyond parsing can name are written, by path (<c>metadata.name</c>,
+    /// <c>spec.selector</c>, <c>spec.hosts[0]</c>, <c>spec.http[1].route[0].destination.subset</c>): the compiler
+    /// knows a resource and a path, and its findings should point at the line as the parser's do.
+    /// </summary>
+    public IReadOnlyDictionary<string, SourceLocation> FieldLocations { get; init; } = NoFieldLocations;
+
+    /// <summary>Returns where the field at <paramref name="path"/> is written, or where the document starts when it is not known.</summary>
+    /// <param name="path">A field path as diagnostics write it, e.g. <c>spec.hosts[0]</c>.</param>
+    /// <returns>The field's location, or <see cref="Source"/>.</returns>
+    public SourceLocation Locate(string path) => FieldLocations.TryGetValue(path, out var location) ? location : Source;
+
     /// <summary>Gets the identity of the resource: <c>Kind/namespace/name</c>.</summary>
     public string Key => $"{Kind}/{Namespace}/{Name}";
 
@@ -31,6 +43,8 @@ public abstract record ConfigResource
     public string DisplayName => $"{Kind} {Namespace}/{Name}";
 
     internal static readonly IReadOnlyDictionary<string, string> EmptyMap = new Dictionary<string, string>();
+
+    internal static readonly IReadOnlyDictionary<string, SourceLocation> NoFieldLocations = new Dictionary<string, SourceLocation>();
 }
 
 /// <summary>A workload selector (<c>selector.matchLabels</c> or <c>workloadSelector.labels</c>).</summary>

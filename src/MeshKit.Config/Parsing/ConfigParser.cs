@@ -68,6 +68,7 @@ public static class ConfigParser
             return new ParseResult(fileName, [], context.Diagnostics);
         }
 
+        var firstLines = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var document in stream.Documents)
         {
             if (document.RootNode is YamlScalarNode { Value: null or "" or "~" or "null" })
@@ -84,8 +85,19 @@ public static class ConfigParser
             context.Resource = null;
             var errorsBefore = context.ErrorCount;
             var resource = ReadDocument(new MapReader(root, string.Empty, context));
+            var anchors = context.TakeAnchors();
             if (resource is not null && context.ErrorCount == errorsBefore)
             {
+                resource = anchors.Count == 0 ? resource : resource with { FieldLocations = anchors };
+                if (!firstLines.TryAdd(resource.Key, resource.Source.Line))
+                {
+                    // Which one would apply is a guess either way (the control plane keeps the first, a dictionary the last).
+                    var at = resource.Locate("metadata.name");
+                    context.Diagnostics.Add(new ConfigDiagnostic(DiagnosticSeverity.Error, fileName, at.Line, at.Column, "metadata.name",
+                        $"{resource.DisplayName} is defined twice in this file (first at line {firstLines[resource.Key]})", resource.DisplayName));
+                    continue;
+                }
+
                 resources.Add(resource);
             }
         }
@@ -195,6 +207,7 @@ public static class ConfigParser
     private static Metadata ReadMetadata(MapReader m)
     {
         var name = m.String("name", required: true) ?? string.Empty;
+        m.Anchor("name");
         if (name.Length > 0 && !Names.IsDnsSubdomain(name))
         {
             m.Context.Error(m.Get("name"), m.ChildPath("name"), $"'{name}' is not a valid name (lower-case DNS-1123 subdomain)");
@@ -217,6 +230,7 @@ public static class ConfigParser
     private static VirtualService ReadVirtualService(MapReader s, Header h)
     {
         var hosts = s.Strings("hosts");
+        s.AnchorItems("hosts");
         if (hosts.Count == 0)
         {
             s.Context.Error(s.Node, s.ChildPath("hosts"), "at least one host is required");
@@ -698,6 +712,7 @@ public static class ConfigParser
         }
 
         var subset = r.String("subset");
+        r.Anchor("subset");
         var port = r.Map("port", p => new PortBox(p.UInt("number", 1, 65535)));
         return host is null ? null : new Destination(host, string.IsNullOrEmpty(subset) ? null : subset, port?.Number);
     }
@@ -1223,6 +1238,7 @@ public static class ConfigParser
         }
 
         var selector = s.Map("selector", ReadMatchLabels);
+        s.Anchor("selector");
         var overrides = s.List("metrics", ReadMetrics).SelectMany(m => m).ToArray();
         var accessLogging = s.List("accessLogging", ReadAccessLogging);
         var tracing = s.List("tracing", ReadTracing);
@@ -1404,6 +1420,7 @@ public static class ConfigParser
     {
         s.NotSupported("targetRef", DiagnosticSeverity.Error, "targetRef applies to gateways and waypoints, which MeshKit has not");
         s.NotSupported("targetRefs", DiagnosticSeverity.Error, "targetRefs apply to gateways and waypoints, which MeshKit has not");
+        s.Anchor("selector");
         return s.Map("selector", r => new WorkloadSelector(r.StringMap("matchLabels")));
     }
 

@@ -16,6 +16,26 @@ internal sealed class ParseContext(string file)
 
     public int ErrorCount { get; private set; }
 
+    // Where the fields that findings after parsing (the compiler's, which know only a path) point at are written.
+    private Dictionary<string, SourceLocation>? _anchors;
+
+    /// <summary>Remembers where <paramref name="path"/> is written, for findings made after parsing.</summary>
+    public void Anchor(string path, YamlNode? node)
+    {
+        if (node is not null)
+        {
+            (_anchors ??= new Dictionary<string, SourceLocation>(StringComparer.Ordinal))[path] = Locate(node);
+        }
+    }
+
+    /// <summary>Returns the current document's anchors and starts the next document with none.</summary>
+    public IReadOnlyDictionary<string, SourceLocation> TakeAnchors()
+    {
+        var anchors = _anchors;
+        _anchors = null;
+        return anchors ?? ConfigResource.NoFieldLocations;
+    }
+
     public SourceLocation Locate(YamlNode node) => new(File, (int)node.Start.Line, (int)node.Start.Column);
 
     public void Error(YamlNode? node, string path, string message) => Add(DiagnosticSeverity.Error, node, path, message);
@@ -61,6 +81,21 @@ internal sealed class MapReader
     public string ChildPath(string key) => Path.Length == 0 ? key : Path + "." + key;
 
     public bool Has(string key) => Find(key) is not null;
+
+    /// <summary>Remembers where the value of <paramref name="key"/> is written (<see cref="ParseContext.Anchor"/>).</summary>
+    public void Anchor(string key) => Context.Anchor(ChildPath(key), Find(key));
+
+    /// <summary>Remembers where each item of the list <paramref name="key"/> is written, as <c>key[i]</c>.</summary>
+    public void AnchorItems(string key)
+    {
+        if (Find(key) is YamlSequenceNode sequence)
+        {
+            for (var i = 0; i < sequence.Children.Count; i++)
+            {
+                Context.Anchor($"{ChildPath(key)}[{i}]", sequence.Children[i]);
+            }
+        }
+    }
 
     /// <summary>Returns the value node of <paramref name="key"/> and marks it consumed.</summary>
     public YamlNode? Get(string key)

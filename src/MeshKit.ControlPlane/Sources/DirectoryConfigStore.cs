@@ -24,6 +24,10 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IConfigWriter
     private int _complete;
     private State _state = new(ConfigSet.Empty, [], new Dictionary<string, string>());
 
+    // Which file's definition of each resource is in force, and the conflicts already logged (under _scanLock).
+    private Dictionary<string, string> _owners = new(StringComparer.Ordinal);
+    private HashSet<string> _conflicts = new(StringComparer.Ordinal);
+
     public DirectoryConfigStore(IOptions<ControlPlaneOptions> options, ILogger<DirectoryConfigStore> logger, TimeProvider time)
     {
         _options = options.Value;
@@ -76,7 +80,21 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IConfigWriter
         // Write then rename, so the watcher never reads half a file.
         var temp = Path.Combine(Directory, "." + name + ".tmp");
         await File.WriteAllTextAsync(temp, text, cancellationToken).ConfigureAwait(false);
-        WriteComplete(() => File.Move(temp, Path.Combine(Directory, name), overwrite: true));
+        lock (_scanLock)
+        {
+            // As the etcd store does: a resource another file defines is refused, not silently displaced or ignored.
+            foreach (var resource in resources)
+            {
+                if (_owners.TryGetValue(resource.Key, out var owner) && owner != name)
+                {
+                    File.Delete(temp);
+                    return $"{resource.Key} is already defined in {owner}";
+                }
+            }
+
+            WriteComplete(() => File.Move(temp, Path.Combine(Directory, name), overwrite: true));
+        }
+
         return null;
     }
 
@@ -141,6 +159,7 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IConfigWriter
 
             var resources = new List<ConfigResource>();
             var owners = new Dictionary<string, string>(StringComparer.Ordinal);
+            var conflicts = new HashSet<string>(StringComparer.Ordinal);
             var statuses = new List<ConfigSourceStatus>();
             foreach (var (name, file) in _files.OrderBy(f => f.Key, StringComparer.Ordinal))
             {
@@ -148,10 +167,21 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IConfigWriter
                 var accepted = file.Accepted;
                 foreach (var resource in file.InForce)
                 {
-                    if (owners.TryGetValue(resource.Key, out var owner))
+                    // A definition in force keeps its place: a file that defines the same resource later is the one
+                    // ignored, whatever its name (by name only when neither was in force: at start).
+                    var owner = owners.GetValueOrDefault(resource.Key)
+                        ?? (_owners.TryGetValue(resource.Key, out var before) && before != name && DefinedIn(before, resource.Key) ? before : null);
+                    if (owner is not null)
                     {
-                        diagnostics.Add(new ConfigDiagnostic(DiagnosticSeverity.Error, name, resource.Source.Line, resource.Source.Column, "metadata.name",
-                            $"{resource.DisplayName} is already defined in {owner}; this definition is ignored", resource.DisplayName));
+                        var at = resource.Locate("metadata.name");
+                        var conflict = new ConfigDiagnostic(DiagnosticSeverity.Error, name, at.Line, at.Column, "metadata.name",
+                            $"{resource.DisplayName} is already defined in {owner}; this definition is ignored", resource.DisplayName);
+                        diagnostics.Add(conflict);
+                        if (conflicts.Add(name + "|" + resource.Key) && !_conflicts.Contains(name + "|" + resource.Key))
+                        {
+                            Log.ConfigError(_logger, conflict.ToString());
+                        }
+
                         accepted = false;
                         continue;
                     }
@@ -163,6 +193,9 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IConfigWriter
                 statuses.Add(new ConfigSourceStatus(name, accepted, file.InForce.Count, diagnostics));
             }
 
+            _owners = owners;
+            _conflicts = conflicts;
+
             var texts = _files.Where(f => f.Value.Accepted).ToDictionary(f => f.Key, f => f.Value.Text, StringComparer.Ordinal);
             Volatile.Write(ref _state, new State(new ConfigSet(resources), statuses, texts));
             Log.ConfigLoaded(_logger, resources.Count, statuses.Count);
@@ -171,6 +204,9 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IConfigWriter
             previous.Dispose();
         }
     }
+
+    private bool DefinedIn(string file, string key) =>
+        _files.TryGetValue(file, out var state) && state.InForce.Any(r => r.Key == key);
 
     private bool ScanCore()
     {

@@ -176,8 +176,14 @@ public class MeshCompilerTests
         var mesh = MeshCompiler.Compile(config, []);
 
         Assert.All(mesh.Diagnostics, d => Assert.Equal(DiagnosticSeverity.Warning, d.Severity));
-        Assert.Contains(mesh.Diagnostics, d => d.Path == "spec.hosts[0]" && d.Message.Contains("names no known service", StringComparison.Ordinal));
-        Assert.Contains(mesh.Diagnostics, d => d.Path == "spec.http[0].route[0].destination.subset" && d.Message.Contains("'v9'", StringComparison.Ordinal));
+        var host = Assert.Single(mesh.Diagnostics, d => d.Path == "spec.hosts[0]");
+        Assert.Contains("names no known service", host.Message, StringComparison.Ordinal);
+        var subset = Assert.Single(mesh.Diagnostics, d => d.Path == "spec.http[0].route[0].destination.subset");
+        Assert.Contains("'v9'", subset.Message, StringComparison.Ordinal);
+
+        // Found after parsing, by path, yet located as the parser's findings are: at the value, not the document.
+        Assert.Equal((5, 11), (host.Line, host.Column));
+        Assert.Equal((6, 58), (subset.Line, subset.Column));
     }
 
     [Fact]

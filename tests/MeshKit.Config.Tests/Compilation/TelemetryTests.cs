@@ -141,6 +141,7 @@ public sealed class TelemetryTests
         var finding = Assert.Single(mesh.Diagnostics);
         Assert.Equal("Telemetry default/b-second", finding.Resource);
         Assert.Contains("Telemetry default/a-first already applies", finding.Message, StringComparison.Ordinal);
+        Assert.Equal((3, 19), (finding.Line, finding.Column)); // b-second's metadata.name
         Assert.Equal(["REQUEST_COUNT"], Resolve(yaml).Metrics.Select(m => m.Metric));
     }
 
@@ -229,6 +230,7 @@ public sealed class TelemetryTests
         var finding = Assert.Single(mesh.Diagnostics);
         Assert.Equal("Telemetry default/b", finding.Resource);
         Assert.Equal("spec.selector", finding.Path);
+        Assert.Equal((5, 13), (finding.Line, finding.Column)); // b's selector
         Assert.Contains("Telemetry default/a also selects the workloads of reviews.default", finding.Message, StringComparison.Ordinal);
         Assert.Empty(MeshCompiler.Compile(new ConfigSet(parsed.Resources), []).Diagnostics);
     }

@@ -79,6 +79,42 @@ public sealed class MeshCtlTests : MeshTestBase, IDisposable
     }
 
     [Fact]
+    public async Task AResourceAnotherFileDefines_IsRefusedByApply_AndDoesNotDisplaceItWhenDroppedIn()
+    {
+        static string Route(string subset) => $$"""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata:
+              name: reviews
+            spec:
+              hosts: [reviews]
+              http: [{ route: [{ destination: { host: reviews, subset: {{subset}} } }] }]
+            """;
+        Assert.Equal(0, Run("apply", "-f", Write("reviews.yaml", Route("v1"))).Code);
+
+        // Through the API, as the etcd store does: refused, nothing written.
+        var (code, _, error) = Run("apply", "-f", Write("a-reviews.yaml", Route("v2")));
+        Assert.Equal(1, code);
+        Assert.Contains("VirtualService/default/reviews is already defined in reviews.yaml", error, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(ControlPlane.ConfigDirectory, "a-reviews.yaml")));
+
+        // Dropped into the folder by hand, under a name that sorts first: the definition in force stays, the newcomer
+        // is reported at its metadata.name.
+        ControlPlane.WriteConfig("a-reviews.yaml", Route("v2"));
+        await Eventually.TrueAsync(async () => (await ControlPlane.GetAdminJsonAsync("/debug/config")).EnumerateArray()
+            .Any(f => f.GetProperty("file").GetString() == "a-reviews.yaml"), "the file is read");
+        var sources = await ControlPlane.GetAdminJsonAsync("/debug/config");
+        var conflict = Assert.Single(sources.EnumerateArray().Single(f => f.GetProperty("file").GetString() == "a-reviews.yaml").GetProperty("diagnostics").EnumerateArray());
+        Assert.Equal("VirtualService default/reviews is already defined in reviews.yaml; this definition is ignored", conflict.GetProperty("message").GetString());
+        Assert.Equal((4, 9), (conflict.GetProperty("line").GetInt32(), conflict.GetProperty("column").GetInt32()));
+        Assert.Contains("VirtualService  default    reviews  reviews.yaml:", Run("get", "VirtualService").Output, StringComparison.Ordinal);
+
+        // Once the first definition goes, the other one applies.
+        Assert.Equal(0, Run("delete", "-f", Path.Combine(_dir, "reviews.yaml")).Code);
+        await Eventually.TrueAsync(() => Run("get", "VirtualService").Output.Contains("reviews  a-reviews.yaml:", StringComparison.Ordinal), "the other definition applies");
+    }
+
+    [Fact]
     public async Task Status_ShowsEachWorkload_AndANackAfterAnInvalidPush()
     {
         await StartAsync("productpage", "v1");

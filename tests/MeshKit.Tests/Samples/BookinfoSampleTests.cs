@@ -68,7 +68,11 @@ public sealed class BookinfoSampleTests
         var port = FreePort();
         var controlPlanePort = FreePort();
         var configDir = Directory.CreateTempSubdirectory("bookinfo-test-").FullName;
-        File.Copy(Path.Combine(SampleDirectory, "config", "base", "destination-rules.yaml"), Path.Combine(configDir, "destination-rules.yaml"));
+        foreach (var file in Directory.GetFiles(Path.Combine(SampleDirectory, "config", "base"), "*.yaml"))
+        {
+            File.Copy(file, Path.Combine(configDir, Path.GetFileName(file)));
+        }
+
         var start = new ProcessStartInfo("dotnet") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var arg in new[] { sample, "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--control-plane-port", controlPlanePort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--config-dir", configDir, "--ca-dir", configDir + "-ca", "--stop-on-stdin-close", "--duration", "300" })
         {

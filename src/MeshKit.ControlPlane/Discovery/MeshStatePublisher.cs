@@ -172,7 +172,9 @@ internal sealed partial class MeshStatePublisher : BackgroundService
         }
 
         var workloads = _registry.Workloads;
-        var mesh = MeshCompiler.Compile(config, workloads, jwks: _jwks.Keys);
+        // With nothing registered yet (a control plane started before its workloads) every host is unknown, and
+        // saying so of each VirtualService is noise, not a finding.
+        var mesh = MeshCompiler.Compile(config, workloads, registryKnown: workloads.Count > 0, jwks: _jwks.Keys);
         if (_reportedFindings.Count > 10_000)
         {
             _reportedFindings.Clear();

@@ -61,9 +61,8 @@ internal static class ValidateCommand
                     continue;
                 }
 
-                var at = resource.Locate("metadata.name");
-                diagnostics.Add(new ConfigDiagnostic(DiagnosticSeverity.Warning, result.File, at.Line, at.Column, "metadata.name",
-                    $"{resource.DisplayName} is already defined in {owners[resource.Key]}: in one config folder, this definition would be ignored (and meshctl apply refuses it)", resource.DisplayName));
+                diagnostics.Add(resource.Finding(DiagnosticSeverity.Warning, "metadata.name",
+                    $"{resource.DisplayName} is already defined in {owners[resource.Key]}: in one config folder, this definition would be ignored (and meshctl apply refuses it while the other is in force)"));
             }
         }
 

@@ -287,9 +287,6 @@ public static class MeshCompiler
         }
     }
 
-    private static ConfigDiagnostic Warn(ConfigResource resource, string path, string message)
-    {
-        var at = resource.Locate(path);
-        return new(DiagnosticSeverity.Warning, at.File, at.Line, at.Column, path, message, resource.DisplayName);
-    }
+    private static ConfigDiagnostic Warn(ConfigResource resource, string path, string message) =>
+        resource.Finding(DiagnosticSeverity.Warning, path, message);
 }

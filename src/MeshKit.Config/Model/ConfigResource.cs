@@ -1,3 +1,5 @@
+using MeshKit.Config.Validation;
+
 namespace MeshKit.Config.Model;
 
 /// <summary>A parsed configuration document: an Istio-style resource with its metadata and where it came from.</summary>
@@ -35,6 +37,17 @@ public abstract record ConfigResource
     /// <param name="path">A field path as diagnostics write it, e.g. <c>spec.hosts[0]</c>.</param>
     /// <returns>The field's location, or <see cref="Source"/>.</returns>
     public SourceLocation Locate(string path) => FieldLocations.TryGetValue(path, out var location) ? location : Source;
+
+    /// <summary>Makes a finding about one of this resource's fields, located where the field is written (<see cref="Locate"/>).</summary>
+    /// <param name="severity">Error or warning.</param>
+    /// <param name="path">The field's path, e.g. <c>metadata.name</c>.</param>
+    /// <param name="message">What is wrong.</param>
+    /// <returns>The diagnostic, naming this resource.</returns>
+    public ConfigDiagnostic Finding(DiagnosticSeverity severity, string path, string message)
+    {
+        var at = Locate(path);
+        return new ConfigDiagnostic(severity, at.File, at.Line, at.Column, path, message, DisplayName);
+    }
 
     /// <summary>Gets the identity of the resource: <c>Kind/namespace/name</c>.</summary>
     public string Key => $"{Kind}/{Namespace}/{Name}";

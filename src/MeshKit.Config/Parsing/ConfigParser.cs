@@ -92,9 +92,8 @@ public static class ConfigParser
                 if (!firstLines.TryAdd(resource.Key, resource.Source.Line))
                 {
                     // Which one would apply is a guess either way (the control plane keeps the first, a dictionary the last).
-                    var at = resource.Locate("metadata.name");
-                    context.Diagnostics.Add(new ConfigDiagnostic(DiagnosticSeverity.Error, fileName, at.Line, at.Column, "metadata.name",
-                        $"{resource.DisplayName} is defined twice in this file (first at line {firstLines[resource.Key]})", resource.DisplayName));
+                    context.Diagnostics.Add(resource.Finding(DiagnosticSeverity.Error, "metadata.name",
+                        $"{resource.DisplayName} is defined twice in this file (first at line {firstLines[resource.Key]})"));
                     continue;
                 }
 

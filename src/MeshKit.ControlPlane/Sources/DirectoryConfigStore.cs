@@ -173,9 +173,8 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IConfigWriter
                         ?? (_owners.TryGetValue(resource.Key, out var before) && before != name && DefinedIn(before, resource.Key) ? before : null);
                     if (owner is not null)
                     {
-                        var at = resource.Locate("metadata.name");
-                        var conflict = new ConfigDiagnostic(DiagnosticSeverity.Error, name, at.Line, at.Column, "metadata.name",
-                            $"{resource.DisplayName} is already defined in {owner}; this definition is ignored", resource.DisplayName);
+                        var conflict = resource.Finding(DiagnosticSeverity.Error, "metadata.name",
+                            $"{resource.DisplayName} is already defined in {owner}; this definition is ignored");
                         diagnostics.Add(conflict);
                         if (conflicts.Add(name + "|" + resource.Key) && !_conflicts.Contains(name + "|" + resource.Key))
                         {

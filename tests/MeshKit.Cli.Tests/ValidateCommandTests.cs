@@ -67,13 +67,13 @@ public sealed class ValidateCommandTests : IDisposable
     [Fact]
     public void Validate_UnenforcedField_IsAWarningWithItsPath()
     {
-        Write("dr.yaml", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: { name: r }\nspec:\n  host: r\n  subsets: [{ name: v1, labels: { version: v1 }, trafficPolicy: { tls: { mode: ISTIO_MUTUAL } } }]\n");
+        Write("dr.yaml", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: { name: r }\nspec:\n  host: r\n  subsets: [{ name: v1, labels: { version: v1 }, trafficPolicy: { tunnel: { protocol: CONNECT, targetHost: x, targetPort: 80 } } }]\n");
 
         var (code, output, _) = Run("validate", "-f", _dir);
 
         Assert.Equal(0, code);
         Assert.Contains("dr.yaml:6:", output, StringComparison.Ordinal);
-        Assert.Contains("warning: spec.subsets[0].trafficPolicy.tls: tls is applied from the DestinationRule's own trafficPolicy only", output, StringComparison.Ordinal);
+        Assert.Contains("warning: spec.subsets[0].trafficPolicy.tunnel: is not supported by MeshKit and is ignored", output, StringComparison.Ordinal);
     }
 
     [Fact]

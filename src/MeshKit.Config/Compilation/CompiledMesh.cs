@@ -129,23 +129,16 @@ public sealed class CompiledMesh
                 cluster.Locality = ToProto(rule.TrafficPolicy?.Locality);
                 cluster.PortPolicies.AddRange(PortPolicies(rule.TrafficPolicy));
                 cluster.Warmup = ToProto(rule.TrafficPolicy?.Warmup);
-                cluster.OutlierDetection = ToProto(rule.TrafficPolicy?.OutlierDetection);
-                cluster.Limits = LimitsOf(rule.TrafficPolicy);
-                cluster.Connection = ConnectionOf(rule.TrafficPolicy?.ConnectionPool);
-                cluster.TlsMode = rule.TrafficPolicy?.Tls?.Mode ?? string.Empty;
-                if (rule.TrafficPolicy?.Tls is { Mode: "SIMPLE" or "MUTUAL" } tls)
+                var top = rule.TrafficPolicy;
+                cluster.Upstream = UpstreamOf(top);
+                foreach (var port in top?.PortLevelSettings ?? [])
                 {
-                    cluster.TlsOrigination = new TlsOrigination
+                    if (SetsUpstream(port.Policy))
                     {
-                        Mode = tls.Mode,
-                        Sni = tls.Sni ?? string.Empty,
-                        CaCertificates = tls.CaCertificates ?? string.Empty,
-                        ClientCertificate = tls.ClientCertificate ?? string.Empty,
-                        PrivateKey = tls.PrivateKey ?? string.Empty,
-                        InsecureSkipVerify = tls.InsecureSkipVerify ?? false,
-                    };
-                    cluster.TlsOrigination.SubjectAltNames.AddRange(tls.SubjectAltNames);
+                        cluster.PortUpstreams.Add(new PortUpstream { Port = port.Port, Policy = UpstreamOf(Over(port.Policy, top)) });
+                    }
                 }
+
                 foreach (var subset in rule.Subsets)
                 {
                     var compiled = new Subset
@@ -157,6 +150,20 @@ public sealed class CompiledMesh
                         Warmup = ToProto(subset.TrafficPolicy?.Warmup),
                     };
                     compiled.PortPolicies.AddRange(PortPolicies(subset.TrafficPolicy));
+                    if (SetsUpstream(subset.TrafficPolicy))
+                    {
+                        compiled.Upstream = UpstreamOf(Over(subset.TrafficPolicy, top));
+                    }
+
+                    // A port the rule or the subset sets a port-level policy for is a destination of its own.
+                    var ports = (top?.PortLevelSettings ?? []).Concat(subset.TrafficPolicy?.PortLevelSettings ?? [])
+                        .Where(p => SetsUpstream(p.Policy)).Select(p => p.Port).Distinct().Order();
+                    foreach (var port in ports)
+                    {
+                        var policy = Over(PortLevel(subset.TrafficPolicy, port), Over(subset.TrafficPolicy, Over(PortLevel(top, port), top)));
+                        compiled.PortUpstreams.Add(new PortUpstream { Port = port, Policy = UpstreamOf(policy) });
+                    }
+
                     foreach (var (k, v) in subset.Labels)
                     {
                         compiled.Labels[k] = v;
@@ -229,6 +236,55 @@ public sealed class CompiledMesh
             Locality = ToProto(p.Policy.Locality),
             Warmup = ToProto(p.Policy.Warmup),
         });
+
+    // Istio merges a DestinationRule's policies per destination (MergeTrafficPolicy): a subset's port-level settings
+    // over the subset's, over the rule's port-level settings, over the rule's; each of these fields replaced whole.
+    private static TrafficPolicy? Over(TrafficPolicy? top, TrafficPolicy? under) =>
+        top is null ? under : under is null ? top : top with
+        {
+            ConnectionPool = top.ConnectionPool ?? under.ConnectionPool,
+            OutlierDetection = top.OutlierDetection ?? under.OutlierDetection,
+            Tls = top.Tls ?? under.Tls,
+            RetryBudget = top.RetryBudget ?? under.RetryBudget,
+        };
+
+    private static TrafficPolicy? PortLevel(TrafficPolicy? policy, uint port) =>
+        policy?.PortLevelSettings.FirstOrDefault(p => p.Port == port)?.Policy;
+
+    private static bool SetsUpstream(TrafficPolicy? policy) =>
+        policy is not null && (policy.ConnectionPool is not null || policy.OutlierDetection is not null || policy.Tls is not null || policy.RetryBudget is not null);
+
+    /// <summary>The upstream part of a (merged) traffic policy; null when it sets none of it.</summary>
+    private static UpstreamPolicy? UpstreamOf(TrafficPolicy? policy)
+    {
+        if (!SetsUpstream(policy))
+        {
+            return null;
+        }
+
+        var upstream = new UpstreamPolicy
+        {
+            OutlierDetection = ToProto(policy!.OutlierDetection),
+            Limits = LimitsOf(policy),
+            Connection = ConnectionOf(policy.ConnectionPool),
+            TlsMode = policy.Tls?.Mode ?? string.Empty,
+        };
+        if (policy.Tls is { Mode: "SIMPLE" or "MUTUAL" } tls)
+        {
+            upstream.TlsOrigination = new TlsOrigination
+            {
+                Mode = tls.Mode,
+                Sni = tls.Sni ?? string.Empty,
+                CaCertificates = tls.CaCertificates ?? string.Empty,
+                ClientCertificate = tls.ClientCertificate ?? string.Empty,
+                PrivateKey = tls.PrivateKey ?? string.Empty,
+                InsecureSkipVerify = tls.InsecureSkipVerify ?? false,
+            };
+            upstream.TlsOrigination.SubjectAltNames.AddRange(tls.SubjectAltNames);
+        }
+
+        return upstream;
+    }
 
     // Istio's defaults for fields an outlierDetection block leaves out.
     private static OutlierDetection? ToProto(OutlierDetectionSpec? spec) => spec is null ? null : new OutlierDetection

@@ -796,7 +796,10 @@ public static class ConfigParser
         var pool = t.Map("connectionPool", ReadConnectionPool);
         var outlier = t.Map("outlierDetection", ReadOutlierDetection);
         var tls = t.Map("tls", ReadClientTls);
-        var budget = t.Map("retryBudget", b => new RetryBudgetSpec(b.Double("percent", 0, 100), b.Int("minRetryConcurrency", 0, int.MaxValue)));
+        // Istio's PortTrafficPolicy has loadBalancer, connectionPool, outlierDetection and tls only: the rest is an
+        // unknown field there.
+        var budget = allowPortLevel ? t.Map("retryBudget", b => new RetryBudgetSpec(b.Double("percent", 0, 100), b.Int("minRetryConcurrency", 0, int.MaxValue))) : null;
+        var seenPorts = new HashSet<uint>();
         var ports = allowPortLevel ? t.List("portLevelSettings", p =>
         {
             var port = p.Map("port", n => new PortBox(n.UInt("number", 1, 65535)))?.Number;
@@ -804,8 +807,11 @@ public static class ConfigParser
             {
                 p.Context.Error(p.Node, p.ChildPath("port.number"), "is required");
             }
+            else if (!seenPorts.Add(port.Value))
+            {
+                p.Context.Error(p.Get("port"), p.ChildPath("port.number"), $"port {port} has an earlier entry in portLevelSettings");
+            }
 
-            // A port-level policy has the shape of a traffic policy minus the port-level list itself.
             var policy = ReadTrafficPolicyCore(p, allowPortLevel: false);
             return port is null ? null : new PortTrafficPolicy(port.Value, policy);
         }) : [];
@@ -813,11 +819,7 @@ public static class ConfigParser
         {
             var tlsNode = t.Get("tls");
             var tlsPath = t.ChildPath("tls");
-            if (t.Path != "spec.trafficPolicy")
-            {
-                t.Context.Warning(tlsNode, tlsPath, "tls is applied from the DestinationRule's own trafficPolicy only; subset and port-level tls are not supported yet and are ignored");
-            }
-            else if (tls.Mode is "SIMPLE" or "MUTUAL")
+            if (tls.Mode is "SIMPLE" or "MUTUAL")
             {
                 if (tls.CredentialName is not null)
                 {
@@ -830,9 +832,12 @@ public static class ConfigParser
             }
         }
 
-        foreach (var field in new[] { "tunnel", "proxyProtocol" })
+        if (allowPortLevel)
         {
-            t.NotSupported(field, DiagnosticSeverity.Warning, NotYet);
+            foreach (var field in new[] { "tunnel", "proxyProtocol" })
+            {
+                t.NotSupported(field, DiagnosticSeverity.Warning, NotYet);
+            }
         }
 
         var simpleLb = lb?.Value;

@@ -8,11 +8,13 @@ using MeshKit.Protocol.V1;
 namespace MeshKit.Http;
 
 /// <summary>
-/// Connection pools of clusters whose DestinationRule sets connection settings (<c>connectionPool.tcp</c>,
-/// <c>http.idleTimeout</c>, <c>h2UpgradePolicy</c>, <c>maxRequestsPerConnection</c>, <c>maxConcurrentStreams</c>) or
-/// TLS origination (<c>tls.mode</c> SIMPLE or MUTUAL): a <see cref="SocketsHttpHandler"/> per cluster, kept across
-/// snapshots while its settings stay the same. A pool replaced by new settings is disposed after a grace period, so
-/// requests in flight on it finish. Other clusters use the client's own handler.
+/// Connection pools of destinations (a service, or a subset or port of it that has a policy of its own) whose
+/// DestinationRule sets connection settings (<c>connectionPool.tcp</c>, <c>http.idleTimeout</c>,
+/// <c>h2UpgradePolicy</c>, <c>maxRequestsPerConnection</c>, <c>maxConcurrentStreams</c>) or TLS origination
+/// (<c>tls.mode</c> SIMPLE or MUTUAL): a <see cref="SocketsHttpHandler"/> per destination, by its Envoy-style name
+/// (<c>outbound|port|subset|host</c>), kept across snapshots while its settings stay the same. A pool replaced by new
+/// settings is disposed after a grace period, so requests in flight on it finish. Other destinations use the
+/// client's own handler.
 /// </summary>
 internal sealed class ClusterTransports : IDisposable
 {
@@ -44,11 +46,12 @@ internal sealed class ClusterTransports : IDisposable
         return created;
     }
 
-    public Transport? For(string host, ConnectionSettings? settings, TlsOrigination? origination = null)
+    /// <summary>Returns the pool of the destination <paramref name="name"/> for these settings: the one it has while they stay the same.</summary>
+    public Transport? For(string name, ConnectionSettings? settings, TlsOrigination? origination = null)
     {
         if (settings is null && origination is null)
         {
-            Retire(host);
+            Retire(name);
             return null;
         }
 
@@ -56,7 +59,7 @@ internal sealed class ClusterTransports : IDisposable
 
         while (true)
         {
-            if (_transports.TryGetValue(host, out var existing))
+            if (_transports.TryGetValue(name, out var existing))
             {
                 if (existing.Settings.Equals(settings) && Equals(existing.Origination, origination))
                 {
@@ -64,7 +67,7 @@ internal sealed class ClusterTransports : IDisposable
                 }
 
                 var replacement = new Transport(settings, _identity, origination);
-                if (_transports.TryUpdate(host, replacement, existing))
+                if (_transports.TryUpdate(name, replacement, existing))
                 {
                     Later(existing);
                     return replacement;
@@ -75,7 +78,7 @@ internal sealed class ClusterTransports : IDisposable
             }
 
             var created = new Transport(settings, _identity, origination);
-            if (_transports.TryAdd(host, created))
+            if (_transports.TryAdd(name, created))
             {
                 return created;
             }
@@ -84,13 +87,14 @@ internal sealed class ClusterTransports : IDisposable
         }
     }
 
-    public void Retain(IReadOnlySet<string> hosts)
+    /// <summary>Retires the pools of destinations no longer in <paramref name="names"/>.</summary>
+    public void Retain(IReadOnlySet<string> names)
     {
-        foreach (var host in _transports.Keys)
+        foreach (var name in _transports.Keys)
         {
-            if (!hosts.Contains(host))
+            if (!names.Contains(name))
             {
-                Retire(host);
+                Retire(name);
             }
         }
     }
@@ -107,9 +111,9 @@ internal sealed class ClusterTransports : IDisposable
         _transports.Clear();
     }
 
-    private void Retire(string host)
+    private void Retire(string name)
     {
-        if (_transports.TryRemove(host, out var old))
+        if (_transports.TryRemove(name, out var old))
         {
             Later(old);
         }

@@ -295,16 +295,18 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             return new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.ServiceUnavailable, "UH", NoHealthyUpstream(target, port)));
         }
 
-        // Circuit breaking: over the cluster's request limit a call fails at once, it never queues.
-        var cluster = target.Cluster;
-        if (cluster is not null)
+        // Circuit breaking: over the destination's request limit a call fails at once, it never queues.
+        // Requests are counted only where limits read the count.
+        var upstream = endpoints.Upstream;
+        if (upstream.Counters is { } counters)
         {
-            var inFlight = Interlocked.Increment(ref cluster.Runtime._activeRequests);
-            if (cluster.Limits is { MaxRequests: > 0 } limits && inFlight > limits.MaxRequests)
+            var inFlight = Interlocked.Increment(ref counters._activeRequests);
+            if (upstream.Limits is { MaxRequests: > 0 } limits && inFlight > limits.MaxRequests)
             {
-                Interlocked.Decrement(ref cluster.Runtime._activeRequests);
+                Interlocked.Decrement(ref counters._activeRequests);
                 metrics?.Overflow(target.Host);
-                return new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.ServiceUnavailable, "UO", $"upstream overflow: {limits.MaxRequests} requests already in flight to '{target.Host}' (connectionPool)"));
+                var what = target.Subset.Length == 0 ? $"'{target.Host}'" : $"subset '{target.Subset}' of '{target.Host}'";
+                return new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.ServiceUnavailable, "UO", $"upstream overflow: {limits.MaxRequests} requests already in flight to {what} (connectionPool)"));
             }
         }
 
@@ -348,12 +350,12 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         state.Port = port;
         state.PathAndQuery = pathAndQuery;
         state.Idempotent = RetryConditions.IsIdempotent(request.Method);
-        state.Cluster = cluster?.Runtime;
-        state.Limits = cluster?.Limits;
+        state.Cluster = upstream.Counters;
+        state.Limits = upstream.Limits;
         state.CallerToken = cancellationToken;
         state.RetryRemoteLocalities = resilience?.RetryRemoteLocalities ?? false;
-        state.Transport = cluster?.Transport;
-        state.TlsMode = cluster?.TlsMode ?? string.Empty;
+        state.Transport = upstream.Transport;
+        state.TlsMode = upstream.TlsMode;
         state.Answer = answer;
         return SendRoutedAsync(state, cancellationToken);
     }
@@ -445,9 +447,9 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         finally
         {
             ReleaseReservation(state);
-            if (state.Target.Cluster is { } cluster)
+            if (state.Cluster is { } counters)
             {
-                Interlocked.Decrement(ref cluster.Runtime._activeRequests);
+                Interlocked.Decrement(ref counters._activeRequests);
             }
 
             request.RequestUri = state.Uri;
@@ -843,7 +845,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     private void StartMirror(HttpRequestMessage request, byte[] body, RouteTarget mirror, string host, string pathAndQuery, Uri uri)
     {
         var port = SelectPort(mirror, uri);
-        var endpoint = mirror.Endpoints?.ForPort(port).Pick();
+        var destination = mirror.Endpoints?.ForPort(port);
+        var endpoint = destination?.Pick();
         var authority = endpoint?.AuthorityFor(port);
         if (endpoint is null || authority is null)
         {
@@ -882,7 +885,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 try
                 {
                     // The copy goes the way a request to that endpoint would: mutual TLS, TLS origination or plain.
-                    var invoker = InvokerFor(mirror.Cluster?.Transport, mirror.Cluster?.TlsMode ?? string.Empty, endpoint, port, copy);
+                    var invoker = InvokerFor(destination!.Upstream.Transport, destination.Upstream.TlsMode, endpoint, port, copy);
                     using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30), provider.Runtime.Time);
                     using var response = invoker is not null
                         ? await invoker.SendAsync(copy, timeout.Token).ConfigureAwait(false)

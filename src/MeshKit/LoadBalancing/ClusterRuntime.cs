@@ -3,7 +3,10 @@ using MeshKit.Resilience;
 
 namespace MeshKit.LoadBalancing;
 
-/// <summary>Per cluster, across snapshots: requests and retries in flight, and the health of each endpoint.</summary>
+/// <summary>
+/// Across snapshots: per service, the health of each endpoint; per destination with limits (<see cref="Upstream"/>), the
+/// requests and retries in flight.
+/// </summary>
 internal sealed class ClusterRuntime
 {
     // Created when outlier detection first tracks an endpoint: most clusters never need it.

@@ -313,10 +313,14 @@ internal sealed class EndpointSet
     /// <summary>Gets the outlier detection policy whose health the picks respect, if any.</summary>
     public OutlierDetection? Outlier => _outlier;
 
-    /// <summary>Turns on outlier detection for the set while the snapshot is being built.</summary>
-    public EndpointSet WithOutlierDetection(OutlierDetection? policy, TimeProvider time)
+    /// <summary>Gets the destination the set's calls go to: limits and their counters, connection pool, TLS.</summary>
+    public Upstream Upstream { get; private set; } = Upstream.None;
+
+    /// <summary>Sets the destination's policy while the snapshot is being built: its outlier detection, limits, pool and TLS.</summary>
+    public EndpointSet WithUpstream(Upstream upstream, OutlierDetection? outlier, TimeProvider time)
     {
-        _outlier = policy;
+        Upstream = upstream;
+        _outlier = outlier;
         _time = time;
         return this;
     }

@@ -12,21 +12,23 @@ internal sealed class MeshRuntime(TimeProvider time, Security.WorkloadIdentity? 
     private readonly ConcurrentDictionary<string, DateTimeOffset> _firstSeen = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ClusterRuntime> _clusters = new(StringComparer.Ordinal);
 
-    public ClusterRuntime Cluster(string host) => _clusters.GetOrAdd(host, static _ => new ClusterRuntime());
+    /// <summary>Returns the state of a service (by host: endpoint health) or of one destination (by its name: requests in flight).</summary>
+    public ClusterRuntime Cluster(string key) => _clusters.GetOrAdd(key, static _ => new ClusterRuntime());
 
-    /// <summary>Gets the connection pools of clusters with connection settings of their own.</summary>
+    /// <summary>Gets the connection pools of destinations with connection settings of their own.</summary>
     public Http.ClusterTransports Transports => _transports ??= new Http.ClusterTransports(Time, identity);
 
     private Http.ClusterTransports? _transports;
 
-    public void RetainClusters(IReadOnlySet<string> hosts)
+    /// <summary>Forgets the services and destinations the latest snapshot no longer has (<paramref name="keys"/>: hosts and destination names).</summary>
+    public void RetainClusters(IReadOnlySet<string> keys)
     {
-        _transports?.Retain(hosts);
-        foreach (var host in _clusters.Keys)
+        _transports?.Retain(keys);
+        foreach (var key in _clusters.Keys)
         {
-            if (!hosts.Contains(host))
+            if (!keys.Contains(key))
             {
-                _clusters.TryRemove(host, out _);
+                _clusters.TryRemove(key, out _);
             }
         }
     }

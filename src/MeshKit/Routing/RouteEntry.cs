@@ -97,8 +97,4 @@ internal sealed class RouteEntry
 /// <param name="ResponseHeaders">Gets the destination's response header edits.</param>
 internal sealed record RouteTarget(
     string Host, string Subset, uint Port, int Weight, EndpointSet? Endpoints, uint[] ServicePorts,
-    HeaderEdits? RequestHeaders = null, HeaderEdits? ResponseHeaders = null)
-{
-    /// <summary>Gets the destination's cluster (limits and runtime state), when it exists.</summary>
-    public Snapshot.ClusterView? Cluster { get; init; }
-}
+    HeaderEdits? RequestHeaders = null, HeaderEdits? ResponseHeaders = null);

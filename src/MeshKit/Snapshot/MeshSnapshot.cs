@@ -140,23 +140,16 @@ internal sealed class ServiceView(string host, uint[] ports, bool external, Rout
 }
 
 /// <summary>A service's endpoints and subsets.</summary>
-internal sealed class ClusterView(string host, EndpointSet all, FrozenDictionary<string, EndpointSet> subsets, ClusterRuntime? runtime = null, Protocol.V1.ConnectionLimits? limits = null)
+internal sealed class ClusterView(string host, EndpointSet all, FrozenDictionary<string, EndpointSet> subsets, ClusterRuntime? runtime = null)
 {
-    /// <summary>Gets the cluster's state that outlives snapshots (requests in flight, endpoint health).</summary>
+    /// <summary>Gets the service's state that outlives snapshots (the health of each endpoint).</summary>
     public ClusterRuntime Runtime { get; } = runtime ?? new ClusterRuntime();
-
-    /// <summary>Gets the cluster's own connection pool, when its DestinationRule sets connection settings.</summary>
-    public Http.ClusterTransports.Transport? Transport { get; init; }
-
-    /// <summary>Gets the DestinationRule <c>tls.mode</c>: empty (automatic mutual TLS), ISTIO_MUTUAL or DISABLE.</summary>
-    public string TlsMode { get; init; } = string.Empty;
-
-    /// <summary>Gets the request and retry limits (connectionPool, retryBudget), if any.</summary>
-    public Protocol.V1.ConnectionLimits? Limits { get; } = limits;
 
     public string Host { get; } = host;
 
+    /// <summary>Gets the service's endpoints, balanced and limited as the DestinationRule's own policy says.</summary>
     public EndpointSet All { get; } = all;
 
+    /// <summary>Gets the subsets, each a destination of its own (<see cref="EndpointSet.Upstream"/>).</summary>
     public FrozenDictionary<string, EndpointSet> Subsets { get; } = subsets;
 }

@@ -23,18 +23,19 @@ internal static class SnapshotBuilder
         }
 
         var clusters = new Dictionary<string, ClusterView>(StringComparer.Ordinal);
+        var names = new HashSet<string>(StringComparer.Ordinal);
         if (resources.TryGetValue(ResourceTypes.Cluster, out var clusterResources))
         {
             var shapes = new EndpointShapes();
             foreach (var resource in clusterResources.Values)
             {
                 var cluster = Unpack<ServiceCluster>(resource);
-                clusters[cluster.Host] = BuildCluster(cluster, source, clock, shapes);
+                clusters[cluster.Host] = BuildCluster(cluster, source, clock, shapes, names);
             }
         }
 
         clock?.Retain(clusters.Values.SelectMany(c => c.All.Endpoints).Select(e => e.Key).ToHashSet(StringComparer.Ordinal));
-        clock?.RetainClusters(clusters.Keys.ToHashSet(StringComparer.Ordinal));
+        clock?.RetainClusters(names);
         var services = new Dictionary<string, ServiceView>(StringComparer.Ordinal);
         var aliases = new Dictionary<string, ServiceView>(StringComparer.Ordinal);
         if (resources.TryGetValue(ResourceTypes.Routes, out var routeResources))
@@ -91,11 +92,47 @@ internal static class SnapshotBuilder
         }
     }
 
-    private static ClusterView BuildCluster(ServiceCluster cluster, SourceWorkload source, MeshRuntime? clock, EndpointShapes shapes)
+    private static ClusterView BuildCluster(ServiceCluster cluster, SourceWorkload source, MeshRuntime? clock, EndpointShapes shapes, ISet<string> names)
     {
         var runtime = clock?.Cluster(cluster.Host);
         var time = clock?.Time ?? TimeProvider.System;
-        EndpointSet Create(EndpointView[] members, string policy, ConsistentHash? hash, LocalitySettings? locality, Warmup? warmup)
+
+        // Each destination (the service or a subset, on every port or one port) counts its own requests in flight, as
+        // each Envoy cluster does, when it has limits to count them against; it has a pool of its own only where its
+        // policy is its own, not inherited. A destination with neither holds nothing of its own.
+        string Name(string subset, uint port) => $"outbound|{(port == 0 ? string.Empty : port)}|{subset}|{cluster.Host}";
+        ClusterRuntime? Counters(string name, ConnectionLimits? limits)
+        {
+            if (limits is null)
+            {
+                return null;
+            }
+
+            names.Add(name);
+            return clock?.Cluster(name) ?? new ClusterRuntime();
+        }
+
+        Upstream Own(string name, UpstreamPolicy? policy)
+        {
+            if (policy is null)
+            {
+                return Upstream.None;
+            }
+
+            var transport = clock?.Transports.For(name, policy.Connection, policy.TlsOrigination);
+            if (transport is not null)
+            {
+                names.Add(name);
+            }
+
+            return new(Counters(name, policy.Limits), policy.Limits, transport, policy.TlsMode);
+        }
+
+        // A destination without a policy of its own shares its parent's pool (connections are per endpoint anyway)
+        // and limits, but counts its own requests.
+        Upstream Inherit(string name, Upstream parent) => parent.Limits is null ? parent : parent with { Counters = Counters(name, parent.Limits) };
+
+        EndpointSet Create(EndpointView[] members, string policy, ConsistentHash? hash, LocalitySettings? locality, Warmup? warmup, Upstream upstream, UpstreamPolicy? upstreamPolicy)
         {
             if (policy == "CONSISTENT_HASH" && hash is null)
             {
@@ -103,14 +140,27 @@ internal static class SnapshotBuilder
             }
 
             return EndpointSet.Create(members, policy, policy == "CONSISTENT_HASH" ? hash : null, locality, source, warmup, clock)
-                .WithOutlierDetection(cluster.OutlierDetection, time);
+                .WithUpstream(upstream, upstreamPolicy?.OutlierDetection, time);
         }
 
-        FrozenDictionary<uint, EndpointSet>? PortSets(EndpointView[] members, IEnumerable<PortPolicy> policies, LocalitySettings? locality, Warmup? warmup)
+        // The sets of single ports that portLevelSettings give a balancer or an upstream policy of their own; a port
+        // with only one of them takes the other from the set it belongs to.
+        FrozenDictionary<uint, EndpointSet>? PortSets(EndpointView[] members, string subset, IEnumerable<PortPolicy> policies, IEnumerable<PortUpstream> upstreams, (string Policy, ConsistentHash? Hash, LocalitySettings? Locality, Warmup? Warmup) parent, Upstream parentUpstream, UpstreamPolicy? parentPolicy)
         {
-            var sets = policies.ToDictionary(p => p.Port, p => Create(members, p.LoadBalancer.Length > 0 ? p.LoadBalancer : "ROUND_ROBIN", p.ConsistentHash, p.Locality ?? locality, p.Warmup ?? warmup));
+            var balancing = policies.ToDictionary(p => p.Port);
+            var own = upstreams.ToDictionary(u => u.Port, u => u.Policy);
+            var sets = balancing.Keys.Union(own.Keys).ToDictionary(port => port, port =>
+            {
+                var upstreamPolicy = own.TryGetValue(port, out var set) ? set : parentPolicy;
+                var upstream = own.ContainsKey(port) ? Own(Name(subset, port), upstreamPolicy) : Inherit(Name(subset, port), parentUpstream);
+                return balancing.TryGetValue(port, out var p)
+                    ? Create(members, p.LoadBalancer.Length > 0 ? p.LoadBalancer : "ROUND_ROBIN", p.ConsistentHash, p.Locality ?? parent.Locality, p.Warmup ?? parent.Warmup, upstream, upstreamPolicy)
+                    : Create(members, parent.Policy, parent.Hash, parent.Locality, parent.Warmup, upstream, upstreamPolicy);
+            });
             return sets.Count == 0 ? null : sets.ToFrozenDictionary();
         }
+
+        var serviceUpstream = Own(Name(string.Empty, 0), cluster.Upstream);
 
         var endpoints = cluster.Endpoints.Select(e => new EndpointView(e, shapes)).ToArray();
         if (runtime is not null)
@@ -131,14 +181,20 @@ internal static class SnapshotBuilder
                 }
             }
 
+            // An endpoint's health is the instance's: one record however many destinations (subsets, ports) include it;
+            // each destination's outlier detection decides with its own settings, and only its picks skip ejections.
+            var detects = cluster.Upstream?.OutlierDetection is not null
+                || cluster.PortUpstreams.Any(u => u.Policy?.OutlierDetection is not null)
+                || cluster.Subsets.Any(s => s.Upstream?.OutlierDetection is not null || s.PortUpstreams.Any(u => u.Policy?.OutlierDetection is not null));
             runtime.Endpoints = endpoints;
             runtime.EndpointCount = endpoints.Length;
             runtime.Retain(endpoints.Select(e => e.Key).ToHashSet(StringComparer.Ordinal));
             foreach (var endpoint in endpoints)
             {
-                endpoint.Health = cluster.OutlierDetection is null ? null : runtime.HealthOf(endpoint.Key);
+                endpoint.Health = detects ? runtime.HealthOf(endpoint.Key) : null;
             }
         }
+
         var subsets = new Dictionary<string, EndpointSet>(StringComparer.Ordinal);
         foreach (var subset in cluster.Subsets)
         {
@@ -148,20 +204,20 @@ internal static class SnapshotBuilder
             var hash = own ? subset.ConsistentHash : cluster.ConsistentHash;
 
             // Precedence for one port: the subset's port-level policy, the subset's policy, the rule's port-level
-            // policy, the rule's policy.
+            // policy, the rule's policy (the upstream policies come resolved from the control plane).
             var ports = subset.PortPolicies.Count > 0 ? subset.PortPolicies : own ? [] : cluster.PortPolicies;
             var warmup = own ? subset.Warmup : subset.Warmup ?? cluster.Warmup;
-            subsets[subset.Name] = Create(members, policy, hash, subset.Locality ?? cluster.Locality, warmup)
-                .WithPortOverrides(PortSets(members, ports, subset.Locality ?? cluster.Locality, warmup));
+            var locality = subset.Locality ?? cluster.Locality;
+            var upstreamPolicy = subset.Upstream ?? cluster.Upstream;
+            var upstream = subset.Upstream is not null ? Own(Name(subset.Name, 0), upstreamPolicy) : Inherit(Name(subset.Name, 0), serviceUpstream);
+            subsets[subset.Name] = Create(members, policy, hash, locality, warmup, upstream, upstreamPolicy)
+                .WithPortOverrides(PortSets(members, subset.Name, ports, subset.PortUpstreams, (policy, hash, locality, warmup), upstream, upstreamPolicy));
         }
 
-        var all = Create(endpoints, cluster.LoadBalancer, cluster.ConsistentHash, cluster.Locality, cluster.Warmup)
-            .WithPortOverrides(PortSets(endpoints, cluster.PortPolicies, cluster.Locality, cluster.Warmup));
-        return new ClusterView(cluster.Host, all, subsets.ToFrozenDictionary(StringComparer.Ordinal), runtime, cluster.Limits)
-        {
-            Transport = clock?.Transports.For(cluster.Host, cluster.Connection, cluster.TlsOrigination),
-            TlsMode = cluster.TlsMode,
-        };
+        var all = Create(endpoints, cluster.LoadBalancer, cluster.ConsistentHash, cluster.Locality, cluster.Warmup, serviceUpstream, cluster.Upstream)
+            .WithPortOverrides(PortSets(endpoints, string.Empty, cluster.PortPolicies, cluster.PortUpstreams, (cluster.LoadBalancer, cluster.ConsistentHash, cluster.Locality, cluster.Warmup), serviceUpstream, cluster.Upstream));
+        names.Add(cluster.Host);
+        return new ClusterView(cluster.Host, all, subsets.ToFrozenDictionary(StringComparer.Ordinal), runtime);
     }
 
     private static ServiceView BuildService(ServiceRoutes routes, Dictionary<string, ClusterView> clusters, Dictionary<string, uint[]> ports, SourceWorkload source, RouteResilience.Pipelines pipelines)
@@ -221,7 +277,7 @@ internal static class SnapshotBuilder
             endpoints = subset.Length == 0 ? cluster.All : cluster.Subsets.GetValueOrDefault(subset);
         }
 
-        return new RouteTarget(host, subset, port, weight, endpoints, ports.GetValueOrDefault(host) ?? []) { Cluster = cluster };
+        return new RouteTarget(host, subset, port, weight, endpoints, ports.GetValueOrDefault(host) ?? []);
     }
 
     private static T Unpack<T>(Resource resource)

@@ -309,7 +309,65 @@ public class MeshCompilerTests
             """);
         var cluster = Get<ServiceCluster>(MeshCompiler.Compile(config, [Workload("r", "default", "v1")]).ViewFor("default"), ResourceTypes.Cluster, "r.default.svc.cluster.local");
 
-        Assert.Equal(expected, cluster.Limits.MaxRequests);
+        Assert.Equal(expected, cluster.Upstream.Limits.MaxRequests);
+    }
+
+    [Fact]
+    public void Compile_SubsetAndPortPolicies_ResolveIstiosPrecedence_FieldByField()
+    {
+        // Precedence per field (connectionPool, outlierDetection, tls, retryBudget): the subset's port-level
+        // settings, the subset's, the rule's port-level settings, the rule's.
+        var config = Config("""
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: r }
+            spec:
+              host: r
+              trafficPolicy:
+                connectionPool: { http: { http2MaxRequests: 100 } }
+                outlierDetection: { consecutive5xxErrors: 7 }
+                retryBudget: { percent: 20 }
+                portLevelSettings:
+                - port: { number: 9080 }
+                  connectionPool: { http: { http2MaxRequests: 50 } }
+                  tls: { mode: DISABLE }
+                - port: { number: 9090 }
+                  loadBalancer: { simple: RANDOM }
+              subsets:
+              - name: v1
+                labels: { version: v1 }
+                trafficPolicy:
+                  connectionPool: { http: { http2MaxRequests: 10 } }
+              - name: v2
+                labels: { version: v2 }
+                trafficPolicy:
+                  portLevelSettings:
+                  - port: { number: 9080 }
+                    outlierDetection: { consecutive5xxErrors: 2 }
+                    tls: { mode: ISTIO_MUTUAL }
+              - { name: v3, labels: { version: v3 } }
+            """);
+        var cluster = Get<ServiceCluster>(MeshCompiler.Compile(config, [Workload("r", "default", "v1")]).ViewFor("default"), ResourceTypes.Cluster, "r.default.svc.cluster.local");
+
+        Assert.Equal(100u, cluster.Upstream.Limits.MaxRequests);
+        Assert.Equal(20, cluster.Upstream.Limits.RetryBudgetPercent);
+        Assert.Equal(string.Empty, cluster.Upstream.TlsMode);
+        var port = Assert.Single(cluster.PortUpstreams); // 9090 sets a balancer only
+        Assert.Equal((9080u, 50u, 7u, "DISABLE", 20d), (port.Port, port.Policy.Limits.MaxRequests, port.Policy.OutlierDetection.Consecutive5XxErrors, port.Policy.TlsMode, port.Policy.Limits.RetryBudgetPercent));
+
+        var v1 = cluster.Subsets.Single(s => s.Name == "v1");
+        Assert.Equal((10u, 7u), (v1.Upstream.Limits.MaxRequests, v1.Upstream.OutlierDetection.Consecutive5XxErrors));
+        var v1Port = Assert.Single(v1.PortUpstreams);
+        Assert.Equal((9080u, 10u, "DISABLE"), (v1Port.Port, v1Port.Policy.Limits.MaxRequests, v1Port.Policy.TlsMode)); // the subset's pool over the rule's port-level one
+
+        var v2 = cluster.Subsets.Single(s => s.Name == "v2");
+        Assert.Null(v2.Upstream); // its trafficPolicy sets port-level settings only
+        var v2Port = Assert.Single(v2.PortUpstreams);
+        Assert.Equal((50u, 2u, "ISTIO_MUTUAL"), (v2Port.Policy.Limits.MaxRequests, v2Port.Policy.OutlierDetection.Consecutive5XxErrors, v2Port.Policy.TlsMode));
+
+        var v3 = cluster.Subsets.Single(s => s.Name == "v3");
+        Assert.Null(v3.Upstream);
+        Assert.Equal(50u, Assert.Single(v3.PortUpstreams).Policy.Limits.MaxRequests);
     }
 
     [Fact]

@@ -247,6 +247,9 @@ public class ConfigParserTests
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { outlierDetection: { consecutiveLocalOriginFailures: 3 } }", "spec.trafficPolicy.outlierDetection.consecutiveLocalOriginFailures", "splitExternalLocalOriginErrors")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { connectionPool: { http: { h2UpgradePolicy: MAYBE } } }", "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy", "unknown policy")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { portLevelSettings: [{ loadBalancer: { simple: RANDOM } }] }", "spec.trafficPolicy.portLevelSettings[0].port.number", "is required")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { portLevelSettings: [{ port: { number: 80 }, retryBudget: { percent: 5 } }] }", "spec.trafficPolicy.portLevelSettings[0].retryBudget", "unknown field")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { portLevelSettings: [{ port: { number: 80 } }, { port: { number: 80 }, tls: { mode: DISABLE } }] }", "spec.trafficPolicy.portLevelSettings[1].port.number", "earlier entry")]
+    [InlineData("DestinationRule", "host: r\n  subsets: [{ name: a, trafficPolicy: { portLevelSettings: [{ port: { number: 80 }, tls: { mode: MUTUAL } }] } }]", "spec.subsets[0].trafficPolicy.portLevelSettings[0].tls", "clientCertificate")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  resolution: STATIC\n  ports: [{ number: 80, name: http }]", "spec.endpoints", "needs endpoints")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  resolution: STATIC\n  ports: [{ number: 80, name: http }]\n  endpoints: [{ address: e.com }]", "spec.endpoints[0].address", "IP address")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  resolution: MAGIC", "spec.resolution", "unknown resolution")]
@@ -292,6 +295,29 @@ public class ConfigParserTests
 
         Assert.Equal(["spec.trafficPolicy.tls", "spec.trafficPolicy.tls.credentialName"], result.Diagnostics.Select(d => d.Path).Order());
         Assert.All(result.Diagnostics, d => Assert.Equal(DiagnosticSeverity.Error, d.Severity));
+    }
+
+    [Fact]
+    public void Parse_TlsInSubsetsAndPortLevelSettings_IsAccepted()
+    {
+        var result = Parse("""
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: payments }
+            spec:
+              host: payments.example.com
+              trafficPolicy:
+                portLevelSettings: [{ port: { number: 443 }, tls: { mode: SIMPLE, sni: payments.example.com } }]
+              subsets:
+              - name: legacy
+                labels: { version: legacy }
+                trafficPolicy: { tls: { mode: DISABLE }, connectionPool: { http: { http2MaxRequests: 5 } } }
+            """);
+
+        Assert.Empty(result.Diagnostics);
+        var rule = Assert.IsType<DestinationRule>(Assert.Single(result.Resources));
+        Assert.Equal("SIMPLE", rule.TrafficPolicy!.PortLevelSettings[0].Policy.Tls!.Mode);
+        Assert.Equal("DISABLE", rule.Subsets[0].TrafficPolicy!.Tls!.Mode);
     }
 
     [Fact]

@@ -30,6 +30,22 @@ public class DestinationRuleConformanceTests
     private static async Task<string> Call(HttpMessageInvoker mesh, string url = "http://cart/", params (string, string)[] headers) =>
         await mesh.SendAsync(url, headers: headers);
 
+    [Fact]
+    public async Task PortLevelSettings_WithoutABalancer_KeepTheRulesBalancer()
+    {
+        // Port 80 gets a connection pool of its own; its calls are still balanced by the rule's consistent hash.
+        using var mesh = Mesh("""
+            loadBalancer: { consistentHash: { httpHeaderName: x-user } }
+                portLevelSettings: [{ port: { number: 80 }, connectionPool: { http: { http2MaxRequests: 100 } } }]
+            """);
+
+        var first = await Call(mesh, headers: ("x-user", "alice"));
+        for (var i = 0; i < 30; i++)
+        {
+            Assert.Equal(first, await Call(mesh, headers: ("x-user", "alice")));
+        }
+    }
+
     [Theory]
     [InlineData("loadBalancer: { consistentHash: { httpHeaderName: x-user } }")]
     [InlineData("loadBalancer: { consistentHash: { httpHeaderName: x-user, maglev: { tableSize: 65537 } } }")]

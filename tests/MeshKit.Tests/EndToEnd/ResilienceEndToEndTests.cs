@@ -377,7 +377,7 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         backend.Behavior = Delay(TimeSpan.FromSeconds(2));
         WriteRule("{ connectionPool: { http: { http2MaxRequests: 2 } } }");
         var client = await RouteAsync("- { retries: { attempts: 0 }, route: [{ destination: { host: reviews } }] }");
-        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Limits?.MaxRequests == 2, "the limit applies");
+        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Endpoints?.Upstream.Limits?.MaxRequests == 2, "the limit applies");
         var http = client.CreateClient();
         using var overflowCount = new MetricCollector<long>(client.Services.GetRequiredService<IMeterFactory>(), "MeshKit", "meshkit.client.overflows");
 
@@ -394,6 +394,71 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         Assert.Equal(4, overflows.Count);
         Assert.Equal(4, overflowCount.GetMeasurementSnapshot().EvaluateAsCounter());
         Assert.All(overflows, r => Assert.True(r.Elapsed < TimeSpan.FromSeconds(1.5), $"an overflow waited {r.Elapsed}"));
+    }
+
+    [Fact]
+    public async Task SubsetPolicies_OverrideTheRules_AndEachSubsetCountsItsOwnRequests()
+    {
+        var v1 = await StartAsync("reviews", "v1");
+        var v2 = await StartAsync("reviews", "v2");
+        v1.Behavior = v2.Behavior = Delay(TimeSpan.FromSeconds(2));
+
+        // v1 has a limit of its own and outlier detection; v2 inherits the rule's limit, which it counts alone.
+        ControlPlane.WriteConfig("dr.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec:
+              host: reviews
+              trafficPolicy:
+                connectionPool: { http: { http2MaxRequests: 2 } }
+              subsets:
+              - name: v1
+                labels: { version: v1 }
+                trafficPolicy:
+                  connectionPool: { http: { http2MaxRequests: 1 } }
+                  outlierDetection: { consecutive5xxErrors: 3 }
+              - { name: v2, labels: { version: v2 } }
+            """);
+        ControlPlane.WriteConfig("vs.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http:
+              - match: [{ headers: { x-subset: { exact: v1 } } }]
+                retries: { attempts: 0 }
+                route: [{ destination: { host: reviews, subset: v1 } }]
+              - retries: { attempts: 0 }
+                route: [{ destination: { host: reviews, subset: v2 } }]
+            """);
+        var client = await StartAsync("productpage", "v1");
+        await Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue(ReviewsHost, out var s) && s.Routes.Length == 2
+            && s.Routes[0].Targets[0].Endpoints?.Upstream.Limits?.MaxRequests == 1 && s.Routes[1].Targets[0].Endpoints?.Upstream.Limits?.MaxRequests == 2, "the subsets' limits apply");
+        var service = client.Snapshot.Services[ReviewsHost];
+        Assert.NotNull(service.Routes[0].Targets[0].Endpoints!.Outlier);
+        Assert.Null(service.Routes[1].Targets[0].Endpoints!.Outlier);
+
+        var http = client.CreateClient();
+        var calls = new[] { "v1", "v1", "v1", "v2", "v2", "v2" }.Select(async subset =>
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, "http://reviews/");
+            if (subset == "v1")
+            {
+                request.Headers.Add("x-subset", "v1");
+            }
+
+            using var response = await http.SendAsync(request);
+            return (Subset: subset, response.StatusCode);
+        }).ToArray();
+        var results = await Task.WhenAll(calls);
+
+        Assert.Equal(1, results.Count(r => r is { Subset: "v1", StatusCode: HttpStatusCode.OK }));
+        Assert.Equal(2, results.Count(r => r is { Subset: "v2", StatusCode: HttpStatusCode.OK }));
+        Assert.Equal(3, results.Count(r => r.StatusCode == HttpStatusCode.ServiceUnavailable));
+        Assert.Equal(1, v1.Served);
+        Assert.Equal(2, v2.Served);
     }
 
     [Theory]
@@ -430,7 +495,7 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         backend.Behavior = Delay(TimeSpan.FromMilliseconds(600));
         WriteRule("{ connectionPool: { tcp: { maxConnections: 1, connectTimeout: 2s, tcpKeepalive: { time: 60s } }, http: { idleTimeout: 30s } } }");
         var client = await RouteAsync("- { retries: { attempts: 0 }, route: [{ destination: { host: reviews } }] }");
-        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Transport?.Settings.MaxConnections == 1, "the cluster's pool applies");
+        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Endpoints?.Upstream.Transport?.Settings.MaxConnections == 1, "the cluster's pool applies");
         var http = client.CreateClient();
         var watch = Stopwatch.StartNew();
 
@@ -451,7 +516,7 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         backend.Behavior = Status(503);
         WriteRule("{ retryBudget: { percent: 10, minRetryConcurrency: 1 } }");
         var client = await RouteAsync("- { retries: { attempts: 5, retryOn: \"503\" }, route: [{ destination: { host: reviews } }] }");
-        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Limits?.RetryBudgetPercent == 10, "the budget applies");
+        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Endpoints?.Upstream.Limits?.RetryBudgetPercent == 10, "the budget applies");
         using var exhausted = new MetricCollector<long>(client.Services.GetRequiredService<IMeterFactory>(), "MeshKit", "meshkit.client.retry_budget_exhausted");
         var http = client.CreateClient();
 
@@ -478,7 +543,7 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         };
         WriteRule("{ connectionPool: { http: { maxRequestsPerConnection: 1 } } }");
         var client = await RouteAsync("- { route: [{ destination: { host: reviews } }] }");
-        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Transport?.CloseAfterRequest == true, "the setting applies");
+        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Endpoints?.Upstream.Transport?.CloseAfterRequest == true, "the setting applies");
 
         for (var i = 0; i < 5; i++)
         {
@@ -505,7 +570,7 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         };
         WriteRule("{ connectionPool: { http: { h2UpgradePolicy: UPGRADE } } }");
         var client = await RouteAsync("- { retries: { attempts: 3, retryOn: refused-stream }, route: [{ destination: { host: reviews } }] }");
-        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Transport?.UpgradeToHttp2 == true, "the setting applies");
+        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Endpoints?.Upstream.Transport?.UpgradeToHttp2 == true, "the setting applies");
         using var retries = new MetricCollector<long>(client.Services.GetRequiredService<IMeterFactory>(), "MeshKit", "meshkit.client.retries");
 
         using var response = await client.CreateClient().PostAsync("http://reviews/", new StringContent("order"));
@@ -530,7 +595,7 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         };
         WriteRule("{ connectionPool: { http: { maxRequestsPerConnection: 3 } } }");
         var client = await RouteAsync("- { route: [{ destination: { host: reviews } }] }");
-        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Transport?.Settings.MaxRequestsPerConnection == 3, "the setting applies");
+        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Endpoints?.Upstream.Transport?.Settings.MaxRequestsPerConnection == 3, "the setting applies");
         var http = client.CreateClient();
 
         for (var i = 0; i < 9; i++)
@@ -562,7 +627,7 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         };
         WriteRule("{ connectionPool: { http: { maxRequestsPerConnection: 2, h2UpgradePolicy: UPGRADE } } }");
         var client = await RouteAsync("- { route: [{ destination: { host: reviews } }] }");
-        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Transport?.Settings.MaxRequestsPerConnection == 2, "the setting applies");
+        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Endpoints?.Upstream.Transport?.Settings.MaxRequestsPerConnection == 2, "the setting applies");
         var http = client.CreateClient();
 
         for (var i = 0; i < 6; i++)
@@ -598,7 +663,7 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         };
         WriteRule("{ connectionPool: { http: { maxConcurrentStreams: 2, h2UpgradePolicy: UPGRADE } } }");
         var client = await RouteAsync("- { route: [{ destination: { host: reviews } }] }");
-        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Cluster?.Transport?.Settings.MaxConcurrentStreams == 2, "the setting applies");
+        await Eventually.TrueAsync(() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Endpoints?.Upstream.Transport?.Settings.MaxConcurrentStreams == 2, "the setting applies");
         var http = client.CreateClient();
         using (await http.GetAsync("http://reviews/warm"))
         {

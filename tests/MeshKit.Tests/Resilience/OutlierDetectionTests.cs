@@ -137,7 +137,7 @@ public class OutlierDetectionTests
             view.Health.Record(AttemptResult.ServerError, policy, time.GetUtcNow());
             return view;
         }).ToArray();
-        var set = EndpointSet.Create(endpoints, "ROUND_ROBIN", null, null, new SourceWorkload("default", new Dictionary<string, string>())).WithOutlierDetection(policy, time);
+        var set = EndpointSet.Create(endpoints, "ROUND_ROBIN", null, null, new SourceWorkload("default", new Dictionary<string, string>())).WithUpstream(new Upstream(cluster), policy, time);
 
         Assert.Equal(picks, set.Pick() is not null);
     }

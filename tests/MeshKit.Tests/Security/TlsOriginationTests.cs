@@ -35,13 +35,13 @@ public sealed class TlsOriginationTests : MeshTestBase, IDisposable
         Assert.Equal("tls:HTTP/1.1:none", await client.CreateClient().GetStringAsync("http://payments.example.test/"));
 
         WriteRules(server.Port, $"tls: {{ mode: SIMPLE, caCertificates: {ca}, subjectAltNames: [other.example.test] }}");
-        await Eventually.TrueAsync(() => client.Snapshot.Services["payments.example.test"].Routes[0].Targets[0].Cluster?.Transport?.Origination?.SubjectAltNames.Count == 1, "the new rule applies");
+        await Eventually.TrueAsync(() => client.Snapshot.Services["payments.example.test"].Routes[0].Targets[0].Endpoints?.Upstream.Transport?.Origination?.SubjectAltNames.Count == 1, "the new rule applies");
         var wrongName = await Assert.ThrowsAsync<HttpRequestException>(() => client.CreateClient().GetAsync("http://payments.example.test/"));
         Assert.Contains("rejected by the provided RemoteCertificateValidationCallback", wrongName.ToString(), StringComparison.Ordinal);
 
         // Without the CA the system's roots apply, and they do not know this server.
         WriteRules(server.Port, "tls: { mode: SIMPLE, sni: payments.example.test }");
-        await Eventually.TrueAsync(() => client.Snapshot.Services["payments.example.test"].Routes[0].Targets[0].Cluster?.Transport?.Origination?.CaCertificates.Length == 0, "the new rule applies");
+        await Eventually.TrueAsync(() => client.Snapshot.Services["payments.example.test"].Routes[0].Targets[0].Endpoints?.Upstream.Transport?.Origination?.CaCertificates.Length == 0, "the new rule applies");
         var unknownCa = await Assert.ThrowsAsync<HttpRequestException>(() => client.CreateClient().GetAsync("http://payments.example.test/"));
         Assert.Contains("rejected by the provided RemoteCertificateValidationCallback", unknownCa.ToString(), StringComparison.Ordinal);
     }
@@ -77,8 +77,102 @@ public sealed class TlsOriginationTests : MeshTestBase, IDisposable
         Assert.Equal("tls:HTTP/1.1:none", await client.CreateClient().GetStringAsync("http://payments.example.test/"));
     }
 
+    [Fact]
+    public async Task PortLevelTls_OriginatesOnThatPortOnly()
+    {
+        await using var tls = await HttpsServer.StartAsync(Leaf("payments.example.test", server: true), requireClientCertificate: false);
+        await using var plain = await HttpsServer.StartAsync(certificate: null, requireClientCertificate: false);
+        var client = await StartAsync("productpage", "v1");
+        var ca = WritePem("ca.pem", _ca.ExportCertificatePem());
+        ControlPlane.WriteConfig("payments.yaml", $$"""
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: payments }
+            spec:
+              hosts: [payments.example.test]
+              ports:
+              - { number: 80, name: http, protocol: HTTP, targetPort: {{plain.Port}} }
+              - { number: 443, name: https, protocol: HTTP, targetPort: {{tls.Port}} }
+              resolution: STATIC
+              endpoints: [{ address: 127.0.0.1 }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: payments }
+            spec:
+              host: payments.example.test
+              trafficPolicy:
+                portLevelSettings:
+                - port: { number: 443 }
+                  tls: { mode: SIMPLE, caCertificates: {{ca}} }
+            """);
+        await Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue("payments.example.test", out var s) && s.Routes[0].Targets[0].Endpoints?.ForPort(443).Upstream.TlsMode == "SIMPLE", "the port's tls applies");
+
+        var http = client.CreateClient();
+        Assert.Equal("tls:HTTP/1.1:none", await http.GetStringAsync("http://payments.example.test:443/"));
+        Assert.Equal("plain:HTTP/1.1:none", await http.GetStringAsync("http://payments.example.test/"));
+    }
+
+    [Fact]
+    public async Task SubsetTls_OriginatesToThatSubsetOnly_WhileAnotherSubsetsPortLevelTlsOverridesIt()
+    {
+        await using var tls = await HttpsServer.StartAsync(Leaf("payments.example.test", server: true), requireClientCertificate: false);
+        await using var plain = await HttpsServer.StartAsync(certificate: null, requireClientCertificate: false);
+        var client = await StartAsync("productpage", "v1");
+        var ca = WritePem("ca.pem", _ca.ExportCertificatePem());
+
+        // The rule originates TLS on every port; the "legacy" subset turns it off on port 80 with its own port-level
+        // setting (Istio's precedence: subset port-level over subset over rule).
+        ControlPlane.WriteConfig("payments.yaml", $$"""
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: payments }
+            spec:
+              hosts: [payments.example.test]
+              ports: [{ number: 80, name: http, protocol: HTTP }]
+              resolution: STATIC
+              endpoints:
+              - { address: 127.0.0.1, ports: { http: {{tls.Port}} }, labels: { version: current } }
+              - { address: 127.0.0.1, ports: { http: {{plain.Port}} }, labels: { version: legacy } }
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: payments }
+            spec:
+              host: payments.example.test
+              trafficPolicy:
+                tls: { mode: SIMPLE, caCertificates: {{ca}} }
+              subsets:
+              - { name: current, labels: { version: current } }
+              - name: legacy
+                labels: { version: legacy }
+                trafficPolicy:
+                  portLevelSettings: [{ port: { number: 80 }, tls: { mode: DISABLE } }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: payments }
+            spec:
+              hosts: [payments.example.test]
+              http:
+              - match: [{ headers: { x-version: { exact: legacy } } }]
+                route: [{ destination: { host: payments.example.test, subset: legacy } }]
+              - route: [{ destination: { host: payments.example.test, subset: current } }]
+            """);
+        await Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue("payments.example.test", out var s) && s.Routes.Length == 2, "the routes apply");
+
+        var http = client.CreateClient();
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal("tls:HTTP/1.1:none", await http.GetStringAsync("http://payments.example.test/"));
+            using var legacy = new HttpRequestMessage(HttpMethod.Get, "http://payments.example.test/") { Headers = { { "x-version", "legacy" } } };
+            using var response = await http.SendAsync(legacy);
+            Assert.Equal("plain:HTTP/1.1:none", await response.Content.ReadAsStringAsync());
+        }
+    }
+
     private static Task WaitForTlsModeAsync(TestWorkload client, string mode) =>
-        Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue("payments.example.test", out var s) && s.Routes[0].Targets[0].Cluster?.TlsMode == mode, $"{mode} applies");
+        Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue("payments.example.test", out var s) && s.Routes[0].Targets[0].Endpoints?.Upstream.TlsMode == mode, $"{mode} applies");
 
     private void WriteRules(int port, string tls) => ControlPlane.WriteConfig("payments.yaml", $$"""
         apiVersion: networking.istio.io/v1
@@ -123,16 +217,23 @@ public sealed class TlsOriginationTests : MeshTestBase, IDisposable
     {
         public int Port { get; } = port;
 
-        public static async Task<HttpsServer> StartAsync(X509Certificate2 certificate, bool requireClientCertificate)
+        /// <summary>Starts the server; without a certificate it speaks plain text.</summary>
+        public static async Task<HttpsServer> StartAsync(X509Certificate2? certificate, bool requireClientCertificate)
         {
             var builder = WebApplication.CreateSlimBuilder();
             builder.Logging.ClearProviders();
-            builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l => l.UseHttps(new HttpsConnectionAdapterOptions
+            builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l =>
             {
-                ServerCertificate = certificate,
-                ClientCertificateMode = requireClientCertificate ? ClientCertificateMode.RequireCertificate : ClientCertificateMode.NoCertificate,
-                ClientCertificateValidation = (_, _, _) => true,
-            })));
+                if (certificate is not null)
+                {
+                    l.UseHttps(new HttpsConnectionAdapterOptions
+                    {
+                        ServerCertificate = certificate,
+                        ClientCertificateMode = requireClientCertificate ? ClientCertificateMode.RequireCertificate : ClientCertificateMode.NoCertificate,
+                        ClientCertificateValidation = (_, _, _) => true,
+                    });
+                }
+            }));
             var app = builder.Build();
             app.MapGet("/", (HttpContext c) => $"{(c.Request.IsHttps ? "tls" : "plain")}:{c.Request.Protocol}:{c.Connection.ClientCertificate?.Subject ?? "none"}");
             await app.StartAsync();

@@ -205,6 +205,14 @@ public static class MeshCompiler
         CheckOnePerNamespace(config.PeerAuthentications, r => ((PeerAuthentication)r).Selector is null, diagnostics);
         CheckOnePerNamespace(config.Telemetries, r => ((TelemetryResource)r).Selector is null, diagnostics);
 
+        foreach (var policy in config.AuthorizationPolicies)
+        {
+            if (policy.Action == "CUSTOM" && config.MeshConfig?.ExtensionProviders.Any(p => p.Name == policy.Provider) != true)
+            {
+                diagnostics.Add(Warn(policy, "spec.provider.name", $"no extension provider '{policy.Provider}' is defined in MeshConfig (extensionProviders with envoyExtAuthzHttp); the requests this policy matches are denied until one is"));
+            }
+        }
+
         var domain = settings.ClusterDomain;
         var subsets = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
         foreach (var rule in config.DestinationRules)

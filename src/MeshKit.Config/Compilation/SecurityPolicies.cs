@@ -47,7 +47,13 @@ internal static class SecurityPolicies
                 Action = policy.Action,
                 DryRun = policy.Annotations.TryGetValue(DryRunAnnotation, out var dry) && dry == "true",
                 HasRules = policy.Rules is not null,
+                Provider = policy.Provider ?? string.Empty,
             };
+            if (policy.Action == "CUSTOM" && config.MeshConfig?.ExtensionProviders.FirstOrDefault(p => p.Name == policy.Provider) is { } provider)
+            {
+                compiled.ExtAuthz = ToProto(provider);
+            }
+
             foreach (var rule in policy.Rules ?? [])
             {
                 var spec = new AuthorizationRuleSpec();
@@ -135,5 +141,31 @@ internal static class SecurityPolicies
                 yield return provider;
             }
         }
+    }
+
+    private static ExtAuthzProvider ToProto(ExtAuthzHttpProvider provider)
+    {
+        var proto = new ExtAuthzProvider
+        {
+            Name = provider.Name,
+            Service = provider.Service,
+            Port = provider.Port,
+            TimeoutMs = (ulong)(provider.Timeout?.TotalMilliseconds ?? 0),
+            PathPrefix = provider.PathPrefix ?? string.Empty,
+            FailOpen = provider.FailOpen,
+            StatusOnError = (uint)(provider.StatusOnError ?? 0),
+            MaxRequestBytes = provider.MaxRequestBytes ?? 0,
+            AllowPartialMessage = provider.AllowPartialMessage,
+        };
+        proto.IncludeRequestHeadersInCheck.AddRange(provider.IncludeRequestHeadersInCheck);
+        foreach (var (name, value) in provider.IncludeAdditionalHeadersInCheck)
+        {
+            proto.IncludeAdditionalHeadersInCheck[name] = value;
+        }
+
+        proto.HeadersToUpstreamOnAllow.AddRange(provider.HeadersToUpstreamOnAllow);
+        proto.HeadersToDownstreamOnDeny.AddRange(provider.HeadersToDownstreamOnDeny);
+        proto.HeadersToDownstreamOnAllow.AddRange(provider.HeadersToDownstreamOnAllow);
+        return proto;
     }
 }

@@ -342,4 +342,56 @@ public sealed record MeshConfigResource : ConfigResource
 
     /// <summary>Gets <c>spec.clusterDomain</c>: the DNS suffix of service hosts; default <c>cluster.local</c>.</summary>
     public string? ClusterDomain { get; init; }
+
+    /// <summary>Gets <c>spec.extensionProviders</c> that MeshKit acts on: external authorization services, by name.</summary>
+    public IReadOnlyList<ExtAuthzHttpProvider> ExtensionProviders { get; init; } = [];
+}
+
+/// <summary>
+/// <c>extensionProviders[].envoyExtAuthzHttp</c>: an external authorization service spoken to over HTTP, as Envoy's
+/// <c>ext_authz</c> filter does; AuthorizationPolicies with action CUSTOM name it.
+/// </summary>
+public sealed record ExtAuthzHttpProvider
+{
+    /// <summary>Gets <c>name</c>, which <c>AuthorizationPolicy.spec.provider.name</c> refers to.</summary>
+    public required string Name { get; init; }
+
+    /// <summary>Gets <c>service</c>: the host of the authorization service (<c>[namespace/]host</c> without the namespace).</summary>
+    public required string Service { get; init; }
+
+    /// <summary>Gets <c>port</c>.</summary>
+    public required uint Port { get; init; }
+
+    /// <summary>Gets <c>timeout</c>; Istio's default is 600 s.</summary>
+    public TimeSpan? Timeout { get; init; }
+
+    /// <summary>Gets <c>pathPrefix</c>: put before the request's path in the check request.</summary>
+    public string? PathPrefix { get; init; }
+
+    /// <summary>Gets <c>failOpen</c>: allow the request when the service cannot be reached or answers 5xx.</summary>
+    public bool FailOpen { get; init; }
+
+    /// <summary>Gets <c>statusOnError</c>: the status of a request refused because the service failed; default 403.</summary>
+    public int? StatusOnError { get; init; }
+
+    /// <summary>Gets <c>includeRequestHeadersInCheck</c> (and the deprecated <c>includeHeadersInCheck</c>): header patterns sent along.</summary>
+    public IReadOnlyList<string> IncludeRequestHeadersInCheck { get; init; } = [];
+
+    /// <summary>Gets <c>includeAdditionalHeadersInCheck</c>: fixed headers added to the check request.</summary>
+    public IReadOnlyDictionary<string, string> IncludeAdditionalHeadersInCheck { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Gets <c>includeRequestBodyInCheck.maxRequestBytes</c> when the body is sent along; null when it is not.</summary>
+    public uint? MaxRequestBytes { get; init; }
+
+    /// <summary>Gets <c>includeRequestBodyInCheck.allowPartialMessage</c>.</summary>
+    public bool AllowPartialMessage { get; init; }
+
+    /// <summary>Gets <c>headersToUpstreamOnAllow</c>: header patterns of the check's answer set on the allowed request.</summary>
+    public IReadOnlyList<string> HeadersToUpstreamOnAllow { get; init; } = [];
+
+    /// <summary>Gets <c>headersToDownstreamOnDeny</c>: header patterns of the check's answer sent with a denial; empty: all.</summary>
+    public IReadOnlyList<string> HeadersToDownstreamOnDeny { get; init; } = [];
+
+    /// <summary>Gets <c>headersToDownstreamOnAllow</c>: header patterns of the check's answer added to the allowed request's response.</summary>
+    public IReadOnlyList<string> HeadersToDownstreamOnAllow { get; init; } = [];
 }

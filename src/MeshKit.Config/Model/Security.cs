@@ -70,8 +70,11 @@ public sealed record AuthorizationPolicy : ConfigResource
     /// <summary>Gets <c>spec.selector</c>.</summary>
     public WorkloadSelector? Selector { get; init; }
 
-    /// <summary>Gets <c>spec.action</c>: ALLOW (default), DENY or AUDIT.</summary>
+    /// <summary>Gets <c>spec.action</c>: ALLOW (default), DENY, AUDIT or CUSTOM.</summary>
     public string Action { get; init; } = "ALLOW";
+
+    /// <summary>Gets <c>spec.provider.name</c>: the extension provider a CUSTOM policy asks.</summary>
+    public string? Provider { get; init; }
 
     /// <summary>Gets <c>spec.rules</c>. <see langword="null"/> when absent (which, for ALLOW, matches nothing).</summary>
     public IReadOnlyList<AuthorizationRule>? Rules { get; init; }

@@ -1529,16 +1529,29 @@ public static class ConfigParser
     {
         var selector = ReadSelector(s);
         var action = s.String("action") ?? "ALLOW";
-        if (action == "CUSTOM")
+        if (action is not ("ALLOW" or "DENY" or "AUDIT" or "CUSTOM"))
         {
-            s.Context.Error(s.Get("action"), s.ChildPath("action"), "CUSTOM is not supported by MeshKit yet");
-        }
-        else if (action is not ("ALLOW" or "DENY" or "AUDIT"))
-        {
-            s.Context.Error(s.Get("action"), s.ChildPath("action"), $"unknown action '{action}'; expected ALLOW, DENY or AUDIT");
+            s.Context.Error(s.Get("action"), s.ChildPath("action"), $"unknown action '{action}'; expected ALLOW, DENY, AUDIT or CUSTOM");
         }
 
-        s.NotSupported("provider", DiagnosticSeverity.Error, "CUSTOM providers are not supported yet");
+        var provider = s.Map("provider", p =>
+        {
+            p.Anchor("name");
+            return new BoxedString(p.String("name", required: true));
+        })?.Value;
+        if (action == "CUSTOM" && provider is null && !s.Has("provider"))
+        {
+            s.Context.Error(s.Node, s.ChildPath("provider.name"), "CUSTOM needs the extension provider to ask (MeshConfig extensionProviders)");
+        }
+        else if (action != "CUSTOM" && s.Has("provider"))
+        {
+            s.Context.Error(s.Get("provider"), s.ChildPath("provider"), $"applies to action CUSTOM only, not {action}");
+        }
+
+        if (action == "CUSTOM" && h.Metadata.Annotations.TryGetValue("istio.io/dry-run", out var dryRun) && dryRun == "true")
+        {
+            s.Context.Error(s.Node, "metadata.annotations.istio.io/dry-run", "dry-run is not supported with action CUSTOM (nor in Istio)");
+        }
         IReadOnlyList<AuthorizationRule>? rules = s.Has("rules") ? s.List("rules", ReadRule) : null;
         if (rules is null)
         {
@@ -1548,7 +1561,7 @@ public static class ConfigParser
         return Fill(new AuthorizationPolicy
         {
             Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
-            Selector = selector, Action = action, Rules = rules,
+            Selector = selector, Action = action, Rules = rules, Provider = provider,
         }, h);
     }
 
@@ -1714,13 +1727,104 @@ public static class ConfigParser
             s.Context.Error(s.Get("clusterDomain"), s.ChildPath("clusterDomain"), $"'{clusterDomain}' is not a valid DNS suffix");
         }
 
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        var providers = s.List("extensionProviders", p =>
+        {
+            var name = p.String("name", required: true);
+            if (name is not null && !names.Add(name))
+            {
+                p.Context.Error(p.Get("name"), p.ChildPath("name"), $"another extension provider is named '{name}'");
+            }
+
+            var http = p.Map("envoyExtAuthzHttp", ReadExtAuthzHttp);
+            p.NotSupported("envoyExtAuthzGrpc", DiagnosticSeverity.Error, "the gRPC ext_authz protocol is not implemented; the HTTP one is (envoyExtAuthzHttp)");
+            foreach (var kind in TelemetryProviderKinds)
+            {
+                p.NotSupported(kind, DiagnosticSeverity.Warning, "MeshKit's spans, metrics and access logs go through the application's OpenTelemetry and ILogger setup (observability.md)");
+            }
+
+            return name is null || http is null ? null : http with { Name = name };
+        });
+
         return Fill(new MeshConfigResource
         {
             Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
             TrustDomain = trustDomain, RootNamespace = root, OutboundTrafficPolicy = outbound, ClusterDomain = clusterDomain,
-            PathNormalization = normalization == "DEFAULT" ? "BASE" : normalization,
+            PathNormalization = normalization == "DEFAULT" ? "BASE" : normalization, ExtensionProviders = providers,
         }, h);
     }
+
+    private static readonly string[] TelemetryProviderKinds =
+    [
+        "zipkin", "lightstep", "datadog", "stackdriver", "opencensus", "skywalking", "opentelemetry", "prometheus",
+        "envoyFileAccessLog", "envoyHttpAls", "envoyTcpAls", "envoyOtelAls",
+    ];
+
+    private static ExtAuthzHttpProvider ReadExtAuthzHttp(MapReader a)
+    {
+        // "[namespace/]host": the namespace only disambiguates; MeshKit resolves hosts by name.
+        var service = a.String("service", required: true) ?? string.Empty;
+        var host = service.Contains('/', StringComparison.Ordinal) ? service[(service.IndexOf('/', StringComparison.Ordinal) + 1)..] : service;
+        if (host.Length > 0)
+        {
+            ValidateHostName(a, a.ChildPath("service"), host, allowWildcard: false);
+        }
+
+        var port = a.UInt("port", 1, 65535);
+        if (port is null && !a.Has("port"))
+        {
+            a.Context.Error(a.Node, a.ChildPath("port"), "is required");
+        }
+
+        var prefix = a.String("pathPrefix");
+        if (prefix is not null && !prefix.StartsWith('/'))
+        {
+            a.Context.Error(a.Get("pathPrefix"), a.ChildPath("pathPrefix"), $"'{prefix}' must start with '/'");
+        }
+
+        int? status = null;
+        if (a.String("statusOnError") is { } statusText)
+        {
+            if (int.TryParse(statusText, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var code) && code is >= 200 and <= 599)
+            {
+                status = code;
+            }
+            else
+            {
+                a.Context.Error(a.Get("statusOnError"), a.ChildPath("statusOnError"), $"'{statusText}' is not an HTTP status between 200 and 599");
+            }
+        }
+
+        var body = a.Map("includeRequestBodyInCheck", b =>
+        {
+            b.NotSupported("packAsBytes", DiagnosticSeverity.Warning, "it applies to the gRPC protocol only");
+            return new CheckBodyBox(b.UInt("maxRequestBytes", 1, int.MaxValue) ?? 0, b.Bool("allowPartialMessage") ?? false);
+        });
+        if (body is { Max: 0 })
+        {
+            a.Context.Error(a.Get("includeRequestBodyInCheck"), a.ChildPath("includeRequestBodyInCheck.maxRequestBytes"), "is required");
+        }
+
+        return new ExtAuthzHttpProvider
+        {
+            Name = string.Empty,
+            Service = host,
+            Port = port ?? 0,
+            Timeout = a.Duration("timeout"),
+            PathPrefix = prefix,
+            FailOpen = a.Bool("failOpen") ?? false,
+            StatusOnError = status,
+            IncludeRequestHeadersInCheck = [.. a.Strings("includeRequestHeadersInCheck"), .. a.Strings("includeHeadersInCheck")],
+            IncludeAdditionalHeadersInCheck = a.StringMap("includeAdditionalHeadersInCheck"),
+            MaxRequestBytes = body is { Max: > 0 } ? body.Max : null,
+            AllowPartialMessage = body?.AllowPartial ?? false,
+            HeadersToUpstreamOnAllow = a.Strings("headersToUpstreamOnAllow"),
+            HeadersToDownstreamOnDeny = a.Strings("headersToDownstreamOnDeny"),
+            HeadersToDownstreamOnAllow = a.Strings("headersToDownstreamOnAllow"),
+        };
+    }
+
+    private sealed record CheckBodyBox(uint Max, bool AllowPartial);
 
     // ---------------- shared checks ----------------
     // VirtualService and DestinationRule hosts: a name, an FQDN, "*.suffix" or "*" (every service).

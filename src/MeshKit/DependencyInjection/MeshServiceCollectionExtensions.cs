@@ -47,6 +47,10 @@ public static class MeshServiceCollectionExtensions
         services.TryAddSingleton<MeshKit.Telemetry.MeshMetrics>();
         services.TryAddSingleton<MeshKit.Telemetry.IstioMetrics>();
         services.AddHttpClient();
+
+        // CUSTOM AuthorizationPolicies: checks go through the mesh like any call; the provider's timeout bounds them.
+        services.AddHttpClient(MeshKit.Security.ExtAuthzClient.ClientName, c => c.Timeout = Timeout.InfiniteTimeSpan);
+        services.TryAddSingleton<MeshKit.Security.ExtAuthzClient>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, MeshHandlerBuilderFilter>());
         services.TryAddEnumerable(ServiceDescriptor.Transient<Microsoft.AspNetCore.Hosting.IStartupFilter, Microsoft.AspNetCore.Builder.MeshStartupFilter>());
 

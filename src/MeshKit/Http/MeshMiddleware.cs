@@ -13,7 +13,7 @@ namespace MeshKit.Http;
 /// <c>corsPolicy</c> of the route the request matches on this workload's own service is applied, as Envoy's CORS filter
 /// does at the destination. Under STRICT mutual TLS a request without a verified peer is refused.
 /// </summary>
-internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotProvider provider, Security.WorkloadIdentity identity, TimeProvider time, ILogger<MeshMiddleware> logger, Telemetry.IstioMetrics istio, Sync.WorkloadAnnouncer announcer, ILoggerFactory loggers, Microsoft.Extensions.Options.IOptions<MeshOptions> options)
+internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotProvider provider, Security.WorkloadIdentity identity, TimeProvider time, ILogger<MeshMiddleware> logger, Telemetry.IstioMetrics istio, Sync.WorkloadAnnouncer announcer, ILoggerFactory loggers, Microsoft.Extensions.Options.IOptions<MeshOptions> options, Security.ExtAuthzClient extAuthz)
 {
     private readonly ILogger _accessLog = loggers.CreateLogger(MeshHandler.AccessLogCategory);
     private readonly double _sampling = options.Value.AccessLogSampling;
@@ -194,18 +194,21 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         Security.MeshIdentityFeature.Set(context, peer, principal);
         if (!snapshot.Authorization.IsEmpty)
         {
-            var request = Security.AuthorizationRequest.Rent();
-            request.SourcePrincipal = peer?.Principal;
-            request.SourceNamespace = peer?.Namespace;
-            request.SourceIp = context.Connection.RemoteIpAddress;
-            request.DestinationIp = context.Connection.LocalIpAddress;
-            request.DestinationPort = context.Connection.LocalPort;
-            request.Sni = context.Features.Get<Microsoft.AspNetCore.Connections.Features.ITlsHandshakeFeature>()?.HostName;
-            request.Jwt = principal;
-            request.Host = context.Request.Host.Value ?? string.Empty;
-            request.Method = context.Request.Method;
-            request.Path = context.Request.Path.Value ?? string.Empty;
-            request.Headers = context.Request.Headers;
+            var request = Describe(context, peer, principal);
+
+            // CUSTOM first, as Istio orders them: a matching request goes to the external authorization service, whose
+            // answer may also change the headers that DENY and ALLOW policies read next.
+            if (snapshot.Authorization.HasCustom && snapshot.Authorization.MatchCustom(request) is { } custom)
+            {
+                Security.AuthorizationRequest.Return(request);
+                if (!await extAuthz.CheckAsync(context, custom).ConfigureAwait(false))
+                {
+                    return;
+                }
+
+                request = Describe(context, peer, principal);
+            }
+
             var decision = snapshot.Authorization.Evaluate(request, snapshot.Authorization.HasReports ? ReporterFor(request) : null);
             if (!decision.Allowed)
             {
@@ -221,6 +224,24 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         }
 
         await ContinueAsync(context, snapshot).ConfigureAwait(false);
+    }
+
+    /// <summary>The request as authorization sees it; give it back with <see cref="Security.AuthorizationRequest.Return"/> before awaiting.</summary>
+    private static Security.AuthorizationRequest Describe(HttpContext context, Security.VerifiedPeer? peer, Security.RequestPrincipal? principal)
+    {
+        var request = Security.AuthorizationRequest.Rent();
+        request.SourcePrincipal = peer?.Principal;
+        request.SourceNamespace = peer?.Namespace;
+        request.SourceIp = context.Connection.RemoteIpAddress;
+        request.DestinationIp = context.Connection.LocalIpAddress;
+        request.DestinationPort = context.Connection.LocalPort;
+        request.Sni = context.Features.Get<Microsoft.AspNetCore.Connections.Features.ITlsHandshakeFeature>()?.HostName;
+        request.Jwt = principal;
+        request.Host = context.Request.Host.Value ?? string.Empty;
+        request.Method = context.Request.Method;
+        request.Path = context.Request.Path.Value ?? string.Empty;
+        request.Headers = context.Request.Headers;
+        return request;
     }
 
     // A method of its own: a lambda in the caller would capture the request in a closure made on every call.

@@ -71,40 +71,65 @@ internal sealed class AuthorizationRequest
 internal readonly record struct AuthorizationDecision(bool Allowed, string? Policy);
 
 /// <summary>
-/// The AuthorizationPolicies of one workload, compiled once per config version: DENY first (any matching DENY denies),
-/// then ALLOW (if there is any ALLOW policy, one must match), as Istio evaluates them. AUDIT policies and dry-run
-/// policies never change the outcome; their matches are reported.
+/// The AuthorizationPolicies of one workload, compiled once per config version, in Istio's order: CUSTOM first (a
+/// matching request is checked with the external authorization service, see <see cref="ExtAuthzClient"/>), then
+/// DENY (any matching DENY denies), then ALLOW (if there is any ALLOW policy, one must match). AUDIT policies and
+/// dry-run policies never change the outcome; their matches are reported.
 /// </summary>
 internal sealed class AuthorizationEngine
 {
+    private readonly CompiledPolicy[] _custom;
     private readonly CompiledPolicy[] _deny;
     private readonly CompiledPolicy[] _allow;
     private readonly CompiledPolicy[] _report;
 
-    private AuthorizationEngine(CompiledPolicy[] deny, CompiledPolicy[] allow, CompiledPolicy[] report)
+    private AuthorizationEngine(CompiledPolicy[] custom, CompiledPolicy[] deny, CompiledPolicy[] allow, CompiledPolicy[] report)
     {
+        _custom = custom;
         _deny = deny;
         _allow = allow;
         _report = report;
     }
 
-    public static AuthorizationEngine None { get; } = new([], [], []);
+    public static AuthorizationEngine None { get; } = new([], [], [], []);
 
     /// <summary>Gets whether no policy applies (every request is allowed without evaluation).</summary>
-    public bool IsEmpty => _deny.Length == 0 && _allow.Length == 0 && _report.Length == 0;
+    public bool IsEmpty => _custom.Length == 0 && _deny.Length == 0 && _allow.Length == 0 && _report.Length == 0;
+
+    /// <summary>Gets whether any CUSTOM policy applies.</summary>
+    public bool HasCustom => _custom.Length > 0;
+
+    /// <summary>Returns the first CUSTOM policy that matches the request, whose provider then decides; null when none does.</summary>
+    public CompiledPolicy? MatchCustom(AuthorizationRequest request)
+    {
+        foreach (var policy in _custom)
+        {
+            if (policy.Matches(request))
+            {
+                return policy;
+            }
+        }
+
+        return null;
+    }
 
     /// <summary>Gets whether any AUDIT or dry-run policy is reported (the caller then passes a callback).</summary>
     public bool HasReports => _report.Length > 0;
 
     public static AuthorizationEngine Compile(IEnumerable<AuthorizationPolicyRules> policies)
     {
+        var custom = new List<CompiledPolicy>();
         var deny = new List<CompiledPolicy>();
         var allow = new List<CompiledPolicy>();
         var report = new List<CompiledPolicy>();
         foreach (var policy in policies)
         {
             var compiled = new CompiledPolicy(policy);
-            if (policy.DryRun || policy.Action == "AUDIT")
+            if (policy.Action == "CUSTOM")
+            {
+                custom.Add(compiled);
+            }
+            else if (policy.DryRun || policy.Action == "AUDIT")
             {
                 report.Add(compiled);
             }
@@ -122,7 +147,16 @@ internal sealed class AuthorizationEngine
             }
         }
 
-        return new AuthorizationEngine([.. deny], [.. allow], [.. report]);
+        // As in Istio, one workload asks one provider; with two, which one decided would depend on policy order, so
+        // none does: the requests CUSTOM policies match are denied (fail closed) until the conflict is resolved.
+        var providers = custom.Select(p => p.ProviderName).Distinct(StringComparer.Ordinal).ToList();
+        if (providers.Count > 1)
+        {
+            var reason = $"the workload's CUSTOM policies name {providers.Count} providers ({string.Join(", ", providers)}); one workload asks one";
+            custom = [.. custom.Select(p => p.WithoutProvider(reason))];
+        }
+
+        return new AuthorizationEngine([.. custom], [.. deny], [.. allow], [.. report]);
     }
 
     /// <summary>Decides; <paramref name="reported"/> is called for each AUDIT or dry-run policy that matches.</summary>
@@ -173,10 +207,35 @@ internal sealed class AuthorizationEngine
             Name = policy.Name;
             Action = policy.Action;
             DryRun = policy.DryRun;
+            ProviderName = policy.Provider;
+            ExtAuthz = policy.ExtAuthz is { } provider ? new ExtAuthzSettings(provider) : null;
+            Unenforceable = policy.Action == "CUSTOM" && ExtAuthz is null ? $"MeshConfig defines no extension provider '{policy.Provider}'" : null;
             _rules = policy.HasRules ? [.. policy.Rules.Select(r => new CompiledRule(r))] : [];
         }
 
+        private CompiledPolicy(CompiledPolicy policy, string reason)
+        {
+            Name = policy.Name;
+            Action = policy.Action;
+            DryRun = policy.DryRun;
+            ProviderName = policy.ProviderName;
+            Unenforceable = reason;
+            _rules = policy._rules;
+        }
+
         public string Name { get; }
+
+        /// <summary>Gets the provider a CUSTOM policy names (empty for other actions).</summary>
+        public string ProviderName { get; }
+
+        /// <summary>Gets the external authorization service of a CUSTOM policy; null when it cannot be asked (see <see cref="Unenforceable"/>).</summary>
+        public ExtAuthzSettings? ExtAuthz { get; }
+
+        /// <summary>Gets why a CUSTOM policy cannot be enforced, when it cannot: the requests it matches are then denied.</summary>
+        public string? Unenforceable { get; }
+
+        /// <summary>Returns this CUSTOM policy without its provider, for the reason given.</summary>
+        public CompiledPolicy WithoutProvider(string reason) => new(this, reason);
 
         public string Action { get; }
 
@@ -449,6 +508,50 @@ internal sealed class AuthorizationEngine
     private interface IMatcher<in T>
     {
         bool Matches(T value);
+    }
+
+    /// <summary>An external authorization provider with its header patterns compiled (names match without regard to case).</summary>
+    internal sealed class ExtAuthzSettings(ExtAuthzProvider provider)
+    {
+        private readonly IMatcher<string?>[] _sent = Patterns(provider.IncludeRequestHeadersInCheck, ignoreCase: true);
+        private readonly IMatcher<string?>[] _upstream = Patterns(provider.HeadersToUpstreamOnAllow, ignoreCase: true);
+        private readonly IMatcher<string?>[] _deny = Patterns(provider.HeadersToDownstreamOnDeny, ignoreCase: true);
+        private readonly IMatcher<string?>[] _allow = Patterns(provider.HeadersToDownstreamOnAllow, ignoreCase: true);
+
+        public ExtAuthzProvider Provider { get; } = provider;
+
+        /// <summary>Gets the service's check URL up to the request's path: scheme, authority and path prefix.</summary>
+        public string BaseUrl { get; } = $"http://{provider.Service}:{provider.Port}{provider.PathPrefix}";
+
+        /// <summary>Gets how long a check may take (Istio's default: 600 s).</summary>
+        public TimeSpan Timeout { get; } = provider.TimeoutMs > 0 ? TimeSpan.FromMilliseconds(provider.TimeoutMs) : TimeSpan.FromSeconds(600);
+
+        /// <summary>Gets the status of a request refused because the check failed.</summary>
+        public int StatusOnError { get; } = provider.StatusOnError > 0 ? (int)provider.StatusOnError : 403;
+
+        /// <summary>Gets whether every header of a denial goes to the caller (no <c>headersToDownstreamOnDeny</c>).</summary>
+        public bool AllHeadersOnDeny => _deny.Length == 0;
+
+        public bool Sends(string header) => Any(_sent, header);
+
+        public bool ToUpstreamOnAllow(string header) => Any(_upstream, header);
+
+        public bool ToDownstreamOnDeny(string header) => Any(_deny, header);
+
+        public bool ToDownstreamOnAllow(string header) => Any(_allow, header);
+
+        private static bool Any(IMatcher<string?>[] patterns, string header)
+        {
+            foreach (var pattern in patterns)
+            {
+                if (pattern.Matches(header))
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
     }
 
     private static IMatcher<string?>[] Patterns(IEnumerable<string> patterns, bool ignoreCase = false) =>

@@ -187,6 +187,41 @@ public class MeshCompilerTests
     }
 
     [Fact]
+    public void Compile_CustomPolicy_CarriesItsProvider_AndAnUndefinedOneIsWarned()
+    {
+        var config = Config("""
+            apiVersion: meshkit.dev/v1alpha1
+            kind: MeshConfig
+            metadata: { name: mesh }
+            spec:
+              extensionProviders: [{ name: opa, envoyExtAuthzHttp: { service: opa.example.com, port: 8181, timeout: 2s, headersToUpstreamOnAllow: [x-user] } }]
+            ---
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: { name: checked }
+            spec: { action: CUSTOM, provider: { name: opa }, rules: [{}] }
+            ---
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: { name: unchecked }
+            spec:
+              action: CUSTOM
+              provider: { name: nowhere }
+              rules: [{}]
+            """);
+        var mesh = MeshCompiler.Compile(config, [Workload("r", "default", "v1")]);
+
+        var finding = Assert.Single(mesh.Diagnostics);
+        Assert.Equal(("spec.provider.name", DiagnosticSeverity.Warning, 17), (finding.Path, finding.Severity, finding.Line));
+        Assert.Contains("'nowhere'", finding.Message, StringComparison.Ordinal);
+        var policies = Get<InboundPolicy>(mesh.ViewFor("default"), ResourceTypes.Inbound, ResourceTypes.InboundResourceName).Authorization;
+        var checkedPolicy = policies.Single(p => p.Name == "default/checked");
+        Assert.Equal(("opa", "opa.example.com", 8181u, 2000ul, "x-user"), (checkedPolicy.Provider, checkedPolicy.ExtAuthz.Service, checkedPolicy.ExtAuthz.Port, checkedPolicy.ExtAuthz.TimeoutMs, checkedPolicy.ExtAuthz.HeadersToUpstreamOnAllow.Single()));
+        var uncheckedPolicy = policies.Single(p => p.Name == "default/unchecked");
+        Assert.Equal(("nowhere", null), (uncheckedPolicy.Provider, uncheckedPolicy.ExtAuthz));
+    }
+
+    [Fact]
     public void Compile_SameInput_GivesSameVersions_ChangedInput_ChangesOnlyAffectedResources()
     {
         var workloads = new[] { Workload("a", "default", "v1"), Workload("b", "default", "v1", port: 2) };

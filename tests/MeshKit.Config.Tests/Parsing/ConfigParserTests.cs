@@ -258,7 +258,9 @@ public class ConfigParserTests
     [InlineData("ServiceEntry", "hosts: [e.com]\n  ports: [{ number: 70000, name: x }]", "spec.ports[0].number", "between 1 and 65535")]
     [InlineData("PeerAuthentication", "mtls: { mode: SOMETIMES }", "spec.mtls.mode", "unknown mode")]
     [InlineData("PeerAuthentication", "portLevelMtls: { 8080: { mode: DISABLE } }", "spec.portLevelMtls", "selector")]
-    [InlineData("AuthorizationPolicy", "action: CUSTOM", "spec.action", "CUSTOM")]
+    [InlineData("AuthorizationPolicy", "action: CUSTOM", "spec.provider.name", "CUSTOM needs")]
+    [InlineData("AuthorizationPolicy", "action: DENY\n  provider: { name: p }", "spec.provider", "CUSTOM only")]
+    [InlineData("AuthorizationPolicy", "action: MAYBE", "spec.action", "unknown action")]
     [InlineData("AuthorizationPolicy", "rules: [{ from: [{ source: { ipBlocks: [not-an-ip] } }] }]", "spec.rules[0].from[0].source.ipBlocks[0]", "CIDR")]
     [InlineData("AuthorizationPolicy", "rules: [{ to: [{ operation: { pathz: [/a] } }] }]", "spec.rules[0].to[0].operation.pathz", "unknown field")]
     [InlineData("AuthorizationPolicy", "targetRef: { kind: Gateway, name: g }", "spec.targetRef", "gateways")]
@@ -278,6 +280,74 @@ public class ConfigParserTests
         var error = SingleError(result);
         Assert.Equal(path, error.Path);
         Assert.Contains(reason, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Parse_ExtensionProviders_ReadsTheHttpExtAuthz_AndReportsWhatMeshKitDoesNotUse()
+    {
+        const string Valid = """
+            apiVersion: meshkit.dev/v1alpha1
+            kind: MeshConfig
+            metadata: { name: mesh }
+            spec:
+              extensionProviders:
+              - name: opa
+                envoyExtAuthzHttp:
+                  service: istio-system/opa.example.com
+                  port: 8181
+                  timeout: 2s
+                  pathPrefix: /v1/check
+                  statusOnError: "503"
+                  includeHeadersInCheck: [x-legacy]
+                  includeRequestHeadersInCheck: ["x-user*"]
+                  includeAdditionalHeadersInCheck: { x-source: mesh }
+                  includeRequestBodyInCheck: { maxRequestBytes: 1024, allowPartialMessage: true }
+                  headersToUpstreamOnAllow: [x-user-id]
+
+            """;
+        var valid = Parse(Valid);
+        var result = Parse(Valid + """
+              - name: otel
+                opentelemetry: { service: otel-collector.observability.svc.cluster.local, port: 4317 }
+              - name: grpc-authz
+                envoyExtAuthzGrpc: { service: authz.foo.svc.cluster.local, port: 9000 }
+              - name: opa
+                envoyExtAuthzHttp: { service: opa2.example.com, port: 80, statusOnError: teapot, pathPrefix: check }
+            """);
+
+        Assert.Empty(valid.Diagnostics);
+        var provider = Assert.Single(Assert.IsType<MeshConfigResource>(Assert.Single(valid.Resources)).ExtensionProviders);
+        Assert.Equal(("opa", "opa.example.com", 8181u, TimeSpan.FromSeconds(2), "/v1/check", 503), (provider.Name, provider.Service, provider.Port, provider.Timeout, provider.PathPrefix, provider.StatusOnError));
+        Assert.Equal(["x-user*", "x-legacy"], provider.IncludeRequestHeadersInCheck);
+        Assert.Equal(("mesh", 1024u, true), (provider.IncludeAdditionalHeadersInCheck["x-source"], provider.MaxRequestBytes, provider.AllowPartialMessage));
+        Assert.Equal(
+            [
+                (DiagnosticSeverity.Warning, "spec.extensionProviders[1].opentelemetry"),
+                (DiagnosticSeverity.Error, "spec.extensionProviders[2].envoyExtAuthzGrpc"),
+                (DiagnosticSeverity.Error, "spec.extensionProviders[3].envoyExtAuthzHttp.pathPrefix"),
+                (DiagnosticSeverity.Error, "spec.extensionProviders[3].envoyExtAuthzHttp.statusOnError"),
+                (DiagnosticSeverity.Error, "spec.extensionProviders[3].name"),
+            ],
+            result.Diagnostics.Select(d => (d.Severity, d.Path)).Order());
+    }
+
+    [Fact]
+    public void Parse_CustomPolicy_IsRead_ButNotAsADryRun()
+    {
+        var result = Parse("""
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: { name: a }
+            spec: { action: CUSTOM, provider: { name: opa }, rules: [{}] }
+            ---
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: { name: b, annotations: { istio.io/dry-run: "true" } }
+            spec: { action: CUSTOM, provider: { name: opa }, rules: [{}] }
+            """);
+
+        Assert.Equal("opa", Assert.IsType<AuthorizationPolicy>(Assert.Single(result.Resources)).Provider);
+        Assert.Contains("dry-run is not supported with action CUSTOM", SingleError(result).Message, StringComparison.Ordinal);
     }
 
     [Fact]

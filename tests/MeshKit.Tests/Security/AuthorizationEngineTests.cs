@@ -247,5 +247,31 @@ public sealed class AuthorizationEngineTests
         Assert.True(allowed);
         Assert.Equal(0, allocated);
     }
-}
 
+    [Fact]
+    public void Custom_MatchesFirst_AndOneWorkloadAsksOneProvider()
+    {
+        var admin = new AuthorizationRuleSpec();
+        admin.To.Add(new AuthorizationOperationSpec { Paths = { "/admin*" } });
+        var custom = Policy("CUSTOM", admin);
+        custom.Provider = "opa";
+        custom.ExtAuthz = new ExtAuthzProvider { Name = "opa", Service = "opa.example.com", Port = 8181, PathPrefix = "/check", HeadersToUpstreamOnAllow = { "x-user*" } };
+        var engine = AuthorizationEngine.Compile([custom, Policy("DENY")]);
+
+        Assert.True(engine.HasCustom);
+        var matched = engine.MatchCustom(Request("/admin/users"));
+        Assert.NotNull(matched);
+        Assert.Null(engine.MatchCustom(Request("/public")));
+        Assert.Equal("http://opa.example.com:8181/check", matched.ExtAuthz!.BaseUrl);
+        Assert.Equal((TimeSpan.FromSeconds(600), 403), (matched.ExtAuthz.Timeout, matched.ExtAuthz.StatusOnError));
+        Assert.True(matched.ExtAuthz.ToUpstreamOnAllow("X-User-Id"));
+        Assert.False(matched.ExtAuthz.ToUpstreamOnAllow("x-admin"));
+
+        var other = Policy("CUSTOM", admin);
+        other.Name = "default/other";
+        other.Provider = "another";
+        var conflicting = AuthorizationEngine.Compile([custom, other]).MatchCustom(Request("/admin/users"));
+        Assert.Null(conflicting!.ExtAuthz);
+        Assert.Contains("name 2 providers (opa, another)", conflicting.Unenforceable, StringComparison.Ordinal);
+    }
+}

@@ -381,6 +381,7 @@ public sealed class CompiledMesh
         else if (spec.CookieName is not null)
         {
             hash.Cookie = new HashCookie { Name = spec.CookieName, Path = spec.CookiePath ?? string.Empty };
+            hash.Cookie.Attributes.AddRange(spec.CookieAttributes.Select(a => new CookieAttribute { Name = a.Key, Value = a.Value }));
             if (spec.CookieTtl is { } ttl)
             {
                 hash.Cookie.TtlMs = (ulong)ttl.TotalMilliseconds;

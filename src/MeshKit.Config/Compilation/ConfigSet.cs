@@ -57,6 +57,10 @@ public sealed class ConfigSet
     /// <summary>Gets every <c>jwksUri</c> of the RequestAuthentications: what the control plane fetches.</summary>
     public IEnumerable<string> JwksUris => RequestAuthentications.SelectMany(r => r.JwtRules).Select(j => j.JwksUri).OfType<string>().Distinct(StringComparer.Ordinal);
 
+    /// <summary>Returns how long to wait for <paramref name="jwksUri"/>: the longest <c>timeout</c> of the rules naming it, or <paramref name="fallback"/>.</summary>
+    public TimeSpan JwksTimeout(string jwksUri, TimeSpan fallback) =>
+        RequestAuthentications.SelectMany(r => r.JwtRules).Where(j => j.JwksUri == jwksUri).Select(j => j.Timeout).OfType<TimeSpan>().DefaultIfEmpty(fallback).Max();
+
     /// <summary>Gets the Telemetry resources, ordered by namespace and name.</summary>
     public IReadOnlyList<TelemetryResource> Telemetries { get; }
 

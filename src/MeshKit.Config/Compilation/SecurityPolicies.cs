@@ -137,6 +137,7 @@ internal static class SecurityPolicies
                 provider.Audiences.AddRange(rule.Audiences);
                 provider.FromHeaders.AddRange(rule.FromHeaders.Select(h => new JwtHeaderLocation { Name = h.Name, Prefix = h.Prefix ?? string.Empty }));
                 provider.FromParams.AddRange(rule.FromParams);
+                provider.FromCookies.AddRange(rule.FromCookies);
                 provider.OutputClaimToHeaders.AddRange(rule.OutputClaimToHeaders.Select(c => new JwtClaimToHeader { Header = c.Header, Claim = c.Claim }));
                 yield return provider;
             }

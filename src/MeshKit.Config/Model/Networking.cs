@@ -226,6 +226,9 @@ public sealed record ConsistentHashSpec
     /// <summary>Gets <c>httpCookie.ttl</c>; null when absent (the cookie is then never generated).</summary>
     public TimeSpan? CookieTtl { get; init; }
 
+    /// <summary>Gets <c>httpCookie.attributes</c>: name and value (empty for a flag such as <c>Secure</c>) of each, in order.</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> CookieAttributes { get; init; } = [];
+
     /// <summary>Gets <c>httpQueryParameterName</c>.</summary>
     public string? QueryParameterName { get; init; }
 

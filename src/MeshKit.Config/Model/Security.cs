@@ -44,6 +44,12 @@ public sealed record JwtRule
     /// <summary>Gets <c>fromParams</c>.</summary>
     public IReadOnlyList<string> FromParams { get; init; } = [];
 
+    /// <summary>Gets <c>fromCookies</c>: cookies the token may be in.</summary>
+    public IReadOnlyList<string> FromCookies { get; init; } = [];
+
+    /// <summary>Gets <c>timeout</c>: how long the control plane waits for the <c>jwksUri</c>'s keys.</summary>
+    public TimeSpan? Timeout { get; init; }
+
     /// <summary>Gets <c>outputPayloadToHeader</c>.</summary>
     public string? OutputPayloadToHeader { get; init; }
 

@@ -944,6 +944,7 @@ public static class ConfigParser
         var sourceIp = c.Bool("useSourceIp") ?? false;
         string? cookieName = null, cookiePath = null;
         TimeSpan? ttl = null;
+        IReadOnlyList<KeyValuePair<string, string>> attributes = [];
         var hasCookie = c.Map("httpCookie", k =>
         {
             cookieName = k.String("name", required: true);
@@ -961,7 +962,24 @@ public static class ConfigParser
                 }
             }
 
-            k.NotSupported("attributes", DiagnosticSeverity.Warning, NotYet);
+            attributes = k.List("attributes", a =>
+            {
+                var name = a.String("name", required: true);
+                var value = a.String("value") ?? string.Empty;
+
+                // A cookie attribute is a token, its value may not end the attribute or the header.
+                if (name is not null && (name.Length == 0 || name.Any(c => c is ';' or '=' or ',' || char.IsWhiteSpace(c) || char.IsControl(c))))
+                {
+                    a.Context.Error(a.Get("name"), a.ChildPath("name"), $"'{name}' is not a cookie attribute name");
+                }
+
+                if (value.Any(c => c == ';' || char.IsControl(c)))
+                {
+                    a.Context.Error(a.Get("value"), a.ChildPath("value"), "may not hold ';' or control characters");
+                }
+
+                return name is null ? null : new AttributeBox(name, value);
+            }).Select(p => new KeyValuePair<string, string>(p.Name, p.Value)).ToList();
             return new BoxedString(cookieName);
         }) is not null;
         var keys = (header is null ? 0 : 1) + (query is null ? 0 : 1) + (sourceIp ? 1 : 0) + (hasCookie ? 1 : 0);
@@ -992,12 +1010,14 @@ public static class ConfigParser
         return new ConsistentHashSpec
         {
             HttpHeaderName = header, QueryParameterName = query, UseSourceIp = sourceIp,
-            CookieName = cookieName, CookiePath = cookiePath, CookieTtl = ttl,
+            CookieName = cookieName, CookiePath = cookiePath, CookieTtl = ttl, CookieAttributes = attributes,
             MinimumRingSize = ring?.Size ?? legacyRing, MaglevTableSize = maglev?.Size,
         };
     }
 
     private sealed record SizeBox(ulong? Size);
+
+    private sealed record AttributeBox(string Name, string Value);
 
     private static ulong? ReadSize(MapReader r, string key, uint min, uint max) => r.UInt(key, min, max);
 
@@ -1510,12 +1530,17 @@ public static class ConfigParser
                 Jwks = jwks,
                 FromHeaders = r.List("fromHeaders", fh => new JwtHeader(fh.String("name", required: true) ?? string.Empty, fh.String("prefix"))),
                 FromParams = r.Strings("fromParams"),
+                FromCookies = r.Strings("fromCookies"),
+                Timeout = r.Duration("timeout"),
                 OutputPayloadToHeader = r.String("outputPayloadToHeader"),
                 ForwardOriginalToken = r.Bool("forwardOriginalToken") ?? false,
                 OutputClaimToHeaders = r.List("outputClaimToHeaders", c => new ClaimToHeader(c.String("header", required: true) ?? string.Empty, c.String("claim", required: true) ?? string.Empty)),
             };
-            r.NotSupported("fromCookies", DiagnosticSeverity.Error, NotYet);
-            r.NotSupported("timeout", DiagnosticSeverity.Warning, NotYet);
+            if (rule.Timeout is { } timeout && (timeout <= TimeSpan.Zero || timeout > TimeSpan.FromMinutes(1)))
+            {
+                r.Context.Error(r.Get("timeout"), r.ChildPath("timeout"), "must be above 0s and at most 60s");
+            }
+
             return rule;
         });
         return Fill(new RequestAuthentication

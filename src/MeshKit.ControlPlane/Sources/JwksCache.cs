@@ -17,6 +17,9 @@ namespace MeshKit.ControlPlane.Sources;
 internal sealed partial class JwksCache : BackgroundService
 {
     private const int MaxJwksBytes = 1024 * 1024;
+
+    /// <summary>How long a fetch may take when no rule naming the URI sets <c>timeout</c>.</summary>
+    internal static readonly TimeSpan DefaultFetchTimeout = TimeSpan.FromSeconds(10);
     private readonly IConfigStore _store;
     private readonly ControlPlaneOptions _options;
     private readonly TimeProvider _time;
@@ -60,7 +63,8 @@ internal sealed partial class JwksCache : BackgroundService
             },
         })
         {
-            Timeout = TimeSpan.FromSeconds(10),
+            // Per fetch instead (a rule's timeout).
+            Timeout = System.Threading.Timeout.InfiniteTimeSpan,
             MaxResponseContentBufferSize = MaxJwksBytes,
         };
         ChangeToken.OnChange(store.GetReloadToken, () => _wake.Release());
@@ -96,13 +100,16 @@ internal sealed partial class JwksCache : BackgroundService
 
     private async Task RefreshAsync(CancellationToken cancellationToken)
     {
-        var wanted = _store.Current.JwksUris.ToHashSet(StringComparer.Ordinal);
+        var config = _store.Current;
+        var wanted = config.JwksUris.ToHashSet(StringComparer.Ordinal);
         var keys = Keys.Where(k => wanted.Contains(k.Key)).ToDictionary(k => k.Key, k => k.Value, StringComparer.Ordinal);
         foreach (var uri in wanted)
         {
             try
             {
-                var json = await _http.GetStringAsync(new Uri(uri), cancellationToken).ConfigureAwait(false);
+                using var deadline = new CancellationTokenSource(config.JwksTimeout(uri, DefaultFetchTimeout), _time);
+                using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, cancellationToken);
+                var json = await _http.GetStringAsync(new Uri(uri), linked.Token).ConfigureAwait(false);
                 _ = new Microsoft.IdentityModel.Tokens.JsonWebKeySet(json); // refuse what is not a key set
                 keys[uri] = json;
             }

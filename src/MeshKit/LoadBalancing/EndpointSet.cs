@@ -539,7 +539,20 @@ internal sealed class HashKey
 {
     private readonly ConsistentHash _config;
 
-    private HashKey(ConsistentHash config) => _config = config;
+    // What follows the value of a generated cookie, made once: "; Max-Age=60; Path=/; HttpOnly; SameSite=Lax".
+    private readonly string _cookieAttributes = string.Empty;
+
+    private HashKey(ConsistentHash config)
+    {
+        _config = config;
+        if (config.KeyCase == ConsistentHash.KeyOneofCase.Cookie)
+        {
+            var cookie = config.Cookie;
+            _cookieAttributes = (cookie.TtlMs > 0 ? $"; Max-Age={cookie.TtlMs / 1000}" : string.Empty)
+                + (cookie.Path.Length > 0 ? $"; Path={cookie.Path}" : string.Empty) + "; HttpOnly"
+                + string.Concat(cookie.Attributes.Select(a => a.Value.Length > 0 ? $"; {a.Name}={a.Value}" : $"; {a.Name}"));
+        }
+    }
 
     public static HashKey? Create(ConsistentHash? config) => config is null ? null : new HashKey(config);
 
@@ -559,9 +572,7 @@ internal sealed class HashKey
         {
             // As Envoy: a missing cookie is generated, the request is placed by it, and the caller is handed it.
             key = Convert.ToHexStringLower(BitConverter.GetBytes(Random.Shared.NextInt64()));
-            var cookie = _config.Cookie;
-            setCookie = $"{cookie.Name}=\"{key}\"" + (cookie.TtlMs > 0 ? $"; Max-Age={cookie.TtlMs / 1000}" : string.Empty)
-                + (cookie.Path.Length > 0 ? $"; Path={cookie.Path}" : string.Empty) + "; HttpOnly";
+            setCookie = $"{_config.Cookie.Name}=\"{key}\"{_cookieAttributes}";
         }
 
         hash = key is null ? 0 : ConsistentHashBalancer.Hash(key);

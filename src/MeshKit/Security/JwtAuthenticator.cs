@@ -59,8 +59,8 @@ internal sealed class RequestPrincipal
 }
 
 /// <summary>
-/// RequestAuthentication, compiled once per config version: finds a JWT where the rules say (default
-/// <c>Authorization: Bearer</c> and the <c>access_token</c> query parameter), picks the provider by its issuer and
+/// RequestAuthentication, compiled once per config version: finds a JWT where the rules say (headers, query
+/// parameters, cookies; by default <c>Authorization: Bearer</c> and the <c>access_token</c> query parameter), picks the provider by its issuer and
 /// validates it with Microsoft.IdentityModel against the provider's keys: signature with an asymmetric algorithm fixed
 /// by the key (no <c>none</c>, no HMAC, so no RS/HS confusion), issuer, audiences, expiry and not-before with 60 s of
 /// skew, and a size limit. A request with no token goes on unauthenticated; one with an invalid token is refused.
@@ -81,6 +81,7 @@ internal sealed class JwtAuthenticator
     private readonly Provider[] _providers;
     private readonly (string Header, string Prefix)[] _headers;
     private readonly string[] _params;
+    private readonly string[] _cookies;
     private readonly string[] _outputHeaders;
 
     private JwtAuthenticator(Provider[] providers)
@@ -88,6 +89,7 @@ internal sealed class JwtAuthenticator
         _providers = providers;
         _headers = [.. providers.SelectMany(p => p.Headers).Distinct()];
         _params = [.. providers.SelectMany(p => p.Params).Distinct(StringComparer.Ordinal)];
+        _cookies = [.. providers.SelectMany(p => p.Cookies).Distinct(StringComparer.Ordinal)];
         _outputHeaders = [.. providers.SelectMany(p => p.OutputHeaders).Distinct(StringComparer.OrdinalIgnoreCase)];
     }
 
@@ -204,6 +206,16 @@ internal sealed class JwtAuthenticator
             }
         }
 
+        foreach (var name in _cookies)
+        {
+            if (request.Cookies.TryGetValue(name, out var value) && value is { Length: > 0 })
+            {
+                token = value;
+                location = (null, null);
+                return true;
+            }
+        }
+
         token = string.Empty;
         location = default;
         return false;
@@ -218,10 +230,11 @@ internal sealed class JwtAuthenticator
             ForwardOriginalToken = provider.ForwardOriginalToken;
             PayloadHeader = provider.OutputPayloadToHeader;
             ClaimHeaders = [.. provider.OutputClaimToHeaders.Select(c => (c.Header, c.Claim))];
-            Headers = provider.FromHeaders.Count > 0
-                ? [.. provider.FromHeaders.Select(h => (h.Name, h.Prefix))]
-                : provider.FromParams.Count > 0 ? [] : [("Authorization", "Bearer ")];
-            Params = provider.FromHeaders.Count > 0 || provider.FromParams.Count > 0 ? [.. provider.FromParams] : ["access_token"];
+            // Istio's default locations apply only when the rule names none.
+            var named = provider.FromHeaders.Count > 0 || provider.FromParams.Count > 0 || provider.FromCookies.Count > 0;
+            Headers = named ? [.. provider.FromHeaders.Select(h => (h.Name, h.Prefix))] : [("Authorization", "Bearer ")];
+            Params = named ? [.. provider.FromParams] : ["access_token"];
+            Cookies = [.. provider.FromCookies];
             if (!provider.KeysUnavailable)
             {
                 try
@@ -252,6 +265,8 @@ internal sealed class JwtAuthenticator
         public (string Header, string Prefix)[] Headers { get; }
 
         public string[] Params { get; }
+
+        public string[] Cookies { get; }
 
         public IEnumerable<string> OutputHeaders => ClaimHeaders.Select(c => c.Header).Concat(PayloadHeader.Length > 0 ? [PayloadHeader] : []);
 

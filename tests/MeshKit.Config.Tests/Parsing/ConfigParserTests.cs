@@ -239,6 +239,7 @@ public class ConfigParserTests
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { consistentHash: { httpHeaderName: a, useSourceIp: true } } }", "spec.trafficPolicy.loadBalancer.consistentHash", "exactly one of")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { consistentHash: { useSourceIp: true, maglev: { tableSize: 1000 } } } }", "spec.trafficPolicy.loadBalancer.consistentHash.maglev.tableSize", "prime")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { consistentHash: { httpCookie: { name: c, ttl: forever } } } }", "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.ttl", "not a duration")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { consistentHash: { httpCookie: { name: c, ttl: 0s, attributes: [{ name: SameSite, value: \"Lax; Domain=evil\" }] } } } }", "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.attributes[0].value", "';'")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { localityLbSetting: { distribute: [{ from: a/*, to: { b/*: 60 } }] } } }", "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to", "sum to 100")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { localityLbSetting: { distribute: [{ from: a, to: { b: 100 } }], failover: [{ from: a, to: b }] } } }", "spec.trafficPolicy.loadBalancer.localityLbSetting", "excludes failover")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { tls: { mode: MUTUAL } }", "spec.trafficPolicy.tls", "clientCertificate")]
@@ -266,6 +267,7 @@ public class ConfigParserTests
     [InlineData("AuthorizationPolicy", "targetRef: { kind: Gateway, name: g }", "spec.targetRef", "gateways")]
     [InlineData("RequestAuthentication", "jwtRules: [{ issuer: i, jwksUri: not-a-uri }]", "spec.jwtRules[0].jwksUri", "absolute")]
     [InlineData("RequestAuthentication", "jwtRules: [{ jwks: \"{}\" }]", "spec.jwtRules[0].issuer", "is required")]
+    [InlineData("RequestAuthentication", "jwtRules: [{ issuer: i, jwksUri: \"https://i/jwks\", timeout: 2m }]", "spec.jwtRules[0].timeout", "at most 60s")]
     public void Parse_InvalidResource_ReportsPathAndReason(string kind, string spec, string path, string reason)
     {
         var group = kind is "DestinationRule" or "ServiceEntry" ? "networking.istio.io/v1" : "security.istio.io/v1";

@@ -92,11 +92,11 @@ public class DestinationRuleConformanceTests
     [Fact]
     public async Task ConsistentHash_Cookie_IsGeneratedWhenMissing_AndThenSticks()
     {
-        using var mesh = Mesh("loadBalancer: { consistentHash: { httpCookie: { name: session, path: /, ttl: 3600s } } }");
+        using var mesh = Mesh("loadBalancer: { consistentHash: { httpCookie: { name: session, path: /, ttl: 3600s, attributes: [{ name: SameSite, value: Strict }, { name: Secure }] } } }");
 
         using var first = await mesh.SendAsync(new HttpRequestMessage(HttpMethod.Get, "http://cart/"), CancellationToken.None);
         var setCookie = first.Headers.GetValues("Set-Cookie").Single();
-        Assert.Matches("^session=\"[0-9a-f]{16}\"; Max-Age=3600; Path=/; HttpOnly$", setCookie);
+        Assert.Matches("^session=\"[0-9a-f]{16}\"; Max-Age=3600; Path=/; HttpOnly; SameSite=Strict; Secure$", setCookie);
         var cookie = setCookie.Split(';')[0];
         var endpoint = await first.Content.ReadAsStringAsync();
         for (var i = 0; i < 20; i++)

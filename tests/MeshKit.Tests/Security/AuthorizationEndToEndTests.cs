@@ -161,6 +161,7 @@ public sealed class AuthorizationEndToEndTests : MeshTestBase, IDisposable
                 jwks: '{{Jwks("k1")}}'
                 fromHeaders: [{ name: x-jwt-token, prefix: "Token " }]
                 fromParams: [token]
+                fromCookies: [session]
                 forwardOriginalToken: true
                 outputPayloadToHeader: x-payload
                 outputClaimToHeaders: [{ header: x-user, claim: sub }]
@@ -180,6 +181,11 @@ public sealed class AuthorizationEndToEndTests : MeshTestBase, IDisposable
             Assert.Equal(HttpStatusCode.OK, (await http.SendAsync(spoofed)).StatusCode);
         }
 
+        using (var fromCookie = new HttpRequestMessage(HttpMethod.Get, new Uri(backend.Address, "/")) { Headers = { { "Cookie", "theme=dark; session=" + token } } })
+        {
+            Assert.Equal(HttpStatusCode.OK, (await http.SendAsync(fromCookie)).StatusCode);
+        }
+
         // The default Authorization header is not a location of this rule: its token is not read.
         using (var bearer = new HttpRequestMessage(HttpMethod.Get, new Uri(backend.Address, "/")) { Headers = { { "Authorization", "Bearer " + token } } })
         {
@@ -191,6 +197,7 @@ public sealed class AuthorizationEndToEndTests : MeshTestBase, IDisposable
                 $"{Issuer}/alice|Token {token}|alice|True|",
                 $"{Issuer}/alice||alice|True|{token}",
                 "|||False|",
+                $"{Issuer}/alice||alice|True|",
                 "|||False|",
             ],
             seen);
@@ -205,6 +212,21 @@ public sealed class AuthorizationEndToEndTests : MeshTestBase, IDisposable
         await Eventually.TrueAsync(() => !backend.Snapshot.Jwt.IsEmpty, "the policies apply");
 
         await Eventually.TrueAsync(async () => await CallAsync(backend, "/private", Token(DateTimeOffset.UtcNow)) == HttpStatusCode.OK, "a valid token is accepted once the keys arrive");
+    }
+
+    [Fact]
+    public async Task Jwt_TheRulesTimeout_BoundsTheFetchOfItsKeys()
+    {
+        await using var jwks = await JwksServer.StartAsync(Jwks("k1"), delay: TimeSpan.FromSeconds(1.5));
+        var backend = await StartAsync("reviews", "v1");
+        WriteJwtPolicy($"jwksUri: {jwks.Uri}\n    timeout: 300ms");
+        await Eventually.TrueAsync(() => !backend.Snapshot.Jwt.IsEmpty && jwks.Requests > 0, "the keys are asked for");
+        await Task.Delay(TimeSpan.FromSeconds(2.5));
+
+        Assert.Equal(HttpStatusCode.Unauthorized, await CallAsync(backend, "/private", Token(DateTimeOffset.UtcNow)));
+
+        WriteJwtPolicy($"jwksUri: {jwks.Uri}\n    timeout: 5s");
+        await Eventually.TrueAsync(async () => await CallAsync(backend, "/private", Token(DateTimeOffset.UtcNow)) == HttpStatusCode.OK, "the slow keys arrive within the longer timeout");
     }
 
     [Fact]
@@ -341,15 +363,16 @@ public sealed class AuthorizationEndToEndTests : MeshTestBase, IDisposable
 
         private int _requests;
 
-        public static async Task<JwksServer> StartAsync(string jwks)
+        public static async Task<JwksServer> StartAsync(string jwks, TimeSpan? delay = null)
         {
             var builder = Microsoft.AspNetCore.Builder.WebApplication.CreateSlimBuilder();
             builder.WebHost.UseUrls("http://127.0.0.1:0");
             var app = builder.Build();
             JwksServer? server = null;
-            app.MapGet("/jwks.json", () =>
+            app.MapGet("/jwks.json", async () =>
             {
                 Interlocked.Increment(ref server!._requests);
+                await Task.Delay(delay ?? TimeSpan.Zero);
                 return Results.Text(jwks, "application/json");
             });
             await app.StartAsync();

@@ -6,7 +6,7 @@ namespace Bookinfo;
 internal static class Launcher
 {
     private static readonly (string Role, string Version)[] Workloads =
-        [("details", "v1"), ("ratings", "v1"), ("reviews", "v1"), ("reviews", "v2"), ("reviews", "v3"), ("productpage", "v1")];
+        [("details", "v1"), ("ratings", "v1"), ("reviews", "v1"), ("reviews", "v2"), ("reviews", "v3"), ("ext-authz", "v1"), ("productpage", "v1")];
 
     public static async Task<int> RunAsync(string[] args)
     {
@@ -14,7 +14,8 @@ internal static class Launcher
         {
             Console.WriteLine("""
                 Runs the Bookinfo sample mesh on loopback: a MeshKit control plane and productpage, details,
-                reviews v1/v2/v3 and ratings, each in its own process.
+                reviews v1/v2/v3 and ratings, each in its own process, and the external authorization service
+                of Istio's ext-authz task (ext-authz).
 
                 Options:
                   --port N                productpage port (default 9080)

@@ -55,6 +55,9 @@ internal static class Services
             case "reviews":
                 MapReviews(app, http, version);
                 break;
+            case "ext-authz":
+                MapExtAuthz(app);
+                break;
             default:
                 Console.Error.WriteLine($"unknown role '{role}'");
                 return 2;
@@ -64,6 +67,20 @@ internal static class Services
         await app.RunAsync();
         return 0;
     }
+
+    // Istio's sample external authorization server (HTTP ext_authz): "x-ext-authz: allow" is allowed, anything else is
+    // denied. AuthorizationPolicies with action CUSTOM send their requests here (config/tasks/authorization-policy-ext-authz.yaml).
+    private static void MapExtAuthz(WebApplication app) => app.Map("/{**path}", (HttpContext context) =>
+    {
+        if (context.Request.Headers["x-ext-authz"] == "allow")
+        {
+            context.Response.Headers["x-ext-authz-check-result"] = "allowed";
+            return Results.Ok();
+        }
+
+        context.Response.Headers["x-ext-authz-check-result"] = "denied";
+        return Results.Text("denied by ext_authz for not found header `x-ext-authz: allow` in the request", statusCode: StatusCodes.Status403Forbidden);
+    });
 
     private static void MapReviews(WebApplication app, IHttpClientFactory http, string version)
     {

@@ -179,6 +179,23 @@ public sealed class BookinfoSampleTests
             Apply(configDir, "virtual-service-reviews-test-v2.yaml", "reviews.yaml");
             await Converged(async () => (await Page(http, port, "jason")).Contains("color:black", StringComparison.Ordinal), "the viewers' policies let the whole call graph through");
             Assert.DoesNotContain("unavailable", await Page(http, port, "jason"), StringComparison.Ordinal);
+
+            // External authorization: the product page asks the ext-authz service (a CUSTOM policy) first.
+            async Task<(HttpStatusCode Status, string Body, string? Result)> AskedAsync(string value)
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Get, $"http://127.0.0.1:{port}/productpage") { Headers = { { "x-ext-authz", value } } };
+                using var response = await http.SendAsync(request);
+                return (response.StatusCode, await response.Content.ReadAsStringAsync(), response.Headers.TryGetValues("x-ext-authz-check-result", out var r) ? r.Single() : null);
+            }
+
+            Apply(configDir, "authorization-policy-ext-authz.yaml", "authz-ext-authz.yaml");
+            await Eventually.TrueAsync(async () => (await AskedAsync("deny")).Status == HttpStatusCode.Forbidden, "the CUSTOM policy applies");
+            var denied = await AskedAsync("deny");
+            Assert.Contains("denied by ext_authz", denied.Body, StringComparison.Ordinal);
+            Assert.Equal("denied", denied.Result);
+            var allowed = await AskedAsync("allow");
+            Assert.Equal(HttpStatusCode.OK, allowed.Status);
+            Assert.Contains("William Shakespeare", allowed.Body, StringComparison.Ordinal);
         }
         catch (Exception ex) when (ex is not Xunit.Sdk.XunitException)
         {

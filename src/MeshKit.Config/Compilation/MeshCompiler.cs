@@ -75,7 +75,7 @@ public static class MeshCompiler
         var registered = workloads as IReadOnlyCollection<WorkloadAnnouncement> ?? workloads.ToArray();
         foreach (var entry in config.ServiceEntries)
         {
-            AddServiceEntry(entry, services, domain, registered, config, settings.RootNamespace);
+            AddServiceEntry(entry, services, domain, registered, config, settings);
         }
 
         CheckReferences(config, services, settings, diagnostics, registryKnown);
@@ -103,8 +103,12 @@ public static class MeshCompiler
         return endpoint;
     }
 
-    private static void AddServiceEntry(ServiceEntry entry, Dictionary<string, ServiceInfo> services, string domain, IReadOnlyCollection<WorkloadAnnouncement> workloads, ConfigSet config, string rootNamespace)
+    /// <summary>The label by which Istio's automatic mutual TLS knows that a ServiceEntry endpoint has a sidecar.</summary>
+    public const string TlsModeLabel = "security.istio.io/tlsMode";
+
+    private static void AddServiceEntry(ServiceEntry entry, Dictionary<string, ServiceInfo> services, string domain, IReadOnlyCollection<WorkloadAnnouncement> workloads, ConfigSet config, MeshSettings settings)
     {
+        var rootNamespace = settings.RootNamespace;
         foreach (var rawHost in entry.Hosts)
         {
             var host = HostNames.Qualify(rawHost, entry.Namespace, domain);
@@ -177,6 +181,12 @@ public static class MeshCompiler
 
             foreach (var workload in entry.Endpoints)
             {
+                // A static endpoint proves what its entry says it is: its service account's identity, else the entry's
+                // first subject alt name; automatic mutual TLS assumes it speaks mutual TLS only when Istio's label says
+                // it has a sidecar (here: is a mesh workload).
+                var identity = workload.ServiceAccount is { Length: > 0 } account
+                    ? $"spiffe://{settings.TrustDomain}/ns/{entry.Namespace}/sa/{account}"
+                    : entry.SubjectAltNames.FirstOrDefault() ?? string.Empty;
                 var endpoint = new Endpoint
                 {
                     Address = workload.Address,
@@ -184,7 +194,10 @@ public static class MeshCompiler
                     ServiceAccount = workload.ServiceAccount ?? string.Empty,
                     Origin = origin,
                     Locality = Localities.Parse(workload.Locality),
+                    Identity = identity,
+                    AutoMtlsOff = identity.Length > 0 && !(workload.Labels.TryGetValue(TlsModeLabel, out var mode) && mode == "istio"),
                 };
+                endpoint.AcceptedIdentities.AddRange(entry.SubjectAltNames.Where(n => n != identity));
                 foreach (var (k, v) in workload.Labels)
                 {
                     endpoint.Labels[k] = v;

@@ -295,6 +295,9 @@ public sealed record ServiceEntry : ConfigResource
     /// <summary>Gets <c>spec.workloadSelector</c>: the entry's endpoints are the matching workloads of its namespace.</summary>
     public WorkloadSelector? WorkloadSelector { get; init; }
 
+    /// <summary>Gets <c>spec.subjectAltNames</c>: SPIFFE IDs the entry's endpoints may prove under mutual TLS.</summary>
+    public IReadOnlyList<string> SubjectAltNames { get; init; } = [];
+
     /// <summary>Gets <c>spec.exportTo</c>; empty means every namespace.</summary>
     public IReadOnlyList<string> ExportTo { get; init; } = [];
 }

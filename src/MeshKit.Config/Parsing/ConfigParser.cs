@@ -1019,6 +1019,9 @@ public static class ConfigParser
 
     private sealed record AttributeBox(string Name, string Value);
 
+    // The identities mesh certificates carry: spiffe://<trust domain>/ns/<namespace>/sa/<service account>.
+    private static readonly Regex SpiffeIdForm = new("^spiffe://[a-z0-9.-]+/ns/[a-z0-9-]+/sa/[A-Za-z0-9._-]+$", RegexOptions.CultureInvariant);
+
     private static ulong? ReadSize(MapReader r, string key, uint min, uint max) => r.UInt(key, min, max);
 
     private static bool IsPrime(ulong n)
@@ -1197,7 +1200,14 @@ public static class ConfigParser
 
         var exportTo = ReadExportTo(s);
         s.NotSupported("addresses", DiagnosticSeverity.Warning, "MeshKit routes by host name, not by virtual IP");
-        s.NotSupported("subjectAltNames", DiagnosticSeverity.Warning, NotYet);
+        var subjectAltNames = s.Strings("subjectAltNames");
+        for (var i = 0; i < subjectAltNames.Count; i++)
+        {
+            if (!SpiffeIdForm.IsMatch(subjectAltNames[i]))
+            {
+                s.Context.Error(s.Get("subjectAltNames"), $"{s.ChildPath("subjectAltNames")}[{i}]", $"'{subjectAltNames[i]}' is not a SPIFFE ID (spiffe://<trust domain>/ns/<namespace>/sa/<account>): mutual TLS in MeshKit verifies mesh identities only");
+            }
+        }
         var selector = s.Map("workloadSelector", w => new WorkloadSelector(w.StringMap("labels")));
         if (selector is not null && endpoints.Count > 0)
         {
@@ -1213,7 +1223,7 @@ public static class ConfigParser
         {
             Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
             Hosts = hosts, Ports = ports, Location = location, Resolution = resolution, Endpoints = endpoints, ExportTo = exportTo,
-            WorkloadSelector = selector,
+            WorkloadSelector = selector, SubjectAltNames = subjectAltNames,
         }, h);
     }
 

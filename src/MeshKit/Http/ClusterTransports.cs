@@ -328,6 +328,20 @@ internal sealed class ClusterTransports : IDisposable
             }
         }
 
+        /// <summary>Whether the proved identity is the expected one, or one of the expected ones (comma-separated).</summary>
+        internal static bool IsExpected(string proved, string expected)
+        {
+            foreach (var range in expected.AsSpan().Split(','))
+            {
+                if (expected.AsSpan(range).SequenceEqual(proved))
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+
         /// <summary>
         /// The mutual TLS handshake, done here rather than by the pool so that the request opening the connection says
         /// which identity the server must prove (secure naming), and the certificate presented is the one current at
@@ -362,7 +376,7 @@ internal sealed class ClusterTransports : IDisposable
                             }
 
                             refusal = $"the server is {id}, but {context.DnsEndPoint.Host}:{context.DnsEndPoint.Port} registered as {expected}";
-                            return string.Equals(id.ToString(), expected, StringComparison.Ordinal);
+                            return IsExpected(id.ToString() ?? string.Empty, expected);
                         },
                     },
                     cancellationToken).ConfigureAwait(false);

@@ -620,7 +620,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         }
 
         var mesh = tlsMode == "DISABLE" ? null : provider.Runtime.Transports.Mesh;
-        if (mesh is not null && endpoint.MtlsOn(port))
+        if (mesh is not null && (tlsMode == "ISTIO_MUTUAL" ? endpoint.MtlsPossible(port) : endpoint.MtlsOn(port)))
         {
             var pool = transport ?? mesh;
             if (endpoint.TargetPortFor(port) is not { } targetPort)
@@ -628,7 +628,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 throw new HttpRequestException(HttpRequestError.SecureConnectionError, $"endpoint {endpoint.Address} has no port {port}");
             }
 
-            pool.Expect(endpoint.Address, targetPort, endpoint.Identity);
+            pool.Expect(endpoint.Address, targetPort, endpoint.ExpectedPeer);
 
             // Only a peer whose identity is verified learns who calls (and is believed about itself in return). The
             // server's metadata back only when this side records it and does not hold it yet (an instance's metadata

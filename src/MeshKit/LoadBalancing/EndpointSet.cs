@@ -23,6 +23,8 @@ internal sealed class EndpointView
         Address = endpoint.Address;
         _ports = shapes.Ports(endpoint.Ports);
         Identity = shapes.Text(endpoint.Identity);
+        ExpectedPeer = endpoint.AcceptedIdentities.Count == 0 ? Identity : shapes.Text(string.Join(',', [Identity, .. endpoint.AcceptedIdentities]));
+        AutoMtlsOff = endpoint.AutoMtlsOff;
         IdentityNamespace = Identity.Length > 0 && Security.SpiffeId.TryParse(Identity, out var id) ? shapes.Text(id.Value.Namespace) : null;
         Weight = (int)Math.Clamp(endpoint.Weight, 1u, 1_000_000u);
         Labels = shapes.Labels(endpoint.Labels);
@@ -31,8 +33,17 @@ internal sealed class EndpointView
 
     public string Address { get; }
 
-    /// <summary>Gets the SPIFFE ID the endpoint proved to the control plane; empty when it has no mesh certificate.</summary>
+    /// <summary>Gets the SPIFFE ID the endpoint proved to the control plane (or its ServiceEntry gives it); empty when it has no mesh certificate.</summary>
     public string Identity { get; }
+
+    /// <summary>
+    /// Gets what the endpoint's certificate must say under mutual TLS: <see cref="Identity"/>, or with a ServiceEntry's
+    /// subjectAltNames, any of them, comma-separated (SPIFFE IDs hold no comma).
+    /// </summary>
+    public string ExpectedPeer { get; }
+
+    /// <summary>Gets whether automatic mutual TLS leaves this endpoint alone (a ServiceEntry endpoint not labelled as a mesh workload).</summary>
+    public bool AutoMtlsOff { get; }
 
     /// <summary>Gets the namespace of <see cref="Identity"/>, parsed once; null when the endpoint has no identity.</summary>
     public string? IdentityNamespace { get; }
@@ -58,7 +69,10 @@ internal sealed class EndpointView
     public int ActiveRequests => Volatile.Read(ref _recent) is { } use ? Volatile.Read(ref use.Active) : 0;
 
     /// <summary>Whether automatic mutual TLS applies on a service port: the endpoint has an identity and its policy does not disable it there.</summary>
-    public bool MtlsOn(uint servicePort)
+    public bool MtlsOn(uint servicePort) => !AutoMtlsOff && MtlsPossible(servicePort);
+
+    /// <summary>Whether mutual TLS can be spoken on a service port (ISTIO_MUTUAL): the endpoint has an identity and its policy does not disable it there.</summary>
+    public bool MtlsPossible(uint servicePort)
     {
         if (Identity.Length == 0)
         {

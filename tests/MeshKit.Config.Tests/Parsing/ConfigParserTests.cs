@@ -256,6 +256,7 @@ public class ConfigParserTests
     [InlineData("ServiceEntry", "hosts: [e.com]\n  resolution: MAGIC", "spec.resolution", "unknown resolution")]
     [InlineData("ServiceEntry", "hosts: [\"*.e.com\"]\n  resolution: DNS", "spec.resolution", "cannot resolve wildcard")]
     [InlineData("ServiceEntry", "hosts: [\"*\"]", "spec.hosts[0]", "every host")]
+    [InlineData("ServiceEntry", "hosts: [e.com]\n  subjectAltNames: [spiffe://cluster.local/ns/a/sa/b, e.com]", "spec.subjectAltNames[1]", "not a SPIFFE ID")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  ports: [{ number: 70000, name: x }]", "spec.ports[0].number", "between 1 and 65535")]
     [InlineData("PeerAuthentication", "mtls: { mode: SOMETIMES }", "spec.mtls.mode", "unknown mode")]
     [InlineData("PeerAuthentication", "portLevelMtls: { 8080: { mode: DISABLE } }", "spec.portLevelMtls", "selector")]

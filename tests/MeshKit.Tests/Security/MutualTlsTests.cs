@@ -86,6 +86,55 @@ public sealed class MutualTlsTests : MeshTestBase
         Assert.Equal([("spiffe://cluster.local/ns/default/sa/productpage", true)], seen);
     }
 
+    [Theory]
+    [InlineData("serviceAccount: legacy-sa, labels: { security.istio.io/tlsMode: istio }", "", "", "spiffe://cluster.local/ns/default/sa/productpage")]
+    [InlineData("serviceAccount: legacy-sa", "", "", "plain")]
+    [InlineData("serviceAccount: legacy-sa", "", "ISTIO_MUTUAL", "spiffe://cluster.local/ns/default/sa/productpage")]
+    [InlineData("serviceAccount: someone-else, labels: { security.istio.io/tlsMode: istio }", "", "", "refused")]
+    [InlineData("serviceAccount: someone-else, labels: { security.istio.io/tlsMode: istio }", "[spiffe://cluster.local/ns/default/sa/legacy-sa]", "", "spiffe://cluster.local/ns/default/sa/productpage")]
+    [InlineData("labels: { security.istio.io/tlsMode: istio }", "[spiffe://cluster.local/ns/default/sa/legacy-sa]", "", "spiffe://cluster.local/ns/default/sa/productpage")]
+    public async Task ServiceEntryEndpoints_HaveTheIdentityTheEntryGivesThem(string endpoint, string subjectAltNames, string tlsMode, string expected)
+    {
+        // A mesh workload reached through a static ServiceEntry (as a VM's would be), not through the registry.
+        var legacy = await StartSecureAsync("legacy", "legacy-sa");
+        legacy.Behavior = context => Task.FromResult<IResult?>(Results.Text(MeshPeer.Of(context)?.ToString() ?? "plain"));
+        var client = await StartSecureAsync("productpage", "productpage");
+        ControlPlane.WriteConfig("legacy.yaml", $$"""
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: legacy }
+            spec:
+              hosts: [legacy.example.internal]
+              location: MESH_INTERNAL
+              ports: [{ number: 80, name: http, protocol: HTTP, targetPort: {{legacy.Address.Port}} }]
+              resolution: STATIC
+              endpoints: [{ address: 127.0.0.1, {{endpoint}} }]
+              {{(subjectAltNames.Length > 0 ? "subjectAltNames: " + subjectAltNames : string.Empty)}}
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: legacy }
+            spec:
+              host: legacy.example.internal
+              {{(tlsMode.Length > 0 ? $"trafficPolicy: {{ tls: {{ mode: {tlsMode} }} }}" : "trafficPolicy: { loadBalancer: { simple: ROUND_ROBIN } }")}}
+            """);
+        await Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue("legacy.example.internal", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints.Length == 1
+            && s.Routes[0].Targets[0].Endpoints?.Upstream.TlsMode == tlsMode, "the entry applies");
+
+        string answer;
+        try
+        {
+            using var response = await client.CreateClient().GetAsync("http://legacy.example.internal/");
+            answer = response.IsSuccessStatusCode ? await response.Content.ReadAsStringAsync() : "refused";
+        }
+        catch (HttpRequestException)
+        {
+            answer = "refused";
+        }
+
+        Assert.Equal(expected, answer);
+    }
+
     [Fact]
     public async Task Strict_RefusesPlainTextAndCertificateLessTls_Permissive_ServesBothOnOnePort()
     {

@@ -222,7 +222,7 @@ public static class MeshCompiler
         {
             if (policy.Action == "CUSTOM" && config.MeshConfig?.ExtensionProviders.Any(p => p.Name == policy.Provider) != true)
             {
-                diagnostics.Add(Warn(policy, "spec.provider.name", $"no extension provider '{policy.Provider}' is defined in MeshConfig (extensionProviders with envoyExtAuthzHttp); the requests this policy matches are denied until one is"));
+                diagnostics.Add(Warn(policy, "spec.provider.name", $"no extension provider '{policy.Provider}' is defined in MeshConfig (extensionProviders with envoyExtAuthzHttp or envoyExtAuthzGrpc); the requests this policy matches are denied until one is"));
             }
         }
 

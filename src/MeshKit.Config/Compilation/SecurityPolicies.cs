@@ -144,7 +144,7 @@ internal static class SecurityPolicies
         }
     }
 
-    private static ExtAuthzProvider ToProto(ExtAuthzHttpProvider provider)
+    private static ExtAuthzProvider ToProto(ExtAuthzProviderSpec provider)
     {
         var proto = new ExtAuthzProvider
         {
@@ -157,6 +157,8 @@ internal static class SecurityPolicies
             StatusOnError = (uint)(provider.StatusOnError ?? 0),
             MaxRequestBytes = provider.MaxRequestBytes ?? 0,
             AllowPartialMessage = provider.AllowPartialMessage,
+            Grpc = provider.Grpc,
+            PackAsBytes = provider.PackAsBytes,
         };
         proto.IncludeRequestHeadersInCheck.AddRange(provider.IncludeRequestHeadersInCheck);
         foreach (var (name, value) in provider.IncludeAdditionalHeadersInCheck)

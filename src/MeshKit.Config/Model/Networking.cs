@@ -350,15 +350,21 @@ public sealed record MeshConfigResource : ConfigResource
     public string? ClusterDomain { get; init; }
 
     /// <summary>Gets <c>spec.extensionProviders</c> that MeshKit acts on: external authorization services, by name.</summary>
-    public IReadOnlyList<ExtAuthzHttpProvider> ExtensionProviders { get; init; } = [];
+    public IReadOnlyList<ExtAuthzProviderSpec> ExtensionProviders { get; init; } = [];
 }
 
 /// <summary>
-/// <c>extensionProviders[].envoyExtAuthzHttp</c>: an external authorization service spoken to over HTTP, as Envoy's
-/// <c>ext_authz</c> filter does; AuthorizationPolicies with action CUSTOM name it.
+/// <c>extensionProviders[].envoyExtAuthzHttp</c> or <c>envoyExtAuthzGrpc</c>: an external authorization service spoken
+/// to as Envoy's <c>ext_authz</c> filter does, over HTTP or gRPC; AuthorizationPolicies with action CUSTOM name it.
 /// </summary>
-public sealed record ExtAuthzHttpProvider
+public sealed record ExtAuthzProviderSpec
 {
+    /// <summary>Gets whether the service speaks Envoy's gRPC protocol (<c>envoyExtAuthzGrpc</c>) rather than HTTP.</summary>
+    public bool Grpc { get; init; }
+
+    /// <summary>Gets <c>includeRequestBodyInCheck.packAsBytes</c> (gRPC): the body goes as bytes, not as text.</summary>
+    public bool PackAsBytes { get; init; }
+
     /// <summary>Gets <c>name</c>, which <c>AuthorizationPolicy.spec.provider.name</c> refers to.</summary>
     public required string Name { get; init; }
 

@@ -1771,8 +1771,14 @@ public static class ConfigParser
                 p.Context.Error(p.Get("name"), p.ChildPath("name"), $"another extension provider is named '{name}'");
             }
 
-            var http = p.Map("envoyExtAuthzHttp", ReadExtAuthzHttp);
-            p.NotSupported("envoyExtAuthzGrpc", DiagnosticSeverity.Error, "the gRPC ext_authz protocol is not implemented; the HTTP one is (envoyExtAuthzHttp)");
+            var http = p.Map("envoyExtAuthzHttp", a => ReadExtAuthz(a, grpc: false));
+            var grpc = p.Map("envoyExtAuthzGrpc", a => ReadExtAuthz(a, grpc: true));
+            if (http is not null && grpc is not null)
+            {
+                p.Context.Error(p.Node, p.Path, "envoyExtAuthzHttp and envoyExtAuthzGrpc exclude each other");
+            }
+
+            http ??= grpc;
             foreach (var kind in TelemetryProviderKinds)
             {
                 p.NotSupported(kind, DiagnosticSeverity.Warning, "MeshKit's spans, metrics and access logs go through the application's OpenTelemetry and ILogger setup (observability.md)");
@@ -1795,7 +1801,9 @@ public static class ConfigParser
         "envoyFileAccessLog", "envoyHttpAls", "envoyTcpAls", "envoyOtelAls",
     ];
 
-    private static ExtAuthzHttpProvider ReadExtAuthzHttp(MapReader a)
+    // envoyExtAuthzHttp and envoyExtAuthzGrpc: the gRPC one has the common fields only (the service decides which
+    // headers go where), and its reader reports the HTTP-only ones as unknown fields.
+    private static ExtAuthzProviderSpec ReadExtAuthz(MapReader a, bool grpc)
     {
         // "[namespace/]host": the namespace only disambiguates; MeshKit resolves hosts by name.
         var service = a.String("service", required: true) ?? string.Empty;
@@ -1811,7 +1819,7 @@ public static class ConfigParser
             a.Context.Error(a.Node, a.ChildPath("port"), "is required");
         }
 
-        var prefix = a.String("pathPrefix");
+        var prefix = grpc ? null : a.String("pathPrefix");
         if (prefix is not null && !prefix.StartsWith('/'))
         {
             a.Context.Error(a.Get("pathPrefix"), a.ChildPath("pathPrefix"), $"'{prefix}' must start with '/'");
@@ -1830,9 +1838,18 @@ public static class ConfigParser
             }
         }
 
+        var packAsBytes = false;
         var body = a.Map("includeRequestBodyInCheck", b =>
         {
-            b.NotSupported("packAsBytes", DiagnosticSeverity.Warning, "it applies to the gRPC protocol only");
+            if (grpc)
+            {
+                packAsBytes = b.Bool("packAsBytes") ?? false;
+            }
+            else
+            {
+                b.NotSupported("packAsBytes", DiagnosticSeverity.Warning, "it applies to the gRPC protocol only");
+            }
+
             return new CheckBodyBox(b.UInt("maxRequestBytes", 1, int.MaxValue) ?? 0, b.Bool("allowPartialMessage") ?? false);
         });
         if (body is { Max: 0 })
@@ -1840,7 +1857,17 @@ public static class ConfigParser
             a.Context.Error(a.Get("includeRequestBodyInCheck"), a.ChildPath("includeRequestBodyInCheck.maxRequestBytes"), "is required");
         }
 
-        return new ExtAuthzHttpProvider
+        if (grpc)
+        {
+            return new ExtAuthzProviderSpec
+            {
+                Name = string.Empty, Grpc = true, Service = host, Port = port ?? 0, Timeout = a.Duration("timeout"),
+                FailOpen = a.Bool("failOpen") ?? false, StatusOnError = status,
+                MaxRequestBytes = body is { Max: > 0 } ? body.Max : null, AllowPartialMessage = body?.AllowPartial ?? false, PackAsBytes = packAsBytes,
+            };
+        }
+
+        return new ExtAuthzProviderSpec
         {
             Name = string.Empty,
             Service = host,

@@ -1,4 +1,4 @@
-using System.Net.Http.Headers;
+using MeshKit.Protocol.ExtAuthz;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Microsoft.Net.Http.Headers;
@@ -7,15 +7,20 @@ namespace MeshKit.Security;
 
 /// <summary>
 /// Asks an external authorization service about a request that a CUSTOM AuthorizationPolicy matches, with Envoy's
-/// HTTP <c>ext_authz</c> protocol: the check request has the request's method, its path behind the provider's
+/// <c>ext_authz</c> protocols. gRPC (<c>envoy.service.auth.v3.Authorization/Check</c>): the request's attributes
+/// (peers, method, path, host, every header) go in a <c>CheckRequest</c>; an OK status allows, with the answer's
+/// header changes; any other status denies with the answer's status, headers and body. HTTP: the check request has
+/// the request's method, its path behind the provider's
 /// <c>pathPrefix</c>, its <c>Host</c>, <c>Authorization</c> and the headers the provider names, and no body unless the
 /// provider asks for it. A 200 answer allows (the named headers of the answer go to the application and to the
 /// caller); any other answer is the caller's response (status, body, headers); no answer in time, a failed
 /// connection or a 5xx answer is an error: the request is allowed with <c>failOpen</c>, refused with
 /// <c>statusOnError</c> (403) otherwise. The call goes through the mesh (discovery, load balancing, mutual TLS).
 /// </summary>
-internal sealed partial class ExtAuthzClient(IHttpClientFactory clients, TimeProvider time, ILogger<ExtAuthzClient> logger)
+internal sealed partial class ExtAuthzClient(IHttpClientFactory clients, TimeProvider time, ILogger<ExtAuthzClient> logger, WorkloadIdentity identity)
 {
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<AuthorizationEngine.ExtAuthzSettings, Authorization.AuthorizationClient> _channels = [];
+
     /// <summary>The name of the <see cref="HttpClient"/> that carries checks.</summary>
     public const string ClientName = "MeshKit.ExtAuthz";
 
@@ -31,6 +36,11 @@ internal sealed partial class ExtAuthzClient(IHttpClientFactory clients, TimePro
             Log.Unenforceable(logger, policy.Name, policy.Unenforceable ?? "no provider");
             await WriteAsync(context, StatusCodes.Status403Forbidden, "RBAC: access denied").ConfigureAwait(false);
             return false;
+        }
+
+        if (provider.Provider.Grpc)
+        {
+            return await CheckGrpcAsync(context, policy, provider).ConfigureAwait(false);
         }
 
         var request = context.Request;
@@ -115,6 +125,154 @@ internal sealed partial class ExtAuthzClient(IHttpClientFactory clients, TimePro
             return false;
         }
     }
+
+    /// <summary>Envoy's gRPC protocol: the request's attributes in a <c>CheckRequest</c>; the answer's status decides.</summary>
+    private async Task<bool> CheckGrpcAsync(HttpContext context, AuthorizationEngine.CompiledPolicy policy, AuthorizationEngine.ExtAuthzSettings provider)
+    {
+        var request = context.Request;
+        var http = new AttributeContext.Types.HttpRequest
+        {
+            Id = request.Headers["x-request-id"].ToString() is { Length: > 0 } id ? id : context.TraceIdentifier,
+            Method = request.Method,
+            Path = request.Path.ToUriComponent() + request.QueryString.ToUriComponent(),
+            Host = request.Host.Value ?? string.Empty,
+            Scheme = request.Scheme,
+            Size = request.ContentLength ?? -1,
+            Protocol = request.Protocol,
+        };
+        foreach (var (name, values) in request.Headers)
+        {
+            // Envoy's form: names in lower case, repeated values joined.
+            http.Headers[name.ToLowerInvariant()] = values.ToString();
+        }
+
+        if (provider.Provider.MaxRequestBytes > 0)
+        {
+            var (body, partial) = await ReadBodyAsync(request, (int)provider.Provider.MaxRequestBytes, context.RequestAborted).ConfigureAwait(false);
+            if (partial && !provider.Provider.AllowPartialMessage)
+            {
+                await WriteAsync(context, StatusCodes.Status413PayloadTooLarge, string.Empty).ConfigureAwait(false);
+                return false;
+            }
+
+            if (provider.Provider.PackAsBytes)
+            {
+                http.RawBody = Google.Protobuf.ByteString.CopyFrom(body);
+            }
+            else
+            {
+                http.Body = System.Text.Encoding.UTF8.GetString(body);
+            }
+
+            http.Headers[PartialBodyHeader] = partial ? "true" : "false";
+        }
+
+        var peer = MeshPeer.Of(context);
+        var check = new CheckRequest
+        {
+            Attributes = new AttributeContext
+            {
+                Source = new AttributeContext.Types.Peer { Address = AddressOf(context.Connection.RemoteIpAddress, context.Connection.RemotePort), Principal = peer?.ToString() ?? string.Empty },
+                Destination = new AttributeContext.Types.Peer { Address = AddressOf(context.Connection.LocalIpAddress, context.Connection.LocalPort), Principal = identity.Current?.IdText ?? string.Empty },
+                Request = new AttributeContext.Types.Request { Time = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(time.GetUtcNow()), Http = http },
+            },
+        };
+
+        using var deadline = new CancellationTokenSource(provider.Timeout, time);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, context.RequestAborted);
+        CheckResponse answer;
+        try
+        {
+            answer = await ClientFor(provider).CheckAsync(check, cancellationToken: timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is Grpc.Core.RpcException or HttpRequestException || (ex is OperationCanceledException && !context.RequestAborted.IsCancellationRequested))
+        {
+            Log.CheckFailed(logger, provider.Provider.Name, ex.Message);
+            return await FailAsync(context, provider).ConfigureAwait(false);
+        }
+
+        if (answer.Status is null or { Code: 0 })
+        {
+            if (answer.OkResponse is { } ok)
+            {
+                foreach (var name in ok.HeadersToRemove)
+                {
+                    // Host and pseudo-headers stay: the request would be malformed without them (as in Envoy).
+                    if (!name.StartsWith(':') && !name.Equals(HeaderNames.Host, StringComparison.OrdinalIgnoreCase))
+                    {
+                        request.Headers.Remove(name);
+                    }
+                }
+
+                foreach (var option in ok.Headers)
+                {
+                    Apply(request.Headers, option);
+                }
+
+                if (ok.ResponseHeadersToAdd.Count > 0)
+                {
+                    var added = ok.ResponseHeadersToAdd;
+                    context.Response.OnStarting(() =>
+                    {
+                        foreach (var option in added)
+                        {
+                            Apply(context.Response.Headers, option);
+                        }
+
+                        return Task.CompletedTask;
+                    });
+                }
+            }
+
+            return true;
+        }
+
+        var status = answer.DeniedResponse?.Status is { Code: > 0 } code ? code.Code : StatusCodes.Status403Forbidden;
+        Log.Denied(logger, request.Method, request.Path.Value ?? string.Empty, policy.Name, provider.Provider.Name, status);
+        context.Response.StatusCode = status;
+        if (answer.DeniedResponse is { } denied)
+        {
+            foreach (var option in denied.Headers)
+            {
+                if (!Framing(option.Header?.Key ?? string.Empty))
+                {
+                    Apply(context.Response.Headers, option);
+                }
+            }
+
+            if (denied.Body.Length > 0)
+            {
+                await context.Response.WriteAsync(denied.Body, context.RequestAborted).ConfigureAwait(false);
+            }
+        }
+
+        return false;
+    }
+
+    // Envoy's default for these messages is to replace a header (append unset or false); append adds a value.
+    private static void Apply(IHeaderDictionary headers, HeaderValueOption option)
+    {
+        if (option.Header is not { Key.Length: > 0 } header)
+        {
+            return;
+        }
+
+        var value = header.Value.Length > 0 || header.RawValue.IsEmpty ? header.Value : header.RawValue.ToStringUtf8();
+        headers[header.Key] = option.Append?.Value == true && headers.TryGetValue(header.Key, out var existing)
+            ? Microsoft.Extensions.Primitives.StringValues.Concat(existing, value)
+            : value;
+    }
+
+    private static MeshKit.Protocol.ExtAuthz.Address AddressOf(System.Net.IPAddress? ip, int port) =>
+        new() { SocketAddress = new SocketAddress { Address = ip?.ToString() ?? string.Empty, PortValue = (uint)Math.Max(0, port) } };
+
+    // One channel per provider of a config version (over the mesh's client); dropped with the version.
+    private Authorization.AuthorizationClient ClientFor(AuthorizationEngine.ExtAuthzSettings provider) =>
+        _channels.GetValue(provider, p => new Authorization.AuthorizationClient(Grpc.Net.Client.GrpcChannel.ForAddress(p.BaseUrl, new Grpc.Net.Client.GrpcChannelOptions
+        {
+            HttpClient = clients.CreateClient(ClientName),
+            DisposeHttpClient = true,
+        })));
 
     private static void Allow(HttpContext context, AuthorizationEngine.ExtAuthzSettings provider, HttpResponseMessage answer)
     {

@@ -313,7 +313,7 @@ public class ConfigParserTests
               - name: otel
                 opentelemetry: { service: otel-collector.observability.svc.cluster.local, port: 4317 }
               - name: grpc-authz
-                envoyExtAuthzGrpc: { service: authz.foo.svc.cluster.local, port: 9000 }
+                envoyExtAuthzGrpc: { service: authz.foo.svc.cluster.local, port: 9000, pathPrefix: /check }
               - name: opa
                 envoyExtAuthzHttp: { service: opa2.example.com, port: 80, statusOnError: teapot, pathPrefix: check }
             """);
@@ -326,7 +326,7 @@ public class ConfigParserTests
         Assert.Equal(
             [
                 (DiagnosticSeverity.Warning, "spec.extensionProviders[1].opentelemetry"),
-                (DiagnosticSeverity.Error, "spec.extensionProviders[2].envoyExtAuthzGrpc"),
+                (DiagnosticSeverity.Error, "spec.extensionProviders[2].envoyExtAuthzGrpc.pathPrefix"),
                 (DiagnosticSeverity.Error, "spec.extensionProviders[3].envoyExtAuthzHttp.pathPrefix"),
                 (DiagnosticSeverity.Error, "spec.extensionProviders[3].envoyExtAuthzHttp.statusOnError"),
                 (DiagnosticSeverity.Error, "spec.extensionProviders[3].name"),

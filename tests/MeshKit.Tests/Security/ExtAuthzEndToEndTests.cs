@@ -1,7 +1,14 @@
 using System.Collections.Concurrent;
 using System.Net;
+using Grpc.Core;
+using MeshKit.Protocol.ExtAuthz;
 using MeshKit.Tests.Infrastructure;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace MeshKit.Tests.Security;
 
@@ -197,5 +204,108 @@ public sealed class ExtAuthzEndToEndTests : MeshTestBase
         Assert.Equal("app got abc", await small.Content.ReadAsStringAsync());
         Assert.Equal("app got abcdefgh", await large.Content.ReadAsStringAsync());
         Assert.Equal(["abc|false", "abcde|true"], bodies);
+    }
+
+    [Fact]
+    public async Task Custom_WithAGrpcProvider_SpeaksEnvoysCheckApi()
+    {
+        await using var server = await GrpcAuthzServer.StartAsync(_checks);
+        var reviews = await StartAsync("reviews", "v1");
+        reviews.Behavior = context => Task.FromResult<IResult?>(Results.Text($"user={context.Request.Headers["x-current-user"]} removed={context.Request.Headers["x-remove-me"]}"));
+        var productpage = await StartAsync("productpage", "v1");
+        ControlPlane.WriteConfig("ext-authz.yaml", $$"""
+            apiVersion: meshkit.dev/v1alpha1
+            kind: MeshConfig
+            metadata: { name: mesh }
+            spec:
+              extensionProviders:
+              - name: grpc-authz
+                envoyExtAuthzGrpc: { service: authz.example.test, port: 9000, timeout: 5s }
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: authz }
+            spec:
+              hosts: [authz.example.test]
+              location: MESH_INTERNAL
+              ports: [{ number: 9000, name: grpc, protocol: GRPC, targetPort: {{server.Port}} }]
+              resolution: STATIC
+              endpoints: [{ address: 127.0.0.1 }]
+            ---
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: { name: ext-authz, namespace: default }
+            spec:
+              selector: { matchLabels: { app: reviews } }
+              action: CUSTOM
+              provider: { name: grpc-authz }
+              rules: [{ to: [{ operation: { paths: ["/headers*"] } }] }]
+            """);
+        await Eventually.TrueAsync(() => reviews.Snapshot.Authorization.HasCustom && reviews.Endpoints("authz.example.test") == 1 && productpage.Endpoints(ReviewsHost) == 1, "the policy applies");
+        var http = productpage.CreateClient();
+
+        using (var allowed = await GetAsync(http, "/headers?a=1", ("x-ext-authz", "allow"), ("x-remove-me", "secret")))
+        {
+            Assert.Equal(HttpStatusCode.OK, allowed.StatusCode);
+            Assert.Equal("user=alice removed=", await allowed.Content.ReadAsStringAsync());
+            Assert.Equal("allowed", allowed.Headers.GetValues("x-ext-authz-check-result").Single());
+        }
+
+        Assert.True(_checks.TryDequeue(out var check));
+        Assert.Equal("GET /headers?a=1 host=reviews x-ext-authz=allow", check);
+
+        using (var denied = await GetAsync(http, "/headers", ("x-ext-authz", "deny")))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, denied.StatusCode);
+            Assert.Equal("denied by grpc ext_authz", await denied.Content.ReadAsStringAsync());
+            Assert.Equal("denied", denied.Headers.GetValues("x-ext-authz-check-result").Single());
+        }
+    }
+
+    /// <summary>An Envoy gRPC external authorization server outside the mesh, on plain-text HTTP/2.</summary>
+    private sealed class GrpcAuthzServer(WebApplication app, int port) : IAsyncDisposable
+    {
+        public int Port { get; } = port;
+
+        public static async Task<GrpcAuthzServer> StartAsync(ConcurrentQueue<string> checks)
+        {
+            var builder = WebApplication.CreateSlimBuilder();
+            builder.Logging.ClearProviders();
+            builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l => l.Protocols = HttpProtocols.Http2));
+            builder.Services.AddGrpc();
+            builder.Services.AddSingleton(checks);
+            var app = builder.Build();
+            app.MapGrpcService<Checker>();
+            await app.StartAsync();
+            return new GrpcAuthzServer(app, new Uri(app.Urls.First()).Port);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await app.StopAsync();
+            await app.DisposeAsync();
+        }
+
+        private sealed class Checker(ConcurrentQueue<string> checks) : MeshKit.Protocol.ExtAuthz.Authorization.AuthorizationBase
+        {
+            public override Task<CheckResponse> Check(CheckRequest request, ServerCallContext context)
+            {
+                var http = request.Attributes.Request.Http;
+                var verdict = http.Headers.GetValueOrDefault("x-ext-authz");
+                checks.Enqueue($"{http.Method} {http.Path} host={http.Host} x-ext-authz={verdict}");
+                static HeaderValueOption Header(string key, string value) => new() { Header = new HeaderValue { Key = key, Value = value } };
+                if (verdict == "allow")
+                {
+                    var ok = new OkHttpResponse { HeadersToRemove = { "x-remove-me" } };
+                    ok.Headers.Add(Header("x-current-user", "alice"));
+                    ok.ResponseHeadersToAdd.Add(Header("x-ext-authz-check-result", "allowed"));
+                    return Task.FromResult(new CheckResponse { Status = new RpcStatus { Code = 0 }, OkResponse = ok });
+                }
+
+                var denied = new DeniedHttpResponse { Status = new HttpStatus { Code = 401 }, Body = "denied by grpc ext_authz" };
+                denied.Headers.Add(Header("x-ext-authz-check-result", "denied"));
+                return Task.FromResult(new CheckResponse { Status = new RpcStatus { Code = 7 }, DeniedResponse = denied });
+            }
+        }
     }
 }

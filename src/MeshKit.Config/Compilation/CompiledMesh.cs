@@ -64,11 +64,12 @@ public sealed class CompiledMesh
     private ResourceView BuildView(string viewer, DestinationRule[] selecting, IReadOnlyDictionary<string, string> labels)
     {
         var domain = Settings.ClusterDomain;
+        var sidecar = Sidecars.Resolve(_config.Sidecars, Settings.RootNamespace, viewer, labels);
         var routes = new Dictionary<string, Resource>(StringComparer.Ordinal);
         var clusters = new Dictionary<string, Resource>(StringComparer.Ordinal);
         foreach (var service in _services.Values)
         {
-            if (!Visibility.IsVisible(service.ExportTo, service.Namespace, viewer))
+            if (!Visibility.IsVisible(service.ExportTo, service.Namespace, viewer) || (sidecar is not null && !Sidecars.Admits(sidecar, viewer, service.Host, service.Namespace, domain)))
             {
                 continue;
             }
@@ -178,7 +179,7 @@ public sealed class CompiledMesh
 
         var mesh = new Dictionary<string, Resource>(StringComparer.Ordinal)
         {
-            [ResourceTypes.MeshResourceName] = ToResource(ResourceTypes.MeshResourceName, Settings),
+            [ResourceTypes.MeshResourceName] = ToResource(ResourceTypes.MeshResourceName, sidecar?.OutboundTrafficPolicy is { } mode ? new MeshSettings(Settings) { OutboundTrafficPolicy = mode } : Settings),
         };
         var inbound = new InboundPolicy
         {

@@ -31,7 +31,11 @@ public sealed class ConfigSet
         RequestAuthentications = Resources.OfType<RequestAuthentication>().ToArray();
         MeshConfig = Resources.OfType<MeshConfigResource>().FirstOrDefault();
         Telemetries = Resources.OfType<TelemetryResource>().ToArray();
+        Sidecars = Resources.OfType<SidecarResource>().ToArray();
     }
+
+    /// <summary>Gets the Sidecars, ordered by namespace and name.</summary>
+    public IReadOnlyList<SidecarResource> Sidecars { get; }
 
     /// <summary>Gets every resource, ordered by kind, namespace and name.</summary>
     public IReadOnlyList<ConfigResource> Resources { get; }

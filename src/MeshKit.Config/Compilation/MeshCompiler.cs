@@ -81,6 +81,7 @@ public static class MeshCompiler
         CheckReferences(config, services, settings, diagnostics, registryKnown);
         CheckOnePerWorkload(config.PeerAuthentications, r => ((PeerAuthentication)r).Selector, registered, diagnostics);
         CheckOnePerWorkload(config.Telemetries, r => ((TelemetryResource)r).Selector, registered, diagnostics);
+        CheckOnePerWorkload(config.Sidecars, r => ((SidecarResource)r).Selector, registered, diagnostics, "spec.workloadSelector");
         return new CompiledMesh(config, settings, services, diagnostics, jwks);
     }
 
@@ -217,6 +218,7 @@ public static class MeshCompiler
     {
         CheckOnePerNamespace(config.PeerAuthentications, r => ((PeerAuthentication)r).Selector is null, diagnostics);
         CheckOnePerNamespace(config.Telemetries, r => ((TelemetryResource)r).Selector is null, diagnostics);
+        CheckOnePerNamespace(config.Sidecars, r => ((SidecarResource)r).Selector is null, diagnostics);
 
         foreach (var policy in config.AuthorizationPolicies)
         {
@@ -280,10 +282,10 @@ public static class MeshCompiler
         }
     }
 
-    // One selecting PeerAuthentication or Telemetry per workload (Istio: the oldest applies); MeshKit applies the first
+    // One selecting PeerAuthentication, Telemetry or Sidecar per workload (Istio: the oldest applies); MeshKit applies the first
     // by name and reports each other one that selects a live workload, naming one such workload. Workloads are grouped
     // by namespace and label set first: a fleet of replicas is checked once.
-    private static void CheckOnePerWorkload(IEnumerable<ConfigResource> resources, Func<ConfigResource, WorkloadSelector?> selector, IReadOnlyCollection<WorkloadAnnouncement> workloads, List<ConfigDiagnostic> diagnostics)
+    private static void CheckOnePerWorkload(IEnumerable<ConfigResource> resources, Func<ConfigResource, WorkloadSelector?> selector, IReadOnlyCollection<WorkloadAnnouncement> workloads, List<ConfigDiagnostic> diagnostics, string path = "spec.selector")
     {
         var selecting = resources.Where(r => selector(r) is not null).ToArray();
         if (selecting.Length < 2 || workloads.Count == 0)
@@ -303,7 +305,7 @@ public static class MeshCompiler
             var matching = selecting.Where(r => r.Namespace == workload.Namespace && selector(r)!.Matches(workload.Labels)).ToArray();
             foreach (var ignored in matching.Skip(1).Where(r => reported.Add(r.Key)))
             {
-                diagnostics.Add(Warn(ignored, "spec.selector", $"{matching[0].DisplayName} also selects the workloads of {workload.Service}.{workload.Namespace} and applies to them (the first by name; Istio takes the oldest): this one does not"));
+                diagnostics.Add(Warn(ignored, path, $"{matching[0].DisplayName} also selects the workloads of {workload.Service}.{workload.Namespace} and applies to them (the first by name; Istio takes the oldest): this one does not"));
             }
         }
     }

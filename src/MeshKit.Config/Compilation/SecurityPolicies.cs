@@ -29,7 +29,8 @@ internal static class SecurityPolicies
         return string.Join(",", Selecting(config.PeerAuthentications, p => p.Selector, ns, labels)
             .Concat(Selecting(config.AuthorizationPolicies, p => p.Selector, ns, labels))
             .Concat(Selecting(config.RequestAuthentications, p => p.Selector, ns, labels))
-            .Concat(Selecting(config.Telemetries, p => p.Selector, ns, labels)));
+            .Concat(Selecting(config.Telemetries, p => p.Selector, ns, labels))
+            .Concat(Selecting(config.Sidecars, p => p.Selector, ns, labels)));
     }
 
     public static IEnumerable<AuthorizationPolicyRules> Authorization(ConfigSet config, string rootNamespace, string ns, IReadOnlyDictionary<string, string> labels)

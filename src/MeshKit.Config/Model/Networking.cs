@@ -407,3 +407,25 @@ public sealed record ExtAuthzProviderSpec
     /// <summary>Gets <c>headersToDownstreamOnAllow</c>: header patterns of the check's answer added to the allowed request's response.</summary>
     public IReadOnlyList<string> HeadersToDownstreamOnAllow { get; init; } = [];
 }
+
+/// <summary>
+/// <c>networking.istio.io</c> Sidecar: which services the selected workloads (or a namespace's, or the mesh's by
+/// default) send to through the mesh, and their outbound traffic policy. A workload receives only those services.
+/// </summary>
+public sealed record SidecarResource : ConfigResource
+{
+    /// <summary>Gets <c>spec.workloadSelector</c>; null for the namespace's (or, in the root namespace, the mesh's) default.</summary>
+    public WorkloadSelector? Selector { get; init; }
+
+    /// <summary>Gets every <c>egress[].hosts</c> entry as (namespace, host): the namespace is a name, <c>*</c>, <c>.</c> (the workload's own) or <c>~</c> (none); the host an FQDN or a wildcard.</summary>
+    public IReadOnlyList<SidecarHost> EgressHosts { get; init; } = [];
+
+    /// <summary>Gets <c>spec.outboundTrafficPolicy.mode</c>, overriding MeshConfig's for the selected workloads.</summary>
+    public string? OutboundTrafficPolicy { get; init; }
+}
+
+/// <summary>One <c>egress[].hosts</c> entry of a Sidecar.</summary>
+/// <param name="Namespace">Gets the namespace part: a name, <c>*</c>, <c>.</c> or <c>~</c>.</param>
+/// <param name="Host">Gets the host part: an FQDN, <c>*.suffix</c> or <c>*</c>.</param>
+public sealed record SidecarHost(string Namespace, string Host);
+

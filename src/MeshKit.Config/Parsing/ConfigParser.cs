@@ -30,7 +30,7 @@ public static class ConfigParser
     private static readonly string[] SecurityVersions = ["v1", "v1beta1"];
     private static readonly string[] TelemetryVersions = ["v1", "v1alpha1"];
     private static readonly string[] IgnoredKinds =
-        ["Gateway", "Sidecar", "WorkloadEntry", "WorkloadGroup", "EnvoyFilter", "ProxyConfig", "WasmPlugin"];
+        ["Gateway", "WorkloadEntry", "WorkloadGroup", "EnvoyFilter", "ProxyConfig", "WasmPlugin"];
 
     private static readonly string[] LoadBalancers = ["UNSPECIFIED", "ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN", "RANDOM", "PASSTHROUGH"];
 
@@ -127,7 +127,7 @@ public static class ConfigParser
 
         var (supported, versions) = (group, kind) switch
         {
-            ("networking.istio.io", "VirtualService" or "DestinationRule" or "ServiceEntry") => (true, NetworkingVersions),
+            ("networking.istio.io", "VirtualService" or "DestinationRule" or "ServiceEntry" or "Sidecar") => (true, NetworkingVersions),
             ("security.istio.io", "PeerAuthentication" or "RequestAuthentication" or "AuthorizationPolicy") => (true, SecurityVersions),
             ("meshkit.dev", "MeshConfig") => (true, ["v1alpha1"]),
             ("telemetry.istio.io", "Telemetry") => (true, TelemetryVersions),
@@ -167,6 +167,7 @@ public static class ConfigParser
             "AuthorizationPolicy" => doc.Map("spec", s => ReadAuthorizationPolicy(s, header)),
             "MeshConfig" => doc.Map("spec", s => ReadMeshConfig(s, header)),
             "Telemetry" => doc.Map("spec", s => ReadTelemetry(s, header)),
+            "Sidecar" => doc.Map("spec", s => ReadSidecar(s, header)),
             _ => null,
         };
 
@@ -1730,6 +1731,70 @@ public static class ConfigParser
     }
 
     // ---------------- meshkit.dev ----------------
+    private static SidecarResource ReadSidecar(MapReader s, Header h)
+    {
+        s.Anchor("workloadSelector");
+        var selector = s.Map("workloadSelector", w => new WorkloadSelector(w.StringMap("labels")));
+        if (selector is { MatchLabels.Count: 0 })
+        {
+            s.Context.Error(s.Get("workloadSelector"), s.ChildPath("workloadSelector.labels"), "needs at least one label");
+        }
+
+        var hosts = new List<SidecarHost>();
+        var egress = s.List("egress", e =>
+        {
+            var entries = e.Strings("hosts");
+            if (entries.Count == 0)
+            {
+                e.Context.Error(e.Node, e.ChildPath("hosts"), "at least one host is required");
+            }
+
+            for (var i = 0; i < entries.Count; i++)
+            {
+                var slash = entries[i].IndexOf('/', StringComparison.Ordinal);
+                var ns = slash < 0 ? string.Empty : entries[i][..slash];
+                var host = slash < 0 ? entries[i] : entries[i][(slash + 1)..];
+                var path = $"{e.ChildPath("hosts")}[{i}]";
+                if (slash < 0 || !(ns is "*" or "." or "~" || Names.IsDnsLabel(ns)))
+                {
+                    e.Context.Error(e.Get("hosts"), path, $"'{entries[i]}' is not namespace/host (namespace: a name, '*', '.' or '~')");
+                    continue;
+                }
+
+                ValidateHostName(e, path, host, allowWildcard: true);
+                hosts.Add(new SidecarHost(ns, host));
+            }
+
+            // MeshKit has no listeners: an egress entry's hosts apply on every port and no traffic is captured.
+            e.NotSupported("port", DiagnosticSeverity.Warning, "MeshKit has no outbound listeners; the hosts apply on every port");
+            e.NotSupported("bind", DiagnosticSeverity.Warning, "MeshKit has no outbound listeners");
+            e.NotSupported("captureMode", DiagnosticSeverity.Warning, "MeshKit captures no traffic; the application's HttpClients go through it");
+            return new BoxedString(null);
+        });
+        if (egress.Count == 0 && s.Has("egress"))
+        {
+            s.Context.Error(s.Get("egress"), s.ChildPath("egress"), "needs at least one entry");
+        }
+
+        var outbound = s.Map("outboundTrafficPolicy", o =>
+        {
+            o.NotSupported("egressProxy", DiagnosticSeverity.Error, "MeshKit sends unknown hosts directly (ALLOW_ANY) or refuses them (REGISTRY_ONLY)");
+            return new BoxedString(o.String("mode"));
+        })?.Value;
+        if (outbound is not null && outbound is not ("ALLOW_ANY" or "REGISTRY_ONLY"))
+        {
+            s.Context.Error(s.Get("outboundTrafficPolicy"), s.ChildPath("outboundTrafficPolicy.mode"), $"unknown mode '{outbound}'; expected ALLOW_ANY or REGISTRY_ONLY");
+        }
+
+        s.NotSupported("ingress", DiagnosticSeverity.Warning, "the application's own Kestrel listens; MeshMiddleware guards what reaches it");
+        s.NotSupported("inboundConnectionPool", DiagnosticSeverity.Warning, "Kestrel's limits apply to inbound connections");
+        return Fill(new SidecarResource
+        {
+            Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
+            Selector = selector, EgressHosts = hosts, OutboundTrafficPolicy = outbound,
+        }, h);
+    }
+
     private static MeshConfigResource ReadMeshConfig(MapReader s, Header h)
     {
         var trustDomain = s.String("trustDomain");

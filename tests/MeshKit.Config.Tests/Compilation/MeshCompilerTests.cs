@@ -222,6 +222,55 @@ public class MeshCompilerTests
     }
 
     [Fact]
+    public void Compile_Sidecar_ScopesWhatAWorkloadReceives_SelectorThenNamespaceThenMesh()
+    {
+        var config = Config("""
+            apiVersion: networking.istio.io/v1
+            kind: Sidecar
+            metadata: { name: default, namespace: istio-system }
+            spec:
+              egress: [{ hosts: ["./*", "shop/*"] }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: Sidecar
+            metadata: { name: default, namespace: shop }
+            spec:
+              egress: [{ hosts: ["./reviews.shop.svc.cluster.local", "*/*.example.com"] }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: Sidecar
+            metadata: { name: tight, namespace: shop }
+            spec:
+              workloadSelector: { labels: { app: productpage } }
+              egress: [{ hosts: ["./ratings.shop.svc.cluster.local"] }]
+              outboundTrafficPolicy: { mode: REGISTRY_ONLY }
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: api, namespace: other }
+            spec:
+              hosts: [api.example.com]
+              ports: [{ number: 443, name: https, protocol: HTTPS }]
+              resolution: DNS
+            """);
+        var mesh = MeshCompiler.Compile(config, [Workload("reviews", "shop", "v1"), Workload("ratings", "shop", "v1"), Workload("details", "other", "v1")]);
+        string[] Hosts(string ns, Dictionary<string, string> labels) => [.. mesh.ViewFor(ns, labels).OfType(ResourceTypes.Cluster).Keys.Order()];
+
+        // The namespace's own Sidecar: its reviews, and example.com hosts of any namespace.
+        Assert.Equal(["api.example.com", "reviews.shop.svc.cluster.local"], Hosts("shop", new() { ["app"] = "reviews" }));
+
+        // A selecting Sidecar beats it, and sets the outbound policy of the workloads it selects.
+        var productpage = new Dictionary<string, string> { ["app"] = "productpage" };
+        Assert.Equal(["ratings.shop.svc.cluster.local"], Hosts("shop", productpage));
+        Assert.Equal("REGISTRY_ONLY", Get<MeshSettings>(mesh.ViewFor("shop", productpage), ResourceTypes.Mesh, "mesh").OutboundTrafficPolicy);
+        Assert.Equal("ALLOW_ANY", Get<MeshSettings>(mesh.ViewFor("shop", new Dictionary<string, string>()), ResourceTypes.Mesh, "mesh").OutboundTrafficPolicy);
+
+        // Elsewhere the mesh's default: the workload's own namespace ("." in the root namespace's Sidecar; the
+        // ServiceEntry api is in "other" too) and shop.
+        Assert.Equal(["api.example.com", "details.other.svc.cluster.local", "ratings.shop.svc.cluster.local", "reviews.shop.svc.cluster.local"], Hosts("other", new() { ["app"] = "details" }));
+    }
+
+    [Fact]
     public void Compile_SameInput_GivesSameVersions_ChangedInput_ChangesOnlyAffectedResources()
     {
         var workloads = new[] { Workload("a", "default", "v1"), Workload("b", "default", "v1", port: 2) };

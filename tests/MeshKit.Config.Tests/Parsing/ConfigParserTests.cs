@@ -256,6 +256,9 @@ public class ConfigParserTests
     [InlineData("ServiceEntry", "hosts: [e.com]\n  resolution: MAGIC", "spec.resolution", "unknown resolution")]
     [InlineData("ServiceEntry", "hosts: [\"*.e.com\"]\n  resolution: DNS", "spec.resolution", "cannot resolve wildcard")]
     [InlineData("ServiceEntry", "hosts: [\"*\"]", "spec.hosts[0]", "every host")]
+    [InlineData("Sidecar", "egress: [{ hosts: [reviews.default.svc.cluster.local] }]", "spec.egress[0].hosts[0]", "namespace/host")]
+    [InlineData("Sidecar", "egress: [{ hosts: [\"./*\"] }]\n  outboundTrafficPolicy: { mode: SOMETIMES }", "spec.outboundTrafficPolicy.mode", "unknown mode")]
+    [InlineData("Sidecar", "egress: [{ hosts: [] }]", "spec.egress[0].hosts", "at least one host")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  subjectAltNames: [spiffe://cluster.local/ns/a/sa/b, e.com]", "spec.subjectAltNames[1]", "not a SPIFFE ID")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  ports: [{ number: 70000, name: x }]", "spec.ports[0].number", "between 1 and 65535")]
     [InlineData("PeerAuthentication", "mtls: { mode: SOMETIMES }", "spec.mtls.mode", "unknown mode")]
@@ -271,7 +274,7 @@ public class ConfigParserTests
     [InlineData("RequestAuthentication", "jwtRules: [{ issuer: i, jwksUri: \"https://i/jwks\", timeout: 2m }]", "spec.jwtRules[0].timeout", "at most 60s")]
     public void Parse_InvalidResource_ReportsPathAndReason(string kind, string spec, string path, string reason)
     {
-        var group = kind is "DestinationRule" or "ServiceEntry" ? "networking.istio.io/v1" : "security.istio.io/v1";
+        var group = kind is "DestinationRule" or "ServiceEntry" or "Sidecar" ? "networking.istio.io/v1" : "security.istio.io/v1";
         var result = Parse($$"""
             apiVersion: {{group}}
             kind: {{kind}}

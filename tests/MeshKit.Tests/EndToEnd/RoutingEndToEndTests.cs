@@ -351,4 +351,36 @@ public sealed class RoutingEndToEndTests : MeshTestBase
         File.WriteAllText(path, yaml);
         return path;
     }
+
+    [Fact]
+    public async Task Sidecar_ScopesWhatAWorkloadReceives_AndItsOutboundPolicy()
+    {
+        await StartAsync("reviews", "v1");
+        await StartAsync("ratings", "v1");
+        var productpage = await StartAsync("productpage", "v1");
+        await Eventually.TrueAsync(() => productpage.Endpoints(ReviewsHost) == 1 && productpage.Endpoints("ratings.default.svc.cluster.local") == 1, "both services are known");
+
+        ControlPlane.WriteConfig("sidecar.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: Sidecar
+            metadata: { name: productpage }
+            spec:
+              workloadSelector: { labels: { app: productpage } }
+              egress: [{ hosts: ["./reviews.default.svc.cluster.local"] }]
+              outboundTrafficPolicy: { mode: REGISTRY_ONLY }
+            """);
+        await Eventually.TrueAsync(() => !productpage.Snapshot.Services.ContainsKey("ratings.default.svc.cluster.local"), "the Sidecar scopes productpage");
+        var http = productpage.CreateClient();
+
+        Assert.StartsWith("reviews|v1|", await http.GetStringAsync("http://reviews/"), StringComparison.Ordinal);
+        using (var ratings = await http.GetAsync("http://ratings/"))
+        {
+            Assert.Equal(HttpStatusCode.BadGateway, ratings.StatusCode); // outside its egress, and REGISTRY_ONLY
+        }
+
+        // Without it, everything visible is received again.
+        ControlPlane.WriteConfig("sidecar.yaml", "");
+        await Eventually.TrueAsync(() => productpage.Endpoints("ratings.default.svc.cluster.local") == 1, "the scope is gone");
+        Assert.StartsWith("ratings|v1|", await http.GetStringAsync("http://ratings/"), StringComparison.Ordinal);
+    }
 }

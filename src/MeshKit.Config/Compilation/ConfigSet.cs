@@ -32,7 +32,11 @@ public sealed class ConfigSet
         MeshConfig = Resources.OfType<MeshConfigResource>().FirstOrDefault();
         Telemetries = Resources.OfType<TelemetryResource>().ToArray();
         Sidecars = Resources.OfType<SidecarResource>().ToArray();
+        WorkloadEntries = Resources.OfType<WorkloadEntryResource>().ToArray();
     }
+
+    /// <summary>Gets the WorkloadEntries, ordered by namespace and name.</summary>
+    public IReadOnlyList<WorkloadEntryResource> WorkloadEntries { get; }
 
     /// <summary>Gets the Sidecars, ordered by namespace and name.</summary>
     public IReadOnlyList<SidecarResource> Sidecars { get; }

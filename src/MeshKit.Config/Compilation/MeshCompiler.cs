@@ -157,6 +157,15 @@ public static class MeshCompiler
                     service.Endpoints.Add(endpoint);
                 }
 
+                // And the WorkloadEntries of its namespace that carry them (VMs and other workloads declared, not registered).
+                foreach (var workloadEntry in config.WorkloadEntries)
+                {
+                    if (workloadEntry.Namespace == entry.Namespace && selector.Matches(workloadEntry.Spec.Labels))
+                    {
+                        service.Endpoints.Add(StaticEndpoint(entry, workloadEntry.Spec, $"WorkloadEntry {workloadEntry.Namespace}/{workloadEntry.Name}", settings));
+                    }
+                }
+
                 continue;
             }
 
@@ -182,36 +191,42 @@ public static class MeshCompiler
 
             foreach (var workload in entry.Endpoints)
             {
-                // A static endpoint proves what its entry says it is: its service account's identity, else the entry's
-                // first subject alt name; automatic mutual TLS assumes it speaks mutual TLS only when Istio's label says
-                // it has a sidecar (here: is a mesh workload).
-                var identity = workload.ServiceAccount is { Length: > 0 } account
-                    ? $"spiffe://{settings.TrustDomain}/ns/{entry.Namespace}/sa/{account}"
-                    : entry.SubjectAltNames.FirstOrDefault() ?? string.Empty;
-                var endpoint = new Endpoint
-                {
-                    Address = workload.Address,
-                    Weight = workload.Weight is null or 0 ? 1 : workload.Weight.Value,
-                    ServiceAccount = workload.ServiceAccount ?? string.Empty,
-                    Origin = origin,
-                    Locality = Localities.Parse(workload.Locality),
-                    Identity = identity,
-                    AutoMtlsOff = identity.Length > 0 && !(workload.Labels.TryGetValue(TlsModeLabel, out var mode) && mode == "istio"),
-                };
-                endpoint.AcceptedIdentities.AddRange(entry.SubjectAltNames.Where(n => n != identity));
-                foreach (var (k, v) in workload.Labels)
-                {
-                    endpoint.Labels[k] = v;
-                }
-                foreach (var port in entry.Ports)
-                {
-                    var target = workload.Ports.TryGetValue(port.Name, out var mapped) ? mapped : port.TargetPort ?? port.Number;
-                    endpoint.Ports.Add(new EndpointPort { Name = port.Name, ServicePort = port.Number, TargetPort = target });
-                }
-
-                service.Endpoints.Add(endpoint);
+                service.Endpoints.Add(StaticEndpoint(entry, workload, origin, settings));
             }
         }
+    }
+
+    // A declared endpoint (a ServiceEntry's, or a WorkloadEntry it selects) proves what its declaration says it is: its
+    // service account's identity, else the entry's first subject alt name; automatic mutual TLS assumes it speaks
+    // mutual TLS only when Istio's label says it has a sidecar (here: is a mesh workload).
+    private static Endpoint StaticEndpoint(ServiceEntry entry, WorkloadEntrySpec workload, string origin, MeshSettings settings)
+    {
+        var identity = workload.ServiceAccount is { Length: > 0 } account
+            ? $"spiffe://{settings.TrustDomain}/ns/{entry.Namespace}/sa/{account}"
+            : entry.SubjectAltNames.FirstOrDefault() ?? string.Empty;
+        var endpoint = new Endpoint
+        {
+            Address = workload.Address,
+            Weight = workload.Weight is null or 0 ? 1 : workload.Weight.Value,
+            ServiceAccount = workload.ServiceAccount ?? string.Empty,
+            Origin = origin,
+            Locality = Localities.Parse(workload.Locality),
+            Identity = identity,
+            AutoMtlsOff = identity.Length > 0 && !(workload.Labels.TryGetValue(TlsModeLabel, out var mode) && mode == "istio"),
+        };
+        endpoint.AcceptedIdentities.AddRange(entry.SubjectAltNames.Where(n => n != identity));
+        foreach (var (k, v) in workload.Labels)
+        {
+            endpoint.Labels[k] = v;
+        }
+
+        foreach (var port in entry.Ports)
+        {
+            var target = workload.Ports.TryGetValue(port.Name, out var mapped) ? mapped : port.TargetPort ?? port.Number;
+            endpoint.Ports.Add(new EndpointPort { Name = port.Name, ServicePort = port.Number, TargetPort = target });
+        }
+
+        return endpoint;
     }
 
     private static void CheckReferences(ConfigSet config, Dictionary<string, ServiceInfo> services, MeshSettings settings, List<ConfigDiagnostic> diagnostics, bool registryKnown)

@@ -429,3 +429,12 @@ public sealed record SidecarResource : ConfigResource
 /// <param name="Host">Gets the host part: an FQDN, <c>*.suffix</c> or <c>*</c>.</param>
 public sealed record SidecarHost(string Namespace, string Host);
 
+/// <summary>
+/// <c>networking.istio.io</c> WorkloadEntry: a workload declared rather than registered (a VM, a process elsewhere);
+/// ServiceEntries whose <c>workloadSelector</c> matches its labels in its namespace have it as an endpoint.
+/// </summary>
+public sealed record WorkloadEntryResource : ConfigResource
+{
+    /// <summary>Gets <c>spec</c>: address, ports, labels, locality, weight, serviceAccount.</summary>
+    public WorkloadEntrySpec Spec { get; init; } = new();
+}

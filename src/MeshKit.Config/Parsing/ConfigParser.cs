@@ -30,7 +30,7 @@ public static class ConfigParser
     private static readonly string[] SecurityVersions = ["v1", "v1beta1"];
     private static readonly string[] TelemetryVersions = ["v1", "v1alpha1"];
     private static readonly string[] IgnoredKinds =
-        ["Gateway", "WorkloadEntry", "WorkloadGroup", "EnvoyFilter", "ProxyConfig", "WasmPlugin"];
+        ["Gateway", "WorkloadGroup", "EnvoyFilter", "ProxyConfig", "WasmPlugin"];
 
     private static readonly string[] LoadBalancers = ["UNSPECIFIED", "ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN", "RANDOM", "PASSTHROUGH"];
 
@@ -127,7 +127,7 @@ public static class ConfigParser
 
         var (supported, versions) = (group, kind) switch
         {
-            ("networking.istio.io", "VirtualService" or "DestinationRule" or "ServiceEntry" or "Sidecar") => (true, NetworkingVersions),
+            ("networking.istio.io", "VirtualService" or "DestinationRule" or "ServiceEntry" or "Sidecar" or "WorkloadEntry") => (true, NetworkingVersions),
             ("security.istio.io", "PeerAuthentication" or "RequestAuthentication" or "AuthorizationPolicy") => (true, SecurityVersions),
             ("meshkit.dev", "MeshConfig") => (true, ["v1alpha1"]),
             ("telemetry.istio.io", "Telemetry") => (true, TelemetryVersions),
@@ -168,6 +168,11 @@ public static class ConfigParser
             "MeshConfig" => doc.Map("spec", s => ReadMeshConfig(s, header)),
             "Telemetry" => doc.Map("spec", s => ReadTelemetry(s, header)),
             "Sidecar" => doc.Map("spec", s => ReadSidecar(s, header)),
+            "WorkloadEntry" => doc.Map("spec", s => Fill(new WorkloadEntryResource
+            {
+                Kind = kind, ApiVersion = apiVersion, Name = metadata.Name, Namespace = metadata.Namespace,
+                Spec = ReadWorkloadEntry(s, requireIp: false),
+            }, header)),
             _ => null,
         };
 
@@ -1150,44 +1155,7 @@ public static class ConfigParser
             s.Context.Error(s.Get("resolution"), s.ChildPath("resolution"), $"unknown resolution '{resolution}'; expected NONE, STATIC, DNS or DNS_ROUND_ROBIN");
         }
 
-        var endpoints = s.List("endpoints", e =>
-        {
-            var address = e.String("address", required: true) ?? string.Empty;
-            if (resolution == "STATIC" && address.Length > 0 && !System.Net.IPAddress.TryParse(address, out _))
-            {
-                e.Context.Error(e.Get("address"), e.ChildPath("address"), $"'{address}' must be an IP address with resolution STATIC");
-            }
-
-            var epPorts = new Dictionary<string, uint>(StringComparer.Ordinal);
-            if (e.Get("ports") is YamlMappingNode portMap)
-            {
-                foreach (var (k, v) in portMap.Children)
-                {
-                    var portName = ((YamlScalarNode)k).Value ?? string.Empty;
-                    var value = e.ToUInt(v, $"{e.ChildPath("ports")}.{portName}", 1, 65535);
-                    if (value is not null)
-                    {
-                        epPorts[portName] = value.Value;
-                    }
-                }
-            }
-            else if (e.Has("ports"))
-            {
-                e.Context.Error(e.Get("ports"), e.ChildPath("ports"), "must be a map of port name to number");
-            }
-
-            var result = new WorkloadEntrySpec
-            {
-                Address = address,
-                Ports = epPorts,
-                Labels = e.StringMap("labels"),
-                Locality = e.String("locality"),
-                Weight = e.UInt("weight", 0, uint.MaxValue),
-                ServiceAccount = e.String("serviceAccount"),
-            };
-            e.NotSupported("network", DiagnosticSeverity.Warning, "multi-network meshes are not supported");
-            return result;
-        });
+        var endpoints = s.List("endpoints", e => ReadWorkloadEntry(e, requireIp: resolution == "STATIC"));
 
         if (resolution is "DNS" or "DNS_ROUND_ROBIN" && hosts.Any(h => h.StartsWith('*')))
         {
@@ -1226,6 +1194,46 @@ public static class ConfigParser
             Hosts = hosts, Ports = ports, Location = location, Resolution = resolution, Endpoints = endpoints, ExportTo = exportTo,
             WorkloadSelector = selector, SubjectAltNames = subjectAltNames,
         }, h);
+    }
+
+    // A ServiceEntry's endpoint or a WorkloadEntry's spec: the same fields.
+    private static WorkloadEntrySpec ReadWorkloadEntry(MapReader e, bool requireIp)
+    {
+        var address = e.String("address", required: true) ?? string.Empty;
+        if (requireIp && address.Length > 0 && !System.Net.IPAddress.TryParse(address, out _))
+        {
+            e.Context.Error(e.Get("address"), e.ChildPath("address"), $"'{address}' must be an IP address with resolution STATIC");
+        }
+
+        var epPorts = new Dictionary<string, uint>(StringComparer.Ordinal);
+        if (e.Get("ports") is YamlMappingNode portMap)
+        {
+            foreach (var (k, v) in portMap.Children)
+            {
+                var portName = ((YamlScalarNode)k).Value ?? string.Empty;
+                var value = e.ToUInt(v, $"{e.ChildPath("ports")}.{portName}", 1, 65535);
+                if (value is not null)
+                {
+                    epPorts[portName] = value.Value;
+                }
+            }
+        }
+        else if (e.Has("ports"))
+        {
+            e.Context.Error(e.Get("ports"), e.ChildPath("ports"), "must be a map of port name to number");
+        }
+
+        var result = new WorkloadEntrySpec
+        {
+            Address = address,
+            Ports = epPorts,
+            Labels = e.StringMap("labels"),
+            Locality = e.String("locality"),
+            Weight = e.UInt("weight", 0, uint.MaxValue),
+            ServiceAccount = e.String("serviceAccount"),
+        };
+        e.NotSupported("network", DiagnosticSeverity.Warning, "multi-network meshes are not supported");
+        return result;
     }
 
     private static IReadOnlyList<string> ReadExportTo(MapReader s)

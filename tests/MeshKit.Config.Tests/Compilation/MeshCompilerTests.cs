@@ -271,6 +271,48 @@ public class MeshCompilerTests
     }
 
     [Fact]
+    public void Compile_WorkloadEntries_AreEndpointsOfTheServiceEntriesSelectingThem()
+    {
+        var config = Config("""
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: vm-api, namespace: shop }
+            spec:
+              hosts: [api.shop.internal]
+              location: MESH_INTERNAL
+              ports: [{ number: 80, name: http, protocol: HTTP, targetPort: 8080 }]
+              resolution: STATIC
+              workloadSelector: { labels: { app: api } }
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: WorkloadEntry
+            metadata: { name: vm-1, namespace: shop }
+            spec:
+              address: 10.1.0.7
+              labels: { app: api, security.istio.io/tlsMode: istio }
+              serviceAccount: api
+              ports: { http: 9090 }
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: WorkloadEntry
+            metadata: { name: vm-2, namespace: shop }
+            spec: { address: 10.1.0.8, labels: { app: api } }
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: WorkloadEntry
+            metadata: { name: elsewhere, namespace: other }
+            spec: { address: 10.1.0.9, labels: { app: api } }
+            """);
+        var cluster = Get<ServiceCluster>(MeshCompiler.Compile(config, []).ViewFor("shop"), ResourceTypes.Cluster, "api.shop.internal");
+
+        Assert.Equal(["10.1.0.7", "10.1.0.8"], cluster.Endpoints.Select(e => e.Address).Order());
+        var vm1 = cluster.Endpoints.Single(e => e.Address == "10.1.0.7");
+        Assert.Equal(("spiffe://cluster.local/ns/shop/sa/api", false, 9090u, "WorkloadEntry shop/vm-1"), (vm1.Identity, vm1.AutoMtlsOff, vm1.Ports.Single().TargetPort, vm1.Origin));
+        var vm2 = cluster.Endpoints.Single(e => e.Address == "10.1.0.8");
+        Assert.Equal((string.Empty, 8080u), (vm2.Identity, vm2.Ports.Single().TargetPort));
+    }
+
+    [Fact]
     public void Compile_SameInput_GivesSameVersions_ChangedInput_ChangesOnlyAffectedResources()
     {
         var workloads = new[] { Workload("a", "default", "v1"), Workload("b", "default", "v1", port: 2) };

@@ -383,4 +383,34 @@ public sealed class RoutingEndToEndTests : MeshTestBase
         await Eventually.TrueAsync(() => productpage.Endpoints("ratings.default.svc.cluster.local") == 1, "the scope is gone");
         Assert.StartsWith("ratings|v1|", await http.GetStringAsync("http://ratings/"), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task WorkloadEntry_SelectedByAServiceEntry_IsCalledLikeAnyEndpoint()
+    {
+        // A process the mesh knows only from a WorkloadEntry, as a VM would be.
+        var vm = await StartAsync("legacy", "v1");
+        var productpage = await StartAsync("productpage", "v1");
+        ControlPlane.WriteConfig("vm.yaml", $$"""
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: api }
+            spec:
+              hosts: [api.example.internal]
+              location: MESH_INTERNAL
+              ports: [{ number: 80, name: http, protocol: HTTP }]
+              resolution: STATIC
+              workloadSelector: { labels: { app: vm-api } }
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: WorkloadEntry
+            metadata: { name: vm-1 }
+            spec:
+              address: 127.0.0.1
+              ports: { http: {{vm.Address.Port}} }
+              labels: { app: vm-api }
+            """);
+        await Eventually.TrueAsync(() => productpage.Endpoints("api.example.internal") == 1, "the WorkloadEntry is an endpoint");
+
+        Assert.StartsWith("legacy|v1|/", await productpage.CreateClient().GetStringAsync("http://api.example.internal/"), StringComparison.Ordinal);
+    }
 }

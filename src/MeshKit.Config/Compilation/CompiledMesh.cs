@@ -280,6 +280,7 @@ public sealed class CompiledMesh
                 ClientCertificate = tls.ClientCertificate ?? string.Empty,
                 PrivateKey = tls.PrivateKey ?? string.Empty,
                 InsecureSkipVerify = tls.InsecureSkipVerify ?? false,
+                CaCrl = tls.CaCrl ?? string.Empty,
             };
             upstream.TlsOrigination.SubjectAltNames.AddRange(tls.SubjectAltNames);
         }

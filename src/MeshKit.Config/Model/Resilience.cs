@@ -154,6 +154,9 @@ public sealed record ClientTlsSpec
     /// <summary>Gets <c>caCertificates</c>.</summary>
     public string? CaCertificates { get; init; }
 
+    /// <summary>Gets <c>caCrl</c>: the revocation lists the server's chain is checked against.</summary>
+    public string? CaCrl { get; init; }
+
     /// <summary>Gets <c>credentialName</c>.</summary>
     public string? CredentialName { get; init; }
 

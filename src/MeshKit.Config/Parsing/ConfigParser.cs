@@ -832,9 +832,9 @@ public static class ConfigParser
                     t.Context.Error(tlsNode, tlsPath + ".credentialName", "credentialName (a Kubernetes secret) is not supported; give clientCertificate, privateKey and caCertificates as files on the calling workload");
                 }
             }
-            else if (tls.Sni is not null || tls.SubjectAltNames.Count > 0 || tls.ClientCertificate is not null || tls.PrivateKey is not null || tls.CaCertificates is not null || tls.CredentialName is not null || tls.InsecureSkipVerify is not null)
+            else if (tls.Sni is not null || tls.SubjectAltNames.Count > 0 || tls.ClientCertificate is not null || tls.PrivateKey is not null || tls.CaCertificates is not null || tls.CaCrl is not null || tls.CredentialName is not null || tls.InsecureSkipVerify is not null)
             {
-                t.Context.Warning(tlsNode, tlsPath, $"with {tls.Mode}, sni, subjectAltNames, certificate files, credentialName and insecureSkipVerify are not used and are ignored: a mesh peer must prove the identity it registered with");
+                t.Context.Warning(tlsNode, tlsPath, $"with {tls.Mode}, sni, subjectAltNames, certificate and revocation files, credentialName and insecureSkipVerify are not used and are ignored: a mesh peer must prove the identity it registered with");
             }
         }
 
@@ -931,6 +931,7 @@ public static class ConfigParser
             CaCertificates = t.String("caCertificates"),
             CredentialName = t.String("credentialName"),
             SubjectAltNames = t.Strings("subjectAltNames"),
+            CaCrl = t.String("caCrl"),
             Sni = t.String("sni"),
             InsecureSkipVerify = t.Bool("insecureSkipVerify"),
         };
@@ -939,7 +940,6 @@ public static class ConfigParser
             t.Context.Error(t.Node, t.Path, "MUTUAL needs clientCertificate and privateKey");
         }
 
-        t.NotSupported("caCrl", DiagnosticSeverity.Error, NotYet);
         return spec;
     }
 

@@ -8,7 +8,8 @@ namespace MeshKit.Http;
 /// <summary>
 /// DestinationRule <c>tls.mode: SIMPLE</c> or <c>MUTUAL</c>: the caller's plain-text request leaves over TLS. The server
 /// must chain to <c>caCertificates</c> (or the system's roots) and carry one of <c>subjectAltNames</c> (or match the
-/// server name); MUTUAL presents <c>clientCertificate</c>/<c>privateKey</c>. The files are read when the rule is
+/// server name), and pass <c>caCrl</c>'s revocation lists when given; MUTUAL presents
+/// <c>clientCertificate</c>/<c>privateKey</c>. The files are read when the rule is
 /// applied: a missing or bad file rejects the config version (the previous one stays), it never means plain text.
 /// </summary>
 internal sealed class TlsOriginator
@@ -16,12 +17,20 @@ internal sealed class TlsOriginator
     private readonly TlsOrigination _settings;
     private readonly X509Certificate2Collection? _roots;
     private readonly X509Certificate2? _client;
+    private readonly RevocationLists? _crl;
+    private readonly TimeProvider _time;
 
-    public TlsOriginator(TlsOrigination settings)
+    public TlsOriginator(TlsOrigination settings, TimeProvider? time = null)
     {
         _settings = settings;
+        _time = time ?? TimeProvider.System;
         try
         {
+            if (settings.CaCrl.Length > 0)
+            {
+                _crl = RevocationLists.Load(settings.CaCrl);
+            }
+
             if (settings.CaCertificates.Length > 0)
             {
                 _roots = [];
@@ -100,12 +109,13 @@ internal sealed class TlsOriginator
                 custom.ChainPolicy.ExtraStore.Add(extra);
             }
 
-            if (!custom.Build(leaf))
+            if (!custom.Build(leaf) || (_crl is not null && _crl.Check(custom.ChainElements, _time.GetUtcNow()) is not null))
             {
                 return false;
             }
         }
-        else if ((errors & SslPolicyErrors.RemoteCertificateChainErrors) != 0 || (errors & SslPolicyErrors.RemoteCertificateNotAvailable) != 0)
+        else if ((errors & SslPolicyErrors.RemoteCertificateChainErrors) != 0 || (errors & SslPolicyErrors.RemoteCertificateNotAvailable) != 0
+            || (_crl is not null && (chain is null || _crl.Check(chain.ChainElements, _time.GetUtcNow()) is not null)))
         {
             return false;
         }

@@ -171,6 +171,37 @@ public sealed class TlsOriginationTests : MeshTestBase, IDisposable
         }
     }
 
+    [Theory]
+    [InlineData("current", true)]
+    [InlineData("revokes-the-server", false)]
+    [InlineData("expired", false)]
+    [InlineData("signed-by-another-ca", false)]
+    public async Task CaCrl_RefusesARevokedServer_AndAListThatCannotBeTrusted(string list, bool reached)
+    {
+        using var leaf = Leaf("payments.example.test", server: true);
+        await using var server = await HttpsServer.StartAsync(leaf, requireClientCertificate: false);
+        var client = await StartAsync("productpage", "v1");
+        var ca = WritePem("ca.pem", _ca.ExportCertificatePem());
+        using var other = CertificateProfile.CreateRoot("other.test", DateTimeOffset.UtcNow, TimeSpan.FromDays(1));
+        var now = DateTimeOffset.UtcNow;
+        var builder = new CertificateRevocationListBuilder();
+        builder.AddEntry(list == "revokes-the-server" ? leaf.SerialNumberBytes.Span : [0x7f, 0x01], now.AddMinutes(-5));
+        var crl = builder.Build(list == "signed-by-another-ca" ? other : _ca, System.Numerics.BigInteger.One, list == "expired" ? now.AddMinutes(-1) : now.AddHours(1), HashAlgorithmName.SHA256, thisUpdate: now.AddMinutes(-10));
+        var path = WritePem("ca.crl", PemEncoding.WriteString("X509 CRL", crl));
+
+        WriteRules(server.Port, $"tls: {{ mode: SIMPLE, caCertificates: {ca}, caCrl: {path} }}");
+        await Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue("payments.example.test", out var s) && s.Routes[0].Targets[0].Endpoints?.Upstream.Transport?.Origination?.CaCrl == path, "the rule applies");
+
+        if (reached)
+        {
+            Assert.Equal("tls:HTTP/1.1:none", await client.CreateClient().GetStringAsync("http://payments.example.test/"));
+        }
+        else
+        {
+            await Assert.ThrowsAsync<HttpRequestException>(() => client.CreateClient().GetAsync("http://payments.example.test/"));
+        }
+    }
+
     private static Task WaitForTlsModeAsync(TestWorkload client, string mode) =>
         Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue("payments.example.test", out var s) && s.Routes[0].Targets[0].Endpoints?.Upstream.TlsMode == mode, $"{mode} applies");
 

@@ -49,19 +49,44 @@ public sealed class CompiledMesh
     /// <param name="ns">The workload's namespace.</param>
     /// <param name="labels">The workload's labels.</param>
     /// <returns>The view.</returns>
-    public ResourceView ViewFor(string ns, IReadOnlyDictionary<string, string> labels)
+    public ResourceView ViewFor(string ns, IReadOnlyDictionary<string, string> labels) => ViewFor(ns, labels, string.Empty);
+
+    /// <summary>
+    /// Returns the resources a workload of <paramref name="service"/> can use: as <see cref="ViewFor(string, IReadOnlyDictionary{string, string})"/>,
+    /// and always with the workload's own service, which its inbound side reads (its routes' CORS policy) even when
+    /// its Sidecar's egress leaves it out.
+    /// </summary>
+    /// <param name="ns">The workload's namespace.</param>
+    /// <param name="labels">The workload's labels.</param>
+    /// <param name="service">The workload's service name; empty for none.</param>
+    /// <returns>The view.</returns>
+    public ResourceView ViewFor(string ns, IReadOnlyDictionary<string, string> labels, string service)
     {
         ArgumentNullException.ThrowIfNull(ns);
         ArgumentNullException.ThrowIfNull(labels);
+        ArgumentNullException.ThrowIfNull(service);
         var selecting = _config.DestinationRules.Where(r => r.WorkloadSelector is { } s && r.Namespace == ns && s.Matches(labels)).ToArray();
         var security = SecurityPolicies.SelectingKey(_config, ns, labels);
         var key = selecting.Length == 0 && security.Length == 0 ? ns : ns + "|" + string.Join(",", selecting.Select(r => r.Name)) + "|" + security;
-        return _views.GetOrAdd(key, _ => new Lazy<ResourceView>(() => BuildView(ns, selecting, labels))).Value;
+
+        // Only where a Sidecar would hide the workload's own service does the view depend on the service.
+        string? own = null;
+        if (service.Length > 0 && _config.Sidecars.Count > 0 && Sidecars.Resolve(_config.Sidecars, Settings.RootNamespace, ns, labels) is { } sidecar)
+        {
+            var host = HostNames.ServiceHost(service, ns, Settings.ClusterDomain);
+            if (_services.TryGetValue(host, out var info) && !Sidecars.Admits(sidecar, ns, host, info.Namespace, Settings.ClusterDomain))
+            {
+                own = host;
+                key += "|own=" + host;
+            }
+        }
+
+        return _views.GetOrAdd(key, _ => new Lazy<ResourceView>(() => BuildView(ns, selecting, labels, own))).Value;
     }
 
     private static readonly IReadOnlyDictionary<string, string> EmptyLabels = new Dictionary<string, string>();
 
-    private ResourceView BuildView(string viewer, DestinationRule[] selecting, IReadOnlyDictionary<string, string> labels)
+    private ResourceView BuildView(string viewer, DestinationRule[] selecting, IReadOnlyDictionary<string, string> labels, string? own)
     {
         var domain = Settings.ClusterDomain;
         var sidecar = Sidecars.Resolve(_config.Sidecars, Settings.RootNamespace, viewer, labels);
@@ -69,7 +94,7 @@ public sealed class CompiledMesh
         var clusters = new Dictionary<string, Resource>(StringComparer.Ordinal);
         foreach (var service in _services.Values)
         {
-            if (!Visibility.IsVisible(service.ExportTo, service.Namespace, viewer) || (sidecar is not null && !Sidecars.Admits(sidecar, viewer, service.Host, service.Namespace, domain)))
+            if (!Visibility.IsVisible(service.ExportTo, service.Namespace, viewer) || (sidecar is not null && service.Host != own && !Sidecars.Admits(sidecar, viewer, service.Host, service.Namespace, domain)))
             {
                 continue;
             }

@@ -175,7 +175,7 @@ internal static class AdminEndpoints
                 return Results.NotFound(new { error = $"no workload '{id}' (an instance id or a service name)" });
             }
 
-            var view = state.Mesh.ViewFor(workload.Namespace, workload.Labels);
+            var view = state.Mesh.ViewFor(workload.Namespace, workload.Labels, workload.Service);
             string Format(string typeUrl, Func<Google.Protobuf.IMessage, Google.Protobuf.IMessage>? select = null) =>
                 "[" + string.Join(",", view.OfType(typeUrl).Values.OrderBy(r => r.Name, StringComparer.Ordinal).Select(r =>
                 {

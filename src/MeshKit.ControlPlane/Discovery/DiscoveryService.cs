@@ -109,7 +109,7 @@ internal sealed partial class DiscoveryService(
         {
             var state = await publisher.WaitForNewerAsync(version, cancellationToken).ConfigureAwait(false);
             version = state.Version;
-            var view = state.Mesh.ViewFor(connection.Workload.Namespace, connection.Workload.Labels);
+            var view = state.Mesh.ViewFor(connection.Workload.Namespace, connection.Workload.Labels, connection.Workload.Service);
             foreach (var typeUrl in ResourceTypes.All)
             {
                 var response = connection.Diff(typeUrl, view.OfType(typeUrl), state.Version, state.ChangedAt);

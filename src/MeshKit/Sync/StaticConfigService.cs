@@ -95,7 +95,7 @@ internal sealed partial class StaticConfigService(
         }
 
         var mesh = MeshCompiler.Compile(new ConfigSet(result.Resources), []);
-        var view = mesh.ViewFor(options.Value.Namespace, announcer.Source.Labels);
+        var view = mesh.ViewFor(options.Value.Namespace, announcer.Source.Labels, announcer.Source.Service);
         MeshSnapshot snapshot;
         try
         {

@@ -259,6 +259,11 @@ public class MeshCompilerTests
         // The namespace's own Sidecar: its reviews, and example.com hosts of any namespace.
         Assert.Equal(["api.example.com", "reviews.shop.svc.cluster.local"], Hosts("shop", new() { ["app"] = "reviews" }));
 
+        // A workload always receives its own service (its inbound side reads its routes), egress or not.
+        var ratings = new Dictionary<string, string> { ["app"] = "ratings" };
+        Assert.Equal(["api.example.com", "ratings.shop.svc.cluster.local", "reviews.shop.svc.cluster.local"], mesh.ViewFor("shop", ratings, "ratings").OfType(ResourceTypes.Routes).Keys.Order());
+        Assert.DoesNotContain("ratings.shop.svc.cluster.local", mesh.ViewFor("shop", ratings, "reviews").OfType(ResourceTypes.Routes).Keys);
+
         // A selecting Sidecar beats it, and sets the outbound policy of the workloads it selects.
         var productpage = new Dictionary<string, string> { ["app"] = "productpage" };
         Assert.Equal(["ratings.shop.svc.cluster.local"], Hosts("shop", productpage));

@@ -1012,7 +1012,6 @@ public static class ConfigParser
             c.Context.Error(c.Node, c.ChildPath("maglev.tableSize"), $"{table} must be a prime number (Maglev needs it)");
         }
 
-        c.NotSupported("httpHeaderNames", DiagnosticSeverity.Error, NotYet);
         return new ConsistentHashSpec
         {
             HttpHeaderName = header, QueryParameterName = query, UseSourceIp = sourceIp,

@@ -268,11 +268,13 @@ internal sealed partial class ExtAuthzClient(IHttpClientFactory clients, TimePro
 
     // One channel per provider of a config version (over the mesh's client); dropped with the version.
     private Authorization.AuthorizationClient ClientFor(AuthorizationEngine.ExtAuthzSettings provider) =>
-        _channels.GetValue(provider, p => new Authorization.AuthorizationClient(Grpc.Net.Client.GrpcChannel.ForAddress(p.BaseUrl, new Grpc.Net.Client.GrpcChannelOptions
+        _channels.GetValue(provider, _newClient ??= p => new Authorization.AuthorizationClient(Grpc.Net.Client.GrpcChannel.ForAddress(p.BaseUrl, new Grpc.Net.Client.GrpcChannelOptions
         {
             HttpClient = clients.CreateClient(ClientName),
             DisposeHttpClient = true,
         })));
+
+    private System.Runtime.CompilerServices.ConditionalWeakTable<AuthorizationEngine.ExtAuthzSettings, Authorization.AuthorizationClient>.CreateValueCallback? _newClient;
 
     private static void Allow(HttpContext context, AuthorizationEngine.ExtAuthzSettings provider, HttpResponseMessage answer)
     {

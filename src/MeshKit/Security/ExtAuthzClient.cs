@@ -50,10 +50,8 @@ internal sealed partial class ExtAuthzClient(IHttpClientFactory clients, TimePro
         check.Content = content;
         if (provider.Provider.MaxRequestBytes > 0)
         {
-            var (body, partial) = await ReadBodyAsync(request, (int)provider.Provider.MaxRequestBytes, context.RequestAborted).ConfigureAwait(false);
-            if (partial && !provider.Provider.AllowPartialMessage)
+            if (await BodyForCheckAsync(context, provider).ConfigureAwait(false) is not var (body, partial))
             {
-                await WriteAsync(context, StatusCodes.Status413PayloadTooLarge, string.Empty).ConfigureAwait(false);
                 return false;
             }
 
@@ -148,10 +146,8 @@ internal sealed partial class ExtAuthzClient(IHttpClientFactory clients, TimePro
 
         if (provider.Provider.MaxRequestBytes > 0)
         {
-            var (body, partial) = await ReadBodyAsync(request, (int)provider.Provider.MaxRequestBytes, context.RequestAborted).ConfigureAwait(false);
-            if (partial && !provider.Provider.AllowPartialMessage)
+            if (await BodyForCheckAsync(context, provider).ConfigureAwait(false) is not var (body, partial))
             {
-                await WriteAsync(context, StatusCodes.Status413PayloadTooLarge, string.Empty).ConfigureAwait(false);
                 return false;
             }
 
@@ -320,6 +316,22 @@ internal sealed partial class ExtAuthzClient(IHttpClientFactory clients, TimePro
 
         await WriteAsync(context, provider.StatusOnError, string.Empty).ConfigureAwait(false);
         return false;
+    }
+
+    /// <summary>
+    /// The body for a check (<c>includeRequestBodyInCheck</c>): up to <c>maxRequestBytes</c>, and whether it is cut; null
+    /// when a longer body may not be cut, after answering 413.
+    /// </summary>
+    private static async Task<(byte[] Body, bool Partial)?> BodyForCheckAsync(HttpContext context, AuthorizationEngine.ExtAuthzSettings provider)
+    {
+        var (body, partial) = await ReadBodyAsync(context.Request, (int)provider.Provider.MaxRequestBytes, context.RequestAborted).ConfigureAwait(false);
+        if (partial && !provider.Provider.AllowPartialMessage)
+        {
+            await WriteAsync(context, StatusCodes.Status413PayloadTooLarge, string.Empty).ConfigureAwait(false);
+            return null;
+        }
+
+        return (body, partial);
     }
 
     /// <summary>Reads up to <paramref name="max"/> bytes of the body (what arrives, not what is allowed) and rewinds it for the application.</summary>

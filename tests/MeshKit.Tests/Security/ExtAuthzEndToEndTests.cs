@@ -207,6 +207,26 @@ public sealed class ExtAuthzEndToEndTests : MeshTestBase
     }
 
     [Fact]
+    public async Task ABodyOverTheLimit_IsRefusedWith413_UnlessItMayBeCut()
+    {
+        var authz = await StartAsync("ext-authz", "v1");
+        authz.Behavior = _ => Task.FromResult<IResult?>(Results.Ok());
+        var reviews = await StartAsync("reviews", "v1");
+        var productpage = await StartAsync("productpage", "v1");
+        WriteConfig("includeRequestBodyInCheck: { maxRequestBytes: 5 }", "rules: [{ to: [{ operation: { methods: [POST] } }] }]");
+        await Eventually.TrueAsync(() => reviews.Snapshot.Authorization.HasCustom && reviews.Endpoints("ext-authz.default.svc.cluster.local") == 1 && productpage.Endpoints(ReviewsHost) == 1, "the policy applies");
+        var http = productpage.CreateClient();
+
+        using var small = await http.PostAsync("http://reviews/x", new StringContent("abc"));
+        using var large = await http.PostAsync("http://reviews/x", new StringContent("abcdefgh"));
+
+        Assert.Equal(HttpStatusCode.OK, small.StatusCode);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, large.StatusCode);
+        Assert.Equal(1, authz.Served);
+        Assert.Equal(1, reviews.Served);
+    }
+
+    [Fact]
     public async Task Custom_WithAGrpcProvider_SpeaksEnvoysCheckApi()
     {
         await using var server = await GrpcAuthzServer.StartAsync(_checks);

@@ -284,6 +284,8 @@ internal static class LoadComparison
                     path.ExtraCpu is null ? "this process (client and server)" : "this process plus the nginx processes"));
                 results.Add(new Result($"e2e.{path.Name}.allocated_per_request", s.Allocated32 / s.Requests32, "B",
                     "managed allocation in this process (load generator, client and server) per request at c = 32"));
+                results.Add(new Result($"e2e.{path.Name}.work_items_per_request", (double)s.WorkItems32 / s.Requests32, "items",
+                    "thread-pool work items completed in this process per request at c = 32 (continuations dispatched to the pool, timers, drains)"));
                 results.Add(new Result($"e2e.{path.Name}.connections", s.Connections, "connections", "most connections one slice was served on"));
                 if (s.Errors > 0)
                 {
@@ -463,6 +465,7 @@ internal static class LoadComparison
         SliceChanged?.Invoke(path.Name);
         var cpuBefore = Cpu(path);
         var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
+        var workItemsBefore = ThreadPool.CompletedWorkItemCount;
         var started = Stopwatch.GetTimestamp();
         var end = started + (long)(duration.TotalSeconds * Stopwatch.Frequency);
         var perWorker = await Task.WhenAll(Enumerable.Range(0, concurrency).Select(async _ =>
@@ -505,6 +508,7 @@ internal static class LoadComparison
         var elapsed = Stopwatch.GetElapsedTime(started).TotalSeconds;
         var cpu = (Cpu(path) - cpuBefore).TotalMicroseconds;
         var allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
+        var workItems = ThreadPool.CompletedWorkItemCount - workItemsBefore;
         lock (samples)
         {
             foreach (var (latencies, count, errors) in perWorker)
@@ -523,6 +527,7 @@ internal static class LoadComparison
                 samples.Seconds32 += elapsed;
                 samples.CpuMicroseconds32 += cpu;
                 samples.Allocated32 += allocated;
+                samples.WorkItems32 += workItems;
                 var requests = perWorker.Sum(w => w.count);
                 samples.Rounds.Add((requests / elapsed, requests == 0 ? double.NaN : cpu / requests));
             }
@@ -557,6 +562,8 @@ internal static class LoadComparison
         public double CpuMicroseconds32 { get; set; }
 
         public double Allocated32 { get; set; }
+
+        public long WorkItems32 { get; set; }
 
         public long Errors { get; set; }
 

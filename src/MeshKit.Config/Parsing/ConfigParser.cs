@@ -860,7 +860,7 @@ public static class ConfigParser
             var keepalive = t.Map("tcpKeepalive", k => new KeepaliveBox(k.Duration("time"), k.Duration("interval"), k.Int("probes", 0, int.MaxValue)));
             return new TcpPoolSpec
             {
-                MaxConnections = t.Int("maxConnections", 1, int.MaxValue),
+                MaxConnections = t.Limit("maxConnections"),
                 ConnectTimeout = t.Duration("connectTimeout"),
                 KeepaliveTime = keepalive?.Time,
                 KeepaliveInterval = keepalive?.Interval,
@@ -879,14 +879,14 @@ public static class ConfigParser
 
             return new HttpPoolSpec
             {
-                Http1MaxPendingRequests = h.Int("http1MaxPendingRequests", 1, int.MaxValue),
-                Http2MaxRequests = h.Int("http2MaxRequests", 1, int.MaxValue),
+                Http1MaxPendingRequests = h.Limit("http1MaxPendingRequests"),
+                Http2MaxRequests = h.Limit("http2MaxRequests"),
                 MaxRequestsPerConnection = h.Int("maxRequestsPerConnection", 0, int.MaxValue),
                 MaxRetries = h.Int("maxRetries", 0, int.MaxValue),
                 IdleTimeout = h.Duration("idleTimeout"),
                 H2UpgradePolicy = upgrade,
                 UseClientProtocol = h.Bool("useClientProtocol"),
-                MaxConcurrentStreams = h.Int("maxConcurrentStreams", 1, int.MaxValue),
+                MaxConcurrentStreams = h.Limit("maxConcurrentStreams"),
             };
         }));
 

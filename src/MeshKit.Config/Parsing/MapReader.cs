@@ -197,6 +197,12 @@ internal sealed class MapReader
         return null;
     }
 
+    /// <summary>
+    /// Reads a non-negative limit where 0 is the same as leaving the field out (a proto3 scalar's default: Istio
+    /// accepts 0 for connection-pool limits and applies its default, as for an absent field); null for either.
+    /// </summary>
+    public int? Limit(string key) => Int(key, 0, int.MaxValue) is { } value and > 0 ? value : null;
+
     /// <summary>Reads a duration (<c>10s</c>, <c>1.5s</c>, <c>100ms</c>, <c>1m</c>).</summary>
     public TimeSpan? Duration(string key)
     {

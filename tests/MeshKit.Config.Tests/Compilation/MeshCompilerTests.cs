@@ -428,6 +428,10 @@ public class MeshCompilerTests
     [InlineData("{ tcp: { maxConnections: 10 }, http: { http1MaxPendingRequests: 5 } }", 15u)]
     [InlineData("{ tcp: { maxConnections: 10 } }", 1034u)]
     [InlineData("{ tcp: { connectTimeout: 1s } }", 0u)]
+
+    // 0 is a proto3 default, valid in Istio (non-negative): the field's default applies, as if it were left out.
+    [InlineData("{ tcp: { maxConnections: 10 }, http: { http2MaxRequests: 0, http1MaxPendingRequests: 0, maxConcurrentStreams: 0 } }", 1034u)]
+    [InlineData("{ tcp: { maxConnections: 0 }, http: { http1MaxPendingRequests: 0 } }", 0u)]
     public void Compile_ConnectionPool_BoundsRequestsInFlight(string pool, uint expected)
     {
         var config = Config($$"""

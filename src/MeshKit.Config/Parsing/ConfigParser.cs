@@ -298,6 +298,16 @@ public static class ConfigParser
             r.Context.Error(r.Get("rewrite"), r.ChildPath("rewrite"), "cannot be combined with redirect or directResponse");
         }
 
+        if (fault is not null && (redirect is not null || direct is not null))
+        {
+            r.Context.Error(r.Get("fault"), r.ChildPath("fault"), "cannot be combined with redirect or directResponse");
+        }
+
+        if (rewrite?.Authority is not null && headers?.Request?.Set.ContainsKey("Host") == true)
+        {
+            r.Context.Error(r.Get("headers"), r.ChildPath("headers.request"), "the authority is set twice: by rewrite.authority and by a host or :authority header edit");
+        }
+
         if (route.Count > 1)
         {
             var total = route.Sum(d => d.Weight ?? 0);
@@ -460,19 +470,52 @@ public static class ConfigParser
         };
     }
 
-    private static HeadersSpec ReadHeaders(MapReader h) => new(h.Map("request", ReadHeaderOperations), h.Map("response", ReadHeaderOperations));
+    private static HeadersSpec ReadHeaders(MapReader h) =>
+        new(h.Map("request", o => ReadHeaderOperations(o, request: true)), h.Map("response", o => ReadHeaderOperations(o, request: false)));
 
-    private static HeaderOperationsSpec ReadHeaderOperations(MapReader o)
+    /// <summary>
+    /// Header edits. As in Istio, <c>host</c> or <c>:authority</c> set or added on a request rewrites the authority
+    /// (read as a <c>set</c> of <c>Host</c>); any other pseudo-header, removing <c>host</c>, and either on a
+    /// response are errors.
+    /// </summary>
+    private static HeaderOperationsSpec ReadHeaderOperations(MapReader o, bool request)
     {
         var set = o.StringMap("set");
         var add = o.StringMap("add");
         var remove = o.Strings("remove");
-        foreach (var name in set.Keys.Concat(add.Keys).Concat(remove))
+        string? authority = null;
+        foreach (var (field, names) in new[] { ("set", set.Keys), ("add", add.Keys), ("remove", (IEnumerable<string>)remove) })
         {
-            if (name.Length == 0 || name.Any(c => c <= ' ' || c >= 127 || c == ':'))
+            foreach (var name in names)
             {
-                o.Context.Error(o.Node, o.Path, $"'{name}' is not a valid header name");
+                var isAuthority = name.Equals("host", StringComparison.OrdinalIgnoreCase) || name.Equals(":authority", StringComparison.OrdinalIgnoreCase);
+                if (isAuthority && request && field != "remove")
+                {
+                    if (authority is not null)
+                    {
+                        o.Context.Error(o.Get(field), o.ChildPath(field), $"the authority is set twice ('{authority}' and '{name}')");
+                    }
+
+                    authority = name;
+                }
+                else if (isAuthority || name.StartsWith(':'))
+                {
+                    o.Context.Error(o.Get(field), o.ChildPath(field), $"'{name}': a header edit cannot touch a pseudo-header or host here (a request's set or add of host or :authority rewrites the authority)");
+                }
+                else if (name.Length == 0 || name.Any(c => c <= ' ' || c >= 127 || c == ':'))
+                {
+                    o.Context.Error(o.Get(field), o.ChildPath(field), $"'{name}' is not a valid header name");
+                }
             }
+        }
+
+        if (authority is not null)
+        {
+            // One place carries it: a set of Host (an add would give the request two authorities).
+            static bool IsAuthority(string name) => name.Equals("host", StringComparison.OrdinalIgnoreCase) || name.Equals(":authority", StringComparison.OrdinalIgnoreCase);
+            var value = set.TryGetValue(authority, out var v) ? v : add[authority];
+            set = set.Where(e => !IsAuthority(e.Key)).Append(new("Host", value)).ToDictionary(StringComparer.Ordinal);
+            add = add.Where(e => !IsAuthority(e.Key)).ToDictionary(StringComparer.Ordinal);
         }
 
         return new HeaderOperationsSpec(set, add, remove);
@@ -598,6 +641,11 @@ public static class ConfigParser
             SourceLabels = m.StringMap("sourceLabels"),
             SourceNamespace = m.String("sourceNamespace"),
         };
+
+        if (result.SourceNamespace is { } sourceNamespace && !Names.IsDnsLabel(sourceNamespace))
+        {
+            m.Context.Error(m.Get("sourceNamespace"), m.ChildPath("sourceNamespace"), $"'{sourceNamespace}' is not a namespace name (a DNS-1123 label)");
+        }
 
         m.NotSupported("gateways", DiagnosticSeverity.Error, "only the mesh gateway exists in MeshKit; a match on other gateways would never apply");
         m.NotSupported("statPrefix", DiagnosticSeverity.Warning, NotYet);

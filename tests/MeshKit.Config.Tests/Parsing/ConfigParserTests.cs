@@ -16,6 +16,31 @@ public class ConfigParserTests
     }
 
     [Theory]
+    [InlineData("set", ":authority")]
+    [InlineData("add", "host")]
+    [InlineData("set", "Host")]
+    public void Parse_AuthorityHeaderEdit_IsASetOfHost(string operation, string name)
+    {
+        // Istio rewrites the authority for a request's set or add of host or :authority; one Host, never two.
+        var result = Parse($$"""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: vs }
+            spec:
+              hosts: [a]
+              http:
+              - headers: { request: { {{operation}}: { "{{name}}": edited.example, x-kept: v } } }
+                route: [{ destination: { host: a } }]
+            """);
+
+        Assert.Empty(result.Diagnostics);
+        var edits = Assert.IsType<VirtualService>(Assert.Single(result.Resources)).Http[0].Headers!.Request!;
+        Assert.Equal("edited.example", edits.Set["Host"]);
+        Assert.DoesNotContain(edits.Set.Keys.Concat(edits.Add.Keys), k => k is "host" or ":authority");
+        Assert.Equal("v", operation == "set" ? edits.Set["x-kept"] : edits.Add["x-kept"]);
+    }
+
+    [Theory]
     [InlineData("networking.istio.io/v1")]
     [InlineData("networking.istio.io/v1beta1")]
     [InlineData("networking.istio.io/v1alpha3")]
@@ -205,7 +230,13 @@ public class ConfigParserTests
     [InlineData("hosts: [a]\n  http: [{ rewrite: { uri: /a, uriRegexRewrite: { match: a, rewrite: b } }, route: [{ destination: { host: a } }] }]", "spec.http[0].rewrite", "exclude each other")]
     [InlineData("hosts: [a]\n  http: [{ rewrite: { uriRegexRewrite: { match: \"(\", rewrite: b } }, route: [{ destination: { host: a } }] }]", "spec.http[0].rewrite.uriRegexRewrite.match", "invalid regular expression")]
     [InlineData("hosts: [a]\n  http: [{ rewrite: { uri: /a }, redirect: { uri: /b } }]", "spec.http[0].rewrite", "cannot be combined")]
-    [InlineData("hosts: [a]\n  http: [{ headers: { request: { set: { \"bad name\": x } } }, route: [{ destination: { host: a } }] }]", "spec.http[0].headers.request", "not a valid header name")]
+    [InlineData("hosts: [a]\n  http: [{ headers: { request: { set: { \"bad name\": x } } }, route: [{ destination: { host: a } }] }]", "spec.http[0].headers.request.set", "not a valid header name")]
+    [InlineData("hosts: [a]\n  http: [{ headers: { response: { set: { host: x } } }, route: [{ destination: { host: a } }] }]", "spec.http[0].headers.response.set", "pseudo-header or host")]
+    [InlineData("hosts: [a]\n  http: [{ headers: { request: { remove: [\":path\"] } }, route: [{ destination: { host: a } }] }]", "spec.http[0].headers.request.remove", "pseudo-header or host")]
+    [InlineData("hosts: [a]\n  http: [{ route: [{ destination: { host: a }, headers: { request: { set: { host: x, \":authority\": y } } } }] }]", "spec.http[0].route[0].headers.request.set", "authority is set twice")]
+    [InlineData("hosts: [a]\n  http: [{ rewrite: { authority: x }, headers: { request: { add: { host: y } } }, route: [{ destination: { host: a } }] }]", "spec.http[0].headers.request", "authority is set twice")]
+    [InlineData("hosts: [a]\n  http: [{ directResponse: { status: 200 }, fault: { abort: { httpStatus: 500, percentage: { value: 10 } } } }]", "spec.http[0].fault", "cannot be combined")]
+    [InlineData("hosts: [a]\n  http: [{ match: [{ sourceNamespace: Not_A_Namespace }], route: [{ destination: { host: a } }] }]", "spec.http[0].match[0].sourceNamespace", "not a namespace name")]
     [InlineData("hosts: [a]\n  http: [{ match: [{ queryParams: { q: { prefix: x } } }], route: [{ destination: { host: a } }] }]", "spec.http[0].match[0].queryParams.q.prefix", "exact or regex only")]
     [InlineData("hosts: [a]\n  http: [{ match: [{ withoutHeaders: { X-A: {} } }], route: [{ destination: { host: a } }] }]", "spec.http[0].match[0].withoutHeaders.X-A", "lower case")]
     [InlineData("hosts: [Not_A_Host]\n  http: [{ route: [{ destination: { host: a } }] }]", "spec.hosts[0]", "not a valid host")]

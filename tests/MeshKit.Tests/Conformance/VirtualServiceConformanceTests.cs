@@ -162,6 +162,25 @@ public class VirtualServiceConformanceTests
     }
 
     [Theory]
+    [InlineData("""
+          - headers: { request: { set: { ":authority": backend.internal } } }
+            route: [{ destination: { host: reviews, subset: v2 } }]
+        """)]
+    [InlineData("""
+          - route: [{ destination: { host: reviews, subset: v2 }, headers: { request: { add: { host: backend.internal } } } }]
+        """)]
+    public async Task HeaderEdit_OfTheAuthority_RewritesIt_AsRewriteAuthorityDoes(string http)
+    {
+        // Istio reads a request's set or add of host or :authority as the authority rewrite.
+        using var mesh = Mesh(http);
+
+        using var response = await Raw(mesh, "http://reviews:9080/books");
+        Assert.Equal("http://10.0.0.1:1002/books", Sent(response, "x-sent-to"));
+        Assert.Equal("backend.internal", Sent(response, "x-sent-host"));
+        Assert.Null(response.RequestMessage!.Headers.Host); // the caller's message is as it was
+    }
+
+    [Theory]
     [InlineData("{ uri: /v1/bookratings }", "http://reviews:9080/v1/getProductRatings?id=1", 301, "http://reviews:9080/v1/bookratings?id=1")]
     [InlineData("{ authority: newratings.default.svc.cluster.local, redirectCode: 308 }", "http://reviews:9080/a?b=c", 308, "http://newratings.default.svc.cluster.local/a?b=c")]
     [InlineData("{ scheme: https, port: 8443 }", "http://reviews:9080/a", 301, "https://reviews:8443/a")]

@@ -241,9 +241,23 @@ public static class ConfigParser
             s.Context.Error(s.Node, s.ChildPath("hosts"), "at least one host is required");
         }
 
+        var hostItems = s.Get("hosts") as YamlSequenceNode;
         for (var i = 0; i < hosts.Count; i++)
         {
-            ValidateRouteHost(s, $"{s.ChildPath("hosts")}[{i}]", hosts[i]);
+            var path = $"{s.ChildPath("hosts")}[{i}]";
+            var node = hostItems?.Children.ElementAtOrDefault(i) ?? s.Node;
+            if (hosts[i] == "*")
+            {
+                // As Istio refuses it for the mesh gateway: it would take every call the workload makes.
+                s.Context.Error(node, path, "the wildcard host '*' cannot apply to the mesh; name the hosts (or '*.domain')");
+                continue;
+            }
+
+            ValidateRouteHost(s, path, hosts[i]);
+            if (hosts.Take(i).FirstOrDefault(earlier => HostsOverlap(earlier, hosts[i])) is { } covered)
+            {
+                s.Context.Error(node, path, $"'{hosts[i]}' repeats '{covered}' of the same VirtualService");
+            }
         }
 
         var gateways = s.Strings("gateways");
@@ -258,6 +272,7 @@ public static class ConfigParser
 
         var exportTo = ReadExportTo(s);
         var http = s.List("http", ReadHttpRoute);
+        WarnUnreachable(s, http);
         s.NotSupported("tls", DiagnosticSeverity.Warning, "only HTTP routes are supported");
         s.NotSupported("tcp", DiagnosticSeverity.Warning, "only HTTP routes are supported");
         return Fill(new VirtualService
@@ -265,6 +280,34 @@ public static class ConfigParser
             Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
             Hosts = hosts, Gateways = gateways, ExportTo = exportTo, Http = http,
         }, h);
+    }
+
+    /// <summary>Whether two hosts of one VirtualService name the same calls (equal, or one wildcard covers the other), as Istio checks.</summary>
+    private static bool HostsOverlap(string a, string b)
+    {
+        static bool Covers(string wildcard, string host) =>
+            wildcard.StartsWith("*.", StringComparison.Ordinal) && host.EndsWith(wildcard[1..], StringComparison.OrdinalIgnoreCase);
+
+        return a.Equals(b, StringComparison.OrdinalIgnoreCase) || Covers(a, b) || Covers(b, a);
+    }
+
+    /// <summary>Rules after one without a match never apply: a warning, as Istio's analysis gives (the config still applies).</summary>
+    private static void WarnUnreachable(MapReader s, IReadOnlyList<HttpRouteSpec> http)
+    {
+        var catchAll = -1;
+        var items = s.Get("http") as YamlSequenceNode;
+        for (var i = 0; i < http.Count; i++)
+        {
+            if (catchAll >= 0)
+            {
+                var name = http[i].Name is { Length: > 0 } n ? $" '{n}'" : string.Empty;
+                s.Context.Warning(items?.Children.ElementAtOrDefault(i) ?? s.Node, $"{s.ChildPath("http")}[{i}]", $"rule{name} is never used: http[{catchAll}] before it has no match and takes every request");
+            }
+            else if (http[i].Match.Count == 0)
+            {
+                catchAll = i;
+            }
+        }
     }
 
     private static HttpRouteSpec ReadHttpRoute(MapReader r)
@@ -641,6 +684,15 @@ public static class ConfigParser
             SourceLabels = m.StringMap("sourceLabels"),
             SourceNamespace = m.String("sourceNamespace"),
         };
+
+        foreach (var (field, names) in new[] { ("headers", result.Headers.Keys), ("withoutHeaders", result.WithoutHeaders.Keys) })
+        {
+            foreach (var name in names.Where(n => n.StartsWith("@request.auth.claims", StringComparison.Ordinal)))
+            {
+                // Istio routes on JWT claims at gateways only; a workload's outbound call carries no validated token.
+                m.Context.Error(m.Get(field), $"{m.ChildPath(field)}.{name}", "routing on JWT claims applies to gateways only (as in Istio), and MeshKit has none");
+            }
+        }
 
         if (result.SourceNamespace is { } sourceNamespace && !Names.IsDnsLabel(sourceNamespace))
         {

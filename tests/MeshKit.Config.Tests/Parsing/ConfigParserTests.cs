@@ -15,6 +15,33 @@ public class ConfigParserTests
         return errors[0];
     }
 
+    [Fact]
+    public void Parse_RulesAfterACatchAll_AreReportedAsNeverUsed()
+    {
+        var result = Parse("""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: vs }
+            spec:
+              hosts: [a]
+              http:
+              - match: [{ uri: { prefix: /a } }]
+                route: [{ destination: { host: a } }]
+              - route: [{ destination: { host: a } }]
+              - name: late
+                match: [{ uri: { prefix: /b } }]
+                route: [{ destination: { host: b } }]
+            """);
+
+        // A warning, as Istio's analysis gives: the resource still applies.
+        var warning = Assert.Single(result.Diagnostics);
+        Assert.Equal(DiagnosticSeverity.Warning, warning.Severity);
+        Assert.Equal("spec.http[2]", warning.Path);
+        Assert.Equal(10, warning.Line);
+        Assert.Contains("'late' is never used: http[1]", warning.Message, StringComparison.Ordinal);
+        Assert.Single(result.Resources);
+    }
+
     [Theory]
     [InlineData("set", ":authority")]
     [InlineData("add", "host")]
@@ -241,6 +268,10 @@ public class ConfigParserTests
     [InlineData("hosts: [a]\n  http: [{ match: [{ withoutHeaders: { X-A: {} } }], route: [{ destination: { host: a } }] }]", "spec.http[0].match[0].withoutHeaders.X-A", "lower case")]
     [InlineData("hosts: [Not_A_Host]\n  http: [{ route: [{ destination: { host: a } }] }]", "spec.hosts[0]", "not a valid host")]
     [InlineData("hosts: [\"*.*.com\"]\n  http: [{ route: [{ destination: { host: a } }] }]", "spec.hosts[0]", "not a valid host")]
+    [InlineData("hosts: [\"*\"]\n  http: [{ route: [{ destination: { host: a } }] }]", "spec.hosts[0]", "cannot apply to the mesh")]
+    [InlineData("hosts: [\"*.example.com\", api.example.com]\n  http: [{ route: [{ destination: { host: a } }] }]", "spec.hosts[1]", "repeats '*.example.com'")]
+    [InlineData("hosts: [a, A]\n  http: [{ route: [{ destination: { host: a } }] }]", "spec.hosts[1]", "repeats 'a'")]
+    [InlineData("hosts: [a]\n  http: [{ match: [{ headers: { \"@request.auth.claims.group\": { exact: x } } }], route: [{ destination: { host: a } }] }]", "spec.http[0].match[0].headers.@request.auth.claims.group", "gateways only")]
     [InlineData("hosts: [a]\n  http: { route: [] }", "spec.http", "must be a list")]
     [InlineData("hosts: [a]\n  gateways: [my-gateway]\n  http: [{ route: [{ destination: { host: a } }] }]", "spec.gateways", "only the 'mesh' gateway")]
     public void Parse_InvalidVirtualService_ReportsPathAndReason(string spec, string path, string reason)

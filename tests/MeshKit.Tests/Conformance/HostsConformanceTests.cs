@@ -39,23 +39,6 @@ public class HostsConformanceTests
     }
 
     [Fact]
-    public async Task StarHost_AppliesToEveryServiceWithoutAMoreSpecificRule()
-    {
-        using var mesh = InMemoryMesh.Create(InMemoryMesh.Subsets + """
-            apiVersion: networking.istio.io/v1
-            kind: VirtualService
-            metadata: { name: all, namespace: istio-system }
-            spec:
-              hosts: ["*"]
-              http: [{ headers: { response: { set: { x-mesh: star } } }, route: [{ destination: { host: reviews.default.svc.cluster.local, subset: v3 } }] }]
-            """);
-
-        using var response = await mesh.SendAsync(new HttpRequestMessage(HttpMethod.Get, "http://reviews/"), CancellationToken.None);
-        Assert.Equal("v3", await response.Content.ReadAsStringAsync());
-        Assert.Equal("star", response.Headers.GetValues("x-mesh").Single());
-    }
-
-    [Fact]
     public async Task WildcardServiceEntry_WithResolutionNone_PassesThroughToTheNamedHost_EvenUnderRegistryOnly()
     {
         using var mesh = InMemoryMesh.Create("""

@@ -385,7 +385,7 @@ public static class ConfigParser
     private static RetrySpec ReadRetries(MapReader r)
     {
         var attempts = r.Int("attempts", 0, 1000) ?? 0;
-        var perTry = r.Duration("perTryTimeout");
+        var perTry = r.TimerDuration("perTryTimeout");
         var retryOn = (r.String("retryOn") ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         foreach (var condition in retryOn)
         {
@@ -393,11 +393,6 @@ public static class ConfigParser
             {
                 r.Context.Error(r.Get("retryOn"), r.ChildPath("retryOn"), $"unknown retry condition '{condition}'; expected one of {string.Join(", ", RetryConditions)} or an HTTP status code");
             }
-        }
-
-        if (perTry is { } t && t <= TimeSpan.Zero)
-        {
-            r.Context.Error(r.Get("perTryTimeout"), r.ChildPath("perTryTimeout"), "must be above 0");
         }
 
         return new RetrySpec(attempts, perTry, retryOn, r.Bool("retryRemoteLocalities"));
@@ -961,7 +956,7 @@ public static class ConfigParser
             return new TcpPoolSpec
             {
                 MaxConnections = t.Limit("maxConnections"),
-                ConnectTimeout = t.Duration("connectTimeout"),
+                ConnectTimeout = t.TimerDuration("connectTimeout"),
                 KeepaliveTime = keepalive?.Time,
                 KeepaliveInterval = keepalive?.Interval,
                 KeepaliveProbes = keepalive?.Probes,
@@ -983,7 +978,7 @@ public static class ConfigParser
                 Http2MaxRequests = h.Limit("http2MaxRequests"),
                 MaxRequestsPerConnection = h.Int("maxRequestsPerConnection", 0, int.MaxValue),
                 MaxRetries = h.Int("maxRetries", 0, int.MaxValue),
-                IdleTimeout = h.Duration("idleTimeout"),
+                IdleTimeout = h.TimerDuration("idleTimeout"),
                 H2UpgradePolicy = upgrade,
                 UseClientProtocol = h.Bool("useClientProtocol"),
                 MaxConcurrentStreams = h.Limit("maxConcurrentStreams"),
@@ -1008,8 +1003,8 @@ public static class ConfigParser
             ConsecutiveGatewayErrors = o.Int("consecutiveGatewayErrors", 0, int.MaxValue),
             ConsecutiveLocalOriginFailures = local,
             SplitExternalLocalOriginErrors = split,
-            Interval = o.Duration("interval"),
-            BaseEjectionTime = o.Duration("baseEjectionTime"),
+            Interval = o.TimerDuration("interval"),
+            BaseEjectionTime = o.TimerDuration("baseEjectionTime"),
             MaxEjectionPercent = o.Int("maxEjectionPercent", 0, 100),
             MinHealthPercent = o.Int("minHealthPercent", 0, 100),
         };
@@ -1178,7 +1173,16 @@ public static class ConfigParser
 
             return new LocalityDistribute(from, to);
         });
-        var failover = l.List("failover", f => new LocalityFailover(f.String("from", required: true) ?? string.Empty, f.String("to", required: true) ?? string.Empty));
+        var failover = l.List("failover", f =>
+        {
+            var entry = new LocalityFailover(f.String("from", required: true) ?? string.Empty, f.String("to", required: true) ?? string.Empty);
+            if (entry.From.Length > 0 && entry.From == entry.To)
+            {
+                f.Context.Error(f.Get("to"), f.ChildPath("to"), $"fails over to its own region '{entry.From}'; name another one (as Istio requires)");
+            }
+
+            return entry;
+        });
         var priority = l.Strings("failoverPriority");
         if (distribute.Count > 0 && (failover.Count > 0 || priority.Count > 0))
         {

@@ -221,6 +221,22 @@ internal sealed class MapReader
         return null;
     }
 
+    /// <summary>
+    /// Reads a duration Istio validates as a timer's (at least 1 ms, in whole milliseconds): a zero interval or
+    /// ejection time would silently turn the feature off, so it is an error, as in Istio.
+    /// </summary>
+    public TimeSpan? TimerDuration(string key)
+    {
+        var value = Duration(key);
+        if (value is { } d && (d < TimeSpan.FromMilliseconds(1) || d.Ticks % TimeSpan.TicksPerMillisecond != 0))
+        {
+            Context.Error(Get(key), ChildPath(key), $"must be at least 1ms, in whole milliseconds (got {String(key)})");
+            return null;
+        }
+
+        return value;
+    }
+
     /// <summary>Reads a number from <paramref name="min"/> to <paramref name="max"/>.</summary>
     public double? Double(string key, double min, double max)
     {

@@ -263,6 +263,7 @@ public class ConfigParserTests
     [InlineData("hosts: [a]\n  http: [{ route: [{ destination: { host: a }, headers: { request: { set: { host: x, \":authority\": y } } } }] }]", "spec.http[0].route[0].headers.request.set", "authority is set twice")]
     [InlineData("hosts: [a]\n  http: [{ rewrite: { authority: x }, headers: { request: { add: { host: y } } }, route: [{ destination: { host: a } }] }]", "spec.http[0].headers.request", "authority is set twice")]
     [InlineData("hosts: [a]\n  http: [{ directResponse: { status: 200 }, fault: { abort: { httpStatus: 500, percentage: { value: 10 } } } }]", "spec.http[0].fault", "cannot be combined")]
+    [InlineData("hosts: [a]\n  http: [{ route: [{ destination: { host: a } }], retries: { attempts: 2, perTryTimeout: 0s } }]", "spec.http[0].retries.perTryTimeout", "at least 1ms")]
     [InlineData("hosts: [a]\n  http: [{ match: [{ sourceNamespace: Not_A_Namespace }], route: [{ destination: { host: a } }] }]", "spec.http[0].match[0].sourceNamespace", "not a namespace name")]
     [InlineData("hosts: [a]\n  http: [{ match: [{ queryParams: { q: { prefix: x } } }], route: [{ destination: { host: a } }] }]", "spec.http[0].match[0].queryParams.q.prefix", "exact or regex only")]
     [InlineData("hosts: [a]\n  http: [{ match: [{ withoutHeaders: { X-A: {} } }], route: [{ destination: { host: a } }] }]", "spec.http[0].match[0].withoutHeaders.X-A", "lower case")]
@@ -293,6 +294,10 @@ public class ConfigParserTests
 
     [Theory]
     [InlineData("DestinationRule", "host: r\n  subsets: [{ name: v1 }, { name: v1 }]", "spec.subsets", "duplicate subset")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { outlierDetection: { interval: 0s } }", "spec.trafficPolicy.outlierDetection.interval", "at least 1ms")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { outlierDetection: { baseEjectionTime: 1.5ms } }", "spec.trafficPolicy.outlierDetection.baseEjectionTime", "whole milliseconds")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { connectionPool: { tcp: { connectTimeout: 0s } } }", "spec.trafficPolicy.connectionPool.tcp.connectTimeout", "at least 1ms")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { localityLbSetting: { failover: [{ from: us-east, to: us-east }] } } }", "spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0].to", "its own region")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { loadBalancer: { simple: FASTEST } }", "spec.trafficPolicy.loadBalancer.simple", "unknown load balancer")]
     [InlineData("DestinationRule", "subsets: []", "spec.host", "is required")]
     [InlineData("DestinationRule", "host: r\n  workloadSelector: { matchLabels: {} }", "spec.workloadSelector.matchLabels", "every workload")]

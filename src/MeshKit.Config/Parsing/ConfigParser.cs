@@ -1703,6 +1703,11 @@ public static class ConfigParser
         if (rules is null)
         {
             s.Get("rules");
+            if (action is "DENY" or "CUSTOM")
+            {
+                // As Istio refuses it: such a policy never applies, and the intent was more likely "every request".
+                s.Context.Error(s.Node, s.ChildPath("rules"), $"{action} without rules never applies; add an empty rule ({{}}) to apply it to every request");
+            }
         }
 
         return Fill(new AuthorizationPolicy
@@ -1714,30 +1719,39 @@ public static class ConfigParser
 
     private static AuthorizationRule ReadRule(MapReader r)
     {
-        var from = r.List("from", f => f.Map("source", src => new AuthorizationSource
+        // As Istio validates: a from or to that is present names something. An empty list, an item without its
+        // source or operation, or one with no field at all would otherwise match every request (fail open).
+        var from = r.List("from", f => Required(f, "source", src => Named(src, "source", new AuthorizationSource
         {
-            Principals = src.Strings("principals"),
-            NotPrincipals = src.Strings("notPrincipals"),
-            RequestPrincipals = src.Strings("requestPrincipals"),
-            NotRequestPrincipals = src.Strings("notRequestPrincipals"),
-            Namespaces = src.Strings("namespaces"),
-            NotNamespaces = src.Strings("notNamespaces"),
+            Principals = NonEmpty(src, "principals"),
+            NotPrincipals = NonEmpty(src, "notPrincipals"),
+            RequestPrincipals = NonEmpty(src, "requestPrincipals"),
+            NotRequestPrincipals = NonEmpty(src, "notRequestPrincipals"),
+            Namespaces = NonEmpty(src, "namespaces"),
+            NotNamespaces = NonEmpty(src, "notNamespaces"),
             IpBlocks = ValidateCidrs(src, "ipBlocks"),
             NotIpBlocks = ValidateCidrs(src, "notIpBlocks"),
             RemoteIpBlocks = ValidateCidrs(src, "remoteIpBlocks"),
             NotRemoteIpBlocks = ValidateCidrs(src, "notRemoteIpBlocks"),
-        }));
-        var to = r.List("to", t => t.Map("operation", op => new AuthorizationOperation
+        })));
+        var to = r.List("to", t => Required(t, "operation", op => Named(op, "operation", new AuthorizationOperation
         {
-            Hosts = op.Strings("hosts"),
-            NotHosts = op.Strings("notHosts"),
+            Hosts = NonEmpty(op, "hosts"),
+            NotHosts = NonEmpty(op, "notHosts"),
             Ports = ValidatePorts(op, "ports"),
             NotPorts = ValidatePorts(op, "notPorts"),
-            Methods = op.Strings("methods"),
-            NotMethods = op.Strings("notMethods"),
+            Methods = NonEmpty(op, "methods"),
+            NotMethods = NonEmpty(op, "notMethods"),
             Paths = ValidatePaths(op, "paths"),
             NotPaths = ValidatePaths(op, "notPaths"),
-        }));
+        })));
+        foreach (var key in new[] { "from", "to" })
+        {
+            if (r.Get(key) is YamlSequenceNode { Children.Count: 0 } empty)
+            {
+                r.Context.Error(empty, r.ChildPath(key), $"an empty list is refused (as in Istio); leave {key} out to match any {(key == "from" ? "source" : "operation")}");
+            }
+        }
         var when = r.List("when", c =>
         {
             var key = c.String("key", required: true) ?? string.Empty;
@@ -1751,6 +1765,16 @@ public static class ConfigParser
             if (values.Count == 0 && notValues.Count == 0)
             {
                 c.Context.Error(c.Node, c.Path, "needs values or notValues");
+            }
+            else if (key is "source.ip" or "remote.ip" or "destination.ip")
+            {
+                ValidateCidrs(c, "values");
+                ValidateCidrs(c, "notValues");
+            }
+            else if (key == "destination.port")
+            {
+                ValidatePorts(c, "values");
+                ValidatePorts(c, "notValues");
             }
 
             return new AuthorizationCondition(key, values, notValues);
@@ -1768,6 +1792,45 @@ public static class ConfigParser
         ConditionKeys.Contains(key, StringComparer.Ordinal)
         || System.Text.RegularExpressions.Regex.IsMatch(key, @"^request\.headers\[[^\[\]]+\]$", System.Text.RegularExpressions.RegexOptions.None, TimeSpan.FromSeconds(1))
         || System.Text.RegularExpressions.Regex.IsMatch(key, @"^request\.auth\.claims(\[[^\[\]]+\])+$", System.Text.RegularExpressions.RegexOptions.None, TimeSpan.FromSeconds(1));
+
+    /// <summary>Reads the object <paramref name="key"/> of a list item that exists only to hold it; its absence is an error.</summary>
+    private static T? Required<T>(MapReader r, string key, Func<MapReader, T> read)
+        where T : class
+    {
+        var value = r.Map(key, read);
+        if (value is null && !r.Has(key))
+        {
+            r.Context.Error(r.Node, r.ChildPath(key), "is required");
+        }
+
+        return value;
+    }
+
+    /// <summary>Refuses a source or operation that sets no field (<c>{}</c>), as Istio does.</summary>
+    private static T Named<T>(MapReader r, string what, T value)
+    {
+        if (r.Node is YamlMappingNode { Children.Count: 0 })
+        {
+            r.Context.Error(r.Node, r.Path, $"an empty {what} is refused (as in Istio); leave the item out to match any");
+        }
+
+        return value;
+    }
+
+    /// <summary>Reads a list of strings in which an empty one is an error (Istio's "empty value not allowed").</summary>
+    private static IReadOnlyList<string> NonEmpty(MapReader r, string key)
+    {
+        var values = r.Strings(key);
+        for (var i = 0; i < values.Count; i++)
+        {
+            if (values[i].Length == 0)
+            {
+                r.Context.Error(r.Get(key), $"{r.ChildPath(key)}[{i}]", "an empty value is not allowed");
+            }
+        }
+
+        return values;
+    }
 
     private static IReadOnlyList<string> ValidatePorts(MapReader r, string key)
     {
@@ -1791,7 +1854,7 @@ public static class ConfigParser
         for (var i = 0; i < values.Count; i++)
         {
             var path = values[i];
-            string? problem = null;
+            string? problem = path.Length == 0 ? "an empty value is not allowed" : null;
             if (path.Contains('{', StringComparison.Ordinal) || path.Contains('}', StringComparison.Ordinal))
             {
                 var segments = path.Split('/');

@@ -1280,7 +1280,7 @@ public static class ConfigParser
                 s.Context.Error(s.Get("subjectAltNames"), $"{s.ChildPath("subjectAltNames")}[{i}]", $"'{subjectAltNames[i]}' is not a SPIFFE ID (spiffe://<trust domain>/ns/<namespace>/sa/<account>): mutual TLS in MeshKit verifies mesh identities only");
             }
         }
-        var selector = s.Map("workloadSelector", w => new WorkloadSelector(w.StringMap("labels")));
+        var selector = s.Map("workloadSelector", w => new WorkloadSelector(SelectorLabels(w, "labels")));
         if (selector is not null && endpoints.Count > 0)
         {
             s.Context.Error(s.Get("workloadSelector"), s.ChildPath("workloadSelector"), "excludes endpoints");
@@ -1354,9 +1354,31 @@ public static class ConfigParser
         return exportTo;
     }
 
+    /// <summary>
+    /// Reads a workload selector's labels. As Istio validates: an empty label name, and a '*' in a name or value, are
+    /// errors (labels match exactly, so a wildcard would select nothing and the resource would silently not apply).
+    /// </summary>
+    private static IReadOnlyDictionary<string, string> SelectorLabels(MapReader r, string key)
+    {
+        var labels = r.StringMap(key);
+        foreach (var (name, value) in labels)
+        {
+            if (name.Length == 0)
+            {
+                r.Context.Error(r.Get(key), r.ChildPath(key), "a label name must not be empty");
+            }
+            else if (name.Contains('*', StringComparison.Ordinal) || value.Contains('*', StringComparison.Ordinal))
+            {
+                r.Context.Error(r.Get(key), $"{r.ChildPath(key)}.{name}", $"'{name}: {value}': a selector matches labels exactly; wildcards are not supported (as in Istio)");
+            }
+        }
+
+        return labels;
+    }
+
     private static WorkloadSelector ReadMatchLabels(MapReader r)
     {
-        var labels = r.StringMap("matchLabels");
+        var labels = SelectorLabels(r, "matchLabels");
         if (labels.Count == 0)
         {
             r.Context.Error(r.Node, r.ChildPath("matchLabels"), "needs at least one label (an empty selector would select every workload)");
@@ -1567,7 +1589,7 @@ public static class ConfigParser
         s.NotSupported("targetRef", DiagnosticSeverity.Error, "targetRef applies to gateways and waypoints, which MeshKit has not");
         s.NotSupported("targetRefs", DiagnosticSeverity.Error, "targetRefs apply to gateways and waypoints, which MeshKit has not");
         s.Anchor("selector");
-        return s.Map("selector", r => new WorkloadSelector(r.StringMap("matchLabels")));
+        return s.Map("selector", r => new WorkloadSelector(SelectorLabels(r, "matchLabels")));
     }
 
     private static PeerAuthentication ReadPeerAuthentication(MapReader s, Header h)
@@ -1577,6 +1599,11 @@ public static class ConfigParser
         var portLevel = new Dictionary<uint, string>();
         if (s.Get("portLevelMtls") is YamlMappingNode ports)
         {
+            if (ports.Children.Count == 0)
+            {
+                s.Context.Error(ports, s.ChildPath("portLevelMtls"), "when present, needs at least one port (as in Istio)");
+            }
+
             if (selector is null)
             {
                 s.Context.Error(ports, s.ChildPath("portLevelMtls"), "needs a workload selector (as in Istio)");
@@ -1647,20 +1674,25 @@ public static class ConfigParser
             var rule = new JwtRule
             {
                 Issuer = issuer,
-                Audiences = r.Strings("audiences"),
+                Audiences = NonEmpty(r, "audiences"),
                 JwksUri = jwksUri,
                 Jwks = jwks,
                 FromHeaders = r.List("fromHeaders", fh => new JwtHeader(fh.String("name", required: true) ?? string.Empty, fh.String("prefix"))),
-                FromParams = r.Strings("fromParams"),
-                FromCookies = r.Strings("fromCookies"),
-                Timeout = r.Duration("timeout"),
+                FromParams = NonEmpty(r, "fromParams"),
+                FromCookies = NonEmpty(r, "fromCookies"),
+                Timeout = r.TimerDuration("timeout"),
                 OutputPayloadToHeader = r.String("outputPayloadToHeader"),
                 ForwardOriginalToken = r.Bool("forwardOriginalToken") ?? false,
-                OutputClaimToHeaders = r.List("outputClaimToHeaders", c => new ClaimToHeader(c.String("header", required: true) ?? string.Empty, c.String("claim", required: true) ?? string.Empty)),
+                OutputClaimToHeaders = r.List("outputClaimToHeaders", c => new ClaimToHeader(HeaderName(c, "header") ?? string.Empty, c.String("claim", required: true) ?? string.Empty)),
             };
-            if (rule.Timeout is { } timeout && (timeout <= TimeSpan.Zero || timeout > TimeSpan.FromMinutes(1)))
+            if (rule.Timeout is { } timeout && timeout > TimeSpan.FromMinutes(1))
             {
-                r.Context.Error(r.Get("timeout"), r.ChildPath("timeout"), "must be above 0s and at most 60s");
+                r.Context.Error(r.Get("timeout"), r.ChildPath("timeout"), "must be at most 60s");
+            }
+
+            if (rule.OutputPayloadToHeader is not null)
+            {
+                HeaderName(r, "outputPayloadToHeader");
             }
 
             return rule;
@@ -1817,6 +1849,18 @@ public static class ConfigParser
         return value;
     }
 
+    /// <summary>Reads a required header name; one that is not an HTTP token (letters, digits, <c>!#$%&amp;'*+-.^_`|~</c>) is an error.</summary>
+    private static string? HeaderName(MapReader r, string key)
+    {
+        var name = r.String(key, required: true);
+        if (name is { Length: > 0 } && !name.All(c => char.IsAsciiLetterOrDigit(c) || "!#$%&'*+-.^_`|~".Contains(c, StringComparison.Ordinal)))
+        {
+            r.Context.Error(r.Get(key), r.ChildPath(key), $"'{name}' is not a valid header name");
+        }
+
+        return name;
+    }
+
     /// <summary>Reads a list of strings in which an empty one is an error (Istio's "empty value not allowed").</summary>
     private static IReadOnlyList<string> NonEmpty(MapReader r, string key)
     {
@@ -1908,7 +1952,7 @@ public static class ConfigParser
     private static SidecarResource ReadSidecar(MapReader s, Header h)
     {
         s.Anchor("workloadSelector");
-        var selector = s.Map("workloadSelector", w => new WorkloadSelector(w.StringMap("labels")));
+        var selector = s.Map("workloadSelector", w => new WorkloadSelector(SelectorLabels(w, "labels")));
         if (selector is { MatchLabels.Count: 0 })
         {
             s.Context.Error(s.Get("workloadSelector"), s.ChildPath("workloadSelector.labels"), "needs at least one label");

@@ -348,6 +348,12 @@ public class ConfigParserTests
     [InlineData("RequestAuthentication", "jwtRules: [{ issuer: i, jwksUri: not-a-uri }]", "spec.jwtRules[0].jwksUri", "absolute")]
     [InlineData("RequestAuthentication", "jwtRules: [{ jwks: \"{}\" }]", "spec.jwtRules[0].issuer", "is required")]
     [InlineData("RequestAuthentication", "jwtRules: [{ issuer: i, jwksUri: \"https://i/jwks\", timeout: 2m }]", "spec.jwtRules[0].timeout", "at most 60s")]
+    [InlineData("RequestAuthentication", "jwtRules: [{ issuer: i, jwksUri: \"https://i/jwks\", timeout: 0s }]", "spec.jwtRules[0].timeout", "at least 1ms")]
+    [InlineData("RequestAuthentication", "jwtRules: [{ issuer: i, jwksUri: \"https://i/jwks\", fromCookies: [\"\"] }]", "spec.jwtRules[0].fromCookies[0]", "empty value")]
+    [InlineData("RequestAuthentication", "jwtRules: [{ issuer: i, jwksUri: \"https://i/jwks\", outputClaimToHeaders: [{ header: \"x y\", claim: sub }] }]", "spec.jwtRules[0].outputClaimToHeaders[0].header", "not a valid header name")]
+    [InlineData("PeerAuthentication", "selector: { matchLabels: { app: \"*\" } }", "spec.selector.matchLabels.app", "wildcards are not supported")]
+    [InlineData("PeerAuthentication", "selector: { matchLabels: { app: a } }\n  portLevelMtls: {}", "spec.portLevelMtls", "at least one port")]
+    [InlineData("Sidecar", "workloadSelector: { labels: { version: \"v*\" } }\n  egress: [{ hosts: [\"./*\"] }]", "spec.workloadSelector.labels.version", "wildcards are not supported")]
     public void Parse_InvalidResource_ReportsPathAndReason(string kind, string spec, string path, string reason)
     {
         var group = kind is "DestinationRule" or "ServiceEntry" or "Sidecar" ? "networking.istio.io/v1" : "security.istio.io/v1";

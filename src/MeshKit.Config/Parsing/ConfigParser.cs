@@ -1235,16 +1235,38 @@ public static class ConfigParser
                 p.Context.Error(p.Node, p.ChildPath("number"), "is required");
             }
 
+            // Istio's protocols; MeshKit's handler sees HTTP calls, the others are accepted as Istio takes them.
             var protocol = (p.String("protocol") ?? "HTTP").ToUpperInvariant();
-            if (protocol is not ("HTTP" or "HTTP2" or "GRPC" or "HTTPS" or "TCP" or "TLS"))
+            if (protocol is not ("HTTP" or "HTTP2" or "GRPC" or "GRPC-WEB" or "HTTP_PROXY" or "HTTPS" or "TCP" or "TLS" or "UDP" or "MONGO" or "MYSQL" or "REDIS" or "THRIFT"))
             {
                 p.Context.Error(p.Get("protocol"), p.ChildPath("protocol"), $"unknown protocol '{protocol}'");
             }
 
             var name = p.String("name", required: true) ?? string.Empty;
+            if (name.Length > 0 && !Names.IsDnsLabel(name))
+            {
+                p.Context.Error(p.Get("name"), p.ChildPath("name"), $"'{name}' is not a valid port name (a DNS-1123 label)");
+            }
+
             var target = p.UInt("targetPort", 1, 65535);
             return number is null ? null : new ServiceEntryPort(number.Value, protocol, name, target);
         });
+
+        var portItems = s.Get("ports") as YamlSequenceNode;
+        for (var i = 0; i < ports.Count; i++)
+        {
+            var earlier = ports.Take(i);
+            var node = portItems?.Children.ElementAtOrDefault(i) ?? s.Node;
+            if (earlier.Any(o => o.Number == ports[i].Number))
+            {
+                s.Context.Error(node, $"{s.ChildPath("ports")}[{i}].number", $"port {ports[i].Number} is already defined");
+            }
+
+            if (ports[i].Name.Length > 0 && earlier.Any(o => o.Name == ports[i].Name))
+            {
+                s.Context.Error(node, $"{s.ChildPath("ports")}[{i}].name", $"port name '{ports[i].Name}' is already defined");
+            }
+        }
 
         var location = s.String("location") ?? "MESH_EXTERNAL";
         if (location is not ("MESH_EXTERNAL" or "MESH_INTERNAL"))
@@ -1268,6 +1290,20 @@ public static class ConfigParser
         if (resolution == "STATIC" && endpoints.Count == 0 && !s.Has("workloadSelector"))
         {
             s.Context.Error(s.Node, s.ChildPath("endpoints"), "resolution STATIC needs endpoints");
+        }
+
+        if (resolution == "NONE" && endpoints.Count > 0)
+        {
+            s.Context.Error(s.Get("endpoints"), s.ChildPath("endpoints"), "resolution NONE takes no endpoints (calls go to the host they name), as in Istio");
+        }
+
+        var endpointItems = s.Get("endpoints") as YamlSequenceNode;
+        for (var i = 0; i < endpoints.Count; i++)
+        {
+            foreach (var portName in endpoints[i].Ports.Keys.Where(n => !ports.Any(p => p.Name == n)))
+            {
+                s.Context.Error(endpointItems?.Children.ElementAtOrDefault(i) ?? s.Node, $"{s.ChildPath("endpoints")}[{i}].ports.{portName}", $"'{portName}' is not the name of a port of this ServiceEntry");
+            }
         }
 
         var exportTo = ReadExportTo(s);

@@ -1154,7 +1154,7 @@ public static class ConfigParser
                 foreach (var (k, v) in map.Children)
                 {
                     var name = (k as YamlScalarNode)?.Value ?? string.Empty;
-                    var weight = d.ToUInt(v, $"{d.ChildPath("to")}.{name}", 0, 100);
+                    var weight = d.ToUInt(v, $"{d.ChildPath("to")}.{name}", 1, 100);
                     if (weight is not null)
                     {
                         to[name] = weight.Value;
@@ -1171,11 +1171,18 @@ public static class ConfigParser
                 d.Context.Error(d.Node, d.ChildPath("to"), $"weights must sum to 100, not {to.Values.Sum(w => (long)w)}");
             }
 
+            ValidateLocalities(d, to.Keys.ToList(), i => $"{d.ChildPath("to")}.{to.Keys.ElementAt(i)}");
             return new LocalityDistribute(from, to);
         });
+        ValidateLocalities(l, distribute.Select(d => d.From).ToList(), i => $"{l.ChildPath("distribute")}[{i}].from");
         var failover = l.List("failover", f =>
         {
             var entry = new LocalityFailover(f.String("from", required: true) ?? string.Empty, f.String("to", required: true) ?? string.Empty);
+            if (entry.To.Contains('*', StringComparison.Ordinal))
+            {
+                f.Context.Error(f.Get("to"), f.ChildPath("to"), $"'{entry.To}': a failover region names one region, without '*' (as Istio requires)");
+            }
+
             if (entry.From.Length > 0 && entry.From == entry.To)
             {
                 f.Context.Error(f.Get("to"), f.ChildPath("to"), $"fails over to its own region '{entry.From}'; name another one (as Istio requires)");
@@ -1895,6 +1902,34 @@ public static class ConfigParser
         }
 
         return name;
+    }
+
+    /// <summary>
+    /// Checks localities of one list as Istio does: <c>region[/zone[/subzone]]</c> without empty parts, at most one
+    /// <c>*</c> and only at the end, and none covering another (<c>us-west</c> covers <c>us-west/zone1</c>).
+    /// </summary>
+    private static void ValidateLocalities(MapReader r, IReadOnlyList<string> localities, Func<int, string> pathOf)
+    {
+        static string[] Parts(string locality) => locality.TrimEnd('*').TrimEnd('/') is { Length: > 0 } fixedPart ? fixedPart.Split('/') : [];
+
+        for (var i = 0; i < localities.Count; i++)
+        {
+            var locality = localities[i];
+            var path = pathOf(i);
+            if (locality.Count(c => c == '*') is var stars && stars > 0 && (stars > 1 || !locality.EndsWith('*')))
+            {
+                r.Context.Error(r.Node, path, $"locality '{locality}': at most one '*', and only at the end");
+            }
+            else if (locality.Length == 0 || locality.Split('/').Any(part => part.Length == 0))
+            {
+                r.Context.Error(r.Node, path, $"locality '{locality}' has an empty region, zone or subzone");
+            }
+            else if (localities.Take(i).FirstOrDefault(earlier => Parts(earlier) is var a && Parts(locality) is var b
+                && a.Zip(b).All(pair => pair.First == pair.Second)) is { } overlapping)
+            {
+                r.Context.Error(r.Node, path, $"locality '{locality}' overlaps '{overlapping}' of the same list");
+            }
+        }
     }
 
     /// <summary>Reads a list of strings in which an empty one is an error (Istio's "empty value not allowed").</summary>

@@ -326,6 +326,9 @@ public sealed class CompiledMesh
         MinHealthPercent = (uint)(spec.MinHealthPercent ?? 0),
     };
 
+    /// <summary>The <c>idle_timeout_ms</c> that keeps idle pooled connections open for good.</summary>
+    internal const ulong NeverIdle = ulong.MaxValue;
+
     private static ConnectionSettings? ConnectionOf(ConnectionPoolSpec? pool)
     {
         var tcp = pool?.Tcp;
@@ -340,7 +343,8 @@ public sealed class CompiledMesh
         {
             ConnectTimeoutMs = Ms(tcp?.ConnectTimeout),
             MaxConnections = (uint)(tcp?.MaxConnections ?? 0),
-            IdleTimeoutMs = Ms(http?.IdleTimeout ?? tcp?.IdleTimeout),
+            // tcp.idleTimeout: 0s turns the idle timeout off, as Istio documents (http.idleTimeout must be 1 ms or more).
+            IdleTimeoutMs = http?.IdleTimeout is null && tcp?.IdleTimeout == TimeSpan.Zero ? NeverIdle : Ms(http?.IdleTimeout ?? tcp?.IdleTimeout),
             MaxConnectionDurationMs = Ms(tcp?.MaxConnectionDuration),
             KeepaliveTimeMs = Ms(tcp?.KeepaliveTime),
             KeepaliveIntervalMs = Ms(tcp?.KeepaliveInterval),

@@ -851,6 +851,13 @@ public static class ConfigParser
 
     private static TrafficPolicy ReadTrafficPolicyCore(MapReader t, bool allowPortLevel)
     {
+        // As Istio validates: a policy (and a connection pool) names at least one setting; a port-level entry
+        // at least one besides its port.
+        if (t.Node is YamlMappingNode map && map.Children.All(c => c.Key is YamlScalarNode { Value: "port" }))
+        {
+            t.Context.Error(t.Node, t.Path, allowPortLevel ? "a traffic policy needs at least one setting (as in Istio)" : "a port-level setting needs at least one setting besides its port (as in Istio)");
+        }
+
         ConsistentHashSpec? hash = null;
         WarmupSpec? warmup = null;
         LocalityLbSpec? locality = null;
@@ -872,7 +879,7 @@ public static class ConfigParser
             var legacyWarmup = l.Duration("warmupDurationSecs");
             warmup = l.Map("warmup", w =>
             {
-                var duration = w.Duration("duration");
+                var duration = w.TimerDuration("duration");
                 if (duration is null && !w.Has("duration"))
                 {
                     w.Context.Error(w.Node, w.ChildPath("duration"), "is required");
@@ -895,6 +902,11 @@ public static class ConfigParser
             return new BoxedString(simple);
         });
         var pool = t.Map("connectionPool", ReadConnectionPool);
+        if (t.Get("connectionPool") is YamlMappingNode { Children.Count: 0 } emptyPool)
+        {
+            t.Context.Error(emptyPool, t.ChildPath("connectionPool"), "needs tcp or http settings (as in Istio)");
+        }
+
         var outlier = t.Map("outlierDetection", ReadOutlierDetection);
         var tls = t.Map("tls", ReadClientTls);
         // Istio's PortTrafficPolicy has loadBalancer, connectionPool, outlierDetection and tls only: the rest is an
@@ -952,7 +964,7 @@ public static class ConfigParser
     private static ConnectionPoolSpec ReadConnectionPool(MapReader c) => new(
         c.Map("tcp", t =>
         {
-            var keepalive = t.Map("tcpKeepalive", k => new KeepaliveBox(k.Duration("time"), k.Duration("interval"), k.Int("probes", 0, int.MaxValue)));
+            var keepalive = t.Map("tcpKeepalive", k => new KeepaliveBox(k.TimerDuration("time"), k.TimerDuration("interval"), k.Int("probes", 0, int.MaxValue)));
             return new TcpPoolSpec
             {
                 MaxConnections = t.Limit("maxConnections"),
@@ -960,8 +972,8 @@ public static class ConfigParser
                 KeepaliveTime = keepalive?.Time,
                 KeepaliveInterval = keepalive?.Interval,
                 KeepaliveProbes = keepalive?.Probes,
-                MaxConnectionDuration = t.Duration("maxConnectionDuration"),
-                IdleTimeout = t.Duration("idleTimeout"),
+                MaxConnectionDuration = t.TimerDuration("maxConnectionDuration"),
+                IdleTimeout = t.TimerDuration("idleTimeout", zeroAllowed: true), // 0s: never closed (Istio)
             };
         }),
         c.Map("http", h =>
@@ -2063,6 +2075,27 @@ public static class ConfigParser
         if (egress.Count == 0 && s.Has("egress"))
         {
             s.Context.Error(s.Get("egress"), s.ChildPath("egress"), "needs at least one entry");
+        }
+
+        if (s.Get("egress") is YamlSequenceNode egressItems)
+        {
+            // Istio's listener rules, though MeshKit merges the entries: one entry without a port, and it comes last.
+            var portless = 0;
+            for (var i = 0; i < egressItems.Children.Count; i++)
+            {
+                if (egressItems.Children[i] is YamlMappingNode item && !item.Children.Any(c => c.Key is YamlScalarNode { Value: "port" }))
+                {
+                    var path = $"{s.ChildPath("egress")}[{i}]";
+                    if (++portless > 1)
+                    {
+                        s.Context.Error(item, path, "only one egress entry may go without a port (as in Istio)");
+                    }
+                    else if (i != egressItems.Children.Count - 1)
+                    {
+                        s.Context.Error(item, path, "the egress entry without a port must be the last one (as in Istio)");
+                    }
+                }
+            }
         }
 
         var outbound = s.Map("outboundTrafficPolicy", o =>

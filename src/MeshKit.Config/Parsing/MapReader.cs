@@ -225,10 +225,12 @@ internal sealed class MapReader
     /// Reads a duration Istio validates as a timer's (at least 1 ms, in whole milliseconds): a zero interval or
     /// ejection time would silently turn the feature off, so it is an error, as in Istio.
     /// </summary>
-    public TimeSpan? TimerDuration(string key)
+    /// <param name="key">The field.</param>
+    /// <param name="zeroAllowed">Whether 0 is allowed too (where Istio reads it as "off").</param>
+    public TimeSpan? TimerDuration(string key, bool zeroAllowed = false)
     {
         var value = Duration(key);
-        if (value is { } d && (d < TimeSpan.FromMilliseconds(1) || d.Ticks % TimeSpan.TicksPerMillisecond != 0))
+        if (value is { } d && !(zeroAllowed && d == TimeSpan.Zero) && (d < TimeSpan.FromMilliseconds(1) || d.Ticks % TimeSpan.TicksPerMillisecond != 0))
         {
             Context.Error(Get(key), ChildPath(key), $"must be at least 1ms, in whole milliseconds (got {String(key)})");
             return null;

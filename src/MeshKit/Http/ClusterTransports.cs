@@ -222,7 +222,7 @@ internal sealed class ClusterTransports : IDisposable
             MutualTls?.Dispose();
         }
 
-        private static SocketsHttpHandler CreateHandler(ConnectionSettings settings, Security.WorkloadIdentity? identity, TlsOriginator? originator, Transport? owner = null)
+        internal static SocketsHttpHandler CreateHandler(ConnectionSettings settings, Security.WorkloadIdentity? identity, TlsOriginator? originator, Transport? owner = null)
         {
             var handler = new SocketsHttpHandler
             {
@@ -241,7 +241,11 @@ internal sealed class ClusterTransports : IDisposable
                 handler.MaxConnectionsPerServer = (int)settings.MaxConnections;
             }
 
-            if (settings.IdleTimeoutMs > 0)
+            if (settings.IdleTimeoutMs == ulong.MaxValue)
+            {
+                handler.PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan; // tcp.idleTimeout: 0s
+            }
+            else if (settings.IdleTimeoutMs > 0)
             {
                 handler.PooledConnectionIdleTimeout = TimeSpan.FromMilliseconds(settings.IdleTimeoutMs);
             }

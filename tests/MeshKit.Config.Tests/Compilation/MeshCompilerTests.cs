@@ -447,6 +447,25 @@ public class MeshCompilerTests
         Assert.Equal(expected, cluster.Upstream.Limits.MaxRequests);
     }
 
+    [Theory]
+    [InlineData("{ tcp: { idleTimeout: 0s } }", ulong.MaxValue)] // 0s: never closed, as Istio documents
+    [InlineData("{ tcp: { idleTimeout: 90s } }", 90_000ul)]
+    [InlineData("{ tcp: { idleTimeout: 0s }, http: { idleTimeout: 5s } }", 5_000ul)]
+    public void Compile_IdleTimeout_ZeroTcpTimeoutKeepsConnections(string pool, ulong expected)
+    {
+        var config = Config($$"""
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: r }
+            spec:
+              host: r
+              trafficPolicy: { connectionPool: {{pool}} }
+            """);
+        var cluster = Get<ServiceCluster>(MeshCompiler.Compile(config, [Workload("r", "default", "v1")]).ViewFor("default"), ResourceTypes.Cluster, "r.default.svc.cluster.local");
+
+        Assert.Equal(expected, cluster.Upstream.Connection.IdleTimeoutMs);
+    }
+
     [Fact]
     public void Compile_SubsetAndPortPolicies_ResolveIstiosPrecedence_FieldByField()
     {

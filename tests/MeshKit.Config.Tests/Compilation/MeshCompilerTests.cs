@@ -434,17 +434,7 @@ public class MeshCompilerTests
     [InlineData("{ tcp: { maxConnections: 0 }, http: { http1MaxPendingRequests: 0 } }", 0u)]
     public void Compile_ConnectionPool_BoundsRequestsInFlight(string pool, uint expected)
     {
-        var config = Config($$"""
-            apiVersion: networking.istio.io/v1
-            kind: DestinationRule
-            metadata: { name: r }
-            spec:
-              host: r
-              trafficPolicy: { connectionPool: {{pool}} }
-            """);
-        var cluster = Get<ServiceCluster>(MeshCompiler.Compile(config, [Workload("r", "default", "v1")]).ViewFor("default"), ResourceTypes.Cluster, "r.default.svc.cluster.local");
-
-        Assert.Equal(expected, cluster.Upstream.Limits.MaxRequests);
+        Assert.Equal(expected, ClusterWithPool(pool).Upstream.Limits.MaxRequests);
     }
 
     [Theory]
@@ -452,6 +442,12 @@ public class MeshCompilerTests
     [InlineData("{ tcp: { idleTimeout: 90s } }", 90_000ul)]
     [InlineData("{ tcp: { idleTimeout: 0s }, http: { idleTimeout: 5s } }", 5_000ul)]
     public void Compile_IdleTimeout_ZeroTcpTimeoutKeepsConnections(string pool, ulong expected)
+    {
+        Assert.Equal(expected, ClusterWithPool(pool).Upstream.Connection.IdleTimeoutMs);
+    }
+
+    /// <summary>Compiles a DestinationRule with <paramref name="pool"/> as its connectionPool and returns its service's cluster.</summary>
+    private static ServiceCluster ClusterWithPool(string pool)
     {
         var config = Config($$"""
             apiVersion: networking.istio.io/v1
@@ -461,9 +457,7 @@ public class MeshCompilerTests
               host: r
               trafficPolicy: { connectionPool: {{pool}} }
             """);
-        var cluster = Get<ServiceCluster>(MeshCompiler.Compile(config, [Workload("r", "default", "v1")]).ViewFor("default"), ResourceTypes.Cluster, "r.default.svc.cluster.local");
-
-        Assert.Equal(expected, cluster.Upstream.Connection.IdleTimeoutMs);
+        return Get<ServiceCluster>(MeshCompiler.Compile(config, [Workload("r", "default", "v1")]).ViewFor("default"), ResourceTypes.Cluster, "r.default.svc.cluster.local");
     }
 
     [Fact]

@@ -984,6 +984,11 @@ public static class ConfigParser
                 h.Context.Error(h.Get("h2UpgradePolicy"), h.ChildPath("h2UpgradePolicy"), $"unknown policy '{upgrade}'; expected DEFAULT, DO_NOT_UPGRADE or UPGRADE");
             }
 
+            if (upgrade == "UPGRADE" && h.Bool("useClientProtocol") == true)
+            {
+                h.Context.Error(h.Get("useClientProtocol"), h.ChildPath("useClientProtocol"), "cannot be true with h2UpgradePolicy UPGRADE (as in Istio): the two decide the protocol differently");
+            }
+
             return new HttpPoolSpec
             {
                 Http1MaxPendingRequests = h.Limit("http1MaxPendingRequests"),

@@ -335,6 +335,7 @@ public class ConfigParserTests
     [InlineData("DestinationRule", "host: r\n  subsets: [{ name: v1, labels: { version: v1 }, trafficPolicy: {} }]", "spec.subsets[0].trafficPolicy", "at least one setting")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { portLevelSettings: [{ port: { number: 80 } }] }", "spec.trafficPolicy.portLevelSettings[0]", "besides its port")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { connectionPool: {} }", "spec.trafficPolicy.connectionPool", "tcp or http")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { connectionPool: { http: { h2UpgradePolicy: UPGRADE, useClientProtocol: true } } }", "spec.trafficPolicy.connectionPool.http.useClientProtocol", "cannot be true")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { connectionPool: { tcp: { tcpKeepalive: { time: 0s } } } }", "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive.time", "at least 1ms")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  subjectAltNames: [spiffe://cluster.local/ns/a/sa/b, e.com]", "spec.subjectAltNames[1]", "not a SPIFFE ID")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  ports: [{ number: 70000, name: x }]", "spec.ports[0].number", "between 1 and 65535")]

@@ -1316,6 +1316,24 @@ public static class ConfigParser
             s.Context.Error(s.Node, s.ChildPath("endpoints"), "resolution STATIC needs endpoints");
         }
 
+        if (resolution == "DNS_ROUND_ROBIN" && endpoints.Count > 1)
+        {
+            s.Context.Error(s.Get("endpoints"), s.ChildPath("endpoints"), "DNS_ROUND_ROBIN takes at most one endpoint (as in Istio)");
+        }
+
+        if (resolution is "DNS" or "DNS_ROUND_ROBIN")
+        {
+            var items = s.Get("endpoints") as YamlSequenceNode;
+            for (var i = 0; i < endpoints.Count; i++)
+            {
+                var address = endpoints[i].Address;
+                if (address.Length > 0 && !System.Net.IPAddress.TryParse(address, out _) && !Names.IsDnsSubdomain(address.ToLowerInvariant()))
+                {
+                    s.Context.Error(items?.Children.ElementAtOrDefault(i) ?? s.Node, $"{s.ChildPath("endpoints")}[{i}].address", $"'{address}' is neither an IP address nor a host name");
+                }
+            }
+        }
+
         if (resolution == "NONE" && endpoints.Count > 0)
         {
             s.Context.Error(s.Get("endpoints"), s.ChildPath("endpoints"), "resolution NONE takes no endpoints (calls go to the host they name), as in Istio");
@@ -1344,6 +1362,10 @@ public static class ConfigParser
         if (selector is not null && endpoints.Count > 0)
         {
             s.Context.Error(s.Get("workloadSelector"), s.ChildPath("workloadSelector"), "excludes endpoints");
+        }
+        else if (selector is not null && resolution == "NONE")
+        {
+            s.Context.Warning(s.Get("workloadSelector"), s.ChildPath("workloadSelector"), "with resolution NONE calls go to the host they name: the selected workloads are not used (Istio warns alike)");
         }
 
         if (selector is not null && selector.MatchLabels.Count == 0)
@@ -1619,9 +1641,15 @@ public static class ConfigParser
         o.Entries("tagOverrides", "an object with operation and value", (tag, key, reader) =>
         {
             var operation = reader.String("operation") ?? "UPSERT";
-            reader.Ignore("value");
+            var value = reader.Has("value") ? reader.String("value") : null;
             switch (operation)
             {
+                case "REMOVE" when !string.IsNullOrEmpty(value):
+                    reader.Context.Error(reader.Get("value"), reader.ChildPath("value"), "is set only with operation UPSERT (as in Istio)");
+                    break;
+                case "UPSERT" when string.IsNullOrEmpty(value):
+                    reader.Context.Error(reader.Node, reader.ChildPath("value"), "is required with operation UPSERT (as in Istio)");
+                    break;
                 case "REMOVE":
                     if (!IstioStandardMetrics.Labels.Contains(tag))
                     {

@@ -295,6 +295,8 @@ public sealed class TelemetryTests
     [InlineData("[{ match: { mode: BOTH } }]", "spec.metrics[0].overrides[0].match.mode")]
     [InlineData("[{ tagOverrides: { reporter: { operation: DROP } } }]", "spec.metrics[0].overrides[0].tagOverrides.reporter.operation")]
     [InlineData("[{ disabled: maybe }]", "spec.metrics[0].overrides[0].disabled")]
+    [InlineData("[{ tagOverrides: { reporter: { operation: UPSERT } } }]", "spec.metrics[0].overrides[0].tagOverrides.reporter.value")]
+    [InlineData("[{ tagOverrides: { reporter: { operation: REMOVE, value: x } } }]", "spec.metrics[0].overrides[0].tagOverrides.reporter.value")]
     [InlineData("[{ match: { metric: REQUEST_COUNT }, enabled: false }]", "spec.metrics[0].overrides[0].enabled")]
     public void Mistakes_AreErrors_WithTheirPath(string overrides, string path)
     {

@@ -340,6 +340,8 @@ public class ConfigParserTests
     [InlineData("ServiceEntry", "hosts: [e.com]\n  subjectAltNames: [spiffe://cluster.local/ns/a/sa/b, e.com]", "spec.subjectAltNames[1]", "not a SPIFFE ID")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  ports: [{ number: 70000, name: x }]", "spec.ports[0].number", "between 1 and 65535")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  ports: [{ number: 80, name: a }, { number: 80, name: b }]", "spec.ports[1].number", "already defined")]
+    [InlineData("ServiceEntry", "hosts: [e.com]\n  ports: [{ number: 80, name: http }]\n  resolution: DNS_ROUND_ROBIN\n  endpoints: [{ address: a.e.com }, { address: b.e.com }]", "spec.endpoints", "at most one endpoint")]
+    [InlineData("ServiceEntry", "hosts: [e.com]\n  ports: [{ number: 80, name: http }]\n  resolution: DNS\n  endpoints: [{ address: \"not a host\" }]", "spec.endpoints[0].address", "neither an IP address nor a host name")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  ports: [{ number: 80, name: a }, { number: 81, name: a }]", "spec.ports[1].name", "already defined")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  ports: [{ number: 80, name: Web_Port }]", "spec.ports[0].name", "not a valid port name")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  ports: [{ number: 80, name: http }]\n  endpoints: [{ address: 10.0.0.1 }]", "spec.endpoints", "resolution NONE takes no endpoints")]

@@ -1321,19 +1321,6 @@ public static class ConfigParser
             s.Context.Error(s.Get("endpoints"), s.ChildPath("endpoints"), "DNS_ROUND_ROBIN takes at most one endpoint (as in Istio)");
         }
 
-        if (resolution is "DNS" or "DNS_ROUND_ROBIN")
-        {
-            var items = s.Get("endpoints") as YamlSequenceNode;
-            for (var i = 0; i < endpoints.Count; i++)
-            {
-                var address = endpoints[i].Address;
-                if (address.Length > 0 && !System.Net.IPAddress.TryParse(address, out _) && !Names.IsDnsSubdomain(address.ToLowerInvariant()))
-                {
-                    s.Context.Error(items?.Children.ElementAtOrDefault(i) ?? s.Node, $"{s.ChildPath("endpoints")}[{i}].address", $"'{address}' is neither an IP address nor a host name");
-                }
-            }
-        }
-
         if (resolution == "NONE" && endpoints.Count > 0)
         {
             s.Context.Error(s.Get("endpoints"), s.ChildPath("endpoints"), "resolution NONE takes no endpoints (calls go to the host they name), as in Istio");
@@ -1389,6 +1376,10 @@ public static class ConfigParser
         {
             e.Context.Error(e.Get("address"), e.ChildPath("address"), $"'{address}' must be an IP address with resolution STATIC");
         }
+        else if (address.Length > 0 && !System.Net.IPAddress.TryParse(address, out _) && !Names.IsDnsSubdomain(address.ToLowerInvariant()))
+        {
+            e.Context.Error(e.Get("address"), e.ChildPath("address"), $"'{address}' is neither an IP address nor a host name");
+        }
 
         var epPorts = new Dictionary<string, uint>(StringComparer.Ordinal);
         if (e.Get("ports") is YamlMappingNode portMap)
@@ -1396,6 +1387,11 @@ public static class ConfigParser
             foreach (var (k, v) in portMap.Children)
             {
                 var portName = ((YamlScalarNode)k).Value ?? string.Empty;
+                if (!Names.IsDnsLabel(portName))
+                {
+                    e.Context.Error(k, $"{e.ChildPath("ports")}.{portName}", $"'{portName}' is not a valid port name (a DNS-1123 label)");
+                }
+
                 var value = e.ToUInt(v, $"{e.ChildPath("ports")}.{portName}", 1, 65535);
                 if (value is not null)
                 {

@@ -342,6 +342,8 @@ public class ConfigParserTests
     [InlineData("ServiceEntry", "hosts: [e.com]\n  ports: [{ number: 80, name: a }, { number: 80, name: b }]", "spec.ports[1].number", "already defined")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  ports: [{ number: 80, name: http }]\n  resolution: DNS_ROUND_ROBIN\n  endpoints: [{ address: a.e.com }, { address: b.e.com }]", "spec.endpoints", "at most one endpoint")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  ports: [{ number: 80, name: http }]\n  resolution: DNS\n  endpoints: [{ address: \"not a host\" }]", "spec.endpoints[0].address", "neither an IP address nor a host name")]
+    [InlineData("WorkloadEntry", "address: \"vm_1.example\"", "spec.address", "neither an IP address nor a host name")]
+    [InlineData("WorkloadEntry", "address: 10.0.0.9\n  ports: { Http_Port: 8080 }", "spec.ports.Http_Port", "not a valid port name")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  ports: [{ number: 80, name: a }, { number: 81, name: a }]", "spec.ports[1].name", "already defined")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  ports: [{ number: 80, name: Web_Port }]", "spec.ports[0].name", "not a valid port name")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  ports: [{ number: 80, name: http }]\n  endpoints: [{ address: 10.0.0.1 }]", "spec.endpoints", "resolution NONE takes no endpoints")]
@@ -373,7 +375,7 @@ public class ConfigParserTests
     [InlineData("Sidecar", "workloadSelector: { labels: { version: \"v*\" } }\n  egress: [{ hosts: [\"./*\"] }]", "spec.workloadSelector.labels.version", "wildcards are not supported")]
     public void Parse_InvalidResource_ReportsPathAndReason(string kind, string spec, string path, string reason)
     {
-        var group = kind is "DestinationRule" or "ServiceEntry" or "Sidecar" ? "networking.istio.io/v1" : "security.istio.io/v1";
+        var group = kind is "DestinationRule" or "ServiceEntry" or "Sidecar" or "WorkloadEntry" ? "networking.istio.io/v1" : "security.istio.io/v1";
         var result = Parse($$"""
             apiVersion: {{group}}
             kind: {{kind}}

@@ -71,6 +71,8 @@ internal static class SecurityPolicies
                     s.NotIpBlocks.AddRange(source.NotIpBlocks);
                     s.RemoteIpBlocks.AddRange(source.RemoteIpBlocks);
                     s.NotRemoteIpBlocks.AddRange(source.NotRemoteIpBlocks);
+                    s.ServiceAccounts.AddRange(source.ServiceAccounts);
+                    s.NotServiceAccounts.AddRange(source.NotServiceAccounts);
                     spec.From.Add(s);
                 }
 

@@ -104,6 +104,12 @@ public sealed record AuthorizationSource
     /// <summary>Gets <c>notPrincipals</c>.</summary>
     public IReadOnlyList<string> NotPrincipals { get; init; } = [];
 
+    /// <summary>Gets <c>serviceAccounts</c>: <c>namespace/name</c> of the peer's service account, whatever its trust domain.</summary>
+    public IReadOnlyList<string> ServiceAccounts { get; init; } = [];
+
+    /// <summary>Gets <c>notServiceAccounts</c>.</summary>
+    public IReadOnlyList<string> NotServiceAccounts { get; init; } = [];
+
     /// <summary>Gets <c>requestPrincipals</c>.</summary>
     public IReadOnlyList<string> RequestPrincipals { get; init; } = [];
 

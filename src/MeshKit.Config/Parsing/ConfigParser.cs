@@ -1849,6 +1849,8 @@ public static class ConfigParser
             NotIpBlocks = ValidateCidrs(src, "notIpBlocks"),
             RemoteIpBlocks = ValidateCidrs(src, "remoteIpBlocks"),
             NotRemoteIpBlocks = ValidateCidrs(src, "notRemoteIpBlocks"),
+            ServiceAccounts = ServiceAccounts(src, "serviceAccounts"),
+            NotServiceAccounts = ServiceAccounts(src, "notServiceAccounts"),
         })));
         var to = r.List("to", t => Required(t, "operation", op => Named(op, "operation", new AuthorizationOperation
         {
@@ -1873,7 +1875,7 @@ public static class ConfigParser
             var key = c.String("key", required: true) ?? string.Empty;
             if (key.Length > 0 && !IsConditionKey(key))
             {
-                c.Context.Error(c.Get("key"), c.ChildPath("key"), $"unknown condition key '{key}'; expected request.headers[<name>], source.ip, remote.ip, source.namespace, source.principal, request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[<name>]..., destination.ip, destination.port or connection.sni");
+                c.Context.Error(c.Get("key"), c.ChildPath("key"), $"unknown condition key '{key}'; expected request.headers[<name>], source.ip, remote.ip, source.namespace, source.principal, source.serviceAccount, request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[<name>]..., destination.ip, destination.port or connection.sni");
             }
 
             var values = c.Strings("values");
@@ -1900,7 +1902,7 @@ public static class ConfigParser
 
     private static readonly string[] ConditionKeys =
     [
-        "source.ip", "remote.ip", "source.namespace", "source.principal", "request.auth.principal",
+        "source.ip", "remote.ip", "source.namespace", "source.principal", "source.serviceAccount", "request.auth.principal",
         "request.auth.audiences", "request.auth.presenter", "destination.ip", "destination.port", "connection.sni",
     ];
 
@@ -1971,6 +1973,30 @@ public static class ConfigParser
                 r.Context.Error(r.Node, path, $"locality '{locality}' overlaps '{overlapping}' of the same list");
             }
         }
+    }
+
+    /// <summary>
+    /// Reads Istio's <c>serviceAccounts</c> (1.25): <c>namespace/name</c>, matched exactly, and not together with
+    /// principals or namespaces in one source (as Istio validates).
+    /// </summary>
+    private static IReadOnlyList<string> ServiceAccounts(MapReader r, string key)
+    {
+        var values = r.Strings(key);
+        for (var i = 0; i < values.Count; i++)
+        {
+            var parts = values[i].Split('/');
+            if (parts.Length != 2 || !Names.IsDnsLabel(parts[0]) || !Names.IsDnsSubdomain(parts[1]))
+            {
+                r.Context.Error(r.Get(key), $"{r.ChildPath(key)}[{i}]", $"'{values[i]}' is not namespace/name of a service account (no wildcards)");
+            }
+        }
+
+        if (values.Count > 0 && new[] { "principals", "notPrincipals", "namespaces", "notNamespaces" }.FirstOrDefault(r.Has) is { } other)
+        {
+            r.Context.Error(r.Get(key), r.ChildPath(key), $"cannot be used with {other} in one source (as in Istio)");
+        }
+
+        return values;
     }
 
     /// <summary>Reads a list of strings in which an empty one is an error (Istio's "empty value not allowed").</summary>

@@ -232,6 +232,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         var request = Security.AuthorizationRequest.Rent();
         request.SourcePrincipal = peer?.Principal;
         request.SourceNamespace = peer?.Namespace;
+        request.SourceServiceAccount = peer?.ServiceAccount;
         request.SourceIp = context.Connection.RemoteIpAddress;
         request.DestinationIp = context.Connection.LocalIpAddress;
         request.DestinationPort = context.Connection.LocalPort;

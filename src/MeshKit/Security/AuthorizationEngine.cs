@@ -16,6 +16,7 @@ internal sealed class AuthorizationRequest
     {
         request.SourcePrincipal = null;
         request.SourceNamespace = null;
+        request.SourceServiceAccount = null;
         request.SourceIp = null;
         request.DestinationIp = null;
         request.DestinationPort = 0;
@@ -33,6 +34,9 @@ internal sealed class AuthorizationRequest
     public string? SourcePrincipal { get; set; }
 
     public string? SourceNamespace { get; set; }
+
+    /// <summary>Gets or sets <c>namespace/name</c> of the peer's service account (mutual TLS only).</summary>
+    public string? SourceServiceAccount { get; set; }
 
     public IPAddress? SourceIp { get; set; }
 
@@ -309,6 +313,7 @@ internal sealed class AuthorizationEngine
         private readonly Field<string?> _principals = new(Patterns(s.Principals), Patterns(s.NotPrincipals));
         private readonly Field<string?> _requestPrincipals = new(Patterns(s.RequestPrincipals), Patterns(s.NotRequestPrincipals));
         private readonly Field<string?> _namespaces = new(Patterns(s.Namespaces), Patterns(s.NotNamespaces));
+        private readonly Field<string?> _serviceAccounts = new(Patterns(s.ServiceAccounts), Patterns(s.NotServiceAccounts));
         private readonly Field<IPAddress?> _ip = new(Networks(s.IpBlocks), Networks(s.NotIpBlocks));
         private readonly Field<IPAddress?> _remoteIp = new(Networks(s.RemoteIpBlocks), Networks(s.NotRemoteIpBlocks));
 
@@ -316,6 +321,7 @@ internal sealed class AuthorizationEngine
             _principals.Matches(request.SourcePrincipal)
             && _requestPrincipals.Matches(request.Jwt?.Principal)
             && _namespaces.Matches(request.SourceNamespace)
+            && _serviceAccounts.Matches(request.SourceServiceAccount)
             && _ip.Matches(request.SourceIp)
 
             // In-process there is no proxy in front to trust: the remote address is the peer's.
@@ -393,6 +399,8 @@ internal sealed class AuthorizationEngine
                     return r => r.SourceNamespace;
                 case "source.principal":
                     return r => r.SourcePrincipal;
+                case "source.serviceAccount":
+                    return r => r.SourceServiceAccount;
                 case "request.auth.principal":
                     return r => r.Jwt?.Principal;
                 case "request.auth.presenter":

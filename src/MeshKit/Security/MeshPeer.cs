@@ -30,6 +30,9 @@ internal sealed class VerifiedPeer(SpiffeId id)
 
     public string Namespace => Id.Namespace;
 
+    /// <summary>Gets <c>namespace/name</c> of the peer's service account (Istio's <c>serviceAccounts</c>), made once per connection.</summary>
+    public string ServiceAccount { get; } = $"{id.Namespace}/{id.ServiceAccount}";
+
     /// <summary>Gets the SPIFFE ID as text (shared like <see cref="Principal"/>: Istio's <c>source_principal</c> label).</summary>
     public string SpiffeUri { get; } = Shared(id.ToString());
 

@@ -63,8 +63,10 @@ public sealed class AuthorizationEndToEndTests : MeshTestBase, IDisposable
         }
     }
 
-    [Fact]
-    public async Task AllowByPrincipal_OverMutualTls_LetsOnlyThatCallerIn()
+    [Theory]
+    [InlineData("principals: [\"cluster.local/ns/default/sa/productpage\"]")]
+    [InlineData("serviceAccounts: [default/productpage]")] // Istio 1.25: the account, whatever the trust domain
+    public async Task AllowByPrincipal_OverMutualTls_LetsOnlyThatCallerIn(string source)
     {
         var reviews = await StartSecureAsync("reviews");
         var productpage = await StartSecureAsync("productpage");
@@ -79,14 +81,14 @@ public sealed class AuthorizationEndToEndTests : MeshTestBase, IDisposable
 
             return Task.FromResult<IResult?>(null);
         };
-        ControlPlane.WriteConfig("authz.yaml", """
+        ControlPlane.WriteConfig("authz.yaml", $$"""
             apiVersion: security.istio.io/v1
             kind: AuthorizationPolicy
             metadata: { name: reviews-viewer, namespace: default }
             spec:
               selector: { matchLabels: { app: reviews } }
               rules:
-              - from: [{ source: { principals: ["cluster.local/ns/default/sa/productpage"] } }]
+              - from: [{ source: { {{source}} } }]
                 to: [{ operation: { methods: ["GET"] } }]
             """);
         await Eventually.TrueAsync(() => !reviews.Snapshot.Authorization.IsEmpty, "the policy applies");

@@ -144,6 +144,25 @@ public sealed class AuthorizationEngineTests
     }
 
     [Fact]
+    public void ServiceAccounts_MatchNamespaceSlashName_Exactly_AndNeverAPlainTextRequest()
+    {
+        // Istio 1.25's serviceAccounts: "namespace/name" whatever the trust domain; a dot is a dot.
+        var allow = Policy("ALLOW", Rule(new AuthorizationSourceSpec { ServiceAccounts = { "default/cert-manager.io" } }));
+        Assert.True(Allowed(With(Request(principal: "other.domain/ns/default/sa/cert-manager.io"), "default/cert-manager.io"), allow));
+        Assert.False(Allowed(With(Request(), "default/cert-manager-io"), allow));
+        Assert.False(Allowed(With(Request(principal: null, ns: null), null), allow));
+        Assert.False(Allowed(With(Request(), "default/productpage"), Policy("ALLOW", Rule(new AuthorizationSourceSpec { NotServiceAccounts = { "default/productpage" } }))));
+        Assert.True(Allowed(With(Request(), "default/productpage"), Policy("ALLOW", Rule(when: When("source.serviceAccount", ["default/productpage"])))));
+        Assert.False(Allowed(With(Request(), "default/productpage"), Policy("ALLOW", Rule(when: When("source.serviceAccount", notValues: ["default/*"])))));
+
+        static AuthorizationRequest With(AuthorizationRequest request, string? account)
+        {
+            request.SourceServiceAccount = account;
+            return request;
+        }
+    }
+
+    [Fact]
     public void SourceFields_NamespacesAndIpBlocks_WithTheirNotForms()
     {
         Assert.True(Allowed(Request(), Policy("ALLOW", Rule(new AuthorizationSourceSpec { Namespaces = { "default" } }))));

@@ -1502,6 +1502,7 @@ public static class ConfigParser
     {
         if (t.Has("providers"))
         {
+            t.List("providers", p => p.String("name", required: true)); // an empty name is an error, as in Istio
             t.Context.Warning(t.Get("providers"), t.ChildPath("providers"), "MeshKit's spans go to the application's OpenTelemetry tracer provider (its exporters decide where); the provider is not selected, the rest of the entry applies");
         }
 
@@ -1611,7 +1612,11 @@ public static class ConfigParser
                 }
             }
 
-            if (match.String("customMetric") is not null)
+            if (match.String("customMetric") is { Length: 0 })
+            {
+                match.Context.Error(match.Get("customMetric"), match.ChildPath("customMetric"), "must not be empty (as in Istio)");
+            }
+            else if (match.String("customMetric") is not null)
             {
                 match.Context.Warning(match.Get("customMetric"), match.ChildPath("customMetric"), "MeshKit reports no custom metrics; the override is ignored");
                 applies = false;

@@ -296,6 +296,7 @@ public sealed class TelemetryTests
     [InlineData("[{ tagOverrides: { reporter: { operation: DROP } } }]", "spec.metrics[0].overrides[0].tagOverrides.reporter.operation")]
     [InlineData("[{ disabled: maybe }]", "spec.metrics[0].overrides[0].disabled")]
     [InlineData("[{ tagOverrides: { reporter: { operation: UPSERT } } }]", "spec.metrics[0].overrides[0].tagOverrides.reporter.value")]
+    [InlineData("[{ match: { customMetric: \"\" } }]", "spec.metrics[0].overrides[0].match.customMetric")]
     [InlineData("[{ tagOverrides: { reporter: { operation: REMOVE, value: x } } }]", "spec.metrics[0].overrides[0].tagOverrides.reporter.value")]
     [InlineData("[{ match: { metric: REQUEST_COUNT }, enabled: false }]", "spec.metrics[0].overrides[0].enabled")]
     public void Mistakes_AreErrors_WithTheirPath(string overrides, string path)
@@ -304,6 +305,20 @@ public sealed class TelemetryTests
 
         var error = Assert.Single(result.Diagnostics, d => d.Severity == DiagnosticSeverity.Error);
         Assert.Equal(path, error.Path);
+    }
+
+    [Fact]
+    public void ATracingProviderWithoutAName_IsAnError()
+    {
+        var result = ConfigParser.Parse("""
+            apiVersion: telemetry.istio.io/v1
+            kind: Telemetry
+            metadata: { name: t, namespace: default }
+            spec:
+              tracing: [{ providers: [{ name: "" }], randomSamplingPercentage: 10 }]
+            """, "telemetry.yaml");
+
+        Assert.Equal("spec.tracing[0].providers[0].name", Assert.Single(result.Diagnostics, d => d.Severity == DiagnosticSeverity.Error).Path);
     }
 
     [Fact]

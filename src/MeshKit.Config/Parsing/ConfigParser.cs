@@ -82,6 +82,32 @@ public static class ConfigParser
                 continue;
             }
 
+            if (ListItems(root) is { } items)
+            {
+                // What `kubectl get ... -o yaml` writes: a List whose items are the resources (its own metadata is
+                // the list's, not configuration). Each item is read as a document of its own.
+                foreach (var item in items.Children)
+                {
+                    if (item is YamlMappingNode resourceNode)
+                    {
+                        ReadResource(resourceNode);
+                    }
+                    else
+                    {
+                        context.Error(item, "items", "an item of a List must be an object with apiVersion, kind, metadata and spec");
+                    }
+                }
+
+                continue;
+            }
+
+            ReadResource(root);
+        }
+
+        return new ParseResult(fileName, resources, context.Diagnostics);
+
+        void ReadResource(YamlMappingNode root)
+        {
             context.Resource = null;
             var errorsBefore = context.ErrorCount;
             var resource = ReadDocument(new MapReader(root, string.Empty, context));
@@ -94,14 +120,22 @@ public static class ConfigParser
                     // Which one would apply is a guess either way (the control plane keeps the first, a dictionary the last).
                     context.Diagnostics.Add(resource.Finding(DiagnosticSeverity.Error, "metadata.name",
                         $"{resource.DisplayName} is defined twice in this file (first at line {firstLines[resource.Key]})"));
-                    continue;
+                    return;
                 }
 
                 resources.Add(resource);
             }
         }
+    }
 
-        return new ParseResult(fileName, resources, context.Diagnostics);
+    /// <summary>The items of a Kubernetes list (<c>kind: List</c>, or <c>VirtualServiceList</c> and the like); null for a resource.</summary>
+    private static YamlSequenceNode? ListItems(YamlMappingNode root)
+    {
+        string? Scalar(string key) => root.Children.TryGetValue(new YamlScalarNode(key), out var node) ? (node as YamlScalarNode)?.Value : null;
+        return Scalar("kind") is { } kind && kind.EndsWith("List", StringComparison.Ordinal) && !string.IsNullOrEmpty(Scalar("apiVersion"))
+            && root.Children.TryGetValue(new YamlScalarNode("items"), out var items) && items is YamlSequenceNode sequence
+            ? sequence
+            : null;
     }
 
     private static ConfigResource? ReadDocument(MapReader doc)

@@ -16,6 +16,38 @@ public class ConfigParserTests
     }
 
     [Fact]
+    public void Parse_AKubectlList_ReadsEachItemAsAResource_AndPointsIntoIt()
+    {
+        // What `kubectl get virtualservices,destinationrules -o yaml` writes.
+        var result = Parse("""
+            apiVersion: v1
+            kind: List
+            metadata: { resourceVersion: "" }
+            items:
+            - apiVersion: networking.istio.io/v1
+              kind: VirtualService
+              metadata: { name: reviews, namespace: default, resourceVersion: "123", uid: 0e8b0f9c-1111-2222-3333-444455556666 }
+              spec:
+                hosts: [reviews]
+                http: [{ route: [{ destination: { host: reviews, subset: v1 } }] }]
+            - apiVersion: networking.istio.io/v1
+              kind: DestinationRule
+              metadata: { name: reviews, namespace: default }
+              spec: { host: reviews, subsets: [{ name: v1, labels: { version: v1 } }] }
+            - apiVersion: networking.istio.io/v1
+              kind: DestinationRule
+              metadata: { name: ratings, namespace: default }
+              spec: { host: ratings, wieght: 1 }
+            """);
+
+        Assert.Equal(["DestinationRule default/reviews", "VirtualService default/reviews"], result.Resources.Select(r => r.DisplayName).Order(StringComparer.Ordinal));
+        var error = SingleError(result);
+        Assert.Equal("spec.wieght", error.Path);
+        Assert.Equal(18, error.Line);
+        Assert.Equal("DestinationRule default/ratings", error.Resource);
+    }
+
+    [Fact]
     public void Parse_RulesAfterACatchAll_AreReportedAsNeverUsed()
     {
         var result = Parse("""

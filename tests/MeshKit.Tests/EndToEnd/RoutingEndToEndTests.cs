@@ -127,6 +127,35 @@ public sealed class RoutingEndToEndTests : MeshTestBase
     }
 
     [Fact]
+    public async Task AKubectlExport_AppliesItsItems()
+    {
+        // An Istio user's config as `kubectl get virtualservices -o yaml` writes it: a List, bookkeeping and status included.
+        await StartAsync("reviews", "v1");
+        await StartAsync("reviews", "v2");
+        var productpage = await StartAsync("productpage", "v1");
+        ControlPlane.WriteConfig("exported.yaml", """
+            apiVersion: v1
+            kind: List
+            metadata: { resourceVersion: "" }
+            items:
+            - apiVersion: networking.istio.io/v1
+              kind: VirtualService
+              metadata: { name: reviews, namespace: default, generation: 3, resourceVersion: "48213", uid: 7d5a3f7e-0000-4000-8000-000000000001 }
+              spec:
+                hosts: [reviews]
+                http: [{ route: [{ destination: { host: reviews, subset: v2 } }] }]
+              status: { observedGeneration: 3 }
+            """);
+
+        var http = productpage.CreateClient();
+        await Eventually.TrueAsync(async () => await VersionOf(http) == "v2", "the listed VirtualService applies");
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Equal("v2", await VersionOf(http));
+        }
+    }
+
+    [Fact]
     public async Task StoppedBackend_LeavesTheEndpoints_AndNoCallFails()
     {
         var staying = await StartAsync("reviews", "v1");

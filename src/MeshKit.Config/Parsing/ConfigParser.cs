@@ -266,8 +266,17 @@ public static class ConfigParser
     }
 
     // ---------------- networking.istio.io ----------------
-    private static VirtualService ReadVirtualService(MapReader s, Header h)
+    private static VirtualService? ReadVirtualService(MapReader s, Header h)
     {
+        if (s.Strings("gateways") is { Count: > 0 } onlyGateways && !onlyGateways.Contains("mesh"))
+        {
+            // Bound to gateways only: in Istio it configures no sidecar, so it configures no MeshKit workload either.
+            // Skipped with a warning, so that an export of a cluster's config (ingress routes included) applies as is.
+            s.Context.Warning(s.Get("gateways"), s.ChildPath("gateways"), "binds this VirtualService to gateways only: like a sidecar in Istio, no MeshKit workload uses it, and it is ignored");
+            s.Ignore("hosts", "gateways", "http", "tls", "tcp", "exportTo");
+            return null;
+        }
+
         var hosts = s.Strings("hosts");
         s.AnchorItems("hosts");
         if (hosts.Count == 0)
@@ -295,11 +304,7 @@ public static class ConfigParser
         }
 
         var gateways = s.Strings("gateways");
-        if (gateways.Count > 0 && !gateways.Contains("mesh"))
-        {
-            s.Context.Error(s.Get("gateways"), s.ChildPath("gateways"), "only the 'mesh' gateway is supported; this VirtualService would apply to no MeshKit workload");
-        }
-        else if (gateways.Any(g => g != "mesh"))
+        if (gateways.Any(g => g != "mesh"))
         {
             s.Context.Warning(s.Get("gateways"), s.ChildPath("gateways"), "gateways other than 'mesh' are not supported by MeshKit and are ignored");
         }

@@ -310,7 +310,9 @@ public static class ConfigParser
         }
 
         var exportTo = ReadExportTo(s);
+        s.Context.AlsoForGateways = gateways.Any(g => g != "mesh");
         var http = s.List("http", ReadHttpRoute);
+        s.Context.AlsoForGateways = false;
         WarnUnreachable(s, http);
         s.NotSupported("tls", DiagnosticSeverity.Warning, "only HTTP routes are supported");
         s.NotSupported("tcp", DiagnosticSeverity.Warning, "only HTTP routes are supported");
@@ -334,25 +336,36 @@ public static class ConfigParser
     private static void WarnUnreachable(MapReader s, IReadOnlyList<HttpRouteSpec> http)
     {
         var catchAll = -1;
-        var items = s.Get("http") as YamlSequenceNode;
-        for (var i = 0; i < http.Count; i++)
+        var items = (s.Get("http") as YamlSequenceNode)?.Children ?? [];
+        for (var i = 0; i < items.Count; i++)
         {
+            // By the rule's place in the file: a rule skipped for naming gateways only is not in the list.
+            var location = s.Context.Locate(items[i]);
+            if (http.FirstOrDefault(r => r.Location == location) is not { } route)
+            {
+                continue;
+            }
+
             if (catchAll >= 0)
             {
-                var name = http[i].Name is { Length: > 0 } n ? $" '{n}'" : string.Empty;
-                s.Context.Warning(items?.Children.ElementAtOrDefault(i) ?? s.Node, $"{s.ChildPath("http")}[{i}]", $"rule{name} is never used: http[{catchAll}] before it has no match and takes every request");
+                var name = route.Name is { Length: > 0 } n ? $" '{n}'" : string.Empty;
+                s.Context.Warning(items[i], $"{s.ChildPath("http")}[{i}]", $"rule{name} is never used: http[{catchAll}] before it has no match and takes every request");
             }
-            else if (http[i].Match.Count == 0)
+            else if (route.Match.Count == 0)
             {
                 catchAll = i;
             }
         }
     }
 
-    private static HttpRouteSpec ReadHttpRoute(MapReader r)
+    private static HttpRouteSpec? ReadHttpRoute(MapReader r)
     {
         var name = r.String("name");
+        var errorsBefore = r.Context.ErrorCount;
         var match = r.List("match", ReadHttpMatch);
+
+        // Every match block names gateways only (each skipped, below): the rule never applies to a sidecar in Istio.
+        var gatewaysOnly = r.Get("match") is YamlSequenceNode { Children.Count: > 0 } && match.Count == 0 && r.Context.ErrorCount == errorsBefore;
         var route = r.List("route", ReadRouteDestination);
         var headers = r.Map("headers", ReadHeaders);
         var rewrite = r.Map("rewrite", ReadRewrite);
@@ -397,6 +410,12 @@ public static class ConfigParser
             {
                 r.Context.Error(r.Get("route"), r.ChildPath("route"), "with several destinations, weights are required and must not all be 0");
             }
+        }
+
+        if (gatewaysOnly)
+        {
+            r.Context.Warning(r.Node, r.Path, "every match block names gateways only: no MeshKit workload uses this rule (nor does a sidecar in Istio); it is ignored");
+            return null;
         }
 
         return new HttpRouteSpec
@@ -701,7 +720,7 @@ public static class ConfigParser
 
     private sealed record BodyBox(byte[] Bytes);
 
-    private static HttpMatchRequest ReadHttpMatch(MapReader m)
+    private static HttpMatchRequest? ReadHttpMatch(MapReader m)
     {
         var ignoreCase = m.Bool("ignoreUriCase") ?? false;
         var result = new HttpMatchRequest
@@ -719,11 +738,20 @@ public static class ConfigParser
             SourceNamespace = m.String("sourceNamespace"),
         };
 
-        foreach (var (field, names) in new[] { ("headers", result.Headers.Keys), ("withoutHeaders", result.WithoutHeaders.Keys) })
+        if (m.Strings("gateways") is { Count: > 0 } gateways && !gateways.Contains("mesh"))
+        {
+            // A block for gateways never matches on a sidecar in Istio; MeshKit has sidecars' place only.
+            m.Context.Warning(m.Get("gateways"), m.ChildPath("gateways"), "names gateways only: this match block never applies to a MeshKit workload (nor to a sidecar in Istio) and is skipped");
+            m.NotSupported("statPrefix", DiagnosticSeverity.Warning, NotYet);
+            return null;
+        }
+
+        // Istio refuses JWT-claim routing in a VirtualService for the mesh only; bound to gateways too, the block
+        // is valid, and on a sidecar (as here) the claim never matches: no token is validated on the way out.
+        foreach (var (field, names) in m.Context.AlsoForGateways ? [] : new[] { ("headers", result.Headers.Keys), ("withoutHeaders", result.WithoutHeaders.Keys) })
         {
             foreach (var name in names.Where(n => n.StartsWith("@request.auth.claims", StringComparison.Ordinal)))
             {
-                // Istio routes on JWT claims at gateways only; a workload's outbound call carries no validated token.
                 m.Context.Error(m.Get(field), $"{m.ChildPath(field)}.{name}", "routing on JWT claims applies to gateways only (as in Istio), and MeshKit has none");
             }
         }
@@ -733,7 +761,6 @@ public static class ConfigParser
             m.Context.Error(m.Get("sourceNamespace"), m.ChildPath("sourceNamespace"), $"'{sourceNamespace}' is not a namespace name (a DNS-1123 label)");
         }
 
-        m.NotSupported("gateways", DiagnosticSeverity.Error, "only the mesh gateway exists in MeshKit; a match on other gateways would never apply");
         m.NotSupported("statPrefix", DiagnosticSeverity.Warning, NotYet);
         return result;
     }

@@ -14,6 +14,9 @@ internal sealed class ParseContext(string file)
 
     public string? Resource { get; set; }
 
+    /// <summary>Gets or sets whether the VirtualService being read is bound to gateways besides the mesh.</summary>
+    public bool AlsoForGateways { get; set; }
+
     public int ErrorCount { get; private set; }
 
     // Where the fields that findings after parsing (the compiler's, which know only a path) point at are written.

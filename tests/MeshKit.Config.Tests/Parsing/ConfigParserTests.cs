@@ -68,6 +68,32 @@ public class ConfigParserTests
     }
 
     [Fact]
+    public void Parse_MatchBlocksForGatewaysOnly_AreSkipped_AndARuleOfOnlySuchBlocks_Too()
+    {
+        var result = Parse("""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: vs }
+            spec:
+              hosts: [a]
+              gateways: [mesh, gw]
+              http:
+              - match: [{ gateways: [gw], uri: { prefix: /a } }]
+                route: [{ destination: { host: a } }]
+              - match: [{ gateways: [gw], uri: { prefix: /b } }, { uri: { prefix: /c } }]
+                route: [{ destination: { host: b } }]
+              - route: [{ destination: { host: c } }]
+            """);
+
+        Assert.DoesNotContain(result.Diagnostics, d => d.Severity == DiagnosticSeverity.Error);
+        var http = Assert.IsType<VirtualService>(Assert.Single(result.Resources)).Http;
+        Assert.Equal(["b", "c"], http.Select(r => r.Route[0].Destination.Host));
+        Assert.Equal(new StringMatchSpec(StringMatchKind.Prefix, "/c"), Assert.Single(http[0].Match).Uri);
+        Assert.Equal(["spec.gateways", "spec.http[0]", "spec.http[0].match[0].gateways", "spec.http[1].match[0].gateways"],
+            result.Diagnostics.Select(d => d.Path).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public void Parse_RulesAfterACatchAll_AreReportedAsNeverUsed()
     {
         var result = Parse("""

@@ -39,6 +39,29 @@ public class HostsConformanceTests
     }
 
     [Fact]
+    public async Task AVirtualServiceForTheMeshAndAGateway_KeepsItsMeshRules_AndSkipsTheGatewayOnes()
+    {
+        // As a sidecar reads it in Istio: blocks and rules naming gateways only never apply; a JWT-claim block is
+        // valid (the service is also a gateway's) and never matches on the way out.
+        using var mesh = InMemoryMesh.Create(InMemoryMesh.Subsets + """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              gateways: [mesh, istio-system/public]
+              http:
+              - match: [{ gateways: [istio-system/public], uri: { prefix: / } }]
+                route: [{ destination: { host: reviews, subset: v3 } }]
+              - match: [{ headers: { "@request.auth.claims.group": { exact: admin } } }]
+                route: [{ destination: { host: reviews, subset: v2 } }]
+              - route: [{ destination: { host: reviews, subset: v1 } }]
+            """);
+
+        Assert.Equal("v1", await mesh.SendAsync("http://reviews/"));
+    }
+
+    [Fact]
     public async Task WildcardServiceEntry_WithResolutionNone_PassesThroughToTheNamedHost_EvenUnderRegistryOnly()
     {
         using var mesh = InMemoryMesh.Create("""

@@ -584,7 +584,7 @@ public static class ConfigParser
         {
             foreach (var name in names)
             {
-                var isAuthority = name.Equals("host", StringComparison.OrdinalIgnoreCase) || name.Equals(":authority", StringComparison.OrdinalIgnoreCase);
+                var isAuthority = IsAuthorityHeader(name);
                 if (isAuthority && request && field != "remove")
                 {
                     if (authority is not null)
@@ -598,7 +598,7 @@ public static class ConfigParser
                 {
                     o.Context.Error(o.Get(field), o.ChildPath(field), $"'{name}': a header edit cannot touch a pseudo-header or host here (a request's set or add of host or :authority rewrites the authority)");
                 }
-                else if (name.Length == 0 || name.Any(c => c <= ' ' || c >= 127 || c == ':'))
+                else if (!IsHeaderToken(name))
                 {
                     o.Context.Error(o.Get(field), o.ChildPath(field), $"'{name}' is not a valid header name");
                 }
@@ -608,10 +608,9 @@ public static class ConfigParser
         if (authority is not null)
         {
             // One place carries it: a set of Host (an add would give the request two authorities).
-            static bool IsAuthority(string name) => name.Equals("host", StringComparison.OrdinalIgnoreCase) || name.Equals(":authority", StringComparison.OrdinalIgnoreCase);
             var value = set.TryGetValue(authority, out var v) ? v : add[authority];
-            set = set.Where(e => !IsAuthority(e.Key)).Append(new("Host", value)).ToDictionary(StringComparer.Ordinal);
-            add = add.Where(e => !IsAuthority(e.Key)).ToDictionary(StringComparer.Ordinal);
+            set = set.Where(e => !IsAuthorityHeader(e.Key)).Append(new("Host", value)).ToDictionary(StringComparer.Ordinal);
+            add = add.Where(e => !IsAuthorityHeader(e.Key)).ToDictionary(StringComparer.Ordinal);
         }
 
         return new HeaderOperationsSpec(set, add, remove);
@@ -1986,10 +1985,12 @@ public static class ConfigParser
     private static T? Required<T>(MapReader r, string key, Func<MapReader, T> read)
         where T : class
     {
+        var errorsBefore = r.Context.ErrorCount;
         var value = r.Map(key, read);
-        if (value is null && !r.Has(key))
+        if (value is null && r.Context.ErrorCount == errorsBefore)
         {
-            r.Context.Error(r.Node, r.ChildPath(key), "is required");
+            // Absent, or null (`source: ~`): dropped, the item would leave the rule open to anything.
+            r.Context.Error(r.Get(key) ?? r.Node, r.ChildPath(key), "is required");
         }
 
         return value;
@@ -2006,11 +2007,18 @@ public static class ConfigParser
         return value;
     }
 
+    /// <summary>Whether <paramref name="name"/> is an HTTP token, the form of a header name (RFC 9110).</summary>
+    private static bool IsHeaderToken(string name) =>
+        name.Length > 0 && name.All(c => char.IsAsciiLetterOrDigit(c) || "!#$%&'*+-.^_`|~".Contains(c, StringComparison.Ordinal));
+
+    private static bool IsAuthorityHeader(string name) =>
+        name.Equals("host", StringComparison.OrdinalIgnoreCase) || name.Equals(":authority", StringComparison.OrdinalIgnoreCase);
+
     /// <summary>Reads a required header name; one that is not an HTTP token (letters, digits, <c>!#$%&amp;'*+-.^_`|~</c>) is an error.</summary>
     private static string? HeaderName(MapReader r, string key)
     {
         var name = r.String(key, required: true);
-        if (name is { Length: > 0 } && !name.All(c => char.IsAsciiLetterOrDigit(c) || "!#$%&'*+-.^_`|~".Contains(c, StringComparison.Ordinal)))
+        if (name is { Length: > 0 } && !IsHeaderToken(name))
         {
             r.Context.Error(r.Get(key), r.ChildPath(key), $"'{name}' is not a valid header name");
         }

@@ -432,6 +432,8 @@ public class ConfigParserTests
     [InlineData("AuthorizationPolicy", "action: DENY", "spec.rules", "never applies")]
     [InlineData("AuthorizationPolicy", "rules: [{ from: [] }]", "spec.rules[0].from", "empty list")]
     [InlineData("AuthorizationPolicy", "rules: [{ from: [{}] }]", "spec.rules[0].from[0].source", "is required")]
+    [InlineData("AuthorizationPolicy", "rules: [{ from: [{ source: ~ }] }]", "spec.rules[0].from[0].source", "is required")]
+    [InlineData("AuthorizationPolicy", "rules: [{ to: [{ operation: null }] }]", "spec.rules[0].to[0].operation", "is required")]
     [InlineData("AuthorizationPolicy", "rules: [{ from: [{ source: {} }] }]", "spec.rules[0].from[0].source", "empty source")]
     [InlineData("AuthorizationPolicy", "rules: [{ to: [{ operation: {} }] }]", "spec.rules[0].to[0].operation", "empty operation")]
     [InlineData("AuthorizationPolicy", "rules: [{ from: [{ source: { principals: [\"\"] } }] }]", "spec.rules[0].from[0].source.principals[0]", "empty value")]

@@ -60,6 +60,14 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         return SendObservedAsync(request, activity, log, reportIstio, cancellationToken).AsTask();
     }
 
+    /// <summary>
+    /// <c>HttpClient.Send</c> takes the same path as <c>SendAsync</c>, blocking until it completes: a
+    /// <see cref="DelegatingHandler"/>'s own synchronous path would pass the request straight to the socket handler,
+    /// unrouted and without mutual TLS.
+    /// </summary>
+    protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken) =>
+        SendAsync(request, cancellationToken).GetAwaiter().GetResult();
+
     // The send path returns value tasks, pooled where they await: the task a DelegatingHandler must return is made
     // once, at the top, instead of one per async layer.
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
@@ -376,12 +384,6 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 await StartMirrorsAsync(state, cancellationToken).ConfigureAwait(false);
             }
 
-            if (state.Passthrough)
-            {
-                request.RequestUri = state.Route.Actions.RewritesPath ? new Uri(state.Uri, state.PathAndQuery) : state.Uri;
-                return WithResponseHeaders(await base.SendAsync(request, cancellationToken).ConfigureAwait(false), state.Target, state.Route.Actions);
-            }
-
             HttpResponseMessage response;
             var resilience = state.Resilience;
             if (resilience is null)
@@ -425,7 +427,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             }
 
             // URX: the last attempt failed and no retry was left (attempts used up, or the budget refused one).
-            var exhausted = resilience is { Attempts: > 0 } && !response.IsSuccessStatusCode && (state.RetryOverflow || state.Tried.Count > resilience.Attempts);
+            var exhausted = resilience is { Attempts: > 0 } && !response.IsSuccessStatusCode && (state.RetryOverflow || state.Attempted > resilience.Attempts);
             var shaped = (state.Delayed ? "DI" : null, exhausted ? "URX" : null) switch
             {
                 (null, null) => null,
@@ -670,6 +672,11 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     {
         try
         {
+            if (state.Passthrough)
+            {
+                return await SendPassthroughAttemptAsync(state, cancellationToken).ConfigureAwait(false);
+            }
+
             EndpointView? endpoint = null;
             for (var i = 0; i < 5; i++)
             {
@@ -692,8 +699,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 throw new NoEndpointException($"no healthy upstream for port {state.Port}");
             }
 
-            var retry = state.Tried.Count > 0;
-            if (retry)
+            if (state.Attempted++ > 0)
             {
                 metrics?.Retry(state.Uri.IdnHost);
             }
@@ -702,7 +708,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             using var activity = provider.Current.SpansOff ? null : MeshActivity.Source.StartActivity("MeshKit attempt", ActivityKind.Internal);
             if (activity is not null)
             {
-                activity.SetTag("meshkit.attempt", state.Tried.Count);
+                activity.SetTag("meshkit.attempt", state.Attempted);
                 activity.SetTag("server.address", authority);
                 MeshActivity.AddB3(state.Request, activity);
             }
@@ -817,6 +823,34 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         catch (Exception ex)
         {
             return Outcome.FromException<HttpResponseMessage>(ex);
+        }
+    }
+
+    /// <summary>
+    /// One attempt to the host the caller named (a ServiceEntry with resolution NONE, or the PASSTHROUGH load
+    /// balancer: Envoy's original-destination cluster), through the client's own handler. The route's timeout and
+    /// retries govern it as any other call; there is no endpoint to pick, avoid on a retry, or eject.
+    /// </summary>
+    private async Task<Outcome<HttpResponseMessage>> SendPassthroughAttemptAsync(AttemptState state, CancellationToken cancellationToken)
+    {
+        if (state.Attempted++ > 0)
+        {
+            metrics?.Retry(state.Uri.IdnHost);
+        }
+
+        var reserved = state.RetryReserved;
+        state.RetryReserved = false;
+        try
+        {
+            state.Request.RequestUri = state.Route.Actions.RewritesPath ? new Uri(state.Uri, state.PathAndQuery) : state.Uri;
+            return Outcome.FromResult(await base.SendAsync(state.Request, cancellationToken).ConfigureAwait(false));
+        }
+        finally
+        {
+            if (reserved && state.Cluster is not null)
+            {
+                Interlocked.Decrement(ref state.Cluster._activeRetries);
+            }
         }
     }
 

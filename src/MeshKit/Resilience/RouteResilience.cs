@@ -31,6 +31,9 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
     /// <summary>Gets the endpoints tried so far, in order.</summary>
     public AttemptState Tried => this;
 
+    /// <summary>Gets or sets how many attempts were made (to endpoints, or to the host a pass-through call names).</summary>
+    public int Attempted { get; set; }
+
     /// <summary>Gets how many endpoints were tried.</summary>
     public int Count => _firstTried is null ? 0 : 1 + (_moreTried?.Count ?? 0);
 
@@ -167,6 +170,7 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
         state.Port = 0;
         state.Idempotent = false;
         state.Replayable = false;
+        state.Attempted = 0;
         state._firstTried = null;
         state._moreTried?.Clear();
         PerThread<AttemptState>.Return(state);

@@ -311,6 +311,63 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
     }
 
     [Fact]
+    public async Task PassThroughDestination_KeepsTheRoutesTimeoutAndRetries()
+    {
+        // A ServiceEntry with resolution NONE sends to the host the caller named (Envoy's original-destination
+        // cluster); the VirtualService's policy still governs the call, each retry going to that host again.
+        var backend = await StartAsync("reviews", "v1");
+        var port = backend.Address.Port;
+        ControlPlane.WriteConfig("external.yaml", $$"""
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: external }
+            spec:
+              hosts: [api.localhost]
+              ports: [{ number: {{port}}, name: http, protocol: HTTP }]
+              resolution: NONE
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: external }
+            spec:
+              hosts: [api.localhost]
+              http:
+              - match: [{ uri: { prefix: /slow } }]
+                timeout: 300ms
+                retries: { attempts: 0 }
+                route: [{ destination: { host: api.localhost } }]
+              - retries: { attempts: 2, retryOn: 5xx }
+                route: [{ destination: { host: api.localhost } }]
+            """);
+        // The client's own handler stands in for DNS: the pass-through call goes through it to the named host.
+        var client = await StartAsync("productpage", "v1", services: s => s.AddHttpClient("test").ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
+        {
+            ConnectCallback = async (context, cancellationToken) =>
+            {
+                var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp) { NoDelay = true };
+                await socket.ConnectAsync(IPAddress.Loopback, context.DnsEndPoint.Port, cancellationToken);
+                return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
+            },
+        }));
+        await Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue("api.localhost", out var s) && s.Routes.Length == 2, "the routes apply");
+        var http = client.CreateClient();
+
+        backend.Behavior = Status(503, times: 1);
+        using (var retried = await http.GetAsync($"http://api.localhost:{port}/"))
+        {
+            Assert.Equal(HttpStatusCode.OK, retried.StatusCode);
+            Assert.Equal(2, backend.Served);
+        }
+
+        backend.Behavior = Delay(TimeSpan.FromSeconds(10));
+        var watch = Stopwatch.StartNew();
+        using var timedOut = await http.GetAsync($"http://api.localhost:{port}/slow");
+        Assert.Equal(HttpStatusCode.GatewayTimeout, timedOut.StatusCode);
+        Assert.Equal("UT", timedOut.Headers.GetValues(MeshHandler.ResponseFlagsHeader).Single());
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"took {watch.Elapsed}");
+    }
+
+    [Fact]
     public async Task CallerCancellation_UnderARouteTimeout_IsTheCallersNotATimeout()
     {
         var backend = await StartAsync("reviews", "v1");

@@ -301,6 +301,23 @@ public sealed class RoutingEndToEndTests : MeshTestBase
         }
     }
 
+
+    [Fact]
+    public async Task SynchronousSend_IsRoutedLikeSendAsync()
+    {
+        // HttpClient.Send goes down the handlers' synchronous path; a DelegatingHandler that does not override it
+        // hands the request straight to the socket handler, which would look the service's name up in DNS.
+        await StartAsync("reviews", "v1");
+        var productpage = await StartAsync("productpage", "v1");
+        await Eventually.TrueAsync(() => productpage.Snapshot.Services.ContainsKey(ReviewsHost), "the service is known");
+        var http = productpage.CreateClient();
+
+        using var response = await Task.Run(() => http.Send(new HttpRequestMessage(HttpMethod.Get, "http://reviews/sync")));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("reviews", (await response.Content.ReadAsStringAsync()).Split('|')[0]);
+    }
+
     [Fact]
     public async Task NoMatchingRoute_Is404WithTheNoRouteFlag()
     {

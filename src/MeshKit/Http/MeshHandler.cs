@@ -410,10 +410,17 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
                 if (outcome.Exception is TimeoutRejectedException timedOut)
                 {
-                    return WithResponseHeaders(Reject(request, HttpStatusCode.GatewayTimeout, "UT", $"upstream request timeout: route '{state.Route.Name}' of '{state.ServiceHost}' took longer than {timedOut.Timeout}"), state.Target, state.Route.Actions);
+                    return TimedOutReply(state, timedOut.Timeout);
                 }
 
                 response = Unwrap(outcome);
+
+                // The route timeout runs on until the body has arrived, as Envoy's does.
+                if (resilience.Timeout is { } route && ResponseDeadline.HasBodyToCome(request, response)
+                    && !ResponseDeadline.Cover(response, route - time.GetElapsedTime(started), new UpstreamTimeout(state.Route.Name, state.ServiceHost, route), cancellationToken, time))
+                {
+                    return TimedOutReply(state, route);
+                }
             }
 
             if (state.SetCookie is not null)
@@ -468,6 +475,11 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             AttemptState.Return(state);
         }
     }
+
+    private static HttpResponseMessage TimedOutReply(AttemptState state, TimeSpan after) => WithResponseHeaders(
+        Reject(state.Request, HttpStatusCode.GatewayTimeout, "UT", new UpstreamTimeout(state.Route.Name, state.ServiceHost, after).Message),
+        state.Target,
+        state.Route.Actions);
 
     private async Task StartMirrorsAsync(AttemptState state, CancellationToken cancellationToken)
     {

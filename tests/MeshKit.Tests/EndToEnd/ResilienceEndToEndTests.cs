@@ -310,6 +310,102 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(1.9), $"took {watch.Elapsed}");
     }
 
+    // Headers at once, then part of the body, then nothing: the route timeout must still end the call.
+    private static Func<HttpContext, Task<IResult?>> StallingBody(long? declaredLength) => async context =>
+    {
+        context.Response.ContentLength = declaredLength;
+        await context.Response.Body.WriteAsync("first part"u8.ToArray(), context.RequestAborted);
+        await context.Response.Body.FlushAsync(context.RequestAborted);
+        await Task.Delay(TimeSpan.FromSeconds(60), context.RequestAborted);
+        return Results.Empty;
+    };
+
+    // A body in pieces, the whole of it well within the route timeout.
+    private static Func<HttpContext, Task<IResult?>> BodyInPieces(int pieces, int pieceBytes, long? declaredLength) => async context =>
+    {
+        context.Response.ContentLength = declaredLength;
+        for (var i = 0; i < pieces; i++)
+        {
+            await context.Response.Body.WriteAsync(Enumerable.Repeat((byte)('a' + i), pieceBytes).ToArray(), context.RequestAborted);
+            await context.Response.Body.FlushAsync(context.RequestAborted);
+            await Task.Delay(50, context.RequestAborted);
+        }
+
+        return Results.Empty;
+    };
+
+    [Theory]
+    [InlineData(1000L)] // of known length
+    [InlineData(null)]  // streamed (chunked)
+    public async Task RouteTimeout_CoversTheBody_AStalledBody_FailsWhereItIsRead(long? declaredLength)
+    {
+        // Envoy's route timeout runs until the response is complete, not until its headers; headers that came in time
+        // are the caller's, and the body's read is what the timeout cuts (Envoy resets the stream).
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = StallingBody(declaredLength);
+
+        // Long enough for the headers to come in time on a loaded machine (the test is of the body).
+        var client = await RouteAsync("- { timeout: 3s, retries: { attempts: 0 }, route: [{ destination: { host: reviews } }] }");
+        var http = client.CreateClient();
+
+        var watch = Stopwatch.StartNew();
+        using (var response = await http.GetAsync("http://reviews/", HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal(declaredLength, response.Content.Headers.ContentLength);
+            var body = await response.Content.ReadAsStreamAsync();
+            var read = await Assert.ThrowsAsync<HttpIOException>(async () =>
+            {
+                var buffer = new byte[64];
+                while (await body.ReadAsync(buffer) > 0)
+                {
+                }
+            });
+            Assert.Equal(HttpRequestError.ResponseEnded, read.HttpRequestError);
+            Assert.Contains("upstream request timeout: route", read.Message, StringComparison.Ordinal);
+            Assert.IsType<TimeoutException>(read.InnerException);
+        }
+
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(15), $"took {watch.Elapsed}");
+
+        // Buffered by HttpClient (the default): the call itself fails.
+        watch.Restart();
+        var buffered = await Assert.ThrowsAsync<HttpRequestException>(() => http.GetAsync("http://reviews/"));
+        Assert.IsType<HttpIOException>(buffered.InnerException);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(15), $"took {watch.Elapsed}");
+    }
+
+    [Theory]
+    [InlineData(false, 3, 10)] // streamed (no Content-Length)
+    [InlineData(true, 3, 10)]  // of known length
+    [InlineData(true, 4, 50_000)]
+    [InlineData(false, 4, 50_000)]
+    public async Task RouteTimeout_ABodyThatArrivesInTime_IsReadWhole(bool declared, int pieces, int pieceBytes)
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = BodyInPieces(pieces, pieceBytes, declared ? (long)pieces * pieceBytes : null);
+        var client = await RouteAsync("- { timeout: 10s, retries: { attempts: 0 }, route: [{ destination: { host: reviews } }] }");
+        var http = client.CreateClient();
+
+        var whole = await http.GetByteArrayAsync("http://reviews/");
+        Assert.Equal(pieces * pieceBytes, whole.Length);
+        Assert.Equal((byte)('a' + pieces - 1), whole[^1]);
+
+        using var response = await http.GetAsync("http://reviews/", HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(declared ? pieces * pieceBytes : null, response.Content.Headers.ContentLength);
+        await using var stream = await response.Content.ReadAsStreamAsync();
+        using var copy = new MemoryStream();
+        await stream.CopyToAsync(copy);
+        Assert.Equal(pieces * pieceBytes, copy.Length);
+
+        var sync = await Task.Run(() =>
+        {
+            using var sent = http.Send(new HttpRequestMessage(HttpMethod.Get, "http://reviews/"));
+            return sent.Content.ReadAsByteArrayAsync().GetAwaiter().GetResult();
+        });
+        Assert.Equal(pieces * pieceBytes, sync.Length);
+    }
+
     [Fact]
     public async Task PassThroughDestination_KeepsTheRoutesTimeoutAndRetries()
     {

@@ -266,6 +266,7 @@ public sealed class TrafficEndToEndTests : MeshTestBase
               http:
               - match: [{ uri: { exact: /greet.Greeter/SayGoodbye } }]
                 route: [{ destination: { host: greeter, subset: v2 } }]
+                timeout: 5s # the reply, its trailers included, read under the route timeout
               - route: [{ destination: { host: greeter, subset: v1 } }]
             """);
         await Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue("greeter.default.svc.cluster.local", out var s) && s.Routes.Length == 2

@@ -1,0 +1,264 @@
+using System.Buffers;
+using System.Net;
+using System.Runtime.CompilerServices;
+using MeshKit.Resilience;
+
+namespace MeshKit.Http;
+
+/// <summary>What a route timeout that fired says: the route, its service and the timeout.</summary>
+internal readonly record struct UpstreamTimeout(string Route, string Service, TimeSpan After)
+{
+    /// <summary>Gets the reason given to the caller, in the words of Envoy's local reply.</summary>
+    public string Message => $"upstream request timeout: route '{Route}' of '{Service}' took longer than {After}";
+}
+
+/// <summary>
+/// The route timeout over the response body. Envoy's route timeout runs until the response is complete, not until its
+/// headers, and a response whose headers went on before the timeout fired is reset: the headers go to the caller as
+/// they arrive, and the body is handed over wrapped (<see cref="DeadlineContent"/>) so that a read past the deadline
+/// fails and cuts the upstream stream.
+/// </summary>
+/// <remarks>
+/// Reading a small body of known length ahead, before returning the headers, would turn a late body into a 504, but
+/// it would buffer what callers that stream (<c>HttpCompletionOption.ResponseHeadersRead</c>) read as it comes, hold
+/// their headers back until the body is in, and it is not what Envoy does.
+/// </remarks>
+internal static class ResponseDeadline
+{
+    // The content of a response made without one: nothing to come.
+    private static readonly Type EmptyContent = new HttpResponseMessage().Content.GetType();
+
+    /// <summary>Whether the response has a body that may still be arriving.</summary>
+    public static bool HasBodyToCome(HttpRequestMessage request, HttpResponseMessage response)
+    {
+        var status = (int)response.StatusCode;
+        if (status < 200 || status is 204 or 304 || request.Method == HttpMethod.Head)
+        {
+            return false;
+        }
+
+        var content = response.Content;
+        return content.GetType() != EmptyContent && content is not (ByteArrayContent or ReadOnlyMemoryContent) && content.Headers.ContentLength is not 0;
+    }
+
+    /// <summary>
+    /// Puts the response's body under the deadline <paramref name="left"/> from now. False when no time is left (the
+    /// headers came as the deadline passed): the response is then disposed and the call is the route's timeout.
+    /// </summary>
+    public static bool Cover(HttpResponseMessage response, TimeSpan left, UpstreamTimeout timeout, CancellationToken caller, TimeProvider time)
+    {
+        if (left <= TimeSpan.Zero)
+        {
+            response.Dispose();
+            return false;
+        }
+
+        response.Content = new DeadlineContent(response.Content, CallDeadline.Start(left, caller, time), caller, timeout);
+        return true;
+    }
+}
+
+/// <summary>
+/// A response body read under what is left of the route timeout: every read waits at most until the deadline, and a
+/// read past it fails with an <see cref="HttpIOException"/> (<see cref="HttpRequestError.ResponseEnded"/>, a
+/// <see cref="TimeoutException"/> inside) and cuts the upstream stream. The deadline ends when the body does.
+/// </summary>
+internal sealed class DeadlineContent : HttpContent
+{
+    private readonly HttpContent _inner;
+    private readonly CancellationToken _caller;
+    private readonly UpstreamTimeout _timeout;
+    private CallDeadline _deadline;
+    private CancellationTokenSource? _linked;
+    private CancellationToken _linkedReader;
+    private int _ended;
+
+    public DeadlineContent(HttpContent inner, CallDeadline deadline, CancellationToken caller, UpstreamTimeout timeout)
+    {
+        _inner = inner;
+        _deadline = deadline;
+        _caller = caller;
+        _timeout = timeout;
+        foreach (var header in inner.Headers.NonValidated)
+        {
+            if (header.Value.Count == 1)
+            {
+                Headers.TryAddWithoutValidation(header.Key, header.Value.ToString());
+            }
+            else
+            {
+                Headers.TryAddWithoutValidation(header.Key, header.Value);
+            }
+        }
+    }
+
+    protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
+        SerializeToStreamAsync(stream, context, CancellationToken.None);
+
+    protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _inner.CopyToAsync(stream, context, TokenFor(cancellationToken)).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (Cut(cancellationToken, ex) is { } cut)
+        {
+            throw cut;
+        }
+        finally
+        {
+            End();
+        }
+    }
+
+    // A synchronous copy cannot be cancelled by a token: the asynchronous one, waited for (HttpClient.Send's callers
+    // chose to block).
+    protected override void SerializeToStream(Stream stream, TransportContext? context, CancellationToken cancellationToken) =>
+        SerializeToStreamAsync(stream, context, cancellationToken).GetAwaiter().GetResult();
+
+    protected override Task<Stream> CreateContentReadStreamAsync() => CreateContentReadStreamAsync(CancellationToken.None);
+
+    protected override async Task<Stream> CreateContentReadStreamAsync(CancellationToken cancellationToken) =>
+        new Reader(this, await _inner.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false));
+
+    protected override Stream CreateContentReadStream(CancellationToken cancellationToken) => new Reader(this, _inner.ReadAsStream(cancellationToken));
+
+    // A known length was copied as the Content-Length header; otherwise it is not known.
+    protected override bool TryComputeLength(out long length)
+    {
+        length = 0;
+        return false;
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            End();
+            _inner.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
+
+    /// <summary>
+    /// The token a read waits under: the deadline's (which the call's own token cancels too), linked with the
+    /// reader's when it brings another. A reader keeps its token from read to read (a gRPC call's), so the link is
+    /// kept for the next read and ends with the body.
+    /// </summary>
+    private CancellationToken TokenFor(CancellationToken reader)
+    {
+        if (Volatile.Read(ref _ended) != 0)
+        {
+            return reader; // the body has ended: the deadline's source may serve another call by now
+        }
+
+        if (!reader.CanBeCanceled || reader == _caller)
+        {
+            return _deadline.Token;
+        }
+
+        if (_linked is null || reader != _linkedReader)
+        {
+            _linked?.Dispose();
+            _linked = CancellationTokenSource.CreateLinkedTokenSource(reader, _deadline.Token);
+            _linkedReader = reader;
+        }
+
+        return _linked.Token;
+    }
+
+    /// <summary>The failure a read past the deadline becomes; null when the read failed for another reason.</summary>
+    private HttpIOException? Cut(CancellationToken reader, Exception failure) =>
+        Volatile.Read(ref _ended) == 0 && !reader.IsCancellationRequested && _deadline.Passed(_caller)
+            ? new HttpIOException(HttpRequestError.ResponseEnded, $"{_timeout.Message}: the response body had not arrived in full", new TimeoutException(_timeout.Message, failure))
+            : null;
+
+    private void End()
+    {
+        if (Interlocked.Exchange(ref _ended, 1) == 0)
+        {
+            _linked?.Dispose(); // before the deadline's source is reset for another call
+            _deadline.End();
+        }
+    }
+
+    /// <summary>The body's stream, each read under the deadline; the deadline ends at the end of the body.</summary>
+    private sealed class Reader(DeadlineContent owner, Stream inner) : Stream
+    {
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+
+        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            try
+            {
+                var read = await inner.ReadAsync(buffer, owner.TokenFor(cancellationToken)).ConfigureAwait(false);
+                if (read == 0 && buffer.Length > 0)
+                {
+                    owner.End();
+                }
+
+                return read;
+            }
+            catch (Exception ex) when (owner.Cut(cancellationToken, ex) is { } cut)
+            {
+                throw cut;
+            }
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        // A synchronous read cannot be cancelled by a token: the asynchronous one, waited for.
+        public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+        public override int Read(Span<byte> buffer)
+        {
+            var rented = ArrayPool<byte>.Shared.Rent(buffer.Length);
+            try
+            {
+                var read = Read(rented, 0, buffer.Length);
+                rented.AsSpan(0, read).CopyTo(buffer);
+                return read;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(rented);
+            }
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                inner.Dispose();
+                owner.End();
+            }
+
+            base.Dispose(disposing);
+        }
+    }
+}

@@ -12,10 +12,10 @@ namespace MeshKit.ControlPlane.Registry;
 internal sealed partial class WorkloadRegistry(IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<WorkloadRegistry> logger) : IWorkloadRegistry
 {
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
-    private CancellationTokenSource _changed = new();
+    private readonly ChangeSignal _changed = new();
     private long _generation;
 
-    public IChangeToken GetChangeToken() => new CancellationChangeToken(Volatile.Read(ref _changed).Token);
+    public IChangeToken GetChangeToken() => _changed.Token;
 
     public IReadOnlyList<RegistryEntry> Entries => _entries.Values.Select(e => e.Public).ToArray();
 
@@ -64,9 +64,7 @@ internal sealed partial class WorkloadRegistry(IOptions<ControlPlaneOptions> opt
 
     private void Signal()
     {
-        var previous = Interlocked.Exchange(ref _changed, new CancellationTokenSource());
-        previous.Cancel();
-        previous.Dispose();
+        _changed.Fire();
     }
 
     private sealed record Entry(long Lease, RegistryEntry Public);

@@ -18,7 +18,7 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IConfigWriter
     private readonly TimeProvider _time;
     private readonly Lock _scanLock = new();
     private readonly Dictionary<string, FileState> _files = new(StringComparer.Ordinal);
-    private CancellationTokenSource _reload = new();
+    private readonly ChangeSignal _reload = new();
     private FileSystemWatcher? _watcher;
     private ITimer? _timer;
     private int _complete;
@@ -42,7 +42,7 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IConfigWriter
 
     public IReadOnlyList<ConfigSourceStatus> Sources => Volatile.Read(ref _state).Sources;
 
-    public IChangeToken GetReloadToken() => new CancellationChangeToken(Volatile.Read(ref _reload).Token);
+    public IChangeToken GetReloadToken() => _reload.Token;
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -198,9 +198,7 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IConfigWriter
             var texts = _files.Where(f => f.Value.Accepted).ToDictionary(f => f.Key, f => f.Value.Text, StringComparer.Ordinal);
             Volatile.Write(ref _state, new State(new ConfigSet(resources), statuses, texts));
             Log.ConfigLoaded(_logger, resources.Count, statuses.Count);
-            var previous = Interlocked.Exchange(ref _reload, new CancellationTokenSource());
-            previous.Cancel();
-            previous.Dispose();
+            _reload.Fire();
         }
     }
 

@@ -27,7 +27,7 @@ internal sealed partial class JwksCache : BackgroundService
     private readonly HttpClient _http;
     private readonly SemaphoreSlim _wake = new(0);
     private ImmutableDictionary<string, string> _keys = ImmutableDictionary<string, string>.Empty.WithComparers(StringComparer.Ordinal);
-    private CancellationTokenSource _changed = new();
+    private readonly ChangeSignal _changed = new();
 
     public JwksCache(IConfigStore store, IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<JwksCache> logger)
     {
@@ -73,7 +73,7 @@ internal sealed partial class JwksCache : BackgroundService
     /// <summary>Gets the keys fetched so far, by URI.</summary>
     public IReadOnlyDictionary<string, string> Keys => Volatile.Read(ref _keys);
 
-    public IChangeToken GetChangeToken() => new CancellationChangeToken(Volatile.Read(ref _changed).Token);
+    public IChangeToken GetChangeToken() => _changed.Token;
 
     public override void Dispose()
     {
@@ -124,9 +124,7 @@ internal sealed partial class JwksCache : BackgroundService
         if (updated.Count != old.Count || updated.Any(k => !old.TryGetValue(k.Key, out var v) || v != k.Value))
         {
             Volatile.Write(ref _keys, updated);
-            var previous = Interlocked.Exchange(ref _changed, new CancellationTokenSource());
-            await previous.CancelAsync().ConfigureAwait(false);
-            previous.Dispose();
+            await _changed.FireAsync().ConfigureAwait(false);
         }
     }
 

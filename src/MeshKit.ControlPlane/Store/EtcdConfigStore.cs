@@ -32,7 +32,7 @@ internal sealed partial class EtcdConfigStore : IConfigStore, IConfigWriter, ICo
     private readonly Lock _apply = new();
     private Dictionary<string, StoredResource> _stored = new(StringComparer.Ordinal);
     private State _state = new(ConfigSet.Empty, [], 0);
-    private CancellationTokenSource _reload = new();
+    private readonly ChangeSignal _reload = new();
     private Task? _watch;
 
     public EtcdConfigStore(EtcdCluster etcd, ILogger<EtcdConfigStore> logger)
@@ -49,7 +49,7 @@ internal sealed partial class EtcdConfigStore : IConfigStore, IConfigWriter, ICo
     /// <summary>Gets the etcd revision the set in force was read at.</summary>
     public long Revision => Volatile.Read(ref _state).Revision;
 
-    public IChangeToken GetReloadToken() => new CancellationChangeToken(Volatile.Read(ref _reload).Token);
+    public IChangeToken GetReloadToken() => _reload.Token;
 
     /// <summary>Every change comes from a committed etcd transaction (one applied source each), so it is complete.</summary>
     public bool TakeComplete() => true;
@@ -274,9 +274,7 @@ internal sealed partial class EtcdConfigStore : IConfigStore, IConfigWriter, ICo
             Volatile.Write(ref _stored, stored);
             Volatile.Write(ref _state, new State(new ConfigSet(stored.Values.Where(s => s.Resource is not null).Select(s => s.Resource!)), statuses, revision));
             Log.Loaded(_logger, stored.Count, revision);
-            var previous = Interlocked.Exchange(ref _reload, new CancellationTokenSource());
-            previous.Cancel();
-            previous.Dispose();
+            _reload.Fire();
         }
     }
 

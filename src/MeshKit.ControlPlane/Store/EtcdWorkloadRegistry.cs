@@ -27,7 +27,7 @@ internal sealed partial class EtcdWorkloadRegistry : IWorkloadRegistry, IHostedS
     private readonly CancellationTokenSource _stopping = new();
     private readonly TaskCompletionSource _synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ImmutableDictionary<string, RegistryEntry> _entries = ImmutableDictionary.Create<string, RegistryEntry>(StringComparer.Ordinal);
-    private CancellationTokenSource _changed = new();
+    private readonly ChangeSignal _changed = new();
     private long _lease;
     private long _registrations;
     private Task? _watch;
@@ -49,7 +49,7 @@ internal sealed partial class EtcdWorkloadRegistry : IWorkloadRegistry, IHostedS
     /// <summary>Gets this replica's lease (for tests and diagnostics).</summary>
     public long Lease => Volatile.Read(ref _lease);
 
-    public IChangeToken GetChangeToken() => new CancellationChangeToken(Volatile.Read(ref _changed).Token);
+    public IChangeToken GetChangeToken() => _changed.Token;
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -222,9 +222,7 @@ internal sealed partial class EtcdWorkloadRegistry : IWorkloadRegistry, IHostedS
     private void Publish(ImmutableDictionary<string, RegistryEntry> entries)
     {
         Volatile.Write(ref _entries, entries);
-        var previous = Interlocked.Exchange(ref _changed, new CancellationTokenSource());
-        previous.Cancel();
-        previous.Dispose();
+        _changed.Fire();
     }
 
     private static partial class Log

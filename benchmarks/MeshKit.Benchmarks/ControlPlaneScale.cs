@@ -207,13 +207,25 @@ internal static class ControlPlaneScale
     private static async Task InSyncAsync(MeshStatePublisher publisher, ConnectionTracker tracker, int workloads, TextWriter log)
     {
         var report = Stopwatch.StartNew();
+        var progress = Stopwatch.StartNew();
+        var last = string.Empty;
         while (true)
         {
             if (report.Elapsed > TimeSpan.FromSeconds(10))
             {
                 report.Restart();
                 var current = publisher.Current;
-                log.WriteLine($"  state {current?.Version} holds {current?.WorkloadCount} workloads; {tracker.Connections.Count} streams, {tracker.Connections.Count(c => c.StateVersion == current?.Version)} at it, {tracker.Connections.Count(c => c.HasPending)} awaiting an ACK");
+                var status = $"state {current?.Version} holds {current?.WorkloadCount} workloads; {tracker.Connections.Count} streams, {tracker.Connections.Count(c => c.StateVersion == current?.Version)} at it, {tracker.Connections.Count(c => c.HasPending)} awaiting an ACK";
+                log.WriteLine("  " + status);
+                if (status != last)
+                {
+                    (last, progress) = (status, Stopwatch.StartNew());
+                }
+                else if (progress.Elapsed > TimeSpan.FromMinutes(2))
+                {
+                    // A stream that failed (its registration refused, say) never comes back here: say so, do not wait forever.
+                    throw new InvalidOperationException($"the fleet stopped converging two minutes ago at {workloads} workloads: {status}");
+                }
             }
 
             if (publisher.Current is { } state && state.WorkloadCount == workloads && tracker.Connections.Count == workloads

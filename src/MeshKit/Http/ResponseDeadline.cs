@@ -28,11 +28,14 @@ internal static class ResponseDeadline
     // The content of a response made without one: nothing to come.
     private static readonly Type EmptyContent = new HttpResponseMessage().Content.GetType();
 
-    /// <summary>Whether the response has a body that may still be arriving.</summary>
+    /// <summary>
+    /// Whether the response has a body that may still be arriving. A tunnel's (an extended CONNECT: a WebSocket over
+    /// HTTP/2; an HTTP/1.1 upgrade answers 101) is a duplex stream the application reads and writes: not wrapped.
+    /// </summary>
     public static bool HasBodyToCome(HttpRequestMessage request, HttpResponseMessage response)
     {
         var status = (int)response.StatusCode;
-        if (status < 200 || status is 204 or 304 || request.Method == HttpMethod.Head)
+        if (status < 200 || status is 204 or 304 || request.Method == HttpMethod.Head || request.Method == HttpMethod.Connect)
         {
             return false;
         }

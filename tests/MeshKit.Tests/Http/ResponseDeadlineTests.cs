@@ -17,6 +17,8 @@ public sealed class ResponseDeadlineTests
         { "GET", 200, "bytes", false },
         { "GET", 200, "none", false },
         { "HEAD", 200, "stream", false },
+        { "CONNECT", 200, "stream", false },
+        { "GET", 101, "stream", false },
         { "GET", 204, "stream", false },
         { "GET", 304, "stream", false },
         { "GET", 500, "stream", true },

@@ -335,7 +335,10 @@ internal sealed class RouteResilience
             var key = (retries, attempts, perTry, retryNonIdempotent);
             if (!_built.TryGetValue(key, out var built))
             {
-                var conditions = retries is { } policy ? new RetryConditions(policy.RetryOn, policy.RetriableStatusCodes) : RetryConditions.IstioDefault;
+                // As Istio: a policy starts from the default one, whose conditions a retryOn (conditions or bare codes) replaces.
+                var conditions = retries is { } policy && (policy.RetryOn.Count > 0 || policy.RetriableStatusCodes.Count > 0)
+                    ? new RetryConditions(policy.RetryOn, policy.RetriableStatusCodes)
+                    : RetryConditions.IstioDefault;
                 built = (Build(conditions, attempts, perTry, retryNonIdempotent, time), conditions);
                 _built[key] = built;
             }

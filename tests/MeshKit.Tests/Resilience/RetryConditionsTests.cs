@@ -1,4 +1,5 @@
 using System.Net;
+using MeshKit.Protocol.V1;
 using MeshKit.Resilience;
 using Microsoft.Extensions.Time.Testing;
 
@@ -111,6 +112,27 @@ public class RetryConditionsTests
         Assert.True(conditions.ShouldRetry(Response(200, 14), AttemptFailure.None, true));
         Assert.False(conditions.ShouldRetry(Response(500), AttemptFailure.None, true));
         Assert.False(conditions.ShouldRetry(null, AttemptFailure.Reset, true));
+    }
+
+    [Fact]
+    public void RetriesWithoutRetryOn_KeepIstiosDefaultConditions()
+    {
+        // Istio starts from its default policy and replaces retryOn only when one is given: `retries: { attempts: 3 }`
+        // retries what the default does, three times.
+        var pipelines = new RouteResilience.Pipelines(TimeProvider.System);
+        var attemptsOnly = RouteResilience.Create(new HttpRoute { Retries = new RetryPolicy { Attempts = 3 } }, pipelines);
+        Assert.Equal(3, attemptsOnly.Attempts);
+        Assert.True(attemptsOnly.Conditions.ShouldRetry(null, AttemptFailure.ConnectFailure, true));
+        Assert.True(attemptsOnly.Conditions.ShouldRetry(Response(503), AttemptFailure.None, true));
+        Assert.False(attemptsOnly.Conditions.ShouldRetry(Response(500), AttemptFailure.None, true));
+
+        // A retryOn replaces the conditions; bare codes alone are the whole list (Istio adds retriable-status-codes).
+        var fiveXx = RouteResilience.Create(new HttpRoute { Retries = new RetryPolicy { Attempts = 3, RetryOn = { "5xx" } } }, pipelines);
+        Assert.True(fiveXx.Conditions.ShouldRetry(Response(500), AttemptFailure.None, true));
+        var codesOnly = RouteResilience.Create(new HttpRoute { Retries = new RetryPolicy { Attempts = 3, RetriableStatusCodes = { 409 } } }, pipelines);
+        Assert.True(codesOnly.Conditions.ShouldRetry(Response(409), AttemptFailure.None, true));
+        Assert.False(codesOnly.Conditions.ShouldRetry(Response(503), AttemptFailure.None, true));
+        Assert.False(codesOnly.Conditions.ShouldRetry(null, AttemptFailure.ConnectFailure, true));
     }
 
     [Fact]

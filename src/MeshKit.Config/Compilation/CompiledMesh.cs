@@ -550,6 +550,13 @@ public sealed class CompiledMesh
             {
                 route.Retries.RetryRemoteLocalities = remote;
             }
+
+            if (retries.RetryIgnorePreviousHosts is { } ignorePrevious)
+            {
+                route.Retries.RetryIgnorePreviousHosts = ignorePrevious;
+            }
+
+            route.Retries.BackoffMs = (ulong)(retries.Backoff?.TotalMilliseconds ?? 0);
         }
 
         if (spec.Fault is { } fault)

@@ -5,7 +5,14 @@ namespace MeshKit.Config.Model;
 /// <param name="PerTryTimeout">Gets <c>perTryTimeout</c>.</param>
 /// <param name="RetryOn">Gets <c>retryOn</c>, split at commas.</param>
 /// <param name="RetryRemoteLocalities">Gets <c>retryRemoteLocalities</c>.</param>
-public sealed record RetrySpec(int Attempts, TimeSpan? PerTryTimeout, IReadOnlyList<string> RetryOn, bool? RetryRemoteLocalities);
+public sealed record RetrySpec(int Attempts, TimeSpan? PerTryTimeout, IReadOnlyList<string> RetryOn, bool? RetryRemoteLocalities)
+{
+    /// <summary>Gets <c>backoff</c>: the base interval of the retries' exponential backoff (Envoy's default: 25 ms).</summary>
+    public TimeSpan? Backoff { get; init; }
+
+    /// <summary>Gets <c>retryIgnorePreviousHosts</c>: whether retries avoid the endpoints already tried (default: they do).</summary>
+    public bool? RetryIgnorePreviousHosts { get; init; }
+}
 
 /// <summary>Istio's <c>HTTPFaultInjection</c>.</summary>
 /// <param name="Delay">Gets <c>delay</c>.</param>

@@ -453,7 +453,18 @@ public static class ConfigParser
             }
         }
 
-        return new RetrySpec(attempts, perTry, retryOn, r.Bool("retryRemoteLocalities"));
+        var remote = r.Bool("retryRemoteLocalities");
+        if (attempts == 0 && (perTry is not null || retryOn.Length > 0 || remote is not null))
+        {
+            // As Istio validates: the rest of the policy would silently do nothing.
+            r.Context.Error(r.Get("attempts") ?? r.Node, r.ChildPath("attempts"), "http retry policy configured when attempts are set to 0 (disabled)");
+        }
+
+        return new RetrySpec(attempts, perTry, retryOn, remote)
+        {
+            Backoff = r.TimerDuration("backoff"),
+            RetryIgnorePreviousHosts = r.Bool("retryIgnorePreviousHosts"),
+        };
     }
 
     private static double ReadPercentage(MapReader r, string key = "percentage")

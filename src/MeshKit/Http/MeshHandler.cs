@@ -362,6 +362,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         state.Limits = upstream.Limits;
         state.CallerToken = cancellationToken;
         state.RetryRemoteLocalities = resilience?.RetryRemoteLocalities ?? false;
+        state.AvoidTried = resilience?.AvoidTried ?? true;
         state.Transport = upstream.Transport;
         state.TlsMode = upstream.TlsMode;
         state.Answer = answer;
@@ -694,7 +695,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             {
                 endpoint = state.Endpoints.Pick(state.Request, state.Uri, out var setCookie);
                 state.SetCookie ??= setCookie;
-                if (endpoint is null || !state.Tried.Contains(endpoint))
+                if (endpoint is null || !state.AvoidTried || !state.Tried.Contains(endpoint))
                 {
                     break;
                 }

@@ -84,6 +84,9 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
     /// <summary>Gets whether retries may go to endpoints in other localities.</summary>
     public bool RetryRemoteLocalities { get; set; }
 
+    /// <summary>Gets whether a retry avoids the endpoints already tried.</summary>
+    public bool AvoidTried { get; set; } = true;
+
     /// <summary>Gets or sets whether a retry has been counted as in flight and its attempt has not started yet.</summary>
     public bool RetryReserved { get; set; }
 
@@ -151,6 +154,7 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
         state.Transport = null;
         state.TlsMode = string.Empty;
         state.RetryRemoteLocalities = false;
+        state.AvoidTried = true;
         state.RetryReserved = false;
         state.RetryOverflow = false;
         state.SetCookie = null;
@@ -186,16 +190,15 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
 /// </summary>
 internal sealed class RouteResilience
 {
-    /// <summary>Istio's defaults: 25 ms base interval, 250 ms cap.</summary>
+    /// <summary>Envoy's default base interval of the retries' backoff (a route's <c>retries.backoff</c> sets it); the cap is ten times it.</summary>
     internal static readonly TimeSpan BaseDelay = TimeSpan.FromMilliseconds(25);
-
-    internal static readonly TimeSpan MaxDelay = TimeSpan.FromMilliseconds(250);
 
     internal static readonly ResiliencePropertyKey<AttemptState> StateKey = new("meshkit.attempt");
 
-    private RouteResilience(ResiliencePipeline<HttpResponseMessage> pipeline, RetryConditions conditions, int attempts, TimeSpan? timeout, TimeSpan? perTryTimeout, FaultPlan? fault, bool retryNonIdempotent, bool retryRemoteLocalities)
+    private RouteResilience(ResiliencePipeline<HttpResponseMessage> pipeline, RetryConditions conditions, int attempts, TimeSpan? timeout, TimeSpan? perTryTimeout, FaultPlan? fault, bool retryNonIdempotent, bool retryRemoteLocalities, bool avoidTried)
     {
         RetryRemoteLocalities = retryRemoteLocalities;
+        AvoidTried = avoidTried;
         Pipeline = pipeline;
         Conditions = conditions;
         Attempts = attempts;
@@ -233,6 +236,9 @@ internal sealed class RouteResilience
 
     public bool RetryRemoteLocalities { get; }
 
+    /// <summary>Gets whether a retry avoids the endpoints already tried (Istio's default; <c>retryIgnorePreviousHosts: false</c> turns it off).</summary>
+    public bool AvoidTried { get; }
+
     /// <summary>Compiles a route's resilience, sharing the Polly pipeline with every route of the same policy.</summary>
     public static RouteResilience Create(HttpRoute route, Pipelines pipelines)
     {
@@ -241,9 +247,10 @@ internal sealed class RouteResilience
         var perTry = route.Retries is { PerTryTimeoutMs: > 0 } p ? TimeSpan.FromMilliseconds(p.PerTryTimeoutMs) : (TimeSpan?)null;
         var (pipeline, conditions) = pipelines.For(route.Retries, attempts, perTry, route.RetryNonIdempotent);
         var remote = route.Retries is { HasRetryRemoteLocalities: true, RetryRemoteLocalities: true };
+        var avoidTried = route.Retries is not { HasRetryIgnorePreviousHosts: true, RetryIgnorePreviousHosts: false };
         return route.Fault is null
-            ? pipelines.Shared(pipeline, conditions, attempts, timeout, perTry, route.RetryNonIdempotent, remote)
-            : new RouteResilience(pipeline, conditions, attempts, timeout, perTry, FaultPlan.Create(route.Fault), route.RetryNonIdempotent, remote);
+            ? pipelines.Shared(pipeline, conditions, attempts, timeout, perTry, route.RetryNonIdempotent, remote, avoidTried)
+            : new RouteResilience(pipeline, conditions, attempts, timeout, perTry, FaultPlan.Create(route.Fault), route.RetryNonIdempotent, remote, avoidTried);
     }
 
     /// <summary>
@@ -269,7 +276,7 @@ internal sealed class RouteResilience
         return conditions.ShouldRetry(outcome.Result, failure, state.Idempotent || retryNonIdempotent);
     }
 
-    private static ResiliencePipeline<HttpResponseMessage> Build(RetryConditions conditions, int attempts, TimeSpan? perTry, bool retryNonIdempotent, TimeProvider time)
+    private static ResiliencePipeline<HttpResponseMessage> Build(RetryConditions conditions, int attempts, TimeSpan? perTry, bool retryNonIdempotent, TimeSpan backoff, TimeProvider time)
     {
         if (attempts <= 0)
         {
@@ -304,7 +311,7 @@ internal sealed class RouteResilience
 
                 return new ValueTask<bool>(true);
             },
-            DelayGenerator = args => new ValueTask<TimeSpan?>(RetryConditions.Pushback(args.Outcome.Result, time) ?? FullJitter(args.AttemptNumber)),
+            DelayGenerator = args => new ValueTask<TimeSpan?>(RetryConditions.Pushback(args.Outcome.Result, time) ?? FullJitter(args.AttemptNumber, backoff)),
             OnRetry = args =>
             {
                 args.Outcome.Result?.Dispose();
@@ -339,22 +346,23 @@ internal sealed class RouteResilience
                 var conditions = retries is { } policy && (policy.RetryOn.Count > 0 || policy.RetriableStatusCodes.Count > 0)
                     ? new RetryConditions(policy.RetryOn, policy.RetriableStatusCodes)
                     : RetryConditions.IstioDefault;
-                built = (Build(conditions, attempts, perTry, retryNonIdempotent, time), conditions);
+                var backoff = retries is { BackoffMs: > 0 } b ? TimeSpan.FromMilliseconds(b.BackoffMs) : BaseDelay;
+                built = (Build(conditions, attempts, perTry, retryNonIdempotent, backoff, time), conditions);
                 _built[key] = built;
             }
 
             return built;
         }
 
-        private readonly Dictionary<(ResiliencePipeline<HttpResponseMessage>, RetryConditions, int, TimeSpan?, TimeSpan?, bool, bool), RouteResilience> _shared = [];
+        private readonly Dictionary<(ResiliencePipeline<HttpResponseMessage>, RetryConditions, int, TimeSpan?, TimeSpan?, bool, bool, bool), RouteResilience> _shared = [];
 
         /// <summary>One policy object for every route without fault injection that has the same policy (it holds no per-route state).</summary>
-        public RouteResilience Shared(ResiliencePipeline<HttpResponseMessage> pipeline, RetryConditions conditions, int attempts, TimeSpan? timeout, TimeSpan? perTry, bool retryNonIdempotent, bool retryRemoteLocalities)
+        public RouteResilience Shared(ResiliencePipeline<HttpResponseMessage> pipeline, RetryConditions conditions, int attempts, TimeSpan? timeout, TimeSpan? perTry, bool retryNonIdempotent, bool retryRemoteLocalities, bool avoidTried)
         {
-            var key = (pipeline, conditions, attempts, timeout, perTry, retryNonIdempotent, retryRemoteLocalities);
+            var key = (pipeline, conditions, attempts, timeout, perTry, retryNonIdempotent, retryRemoteLocalities, avoidTried);
             if (!_shared.TryGetValue(key, out var shared))
             {
-                shared = new RouteResilience(pipeline, conditions, attempts, timeout, perTry, null, retryNonIdempotent, retryRemoteLocalities);
+                shared = new RouteResilience(pipeline, conditions, attempts, timeout, perTry, null, retryNonIdempotent, retryRemoteLocalities, avoidTried);
                 _shared[key] = shared;
             }
 
@@ -388,10 +396,10 @@ internal sealed class RouteResilience
         return true;
     }
 
-    /// <summary>Full jitter: uniform between 0 and min(cap, base × 2^attempt).</summary>
-    internal static TimeSpan FullJitter(int attempt)
+    /// <summary>Full jitter, as Envoy's backoff: uniform between 0 and min(10 × base, base × 2^attempt).</summary>
+    internal static TimeSpan FullJitter(int attempt, TimeSpan baseDelay)
     {
-        var ceiling = Math.Min(MaxDelay.TotalMilliseconds, BaseDelay.TotalMilliseconds * Math.Pow(2, Math.Min(attempt, 16)));
+        var ceiling = Math.Min(10 * baseDelay.TotalMilliseconds, baseDelay.TotalMilliseconds * Math.Pow(2, Math.Min(attempt, 16)));
         return TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * ceiling);
     }
 }

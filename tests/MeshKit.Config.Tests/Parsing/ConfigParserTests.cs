@@ -342,6 +342,9 @@ public class ConfigParserTests
     [InlineData("hosts: [a]\n  http: [{ rewrite: { authority: x }, headers: { request: { add: { host: y } } }, route: [{ destination: { host: a } }] }]", "spec.http[0].headers.request", "authority is set twice")]
     [InlineData("hosts: [a]\n  http: [{ directResponse: { status: 200 }, fault: { abort: { httpStatus: 500, percentage: { value: 10 } } } }]", "spec.http[0].fault", "cannot be combined")]
     [InlineData("hosts: [a]\n  http: [{ route: [{ destination: { host: a } }], retries: { attempts: 2, perTryTimeout: 0s } }]", "spec.http[0].retries.perTryTimeout", "at least 1ms")]
+    [InlineData("hosts: [a]\n  http: [{ route: [{ destination: { host: a } }], retries: { attempts: 2, backoff: 0s } }]", "spec.http[0].retries.backoff", "at least 1ms")]
+    [InlineData("hosts: [a]\n  http: [{ route: [{ destination: { host: a } }], retries: { attempts: 0, retryOn: 5xx } }]", "spec.http[0].retries.attempts", "attempts are set to 0")]
+    [InlineData("hosts: [a]\n  http: [{ route: [{ destination: { host: a } }], retries: { attempts: 0, perTryTimeout: 1s } }]", "spec.http[0].retries.attempts", "attempts are set to 0")]
     [InlineData("hosts: [a]\n  http: [{ match: [{ sourceNamespace: Not_A_Namespace }], route: [{ destination: { host: a } }] }]", "spec.http[0].match[0].sourceNamespace", "not a namespace name")]
     [InlineData("hosts: [a]\n  http: [{ match: [{ queryParams: { q: { prefix: x } } }], route: [{ destination: { host: a } }] }]", "spec.http[0].match[0].queryParams.q.prefix", "exact or regex only")]
     [InlineData("hosts: [a]\n  http: [{ match: [{ withoutHeaders: { X-A: {} } }], route: [{ destination: { host: a } }] }]", "spec.http[0].match[0].withoutHeaders.X-A", "lower case")]
@@ -611,7 +614,7 @@ public class ConfigParserTests
               hosts: [reviews]
               http:
               - timeout: 1.5s
-                retries: { attempts: 3, perTryTimeout: 500ms, retryOn: "5xx,connect-failure,503" }
+                retries: { attempts: 3, perTryTimeout: 500ms, retryOn: "5xx,connect-failure,503", backoff: 100ms, retryIgnorePreviousHosts: false }
                 fault:
                   delay: { fixedDelay: 7s, percentage: { value: 10 } }
                   abort: { httpStatus: 500, percentage: { value: 0.5 } }
@@ -647,6 +650,8 @@ public class ConfigParserTests
         Assert.Equal(TimeSpan.FromSeconds(1.5), route.Timeout);
         Assert.Equal(["5xx", "connect-failure", "503"], route.Retries!.RetryOn);
         Assert.Equal(TimeSpan.FromMilliseconds(500), route.Retries.PerTryTimeout);
+        Assert.Equal(TimeSpan.FromMilliseconds(100), route.Retries.Backoff);
+        Assert.False(route.Retries.RetryIgnorePreviousHosts);
         Assert.Equal(0.5, route.Fault!.Abort!.Percentage);
         Assert.Equal(TimeSpan.FromSeconds(7), route.Fault.Delay!.FixedDelay);
         Assert.Equal(25, Assert.Single(route.Mirrors).Percentage);

@@ -136,12 +136,25 @@ public class RetryConditionsTests
     }
 
     [Fact]
+    public void RetryIgnorePreviousHosts_False_LetsARetryReturnToAnEndpointTried()
+    {
+        var pipelines = new RouteResilience.Pipelines(TimeProvider.System);
+        Assert.True(RouteResilience.Create(new HttpRoute(), pipelines).AvoidTried);
+        Assert.True(RouteResilience.Create(new HttpRoute { Retries = new RetryPolicy { Attempts = 2 } }, pipelines).AvoidTried);
+        Assert.True(RouteResilience.Create(new HttpRoute { Retries = new RetryPolicy { Attempts = 2, RetryIgnorePreviousHosts = true } }, pipelines).AvoidTried);
+        Assert.False(RouteResilience.Create(new HttpRoute { Retries = new RetryPolicy { Attempts = 2, RetryIgnorePreviousHosts = false } }, pipelines).AvoidTried);
+    }
+
+    [Fact]
     public void FullJitter_StaysUnderTheExponentialCeiling()
     {
-        for (var attempt = 0; attempt < 8; attempt++)
+        foreach (var baseDelay in new[] { 25, 100 })
         {
-            var ceiling = Math.Min(250, 25 * Math.Pow(2, attempt));
-            Assert.All(Enumerable.Range(0, 100).Select(_ => RouteResilience.FullJitter(attempt).TotalMilliseconds), d => Assert.InRange(d, 0, ceiling));
+            for (var attempt = 0; attempt < 8; attempt++)
+            {
+                var ceiling = Math.Min(10 * baseDelay, baseDelay * Math.Pow(2, attempt));
+                Assert.All(Enumerable.Range(0, 100).Select(_ => RouteResilience.FullJitter(attempt, TimeSpan.FromMilliseconds(baseDelay)).TotalMilliseconds), d => Assert.InRange(d, 0, ceiling));
+            }
         }
     }
 }

@@ -55,9 +55,13 @@ internal sealed class RetryConditions
         }
     }
 
-    /// <summary>Istio's default policy for routes without <c>retries</c>.</summary>
+    /// <summary>
+    /// Istio's default policy for routes without <c>retries</c> (and for a <c>retries</c> without <c>retryOn</c>). Istio
+    /// releases since mid-2024 no longer list 503 among its retriable status codes (an application's 503 is not always
+    /// safe to repeat), and neither does MeshKit: name it (<c>retryOn: 503</c>, <c>gateway-error</c>) to retry it.
+    /// </summary>
     public static RetryConditions IstioDefault { get; } =
-        new(["connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"], [503]);
+        new(["connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"], []);
 
     public bool ShouldRetry(HttpResponseMessage? response, AttemptFailure failure, bool idempotent)
     {

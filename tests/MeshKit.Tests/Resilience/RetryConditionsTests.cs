@@ -104,11 +104,11 @@ public class RetryConditionsTests
     }
 
     [Fact]
-    public void IstioDefault_RetriesConnectFailuresAnd503ButNot500()
+    public void IstioDefault_RetriesConnectFailuresAndGrpcUnavailable_NotAnApplications503Or500()
     {
         var conditions = RetryConditions.IstioDefault;
         Assert.True(conditions.ShouldRetry(null, AttemptFailure.ConnectFailure, true));
-        Assert.True(conditions.ShouldRetry(Response(503), AttemptFailure.None, true));
+        Assert.False(conditions.ShouldRetry(Response(503), AttemptFailure.None, true));
         Assert.True(conditions.ShouldRetry(Response(200, 14), AttemptFailure.None, true));
         Assert.False(conditions.ShouldRetry(Response(500), AttemptFailure.None, true));
         Assert.False(conditions.ShouldRetry(null, AttemptFailure.Reset, true));
@@ -123,8 +123,8 @@ public class RetryConditionsTests
         var attemptsOnly = RouteResilience.Create(new HttpRoute { Retries = new RetryPolicy { Attempts = 3 } }, pipelines);
         Assert.Equal(3, attemptsOnly.Attempts);
         Assert.True(attemptsOnly.Conditions.ShouldRetry(null, AttemptFailure.ConnectFailure, true));
-        Assert.True(attemptsOnly.Conditions.ShouldRetry(Response(503), AttemptFailure.None, true));
-        Assert.False(attemptsOnly.Conditions.ShouldRetry(Response(500), AttemptFailure.None, true));
+        Assert.True(attemptsOnly.Conditions.ShouldRetry(Response(200, 14), AttemptFailure.None, true));
+        Assert.False(attemptsOnly.Conditions.ShouldRetry(Response(503), AttemptFailure.None, true));
 
         // A retryOn replaces the conditions; bare codes alone are the whole list (Istio adds retriable-status-codes).
         var fiveXx = RouteResilience.Create(new HttpRoute { Retries = new RetryPolicy { Attempts = 3, RetryOn = { "5xx" } } }, pipelines);

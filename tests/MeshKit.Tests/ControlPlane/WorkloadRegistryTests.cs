@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using MeshKit.ControlPlane;
 using MeshKit.ControlPlane.Registry;
 using MeshKit.Protocol.V1;
@@ -9,6 +10,24 @@ namespace MeshKit.Tests.ControlPlane;
 
 public sealed class WorkloadRegistryTests
 {
+    [Fact]
+    public void AFiredSource_StaysReadable_ForAListenerRacingTheNextSignal()
+    {
+        // The race, step by step: a listener has read the current source (to take its token) when another thread fires
+        // twice; the listener then takes the token. Disposing fired sources made that read throw.
+        var signal = new ChangeSignal();
+        var read = Current(signal);
+        signal.Fire();
+        signal.Fire();
+
+        Assert.True(read.Token.IsCancellationRequested);
+        Assert.False(signal.Token.HasChanged);
+    }
+
+    // The source a listener reads inside ChangeSignal.Token, before taking its token.
+    [UnsafeAccessor(UnsafeAccessorKind.Field, Name = "_current")]
+    private static extern ref CancellationTokenSource Current(ChangeSignal signal);
+
     [Fact]
     public async Task ConcurrentRegistrations_AllSucceed_WhileAListenerFollowsTheChangeToken()
     {

@@ -261,7 +261,9 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
         Assert.Equal("UT", response.Headers.GetValues(MeshHandler.ResponseFlagsHeader).Single());
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"took {watch.Elapsed}");
-        Assert.Equal(1, backend.Served);
+
+        // No retry: at most the one attempt (on a loaded machine the timeout can fire before the server has started it).
+        Assert.InRange(backend.Served, 0, 1);
     }
 
     [Fact]
@@ -275,7 +277,7 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
 
         Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
         Assert.Equal("UT", response.Headers.GetValues(MeshHandler.ResponseFlagsHeader).Single());
-        Assert.Equal(1, backend.Served);
+        Assert.InRange(backend.Served, 0, 1); // no retry (the timeout can fire before a loaded server starts the one attempt)
     }
 
     [Fact]
@@ -472,7 +474,7 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         using var caller = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.CreateClient().GetAsync("http://reviews/", caller.Token));
-        Assert.Equal(1, backend.Served);
+        Assert.InRange(backend.Served, 0, 1); // no retry (the caller can give up before a loaded server starts the one attempt)
     }
 
     [Fact]

@@ -218,4 +218,58 @@ public class VirtualServiceConformanceTests
         using var empty = await Raw(mesh, "http://reviews/other");
         Assert.Equal(HttpStatusCode.NoContent, empty.StatusCode);
     }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task RetryIgnorePreviousHosts_DecidesWhetherARetryMayReturnToTheEndpointTried(bool avoid)
+    {
+        // Every call's first attempt answers 503; the retry is recorded. RANDOM picks among three endpoints, so a retry
+        // that may return does so about a third of the time.
+        var upstream = new FirstAttemptFails();
+        using var mesh = InMemoryMesh.Create($$"""
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec: { host: reviews, trafficPolicy: { loadBalancer: { simple: RANDOM } } }
+            ---
+            {{InMemoryMesh.VirtualService($"  - {{ retries: {{ attempts: 1, retryOn: \"503\", retryIgnorePreviousHosts: {(avoid ? "true" : "false")} }}, route: [{{ destination: {{ host: reviews }} }}] }}")}}
+            """, upstream: upstream);
+
+        for (var i = 0; i < 60; i++)
+        {
+            Assert.Matches("^v[123]$", await mesh.SendAsync("http://reviews/"));
+        }
+
+        var returned = upstream.Pairs.Count(p => p.First == p.Retry);
+        if (avoid)
+        {
+            Assert.Equal(0, returned);
+        }
+        else
+        {
+            Assert.InRange(returned, 1, 59);
+        }
+    }
+
+    /// <summary>Fails the first attempt of each request with 503 and answers the next with the endpoint's subset.</summary>
+    private sealed class FirstAttemptFails : HttpMessageHandler
+    {
+        private readonly System.Runtime.CompilerServices.ConditionalWeakTable<HttpRequestMessage, string> _first = new();
+
+        public System.Collections.Concurrent.ConcurrentQueue<(string First, string Retry)> Pairs { get; } = new();
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            var endpoint = request.RequestUri!.Authority;
+            if (!_first.TryGetValue(request, out var first))
+            {
+                _first.Add(request, endpoint);
+                return Task.FromResult(new HttpResponseMessage(HttpStatusCode.ServiceUnavailable) { Content = new StringContent("busy") });
+            }
+
+            Pairs.Enqueue((first, endpoint));
+            return Task.FromResult(new HttpResponseMessage(HttpStatusCode.OK) { Content = new StringContent($"v{request.RequestUri.Port - 1000}") });
+        }
+    }
 }

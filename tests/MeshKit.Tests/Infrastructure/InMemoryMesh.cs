@@ -30,7 +30,7 @@ internal static class InMemoryMesh
 
         """;
 
-    public static HttpMessageInvoker Create(string yaml, string ns = "default", IReadOnlyDictionary<string, string>? labels = null, IEnumerable<WorkloadAnnouncement>? extraWorkloads = null, string? locality = null, bool withReviews = true, MeshKit.Telemetry.MeshMetrics? metrics = null)
+    public static HttpMessageInvoker Create(string yaml, string ns = "default", IReadOnlyDictionary<string, string>? labels = null, IEnumerable<WorkloadAnnouncement>? extraWorkloads = null, string? locality = null, bool withReviews = true, MeshKit.Telemetry.MeshMetrics? metrics = null, HttpMessageHandler? upstream = null)
     {
         var parsed = ConfigParser.Parse(yaml, "routes.yaml");
         Assert.False(parsed.HasErrors, string.Join(Environment.NewLine, parsed.Diagnostics));
@@ -46,7 +46,7 @@ internal static class InMemoryMesh
         var snapshot = SnapshotBuilder.Build(view.Resources, source, "1", ready: true);
         var provider = new MeshSnapshotProvider(Options.Create(new MeshOptions()), TimeProvider.System);
         provider.PublishFromFile(snapshot);
-        return new HttpMessageInvoker(new MeshHandler(provider, metrics) { InnerHandler = new Recorder() });
+        return new HttpMessageInvoker(new MeshHandler(provider, metrics) { InnerHandler = upstream ?? new Recorder() });
     }
 
     public static string VirtualService(string http) => $$"""

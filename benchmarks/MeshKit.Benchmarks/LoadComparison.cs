@@ -88,17 +88,24 @@ internal static class LoadComparison
     /// <summary>Gets or sets whether MeshKit's metrics are recorded (off only to measure what recording them costs: `--no-metrics`).</summary>
     internal static bool Metrics { get; set; } = true;
 
+    /// <summary>
+    /// Gets or sets whether the OpenTelemetry SDK aggregates Istio's standard metrics (`--istio-otel`) instead of MeshKit's
+    /// own store served with <c>MapMeshMetrics()</c>, the way the docs recommend for Prometheus (the SDK still aggregates
+    /// <c>meshkit.*</c>).
+    /// </summary>
+    internal static bool IstioThroughOpenTelemetry { get; set; }
+
     public static async Task<IReadOnlyList<Result>> RunAsync(TimeSpan slice, int rounds, TextWriter log, string? only = null)
     {
         var owned = new Stack<IAsyncDisposable>();
         var dir = Directory.CreateTempSubdirectory("meshkit-load-").FullName;
 
-        // Metrics on, as a deployment has them: one OpenTelemetry meter provider for the process aggregates every
-        // measurement of MeshKit's meter (Istio's standard metrics from both reporters and meshkit.*) of every app in it.
-        // It exports only when disposed: the aggregation on the request path is what is measured.
+        // Metrics on, as a deployment has them: every mesh app serves Istio's standard metrics (both reporters) from
+        // MeshKit's store (MapMeshMetrics), and one OpenTelemetry meter provider for the process aggregates MeshKit's
+        // meter (meshkit.*; with --istio-otel, Istio's metrics too, instead of the store). It exports only when
+        // disposed: the aggregation on the request path is what is measured.
         var exported = new List<Metric>();
-        using var meters = global::OpenTelemetry.Sdk.CreateMeterProviderBuilder()
-            .AddMeter(Metrics ? MeshTelemetryExtensions.Name : "none")
+        using var meters = (Metrics ? global::OpenTelemetry.Sdk.CreateMeterProviderBuilder().AddMeshInstrumentation(includeIstioMetrics: IstioThroughOpenTelemetry) : global::OpenTelemetry.Sdk.CreateMeterProviderBuilder())
             .AddReader(new BaseExportingMetricReader(new global::OpenTelemetry.Exporter.InMemoryExporter<Metric>(exported)))
             .Build();
         try
@@ -228,9 +235,11 @@ internal static class LoadComparison
 
             // Metrics are on only if they were recorded: the warm-up calls must show in Istio's request counter, from both reporters.
             meters.ForceFlush();
-            var reporters = exported.Where(m => m.Name == "istio_requests_total")
-                .SelectMany(m => { var found = new List<string>(); foreach (ref readonly var point in m.GetMetricPoints()) { foreach (var tag in point.Tags) { if (tag.Key == "reporter") { found.Add((string)tag.Value!); } } } return found; })
-                .ToHashSet();
+            var reporters = IstioThroughOpenTelemetry
+                ? exported.Where(m => m.Name == "istio_requests_total")
+                    .SelectMany(m => { var found = new List<string>(); foreach (ref readonly var point in m.GetMetricPoints()) { foreach (var tag in point.Tags) { if (tag.Key == "reporter") { found.Add((string)tag.Value!); } } } return found; })
+                    .ToHashSet()
+                : [.. new[] { meshServer, meshClientApp, secureServer, secureClientApp }.SelectMany(ServedReporters)];
             // (Only a run with a path through MeshKit on both sides can show both.)
             var bothSides = paths.Any(p => p.Name is "meshkit" or "meshkit_mtls");
             if (Metrics && bothSides && !reporters.SetEquals(["source", "destination"]))
@@ -238,7 +247,9 @@ internal static class LoadComparison
                 throw new InvalidOperationException($"the mesh paths recorded no Istio metrics from both reporters (seen: {string.Join(", ", reporters)})");
             }
 
-            log.WriteLine(Metrics ? "metrics: istio_requests_total recorded by both reporters" : "metrics: off (--no-metrics)");
+            log.WriteLine(!Metrics ? "metrics: off (--no-metrics)" : IstioThroughOpenTelemetry
+                ? "metrics: istio_requests_total recorded by both reporters (OpenTelemetry SDK)"
+                : "metrics: istio_requests_total recorded by both reporters (MeshKit's store, MapMeshMetrics); meshkit.* by the OpenTelemetry SDK");
 
             // Warm-up, unmeasured: every path under load until the JIT's tiers have settled. Without it the first
             // slices run partly unoptimized code and pay the background recompilation on this process's CPU time: in
@@ -368,6 +379,11 @@ internal static class LoadComparison
         }
 
         var app = builder.Build();
+        if (mesh is not null && Metrics && !IstioThroughOpenTelemetry)
+        {
+            app.MapMeshMetrics();
+        }
+
         app.MapGet("/bench/{id}", (HttpContext context) =>
         {
             Connections.TryAdd(context.Connection.Id, 0);
@@ -376,6 +392,17 @@ internal static class LoadComparison
         });
         await app.StartAsync();
         return app;
+    }
+
+    /// <summary>The reporters of the Istio request counts an app's store holds (as its <c>/stats/prometheus</c> shows them).</summary>
+    private static IEnumerable<string> ServedReporters(WebApplication app)
+    {
+        var istio = app.Services.GetRequiredService<MeshKit.Telemetry.IstioMetrics>();
+        istio.Flush();
+        var text = new System.Text.StringBuilder();
+        istio.Stats?.WriteTo(text);
+        return System.Text.RegularExpressions.Regex.Matches(text.ToString(), "^istio_requests_total\\{reporter=\"(\\w+)\"", System.Text.RegularExpressions.RegexOptions.Multiline)
+            .Select(m => m.Groups[1].Value);
     }
 
     private static X509Certificate2 SelfSigned(ECDsa key)

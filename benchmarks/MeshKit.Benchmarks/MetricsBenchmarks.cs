@@ -17,28 +17,46 @@ namespace MeshKit.Benchmarks;
 public class MetricsBenchmarks
 {
     private ServiceProvider _services = null!;
-    private MeterProvider _meters = null!;
+    private MeterProvider? _meters;
     private IstioMetrics _istio = null!;
     private RequestReport _source;
     private RequestReport _destination;
+
+    /// <summary>Gets whether MeshKit's own store aggregates the reports instead of the OpenTelemetry SDK.</summary>
+    protected virtual bool Store => false;
 
     [GlobalSetup]
     public void Setup()
     {
         _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
         _istio = new IstioMetrics(_services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
-        _meters = Sdk.CreateMeterProviderBuilder()
-            .AddMeshInstrumentation()
-            .AddReader(new BaseExportingMetricReader(new global::OpenTelemetry.Exporter.InMemoryExporter<Metric>([])))
-            .Build();
+        if (Store)
+        {
+            _istio.EnableStats();
+        }
+        else
+        {
+            _meters = Sdk.CreateMeterProviderBuilder()
+                .AddMeshInstrumentation()
+                .AddReader(new BaseExportingMetricReader(new global::OpenTelemetry.Exporter.InMemoryExporter<Metric>([])))
+                .Build();
+        }
+
+        (_source, _destination) = Reports();
+        var sizesOff = SizesOff();
+        (_sourceSizesOff, _destinationSizesOff) = (_source with { Policy = sizesOff }, _destination with { Policy = sizesOff });
+    }
+
+    /// <summary>One call's two reports (the caller's and the server's), as a steady stream of calls between two workloads has them.</summary>
+    private static (RequestReport Source, RequestReport Destination) Reports()
+    {
         var caller = new PeerMetadata("productpage-v1", "default", "productpage", "v1", "productpage");
         var server = new PeerMetadata("reviews-v2", "default", "reviews", "v2", "reviews");
         const string callerId = "spiffe://cluster.local/ns/default/sa/productpage";
         const string serverId = "spiffe://cluster.local/ns/default/sa/reviews";
-        _source = new RequestReport("source", caller, callerId, server, serverId, "reviews.default.svc.cluster.local", "http", 200, null, string.Empty, "unknown", 1.2, 0, 180);
-        _destination = new RequestReport("destination", caller, callerId, server, serverId, "reviews.default.svc.cluster.local", "http", 200, null, string.Empty, "mutual_tls", 0.9, 0, 180);
-        var sizesOff = SizesOff();
-        (_sourceSizesOff, _destinationSizesOff) = (_source with { Policy = sizesOff }, _destination with { Policy = sizesOff });
+        return (
+            new RequestReport("source", caller, callerId, server, serverId, "reviews.default.svc.cluster.local", "http", 200, null, string.Empty, "unknown", 1.2, 0, 180),
+            new RequestReport("destination", caller, callerId, server, serverId, "reviews.default.svc.cluster.local", "http", 200, null, string.Empty, "mutual_tls", 0.9, 0, 180));
     }
 
     /// <summary>
@@ -74,7 +92,7 @@ public class MetricsBenchmarks
     [GlobalCleanup]
     public void Cleanup()
     {
-        _meters.Dispose();
+        _meters?.Dispose();
         _services.Dispose();
     }
 
@@ -99,4 +117,14 @@ public class MetricsBenchmarks
 
         _istio.Flush();
     }
+}
+
+/// <summary>
+/// The same calls' Istio metrics aggregated by MeshKit's own store (what <c>app.MapMeshMetrics()</c> serves), with no
+/// metrics SDK listening: a report finds its series by the identity of its label objects, not by hashing its labels.
+/// </summary>
+public class IstioStatsBenchmarks : MetricsBenchmarks
+{
+    /// <inheritdoc/>
+    protected override bool Store => true;
 }

@@ -11,6 +11,8 @@ using MeshKit.Benchmarks;
 // with every target marked met or not met (`--no-micro` skips the BenchmarkDotNet part, `--no-load` the end-to-end
 // load comparison, `--small` the 10,000-workload fleet, `--tiny` runs a 50-workload fleet). Anything else goes to
 // BenchmarkDotNet (e.g. --filter '*Security*'). `--load` runs only the end-to-end comparison and prints it.
+// `--istio-otel` (with --quick or --load): Istio's metrics aggregated by the OpenTelemetry SDK instead of MeshKit's store.
+LoadComparison.IstioThroughOpenTelemetry = args.Contains("--istio-otel");
 if (args.Contains("--spin-signing"))
 {
     // CA signing in a loop for a profiler to attach to.
@@ -153,7 +155,7 @@ if (!args.Contains("--quick"))
 
 var results = new List<Result>();
 var config = ManualConfig.Create(DefaultConfig.Instance).AddJob(Job.ShortRun).WithOptions(ConfigOptions.DisableOptimizationsValidator);
-var micro = args.Contains("--no-micro") ? [] : BenchmarkRunner.Run([typeof(MeshHandlerBenchmarks), typeof(PipelineBenchmarks), typeof(RoutingBenchmarks), typeof(LoadBalancerBenchmarks), typeof(SecurityBenchmarks), typeof(MetricsBenchmarks)], config);
+var micro = args.Contains("--no-micro") ? [] : BenchmarkRunner.Run([typeof(MeshHandlerBenchmarks), typeof(PipelineBenchmarks), typeof(RoutingBenchmarks), typeof(LoadBalancerBenchmarks), typeof(SecurityBenchmarks), typeof(MetricsBenchmarks), typeof(IstioStatsBenchmarks)], config);
 foreach (var summary in micro)
 {
     foreach (var report in summary.Reports.Where(r => r.ResultStatistics is not null))

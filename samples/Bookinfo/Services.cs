@@ -64,6 +64,7 @@ internal static class Services
         }
 
         app.MapGet("/health", () => Results.Text("ok"));
+        app.MapMeshMetrics(); // Istio's standard metrics for Prometheus at /stats/prometheus, as a sidecar serves them
         await app.RunAsync();
         return 0;
     }

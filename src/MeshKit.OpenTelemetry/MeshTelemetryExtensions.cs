@@ -16,21 +16,44 @@ public static class MeshTelemetryExtensions
     /// </summary>
     /// <param name="builder">The OpenTelemetry builder from <c>services.AddOpenTelemetry()</c>.</param>
     /// <returns>The builder, for chaining.</returns>
-    public static IOpenTelemetryBuilder AddMeshTelemetry(this IOpenTelemetryBuilder builder)
+    public static IOpenTelemetryBuilder AddMeshTelemetry(this IOpenTelemetryBuilder builder) => builder.AddMeshTelemetry(includeIstioMetrics: true);
+
+    /// <summary>
+    /// Adds MeshKit's metrics and spans to the OpenTelemetry pipeline, with or without Istio's standard <c>istio_*</c>
+    /// metrics: an application that serves those with <c>app.MapMeshMetrics()</c> (MeshKit's own aggregation, in
+    /// Prometheus's format) leaves them out here, so that they are not aggregated twice.
+    /// </summary>
+    /// <param name="builder">The OpenTelemetry builder from <c>services.AddOpenTelemetry()</c>.</param>
+    /// <param name="includeIstioMetrics">Whether the OpenTelemetry SDK aggregates Istio's standard metrics too.</param>
+    /// <returns>The builder, for chaining.</returns>
+    public static IOpenTelemetryBuilder AddMeshTelemetry(this IOpenTelemetryBuilder builder, bool includeIstioMetrics)
     {
         ArgumentNullException.ThrowIfNull(builder);
         return builder
-            .WithMetrics(metrics => metrics.AddMeshInstrumentation())
+            .WithMetrics(metrics => metrics.AddMeshInstrumentation(includeIstioMetrics))
             .WithTracing(tracing => tracing.AddMeshInstrumentation());
     }
 
     /// <summary>Adds MeshKit's meter.</summary>
     /// <param name="builder">The meter provider builder.</param>
     /// <returns>The builder, for chaining.</returns>
-    public static MeterProviderBuilder AddMeshInstrumentation(this MeterProviderBuilder builder)
+    public static MeterProviderBuilder AddMeshInstrumentation(this MeterProviderBuilder builder) => builder.AddMeshInstrumentation(includeIstioMetrics: true);
+
+    /// <summary>
+    /// Adds MeshKit's meter, with or without Istio's standard <c>istio_*</c> instruments. Left out, they are dropped by
+    /// a view, which leaves them disabled: a request pays nothing for them in the SDK (for an application that serves
+    /// them with <c>app.MapMeshMetrics()</c>).
+    /// </summary>
+    /// <param name="builder">The meter provider builder.</param>
+    /// <param name="includeIstioMetrics">Whether the SDK aggregates Istio's standard metrics too.</param>
+    /// <returns>The builder, for chaining.</returns>
+    public static MeterProviderBuilder AddMeshInstrumentation(this MeterProviderBuilder builder, bool includeIstioMetrics)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        return builder.AddMeter(Name);
+        builder.AddMeter(Name);
+        return includeIstioMetrics
+            ? builder
+            : builder.AddView(instrument => instrument.Meter.Name == Name && instrument.Name.StartsWith("istio_", StringComparison.Ordinal) ? MetricStreamConfiguration.Drop : null);
     }
 
     /// <summary>

@@ -158,8 +158,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         string? grpcStatus = null;
         if (grpc && response is not null)
         {
-            grpcStatus = response.Headers.NonValidated.TryGetValues("grpc-status", out var status) ? status.ToString()
-                : response.TrailingHeaders.NonValidated.TryGetValues("grpc-status", out var trailer) ? trailer.ToString() : null;
+            grpcStatus = GrpcStatusLabel.Share(response.Headers.NonValidated.TryGetValues("grpc-status", out var status) ? status.ToString()
+                : response.TrailingHeaders.NonValidated.TryGetValues("grpc-status", out var trailer) ? trailer.ToString() : null);
         }
 
         istio!.Record(new RequestReport(

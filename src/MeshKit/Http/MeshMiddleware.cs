@@ -120,48 +120,52 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         }
         finally
         {
-            var grpc = context.Request.ContentType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
-            string? grpcStatus = null;
-            if (grpc)
+            // The mesh's own metrics endpoint is not a call of the mesh: a sidecar serves its stats off its listeners.
+            if (istio.Stats is null || context.GetEndpoint()?.Metadata.GetMetadata<Telemetry.IstioStats.Scrape>() is null)
             {
-                grpcStatus = context.Response.Headers.TryGetValue("grpc-status", out var h) ? h.ToString()
-                    : context.Features.Get<IHttpResponseTrailersFeature>()?.Trailers.TryGetValue("grpc-status", out var t) == true ? t.ToString() : null;
-            }
+                var grpc = context.Request.ContentType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
+                string? grpcStatus = null;
+                if (grpc)
+                {
+                    grpcStatus = Telemetry.GrpcStatusLabel.Share(context.Response.Headers.TryGetValue("grpc-status", out var h) ? h.ToString()
+                        : context.Features.Get<IHttpResponseTrailersFeature>()?.Trailers.TryGetValue("grpc-status", out var t) == true ? t.ToString() : null);
+                }
 
-            var self = Self;
-            var elapsed = time.GetElapsedTime(started).TotalMilliseconds;
-            if (log)
-            {
-                Log.InboundAccess(
-                    _accessLog,
-                    context.Request.Method,
-                    context.Request.Host.Value ?? string.Empty,
-                    context.Request.Path.Value ?? string.Empty,
+                var self = Self;
+                var elapsed = time.GetElapsedTime(started).TotalMilliseconds;
+                if (log)
+                {
+                    Log.InboundAccess(
+                        _accessLog,
+                        context.Request.Method,
+                        context.Request.Host.Value ?? string.Empty,
+                        context.Request.Path.Value ?? string.Empty,
+                        status,
+                        elapsed,
+                        context.Request.ContentLength ?? -1,
+                        context.Response.ContentLength ?? -1,
+                        peer?.ToString() ?? "-",
+                        source?.Workload ?? "-",
+                        System.Diagnostics.Activity.Current?.TraceId.ToHexString() ?? "-");
+                }
+
+                istio.Record(new Telemetry.RequestReport(
+                    "destination",
+                    source ?? Telemetry.PeerMetadata.Unknown,
+                    peer?.ToString(),
+                    self,
+                    identity.Enabled ? identity.Current?.IdText : null,
+                    snapshot.OwnService?.Host ?? self.Service,
+                    grpc ? "grpc" : "http",
                     status,
+                    grpcStatus,
+                    string.Empty,
+                    peer is not null ? "mutual_tls" : "none",
                     elapsed,
-                    context.Request.ContentLength ?? -1,
-                    context.Response.ContentLength ?? -1,
-                    peer?.ToString() ?? "-",
-                    source?.Workload ?? "-",
-                    System.Diagnostics.Activity.Current?.TraceId.ToHexString() ?? "-");
+                    context.Request.ContentLength ?? 0,
+                    context.Response.ContentLength ?? 0,
+                    snapshot.Reports));
             }
-
-            istio.Record(new Telemetry.RequestReport(
-                "destination",
-                source ?? Telemetry.PeerMetadata.Unknown,
-                peer?.ToString(),
-                self,
-                identity.Enabled ? identity.Current?.IdText : null,
-                snapshot.OwnService?.Host ?? self.Service,
-                grpc ? "grpc" : "http",
-                status,
-                grpcStatus,
-                string.Empty,
-                peer is not null ? "mutual_tls" : "none",
-                elapsed,
-                context.Request.ContentLength ?? 0,
-                context.Response.ContentLength ?? 0,
-                snapshot.Reports));
         }
     }
 

@@ -69,6 +69,7 @@ internal sealed class IstioMetrics : IDisposable
     private readonly Histogram<double> _duration;
     private readonly Histogram<long> _requestBytes;
     private readonly Histogram<long> _responseBytes;
+    private IstioStats? _stats;
     private long _deferred;
     private long _inline;
     private long _failed;
@@ -99,7 +100,18 @@ internal sealed class IstioMetrics : IDisposable
         meter.CreateObservableCounter("meshkit.telemetry.istio_reports", ObserveReports, "{report}", "Requests reported to Istio's standard metrics, by path: deferred (recorded off the request path, the usual way), inline (the thread's buffer was full) or failed (a metrics listener threw while recording it).");
     }
 
-    public bool Enabled => _requests.Enabled || _duration.Enabled || _requestBytes.Enabled || _responseBytes.Enabled;
+    /// <summary>Gets whether anything takes the reports: a metrics listener, or MeshKit's own store (<see cref="Stats"/>).</summary>
+    public bool Enabled => _stats is not null || _requests.Enabled || _duration.Enabled || _requestBytes.Enabled || _responseBytes.Enabled;
+
+    /// <summary>Gets MeshKit's own aggregation of the reports, served in Prometheus's format; null until <see cref="EnableStats"/>.</summary>
+    public IstioStats? Stats => Volatile.Read(ref _stats);
+
+    /// <summary>Starts aggregating every report in MeshKit's own store (idempotent), whether or not a metrics listener is attached.</summary>
+    public IstioStats EnableStats()
+    {
+        Interlocked.CompareExchange(ref _stats, new IstioStats(), null);
+        return _stats!;
+    }
 
     /// <summary>Reports one request: buffered for the instruments, or recorded at once when the thread's buffer is full.</summary>
     public void Record(in RequestReport r)
@@ -175,9 +187,16 @@ internal sealed class IstioMetrics : IDisposable
     /// </summary>
     internal void Write(in RequestReport r, long requests, KeyValuePair<string, object?>[] tags)
     {
+        // Every report passes here once (drained or inline); the store counts it whatever the request count batches.
+        _stats?.Add(r);
         if (requests > 0)
         {
             r.Counted?.Requests(r.CountedHost!, r.ResponseCode, r.ResponseFlags, requests);
+        }
+
+        if (!_duration.Enabled && !_requestBytes.Enabled && !_responseBytes.Enabled && !_requests.Enabled)
+        {
+            return; // only the store listens (a view dropped Istio's instruments from the SDK)
         }
 
         if (r.Policy?.For(r.Reporter) is { } side)
@@ -255,4 +274,19 @@ internal static class BoxedStatus
     private static readonly object[] Codes = Enumerable.Range(0, 600).Select(c => (object)c).ToArray();
 
     public static object Of(int code) => (uint)code < (uint)Codes.Length ? Codes[code] : code;
+}
+
+/// <summary>
+/// gRPC status codes as label texts, one object each: a status read from a response is a new string per call, and
+/// reports are told apart by the references of their labels (<see cref="RequestReport.SameLabels"/>).
+/// </summary>
+internal static class GrpcStatusLabel
+{
+    private static readonly string[] Codes = Enumerable.Range(0, 17).Select(c => c.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+
+    /// <summary>Returns the shared text of a gRPC status code (0 to 16); any other text as it is.</summary>
+    public static string? Share(string? status) =>
+        status is { Length: 1 or 2 } && int.TryParse(status, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var code) && code < Codes.Length
+            ? Codes[code]
+            : status;
 }

@@ -59,6 +59,9 @@ internal sealed class ReportPolicy
 
         public bool Off(int metric) => _off[metric];
 
+        /// <summary>Gets the indexes of the labels <paramref name="metric"/> keeps; null when it keeps them all.</summary>
+        public int[]? Kept(int metric) => _kept[metric];
+
         /// <summary>Gets whether every metric is off: such a report is not even buffered.</summary>
         public bool AllOff { get; private set; }
 

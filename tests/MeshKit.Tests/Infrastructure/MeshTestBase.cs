@@ -23,15 +23,15 @@ public abstract class MeshTestBase : IAsyncLifetime
         await ControlPlane.DisposeAsync();
     }
 
-    protected async Task<TestWorkload> StartAsync(string service, string version, Action<MeshOptions>? configure = null, Action<IServiceCollection>? services = null, bool http2Only = false)
+    protected async Task<TestWorkload> StartAsync(string service, string version, Action<MeshOptions>? configure = null, Action<IServiceCollection>? services = null, bool http2Only = false, Action<Microsoft.AspNetCore.Builder.WebApplication>? app = null)
     {
-        var workload = await TestWorkload.StartAsync(service, version, ControlPlane.DiscoveryAddress, configure, services, http2Only);
+        var workload = await TestWorkload.StartAsync(service, version, ControlPlane.DiscoveryAddress, configure, services, http2Only, app);
         Owned.Add(workload);
         return workload;
     }
 
     /// <summary>Starts a workload on the control plane's TLS port, with a join token for its service account.</summary>
-    protected async Task<TestWorkload> StartSecureAsync(string service, string? serviceAccount = null, Action<MeshOptions>? configure = null, Action<IServiceCollection>? services = null)
+    protected async Task<TestWorkload> StartSecureAsync(string service, string? serviceAccount = null, Action<MeshOptions>? configure = null, Action<IServiceCollection>? services = null, Action<Microsoft.AspNetCore.Builder.WebApplication>? app = null)
     {
         serviceAccount ??= service;
         var token = ControlPlane.CreateJoinToken("default", serviceAccount);
@@ -40,7 +40,7 @@ public abstract class MeshTestBase : IAsyncLifetime
             o.ServiceAccount = serviceAccount;
             o.JoinToken = token;
             configure?.Invoke(o);
-        }, services);
+        }, services, configureApp: app);
         Owned.Add(workload);
         return workload;
     }

@@ -48,7 +48,7 @@ public sealed class TestWorkload : IAsyncDisposable
     internal int Endpoints(string host) =>
         Snapshot.Services.TryGetValue(host, out var s) ? s.Routes.SelectMany(r => r.Targets).Max(t => t.Endpoints?.Endpoints.Length ?? 0) : 0;
 
-    public static async Task<TestWorkload> StartAsync(string service, string version, Uri? controlPlane, Action<MeshOptions>? configure = null, Action<IServiceCollection>? configureServices = null, bool http2Only = false)
+    public static async Task<TestWorkload> StartAsync(string service, string version, Uri? controlPlane, Action<MeshOptions>? configure = null, Action<IServiceCollection>? configureServices = null, bool http2Only = false, Action<WebApplication>? configureApp = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
@@ -74,6 +74,7 @@ public sealed class TestWorkload : IAsyncDisposable
         var app = builder.Build();
         var workload = new TestWorkload(app, service, version);
         app.UseMesh();
+        configureApp?.Invoke(app);
         app.Map("/{**path}", async (HttpContext context) =>
         {
             Interlocked.Increment(ref workload._served);

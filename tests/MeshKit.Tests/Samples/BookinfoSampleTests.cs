@@ -123,6 +123,13 @@ public sealed class BookinfoSampleTests
 
             Assert.Equal(["reviews-v1", "reviews-v2", "reviews-v3"], served.Order());
 
+            // Each service serves Istio's metrics for Prometheus: productpage's calls to reviews over mutual TLS, by version.
+            var stats = await http.GetStringAsync($"http://127.0.0.1:{port}/stats/prometheus");
+            foreach (var version in new[] { "v1", "v2", "v3" })
+            {
+                Assert.Matches($"(?m)^istio_requests_total\\{{reporter=\"source\",source_workload=\"productpage-v1\",.*destination_workload=\"reviews-{version}\",.*response_code=\"200\".*\\}} [1-9][0-9]*$", stats);
+            }
+
             // Istio's request routing task: everything to v1 (no stars), then jason to v2 (black stars).
             Apply(configDir, "virtual-service-all-v1.yaml", "reviews.yaml");
             await Converged(async () => ServedBy(await Page(http, port)) == "reviews-v1", "all reviews traffic goes to v1");

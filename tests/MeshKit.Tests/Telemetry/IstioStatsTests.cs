@@ -1,0 +1,264 @@
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using System.Net;
+using System.Text;
+using System.Text.RegularExpressions;
+using MeshKit.OpenTelemetry;
+using OpenTelemetry.Metrics;
+using MeshKit.Tests.Infrastructure;
+using MeshKit.Telemetry;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace MeshKit.Tests.Telemetry;
+
+/// <summary>Istio's standard metrics aggregated by MeshKit and served in Prometheus's text format.</summary>
+public sealed partial class IstioStatsTests : MeshTestBase
+{
+    private static readonly PeerMetadata Caller = new("productpage-v1", "default", "productpage", "v1", "productpage");
+    private static readonly PeerMetadata Server = new("reviews-v2", "default", "reviews", "v2", "reviews");
+
+    private static RequestReport Report(string reporter = "source", int status = 200, double milliseconds = 1.5, long responseBytes = 180, string service = "reviews.default.svc.cluster.local", PeerMetadata? source = null) =>
+        new(reporter, source ?? Caller, null, Server, null, service, "http", status, null, string.Empty, "unknown", milliseconds, 0, responseBytes);
+
+    private static List<Sample> Exposition(IstioStats stats)
+    {
+        var text = new StringBuilder();
+        stats.WriteTo(text);
+        return Sample.Parse(text.ToString());
+    }
+
+    [Fact]
+    public async Task BothReporters_AreServedInPrometheusFormat_WithIstiosLabelsAndBuckets_AndScrapesAreNotCounted()
+    {
+        static void Map(WebApplication app) => app.MapMeshMetrics();
+        var reviews = await StartSecureAsync("reviews", "bookinfo-reviews", app: Map);
+        reviews.Behavior = context => Task.FromResult<IResult?>(context.Request.Path == "/unavailable" ? Results.StatusCode(503) : null);
+        var productpage = await StartSecureAsync("productpage", "bookinfo-productpage", app: Map);
+        await Eventually.TrueAsync(() => productpage.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
+
+        long body = 0;
+        var client = productpage.CreateClient();
+        for (var i = 0; i < 2; i++)
+        {
+            using var ok = await client.GetAsync("http://reviews/reviews/1");
+            Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+            body += ok.Content.Headers.ContentLength!.Value;
+        }
+
+        using (var unavailable = await client.GetAsync("http://reviews/unavailable"))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, unavailable.StatusCode);
+        }
+
+        // A scrape sees every call that ended before it: no waiting for a drain. The server's report is written when its
+        // response has gone, so the caller may read the answer first: the server's side is awaited.
+        using var scraper = new HttpClient();
+        var caller = await ScrapeAsync(scraper, productpage);
+        List<Sample> server = [];
+        await Eventually.TrueAsync(async () => (server = await ScrapeAsync(scraper, reviews)).Any(s => s.Name == "istio_requests_total" && s.Labels["response_code"] == "503"), "the server reported the 503");
+
+        var ok200 = caller.Single(s => s.Name == "istio_requests_total" && s.Labels["response_code"] == "200");
+        Assert.Equal(2, ok200.Value);
+        Assert.Equal(19, ok200.Labels.Count);
+        Assert.Equal("source", ok200.Labels["reporter"]);
+        Assert.Equal("productpage-v1", ok200.Labels["source_workload"]);
+        Assert.Equal("spiffe://cluster.local/ns/default/sa/bookinfo-productpage", ok200.Labels["source_principal"]);
+        Assert.Equal("reviews-v1", ok200.Labels["destination_workload"]);
+        Assert.Equal("spiffe://cluster.local/ns/default/sa/bookinfo-reviews", ok200.Labels["destination_principal"]);
+        Assert.Equal("reviews.default.svc.cluster.local", ok200.Labels["destination_service"]);
+        Assert.Equal("-", ok200.Labels["response_flags"]);
+        Assert.Equal(1, caller.Single(s => s.Name == "istio_requests_total" && s.Labels["response_code"] == "503").Value);
+
+        // Histograms: cumulative buckets on Istio's bounds, +Inf equal to the count, the sum of what was measured.
+        var buckets = caller.Where(s => s.Name == "istio_request_duration_milliseconds_bucket" && s.Labels["response_code"] == "200").ToList();
+        Assert.Equal(["0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000", "10000", "30000", "60000", "300000", "600000", "1800000", "3600000", "+Inf"], buckets.Select(b => b.Labels["le"]));
+        Assert.Equal(buckets.Select(b => b.Value).Order(), buckets.Select(b => b.Value));
+        Assert.Equal(2, buckets[^1].Value);
+        Assert.Equal(2, caller.Single(s => s.Name == "istio_request_duration_milliseconds_count" && s.Labels["response_code"] == "200").Value);
+        Assert.True(caller.Single(s => s.Name == "istio_request_duration_milliseconds_sum" && s.Labels["response_code"] == "200").Value > 0);
+        Assert.Equal(body, caller.Single(s => s.Name == "istio_response_bytes_sum" && s.Labels["response_code"] == "200").Value);
+
+        var served = server.Single(s => s.Name == "istio_requests_total" && s.Labels["response_code"] == "200");
+        Assert.Equal(2, served.Value);
+        Assert.Equal("destination", served.Labels["reporter"]);
+        Assert.Equal("productpage-v1", served.Labels["source_workload"]);
+        Assert.Equal("mutual_tls", served.Labels["connection_security_policy"]);
+
+        // The scrapes themselves (plain text, so their caller would be "unknown") are not calls of the mesh.
+        server = await ScrapeAsync(scraper, reviews);
+        Assert.DoesNotContain(server, s => s.Labels.GetValueOrDefault("source_workload") == "unknown");
+        Assert.Equal(3, server.Where(s => s.Name == "istio_requests_total").Sum(s => s.Value));
+    }
+
+    private static async Task<List<Sample>> ScrapeAsync(HttpClient scraper, TestWorkload workload)
+    {
+        // In plain text, as Prometheus scrapes (a PERMISSIVE port takes it next to mutual TLS).
+        using var response = await scraper.GetAsync(new UriBuilder(workload.Address) { Scheme = "http", Path = "/stats/prometheus" }.Uri);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("text/plain; version=0.0.4; charset=utf-8", response.Content.Headers.ContentType!.ToString());
+        return Sample.Parse(await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public void EqualTextsInDifferentObjects_AreOneSeries_AndValuesAreEscaped()
+    {
+        var stats = new IstioStats();
+        stats.Add(Report());
+        stats.Add(Report(source: Caller with { Workload = new string("productpage-v1".AsSpan()) })); // equal text, another object
+        stats.Add(Report(source: Caller with { Workload = "a \"quoted\" \\ name\nwith a line" }));
+
+        var samples = Exposition(stats);
+        var counts = samples.Where(s => s.Name == "istio_requests_total").ToList();
+        Assert.Equal(2, counts.Count);
+        Assert.Equal(2, counts.Single(s => s.Labels["source_workload"] == "productpage-v1").Value);
+        Assert.Equal(1, counts.Single(s => s.Labels["source_workload"] == "a \"quoted\" \\ name\nwith a line").Value);
+    }
+
+    [Fact]
+    public void UnderATelemetryPolicy_AnOffMetricIsAbsent_AndRemovedLabelsMergeTheirSeries()
+    {
+        var policy = new MeshKit.Protocol.V1.TelemetryPolicy();
+        policy.Metrics.Add(new MeshKit.Protocol.V1.MetricPolicy { Metric = "REQUEST_COUNT", ClientRemovedTags = { "source_workload", "source_app" } });
+        policy.Metrics.Add(new MeshKit.Protocol.V1.MetricPolicy { Metric = "REQUEST_SIZE", ClientDisabled = true });
+        var removing = ReportPolicy.From(policy);
+        var stats = new IstioStats();
+        var other = new PeerMetadata("details-v1", "default", "details", "v1", "details");
+
+        stats.Add(Report() with { Policy = removing });
+        stats.Add(Report(source: other) with { Policy = removing });
+        stats.Add(Report(reporter: "destination") with { Policy = removing }); // the server's side keeps everything
+
+        var samples = Exposition(stats);
+        var clientCount = samples.Single(s => s.Name == "istio_requests_total" && s.Labels["reporter"] == "source");
+        Assert.Equal(2, clientCount.Value); // two callers, one series once their names are removed
+        Assert.Equal(17, clientCount.Labels.Count);
+        Assert.Equal(19, samples.Single(s => s.Name == "istio_requests_total" && s.Labels["reporter"] == "destination").Labels.Count);
+        Assert.Equal(2, samples.Count(s => s.Name == "istio_request_duration_milliseconds_count" && s.Labels["reporter"] == "source"));
+        Assert.DoesNotContain(samples, s => s.Name.StartsWith("istio_request_bytes", StringComparison.Ordinal) && s.Labels["reporter"] == "source");
+        Assert.Single(samples, s => s.Name == "istio_request_bytes_count");
+    }
+
+    [Fact]
+    public void PastTheSeriesLimit_NewLabelSetsAreCountedInTheOverflowSeries()
+    {
+        var stats = new IstioStats();
+        for (var i = 0; i < IstioStats.SeriesLimit + 5; i++)
+        {
+            stats.Add(Report(service: $"s{i}.default.svc.cluster.local"));
+        }
+
+        stats.Add(Report(service: "s0.default.svc.cluster.local")); // a kept series still counts
+
+        Assert.Equal(IstioStats.SeriesLimit, stats.SeriesCount(ReportPolicy.Count));
+        var samples = Exposition(stats);
+        var overflow = samples.Single(s => s.Name == "istio_requests_total" && s.Labels.ContainsKey("otel_metric_overflow"));
+        Assert.Equal(5, overflow.Value);
+        Assert.Equal(2, samples.Single(s => s.Name == "istio_requests_total" && s.Labels.GetValueOrDefault("destination_service") == "s0.default.svc.cluster.local").Value);
+        Assert.Equal(IstioStats.SeriesLimit + 6, samples.Where(s => s.Name == "istio_requests_total").Sum(s => s.Value));
+    }
+
+    [Fact]
+    public void TheStore_IsFedByTheReportDrain_WithoutAMetricsListener()
+    {
+        using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        var istio = new IstioMetrics(services.GetRequiredService<IMeterFactory>());
+        var stats = istio.EnableStats();
+        Assert.True(istio.Enabled);
+        Assert.Same(stats, istio.EnableStats());
+
+        istio.Flush();
+        for (var i = 0; i < 300; i++)
+        {
+            istio.Record(Report(milliseconds: i % 3));
+        }
+
+        istio.Flush();
+        var samples = Exposition(stats);
+        Assert.Equal(300, samples.Single(s => s.Name == "istio_requests_total").Value);
+        Assert.Equal(300, samples.Single(s => s.Name == "istio_request_duration_milliseconds_count").Value);
+        Assert.Equal(300, samples.Single(s => s.Name == "istio_request_duration_milliseconds_sum").Value); // 100 × (0 + 1 + 2)
+        Assert.Equal(100, samples.Single(s => s.Name == "istio_request_duration_milliseconds_bucket" && s.Labels["le"] == "0.5").Value);
+        Assert.Equal(200, samples.Single(s => s.Name == "istio_request_duration_milliseconds_bucket" && s.Labels["le"] == "1").Value);
+        Assert.Equal(300, samples.Single(s => s.Name == "istio_response_bytes_bucket" && s.Labels["le"] == "1000").Value);
+        Assert.Equal(0, samples.Single(s => s.Name == "istio_response_bytes_bucket" && s.Labels["le"] == "100").Value);
+    }
+
+    [Fact]
+    public void AnOpenTelemetryPipelineWithoutIstiosMetrics_ExportsMeshKitsOwn_WhileTheStoreCountsIstios()
+    {
+        using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        var factory = services.GetRequiredService<IMeterFactory>();
+        var istio = new IstioMetrics(factory);
+        var mesh = new MeshMetrics(factory);
+        var stats = istio.EnableStats();
+        var exported = new List<Metric>();
+        using (var provider = global::OpenTelemetry.Sdk.CreateMeterProviderBuilder()
+            .AddMeshInstrumentation(includeIstioMetrics: false)
+            .AddInMemoryExporter(exported)
+            .Build())
+        {
+            istio.Record(Report() with { Counted = mesh, CountedHost = "reviews" });
+            mesh.Retry("reviews");
+            istio.Flush();
+            provider.ForceFlush();
+        }
+
+        var names = exported.Select(m => m.Name).ToHashSet();
+        Assert.Contains("meshkit.client.retries", names);
+        Assert.Contains("meshkit.client.requests", names); // MeshKit's count rides Istio's report, which still runs
+        Assert.DoesNotContain(names, n => n.StartsWith("istio_", StringComparison.Ordinal));
+        Assert.Equal(1, Exposition(stats).Single(s => s.Name == "istio_requests_total").Value);
+    }
+
+    /// <summary>One sample line of Prometheus's text format; parsing checks every line's syntax.</summary>
+    private sealed partial record Sample(string Name, Dictionary<string, string> Labels, double Value)
+    {
+        public static List<Sample> Parse(string text)
+        {
+            Assert.EndsWith("\n", text);
+            var samples = new List<Sample>();
+            var typed = new HashSet<string>();
+            foreach (var line in text.TrimEnd('\n').Split('\n'))
+            {
+                if (line.StartsWith('#'))
+                {
+                    var comment = CommentLine().Match(line);
+                    Assert.True(comment.Success, $"not a HELP or TYPE line: {line}");
+                    if (comment.Groups[1].Value == "TYPE")
+                    {
+                        Assert.True(typed.Add(comment.Groups[2].Value), $"a second TYPE line: {line}");
+                    }
+
+                    continue;
+                }
+
+                var sample = SampleLine().Match(line);
+                Assert.True(sample.Success, $"not a sample line: {line}");
+                var name = sample.Groups["name"].Value;
+                Assert.Contains(Regex.Replace(name, "_(bucket|sum|count)$", string.Empty), typed); // typed before its samples
+                var labels = new Dictionary<string, string>();
+                foreach (Match label in LabelPair().Matches(sample.Groups["labels"].Value))
+                {
+                    var value = Regex.Replace(label.Groups[2].Value, @"\\(.)", m => m.Groups[1].Value == "n" ? "\n" : m.Groups[1].Value);
+                    Assert.True(labels.TryAdd(label.Groups[1].Value, value), $"a label twice: {line}");
+                }
+
+                var parsed = sample.Groups["value"].Value == "+Inf" ? double.PositiveInfinity : double.Parse(sample.Groups["value"].Value, CultureInfo.InvariantCulture);
+                samples.Add(new Sample(name, labels, parsed));
+            }
+
+            return samples;
+        }
+
+        [GeneratedRegex(@"^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.+)$")]
+        private static partial Regex CommentLine();
+
+        [GeneratedRegex(@"^(?<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?<labels>([a-zA-Z_][a-zA-Z0-9_]*=""([^""\\\n]|\\[\\""n])*"")(,[a-zA-Z_][a-zA-Z0-9_]*=""([^""\\\n]|\\[\\""n])*"")*)\} (?<value>\S+)$")]
+        private static partial Regex SampleLine();
+
+        [GeneratedRegex(@"([a-zA-Z_][a-zA-Z0-9_]*)=""((?:[^""\\]|\\.)*)""")]
+        private static partial Regex LabelPair();
+    }
+}

@@ -153,7 +153,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         var snapshot = provider.Current;
         var (service, unknown) = snapshot.TryResolve(destination, out var view)
             ? (view.Host, view.UnknownPeer)
-            : (destination, PeerMetadata.Unknown with { Service = destination });
+            : UnresolvedPeer.Of(destination);
         var grpc = request.Content?.Headers.ContentType?.MediaType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
         string? grpcStatus = null;
         if (grpc && response is not null)
@@ -190,11 +190,29 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         var uri = request.RequestUri;
         if (uri is null || !uri.IsAbsoluteUri)
         {
-            return new(base.SendAsync(request, cancellationToken));
+            return new(PassThroughAsync(request, cancellationToken));
         }
 
         var snapshot = provider.Current;
         return snapshot.IsReady ? Resolve(request, uri, snapshot, answer, cancellationToken) : new(SendWhenReadyAsync(request, uri, answer, cancellationToken));
+    }
+
+    /// <summary>A call outside the mesh's routes goes out as it is; only what the mesh alone may say is taken off its answer.</summary>
+    private async Task<HttpResponseMessage> PassThroughAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+        WithoutUpstreamFlags(await base.SendAsync(request, cancellationToken).ConfigureAwait(false));
+
+    /// <summary>
+    /// Removes response flags an upstream sent: they are this hop's (Envoy's are per hop, never read from the answer),
+    /// and a server, or anything it relays, could otherwise set the caller's metrics label and mislead its app.
+    /// </summary>
+    private static HttpResponseMessage WithoutUpstreamFlags(HttpResponseMessage response)
+    {
+        if (response.Headers.NonValidated.Contains(ResponseFlagsHeader))
+        {
+            response.Headers.Remove(ResponseFlagsHeader);
+        }
+
+        return response;
     }
 
     private async Task<HttpResponseMessage> SendWhenReadyAsync(HttpRequestMessage request, Uri uri, Answer? answer, CancellationToken cancellationToken)
@@ -214,7 +232,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         {
             return snapshot.RegistryOnly
                 ? new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.BadGateway, "NR", $"host '{uri.Host}' is not in the mesh registry and outboundTrafficPolicy is REGISTRY_ONLY"))
-                : new(base.SendAsync(request, cancellationToken));
+                : new(PassThroughAsync(request, cancellationToken));
         }
 
         RouteEntry? route = null;
@@ -441,7 +459,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 (null, null) => null,
                 ({ } d, null) => d,
                 (null, { } x) => x,
-                ({ } d, { } x) => $"{d},{x}",
+                (not null, not null) => "DI,URX",
             };
             if (shaped is not null)
             {
@@ -770,6 +788,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                     response = await base.SendAsync(state.Request, cancellationToken).ConfigureAwait(false);
                 }
 
+                WithoutUpstreamFlags(response);
+
                 // The server's metadata is believed when mutual TLS verified who it is; the header never reaches the app.
                 // Only metrics and the access log read it: without them it is not parsed.
                 if (state.Request.Headers.NonValidated.Contains(PeerMetadata.Header) && RecordsPeers)
@@ -856,7 +876,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         try
         {
             state.Request.RequestUri = state.Route.Actions.RewritesPath ? new Uri(state.Uri, state.PathAndQuery) : state.Uri;
-            return Outcome.FromResult(await base.SendAsync(state.Request, cancellationToken).ConfigureAwait(false));
+            return Outcome.FromResult(WithoutUpstreamFlags(await base.SendAsync(state.Request, cancellationToken).ConfigureAwait(false)));
         }
         finally
         {

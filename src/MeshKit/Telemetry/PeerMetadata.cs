@@ -129,3 +129,23 @@ internal sealed record PeerMetadata(string Workload, string Namespace, string Ap
     /// <summary>The last text parsed by a holder (a connection, an endpoint) and what it parsed to.</summary>
     internal sealed record Memo(string Raw, PeerMetadata? Parsed);
 }
+
+/// <summary>
+/// What a caller's report says of a destination outside the registry (a call passed through): one object per host
+/// text, shared, so that such reports carry the same label objects call after call, as resolved destinations' do
+/// (the metrics store finds a series by them; a new object per call would render its labels per call).
+/// </summary>
+internal sealed class UnresolvedPeer(PeerMetadata metadata)
+{
+    /// <summary>Gets the destination's labels: unknown, but for its service, the host as called.</summary>
+    public PeerMetadata Metadata { get; } = metadata;
+
+    /// <summary>Returns the service label and metadata of <paramref name="host"/>, shared while there is room.</summary>
+    public static (string Service, PeerMetadata Metadata) Of(string host)
+    {
+        var peer = SharedLabels<UnresolvedPeer>.TryGet(host, out var shared)
+            ? shared
+            : SharedLabels<UnresolvedPeer>.Share(host, new UnresolvedPeer(PeerMetadata.Unknown with { Service = host }));
+        return (peer.Metadata.Service, peer.Metadata);
+    }
+}

@@ -117,6 +117,20 @@ public sealed partial class IstioStatsTests : MeshTestBase
     }
 
     [Fact]
+    public void ADestinationOutsideTheRegistry_HasOneLabelObjectPerHost_CallAfterCall()
+    {
+        // Each call's host is a new string: the labels must still be the same objects, or every report would be a new
+        // label set to the store (its texts rendered per call).
+        var first = UnresolvedPeer.Of(new string("api.example.com".AsSpan()));
+        var second = UnresolvedPeer.Of(new string("api.example.com".AsSpan()));
+        Assert.Same(first.Metadata, second.Metadata);
+        Assert.Same(first.Service, second.Service);
+        Assert.Equal("api.example.com", first.Metadata.Service);
+        Assert.Equal("unknown", first.Metadata.Workload);
+        Assert.NotSame(first.Metadata, UnresolvedPeer.Of("other.example.com").Metadata);
+    }
+
+    [Fact]
     public void UnderATelemetryPolicy_AnOffMetricIsAbsent_AndRemovedLabelsMergeTheirSeries()
     {
         var policy = new MeshKit.Protocol.V1.TelemetryPolicy();

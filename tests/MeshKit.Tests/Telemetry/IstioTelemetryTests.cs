@@ -270,6 +270,31 @@ public sealed class IstioTelemetryTests : MeshTestBase
     }
 
     [Fact]
+    public async Task ResponseFlagsAnUpstreamSends_ReachNeitherTheAppNorTheCallersMetrics_RoutedOrPassedThrough()
+    {
+        var reviews = await StartAsync("reviews", "v1");
+        reviews.Behavior = context =>
+        {
+            context.Response.Headers["x-meshkit-response-flags"] = "UH,spoofed";
+            return Task.FromResult<IResult?>(null);
+        };
+        var productpage = await StartAsync("productpage", "v1");
+        await Eventually.TrueAsync(() => productpage.Endpoints(ReviewsHost) == 1, "the client knows reviews");
+        using var source = Requests(productpage);
+
+        // Routed through the mesh, and to an address outside the registry (passed through under ALLOW_ANY).
+        foreach (var uri in new[] { new Uri("http://reviews/reviews/1"), new Uri(reviews.Address, "/reviews/1") })
+        {
+            using var response = await productpage.CreateClient().GetAsync(uri);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.False(response.Headers.Contains("x-meshkit-response-flags"), $"the upstream's flags reached the app ({uri})");
+        }
+
+        await Eventually.TrueAsync(() => source.GetMeasurementSnapshot().Sum(m => m.Value) == 2, "the client reported both calls");
+        Assert.All(source.GetMeasurementSnapshot(), m => Assert.Equal("-", m.Tags["response_flags"]));
+    }
+
+    [Fact]
     public async Task PeerMetadata_FromAPlainTextCaller_IsNotBelieved()
     {
         var reviews = await StartAsync("reviews", "v1");

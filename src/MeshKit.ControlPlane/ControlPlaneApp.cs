@@ -7,6 +7,8 @@ using MeshKit.ControlPlane.Registry;
 using MeshKit.ControlPlane.Sources;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 
 namespace MeshKit.ControlPlane;
 
@@ -150,6 +152,12 @@ public static class ControlPlaneApp
         builder.Services.AddSingleton<PushThrottle>();
         builder.Services.AddMetrics();
         builder.Services.AddSingleton<ControlPlaneMetrics>();
+
+        // The control plane's own metrics for Prometheus at /metrics on the admin port, as istiod serves its own on its
+        // monitoring port (15014); OpenTelemetry's exporter aggregates them (a handful of series, off the push path's cost).
+        builder.Services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService("meshkit-controlplane"))
+            .WithMetrics(metrics => metrics.AddMeter(ControlPlaneMetrics.MeterName).AddPrometheusExporter());
         builder.Services.AddSingleton<MeshStatePublisher>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<MeshStatePublisher>());
         builder.Services.AddGrpc();
@@ -158,6 +166,7 @@ public static class ControlPlaneApp
         app.MapGrpcService<DiscoveryService>();
         app.MapGrpcService<CertificateService>();
         AdminEndpoints.Map(app);
+        app.MapPrometheusScrapingEndpoint(AdminEndpoints.MetricsPath); // behind the admin gate: admin port, admin token
         return app;
     }
 

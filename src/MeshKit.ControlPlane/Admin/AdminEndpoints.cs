@@ -16,6 +16,9 @@ namespace MeshKit.ControlPlane;
 /// </summary>
 internal static class AdminEndpoints
 {
+    /// <summary>The path of the control plane's metrics in Prometheus's format (istiod's, on its monitoring port).</summary>
+    public const string MetricsPath = "/metrics";
+
     /// <summary>The connection item that marks a connection accepted by the admin listener.</summary>
     public const string AdminConnection = "meshkit.admin";
 

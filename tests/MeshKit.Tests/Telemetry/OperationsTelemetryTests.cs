@@ -29,6 +29,30 @@ public sealed class OperationsTelemetryTests : MeshTestBase
     }
 
     [Fact]
+    public async Task TheControlPlane_ServesItsMetricsForPrometheus_OnTheAdminPortOnly()
+    {
+        await StartAsync("reviews", "v1");
+        using var http = new HttpClient();
+        string text = string.Empty;
+        await Eventually.TrueAsync(async () =>
+        {
+            text = await http.GetStringAsync(new Uri(ControlPlane.AdminAddress, "/metrics"));
+            return text.Contains("meshkit_controlplane_pushes_total{", StringComparison.Ordinal);
+        }, "the pushes to the workload are counted");
+
+        Assert.Contains("# TYPE meshkit_controlplane_connected_workloads", text, StringComparison.Ordinal);
+        Assert.Matches("(?m)^meshkit_controlplane_connected_workloads(\\{[^}]*\\})? [1-9]", text);
+        Assert.Contains("# TYPE meshkit_controlplane_push_size_bytes histogram", text, StringComparison.Ordinal);
+        Assert.Matches("(?m)^meshkit_controlplane_config_version(\\{[^}]*\\})? [1-9]", text);
+        Assert.Contains("service_name=\"meshkit-controlplane\"", text, StringComparison.Ordinal);
+
+        // Not on the discovery port (plain-text HTTP/2: the admin routes are not there).
+        using var discovery = new HttpClient(new SocketsHttpHandler()) { DefaultRequestVersion = HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
+        using var elsewhere = await discovery.GetAsync(new Uri(ControlPlane.DiscoveryAddress, "/metrics"));
+        Assert.Equal(HttpStatusCode.NotFound, elsewhere.StatusCode);
+    }
+
+    [Fact]
     public async Task TheMeshHealthCheck_FollowsTheControlPlaneAndTheConfig()
     {
         var workload = await StartAsync("reviews", "v1", services: s => s.AddHealthChecks().AddMeshHealthChecks());

@@ -13,5 +13,7 @@ internal static class IstioStandardMetrics
         "destination_workload", "destination_workload_namespace", "destination_principal", "destination_app", "destination_version",
         "destination_service", "destination_service_name", "destination_service_namespace", "request_protocol", "response_code",
         "grpc_response_status", "response_flags", "connection_security_policy",
+        "source_canonical_service", "source_canonical_revision", "source_cluster",
+        "destination_canonical_service", "destination_canonical_revision", "destination_cluster",
     ];
 }

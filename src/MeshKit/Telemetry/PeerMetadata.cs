@@ -8,17 +8,40 @@ namespace MeshKit.Telemetry;
 /// response header, and is believed only when the peer's mutual TLS identity backs it: the header is removed
 /// otherwise, and always before the application sees the request or response.
 /// </summary>
-internal sealed record PeerMetadata(string Workload, string Namespace, string App, string Version, string Service)
+internal sealed record PeerMetadata(string Workload, string Namespace, string App, string Version, string Service, string? CanonicalName = null, string? CanonicalRevisionName = null)
 {
+    /// <summary>
+    /// The cluster Istio reports for a known peer (<c>source_cluster</c>, <c>destination_cluster</c>): Istio's default
+    /// cluster ID. MeshKit's mesh is one cluster.
+    /// </summary>
+    public const string ClusterId = "Kubernetes";
+
+    /// <summary>
+    /// Gets Istio's canonical service (<c>*_canonical_service</c>, which Kiali groups by): the workload's
+    /// <c>service.istio.io/canonical-name</c> or <c>app.kubernetes.io/name</c> label when it has one, else its app.
+    /// </summary>
+    public string CanonicalService => CanonicalName ?? App;
+
+    /// <summary>
+    /// Gets Istio's canonical revision (<c>*_canonical_revision</c>): the workload's
+    /// <c>service.istio.io/canonical-revision</c> or <c>app.kubernetes.io/version</c> label when it has one, else its
+    /// version, else <c>latest</c>, as Istio defaults it.
+    /// </summary>
+    public string CanonicalRevision => CanonicalRevisionName ?? (Version == "unknown" ? "latest" : Version);
+
+    /// <summary>Gets the cluster label: <see cref="ClusterId"/>, or <c>unknown</c> for a peer that told nothing.</summary>
+    public string Cluster => Workload == "unknown" ? "unknown" : ClusterId;
+
     /// <summary>The header that carries it.</summary>
     public const string Header = "x-meshkit-peer-metadata";
 
     /// <summary>Gets the metadata of a peer that told nothing (or could not be believed).</summary>
-    public static PeerMetadata Unknown { get; } = new("unknown", "unknown", "unknown", "unknown", "unknown");
+    public static PeerMetadata Unknown { get; } = new("unknown", "unknown", "unknown", "unknown", "unknown", "unknown", "unknown");
 
     /// <summary>Gets the header value, computed once.</summary>
-    public string Encoded => _encoded ??= string.Join(';', new[] { ("w", Workload), ("n", Namespace), ("a", App), ("v", Version), ("s", Service) }
-        .Select(p => p.Item1 + "=" + Uri.EscapeDataString(p.Item2)));
+    public string Encoded => _encoded ??= string.Join(';', new[] { ("w", Workload), ("n", Namespace), ("a", App), ("v", Version), ("s", Service), ("cs", CanonicalName), ("cr", CanonicalRevisionName) }
+        .Where(p => p.Item2 is not null) // the canonical names only when set apart from app and version (older peers skip the keys)
+        .Select(p => p.Item1 + "=" + Uri.EscapeDataString(p.Item2!)));
 
     private string? _encoded;
 
@@ -43,13 +66,16 @@ internal sealed record PeerMetadata(string Workload, string Namespace, string Ap
         App = original.App;
         Version = original.Version;
         Service = original.Service;
+        CanonicalName = original.CanonicalName;
+        CanonicalRevisionName = original.CanonicalRevisionName;
     }
 
-    /// <summary>Equal when the five fields are: the cached header texts are not part of the value.</summary>
+    /// <summary>Equal when the fields are: the cached header texts are not part of the value.</summary>
     public bool Equals(PeerMetadata? other) =>
-        other is not null && Workload == other.Workload && Namespace == other.Namespace && App == other.App && Version == other.Version && Service == other.Service;
+        other is not null && Workload == other.Workload && Namespace == other.Namespace && App == other.App && Version == other.Version && Service == other.Service
+        && CanonicalName == other.CanonicalName && CanonicalRevisionName == other.CanonicalRevisionName;
 
-    public override int GetHashCode() => HashCode.Combine(Workload, Namespace, App, Version, Service);
+    public override int GetHashCode() => HashCode.Combine(Workload, Namespace, App, Version, Service, CanonicalName, CanonicalRevisionName);
 
     /// <summary>The workload name Istio reports: the app and version, as a Deployment would be named.</summary>
     public static PeerMetadata ForWorkload(string service, string ns, IReadOnlyDictionary<string, string> labels)
@@ -57,7 +83,11 @@ internal sealed record PeerMetadata(string Workload, string Namespace, string Ap
         var app = labels.TryGetValue("app", out var a) ? a : service;
         var version = labels.TryGetValue("version", out var v) ? v : "unknown";
         var workload = version == "unknown" ? service : $"{service}-{version}";
-        return new PeerMetadata(workload, ns, app, version, service);
+
+        // Istio's canonical service and revision labels first (Kiali groups by them); app and version otherwise.
+        var canonicalName = labels.TryGetValue("service.istio.io/canonical-name", out var cn) ? cn : labels.TryGetValue("app.kubernetes.io/name", out var kn) ? kn : null;
+        var canonicalRevision = labels.TryGetValue("service.istio.io/canonical-revision", out var cr) ? cr : labels.TryGetValue("app.kubernetes.io/version", out var kv) ? kv : null;
+        return new PeerMetadata(workload, ns, app, version, service, canonicalName, canonicalRevision);
     }
 
     public static PeerMetadata? Parse(string? value)
@@ -67,7 +97,7 @@ internal sealed record PeerMetadata(string Workload, string Namespace, string Ap
             return null;
         }
 
-        string? w = null, n = null, a = null, v = null, s = null;
+        string? w = null, n = null, a = null, v = null, s = null, cs = null, cr = null;
         foreach (var range in value.AsSpan().Split(';'))
         {
             var part = value.AsSpan(range);
@@ -78,7 +108,7 @@ internal sealed record PeerMetadata(string Workload, string Namespace, string Ap
             }
 
             var key = part[..eq];
-            if (key.Length != 1)
+            if (key.Length > 2)
             {
                 continue;
             }
@@ -86,17 +116,19 @@ internal sealed record PeerMetadata(string Workload, string Namespace, string Ap
             var start = range.Start.GetOffset(value.Length) + eq + 1;
             var raw = value[start..range.End.GetOffset(value.Length)];
             var text = Uri.UnescapeDataString(raw);
-            switch (key[0])
+            switch (key)
             {
-                case 'w': w = text; break;
-                case 'n': n = text; break;
-                case 'a': a = text; break;
-                case 'v': v = text; break;
-                case 's': s = text; break;
+                case "w": w = text; break;
+                case "n": n = text; break;
+                case "a": a = text; break;
+                case "v": v = text; break;
+                case "s": s = text; break;
+                case "cs": cs = text; break;
+                case "cr": cr = text; break;
             }
         }
 
-        return w is null || n is null ? null : new PeerMetadata(w, n, a ?? "unknown", v ?? "unknown", s ?? "unknown");
+        return w is null || n is null ? null : new PeerMetadata(w, n, a ?? "unknown", v ?? "unknown", s ?? "unknown", cs, cr);
     }
 
     /// <summary>

@@ -51,7 +51,7 @@ internal sealed class ReportPolicy
     /// <summary>Gets the side that applies to a report of <paramref name="reporter"/>.</summary>
     public Side For(string reporter) => reporter == "source" ? Client : Server;
 
-    /// <summary>One reporter's switches: a metric off, or the indexes (into Istio's 19 labels) of the labels it keeps.</summary>
+    /// <summary>One reporter's switches: a metric off, or the indexes (into Istio's 25 labels) of the labels it keeps.</summary>
     internal sealed class Side
     {
         private readonly bool[] _off = new bool[Metrics.Length];

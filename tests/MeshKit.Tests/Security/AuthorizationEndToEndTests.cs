@@ -219,15 +219,17 @@ public sealed class AuthorizationEndToEndTests : MeshTestBase, IDisposable
     [Fact]
     public async Task Jwt_TheRulesTimeout_BoundsTheFetchOfItsKeys()
     {
-        await using var jwks = await JwksServer.StartAsync(Jwks("k1"), delay: TimeSpan.FromSeconds(1.5));
+        // The keys take 3 s; a 1 s timeout cuts every fetch (long enough for a request to arrive on a loaded machine,
+        // where a shorter one could expire before the server counted it), a 10 s one lets them through.
+        await using var jwks = await JwksServer.StartAsync(Jwks("k1"), delay: TimeSpan.FromSeconds(3));
         var backend = await StartAsync("reviews", "v1");
-        WriteJwtPolicy($"jwksUri: {jwks.Uri}\n    timeout: 300ms");
+        WriteJwtPolicy($"jwksUri: {jwks.Uri}\n    timeout: 1s");
         await Eventually.TrueAsync(() => !backend.Snapshot.Jwt.IsEmpty && jwks.Requests > 0, "the keys are asked for");
-        await Task.Delay(TimeSpan.FromSeconds(2.5));
+        await Task.Delay(TimeSpan.FromSeconds(4));
 
         Assert.Equal(HttpStatusCode.Unauthorized, await CallAsync(backend, "/private", Token(DateTimeOffset.UtcNow)));
 
-        WriteJwtPolicy($"jwksUri: {jwks.Uri}\n    timeout: 5s");
+        WriteJwtPolicy($"jwksUri: {jwks.Uri}\n    timeout: 10s");
         await Eventually.TrueAsync(async () => await CallAsync(backend, "/private", Token(DateTimeOffset.UtcNow)) == HttpStatusCode.OK, "the slow keys arrive within the longer timeout");
     }
 

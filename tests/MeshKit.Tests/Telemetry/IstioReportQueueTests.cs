@@ -105,7 +105,7 @@ public sealed class IstioReportQueueTests : IDisposable
 
         var counted = requests.GetMeasurementSnapshot();
         Assert.Equal(10, counted.Where(m => !m.Tags.ContainsKey("source_principal")).Sum(m => m.Value));
-        Assert.All(counted.Where(m => !m.Tags.ContainsKey("source_principal")), m => Assert.Equal(17, m.Tags.Count));
+        Assert.All(counted.Where(m => !m.Tags.ContainsKey("source_principal")), m => Assert.Equal(23, m.Tags.Count));
         Assert.Equal(10, counted.Where(m => m.Tags.ContainsKey("source_principal")).Sum(m => m.Value));
         Assert.Equal(10, durations.GetMeasurementSnapshot().Count); // only the reports without the policy
 

@@ -61,7 +61,7 @@ public sealed partial class IstioStatsTests : MeshTestBase
 
         var ok200 = caller.Single(s => s.Name == "istio_requests_total" && s.Labels["response_code"] == "200");
         Assert.Equal(2, ok200.Value);
-        Assert.Equal(19, ok200.Labels.Count);
+        Assert.Equal(25, ok200.Labels.Count);
         Assert.Equal("source", ok200.Labels["reporter"]);
         Assert.Equal("productpage-v1", ok200.Labels["source_workload"]);
         Assert.Equal("spiffe://cluster.local/ns/default/sa/bookinfo-productpage", ok200.Labels["source_principal"]);
@@ -134,7 +134,7 @@ public sealed partial class IstioStatsTests : MeshTestBase
     public void UnderATelemetryPolicy_AnOffMetricIsAbsent_AndRemovedLabelsMergeTheirSeries()
     {
         var policy = new MeshKit.Protocol.V1.TelemetryPolicy();
-        policy.Metrics.Add(new MeshKit.Protocol.V1.MetricPolicy { Metric = "REQUEST_COUNT", ClientRemovedTags = { "source_workload", "source_app" } });
+        policy.Metrics.Add(new MeshKit.Protocol.V1.MetricPolicy { Metric = "REQUEST_COUNT", ClientRemovedTags = { "source_workload", "source_app", "source_canonical_service" } });
         policy.Metrics.Add(new MeshKit.Protocol.V1.MetricPolicy { Metric = "REQUEST_SIZE", ClientDisabled = true });
         var removing = ReportPolicy.From(policy);
         var stats = new IstioStats();
@@ -147,8 +147,8 @@ public sealed partial class IstioStatsTests : MeshTestBase
         var samples = Exposition(stats);
         var clientCount = samples.Single(s => s.Name == "istio_requests_total" && s.Labels["reporter"] == "source");
         Assert.Equal(2, clientCount.Value); // two callers, one series once their names are removed
-        Assert.Equal(17, clientCount.Labels.Count);
-        Assert.Equal(19, samples.Single(s => s.Name == "istio_requests_total" && s.Labels["reporter"] == "destination").Labels.Count);
+        Assert.Equal(22, clientCount.Labels.Count);
+        Assert.Equal(25, samples.Single(s => s.Name == "istio_requests_total" && s.Labels["reporter"] == "destination").Labels.Count);
         Assert.Equal(2, samples.Count(s => s.Name == "istio_request_duration_milliseconds_count" && s.Labels["reporter"] == "source"));
         Assert.DoesNotContain(samples, s => s.Name.StartsWith("istio_request_bytes", StringComparison.Ordinal) && s.Labels["reporter"] == "source");
         Assert.Single(samples, s => s.Name == "istio_request_bytes_count");

@@ -39,7 +39,11 @@ public sealed class IstioTelemetryTests : MeshTestBase
     [Fact]
     public async Task BothReporters_CarryIstiosLabels_WithPeerMetadataOverMutualTls()
     {
-        var reviews = await StartSecureAsync("reviews", "bookinfo-reviews", o => o.Labels["version"] = "v2");
+        var reviews = await StartSecureAsync("reviews", "bookinfo-reviews", o =>
+        {
+            o.Labels["version"] = "v2";
+            o.Labels["service.istio.io/canonical-name"] = "reviews-canonical";
+        });
         reviews.Behavior = context => Task.FromResult<IResult?>(context.Request.Headers.ContainsKey("x-meshkit-peer-metadata") ? Results.StatusCode(500) : null);
         var productpage = await StartSecureAsync("productpage", "bookinfo-productpage");
         await KnowsIdentityAsync(productpage);
@@ -66,6 +70,12 @@ public sealed class IstioTelemetryTests : MeshTestBase
         Assert.Equal(200, client["response_code"]);
         Assert.Equal("http", client["request_protocol"]);
         Assert.Equal("-", client["response_flags"]);
+        Assert.Equal("productpage", client["source_canonical_service"]); // no canonical labels: the app, the version
+        Assert.Equal("v1", client["source_canonical_revision"]);
+        Assert.Equal("Kubernetes", client["source_cluster"]);
+        Assert.Equal("reviews-canonical", client["destination_canonical_service"]); // told in the peer metadata
+        Assert.Equal("v2", client["destination_canonical_revision"]);
+        Assert.Equal("Kubernetes", client["destination_cluster"]);
 
         var server = Assert.Single(destination.GetMeasurementSnapshot()).Tags;
         Assert.Equal("destination", server["reporter"]);
@@ -75,6 +85,8 @@ public sealed class IstioTelemetryTests : MeshTestBase
         Assert.Equal("reviews-v2", server["destination_workload"]);
         Assert.Equal("mutual_tls", server["connection_security_policy"]);
         Assert.Equal(200, server["response_code"]);
+        Assert.Equal("productpage", server["source_canonical_service"]);
+        Assert.Equal("reviews-canonical", server["destination_canonical_service"]);
         await Eventually.TrueAsync(() => duration.GetMeasurementSnapshot().Count == 1, "the client's duration was recorded");
     }
 
@@ -127,8 +139,8 @@ public sealed class IstioTelemetryTests : MeshTestBase
         Assert.False(counted.ContainsKey("source_workload"));
         Assert.False(counted.ContainsKey("source_app"));
         Assert.Equal("reviews-v1", counted["destination_workload"]);
-        Assert.Equal(17, counted.Count);
-        Assert.Equal(19, Assert.Single(destinationDurations.GetMeasurementSnapshot()).Tags.Count);
+        Assert.Equal(23, counted.Count);
+        Assert.Equal(25, Assert.Single(destinationDurations.GetMeasurementSnapshot()).Tags.Count);
         Assert.Equal("productpage-v1", Assert.Single(source.GetMeasurementSnapshot()).Tags["source_workload"]);
 
         // The mesh-wide resource turns the sizes back on: the next call records them.
@@ -146,7 +158,11 @@ public sealed class IstioTelemetryTests : MeshTestBase
     [Fact]
     public async Task ACaller_AsksAnEndpointForItsMetadataOnce_AndLabelsEveryCallWithIt()
     {
-        var reviews = await StartSecureAsync("reviews", "bookinfo-reviews", o => o.Labels["version"] = "v2");
+        var reviews = await StartSecureAsync("reviews", "bookinfo-reviews", o =>
+        {
+            o.Labels["version"] = "v2";
+            o.Labels["service.istio.io/canonical-name"] = "reviews-canonical";
+        });
         var productpage = await StartSecureAsync("productpage", "bookinfo-productpage");
         await KnowsIdentityAsync(productpage);
         using var source = Requests(productpage);
@@ -310,6 +326,8 @@ public sealed class IstioTelemetryTests : MeshTestBase
         var tags = Assert.Single(destination.GetMeasurementSnapshot()).Tags;
         Assert.Equal("unknown", tags["source_workload"]);
         Assert.Equal("unknown", tags["source_principal"]);
+        Assert.Equal("unknown", tags["source_canonical_service"]);
+        Assert.Equal("unknown", tags["source_cluster"]);
         Assert.Equal("none", tags["connection_security_policy"]);
     }
 

@@ -13,6 +13,26 @@ public sealed class PeerMetadataTests
         Assert.Equal(told, PeerMetadata.Parse(told.EncodedWithoutReply));
     }
 
+    [Fact]
+    public void CanonicalNames_FollowIstiosLabels_TravelWhenSet_AndDefaultToAppAndVersion()
+    {
+        var labelled = PeerMetadata.ForWorkload("reviews", "default", new Dictionary<string, string>
+        {
+            ["version"] = "v2",
+            ["app.kubernetes.io/name"] = "reviews-k8s",
+            ["service.istio.io/canonical-name"] = "reviews-canonical", // Istio's label wins over Kubernetes'
+            ["app.kubernetes.io/version"] = "2.0.1",
+        });
+        Assert.Equal(("reviews-canonical", "2.0.1"), (labelled.CanonicalService, labelled.CanonicalRevision));
+        Assert.Equal(labelled, PeerMetadata.Parse(labelled.Encoded));
+        Assert.Equal("reviews-canonical", PeerMetadata.Parse(labelled.Encoded)!.CanonicalService);
+
+        var plain = PeerMetadata.ForWorkload("ratings", "default", new Dictionary<string, string>());
+        Assert.Equal(("ratings", "latest", "Kubernetes"), (plain.CanonicalService, plain.CanonicalRevision, plain.Cluster));
+        Assert.DoesNotContain("cs=", plain.Encoded, StringComparison.Ordinal); // nothing to tell beyond app and version
+        Assert.Equal(("unknown", "unknown", "unknown"), (PeerMetadata.Unknown.CanonicalService, PeerMetadata.Unknown.CanonicalRevision, PeerMetadata.Unknown.Cluster));
+    }
+
     [Theory]
     [InlineData("")]
     [InlineData("n=default")]

@@ -35,6 +35,17 @@ public class MeshExtensionsTests
     }
 
     [Fact]
+    public void MapMeshMetrics_WithoutAddMesh_ThrowsNamingAddMesh()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        using var app = builder.Build();
+
+        var ex = Assert.Throws<InvalidOperationException>(() => app.MapMeshMetrics());
+        Assert.Contains("AddMesh()", ex.Message, StringComparison.Ordinal);
+        Assert.Throws<ArgumentNullException>(() => MeshEndpointRouteBuilderExtensions.MapMeshMetrics(null!));
+    }
+
+    [Fact]
     public void AddMesh_Twice_RegistersEverythingOnce()
     {
         var services = new ServiceCollection();

@@ -95,12 +95,20 @@ internal sealed class IstioStats
     /// <summary>Writes every series in Prometheus's text exposition format (version 0.0.4).</summary>
     public void WriteTo(StringBuilder text)
     {
+        // Copied under the lock, formatted outside it: a scrape of a large store must not hold up the drains (nor a
+        // request thread that records inline because its buffer is full) for as long as formatting takes.
+        var copies = new CellValues[_families.Length][];
         lock (_lock)
         {
-            foreach (var family in _families)
+            for (var m = 0; m < _families.Length; m++)
             {
-                family.WriteTo(text);
+                copies[m] = _families[m].Copy();
             }
+        }
+
+        for (var m = 0; m < _families.Length; m++)
+        {
+            _families[m].WriteTo(text, copies[m]);
         }
     }
 
@@ -194,27 +202,12 @@ internal sealed class IstioStats
             }
         }
 
-        public void WriteTo(StringBuilder text, string name)
-        {
-            var separator = Labels.Length == 0 ? string.Empty : ",";
-            if (_buckets is null)
-            {
-                text.Append(name).Append('{').Append(Labels).Append("} ").Append(Count).Append('\n');
-                return;
-            }
-
-            long cumulative = 0;
-            for (var i = 0; i < _buckets.Length; i++)
-            {
-                cumulative += _buckets[i];
-                var le = i < bounds!.Length ? Number(bounds[i]) : "+Inf";
-                text.Append(name).Append("_bucket{").Append(Labels).Append(separator).Append("le=\"").Append(le).Append("\"} ").Append(cumulative).Append('\n');
-            }
-
-            text.Append(name).Append("_sum{").Append(Labels).Append("} ").Append(Number(Sum)).Append('\n');
-            text.Append(name).Append("_count{").Append(Labels).Append("} ").Append(Count).Append('\n');
-        }
+        /// <summary>Copies the cell's values (under the store's lock).</summary>
+        public CellValues Copy() => new(Labels, Count, Sum, _buckets?.ToArray());
     }
+
+    /// <summary>A cell's values as of a scrape.</summary>
+    private sealed record CellValues(string Labels, long Count, double Sum, long[]? Buckets);
 
     /// <summary>One metric: its cells by label text, at most <see cref="SeriesLimit"/> plus the overflow series.</summary>
     private sealed class Family(string name, string type, string help, double[]? bounds)
@@ -241,21 +234,41 @@ internal sealed class IstioStats
             return cell;
         }
 
-        public void WriteTo(StringBuilder text)
+        /// <summary>Copies every cell's values, the overflow series last (under the store's lock).</summary>
+        public CellValues[] Copy() => [.. _cells.Values.Select(c => c.Copy()), .. _overflow is null ? [] : new[] { _overflow.Copy() }];
+
+        /// <summary>Writes the metric's series (outside the lock: the name, type, help and bounds never change).</summary>
+        public void WriteTo(StringBuilder text, CellValues[] cells)
         {
-            if (_cells.Count == 0)
+            if (cells.Length == 0)
             {
                 return;
             }
 
             text.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n');
             text.Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
-            foreach (var cell in _cells.Values)
+            foreach (var cell in cells)
             {
-                cell.WriteTo(text, name);
-            }
+                // A Telemetry policy may remove every label: a series without labels has no braces.
+                var labels = cell.Labels.Length == 0 ? string.Empty : "{" + cell.Labels + "}";
+                if (cell.Buckets is null)
+                {
+                    text.Append(name).Append(labels).Append(' ').Append(cell.Count).Append('\n');
+                    continue;
+                }
 
-            _overflow?.WriteTo(text, name);
+                long cumulative = 0;
+                var le = cell.Labels.Length == 0 ? "le=\"" : ",le=\"";
+                for (var i = 0; i < cell.Buckets.Length; i++)
+                {
+                    cumulative += cell.Buckets[i];
+                    var bound = i < bounds!.Length ? Number(bounds[i]) : "+Inf";
+                    text.Append(name).Append("_bucket{").Append(cell.Labels).Append(le).Append(bound).Append("\"} ").Append(cumulative).Append('\n');
+                }
+
+                text.Append(name).Append("_sum").Append(labels).Append(' ').Append(Number(cell.Sum)).Append('\n');
+                text.Append(name).Append("_count").Append(labels).Append(' ').Append(cell.Count).Append('\n');
+            }
         }
     }
 

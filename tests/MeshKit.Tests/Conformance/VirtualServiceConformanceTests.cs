@@ -241,14 +241,17 @@ public class VirtualServiceConformanceTests
             Assert.Matches("^v[123]$", await mesh.SendAsync("http://reviews/"));
         }
 
+        // Avoiding, the pick is redrawn up to five times (Envoy's host_selection_retry_max_attempts, Istio's 5) and may
+        // still land on the endpoint tried: (1/3)^5 per call, about 0.25 returns in 60 calls (4 or more: ~1e-4). Not
+        // avoiding, a third return: about 20 (3 or fewer: ~1e-7).
         var returned = upstream.Pairs.Count(p => p.First == p.Retry);
         if (avoid)
         {
-            Assert.Equal(0, returned);
+            Assert.InRange(returned, 0, 3);
         }
         else
         {
-            Assert.InRange(returned, 1, 59);
+            Assert.InRange(returned, 4, 59);
         }
     }
 

@@ -155,6 +155,62 @@ public sealed partial class IstioStatsTests : MeshTestBase
     }
 
     [Fact]
+    public void APolicyRemovingEveryLabel_LeavesOneSeriesWithoutLabels()
+    {
+        var policy = new MeshKit.Protocol.V1.TelemetryPolicy();
+        foreach (var metric in new[] { "REQUEST_COUNT", "REQUEST_DURATION" })
+        {
+            policy.Metrics.Add(new MeshKit.Protocol.V1.MetricPolicy { Metric = metric, ClientRemovedTags = { MeshKit.Config.IstioStandardMetrics.Labels } });
+        }
+
+        var stats = new IstioStats();
+        stats.Add(Report(status: 200) with { Policy = ReportPolicy.From(policy) });
+        stats.Add(Report(status: 503) with { Policy = ReportPolicy.From(policy) });
+
+        var samples = Exposition(stats); // every line parses
+        Assert.Equal(2, samples.Single(s => s.Name == "istio_requests_total").Value);
+        Assert.Empty(samples.Single(s => s.Name == "istio_requests_total").Labels);
+        Assert.Equal(["le"], samples.First(s => s.Name == "istio_request_duration_milliseconds_bucket").Labels.Keys);
+        Assert.Equal(2, samples.Single(s => s.Name == "istio_request_duration_milliseconds_count").Value);
+    }
+
+    [Fact]
+    public async Task ScrapesWhileReportsAreAdded_SeeConsistentCounts()
+    {
+        var stats = new IstioStats();
+        using var stop = new CancellationTokenSource();
+        var writers = Enumerable.Range(0, 2).Select(t => Task.Run(() =>
+        {
+            var added = 0;
+            while (!stop.IsCancellationRequested)
+            {
+                stats.Add(Report(status: t == 0 ? 200 : 503));
+                added++;
+            }
+
+            return added;
+        })).ToArray();
+
+        for (var i = 0; i < 20; i++)
+        {
+            // Each scrape is a consistent copy: a histogram's +Inf bucket and count are those of its request count.
+            var samples = Exposition(stats);
+            foreach (var count in samples.Where(s => s.Name == "istio_requests_total"))
+            {
+                var code = count.Labels["response_code"];
+                Assert.Equal(count.Value, samples.Single(s => s.Name == "istio_request_duration_milliseconds_count" && s.Labels["response_code"] == code).Value);
+                Assert.Equal(count.Value, samples.Single(s => s.Name == "istio_request_duration_milliseconds_bucket" && s.Labels["response_code"] == code && s.Labels["le"] == "+Inf").Value);
+            }
+
+            await Task.Delay(5);
+        }
+
+        stop.Cancel();
+        var total = (await Task.WhenAll(writers)).Sum();
+        Assert.Equal(total, Exposition(stats).Where(s => s.Name == "istio_requests_total").Sum(s => s.Value));
+    }
+
+    [Fact]
     public void PastTheSeriesLimit_NewLabelSetsAreCountedInTheOverflowSeries()
     {
         var stats = new IstioStats();
@@ -231,6 +287,11 @@ public sealed partial class IstioStatsTests : MeshTestBase
     {
         public static List<Sample> Parse(string text)
         {
+            if (text.Length == 0)
+            {
+                return []; // nothing recorded yet
+            }
+
             Assert.EndsWith("\n", text);
             var samples = new List<Sample>();
             var typed = new HashSet<string>();
@@ -269,7 +330,7 @@ public sealed partial class IstioStatsTests : MeshTestBase
         [GeneratedRegex(@"^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.+)$")]
         private static partial Regex CommentLine();
 
-        [GeneratedRegex(@"^(?<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?<labels>([a-zA-Z_][a-zA-Z0-9_]*=""([^""\\\n]|\\[\\""n])*"")(,[a-zA-Z_][a-zA-Z0-9_]*=""([^""\\\n]|\\[\\""n])*"")*)\} (?<value>\S+)$")]
+        [GeneratedRegex(@"^(?<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?<labels>([a-zA-Z_][a-zA-Z0-9_]*=""([^""\\\n]|\\[\\""n])*"")(,[a-zA-Z_][a-zA-Z0-9_]*=""([^""\\\n]|\\[\\""n])*"")*)\})? (?<value>\S+)$")]
         private static partial Regex SampleLine();
 
         [GeneratedRegex(@"([a-zA-Z_][a-zA-Z0-9_]*)=""((?:[^""\\]|\\.)*)""")]

@@ -24,26 +24,21 @@ public class MeshExtensionsTests
     public void UseMesh_NullApp_Throws() =>
         Assert.Throws<ArgumentNullException>(() => MeshApplicationBuilderExtensions.UseMesh(null!));
 
-    [Fact]
-    public void UseMesh_WithoutAddMesh_ThrowsNamingAddMesh()
+    [Theory]
+    [InlineData(nameof(MeshApplicationBuilderExtensions.UseMesh))]
+    [InlineData(nameof(MeshEndpointRouteBuilderExtensions.MapMeshMetrics))]
+    public void WithoutAddMesh_UseMeshAndMapMeshMetrics_ThrowNamingAddMesh(string method)
     {
         var builder = WebApplication.CreateSlimBuilder();
         using var app = builder.Build();
 
-        var ex = Assert.Throws<InvalidOperationException>(() => app.UseMesh());
+        var ex = Assert.Throws<InvalidOperationException>(() => _ = method == nameof(MeshApplicationBuilderExtensions.UseMesh) ? (object)app.UseMesh() : app.MapMeshMetrics());
         Assert.Contains("AddMesh()", ex.Message, StringComparison.Ordinal);
     }
 
     [Fact]
-    public void MapMeshMetrics_WithoutAddMesh_ThrowsNamingAddMesh()
-    {
-        var builder = WebApplication.CreateSlimBuilder();
-        using var app = builder.Build();
-
-        var ex = Assert.Throws<InvalidOperationException>(() => app.MapMeshMetrics());
-        Assert.Contains("AddMesh()", ex.Message, StringComparison.Ordinal);
+    public void MapMeshMetrics_NullEndpoints_Throws() =>
         Assert.Throws<ArgumentNullException>(() => MeshEndpointRouteBuilderExtensions.MapMeshMetrics(null!));
-    }
 
     [Fact]
     public void AddMesh_Twice_RegistersEverythingOnce()

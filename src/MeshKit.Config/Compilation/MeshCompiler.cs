@@ -169,9 +169,11 @@ public static class MeshCompiler
                 continue;
             }
 
-            if (entry.Resolution == "NONE" && entry.Endpoints.Count == 0)
+            if (entry.Resolution is "NONE" or "DYNAMIC_DNS" && entry.Endpoints.Count == 0)
             {
-                // NONE: the call goes where the caller addressed it (Envoy's original destination).
+                // NONE: the call goes where the caller addressed it (Envoy's original destination); DYNAMIC_DNS: to the
+                // call's own host name, resolved when the connection is made (Envoy's dynamic forward proxy). In
+                // process both are the client's socket resolving the request's host.
                 service.Passthrough = true;
                 continue;
             }

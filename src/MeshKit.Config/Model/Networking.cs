@@ -286,7 +286,7 @@ public sealed record ServiceEntry : ConfigResource
     /// <summary>Gets <c>spec.location</c>: <c>MESH_EXTERNAL</c> (default) or <c>MESH_INTERNAL</c>.</summary>
     public string Location { get; init; } = "MESH_EXTERNAL";
 
-    /// <summary>Gets <c>spec.resolution</c>: <c>NONE</c> (default), <c>STATIC</c>, <c>DNS</c> or <c>DNS_ROUND_ROBIN</c>.</summary>
+    /// <summary>Gets <c>spec.resolution</c>: <c>NONE</c> (default), <c>STATIC</c>, <c>DNS</c>, <c>DNS_ROUND_ROBIN</c> or <c>DYNAMIC_DNS</c>.</summary>
     public string Resolution { get; init; } = "NONE";
 
     /// <summary>Gets <c>spec.endpoints</c>.</summary>

@@ -882,9 +882,14 @@ public static class ConfigParser
     private static Destination? ReadDestination(MapReader r)
     {
         var host = r.String("host", required: true);
-        if (host is not null)
+        if (host == "*")
         {
-            ValidateHostName(r, r.ChildPath("host"), host, allowWildcard: false);
+            // As Istio validates: a destination names a service; "*.suffix" names a wildcard ServiceEntry.
+            r.Context.Error(r.Node, r.ChildPath("host"), "'*' is not a destination host: name a service (or a wildcard ServiceEntry's host)");
+        }
+        else if (host is not null)
+        {
+            ValidateHostName(r, r.ChildPath("host"), host, allowWildcard: true);
         }
 
         var subset = r.String("subset");
@@ -1375,16 +1380,38 @@ public static class ConfigParser
         }
 
         var resolution = s.String("resolution") ?? "NONE";
-        if (resolution is not ("NONE" or "STATIC" or "DNS" or "DNS_ROUND_ROBIN"))
+        if (resolution is not ("NONE" or "STATIC" or "DNS" or "DNS_ROUND_ROBIN" or "DYNAMIC_DNS"))
         {
-            s.Context.Error(s.Get("resolution"), s.ChildPath("resolution"), $"unknown resolution '{resolution}'; expected NONE, STATIC, DNS or DNS_ROUND_ROBIN");
+            s.Context.Error(s.Get("resolution"), s.ChildPath("resolution"), $"unknown resolution '{resolution}'; expected NONE, STATIC, DNS, DNS_ROUND_ROBIN or DYNAMIC_DNS");
         }
 
         var endpoints = s.List("endpoints", e => ReadWorkloadEntry(e, requireIp: resolution == "STATIC"));
 
+        // DYNAMIC_DNS resolves the name each call carries (Envoy's dynamic forward proxy): in process that is what the
+        // client's socket does with the request's own host, so it compiles to a pass-through as NONE does. Istio's API
+        // allows it for wildcard hosts of MESH_EXTERNAL entries only, and ignores endpoints.
+        if (resolution == "DYNAMIC_DNS")
+        {
+            foreach (var host in hosts.Where(h => !h.StartsWith("*.", StringComparison.Ordinal)))
+            {
+                s.Context.Error(s.Get("hosts"), s.ChildPath("hosts"), $"'{host}': DYNAMIC_DNS must be used with wildcard hosts (*.example.com), as in Istio; use DNS for a named host");
+            }
+
+            if (location != "MESH_EXTERNAL")
+            {
+                s.Context.Error(s.Get("location"), s.ChildPath("location"), "DYNAMIC_DNS is supported for MESH_EXTERNAL entries only, as in Istio");
+            }
+
+            if (endpoints.Count > 0)
+            {
+                s.Context.Warning(s.Get("endpoints"), s.ChildPath("endpoints"), "DYNAMIC_DNS ignores endpoints (as in Istio): calls go to the host they name");
+                endpoints = [];
+            }
+        }
+
         if (resolution is "DNS" or "DNS_ROUND_ROBIN" && hosts.Any(h => h.StartsWith('*')))
         {
-            s.Context.Error(s.Get("resolution"), s.ChildPath("resolution"), $"{resolution} cannot resolve wildcard hosts; use NONE");
+            s.Context.Error(s.Get("resolution"), s.ChildPath("resolution"), $"{resolution} cannot resolve wildcard hosts; use NONE or DYNAMIC_DNS");
         }
 
         if (resolution == "STATIC" && endpoints.Count == 0 && !s.Has("workloadSelector"))
@@ -1426,9 +1453,9 @@ public static class ConfigParser
         {
             s.Context.Error(s.Get("workloadSelector"), s.ChildPath("workloadSelector"), "excludes endpoints");
         }
-        else if (selector is not null && resolution == "NONE")
+        else if (selector is not null && resolution is "NONE" or "DYNAMIC_DNS")
         {
-            s.Context.Warning(s.Get("workloadSelector"), s.ChildPath("workloadSelector"), "with resolution NONE calls go to the host they name: the selected workloads are not used (Istio warns alike)");
+            s.Context.Warning(s.Get("workloadSelector"), s.ChildPath("workloadSelector"), $"with resolution {resolution} calls go to the host they name: the selected workloads are not used (Istio warns alike)");
         }
 
         if (selector is not null && selector.MatchLabels.Count == 0)

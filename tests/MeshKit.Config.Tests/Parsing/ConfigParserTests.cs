@@ -408,6 +408,10 @@ public class ConfigParserTests
     [InlineData("ServiceEntry", "hosts: [e.com]\n  resolution: MAGIC", "spec.resolution", "unknown resolution")]
     [InlineData("ServiceEntry", "hosts: [\"*.e.com\"]\n  resolution: DNS", "spec.resolution", "cannot resolve wildcard")]
     [InlineData("ServiceEntry", "hosts: [\"*\"]", "spec.hosts[0]", "every host")]
+    [InlineData("VirtualService", "hosts: [r]\n  http: [{ route: [{ destination: { host: \"*\" } }] }]", "spec.http[0].route[0].destination.host", "is not a destination host")]
+    [InlineData("VirtualService", "hosts: [r]\n  http: [{ route: [{ destination: { host: \"*.bad_name\" } }] }]", "spec.http[0].route[0].destination.host", "not a valid host name")]
+    [InlineData("ServiceEntry", "hosts: [\"*.e.com\", api.e.com]\n  resolution: DYNAMIC_DNS", "spec.hosts", "'api.e.com': DYNAMIC_DNS must be used with wildcard hosts")]
+    [InlineData("ServiceEntry", "hosts: [\"*.e.com\"]\n  location: MESH_INTERNAL\n  resolution: DYNAMIC_DNS", "spec.location", "MESH_EXTERNAL entries only")]
     [InlineData("Sidecar", "egress: [{ hosts: [reviews.default.svc.cluster.local] }]", "spec.egress[0].hosts[0]", "namespace/host")]
     [InlineData("Sidecar", "egress: [{ hosts: [\"./*\"] }]\n  outboundTrafficPolicy: { mode: SOMETIMES }", "spec.outboundTrafficPolicy.mode", "unknown mode")]
     [InlineData("Sidecar", "egress: [{ hosts: [] }]", "spec.egress[0].hosts", "at least one host")]
@@ -460,7 +464,7 @@ public class ConfigParserTests
     [InlineData("Sidecar", "workloadSelector: { labels: { version: \"v*\" } }\n  egress: [{ hosts: [\"./*\"] }]", "spec.workloadSelector.labels.version", "wildcards are not supported")]
     public void Parse_InvalidResource_ReportsPathAndReason(string kind, string spec, string path, string reason)
     {
-        var group = kind is "DestinationRule" or "ServiceEntry" or "Sidecar" or "WorkloadEntry" ? "networking.istio.io/v1" : "security.istio.io/v1";
+        var group = kind is "VirtualService" or "DestinationRule" or "ServiceEntry" or "Sidecar" or "WorkloadEntry" ? "networking.istio.io/v1" : "security.istio.io/v1";
         var result = Parse($$"""
             apiVersion: {{group}}
             kind: {{kind}}
@@ -580,6 +584,30 @@ public class ConfigParserTests
         var rule = Assert.IsType<DestinationRule>(Assert.Single(result.Resources));
         Assert.Equal("SIMPLE", rule.TrafficPolicy!.PortLevelSettings[0].Policy.Tls!.Mode);
         Assert.Equal("DISABLE", rule.Subsets[0].TrafficPolicy!.Tls!.Mode);
+    }
+
+    [Fact]
+    public void Parse_DynamicDns_IsAPassThroughForWildcardHosts_AndIgnoresEndpointsWithAWarning()
+    {
+        var result = Parse("""
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: wildcard }
+            spec:
+              hosts: ["*.example.com"]
+              ports: [{ number: 443, name: https, protocol: TLS }]
+              location: MESH_EXTERNAL
+              resolution: DYNAMIC_DNS
+              endpoints: [{ address: 10.0.0.1 }]
+            """);
+
+        var warning = Assert.Single(result.Diagnostics);
+        Assert.Equal(DiagnosticSeverity.Warning, warning.Severity);
+        Assert.Equal("spec.endpoints", warning.Path);
+        Assert.Contains("ignores endpoints", warning.Message, StringComparison.Ordinal);
+        var entry = Assert.IsType<ServiceEntry>(Assert.Single(result.Resources));
+        Assert.Equal("DYNAMIC_DNS", entry.Resolution);
+        Assert.Empty(entry.Endpoints);
     }
 
     [Fact]

@@ -61,10 +61,12 @@ public class HostsConformanceTests
         Assert.Equal("v1", await mesh.SendAsync("http://reviews/"));
     }
 
-    [Fact]
-    public async Task WildcardServiceEntry_WithResolutionNone_PassesThroughToTheNamedHost_EvenUnderRegistryOnly()
+    [Theory]
+    [InlineData("NONE")]
+    [InlineData("DYNAMIC_DNS")]
+    public async Task WildcardServiceEntry_WithResolutionNoneOrDynamicDns_PassesThroughToTheNamedHost_EvenUnderRegistryOnly(string resolution)
     {
-        using var mesh = InMemoryMesh.Create("""
+        using var mesh = InMemoryMesh.Create($$"""
             apiVersion: meshkit.dev/v1alpha1
             kind: MeshConfig
             metadata: { name: mesh }
@@ -76,7 +78,7 @@ public class HostsConformanceTests
             spec:
               hosts: ["*.wikipedia.org"]
               ports: [{ number: 443, name: https, protocol: HTTPS }]
-              resolution: NONE
+              resolution: {{resolution}}
             """);
 
         using var response = await mesh.SendAsync(new HttpRequestMessage(HttpMethod.Get, "https://en.wikipedia.org/wiki/Mesh"), CancellationToken.None);

@@ -408,11 +408,14 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         Assert.Equal(pieces * pieceBytes, sync.Length);
     }
 
-    [Fact]
-    public async Task PassThroughDestination_KeepsTheRoutesTimeoutAndRetries()
+    [Theory]
+    [InlineData("api.localhost", "NONE")]
+    [InlineData("\"*.localhost\"", "DYNAMIC_DNS")]
+    public async Task PassThroughDestination_KeepsTheRoutesTimeoutAndRetries(string hosts, string resolution)
     {
         // A ServiceEntry with resolution NONE sends to the host the caller named (Envoy's original-destination
-        // cluster); the VirtualService's policy still governs the call, each retry going to that host again.
+        // cluster), one with DYNAMIC_DNS to the name the call carries (Envoy's dynamic forward proxy); the
+        // VirtualService's policy still governs the call, each retry going to that host again.
         var backend = await StartAsync("reviews", "v1");
         var port = backend.Address.Port;
         ControlPlane.WriteConfig("external.yaml", $$"""
@@ -420,34 +423,36 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
             kind: ServiceEntry
             metadata: { name: external }
             spec:
-              hosts: [api.localhost]
+              hosts: [{{hosts}}]
               ports: [{ number: {{port}}, name: http, protocol: HTTP }]
-              resolution: NONE
+              resolution: {{resolution}}
             ---
             apiVersion: networking.istio.io/v1
             kind: VirtualService
             metadata: { name: external }
             spec:
-              hosts: [api.localhost]
+              hosts: [{{hosts}}]
               http:
               - match: [{ uri: { prefix: /slow } }]
                 timeout: 300ms
                 retries: { attempts: 0 }
-                route: [{ destination: { host: api.localhost } }]
+                route: [{ destination: { host: {{hosts}} } }]
               - retries: { attempts: 2, retryOn: 5xx }
-                route: [{ destination: { host: api.localhost } }]
+                route: [{ destination: { host: {{hosts}} } }]
             """);
         // The client's own handler stands in for DNS: the pass-through call goes through it to the named host.
+        var resolved = new System.Collections.Concurrent.ConcurrentQueue<string>();
         var client = await StartAsync("productpage", "v1", services: s => s.AddHttpClient("test").ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
         {
             ConnectCallback = async (context, cancellationToken) =>
             {
+                resolved.Enqueue(context.DnsEndPoint.Host);
                 var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp) { NoDelay = true };
                 await socket.ConnectAsync(IPAddress.Loopback, context.DnsEndPoint.Port, cancellationToken);
                 return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
             },
         }));
-        await Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue("api.localhost", out var s) && s.Routes.Length == 2, "the routes apply");
+        await Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue(hosts.Trim('"'), out var s) && s.Routes.Length == 2, "the routes apply");
         var http = client.CreateClient();
 
         backend.Behavior = Status(503, times: 1);
@@ -455,6 +460,7 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         {
             Assert.Equal(HttpStatusCode.OK, retried.StatusCode);
             Assert.Equal(2, backend.Served);
+            Assert.Equal("api.localhost", Assert.Single(resolved.Distinct()));
         }
 
         backend.Behavior = Delay(TimeSpan.FromSeconds(10));

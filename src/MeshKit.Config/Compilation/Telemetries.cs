@@ -60,7 +60,8 @@ internal static class Telemetries
             }
         }
 
-        // The access log: on unless the last entry that speaks of a side turns it off.
+        // The access log: on unless the last entry that speaks of a side turns it off; that entry's filter (or none)
+        // decides which requests are written, as a child's entry for the provider replaces its parent's in Istio.
         foreach (var level in new[] { mesh, space, workload })
         {
             foreach (var entry in level?.AccessLogging ?? [])
@@ -68,11 +69,13 @@ internal static class Telemetries
                 if (entry.Mode != "SERVER")
                 {
                     policy.ClientAccessLogDisabled = entry.Disabled;
+                    policy.ClientAccessLogFilter = entry.Filter ?? string.Empty;
                 }
 
                 if (entry.Mode != "CLIENT")
                 {
                     policy.ServerAccessLogDisabled = entry.Disabled;
+                    policy.ServerAccessLogFilter = entry.Filter ?? string.Empty;
                 }
             }
         }

@@ -36,7 +36,8 @@ public sealed record SpanTagSource(string Kind, string Value, string? DefaultVal
 /// <summary>One <c>spec.accessLogging[]</c> entry.</summary>
 /// <param name="Mode">Gets <c>match.mode</c>: <c>CLIENT_AND_SERVER</c> (the default), <c>CLIENT</c> or <c>SERVER</c>.</param>
 /// <param name="Disabled">Gets <c>disabled</c>: false (the default) turns the access log on, true off.</param>
-public sealed record AccessLogOverride(string Mode, bool Disabled);
+/// <param name="Filter">Gets <c>filter.expression</c>: a CEL expression over Envoy's attributes; an entry is written only for requests it is true for. <see langword="null"/>: every request.</param>
+public sealed record AccessLogOverride(string Mode, bool Disabled, string? Filter = null);
 
 /// <summary>One <c>spec.metrics[].overrides[]</c> entry.</summary>
 /// <param name="Metric">Gets <c>match.metric</c>: <c>ALL_METRICS</c> (the default), <c>REQUEST_COUNT</c>, <c>REQUEST_DURATION</c>, <c>REQUEST_SIZE</c> or <c>RESPONSE_SIZE</c>.</param>

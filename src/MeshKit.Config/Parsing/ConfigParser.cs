@@ -1653,14 +1653,34 @@ public static class ConfigParser
         var providers = a.List("providers", p => p.String("name", required: true));
         var mode = a.Map("match", m => ReadMode(m))?.Value ?? "CLIENT_AND_SERVER";
         var disabled = a.Bool("disabled") ?? false;
-        a.NotSupported("filter", DiagnosticSeverity.Warning, "a CEL filter is not evaluated: the entry applies to every request (MeshOptions.AccessLogSampling logs a share of them)");
+        // Compiled here as the workload will compile it, so that a typo is an error with its place, not a silent
+        // filter that never (or always) logs.
+        var filter = a.Map("filter", f =>
+        {
+            var expression = f.String("expression", required: true);
+            if (string.IsNullOrEmpty(expression))
+            {
+                return new BoxedString(null);
+            }
+
+            try
+            {
+                Expressions.AccessLogAttributes.CompileFilter(expression);
+                return new BoxedString(expression);
+            }
+            catch (Expressions.CelException ex)
+            {
+                f.Context.Error(f.Get("expression"), f.ChildPath("expression"), $"column {ex.Column}: {ex.Message}");
+                return new BoxedString(null);
+            }
+        })?.Value;
         if (providers.Count > 0 && !providers.Contains("envoy"))
         {
             a.Context.Warning(a.Get("providers"), a.ChildPath("providers"), $"MeshKit's access log is Istio's 'envoy' provider (written through ILogger, category MeshKit.AccessLog); this entry names {string.Join(", ", providers)} only and is ignored");
             return null;
         }
 
-        return new AccessLogOverride(mode, disabled);
+        return new AccessLogOverride(mode, disabled, filter);
     }
 
     private static BoxedString ReadMode(MapReader m)

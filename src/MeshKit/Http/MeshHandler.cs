@@ -103,14 +103,16 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 ReportAsSource(request, response, destination, flags, requestBytes, elapsed, answer);
             }
 
-            if (log)
+            var route = log && request.Options.TryGetValue(MeshActivity.RouteName, out var named) ? named : null;
+            if (log && (provider.Current.ClientAccessLogFilter is not { } filter
+                || Telemetry.OutboundLogAttributes.Passes(filter, request, response, destination, elapsed, requestBytes, route, answer?.Principal)))
             {
                 Log.Access(
                     accessLog!,
                     request.Method.Method,
                     destination,
                     request.RequestUri?.PathAndQuery ?? string.Empty,
-                    request.Options.TryGetValue(MeshActivity.RouteName, out var route) ? route : "-",
+                    route ?? "-",
                     request.RequestUri?.Authority ?? string.Empty,
                     (int)response.StatusCode,
                     flags.Length == 0 ? "-" : flags,

@@ -133,7 +133,8 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
 
                 var self = Self;
                 var elapsed = time.GetElapsedTime(started).TotalMilliseconds;
-                if (log)
+                if (log && (snapshot.ServerAccessLogFilter is not { } filter
+                    || Telemetry.InboundLogAttributes.Passes(filter, context, status, elapsed, peer?.ToString())))
                 {
                     Log.InboundAccess(
                         _accessLog,

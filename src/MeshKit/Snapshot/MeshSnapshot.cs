@@ -54,6 +54,12 @@ internal sealed class MeshSnapshot
     /// <summary>Gets whether the Telemetry API turned the access log off for the requests this workload serves (mode SERVER).</summary>
     internal bool ServerAccessLogOff { get; init; }
 
+    /// <summary>Gets the Telemetry API's access-log filter for this workload's outbound calls; null: every call.</summary>
+    internal MeshKit.Config.Expressions.CelProgram? ClientAccessLogFilter { get; init; }
+
+    /// <summary>Gets the Telemetry API's access-log filter for the requests this workload serves; null: every request.</summary>
+    internal MeshKit.Config.Expressions.CelProgram? ServerAccessLogFilter { get; init; }
+
     /// <summary>Gets whether the Telemetry API turned MeshKit's spans off (<c>tracing.disableSpanReporting</c>).</summary>
     internal bool SpansOff { get; init; }
 

@@ -67,11 +67,31 @@ internal static class SnapshotBuilder
             Reports = Telemetry.ReportPolicy.From(inbound.Telemetry),
             ClientAccessLogOff = inbound.Telemetry?.ClientAccessLogDisabled == true,
             ServerAccessLogOff = inbound.Telemetry?.ServerAccessLogDisabled == true,
+            ClientAccessLogFilter = AccessLogFilter(inbound.Telemetry?.ClientAccessLogFilter),
+            ServerAccessLogFilter = AccessLogFilter(inbound.Telemetry?.ServerAccessLogFilter),
             SpansOff = inbound.Telemetry?.ClientSpansDisabled == true,
             SpanTags = inbound.Telemetry is { } telemetry ? Telemetry.SpanTags.From(telemetry.ClientSpanTags) : null,
             ClientSampling = inbound.Telemetry?.HasClientSamplingPercentage == true ? inbound.Telemetry.ClientSamplingPercentage / 100 : null,
             ServerSampling = inbound.Telemetry?.HasServerSamplingPercentage == true ? inbound.Telemetry.ServerSamplingPercentage / 100 : null,
         };
+    }
+
+    // Compiled once per config version; one the control plane let through but this workload cannot compile is NACKed.
+    private static MeshKit.Config.Expressions.CelProgram? AccessLogFilter(string? expression)
+    {
+        if (string.IsNullOrEmpty(expression))
+        {
+            return null;
+        }
+
+        try
+        {
+            return MeshKit.Config.Expressions.AccessLogAttributes.CompileFilter(expression);
+        }
+        catch (MeshKit.Config.Expressions.CelException ex)
+        {
+            throw new MeshConfigException($"access log filter '{expression}': column {ex.Column}: {ex.Message}", ex);
+        }
     }
 
     /// <summary>The names a request may use for a service: Kubernetes DNS forms, the short name only from its own namespace.</summary>

@@ -129,6 +129,43 @@ public sealed class TelemetryTests
     }
 
     [Fact]
+    public void TheAccessLogFilter_IsTheLastEntryForASide_AndAChildEntryWithoutOneLogsEveryRequest()
+    {
+        string Logging(string name, string ns, string entries, string selector = "") => Spec(name, ns, "accessLogging: " + entries, selector);
+        var errors = Logging("mesh", "istio-system", "[{ filter: { expression: \"response.code >= 400\" } }]");
+        var slowServer = Logging("ns", "default", "[{ match: { mode: SERVER }, filter: { expression: \"request.duration > duration('1s')\" } }]");
+        var everyCall = Logging("w", "default", "[{ match: { mode: CLIENT } }]", "selector: { matchLabels: { app: reviews } }");
+
+        var mesh = Resolve(errors);
+        Assert.Equal("response.code >= 400", mesh.ClientAccessLogFilter);
+        Assert.Equal("response.code >= 400", mesh.ServerAccessLogFilter);
+        var space = Resolve(errors + slowServer);
+        Assert.Equal("response.code >= 400", space.ClientAccessLogFilter);
+        Assert.Equal("request.duration > duration('1s')", space.ServerAccessLogFilter);
+        var workload = Resolve(errors + slowServer + everyCall);
+        Assert.Equal(string.Empty, workload.ClientAccessLogFilter);
+        Assert.Equal("request.duration > duration('1s')", workload.ServerAccessLogFilter);
+    }
+
+    [Theory]
+    [InlineData("respons.code >= 400", "column 1: unknown attribute 'respons.code'")]
+    [InlineData("response.code >= '400'", "column 15: no overload of '>=' takes an int and a string")]
+    [InlineData("response.code >= 400 &&", "column 24: the expression ends where a value was expected")]
+    [InlineData("response.code", "a filter must be a bool expression; this one is an int")]
+    [InlineData("request.headers.all(h, h == 'x')", "the comprehension macro 'all' is not supported")]
+    [InlineData("request.url_path.matches('(')", "invalid pattern for matches()")]
+    public void AnInvalidAccessLogFilter_IsAnErrorWithItsColumn(string expression, string reason)
+    {
+        var result = ConfigParser.Parse(Spec("t", "default", $"accessLogging: [{{ filter: {{ expression: \"{expression}\" }} }}]"), "telemetry.yaml");
+
+        var error = Assert.Single(result.Diagnostics);
+        Assert.Equal(DiagnosticSeverity.Error, error.Severity);
+        Assert.Equal("spec.accessLogging[0].filter.expression", error.Path);
+        Assert.Equal(6, error.Line);
+        Assert.Contains(reason, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void TwoNamespaceWideResources_TheFirstByNameApplies_TheOtherIsReported()
     {
         var yaml = Telemetry("b-second", "default", "[{ match: { metric: REQUEST_SIZE }, disabled: true }]")
@@ -275,7 +312,6 @@ public sealed class TelemetryTests
         Assert.False(result.HasErrors, string.Join(Environment.NewLine, result.Diagnostics));
         Assert.Equal(
             [
-                "spec.accessLogging[0].filter",
                 "spec.metrics[0].overrides[0].match.metric",
                 "spec.metrics[0].overrides[1].match.customMetric",
                 "spec.metrics[0].overrides[2].tagOverrides.not_a_label",

@@ -12,6 +12,14 @@ namespace MeshKit.Tests.Telemetry;
 /// <summary>OpenTelemetry wiring and health checks, on real workloads.</summary>
 public sealed class OperationsTelemetryTests : MeshTestBase
 {
+    // The access log's entries go to a fake logger, the category turned on.
+    private static void Logging(IServiceCollection services) => services
+        .AddFakeLogging()
+        .AddLogging(l => l.AddFilter(MeshKit.Http.MeshHandler.AccessLogCategory, Microsoft.Extensions.Logging.LogLevel.Information));
+
+    private static List<string> Entries(TestWorkload w) => w.Services.GetRequiredService<Microsoft.Extensions.Logging.Testing.FakeLogCollector>().GetSnapshot()
+        .Where(r => r.Category == MeshKit.Http.MeshHandler.AccessLogCategory).Select(r => r.Message).ToList();
+
     [Fact]
     public async Task AddMeshTelemetry_ExportsIstiosMetrics_ThroughOpenTelemetry()
     {
@@ -97,9 +105,6 @@ public sealed class OperationsTelemetryTests : MeshTestBase
     [Fact]
     public async Task TheAccessLog_HasOneEntryPerRequest_OnBothSides()
     {
-        static void Logging(IServiceCollection services) => services
-            .AddFakeLogging()
-            .AddLogging(l => l.AddFilter(MeshKit.Http.MeshHandler.AccessLogCategory, Microsoft.Extensions.Logging.LogLevel.Information));
         var reviews = await StartSecureAsync("reviews", services: Logging);
         var productpage = await StartSecureAsync("productpage", services: Logging);
         await Eventually.TrueAsync(() => productpage.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
@@ -117,9 +122,6 @@ public sealed class OperationsTelemetryTests : MeshTestBase
     [Fact]
     public async Task TheTelemetryApi_TurnsTheAccessLogOff_PerWorkloadAndSide()
     {
-        static void Logging(IServiceCollection services) => services
-            .AddFakeLogging()
-            .AddLogging(l => l.AddFilter(MeshKit.Http.MeshHandler.AccessLogCategory, Microsoft.Extensions.Logging.LogLevel.Information));
         var reviews = await StartAsync("reviews", "v1", services: Logging);
         var productpage = await StartAsync("productpage", "v1", services: Logging);
         // Mesh-wide on (Istio's default provider), off for the requests reviews serves.
@@ -138,8 +140,6 @@ public sealed class OperationsTelemetryTests : MeshTestBase
               accessLogging: [{ match: { mode: SERVER }, disabled: true }]
             """);
         await Eventually.TrueAsync(() => reviews.Snapshot.ServerAccessLogOff && !reviews.Snapshot.ClientAccessLogOff && !productpage.Snapshot.ServerAccessLogOff && productpage.Endpoints(ReviewsHost) == 1, "the policy arrived");
-        static List<string> Entries(TestWorkload w) => w.Services.GetRequiredService<Microsoft.Extensions.Logging.Testing.FakeLogCollector>().GetSnapshot()
-            .Where(r => r.Category == MeshKit.Http.MeshHandler.AccessLogCategory).Select(r => r.Message).ToList();
 
         using var response = await productpage.CreateClient().GetAsync("http://reviews/books/1");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
@@ -148,5 +148,60 @@ public sealed class OperationsTelemetryTests : MeshTestBase
         Assert.Contains(Entries(productpage), m => m.Contains("GET reviews/books/1", StringComparison.Ordinal));
         await Task.Delay(200);
         Assert.DoesNotContain(Entries(reviews), m => m.Contains("inbound GET", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task TheTelemetryApi_FiltersTheAccessLog_WithACelExpression_PerSide()
+    {
+        var reviews = await StartAsync("reviews", "v1", services: Logging);
+        reviews.Behavior = context => Task.FromResult<Microsoft.AspNetCore.Http.IResult?>(context.Request.Path == "/unavailable" ? Microsoft.AspNetCore.Http.Results.StatusCode(503) : null);
+        var productpage = await StartAsync("productpage", "v1", services: Logging);
+        // Mesh-wide: errors and debugged calls only; reviews' server side: its plain-text /books requests only.
+        ControlPlane.WriteConfig("telemetry.yaml", """
+            apiVersion: telemetry.istio.io/v1
+            kind: Telemetry
+            metadata: { name: mesh-default, namespace: istio-system }
+            spec:
+              accessLogging:
+              - providers: [{ name: envoy }]
+                filter: { expression: "response.code >= 500 || request.headers['x-debug'] == 'true'" }
+            ---
+            apiVersion: telemetry.istio.io/v1
+            kind: Telemetry
+            metadata: { name: reviews, namespace: default }
+            spec:
+              selector: { matchLabels: { app: reviews } }
+              accessLogging: [{ match: { mode: SERVER }, filter: { expression: "!connection.mtls && request.url_path.startsWith('/books') && request.method in ['GET', 'HEAD']" } }]
+            """);
+        await Eventually.TrueAsync(() => reviews.Snapshot.ServerAccessLogFilter is not null && productpage.Snapshot.ClientAccessLogFilter is not null && productpage.Endpoints(ReviewsHost) == 1, "the policy arrived");
+        var http = productpage.CreateClient();
+
+        using (var plain = await http.GetAsync("http://reviews/books/1"))
+        {
+            Assert.Equal(HttpStatusCode.OK, plain.StatusCode);
+        }
+
+        using (var debugged = new HttpRequestMessage(HttpMethod.Get, "http://reviews/books/2"))
+        {
+            debugged.Headers.Add("x-debug", "true");
+            using var response = await http.SendAsync(debugged);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        using (var failed = await http.GetAsync("http://reviews/unavailable"))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, failed.StatusCode);
+        }
+
+        // The caller: the debugged call and the failure, not the plain success.
+        var client = Entries(productpage).Where(m => m.Contains("GET reviews/", StringComparison.Ordinal)).ToList();
+        Assert.Equal(2, client.Count);
+        Assert.Contains(client, m => m.Contains("/books/2", StringComparison.Ordinal));
+        Assert.Contains(client, m => m.Contains("/unavailable", StringComparison.Ordinal) && m.Contains(" 503 ", StringComparison.Ordinal));
+
+        // The server: both /books requests (its own filter replaced the mesh's), not the failure.
+        await Eventually.TrueAsync(() => Entries(reviews).Count(m => m.Contains("inbound GET", StringComparison.Ordinal) && m.Contains("/books/", StringComparison.Ordinal)) == 2, "the server logged its /books requests");
+        await Task.Delay(200);
+        Assert.DoesNotContain(Entries(reviews), m => m.Contains("/unavailable", StringComparison.Ordinal));
     }
 }

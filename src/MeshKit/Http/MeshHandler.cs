@@ -103,38 +103,33 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 ReportAsSource(request, response, destination, flags, requestBytes, elapsed, answer);
             }
 
-            var route = log && request.Options.TryGetValue(MeshActivity.RouteName, out var named) ? named : null;
-            if (log && (provider.Current.ClientAccessLogFilter is not { } filter
-                || Telemetry.OutboundLogAttributes.Passes(filter, request, response, destination, elapsed, requestBytes, route, answer?.Principal)))
+            if (log)
             {
-                Log.Access(
-                    accessLog!,
-                    request.Method.Method,
-                    destination,
-                    request.RequestUri?.PathAndQuery ?? string.Empty,
-                    route ?? "-",
-                    request.RequestUri?.Authority ?? string.Empty,
-                    (int)response.StatusCode,
-                    flags.Length == 0 ? "-" : flags,
-                    elapsed,
-                    requestBytes,
-                    response.Content.Headers.ContentLength ?? -1,
-                    answer?.Principal ?? "-",
-                    Activity.Current?.TraceId.ToHexString() ?? "-");
+                WriteAccessLog(request, response, destination, flags, elapsed, requestBytes, answer);
             }
 
             return response;
         }
         catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException)
         {
+            // Envoy's flags for a call without a response: DC when the caller gave up (its token, or HttpClient's
+            // timeout, which cancels the same token), UF when the upstream could not be reached or answered no more.
+            var flag = ex is OperationCanceledException && cancellationToken.IsCancellationRequested ? "DC" : "UF";
+            var elapsed = provider.Runtime.Time.GetElapsedTime(started).TotalMilliseconds;
             activity?.SetStatus(ActivityStatusCode.Error, ex.Message);
+            activity?.SetTag("meshkit.response_flags", flag);
             if (reportIstio)
             {
-                ReportAsSource(request, null, destination, "UF", requestBytes, provider.Runtime.Time.GetElapsedTime(started).TotalMilliseconds, answer);
+                ReportAsSource(request, null, destination, flag, requestBytes, elapsed, answer);
             }
             else
             {
-                metrics?.Request(destination, 0, "UF");
+                metrics?.Request(destination, 0, flag);
+            }
+
+            if (log)
+            {
+                WriteAccessLog(request, null, destination, flag, elapsed, requestBytes, answer);
             }
 
             throw;
@@ -147,6 +142,32 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 PerThread<Answer>.Return(answer);
             }
         }
+    }
+
+    /// <summary>One access-log entry for a call, unless the Telemetry API's filter leaves it out; status 0 when no response came.</summary>
+    private void WriteAccessLog(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, double elapsed, long requestBytes, Answer? answer)
+    {
+        var route = request.Options.TryGetValue(MeshActivity.RouteName, out var named) ? named : null;
+        if (provider.Current.ClientAccessLogFilter is { } filter
+            && !Telemetry.OutboundLogAttributes.Passes(filter, request, response, destination, elapsed, requestBytes, route, answer?.Principal))
+        {
+            return;
+        }
+
+        Log.Access(
+            accessLog!,
+            request.Method.Method,
+            destination,
+            request.RequestUri?.PathAndQuery ?? string.Empty,
+            route ?? "-",
+            request.RequestUri?.Authority ?? string.Empty,
+            response is null ? 0 : (int)response.StatusCode,
+            flags.Length == 0 ? "-" : flags,
+            elapsed,
+            requestBytes,
+            response?.Content.Headers.ContentLength ?? -1,
+            answer?.Principal ?? "-",
+            Activity.Current?.TraceId.ToHexString() ?? "-");
     }
 
     /// <summary>The caller's side of Istio's standard metrics (<c>reporter="source"</c>).</summary>

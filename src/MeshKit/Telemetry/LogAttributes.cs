@@ -13,7 +13,7 @@ namespace MeshKit.Telemetry;
 internal sealed class OutboundLogAttributes : ICelContext
 {
     private HttpRequestMessage _request = null!;
-    private HttpResponseMessage _response = null!;
+    private HttpResponseMessage? _response;
     private string _host = string.Empty;
     private double _milliseconds;
     private long _requestBytes;
@@ -21,7 +21,7 @@ internal sealed class OutboundLogAttributes : ICelContext
     private string? _upstreamPrincipal;
 
     /// <summary>Evaluates <paramref name="filter"/> for a call, on a per-thread instance.</summary>
-    public static bool Passes(CelProgram filter, HttpRequestMessage request, HttpResponseMessage response, string host, double milliseconds, long requestBytes, string? route, string? upstreamPrincipal)
+    public static bool Passes(CelProgram filter, HttpRequestMessage request, HttpResponseMessage? response, string host, double milliseconds, long requestBytes, string? route, string? upstreamPrincipal)
     {
         var attributes = PerThread<OutboundLogAttributes>.Rent();
         attributes._request = request;
@@ -38,7 +38,7 @@ internal sealed class OutboundLogAttributes : ICelContext
         finally
         {
             attributes._request = null!;
-            attributes._response = null!;
+            attributes._response = null;
             attributes._route = attributes._upstreamPrincipal = null;
             PerThread<OutboundLogAttributes>.Return(attributes);
         }
@@ -47,6 +47,11 @@ internal sealed class OutboundLogAttributes : ICelContext
     public CelValue Get(int attribute)
     {
         var uri = _request.RequestUri;
+        if (_response is null && attribute is A.ResponseCode or A.ResponseGrpcStatus or A.ResponseSize)
+        {
+            return CelValue.Error; // no response came (UF, DC)
+        }
+
         return attribute switch
         {
             A.RequestPath => CelValue.Of(uri?.PathAndQuery),
@@ -61,11 +66,11 @@ internal sealed class OutboundLogAttributes : ICelContext
             A.RequestProtocol => CelValue.Of(LogProtocol.Of(_request.Version)),
             A.RequestDuration => CelValue.Of(TimeSpan.FromMilliseconds(_milliseconds)),
             A.RequestSize => CelValue.Of(_requestBytes),
-            A.ResponseCode => CelValue.Of((long)_response.StatusCode),
+            A.ResponseCode => CelValue.Of((long)_response!.StatusCode),
             A.ResponseGrpcStatus => LogProtocol.GrpcStatus(
-                _response.Headers.NonValidated.TryGetValues("grpc-status", out var h) ? h.ToString()
+                _response!.Headers.NonValidated.TryGetValues("grpc-status", out var h) ? h.ToString()
                 : _response.TrailingHeaders.NonValidated.TryGetValues("grpc-status", out var t) ? t.ToString() : null),
-            A.ResponseSize => _response.Content.Headers.ContentLength is { } length ? CelValue.Of(length) : CelValue.Error,
+            A.ResponseSize => _response!.Content.Headers.ContentLength is { } length ? CelValue.Of(length) : CelValue.Error,
             // The application's call reaches MeshKit in process: no downstream connection, so no mutual TLS (as the
             // plain-text connection from an app to its sidecar in Envoy).
             A.ConnectionMtls => CelValue.False,
@@ -79,9 +84,9 @@ internal sealed class OutboundLogAttributes : ICelContext
 
     public bool TryGetEntry(int attribute, string key, out string? value)
     {
-        var headers = attribute == A.RequestHeaders ? (System.Net.Http.Headers.HttpHeaders)_request.Headers : _response.Headers;
-        var content = attribute == A.RequestHeaders ? _request.Content?.Headers : _response.Content.Headers;
-        if (headers.NonValidated.TryGetValues(key, out var values) || (content is not null && content.NonValidated.TryGetValues(key, out values)))
+        System.Net.Http.Headers.HttpHeaders? headers = attribute == A.RequestHeaders ? _request.Headers : _response?.Headers;
+        var content = attribute == A.RequestHeaders ? _request.Content?.Headers : _response?.Content.Headers;
+        if ((headers is not null && headers.NonValidated.TryGetValues(key, out var values)) || (content is not null && content.NonValidated.TryGetValues(key, out values)))
         {
             value = values.ToString();
             return true;

@@ -10,6 +10,7 @@ using MeshKit.Telemetry;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace MeshKit.Tests.Telemetry;
 
@@ -99,6 +100,71 @@ public sealed partial class IstioStatsTests : MeshTestBase
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("text/plain; version=0.0.4; charset=utf-8", response.Content.Headers.ContentType!.ToString());
         return Sample.Parse(await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task ACallWithoutAResponse_IsReportedAndLogged_UFWhenTheUpstreamFails_DCWhenTheCallerGivesUp()
+    {
+        static void Map(WebApplication app) => app.MapMeshMetrics();
+        static void Logging(IServiceCollection services) => services
+            .AddFakeLogging()
+            .AddLogging(l => l.AddFilter(MeshKit.Http.MeshHandler.AccessLogCategory, Microsoft.Extensions.Logging.LogLevel.Information));
+        var reviews = await StartAsync("reviews", "v1");
+        reviews.Behavior = async context =>
+        {
+            await Task.Delay(TimeSpan.FromSeconds(10), context.RequestAborted);
+            return null;
+        };
+        var productpage = await StartAsync("productpage", "v1", services: Logging, app: Map);
+        int dead;
+        using (var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0))
+        {
+            listener.Start();
+            dead = ((IPEndPoint)listener.LocalEndpoint).Port; // released below: nothing listens there
+            listener.Stop();
+        }
+
+        ControlPlane.WriteConfig("dead.yaml", $$"""
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: dead }
+            spec:
+              hosts: [dead.example]
+              ports: [{ number: 80, name: http }]
+              resolution: STATIC
+              endpoints: [{ address: 127.0.0.1, ports: { http: {{dead}} } }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: dead }
+            spec:
+              hosts: [dead.example]
+              http: [{ retries: { attempts: 0 }, route: [{ destination: { host: dead.example } }] }]
+            """);
+        await Eventually.TrueAsync(() => productpage.Snapshot.TryResolve("dead.example", out var s) && s.Routes.Length == 1 && productpage.Endpoints(ReviewsHost) == 1, "the routes apply");
+        var http = productpage.CreateClient();
+
+        await Assert.ThrowsAsync<HttpRequestException>(() => http.GetAsync("http://dead.example/"));
+        using (var caller = new CancellationTokenSource(TimeSpan.FromMilliseconds(300)))
+        {
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => http.GetAsync("http://reviews/slow", caller.Token));
+        }
+
+        // Istio's labels for a call without a response: code 0, the flag saying why.
+        using var scraper = new HttpClient();
+        var samples = await ScrapeAsync(scraper, productpage);
+        var failed = samples.Single(s => s.Name == "istio_requests_total" && s.Labels["response_flags"] == "UF");
+        Assert.Equal("0", failed.Labels["response_code"]);
+        Assert.Equal("dead.example", failed.Labels["destination_service"]);
+        var gaveUp = samples.Single(s => s.Name == "istio_requests_total" && s.Labels["response_flags"] == "DC");
+        Assert.Equal("0", gaveUp.Labels["response_code"]);
+        Assert.Equal(ReviewsHost, gaveUp.Labels["destination_service"]);
+
+        // And each has its access-log entry (before, only calls with a response had one).
+        var entries = productpage.Services.GetRequiredService<Microsoft.Extensions.Logging.Testing.FakeLogCollector>().GetSnapshot()
+            .Where(r => r.Category == MeshKit.Http.MeshHandler.AccessLogCategory).Select(r => r.Message).ToList();
+        Assert.Contains(entries, m => m.StartsWith("GET dead.example/ ", StringComparison.Ordinal) && m.Contains(" 0 UF ", StringComparison.Ordinal));
+        Assert.Contains(entries, m => m.StartsWith("GET reviews/slow ", StringComparison.Ordinal) && m.Contains(" 0 DC ", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -1954,11 +1954,61 @@ public static class ConfigParser
             }
         }
 
+        if (action == "CUSTOM" && s.Get("rules") is YamlSequenceNode customRules)
+        {
+            RefuseIdentityMatchesInCustom(s, customRules);
+        }
+
         return Fill(new AuthorizationPolicy
         {
             Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
             Selector = selector, Action = action, Rules = rules, Provider = provider,
         }, h);
+    }
+
+    private static readonly string[] CustomRefusedSources =
+        ["namespaces", "notNamespaces", "serviceAccounts", "notServiceAccounts", "principals", "notPrincipals", "requestPrincipals", "notRequestPrincipals"];
+
+    // As Istio validates a CUSTOM policy: its rules may not match on the caller's identity or JWT (peer principals,
+    // namespaces, service accounts, request principals, or conditions on them). Evaluating them here would make a
+    // policy act that Istio rejects, and the same YAML must mean the same in both.
+    private static void RefuseIdentityMatchesInCustom(MapReader s, YamlSequenceNode rules)
+    {
+        var key = new YamlScalarNode("key");
+        for (var i = 0; i < rules.Children.Count; i++)
+        {
+            if (rules.Children[i] is not YamlMappingNode rule)
+            {
+                continue;
+            }
+
+            var path = $"{s.ChildPath("rules")}[{i}]";
+            if (rule.Children.TryGetValue(new YamlScalarNode("from"), out var from) && from is YamlSequenceNode sources)
+            {
+                for (var j = 0; j < sources.Children.Count; j++)
+                {
+                    if (sources.Children[j] is YamlMappingNode item && item.Children.TryGetValue(new YamlScalarNode("source"), out var source) && source is YamlMappingNode fields)
+                    {
+                        foreach (var field in CustomRefusedSources.Where(f => fields.Children.ContainsKey(new YamlScalarNode(f))))
+                        {
+                            s.Context.Error(fields.Children[new YamlScalarNode(field)], $"{path}.from[{j}].source.{field}", "is not supported with action CUSTOM (Istio refuses it too); match identities in an ALLOW or DENY policy");
+                        }
+                    }
+                }
+            }
+
+            if (rule.Children.TryGetValue(new YamlScalarNode("when"), out var when) && when is YamlSequenceNode conditions)
+            {
+                for (var k = 0; k < conditions.Children.Count; k++)
+                {
+                    if (conditions.Children[k] is YamlMappingNode condition && condition.Children.TryGetValue(key, out var name) && name is YamlScalarNode { Value: { } text }
+                        && (text is "source.namespace" or "source.serviceAccount" or "source.principal" || text.StartsWith("request.auth.", StringComparison.Ordinal)))
+                    {
+                        s.Context.Error(name, $"{path}.when[{k}].key", $"'{text}' is not supported with action CUSTOM (Istio refuses it too); match identities in an ALLOW or DENY policy");
+                    }
+                }
+            }
+        }
     }
 
     private static AuthorizationRule ReadRule(MapReader r)

@@ -24,8 +24,8 @@ public class AccessLogFilterBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _status = AccessLogAttributes.CompileFilter("response.code >= 500");
-        _long = AccessLogAttributes.CompileFilter(Long);
+        _status = RequestAttributes.CompileFilter("response.code >= 500");
+        _long = RequestAttributes.CompileFilter(Long);
         _request = new HttpRequestMessage(HttpMethod.Get, "http://10.0.0.7:9080/api/books/1?x=1");
         _request.Headers.Add("x-debug", "true");
         _response = new HttpResponseMessage(HttpStatusCode.OK) { Content = new ByteArrayContent(new byte[64]) };
@@ -36,11 +36,11 @@ public class AccessLogFilterBenchmarks
     }
 
     [Benchmark(Baseline = true)]
-    public bool OutboundStatus() => OutboundLogAttributes.Passes(_status, _request, _response, "reviews", 1.5, 0, "default", null);
+    public bool OutboundStatus() => OutboundAttributes.Passes(_status, _request, _response, "reviews", 1.5, 0, "default", null);
 
     [Benchmark]
-    public bool OutboundLong() => OutboundLogAttributes.Passes(_long, _request, _response, "reviews", 1.5, 0, "default", null);
+    public bool OutboundLong() => OutboundAttributes.Passes(_long, _request, _response, "reviews", 1.5, 0, "default", null);
 
     [Benchmark]
-    public bool InboundLong() => InboundLogAttributes.Passes(_long, _context, 200, 1.5, null);
+    public bool InboundLong() => InboundAttributes.Passes(_long, _context, 200, 1.5, null);
 }

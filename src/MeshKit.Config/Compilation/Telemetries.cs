@@ -25,9 +25,10 @@ internal static class Telemetries
         var space = ns == rootNamespace ? null : resources.FirstOrDefault(t => t.Selector is null && t.Namespace == ns);
         var workload = resources.FirstOrDefault(t => t.Selector is { } s && t.Namespace == ns && s.Matches(labels));
 
-        // Per metric and side (client, server): disabled, and the removed labels.
+        // Per metric and side (client, server): disabled, and each overridden label's last word: removed (null) or
+        // given a value (its expression), in the order the levels and their overrides are written.
         var disabled = new bool[IstioStandardMetrics.Metrics.Length, 2];
-        var removed = new SortedSet<string>[IstioStandardMetrics.Metrics.Length, 2];
+        var tagged = new SortedDictionary<string, string?>[IstioStandardMetrics.Metrics.Length, 2];
         foreach (var level in new[] { mesh, space, workload })
         {
             foreach (var o in level?.MetricOverrides ?? [])
@@ -53,7 +54,12 @@ internal static class Telemetries
 
                         foreach (var tag in o.RemovedTags)
                         {
-                            (removed[m, side] ??= new SortedSet<string>(StringComparer.Ordinal)).Add(tag);
+                            (tagged[m, side] ??= new(StringComparer.Ordinal))[tag] = null;
+                        }
+
+                        foreach (var (tag, expression) in o.UpsertedTags ?? new Dictionary<string, string>())
+                        {
+                            (tagged[m, side] ??= new(StringComparer.Ordinal))[tag] = expression;
                         }
                     }
                 }
@@ -121,9 +127,12 @@ internal static class Telemetries
         for (var m = 0; m < IstioStandardMetrics.Metrics.Length; m++)
         {
             var entry = new MetricPolicy { Metric = IstioStandardMetrics.Metrics[m], ClientDisabled = disabled[m, 0], ServerDisabled = disabled[m, 1] };
-            entry.ClientRemovedTags.AddRange(removed[m, 0] ?? []);
-            entry.ServerRemovedTags.AddRange(removed[m, 1] ?? []);
-            if (entry.ClientDisabled || entry.ServerDisabled || entry.ClientRemovedTags.Count > 0 || entry.ServerRemovedTags.Count > 0)
+            entry.ClientRemovedTags.AddRange(tagged[m, 0]?.Where(t => t.Value is null).Select(t => t.Key) ?? []);
+            entry.ServerRemovedTags.AddRange(tagged[m, 1]?.Where(t => t.Value is null).Select(t => t.Key) ?? []);
+            entry.ClientUpsertedTags.AddRange(tagged[m, 0]?.Where(t => t.Value is not null).Select(t => new TagValue { Name = t.Key, Expression = t.Value }) ?? []);
+            entry.ServerUpsertedTags.AddRange(tagged[m, 1]?.Where(t => t.Value is not null).Select(t => new TagValue { Name = t.Key, Expression = t.Value }) ?? []);
+            if (entry.ClientDisabled || entry.ServerDisabled || entry.ClientRemovedTags.Count > 0 || entry.ServerRemovedTags.Count > 0
+                || entry.ClientUpsertedTags.Count > 0 || entry.ServerUpsertedTags.Count > 0)
             {
                 policy.Metrics.Add(entry);
             }

@@ -44,4 +44,5 @@ public sealed record AccessLogOverride(string Mode, bool Disabled, string? Filte
 /// <param name="Mode">Gets <c>match.mode</c>: <c>CLIENT_AND_SERVER</c> (the default), <c>CLIENT</c> or <c>SERVER</c>.</param>
 /// <param name="Disabled">Gets <c>disabled</c>; <see langword="null"/> leaves what a parent decided.</param>
 /// <param name="RemovedTags">Gets the labels of <c>tagOverrides</c> with <c>operation: REMOVE</c>.</param>
-public sealed record MetricOverride(string Metric, string Mode, bool? Disabled, IReadOnlyList<string> RemovedTags);
+/// <param name="UpsertedTags">Gets the labels of <c>tagOverrides</c> with <c>operation: UPSERT</c> (the default), by name: the CEL expression of each one's value. A standard label's name replaces its value; another name adds a label.</param>
+public sealed record MetricOverride(string Metric, string Mode, bool? Disabled, IReadOnlyList<string> RemovedTags, IReadOnlyDictionary<string, string>? UpsertedTags = null);

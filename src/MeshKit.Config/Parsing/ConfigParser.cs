@@ -1665,7 +1665,7 @@ public static class ConfigParser
 
             try
             {
-                Expressions.AccessLogAttributes.CompileFilter(expression);
+                Expressions.RequestAttributes.CompileFilter(expression);
                 return new BoxedString(expression);
             }
             catch (Expressions.CelException ex)
@@ -1709,6 +1709,8 @@ public static class ConfigParser
 
         return overrides;
     }
+
+    private static readonly Regex PrometheusLabelName = new("^[a-zA-Z_][a-zA-Z0-9_]*$", RegexOptions.CultureInvariant);
 
     private static MetricOverride? ReadMetricOverride(MapReader o)
     {
@@ -1762,6 +1764,7 @@ public static class ConfigParser
 
         var disabled = o.Bool("disabled");
         var removed = new List<string>();
+        var upserted = new Dictionary<string, string>(StringComparer.Ordinal);
         o.Entries("tagOverrides", "an object with operation and value", (tag, key, reader) =>
         {
             var operation = reader.String("operation") ?? "UPSERT";
@@ -1783,7 +1786,23 @@ public static class ConfigParser
                     removed.Add(tag);
                     break;
                 case "UPSERT":
-                    reader.Context.Warning(reader.Node, reader.Path, "adding or rewriting a label (UPSERT, a CEL expression) is not supported by MeshKit; this tag override is ignored");
+                    if (!PrometheusLabelName.IsMatch(tag) || tag.StartsWith("__", StringComparison.Ordinal) || tag == "le")
+                    {
+                        reader.Context.Error(key, reader.Path, $"'{tag}' is not a label name Prometheus takes ([a-zA-Z_][a-zA-Z0-9_]*, not __-prefixed, not le)");
+                        break;
+                    }
+
+                    // Compiled as the workload will compile it: a mistake is an error with its place.
+                    try
+                    {
+                        Expressions.RequestAttributes.CompileValue(value!);
+                        upserted[tag] = value!;
+                    }
+                    catch (Expressions.CelException ex)
+                    {
+                        reader.Context.Error(reader.Get("value"), reader.ChildPath("value"), $"column {ex.Column}: {ex.Message}");
+                    }
+
                     break;
                 default:
                     reader.Context.Error(reader.Get("operation") ?? reader.Node, reader.ChildPath("operation"), $"unknown operation '{operation}'; expected UPSERT or REMOVE");
@@ -1791,7 +1810,7 @@ public static class ConfigParser
             }
         });
 
-        return applies ? new MetricOverride(metric, mode, disabled, removed) : null;
+        return applies ? new MetricOverride(metric, mode, disabled, removed, upserted.Count > 0 ? upserted : null) : null;
     }
 
     // ---------------- security.istio.io ----------------

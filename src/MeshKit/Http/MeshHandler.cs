@@ -149,7 +149,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     {
         var route = request.Options.TryGetValue(MeshActivity.RouteName, out var named) ? named : null;
         if (provider.Current.ClientAccessLogFilter is { } filter
-            && !Telemetry.OutboundLogAttributes.Passes(filter, request, response, destination, elapsed, requestBytes, route, answer?.Principal))
+            && !Telemetry.OutboundAttributes.Passes(filter, request, response, destination, elapsed, requestBytes, route, answer?.Principal))
         {
             return;
         }
@@ -202,7 +202,10 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             response?.Content.Headers.ContentLength ?? 0,
             snapshot.Reports,
             metrics?.RequestsEnabled == true ? metrics : null,
-            destination));
+            destination,
+            snapshot.Reports?.Client is { HasValues: true } side
+                ? Telemetry.OutboundAttributes.Values(side, request, response, destination, milliseconds, requestBytes, request.Options.TryGetValue(MeshActivity.RouteName, out var route) ? route : null, answered?.Principal)
+                : null));
     }
 
     // The request path is split where it first awaits: the routing decisions (most requests) run synchronously and

@@ -134,7 +134,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
                 var self = Self;
                 var elapsed = time.GetElapsedTime(started).TotalMilliseconds;
                 if (log && (snapshot.ServerAccessLogFilter is not { } filter
-                    || Telemetry.InboundLogAttributes.Passes(filter, context, status, elapsed, peer?.ToString())))
+                    || Telemetry.InboundAttributes.Passes(filter, context, status, elapsed, peer?.ToString())))
                 {
                     Log.InboundAccess(
                         _accessLog,
@@ -165,7 +165,8 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
                     elapsed,
                     context.Request.ContentLength ?? 0,
                     context.Response.ContentLength ?? 0,
-                    snapshot.Reports));
+                    snapshot.Reports,
+                    Values: snapshot.Reports?.Server is { HasValues: true } side ? Telemetry.InboundAttributes.Values(side, context, status, elapsed, peer?.ToString()) : null));
             }
         }
     }

@@ -86,7 +86,7 @@ internal static class SnapshotBuilder
 
         try
         {
-            return MeshKit.Config.Expressions.AccessLogAttributes.CompileFilter(expression);
+            return MeshKit.Config.Expressions.RequestAttributes.CompileFilter(expression);
         }
         catch (MeshKit.Config.Expressions.CelException ex)
         {

@@ -25,7 +25,8 @@ internal readonly record struct RequestReport(
     long ResponseBytes,
     ReportPolicy? Policy = null,
     MeshMetrics? Counted = null,
-    string? CountedHost = null)
+    string? CountedHost = null,
+    string[]? Values = null)
 {
     /// <summary>
     /// Whether <paramref name="other"/> has the same labels, told by reference: a steady stream of calls between two
@@ -45,7 +46,12 @@ internal readonly record struct RequestReport(
         && ReferenceEquals(Policy, other.Policy)
         && ReferenceEquals(Counted, other.Counted)
         && string.Equals(CountedHost, other.CountedHost, StringComparison.Ordinal)
-        && ReferenceEquals(ConnectionSecurityPolicy, other.ConnectionSecurityPolicy);
+        && ReferenceEquals(ConnectionSecurityPolicy, other.ConnectionSecurityPolicy)
+        && SameValues(Values, other.Values);
+
+    /// <summary>Whether two reports' UPSERT values (<see cref="ReportPolicy.Side.Evaluate"/>) are equal texts: they are made per request.</summary>
+    internal static bool SameValues(string[]? a, string[]? b) =>
+        ReferenceEquals(a, b) || (a is not null && b is not null && a.AsSpan().SequenceEqual(b));
 }
 
 /// <summary>
@@ -232,7 +238,7 @@ internal sealed class IstioMetrics : IDisposable
         }
         else if (!side.Off(ReportPolicy.Count))
         {
-            _requests.Add(requests, side.Labels(ReportPolicy.Count, tags, t_kept ??= new KeyValuePair<string, object?>[LabelCount]));
+            _requests.Add(requests, side.Labels(ReportPolicy.Count, tags, r.Values, Scratch(side)));
         }
 
         Interlocked.Add(ref _deferred, requests);
@@ -241,27 +247,31 @@ internal sealed class IstioMetrics : IDisposable
     // Under a Telemetry policy: each metric on or off, with the labels it keeps.
     private void WriteUnder(ReportPolicy.Side side, in RequestReport r, long requests, KeyValuePair<string, object?>[] tags)
     {
-        var kept = t_kept ??= new KeyValuePair<string, object?>[LabelCount];
+        var kept = Scratch(side);
         if (requests > 0 && !side.Off(ReportPolicy.Count))
         {
-            _requests.Add(requests, side.Labels(ReportPolicy.Count, tags, kept));
+            _requests.Add(requests, side.Labels(ReportPolicy.Count, tags, r.Values, kept));
         }
 
         if (!side.Off(ReportPolicy.Duration))
         {
-            _duration.Record(r.DurationMilliseconds, side.Labels(ReportPolicy.Duration, tags, kept));
+            _duration.Record(r.DurationMilliseconds, side.Labels(ReportPolicy.Duration, tags, r.Values, kept));
         }
 
         if (!side.Off(ReportPolicy.RequestSize))
         {
-            _requestBytes.Record(r.RequestBytes, side.Labels(ReportPolicy.RequestSize, tags, kept));
+            _requestBytes.Record(r.RequestBytes, side.Labels(ReportPolicy.RequestSize, tags, r.Values, kept));
         }
 
         if (!side.Off(ReportPolicy.ResponseSize))
         {
-            _responseBytes.Record(r.ResponseBytes, side.Labels(ReportPolicy.ResponseSize, tags, kept));
+            _responseBytes.Record(r.ResponseBytes, side.Labels(ReportPolicy.ResponseSize, tags, r.Values, kept));
         }
     }
+
+    // The thread's array for a policy's labels, as wide as the widest plan (added labels make it wider than 25).
+    private static KeyValuePair<string, object?>[] Scratch(ReportPolicy.Side side) =>
+        t_kept is { } kept && kept.Length >= side.Width ? kept : t_kept = new KeyValuePair<string, object?>[side.Width];
 
     // Istio's 25 labels exceed a TagList's eight inline ones (it would allocate an array per request): one array per
     // thread for reports recorded inline (listeners copy what they keep).

@@ -123,7 +123,7 @@ internal sealed class IstioStats
         {
             if (side?.Off(m) != true)
             {
-                cells[m] = _families[m].Cell(Render(tags, side?.Kept(m)));
+                cells[m] = _families[m].Cell(Render(tags, side?.Plan(m), r.Values));
             }
         }
 
@@ -131,13 +131,15 @@ internal sealed class IstioStats
     }
 
     /// <summary>Renders labels as Prometheus writes them between braces: <c>name="value"</c>, comma-separated, values escaped.</summary>
-    internal static string Render(KeyValuePair<string, object?>[] tags, int[]? kept)
+    internal static string Render(KeyValuePair<string, object?>[] tags, ReportPolicy.Label[]? plan, string[]? values)
     {
         var text = new StringBuilder(512);
-        var count = kept?.Length ?? tags.Length;
+        var count = plan?.Length ?? tags.Length;
         for (var i = 0; i < count; i++)
         {
-            var (name, value) = tags[kept is null ? i : kept[i]];
+            var (name, value) = plan is null ? tags[i]
+                : plan[i].Value >= 0 ? new(plan[i].Name, values?[plan[i].Value] ?? "unknown")
+                : tags[plan[i].Standard];
             if (i > 0)
             {
                 text.Append(',');
@@ -280,12 +282,16 @@ internal sealed class IstioStats
             _destinationPrincipal = r.DestinationPrincipal, _service = r.DestinationService, _protocol = r.Protocol, _grpc = r.GrpcStatus,
             _flags = r.ResponseFlags, _security = r.ConnectionSecurityPolicy, _policy = r.Policy;
 
+        // UPSERT values are made per request: compared (and hashed) by their texts.
+        private readonly string[]? _values = r.Values;
+
         public bool Equals(LabelObjects other) => Same(other);
 
         public bool Same(in LabelObjects other) =>
             _code == other._code && _reporter == other._reporter && _source == other._source && _sourcePrincipal == other._sourcePrincipal
             && _destination == other._destination && _destinationPrincipal == other._destinationPrincipal && _service == other._service
-            && _protocol == other._protocol && _grpc == other._grpc && _flags == other._flags && _security == other._security && _policy == other._policy;
+            && _protocol == other._protocol && _grpc == other._grpc && _flags == other._flags && _security == other._security && _policy == other._policy
+            && RequestReport.SameValues(_values, other._values);
 
         public override bool Equals(object? obj) => obj is LabelObjects other && Equals(other);
 
@@ -304,6 +310,11 @@ internal sealed class IstioStats
             hash.Add(RuntimeHelpers.GetHashCode(_flags));
             hash.Add(RuntimeHelpers.GetHashCode(_security));
             hash.Add(RuntimeHelpers.GetHashCode(_policy));
+            foreach (var value in _values ?? [])
+            {
+                hash.Add(value, StringComparer.Ordinal);
+            }
+
             return hash.ToHashCode();
         }
     }

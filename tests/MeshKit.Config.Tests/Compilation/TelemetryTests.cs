@@ -129,6 +129,39 @@ public sealed class TelemetryTests
     }
 
     [Fact]
+    public void TagValues_ArePerMetricAndSide_AndTheLastWordOnALabelWins()
+    {
+        var mesh = Telemetry("mesh", "istio-system", "[{ tagOverrides: { request_method: { value: request.method }, destination_port: { value: \"string(upstream.port)\" } } }]");
+        var space = Telemetry("ns", "default", "[{ match: { metric: REQUEST_COUNT, mode: SERVER }, tagOverrides: { request_method: { operation: REMOVE }, response_code: { value: \"string(response.code / 100) + 'xx'\" } } }]");
+
+        var resolved = Resolve(mesh + space);
+
+        var count = Metric(resolved, "REQUEST_COUNT")!;
+        Assert.Equal(["destination_port", "request_method"], count.ClientUpsertedTags.Select(t => t.Name));
+        Assert.Equal("request.method", count.ClientUpsertedTags[1].Expression);
+        Assert.Equal(["destination_port", "response_code"], count.ServerUpsertedTags.Select(t => t.Name));
+        Assert.Equal(["request_method"], count.ServerRemovedTags);
+        var duration = Metric(resolved, "REQUEST_DURATION")!;
+        Assert.Equal(["destination_port", "request_method"], duration.ServerUpsertedTags.Select(t => t.Name));
+        Assert.Empty(duration.ServerRemovedTags);
+    }
+
+    [Theory]
+    [InlineData("{ request-method: { value: request.method } }", "spec.metrics[0].overrides[0].tagOverrides.request-method", "not a label name")]
+    [InlineData("{ __name: { value: request.method } }", "spec.metrics[0].overrides[0].tagOverrides.__name", "not a label name")]
+    [InlineData("{ request_method: { value: request.verb } }", "spec.metrics[0].overrides[0].tagOverrides.request_method.value", "column 1: unknown attribute 'request.verb'")]
+    [InlineData("{ request_headers: { value: request.headers } }", "spec.metrics[0].overrides[0].tagOverrides.request_headers.value", "must be a string")]
+    public void AnInvalidTagValue_IsAnError(string overrides, string path, string reason)
+    {
+        var result = ConfigParser.Parse(Telemetry("t", "default", $"[{{ tagOverrides: {overrides} }}]"), "telemetry.yaml");
+
+        var error = Assert.Single(result.Diagnostics);
+        Assert.Equal(DiagnosticSeverity.Error, error.Severity);
+        Assert.Equal(path, error.Path);
+        Assert.Contains(reason, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void TheAccessLogFilter_IsTheLastEntryForASide_AndAChildEntryWithoutOneLogsEveryRequest()
     {
         string Logging(string name, string ns, string entries, string selector = "") => Spec(name, ns, "accessLogging: " + entries, selector);
@@ -315,15 +348,15 @@ public sealed class TelemetryTests
                 "spec.metrics[0].overrides[0].match.metric",
                 "spec.metrics[0].overrides[1].match.customMetric",
                 "spec.metrics[0].overrides[2].tagOverrides.not_a_label",
-                "spec.metrics[0].overrides[2].tagOverrides.request_host",
                 "spec.metrics[0].reportingInterval",
             ],
             result.Diagnostics.Select(d => d.Path).Order(StringComparer.Ordinal));
         Assert.All(result.Diagnostics, d => Assert.True(d.Line > 0));
 
-        // What remains acts: the REMOVE of a standard label (and the harmless one of an unknown name).
+        // What remains acts: the REMOVE of a standard label (and the harmless one of an unknown name), the UPSERT.
         var telemetry = Assert.IsType<TelemetryResource>(Assert.Single(result.Resources));
         Assert.Equal(["not_a_label", "response_code"], Assert.Single(telemetry.MetricOverrides).RemovedTags.Order(StringComparer.Ordinal));
+        Assert.Equal("request.host", Assert.Single(telemetry.MetricOverrides).UpsertedTags!["request_host"]);
     }
 
     [Theory]

@@ -1,5 +1,5 @@
 using MeshKit.Config.Expressions;
-using A = MeshKit.Config.Expressions.AccessLogAttributes;
+using A = MeshKit.Config.Expressions.RequestAttributes;
 
 namespace MeshKit.Config.Tests.Expressions;
 
@@ -28,7 +28,7 @@ public sealed class CelTests
         }
     }
 
-    private static bool True(string expression) => AccessLogAttributes.CompileFilter(expression).IsTrue(new Request());
+    private static bool True(string expression) => RequestAttributes.CompileFilter(expression).IsTrue(new Request());
 
     [Theory]
     [InlineData("1 + 2 * 3 == 7")]
@@ -115,7 +115,7 @@ public sealed class CelTests
     [InlineData("request.url_path", 1, "must be a bool expression")]
     public void Mistakes_AreCompileErrorsWithTheirColumn(string expression, int column, string reason)
     {
-        var error = Assert.Throws<CelException>(() => AccessLogAttributes.CompileFilter(expression));
+        var error = Assert.Throws<CelException>(() => RequestAttributes.CompileFilter(expression));
 
         Assert.Contains(reason, error.Message, StringComparison.Ordinal);
         Assert.Equal(column, error.Column);
@@ -124,7 +124,7 @@ public sealed class CelTests
     [Fact]
     public void AnUnknownAttribute_NamesTheKnownOnesOfItsRoot()
     {
-        var error = Assert.Throws<CelException>(() => AccessLogAttributes.CompileFilter("response.status == 200"));
+        var error = Assert.Throws<CelException>(() => RequestAttributes.CompileFilter("response.status == 200"));
 
         Assert.Equal(1, error.Column);
         Assert.Contains("unknown attribute 'response.status'", error.Message, StringComparison.Ordinal);
@@ -135,7 +135,7 @@ public sealed class CelTests
     [Fact]
     public void Evaluating_AConstantListAndHeaderFilter_AllocatesNothing()
     {
-        var filter = AccessLogAttributes.CompileFilter("response.code >= 500 && request.method in ['GET', 'HEAD'] && request.headers['x-debug'] == 'true' && request.url_path.startsWith('/api')");
+        var filter = RequestAttributes.CompileFilter("response.code >= 500 && request.method in ['GET', 'HEAD'] && request.headers['x-debug'] == 'true' && request.url_path.startsWith('/api')");
         var request = new Request();
         Assert.True(filter.IsTrue(request));
 

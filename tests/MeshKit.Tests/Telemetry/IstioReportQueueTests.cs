@@ -320,4 +320,59 @@ public sealed class IstioReportQueueTests : IDisposable
         var failed = reports.GetMeasurementSnapshot().Last(m => (string?)m.Tags["path"] == "failed");
         Assert.Equal(2, failed.Value);
     }
+
+    private sealed class Attributes(string method) : MeshKit.Config.Expressions.ICelContext
+    {
+        public MeshKit.Config.Expressions.CelValue Get(int attribute) =>
+            attribute == MeshKit.Config.Expressions.RequestAttributes.RequestMethod ? MeshKit.Config.Expressions.CelValue.Of(method) : MeshKit.Config.Expressions.CelValue.Error;
+
+        public bool TryGetEntry(int attribute, string key, out string? value)
+        {
+            value = null;
+            return false;
+        }
+    }
+
+    [Fact]
+    public void TagValues_ReachTheSdksInstruments_AsAddedAndRewrittenLabels_OnTheMetricsTheyNameOnly()
+    {
+        using var requests = new MetricCollector<long>(Meters, MeshMetrics.MeterName, "istio_requests_total");
+        using var durations = new MetricCollector<double>(Meters, MeshMetrics.MeterName, "istio_request_duration_milliseconds");
+        var istio = new IstioMetrics(Meters);
+        var entry = new MeshKit.Protocol.V1.MetricPolicy { Metric = "REQUEST_COUNT" };
+        entry.ClientUpsertedTags.Add(new MeshKit.Protocol.V1.TagValue { Name = "destination_service", Expression = "'svc-' + request.method" });
+        entry.ClientUpsertedTags.Add(new MeshKit.Protocol.V1.TagValue { Name = "request_method", Expression = "request.method" });
+        entry.ClientUpsertedTags.Add(new MeshKit.Protocol.V1.TagValue { Name = "request_host", Expression = "request.host" }); // absent here: "unknown"
+        var policy = ReportPolicy.From(new MeshKit.Protocol.V1.TelemetryPolicy { Metrics = { entry } })!;
+
+        foreach (var method in new[] { "GET", "GET", "POST" })
+        {
+            istio.Record(Report() with { Policy = policy, Values = policy.Client.Evaluate(new Attributes(method)) });
+        }
+
+        istio.Flush();
+
+        var counted = requests.GetMeasurementSnapshot();
+        Assert.Equal(2, counted.Where(m => Equals(m.Tags["request_method"], "GET")).Sum(m => m.Value));
+        Assert.Equal(1, counted.Where(m => Equals(m.Tags["request_method"], "POST")).Sum(m => m.Value));
+        Assert.All(counted, m => Assert.Equal(27, m.Tags.Count));
+        Assert.All(counted, m => Assert.Equal("unknown", m.Tags["request_host"]));
+        Assert.All(counted, m => Assert.Equal("svc-" + m.Tags["request_method"], m.Tags["destination_service"]));
+        Assert.All(durations.GetMeasurementSnapshot(), m =>
+        {
+            Assert.Equal(25, m.Tags.Count);
+            Assert.Equal("reviews.default.svc.cluster.local", m.Tags["destination_service"]);
+        });
+    }
+
+    [Fact]
+    public void ATagValueTheWorkloadCannotCompile_FailsTheVersion()
+    {
+        var entry = new MeshKit.Protocol.V1.MetricPolicy { Metric = "REQUEST_COUNT" };
+        entry.ServerUpsertedTags.Add(new MeshKit.Protocol.V1.TagValue { Name = "request_verb", Expression = "request.verb" });
+
+        var error = Assert.Throws<MeshConfigException>(() => ReportPolicy.From(new MeshKit.Protocol.V1.TelemetryPolicy { Metrics = { entry } }));
+
+        Assert.Contains("label 'request_verb' = 'request.verb': column 1: unknown attribute 'request.verb'", error.Message, StringComparison.Ordinal);
+    }
 }

@@ -168,6 +168,59 @@ public sealed partial class IstioStatsTests : MeshTestBase
     }
 
     [Fact]
+    public async Task TagOverridesWithValues_AddAndRewriteLabels_PerMetricAndSide()
+    {
+        static void Map(WebApplication app) => app.MapMeshMetrics();
+        var reviews = await StartAsync("reviews", "v1", app: Map);
+        reviews.Behavior = context => Task.FromResult<IResult?>(context.Request.Path == "/unavailable" ? Results.StatusCode(503) : null);
+        var productpage = await StartAsync("productpage", "v1", app: Map);
+        // The caller's request count gets the method and a path class, its destination_service rewritten; the server's
+        // metrics (all four) get the status class.
+        ControlPlane.WriteConfig("telemetry.yaml", """
+            apiVersion: telemetry.istio.io/v1
+            kind: Telemetry
+            metadata: { name: mesh-default, namespace: istio-system }
+            spec:
+              metrics:
+              - overrides:
+                - match: { metric: REQUEST_COUNT, mode: CLIENT }
+                  tagOverrides:
+                    request_method: { value: request.method }
+                    path_class: { value: "request.url_path.startsWith('/books') ? 'books' : 'other'" }
+                    destination_service: { value: "'svc-' + request.host" }
+                - match: { mode: SERVER }
+                  tagOverrides:
+                    response_class: { value: "string(response.code / 100) + 'xx'" }
+            """);
+        await Eventually.TrueAsync(() => productpage.Snapshot.Reports?.Client.HasValues == true && reviews.Snapshot.Reports?.Server.HasValues == true && productpage.Endpoints(ReviewsHost) == 1, "the policy arrived");
+        var http = productpage.CreateClient();
+        foreach (var (method, path) in new[] { ("GET", "/books/1"), ("GET", "/books/2"), ("POST", "/books/3"), ("GET", "/unavailable") })
+        {
+            using var response = await http.SendAsync(new HttpRequestMessage(new HttpMethod(method), "http://reviews" + path));
+        }
+
+        using var scraper = new HttpClient();
+        var caller = (await ScrapeAsync(scraper, productpage)).Where(s => s.Labels.GetValueOrDefault("reporter") == "source").ToList();
+        var counts = caller.Where(s => s.Name == "istio_requests_total").ToList();
+        Assert.Equal(2, counts.Single(s => s.Labels["request_method"] == "GET" && s.Labels["path_class"] == "books").Value);
+        Assert.Equal(1, counts.Single(s => s.Labels["request_method"] == "POST").Value);
+        Assert.Equal(1, counts.Single(s => s.Labels["path_class"] == "other" && s.Labels["response_code"] == "503").Value);
+        Assert.All(counts, s => Assert.Equal("svc-reviews", s.Labels["destination_service"]));
+        Assert.All(counts, s => Assert.Equal(27, s.Labels.Count));
+        // The caller's other metrics keep Istio's labels as they are.
+        Assert.All(caller.Where(s => s.Name == "istio_request_duration_milliseconds_count"), s =>
+        {
+            Assert.Equal(ReviewsHost, s.Labels["destination_service"]);
+            Assert.False(s.Labels.ContainsKey("request_method"));
+        });
+
+        List<Sample> server = [];
+        await Eventually.TrueAsync(async () => (server = await ScrapeAsync(scraper, reviews)).Any(s => s.Name == "istio_requests_total" && s.Labels.GetValueOrDefault("response_class") == "5xx"), "the server reported the 503");
+        Assert.Equal(3, server.Single(s => s.Name == "istio_requests_total" && s.Labels["response_class"] == "2xx").Value);
+        Assert.Equal(3, server.Single(s => s.Name == "istio_response_bytes_count" && s.Labels["response_class"] == "2xx").Value);
+    }
+
+    [Fact]
     public void EqualTextsInDifferentObjects_AreOneSeries_AndValuesAreEscaped()
     {
         var stats = new IstioStats();

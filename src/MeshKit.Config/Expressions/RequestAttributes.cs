@@ -1,12 +1,13 @@
 namespace MeshKit.Config.Expressions;
 
 /// <summary>
-/// The attributes an access-log filter (the Telemetry API's <c>accessLogging[].filter.expression</c>) may name:
+/// The attributes an expression of the Telemetry API may name (an access-log filter,
+/// <c>accessLogging[].filter.expression</c>, or a metric label's value, <c>metrics[].overrides[].tagOverrides.*.value</c>):
 /// Envoy's attribute names and types, those MeshKit knows on a call. An attribute a side does not have (the caller's
 /// <c>source.address</c>, the server's <c>upstream.address</c>) is absent there: naming it is an error at evaluation,
 /// so the entry is not written unless the rest of the expression decides without it (<c>||</c>, <c>&amp;&amp;</c>).
 /// </summary>
-internal static class AccessLogAttributes
+internal static class RequestAttributes
 {
     public const int RequestPath = 0;
     public const int RequestUrlPath = 1;
@@ -75,6 +76,21 @@ internal static class AccessLogAttributes
         if (program.Type is not (CelType.Bool or CelType.Dyn))
         {
             throw new CelException($"a filter must be a bool expression; this one is {CelCompiler.Article(program.Type)}", 1);
+        }
+
+        return program;
+    }
+
+    /// <summary>
+    /// Compiles a metric label's value; throws <see cref="CelException"/> unless it is an expression whose value a label
+    /// can hold (a string, or a number, bool or duration, written as <c>string()</c> writes it).
+    /// </summary>
+    public static CelProgram CompileValue(string expression)
+    {
+        var program = CelProgram.Compile(expression, All);
+        if (program.Type is CelType.StringMap or CelType.List or CelType.Null)
+        {
+            throw new CelException($"a label's value must be a string (or a number, bool or duration); this one is {CelCompiler.Article(program.Type)}", 1);
         }
 
         return program;

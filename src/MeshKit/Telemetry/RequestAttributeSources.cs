@@ -1,16 +1,16 @@
 using MeshKit.Config.Expressions;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
-using A = MeshKit.Config.Expressions.AccessLogAttributes;
+using A = MeshKit.Config.Expressions.RequestAttributes;
 
 namespace MeshKit.Telemetry;
 
 /// <summary>
-/// A finished outbound call as an access-log filter sees it (Envoy's attributes on the caller's side). Rented per
-/// thread for one synchronous evaluation: a filter costs no allocation beyond the values it reads that are not
-/// already strings (the query, a duration).
+/// A finished outbound call as the Telemetry API's expressions see it (Envoy's attributes on the caller's side): an
+/// access-log filter, a metric label's value. Rented per thread for one synchronous evaluation: a filter costs no
+/// allocation beyond the values it reads that are not already strings (the query, an address).
 /// </summary>
-internal sealed class OutboundLogAttributes : ICelContext
+internal sealed class OutboundAttributes : ICelContext
 {
     private HttpRequestMessage _request = null!;
     private HttpResponseMessage? _response;
@@ -23,7 +23,34 @@ internal sealed class OutboundLogAttributes : ICelContext
     /// <summary>Evaluates <paramref name="filter"/> for a call, on a per-thread instance.</summary>
     public static bool Passes(CelProgram filter, HttpRequestMessage request, HttpResponseMessage? response, string host, double milliseconds, long requestBytes, string? route, string? upstreamPrincipal)
     {
-        var attributes = PerThread<OutboundLogAttributes>.Rent();
+        var attributes = Rent(request, response, host, milliseconds, requestBytes, route, upstreamPrincipal);
+        try
+        {
+            return filter.IsTrue(attributes);
+        }
+        finally
+        {
+            attributes.Return();
+        }
+    }
+
+    /// <summary>Evaluates the Telemetry API's label values (UPSERTs) of <paramref name="side"/> for a call.</summary>
+    public static string[] Values(ReportPolicy.Side side, HttpRequestMessage request, HttpResponseMessage? response, string host, double milliseconds, long requestBytes, string? route, string? upstreamPrincipal)
+    {
+        var attributes = Rent(request, response, host, milliseconds, requestBytes, route, upstreamPrincipal);
+        try
+        {
+            return side.Evaluate(attributes);
+        }
+        finally
+        {
+            attributes.Return();
+        }
+    }
+
+    private static OutboundAttributes Rent(HttpRequestMessage request, HttpResponseMessage? response, string host, double milliseconds, long requestBytes, string? route, string? upstreamPrincipal)
+    {
+        var attributes = PerThread<OutboundAttributes>.Rent();
         attributes._request = request;
         attributes._response = response;
         attributes._host = host;
@@ -31,17 +58,15 @@ internal sealed class OutboundLogAttributes : ICelContext
         attributes._requestBytes = requestBytes;
         attributes._route = route;
         attributes._upstreamPrincipal = upstreamPrincipal;
-        try
-        {
-            return filter.IsTrue(attributes);
-        }
-        finally
-        {
-            attributes._request = null!;
-            attributes._response = null;
-            attributes._route = attributes._upstreamPrincipal = null;
-            PerThread<OutboundLogAttributes>.Return(attributes);
-        }
+        return attributes;
+    }
+
+    private void Return()
+    {
+        _request = null!;
+        _response = null;
+        _route = _upstreamPrincipal = null;
+        PerThread<OutboundAttributes>.Return(this);
     }
 
     public CelValue Get(int attribute)
@@ -98,8 +123,8 @@ internal sealed class OutboundLogAttributes : ICelContext
 
 }
 
-/// <summary>A request this workload served, as an access-log filter sees it (Envoy's attributes on the server's side).</summary>
-internal sealed class InboundLogAttributes : ICelContext
+/// <summary>A request this workload served, as the Telemetry API's expressions see it (Envoy's attributes on the server's side).</summary>
+internal sealed class InboundAttributes : ICelContext
 {
     private HttpContext _context = null!;
     private int _status;
@@ -109,21 +134,46 @@ internal sealed class InboundLogAttributes : ICelContext
     /// <summary>Evaluates <paramref name="filter"/> for a served request, on a per-thread instance.</summary>
     public static bool Passes(CelProgram filter, HttpContext context, int status, double milliseconds, string? peer)
     {
-        var attributes = PerThread<InboundLogAttributes>.Rent();
-        attributes._context = context;
-        attributes._status = status;
-        attributes._milliseconds = milliseconds;
-        attributes._peer = peer;
+        var attributes = Rent(context, status, milliseconds, peer);
         try
         {
             return filter.IsTrue(attributes);
         }
         finally
         {
-            attributes._context = null!;
-            attributes._peer = null;
-            PerThread<InboundLogAttributes>.Return(attributes);
+            attributes.Return();
         }
+    }
+
+    /// <summary>Evaluates the Telemetry API's label values (UPSERTs) of <paramref name="side"/> for a served request.</summary>
+    public static string[] Values(ReportPolicy.Side side, HttpContext context, int status, double milliseconds, string? peer)
+    {
+        var attributes = Rent(context, status, milliseconds, peer);
+        try
+        {
+            return side.Evaluate(attributes);
+        }
+        finally
+        {
+            attributes.Return();
+        }
+    }
+
+    private static InboundAttributes Rent(HttpContext context, int status, double milliseconds, string? peer)
+    {
+        var attributes = PerThread<InboundAttributes>.Rent();
+        attributes._context = context;
+        attributes._status = status;
+        attributes._milliseconds = milliseconds;
+        attributes._peer = peer;
+        return attributes;
+    }
+
+    private void Return()
+    {
+        _context = null!;
+        _peer = null;
+        PerThread<InboundAttributes>.Return(this);
     }
 
     public CelValue Get(int attribute)

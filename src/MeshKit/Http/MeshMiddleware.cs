@@ -81,6 +81,13 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
             // The scheme is the connection's, not the client's claim (alternate schemes are allowed for mesh callers).
             context.Request.Scheme = context.Features.Get<ITlsConnectionFeature>() is null ? "http" : "https";
             peer = Security.MeshPeer.Of(context);
+            if (peer?.ForwardedClientCert is { } forwarded)
+            {
+                // As an Istio sidecar tells its application who called over mutual TLS; whatever the client sent was
+                // removed above (Envoy's SANITIZE_SET: only the mesh's own element reaches the application).
+                context.Request.Headers[ForwardedClientCertHeader] = forwarded;
+            }
+
             if (peer is not null && Telemetry.PeerMetadata.WantsReply(toldMetadata))
             {
                 // A verified caller learns who answered (Istio's peer metadata exchange), unless it said it records nothing.

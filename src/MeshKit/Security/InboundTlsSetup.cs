@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Security;
 using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
 using MeshKit.Protocol.V1;
 using MeshKit.Snapshot;
 using Microsoft.AspNetCore.Connections;
@@ -152,7 +153,8 @@ internal sealed partial class InboundTlsSetup(
                     return false;
                 }
 
-                connection.Items[MeshPeer.ItemKey] = new VerifiedPeer(id!.Value);
+                var client = certificate as X509Certificate2 ?? X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+                connection.Items[MeshPeer.ItemKey] = new VerifiedPeer(id!.Value, VerifiedPeer.ForwardedClientCertOf(current.IdText, client, id.Value.ToString()));
                 return true;
             },
         });

@@ -19,9 +19,40 @@ internal static class MeshPeer
 /// its principal, its SPIFFE ID, and the <see cref="MeshIdentity"/> of requests that carry no JWT.
 /// </summary>
 /// <param name="id">The identity its certificate proves.</param>
-internal sealed class VerifiedPeer(SpiffeId id)
+/// <param name="forwardedClientCert">The <c>x-forwarded-client-cert</c> element the application is told (<see cref="ForwardedClientCert"/>).</param>
+internal sealed class VerifiedPeer(SpiffeId id, string? forwardedClientCert = null)
 {
     private MeshIdentity? _identity;
+
+    /// <summary>
+    /// Gets the connection's <c>x-forwarded-client-cert</c> value, as an Istio sidecar sets it for the application it
+    /// fronts (Envoy's <c>SetCurrentClientCertDetails</c> with Subject, URI and DNS): <c>By=</c> this workload's SPIFFE
+    /// ID, <c>Hash=</c> the SHA-256 of the caller's certificate, <c>Subject=</c>, <c>URI=</c> the caller's SPIFFE ID, and a
+    /// <c>DNS=</c> per DNS name it holds. Made once per connection.
+    /// </summary>
+    public string? ForwardedClientCert { get; } = forwardedClientCert;
+
+    /// <summary>Builds the <c>x-forwarded-client-cert</c> element of a caller's certificate, Envoy's format.</summary>
+    public static string ForwardedClientCertOf(string by, System.Security.Cryptography.X509Certificates.X509Certificate2 client, string uri)
+    {
+        var text = new System.Text.StringBuilder(256)
+            .Append("By=").Append(by)
+            .Append(";Hash=").Append(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(client.RawData)))
+            .Append(";Subject=\"").Append(client.Subject.Replace("\"", "\\\"", StringComparison.Ordinal)).Append('"')
+            .Append(";URI=").Append(uri);
+        foreach (var extension in client.Extensions)
+        {
+            if (extension is System.Security.Cryptography.X509Certificates.X509SubjectAlternativeNameExtension names)
+            {
+                foreach (var dns in names.EnumerateDnsNames())
+                {
+                    text.Append(";DNS=").Append(dns);
+                }
+            }
+        }
+
+        return text.ToString();
+    }
 
     public SpiffeId Id { get; } = id;
 

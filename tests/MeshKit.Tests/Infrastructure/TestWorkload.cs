@@ -84,7 +84,9 @@ public sealed class TestWorkload : IAsyncDisposable
                 return result;
             }
 
-            var spoofed = context.Request.Headers.Keys.Where(k => k.StartsWith("x-meshkit-", StringComparison.OrdinalIgnoreCase) || k == "x-forwarded-client-cert");
+            // The mesh's own x-forwarded-client-cert (mutual TLS) is not a spoofed one; any other is.
+            var spoofed = context.Request.Headers.Keys.Where(k => k.StartsWith("x-meshkit-", StringComparison.OrdinalIgnoreCase)
+                || (k == "x-forwarded-client-cert" && context.Request.Headers[k].ToString() != MeshKit.Security.MeshPeer.Of(context)?.ForwardedClientCert));
             return Results.Text($"{service}|{version}|{context.Request.Path}{context.Request.QueryString}|{context.Request.Host}|{string.Join(',', spoofed)}");
         });
         await app.StartAsync();

@@ -86,6 +86,28 @@ public sealed class MutualTlsTests : MeshTestBase
         Assert.Equal([("spiffe://cluster.local/ns/default/sa/productpage", true)], seen);
     }
 
+    [Fact]
+    public async Task TheApplication_IsToldItsCaller_InXForwardedClientCert_AsIstiosSidecarTellsIt()
+    {
+        var backend = await StartSecureAsync("reviews", "bookinfo-reviews");
+        backend.Behavior = context => Task.FromResult<IResult?>(Results.Text(context.Request.Headers["x-forwarded-client-cert"].ToString()));
+        var client = await StartSecureAsync("productpage", "bookinfo-productpage");
+        await KnowsIdentityAsync(client);
+        var caller = CertificateOf(client).Certificate;
+
+        // A caller's own x-forwarded-client-cert never reaches the application: only the mesh's element does.
+        using var request = new HttpRequestMessage(HttpMethod.Get, "http://reviews/");
+        request.Headers.Add("x-forwarded-client-cert", "By=spiffe://cluster.local/ns/default/sa/admin;URI=spiffe://cluster.local/ns/kube-system/sa/admin");
+        using var response = await client.CreateClient().SendAsync(request);
+
+        Assert.Equal(
+            "By=spiffe://cluster.local/ns/default/sa/bookinfo-reviews"
+            + ";Hash=" + Convert.ToHexStringLower(SHA256.HashData(caller.RawData))
+            + ";Subject=\"" + caller.Subject + "\""
+            + ";URI=spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
+            await response.Content.ReadAsStringAsync());
+    }
+
     [Theory]
     [InlineData("serviceAccount: legacy-sa, labels: { security.istio.io/tlsMode: istio }", "", "", "spiffe://cluster.local/ns/default/sa/productpage")]
     [InlineData("serviceAccount: legacy-sa", "", "", "plain")]

@@ -130,6 +130,14 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
             // The mesh's own metrics endpoint is not a call of the mesh: a sidecar serves its stats off its listeners.
             if (istio.Stats is null || context.GetEndpoint()?.Metadata.GetMetadata<Telemetry.IstioStats.Scrape>() is null)
             {
+                // The caller went away before the response was done: Envoy's DC, with code 0 when no status was sent.
+                var flags = string.Empty;
+                if (context.RequestAborted.IsCancellationRequested)
+                {
+                    flags = "DC";
+                    status = context.Response.HasStarted ? status : 0;
+                }
+
                 var grpc = context.Request.ContentType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
                 string? grpcStatus = null;
                 if (grpc)
@@ -149,6 +157,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
                         context.Request.Host.Value ?? string.Empty,
                         context.Request.Path.Value ?? string.Empty,
                         status,
+                        flags.Length == 0 ? "-" : flags,
                         elapsed,
                         context.Request.ContentLength ?? -1,
                         context.Response.ContentLength ?? -1,
@@ -167,7 +176,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
                     grpc ? "grpc" : "http",
                     status,
                     grpcStatus,
-                    string.Empty,
+                    flags,
                     peer is not null ? "mutual_tls" : "none",
                     elapsed,
                     context.Request.ContentLength ?? 0,
@@ -378,8 +387,8 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         [LoggerMessage(2, LogLevel.Information, "{Kind} {Action} policy {Policy} matched {Method} {Path} from {Peer}", EventName = "AuthorizationReported")]
         public static partial void Reported(ILogger logger, string kind, string action, string policy, string method, string path, string peer);
 
-        [LoggerMessage(4, LogLevel.Information, "inbound {Method} {Host}{Path} {Status} {DurationMs:F1} ms received={RequestBytes} sent={ResponseBytes} peer={Peer} workload={PeerWorkload} trace={TraceId}", EventName = "InboundAccessLog")]
-        public static partial void InboundAccess(ILogger logger, string method, string host, string path, int status, double durationMs, long requestBytes, long responseBytes, string peer, string peerWorkload, string traceId);
+        [LoggerMessage(4, LogLevel.Information, "inbound {Method} {Host}{Path} {Status} {Flags} {DurationMs:F1} ms received={RequestBytes} sent={ResponseBytes} peer={Peer} workload={PeerWorkload} trace={TraceId}", EventName = "InboundAccessLog")]
+        public static partial void InboundAccess(ILogger logger, string method, string host, string path, int status, string flags, double durationMs, long requestBytes, long responseBytes, string peer, string peerWorkload, string traceId);
 
         [LoggerMessage(3, LogLevel.Information, "Refused the JWT of {Method} {Path}: {Error}", EventName = "JwtRefused")]
         public static partial void JwtRefused(ILogger logger, string method, string path, string error);

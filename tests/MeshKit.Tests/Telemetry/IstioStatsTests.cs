@@ -103,13 +103,13 @@ public sealed partial class IstioStatsTests : MeshTestBase
     }
 
     [Fact]
-    public async Task ACallWithoutAResponse_IsReportedAndLogged_UFWhenTheUpstreamFails_DCWhenTheCallerGivesUp()
+    public async Task ACallWithoutAResponse_IsReportedAndLogged_UFWhenTheUpstreamFails_DCOnBothSidesWhenTheCallerGivesUp()
     {
         static void Map(WebApplication app) => app.MapMeshMetrics();
         static void Logging(IServiceCollection services) => services
             .AddFakeLogging()
             .AddLogging(l => l.AddFilter(MeshKit.Http.MeshHandler.AccessLogCategory, Microsoft.Extensions.Logging.LogLevel.Information));
-        var reviews = await StartAsync("reviews", "v1");
+        var reviews = await StartAsync("reviews", "v1", services: Logging, app: Map);
         reviews.Behavior = async context =>
         {
             await Task.Delay(TimeSpan.FromSeconds(10), context.RequestAborted);
@@ -165,6 +165,14 @@ public sealed partial class IstioStatsTests : MeshTestBase
             .Where(r => r.Category == MeshKit.Http.MeshHandler.AccessLogCategory).Select(r => r.Message).ToList();
         Assert.Contains(entries, m => m.StartsWith("GET dead.example/ ", StringComparison.Ordinal) && m.Contains(" 0 UF ", StringComparison.Ordinal));
         Assert.Contains(entries, m => m.StartsWith("GET reviews/slow ", StringComparison.Ordinal) && m.Contains(" 0 DC ", StringComparison.Ordinal));
+
+        // The server saw its caller go away before it answered: DC with code 0 on its side too.
+        List<Sample> server = [];
+        await Eventually.TrueAsync(async () => (server = await ScrapeAsync(scraper, reviews)).Any(s => s.Name == "istio_requests_total" && s.Labels["response_flags"] == "DC"), "the server reported the abandoned request");
+        Assert.Equal("0", server.Single(s => s.Name == "istio_requests_total" && s.Labels["response_flags"] == "DC").Labels["response_code"]);
+        var served = reviews.Services.GetRequiredService<Microsoft.Extensions.Logging.Testing.FakeLogCollector>().GetSnapshot()
+            .Where(r => r.Category == MeshKit.Http.MeshHandler.AccessLogCategory).Select(r => r.Message).ToList();
+        Assert.Contains(served, m => m.StartsWith("inbound GET ", StringComparison.Ordinal) && m.Contains("/slow 0 DC ", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -147,4 +147,55 @@ public sealed class CelTests
 
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
+
+    [Fact]
+    public void AnyText_EitherCompilesOrIsACompileError_NeverAnotherException()
+    {
+        // Mutations of valid filters (cut, doubled, characters swapped for CEL's punctuation): the control plane parses
+        // what users write, and a crash there would be worse than the mistake it met.
+        string[] seeds =
+        [
+            "response.code >= 500 || request.headers['x-debug'] == 'true'",
+            "request.url_path.matches('^/api/v[0-9]+') && !has(request.headers.foo)",
+            "(request.duration > duration('1.5s') ? 'slow' : 'fast') in ['slow'] && size(request.method) == 3",
+            "int('42') + 0x1F * -3 % 7 == 1u && 1e3 != .5 && r'\\n' + '''x''' == \"y\" && '\\u00e9\\x41\\101' != b",
+        ];
+        const string alphabet = "()[]{}.,:?!=<>&|+-*/%'\"\\ 0123456789eEuUxXabcrRbB_hs";
+        var random = new Random(20261126);
+        var request = new Request();
+        for (var i = 0; i < 20_000; i++)
+        {
+            var text = seeds[random.Next(seeds.Length)].ToList();
+            for (var edits = random.Next(1, 4); edits > 0 && text.Count > 0; edits--)
+            {
+                var at = random.Next(text.Count);
+                switch (random.Next(3))
+                {
+                    case 0:
+                        text.RemoveAt(at);
+                        break;
+                    case 1:
+                        text.Insert(at, alphabet[random.Next(alphabet.Length)]);
+                        break;
+                    default:
+                        text.RemoveRange(at, text.Count - at);
+                        break;
+                }
+            }
+
+            var expression = new string([.. text]);
+            try
+            {
+                var program = CelProgram.Compile(expression, RequestAttributes.All);
+                program.Evaluate(request); // whatever it yields, evaluating must not throw either
+            }
+            catch (CelException)
+            {
+            }
+            catch (Exception ex)
+            {
+                Assert.Fail($"'{expression}' threw {ex.GetType().Name}: {ex.Message}");
+            }
+        }
+    }
 }

@@ -115,6 +115,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
     {
         var started = time.GetTimestamp();
         var status = 0;
+        var flags = string.Empty;
         try
         {
             await AfterIdentityAsync(context, snapshot, peer).ConfigureAwait(false);
@@ -122,7 +123,9 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         }
         catch
         {
-            status = 500;
+            // The caller went away before the response was done: Envoy's DC, with code 0 when no status was sent. Asked
+            // only here: Kestrel makes the abort token under a lock on first read, a cost every request would pay.
+            (status, flags) = context.RequestAborted.IsCancellationRequested ? (context.Response.HasStarted ? context.Response.StatusCode : 0, "DC") : (500, string.Empty);
             throw;
         }
         finally
@@ -130,14 +133,6 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
             // The mesh's own metrics endpoint is not a call of the mesh: a sidecar serves its stats off its listeners.
             if (istio.Stats is null || context.GetEndpoint()?.Metadata.GetMetadata<Telemetry.IstioStats.Scrape>() is null)
             {
-                // The caller went away before the response was done: Envoy's DC, with code 0 when no status was sent.
-                var flags = string.Empty;
-                if (context.RequestAborted.IsCancellationRequested)
-                {
-                    flags = "DC";
-                    status = context.Response.HasStarted ? status : 0;
-                }
-
                 var grpc = context.Request.ContentType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
                 string? grpcStatus = null;
                 if (grpc)

@@ -120,6 +120,10 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         {
             await AfterIdentityAsync(context, snapshot, peer).ConfigureAwait(false);
             status = context.Response.StatusCode;
+            if (status >= 400 && context.Features.Get<ExternalDenial>() is not null)
+            {
+                flags = "UAEX"; // looked up only for a refusal: an allowed request pays nothing
+            }
         }
         catch
         {
@@ -220,6 +224,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
                 Security.AuthorizationRequest.Return(request);
                 if (!await extAuthz.CheckAsync(context, custom).ConfigureAwait(false))
                 {
+                    context.Features.Set(ExternalDenial.Instance); // Envoy's UAEX on this request's report and log entry
                     return;
                 }
 
@@ -396,6 +401,12 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
             headers.Remove(name);
         }
     }
+}
+
+/// <summary>Marks a request the external authorization service (a CUSTOM policy) refused, or could not be asked about.</summary>
+internal sealed class ExternalDenial
+{
+    public static readonly ExternalDenial Instance = new();
 }
 
 /// <summary>Marks a request the mesh middleware has already processed.</summary>

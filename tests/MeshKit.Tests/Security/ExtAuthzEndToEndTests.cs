@@ -75,6 +75,7 @@ public sealed class ExtAuthzEndToEndTests : MeshTestBase
         authz.Behavior = Decide;
         var reviews = await StartAsync("reviews", "v1");
         reviews.Behavior = Echo;
+        reviews.Services.GetRequiredService<MeshKit.Telemetry.IstioMetrics>().EnableStats();
         var productpage = await StartAsync("productpage", "v1");
         WriteConfig(provider);
         await Eventually.TrueAsync(() => reviews.Snapshot.Authorization.HasCustom && reviews.Endpoints("ext-authz.default.svc.cluster.local") == 1 && productpage.Endpoints(ReviewsHost) == 1, "the policy and the services apply");
@@ -95,7 +96,7 @@ public sealed class ExtAuthzEndToEndTests : MeshTestBase
     [Fact]
     public async Task Custom_AsksTheProvider_AllowsWithItsHeaders_AndDeniesWithItsAnswer()
     {
-        var (_, http) = await StartMeshAsync("""
+        var (reviews, http) = await StartMeshAsync("""
             pathPrefix: /check
             includeRequestHeadersInCheck: [x-ext-authz, "x-oth*"]
             includeAdditionalHeadersInCheck: { x-fixed: from-mesh }
@@ -123,6 +124,17 @@ public sealed class ExtAuthzEndToEndTests : MeshTestBase
             Assert.Equal("denied", denied.Headers.GetValues("x-ext-authz-check-result").Single());
             Assert.False(denied.Headers.Contains("x-internal-detail"));
         }
+
+        // The server's report says why, with Envoy's flag for a refusal by the external service.
+        var istio = reviews.Services.GetRequiredService<MeshKit.Telemetry.IstioMetrics>();
+        await Eventually.TrueAsync(() =>
+        {
+            istio.Flush();
+            var text = new System.Text.StringBuilder();
+            istio.Stats!.WriteTo(text);
+            return text.ToString().Split('\n').Any(l => l.StartsWith("istio_requests_total{reporter=\"destination\"", StringComparison.Ordinal)
+                && l.Contains("response_code=\"403\"", StringComparison.Ordinal) && l.Contains("response_flags=\"UAEX\"", StringComparison.Ordinal));
+        }, "the server reported the refusal with UAEX");
 
         // A request the policy's rules do not match is not checked; a caller cannot name itself the user.
         _checks.Clear();

@@ -205,17 +205,36 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IConfigWriter
     private bool DefinedIn(string file, string key) =>
         _files.TryGetValue(file, out var state) && state.InForce.Any(r => r.Key == key);
 
+    private static readonly EnumerationOptions VisibleTree = new()
+    {
+        RecurseSubdirectories = true,
+        AttributesToSkip = FileAttributes.Hidden | FileAttributes.System,
+    };
+
     private bool ScanCore()
     {
         var seen = new HashSet<string>(StringComparer.Ordinal);
         var changed = false;
-        var files = System.IO.Directory.EnumerateFiles(Directory, "*.*", SearchOption.AllDirectories)
+        // Hidden entries are skipped: a Kubernetes ConfigMap volume holds each file three times, as the link the pod
+        // sees and again under the kubelet's "..data" link and its timestamped folder (and editors keep dotfiles).
+        var files = System.IO.Directory.EnumerateFiles(Directory, "*.*", VisibleTree)
             .Where(f => f.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".yml", StringComparison.OrdinalIgnoreCase));
         foreach (var path in files)
         {
+            // A link's own stamp never changes when the kubelet swaps the folder it points into: the target's does.
+            var info = new FileInfo(path);
+            if (info.LinkTarget is not null && info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target)
+            {
+                info = target;
+            }
+
+            if (!info.Exists)
+            {
+                continue; // a dangling link: as if the file were gone
+            }
+
             var name = Path.GetRelativePath(Directory, path).Replace('\\', '/');
             seen.Add(name);
-            var info = new FileInfo(path);
             var stamp = (info.LastWriteTimeUtc.Ticks, info.Length);
             if (_files.TryGetValue(name, out var existing) && existing.Stamp == stamp)
             {

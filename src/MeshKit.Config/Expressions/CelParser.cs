@@ -8,6 +8,9 @@ internal sealed class CelException(string message, int column) : Exception(messa
 {
     /// <summary>Gets the 1-based column the error was found at.</summary>
     public int Column { get; } = column;
+
+    /// <summary>Gets the error as diagnostics write it: <c>column N: reason</c>.</summary>
+    public string Detail => $"column {Column}: {Message}";
 }
 
 /// <summary>The syntax tree of a CEL expression (cel-spec's grammar), each node with its 1-based column.</summary>

@@ -1670,7 +1670,7 @@ public static class ConfigParser
             }
             catch (Expressions.CelException ex)
             {
-                f.Context.Error(f.Get("expression"), f.ChildPath("expression"), $"column {ex.Column}: {ex.Message}");
+                f.Context.Error(f.Get("expression"), f.ChildPath("expression"), ex.Detail);
                 return new BoxedString(null);
             }
         })?.Value;
@@ -1800,7 +1800,7 @@ public static class ConfigParser
                     }
                     catch (Expressions.CelException ex)
                     {
-                        reader.Context.Error(reader.Get("value"), reader.ChildPath("value"), $"column {ex.Column}: {ex.Message}");
+                        reader.Context.Error(reader.Get("value"), reader.ChildPath("value"), ex.Detail);
                     }
 
                     break;

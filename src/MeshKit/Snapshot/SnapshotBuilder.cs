@@ -90,7 +90,7 @@ internal static class SnapshotBuilder
         }
         catch (MeshKit.Config.Expressions.CelException ex)
         {
-            throw new MeshConfigException($"access log filter '{expression}': column {ex.Column}: {ex.Message}", ex);
+            throw new MeshConfigException($"access log filter '{expression}': {ex.Detail}", ex);
         }
     }
 

@@ -138,7 +138,7 @@ internal sealed class ReportPolicy
                     }
                     catch (Config.Expressions.CelException ex)
                     {
-                        throw new MeshConfigException($"Telemetry: label '{tag.Name}' = '{tag.Expression}': column {ex.Column}: {ex.Message}", ex);
+                        throw new MeshConfigException($"Telemetry: label '{tag.Name}' = '{tag.Expression}': {ex.Detail}", ex);
                     }
 
                     _values.Add((tag.Name, tag.Expression, program));

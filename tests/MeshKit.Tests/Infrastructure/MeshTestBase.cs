@@ -7,6 +7,15 @@ public abstract class MeshTestBase : IAsyncLifetime
 {
     protected const string ReviewsHost = "reviews.default.svc.cluster.local";
 
+    /// <summary>Services for a workload whose access log goes to a fake logger (its category turned on).</summary>
+    protected static void AccessLogging(IServiceCollection services) => services
+        .AddFakeLogging()
+        .AddLogging(l => Microsoft.Extensions.Logging.FilterLoggingBuilderExtensions.AddFilter(l, MeshKit.Http.MeshHandler.AccessLogCategory, Microsoft.Extensions.Logging.LogLevel.Information));
+
+    /// <summary>The access-log entries a workload started with <see cref="AccessLogging"/> has written so far.</summary>
+    protected static List<string> AccessLogEntries(TestWorkload workload) => workload.Services.GetRequiredService<Microsoft.Extensions.Logging.Testing.FakeLogCollector>().GetSnapshot()
+        .Where(r => r.Category == MeshKit.Http.MeshHandler.AccessLogCategory).Select(r => r.Message).ToList();
+
     protected List<IAsyncDisposable> Owned { get; } = [];
 
     protected TestControlPlane ControlPlane { get; set; } = null!;

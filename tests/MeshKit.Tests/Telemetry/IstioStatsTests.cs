@@ -106,16 +106,13 @@ public sealed partial class IstioStatsTests : MeshTestBase
     public async Task ACallWithoutAResponse_IsReportedAndLogged_UFWhenTheUpstreamFails_DCOnBothSidesWhenTheCallerGivesUp()
     {
         static void Map(WebApplication app) => app.MapMeshMetrics();
-        static void Logging(IServiceCollection services) => services
-            .AddFakeLogging()
-            .AddLogging(l => l.AddFilter(MeshKit.Http.MeshHandler.AccessLogCategory, Microsoft.Extensions.Logging.LogLevel.Information));
-        var reviews = await StartAsync("reviews", "v1", services: Logging, app: Map);
+        var reviews = await StartAsync("reviews", "v1", services: AccessLogging, app: Map);
         reviews.Behavior = async context =>
         {
             await Task.Delay(TimeSpan.FromSeconds(10), context.RequestAborted);
             return null;
         };
-        var productpage = await StartAsync("productpage", "v1", services: Logging, app: Map);
+        var productpage = await StartAsync("productpage", "v1", services: AccessLogging, app: Map);
         int dead;
         using (var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0))
         {
@@ -161,8 +158,7 @@ public sealed partial class IstioStatsTests : MeshTestBase
         Assert.Equal(ReviewsHost, gaveUp.Labels["destination_service"]);
 
         // And each has its access-log entry (before, only calls with a response had one).
-        var entries = productpage.Services.GetRequiredService<Microsoft.Extensions.Logging.Testing.FakeLogCollector>().GetSnapshot()
-            .Where(r => r.Category == MeshKit.Http.MeshHandler.AccessLogCategory).Select(r => r.Message).ToList();
+        var entries = AccessLogEntries(productpage);
         Assert.Contains(entries, m => m.StartsWith("GET dead.example/ ", StringComparison.Ordinal) && m.Contains(" 0 UF ", StringComparison.Ordinal));
         Assert.Contains(entries, m => m.StartsWith("GET reviews/slow ", StringComparison.Ordinal) && m.Contains(" 0 DC ", StringComparison.Ordinal));
 
@@ -170,8 +166,7 @@ public sealed partial class IstioStatsTests : MeshTestBase
         List<Sample> server = [];
         await Eventually.TrueAsync(async () => (server = await ScrapeAsync(scraper, reviews)).Any(s => s.Name == "istio_requests_total" && s.Labels["response_flags"] == "DC"), "the server reported the abandoned request");
         Assert.Equal("0", server.Single(s => s.Name == "istio_requests_total" && s.Labels["response_flags"] == "DC").Labels["response_code"]);
-        var served = reviews.Services.GetRequiredService<Microsoft.Extensions.Logging.Testing.FakeLogCollector>().GetSnapshot()
-            .Where(r => r.Category == MeshKit.Http.MeshHandler.AccessLogCategory).Select(r => r.Message).ToList();
+        var served = AccessLogEntries(reviews);
         Assert.Contains(served, m => m.StartsWith("inbound GET ", StringComparison.Ordinal) && m.Contains("/slow 0 DC ", StringComparison.Ordinal));
     }
 

@@ -12,13 +12,6 @@ namespace MeshKit.Tests.Telemetry;
 /// <summary>OpenTelemetry wiring and health checks, on real workloads.</summary>
 public sealed class OperationsTelemetryTests : MeshTestBase
 {
-    // The access log's entries go to a fake logger, the category turned on.
-    private static void Logging(IServiceCollection services) => services
-        .AddFakeLogging()
-        .AddLogging(l => l.AddFilter(MeshKit.Http.MeshHandler.AccessLogCategory, Microsoft.Extensions.Logging.LogLevel.Information));
-
-    private static List<string> Entries(TestWorkload w) => w.Services.GetRequiredService<Microsoft.Extensions.Logging.Testing.FakeLogCollector>().GetSnapshot()
-        .Where(r => r.Category == MeshKit.Http.MeshHandler.AccessLogCategory).Select(r => r.Message).ToList();
 
     [Fact]
     public async Task AddMeshTelemetry_ExportsIstiosMetrics_ThroughOpenTelemetry()
@@ -105,25 +98,24 @@ public sealed class OperationsTelemetryTests : MeshTestBase
     [Fact]
     public async Task TheAccessLog_HasOneEntryPerRequest_OnBothSides()
     {
-        var reviews = await StartSecureAsync("reviews", services: Logging);
-        var productpage = await StartSecureAsync("productpage", services: Logging);
+        var reviews = await StartSecureAsync("reviews", services: AccessLogging);
+        var productpage = await StartSecureAsync("productpage", services: AccessLogging);
         await Eventually.TrueAsync(() => productpage.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
 
         using var response = await productpage.CreateClient().GetAsync("http://reviews/books/1");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
 
-        var client = productpage.Services.GetRequiredService<Microsoft.Extensions.Logging.Testing.FakeLogCollector>().GetSnapshot().Where(r => r.Category == MeshKit.Http.MeshHandler.AccessLogCategory).ToList();
-        var outbound = Assert.Single(client);
-        Assert.Contains("GET reviews/books/1", outbound.Message, StringComparison.Ordinal);
-        Assert.Contains("peer=spiffe://cluster.local/ns/default/sa/reviews", outbound.Message, StringComparison.Ordinal);
-        await Eventually.TrueAsync(() => reviews.Services.GetRequiredService<Microsoft.Extensions.Logging.Testing.FakeLogCollector>().GetSnapshot().Any(r => r.Message.Contains("inbound GET", StringComparison.Ordinal) && r.Message.Contains("workload=productpage-v1", StringComparison.Ordinal)), "the server logged it");
+        var outbound = Assert.Single(AccessLogEntries(productpage));
+        Assert.Contains("GET reviews/books/1", outbound, StringComparison.Ordinal);
+        Assert.Contains("peer=spiffe://cluster.local/ns/default/sa/reviews", outbound, StringComparison.Ordinal);
+        await Eventually.TrueAsync(() => AccessLogEntries(reviews).Any(m => m.Contains("inbound GET", StringComparison.Ordinal) && m.Contains("workload=productpage-v1", StringComparison.Ordinal)), "the server logged it");
     }
 
     [Fact]
     public async Task TheTelemetryApi_TurnsTheAccessLogOff_PerWorkloadAndSide()
     {
-        var reviews = await StartAsync("reviews", "v1", services: Logging);
-        var productpage = await StartAsync("productpage", "v1", services: Logging);
+        var reviews = await StartAsync("reviews", "v1", services: AccessLogging);
+        var productpage = await StartAsync("productpage", "v1", services: AccessLogging);
         // Mesh-wide on (Istio's default provider), off for the requests reviews serves.
         ControlPlane.WriteConfig("telemetry.yaml", """
             apiVersion: telemetry.istio.io/v1
@@ -145,17 +137,17 @@ public sealed class OperationsTelemetryTests : MeshTestBase
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
 
         // The caller logged its call; the server, told not to, logged nothing (its access log is on otherwise).
-        Assert.Contains(Entries(productpage), m => m.Contains("GET reviews/books/1", StringComparison.Ordinal));
+        Assert.Contains(AccessLogEntries(productpage), m => m.Contains("GET reviews/books/1", StringComparison.Ordinal));
         await Task.Delay(200);
-        Assert.DoesNotContain(Entries(reviews), m => m.Contains("inbound GET", StringComparison.Ordinal));
+        Assert.DoesNotContain(AccessLogEntries(reviews), m => m.Contains("inbound GET", StringComparison.Ordinal));
     }
 
     [Fact]
     public async Task TheTelemetryApi_FiltersTheAccessLog_WithACelExpression_PerSide()
     {
-        var reviews = await StartAsync("reviews", "v1", services: Logging);
+        var reviews = await StartAsync("reviews", "v1", services: AccessLogging);
         reviews.Behavior = context => Task.FromResult<Microsoft.AspNetCore.Http.IResult?>(context.Request.Path == "/unavailable" ? Microsoft.AspNetCore.Http.Results.StatusCode(503) : null);
-        var productpage = await StartAsync("productpage", "v1", services: Logging);
+        var productpage = await StartAsync("productpage", "v1", services: AccessLogging);
         // Mesh-wide: errors and debugged calls only; reviews' server side: its plain-text /books requests only.
         ControlPlane.WriteConfig("telemetry.yaml", """
             apiVersion: telemetry.istio.io/v1
@@ -194,14 +186,14 @@ public sealed class OperationsTelemetryTests : MeshTestBase
         }
 
         // The caller: the debugged call and the failure, not the plain success.
-        var client = Entries(productpage).Where(m => m.Contains("GET reviews/", StringComparison.Ordinal)).ToList();
+        var client = AccessLogEntries(productpage).Where(m => m.Contains("GET reviews/", StringComparison.Ordinal)).ToList();
         Assert.Equal(2, client.Count);
         Assert.Contains(client, m => m.Contains("/books/2", StringComparison.Ordinal));
         Assert.Contains(client, m => m.Contains("/unavailable", StringComparison.Ordinal) && m.Contains(" 503 ", StringComparison.Ordinal));
 
         // The server: both /books requests (its own filter replaced the mesh's), not the failure.
-        await Eventually.TrueAsync(() => Entries(reviews).Count(m => m.Contains("inbound GET", StringComparison.Ordinal) && m.Contains("/books/", StringComparison.Ordinal)) == 2, "the server logged its /books requests");
+        await Eventually.TrueAsync(() => AccessLogEntries(reviews).Count(m => m.Contains("inbound GET", StringComparison.Ordinal) && m.Contains("/books/", StringComparison.Ordinal)) == 2, "the server logged its /books requests");
         await Task.Delay(200);
-        Assert.DoesNotContain(Entries(reviews), m => m.Contains("/unavailable", StringComparison.Ordinal));
+        Assert.DoesNotContain(AccessLogEntries(reviews), m => m.Contains("/unavailable", StringComparison.Ordinal));
     }
 }

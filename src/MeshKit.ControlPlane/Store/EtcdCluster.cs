@@ -45,6 +45,7 @@ internal sealed partial class EtcdCluster : IDisposable
                 KeepAlivePingDelay = TimeSpan.FromSeconds(10),
                 KeepAlivePingTimeout = TimeSpan.FromSeconds(5),
             },
+            DisposeHttpClient = true,
         })).ToArray();
         _current = Random.Shared.Next(_channels.Length);
     }

@@ -254,7 +254,10 @@ internal sealed partial class CertificateManager : IHostedService, IDisposable
         }
 
         configure?.Invoke(handler);
-        return GrpcChannel.ForAddress(address, new GrpcChannelOptions { HttpHandler = handler });
+
+        // The channel owns its handler: without DisposeHttpClient, disposing a channel given a handler leaves the
+        // handler's connection open (the control plane then holds it until its idle timeout).
+        return GrpcChannel.ForAddress(address, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true });
     }
 
     private string ReadToken()

@@ -118,7 +118,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
         {
             var handler = new SocketsHttpHandler();
             KeepAlive(handler);
-            return GrpcChannel.ForAddress(address, new GrpcChannelOptions { HttpHandler = handler });
+            return GrpcChannel.ForAddress(address, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true });
         }
 
         // Discovery on the TLS port is authenticated by the workload certificate: wait for it.

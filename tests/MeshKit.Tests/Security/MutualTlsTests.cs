@@ -342,6 +342,27 @@ public sealed class MutualTlsTests : MeshTestBase
     }
 
     [Fact]
+    public async Task ConnectionsToTheControlPlane_CloseWhenDone_NotAtTheirIdleTimeout()
+    {
+        // Counted from this process's sockets to this test's control plane (its port is its own).
+        var port = ControlPlane.SecureAddress.Port;
+        int Open() => System.Net.NetworkInformation.IPGlobalProperties.GetIPGlobalProperties().GetActiveTcpConnections()
+            .Count(c => c.RemoteEndPoint.Port == port && c.State == System.Net.NetworkInformation.TcpState.Established);
+
+        // The trust-bundle fetch and the first signing had connections of their own; the discovery stream stays.
+        var workload = await StartSecureAsync("reviews", "reviews");
+        await Eventually.TrueAsync(() => Open() == 1, "only the discovery stream's connection is open", TimeSpan.FromSeconds(20));
+
+        // A renewal signs over a channel of its own. Before, disposing a channel that was given a handler left the
+        // handler's connection open until its idle timeout (a minute): one more per renewal and per reconnection.
+        await workload.Services.GetRequiredService<CertificateManager>().RenewNowAsync(CancellationToken.None);
+        await Eventually.TrueAsync(() => Open() == 1, "the renewal's connection is closed", TimeSpan.FromSeconds(20));
+
+        await workload.StopAsync();
+        await Eventually.TrueAsync(() => Open() == 0, "a stopped workload's connection is closed", TimeSpan.FromSeconds(20));
+    }
+
+    [Fact]
     public async Task ARootAddedForRotation_ReachesWorkloads_WithoutWaitingForRenewal()
     {
         var configDirectory = ControlPlane.ConfigDirectory;

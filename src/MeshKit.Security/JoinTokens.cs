@@ -36,8 +36,15 @@ internal static class JoinTokens
                 [JwtRegisteredClaimNames.Jti] = Guid.NewGuid().ToString("N"),
                 [RootPinClaim] = rootPin,
             },
-            SigningCredentials = new SigningCredentials(new ECDsaSecurityKey(key) { KeyId = keyId }, SecurityAlgorithms.EcdsaSha256),
+            SigningCredentials = new SigningCredentials(Owned(key, keyId), SecurityAlgorithms.EcdsaSha256),
         });
+
+    // The caller owns the key object and disposes it with its CA. The library's default factory caches signature
+    // providers process-wide by the key's thumbprint, so a CA made again in the same process (a restart, the etcd
+    // share's first replica) would be handed a provider holding the old, disposed key object. Join tokens are rare:
+    // a provider per token costs nothing that matters.
+    private static ECDsaSecurityKey Owned(ECDsa key, string? keyId = null) =>
+        new(key) { KeyId = keyId, CryptoProviderFactory = new CryptoProviderFactory { CacheSignatureProviders = false } };
 
     /// <summary>
     /// Validates a token against the control plane's token keys (the algorithm is fixed to ES256) and returns the
@@ -54,7 +61,7 @@ internal static class JoinTokens
         {
             ValidIssuer = Issuer,
             ValidAudience = Audience,
-            IssuerSigningKeys = keys.Select(k => new ECDsaSecurityKey(k)).ToArray(),
+            IssuerSigningKeys = keys.Select(k => Owned(k)).ToArray(),
             ValidAlgorithms = [SecurityAlgorithms.EcdsaSha256],
             RequireExpirationTime = true,
             RequireSignedTokens = true,

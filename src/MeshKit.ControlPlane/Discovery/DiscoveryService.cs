@@ -29,7 +29,18 @@ internal sealed partial class DiscoveryService(
         // workloads reconnect (to this one again, or another replica) and resume.
         using var stopping = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, lifetime.ApplicationStopping);
         var cancellation = stopping.Token;
-        if (!await requestStream.MoveNext(cancellation).ConfigureAwait(false) || requestStream.Current.Workload is null)
+        bool announced;
+        try
+        {
+            announced = await requestStream.MoveNext(cancellation).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
+        {
+            // Stopping (or the workload went away) before it announced itself: an ordinary end, not a handler error.
+            throw new RpcException(new Status(StatusCode.Unavailable, "the control plane is stopping"));
+        }
+
+        if (!announced || requestStream.Current.Workload is null)
         {
             throw new RpcException(new Status(StatusCode.InvalidArgument, "the first message must carry the workload announcement"));
         }

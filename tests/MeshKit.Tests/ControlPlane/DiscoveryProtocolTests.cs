@@ -196,4 +196,17 @@ public sealed class DiscoveryProtocolTests : IAsyncLifetime
         Assert.Equal(StatusCode.InvalidArgument, ex.StatusCode);
         Assert.Contains("announcement", ex.Status.Detail, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task AStreamNotYetAnnounced_WhenTheControlPlaneStops_EndsUnavailable_NotAsAHandlerError()
+    {
+        // Before, the handler's cancellation escaped it: the workload saw Unknown ("exception was thrown by handler")
+        // and the control plane logged an error for every such stream at each restart.
+        var call = new MeshDiscovery.MeshDiscoveryClient(_channel).StreamResources();
+        await Task.Delay(TimeSpan.FromSeconds(1)); // the handler is waiting for the announcement
+        await _controlPlane.StopAsync();
+
+        var ex = await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext(CancellationToken.None));
+        Assert.Equal(StatusCode.Unavailable, ex.StatusCode);
+    }
 }

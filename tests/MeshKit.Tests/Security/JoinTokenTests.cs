@@ -26,6 +26,27 @@ public sealed class JoinTokenTests : IDisposable
     }
 
     [Fact]
+    public async Task TheSameKeyLoadedAgain_AfterTheFirstCopyWasDisposed_StillSignsAndVerifies()
+    {
+        // A control plane restarted in the same process loads its token key from the same file into a new object and
+        // disposes the old one. The token library caches signature providers process-wide by the key's thumbprint:
+        // the new key found the old, disposed one (ObjectDisposedException on every join token, made or checked).
+        var material = _key.ExportParameters(includePrivateParameters: true);
+        using (var first = ECDsa.Create(material))
+        {
+            var made = JoinTokens.Create(first, "k", Reviews, "pin", Now, TimeSpan.FromHours(1));
+            Assert.Equal(Reviews, (await JoinTokens.ValidateAsync(made, [first], "cluster.local", Now)).Id);
+        }
+
+        using var second = ECDsa.Create(material);
+        var token = JoinTokens.Create(second, "k", Reviews, "pin", Now, TimeSpan.FromHours(1));
+        var (id, error) = await JoinTokens.ValidateAsync(token, [second], "cluster.local", Now);
+
+        Assert.Null(error);
+        Assert.Equal(Reviews, id);
+    }
+
+    [Fact]
     public async Task AnExpiredToken_IsRefused_AfterTheSkew()
     {
         var token = JoinTokens.Create(_key, "k", Reviews, "pin", Now, TimeSpan.FromHours(1));

@@ -18,6 +18,19 @@ public sealed class MutualTlsTests : MeshTestBase
     private static IssuedCertificate CertificateOf(TestWorkload workload) =>
         workload.Services.GetRequiredService<WorkloadIdentity>().Current ?? throw new InvalidOperationException("no certificate");
 
+    /// <summary>Starts <c>reviews</c> with <paramref name="token"/>, waiting two seconds at most for its first certificate.</summary>
+    private async Task<TestWorkload> StartReviewsWaitingBrieflyAsync(Uri controlPlane, string token)
+    {
+        var workload = await TestWorkload.StartAsync("reviews", "v1", controlPlane, o =>
+        {
+            o.ServiceAccount = "reviews";
+            o.JoinToken = token;
+            o.InitialFetchTimeout = TimeSpan.FromSeconds(2);
+        });
+        Owned.Add(workload);
+        return workload;
+    }
+
     private void WritePeerAuthentication(string mode) => ControlPlane.WriteConfig("peer-authentication.yaml", $$"""
         apiVersion: security.istio.io/v1
         kind: PeerAuthentication
@@ -363,6 +376,32 @@ public sealed class MutualTlsTests : MeshTestBase
     }
 
     [Fact]
+    public async Task AWorkloadStartingWhileTheControlPlaneIsDown_StartsAfterItsInitialFetchTimeout_AndJoinsWhenItReturns()
+    {
+        var token = ControlPlane.CreateJoinToken("default", "reviews");
+        var port = ControlPlane.SecureAddress.Port;
+        var down = ControlPlane;
+        await down.StopAsync();
+
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var workload = await StartReviewsWaitingBrieflyAsync(down.SecureAddress, token);
+        Assert.Null(workload.Services.GetRequiredService<WorkloadIdentity>().Current);
+        Assert.True(started.Elapsed < TimeSpan.FromSeconds(30), $"started after {started.Elapsed}");
+
+        // The same control plane comes back (same port, same CA): the workload gets its certificate and registers.
+        ControlPlane = await TestControlPlane.StartAsync(down.ConfigDirectory, securePort: port);
+        try
+        {
+            await Eventually.TrueAsync(() => workload.Services.GetRequiredService<WorkloadIdentity>().Current is not null, "the certificate arrives", TimeSpan.FromSeconds(60));
+            await Eventually.TrueAsync(async () => (await ControlPlane.GetAdminJsonAsync("/debug/registry")).EnumerateArray().Any(e => e.GetProperty("serviceAccount").GetString() == "reviews"), "registered", TimeSpan.FromSeconds(60));
+        }
+        finally
+        {
+            await down.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task ARootAddedForRotation_ReachesWorkloads_WithoutWaitingForRenewal()
     {
         var configDirectory = ControlPlane.ConfigDirectory;
@@ -460,13 +499,7 @@ public sealed class MutualTlsTests : MeshTestBase
         // A token from another control plane: the workload sees the root does not match and gets no certificate.
         await using var other = await TestControlPlane.StartAsync();
         var foreignToken = other.CreateJoinToken("default", "reviews");
-        var workload = await TestWorkload.StartAsync("reviews", "v1", ControlPlane.SecureAddress, o =>
-        {
-            o.ServiceAccount = "reviews";
-            o.JoinToken = foreignToken;
-            o.InitialFetchTimeout = TimeSpan.FromSeconds(2);
-        });
-        Owned.Add(workload);
+        var workload = await StartReviewsWaitingBrieflyAsync(ControlPlane.SecureAddress, foreignToken);
 
         Assert.Null(workload.Services.GetRequiredService<WorkloadIdentity>().Current);
         await Assert.ThrowsAnyAsync<HttpRequestException>(() => TlsWithoutCertificateAsync(workload.Address.Port));

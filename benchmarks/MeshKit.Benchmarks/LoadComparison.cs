@@ -28,7 +28,7 @@ namespace MeshKit.Benchmarks;
 internal static class LoadComparison
 {
     /// <summary>Connections the apps served on: a path that opened one per request would show here, not only in its latency.</summary>
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> Connections = new();
+    internal static readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> Connections = new();
 
     private const string Config = """
         apiVersion: networking.istio.io/v1
@@ -341,12 +341,12 @@ internal static class LoadComparison
         }
     }
 
-    private static HttpClient Factory(WebApplication app) => app.Services.GetRequiredService<IHttpClientFactory>().CreateClient("bench");
+    internal static HttpClient Factory(WebApplication app) => app.Services.GetRequiredService<IHttpClientFactory>().CreateClient("bench");
 
-    private static string[] Addresses(WebApplication app) =>
+    internal static string[] Addresses(WebApplication app) =>
         app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.ToArray();
 
-    private static async Task<WebApplication> StartAppAsync(Uri? controlPlane, Action<MeshOptions>? mesh, X509Certificate2? tls)
+    internal static async Task<WebApplication> StartAppAsync(Uri? controlPlane, Action<MeshOptions>? mesh, X509Certificate2? tls)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);

@@ -98,6 +98,18 @@ if (Array.IndexOf(args, "--fleet") is var fleetAt and >= 0)
     return 0;
 }
 
+if (Array.IndexOf(args, "--soak") is var soakAt and >= 0)
+{
+    // `--soak MINUTES`: endpoint, config and certificate churn under traffic, sampled for growth (heap, descriptors, threads).
+    var minutes = args.Length > soakAt + 1 ? double.Parse(args[soakAt + 1], CultureInfo.InvariantCulture) : 10;
+    foreach (var r in await Soak.RunAsync(TimeSpan.FromMinutes(minutes), Console.Out))
+    {
+        Console.WriteLine(FormattableString.Invariant($"{r.Name,-30} {r.Value,12:0.###} {r.Unit}"));
+    }
+
+    return 0;
+}
+
 if (args.Contains("--memory") || args.Contains("--signings"))
 {
     // Measured in a process of their own (the quick run starts one): nothing else of a run in the heap or on the cores.

@@ -45,7 +45,7 @@ internal sealed class ClusterRuntime
 
         foreach (var (key, health) in tracked)
         {
-            if (!keys.Contains(key) && tracked.TryRemove(key, out _) && health.IsEjected)
+            if (!keys.Contains(key) && tracked.TryRemove(key, out _) && health.Remove())
             {
                 Interlocked.Decrement(ref _ejected);
             }

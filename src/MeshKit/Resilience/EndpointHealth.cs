@@ -29,6 +29,10 @@ internal sealed class EndpointHealth(ClusterRuntime cluster)
     private const int Ejected = 1;
     private const int Probing = 2;
 
+    // Gone from the config: outcomes of requests still in flight to it no longer move the cluster's ejected count. It
+    // stays usable: a snapshot that still lists it (the one kept when a push that removed it was refused) may pick it.
+    private const int Removed = 3;
+
     private int _state;
     private long _ejectedUntil;
     private int _timesEjected;
@@ -37,7 +41,7 @@ internal sealed class EndpointHealth(ClusterRuntime cluster)
     private int _consecutiveLocal;
     private long _lastDecrement;
 
-    public bool IsEjected => Volatile.Read(ref _state) != Healthy;
+    public bool IsEjected => Volatile.Read(ref _state) is Ejected or Probing;
 
     public int TimesEjected => Volatile.Read(ref _timesEjected);
 
@@ -45,13 +49,34 @@ internal sealed class EndpointHealth(ClusterRuntime cluster)
     public bool TryUse(DateTimeOffset now)
     {
         var state = Volatile.Read(ref _state);
-        if (state == Healthy)
+        if (state is Healthy or Removed)
         {
             return true;
         }
 
         return state == Ejected && now.UtcTicks >= Volatile.Read(ref _ejectedUntil)
             && Interlocked.CompareExchange(ref _state, Probing, Ejected) == Ejected;
+    }
+
+    /// <summary>
+    /// Marks the endpoint gone from the config; returns whether it was counted among the cluster's ejected ones (the
+    /// caller takes it out of the count). One transition, so a probe's success racing with it cannot take it out too.
+    /// </summary>
+    public bool Remove()
+    {
+        while (true)
+        {
+            var state = Volatile.Read(ref _state);
+            if (state == Removed)
+            {
+                return false;
+            }
+
+            if (Interlocked.CompareExchange(ref _state, Removed, state) == state)
+            {
+                return state is Ejected or Probing;
+            }
+        }
     }
 
     /// <summary>A probe that ended without an outcome (the caller gave up) lets the next caller probe.</summary>
@@ -90,40 +115,40 @@ internal sealed class EndpointHealth(ClusterRuntime cluster)
 
         if (Volatile.Read(ref _state) == Probing)
         {
-            // The probe failed: back out, for longer.
-            return Eject(policy, now, fromProbe: true);
+            // The probe failed: back out, for longer (still counted as ejected). The new end is written before the
+            // state, so no caller probes early; a removal meanwhile wins.
+            Backoff(policy, now);
+            return Interlocked.CompareExchange(ref _state, Ejected, Probing) == Probing;
         }
 
-        return trip && Eject(policy, now, fromProbe: false);
+        return trip && Eject(policy, now);
     }
 
-    private bool Eject(OutlierDetection policy, DateTimeOffset now, bool fromProbe)
+    private bool Eject(OutlierDetection policy, DateTimeOffset now)
     {
-        if (!fromProbe)
+        // Max ejection percent: there is always room for one ejection, as in Envoy.
+        var total = Math.Max(1, cluster.EndpointCount);
+        if (cluster.Ejected * 100 >= policy.MaxEjectionPercent * total && cluster.Ejected > 0)
         {
-            // Max ejection percent: there is always room for one ejection, as in Envoy.
-            var total = Math.Max(1, cluster.EndpointCount);
-            if (cluster.Ejected * 100 >= policy.MaxEjectionPercent * total && cluster.Ejected > 0)
-            {
-                return false;
-            }
-
-            if (Interlocked.CompareExchange(ref _state, Ejected, Healthy) != Healthy)
-            {
-                return false;
-            }
-
-            Interlocked.Increment(ref cluster._ejected);
-        }
-        else
-        {
-            Volatile.Write(ref _state, Ejected);
+            return false;
         }
 
+        if (Interlocked.CompareExchange(ref _state, Ejected, Healthy) != Healthy)
+        {
+            return false;
+        }
+
+        Interlocked.Increment(ref cluster._ejected);
+        Backoff(policy, now);
+        return true;
+    }
+
+    // Base ejection time × times ejected (capped at 300 s, as Envoy's max ejection time); the error counts start over.
+    private void Backoff(OutlierDetection policy, DateTimeOffset now)
+    {
         var times = Interlocked.Increment(ref _timesEjected);
         var duration = TimeSpan.FromMilliseconds(Math.Min(policy.BaseEjectionMs * (double)times, 300_000));
         Volatile.Write(ref _ejectedUntil, (now + duration).UtcTicks);
         _consecutive5xx = _consecutiveGateway = _consecutiveLocal = 0;
-        return true;
     }
 }

@@ -50,6 +50,44 @@ public class OutlierDetectionTests
     }
 
     [Fact]
+    public void AnEndpointGoneFromTheConfig_NoLongerMovesTheClustersEjectedCount()
+    {
+        // Requests in flight to an endpoint that a push removed still report their outcomes on its health. Before, a
+        // healthy one's failures then ejected it into the cluster's count for good (a phantom that the max ejection
+        // percent kept counting), and a probing one's success took it out a second time (a count below zero).
+        var time = new FakeTimeProvider();
+        var (healthy, cluster) = Endpoint();
+        var probing = cluster.HealthOf("10.0.0.2:80");
+        for (var i = 0; i < 3; i++)
+        {
+            probing.Record(AttemptResult.ServerError, Policy, time.GetUtcNow());
+        }
+
+        time.Advance(TimeSpan.FromSeconds(10));
+        Assert.True(probing.TryUse(time.GetUtcNow()));
+        Assert.Equal(1, cluster.Ejected);
+
+        cluster.Retain(new HashSet<string>());
+        Assert.Equal(0, cluster.Ejected);
+
+        for (var i = 0; i < 3; i++)
+        {
+            healthy.Record(AttemptResult.ServerError, Policy, time.GetUtcNow());
+        }
+
+        Assert.Equal(0, cluster.Ejected);
+        probing.Record(AttemptResult.Success, Policy, time.GetUtcNow());
+        Assert.Equal(0, cluster.Ejected);
+
+        // A snapshot that still lists them (the one kept when the push that removed them was refused) may use them.
+        Assert.True(healthy.TryUse(time.GetUtcNow()));
+        Assert.True(probing.TryUse(time.GetUtcNow()));
+
+        // The endpoint that comes back under the same address starts afresh.
+        Assert.False(cluster.HealthOf("10.0.0.1:80").IsEjected);
+    }
+
+    [Fact]
     public void HealthyIntervals_ForgiveEjections()
     {
         var time = new FakeTimeProvider();

@@ -46,45 +46,45 @@ internal sealed class ClusterTransports : IDisposable
         return created;
     }
 
-    /// <summary>Returns the pool of the destination <paramref name="name"/> for these settings: the one it has while they stay the same.</summary>
-    public Transport? For(string name, ConnectionSettings? settings, TlsOrigination? origination = null)
+    /// <summary>
+    /// Returns the pool of the destination <paramref name="name"/> for these settings: the one it has while they stay
+    /// the same. A new or replacing pool takes the destination's place (and the one it replaces is retired) only when
+    /// the build that asked commits (<paramref name="changes"/>); a build that fails disposes what it created.
+    /// </summary>
+    public Transport? For(string name, ConnectionSettings? settings, TlsOrigination? origination, LoadBalancing.RuntimeChanges changes)
     {
         if (settings is null && origination is null)
         {
-            Retire(name);
+            changes.Defer(() => Retire(name));
             return null;
         }
 
         settings ??= new ConnectionSettings();
-
-        while (true)
+        if (changes.Created.TryGetValue(name, out var pending) && pending.Settings.Equals(settings) && Equals(pending.Origination, origination))
         {
-            if (_transports.TryGetValue(name, out var existing))
-            {
-                if (existing.Settings.Equals(settings) && Equals(existing.Origination, origination))
-                {
-                    return existing;
-                }
-
-                var replacement = new Transport(settings, _identity, origination);
-                if (_transports.TryUpdate(name, replacement, existing))
-                {
-                    Later(existing);
-                    return replacement;
-                }
-
-                replacement.Dispose();
-                continue;
-            }
-
-            var created = new Transport(settings, _identity, origination);
-            if (_transports.TryAdd(name, created))
-            {
-                return created;
-            }
-
-            created.Dispose();
+            return pending;
         }
+
+        if (_transports.TryGetValue(name, out var current) && current.Settings.Equals(settings) && Equals(current.Origination, origination))
+        {
+            return current;
+        }
+
+        // Builds are applied one at a time: the commit installs it in the place of whatever is there then.
+        var created = new Transport(settings, _identity, origination);
+        changes.Created[name] = created;
+        changes.Defer(
+            () =>
+            {
+                if (_transports.TryGetValue(name, out var replaced))
+                {
+                    Later(replaced);
+                }
+
+                _transports[name] = created;
+            },
+            created.Dispose);
+        return created;
     }
 
     /// <summary>Retires the pools of destinations no longer in <paramref name="names"/>.</summary>

@@ -15,6 +15,26 @@ internal static class SnapshotBuilder
 {
     public static MeshSnapshot Build(IReadOnlyDictionary<string, IReadOnlyDictionary<string, Resource>> resources, SourceWorkload source, string version, bool ready, MeshRuntime? clock = null)
     {
+        // What outlives snapshots changes only once the whole build succeeded: a refused push keeps the snapshot in
+        // force, and with it the pools, endpoint health and counts it uses.
+        var changes = new RuntimeChanges();
+        MeshSnapshot snapshot;
+        try
+        {
+            snapshot = Build(resources, source, version, ready, clock, changes);
+        }
+        catch
+        {
+            changes.Rollback();
+            throw;
+        }
+
+        changes.Commit();
+        return snapshot;
+    }
+
+    private static MeshSnapshot Build(IReadOnlyDictionary<string, IReadOnlyDictionary<string, Resource>> resources, SourceWorkload source, string version, bool ready, MeshRuntime? clock, RuntimeChanges changes)
+    {
         var ownNamespace = source.Namespace;
         var settings = new MeshSettings { OutboundTrafficPolicy = "ALLOW_ANY", ClusterDomain = MeshCompiler.DefaultClusterDomain };
         if (resources.TryGetValue(ResourceTypes.Mesh, out var meshResources) && meshResources.TryGetValue(ResourceTypes.MeshResourceName, out var mesh))
@@ -30,12 +50,19 @@ internal static class SnapshotBuilder
             foreach (var resource in clusterResources.Values)
             {
                 var cluster = Unpack<ServiceCluster>(resource);
-                clusters[cluster.Host] = BuildCluster(cluster, source, clock, shapes, names);
+                clusters[cluster.Host] = BuildCluster(cluster, source, clock, shapes, names, changes);
             }
         }
 
-        clock?.Retain(clusters.Values.SelectMany(c => c.All.Endpoints).Select(e => e.Key).ToHashSet(StringComparer.Ordinal));
-        clock?.RetainClusters(names);
+        if (clock is not null)
+        {
+            var keys = clusters.Values.SelectMany(c => c.All.Endpoints).Select(e => e.Key).ToHashSet(StringComparer.Ordinal);
+            changes.Defer(() =>
+            {
+                clock.Retain(keys);
+                clock.RetainClusters(names);
+            });
+        }
         var services = new Dictionary<string, ServiceView>(StringComparer.Ordinal);
         var aliases = new Dictionary<string, ServiceView>(StringComparer.Ordinal);
         if (resources.TryGetValue(ResourceTypes.Routes, out var routeResources))
@@ -112,7 +139,7 @@ internal static class SnapshotBuilder
         }
     }
 
-    private static ClusterView BuildCluster(ServiceCluster cluster, SourceWorkload source, MeshRuntime? clock, EndpointShapes shapes, ISet<string> names)
+    private static ClusterView BuildCluster(ServiceCluster cluster, SourceWorkload source, MeshRuntime? clock, EndpointShapes shapes, ISet<string> names, RuntimeChanges changes)
     {
         var runtime = clock?.Cluster(cluster.Host);
         var time = clock?.Time ?? TimeProvider.System;
@@ -139,7 +166,7 @@ internal static class SnapshotBuilder
                 return Upstream.None;
             }
 
-            var transport = clock?.Transports.For(name, policy.Connection, policy.TlsOrigination);
+            var transport = clock?.Transports.For(name, policy.Connection, policy.TlsOrigination, changes);
             if (transport is not null)
             {
                 names.Add(name);
@@ -206,9 +233,13 @@ internal static class SnapshotBuilder
             var detects = cluster.Upstream?.OutlierDetection is not null
                 || cluster.PortUpstreams.Any(u => u.Policy?.OutlierDetection is not null)
                 || cluster.Subsets.Any(s => s.Upstream?.OutlierDetection is not null || s.PortUpstreams.Any(u => u.Policy?.OutlierDetection is not null));
-            runtime.Endpoints = endpoints;
-            runtime.EndpointCount = endpoints.Length;
-            runtime.Retain(endpoints.Select(e => e.Key).ToHashSet(StringComparer.Ordinal));
+            var keys = endpoints.Select(e => e.Key).ToHashSet(StringComparer.Ordinal);
+            changes.Defer(() =>
+            {
+                runtime.Endpoints = endpoints;
+                runtime.EndpointCount = endpoints.Length;
+                runtime.Retain(keys);
+            });
             foreach (var endpoint in endpoints)
             {
                 endpoint.Health = detects ? runtime.HealthOf(endpoint.Key) : null;

@@ -1,4 +1,5 @@
 using MeshKit.Config.Compilation;
+using MeshKit.Config.Parsing;
 using MeshKit.LoadBalancing;
 using MeshKit.Protocol.V1;
 using MeshKit.Snapshot;
@@ -70,5 +71,58 @@ public sealed class EndpointContinuityTests
         // And a balancer still rotates through all of them in turn.
         var balancer = LoadBalancer.Create("ROUND_ROBIN");
         Assert.Equal(3, Enumerable.Range(0, 3).Select(_ => balancer.Pick(endpoints)!.Address).Distinct().Count());
+    }
+
+    [Fact]
+    public void APushTheWorkloadRefuses_LeavesThePoolsAndEndpointHealthOfTheSnapshotInForce()
+    {
+        // Before, the build changed what outlives snapshots as it went: a push refused late (here, an access-log filter
+        // this workload cannot compile) had already replaced the destination's connection pool, retiring the one the
+        // kept snapshot uses (disposed two minutes later: its calls then failed), and forgotten its endpoints' health.
+        var runtime = new MeshRuntime(TimeProvider.System);
+        var reviews = Reviews("spiffe://cluster.local/ns/default/sa/reviews");
+        var kept = SnapshotBuilder.Build(Resources(maxConnections: 10, [reviews]), Source, "1", ready: true, runtime);
+        Assert.True(kept.TryResolve("reviews", out var service));
+        var set = service.Routes[0].Targets[0].Endpoints!;
+        var pool = set.Upstream.Transport;
+        Assert.NotNull(pool);
+        var endpoint = Assert.Single(set.Endpoints);
+        var health = endpoint.Health;
+        Assert.NotNull(health);
+
+        var refused = Resources(maxConnections: 20, [], clientFilter: "response.code >= ");
+        Assert.Throws<MeshConfigException>(() => SnapshotBuilder.Build(refused, Source, "2", ready: true, runtime));
+
+        Assert.Same(health, runtime.Cluster("reviews.default.svc.cluster.local").HealthOf(endpoint.Key));
+        var again = SnapshotBuilder.Build(Resources(maxConnections: 10, [reviews]), Source, "3", ready: true, runtime);
+        Assert.True(again.TryResolve("reviews", out var same));
+        Assert.Same(pool, same.Routes[0].Targets[0].Endpoints!.Upstream.Transport);
+    }
+
+    private static Dictionary<string, IReadOnlyDictionary<string, Resource>> Resources(int maxConnections, WorkloadAnnouncement[] workloads, string? clientFilter = null)
+    {
+        var yaml = $$"""
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec:
+              host: reviews
+              trafficPolicy:
+                connectionPool: { tcp: { maxConnections: {{maxConnections}} } }
+                outlierDetection: { consecutive5xxErrors: 1 }
+            """;
+        var resources = MeshCompiler.Compile(new ConfigSet(ConfigParser.Parse(yaml, "rule.yaml").Resources), workloads).ViewFor("default", Source.Labels).Resources
+            .ToDictionary(kv => kv.Key, kv => kv.Value);
+        if (clientFilter is not null)
+        {
+            // What another control plane could push: this workload compiles it and refuses what it cannot.
+            var inbound = resources[ResourceTypes.Inbound][ResourceTypes.InboundResourceName];
+            var policy = inbound.Resource_.Unpack<InboundPolicy>();
+            policy.Telemetry ??= new TelemetryPolicy();
+            policy.Telemetry.ClientAccessLogFilter = clientFilter;
+            resources[ResourceTypes.Inbound] = new Dictionary<string, Resource> { [ResourceTypes.InboundResourceName] = new() { Name = inbound.Name, Version = "edited", Resource_ = Google.Protobuf.WellKnownTypes.Any.Pack(policy) } };
+        }
+
+        return resources;
     }
 }

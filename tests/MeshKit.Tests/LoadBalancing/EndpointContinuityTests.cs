@@ -1,8 +1,8 @@
 using MeshKit.Config.Compilation;
-using MeshKit.Config.Parsing;
 using MeshKit.LoadBalancing;
 using MeshKit.Protocol.V1;
 using MeshKit.Snapshot;
+using MeshKit.Tests.Infrastructure;
 
 namespace MeshKit.Tests.LoadBalancing;
 
@@ -111,16 +111,11 @@ public sealed class EndpointContinuityTests
                 connectionPool: { tcp: { maxConnections: {{maxConnections}} } }
                 outlierDetection: { consecutive5xxErrors: 1 }
             """;
-        var resources = MeshCompiler.Compile(new ConfigSet(ConfigParser.Parse(yaml, "rule.yaml").Resources), workloads).ViewFor("default", Source.Labels).Resources
-            .ToDictionary(kv => kv.Key, kv => kv.Value);
+        var resources = PushedResources.For(yaml, Source.Labels, workloads);
         if (clientFilter is not null)
         {
             // What another control plane could push: this workload compiles it and refuses what it cannot.
-            var inbound = resources[ResourceTypes.Inbound][ResourceTypes.InboundResourceName];
-            var policy = inbound.Resource_.Unpack<InboundPolicy>();
-            policy.Telemetry ??= new TelemetryPolicy();
-            policy.Telemetry.ClientAccessLogFilter = clientFilter;
-            resources[ResourceTypes.Inbound] = new Dictionary<string, Resource> { [ResourceTypes.InboundResourceName] = new() { Name = inbound.Name, Version = "edited", Resource_ = Google.Protobuf.WellKnownTypes.Any.Pack(policy) } };
+            PushedResources.SetClientAccessLogFilter(resources, clientFilter);
         }
 
         return resources;

@@ -1,7 +1,5 @@
-using MeshKit.Config.Compilation;
-using MeshKit.Config.Parsing;
-using MeshKit.Protocol.V1;
 using MeshKit.Snapshot;
+using MeshKit.Tests.Infrastructure;
 
 namespace MeshKit.Tests.Telemetry;
 
@@ -19,16 +17,10 @@ public sealed class AccessLogFilterTests
             spec:
               accessLogging: [{ match: { mode: SERVER }, filter: { expression: "response.code >= 500" } }]
             """;
-        var resources = MeshCompiler.Compile(new ConfigSet(ConfigParser.Parse(yaml, "t.yaml").Resources), []).ViewFor("default", Labels).Resources
-            .ToDictionary(kv => kv.Key, kv => kv.Value);
+        var resources = PushedResources.For(yaml, Labels);
         if (clientFilter is not null)
         {
-            // What another control plane could push: this workload compiles it again and refuses what it cannot.
-            var inbound = resources[ResourceTypes.Inbound][ResourceTypes.InboundResourceName];
-            var policy = inbound.Resource_.Unpack<InboundPolicy>();
-            policy.Telemetry.ClientAccessLogFilter = clientFilter;
-            var changed = new Resource { Name = inbound.Name, Version = "edited", Resource_ = Google.Protobuf.WellKnownTypes.Any.Pack(policy) };
-            resources[ResourceTypes.Inbound] = new Dictionary<string, Resource> { [ResourceTypes.InboundResourceName] = changed };
+            PushedResources.SetClientAccessLogFilter(resources, clientFilter);
         }
 
         return SnapshotBuilder.Build(resources, new SourceWorkload("default", Labels), "1", ready: true);

@@ -70,18 +70,28 @@ internal sealed class ClusterTransports : IDisposable
             return current;
         }
 
-        // Builds are applied one at a time: the commit installs it in the place of whatever is there then.
+        // The commit installs it in the place of whatever is there then (another build may have committed since),
+        // retiring that one.
         var created = new Transport(settings, _identity, origination);
         changes.Created[name] = created;
         changes.Defer(
             () =>
             {
-                if (_transports.TryGetValue(name, out var replaced))
+                while (true)
                 {
-                    Later(replaced);
+                    if (_transports.TryGetValue(name, out var replaced))
+                    {
+                        if (_transports.TryUpdate(name, created, replaced))
+                        {
+                            Later(replaced);
+                            return;
+                        }
+                    }
+                    else if (_transports.TryAdd(name, created))
+                    {
+                        return;
+                    }
                 }
-
-                _transports[name] = created;
             },
             created.Dispose);
         return created;

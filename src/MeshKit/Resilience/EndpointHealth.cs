@@ -30,7 +30,7 @@ internal sealed class EndpointHealth(ClusterRuntime cluster)
     private const int Probing = 2;
 
     // Gone from the config: outcomes of requests still in flight to it no longer move the cluster's ejected count. It
-    // stays usable: a snapshot that still lists it (the one kept when a push that removed it was refused) may pick it.
+    // stays usable, as a healthy one: a request that began on the snapshot before may still pick it for a retry.
     private const int Removed = 3;
 
     private int _state;

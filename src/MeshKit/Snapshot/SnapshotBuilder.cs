@@ -63,6 +63,7 @@ internal static class SnapshotBuilder
                 clock.RetainClusters(names);
             });
         }
+
         var services = new Dictionary<string, ServiceView>(StringComparer.Ordinal);
         var aliases = new Dictionary<string, ServiceView>(StringComparer.Ordinal);
         if (resources.TryGetValue(ResourceTypes.Routes, out var routeResources))

@@ -79,7 +79,7 @@ public class OutlierDetectionTests
         probing.Record(AttemptResult.Success, Policy, time.GetUtcNow());
         Assert.Equal(0, cluster.Ejected);
 
-        // A snapshot that still lists them (the one kept when the push that removed them was refused) may use them.
+        // Requests that began on the snapshot before may still pick them, as healthy ones.
         Assert.True(healthy.TryUse(time.GetUtcNow()));
         Assert.True(probing.TryUse(time.GetUtcNow()));
 

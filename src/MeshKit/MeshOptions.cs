@@ -105,4 +105,12 @@ public sealed class MeshOptions
     /// Information), between 0 and 1. Default: 1 (every request, when the category is enabled).
     /// </summary>
     public double AccessLogSampling { get; set; } = 1.0;
+
+    /// <summary>
+    /// Gets or sets whether a request without an <c>x-request-id</c> header gets one (a random UUID) as it leaves through
+    /// the mesh handler or enters through the mesh middleware, as Envoy's sidecars do (<c>generate_request_id</c>): the
+    /// application, the access log and the CEL attribute <c>request.id</c> see it, and a service that forwards it ties a
+    /// request's calls together. A request that has one keeps it. Default: true.
+    /// </summary>
+    public bool GenerateRequestId { get; set; } = true;
 }

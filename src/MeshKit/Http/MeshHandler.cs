@@ -23,6 +23,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
     private readonly ILogger? accessLog = loggers?.CreateLogger(AccessLogCategory);
     private readonly double _sampling = options?.Value.AccessLogSampling ?? 1.0;
+    private readonly bool _generateRequestId = options?.Value.GenerateRequestId ?? true;
 
     private bool Sampled() => _sampling >= 1.0 || (_sampling > 0 && Random.Shared.NextDouble() < _sampling);
 
@@ -42,6 +43,13 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
+        // Before anything reads the request, as Envoy's connection manager gives it before routing: a call the mesh
+        // answers itself (no route, no endpoint) has its id in the log too.
+        if (_generateRequestId)
+        {
+            RequestId.EnsureOn(request);
+        }
+
         var snapshot = provider.Current;
         var log = accessLog is not null && !snapshot.ClientAccessLogOff && accessLog.IsEnabled(LogLevel.Information) && Sampled();
         var reportIstio = istio?.Enabled == true;
@@ -167,7 +175,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             requestBytes,
             response?.Content.Headers.ContentLength ?? -1,
             answer?.Principal ?? "-",
-            Activity.Current?.TraceId.ToHexString() ?? "-");
+            Activity.Current?.TraceId.ToHexString() ?? "-",
+            RequestId.Of(request));
     }
 
     /// <summary>The caller's side of Istio's standard metrics (<c>reporter="source"</c>).</summary>
@@ -1017,8 +1026,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
     private static partial class Log
     {
-        [LoggerMessage(1, LogLevel.Information, "{Method} {Host}{Path} route={Route} upstream={Upstream} {Status} {Flags} {DurationMs:F1} ms sent={RequestBytes} received={ResponseBytes} peer={Peer} trace={TraceId}", EventName = "AccessLog")]
-        public static partial void Access(ILogger logger, string method, string host, string path, string route, string upstream, int status, string flags, double durationMs, long requestBytes, long responseBytes, string peer, string traceId);
+        [LoggerMessage(1, LogLevel.Information, "{Method} {Host}{Path} route={Route} upstream={Upstream} {Status} {Flags} {DurationMs:F1} ms sent={RequestBytes} received={ResponseBytes} peer={Peer} trace={TraceId} id={RequestId}", EventName = "AccessLog")]
+        public static partial void Access(ILogger logger, string method, string host, string path, string route, string upstream, int status, string flags, double durationMs, long requestBytes, long responseBytes, string peer, string traceId, string requestId);
     }
 
     // Destination edits first, then the route's: on a conflict the route wins.

@@ -17,6 +17,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
 {
     private readonly ILogger _accessLog = loggers.CreateLogger(MeshHandler.AccessLogCategory);
     private readonly double _sampling = options.Value.AccessLogSampling;
+    private readonly bool _generateRequestId = options.Value.GenerateRequestId;
 
     private Telemetry.PeerMetadata? _self;
 
@@ -50,6 +51,12 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         // Read before the spoofable headers go: believed below only if mutual TLS backs the caller.
         var toldMetadata = context.Request.Headers[Telemetry.PeerMetadata.Header].ToString();
         StripSpoofableHeaders(context.Request.Headers);
+        if (_generateRequestId)
+        {
+            // A caller outside the mesh (or one that does not generate ids) sent none: the application gets one.
+            RequestId.EnsureOn(context.Request.Headers);
+        }
+
         var snapshot = provider.Current;
 
         // Connections are checked when they open; a policy that became STRICT since then is enforced per request.
@@ -162,7 +169,8 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
                         context.Response.ContentLength ?? -1,
                         peer?.ToString() ?? "-",
                         source?.Workload ?? "-",
-                        System.Diagnostics.Activity.Current?.TraceId.ToHexString() ?? "-");
+                        System.Diagnostics.Activity.Current?.TraceId.ToHexString() ?? "-",
+                        RequestId.Of(context.Request.Headers));
                 }
 
                 istio.Record(new Telemetry.RequestReport(
@@ -387,8 +395,8 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         [LoggerMessage(2, LogLevel.Information, "{Kind} {Action} policy {Policy} matched {Method} {Path} from {Peer}", EventName = "AuthorizationReported")]
         public static partial void Reported(ILogger logger, string kind, string action, string policy, string method, string path, string peer);
 
-        [LoggerMessage(4, LogLevel.Information, "inbound {Method} {Host}{Path} {Status} {Flags} {DurationMs:F1} ms received={RequestBytes} sent={ResponseBytes} peer={Peer} workload={PeerWorkload} trace={TraceId}", EventName = "InboundAccessLog")]
-        public static partial void InboundAccess(ILogger logger, string method, string host, string path, int status, string flags, double durationMs, long requestBytes, long responseBytes, string peer, string peerWorkload, string traceId);
+        [LoggerMessage(4, LogLevel.Information, "inbound {Method} {Host}{Path} {Status} {Flags} {DurationMs:F1} ms received={RequestBytes} sent={ResponseBytes} peer={Peer} workload={PeerWorkload} trace={TraceId} id={RequestId}", EventName = "InboundAccessLog")]
+        public static partial void InboundAccess(ILogger logger, string method, string host, string path, int status, string flags, double durationMs, long requestBytes, long responseBytes, string peer, string peerWorkload, string traceId, string requestId);
 
         [LoggerMessage(3, LogLevel.Information, "Refused the JWT of {Method} {Path}: {Error}", EventName = "JwtRefused")]
         public static partial void JwtRefused(ILogger logger, string method, string path, string error);

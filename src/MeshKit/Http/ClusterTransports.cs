@@ -12,21 +12,20 @@ namespace MeshKit.Http;
 /// DestinationRule sets connection settings (<c>connectionPool.tcp</c>, <c>http.idleTimeout</c>,
 /// <c>h2UpgradePolicy</c>, <c>maxRequestsPerConnection</c>, <c>maxConcurrentStreams</c>) or TLS origination
 /// (<c>tls.mode</c> SIMPLE or MUTUAL): a <see cref="SocketsHttpHandler"/> per destination, by its Envoy-style name
-/// (<c>outbound|port|subset|host</c>), kept across snapshots while its settings stay the same. A pool replaced by new
-/// settings is disposed after a grace period, so requests in flight on it finish. Other destinations use the
-/// client's own handler.
+/// (<c>outbound|port|subset|host</c>), kept across snapshots while its settings stay the same. A pool that new
+/// settings replace, or whose destination no longer has any, is drained at once, as Envoy drains a changed cluster's
+/// pools: its idle connections close, while requests already handed to it (sending, waiting for a connection, or
+/// reading a body) finish on it. A later attempt of a call that started before (a retry) goes to the pool that took
+/// its place. Other destinations use the client's own handler.
 /// </summary>
 internal sealed class ClusterTransports : IDisposable
 {
-    private static readonly TimeSpan RetireAfter = TimeSpan.FromMinutes(2);
     private readonly ConcurrentDictionary<string, Transport> _transports = new(StringComparer.Ordinal);
-    private readonly TimeProvider _time;
     private readonly Security.WorkloadIdentity? _identity;
     private Transport? _mesh;
 
-    public ClusterTransports(TimeProvider time, Security.WorkloadIdentity? identity = null)
+    public ClusterTransports(Security.WorkloadIdentity? identity = null)
     {
-        _time = time;
         _identity = identity;
     }
 
@@ -83,7 +82,7 @@ internal sealed class ClusterTransports : IDisposable
                     {
                         if (_transports.TryUpdate(name, created, replaced))
                         {
-                            Later(replaced);
+                            replaced.Retire(created);
                             return;
                         }
                     }
@@ -125,18 +124,8 @@ internal sealed class ClusterTransports : IDisposable
     {
         if (_transports.TryRemove(name, out var old))
         {
-            Later(old);
+            old.Retire(null);
         }
-    }
-
-    private void Later(Transport transport)
-    {
-        ITimer? timer = null;
-        timer = _time.CreateTimer(_ =>
-        {
-            transport.Dispose();
-            timer?.Dispose();
-        }, null, RetireAfter, Timeout.InfiniteTimeSpan);
     }
 
     /// <summary>
@@ -225,6 +214,40 @@ internal sealed class ClusterTransports : IDisposable
         public HttpMessageInvoker? MutualTls { get; }
 
         public bool UpgradeToHttp2 { get; }
+
+        /// <summary>Gets whether the pool was retired: it takes no new requests.</summary>
+        public bool Retired => _retired;
+
+        // Written before _retired (both volatile), so whoever sees the pool retired sees what replaced it.
+        private volatile Transport? _successor;
+        private volatile bool _retired;
+
+        /// <summary>
+        /// The pool an attempt should use in place of <paramref name="transport"/>: itself while it is in service,
+        /// else the one that took its place (null: the destination has no pool of its own now, and the client's
+        /// handler or the mesh's mutual-TLS pool serves it, as the snapshot in force says).
+        /// </summary>
+        public static Transport? InService(Transport? transport)
+        {
+            while (transport is { _retired: true })
+            {
+                transport = transport._successor;
+            }
+
+            return transport;
+        }
+
+        /// <summary>
+        /// Takes the pool out of service (<paramref name="successor"/> serves its destination now) and drains it:
+        /// disposing a <see cref="SocketsHttpHandler"/> closes its idle connections at once, while requests it already
+        /// has (sending, queued for a connection, reading a body) finish on their connections, which close then.
+        /// </summary>
+        public void Retire(Transport? successor)
+        {
+            _successor = successor;
+            _retired = true;
+            Dispose();
+        }
 
         public void Dispose()
         {

@@ -676,15 +676,20 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     /// rather than fall back to plain text. The expected identity goes with the request for secure naming. Null: the
     /// client's own handler.
     /// </summary>
-    private HttpMessageInvoker? InvokerFor(AttemptState state, EndpointView endpoint) =>
-        InvokerFor(state.Transport, state.TlsMode, endpoint, state.Port, state.Request);
+    private HttpMessageInvoker? InvokerFor(AttemptState state, EndpointView endpoint)
+    {
+        // A pool a newer config retired takes no new requests: a later attempt of this call (a retry) goes to the one
+        // that took its place, as Envoy's retries go to the cluster as it is now.
+        state.Transport = ClusterTransports.Transport.InService(state.Transport);
+        return InvokerFor(state.Transport, state.TlsMode, endpoint, state.Port, state.Request);
+    }
 
     private HttpMessageInvoker? InvokerFor(ClusterTransports.Transport? transport, string tlsMode, EndpointView endpoint, uint port, HttpRequestMessage request)
     {
         // TLS origination (SIMPLE, MUTUAL) is the cluster's own pool; the rule says so, not the endpoint.
         if (tlsMode is "SIMPLE" or "MUTUAL")
         {
-            return transport?.Invoker ?? throw new HttpRequestException(HttpRequestError.SecureConnectionError, $"{tlsMode} TLS has no connection pool (this workload builds snapshots without a runtime)");
+            return transport?.Invoker ?? throw new HttpRequestException(HttpRequestError.SecureConnectionError, $"{tlsMode} TLS has no connection pool for this call (the DestinationRule's TLS origination was removed while the call was in flight, or this workload builds snapshots without a runtime)");
         }
 
         var mesh = tlsMode == "DISABLE" ? null : provider.Runtime.Transports.Mesh;
@@ -809,6 +814,14 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                     try
                     {
                         response = await invoker.SendAsync(state.Request, cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (ObjectDisposedException) when (transport is { Retired: true })
+                    {
+                        // Retired between the choice above and the send (a disposed pool refuses before sending
+                        // anything): the pool that took its place sends it.
+                        response = await (InvokerFor(state, endpoint) is { } next
+                            ? next.SendAsync(state.Request, cancellationToken)
+                            : base.SendAsync(state.Request, cancellationToken)).ConfigureAwait(false);
                     }
                     finally
                     {
@@ -987,7 +1000,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 try
                 {
                     // The copy goes the way a request to that endpoint would: mutual TLS, TLS origination or plain.
-                    var invoker = InvokerFor(destination!.Upstream.Transport, destination.Upstream.TlsMode, endpoint, port, copy);
+                    var invoker = InvokerFor(ClusterTransports.Transport.InService(destination!.Upstream.Transport), destination.Upstream.TlsMode, endpoint, port, copy);
                     using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30), provider.Runtime.Time);
                     using var response = invoker is not null
                         ? await invoker.SendAsync(copy, timeout.Token).ConfigureAwait(false)

@@ -16,7 +16,7 @@ internal sealed class MeshRuntime(TimeProvider time, Security.WorkloadIdentity? 
     public ClusterRuntime Cluster(string key) => _clusters.GetOrAdd(key, static _ => new ClusterRuntime());
 
     /// <summary>Gets the connection pools of destinations with connection settings of their own.</summary>
-    public Http.ClusterTransports Transports => _transports ??= new Http.ClusterTransports(Time, identity);
+    public Http.ClusterTransports Transports => _transports ??= new Http.ClusterTransports(identity);
 
     private Http.ClusterTransports? _transports;
 

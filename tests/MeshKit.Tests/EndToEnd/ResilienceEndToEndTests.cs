@@ -671,6 +671,74 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
     }
 
     [Fact]
+    public async Task APoolNewSettingsReplace_IsDrainedAtOnce_ItsCallsFinish_AndTheirRetriesTakeTheNewPool()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        var hold = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var holds = 0;
+        backend.Behavior = async context =>
+        {
+            switch (context.Request.Path.Value)
+            {
+                case "/stream":
+                    // A body that is still coming when the pool is retired.
+                    for (var i = 0; i < 5; i++)
+                    {
+                        await context.Response.WriteAsync($"chunk{i};", context.RequestAborted);
+                        await context.Response.Body.FlushAsync(context.RequestAborted);
+                        await hold.Task.WaitAsync(context.RequestAborted);
+                    }
+
+                    return Results.Empty;
+                case "/hold" when Interlocked.Increment(ref holds) == 1:
+                    // The first attempt fails after the change: its retry comes after the old pool is gone.
+                    await hold.Task.WaitAsync(context.RequestAborted);
+                    return Results.StatusCode(503);
+                default:
+                    return null;
+            }
+        };
+        WriteRule("{ connectionPool: { tcp: { maxConnections: 10 } } }");
+        var client = await RouteAsync("- { retries: { attempts: 2, retryOn: 5xx }, route: [{ destination: { host: reviews } }] }");
+        ClusterTransports.Transport? PoolInForce() => client.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Endpoints?.Upstream.Transport;
+        await Eventually.TrueAsync(() => PoolInForce()?.Settings.MaxConnections == 10, "the cluster's pool applies");
+        var http = client.CreateClient();
+
+        // Counted from this process's client sockets to the backend's port (the server's ends have it as local port).
+        var port = backend.Address.Port;
+        int Open() => System.Net.NetworkInformation.IPGlobalProperties.GetIPGlobalProperties().GetActiveTcpConnections()
+            .Count(c => c.RemoteEndPoint.Port == port && c.State == System.Net.NetworkInformation.TcpState.Established);
+
+        using var streaming = await http.GetAsync("http://reviews/stream", HttpCompletionOption.ResponseHeadersRead);
+        var body = await streaming.Content.ReadAsStreamAsync();
+        await body.ReadExactlyAsync(new byte[7]);
+        var held = http.GetAsync("http://reviews/hold");
+        await Eventually.TrueAsync(() => Volatile.Read(ref holds) == 1, "the held call arrived");
+        (await http.GetAsync("http://reviews/idle")).EnsureSuccessStatusCode(); // a third connection, left idle in the pool
+        Assert.Equal(3, Open());
+        var old = PoolInForce()!;
+
+        WriteRule("{ connectionPool: { tcp: { maxConnections: 20 } } }");
+        await Eventually.TrueAsync(() => PoolInForce()?.Settings.MaxConnections == 20, "the new pool applies");
+
+        // Envoy drains a changed cluster's pools: the idle connection closes now, not at an idle timeout (before, the
+        // old pool was disposed two minutes later); the two busy ones stay.
+        Assert.True(old.Retired);
+        await Eventually.TrueAsync(() => Open() == 2, "the old pool's idle connection is closed", TimeSpan.FromSeconds(20));
+
+        hold.SetResult();
+        Assert.Equal("chunk0;chunk1;chunk2;chunk3;chunk4;", "chunk0;" + await new StreamReader(body).ReadToEndAsync());
+
+        // The held call's first attempt got 503; its retry went through the new pool (the old one takes no requests).
+        using var retried = await held;
+        Assert.Equal(HttpStatusCode.OK, retried.StatusCode);
+        Assert.Equal(2, Volatile.Read(ref holds));
+
+        // The old pool's connections closed as their requests ended; the new pool has the retry's.
+        await Eventually.TrueAsync(() => Open() == 1, "only the new pool's connection is open", TimeSpan.FromSeconds(20));
+    }
+
+    [Fact]
     public async Task RetryBudget_CapsRetriesUnderSustainedFailure()
     {
         var backend = await StartAsync("reviews", "v1");

@@ -18,7 +18,7 @@ internal static class RequestId
         // Unvalidated access: a lookup, no parsing.
         if (!request.Headers.NonValidated.Contains(Header))
         {
-            request.Headers.TryAddWithoutValidation(Header, Guid.NewGuid().ToString());
+            request.Headers.TryAddWithoutValidation(Header, New());
         }
     }
 
@@ -27,8 +27,23 @@ internal static class RequestId
     {
         if (!headers.ContainsKey(Header))
         {
-            headers[Header] = Guid.NewGuid().ToString();
+            headers[Header] = New();
         }
+    }
+
+    /// <summary>A random (version 4) UUID.</summary>
+    /// <remarks>
+    /// From the thread's pseudo-random generator, seeded from the system's: 40 ns here, where <see cref="Guid.NewGuid"/>
+    /// asks the system's cryptographic source on every call (650 ns on Linux). An id needs to be unique, not secret;
+    /// Envoy's are not cryptographic either.
+    /// </remarks>
+    internal static string New()
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        Random.Shared.NextBytes(bytes);
+        bytes[7] = (byte)((bytes[7] & 0x0F) | 0x40); // the version (4), in the third group's first digit
+        bytes[8] = (byte)((bytes[8] & 0x3F) | 0x80); // the variant (RFC 9562)
+        return new Guid(bytes).ToString();
     }
 
     /// <summary>The request's id for a log entry; "-" when it has none.</summary>

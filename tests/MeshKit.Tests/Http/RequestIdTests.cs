@@ -79,6 +79,15 @@ public sealed class RequestIdTests : MeshTestBase
         Assert.Equal("none", await direct.GetStringAsync(new Uri(reviews.Address, "/books/1")));
     }
 
+    [Fact]
+    public void NewIds_AreVersion4Uuids_AndDistinct()
+    {
+        var ids = Enumerable.Range(0, 10_000).Select(_ => MeshKit.Http.RequestId.New()).ToList();
+
+        Assert.All(ids, id => Assert.True(Guid.TryParseExact(id, "D", out var g) && g.Version == 4 && (g.Variant & 0xC) == 0x8, id));
+        Assert.Equal(ids.Count, ids.Distinct().Count());
+    }
+
     private static Task<IResult?> EchoRequestId(HttpContext context) =>
         Task.FromResult<IResult?>(Results.Text(context.Request.Headers.TryGetValue("x-request-id", out var id) ? id.ToString() : "none"));
 }

@@ -124,15 +124,19 @@ internal static class Launcher
         {
             Console.WriteLine("Stopping Bookinfo...");
 
-            // Services first (they leave the registry and drain), the control plane last.
-            foreach (var child in Enumerable.Reverse(children))
+            // Services first (they leave the registry with a clean close and drain), the control plane once they
+            // are gone: stopped together, it would see their streams break instead.
+            var services = children.Skip(1).ToList();
+            foreach (var child in services)
             {
                 child.RequestStop();
             }
 
-            foreach (var child in Enumerable.Reverse(children))
+            await Task.WhenAll(services.Select(child => child.WaitAsync(TimeSpan.FromSeconds(15))));
+            if (children.Count > 0)
             {
-                await child.WaitAsync(TimeSpan.FromSeconds(15));
+                children[0].RequestStop();
+                await children[0].WaitAsync(TimeSpan.FromSeconds(15));
             }
 
             Console.WriteLine("Stopped.");

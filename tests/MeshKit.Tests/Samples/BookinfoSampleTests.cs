@@ -229,6 +229,11 @@ public sealed class BookinfoSampleTests
         lock (output)
         {
             Assert.Contains("Stopped.", output.ToString(), StringComparison.Ordinal);
+
+            // The services left the registry with a clean close before the control plane stopped (stopped together,
+            // the control plane saw their streams break).
+            Assert.Contains("clean close: True", output.ToString(), StringComparison.Ordinal);
+            Assert.DoesNotContain("clean close: False", output.ToString(), StringComparison.Ordinal);
         }
 
         using var probe = new TcpClient();

@@ -36,6 +36,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
     private bool _announcedPorts;
     private volatile bool _leaving;
     private TaskCompletionSource _streamEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly StreamFailures _failures;
 
     public MeshSyncService(MeshSnapshotProvider provider, IOptions<MeshOptions> options, WorkloadAnnouncer announcer, WorkloadIdentity identity, MeshSyncStatus status, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<MeshSyncService> logger, Telemetry.MeshMetrics? metrics = null, ControlPlaneEndpoints? endpoints = null)
     {
@@ -49,6 +50,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
         _time = time;
         _lifetime = lifetime;
         _logger = logger;
+        _failures = new StreamFailures(time);
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -72,7 +74,16 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
                 var client = new MeshDiscovery.MeshDiscoveryClient(channel);
                 var announcement = _announcer.Build();
                 _announcedPorts = announcement.Ports.Count > 0;
-                await RunStreamAsync(client, address, announcement, () => attempt = 0, token.Token).ConfigureAwait(false);
+                await RunStreamAsync(
+                    client,
+                    address,
+                    announcement,
+                    () =>
+                    {
+                        attempt = 0;
+                        _failures.Answered();
+                    },
+                    token.Token).ConfigureAwait(false);
                 Log.StreamEnded(_logger);
             }
             catch (Exception) when (token.IsCancellationRequested || _leaving)
@@ -81,7 +92,19 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
             }
             catch (Exception ex)
             {
-                Log.StreamFailed(_logger, address, ex.Message);
+                var (level, unreachable) = _failures.Failed(ex);
+                if (level == LogLevel.Debug)
+                {
+                    Log.StreamLost(_logger, address, StreamFailures.Describe(ex));
+                }
+                else if (StreamFailures.IsTransient(ex))
+                {
+                    Log.Unreachable(_logger, address, (int)unreachable.TotalSeconds, StreamFailures.Describe(ex));
+                }
+                else
+                {
+                    Log.StreamFailed(_logger, address, StreamFailures.Describe(ex));
+                }
             }
 
             if (_leaving)
@@ -340,5 +363,11 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
 
         [LoggerMessage(6, LogLevel.Information, "Left the mesh registry; draining for {Duration}", EventName = "Draining")]
         public static partial void Draining(ILogger logger, TimeSpan duration);
+
+        [LoggerMessage(7, LogLevel.Debug, "Control plane stream to {Address} lost: {Reason}; reconnecting", EventName = "ControlPlaneStreamLost")]
+        public static partial void StreamLost(ILogger logger, Uri address, string reason);
+
+        [LoggerMessage(8, LogLevel.Warning, "Control plane unreachable for {Seconds} s (last tried {Address}: {Reason}); keeping the current config and reconnecting", EventName = "ControlPlaneUnreachable")]
+        public static partial void Unreachable(ILogger logger, Uri address, int seconds, string reason);
     }
 }

@@ -243,7 +243,7 @@ internal static class AdminEndpoints
             line = r.Source.Line,
         })));
 
-        app.MapPost("/config", async (string? name, HttpRequest request, IConfigWriter writer) =>
+        app.MapPost("/config", async (string? name, HttpRequest request, IConfigWriter writer, IConfigStore store, IWorkloadRegistry registry, JwksCache jwks) =>
         {
             if (!IsFileName(name))
             {
@@ -269,6 +269,10 @@ internal static class AdminEndpoints
                 return Results.Conflict(new { error = refused + "; nothing was applied", diagnostics });
             }
 
+            // What the file means next to the rest of the mesh (a subset no DestinationRule defines, a policy that
+            // selects nothing): told to whoever applied it, with its lines, and not only in the control plane's log.
+            diagnostics = [.. diagnostics, .. FindingsOf(name!, result.Resources, store, registry, jwks)];
+
             return Results.Json(new { applied = name, resources = result.Resources.Select(r => $"{r.Kind} {r.Namespace}/{r.Name}"), diagnostics });
         });
 
@@ -283,6 +287,15 @@ internal static class AdminEndpoints
                 ? Results.Json(new { deleted = name })
                 : Results.NotFound(new { error = $"no source '{name}' in the configuration" });
         });
+    }
+
+    /// <summary>The cross-resource findings about source <paramref name="name"/> once it holds <paramref name="resources"/>, as the next publish will compile it.</summary>
+    private static IEnumerable<string> FindingsOf(string name, IReadOnlyList<Config.Model.ConfigResource> resources, IConfigStore store, IWorkloadRegistry registry, JwksCache jwks)
+    {
+        var others = store.Current.Resources.Where(r => !string.Equals(r.Source.File, name, StringComparison.Ordinal));
+        var workloads = registry.Workloads;
+        var mesh = MeshCompiler.Compile(new ConfigSet(others.Concat(resources)), workloads, registryKnown: workloads.Count > 0, jwks: jwks.Keys);
+        return mesh.Diagnostics.Where(d => string.Equals(d.File, name, StringComparison.Ordinal)).Select(d => d.ToString());
     }
 
     private static bool IsFileName(string? name) =>

@@ -66,6 +66,48 @@ public sealed class MeshCtlTests : MeshTestBase, IDisposable
     }
 
     [Fact]
+    public async Task Apply_TellsWhatTheFileMeansNextToTheRestOfTheMesh()
+    {
+        await StartAsync("reviews", "v1");
+        Assert.Equal(0, Run("apply", "-f", Write("dr.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec:
+              host: reviews
+              subsets: [{ name: v1, labels: { version: v1 } }]
+            """)).Code);
+
+        // Valid on its own, so applied; but no DestinationRule defines v9, which the control plane would only have logged.
+        var (code, output, error) = Run("apply", "-f", Write("vs.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http:
+              - route:
+                - destination: { host: reviews, subset: v9 }
+            """));
+
+        Assert.True(code == 0, error);
+        Assert.Contains("vs.yaml applied: VirtualService default/reviews", output, StringComparison.Ordinal);
+        Assert.Contains("vs.yaml:8:", output, StringComparison.Ordinal);
+        Assert.Contains("warning: spec.http[0].route[0].destination.subset: subset 'v9' of 'reviews.default.svc.cluster.local' is defined by no DestinationRule", output, StringComparison.Ordinal);
+
+        // Findings about other files are not this file's to report.
+        (code, output, _) = Run("apply", "-f", Write("dr2.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: ratings }
+            spec:
+              host: ratings
+            """));
+        Assert.Equal(0, code);
+        Assert.DoesNotContain("v9", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Apply_AnInvalidFile_IsRefused_WithFileLineAndField_AndNothingChanges()
     {
         var file = Write("bad.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: r }\nspec:\n  hosts: [r]\n  http: [{ route: [{ destination: { host: r }, wieght: 5 }] }]\n");

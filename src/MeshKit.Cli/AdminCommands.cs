@@ -14,6 +14,7 @@ internal sealed class AdminCommands(Uri admin, string? token, string format, Tex
 {
     public int Apply(IReadOnlyList<string> inputs) => ForEachFile(inputs, async (http, file) =>
     {
+        var before = await FindingsAsync(http, after: null).ConfigureAwait(false);
         using var content = new StringContent(await File.ReadAllTextAsync(file).ConfigureAwait(false), Encoding.UTF8, "application/yaml");
         using var response = await http.PostAsync(new Uri(admin, $"/config?name={Uri.EscapeDataString(Path.GetFileName(file))}"), content).ConfigureAwait(false);
         var body = await response.Content.ReadAsStringAsync().ConfigureAwait(false);
@@ -39,6 +40,8 @@ internal sealed class AdminCommands(Uri admin, string? token, string format, Tex
             {
                 output.WriteLine("  " + diagnostic);
             }
+
+            await WriteFindingsAsync(http, file, before).ConfigureAwait(false);
         }
 
         return MeshCtl.Ok;
@@ -46,6 +49,7 @@ internal sealed class AdminCommands(Uri admin, string? token, string format, Tex
 
     public int Delete(IReadOnlyList<string> inputs) => ForEachFile(inputs, async (http, file) =>
     {
+        var before = await FindingsAsync(http, after: null).ConfigureAwait(false);
         using var response = await http.DeleteAsync(new Uri(admin, $"/config?name={Uri.EscapeDataString(Path.GetFileName(file))}")).ConfigureAwait(false);
         var body = await response.Content.ReadAsStringAsync().ConfigureAwait(false);
         if (!response.IsSuccessStatusCode)
@@ -55,8 +59,60 @@ internal sealed class AdminCommands(Uri admin, string? token, string format, Tex
         }
 
         output.WriteLine($"{Path.GetFileName(file)} deleted");
+        if (format != "json")
+        {
+            await WriteFindingsAsync(http, file, before).ConfigureAwait(false);
+        }
+
         return MeshCtl.Ok;
     }, mustExist: false);
+
+    /// <summary>
+    /// What a change means next to the rest of the mesh, as the control plane found when it compiled the change (like
+    /// <c>istioctl analyze</c>): every finding about the changed file, and the findings about other files that are new
+    /// since before the change (a DestinationRule deleted under a VirtualService that routes to its subsets). Nothing
+    /// when the control plane cannot tell (an older one, or the change not published within the wait).
+    /// </summary>
+    private async Task WriteFindingsAsync(HttpClient http, string file, Findings? before)
+    {
+        if (before is null || await FindingsAsync(http, before.Version).ConfigureAwait(false) is not { } now)
+        {
+            return;
+        }
+
+        var name = Path.GetFileName(file);
+        foreach (var (findingFile, text) in now.Items)
+        {
+            if (findingFile == name || !before.Texts.Contains(text))
+            {
+                output.WriteLine("  " + text);
+            }
+        }
+    }
+
+    /// <summary>The control plane's findings in the state in force: its version, the texts, and each with its file.</summary>
+    private sealed record Findings(long Version, HashSet<string> Texts, List<(string File, string Text)> Items);
+
+    private async Task<Findings?> FindingsAsync(HttpClient http, long? after)
+    {
+        try
+        {
+            using var response = await http.GetAsync(new Uri(admin, after is { } v ? $"/debug/findings?after={v}" : "/debug/findings")).ConfigureAwait(false);
+            if (response.StatusCode != System.Net.HttpStatusCode.OK)
+            {
+                return null;
+            }
+
+            using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync().ConfigureAwait(false));
+            var findings = json.RootElement.GetProperty("findings").EnumerateArray().Select(f => (f.GetProperty("file").GetString() ?? string.Empty, f.GetProperty("text").GetString() ?? string.Empty)).ToList();
+            var version = json.RootElement.GetProperty("version") is { ValueKind: JsonValueKind.Number } number ? number.GetInt64() : 0;
+            return new Findings(version, findings.Select(f => f.Item2).ToHashSet(StringComparer.Ordinal), findings);
+        }
+        catch (Exception ex) when (ex is HttpRequestException or JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            return null;
+        }
+    }
 
     public int Get(string? kind) => Call("/config/resources", body =>
     {

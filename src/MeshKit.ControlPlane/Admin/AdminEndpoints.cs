@@ -128,6 +128,40 @@ internal static class AdminEndpoints
             registeredAt = e.RegisteredAt,
         })));
 
+        // The cross-resource findings of the state in force (what the control plane logs when it compiles the mesh: a
+        // subset no DestinationRule defines, a host no service has). `after=N` waits up to `wait` (default 5 s, at most
+        // 30 s) for a state newer than N, so a client that changed the config reads the findings of its change.
+        app.MapGet("/debug/findings", async (long? after, string? wait, MeshStatePublisher publisher, CancellationToken cancellationToken) =>
+        {
+            var state = publisher.Current;
+            if (after is { } version && (state is null || state.Version <= version))
+            {
+                var patience = TimeSpan.FromSeconds(5);
+                if (wait is not null && (!Durations.TryParse(wait, out patience) || patience > TimeSpan.FromSeconds(30)))
+                {
+                    return Results.BadRequest(new { error = "wait must be a duration of at most 30s (e.g. 500ms, 5s)" });
+                }
+
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                timeout.CancelAfter(patience);
+                try
+                {
+                    state = await publisher.WaitForNewerAsync(version, timeout.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    return Results.Json(new { version = state?.Version, published = false, findings = Array.Empty<object>() }, statusCode: StatusCodes.Status202Accepted);
+                }
+            }
+
+            return Results.Json(new
+            {
+                version = state?.Version,
+                published = state is not null,
+                findings = (state?.Mesh.Diagnostics ?? []).Select(d => new { file = d.File, text = d.ToString() }),
+            });
+        });
+
         app.MapGet("/debug/connections", (ConnectionTracker tracker, MeshStatePublisher publisher) => Results.Json(new
         {
             version = publisher.Current?.Version,
@@ -243,7 +277,7 @@ internal static class AdminEndpoints
             line = r.Source.Line,
         })));
 
-        app.MapPost("/config", async (string? name, HttpRequest request, IConfigWriter writer, IConfigStore store, IWorkloadRegistry registry, JwksCache jwks) =>
+        app.MapPost("/config", async (string? name, HttpRequest request, IConfigWriter writer) =>
         {
             if (!IsFileName(name))
             {
@@ -269,10 +303,6 @@ internal static class AdminEndpoints
                 return Results.Conflict(new { error = refused + "; nothing was applied", diagnostics });
             }
 
-            // What the file means next to the rest of the mesh (a subset no DestinationRule defines, a policy that
-            // selects nothing): told to whoever applied it, with its lines, and not only in the control plane's log.
-            diagnostics = [.. diagnostics, .. FindingsOf(name!, result.Resources, store, registry, jwks)];
-
             return Results.Json(new { applied = name, resources = result.Resources.Select(r => $"{r.Kind} {r.Namespace}/{r.Name}"), diagnostics });
         });
 
@@ -287,15 +317,6 @@ internal static class AdminEndpoints
                 ? Results.Json(new { deleted = name })
                 : Results.NotFound(new { error = $"no source '{name}' in the configuration" });
         });
-    }
-
-    /// <summary>The cross-resource findings about source <paramref name="name"/> once it holds <paramref name="resources"/>, as the next publish will compile it.</summary>
-    private static IEnumerable<string> FindingsOf(string name, IReadOnlyList<Config.Model.ConfigResource> resources, IConfigStore store, IWorkloadRegistry registry, JwksCache jwks)
-    {
-        var others = store.Current.Resources.Where(r => !string.Equals(r.Source.File, name, StringComparison.Ordinal));
-        var workloads = registry.Workloads;
-        var mesh = MeshCompiler.Compile(new ConfigSet(others.Concat(resources)), workloads, registryKnown: workloads.Count > 0, jwks: jwks.Keys);
-        return mesh.Diagnostics.Where(d => string.Equals(d.File, name, StringComparison.Ordinal)).Select(d => d.ToString());
     }
 
     private static bool IsFileName(string? name) =>

@@ -105,6 +105,23 @@ public sealed class MeshCtlTests : MeshTestBase, IDisposable
             """));
         Assert.Equal(0, code);
         Assert.DoesNotContain("v9", output, StringComparison.Ordinal);
+
+        // Deleting the DestinationRule a route's subset needs says what it breaks, in the file it breaks.
+        Assert.Equal(0, Run("apply", "-f", Write("vs.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http:
+              - route:
+                - destination: { host: reviews, subset: v1 }
+            """)).Code);
+        (code, output, _) = Run("delete", "-f", Path.Combine(_dir, "dr.yaml"));
+        Assert.Equal(0, code);
+        Assert.Contains("dr.yaml deleted", output, StringComparison.Ordinal);
+        Assert.Contains("vs.yaml:8:", output, StringComparison.Ordinal);
+        Assert.Contains("subset 'v1' of 'reviews.default.svc.cluster.local' is defined by no DestinationRule", output, StringComparison.Ordinal);
     }
 
     [Fact]

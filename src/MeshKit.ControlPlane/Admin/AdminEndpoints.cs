@@ -131,7 +131,7 @@ internal static class AdminEndpoints
         // The cross-resource findings of the state in force (what the control plane logs when it compiles the mesh: a
         // subset no DestinationRule defines, a host no service has). `after=N` waits up to `wait` (default 5 s, at most
         // 30 s) for a state newer than N, so a client that changed the config reads the findings of its change.
-        app.MapGet("/debug/findings", async (long? after, string? wait, MeshStatePublisher publisher, CancellationToken cancellationToken) =>
+        app.MapGet("/debug/findings", async (long? after, string? wait, MeshStatePublisher publisher, TimeProvider time, CancellationToken cancellationToken) =>
         {
             var state = publisher.Current;
             if (after is { } version && (state is null || state.Version <= version))
@@ -142,11 +142,11 @@ internal static class AdminEndpoints
                     return Results.BadRequest(new { error = "wait must be a duration of at most 30s (e.g. 500ms, 5s)" });
                 }
 
-                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                timeout.CancelAfter(patience);
+                using var timeout = new CancellationTokenSource(patience, time);
+                using var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
                 try
                 {
-                    state = await publisher.WaitForNewerAsync(version, timeout.Token).ConfigureAwait(false);
+                    state = await publisher.WaitForNewerAsync(version, waiting.Token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
                 {

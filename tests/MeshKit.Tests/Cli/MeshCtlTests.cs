@@ -117,6 +117,16 @@ public sealed class MeshCtlTests : MeshTestBase, IDisposable
               - route:
                 - destination: { host: reviews, subset: v1 }
             """)).Code);
+        // The endpoint meshctl reads: a state newer than the one in force is waited for, up to `wait`.
+        var version = (await ControlPlane.GetAdminJsonAsync("/debug/findings")).GetProperty("version").GetInt64();
+        using (var admin = new HttpClient { BaseAddress = ControlPlane.AdminAddress })
+        {
+            using var pending = await admin.GetAsync($"/debug/findings?after={version}&wait=200ms");
+            Assert.Equal(System.Net.HttpStatusCode.Accepted, pending.StatusCode);
+            using var refused = await admin.GetAsync($"/debug/findings?after={version}&wait=1h");
+            Assert.Equal(System.Net.HttpStatusCode.BadRequest, refused.StatusCode);
+        }
+
         (code, output, _) = Run("delete", "-f", Path.Combine(_dir, "dr.yaml"));
         Assert.Equal(0, code);
         Assert.Contains("dr.yaml deleted", output, StringComparison.Ordinal);

@@ -92,6 +92,7 @@ internal sealed partial class CertificateManager : IHostedService, IDisposable
     private async Task RunAsync(CancellationToken cancellationToken)
     {
         var failures = 0;
+        var outage = new Sync.ControlPlaneFailures(_time); // a control-plane restart is not a warning per attempt
         while (!cancellationToken.IsCancellationRequested)
         {
             TimeSpan delay;
@@ -102,6 +103,7 @@ internal sealed partial class CertificateManager : IHostedService, IDisposable
                 Installed?.Invoke(issued);
                 Log.Installed(_logger, issued.Id.ToString(), issued.NotAfter);
                 failures = 0;
+                outage.Answered();
                 delay = RenewalDelay(issued, _time.GetUtcNow(), Random.Shared.NextDouble());
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -112,7 +114,8 @@ internal sealed partial class CertificateManager : IHostedService, IDisposable
             {
                 var ceiling = Math.Min(MaxRetry.TotalMilliseconds, MinRetry.TotalMilliseconds * Math.Pow(2, Math.Min(failures++, 10)));
                 delay = TimeSpan.FromMilliseconds(Math.Max(100, Random.Shared.NextDouble() * ceiling));
-                Log.Failed(_logger, _identity.Current is null ? "getting the first certificate" : "renewing the certificate", ex.Message, delay);
+                var (level, unreachable) = outage.Failed(ex);
+                Log.Failed(_logger, level, _identity.Current is null ? "getting the first certificate" : "renewing the certificate", (int)unreachable.TotalSeconds, Sync.ControlPlaneFailures.Describe(ex), delay);
             }
 
             try
@@ -271,8 +274,9 @@ internal sealed partial class CertificateManager : IHostedService, IDisposable
         [LoggerMessage(1, LogLevel.Information, "Installed mesh certificate {Identity}, valid until {NotAfter:u}", EventName = "CertificateInstalled")]
         public static partial void Installed(ILogger logger, string identity, DateTimeOffset notAfter);
 
-        [LoggerMessage(2, LogLevel.Warning, "Failed {What}: {Error}; retrying in {Delay}", EventName = "CertificateFailed")]
-        public static partial void Failed(ILogger logger, string what, string error, TimeSpan delay);
+        // Debug while a control-plane outage is young, Warning once it lasts or when retrying will not cure it (ControlPlaneFailures).
+        [LoggerMessage(EventId = 2, Message = "Failed {What} (failing for {Seconds} s): {Error}; retrying in {Delay}", EventName = "CertificateFailed")]
+        public static partial void Failed(ILogger logger, LogLevel level, string what, int seconds, string error, TimeSpan delay);
 
         [LoggerMessage(3, LogLevel.Warning, "No mesh certificate after {Timeout}; starting anyway: TLS handshakes fail until it arrives", EventName = "NoCertificateYet")]
         public static partial void NoCertificateYet(ILogger logger, TimeSpan timeout);

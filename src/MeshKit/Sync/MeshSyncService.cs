@@ -36,7 +36,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
     private bool _announcedPorts;
     private volatile bool _leaving;
     private TaskCompletionSource _streamEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly StreamFailures _failures;
+    private readonly ControlPlaneFailures _failures;
 
     public MeshSyncService(MeshSnapshotProvider provider, IOptions<MeshOptions> options, WorkloadAnnouncer announcer, WorkloadIdentity identity, MeshSyncStatus status, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<MeshSyncService> logger, Telemetry.MeshMetrics? metrics = null, ControlPlaneEndpoints? endpoints = null)
     {
@@ -50,7 +50,7 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
         _time = time;
         _lifetime = lifetime;
         _logger = logger;
-        _failures = new StreamFailures(time);
+        _failures = new ControlPlaneFailures(time);
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -95,15 +95,15 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
                 var (level, unreachable) = _failures.Failed(ex);
                 if (level == LogLevel.Debug)
                 {
-                    Log.StreamLost(_logger, address, StreamFailures.Describe(ex));
+                    Log.StreamLost(_logger, address, ControlPlaneFailures.Describe(ex));
                 }
-                else if (StreamFailures.IsTransient(ex))
+                else if (ControlPlaneFailures.IsTransient(ex))
                 {
-                    Log.Unreachable(_logger, address, (int)unreachable.TotalSeconds, StreamFailures.Describe(ex));
+                    Log.Unreachable(_logger, address, (int)unreachable.TotalSeconds, ControlPlaneFailures.Describe(ex));
                 }
                 else
                 {
-                    Log.StreamFailed(_logger, address, StreamFailures.Describe(ex));
+                    Log.StreamFailed(_logger, address, ControlPlaneFailures.Describe(ex));
                 }
             }
 

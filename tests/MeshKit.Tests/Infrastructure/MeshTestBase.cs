@@ -39,6 +39,18 @@ public abstract class MeshTestBase : IAsyncLifetime
         return workload;
     }
 
+    /// <summary>Stops the test's control plane; it is returned to be started again (same TLS port, CA and config folder) and disposed by the caller.</summary>
+    protected async Task<TestControlPlane> StopControlPlaneAsync()
+    {
+        var down = ControlPlane;
+        await down.StopAsync();
+        return down;
+    }
+
+    /// <summary>Starts a control plane again where <paramref name="down"/> was: its TLS port, CA and config folder.</summary>
+    protected async Task RestartControlPlaneAsync(TestControlPlane down) =>
+        ControlPlane = await TestControlPlane.StartAsync(down.ConfigDirectory, securePort: down.SecureAddress.Port);
+
     /// <summary>Starts a workload on the control plane's TLS port, with a join token for its service account.</summary>
     protected async Task<TestWorkload> StartSecureAsync(string service, string? serviceAccount = null, Action<MeshOptions>? configure = null, Action<IServiceCollection>? services = null, Action<Microsoft.AspNetCore.Builder.WebApplication>? app = null)
     {

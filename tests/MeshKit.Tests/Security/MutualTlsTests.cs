@@ -379,9 +379,7 @@ public sealed class MutualTlsTests : MeshTestBase
     public async Task AWorkloadStartingWhileTheControlPlaneIsDown_StartsAfterItsInitialFetchTimeout_AndJoinsWhenItReturns()
     {
         var token = ControlPlane.CreateJoinToken("default", "reviews");
-        var port = ControlPlane.SecureAddress.Port;
-        var down = ControlPlane;
-        await down.StopAsync();
+        var down = await StopControlPlaneAsync();
 
         var started = System.Diagnostics.Stopwatch.StartNew();
         var workload = await StartReviewsWaitingBrieflyAsync(down.SecureAddress, token);
@@ -389,7 +387,7 @@ public sealed class MutualTlsTests : MeshTestBase
         Assert.True(started.Elapsed < TimeSpan.FromSeconds(30), $"started after {started.Elapsed}");
 
         // The same control plane comes back (same port, same CA): the workload gets its certificate and registers.
-        ControlPlane = await TestControlPlane.StartAsync(down.ConfigDirectory, securePort: port);
+        await RestartControlPlaneAsync(down);
         try
         {
             await Eventually.TrueAsync(() => workload.Services.GetRequiredService<WorkloadIdentity>().Current is not null, "the certificate arrives", TimeSpan.FromSeconds(60));

@@ -4,14 +4,14 @@ using Microsoft.Extensions.Logging;
 namespace MeshKit.Sync;
 
 /// <summary>
-/// How loud a lost discovery stream is, by Envoy's rule for its xDS stream: a failure that retrying may cure (the
-/// control plane restarting, a replica going away, a network blip) is logged at Debug until the control plane has
-/// been unreachable for <see cref="WarnAfter"/>, then at Warning once per <see cref="WarnAfter"/> while it lasts; a
-/// failure that retrying will not cure (the identity refused, the announcement invalid) is a Warning every time.
-/// Without it every workload wrote a warning, with the gRPC library's exception text, for every reconnection attempt
-/// of every control-plane restart. A response from the control plane ends the outage.
+/// How loud a failure to reach the control plane is (the discovery stream, a certificate signing), by Envoy's rule for
+/// its xDS stream: a failure that retrying may cure (the control plane restarting, a replica going away, a network
+/// blip) is logged at Debug until the control plane has been unreachable for <see cref="WarnAfter"/>, then at Warning
+/// once per <see cref="WarnAfter"/> while it lasts; a failure that retrying will not cure (the identity refused, the
+/// announcement invalid) is a Warning every time. Without it every workload wrote a warning, with the gRPC library's
+/// exception text, for every reconnection attempt of every control-plane restart. A success ends the outage.
 /// </summary>
-internal sealed class StreamFailures(TimeProvider time)
+internal sealed class ControlPlaneFailures(TimeProvider time)
 {
     /// <summary>How long the control plane may be unreachable before the failures are warnings (Envoy's default longest xDS backoff).</summary>
     public static readonly TimeSpan WarnAfter = TimeSpan.FromSeconds(30);

@@ -42,5 +42,5 @@ public class AccessLogFilterBenchmarks
     public bool OutboundLong() => OutboundAttributes.Passes(_long, _request, _response, "reviews", 1.5, 0, "default", null);
 
     [Benchmark]
-    public bool InboundLong() => InboundAttributes.Passes(_long, _context, 200, 1.5, null);
+    public bool InboundLong() => InboundAttributes.Passes(_long, _context, 200, 1.5, null, 0, 180);
 }

@@ -6,13 +6,14 @@ using MeshKit.Http;
 using MeshKit.Protocol.V1;
 using MeshKit.Snapshot;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace MeshKit.Benchmarks;
 
 /// <summary>
 /// The whole in-process path of one call: the caller's MeshHandler, an in-memory transport that turns the request
-/// into an ASP.NET Core <see cref="HttpContext"/>, the callee's MeshMiddleware (authorization policy, metrics) and
+/// into an ASP.NET Core <see cref="HttpContext"/>, the callee's MeshMiddleware (authorization policy; no meter listener) and
 /// the app. <see cref="Plain"/> is the same transport and app without MeshKit, so the difference is what the mesh adds
 /// on both sides.
 /// </summary>
@@ -126,6 +127,14 @@ public class PipelineBenchmarks
         return handler;
     }
 
+    private sealed class BodyDetection(bool canHaveBody) : IHttpRequestBodyDetectionFeature
+    {
+        public static readonly BodyDetection None = new(false);
+        public static readonly BodyDetection Some = new(true);
+
+        public bool CanHaveBody => canHaveBody;
+    }
+
     /// <summary>Carries a request to an ASP.NET Core pipeline without sockets: method, URL and headers in, status out.</summary>
     private sealed class InMemoryTransport(RequestDelegate app) : HttpMessageHandler
     {
@@ -140,6 +149,8 @@ public class PipelineBenchmarks
             context.Request.QueryString = new QueryString(uri.Query);
             context.Connection.LocalPort = uri.Port;
             context.Connection.RemoteIpAddress = IPAddress.Loopback;
+            // As Kestrel tells: a request without a body says so (the GETs here have none).
+            context.Features.Set<IHttpRequestBodyDetectionFeature>(request.Content is null ? BodyDetection.None : BodyDetection.Some);
             // As a real client writes them: the values as set, without parsing them into typed values first.
             foreach (var header in request.Headers.NonValidated)
             {

@@ -123,6 +123,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         var started = time.GetTimestamp();
         var status = 0;
         var flags = string.Empty;
+        var bodies = BodyMeter.Install(context);
         try
         {
             await AfterIdentityAsync(context, snapshot, peer).ConfigureAwait(false);
@@ -154,8 +155,10 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
 
                 var self = Self;
                 var elapsed = time.GetElapsedTime(started).TotalMilliseconds;
+                var received = bodies.Received(context.Request);
+                var sent = bodies.Sent;
                 if (log && (snapshot.ServerAccessLogFilter is not { } filter
-                    || Telemetry.InboundAttributes.Passes(filter, context, status, elapsed, peer?.ToString())))
+                    || Telemetry.InboundAttributes.Passes(filter, context, status, elapsed, peer?.ToString(), received, sent)))
                 {
                     Log.InboundAccess(
                         _accessLog,
@@ -165,8 +168,8 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
                         status,
                         flags.Length == 0 ? "-" : flags,
                         elapsed,
-                        context.Request.ContentLength ?? -1,
-                        context.Response.ContentLength ?? -1,
+                        received,
+                        sent,
                         peer?.ToString() ?? "-",
                         source?.Workload ?? "-",
                         System.Diagnostics.Activity.Current?.TraceId.ToHexString() ?? "-",
@@ -186,10 +189,10 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
                     flags,
                     peer is not null ? "mutual_tls" : "none",
                     elapsed,
-                    context.Request.ContentLength ?? 0,
-                    context.Response.ContentLength ?? 0,
+                    received,
+                    sent,
                     snapshot.Reports,
-                    Values: snapshot.Reports?.Server is { HasValues: true } side ? Telemetry.InboundAttributes.Values(side, context, status, elapsed, peer?.ToString()) : null));
+                    Values: snapshot.Reports?.Server is { HasValues: true } side ? Telemetry.InboundAttributes.Values(side, context, status, elapsed, peer?.ToString(), received, sent) : null));
             }
         }
     }

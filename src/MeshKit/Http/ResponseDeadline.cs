@@ -187,21 +187,11 @@ internal sealed class DeadlineContent : HttpContent
     }
 
     /// <summary>The body's stream, each read under the deadline; the deadline ends at the end of the body.</summary>
-    private sealed class Reader(DeadlineContent owner, Stream inner) : Stream
+    private sealed class Reader(DeadlineContent owner, Stream inner) : OneWayStream
     {
         public override bool CanRead => true;
 
-        public override bool CanSeek => false;
-
         public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position
-        {
-            get => throw new NotSupportedException();
-            set => throw new NotSupportedException();
-        }
 
         [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
@@ -242,16 +232,6 @@ internal sealed class DeadlineContent : HttpContent
                 ArrayPool<byte>.Shared.Return(rented);
             }
         }
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
         protected override void Dispose(bool disposing)
         {

@@ -130,11 +130,16 @@ internal sealed class InboundAttributes : ICelContext
     private int _status;
     private double _milliseconds;
     private string? _peer;
+    private long _received;
+    private long _sent;
 
-    /// <summary>Evaluates <paramref name="filter"/> for a served request, on a per-thread instance.</summary>
-    public static bool Passes(CelProgram filter, HttpContext context, int status, double milliseconds, string? peer)
+    /// <summary>
+    /// Evaluates <paramref name="filter"/> for a served request, on a per-thread instance; <paramref name="received"/>
+    /// and <paramref name="sent"/> are its body bytes (<see cref="Http.BodyMeter"/>).
+    /// </summary>
+    public static bool Passes(CelProgram filter, HttpContext context, int status, double milliseconds, string? peer, long received, long sent)
     {
-        var attributes = Rent(context, status, milliseconds, peer);
+        var attributes = Rent(context, status, milliseconds, peer, received, sent);
         try
         {
             return filter.IsTrue(attributes);
@@ -146,9 +151,9 @@ internal sealed class InboundAttributes : ICelContext
     }
 
     /// <summary>Evaluates the Telemetry API's label values (UPSERTs) of <paramref name="side"/> for a served request.</summary>
-    public static string[] Values(ReportPolicy.Side side, HttpContext context, int status, double milliseconds, string? peer)
+    public static string[] Values(ReportPolicy.Side side, HttpContext context, int status, double milliseconds, string? peer, long received, long sent)
     {
-        var attributes = Rent(context, status, milliseconds, peer);
+        var attributes = Rent(context, status, milliseconds, peer, received, sent);
         try
         {
             return side.Evaluate(attributes);
@@ -159,9 +164,11 @@ internal sealed class InboundAttributes : ICelContext
         }
     }
 
-    private static InboundAttributes Rent(HttpContext context, int status, double milliseconds, string? peer)
+    private static InboundAttributes Rent(HttpContext context, int status, double milliseconds, string? peer, long received, long sent)
     {
         var attributes = PerThread<InboundAttributes>.Rent();
+        attributes._received = received;
+        attributes._sent = sent;
         attributes._context = context;
         attributes._status = status;
         attributes._milliseconds = milliseconds;
@@ -193,13 +200,12 @@ internal sealed class InboundAttributes : ICelContext
             A.RequestId => LogProtocol.Entry(this, "x-request-id"),
             A.RequestProtocol => CelValue.Of(request.Protocol),
             A.RequestDuration => CelValue.Of(TimeSpan.FromMilliseconds(_milliseconds)),
-            A.RequestSize => request.ContentLength is { } length ? CelValue.Of(length)
-                : _context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody == false ? CelValue.Of(0L) : CelValue.Error,
+            A.RequestSize => CelValue.Of(_received),
             A.ResponseCode => CelValue.Of((long)_status),
             A.ResponseGrpcStatus => LogProtocol.GrpcStatus(
                 _context.Response.Headers.TryGetValue("grpc-status", out var h) ? h.ToString()
                 : _context.Features.Get<IHttpResponseTrailersFeature>()?.Trailers.TryGetValue("grpc-status", out var t) == true ? t.ToString() : null),
-            A.ResponseSize => _context.Response.ContentLength is { } size ? CelValue.Of(size) : CelValue.Error,
+            A.ResponseSize => CelValue.Of(_sent),
             A.ConnectionMtls => CelValue.Of(_peer is not null),
             A.ConnectionPeerUriSan => CelValue.Of(_peer),
             A.SourceAddress => CelValue.Of(connection.RemoteIpAddress?.ToString()),

@@ -93,6 +93,81 @@ public sealed partial class IstioStatsTests : MeshTestBase
         Assert.Equal(3, server.Where(s => s.Name == "istio_requests_total").Sum(s => s.Value));
     }
 
+    [Fact]
+    public async Task BodiesWithoutAContentLength_AreSizedByTheBytesThatWentThrough_OnTheServersSide()
+    {
+        // Chunked both ways, as ASP.NET Core's JSON results and a client's streamed uploads go: Envoy counts the body
+        // bytes it received and sent, where a declared Content-Length would say 0.
+        static void Map(WebApplication app) => app.MapMeshMetrics();
+        var reviews = await StartAsync("reviews", "v1", services: AccessLogging, app: Map);
+        reviews.Behavior = async context =>
+        {
+            long read = 0;
+            if (context.Request.Path == "/pipe")
+            {
+                while (true)
+                {
+                    var result = await context.Request.BodyReader.ReadAsync();
+                    read += result.Buffer.Length;
+                    context.Request.BodyReader.AdvanceTo(result.Buffer.End);
+                    if (result.IsCompleted)
+                    {
+                        break;
+                    }
+                }
+            }
+            else
+            {
+                var buffer = new byte[100];
+                int n;
+                while ((n = await context.Request.Body.ReadAsync(buffer)) > 0)
+                {
+                    read += n;
+                }
+            }
+
+            // 700 bytes through the pipe, flushed (the headers go: chunked), then 300 through the stream.
+            context.Response.Headers["x-read"] = read.ToString(CultureInfo.InvariantCulture);
+            await context.Response.BodyWriter.WriteAsync(new byte[700]);
+            await context.Response.BodyWriter.FlushAsync();
+            await context.Response.Body.WriteAsync(new byte[300]);
+            return Results.Empty;
+        };
+        var productpage = await StartAsync("productpage", "v1");
+        await Eventually.TrueAsync(() => productpage.Endpoints(ReviewsHost) == 1, "reviews is known");
+
+        var client = productpage.CreateClient();
+        foreach (var path in new[] { "/stream", "/pipe" })
+        {
+            using var response = await client.PostAsync("http://reviews" + path, new UnknownLengthContent(new byte[1234]));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.True(response.Headers.TransferEncodingChunked);
+            Assert.Equal("1234", response.Headers.GetValues("x-read").Single());
+            Assert.Equal(1000, (await response.Content.ReadAsByteArrayAsync()).Length);
+        }
+
+        using var scraper = new HttpClient();
+        List<Sample> server = [];
+        await Eventually.TrueAsync(async () => (server = await ScrapeAsync(scraper, reviews)).Any(s => s.Name == "istio_requests_total" && s.Value == 2), "the server reported both calls");
+        Assert.Equal(2 * 1234, server.Single(s => s.Name == "istio_request_bytes_sum" && s.Labels["reporter"] == "destination").Value);
+        Assert.Equal(2 * 1000, server.Single(s => s.Name == "istio_response_bytes_sum" && s.Labels["reporter"] == "destination").Value);
+
+        var entries = AccessLogEntries(reviews);
+        Assert.Equal(2, entries.Count(e => e.StartsWith("inbound POST", StringComparison.Ordinal) && e.Contains("received=1234 sent=1000", StringComparison.Ordinal)));
+    }
+
+    /// <summary>A request body the client sends chunked: its length is not computed in advance.</summary>
+    private sealed class UnknownLengthContent(byte[] body) : HttpContent
+    {
+        protected override Task SerializeToStreamAsync(Stream stream, System.Net.TransportContext? context) => stream.WriteAsync(body).AsTask();
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = 0;
+            return false;
+        }
+    }
+
     private static async Task<List<Sample>> ScrapeAsync(HttpClient scraper, TestWorkload workload)
     {
         // In plain text, as Prometheus scrapes (a PERMISSIVE port takes it next to mutual TLS).

@@ -279,6 +279,13 @@ public sealed class TrafficEndToEndTests : MeshTestBase
             Assert.Equal("goodbye ada from v2", (await greeter.SayGoodbyeAsync(new HelloRequest { Name = "ada" })).Message);
         }
 
+        // gRPC messages declare no Content-Length: the server sizes them by the bytes that went through, its 5-byte
+        // message prefix included (the request "ada": 5 + 5 bytes; the reply "hello ada from v1": 5 + 19).
+        // (The server's report is written as its response ends, which the client may see first: awaited.)
+        (double, double) sizes = default;
+        await Eventually.TrueAsync(async () => (sizes = await v1.ServedBodyBytesAsync()).Item1 >= 10 * 10, "v1 reported its ten calls");
+        Assert.Equal((10 * 10, 10 * 24), sizes);
+
         ControlPlane.WriteConfig("greeter.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: greeter }\nspec:\n  hosts: [greeter]\n  http: [{ match: [{ uri: { prefix: /greet.Greeter/ } }], directResponse: { status: 503 } }]\n");
         await Eventually.TrueAsync(() => client.Snapshot.Services["greeter.default.svc.cluster.local"].Routes is [{ Actions.DirectResponse: not null }], "the direct response applies");
         await Eventually.TrueAsync(async () =>
@@ -353,8 +360,22 @@ public sealed class TrafficEndToEndTests : MeshTestBase
             var app = builder.Build();
             app.UseMesh();
             app.MapGrpcService<GreeterService>();
+            app.MapMeshMetrics();
             await app.StartAsync();
             return new GrpcWorkload(app);
+        }
+
+        /// <summary>Returns the request and response body bytes of the calls it served (its Istio size histograms' sums).</summary>
+        public async Task<(double Request, double Response)> ServedBodyBytesAsync()
+        {
+            // Prior-knowledge HTTP/2 in plain text, as the port serves; the scrape is not a call of the mesh.
+            using var scraper = new HttpClient { DefaultRequestVersion = HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
+            var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+            var text = await scraper.GetStringAsync(new Uri(new Uri(address), "/stats/prometheus"));
+            static double Sum(string text, string name) => text.Split('\n')
+                .Where(l => l.StartsWith(name + "_sum{", StringComparison.Ordinal) && l.Contains("reporter=\"destination\"", StringComparison.Ordinal))
+                .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+            return (Sum(text, "istio_request_bytes"), Sum(text, "istio_response_bytes"));
         }
 
         public async ValueTask DisposeAsync()

@@ -156,6 +156,38 @@ public sealed partial class IstioStatsTests : MeshTestBase
         Assert.Equal(2, entries.Count(e => e.StartsWith("inbound POST", StringComparison.Ordinal) && e.Contains("received=1234 sent=1000", StringComparison.Ordinal)));
     }
 
+    [Fact]
+    public async Task AWebSocket_UpgradesAndEchoes_WithTheServersBodiesMetered()
+    {
+        // An upgrade request goes through the meter like any other: the tunnel is the upgrade's stream, not the body's.
+        static void Map(WebApplication app)
+        {
+            app.UseWebSockets();
+            app.MapMeshMetrics();
+        }
+
+        var reviews = await StartAsync("reviews", "v1", services: AccessLogging, app: Map);
+        reviews.Behavior = async context =>
+        {
+            using var socket = await context.WebSockets.AcceptWebSocketAsync();
+            var buffer = new byte[64];
+            var received = await socket.ReceiveAsync(buffer, CancellationToken.None);
+            await socket.SendAsync(buffer.AsMemory(0, received.Count), System.Net.WebSockets.WebSocketMessageType.Text, true, CancellationToken.None);
+            await socket.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, "done", CancellationToken.None);
+            return Results.Empty;
+        };
+
+        using var client = new System.Net.WebSockets.ClientWebSocket();
+        await client.ConnectAsync(new UriBuilder(reviews.Address) { Scheme = "ws", Path = "/ws" }.Uri, CancellationToken.None);
+        await client.SendAsync("hello"u8.ToArray(), System.Net.WebSockets.WebSocketMessageType.Text, true, CancellationToken.None);
+        var echo = new byte[64];
+        var got = await client.ReceiveAsync(echo, CancellationToken.None);
+        Assert.Equal("hello", Encoding.UTF8.GetString(echo, 0, got.Count));
+        await client.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, "done", CancellationToken.None);
+
+        await Eventually.TrueAsync(() => AccessLogEntries(reviews).Any(e => e.StartsWith("inbound GET", StringComparison.Ordinal) && e.Contains(" 101 ", StringComparison.Ordinal)), "the upgrade was logged");
+    }
+
     /// <summary>A request body the client sends chunked: its length is not computed in advance.</summary>
     private sealed class UnknownLengthContent(byte[] body) : HttpContent
     {

@@ -157,6 +157,37 @@ public sealed partial class IstioStatsTests : MeshTestBase
     }
 
     [Fact]
+    public async Task AFileSentByTheServer_IsSizedByWhatWasSent()
+    {
+        // Results.File goes through the body feature's SendFileAsync (no write the meter sees): a whole file, then a range.
+        var file = Path.GetTempFileName();
+        try
+        {
+            await File.WriteAllBytesAsync(file, new byte[5000]);
+            static void Map(WebApplication app) => app.MapMeshMetrics();
+            var reviews = await StartAsync("reviews", "v1", services: AccessLogging, app: Map);
+            reviews.Behavior = context => Task.FromResult<IResult?>(Results.File(file, "application/octet-stream", enableRangeProcessing: true));
+
+            using var client = new HttpClient();
+            var address = new Uri(reviews.Address, "/file");
+            Assert.Equal(5000, (await client.GetByteArrayAsync(address)).Length);
+            using var range = new HttpRequestMessage(HttpMethod.Get, address) { Headers = { Range = new System.Net.Http.Headers.RangeHeaderValue(100, 299) } };
+            using var partial = await client.SendAsync(range);
+            Assert.Equal(HttpStatusCode.PartialContent, partial.StatusCode);
+            Assert.Equal(200, (await partial.Content.ReadAsByteArrayAsync()).Length);
+
+            await Eventually.TrueAsync(() => AccessLogEntries(reviews).Count(e => e.StartsWith("inbound GET", StringComparison.Ordinal)) == 2, "both were logged");
+            var entries = AccessLogEntries(reviews);
+            Assert.Contains(entries, e => e.Contains(" 200 ", StringComparison.Ordinal) && e.Contains("sent=5000 ", StringComparison.Ordinal));
+            Assert.Contains(entries, e => e.Contains(" 206 ", StringComparison.Ordinal) && e.Contains("sent=200 ", StringComparison.Ordinal));
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
     public async Task AWebSocket_UpgradesAndEchoes_WithTheServersBodiesMetered()
     {
         // An upgrade request goes through the meter like any other: the tunnel is the upgrade's stream, not the body's.

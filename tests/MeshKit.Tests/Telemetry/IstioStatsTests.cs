@@ -157,6 +157,38 @@ public sealed partial class IstioStatsTests : MeshTestBase
     }
 
     [Fact]
+    public async Task ACompressedJsonResult_IsServedWhole_AndSizedAsSent()
+    {
+        // ASP.NET Core's response compression after the mesh's middleware wraps the metered body: the JSON serializer
+        // writes to the compressor, which writes to the meter, so the size is the compressed bytes that went out.
+        static void Map(WebApplication app)
+        {
+            app.UseResponseCompression();
+            app.MapMeshMetrics();
+        }
+
+        var items = Enumerable.Range(0, 500).Select(i => new { id = i, name = "item " + i }).ToArray();
+        var reviews = await StartAsync("reviews", "v1", services: s => s.AddResponseCompression(), app: Map);
+        reviews.Behavior = _ => Task.FromResult<IResult?>(Results.Json(items));
+        var productpage = await StartAsync("productpage", "v1");
+        await Eventually.TrueAsync(() => productpage.Endpoints(ReviewsHost) == 1, "reviews is known");
+
+        using var request = new HttpRequestMessage(HttpMethod.Get, "http://reviews/items") { Headers = { { "Accept-Encoding", "gzip" } } };
+        using var response = await productpage.CreateClient().SendAsync(request);
+        Assert.Equal("gzip", Assert.Single(response.Content.Headers.ContentEncoding));
+        var compressed = await response.Content.ReadAsByteArrayAsync();
+        using var json = new System.IO.Compression.GZipStream(new MemoryStream(compressed), System.IO.Compression.CompressionMode.Decompress);
+        using var document = await System.Text.Json.JsonDocument.ParseAsync(json);
+        Assert.Equal(500, document.RootElement.GetArrayLength());
+        Assert.Equal("item 499", document.RootElement[499].GetProperty("name").GetString());
+
+        using var scraper = new HttpClient();
+        List<Sample> server = [];
+        await Eventually.TrueAsync(async () => (server = await ScrapeAsync(scraper, reviews)).Any(s => s.Name == "istio_requests_total"), "the server reported the call");
+        Assert.Equal(compressed.Length, server.Single(s => s.Name == "istio_response_bytes_sum" && s.Labels["reporter"] == "destination").Value);
+    }
+
+    [Fact]
     public async Task AFileSentByTheServer_IsSizedByWhatWasSent()
     {
         // Results.File goes through the body feature's SendFileAsync (no write the meter sees): a whole file, then a range.

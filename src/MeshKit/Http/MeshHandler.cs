@@ -106,14 +106,25 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             var elapsed = provider.Runtime.Time.GetElapsedTime(started).TotalMilliseconds;
             activity?.SetTag("http.response.status_code", (int)response.StatusCode);
             activity?.SetTag("meshkit.response_flags", flags.Length == 0 ? null : flags);
+            if ((reportIstio || log) && IsGrpc(request) && ResponseDeadline.HasBodyToCome(request, response))
+            {
+                // A gRPC call's outcome is in the trailers after its messages: reported when the body ends, as Envoy
+                // reports a stream when it completes (the status, the messages' bytes and the whole duration).
+                var watched = response.Content as DeadlineContent ?? new DeadlineContent(response.Content);
+                response.Content = watched;
+                watched.Observe(new ReportAtEnd(this, request, response, destination, flags, requestBytes, started, answer?.Principal, answer?.Metadata, reportIstio, log));
+                return response;
+            }
+
+            var responseBytes = response.Content.Headers.ContentLength;
             if (reportIstio)
             {
-                ReportAsSource(request, response, destination, flags, requestBytes, elapsed, answer);
+                ReportAsSource(request, response, destination, flags, requestBytes, responseBytes ?? 0, elapsed, answer?.Principal, answer?.Metadata);
             }
 
             if (log)
             {
-                WriteAccessLog(request, response, destination, flags, elapsed, requestBytes, answer);
+                WriteAccessLog(request, response, destination, flags, elapsed, requestBytes, responseBytes ?? -1, answer?.Principal);
             }
 
             return response;
@@ -128,7 +139,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             activity?.SetTag("meshkit.response_flags", flag);
             if (reportIstio)
             {
-                ReportAsSource(request, null, destination, flag, requestBytes, elapsed, answer);
+                ReportAsSource(request, null, destination, flag, requestBytes, 0, elapsed, answer?.Principal, answer?.Metadata);
             }
             else
             {
@@ -137,7 +148,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
             if (log)
             {
-                WriteAccessLog(request, null, destination, flag, elapsed, requestBytes, answer);
+                WriteAccessLog(request, null, destination, flag, elapsed, requestBytes, -1, answer?.Principal);
             }
 
             throw;
@@ -153,11 +164,11 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     }
 
     /// <summary>One access-log entry for a call, unless the Telemetry API's filter leaves it out; status 0 when no response came.</summary>
-    private void WriteAccessLog(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, double elapsed, long requestBytes, Answer? answer)
+    private void WriteAccessLog(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, double elapsed, long requestBytes, long responseBytes, string? principal)
     {
         var route = request.Options.TryGetValue(MeshActivity.RouteName, out var named) ? named : null;
         if (provider.Current.ClientAccessLogFilter is { } filter
-            && !Telemetry.OutboundAttributes.Passes(filter, request, response, destination, elapsed, requestBytes, route, answer?.Principal))
+            && !Telemetry.OutboundAttributes.Passes(filter, request, response, destination, elapsed, requestBytes, route, principal))
         {
             return;
         }
@@ -173,20 +184,20 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             flags.Length == 0 ? "-" : flags,
             elapsed,
             requestBytes,
-            response?.Content.Headers.ContentLength ?? -1,
-            answer?.Principal ?? "-",
+            responseBytes,
+            principal ?? "-",
             Activity.Current?.TraceId.ToHexString() ?? "-",
             RequestId.Of(request));
     }
 
     /// <summary>The caller's side of Istio's standard metrics (<c>reporter="source"</c>).</summary>
-    private void ReportAsSource(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, long requestBytes, double milliseconds, Answer? answered)
+    private void ReportAsSource(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, long requestBytes, long responseBytes, double milliseconds, string? principal, PeerMetadata? answered)
     {
         var snapshot = provider.Current;
         var (service, unknown) = snapshot.TryResolve(destination, out var view)
             ? (view.Host, view.UnknownPeer)
             : UnresolvedPeer.Of(destination);
-        var grpc = request.Content?.Headers.ContentType?.MediaType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
+        var grpc = IsGrpc(request);
         string? grpcStatus = null;
         if (grpc && response is not null)
         {
@@ -198,8 +209,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             "source",
             Self,
             identity?.Current?.IdText,
-            answered?.Metadata ?? unknown,
-            answered?.Principal,
+            answered ?? unknown,
+            principal,
             service,
             grpc ? "grpc" : "http",
             response is null ? 0 : (int)response.StatusCode,
@@ -208,13 +219,42 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             "unknown",
             milliseconds,
             requestBytes,
-            response?.Content.Headers.ContentLength ?? 0,
+            responseBytes,
             snapshot.Reports,
             metrics?.RequestsEnabled == true ? metrics : null,
             destination,
             snapshot.Reports?.Client is { HasValues: true } side
-                ? Telemetry.OutboundAttributes.Values(side, request, response, destination, milliseconds, requestBytes, request.Options.TryGetValue(MeshActivity.RouteName, out var route) ? route : null, answered?.Principal)
+                ? Telemetry.OutboundAttributes.Values(side, request, response, destination, milliseconds, requestBytes, request.Options.TryGetValue(MeshActivity.RouteName, out var route) ? route : null, principal)
                 : null));
+    }
+
+    private double Elapsed(long started) => provider.Runtime.Time.GetElapsedTime(started).TotalMilliseconds;
+
+    private static bool IsGrpc(HttpRequestMessage request) =>
+        request.Content?.Headers.ContentType?.MediaType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
+
+    /// <summary>
+    /// The caller's report and access-log entry of a call whose body was still to come, made when the body ends:
+    /// the duration to its end, its bytes, and the flag of what cut it (<c>UT</c>: the route timeout; <c>DC</c>: the
+    /// application gave the body up before its end).
+    /// </summary>
+    private sealed class ReportAtEnd(MeshHandler handler, HttpRequestMessage request, HttpResponseMessage response, string destination, string flags, long requestBytes, long started, string? principal, PeerMetadata? answered, bool reportIstio, bool log) : BodyEnd
+    {
+        public override void Ended(long bytes, bool complete, bool timedOut)
+        {
+            var elapsed = handler.Elapsed(started);
+            var cut = timedOut ? "UT" : "DC";
+            var ended = complete ? flags : flags.Length == 0 ? cut : flags + "," + cut; // Envoy joins flags with commas
+            if (reportIstio)
+            {
+                handler.ReportAsSource(request, response, destination, ended, requestBytes, bytes, elapsed, principal, answered);
+            }
+
+            if (log)
+            {
+                handler.WriteAccessLog(request, response, destination, ended, elapsed, requestBytes, bytes, principal);
+            }
+        }
     }
 
     // The request path is split where it first awaits: the routing decisions (most requests) run synchronously and

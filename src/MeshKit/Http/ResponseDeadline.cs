@@ -64,24 +64,36 @@ internal static class ResponseDeadline
 /// <summary>
 /// A response body read under what is left of the route timeout: every read waits at most until the deadline, and a
 /// read past it fails with an <see cref="HttpIOException"/> (<see cref="HttpRequestError.ResponseEnded"/>, a
-/// <see cref="TimeoutException"/> inside) and cuts the upstream stream. The deadline ends when the body does.
+/// <see cref="TimeoutException"/> inside) and cuts the upstream stream. The deadline ends when the body does. Without
+/// a deadline, it only watches for the body's end, for a report that belongs there (<see cref="Observe"/>).
 /// </summary>
 internal sealed class DeadlineContent : HttpContent
 {
     private readonly HttpContent _inner;
     private readonly CancellationToken _caller;
     private readonly UpstreamTimeout _timeout;
+    private readonly bool _timed;
     private CallDeadline _deadline;
     private CancellationTokenSource? _linked;
     private CancellationToken _linkedReader;
     private int _ended;
+    private long _read;
+    private bool _cut;
+    private BodyEnd? _observer;
 
     public DeadlineContent(HttpContent inner, CallDeadline deadline, CancellationToken caller, UpstreamTimeout timeout)
+        : this(inner)
     {
-        _inner = inner;
+        _timed = true;
         _deadline = deadline;
         _caller = caller;
         _timeout = timeout;
+    }
+
+    /// <summary>A body without a deadline, watched for its end only.</summary>
+    public DeadlineContent(HttpContent inner)
+    {
+        _inner = inner;
         foreach (var header in inner.Headers.NonValidated)
         {
             if (header.Value.Count == 1)
@@ -100,9 +112,11 @@ internal sealed class DeadlineContent : HttpContent
 
     protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
     {
+        var complete = false;
         try
         {
-            await _inner.CopyToAsync(stream, context, TokenFor(cancellationToken)).ConfigureAwait(false);
+            await _inner.CopyToAsync(_observer is null ? stream : new CountingTarget(this, stream), context, TokenFor(cancellationToken)).ConfigureAwait(false);
+            complete = true;
         }
         catch (Exception ex) when (Cut(cancellationToken, ex) is { } cut)
         {
@@ -110,9 +124,12 @@ internal sealed class DeadlineContent : HttpContent
         }
         finally
         {
-            End();
+            End(complete);
         }
     }
+
+    /// <summary>Has <paramref name="observer"/> told when the body ends, with its bytes (once; at the latest when it is disposed).</summary>
+    public void Observe(BodyEnd observer) => _observer = observer;
 
     // A synchronous copy cannot be cancelled by a token: the asynchronous one, waited for (HttpClient.Send's callers
     // chose to block).
@@ -137,7 +154,7 @@ internal sealed class DeadlineContent : HttpContent
     {
         if (disposing)
         {
-            End();
+            End(complete: false);
             _inner.Dispose();
         }
 
@@ -151,9 +168,9 @@ internal sealed class DeadlineContent : HttpContent
     /// </summary>
     private CancellationToken TokenFor(CancellationToken reader)
     {
-        if (Volatile.Read(ref _ended) != 0)
+        if (!_timed || Volatile.Read(ref _ended) != 0)
         {
-            return reader; // the body has ended: the deadline's source may serve another call by now
+            return reader; // no deadline, or the body has ended: the deadline's source may serve another call by now
         }
 
         if (!reader.CanBeCanceled || reader == _caller)
@@ -172,17 +189,32 @@ internal sealed class DeadlineContent : HttpContent
     }
 
     /// <summary>The failure a read past the deadline becomes; null when the read failed for another reason.</summary>
-    private HttpIOException? Cut(CancellationToken reader, Exception failure) =>
-        Volatile.Read(ref _ended) == 0 && !reader.IsCancellationRequested && _deadline.Passed(_caller)
-            ? new HttpIOException(HttpRequestError.ResponseEnded, $"{_timeout.Message}: the response body had not arrived in full", new TimeoutException(_timeout.Message, failure))
-            : null;
+    private HttpIOException? Cut(CancellationToken reader, Exception failure)
+    {
+        if (!_timed || Volatile.Read(ref _ended) != 0 || reader.IsCancellationRequested || !_deadline.Passed(_caller))
+        {
+            return null;
+        }
 
-    private void End()
+        // Remembered: the application may cancel its own token next (a gRPC client does), which hides why later.
+        _cut = true;
+        return new HttpIOException(HttpRequestError.ResponseEnded, $"{_timeout.Message}: the response body had not arrived in full", new TimeoutException(_timeout.Message, failure));
+    }
+
+    /// <summary>Ends the body once: <paramref name="complete"/> when it was read to its end, else cut or given up.</summary>
+    private void End(bool complete)
     {
         if (Interlocked.Exchange(ref _ended, 1) == 0)
         {
-            _linked?.Dispose(); // before the deadline's source is reset for another call
-            _deadline.End();
+            // Whether the route timeout cut it, asked before the deadline's source is reset for another call.
+            var timedOut = _cut || (_timed && !complete && _deadline.Passed(_caller));
+            if (_timed)
+            {
+                _linked?.Dispose();
+                _deadline.End();
+            }
+
+            _observer?.Ended(_read, complete, timedOut);
         }
     }
 
@@ -199,9 +231,10 @@ internal sealed class DeadlineContent : HttpContent
             try
             {
                 var read = await inner.ReadAsync(buffer, owner.TokenFor(cancellationToken)).ConfigureAwait(false);
+                owner._read += read;
                 if (read == 0 && buffer.Length > 0)
                 {
-                    owner.End();
+                    owner.End(complete: true);
                 }
 
                 return read;
@@ -238,10 +271,47 @@ internal sealed class DeadlineContent : HttpContent
             if (disposing)
             {
                 inner.Dispose();
-                owner.End();
+                owner.End(complete: false);
             }
 
             base.Dispose(disposing);
         }
     }
+
+    /// <summary>The stream a buffered copy writes to, counted for the observer.</summary>
+    private sealed class CountingTarget(DeadlineContent owner, Stream inner) : OneWayStream
+    {
+        public override bool CanRead => false;
+
+        public override bool CanWrite => true;
+
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            owner._read += count;
+            inner.Write(buffer, offset, count);
+        }
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            owner._read += buffer.Length;
+            return inner.WriteAsync(buffer, cancellationToken);
+        }
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override void Flush() => inner.Flush();
+
+        public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+    }
+}
+
+/// <summary>What is told when a watched response body ends (<see cref="DeadlineContent.Observe"/>).</summary>
+internal abstract class BodyEnd
+{
+    /// <summary>
+    /// The body ended after <paramref name="bytes"/> bytes: read to its end (<paramref name="complete"/>), or cut by the
+    /// route timeout (<paramref name="timedOut"/>), or failed or given up by the application.
+    /// </summary>
+    public abstract void Ended(long bytes, bool complete, bool timedOut);
 }

@@ -249,7 +249,7 @@ public sealed class TrafficEndToEndTests : MeshTestBase
         Owned.Add(v1);
         var v2 = await GrpcWorkload.StartAsync("v2", ControlPlane.DiscoveryAddress);
         Owned.Add(v2);
-        var client = await StartAsync("frontend", "v1", services: s => s.AddGrpcClient<Greeter.GreeterClient>(o => o.Address = new Uri("http://greeter:9080")));
+        var client = await StartAsync("frontend", "v1", services: s => s.AddGrpcClient<Greeter.GreeterClient>(o => o.Address = new Uri("http://greeter:9080")), app: a => a.MapMeshMetrics());
         ControlPlane.WriteConfig("greeter.yaml", """
             apiVersion: networking.istio.io/v1
             kind: DestinationRule
@@ -286,6 +286,19 @@ public sealed class TrafficEndToEndTests : MeshTestBase
         await Eventually.TrueAsync(async () => (sizes = await v1.ServedBodyBytesAsync()).Item1 >= 10 * 10, "v1 reported its ten calls");
         Assert.Equal((10 * 10, 10 * 24), sizes);
 
+        // The caller reports a gRPC call when its body ends, as Envoy reports a completed stream: the status from the
+        // trailers (OK: "0"), the reply messages' bytes (24 and 26 per call), no flag.
+        using (var scraper = new HttpClient())
+        {
+            var text = await scraper.GetStringAsync(new Uri(client.Address, "/stats/prometheus"));
+            var calls = text.Split('\n').Where(l => l.StartsWith("istio_requests_total{reporter=\"source\"", StringComparison.Ordinal)).ToList();
+            var ok = Assert.Single(calls);
+            Assert.Contains("grpc_response_status=\"0\"", ok, StringComparison.Ordinal);
+            Assert.Contains("response_flags=\"-\"", ok, StringComparison.Ordinal);
+            Assert.EndsWith(" 20", ok, StringComparison.Ordinal);
+            Assert.Contains(text.Split('\n'), l => l.StartsWith("istio_response_bytes_sum{reporter=\"source\"", StringComparison.Ordinal) && l.EndsWith(" 500", StringComparison.Ordinal));
+        }
+
         ControlPlane.WriteConfig("greeter.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: greeter }\nspec:\n  hosts: [greeter]\n  http: [{ match: [{ uri: { prefix: /greet.Greeter/ } }], directResponse: { status: 503 } }]\n");
         await Eventually.TrueAsync(() => client.Snapshot.Services["greeter.default.svc.cluster.local"].Routes is [{ Actions.DirectResponse: not null }], "the direct response applies");
         await Eventually.TrueAsync(async () =>
@@ -300,6 +313,41 @@ public sealed class TrafficEndToEndTests : MeshTestBase
                 return ex.StatusCode == StatusCode.Unavailable;
             }
         }, "a mesh-made 503 reaches the gRPC client as UNAVAILABLE");
+    }
+
+    [Fact]
+    public async Task AGrpcCallCutByTheRouteTimeout_IsReportedWhenItsBodyEnds_WithUT()
+    {
+        var v1 = await GrpcWorkload.StartAsync("v1", ControlPlane.DiscoveryAddress);
+        Owned.Add(v1);
+        var client = await StartAsync("frontend", "v1", services: s =>
+        {
+            AccessLogging(s);
+            s.AddGrpcClient<Greeter.GreeterClient>(o => o.Address = new Uri("http://greeter:9080"));
+        }, app: a => a.MapMeshMetrics());
+        ControlPlane.WriteConfig("greeter.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: greeter }
+            spec:
+              hosts: [greeter]
+              http: [{ route: [{ destination: { host: greeter } }], timeout: 500ms }]
+            """);
+        await Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue("greeter.default.svc.cluster.local", out var s) && s.Routes is [{ Targets: [{ Endpoints.Endpoints.Length: 1 }] }] && s.Routes[0].Resilience?.Timeout is not null, "the route applies");
+        var greeter = client.Services.GetRequiredService<Greeter.GreeterClient>();
+
+        // The headers come in time; the reply would come after the timeout, which cuts the body.
+        var failed = await Assert.ThrowsAsync<RpcException>(async () => await greeter.SayHelloAsync(new HelloRequest { Name = "slow" }));
+        Assert.NotEqual(StatusCode.OK, failed.StatusCode);
+
+        using var scraper = new HttpClient();
+        var text = await scraper.GetStringAsync(new Uri(client.Address, "/stats/prometheus"));
+        var call = Assert.Single(text.Split('\n'), l => l.StartsWith("istio_requests_total{reporter=\"source\"", StringComparison.Ordinal));
+        Assert.Contains("response_code=\"200\"", call, StringComparison.Ordinal);
+        Assert.Contains("grpc_response_status=\"\"", call, StringComparison.Ordinal); // no trailers came
+        Assert.True(call.Contains("response_flags=\"UT\"", StringComparison.Ordinal), call);
+        var entry = Assert.Single(AccessLogEntries(client));
+        Assert.Contains(" UT ", entry, StringComparison.Ordinal);
     }
 
     /// <summary>A server outside the mesh: echoes the path, the Host header and x-api-key.</summary>
@@ -387,8 +435,17 @@ public sealed class TrafficEndToEndTests : MeshTestBase
 
     private sealed class GreeterService(string version) : Greeter.GreeterBase
     {
-        public override Task<HelloReply> SayHello(HelloRequest request, ServerCallContext context) =>
-            Task.FromResult(new HelloReply { Message = $"hello {request.Name} from {version}" });
+        public override async Task<HelloReply> SayHello(HelloRequest request, ServerCallContext context)
+        {
+            if (request.Name == "slow")
+            {
+                // The headers go at once, the reply only after a while: a body the route timeout can cut.
+                await context.WriteResponseHeadersAsync([]);
+                await Task.Delay(TimeSpan.FromSeconds(5), context.CancellationToken);
+            }
+
+            return new HelloReply { Message = $"hello {request.Name} from {version}" };
+        }
 
         public override Task<HelloReply> SayGoodbye(HelloRequest request, ServerCallContext context) =>
             Task.FromResult(new HelloReply { Message = $"goodbye {request.Name} from {version}" });

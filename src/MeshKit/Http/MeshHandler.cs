@@ -196,7 +196,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         var snapshot = provider.Current;
         var (service, unknown) = snapshot.TryResolve(destination, out var view)
             ? (view.Host, view.UnknownPeer)
-            : UnresolvedPeer.Of(destination);
+            : UnresolvedPeer.Of(destination, snapshot.RegistryOnly);
         var grpc = IsGrpc(request);
         string? grpcStatus = null;
         if (grpc && response is not null)

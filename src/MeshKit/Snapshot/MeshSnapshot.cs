@@ -106,15 +106,18 @@ internal sealed class MeshSnapshot
 }
 
 /// <summary>A service as the request path sees it: its ports and its routes in match order.</summary>
-internal sealed class ServiceView(string host, uint[] ports, bool external, RouteEntry[] routes)
+internal sealed class ServiceView(string host, string name, uint[] ports, bool external, RouteEntry[] routes)
 {
     // The authority callers last used for this service ("reviews:9080"): Uri.Authority builds a new string per call,
     // and the callers of one service nearly always spell it the same way.
     private AuthorityText? _authority;
     private Telemetry.PeerMetadata? _unknownPeer;
 
-    /// <summary>Gets the metadata Istio's metrics report for this service when its answering peer told nothing.</summary>
-    public Telemetry.PeerMetadata UnknownPeer => _unknownPeer ??= Telemetry.PeerMetadata.Unknown with { Service = Host };
+    /// <summary>
+    /// Gets the metadata Istio's metrics report for this service when its answering peer told nothing: unknown, but for
+    /// the service's name (<c>destination_service_name</c>), as Istio takes it from the cluster's metadata.
+    /// </summary>
+    public Telemetry.PeerMetadata UnknownPeer => _unknownPeer ??= Telemetry.PeerMetadata.Unknown with { Service = name };
 
     /// <summary>Returns <paramref name="uri"/>'s authority, reusing the text of the previous call when it is the same.</summary>
     public string AuthorityOf(Uri uri)

@@ -314,7 +314,8 @@ internal static class SnapshotBuilder
             entries.Add(new RouteEntry("default", [], [Target(routes.Host, string.Empty, 0, 100, clusters, ports)], RouteActions.None, RouteResilience.Create(new HttpRoute(), pipelines)));
         }
 
-        return new ServiceView(routes.Host, routes.Ports.Select(p => p.Number).ToArray(), routes.External, entries.ToArray());
+        // Istio names a Kubernetes service by its short name, a ServiceEntry's host by itself.
+        return new ServiceView(routes.Host, routes.ShortName.Length > 0 ? routes.ShortName : routes.Host, routes.Ports.Select(p => p.Number).ToArray(), routes.External, entries.ToArray());
     }
 
     private static bool AppliesTo(HttpMatch match, SourceWorkload source) =>

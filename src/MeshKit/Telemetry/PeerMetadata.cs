@@ -163,21 +163,26 @@ internal sealed record PeerMetadata(string Workload, string Namespace, string Ap
 }
 
 /// <summary>
-/// What a caller's report says of a destination outside the registry (a call passed through): one object per host
-/// text, shared, so that such reports carry the same label objects call after call, as resolved destinations' do
-/// (the metrics store finds a series by them; a new object per call would render its labels per call).
+/// What a caller's report says of a destination outside the registry (a call passed through, or refused): its host
+/// text, one shared object per host, so that such reports carry the same label objects call after call, as resolved
+/// destinations' do (the metrics store finds a series by them; a new object per call would render its labels per
+/// call). Its service name is Envoy's cluster for such calls, as Istio reports it: <c>PassthroughCluster</c>, or
+/// <c>BlackHoleCluster</c> under <c>REGISTRY_ONLY</c>.
 /// </summary>
-internal sealed class UnresolvedPeer(PeerMetadata metadata)
+internal sealed class UnresolvedPeer(string host)
 {
-    /// <summary>Gets the destination's labels: unknown, but for its service, the host as called.</summary>
-    public PeerMetadata Metadata { get; } = metadata;
+    private static readonly PeerMetadata Passthrough = PeerMetadata.Unknown with { Service = "PassthroughCluster" };
+    private static readonly PeerMetadata BlackHole = PeerMetadata.Unknown with { Service = "BlackHoleCluster" };
 
-    /// <summary>Returns the service label and metadata of <paramref name="host"/>, shared while there is room.</summary>
-    public static (string Service, PeerMetadata Metadata) Of(string host)
+    /// <summary>Gets the host as called: the <c>destination_service</c> label.</summary>
+    public string Host { get; } = host;
+
+    /// <summary>Returns the service label and metadata of <paramref name="host"/>, the host shared while there is room.</summary>
+    public static (string Service, PeerMetadata Metadata) Of(string host, bool registryOnly)
     {
         var peer = SharedLabels<UnresolvedPeer>.TryGet(host, out var shared)
             ? shared
-            : SharedLabels<UnresolvedPeer>.Share(host, new UnresolvedPeer(PeerMetadata.Unknown with { Service = host }));
-        return (peer.Metadata.Service, peer.Metadata);
+            : SharedLabels<UnresolvedPeer>.Share(host, new UnresolvedPeer(host));
+        return (peer.Host, registryOnly ? BlackHole : Passthrough);
     }
 }

@@ -294,6 +294,7 @@ public sealed class TrafficEndToEndTests : MeshTestBase
             var calls = text.Split('\n').Where(l => l.StartsWith("istio_requests_total{reporter=\"source\"", StringComparison.Ordinal)).ToList();
             var ok = Assert.Single(calls);
             Assert.Contains("grpc_response_status=\"0\"", ok, StringComparison.Ordinal);
+            Assert.Contains("destination_service=\"greeter.default.svc.cluster.local\",destination_service_name=\"greeter\"", ok, StringComparison.Ordinal);
             Assert.Contains("response_flags=\"-\"", ok, StringComparison.Ordinal);
             Assert.EndsWith(" 20", ok, StringComparison.Ordinal);
             Assert.Contains(text.Split('\n'), l => l.StartsWith("istio_response_bytes_sum{reporter=\"source\"", StringComparison.Ordinal) && l.EndsWith(" 500", StringComparison.Ordinal));

@@ -413,13 +413,17 @@ public sealed partial class IstioStatsTests : MeshTestBase
     {
         // Each call's host is a new string: the labels must still be the same objects, or every report would be a new
         // label set to the store (its texts rendered per call).
-        var first = UnresolvedPeer.Of(new string("api.example.com".AsSpan()));
-        var second = UnresolvedPeer.Of(new string("api.example.com".AsSpan()));
+        var first = UnresolvedPeer.Of(new string("api.example.com".AsSpan()), registryOnly: false);
+        var second = UnresolvedPeer.Of(new string("api.example.com".AsSpan()), registryOnly: false);
         Assert.Same(first.Metadata, second.Metadata);
         Assert.Same(first.Service, second.Service);
-        Assert.Equal("api.example.com", first.Metadata.Service);
+        Assert.Equal("api.example.com", first.Service);
         Assert.Equal("unknown", first.Metadata.Workload);
-        Assert.NotSame(first.Metadata, UnresolvedPeer.Of("other.example.com").Metadata);
+        Assert.NotSame(first.Service, UnresolvedPeer.Of("other.example.com", registryOnly: false).Service);
+
+        // Envoy's cluster names, as Istio reports such calls' destination_service_name.
+        Assert.Equal("PassthroughCluster", first.Metadata.Service);
+        Assert.Equal("BlackHoleCluster", UnresolvedPeer.Of("api.example.com", registryOnly: true).Metadata.Service);
     }
 
     [Fact]

@@ -15,7 +15,8 @@ internal sealed class Answer
     /// <summary>Gets the metadata the server told about itself, when its identity backs it.</summary>
     public PeerMetadata? Metadata { get; private set; }
 
-    public void Set(string principal, PeerMetadata? metadata)
+    /// <summary>Sets who answered: its verified identity (null over plain text) and its metadata, when known.</summary>
+    public void Set(string? principal, PeerMetadata? metadata)
     {
         Principal = principal;
         Metadata = metadata;

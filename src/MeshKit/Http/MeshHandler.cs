@@ -891,11 +891,13 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                         told = null; // not what the certificate backs
                     }
 
-                    state.Answer?.Set(endpoint.Identity, told);
+                    state.Answer?.Set(endpoint.Identity, told ?? endpoint.Described(state.Target.Host));
                 }
                 else
                 {
-                    state.Answer?.Clear(); // an earlier attempt's answer
+                    // No metadata told (plain text): what the control plane says of the endpoint, as Istio's caller
+                    // falls back to the endpoint's metadata; this also replaces an earlier attempt's answer.
+                    state.Answer?.Set(null, endpoint.Described(state.Target.Host));
                 }
 
                 if (response.Headers.NonValidated.Contains(PeerMetadata.Header))

@@ -29,7 +29,11 @@ internal sealed class EndpointView
         Weight = (int)Math.Clamp(endpoint.Weight, 1u, 1_000_000u);
         Labels = shapes.Labels(endpoint.Labels);
         Locality = shapes.Locality(endpoint.Locality);
+        IsWorkload = endpoint.Origin.Length > 0 && !endpoint.Origin.StartsWith("ServiceEntry ", StringComparison.Ordinal);
     }
+
+    /// <summary>Gets whether the endpoint is a registered workload instance (not a ServiceEntry's address).</summary>
+    public bool IsWorkload { get; }
 
     public string Address { get; }
 
@@ -134,6 +138,40 @@ internal sealed class EndpointView
     /// </summary>
     internal Telemetry.PeerMetadata? AnsweredMetadata => Volatile.Read(ref _recent)?.AnsweredMetadata?.Parsed;
 
+    /// <summary>
+    /// Returns what the control plane says of this endpoint as a peer of <paramref name="serviceHost"/>: a registered
+    /// workload's metadata, as it would tell it itself (Istio's caller falls back to the endpoint's metadata when its
+    /// peer told nothing, over plain text for one); null for a ServiceEntry's address or a host not named
+    /// <c>name.namespace.svc.*</c>. Kept per endpoint while its labels and service are the same objects, and shared
+    /// with what peers told (one label object per distinct metadata, for the metrics store).
+    /// </summary>
+    internal Telemetry.PeerMetadata? Described(string serviceHost)
+    {
+        if (!IsWorkload)
+        {
+            return null;
+        }
+
+        var recent = Recent;
+        if (Volatile.Read(ref recent.Described) is { } memo && ReferenceEquals(memo.Host, serviceHost) && ReferenceEquals(memo.Labels, Labels))
+        {
+            return memo.Metadata;
+        }
+
+        Telemetry.PeerMetadata? metadata = null;
+        var parts = serviceHost.Split('.');
+        if (parts.Length >= 4 && parts[2] == "svc")
+        {
+            var fresh = Telemetry.PeerMetadata.ForWorkload(parts[0], parts[1], Labels);
+            metadata = Telemetry.SharedLabels<Telemetry.PeerMetadata>.TryGet(fresh.Encoded, out var shared) ? shared : Telemetry.SharedLabels<Telemetry.PeerMetadata>.Share(fresh.Encoded, fresh);
+        }
+
+        Volatile.Write(ref recent.Described, new DescribedPeer(serviceHost, Labels, metadata));
+        return metadata;
+    }
+
+    internal sealed record DescribedPeer(string Host, IReadOnlyDictionary<string, string> Labels, Telemetry.PeerMetadata? Metadata);
+
     /// <summary>Gets what requests to this endpoint remember between them.</summary>
     internal RecentUse Recent => Volatile.Read(ref _recent) ?? Interlocked.CompareExchange(ref _recent, new RecentUse(), null) ?? _recent!;
 
@@ -153,6 +191,9 @@ internal sealed class EndpointView
 
         /// <summary>The peer metadata the endpoint answered with last, parsed (the same text on each of its answers).</summary>
         public Telemetry.PeerMetadata.Memo? AnsweredMetadata;
+
+        /// <summary>What the control plane says of the endpoint as a peer (<see cref="Described"/>), for the service and labels it was made for.</summary>
+        public DescribedPeer? Described;
     }
 
     /// <summary>Returns <c>host:targetPort</c> for a service port, or null when the endpoint does not serve it.</summary>

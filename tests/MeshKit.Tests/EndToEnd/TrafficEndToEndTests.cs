@@ -287,17 +287,24 @@ public sealed class TrafficEndToEndTests : MeshTestBase
         Assert.Equal((10 * 10, 10 * 24), sizes);
 
         // The caller reports a gRPC call when its body ends, as Envoy reports a completed stream: the status from the
-        // trailers (OK: "0"), the reply messages' bytes (24 and 26 per call), no flag.
+        // trailers (OK: "0"), the reply messages' bytes (24 and 26 per call), no flag. Over plain text the greeter told
+        // nothing: its workload is what the control plane says of the endpoint, as Istio's caller falls back to the
+        // endpoint's metadata.
         using (var scraper = new HttpClient())
         {
-            var text = await scraper.GetStringAsync(new Uri(client.Address, "/stats/prometheus"));
-            var calls = text.Split('\n').Where(l => l.StartsWith("istio_requests_total{reporter=\"source\"", StringComparison.Ordinal)).ToList();
-            var ok = Assert.Single(calls);
-            Assert.Contains("grpc_response_status=\"0\"", ok, StringComparison.Ordinal);
-            Assert.Contains("destination_service=\"greeter.default.svc.cluster.local\",destination_service_name=\"greeter\"", ok, StringComparison.Ordinal);
-            Assert.Contains("response_flags=\"-\"", ok, StringComparison.Ordinal);
-            Assert.EndsWith(" 20", ok, StringComparison.Ordinal);
-            Assert.Contains(text.Split('\n'), l => l.StartsWith("istio_response_bytes_sum{reporter=\"source\"", StringComparison.Ordinal) && l.EndsWith(" 500", StringComparison.Ordinal));
+            var lines = (await scraper.GetStringAsync(new Uri(client.Address, "/stats/prometheus"))).Split('\n');
+            foreach (var (version, bytes) in new[] { ("v1", 240), ("v2", 260) })
+            {
+                var workload = $"destination_workload=\"greeter-{version}\",destination_workload_namespace=\"default\",destination_principal=\"unknown\",destination_app=\"greeter\",destination_version=\"{version}\"";
+                var calls = Assert.Single(lines, l => l.StartsWith("istio_requests_total{reporter=\"source\"", StringComparison.Ordinal) && l.Contains(workload, StringComparison.Ordinal));
+                Assert.Contains("grpc_response_status=\"0\"", calls, StringComparison.Ordinal);
+                Assert.Contains("response_flags=\"-\"", calls, StringComparison.Ordinal);
+                Assert.Contains("destination_service=\"greeter.default.svc.cluster.local\",destination_service_name=\"greeter\"", calls, StringComparison.Ordinal);
+                Assert.Contains("destination_canonical_service=\"greeter\"", calls, StringComparison.Ordinal);
+                Assert.EndsWith(" 10", calls, StringComparison.Ordinal);
+                Assert.Contains(lines, l => l.StartsWith("istio_response_bytes_sum{reporter=\"source\"", StringComparison.Ordinal) && l.Contains(workload, StringComparison.Ordinal)
+                    && l.EndsWith($" {bytes}", StringComparison.Ordinal));
+            }
         }
 
         ControlPlane.WriteConfig("greeter.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: greeter }\nspec:\n  hosts: [greeter]\n  http: [{ match: [{ uri: { prefix: /greet.Greeter/ } }], directResponse: { status: 503 } }]\n");

@@ -15,16 +15,24 @@ internal sealed class Answer
     /// <summary>Gets the metadata the server told about itself, when its identity backs it.</summary>
     public PeerMetadata? Metadata { get; private set; }
 
-    /// <summary>Sets who answered: its verified identity (null over plain text) and its metadata, when known.</summary>
-    public void Set(string? principal, PeerMetadata? metadata)
+    /// <summary>
+    /// Gets the service the call was routed to (a route's destination host), which Istio reports as the destination
+    /// service (the upstream cluster's), though the application called another host.
+    /// </summary>
+    public string? RoutedTo { get; private set; }
+
+    /// <summary>Sets who answered: its verified identity (null over plain text), its metadata when known, and the service routed to.</summary>
+    public void Set(string? principal, PeerMetadata? metadata, string routedTo)
     {
         Principal = principal;
         Metadata = metadata;
+        RoutedTo = routedTo;
     }
 
     public void Clear()
     {
         Principal = null;
         Metadata = null;
+        RoutedTo = null;
     }
 }

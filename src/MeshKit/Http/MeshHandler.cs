@@ -112,14 +112,14 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 // reports a stream when it completes (the status, the messages' bytes and the whole duration).
                 var watched = response.Content as DeadlineContent ?? new DeadlineContent(response.Content);
                 response.Content = watched;
-                watched.Observe(new ReportAtEnd(this, request, response, destination, flags, requestBytes, started, answer?.Principal, answer?.Metadata, reportIstio, log));
+                watched.Observe(new ReportAtEnd(this, request, response, destination, flags, requestBytes, started, answer?.Principal, answer?.Metadata, answer?.RoutedTo, reportIstio, log));
                 return response;
             }
 
             var responseBytes = response.Content.Headers.ContentLength;
             if (reportIstio)
             {
-                ReportAsSource(request, response, destination, flags, requestBytes, responseBytes ?? 0, elapsed, answer?.Principal, answer?.Metadata);
+                ReportAsSource(request, response, destination, flags, requestBytes, responseBytes ?? 0, elapsed, answer?.Principal, answer?.Metadata, answer?.RoutedTo);
             }
 
             if (log)
@@ -139,7 +139,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             activity?.SetTag("meshkit.response_flags", flag);
             if (reportIstio)
             {
-                ReportAsSource(request, null, destination, flag, requestBytes, 0, elapsed, answer?.Principal, answer?.Metadata);
+                ReportAsSource(request, null, destination, flag, requestBytes, 0, elapsed, answer?.Principal, answer?.Metadata, answer?.RoutedTo);
             }
             else
             {
@@ -191,10 +191,11 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     }
 
     /// <summary>The caller's side of Istio's standard metrics (<c>reporter="source"</c>).</summary>
-    private void ReportAsSource(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, long requestBytes, long responseBytes, double milliseconds, string? principal, PeerMetadata? answered)
+    private void ReportAsSource(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, long requestBytes, long responseBytes, double milliseconds, string? principal, PeerMetadata? answered, string? routedTo)
     {
+        // The destination service is the one the call was routed to, as Istio reports the upstream cluster's service.
         var snapshot = provider.Current;
-        var (service, unknown) = snapshot.TryResolve(destination, out var view)
+        var (service, unknown) = snapshot.TryResolve(routedTo ?? destination, out var view)
             ? (view.Host, view.UnknownPeer)
             : UnresolvedPeer.Of(destination, snapshot.RegistryOnly);
         var grpc = IsGrpc(request);
@@ -238,7 +239,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     /// the duration to its end, its bytes, and the flag of what cut it (<c>UT</c>: the route timeout; <c>DC</c>: the
     /// application gave the body up before its end).
     /// </summary>
-    private sealed class ReportAtEnd(MeshHandler handler, HttpRequestMessage request, HttpResponseMessage response, string destination, string flags, long requestBytes, long started, string? principal, PeerMetadata? answered, bool reportIstio, bool log) : BodyEnd
+    private sealed class ReportAtEnd(MeshHandler handler, HttpRequestMessage request, HttpResponseMessage response, string destination, string flags, long requestBytes, long started, string? principal, PeerMetadata? answered, string? routedTo, bool reportIstio, bool log) : BodyEnd
     {
         public override void Ended(long bytes, bool complete, bool timedOut)
         {
@@ -247,7 +248,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             var ended = complete ? flags : flags.Length == 0 ? cut : flags + "," + cut; // Envoy joins flags with commas
             if (reportIstio)
             {
-                handler.ReportAsSource(request, response, destination, ended, requestBytes, bytes, elapsed, principal, answered);
+                handler.ReportAsSource(request, response, destination, ended, requestBytes, bytes, elapsed, principal, answered, routedTo);
             }
 
             if (log)
@@ -891,13 +892,13 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                         told = null; // not what the certificate backs
                     }
 
-                    state.Answer?.Set(endpoint.Identity, told ?? endpoint.Described(state.Target.Host));
+                    state.Answer?.Set(endpoint.Identity, told ?? endpoint.Described(state.Target.Host), state.Target.Host);
                 }
                 else
                 {
                     // No metadata told (plain text): what the control plane says of the endpoint, as Istio's caller
                     // falls back to the endpoint's metadata; this also replaces an earlier attempt's answer.
-                    state.Answer?.Set(null, endpoint.Described(state.Target.Host));
+                    state.Answer?.Set(null, endpoint.Described(state.Target.Host), state.Target.Host);
                 }
 
                 if (response.Headers.NonValidated.Contains(PeerMetadata.Header))

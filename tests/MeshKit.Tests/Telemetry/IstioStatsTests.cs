@@ -94,6 +94,36 @@ public sealed partial class IstioStatsTests : MeshTestBase
     }
 
     [Fact]
+    public async Task ACallRoutedToAnotherService_IsReportedAgainstTheServiceThatAnswered()
+    {
+        // Istio reports the upstream cluster's service: a VirtualService of reviews sending its calls to ratings makes
+        // them ratings' calls. Over plain text, the destination's labels are what the control plane says of it.
+        static void Map(WebApplication app) => app.MapMeshMetrics();
+        await StartAsync("reviews", "v1");
+        await StartAsync("ratings", "v1");
+        var productpage = await StartAsync("productpage", "v1", app: Map);
+        ControlPlane.WriteConfig("reviews.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http: [{ route: [{ destination: { host: ratings } }] }]
+            """);
+        await Eventually.TrueAsync(() => productpage.Snapshot.TryResolve("reviews", out var s) && s.Routes is [{ Targets: [{ Host: "ratings.default.svc.cluster.local", Endpoints.Endpoints.Length: 1 }] }], "the route applies");
+
+        var answer = await productpage.CreateClient().GetStringAsync("http://reviews/reviews/1");
+        Assert.StartsWith("ratings|v1|", answer, StringComparison.Ordinal);
+
+        using var scraper = new HttpClient();
+        var call = Assert.Single(await ScrapeAsync(scraper, productpage), s => s.Name == "istio_requests_total");
+        Assert.Equal("ratings.default.svc.cluster.local", call.Labels["destination_service"]);
+        Assert.Equal("ratings", call.Labels["destination_service_name"]);
+        Assert.Equal("ratings-v1", call.Labels["destination_workload"]);
+        Assert.Equal("default", call.Labels["destination_service_namespace"]);
+    }
+
+    [Fact]
     public async Task BodiesWithoutAContentLength_AreSizedByTheBytesThatWentThrough_OnTheServersSide()
     {
         // Chunked both ways, as ASP.NET Core's JSON results and a client's streamed uploads go: Envoy counts the body

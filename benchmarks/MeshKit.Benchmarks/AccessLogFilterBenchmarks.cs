@@ -36,10 +36,10 @@ public class AccessLogFilterBenchmarks
     }
 
     [Benchmark(Baseline = true)]
-    public bool OutboundStatus() => OutboundAttributes.Passes(_status, _request, _response, "reviews", 1.5, 0, "default", null);
+    public bool OutboundStatus() => OutboundAttributes.Passes(_status, _request, _response, "reviews", 1.5, 0, 180, "default", null);
 
     [Benchmark]
-    public bool OutboundLong() => OutboundAttributes.Passes(_long, _request, _response, "reviews", 1.5, 0, "default", null);
+    public bool OutboundLong() => OutboundAttributes.Passes(_long, _request, _response, "reviews", 1.5, 0, 180, "default", null);
 
     [Benchmark]
     public bool InboundLong() => InboundAttributes.Passes(_long, _context, 200, 1.5, null, 0, 180);

@@ -119,12 +119,12 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             var responseBytes = response.Content.Headers.ContentLength;
             if (reportIstio)
             {
-                ReportAsSource(request, response, destination, flags, requestBytes, responseBytes ?? 0, elapsed, answer?.Principal, answer?.Metadata, answer?.RoutedTo);
+                ReportAsSource(request, response, destination, flags, requestBytes, responseBytes, elapsed, answer?.Principal, answer?.Metadata, answer?.RoutedTo);
             }
 
             if (log)
             {
-                WriteAccessLog(request, response, destination, flags, elapsed, requestBytes, responseBytes ?? -1, answer?.Principal);
+                WriteAccessLog(request, response, destination, flags, elapsed, requestBytes, responseBytes, answer?.Principal);
             }
 
             return response;
@@ -139,7 +139,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             activity?.SetTag("meshkit.response_flags", flag);
             if (reportIstio)
             {
-                ReportAsSource(request, null, destination, flag, requestBytes, 0, elapsed, answer?.Principal, answer?.Metadata, answer?.RoutedTo);
+                ReportAsSource(request, null, destination, flag, requestBytes, null, elapsed, answer?.Principal, answer?.Metadata, answer?.RoutedTo);
             }
             else
             {
@@ -148,7 +148,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
             if (log)
             {
-                WriteAccessLog(request, null, destination, flag, elapsed, requestBytes, -1, answer?.Principal);
+                WriteAccessLog(request, null, destination, flag, elapsed, requestBytes, null, answer?.Principal);
             }
 
             throw;
@@ -164,11 +164,11 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     }
 
     /// <summary>One access-log entry for a call, unless the Telemetry API's filter leaves it out; status 0 when no response came.</summary>
-    private void WriteAccessLog(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, double elapsed, long requestBytes, long responseBytes, string? principal)
+    private void WriteAccessLog(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, double elapsed, long requestBytes, long? responseBytes, string? principal)
     {
         var route = request.Options.TryGetValue(MeshActivity.RouteName, out var named) ? named : null;
         if (provider.Current.ClientAccessLogFilter is { } filter
-            && !Telemetry.OutboundAttributes.Passes(filter, request, response, destination, elapsed, requestBytes, route, principal))
+            && !Telemetry.OutboundAttributes.Passes(filter, request, response, destination, elapsed, requestBytes, responseBytes, route, principal))
         {
             return;
         }
@@ -184,14 +184,14 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             flags.Length == 0 ? "-" : flags,
             elapsed,
             requestBytes,
-            responseBytes,
+            responseBytes ?? -1,
             principal ?? "-",
             Activity.Current?.TraceId.ToHexString() ?? "-",
             RequestId.Of(request));
     }
 
     /// <summary>The caller's side of Istio's standard metrics (<c>reporter="source"</c>).</summary>
-    private void ReportAsSource(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, long requestBytes, long responseBytes, double milliseconds, string? principal, PeerMetadata? answered, string? routedTo)
+    private void ReportAsSource(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, long requestBytes, long? responseBytes, double milliseconds, string? principal, PeerMetadata? answered, string? routedTo)
     {
         // The destination service is the one the call was routed to, as Istio reports the upstream cluster's service.
         var snapshot = provider.Current;
@@ -220,12 +220,12 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             "unknown",
             milliseconds,
             requestBytes,
-            responseBytes,
+            responseBytes ?? 0,
             snapshot.Reports,
             metrics?.RequestsEnabled == true ? metrics : null,
             destination,
             snapshot.Reports?.Client is { HasValues: true } side
-                ? Telemetry.OutboundAttributes.Values(side, request, response, destination, milliseconds, requestBytes, request.Options.TryGetValue(MeshActivity.RouteName, out var route) ? route : null, principal)
+                ? Telemetry.OutboundAttributes.Values(side, request, response, destination, milliseconds, requestBytes, responseBytes, request.Options.TryGetValue(MeshActivity.RouteName, out var route) ? route : null, principal)
                 : null));
     }
 

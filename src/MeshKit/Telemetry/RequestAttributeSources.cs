@@ -17,13 +17,15 @@ internal sealed class OutboundAttributes : ICelContext
     private string _host = string.Empty;
     private double _milliseconds;
     private long _requestBytes;
+    private long? _responseBytes;
     private string? _route;
     private string? _upstreamPrincipal;
 
     /// <summary>Evaluates <paramref name="filter"/> for a call, on a per-thread instance.</summary>
-    public static bool Passes(CelProgram filter, HttpRequestMessage request, HttpResponseMessage? response, string host, double milliseconds, long requestBytes, string? route, string? upstreamPrincipal)
+    /// <remarks><paramref name="responseBytes"/>: the response body's bytes, declared or counted; null when not known.</remarks>
+    public static bool Passes(CelProgram filter, HttpRequestMessage request, HttpResponseMessage? response, string host, double milliseconds, long requestBytes, long? responseBytes, string? route, string? upstreamPrincipal)
     {
-        var attributes = Rent(request, response, host, milliseconds, requestBytes, route, upstreamPrincipal);
+        var attributes = Rent(request, response, host, milliseconds, requestBytes, responseBytes, route, upstreamPrincipal);
         try
         {
             return filter.IsTrue(attributes);
@@ -35,9 +37,9 @@ internal sealed class OutboundAttributes : ICelContext
     }
 
     /// <summary>Evaluates the Telemetry API's label values (UPSERTs) of <paramref name="side"/> for a call.</summary>
-    public static string[] Values(ReportPolicy.Side side, HttpRequestMessage request, HttpResponseMessage? response, string host, double milliseconds, long requestBytes, string? route, string? upstreamPrincipal)
+    public static string[] Values(ReportPolicy.Side side, HttpRequestMessage request, HttpResponseMessage? response, string host, double milliseconds, long requestBytes, long? responseBytes, string? route, string? upstreamPrincipal)
     {
-        var attributes = Rent(request, response, host, milliseconds, requestBytes, route, upstreamPrincipal);
+        var attributes = Rent(request, response, host, milliseconds, requestBytes, responseBytes, route, upstreamPrincipal);
         try
         {
             return side.Evaluate(attributes);
@@ -48,9 +50,10 @@ internal sealed class OutboundAttributes : ICelContext
         }
     }
 
-    private static OutboundAttributes Rent(HttpRequestMessage request, HttpResponseMessage? response, string host, double milliseconds, long requestBytes, string? route, string? upstreamPrincipal)
+    private static OutboundAttributes Rent(HttpRequestMessage request, HttpResponseMessage? response, string host, double milliseconds, long requestBytes, long? responseBytes, string? route, string? upstreamPrincipal)
     {
         var attributes = PerThread<OutboundAttributes>.Rent();
+        attributes._responseBytes = responseBytes;
         attributes._request = request;
         attributes._response = response;
         attributes._host = host;
@@ -95,7 +98,7 @@ internal sealed class OutboundAttributes : ICelContext
             A.ResponseGrpcStatus => LogProtocol.GrpcStatus(
                 _response!.Headers.NonValidated.TryGetValues("grpc-status", out var h) ? h.ToString()
                 : _response.TrailingHeaders.NonValidated.TryGetValues("grpc-status", out var t) ? t.ToString() : null),
-            A.ResponseSize => _response!.Content.Headers.ContentLength is { } length ? CelValue.Of(length) : CelValue.Error,
+            A.ResponseSize => _responseBytes is { } length ? CelValue.Of(length) : CelValue.Error,
             // The application's call reaches MeshKit in process: no downstream connection, so no mutual TLS (as the
             // plain-text connection from an app to its sidecar in Envoy).
             A.ConnectionMtls => CelValue.False,

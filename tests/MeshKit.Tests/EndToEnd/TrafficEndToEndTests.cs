@@ -249,7 +249,11 @@ public sealed class TrafficEndToEndTests : MeshTestBase
         Owned.Add(v1);
         var v2 = await GrpcWorkload.StartAsync("v2", ControlPlane.DiscoveryAddress);
         Owned.Add(v2);
-        var client = await StartAsync("frontend", "v1", services: s => s.AddGrpcClient<Greeter.GreeterClient>(o => o.Address = new Uri("http://greeter:9080")), app: a => a.MapMeshMetrics());
+        var client = await StartAsync("frontend", "v1", services: s =>
+        {
+            AccessLogging(s);
+            s.AddGrpcClient<Greeter.GreeterClient>(o => o.Address = new Uri("http://greeter:9080"));
+        }, app: a => a.MapMeshMetrics());
         ControlPlane.WriteConfig("greeter.yaml", """
             apiVersion: networking.istio.io/v1
             kind: DestinationRule
@@ -306,6 +310,11 @@ public sealed class TrafficEndToEndTests : MeshTestBase
                     && l.EndsWith($" {bytes}", StringComparison.Ordinal));
             }
         }
+
+        // The caller's log entries are written at the same moment, with the reply's bytes.
+        var entries = AccessLogEntries(client);
+        Assert.Equal(10, entries.Count(e => e.Contains("/greet.Greeter/SayHello ", StringComparison.Ordinal) && e.Contains(" received=24 ", StringComparison.Ordinal)));
+        Assert.Equal(10, entries.Count(e => e.Contains("/greet.Greeter/SayGoodbye ", StringComparison.Ordinal) && e.Contains(" received=26 ", StringComparison.Ordinal)));
 
         ControlPlane.WriteConfig("greeter.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: greeter }\nspec:\n  hosts: [greeter]\n  http: [{ match: [{ uri: { prefix: /greet.Greeter/ } }], directResponse: { status: 503 } }]\n");
         await Eventually.TrueAsync(() => client.Snapshot.Services["greeter.default.svc.cluster.local"].Routes is [{ Actions.DirectResponse: not null }], "the direct response applies");

@@ -596,7 +596,8 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
             """);
         var client = await StartAsync("productpage", "v1");
         await Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue(ReviewsHost, out var s) && s.Routes.Length == 2
-            && s.Routes[0].Targets[0].Endpoints?.Upstream.Limits?.MaxRequests == 1 && s.Routes[1].Targets[0].Endpoints?.Upstream.Limits?.MaxRequests == 2, "the subsets' limits apply");
+            && s.Routes[0].Targets[0].Endpoints?.Upstream.Limits?.MaxRequests == 1 && s.Routes[1].Targets[0].Endpoints?.Upstream.Limits?.MaxRequests == 2
+            && s.Routes.All(r => r.Targets[0].Endpoints?.Endpoints.Length == 1), "the subsets' limits apply, each subset with its endpoint");
         var service = client.Snapshot.Services[ReviewsHost];
         Assert.NotNull(service.Routes[0].Targets[0].Endpoints!.Outlier);
         Assert.Null(service.Routes[1].Targets[0].Endpoints!.Outlier);

@@ -156,7 +156,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
                 var self = Self;
                 var elapsed = time.GetElapsedTime(started).TotalMilliseconds;
                 var received = bodies.Received(context.Request);
-                var sent = bodies.Sent;
+                var sent = HttpMethods.IsHead(context.Request.Method) ? 0 : bodies.Sent; // a server sends no body for HEAD, whatever the application wrote
                 if (log && (snapshot.ServerAccessLogFilter is not { } filter
                     || Telemetry.InboundAttributes.Passes(filter, context, status, elapsed, peer?.ToString(), received, sent)))
                 {

@@ -184,6 +184,15 @@ public sealed partial class IstioStatsTests : MeshTestBase
 
         var entries = AccessLogEntries(reviews);
         Assert.Equal(2, entries.Count(e => e.StartsWith("inbound POST", StringComparison.Ordinal) && e.Contains("received=1234 sent=1000", StringComparison.Ordinal)));
+
+        // HEAD: the application writes its body as for GET, and the server sends none.
+        using (var head = await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, "http://reviews/stream")))
+        {
+            Assert.Equal(HttpStatusCode.OK, head.StatusCode);
+        }
+
+        await Eventually.TrueAsync(() => AccessLogEntries(reviews).Any(e => e.StartsWith("inbound HEAD", StringComparison.Ordinal)), "the HEAD was logged");
+        Assert.Contains("received=0 sent=0", AccessLogEntries(reviews).Single(e => e.StartsWith("inbound HEAD", StringComparison.Ordinal)), StringComparison.Ordinal);
     }
 
     [Fact]

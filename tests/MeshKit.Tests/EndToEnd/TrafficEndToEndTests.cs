@@ -245,15 +245,9 @@ public sealed class TrafficEndToEndTests : MeshTestBase
     [Fact]
     public async Task GrpcClient_IsRoutedByMethod()
     {
-        var v1 = await GrpcWorkload.StartAsync("v1", ControlPlane.DiscoveryAddress);
-        Owned.Add(v1);
-        var v2 = await GrpcWorkload.StartAsync("v2", ControlPlane.DiscoveryAddress);
-        Owned.Add(v2);
-        var client = await StartAsync("frontend", "v1", services: s =>
-        {
-            AccessLogging(s);
-            s.AddGrpcClient<Greeter.GreeterClient>(o => o.Address = new Uri("http://greeter:9080"));
-        }, app: a => a.MapMeshMetrics());
+        var v1 = await StartGreeterAsync("v1");
+        var v2 = await StartGreeterAsync("v2");
+        var client = await StartGreeterClientAsync();
         ControlPlane.WriteConfig("greeter.yaml", """
             apiVersion: networking.istio.io/v1
             kind: DestinationRule
@@ -296,7 +290,10 @@ public sealed class TrafficEndToEndTests : MeshTestBase
         // endpoint's metadata.
         using (var scraper = new HttpClient())
         {
-            var lines = (await scraper.GetStringAsync(new Uri(client.Address, "/stats/prometheus"))).Split('\n');
+            // The report is made as the client finishes the body, which may be just after the call returned: awaited.
+            string[] lines = [];
+            await Eventually.TrueAsync(async () => (lines = (await scraper.GetStringAsync(new Uri(client.Address, "/stats/prometheus"))).Split('\n'))
+                .Count(l => l.StartsWith("istio_requests_total{reporter=\"source\"", StringComparison.Ordinal) && l.EndsWith(" 10", StringComparison.Ordinal)) == 2, "both versions' ten calls reported");
             foreach (var (version, bytes) in new[] { ("v1", 240), ("v2", 260) })
             {
                 var workload = $"destination_workload=\"greeter-{version}\",destination_workload_namespace=\"default\",destination_principal=\"unknown\",destination_app=\"greeter\",destination_version=\"{version}\"";
@@ -311,7 +308,8 @@ public sealed class TrafficEndToEndTests : MeshTestBase
             }
         }
 
-        // The caller's log entries are written at the same moment, with the reply's bytes.
+        // The caller's log entries are written at the same moment (just after the report), with the reply's bytes.
+        await Eventually.TrueAsync(() => AccessLogEntries(client).Count(e => e.Contains("/greet.Greeter/", StringComparison.Ordinal)) >= 20, "the calls were logged");
         var entries = AccessLogEntries(client);
         Assert.Equal(10, entries.Count(e => e.Contains("/greet.Greeter/SayHello ", StringComparison.Ordinal) && e.Contains(" received=24 ", StringComparison.Ordinal)));
         Assert.Equal(10, entries.Count(e => e.Contains("/greet.Greeter/SayGoodbye ", StringComparison.Ordinal) && e.Contains(" received=26 ", StringComparison.Ordinal)));
@@ -335,13 +333,8 @@ public sealed class TrafficEndToEndTests : MeshTestBase
     [Fact]
     public async Task AGrpcCallCutByTheRouteTimeout_IsReportedWhenItsBodyEnds_WithUT()
     {
-        var v1 = await GrpcWorkload.StartAsync("v1", ControlPlane.DiscoveryAddress);
-        Owned.Add(v1);
-        var client = await StartAsync("frontend", "v1", services: s =>
-        {
-            AccessLogging(s);
-            s.AddGrpcClient<Greeter.GreeterClient>(o => o.Address = new Uri("http://greeter:9080"));
-        }, app: a => a.MapMeshMetrics());
+        var v1 = await StartGreeterAsync("v1");
+        var client = await StartGreeterClientAsync();
         ControlPlane.WriteConfig("greeter.yaml", """
             apiVersion: networking.istio.io/v1
             kind: VirtualService
@@ -357,15 +350,32 @@ public sealed class TrafficEndToEndTests : MeshTestBase
         var failed = await Assert.ThrowsAsync<RpcException>(async () => await greeter.SayHelloAsync(new HelloRequest { Name = "slow" }));
         Assert.NotEqual(StatusCode.OK, failed.StatusCode);
 
+        // Reported when the client gives the cut body up, which may come just after the exception reached the test.
         using var scraper = new HttpClient();
-        var text = await scraper.GetStringAsync(new Uri(client.Address, "/stats/prometheus"));
+        var text = string.Empty;
+        await Eventually.TrueAsync(async () => (text = await scraper.GetStringAsync(new Uri(client.Address, "/stats/prometheus"))).Contains("istio_requests_total{reporter=\"source\"", StringComparison.Ordinal), "the call was reported");
         var call = Assert.Single(text.Split('\n'), l => l.StartsWith("istio_requests_total{reporter=\"source\"", StringComparison.Ordinal));
         Assert.Contains("response_code=\"200\"", call, StringComparison.Ordinal);
         Assert.Contains("grpc_response_status=\"\"", call, StringComparison.Ordinal); // no trailers came
         Assert.True(call.Contains("response_flags=\"UT\"", StringComparison.Ordinal), call);
+        await Eventually.TrueAsync(() => AccessLogEntries(client).Count > 0, "the call was logged");
         var entry = Assert.Single(AccessLogEntries(client));
         Assert.Contains(" UT ", entry, StringComparison.Ordinal);
     }
+
+    private async Task<GrpcWorkload> StartGreeterAsync(string version)
+    {
+        var greeter = await GrpcWorkload.StartAsync(version, ControlPlane.DiscoveryAddress);
+        Owned.Add(greeter);
+        return greeter;
+    }
+
+    /// <summary>A mesh workload calling the greeter through a gRPC client, with its access log and Istio's metrics served.</summary>
+    private Task<TestWorkload> StartGreeterClientAsync() => StartAsync("frontend", "v1", services: s =>
+    {
+        AccessLogging(s);
+        s.AddGrpcClient<Greeter.GreeterClient>(o => o.Address = new Uri("http://greeter:9080"));
+    }, app: a => a.MapMeshMetrics());
 
     /// <summary>A server outside the mesh: echoes the path, the Host header and x-api-key.</summary>
     private sealed class ExternalServer : IAsyncDisposable

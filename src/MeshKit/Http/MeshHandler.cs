@@ -103,19 +103,20 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 metrics?.Request(destination, (int)response.StatusCode, flags); // else it rides Istio's report, off the request path
             }
 
-            var elapsed = provider.Runtime.Time.GetElapsedTime(started).TotalMilliseconds;
             activity?.SetTag("http.response.status_code", (int)response.StatusCode);
             activity?.SetTag("meshkit.response_flags", flags.Length == 0 ? null : flags);
-            if ((reportIstio || log) && IsGrpc(request) && ResponseDeadline.HasBodyToCome(request, response))
+            if ((reportIstio || log) && ResponseDeadline.HasBodyToCome(request, response))
             {
-                // A gRPC call's outcome is in the trailers after its messages: reported when the body ends, as Envoy
-                // reports a stream when it completes (the status, the messages' bytes and the whole duration).
-                var watched = response.Content as DeadlineContent ?? new DeadlineContent(response.Content);
+                // Reported when the body ends, as Envoy reports a stream when it completes: the whole duration, the
+                // bytes received (a chunked body declares none), what cut it, and a gRPC call's status, which is in
+                // the trailers after its messages. A route timeout's body is watched already.
+                var watched = response.Content as WatchedContent ?? new WatchedContent(response.Content);
                 response.Content = watched;
-                watched.Observe(new ReportAtEnd(this, request, response, destination, flags, requestBytes, started, answer?.Principal, answer?.Metadata, answer?.RoutedTo, reportIstio, log));
+                watched.Observe(ReportAtEnd.Rent(this, request, response, destination, flags, requestBytes, started, answer, reportIstio, log));
                 return response;
             }
 
+            var elapsed = Elapsed(started);
             var responseBytes = response.Content.Headers.ContentLength;
             if (reportIstio)
             {
@@ -237,24 +238,66 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     /// <summary>
     /// The caller's report and access-log entry of a call whose body was still to come, made when the body ends:
     /// the duration to its end, its bytes, and the flag of what cut it (<c>UT</c>: the route timeout; <c>DC</c>: the
-    /// application gave the body up before its end).
+    /// application gave the body up before its end). Reused per thread: a body ends once, and nothing holds the
+    /// report after it has been made.
     /// </summary>
-    private sealed class ReportAtEnd(MeshHandler handler, HttpRequestMessage request, HttpResponseMessage response, string destination, string flags, long requestBytes, long started, string? principal, PeerMetadata? answered, string? routedTo, bool reportIstio, bool log) : BodyEnd
+    private sealed class ReportAtEnd : BodyEnd
     {
+        private MeshHandler? _handler;
+        private HttpRequestMessage? _request;
+        private HttpResponseMessage? _response;
+        private string _destination = string.Empty;
+        private string _flags = string.Empty;
+        private long _requestBytes;
+        private long _started;
+        private string? _principal;
+        private PeerMetadata? _answered;
+        private string? _routedTo;
+        private bool _reportIstio;
+        private bool _log;
+
+        public static ReportAtEnd Rent(MeshHandler handler, HttpRequestMessage request, HttpResponseMessage response, string destination, string flags, long requestBytes, long started, Answer? answer, bool reportIstio, bool log)
+        {
+            var report = PerThread<ReportAtEnd>.Rent();
+            report._handler = handler;
+            report._request = request;
+            report._response = response;
+            report._destination = destination;
+            report._flags = flags;
+            report._requestBytes = requestBytes;
+            report._started = started;
+            report._principal = answer?.Principal;
+            report._answered = answer?.Metadata;
+            report._routedTo = answer?.RoutedTo;
+            report._reportIstio = reportIstio;
+            report._log = log;
+            return report;
+        }
+
         public override void Ended(long bytes, bool complete, bool timedOut)
         {
-            var elapsed = handler.Elapsed(started);
+            var handler = _handler!;
+            var request = _request!;
+            var response = _response!;
+            var elapsed = handler.Elapsed(_started);
             var cut = timedOut ? "UT" : "DC";
-            var ended = complete ? flags : flags.Length == 0 ? cut : flags + "," + cut; // Envoy joins flags with commas
-            if (reportIstio)
+            var ended = complete ? _flags : _flags.Length == 0 ? cut : _flags + "," + cut; // Envoy joins flags with commas
+            if (_reportIstio)
             {
-                handler.ReportAsSource(request, response, destination, ended, requestBytes, bytes, elapsed, principal, answered, routedTo);
+                handler.ReportAsSource(request, response, _destination, ended, _requestBytes, bytes, elapsed, _principal, _answered, _routedTo);
             }
 
-            if (log)
+            if (_log)
             {
-                handler.WriteAccessLog(request, response, destination, ended, elapsed, requestBytes, bytes, principal);
+                handler.WriteAccessLog(request, response, _destination, ended, elapsed, _requestBytes, bytes, _principal);
             }
+
+            _handler = null;
+            _request = null;
+            _response = null;
+            _principal = _routedTo = null;
+            _answered = null;
+            PerThread<ReportAtEnd>.Return(this);
         }
     }
 

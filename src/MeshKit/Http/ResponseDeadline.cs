@@ -62,38 +62,21 @@ internal static class ResponseDeadline
 }
 
 /// <summary>
-/// A response body read under what is left of the route timeout: every read waits at most until the deadline, and a
-/// read past it fails with an <see cref="HttpIOException"/> (<see cref="HttpRequestError.ResponseEnded"/>, a
-/// <see cref="TimeoutException"/> inside) and cuts the upstream stream. The deadline ends when the body does. Without
-/// a deadline, it only watches for the body's end, for a report that belongs there (<see cref="Observe"/>).
+/// A response body watched for its end, for what belongs there: the caller's report of the call (<see cref="Observe"/>),
+/// with the bytes that came. <see cref="DeadlineContent"/> puts it under a route timeout.
 /// </summary>
-internal sealed class DeadlineContent : HttpContent
+internal class WatchedContent : HttpContent
 {
     private readonly HttpContent _inner;
-    private readonly CancellationToken _caller;
-    private readonly UpstreamTimeout _timeout;
-    private readonly bool _timed;
-    private CallDeadline _deadline;
-    private CancellationTokenSource? _linked;
-    private CancellationToken _linkedReader;
+    private readonly long? _declared;
     private int _ended;
     private long _read;
-    private bool _cut;
     private BodyEnd? _observer;
 
-    public DeadlineContent(HttpContent inner, CallDeadline deadline, CancellationToken caller, UpstreamTimeout timeout)
-        : this(inner)
-    {
-        _timed = true;
-        _deadline = deadline;
-        _caller = caller;
-        _timeout = timeout;
-    }
-
-    /// <summary>A body without a deadline, watched for its end only.</summary>
-    public DeadlineContent(HttpContent inner)
+    public WatchedContent(HttpContent inner)
     {
         _inner = inner;
+        _declared = inner.Headers.ContentLength;
         foreach (var header in inner.Headers.NonValidated)
         {
             if (header.Value.Count == 1)
@@ -107,29 +90,43 @@ internal sealed class DeadlineContent : HttpContent
         }
     }
 
-    protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
-        SerializeToStreamAsync(stream, context, CancellationToken.None);
+    /// <summary>Gets whether the body has ended (read to its end, failed, cut or given up).</summary>
+    protected bool HasEnded => Volatile.Read(ref _ended) != 0;
 
-    protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
-    {
-        var complete = false;
-        try
-        {
-            await _inner.CopyToAsync(_observer is null ? stream : new CountingTarget(this, stream), context, TokenFor(cancellationToken)).ConfigureAwait(false);
-            complete = true;
-        }
-        catch (Exception ex) when (Cut(cancellationToken, ex) is { } cut)
-        {
-            throw cut;
-        }
-        finally
-        {
-            End(complete);
-        }
-    }
+    // A reader that took every declared byte need not read on to the end of the stream before disposing it.
+    private bool ReadToDeclaredLength => _declared is { } length && _read >= length;
 
     /// <summary>Has <paramref name="observer"/> told when the body ends, with its bytes (once; at the latest when it is disposed).</summary>
     public void Observe(BodyEnd observer) => _observer = observer;
+
+    protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
+        SerializeToStreamAsync(stream, context, CancellationToken.None);
+
+    protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+    {
+        // A seekable target (HttpClient's buffer) tells how much was written to it; another is counted as it is
+        // written, when someone is told the count. A copy that completes at once costs no async state.
+        var origin = stream.CanSeek ? stream.Position : -1;
+        var target = origin >= 0 || _observer is null ? stream : new CountingTarget(this, stream);
+        Task copy;
+        try
+        {
+            copy = _inner.CopyToAsync(target, context, TokenFor(cancellationToken));
+        }
+        catch (Exception ex)
+        {
+            copy = Task.FromException(ex);
+        }
+
+        if (!copy.IsCompletedSuccessfully)
+        {
+            return CopyAsync(copy, stream, origin, cancellationToken);
+        }
+
+        Copied(stream, origin);
+        End(complete: true);
+        return Task.CompletedTask;
+    }
 
     // A synchronous copy cannot be cancelled by a token: the asynchronous one, waited for (HttpClient.Send's callers
     // chose to block).
@@ -138,8 +135,11 @@ internal sealed class DeadlineContent : HttpContent
 
     protected override Task<Stream> CreateContentReadStreamAsync() => CreateContentReadStreamAsync(CancellationToken.None);
 
-    protected override async Task<Stream> CreateContentReadStreamAsync(CancellationToken cancellationToken) =>
-        new Reader(this, await _inner.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false));
+    protected override Task<Stream> CreateContentReadStreamAsync(CancellationToken cancellationToken)
+    {
+        var inner = _inner.ReadAsStreamAsync(cancellationToken);
+        return inner.IsCompletedSuccessfully ? Task.FromResult<Stream>(new Reader(this, inner.Result)) : ReaderAsync(inner);
+    }
 
     protected override Stream CreateContentReadStream(CancellationToken cancellationToken) => new Reader(this, _inner.ReadAsStream(cancellationToken));
 
@@ -154,51 +154,50 @@ internal sealed class DeadlineContent : HttpContent
     {
         if (disposing)
         {
-            End(complete: false);
+            End(ReadToDeclaredLength);
             _inner.Dispose();
         }
 
         base.Dispose(disposing);
     }
 
-    /// <summary>
-    /// The token a read waits under: the deadline's (which the call's own token cancels too), linked with the
-    /// reader's when it brings another. A reader keeps its token from read to read (a gRPC call's), so the link is
-    /// kept for the next read and ends with the body.
-    /// </summary>
-    private CancellationToken TokenFor(CancellationToken reader)
+    /// <summary>The token a read of the body waits under.</summary>
+    protected virtual CancellationToken TokenFor(CancellationToken reader) => reader;
+
+    /// <summary>The failure a read that failed with <paramref name="failure"/> becomes; null to let it through as it is.</summary>
+    protected virtual HttpIOException? Cut(CancellationToken reader, Exception failure) => null;
+
+    /// <summary>Called once as the body ends; returns whether the route timeout cut it.</summary>
+    protected virtual bool Ending(bool complete) => false;
+
+    private async Task<Stream> ReaderAsync(Task<Stream> inner) => new Reader(this, await inner.ConfigureAwait(false));
+
+    private async Task CopyAsync(Task copy, Stream stream, long origin, CancellationToken cancellationToken)
     {
-        if (!_timed || Volatile.Read(ref _ended) != 0)
+        var complete = false;
+        try
         {
-            return reader; // no deadline, or the body has ended: the deadline's source may serve another call by now
+            await copy.ConfigureAwait(false);
+            complete = true;
         }
-
-        if (!reader.CanBeCanceled || reader == _caller)
+        catch (Exception ex) when (Cut(cancellationToken, ex) is { } cut)
         {
-            return _deadline.Token;
+            throw cut;
         }
-
-        if (_linked is null || reader != _linkedReader)
+        finally
         {
-            _linked?.Dispose();
-            _linked = CancellationTokenSource.CreateLinkedTokenSource(reader, _deadline.Token);
-            _linkedReader = reader;
+            Copied(stream, origin);
+            End(complete);
         }
-
-        return _linked.Token;
     }
 
-    /// <summary>The failure a read past the deadline becomes; null when the read failed for another reason.</summary>
-    private HttpIOException? Cut(CancellationToken reader, Exception failure)
+    // CanSeek is false once the target is disposed.
+    private void Copied(Stream stream, long origin)
     {
-        if (!_timed || Volatile.Read(ref _ended) != 0 || reader.IsCancellationRequested || !_deadline.Passed(_caller))
+        if (origin >= 0 && stream.CanSeek)
         {
-            return null;
+            _read += stream.Position - origin;
         }
-
-        // Remembered: the application may cancel its own token next (a gRPC client does), which hides why later.
-        _cut = true;
-        return new HttpIOException(HttpRequestError.ResponseEnded, $"{_timeout.Message}: the response body had not arrived in full", new TimeoutException(_timeout.Message, failure));
     }
 
     /// <summary>Ends the body once: <paramref name="complete"/> when it was read to its end, else cut or given up.</summary>
@@ -206,20 +205,17 @@ internal sealed class DeadlineContent : HttpContent
     {
         if (Interlocked.Exchange(ref _ended, 1) == 0)
         {
-            // Whether the route timeout cut it, asked before the deadline's source is reset for another call.
-            var timedOut = _cut || (_timed && !complete && _deadline.Passed(_caller));
-            if (_timed)
-            {
-                _linked?.Dispose();
-                _deadline.End();
-            }
+            var timedOut = Ending(complete);
 
-            _observer?.Ended(_read, complete, timedOut);
+            // Let go of the observer before telling it: it may serve another call once told.
+            var observer = _observer;
+            _observer = null;
+            observer?.Ended(_read, complete, timedOut);
         }
     }
 
-    /// <summary>The body's stream, each read under the deadline; the deadline ends at the end of the body.</summary>
-    private sealed class Reader(DeadlineContent owner, Stream inner) : OneWayStream
+    /// <summary>The body's stream, each read under the content's token; the body ends with the stream's end.</summary>
+    private sealed class Reader(WatchedContent owner, Stream inner) : OneWayStream
     {
         public override bool CanRead => true;
 
@@ -271,15 +267,15 @@ internal sealed class DeadlineContent : HttpContent
             if (disposing)
             {
                 inner.Dispose();
-                owner.End(complete: false);
+                owner.End(owner.ReadToDeclaredLength);
             }
 
             base.Dispose(disposing);
         }
     }
 
-    /// <summary>The stream a buffered copy writes to, counted for the observer.</summary>
-    private sealed class CountingTarget(DeadlineContent owner, Stream inner) : OneWayStream
+    /// <summary>The stream a copy writes to, counted for the observer.</summary>
+    private sealed class CountingTarget(WatchedContent owner, Stream inner) : OneWayStream
     {
         public override bool CanRead => false;
 
@@ -306,7 +302,69 @@ internal sealed class DeadlineContent : HttpContent
     }
 }
 
-/// <summary>What is told when a watched response body ends (<see cref="DeadlineContent.Observe"/>).</summary>
+/// <summary>
+/// A response body read under what is left of the route timeout: every read waits at most until the deadline, and a
+/// read past it fails with an <see cref="HttpIOException"/> (<see cref="HttpRequestError.ResponseEnded"/>, a
+/// <see cref="TimeoutException"/> inside) and cuts the upstream stream. The deadline ends when the body does.
+/// </summary>
+internal sealed class DeadlineContent(HttpContent inner, CallDeadline deadline, CancellationToken caller, UpstreamTimeout timeout) : WatchedContent(inner)
+{
+    private CallDeadline _deadline = deadline;
+    private CancellationTokenSource? _linked;
+    private CancellationToken _linkedReader;
+    private bool _cut;
+
+    /// <summary>
+    /// The token a read waits under: the deadline's (which the call's own token cancels too), linked with the
+    /// reader's when it brings another. A reader keeps its token from read to read (a gRPC call's), so the link is
+    /// kept for the next read and ends with the body.
+    /// </summary>
+    protected override CancellationToken TokenFor(CancellationToken reader)
+    {
+        if (HasEnded)
+        {
+            return reader; // the body has ended: the deadline's source may serve another call by now
+        }
+
+        if (!reader.CanBeCanceled || reader == caller)
+        {
+            return _deadline.Token;
+        }
+
+        if (_linked is null || reader != _linkedReader)
+        {
+            _linked?.Dispose();
+            _linked = CancellationTokenSource.CreateLinkedTokenSource(reader, _deadline.Token);
+            _linkedReader = reader;
+        }
+
+        return _linked.Token;
+    }
+
+    /// <summary>The failure a read past the deadline becomes; null when the read failed for another reason.</summary>
+    protected override HttpIOException? Cut(CancellationToken reader, Exception failure)
+    {
+        if (HasEnded || reader.IsCancellationRequested || !_deadline.Passed(caller))
+        {
+            return null;
+        }
+
+        // Remembered: the application may cancel its own token next (a gRPC client does), which hides why later.
+        _cut = true;
+        return new HttpIOException(HttpRequestError.ResponseEnded, $"{timeout.Message}: the response body had not arrived in full", new TimeoutException(timeout.Message, failure));
+    }
+
+    protected override bool Ending(bool complete)
+    {
+        // Whether the route timeout cut it, asked before the deadline's source is reset for another call.
+        var timedOut = _cut || (!complete && _deadline.Passed(caller));
+        _linked?.Dispose();
+        _deadline.End();
+        return timedOut;
+    }
+}
+
+/// <summary>What is told when a watched response body ends (<see cref="WatchedContent.Observe"/>).</summary>
 internal abstract class BodyEnd
 {
     /// <summary>

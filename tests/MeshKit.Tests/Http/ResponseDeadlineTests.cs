@@ -134,6 +134,81 @@ public sealed class ResponseDeadlineTests
         Assert.Equal(5, sink.Length);
     }
 
+    [Theory]
+    [InlineData("buffered", 10, true)]
+    [InlineData("copied to a pipe", 10, true)]
+    [InlineData("read to its end", 10, true)]
+    [InlineData("read to its declared length", 10, true)]
+    [InlineData("read in part", 4, false)]
+    [InlineData("disposed unread", 0, false)]
+    public async Task AWatchedBody_TellsItsEnd_OnceWithTheBytesThatCame(string how, long bytes, bool complete)
+    {
+        var inner = new StreamContent(new MemoryStream(Encoding.UTF8.GetBytes("whole body")));
+        inner.Headers.ContentLength = how == "read to its declared length" ? 10 : null;
+        var watched = new WatchedContent(inner);
+        var told = new Told();
+        watched.Observe(told);
+
+        switch (how)
+        {
+            case "buffered":
+                Assert.Equal("whole body", await watched.ReadAsStringAsync());
+                break;
+            case "copied to a pipe": // a target that cannot tell its length
+                var pipe = new System.IO.Pipelines.Pipe();
+                await watched.CopyToAsync(pipe.Writer.AsStream());
+                break;
+            case "read to its end":
+                await using (var stream = await watched.ReadAsStreamAsync())
+                {
+                    Assert.Equal("whole body", await new StreamReader(stream).ReadToEndAsync());
+                }
+
+                break;
+            case "read to its declared length": // and disposed without the read that finds the end
+                await using (var stream = await watched.ReadAsStreamAsync())
+                {
+                    stream.ReadExactly(new byte[10]);
+                }
+
+                break;
+            case "read in part":
+                await using (var stream = await watched.ReadAsStreamAsync())
+                {
+                    stream.ReadExactly(new byte[4]);
+                }
+
+                break;
+        }
+
+        watched.Dispose();
+        Assert.Equal([(bytes, complete, false)], told.Ends);
+    }
+
+    [Fact]
+    public void ABodyCutByTheDeadline_IsToldAsTimedOut()
+    {
+        var time = new FakeTimeProvider();
+        using var response = Stalled(time, out var stream);
+        var told = new Told();
+        ((WatchedContent)response.Content).Observe(told);
+
+        var read = Task.Run(async () => await (await response.Content.ReadAsStreamAsync()).ReadAsync(new byte[64]) + await (await response.Content.ReadAsStreamAsync()).ReadAsync(new byte[64]));
+        Assert.True(SpinWait.SpinUntil(() => stream.Waiting, TimeSpan.FromSeconds(30)), "the read waits for the rest of the body");
+        time.Advance(TimeSpan.FromSeconds(2));
+
+        Assert.IsType<HttpIOException>(Assert.ThrowsAny<Exception>(() => read.GetAwaiter().GetResult()));
+        response.Dispose();
+        Assert.Equal([(5L, false, true)], told.Ends);
+    }
+
+    private sealed class Told : BodyEnd
+    {
+        public List<(long Bytes, bool Complete, bool TimedOut)> Ends { get; } = [];
+
+        public override void Ended(long bytes, bool complete, bool timedOut) => Ends.Add((bytes, complete, timedOut));
+    }
+
     private static HttpResponseMessage Stalled(FakeTimeProvider time, out StallingStream stream, CancellationToken caller = default)
     {
         stream = new StallingStream("first"u8.ToArray());

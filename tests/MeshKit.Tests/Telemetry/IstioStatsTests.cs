@@ -196,6 +196,79 @@ public sealed partial class IstioStatsTests : MeshTestBase
     }
 
     [Fact]
+    public async Task AnHttpCall_IsReportedByItsCaller_WhenItsBodyEnds_WithTheBytesReceived_AndWhatCutIt()
+    {
+        // Envoy reports a stream when it completes: a streamed body's bytes (it declares no length), the time to its
+        // last byte, UT when the route timeout cut the body after the headers, DC when the application gave it up.
+        static void Map(WebApplication app) => app.MapMeshMetrics();
+        var reviews = await StartAsync("reviews", "v1");
+        reviews.Behavior = async context =>
+        {
+            if (context.Request.Path == "/known")
+            {
+                context.Response.ContentLength = 1000;
+            }
+
+            await context.Response.Body.WriteAsync(new byte[700], context.RequestAborted);
+            await context.Response.Body.FlushAsync(context.RequestAborted); // the headers go
+            var pause = context.Request.Path == "/stall" ? TimeSpan.FromSeconds(30) : TimeSpan.FromMilliseconds(400);
+            await Task.Delay(pause, context.RequestAborted);
+            await context.Response.Body.WriteAsync(new byte[300], context.RequestAborted);
+            return Results.Empty;
+        };
+        var productpage = await StartAsync("productpage", "v1", services: AccessLogging, app: Map);
+        ControlPlane.WriteConfig("reviews.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http:
+              - { name: stall, match: [{ uri: { exact: /stall } }], timeout: 3s, retries: { attempts: 0 }, route: [{ destination: { host: reviews } }] }
+              - { name: rest, route: [{ destination: { host: reviews } }] }
+            """);
+        await Eventually.TrueAsync(() => productpage.Snapshot.TryResolve("reviews", out var s) && s.Routes.Length == 2 && productpage.Endpoints(ReviewsHost) == 1, "the routes apply");
+        var http = productpage.CreateClient();
+
+        // Streamed, buffered by HttpClient: 1,000 bytes and the 400 ms the body took after its headers.
+        Assert.Equal(1000, (await http.GetByteArrayAsync("http://reviews/streamed")).Length);
+
+        // Of declared length, read to its last declared byte and disposed: complete.
+        using (var known = await http.GetAsync("http://reviews/known", HttpCompletionOption.ResponseHeadersRead))
+        {
+            await using var body = await known.Content.ReadAsStreamAsync();
+            body.ReadExactly(new byte[1000]);
+        }
+
+        // Cut by the route timeout after its headers came: the call fails, the response was a 200 cut short.
+        var cut = await Assert.ThrowsAsync<HttpRequestException>(() => http.GetAsync("http://reviews/stall"));
+        Assert.IsType<HttpIOException>(cut.InnerException);
+
+        // Given up: the headers read, the body disposed unread.
+        using (var unread = await http.GetAsync("http://reviews/streamed", HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.Equal(HttpStatusCode.OK, unread.StatusCode);
+        }
+
+        using var scraper = new HttpClient();
+        var samples = (await ScrapeAsync(scraper, productpage)).Where(s => s.Labels.GetValueOrDefault("reporter") == "source").ToList();
+        double Value(string name, string flags) => samples.Single(s => s.Name == name && s.Labels["response_flags"] == flags).Value;
+        Assert.Equal(2, Value("istio_requests_total", "-"));
+        Assert.Equal(2000, Value("istio_response_bytes_sum", "-"));
+        Assert.True(Value("istio_request_duration_milliseconds_sum", "-") >= 790, "the two bodies' 400 ms are in the caller's durations");
+        Assert.Equal(700, Value("istio_response_bytes_sum", "UT"));
+        Assert.Equal("200", samples.Single(s => s.Name == "istio_requests_total" && s.Labels["response_flags"] == "UT").Labels["response_code"]);
+        Assert.Equal(0, Value("istio_response_bytes_sum", "DC"));
+        Assert.Equal("200", samples.Single(s => s.Name == "istio_requests_total" && s.Labels["response_flags"] == "DC").Labels["response_code"]);
+
+        var entries = AccessLogEntries(productpage);
+        Assert.Contains(entries, e => e.StartsWith("GET reviews/streamed route=rest ", StringComparison.Ordinal) && e.Contains(" 200 - ", StringComparison.Ordinal) && e.Contains(" received=1000 ", StringComparison.Ordinal));
+        Assert.Contains(entries, e => e.StartsWith("GET reviews/known route=rest ", StringComparison.Ordinal) && e.Contains(" 200 - ", StringComparison.Ordinal) && e.Contains(" received=1000 ", StringComparison.Ordinal));
+        Assert.Contains(entries, e => e.StartsWith("GET reviews/stall route=stall ", StringComparison.Ordinal) && e.Contains(" 200 UT ", StringComparison.Ordinal) && e.Contains(" received=700 ", StringComparison.Ordinal));
+        Assert.Contains(entries, e => e.StartsWith("GET reviews/streamed route=rest ", StringComparison.Ordinal) && e.Contains(" 200 DC ", StringComparison.Ordinal) && e.Contains(" received=0 ", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task ACompressedJsonResult_IsServedWhole_AndSizedAsSent()
     {
         // ASP.NET Core's response compression after the mesh's middleware wraps the metered body: the JSON serializer

@@ -40,7 +40,7 @@ public sealed record SpanTagSource(string Kind, string Value, string? DefaultVal
 public sealed record AccessLogOverride(string Mode, bool Disabled, string? Filter = null);
 
 /// <summary>One <c>spec.metrics[].overrides[]</c> entry.</summary>
-/// <param name="Metric">Gets <c>match.metric</c>: <c>ALL_METRICS</c> (the default), <c>REQUEST_COUNT</c>, <c>REQUEST_DURATION</c>, <c>REQUEST_SIZE</c> or <c>RESPONSE_SIZE</c>.</param>
+/// <param name="Metric">Gets <c>match.metric</c>: <c>ALL_METRICS</c> (the default), <c>REQUEST_COUNT</c>, <c>REQUEST_DURATION</c>, <c>REQUEST_SIZE</c>, <c>RESPONSE_SIZE</c>, <c>GRPC_REQUEST_MESSAGES</c> or <c>GRPC_RESPONSE_MESSAGES</c>.</param>
 /// <param name="Mode">Gets <c>match.mode</c>: <c>CLIENT_AND_SERVER</c> (the default), <c>CLIENT</c> or <c>SERVER</c>.</param>
 /// <param name="Disabled">Gets <c>disabled</c>; <see langword="null"/> leaves what a parent decided.</param>
 /// <param name="RemovedTags">Gets the labels of <c>tagOverrides</c> with <c>operation: REMOVE</c>.</param>

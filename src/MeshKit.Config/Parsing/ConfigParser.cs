@@ -1572,7 +1572,7 @@ public static class ConfigParser
     // Telemetry changes what is reported, never who may call: fields MeshKit does not act on are warnings.
     private static readonly string[] IstioMetricNames = ["ALL_METRICS", .. IstioStandardMetrics.Metrics];
     private static readonly string[] IstioTcpAndGrpcMetrics =
-        ["TCP_OPENED_CONNECTIONS", "TCP_CLOSED_CONNECTIONS", "TCP_SENT_BYTES", "TCP_RECEIVED_BYTES", "GRPC_REQUEST_MESSAGES", "GRPC_RESPONSE_MESSAGES"];
+        ["TCP_OPENED_CONNECTIONS", "TCP_CLOSED_CONNECTIONS", "TCP_SENT_BYTES", "TCP_RECEIVED_BYTES"];
 
     private static readonly string[] WorkloadModes = ["CLIENT_AND_SERVER", "CLIENT", "SERVER"];
 
@@ -1723,7 +1723,7 @@ public static class ConfigParser
             {
                 if (IstioTcpAndGrpcMetrics.Contains(name))
                 {
-                    match.Context.Warning(match.Get("metric"), match.ChildPath("metric"), $"MeshKit reports no {name} metric (HTTP and gRPC requests only); the override is ignored");
+                    match.Context.Warning(match.Get("metric"), match.ChildPath("metric"), $"MeshKit reports no {name} metric (HTTP and gRPC requests only, no TCP connections); the override is ignored");
                     applies = false;
                 }
                 else if (!IstioMetricNames.Contains(name))

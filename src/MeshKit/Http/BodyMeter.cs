@@ -14,24 +14,30 @@ namespace MeshKit.Http;
 /// <remarks>
 /// The response's body feature is wrapped (one small object per request; its stream and writer only when the
 /// application asks for them); a request's body only when it has one of unknown length, so a GET or a request with a
-/// <c>Content-Length</c> pays nothing. The counts are the bytes the application wrote and read.
+/// <c>Content-Length</c> pays nothing. The counts are the bytes the application wrote and read, and for a gRPC call
+/// the messages in them (<see cref="GrpcFrames"/>).
 /// </remarks>
-internal sealed class BodyMeter : PipeWriter, IHttpResponseBodyFeature
+internal sealed class BodyMeter : PipeWriter, IHttpResponseBodyFeature, IBodyTally
 {
     private readonly IHttpResponseBodyFeature _inner;
     private readonly RequestMeter? _request;
+    private readonly GrpcFrames? _messages; // a gRPC call's only
     private long _sent;
     private PipeWriter? _writer;
-    private CountingStream? _stream;
+    private CountingWriteStream? _stream;
 
-    private BodyMeter(IHttpResponseBodyFeature inner, RequestMeter? request)
+    private BodyMeter(IHttpResponseBodyFeature inner, RequestMeter? request, bool grpc)
     {
         _inner = inner;
         _request = request;
+        _messages = grpc ? new GrpcFrames() : null;
     }
 
-    /// <summary>Puts the meter on <paramref name="context"/>'s response body (and its request body when its length is unknown).</summary>
-    public static BodyMeter Install(HttpContext context)
+    /// <summary>
+    /// Puts the meter on <paramref name="context"/>'s response body (and its request body when its length is unknown);
+    /// for a <paramref name="grpc"/> call, it counts the messages too.
+    /// </summary>
+    public static BodyMeter Install(HttpContext context, bool grpc)
     {
         var features = context.Features;
         RequestMeter? request = null;
@@ -40,12 +46,12 @@ internal sealed class BodyMeter : PipeWriter, IHttpResponseBodyFeature
             // Both ways into the body: the stream, and the pipe reader Kestrel hands out (taken before the stream is
             // replaced, or Kestrel would adapt the new stream instead).
             var reader = context.Request.BodyReader;
-            request = new RequestMeter(reader, context.Request.Body);
+            request = new RequestMeter(reader, context.Request.Body, grpc);
             context.Request.Body = request.Stream;
             features.Set<IRequestBodyPipeFeature>(request);
         }
 
-        var meter = new BodyMeter(features.GetRequiredFeature<IHttpResponseBodyFeature>(), request);
+        var meter = new BodyMeter(features.GetRequiredFeature<IHttpResponseBodyFeature>(), request, grpc);
         features.Set<IHttpResponseBodyFeature>(meter);
         return meter;
     }
@@ -56,7 +62,13 @@ internal sealed class BodyMeter : PipeWriter, IHttpResponseBodyFeature
     /// <summary>Gets the request's body bytes: its <c>Content-Length</c> when it declared one, else what the application read.</summary>
     public long Received(HttpRequest request) => request.ContentLength ?? _request?.Read ?? 0;
 
-    public Stream Stream => _stream ??= new CountingStream(this, _inner.Stream);
+    /// <summary>Gets the gRPC messages the application read (0 unless the meter counts messages).</summary>
+    public long MessagesReceived => _request?.Messages ?? 0;
+
+    /// <summary>Gets the gRPC messages the application sent (0 unless the meter counts messages).</summary>
+    public long MessagesSent => _messages?.Count ?? 0;
+
+    public Stream Stream => _stream ??= new CountingWriteStream(this, _inner.Stream);
 
     // The meter is the response's pipe writer itself: one object per request for the common case (an application
     // writing through the pipe, as ASP.NET Core's results do).
@@ -83,16 +95,23 @@ internal sealed class BodyMeter : PipeWriter, IHttpResponseBodyFeature
     public override void Advance(int bytes)
     {
         Count(bytes);
+        if (_messages is { } messages)
+        {
+            messages.Add(messages.Lent.Span[..bytes]);
+            messages.Lent = default;
+        }
+
         Inner.Advance(bytes);
     }
 
-    public override Memory<byte> GetMemory(int sizeHint = 0) => Inner.GetMemory(sizeHint);
+    // For a gRPC call the memory lent is remembered, so that Advance can read what was written into it.
+    public override Memory<byte> GetMemory(int sizeHint = 0) => _messages is { } messages ? messages.Lent = Inner.GetMemory(sizeHint) : Inner.GetMemory(sizeHint);
 
-    public override Span<byte> GetSpan(int sizeHint = 0) => Inner.GetSpan(sizeHint);
+    public override Span<byte> GetSpan(int sizeHint = 0) => _messages is { } messages ? (messages.Lent = Inner.GetMemory(sizeHint)).Span : Inner.GetSpan(sizeHint);
 
     public override ValueTask<FlushResult> WriteAsync(ReadOnlyMemory<byte> source, CancellationToken cancellationToken = default)
     {
-        Count(source.Length);
+        Count(source.Span);
         return Inner.WriteAsync(source, cancellationToken);
     }
 
@@ -107,53 +126,27 @@ internal sealed class BodyMeter : PipeWriter, IHttpResponseBodyFeature
     // A response is written by one writer at a time (ASP.NET Core's rule), and read here after the pipeline ended.
     private void Count(long bytes) => _sent += bytes;
 
-    /// <summary>The response body as a stream: what is written is counted, then passed on.</summary>
-    private sealed class CountingStream(BodyMeter meter, Stream inner) : OneWayStream
+    /// <summary>Counts what the application wrote through the response's stream.</summary>
+    public void Count(ReadOnlySpan<byte> written)
     {
-        public override bool CanRead => false;
-
-        public override bool CanWrite => true;
-
-        public override void Write(byte[] buffer, int offset, int count)
-        {
-            meter.Count(count);
-            inner.Write(buffer, offset, count);
-        }
-
-        public override void Write(ReadOnlySpan<byte> buffer)
-        {
-            meter.Count(buffer.Length);
-            inner.Write(buffer);
-        }
-
-        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
-        {
-            meter.Count(count);
-            return inner.WriteAsync(buffer, offset, count, cancellationToken);
-        }
-
-        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
-        {
-            meter.Count(buffer.Length);
-            return inner.WriteAsync(buffer, cancellationToken);
-        }
-
-        public override void Flush() => inner.Flush();
-
-        public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+        _sent += written.Length;
+        _messages?.Add(written);
     }
 
     /// <summary>
     /// A request body of unknown length (chunked, or an HTTP/2 stream such as a gRPC call's), counted as the
     /// application reads it, through either the stream or the pipe reader.
     /// </summary>
-    private sealed class RequestMeter(PipeReader reader, Stream body) : PipeReader, IRequestBodyPipeFeature
+    private sealed class RequestMeter(PipeReader reader, Stream body, bool grpc) : PipeReader, IRequestBodyPipeFeature
     {
+        private readonly GrpcFrames? _messages = grpc ? new GrpcFrames() : null;
         private long _read;
         private ReadOnlySequence<byte> _last;
         private ReadStream? _stream;
 
         public long Read => _read;
+
+        public long Messages => _messages?.Count ?? 0;
 
         public Stream Stream => _stream ??= new ReadStream(this, body);
 
@@ -205,7 +198,9 @@ internal sealed class BodyMeter : PipeWriter, IHttpResponseBodyFeature
 
         private void Consumed(SequencePosition consumed)
         {
-            _read += _last.Slice(_last.Start, consumed).Length;
+            var read = _last.Slice(_last.Start, consumed);
+            _read += read.Length;
+            _messages?.Add(read);
             _last = default;
         }
 
@@ -215,7 +210,11 @@ internal sealed class BodyMeter : PipeWriter, IHttpResponseBodyFeature
 
         public override ValueTask CompleteAsync(Exception? exception = null) => reader.CompleteAsync(exception);
 
-        private void Count(int bytes) => _read += bytes;
+        private void Count(ReadOnlySpan<byte> read)
+        {
+            _read += read.Length;
+            _messages?.Add(read);
+        }
 
         /// <summary>The request body as a stream: what is read is counted.</summary>
         private sealed class ReadStream(RequestMeter meter, Stream inner) : OneWayStream
@@ -227,28 +226,28 @@ internal sealed class BodyMeter : PipeWriter, IHttpResponseBodyFeature
             public override int Read(byte[] buffer, int offset, int count)
             {
                 var read = inner.Read(buffer, offset, count);
-                meter.Count(read);
+                meter.Count(buffer.AsSpan(offset, read));
                 return read;
             }
 
             public override int Read(Span<byte> buffer)
             {
                 var read = inner.Read(buffer);
-                meter.Count(read);
+                meter.Count(buffer[..read]);
                 return read;
             }
 
             public override async Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
             {
                 var read = await inner.ReadAsync(buffer.AsMemory(offset, count), cancellationToken).ConfigureAwait(false);
-                meter.Count(read);
+                meter.Count(buffer.AsSpan(offset, read));
                 return read;
             }
 
             public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
             {
                 var read = await inner.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
-                meter.Count(read);
+                meter.Count(buffer.Span[..read]);
                 return read;
             }
         }

@@ -93,6 +93,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         var started = provider.Runtime.Time.GetTimestamp();
         var destination = request.RequestUri?.IdnHost ?? string.Empty;
         var requestBytes = request.Content?.Headers.ContentLength ?? 0;
+        var counted = reportIstio || log ? CountedContent.Install(request, IsGrpc(request)) : null;
         var answer = RecordsPeers ? PerThread<Answer>.Rent() : null;
         try
         {
@@ -112,20 +113,21 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 // the trailers after its messages. A route timeout's body is watched already.
                 var watched = response.Content as WatchedContent ?? new WatchedContent(response.Content);
                 response.Content = watched;
-                watched.Observe(ReportAtEnd.Rent(this, request, response, destination, flags, requestBytes, started, answer, reportIstio, log));
+                watched.Observe(ReportAtEnd.Rent(this, request, response, destination, flags, requestBytes, counted, started, answer, reportIstio, log), countMessages: reportIstio && IsGrpc(request));
                 return response;
             }
 
             var elapsed = Elapsed(started);
             var responseBytes = response.Content.Headers.ContentLength;
+            var sent = counted?.Sent ?? requestBytes;
             if (reportIstio)
             {
-                ReportAsSource(request, response, destination, flags, requestBytes, responseBytes, elapsed, answer?.Principal, answer?.Metadata, answer?.RoutedTo);
+                ReportAsSource(request, response, destination, flags, sent, counted?.Messages ?? 0, responseBytes, 0, elapsed, answer?.Principal, answer?.Metadata, answer?.RoutedTo);
             }
 
             if (log)
             {
-                WriteAccessLog(request, response, destination, flags, elapsed, requestBytes, responseBytes, answer?.Principal);
+                WriteAccessLog(request, response, destination, flags, elapsed, sent, responseBytes, answer?.Principal);
             }
 
             return response;
@@ -140,7 +142,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             activity?.SetTag("meshkit.response_flags", flag);
             if (reportIstio)
             {
-                ReportAsSource(request, null, destination, flag, requestBytes, null, elapsed, answer?.Principal, answer?.Metadata, answer?.RoutedTo);
+                ReportAsSource(request, null, destination, flag, counted?.Sent ?? requestBytes, counted?.Messages ?? 0, null, 0, elapsed, answer?.Principal, answer?.Metadata, answer?.RoutedTo);
             }
             else
             {
@@ -149,7 +151,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
             if (log)
             {
-                WriteAccessLog(request, null, destination, flag, elapsed, requestBytes, null, answer?.Principal);
+                WriteAccessLog(request, null, destination, flag, elapsed, counted?.Sent ?? requestBytes, null, answer?.Principal);
             }
 
             throw;
@@ -192,7 +194,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     }
 
     /// <summary>The caller's side of Istio's standard metrics (<c>reporter="source"</c>).</summary>
-    private void ReportAsSource(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, long requestBytes, long? responseBytes, double milliseconds, string? principal, PeerMetadata? answered, string? routedTo)
+    private void ReportAsSource(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, long requestBytes, long requestMessages, long? responseBytes, long responseMessages, double milliseconds, string? principal, PeerMetadata? answered, string? routedTo)
     {
         // The destination service is the one the call was routed to, as Istio reports the upstream cluster's service.
         var snapshot = provider.Current;
@@ -227,7 +229,9 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             destination,
             snapshot.Reports?.Client is { HasValues: true } side
                 ? Telemetry.OutboundAttributes.Values(side, request, response, destination, milliseconds, requestBytes, responseBytes, request.Options.TryGetValue(MeshActivity.RouteName, out var route) ? route : null, principal)
-                : null));
+                : null,
+            requestMessages,
+            responseMessages));
     }
 
     private double Elapsed(long started) => provider.Runtime.Time.GetElapsedTime(started).TotalMilliseconds;
@@ -249,6 +253,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         private string _destination = string.Empty;
         private string _flags = string.Empty;
         private long _requestBytes;
+        private CountedContent? _counted;
         private long _started;
         private string? _principal;
         private PeerMetadata? _answered;
@@ -256,7 +261,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         private bool _reportIstio;
         private bool _log;
 
-        public static ReportAtEnd Rent(MeshHandler handler, HttpRequestMessage request, HttpResponseMessage response, string destination, string flags, long requestBytes, long started, Answer? answer, bool reportIstio, bool log)
+        public static ReportAtEnd Rent(MeshHandler handler, HttpRequestMessage request, HttpResponseMessage response, string destination, string flags, long requestBytes, CountedContent? counted, long started, Answer? answer, bool reportIstio, bool log)
         {
             var report = PerThread<ReportAtEnd>.Rent();
             report._handler = handler;
@@ -265,6 +270,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             report._destination = destination;
             report._flags = flags;
             report._requestBytes = requestBytes;
+            report._counted = counted;
             report._started = started;
             report._principal = answer?.Principal;
             report._answered = answer?.Metadata;
@@ -274,7 +280,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             return report;
         }
 
-        public override void Ended(long bytes, bool complete, bool timedOut)
+        public override void Ended(long bytes, long messages, bool complete, bool timedOut)
         {
             var handler = _handler!;
             var request = _request!;
@@ -282,19 +288,21 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             var elapsed = handler.Elapsed(_started);
             var cut = timedOut ? "UT" : "DC";
             var ended = complete ? _flags : _flags.Length == 0 ? cut : _flags + "," + cut; // Envoy joins flags with commas
+            var sent = _counted?.Sent ?? _requestBytes;
             if (_reportIstio)
             {
-                handler.ReportAsSource(request, response, _destination, ended, _requestBytes, bytes, elapsed, _principal, _answered, _routedTo);
+                handler.ReportAsSource(request, response, _destination, ended, sent, _counted?.Messages ?? 0, bytes, messages, elapsed, _principal, _answered, _routedTo);
             }
 
             if (_log)
             {
-                handler.WriteAccessLog(request, response, _destination, ended, elapsed, _requestBytes, bytes, _principal);
+                handler.WriteAccessLog(request, response, _destination, ended, elapsed, sent, bytes, _principal);
             }
 
             _handler = null;
             _request = null;
             _response = null;
+            _counted = null;
             _principal = _routedTo = null;
             _answered = null;
             PerThread<ReportAtEnd>.Return(this);

@@ -123,7 +123,8 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         var started = time.GetTimestamp();
         var status = 0;
         var flags = string.Empty;
-        var bodies = BodyMeter.Install(context);
+        var grpc = context.Request.ContentType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
+        var bodies = BodyMeter.Install(context, grpc);
         try
         {
             await AfterIdentityAsync(context, snapshot, peer).ConfigureAwait(false);
@@ -145,7 +146,6 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
             // The mesh's own metrics endpoint is not a call of the mesh: a sidecar serves its stats off its listeners.
             if (istio.Stats is null || context.GetEndpoint()?.Metadata.GetMetadata<Telemetry.IstioStats.Scrape>() is null)
             {
-                var grpc = context.Request.ContentType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
                 string? grpcStatus = null;
                 if (grpc)
                 {
@@ -192,7 +192,9 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
                     received,
                     sent,
                     snapshot.Reports,
-                    Values: snapshot.Reports?.Server is { HasValues: true } side ? Telemetry.InboundAttributes.Values(side, context, status, elapsed, peer?.ToString(), received, sent) : null));
+                    Values: snapshot.Reports?.Server is { HasValues: true } side ? Telemetry.InboundAttributes.Values(side, context, status, elapsed, peer?.ToString(), received, sent) : null,
+                    RequestMessages: bodies.MessagesReceived,
+                    ResponseMessages: bodies.MessagesSent));
             }
         }
     }

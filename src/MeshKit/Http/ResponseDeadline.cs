@@ -65,29 +65,20 @@ internal static class ResponseDeadline
 /// A response body watched for its end, for what belongs there: the caller's report of the call (<see cref="Observe"/>),
 /// with the bytes that came. <see cref="DeadlineContent"/> puts it under a route timeout.
 /// </summary>
-internal class WatchedContent : HttpContent
+internal class WatchedContent : HttpContent, IBodyTally
 {
     private readonly HttpContent _inner;
     private readonly long? _declared;
     private int _ended;
     private long _read;
+    private GrpcFrames? _messages; // when a gRPC call's messages are counted
     private BodyEnd? _observer;
 
     public WatchedContent(HttpContent inner)
     {
         _inner = inner;
         _declared = inner.Headers.ContentLength;
-        foreach (var header in inner.Headers.NonValidated)
-        {
-            if (header.Value.Count == 1)
-            {
-                Headers.TryAddWithoutValidation(header.Key, header.Value.ToString());
-            }
-            else
-            {
-                Headers.TryAddWithoutValidation(header.Key, header.Value);
-            }
-        }
+        CountedContent.CopyHeaders(inner, this);
     }
 
     /// <summary>Gets whether the body has ended (read to its end, failed, cut or given up).</summary>
@@ -96,8 +87,22 @@ internal class WatchedContent : HttpContent
     // A reader that took every declared byte need not read on to the end of the stream before disposing it.
     private bool ReadToDeclaredLength => _declared is { } length && _read >= length;
 
-    /// <summary>Has <paramref name="observer"/> told when the body ends, with its bytes (once; at the latest when it is disposed).</summary>
-    public void Observe(BodyEnd observer) => _observer = observer;
+    /// <summary>
+    /// Has <paramref name="observer"/> told when the body ends, with its bytes (once; at the latest when it is
+    /// disposed), and its gRPC messages when <paramref name="countMessages"/>.
+    /// </summary>
+    public void Observe(BodyEnd observer, bool countMessages)
+    {
+        _observer = observer;
+        _messages = countMessages ? new GrpcFrames() : null;
+    }
+
+    /// <summary>Counts bytes of the body as they go by.</summary>
+    public void Count(ReadOnlySpan<byte> read)
+    {
+        _read += read.Length;
+        _messages?.Add(read);
+    }
 
     protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
         SerializeToStreamAsync(stream, context, CancellationToken.None);
@@ -105,9 +110,10 @@ internal class WatchedContent : HttpContent
     protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
     {
         // A seekable target (HttpClient's buffer) tells how much was written to it; another is counted as it is
-        // written, when someone is told the count. A copy that completes at once costs no async state.
-        var origin = stream.CanSeek ? stream.Position : -1;
-        var target = origin >= 0 || _observer is null ? stream : new CountingTarget(this, stream);
+        // written, when someone is told the count (and messages are counted as they go by). A copy that completes at
+        // once costs no async state.
+        var origin = stream.CanSeek && _messages is null ? stream.Position : -1;
+        var target = origin >= 0 || _observer is null ? stream : new CountingWriteStream(this, stream);
         Task copy;
         try
         {
@@ -210,7 +216,7 @@ internal class WatchedContent : HttpContent
             // Let go of the observer before telling it: it may serve another call once told.
             var observer = _observer;
             _observer = null;
-            observer?.Ended(_read, complete, timedOut);
+            observer?.Ended(_read, _messages?.Count ?? 0, complete, timedOut);
         }
     }
 
@@ -227,7 +233,7 @@ internal class WatchedContent : HttpContent
             try
             {
                 var read = await inner.ReadAsync(buffer, owner.TokenFor(cancellationToken)).ConfigureAwait(false);
-                owner._read += read;
+                owner.Count(buffer.Span[..read]);
                 if (read == 0 && buffer.Length > 0)
                 {
                     owner.End(complete: true);
@@ -272,33 +278,6 @@ internal class WatchedContent : HttpContent
 
             base.Dispose(disposing);
         }
-    }
-
-    /// <summary>The stream a copy writes to, counted for the observer.</summary>
-    private sealed class CountingTarget(WatchedContent owner, Stream inner) : OneWayStream
-    {
-        public override bool CanRead => false;
-
-        public override bool CanWrite => true;
-
-        public override void Write(byte[] buffer, int offset, int count)
-        {
-            owner._read += count;
-            inner.Write(buffer, offset, count);
-        }
-
-        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
-        {
-            owner._read += buffer.Length;
-            return inner.WriteAsync(buffer, cancellationToken);
-        }
-
-        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-        public override void Flush() => inner.Flush();
-
-        public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
     }
 }
 
@@ -368,8 +347,9 @@ internal sealed class DeadlineContent(HttpContent inner, CallDeadline deadline, 
 internal abstract class BodyEnd
 {
     /// <summary>
-    /// The body ended after <paramref name="bytes"/> bytes: read to its end (<paramref name="complete"/>), or cut by the
-    /// route timeout (<paramref name="timedOut"/>), or failed or given up by the application.
+    /// The body ended after <paramref name="bytes"/> bytes (<paramref name="messages"/> gRPC messages, when counted):
+    /// read to its end (<paramref name="complete"/>), or cut by the route timeout (<paramref name="timedOut"/>), or
+    /// failed or given up by the application.
     /// </summary>
-    public abstract void Ended(long bytes, bool complete, bool timedOut);
+    public abstract void Ended(long bytes, long messages, bool complete, bool timedOut);
 }

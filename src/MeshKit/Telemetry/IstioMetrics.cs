@@ -26,8 +26,13 @@ internal readonly record struct RequestReport(
     ReportPolicy? Policy = null,
     MeshMetrics? Counted = null,
     string? CountedHost = null,
-    string[]? Values = null)
+    string[]? Values = null,
+    long RequestMessages = 0,
+    long ResponseMessages = 0)
 {
+    /// <summary>Gets whether the report is of a gRPC call: only those count messages.</summary>
+    public bool IsGrpc => Protocol == "grpc";
+
     /// <summary>
     /// Whether <paramref name="other"/> has the same labels, told by reference: a steady stream of calls between two
     /// workloads reuses the same label objects, and a miss only means one more counter update, never a wrong one.
@@ -57,11 +62,12 @@ internal readonly record struct RequestReport(
 /// <summary>
 /// Istio's standard metrics, with Istio's names and labels, so Kiali and Istio's Grafana dashboards work unchanged:
 /// <c>istio_requests_total</c>, <c>istio_request_duration_milliseconds</c>, <c>istio_request_bytes</c>,
-/// <c>istio_response_bytes</c>. Both sides of a call report: the caller as <c>reporter="source"</c>, the server as
+/// <c>istio_response_bytes</c>, and for gRPC calls <c>istio_request_messages_total</c> and
+/// <c>istio_response_messages_total</c>. Both sides of a call report: the caller as <c>reporter="source"</c>, the server as
 /// <c>reporter="destination"</c>. Nothing is computed unless a listener is attached.
 /// </summary>
 /// <remarks>
-/// A request only leaves its report in a buffer of its thread (<see cref="ReportQueue"/>); the four instruments are
+/// A request only leaves its report in a buffer of its thread (<see cref="ReportQueue"/>); the instruments are
 /// updated off the request path, in batches, as Envoy flushes its stats. Each update costs a lookup of Istio's 25
 /// labels in the metrics SDK (about a microsecond with OpenTelemetry); in a batch, consecutive reports of one series
 /// count the request counter once, and one thread updates the instruments instead of every request thread contending
@@ -75,6 +81,8 @@ internal sealed class IstioMetrics : IDisposable
     private readonly Histogram<double> _duration;
     private readonly Histogram<long> _requestBytes;
     private readonly Histogram<long> _responseBytes;
+    private readonly Counter<long> _requestMessages;
+    private readonly Counter<long> _responseMessages;
     private IstioStats? _stats;
     private long _deferred;
     private long _inline;
@@ -103,11 +111,15 @@ internal sealed class IstioMetrics : IDisposable
         _duration = meter.CreateHistogram("istio_request_duration_milliseconds", "ms", "Request duration, as Istio's standard metric.", tags: null, DurationBuckets);
         _requestBytes = meter.CreateHistogram("istio_request_bytes", "By", "Request body size, as Istio's standard metric.", tags: null, SizeBuckets);
         _responseBytes = meter.CreateHistogram("istio_response_bytes", "By", "Response body size, as Istio's standard metric.", tags: null, SizeBuckets);
+        _requestMessages = meter.CreateCounter<long>("istio_request_messages_total", "{message}", "gRPC messages sent by the client, as Istio's standard metric.");
+        _responseMessages = meter.CreateCounter<long>("istio_response_messages_total", "{message}", "gRPC messages sent by the server, as Istio's standard metric.");
         meter.CreateObservableCounter("meshkit.telemetry.istio_reports", ObserveReports, "{report}", "Requests reported to Istio's standard metrics, by path: deferred (recorded off the request path, the usual way), inline (the thread's buffer was full) or failed (a metrics listener threw while recording it).");
     }
 
     /// <summary>Gets whether anything takes the reports: a metrics listener, or MeshKit's own store (<see cref="Stats"/>).</summary>
-    public bool Enabled => _stats is not null || _requests.Enabled || _duration.Enabled || _requestBytes.Enabled || _responseBytes.Enabled;
+    public bool Enabled => _stats is not null || SdkListens;
+
+    private bool SdkListens => _requests.Enabled || _duration.Enabled || _requestBytes.Enabled || _responseBytes.Enabled || _requestMessages.Enabled || _responseMessages.Enabled;
 
     /// <summary>Gets MeshKit's own aggregation of the reports, served in Prometheus's format; null until <see cref="EnableStats"/>.</summary>
     public IstioStats? Stats => Volatile.Read(ref _stats);
@@ -206,7 +218,7 @@ internal sealed class IstioMetrics : IDisposable
             r.Counted?.Requests(r.CountedHost!, r.ResponseCode, r.ResponseFlags, requests);
         }
 
-        if (!_duration.Enabled && !_requestBytes.Enabled && !_responseBytes.Enabled && !_requests.Enabled)
+        if (!SdkListens)
         {
             return; // only the store listens (a view dropped Istio's instruments from the SDK)
         }
@@ -226,6 +238,24 @@ internal sealed class IstioMetrics : IDisposable
         _duration.Record(r.DurationMilliseconds, labels);
         _requestBytes.Record(r.RequestBytes, labels);
         _responseBytes.Record(r.ResponseBytes, labels);
+        if (r.IsGrpc)
+        {
+            // Without the outcome's labels (ReportPolicy.DefaultPlan), as Istio's proxy counts messages.
+            var kept = t_kept is { Length: >= LabelCount } k ? k : t_kept = new KeyValuePair<string, object?>[LabelCount];
+            WriteMessages(ReportPolicy.DefaultPlan(ReportPolicy.RequestMessages)!, r, tags, kept);
+        }
+    }
+
+    private void WriteMessages(ReportPolicy.Label[] plan, in RequestReport r, KeyValuePair<string, object?>[] tags, KeyValuePair<string, object?>[] kept)
+    {
+        for (var i = 0; i < plan.Length; i++)
+        {
+            kept[i] = tags[plan[i].Standard];
+        }
+
+        ReadOnlySpan<KeyValuePair<string, object?>> labels = kept.AsSpan(0, plan.Length);
+        _requestMessages.Add(r.RequestMessages, labels);
+        _responseMessages.Add(r.ResponseMessages, labels);
     }
 
     /// <summary>Counts <paramref name="requests"/> drained requests of <paramref name="r"/>'s series, whose labels <paramref name="tags"/> holds.</summary>
@@ -266,6 +296,16 @@ internal sealed class IstioMetrics : IDisposable
         if (!side.Off(ReportPolicy.ResponseSize))
         {
             _responseBytes.Record(r.ResponseBytes, side.Labels(ReportPolicy.ResponseSize, tags, r.Values, kept));
+        }
+
+        if (r.IsGrpc && !side.Off(ReportPolicy.RequestMessages))
+        {
+            _requestMessages.Add(r.RequestMessages, side.Labels(ReportPolicy.RequestMessages, tags, r.Values, kept));
+        }
+
+        if (r.IsGrpc && !side.Off(ReportPolicy.ResponseMessages))
+        {
+            _responseMessages.Add(r.ResponseMessages, side.Labels(ReportPolicy.ResponseMessages, tags, r.Values, kept));
         }
     }
 

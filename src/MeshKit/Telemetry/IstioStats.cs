@@ -39,6 +39,8 @@ internal sealed class IstioStats
         new("istio_request_duration_milliseconds", "histogram", "Request duration in milliseconds, as Istio's standard metric.", [.. IstioMetrics.DurationBuckets.HistogramBucketBoundaries!]),
         new("istio_request_bytes", "histogram", "Request body size in bytes, as Istio's standard metric.", [.. IstioMetrics.SizeBuckets.HistogramBucketBoundaries!.Select(b => (double)b)]),
         new("istio_response_bytes", "histogram", "Response body size in bytes, as Istio's standard metric.", [.. IstioMetrics.SizeBuckets.HistogramBucketBoundaries!.Select(b => (double)b)]),
+        new("istio_request_messages_total", "counter", "gRPC messages sent by the client, as Istio's standard metric.", null),
+        new("istio_response_messages_total", "counter", "gRPC messages sent by the server, as Istio's standard metric.", null),
     ];
 
     /// <summary>Marks the endpoint that serves the store: its requests are not reported as calls of the mesh.</summary>
@@ -112,7 +114,8 @@ internal sealed class IstioStats
         }
     }
 
-    // The cells each metric of a label set counts into (null: the Telemetry API turned that metric off for it).
+    // The cells each metric of a label set counts into (null: the Telemetry API turned that metric off for it, or a
+    // message count of a call that is not gRPC's).
     private Cells Resolve(in RequestReport r)
     {
         var tags = new KeyValuePair<string, object?>[IstioMetrics.LabelCount];
@@ -121,13 +124,13 @@ internal sealed class IstioStats
         var cells = new Cell?[_families.Length];
         for (var m = 0; m < _families.Length; m++)
         {
-            if (side?.Off(m) != true)
+            if (side?.Off(m) != true && (m < ReportPolicy.RequestMessages || r.IsGrpc))
             {
-                cells[m] = _families[m].Cell(Render(tags, side?.Plan(m), r.Values));
+                cells[m] = _families[m].Cell(Render(tags, side is null ? ReportPolicy.DefaultPlan(m) : side.Plan(m), r.Values));
             }
         }
 
-        return new Cells(cells[ReportPolicy.Count], cells[ReportPolicy.Duration], cells[ReportPolicy.RequestSize], cells[ReportPolicy.ResponseSize]);
+        return new Cells(cells[ReportPolicy.Count], cells[ReportPolicy.Duration], cells[ReportPolicy.RequestSize], cells[ReportPolicy.ResponseSize], cells[ReportPolicy.RequestMessages], cells[ReportPolicy.ResponseMessages]);
     }
 
     /// <summary>Renders labels as Prometheus writes them between braces: <c>name="value"</c>, comma-separated, values escaped.</summary>
@@ -166,7 +169,7 @@ internal sealed class IstioStats
     private static string Number(double value) =>
         double.IsPositiveInfinity(value) ? "+Inf" : double.IsNegativeInfinity(value) ? "-Inf" : value.ToString("R", CultureInfo.InvariantCulture);
 
-    private sealed record Cells(Cell? Count, Cell? Duration, Cell? RequestBytes, Cell? ResponseBytes)
+    private sealed record Cells(Cell? Count, Cell? Duration, Cell? RequestBytes, Cell? ResponseBytes, Cell? RequestMessages, Cell? ResponseMessages)
     {
         public void Add(in RequestReport r)
         {
@@ -174,6 +177,8 @@ internal sealed class IstioStats
             Duration?.Record(r.DurationMilliseconds);
             RequestBytes?.Record(r.RequestBytes);
             ResponseBytes?.Record(r.ResponseBytes);
+            RequestMessages?.Increase(r.RequestMessages);
+            ResponseMessages?.Increase(r.ResponseMessages);
         }
     }
 
@@ -187,6 +192,9 @@ internal sealed class IstioStats
         public long Count { get; private set; }
 
         public double Sum { get; private set; }
+
+        /// <summary>Adds <paramref name="amount"/> to a counter's value.</summary>
+        public void Increase(long amount) => Count += amount;
 
         public void Record(double value)
         {

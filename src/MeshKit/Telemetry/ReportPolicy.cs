@@ -4,7 +4,7 @@ namespace MeshKit.Telemetry;
 
 /// <summary>
 /// What the Telemetry API changes of Istio's standard metrics for this workload (<see cref="TelemetryPolicy"/>, resolved
-/// by the control plane), compiled once per config version: per reporter, which of the four metrics are off and which
+/// by the control plane), compiled once per config version: per reporter, which of the six metrics are off and which
 /// labels each keeps. A report carries the policy of the snapshot it was made under, so a change applies from the next
 /// request on, and reports made under different policies are never counted together.
 /// </summary>
@@ -12,7 +12,14 @@ internal sealed class ReportPolicy
 {
     private static string[] Metrics => Config.IstioStandardMetrics.Metrics;
 
-    internal const int Count = 0, Duration = 1, RequestSize = 2, ResponseSize = 3;
+    internal const int Count = 0, Duration = 1, RequestSize = 2, ResponseSize = 3, RequestMessages = 4, ResponseMessages = 5;
+
+    // The gRPC message counts' labels without an override: Istio's less the five that describe the outcome.
+    private static readonly Label[] MessageLabels =
+        [.. Enumerable.Range(0, Config.IstioStandardMetrics.Labels.Length).Where(i => Config.IstioStandardMetrics.Carries(RequestMessages, i)).Select(i => new Label(Config.IstioStandardMetrics.Labels[i], i, -1))];
+
+    /// <summary>Gets the labels <paramref name="metric"/> is written with when no Telemetry policy changes them; null when they are Istio's 25 as they are.</summary>
+    public static Label[]? DefaultPlan(int metric) => metric >= RequestMessages ? MessageLabels : null;
 
     private ReportPolicy(Side client, Side server) => (Client, Server) = (client, server);
 
@@ -60,12 +67,12 @@ internal sealed class ReportPolicy
     internal sealed class Side
     {
         private readonly bool[] _off = new bool[Metrics.Length];
-        private readonly Label[]?[] _plan = new Label[]?[Metrics.Length];
+        private readonly Label[]?[] _plan = [.. Enumerable.Range(0, Metrics.Length).Select(DefaultPlan)];
         private readonly List<(string Name, string Expression, Config.Expressions.CelProgram Program)> _values = [];
 
         public bool Off(int metric) => _off[metric];
 
-        /// <summary>Gets the labels <paramref name="metric"/> is written with; null when they are Istio's 25 as they are.</summary>
+        /// <summary>Gets the labels <paramref name="metric"/> is written with; null when they are Istio's 25 as they are (<see cref="DefaultPlan"/>).</summary>
         public Label[]? Plan(int metric) => _plan[metric];
 
         /// <summary>Gets whether every metric is off: such a report is not even buffered.</summary>
@@ -123,9 +130,10 @@ internal sealed class ReportPolicy
                 return;
             }
 
-            // A label name Istio does not have removes nothing (validation warned about it).
+            // A label name Istio does not have removes nothing (validation warned about it). The message counts start
+            // from their own labels: a value for one they lack (response_code) adds it, as Istio's tag overrides do.
             var names = Config.IstioStandardMetrics.Labels;
-            var plan = Enumerable.Range(0, names.Length).Where(i => !removed.Contains(names[i])).Select(i => new Label(names[i], i, -1)).ToList();
+            var plan = Enumerable.Range(0, names.Length).Where(i => Config.IstioStandardMetrics.Carries(metric, i) && !removed.Contains(names[i])).Select(i => new Label(names[i], i, -1)).ToList();
             foreach (var tag in upserted)
             {
                 var slot = _values.FindIndex(v => v.Name == tag.Name && v.Expression == tag.Expression);
@@ -150,7 +158,7 @@ internal sealed class ReportPolicy
                 {
                     plan[standard] = plan[standard] with { Value = slot };
                 }
-                else if (names.Contains(tag.Name))
+                else if (names.Contains(tag.Name) && Config.IstioStandardMetrics.Carries(metric, Array.IndexOf(names, tag.Name)))
                 {
                     throw new MeshConfigException($"Telemetry: label '{tag.Name}' is both removed and given a value");
                 }

@@ -65,8 +65,21 @@ public sealed class TelemetryTests
 
         // match is optional: every metric, both modes.
         var all = Resolve(Telemetry("off", "istio-system", "[{ disabled: true }]"));
-        Assert.Equal(4, all.Metrics.Count);
+        Assert.Equal(IstioStandardMetrics.Metrics.Length, all.Metrics.Count);
         Assert.All(all.Metrics, m => Assert.True(m.ClientDisabled && m.ServerDisabled));
+    }
+
+    [Fact]
+    public void TheGrpcMessageCounts_AreMetricsOfTheirOwn_AndAllMetricsCoversThem()
+    {
+        var one = Resolve(Telemetry("grpc", "istio-system", "[{ match: { metric: GRPC_RESPONSE_MESSAGES, mode: CLIENT }, disabled: true }]"));
+        Assert.Equal(["GRPC_RESPONSE_MESSAGES"], one.Metrics.Select(m => m.Metric));
+        Assert.True(Metric(one, "GRPC_RESPONSE_MESSAGES")!.ClientDisabled);
+        Assert.False(Metric(one, "GRPC_RESPONSE_MESSAGES")!.ServerDisabled);
+
+        var all = Resolve(Telemetry("all", "istio-system", "[{ match: { metric: ALL_METRICS }, disabled: true }]"));
+        Assert.Equal(IstioStandardMetrics.Metrics, all.Metrics.Select(m => m.Metric));
+        Assert.Contains("GRPC_REQUEST_MESSAGES", IstioStandardMetrics.Metrics);
     }
 
     [Fact]

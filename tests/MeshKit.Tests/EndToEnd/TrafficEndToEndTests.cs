@@ -363,6 +363,51 @@ public sealed class TrafficEndToEndTests : MeshTestBase
         Assert.Contains(" UT ", entry, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task AGrpcStream_CountsItsMessages_OnBothSides_AsIstiosMessageCounters()
+    {
+        var v1 = await StartGreeterAsync("v1");
+        var client = await StartGreeterClientAsync();
+        await Eventually.TrueAsync(() => client.Endpoints("greeter.default.svc.cluster.local") == 1, "the greeter is known");
+        var greeter = client.Services.GetRequiredService<Greeter.GreeterClient>();
+
+        // Three messages out, two replies to each (HelloRequest "ada": 5 bytes, framed in 10).
+        using (var chat = greeter.Chat())
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                await chat.RequestStream.WriteAsync(new HelloRequest { Name = "ada" });
+            }
+
+            await chat.RequestStream.CompleteAsync();
+            var replies = await chat.ResponseStream.ReadAllAsync().ToListAsync();
+            Assert.Equal(6, replies.Count);
+        }
+
+        Assert.Equal("hello ada from v1", (await greeter.SayHelloAsync(new HelloRequest { Name = "ada" })).Message);
+
+        // Istio's message counters carry the peers' labels, not the outcome's (no response_code, flags or protocol).
+        static double Messages(string text, string metric, string reporter) => text.Split('\n')
+            .Where(l => l.StartsWith(metric + "{reporter=\"" + reporter + "\"", StringComparison.Ordinal))
+            .Select(l =>
+            {
+                Assert.DoesNotContain("response_code=", l, StringComparison.Ordinal);
+                Assert.DoesNotContain("request_protocol=", l, StringComparison.Ordinal);
+                return double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+            })
+            .Sum();
+
+        using var scraper = new HttpClient();
+        var caller = string.Empty;
+        await Eventually.TrueAsync(async () => Messages(caller = await scraper.GetStringAsync(new Uri(client.Address, "/stats/prometheus")), "istio_response_messages_total", "source") == 7, "the caller counted 6 + 1 replies");
+        Assert.Equal(4, Messages(caller, "istio_request_messages_total", "source"));
+        Assert.Contains(caller.Split('\n'), l => l.StartsWith("istio_request_bytes_sum{reporter=\"source\"", StringComparison.Ordinal) && l.EndsWith(" 40", StringComparison.Ordinal)); // 3 + 1 messages of 10 bytes
+
+        var served = string.Empty;
+        await Eventually.TrueAsync(async () => Messages(served = await v1.StatsAsync(), "istio_response_messages_total", "destination") == 7, "the server counted 6 + 1 replies");
+        Assert.Equal(4, Messages(served, "istio_request_messages_total", "destination"));
+    }
+
     private async Task<GrpcWorkload> StartGreeterAsync(string version)
     {
         var greeter = await GrpcWorkload.StartAsync(version, ControlPlane.DiscoveryAddress);
@@ -440,13 +485,19 @@ public sealed class TrafficEndToEndTests : MeshTestBase
             return new GrpcWorkload(app);
         }
 
-        /// <summary>Returns the request and response body bytes of the calls it served (its Istio size histograms' sums).</summary>
-        public async Task<(double Request, double Response)> ServedBodyBytesAsync()
+        /// <summary>Returns what it serves at <c>/stats/prometheus</c>.</summary>
+        public async Task<string> StatsAsync()
         {
             // Prior-knowledge HTTP/2 in plain text, as the port serves; the scrape is not a call of the mesh.
             using var scraper = new HttpClient { DefaultRequestVersion = HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
             var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-            var text = await scraper.GetStringAsync(new Uri(new Uri(address), "/stats/prometheus"));
+            return await scraper.GetStringAsync(new Uri(new Uri(address), "/stats/prometheus"));
+        }
+
+        /// <summary>Returns the request and response body bytes of the calls it served (its Istio size histograms' sums).</summary>
+        public async Task<(double Request, double Response)> ServedBodyBytesAsync()
+        {
+            var text = await StatsAsync();
             static double Sum(string text, string name) => text.Split('\n')
                 .Where(l => l.StartsWith(name + "_sum{", StringComparison.Ordinal) && l.Contains("reporter=\"destination\"", StringComparison.Ordinal))
                 .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
@@ -476,5 +527,15 @@ public sealed class TrafficEndToEndTests : MeshTestBase
 
         public override Task<HelloReply> SayGoodbye(HelloRequest request, ServerCallContext context) =>
             Task.FromResult(new HelloReply { Message = $"goodbye {request.Name} from {version}" });
+
+        // Two replies to every message, read through the request stream until the client completes it.
+        public override async Task Chat(IAsyncStreamReader<HelloRequest> requestStream, IServerStreamWriter<HelloReply> responseStream, ServerCallContext context)
+        {
+            await foreach (var request in requestStream.ReadAllAsync(context.CancellationToken))
+            {
+                await responseStream.WriteAsync(new HelloReply { Message = $"hello {request.Name}" });
+                await responseStream.WriteAsync(new HelloReply { Message = $"again {request.Name}" });
+            }
+        }
     }
 }

@@ -147,7 +147,7 @@ public sealed class ResponseDeadlineTests
         inner.Headers.ContentLength = how == "read to its declared length" ? 10 : null;
         var watched = new WatchedContent(inner);
         var told = new Told();
-        watched.Observe(told);
+        watched.Observe(told, countMessages: false);
 
         switch (how)
         {
@@ -191,7 +191,7 @@ public sealed class ResponseDeadlineTests
         var time = new FakeTimeProvider();
         using var response = Stalled(time, out var stream);
         var told = new Told();
-        ((WatchedContent)response.Content).Observe(told);
+        ((WatchedContent)response.Content).Observe(told, countMessages: false);
 
         var read = Task.Run(async () => await (await response.Content.ReadAsStreamAsync()).ReadAsync(new byte[64]) + await (await response.Content.ReadAsStreamAsync()).ReadAsync(new byte[64]));
         Assert.True(SpinWait.SpinUntil(() => stream.Waiting, TimeSpan.FromSeconds(30)), "the read waits for the rest of the body");
@@ -206,7 +206,7 @@ public sealed class ResponseDeadlineTests
     {
         public List<(long Bytes, bool Complete, bool TimedOut)> Ends { get; } = [];
 
-        public override void Ended(long bytes, bool complete, bool timedOut) => Ends.Add((bytes, complete, timedOut));
+        public override void Ended(long bytes, long messages, bool complete, bool timedOut) => Ends.Add((bytes, complete, timedOut));
     }
 
     private static HttpResponseMessage Stalled(FakeTimeProvider time, out StallingStream stream, CancellationToken caller = default)

@@ -111,7 +111,7 @@ public sealed class IstioReportQueueTests : IDisposable
 
         // A side with every metric off: nothing is buffered, nothing recorded.
         var silent = new MeshKit.Protocol.V1.TelemetryPolicy();
-        foreach (var metric in new[] { "REQUEST_COUNT", "REQUEST_DURATION", "REQUEST_SIZE", "RESPONSE_SIZE" })
+        foreach (var metric in MeshKit.Config.IstioStandardMetrics.Metrics)
         {
             silent.Metrics.Add(new MeshKit.Protocol.V1.MetricPolicy { Metric = metric, ClientDisabled = true });
         }
@@ -129,6 +129,49 @@ public sealed class IstioReportQueueTests : IDisposable
         Assert.Throws<MeshConfigException>(() => ReportPolicy.From(unknown));
         silent.Metrics.Add(new MeshKit.Protocol.V1.MetricPolicy { Metric = "REQUEST_COUNT" });
         Assert.Throws<MeshConfigException>(() => ReportPolicy.From(silent));
+    }
+
+    [Fact]
+    public void AGrpcCallsMessages_AreCounted_WithThePeersLabelsOnly_AndTheTelemetryApiTurnsThemOffOrTrimsThem()
+    {
+        using var requestMessages = new MetricCollector<long>(Meters, MeshMetrics.MeterName, "istio_request_messages_total");
+        using var responseMessages = new MetricCollector<long>(Meters, MeshMetrics.MeterName, "istio_response_messages_total");
+        var istio = new IstioMetrics(Meters);
+        var grpc = Report() with { Protocol = "grpc", GrpcStatus = "0", RequestMessages = 3, ResponseMessages = 6 };
+
+        istio.Record(grpc);
+        istio.Record(Report()); // an HTTP call counts no messages
+        istio.Flush();
+
+        var sent = Assert.Single(requestMessages.GetMeasurementSnapshot());
+        Assert.Equal(3, sent.Value);
+        Assert.Equal(20, sent.Tags.Count); // Istio's 25 less the outcome's five
+        Assert.False(sent.Tags.ContainsKey("response_code"));
+        Assert.False(sent.Tags.ContainsKey("grpc_response_status"));
+        Assert.Equal("reviews.default.svc.cluster.local", sent.Tags["destination_service"]);
+        Assert.Equal(6, Assert.Single(responseMessages.GetMeasurementSnapshot()).Value);
+
+        // GRPC_RESPONSE_MESSAGES off for the caller; GRPC_REQUEST_MESSAGES without the caller's workload, and with a
+        // label it lacks given a value (Istio's tag overrides add it).
+        var policy = new MeshKit.Protocol.V1.TelemetryPolicy();
+        policy.Metrics.Add(new MeshKit.Protocol.V1.MetricPolicy { Metric = "GRPC_RESPONSE_MESSAGES", ClientDisabled = true });
+        policy.Metrics.Add(new MeshKit.Protocol.V1.MetricPolicy
+        {
+            Metric = "GRPC_REQUEST_MESSAGES",
+            ClientRemovedTags = { "source_workload" },
+            ClientUpsertedTags = { new MeshKit.Protocol.V1.TagValue { Name = "response_code", Expression = "string(response.code)" } },
+        });
+        var trimming = ReportPolicy.From(policy)!;
+        requestMessages.Clear();
+        responseMessages.Clear();
+        istio.Record(grpc with { Policy = trimming, Values = ["200"] });
+        istio.Flush();
+
+        var trimmed = Assert.Single(requestMessages.GetMeasurementSnapshot());
+        Assert.Equal(20, trimmed.Tags.Count);
+        Assert.False(trimmed.Tags.ContainsKey("source_workload"));
+        Assert.Equal("200", trimmed.Tags["response_code"]);
+        Assert.Empty(responseMessages.GetMeasurementSnapshot());
     }
 
     [Fact]
@@ -155,7 +198,7 @@ public sealed class IstioReportQueueTests : IDisposable
 
         // A report whose side records none of Istio's metrics still counts MeshKit's.
         var silent = new MeshKit.Protocol.V1.TelemetryPolicy();
-        foreach (var metric in new[] { "REQUEST_COUNT", "REQUEST_DURATION", "REQUEST_SIZE", "RESPONSE_SIZE" })
+        foreach (var metric in MeshKit.Config.IstioStandardMetrics.Metrics)
         {
             silent.Metrics.Add(new MeshKit.Protocol.V1.MetricPolicy { Metric = metric, ClientDisabled = true });
         }

@@ -163,7 +163,7 @@ public sealed partial class IstioStatsTests : MeshTestBase
             await context.Response.Body.WriteAsync(new byte[300]);
             return Results.Empty;
         };
-        var productpage = await StartAsync("productpage", "v1");
+        var productpage = await StartAsync("productpage", "v1", services: AccessLogging, app: Map);
         await Eventually.TrueAsync(() => productpage.Endpoints(ReviewsHost) == 1, "reviews is known");
 
         var client = productpage.CreateClient();
@@ -184,6 +184,12 @@ public sealed partial class IstioStatsTests : MeshTestBase
 
         var entries = AccessLogEntries(reviews);
         Assert.Equal(2, entries.Count(e => e.StartsWith("inbound POST", StringComparison.Ordinal) && e.Contains("received=1234 sent=1000", StringComparison.Ordinal)));
+
+        // The caller counts the upload it sent, as Envoy counts what it received from the application.
+        var caller = await ScrapeAsync(scraper, productpage);
+        Assert.Equal(2 * 1234, caller.Single(s => s.Name == "istio_request_bytes_sum" && s.Labels["reporter"] == "source").Value);
+        Assert.Equal(2 * 1000, caller.Single(s => s.Name == "istio_response_bytes_sum" && s.Labels["reporter"] == "source").Value);
+        Assert.Equal(2, AccessLogEntries(productpage).Count(e => e.StartsWith("POST reviews/", StringComparison.Ordinal) && e.Contains("sent=1234 received=1000", StringComparison.Ordinal)));
 
         // HEAD: the application writes its body as for GET, and the server sends none.
         using (var head = await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, "http://reviews/stream")))
@@ -560,6 +566,31 @@ public sealed partial class IstioStatsTests : MeshTestBase
         Assert.Equal(2, samples.Count(s => s.Name == "istio_request_duration_milliseconds_count" && s.Labels["reporter"] == "source"));
         Assert.DoesNotContain(samples, s => s.Name.StartsWith("istio_request_bytes", StringComparison.Ordinal) && s.Labels["reporter"] == "source");
         Assert.Single(samples, s => s.Name == "istio_request_bytes_count");
+    }
+
+    [Fact]
+    public void AGrpcCallsMessages_AreServedAsIstiosCounters_WithoutTheOutcomesLabels()
+    {
+        var stats = new IstioStats();
+        var grpc = Report() with { Protocol = "grpc", GrpcStatus = "0", RequestMessages = 3, ResponseMessages = 6 };
+        stats.Add(grpc);
+        stats.Add(grpc with { GrpcStatus = "14", ResponseMessages = 0 }); // another outcome, the same message series
+        stats.Add(Report()); // an HTTP call counts no messages
+
+        var samples = Exposition(stats);
+        var sent = Assert.Single(samples, s => s.Name == "istio_request_messages_total");
+        Assert.Equal(6, sent.Value);
+        Assert.Equal(20, sent.Labels.Count);
+        Assert.False(sent.Labels.ContainsKey("response_code"));
+        Assert.Equal(6, Assert.Single(samples, s => s.Name == "istio_response_messages_total").Value);
+        Assert.Equal(2, samples.Count(s => s.Name == "istio_requests_total" && s.Labels["request_protocol"] == "grpc"));
+
+        var policy = new MeshKit.Protocol.V1.TelemetryPolicy();
+        policy.Metrics.Add(new MeshKit.Protocol.V1.MetricPolicy { Metric = "GRPC_REQUEST_MESSAGES", ClientDisabled = true });
+        var off = new IstioStats();
+        off.Add(grpc with { Policy = ReportPolicy.From(policy) });
+        Assert.DoesNotContain(Exposition(off), s => s.Name == "istio_request_messages_total");
+        Assert.Contains(Exposition(off), s => s.Name == "istio_response_messages_total");
     }
 
     [Fact]

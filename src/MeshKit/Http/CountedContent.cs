@@ -1,0 +1,118 @@
+using System.Net;
+
+namespace MeshKit.Http;
+
+/// <summary>
+/// A request body of unknown length (streamed, a JSON body, a gRPC call's messages) counted as the transport sends it,
+/// for the caller's report: Envoy counts the body bytes it received from the application, where a declared
+/// <c>Content-Length</c> says nothing here; for a gRPC call, the messages too (<see cref="GrpcFrames"/>). Each
+/// sending counts afresh, so a body sent again (an outer handler's retry) is counted once.
+/// </summary>
+internal sealed class CountedContent : HttpContent, IBodyTally
+{
+    private readonly HttpContent _inner;
+    private readonly bool _countMessages;
+    private long _sent;
+    private GrpcFrames? _messages; // a gRPC call's, made as each sending starts
+
+    private CountedContent(HttpContent inner, bool countMessages)
+    {
+        _inner = inner;
+        _countMessages = countMessages;
+        CopyHeaders(inner, this);
+    }
+
+    /// <summary>Gets the bytes sent so far.</summary>
+    public long Sent => Volatile.Read(ref _sent);
+
+    /// <summary>Gets the gRPC messages sent so far (0 unless counted).</summary>
+    public long Messages => _messages?.Count ?? 0;
+
+    /// <summary>
+    /// Puts <paramref name="request"/>'s body under a count when the caller's report needs one: a gRPC call's (its
+    /// messages), or a body that declares no length. Returns the counted body, or null when the declared length says it all.
+    /// </summary>
+    public static CountedContent? Install(HttpRequestMessage request, bool grpc)
+    {
+        switch (request.Content)
+        {
+            case CountedContent counted:
+                return counted; // sent again by a handler above this one
+            case { } content when grpc || content.Headers.ContentLength is null:
+                var wrapped = new CountedContent(content, grpc);
+                request.Content = wrapped;
+                return wrapped;
+            default:
+                return null;
+        }
+    }
+
+    /// <summary>Copies a content's headers to the content that stands in for it, values as they were set.</summary>
+    internal static void CopyHeaders(HttpContent from, HttpContent to)
+    {
+        foreach (var header in from.Headers.NonValidated)
+        {
+            if (header.Value.Count == 1)
+            {
+                to.Headers.TryAddWithoutValidation(header.Key, header.Value.ToString());
+            }
+            else
+            {
+                to.Headers.TryAddWithoutValidation(header.Key, header.Value);
+            }
+        }
+    }
+
+    /// <summary>Counts bytes of the body as the transport takes them.</summary>
+    public void Count(ReadOnlySpan<byte> written)
+    {
+        _sent += written.Length;
+        _messages?.Add(written);
+    }
+
+    protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
+        SerializeToStreamAsync(stream, context, CancellationToken.None);
+
+    protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+    {
+        Restart();
+        return _inner.CopyToAsync(new CountingWriteStream(this, stream), context, cancellationToken);
+    }
+
+    protected override void SerializeToStream(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+    {
+        Restart();
+        _inner.CopyTo(new CountingWriteStream(this, stream), context, cancellationToken);
+    }
+
+    // Read as a stream (not what a transport does), the body is the inner content's, uncounted.
+    protected override Task<Stream> CreateContentReadStreamAsync() => _inner.ReadAsStreamAsync();
+
+    protected override Task<Stream> CreateContentReadStreamAsync(CancellationToken cancellationToken) => _inner.ReadAsStreamAsync(cancellationToken);
+
+    protected override Stream CreateContentReadStream(CancellationToken cancellationToken) => _inner.ReadAsStream(cancellationToken);
+
+    // Wrapped because no length was declared (or for a gRPC call's count): a length the inner content declared was
+    // copied with its headers.
+    protected override bool TryComputeLength(out long length)
+    {
+        length = 0;
+        return false;
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _inner.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
+
+    private void Restart()
+    {
+        _sent = 0;
+        _messages = _countMessages ? new GrpcFrames() : null;
+    }
+}

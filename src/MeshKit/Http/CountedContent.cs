@@ -29,17 +29,18 @@ internal sealed class CountedContent : HttpContent, IBodyTally
     public long Messages => _messages?.Count ?? 0;
 
     /// <summary>
-    /// Puts <paramref name="request"/>'s body under a count when the caller's report needs one: a gRPC call's (its
-    /// messages), or a body that declares no length. Returns the counted body, or null when the declared length says it all.
+    /// Puts <paramref name="request"/>'s body under a count when the caller's report needs one: a body that declares no
+    /// length, or a gRPC call's whose messages are counted (<paramref name="countMessages"/>). Returns the counted body,
+    /// or null when the declared length says it all.
     /// </summary>
-    public static CountedContent? Install(HttpRequestMessage request, bool grpc)
+    public static CountedContent? Install(HttpRequestMessage request, bool countMessages)
     {
         switch (request.Content)
         {
             case CountedContent counted:
                 return counted; // sent again by a handler above this one
-            case { } content when grpc || content.Headers.ContentLength is null:
-                var wrapped = new CountedContent(content, grpc);
+            case { } content when countMessages || content.Headers.ContentLength is null:
+                var wrapped = new CountedContent(content, countMessages);
                 request.Content = wrapped;
                 return wrapped;
             default:

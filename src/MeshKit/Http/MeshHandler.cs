@@ -93,7 +93,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         var started = provider.Runtime.Time.GetTimestamp();
         var destination = request.RequestUri?.IdnHost ?? string.Empty;
         var requestBytes = request.Content?.Headers.ContentLength ?? 0;
-        var counted = reportIstio || log ? CountedContent.Install(request, IsGrpc(request)) : null;
+        var counted = reportIstio || log ? CountedContent.Install(request, countMessages: reportIstio && IsGrpc(request)) : null;
         var answer = RecordsPeers ? PerThread<Answer>.Rent() : null;
         try
         {

@@ -1699,7 +1699,7 @@ public static class ConfigParser
     private static IReadOnlyList<MetricOverride> ReadMetrics(MapReader m)
     {
         var providers = m.List("providers", p => p.String("name", required: true));
-        m.NotSupported("reportingInterval", DiagnosticSeverity.Warning, "the metrics SDK's reader decides when metrics are exported (MeshKit records every report within a second)");
+        m.NotSupported("reportingInterval", DiagnosticSeverity.Warning, "the metrics SDK's reader decides when metrics are exported (MeshKit records every report within a second, and a running gRPC stream's message counts every 5 s)");
         var overrides = m.List("overrides", ReadMetricOverride);
         if (providers.Count > 0 && !providers.Contains("prometheus"))
         {

@@ -113,7 +113,16 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 // the trailers after its messages. A route timeout's body is watched already.
                 var watched = response.Content as WatchedContent ?? new WatchedContent(response.Content);
                 response.Content = watched;
-                watched.Observe(ReportAtEnd.Rent(this, request, response, destination, flags, requestBytes, counted, started, answer, reportIstio, log), countMessages: reportIstio && IsGrpc(request));
+                var countMessages = reportIstio && IsGrpc(request);
+                CallerStream? live = null;
+                if (countMessages)
+                {
+                    // A long stream's messages are added while it runs (LiveStreams), the rest when it ends.
+                    live = new CallerStream(watched, counted, StreamPeers(destination, answer?.Principal, answer?.Metadata, answer?.RoutedTo));
+                    istio!.Live.Add(live);
+                }
+
+                watched.Observe(ReportAtEnd.Rent(this, request, response, destination, flags, requestBytes, counted, live, started, answer, reportIstio, log), countMessages);
                 return response;
             }
 
@@ -196,11 +205,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     /// <summary>The caller's side of Istio's standard metrics (<c>reporter="source"</c>).</summary>
     private void ReportAsSource(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, long requestBytes, long requestMessages, long? responseBytes, long responseMessages, double milliseconds, string? principal, PeerMetadata? answered, string? routedTo)
     {
-        // The destination service is the one the call was routed to, as Istio reports the upstream cluster's service.
         var snapshot = provider.Current;
-        var (service, unknown) = snapshot.TryResolve(routedTo ?? destination, out var view)
-            ? (view.Host, view.UnknownPeer)
-            : UnresolvedPeer.Of(destination, snapshot.RegistryOnly);
+        var (service, unknown) = DestinationOf(snapshot, destination, routedTo);
         var grpc = IsGrpc(request);
         string? grpcStatus = null;
         if (grpc && response is not null)
@@ -234,6 +240,26 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             responseMessages));
     }
 
+    // The destination service is the one the call was routed to, as Istio reports the upstream cluster's service.
+    private static (string Service, PeerMetadata Unknown) DestinationOf(MeshSnapshot snapshot, string destination, string? routedTo) =>
+        snapshot.TryResolve(routedTo ?? destination, out var view) ? (view.Host, view.UnknownPeer) : UnresolvedPeer.Of(destination, snapshot.RegistryOnly);
+
+    /// <summary>
+    /// The caller's labels of a running gRPC call's message counters (the peers', no outcome); null under a Telemetry
+    /// policy that gives labels values, which are the finished call's.
+    /// </summary>
+    private RequestReport? StreamPeers(string destination, string? principal, PeerMetadata? answered, string? routedTo)
+    {
+        var snapshot = provider.Current;
+        if (snapshot.Reports?.Client.HasValues == true)
+        {
+            return null;
+        }
+
+        var (service, unknown) = DestinationOf(snapshot, destination, routedTo);
+        return new RequestReport("source", Self, identity?.Current?.IdText, answered ?? unknown, principal, service, "grpc", 0, null, string.Empty, "unknown", 0, 0, 0, snapshot.Reports);
+    }
+
     private double Elapsed(long started) => provider.Runtime.Time.GetElapsedTime(started).TotalMilliseconds;
 
     private static bool IsGrpc(HttpRequestMessage request) =>
@@ -254,6 +280,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         private string _flags = string.Empty;
         private long _requestBytes;
         private CountedContent? _counted;
+        private CallerStream? _live;
         private long _started;
         private string? _principal;
         private PeerMetadata? _answered;
@@ -261,7 +288,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         private bool _reportIstio;
         private bool _log;
 
-        public static ReportAtEnd Rent(MeshHandler handler, HttpRequestMessage request, HttpResponseMessage response, string destination, string flags, long requestBytes, CountedContent? counted, long started, Answer? answer, bool reportIstio, bool log)
+        public static ReportAtEnd Rent(MeshHandler handler, HttpRequestMessage request, HttpResponseMessage response, string destination, string flags, long requestBytes, CountedContent? counted, CallerStream? live, long started, Answer? answer, bool reportIstio, bool log)
         {
             var report = PerThread<ReportAtEnd>.Rent();
             report._handler = handler;
@@ -271,6 +298,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             report._flags = flags;
             report._requestBytes = requestBytes;
             report._counted = counted;
+            report._live = live;
             report._started = started;
             report._principal = answer?.Principal;
             report._answered = answer?.Metadata;
@@ -291,7 +319,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             var sent = _counted?.Sent ?? _requestBytes;
             if (_reportIstio)
             {
-                handler.ReportAsSource(request, response, _destination, ended, sent, _counted?.Messages ?? 0, bytes, messages, elapsed, _principal, _answered, _routedTo);
+                var (requestMessages, responseMessages) = _live?.Remainder() ?? default; // a gRPC call's, less what was added while it ran
+                handler.ReportAsSource(request, response, _destination, ended, sent, requestMessages, bytes, responseMessages, elapsed, _principal, _answered, _routedTo);
             }
 
             if (_log)
@@ -303,10 +332,21 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             _request = null;
             _response = null;
             _counted = null;
+            _live = null;
             _principal = _routedTo = null;
             _answered = null;
             PerThread<ReportAtEnd>.Return(this);
         }
+    }
+
+    /// <summary>A gRPC call whose reply is still coming: its messages, as its bodies count them, and the labels they are added with.</summary>
+    private sealed class CallerStream(WatchedContent reply, CountedContent? sent, RequestReport? peers) : LiveStream
+    {
+        public override long RequestMessages => sent?.Messages ?? 0;
+
+        public override long ResponseMessages => reply.MessagesRead;
+
+        public override RequestReport? Describe() => peers;
     }
 
     // The request path is split where it first awaits: the routing decisions (most requests) run synchronously and

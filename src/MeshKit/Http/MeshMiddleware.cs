@@ -125,6 +125,16 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         var flags = string.Empty;
         var grpc = context.Request.ContentType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
         var bodies = BodyMeter.Install(context, grpc);
+        ServedStream? live = null;
+        if (grpc && istio.Enabled)
+        {
+            // A long stream's messages are added while it runs, with the peers' labels, known from the start.
+            live = new ServedStream(bodies, snapshot.Reports?.Server.HasValues == true ? null : new Telemetry.RequestReport(
+                "destination", source ?? Telemetry.PeerMetadata.Unknown, peer?.ToString(), Self, identity.Enabled ? identity.Current?.IdText : null,
+                snapshot.OwnService?.Host ?? Self.Service, "grpc", 0, null, string.Empty, peer is not null ? "mutual_tls" : "none", 0, 0, 0, snapshot.Reports));
+            istio.Live.Add(live);
+        }
+
         try
         {
             await AfterIdentityAsync(context, snapshot, peer).ConfigureAwait(false);
@@ -154,6 +164,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
                 }
 
                 var self = Self;
+                var messages = live?.Remainder() ?? default;
                 var elapsed = time.GetElapsedTime(started).TotalMilliseconds;
                 var received = bodies.Received(context.Request);
                 var sent = HttpMethods.IsHead(context.Request.Method) ? 0 : bodies.Sent; // a server sends no body for HEAD, whatever the application wrote
@@ -193,8 +204,8 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
                     sent,
                     snapshot.Reports,
                     Values: snapshot.Reports?.Server is { HasValues: true } side ? Telemetry.InboundAttributes.Values(side, context, status, elapsed, peer?.ToString(), received, sent) : null,
-                    RequestMessages: bodies.MessagesReceived,
-                    ResponseMessages: bodies.MessagesSent));
+                    RequestMessages: messages.Requests,
+                    ResponseMessages: messages.Responses));
             }
         }
     }
@@ -426,4 +437,16 @@ internal sealed class ExternalDenial
 internal sealed class MeshPass
 {
     public static readonly MeshPass Instance = new();
+}
+
+/// <summary>A gRPC call being served: its messages, as the meter counts them, and the labels they are added with.</summary>
+internal sealed class ServedStream(BodyMeter bodies, Telemetry.RequestReport? peers) : Telemetry.LiveStream
+{
+    public override long RequestMessages => bodies.MessagesReceived;
+
+    public override long ResponseMessages => bodies.MessagesSent;
+
+    // Null under a Telemetry policy that gives labels values: those are the finished request's, so the messages wait
+    // for the call's end.
+    public override Telemetry.RequestReport? Describe() => peers;
 }

@@ -97,6 +97,9 @@ internal class WatchedContent : HttpContent, IBodyTally
         _messages = countMessages ? new GrpcFrames() : null;
     }
 
+    /// <summary>Gets the gRPC messages read so far (0 unless counted).</summary>
+    public long MessagesRead => _messages?.Count ?? 0;
+
     /// <summary>Counts bytes of the body as they go by.</summary>
     public void Count(ReadOnlySpan<byte> read)
     {

@@ -84,6 +84,7 @@ internal sealed class IstioMetrics : IDisposable
     private readonly Counter<long> _requestMessages;
     private readonly Counter<long> _responseMessages;
     private IstioStats? _stats;
+    private LiveStreams? _live;
     private long _deferred;
     private long _inline;
     private long _failed;
@@ -155,7 +156,11 @@ internal sealed class IstioMetrics : IDisposable
     /// <summary>Records every buffered report (of every instance) now: for collection, tests and shutdown.</summary>
     public void Flush() => ReportQueue.Drain();
 
-    public void Dispose() => Flush();
+    public void Dispose()
+    {
+        _live?.Dispose();
+        Flush();
+    }
 
     private Measurement<long>[] ObserveReports()
     {
@@ -240,22 +245,59 @@ internal sealed class IstioMetrics : IDisposable
         _responseBytes.Record(r.ResponseBytes, labels);
         if (r.IsGrpc)
         {
-            // Without the outcome's labels (ReportPolicy.DefaultPlan), as Istio's proxy counts messages.
-            var kept = t_kept is { Length: >= LabelCount } k ? k : t_kept = new KeyValuePair<string, object?>[LabelCount];
-            WriteMessages(ReportPolicy.DefaultPlan(ReportPolicy.RequestMessages)!, r, tags, kept);
+            WriteMessages(r, tags);
         }
     }
 
-    private void WriteMessages(ReportPolicy.Label[] plan, in RequestReport r, KeyValuePair<string, object?>[] tags, KeyValuePair<string, object?>[] kept)
+    /// <summary>Gets the gRPC calls still running whose messages are added while they run.</summary>
+    internal LiveStreams Live => _live ??= new LiveStreams(this, TimeProvider.System);
+
+    /// <summary>
+    /// Adds the messages a running gRPC call counted since it last reported (<see cref="LiveStreams"/>): only the two
+    /// message counters, with their labels; the call's request is counted when it ends.
+    /// </summary>
+    internal void RecordMessages(in RequestReport r)
     {
+        _stats?.AddMessages(r);
+        if (SdkListens)
+        {
+            var tags = t_tags ??= new KeyValuePair<string, object?>[LabelCount];
+            Label(r, tags);
+            WriteMessages(r, tags);
+        }
+    }
+
+    // The message counters have the peers' labels, not the outcome's (ReportPolicy.DefaultPlan), as Istio's proxy
+    // counts messages while the stream runs; a Telemetry policy may turn either off or change its labels.
+    private void WriteMessages(in RequestReport r, KeyValuePair<string, object?>[] tags)
+    {
+        var side = r.Policy?.For(r.Reporter);
+        var kept = side is null ? (t_kept is { Length: >= LabelCount } k ? k : t_kept = new KeyValuePair<string, object?>[LabelCount]) : Scratch(side);
+        if (side?.Off(ReportPolicy.RequestMessages) != true)
+        {
+            _requestMessages.Add(r.RequestMessages, Labels(side, ReportPolicy.RequestMessages, r, tags, kept));
+        }
+
+        if (side?.Off(ReportPolicy.ResponseMessages) != true)
+        {
+            _responseMessages.Add(r.ResponseMessages, Labels(side, ReportPolicy.ResponseMessages, r, tags, kept));
+        }
+    }
+
+    private static ReadOnlySpan<KeyValuePair<string, object?>> Labels(ReportPolicy.Side? side, int metric, in RequestReport r, KeyValuePair<string, object?>[] tags, KeyValuePair<string, object?>[] kept)
+    {
+        if (side is not null)
+        {
+            return side.Labels(metric, tags, r.Values, kept);
+        }
+
+        var plan = ReportPolicy.DefaultPlan(metric)!;
         for (var i = 0; i < plan.Length; i++)
         {
             kept[i] = tags[plan[i].Standard];
         }
 
-        ReadOnlySpan<KeyValuePair<string, object?>> labels = kept.AsSpan(0, plan.Length);
-        _requestMessages.Add(r.RequestMessages, labels);
-        _responseMessages.Add(r.ResponseMessages, labels);
+        return kept.AsSpan(0, plan.Length);
     }
 
     /// <summary>Counts <paramref name="requests"/> drained requests of <paramref name="r"/>'s series, whose labels <paramref name="tags"/> holds.</summary>
@@ -298,14 +340,9 @@ internal sealed class IstioMetrics : IDisposable
             _responseBytes.Record(r.ResponseBytes, side.Labels(ReportPolicy.ResponseSize, tags, r.Values, kept));
         }
 
-        if (r.IsGrpc && !side.Off(ReportPolicy.RequestMessages))
+        if (r.IsGrpc)
         {
-            _requestMessages.Add(r.RequestMessages, side.Labels(ReportPolicy.RequestMessages, tags, r.Values, kept));
-        }
-
-        if (r.IsGrpc && !side.Off(ReportPolicy.ResponseMessages))
-        {
-            _responseMessages.Add(r.ResponseMessages, side.Labels(ReportPolicy.ResponseMessages, tags, r.Values, kept));
+            WriteMessages(r, tags);
         }
     }
 

@@ -94,6 +94,25 @@ internal sealed class IstioStats
         }
     }
 
+    /// <summary>Adds a running gRPC call's messages counted since it last reported (<see cref="LiveStreams"/>): the message counters only.</summary>
+    public void AddMessages(in RequestReport r)
+    {
+        var tags = new KeyValuePair<string, object?>[IstioMetrics.LabelCount];
+        IstioMetrics.Label(r, tags);
+        var side = r.Policy?.For(r.Reporter);
+        lock (_lock)
+        {
+            for (var m = ReportPolicy.RequestMessages; m <= ReportPolicy.ResponseMessages; m++)
+            {
+                if (side?.Off(m) != true)
+                {
+                    _families[m].Cell(Render(tags, side is null ? ReportPolicy.DefaultPlan(m) : side.Plan(m), r.Values))
+                        .Increase(m == ReportPolicy.RequestMessages ? r.RequestMessages : r.ResponseMessages);
+                }
+            }
+        }
+    }
+
     /// <summary>Writes every series in Prometheus's text exposition format (version 0.0.4).</summary>
     public void WriteTo(StringBuilder text)
     {

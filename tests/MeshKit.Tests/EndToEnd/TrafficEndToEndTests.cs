@@ -408,6 +408,52 @@ public sealed class TrafficEndToEndTests : MeshTestBase
         Assert.Equal(4, Messages(served, "istio_request_messages_total", "destination"));
     }
 
+    [Fact]
+    public async Task ALongStream_AddsItsMessagesWhileItRuns_AndTheRestWhenItEnds_EachOnce()
+    {
+        // Envoy adds a running stream's message counts on its reporting timer; here every 200 ms for the test.
+        var v1 = await StartGreeterAsync("v1");
+        var client = await StartGreeterClientAsync();
+        v1.Services.GetRequiredService<MeshKit.Telemetry.IstioMetrics>().Live.Interval = TimeSpan.FromMilliseconds(200);
+        client.Services.GetRequiredService<MeshKit.Telemetry.IstioMetrics>().Live.Interval = TimeSpan.FromMilliseconds(200);
+        await Eventually.TrueAsync(() => client.Endpoints("greeter.default.svc.cluster.local") == 1, "the greeter is known");
+        var greeter = client.Services.GetRequiredService<Greeter.GreeterClient>();
+        using var scraper = new HttpClient();
+        static double Value(string text, string metric, string reporter) => text.Split('\n')
+            .Where(l => l.StartsWith(metric + "{reporter=\"" + reporter + "\"", StringComparison.Ordinal))
+            .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+        Task<string> Caller() => scraper.GetStringAsync(new Uri(client.Address, "/stats/prometheus"));
+
+        using var chat = greeter.Chat();
+        for (var i = 0; i < 2; i++)
+        {
+            await chat.RequestStream.WriteAsync(new HelloRequest { Name = "ada" });
+            Assert.True(await chat.ResponseStream.MoveNext(CancellationToken.None));
+            Assert.True(await chat.ResponseStream.MoveNext(CancellationToken.None));
+        }
+
+        // Still open: both sides show its messages so far, and no request yet.
+        await Eventually.TrueAsync(async () => Value(await Caller(), "istio_response_messages_total", "source") == 4, "the caller added the replies so far");
+        await Eventually.TrueAsync(async () => Value(await v1.StatsAsync(), "istio_response_messages_total", "destination") == 4, "the server added the replies so far");
+        Assert.Equal(2, Value(await Caller(), "istio_request_messages_total", "source"));
+        Assert.Equal(2, Value(await v1.StatsAsync(), "istio_request_messages_total", "destination"));
+        Assert.Equal(0, Value(await Caller(), "istio_requests_total", "source"));
+
+        await chat.RequestStream.WriteAsync(new HelloRequest { Name = "ada" });
+        await chat.RequestStream.CompleteAsync();
+        Assert.Equal(2, (await chat.ResponseStream.ReadAllAsync().ToListAsync()).Count);
+
+        // Ended: the rest is added once, with the call's report.
+        await Eventually.TrueAsync(async () => Value(await Caller(), "istio_requests_total", "source") == 1, "the caller reported the call");
+        await Eventually.TrueAsync(async () => Value(await v1.StatsAsync(), "istio_requests_total", "destination") == 1, "the server reported the call");
+        await Task.Delay(500); // sweeps after the end add nothing
+        foreach (var (text, reporter) in new[] { (await Caller(), "source"), (await v1.StatsAsync(), "destination") })
+        {
+            Assert.Equal(3, Value(text, "istio_request_messages_total", reporter));
+            Assert.Equal(6, Value(text, "istio_response_messages_total", reporter));
+        }
+    }
+
     private async Task<GrpcWorkload> StartGreeterAsync(string version)
     {
         var greeter = await GrpcWorkload.StartAsync(version, ControlPlane.DiscoveryAddress);
@@ -460,6 +506,8 @@ public sealed class TrafficEndToEndTests : MeshTestBase
         private readonly WebApplication _app;
 
         private GrpcWorkload(WebApplication app) => _app = app;
+
+        public IServiceProvider Services => _app.Services;
 
         public static async Task<GrpcWorkload> StartAsync(string version, Uri controlPlane)
         {

@@ -1,0 +1,69 @@
+using MeshKit.Telemetry;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+
+namespace MeshKit.Tests.Telemetry;
+
+/// <summary>A running gRPC call's messages added on a timer, and the rest at its end: each message once.</summary>
+public sealed class LiveStreamsTests : IDisposable
+{
+    private static readonly PeerMetadata Caller = new("productpage-v1", "default", "productpage", "v1", "productpage");
+    private static readonly PeerMetadata Server = new("reviews-v2", "default", "reviews", "v2", "reviews");
+
+    private readonly ServiceProvider _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+
+    public void Dispose() => _services.Dispose();
+
+    private sealed class Counted(RequestReport? peers) : LiveStream
+    {
+        public long Requests { get; set; }
+
+        public long Responses { get; set; }
+
+        public override long RequestMessages => Requests;
+
+        public override long ResponseMessages => Responses;
+
+        public override RequestReport? Describe() => peers;
+    }
+
+    private static RequestReport Peers => new("source", Caller, null, Server, null, "reviews.default.svc.cluster.local", "grpc", 0, null, string.Empty, "unknown", 0, 0, 0);
+
+    [Fact]
+    public void SweepsAddWhatCameSinceTheLast_TheEndTakesTheRest_AndAnEndedStreamIsLetGo()
+    {
+        var istio = new IstioMetrics(_services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
+        var stats = istio.EnableStats();
+        var time = new FakeTimeProvider();
+        var live = new LiveStreams(istio, time) { Interval = TimeSpan.FromSeconds(5) };
+        var stream = new Counted(Peers) { Requests = 2, Responses = 4 };
+        var silent = new Counted(null) { Requests = 7 }; // under a policy with label values: nothing until its end
+        live.Add(stream);
+        live.Add(silent);
+
+        time.Advance(TimeSpan.FromSeconds(5)); // the timer sweeps
+        Assert.Equal((2, 4), Messages(stats));
+
+        stream.Requests = 3;
+        stream.Responses = 6;
+        live.Sweep();
+        Assert.Equal((3, 6), Messages(stats));
+        live.Sweep(); // nothing new
+        Assert.Equal((3, 6), Messages(stats));
+
+        stream.Responses = 9;
+        Assert.Equal((0, 3), stream.Remainder()); // for the call's own report
+        live.Sweep();
+        Assert.Equal((3, 6), Messages(stats)); // the end took it; the sweep adds nothing more
+        Assert.Equal((7, 0), silent.Remainder());
+    }
+
+    private static (double Requests, double Responses) Messages(IstioStats stats)
+    {
+        var text = new System.Text.StringBuilder();
+        stats.WriteTo(text);
+        double Sum(string metric) => text.ToString().Split('\n').Where(l => l.StartsWith(metric + "{", StringComparison.Ordinal))
+            .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+        return (Sum("istio_request_messages_total"), Sum("istio_response_messages_total"));
+    }
+}

@@ -250,7 +250,14 @@ internal sealed class IstioMetrics : IDisposable
     }
 
     /// <summary>Gets the gRPC calls still running whose messages are added while they run.</summary>
-    internal LiveStreams Live => _live ??= new LiveStreams(this, TimeProvider.System);
+    internal LiveStreams Live => Volatile.Read(ref _live) ?? CreateLive();
+
+    // One list per instance, even when two first gRPC calls race to make it.
+    private LiveStreams CreateLive()
+    {
+        var made = new LiveStreams(this, TimeProvider.System);
+        return Interlocked.CompareExchange(ref _live, made, null) ?? made;
+    }
 
     /// <summary>
     /// Adds the messages a running gRPC call counted since it last reported (<see cref="LiveStreams"/>): only the two

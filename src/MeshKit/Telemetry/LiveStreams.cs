@@ -77,8 +77,11 @@ internal sealed class LiveStreams(IstioMetrics owner, TimeProvider time) : IDisp
         }
     }
 
-    /// <summary>Keeps <paramref name="stream"/> until it ends.</summary>
-    public void Add(LiveStream stream)
+    /// <summary>
+    /// Keeps <paramref name="stream"/> until it ends; <paramref name="weakly"/>, only while something else holds it (a
+    /// caller's response that the application drops unread and undisposed never ends, and must not be kept alive here).
+    /// </summary>
+    public void Add(LiveStream stream, bool weakly = false)
     {
         switch (Volatile.Read(ref _timer))
         {
@@ -89,7 +92,22 @@ internal sealed class LiveStreams(IstioMetrics owner, TimeProvider time) : IDisp
                 return; // shutting down: the stream's messages go with its report
         }
 
-        Push(new Node(stream));
+        Push(new Node(weakly ? new WeakReference<LiveStream>(stream) : stream));
+    }
+
+    /// <summary>Gets how many streams the list holds (tests): ended and collected ones until the next sweep.</summary>
+    internal int Held
+    {
+        get
+        {
+            var count = 0;
+            for (var node = Volatile.Read(ref _head); node is not null; node = node.Next)
+            {
+                count++;
+            }
+
+            return count;
+        }
     }
 
     /// <summary>Stops the timer; what runs still is added at its end.</summary>
@@ -102,18 +120,17 @@ internal sealed class LiveStreams(IstioMetrics owner, TimeProvider time) : IDisp
         while (node is not null)
         {
             var next = node.Next;
-            var stream = node.Stream;
-            if (!stream.Ended && stream.Describe() is { } report)
+            if (node.Stream is { Ended: false } stream)
             {
-                var (requests, responses) = stream.Claim();
-                if (requests > 0 || responses > 0)
+                if (stream.Describe() is { } report)
                 {
-                    owner.RecordMessages(report with { RequestMessages = requests, ResponseMessages = responses });
+                    var (requests, responses) = stream.Claim();
+                    if (requests > 0 || responses > 0)
+                    {
+                        owner.RecordMessages(report with { RequestMessages = requests, ResponseMessages = responses });
+                    }
                 }
-            }
 
-            if (!stream.Ended)
-            {
                 node.Next = null;
                 Push(node);
             }
@@ -174,9 +191,10 @@ internal sealed class LiveStreams(IstioMetrics owner, TimeProvider time) : IDisp
         public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 
-    private sealed class Node(LiveStream stream)
+    private sealed class Node(object stream)
     {
-        public LiveStream Stream { get; } = stream;
+        // The stream, or a weak reference to it: null once it has been collected.
+        public LiveStream? Stream => stream is WeakReference<LiveStream> weak ? (weak.TryGetTarget(out var target) ? target : null) : (LiveStream)stream;
 
         public Node? Next { get; set; }
     }

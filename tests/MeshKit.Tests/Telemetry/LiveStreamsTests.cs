@@ -58,6 +58,32 @@ public sealed class LiveStreamsTests : IDisposable
         Assert.Equal((7, 0), silent.Remainder());
     }
 
+    [Fact]
+    public void AStreamHeldWeakly_IsLetGo_OnceNothingElseHoldsIt()
+    {
+        // A caller's response the application drops unread and undisposed never ends: the list must not keep it.
+        var istio = new IstioMetrics(_services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
+        var live = new LiveStreams(istio, new FakeTimeProvider());
+        var held = new Counted(Peers) { Requests = 1 };
+        live.Add(held, weakly: true);
+        AddDropped(live);
+        Assert.Equal(2, live.Held);
+
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        live.Sweep();
+
+        Assert.Equal(1, live.Held);
+        GC.KeepAlive(held);
+        held.Remainder();
+        live.Sweep();
+        Assert.Equal(0, live.Held);
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static void AddDropped(LiveStreams live) => live.Add(new Counted(Peers) { Requests = 5 }, weakly: true);
+
     private static (double Requests, double Responses) Messages(IstioStats stats)
     {
         var text = new System.Text.StringBuilder();

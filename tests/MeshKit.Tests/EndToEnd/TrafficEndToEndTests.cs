@@ -387,15 +387,15 @@ public sealed class TrafficEndToEndTests : MeshTestBase
         Assert.Equal("hello ada from v1", (await greeter.SayHelloAsync(new HelloRequest { Name = "ada" })).Message);
 
         // Istio's message counters carry the peers' labels, not the outcome's (no response_code, flags or protocol).
-        static double Messages(string text, string metric, string reporter) => text.Split('\n')
-            .Where(l => l.StartsWith(metric + "{reporter=\"" + reporter + "\"", StringComparison.Ordinal))
-            .Select(l =>
+        static double Messages(string text, string metric, string reporter)
+        {
+            Assert.All(text.Split('\n').Where(l => l.StartsWith(metric + "{", StringComparison.Ordinal)), l =>
             {
                 Assert.DoesNotContain("response_code=", l, StringComparison.Ordinal);
                 Assert.DoesNotContain("request_protocol=", l, StringComparison.Ordinal);
-                return double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
-            })
-            .Sum();
+            });
+            return Reported(text, metric, reporter);
+        }
 
         using var scraper = new HttpClient();
         var caller = string.Empty;
@@ -412,16 +412,8 @@ public sealed class TrafficEndToEndTests : MeshTestBase
     public async Task ALongStream_AddsItsMessagesWhileItRuns_AndTheRestWhenItEnds_EachOnce()
     {
         // Envoy adds a running stream's message counts on its reporting timer; here every 200 ms for the test.
-        var v1 = await StartGreeterAsync("v1");
-        var client = await StartGreeterClientAsync();
-        v1.Services.GetRequiredService<MeshKit.Telemetry.IstioMetrics>().Live.Interval = TimeSpan.FromMilliseconds(200);
-        client.Services.GetRequiredService<MeshKit.Telemetry.IstioMetrics>().Live.Interval = TimeSpan.FromMilliseconds(200);
-        await Eventually.TrueAsync(() => client.Endpoints("greeter.default.svc.cluster.local") == 1, "the greeter is known");
-        var greeter = client.Services.GetRequiredService<Greeter.GreeterClient>();
+        var (v1, client, greeter) = await StartSweptGreeterAsync(TimeSpan.FromMilliseconds(200));
         using var scraper = new HttpClient();
-        static double Value(string text, string metric, string reporter) => text.Split('\n')
-            .Where(l => l.StartsWith(metric + "{reporter=\"" + reporter + "\"", StringComparison.Ordinal))
-            .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
         Task<string> Caller() => scraper.GetStringAsync(new Uri(client.Address, "/stats/prometheus"));
 
         using var chat = greeter.Chat();
@@ -433,24 +425,24 @@ public sealed class TrafficEndToEndTests : MeshTestBase
         }
 
         // Still open: both sides show its messages so far, and no request yet.
-        await Eventually.TrueAsync(async () => Value(await Caller(), "istio_response_messages_total", "source") == 4, "the caller added the replies so far");
-        await Eventually.TrueAsync(async () => Value(await v1.StatsAsync(), "istio_response_messages_total", "destination") == 4, "the server added the replies so far");
-        Assert.Equal(2, Value(await Caller(), "istio_request_messages_total", "source"));
-        Assert.Equal(2, Value(await v1.StatsAsync(), "istio_request_messages_total", "destination"));
-        Assert.Equal(0, Value(await Caller(), "istio_requests_total", "source"));
+        await Eventually.TrueAsync(async () => Reported(await Caller(), "istio_response_messages_total", "source") == 4, "the caller added the replies so far");
+        await Eventually.TrueAsync(async () => Reported(await v1.StatsAsync(), "istio_response_messages_total", "destination") == 4, "the server added the replies so far");
+        Assert.Equal(2, Reported(await Caller(), "istio_request_messages_total", "source"));
+        Assert.Equal(2, Reported(await v1.StatsAsync(), "istio_request_messages_total", "destination"));
+        Assert.Equal(0, Reported(await Caller(), "istio_requests_total", "source"));
 
         await chat.RequestStream.WriteAsync(new HelloRequest { Name = "ada" });
         await chat.RequestStream.CompleteAsync();
         Assert.Equal(2, (await chat.ResponseStream.ReadAllAsync().ToListAsync()).Count);
 
         // Ended: the rest is added once, with the call's report.
-        await Eventually.TrueAsync(async () => Value(await Caller(), "istio_requests_total", "source") == 1, "the caller reported the call");
-        await Eventually.TrueAsync(async () => Value(await v1.StatsAsync(), "istio_requests_total", "destination") == 1, "the server reported the call");
+        await Eventually.TrueAsync(async () => Reported(await Caller(), "istio_requests_total", "source") == 1, "the caller reported the call");
+        await Eventually.TrueAsync(async () => Reported(await v1.StatsAsync(), "istio_requests_total", "destination") == 1, "the server reported the call");
         await Task.Delay(500); // sweeps after the end add nothing
         foreach (var (text, reporter) in new[] { (await Caller(), "source"), (await v1.StatsAsync(), "destination") })
         {
-            Assert.Equal(3, Value(text, "istio_request_messages_total", reporter));
-            Assert.Equal(6, Value(text, "istio_response_messages_total", reporter));
+            Assert.Equal(3, Reported(text, "istio_request_messages_total", reporter));
+            Assert.Equal(6, Reported(text, "istio_response_messages_total", reporter));
         }
     }
 
@@ -458,12 +450,7 @@ public sealed class TrafficEndToEndTests : MeshTestBase
     public async Task ConcurrentStreams_SweptAsTheyRun_CountEveryMessageOnce()
     {
         // Sweeps every 10 ms race the streams' messages and their ends: the totals must still be exact.
-        var v1 = await StartGreeterAsync("v1");
-        var client = await StartGreeterClientAsync();
-        v1.Services.GetRequiredService<MeshKit.Telemetry.IstioMetrics>().Live.Interval = TimeSpan.FromMilliseconds(10);
-        client.Services.GetRequiredService<MeshKit.Telemetry.IstioMetrics>().Live.Interval = TimeSpan.FromMilliseconds(10);
-        await Eventually.TrueAsync(() => client.Endpoints("greeter.default.svc.cluster.local") == 1, "the greeter is known");
-        var greeter = client.Services.GetRequiredService<Greeter.GreeterClient>();
+        var (v1, client, greeter) = await StartSweptGreeterAsync(TimeSpan.FromMilliseconds(10));
 
         const int Streams = 16, Messages = 40;
         await Task.WhenAll(Enumerable.Range(0, Streams).Select(async _ =>
@@ -483,21 +470,34 @@ public sealed class TrafficEndToEndTests : MeshTestBase
         }));
 
         using var scraper = new HttpClient();
-        static double Value(string text, string metric, string reporter) => text.Split('\n')
-            .Where(l => l.StartsWith(metric + "{reporter=\"" + reporter + "\"", StringComparison.Ordinal))
-            .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
-        await Eventually.TrueAsync(async () => Value(await scraper.GetStringAsync(new Uri(client.Address, "/stats/prometheus")), "istio_requests_total", "source") == Streams, "the caller reported every stream");
-        await Eventually.TrueAsync(async () => Value(await v1.StatsAsync(), "istio_requests_total", "destination") == Streams, "the server reported every stream");
+        await Eventually.TrueAsync(async () => Reported(await scraper.GetStringAsync(new Uri(client.Address, "/stats/prometheus")), "istio_requests_total", "source") == Streams, "the caller reported every stream");
+        await Eventually.TrueAsync(async () => Reported(await v1.StatsAsync(), "istio_requests_total", "destination") == Streams, "the server reported every stream");
         // A sweep that claimed messages just before a stream's end may still be adding them: awaited, then exact.
         var (caller, served) = (string.Empty, string.Empty);
-        await Eventually.TrueAsync(async () => Value(caller = await scraper.GetStringAsync(new Uri(client.Address, "/stats/prometheus")), "istio_response_messages_total", "source") >= 2 * Streams * Messages
-            && Value(served = await v1.StatsAsync(), "istio_response_messages_total", "destination") >= 2 * Streams * Messages, "every message added");
+        await Eventually.TrueAsync(async () => Reported(caller = await scraper.GetStringAsync(new Uri(client.Address, "/stats/prometheus")), "istio_response_messages_total", "source") >= 2 * Streams * Messages
+            && Reported(served = await v1.StatsAsync(), "istio_response_messages_total", "destination") >= 2 * Streams * Messages, "every message added");
         await Task.Delay(200);
         (caller, served) = (await scraper.GetStringAsync(new Uri(client.Address, "/stats/prometheus")), await v1.StatsAsync());
-        Assert.Equal(Streams * Messages, Value(caller, "istio_request_messages_total", "source"));
-        Assert.Equal(2 * Streams * Messages, Value(caller, "istio_response_messages_total", "source"));
-        Assert.Equal(Streams * Messages, Value(served, "istio_request_messages_total", "destination"));
-        Assert.Equal(2 * Streams * Messages, Value(served, "istio_response_messages_total", "destination"));
+        Assert.Equal(Streams * Messages, Reported(caller, "istio_request_messages_total", "source"));
+        Assert.Equal(2 * Streams * Messages, Reported(caller, "istio_response_messages_total", "source"));
+        Assert.Equal(Streams * Messages, Reported(served, "istio_request_messages_total", "destination"));
+        Assert.Equal(2 * Streams * Messages, Reported(served, "istio_response_messages_total", "destination"));
+    }
+
+    /// <summary>The sum of a metric's series of one reporter, in a scrape of Prometheus's text format.</summary>
+    private static double Reported(string text, string metric, string reporter) => text.Split('\n')
+        .Where(l => l.StartsWith(metric + "{reporter=\"" + reporter + "\"", StringComparison.Ordinal))
+        .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+
+    /// <summary>A greeter and its client whose running streams' messages are swept every <paramref name="interval"/>.</summary>
+    private async Task<(GrpcWorkload Greeter, TestWorkload Client, Greeter.GreeterClient Calls)> StartSweptGreeterAsync(TimeSpan interval)
+    {
+        var v1 = await StartGreeterAsync("v1");
+        var client = await StartGreeterClientAsync();
+        v1.Services.GetRequiredService<MeshKit.Telemetry.IstioMetrics>().Live.Interval = interval;
+        client.Services.GetRequiredService<MeshKit.Telemetry.IstioMetrics>().Live.Interval = interval;
+        await Eventually.TrueAsync(() => client.Endpoints("greeter.default.svc.cluster.local") == 1, "the greeter is known");
+        return (v1, client, client.Services.GetRequiredService<Greeter.GreeterClient>());
     }
 
     private async Task<GrpcWorkload> StartGreeterAsync(string version)

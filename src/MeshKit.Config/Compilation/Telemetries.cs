@@ -66,6 +66,15 @@ internal static class Telemetries
             }
         }
 
+        // The reporting interval: the most specific level's that sets one.
+        foreach (var level in new[] { mesh, space, workload })
+        {
+            if (level?.MetricsReportingInterval is { } interval)
+            {
+                policy.MetricsReportingIntervalMs = (ulong)interval.TotalMilliseconds;
+            }
+        }
+
         // The access log: on unless the last entry that speaks of a side turns it off; that entry's filter (or none)
         // decides which requests are written, as a child's entry for the provider replaces its parent's in Istio.
         foreach (var level in new[] { mesh, space, workload })

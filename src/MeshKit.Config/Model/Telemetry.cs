@@ -13,6 +13,12 @@ public sealed record TelemetryResource : ConfigResource
     /// <summary>Gets the overrides of <c>spec.metrics[].overrides</c> for MeshKit's metrics, in the order written.</summary>
     public IReadOnlyList<MetricOverride> MetricOverrides { get; init; } = [];
 
+    /// <summary>
+    /// Gets <c>spec.metrics[].reportingInterval</c> (the last entry for MeshKit's metrics that sets it): how often a
+    /// running gRPC stream's message counts are added; <see langword="null"/> leaves what a parent decided (5 s by default).
+    /// </summary>
+    public TimeSpan? MetricsReportingInterval { get; init; }
+
     /// <summary>Gets the <c>spec.accessLogging[]</c> entries for MeshKit's access log, in the order written.</summary>
     public IReadOnlyList<AccessLogOverride> AccessLogging { get; init; } = [];
 

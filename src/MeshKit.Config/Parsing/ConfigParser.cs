@@ -1588,13 +1588,15 @@ public static class ConfigParser
 
         var selector = s.Map("selector", ReadMatchLabels);
         s.Anchor("selector");
-        var overrides = s.List("metrics", ReadMetrics).SelectMany(m => m).ToArray();
+        var metrics = s.List("metrics", ReadMetrics);
+        var overrides = metrics.SelectMany(m => m.Overrides).ToArray();
         var accessLogging = s.List("accessLogging", ReadAccessLogging);
         var tracing = s.List("tracing", ReadTracing);
         return Fill(new TelemetryResource
         {
             Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
             Selector = selector, MetricOverrides = overrides, AccessLogging = accessLogging, Tracing = tracing,
+            MetricsReportingInterval = metrics.LastOrDefault(m => m.ReportingInterval is not null)?.ReportingInterval,
         }, h);
     }
 
@@ -1695,20 +1697,26 @@ public static class ConfigParser
         return new BoxedString(mode);
     }
 
-    // One spec.metrics[] entry: its overrides when it applies to MeshKit's metrics, else none (with a warning).
-    private static IReadOnlyList<MetricOverride> ReadMetrics(MapReader m)
+    // One spec.metrics[] entry: its overrides and reporting interval when it applies to MeshKit's metrics, else none
+    // (with a warning).
+    private static MetricsEntry ReadMetrics(MapReader m)
     {
         var providers = m.List("providers", p => p.String("name", required: true));
-        m.NotSupported("reportingInterval", DiagnosticSeverity.Warning, "the metrics SDK's reader decides when metrics are exported (MeshKit records every report within a second, and a running gRPC stream's message counts every 5 s)");
+
+        // Istio's proxies use it for TCP metrics, reported while a connection lasts; MeshKit's long-lived calls are
+        // gRPC streams, whose message counts are added at this interval while they run.
+        var interval = m.TimerDuration("reportingInterval");
         var overrides = m.List("overrides", ReadMetricOverride);
         if (providers.Count > 0 && !providers.Contains("prometheus"))
         {
             m.Context.Warning(m.Get("providers"), m.ChildPath("providers"), $"MeshKit's metrics are Istio's 'prometheus' provider (exported through OpenTelemetry); this entry names {string.Join(", ", providers)} only and is ignored");
-            return [];
+            return new([], null);
         }
 
-        return overrides;
+        return new(overrides, interval);
     }
+
+    private sealed record MetricsEntry(IReadOnlyList<MetricOverride> Overrides, TimeSpan? ReportingInterval);
 
     private static readonly Regex PrometheusLabelName = new("^[a-zA-Z_][a-zA-Z0-9_]*$", RegexOptions.CultureInvariant);
 

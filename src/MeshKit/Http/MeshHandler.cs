@@ -119,7 +119,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 {
                     // A long stream's messages are added while it runs (LiveStreams), the rest when it ends.
                     live = new CallerStream(watched, counted, StreamPeers(destination, answer?.Principal, answer?.Metadata, answer?.RoutedTo));
-                    istio!.Live.Add(live, weakly: true); // held by the response's body, as long as the application holds that
+                    istio!.Live.Add(live, provider.Current.StreamReportingInterval, weakly: true); // held by the response's body, as long as the application holds that
                 }
 
                 watched.Observe(ReportAtEnd.Rent(this, request, response, destination, flags, requestBytes, counted, live, started, answer, reportIstio, log), countMessages);

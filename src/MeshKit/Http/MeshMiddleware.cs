@@ -132,7 +132,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
             live = new ServedStream(bodies, snapshot.Reports?.Server.HasValues == true ? null : new Telemetry.RequestReport(
                 "destination", source ?? Telemetry.PeerMetadata.Unknown, peer?.ToString(), Self, identity.Enabled ? identity.Current?.IdText : null,
                 snapshot.OwnService?.Host ?? Self.Service, "grpc", 0, null, string.Empty, peer is not null ? "mutual_tls" : "none", 0, 0, 0, snapshot.Reports));
-            istio.Live.Add(live);
+            istio.Live.Add(live, snapshot.StreamReportingInterval);
         }
 
         try

@@ -48,6 +48,9 @@ internal sealed class MeshSnapshot
     /// <summary>Gets what the Telemetry API changes of Istio's standard metrics here; null when nothing (every metric, every label).</summary>
     internal Telemetry.ReportPolicy? Reports { get; init; }
 
+    /// <summary>Gets how often a running gRPC stream's message counts are added (the Telemetry API's <c>reportingInterval</c>).</summary>
+    internal TimeSpan StreamReportingInterval { get; init; } = Telemetry.LiveStreams.DefaultInterval;
+
     /// <summary>Gets whether the Telemetry API turned the access log off for this workload's outbound calls (mode CLIENT).</summary>
     internal bool ClientAccessLogOff { get; init; }
 

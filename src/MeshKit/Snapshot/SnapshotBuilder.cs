@@ -101,6 +101,7 @@ internal static class SnapshotBuilder
             SpanTags = inbound.Telemetry is { } telemetry ? Telemetry.SpanTags.From(telemetry.ClientSpanTags) : null,
             ClientSampling = inbound.Telemetry?.HasClientSamplingPercentage == true ? inbound.Telemetry.ClientSamplingPercentage / 100 : null,
             ServerSampling = inbound.Telemetry?.HasServerSamplingPercentage == true ? inbound.Telemetry.ServerSamplingPercentage / 100 : null,
+            StreamReportingInterval = inbound.Telemetry?.MetricsReportingIntervalMs is > 0 and var ms ? TimeSpan.FromMilliseconds(ms) : Telemetry.LiveStreams.DefaultInterval,
         };
     }
 

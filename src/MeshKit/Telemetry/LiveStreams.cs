@@ -66,30 +66,29 @@ internal sealed class LiveStreams(IstioMetrics owner, TimeProvider time) : IDisp
     private ITimer? _timer;
     private TimeSpan _interval = DefaultInterval;
 
-    /// <summary>Gets or sets the interval between sweeps (tests shorten it).</summary>
-    public TimeSpan Interval
-    {
-        get => _interval;
-        set
-        {
-            _interval = value;
-            _timer?.Change(value, value);
-        }
-    }
+    /// <summary>Gets the interval between sweeps: the one the last stream added was given.</summary>
+    public TimeSpan Interval => _interval;
 
     /// <summary>
     /// Keeps <paramref name="stream"/> until it ends; <paramref name="weakly"/>, only while something else holds it (a
     /// caller's response that the application drops unread and undisposed never ends, and must not be kept alive here).
+    /// The sweeps come every <paramref name="interval"/> from then on (the workload's config when the stream started:
+    /// a changed interval takes effect with the next stream).
     /// </summary>
-    public void Add(LiveStream stream, bool weakly = false)
+    public void Add(LiveStream stream, TimeSpan interval, bool weakly = false)
     {
         switch (Volatile.Read(ref _timer))
         {
             case null:
+                _interval = interval;
                 StartTimer();
                 break;
             case DisposedTimer:
                 return; // shutting down: the stream's messages go with its report
+            case var timer when interval != _interval:
+                _interval = interval;
+                timer.Change(interval, interval);
+                break;
         }
 
         Push(new Node(weakly ? new WeakReference<LiveStream>(stream) : stream));

@@ -19,7 +19,7 @@ public sealed class TelemetryTests
         return view.OfType(ResourceTypes.Inbound)[ResourceTypes.InboundResourceName].Resource_.Unpack<InboundPolicy>().Telemetry;
     }
 
-    private static string Telemetry(string name, string ns, string overrides, string selector = "", string providers = "") => $$"""
+    private static string Telemetry(string name, string ns, string overrides, string selector = "", string providers = "", string? reportingInterval = null) => $$"""
         apiVersion: telemetry.istio.io/v1
         kind: Telemetry
         metadata: { name: {{name}}, namespace: {{ns}} }
@@ -28,6 +28,7 @@ public sealed class TelemetryTests
           metrics:
           - {{providers}}
             overrides: {{overrides}}
+            {{(reportingInterval is null ? string.Empty : "reportingInterval: " + reportingInterval)}}
         ---
 
         """;
@@ -332,6 +333,40 @@ public sealed class TelemetryTests
     }
 
     [Fact]
+    public void TheReportingInterval_IsTheMostSpecificLevelsThatSetsOne()
+    {
+        Assert.Equal(0UL, Resolve(Telemetry("mesh", "istio-system", "[{ disabled: true }]")).MetricsReportingIntervalMs); // unset: the default
+        Assert.Equal(10_000UL, Resolve(Telemetry("mesh", "istio-system", "[]", reportingInterval: "10s")).MetricsReportingIntervalMs);
+        Assert.Equal(500UL, Resolve(Telemetry("mesh", "istio-system", "[]", reportingInterval: "10s") + Telemetry("ns", "default", "[]", reportingInterval: "500ms")).MetricsReportingIntervalMs);
+        Assert.Equal(2_000UL, Resolve(Telemetry("mesh", "istio-system", "[]", reportingInterval: "10s") + Telemetry("ns", "default", "[]", reportingInterval: "500ms")
+            + Telemetry("reviews", "default", "[]", selector: "selector: { matchLabels: { app: reviews } }", reportingInterval: "2s")).MetricsReportingIntervalMs);
+
+        // A level that says nothing of it leaves its parent's; an entry for another provider is ignored, as its overrides are.
+        Assert.Equal(10_000UL, Resolve(Telemetry("mesh", "istio-system", "[]", reportingInterval: "10s") + Telemetry("ns", "default", "[{ disabled: true }]")).MetricsReportingIntervalMs);
+        Assert.Equal(10_000UL, Resolve(Telemetry("mesh", "istio-system", "[]", reportingInterval: "10s") + Telemetry("ns", "default", "[]", providers: "providers: [{ name: stackdriver }]", reportingInterval: "1s")).MetricsReportingIntervalMs);
+    }
+
+    [Theory]
+    [InlineData("0s")]
+    [InlineData("500us")]
+    [InlineData("soon")]
+    public void AReportingIntervalThatIsNoTimersPeriod_IsAnError(string interval)
+    {
+        var result = ConfigParser.Parse($$"""
+            apiVersion: telemetry.istio.io/v1
+            kind: Telemetry
+            metadata: { name: mesh, namespace: istio-system }
+            spec:
+              metrics: [{ reportingInterval: {{interval}} }]
+            """, "telemetry.yaml");
+
+        var error = Assert.Single(result.Diagnostics);
+        Assert.Equal(DiagnosticSeverity.Error, error.Severity);
+        Assert.Equal("spec.metrics[0].reportingInterval", error.Path);
+        Assert.Equal(5, error.Line);
+    }
+
+    [Fact]
     public void WhatMeshKitDoesNotActOn_IsReportedWithItsPath()
     {
         var result = ConfigParser.Parse("""
@@ -361,7 +396,6 @@ public sealed class TelemetryTests
                 "spec.metrics[0].overrides[0].match.metric",
                 "spec.metrics[0].overrides[1].match.customMetric",
                 "spec.metrics[0].overrides[2].tagOverrides.not_a_label",
-                "spec.metrics[0].reportingInterval",
             ],
             result.Diagnostics.Select(d => d.Path).Order(StringComparer.Ordinal));
         Assert.All(result.Diagnostics, d => Assert.True(d.Line > 0));

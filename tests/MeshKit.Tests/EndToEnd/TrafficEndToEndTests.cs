@@ -411,7 +411,8 @@ public sealed class TrafficEndToEndTests : MeshTestBase
     [Fact]
     public async Task ALongStream_AddsItsMessagesWhileItRuns_AndTheRestWhenItEnds_EachOnce()
     {
-        // Envoy adds a running stream's message counts on its reporting timer; here every 200 ms for the test.
+        // A running stream's message counts are added on a timer: every 200 ms here (the mesh Telemetry's
+        // reportingInterval), not the default 5 s.
         var (v1, client, greeter) = await StartSweptGreeterAsync(TimeSpan.FromMilliseconds(200));
         using var scraper = new HttpClient();
         Task<string> Caller() => scraper.GetStringAsync(new Uri(client.Address, "/stats/prometheus"));
@@ -423,6 +424,10 @@ public sealed class TrafficEndToEndTests : MeshTestBase
             Assert.True(await chat.ResponseStream.MoveNext(CancellationToken.None));
             Assert.True(await chat.ResponseStream.MoveNext(CancellationToken.None));
         }
+
+        // Both sides sweep at the configured interval, which the stream brought from their config.
+        Assert.Equal(TimeSpan.FromMilliseconds(200), client.Services.GetRequiredService<MeshKit.Telemetry.IstioMetrics>().Live.Interval);
+        Assert.Equal(TimeSpan.FromMilliseconds(200), v1.Services.GetRequiredService<MeshKit.Telemetry.IstioMetrics>().Live.Interval);
 
         // Still open: both sides show its messages so far, and no request yet.
         await Eventually.TrueAsync(async () => Reported(await Caller(), "istio_response_messages_total", "source") == 4, "the caller added the replies so far");
@@ -489,14 +494,24 @@ public sealed class TrafficEndToEndTests : MeshTestBase
         .Where(l => l.StartsWith(metric + "{reporter=\"" + reporter + "\"", StringComparison.Ordinal))
         .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
 
-    /// <summary>A greeter and its client whose running streams' messages are swept every <paramref name="interval"/>.</summary>
+    /// <summary>
+    /// A greeter and its client whose running streams' messages are swept every <paramref name="interval"/>: the
+    /// mesh's Telemetry sets its metrics' <c>reportingInterval</c>.
+    /// </summary>
     private async Task<(GrpcWorkload Greeter, TestWorkload Client, Greeter.GreeterClient Calls)> StartSweptGreeterAsync(TimeSpan interval)
     {
+        ControlPlane.WriteConfig("telemetry.yaml", $$"""
+            apiVersion: telemetry.istio.io/v1
+            kind: Telemetry
+            metadata: { name: mesh-default, namespace: istio-system }
+            spec:
+              metrics: [{ reportingInterval: {{(int)interval.TotalMilliseconds}}ms }]
+            """);
         var v1 = await StartGreeterAsync("v1");
         var client = await StartGreeterClientAsync();
-        v1.Services.GetRequiredService<MeshKit.Telemetry.IstioMetrics>().Live.Interval = interval;
-        client.Services.GetRequiredService<MeshKit.Telemetry.IstioMetrics>().Live.Interval = interval;
-        await Eventually.TrueAsync(() => client.Endpoints("greeter.default.svc.cluster.local") == 1, "the greeter is known");
+        await Eventually.TrueAsync(() => client.Endpoints("greeter.default.svc.cluster.local") == 1
+            && client.Snapshot.StreamReportingInterval == interval
+            && v1.Services.GetRequiredService<MeshKit.Snapshot.MeshSnapshotProvider>().Current.StreamReportingInterval == interval, "the greeter is known, both under the interval");
         return (v1, client, client.Services.GetRequiredService<Greeter.GreeterClient>());
     }
 

@@ -30,16 +30,44 @@ public sealed class LiveStreamsTests : IDisposable
     private static RequestReport Peers => new("source", Caller, null, Server, null, "reviews.default.svc.cluster.local", "grpc", 0, null, string.Empty, "unknown", 0, 0, 0);
 
     [Fact]
+    public void AStreamStartedUnderAnotherReportingInterval_SetsTheSweepsApart()
+    {
+        var istio = new IstioMetrics(_services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
+        var stats = istio.EnableStats();
+        var time = new FakeTimeProvider();
+        using var live = new LiveStreams(istio, time);
+        var first = new Counted(Peers) { Requests = 1 };
+        live.Add(first, TimeSpan.FromSeconds(5));
+        time.Advance(TimeSpan.FromSeconds(4));
+        Assert.Equal((0, 0), Messages(stats));
+
+        // The config changed (a Telemetry's reportingInterval): the next stream brings it, and the sweeps follow.
+        var second = new Counted(Peers) { Requests = 2 };
+        live.Add(second, TimeSpan.FromSeconds(1));
+        Assert.Equal(TimeSpan.FromSeconds(1), live.Interval);
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal((3, 0), Messages(stats));
+        second.Requests = 5;
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal((6, 0), Messages(stats));
+
+        // The same interval again leaves the timer as it runs.
+        live.Add(new Counted(Peers) { Requests = 1 }, TimeSpan.FromSeconds(1));
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal((7, 0), Messages(stats));
+    }
+
+    [Fact]
     public void SweepsAddWhatCameSinceTheLast_TheEndTakesTheRest_AndAnEndedStreamIsLetGo()
     {
         var istio = new IstioMetrics(_services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
         var stats = istio.EnableStats();
         var time = new FakeTimeProvider();
-        var live = new LiveStreams(istio, time) { Interval = TimeSpan.FromSeconds(5) };
+        var live = new LiveStreams(istio, time);
         var stream = new Counted(Peers) { Requests = 2, Responses = 4 };
         var silent = new Counted(null) { Requests = 7 }; // under a policy with label values: nothing until its end
-        live.Add(stream);
-        live.Add(silent);
+        live.Add(stream, TimeSpan.FromSeconds(5));
+        live.Add(silent, TimeSpan.FromSeconds(5));
 
         time.Advance(TimeSpan.FromSeconds(5)); // the timer sweeps
         Assert.Equal((2, 4), Messages(stats));
@@ -65,7 +93,7 @@ public sealed class LiveStreamsTests : IDisposable
         var istio = new IstioMetrics(_services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
         var live = new LiveStreams(istio, new FakeTimeProvider());
         var held = new Counted(Peers) { Requests = 1 };
-        live.Add(held, weakly: true);
+        live.Add(held, LiveStreams.DefaultInterval, weakly: true);
         AddDropped(live);
         Assert.Equal(2, live.Held);
 
@@ -82,7 +110,7 @@ public sealed class LiveStreamsTests : IDisposable
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
-    private static void AddDropped(LiveStreams live) => live.Add(new Counted(Peers) { Requests = 5 }, weakly: true);
+    private static void AddDropped(LiveStreams live) => live.Add(new Counted(Peers) { Requests = 5 }, LiveStreams.DefaultInterval, weakly: true);
 
     private static (double Requests, double Responses) Messages(IstioStats stats)
     {

@@ -60,7 +60,9 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         var snapshot = provider.Current;
 
         // Connections are checked when they open; a policy that became STRICT since then is enforced per request.
-        if (identity.Enabled && Security.MeshPeer.Of(context) is null
+        // The peer is looked up once (a connection item: a feature lookup and a keyed read).
+        var peer = identity.Enabled ? Security.MeshPeer.Of(context) : null;
+        if (identity.Enabled && peer is null
             && Security.InboundTlsSetup.ModeOn(snapshot.PeerAuthentication, context.Connection.LocalPort) == Protocol.V1.MtlsMode.Strict)
         {
             context.Abort();
@@ -82,12 +84,10 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
             context.Request.Path = new PathString(normalized);
         }
 
-        Security.VerifiedPeer? peer = null;
         if (identity.Enabled)
         {
             // The scheme is the connection's, not the client's claim (alternate schemes are allowed for mesh callers).
             context.Request.Scheme = context.Features.Get<ITlsConnectionFeature>() is null ? "http" : "https";
-            peer = Security.MeshPeer.Of(context);
             if (peer?.ForwardedClientCert is { } forwarded)
             {
                 // As an Istio sidecar tells its application who called over mutual TLS; whatever the client sent was
@@ -282,7 +282,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         request.SourceIp = context.Connection.RemoteIpAddress;
         request.DestinationIp = context.Connection.LocalIpAddress;
         request.DestinationPort = context.Connection.LocalPort;
-        request.Sni = context.Features.Get<Microsoft.AspNetCore.Connections.Features.ITlsHandshakeFeature>()?.HostName;
+        request.Connection = context.Features; // the SNI, read only by a policy that asks for it
         request.Jwt = principal;
         request.Host = context.Request.Host.Value ?? string.Empty;
         request.Method = context.Request.Method;

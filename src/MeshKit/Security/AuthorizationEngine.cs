@@ -20,7 +20,9 @@ internal sealed class AuthorizationRequest
         request.SourceIp = null;
         request.DestinationIp = null;
         request.DestinationPort = 0;
-        request.Sni = null;
+        request._sni = null;
+        request._sniKnown = false;
+        request._connection = null;
         request.Jwt = null;
         request.Host = string.Empty;
         request.Method = string.Empty;
@@ -44,7 +46,43 @@ internal sealed class AuthorizationRequest
 
     public int DestinationPort { get; set; }
 
-    public string? Sni { get; set; }
+    /// <summary>
+    /// Gets or sets the server name the client's TLS handshake asked for (<c>connection.sni</c>); null over plain text.
+    /// Unless set, read from <see cref="Connection"/> when first asked: only policies with an SNI condition ask.
+    /// </summary>
+    public string? Sni
+    {
+        get
+        {
+            if (!_sniKnown)
+            {
+                _sni = _connection?.Get<Microsoft.AspNetCore.Connections.Features.ITlsHandshakeFeature>()?.HostName;
+                _sniKnown = true;
+            }
+
+            return _sni;
+        }
+
+        set
+        {
+            _sni = value;
+            _sniKnown = true;
+        }
+    }
+
+    /// <summary>Sets the request's features, which <see cref="Sni"/> is read from when asked.</summary>
+    public Microsoft.AspNetCore.Http.Features.IFeatureCollection? Connection
+    {
+        set
+        {
+            _connection = value;
+            _sniKnown = false;
+        }
+    }
+
+    private Microsoft.AspNetCore.Http.Features.IFeatureCollection? _connection;
+    private string? _sni;
+    private bool _sniKnown;
 
     public RequestPrincipal? Jwt { get; set; }
 

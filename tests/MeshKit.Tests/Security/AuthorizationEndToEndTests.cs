@@ -5,6 +5,7 @@ using MeshKit.Tests.Infrastructure;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
 
@@ -106,6 +107,45 @@ public sealed class AuthorizationEndToEndTests : MeshTestBase, IDisposable
         Assert.Equal(HttpStatusCode.Forbidden, denied.StatusCode);
         Assert.Equal("RBAC: access denied", await denied.Content.ReadAsStringAsync());
         Assert.Equal(["cluster.local/ns/default/sa/productpage"], seen);
+    }
+
+    [Fact]
+    public async Task ConnectionSni_IsTheServerNameTheCallersHandshakeAskedFor()
+    {
+        var reviews = await StartSecureAsync("reviews");
+        var productpage = await StartSecureAsync("productpage");
+        ControlPlane.WriteConfig("authz.yaml", """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: { name: reviews-by-name, namespace: default }
+            spec:
+              selector: { matchLabels: { app: reviews } }
+              rules:
+              - from: [{ source: { principals: ["cluster.local/ns/default/sa/productpage"] } }]
+                when: [{ key: connection.sni, values: ["reviews.default.svc.*"] }]
+            """);
+        await Eventually.TrueAsync(() => !reviews.Snapshot.Authorization.IsEmpty, "the policy applies");
+        await Eventually.TrueAsync(() => productpage.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
+
+        // The caller's certificate, over TLS to the workload's port, asking for a server name of its choice.
+        async Task<HttpStatusCode> AskingForAsync(string serverName)
+        {
+            using var handler = new SocketsHttpHandler();
+            handler.SslOptions.ClientCertificates = [productpage.Services.GetRequiredService<MeshKit.Security.WorkloadIdentity>().Current!.Certificate];
+            handler.SslOptions.RemoteCertificateValidationCallback = (_, _, _, _) => true; // the mesh CA's chain; who answers is not the question here
+            using var client = new HttpClient(handler);
+            using var request = new HttpRequestMessage(HttpMethod.Get, new Uri($"https://127.0.0.1:{reviews.Address.Port}/"));
+            request.Headers.Host = serverName; // the socket handler asks for the Host header's name in its handshake
+            using var response = await client.SendAsync(request);
+            return response.StatusCode;
+        }
+
+        Assert.Equal(HttpStatusCode.OK, await AskingForAsync("reviews.default.svc.cluster.local"));
+        Assert.Equal(HttpStatusCode.Forbidden, await AskingForAsync("ratings.default.svc.cluster.local"));
+
+        // A mesh caller connects to the endpoint's address, and a handshake to an IP address names no server.
+        using var meshCall = await productpage.CreateClient().GetAsync("http://reviews/");
+        Assert.Equal(HttpStatusCode.Forbidden, meshCall.StatusCode);
     }
 
     [Fact]

@@ -5,7 +5,7 @@ using MeshKit.ControlPlane;
 
 namespace Bookinfo;
 
-/// <summary>The Bookinfo services. Each is an ordinary ASP.NET Core app; AddMesh()/UseMesh() is all it takes to join the mesh.</summary>
+/// <summary>The Bookinfo services. Each is an ordinary ASP.NET Core app; AddMesh() is all it takes to join the mesh (it puts the inbound middleware first in the pipeline).</summary>
 internal static class Services
 {
     public static async Task<int> RunControlPlaneAsync(string[] args)
@@ -33,7 +33,6 @@ internal static class Services
             o.DrainDuration = TimeSpan.FromSeconds(1);
         });
         var app = builder.Build();
-        app.UseMesh();
         StopOnStdinClose(app.Lifetime);
         var http = app.Services.GetRequiredService<IHttpClientFactory>();
 

@@ -66,5 +66,24 @@ public static class MeshServiceCollectionExtensions
     }
 }
 
-/// <summary>Marks that <see cref="MeshServiceCollectionExtensions.AddMesh"/> was called.</summary>
-internal sealed class MeshMarkerService;
+/// <summary>
+/// Marks that <see cref="MeshServiceCollectionExtensions.AddMesh"/> was called, and counts the mesh middlewares the
+/// application's pipelines hold (each is made when its pipeline is built, before the first request).
+/// </summary>
+internal sealed class MeshMarkerService
+{
+    private int _middlewares;
+
+    /// <summary>
+    /// Gets whether more than one mesh middleware was made (<c>AddMesh()</c> puts one first, and a minimal-hosting app's
+    /// own <c>UseMesh()</c> or a branch's adds another): only then must each request be marked so that it passes once.
+    /// </summary>
+    public bool SeveralMiddlewares => Volatile.Read(ref _middlewares) > 1;
+
+    /// <summary>Counts a mesh middleware made.</summary>
+    public MeshMarkerService MiddlewareMade()
+    {
+        Interlocked.Increment(ref _middlewares);
+        return this;
+    }
+}

@@ -13,8 +13,9 @@ namespace MeshKit.Http;
 /// <c>corsPolicy</c> of the route the request matches on this workload's own service is applied, as Envoy's CORS filter
 /// does at the destination. Under STRICT mutual TLS a request without a verified peer is refused.
 /// </summary>
-internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotProvider provider, Security.WorkloadIdentity identity, TimeProvider time, ILogger<MeshMiddleware> logger, Telemetry.IstioMetrics istio, Sync.WorkloadAnnouncer announcer, ILoggerFactory loggers, Microsoft.Extensions.Options.IOptions<MeshOptions> options, Security.ExtAuthzClient extAuthz)
+internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotProvider provider, Security.WorkloadIdentity identity, TimeProvider time, ILogger<MeshMiddleware> logger, Telemetry.IstioMetrics istio, Sync.WorkloadAnnouncer announcer, ILoggerFactory loggers, Microsoft.Extensions.Options.IOptions<MeshOptions> options, Security.ExtAuthzClient extAuthz, Microsoft.Extensions.DependencyInjection.MeshMarkerService marker)
 {
+    private readonly Microsoft.Extensions.DependencyInjection.MeshMarkerService _marker = marker.MiddlewareMade();
     private readonly ILogger _accessLog = loggers.CreateLogger(MeshHandler.AccessLogCategory);
     private readonly double _sampling = options.Value.AccessLogSampling;
     private readonly bool _generateRequestId = options.Value.GenerateRequestId;
@@ -40,13 +41,17 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
     {
         // AddMesh() puts this middleware first, and an app may add it again with UseMesh(): one pass per request. A
         // feature marks the pass (Kestrel keeps extra features in a list it reuses per connection; Items would
-        // allocate a dictionary per request).
-        if (context.Features.Get<MeshPass>() is not null)
+        // allocate a dictionary per request), when the app holds more than one mesh middleware: a lookup by type
+        // that finds nothing walks every feature the server knows, and the connection's.
+        if (_marker.SeveralMiddlewares)
         {
-            return next(context);
-        }
+            if (context.Features.Get<MeshPass>() is not null)
+            {
+                return next(context);
+            }
 
-        context.Features.Set(MeshPass.Instance);
+            context.Features.Set(MeshPass.Instance);
+        }
 
         // Read before the spoofable headers go: believed below only if mutual TLS backs the caller.
         var toldMetadata = context.Request.Headers[Telemetry.PeerMetadata.Header].ToString();

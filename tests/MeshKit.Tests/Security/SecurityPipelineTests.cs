@@ -13,6 +13,21 @@ namespace MeshKit.Tests.Security;
 /// <summary>How policy meets an application's own pipeline.</summary>
 public sealed class SecurityPipelineTests : MeshTestBase
 {
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task EachRequestPassesTheMeshOnce_MarkedOnlyWhenTheAppHoldsASecondMeshMiddleware(bool useMesh)
+    {
+        // AddMesh() puts one first; a minimal-hosting app's own UseMesh() adds a second, which the mark turns into a
+        // pass-through. With one, no request needs marking (a lookup by type that finds nothing walks every feature).
+        await using var app = await StartAppAsync(useMesh, authentication: false);
+        using var http = new HttpClient();
+        using var response = await http.GetAsync(app.Address);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(useMesh, app.Services.GetRequiredService<MeshMarkerService>().SeveralMiddlewares);
+    }
+
     [Fact]
     public async Task PolicyIsEnforced_EvenWhenTheAppNeverCallsUseMesh()
     {
@@ -99,6 +114,8 @@ public sealed class SecurityPipelineTests : MeshTestBase
     private sealed class App(WebApplication web, Uri address) : IAsyncDisposable
     {
         public Uri Address { get; } = address;
+
+        public IServiceProvider Services => web.Services;
 
         public MeshKit.Snapshot.MeshSnapshot Snapshot() => web.Services.GetRequiredService<MeshKit.Snapshot.MeshSnapshotProvider>().Current;
 

@@ -2,8 +2,9 @@ namespace MeshKit.Config.Model;
 
 /// <summary>
 /// <c>telemetry.istio.io</c> Telemetry. MeshKit acts on its metrics overrides (disabling Istio's standard metrics per
-/// direction, removing labels), on turning its access log off or on, and on its own spans (turning them off, adding
-/// tags); validation reports every other field it does not act on, with its path.
+/// direction, removing labels, giving them values) and reporting interval, on turning its access log off or on (and
+/// its filter), and on its own spans (turning them off, adding tags, sampling); validation reports every other field
+/// it does not act on, with its path.
 /// </summary>
 public sealed record TelemetryResource : ConfigResource
 {

@@ -169,7 +169,7 @@ public sealed class EtcdReplicaTests : IAsyncLifetime
             new Dictionary<string, string> { ["MESHKIT_ControlPlane__CaKeyPassphrase"] = Passphrase },
             "--store", "etcd", "--etcd-endpoints", _etcd.Endpoints, "--etcd-lease-ttl", "00:00:05", "--registration-grace", "00:00:01");
         // The replicas that start later are known up front, as a DNS name or an address list would be.
-        int[] later = [FreePort(), FreePort()];
+        int[] later = [FreePorts.Next(), FreePorts.Next()];
         void Replicas(MeshOptions o)
         {
             foreach (var port in later)
@@ -313,13 +313,6 @@ public sealed class EtcdReplicaTests : IAsyncLifetime
     {
         using var admin = new HttpClient { BaseAddress = replica.AdminAddress };
         return await admin.PostAsync($"/config?name={name}", new StringContent(yaml));
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     private async Task<TestControlPlane[]> StartReplicasAsync(int count, TimeSpan? leaseTtl = null, int[]? ports = null)

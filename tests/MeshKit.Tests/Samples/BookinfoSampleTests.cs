@@ -9,13 +9,6 @@ namespace MeshKit.Tests.Samples;
 /// <summary>The README's first command, as a user runs it: the Bookinfo launcher as a real process tree.</summary>
 public sealed class BookinfoSampleTests
 {
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
     private static readonly string SampleDirectory = Path.Combine(AppContext.BaseDirectory, "bookinfo");
 
     /// <summary>
@@ -65,8 +58,8 @@ public sealed class BookinfoSampleTests
     {
         var sample = Path.Combine(SampleDirectory, "Bookinfo.dll");
         Assert.True(File.Exists(sample), $"the sample is built next to the tests ({sample})");
-        var port = FreePort();
-        var controlPlanePort = FreePort();
+        var port = FreePorts.Next();
+        var controlPlanePort = FreePorts.Next();
         var configDir = Directory.CreateTempSubdirectory("bookinfo-test-").FullName;
         foreach (var file in Directory.GetFiles(Path.Combine(SampleDirectory, "config", "base"), "*.yaml"))
         {

@@ -381,6 +381,56 @@ public sealed partial class IstioStatsTests : MeshTestBase
         }
     }
 
+    [Fact]
+    public async Task UnderStrictMutualTlsAndAnAllowOnlyPolicy_APortOfItsOwn_LetsAScraperOutsideTheMeshIn()
+    {
+        // observability.md's recipe: the metrics on a port of their own, which the PeerAuthentication (portLevelMtls)
+        // and the policies leave open to Prometheus; every other port and path stays as closed as the policies say.
+        var metricsPort = FreePorts.Next();
+        var reviews = await StartSecureAsync("reviews", "bookinfo-reviews", app: a =>
+        {
+            a.Urls.Add("http://127.0.0.1:0"); // the service's port (the first one listening)
+            a.Urls.Add($"http://127.0.0.1:{metricsPort}");
+            a.MapMeshMetrics().RequireHost($"*:{metricsPort}");
+        });
+        var productpage = await StartSecureAsync("productpage", "bookinfo-productpage");
+        ControlPlane.WriteConfig("lockdown.yaml", $$"""
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: { name: reviews, namespace: default }
+            spec:
+              selector: { matchLabels: { app: reviews } }
+              mtls: { mode: STRICT }
+              portLevelMtls: { {{metricsPort}}: { mode: PERMISSIVE } }
+            ---
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: { name: reviews, namespace: default }
+            spec:
+              selector: { matchLabels: { app: reviews } }
+              rules:
+              - from: [{ source: { principals: ["cluster.local/ns/default/sa/bookinfo-productpage"] } }]
+              - to: [{ operation: { ports: ["{{metricsPort}}"], methods: ["GET"], paths: ["/stats/prometheus"] } }]
+            """);
+        await Eventually.TrueAsync(() => reviews.Snapshot.PeerAuthentication.PortModes.ContainsKey((uint)metricsPort) && !reviews.Snapshot.Authorization.IsEmpty, "the policies apply");
+        await Eventually.TrueAsync(() => productpage.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
+        Assert.NotEqual(metricsPort, reviews.Address.Port);
+
+        using var meshCall = await productpage.CreateClient().GetAsync("http://reviews:9080/");
+        Assert.Equal(HttpStatusCode.OK, meshCall.StatusCode);
+
+        // The scraper, in plain text and with no identity: the metrics, with the mesh call in them.
+        using var scraper = new HttpClient();
+        var metrics = new Uri($"http://127.0.0.1:{metricsPort}/stats/prometheus");
+        await Eventually.TrueAsync(async () => Sample.Parse(await scraper.GetStringAsync(metrics)).Any(m => m.Name == "istio_requests_total" && m.Labels["reporter"] == "destination"
+            && m.Labels["source_principal"] == "spiffe://cluster.local/ns/default/sa/bookinfo-productpage"), "the scraper reads the server's report of the mesh call");
+
+        // The rest of that port is the policy's: another path is refused; the service's port takes no plain text.
+        using var other = await scraper.GetAsync(new Uri($"http://127.0.0.1:{metricsPort}/"));
+        Assert.Equal(HttpStatusCode.Forbidden, other.StatusCode);
+        await Assert.ThrowsAnyAsync<HttpRequestException>(() => scraper.GetAsync(new UriBuilder(reviews.Address) { Scheme = "http", Path = "/stats/prometheus" }.Uri));
+    }
+
     private static async Task<List<Sample>> ScrapeAsync(HttpClient scraper, TestWorkload workload)
     {
         // In plain text, as Prometheus scrapes (a PERMISSIVE port takes it next to mutual TLS).

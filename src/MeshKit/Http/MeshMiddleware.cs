@@ -287,7 +287,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         request.SourceIp = context.Connection.RemoteIpAddress;
         request.DestinationIp = context.Connection.LocalIpAddress;
         request.DestinationPort = context.Connection.LocalPort;
-        request.Connection = context.Features; // the SNI, read only by a policy that asks for it
+        request.ReadSniFrom(context.Features); // read only by a policy that asks for it
         request.Jwt = principal;
         request.Host = context.Request.Host.Value ?? string.Empty;
         request.Method = context.Request.Method;

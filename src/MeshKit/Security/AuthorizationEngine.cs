@@ -48,7 +48,7 @@ internal sealed class AuthorizationRequest
 
     /// <summary>
     /// Gets or sets the server name the client's TLS handshake asked for (<c>connection.sni</c>); null over plain text.
-    /// Unless set, read from <see cref="Connection"/> when first asked: only policies with an SNI condition ask.
+    /// Unless set, read from the features given to <see cref="ReadSniFrom"/> when first asked: only policies with an SNI condition ask.
     /// </summary>
     public string? Sni
     {
@@ -70,14 +70,11 @@ internal sealed class AuthorizationRequest
         }
     }
 
-    /// <summary>Sets the request's features, which <see cref="Sni"/> is read from when asked.</summary>
-    public Microsoft.AspNetCore.Http.Features.IFeatureCollection? Connection
+    /// <summary>Has <see cref="Sni"/> read from <paramref name="features"/> (the request's) when first asked.</summary>
+    public void ReadSniFrom(Microsoft.AspNetCore.Http.Features.IFeatureCollection features)
     {
-        set
-        {
-            _connection = value;
-            _sniKnown = false;
-        }
+        _connection = features;
+        _sniKnown = false;
     }
 
     private Microsoft.AspNetCore.Http.Features.IFeatureCollection? _connection;

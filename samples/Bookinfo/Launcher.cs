@@ -42,9 +42,11 @@ internal static class Launcher
         var admin = $"http://127.0.0.1:{cpPort + 4}";
 
         using var stop = new CancellationTokenSource();
+        var stopped = false; // asked to stop (Ctrl+C, standard input closed), as opposed to running out of --duration
         Console.CancelKeyPress += (_, e) =>
         {
             e.Cancel = true;
+            stopped = true;
             stop.Cancel();
         };
         if (duration > 0)
@@ -55,7 +57,11 @@ internal static class Launcher
         // A program that runs us stops us cleanly by closing our standard input.
         if (args.Contains("--stop-on-stdin-close"))
         {
-            StdinWatcher.OnClose(stop.Cancel);
+            StdinWatcher.OnClose(() =>
+            {
+                stopped = true;
+                stop.Cancel();
+            });
         }
 
         var children = new List<Child>();
@@ -70,6 +76,11 @@ internal static class Launcher
             children.Add(Child.Start("controlplane", "-", controlPlaneArgs));
             if (!await WaitForPortAsync(cpPort, children, stop.Token))
             {
+                if (stopped)
+                {
+                    return 0; // stopped while starting: not a failure to report
+                }
+
                 Console.Error.WriteLine($"The control plane did not start listening on port {cpPort}; see the output above.");
                 return 1;
             }
@@ -90,6 +101,11 @@ internal static class Launcher
             var page = $"http://127.0.0.1:{port}/productpage";
             if (!await WaitForAsync(page, children, stop.Token))
             {
+                if (stopped)
+                {
+                    return 0;
+                }
+
                 Console.Error.WriteLine("Bookinfo did not come up; see the output above.");
                 return 1;
             }
@@ -119,6 +135,10 @@ internal static class Launcher
             }
 
             return children.Any(c => c.Process.HasExited) ? 1 : 0;
+        }
+        catch (OperationCanceledException) when (stopped)
+        {
+            return 0; // stopped while a join token was being made
         }
         finally
         {

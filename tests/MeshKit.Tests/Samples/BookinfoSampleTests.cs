@@ -53,28 +53,29 @@ public sealed class BookinfoSampleTests
         ? page[(page.IndexOf("Reviews served by: ", StringComparison.Ordinal) + 19)..].Split('<')[0]
         : "error";
 
-    [Fact]
-    public async Task Launcher_StartsTheMesh_ServesTheProductPage_AndStopsCleanly()
+    private static string NewConfigDir()
     {
-        var sample = Path.Combine(SampleDirectory, "Bookinfo.dll");
-        Assert.True(File.Exists(sample), $"the sample is built next to the tests ({sample})");
-        var port = FreePorts.Next();
-        var controlPlanePort = FreePorts.Next();
         var configDir = Directory.CreateTempSubdirectory("bookinfo-test-").FullName;
         foreach (var file in Directory.GetFiles(Path.Combine(SampleDirectory, "config", "base"), "*.yaml"))
         {
             File.Copy(file, Path.Combine(configDir, Path.GetFileName(file)));
         }
 
+        return configDir;
+    }
+
+    /// <summary>Starts the launcher as the README's command does, collecting what it prints into <paramref name="output"/>.</summary>
+    private static Process StartLauncher(int port, int controlPlanePort, string configDir, StringBuilder output, Action<string?>? onOutputLine = null)
+    {
+        var sample = Path.Combine(SampleDirectory, "Bookinfo.dll");
+        Assert.True(File.Exists(sample), $"the sample is built next to the tests ({sample})");
         var start = new ProcessStartInfo("dotnet") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var arg in new[] { sample, "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--control-plane-port", controlPlanePort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--config-dir", configDir, "--ca-dir", configDir + "-ca", "--stop-on-stdin-close", "--duration", "300" })
         {
             start.ArgumentList.Add(arg);
         }
 
-        using var process = Process.Start(start)!;
-        var output = new StringBuilder();
-        var running = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var process = Process.Start(start)!;
         process.OutputDataReceived += (_, e) =>
         {
             lock (output)
@@ -82,10 +83,7 @@ public sealed class BookinfoSampleTests
                 output.AppendLine(e.Data);
             }
 
-            if (e.Data?.Contains("Bookinfo is running", StringComparison.Ordinal) == true)
-            {
-                running.TrySetResult();
-            }
+            onOutputLine?.Invoke(e.Data);
         };
         process.ErrorDataReceived += (_, e) =>
         {
@@ -96,6 +94,56 @@ public sealed class BookinfoSampleTests
         };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
+        return process;
+    }
+
+    /// <summary>Stops the launcher as a program that runs it does (closing its standard input); killed after a minute.</summary>
+    private static async Task StopAsync(Process process)
+    {
+        process.StandardInput.Close();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Launcher_StoppedWhileStarting_StopsCleanly_WithoutReportingAFailure()
+    {
+        // Ctrl+C (here: standard input closed) before the mesh is up is the user's choice, not a failed start.
+        var output = new StringBuilder();
+        using var process = StartLauncher(FreePorts.Next(), FreePorts.Next(), NewConfigDir(), output);
+        await StopAsync(process);
+
+        lock (output)
+        {
+            Assert.True(process.ExitCode == 0, output.ToString());
+            Assert.Contains("Stopped.", output.ToString(), StringComparison.Ordinal);
+            Assert.DoesNotContain("did not", output.ToString(), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Launcher_StartsTheMesh_ServesTheProductPage_AndStopsCleanly()
+    {
+        var port = FreePorts.Next();
+        var controlPlanePort = FreePorts.Next();
+        var configDir = NewConfigDir();
+        var output = new StringBuilder();
+        var running = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var process = StartLauncher(port, controlPlanePort, configDir, output, line =>
+        {
+            if (line?.Contains("Bookinfo is running", StringComparison.Ordinal) == true)
+            {
+                running.TrySetResult();
+            }
+        });
         try
         {
             await running.Task.WaitAsync(TimeSpan.FromSeconds(120));
@@ -206,16 +254,7 @@ public sealed class BookinfoSampleTests
         }
         finally
         {
-            process.StandardInput.Close();
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-            try
-            {
-                await process.WaitForExitAsync(timeout.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                process.Kill(entireProcessTree: true);
-            }
+            await StopAsync(process);
         }
 
         Assert.Equal(0, process.ExitCode);

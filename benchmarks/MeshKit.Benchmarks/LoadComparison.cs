@@ -169,7 +169,9 @@ internal static class LoadComparison
                 new("plain_tls", new HttpClient(TrustingOnly(serverCertificate)), tlsUri),
             };
 
-            var split = only == "split";
+            // `split` runs all of the diagnosis paths below; naming one of them runs it alone (with direct).
+            string[] diagnosis = ["mesh_caller_only", "mesh_callee_only", "mtls_callee_only", "factory_plain"];
+            var split = only == "split" || (only?.Split(',').Any(diagnosis.Contains) ?? false);
             if (split)
             {
                 // Diagnosis: MeshKit on one side only, to tell the caller's cost from the callee's. The caller reaches
@@ -212,7 +214,7 @@ internal static class LoadComparison
                 var factory = new ServiceCollection().AddHttpClient().ConfigureHttpClientDefaults(b => b.RemoveAllLoggers()).BuildServiceProvider();
                 owned.Push(factory);
                 paths.Add(new("factory_plain", factory.GetRequiredService<IHttpClientFactory>().CreateClient("bench"), directUri));
-                only = null;
+                only = only == "split" ? null : only;
             }
 
             // `only` names one path or several, comma-separated (direct always runs: every path is paired with it).

@@ -325,7 +325,16 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
         if (_announcedPorts && _options.DrainDuration > TimeSpan.Zero)
         {
             Log.Draining(_logger, _options.DrainDuration);
-            await Task.Delay(_options.DrainDuration, _time, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await Task.Delay(_options.DrainDuration, _time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // The host's shutdown timeout came first: stopping goes on (an exception here would fail the
+                // application's exit after it had stopped cleanly).
+                Log.DrainCutShort(_logger, _options.DrainDuration);
+            }
         }
 
         await _closing.CancelAsync().ConfigureAwait(false);
@@ -363,6 +372,9 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
 
         [LoggerMessage(6, LogLevel.Information, "Left the mesh registry; draining for {Duration}", EventName = "Draining")]
         public static partial void Draining(ILogger logger, TimeSpan duration);
+
+        [LoggerMessage(9, LogLevel.Warning, "Draining cut short by the host's shutdown timeout before {Duration} had passed; raise HostOptions.ShutdownTimeout above Mesh:DrainDuration", EventName = "DrainCutShort")]
+        public static partial void DrainCutShort(ILogger logger, TimeSpan duration);
 
         [LoggerMessage(7, LogLevel.Debug, "Control plane stream to {Address} lost: {Reason}; reconnecting", EventName = "ControlPlaneStreamLost")]
         public static partial void StreamLost(ILogger logger, Uri address, string reason);

@@ -2,6 +2,7 @@ using System.Net;
 using MeshKit.Http;
 using MeshKit.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 
 namespace MeshKit.Tests.EndToEnd;
 
@@ -204,6 +205,25 @@ public sealed class RoutingEndToEndTests : MeshTestBase
         {
             await direct.GetStringAsync("http://reviews/");
         }
+    }
+
+    [Fact]
+    public async Task ADrainLongerThanTheHostsShutdownTimeout_IsCutShort_AndTheWorkloadStillStopsWithoutError()
+    {
+        // Istio's terminationDrainDuration against the host's own limit: the host decides, and stopping must not fail
+        // for it (an exception from a stopping service would fail the application's exit after a clean stop).
+        var staying = await StartAsync("reviews", "v1");
+        var leaving = await StartAsync("reviews", "v1", o => o.DrainDuration = TimeSpan.FromHours(1), s => s.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(1)));
+        var productpage = await StartAsync("productpage", "v1");
+        await Eventually.TrueAsync(() => productpage.Snapshot.Services.TryGetValue(ReviewsHost, out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints.Length == 2, "two endpoints");
+
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        await leaving.StopAsync();
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), $"took {watch.Elapsed}");
+
+        // It left the registry before the drain began.
+        await Eventually.TrueAsync(() => productpage.Snapshot.Services[ReviewsHost].Routes[0].Targets[0].Endpoints?.Endpoints.Length == 1, "the stopped backend leaves the client's endpoints");
+        GC.KeepAlive(staying);
     }
 
     [Fact]

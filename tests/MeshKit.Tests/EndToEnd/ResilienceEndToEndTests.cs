@@ -63,7 +63,7 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         {{string.Join('\n', trafficPolicy.Split('\n').Select(l => "    " + l))}}
         """);
 
-    private async Task<TestWorkload> RouteAsync(string http, int endpoints = 1, string annotations = "")
+    private async Task<TestWorkload> RouteAsync(string http, int endpoints = 1, string annotations = "", Action<IServiceCollection>? services = null)
     {
         ControlPlane.WriteConfig("vs.yaml", $$"""
             apiVersion: networking.istio.io/v1
@@ -76,7 +76,7 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
               http:
               {{http}}
             """);
-        var client = await StartAsync("productpage", "v1");
+        var client = await StartAsync("productpage", "v1", services: services);
         await Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue(ReviewsHost, out var s)
             && s.Routes.Length == 1 && s.Routes[0].Matchers.Length == 0 && s.Routes[0].Targets[0].Endpoints?.Endpoints.Length == endpoints
             && s.Routes[0].Resilience is not null, "the route applies");
@@ -293,6 +293,33 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal(2, backend.Served);
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(15), $"took {watch.Elapsed}");
+    }
+
+    [Fact]
+    public async Task RetriesBackoff_TheRouteSetsIt_ARetryWaitsForItOnTheWorkloadsClock()
+    {
+        // A base interval of an hour: the first retry waits up to an hour (full jitter), on the workload's clock, which
+        // the test holds still and then moves. Were the delay not taken, or taken on the real clock, the call would end
+        // before the clock moves, or not within the minute after.
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Status(503, times: 1);
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UnixEpoch);
+        var client = await RouteAsync("- { retries: { attempts: 2, retryOn: 5xx, backoff: 1h }, route: [{ destination: { host: reviews } }] }", services: s =>
+        {
+            s.AddSingleton<TimeProvider>(time);
+            s.PostConfigure<MeshOptions>(o => o.DrainDuration = TimeSpan.Zero); // a drain would wait on the held clock
+        });
+
+        var call = client.CreateClient().GetAsync("http://reviews/");
+        await Eventually.TrueAsync(() => backend.Served == 1, "the first attempt is answered");
+        await Task.Delay(TimeSpan.FromSeconds(1)); // real time, in which a retry without backoff would have gone
+        Assert.False(call.IsCompleted);
+        Assert.Equal(1, backend.Served);
+
+        time.Advance(TimeSpan.FromHours(1));
+        using var response = await call.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(2, backend.Served);
     }
 
     [Fact]

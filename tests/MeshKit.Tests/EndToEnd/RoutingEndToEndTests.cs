@@ -1,6 +1,9 @@
 using System.Net;
 using MeshKit.Http;
 using MeshKit.Tests.Infrastructure;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
@@ -478,5 +481,32 @@ public sealed class RoutingEndToEndTests : MeshTestBase
         await Eventually.TrueAsync(() => productpage.Endpoints("api.example.internal") == 1, "the WorkloadEntry is an endpoint");
 
         Assert.StartsWith("legacy|v1|/", await productpage.CreateClient().GetStringAsync("http://api.example.internal/"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ServiceEntry_WithAnIPv6Endpoint_IsCalledAtItsBracketedAddress_UnderTheServicesAuthority()
+    {
+        // A server on the IPv6 loopback only: the call must go to [::1]:port, and the server must see the service's name.
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://[::1]:0");
+        await using var v6 = builder.Build();
+        v6.MapGet("/{**path}", (HttpContext c) => $"v6|{c.Request.Host}|{c.Connection.LocalIpAddress}");
+        await v6.StartAsync();
+        var port = new Uri(v6.Urls.Single()).Port;
+
+        var productpage = await StartAsync("productpage", "v1");
+        ControlPlane.WriteConfig("v6.yaml", $$"""
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: v6 }
+            spec:
+              hosts: [v6.example.internal]
+              ports: [{ number: 80, name: http, protocol: HTTP }]
+              resolution: STATIC
+              endpoints: [{ address: "::1", ports: { http: {{port}} } }]
+            """);
+        await Eventually.TrueAsync(() => productpage.Endpoints("v6.example.internal") == 1, "the IPv6 endpoint is known");
+
+        Assert.Equal("v6|v6.example.internal|::1", await productpage.CreateClient().GetStringAsync("http://v6.example.internal/"));
     }
 }

@@ -45,6 +45,24 @@ public static class ConfigParser
         return Parse(File.ReadAllText(path), path);
     }
 
+    // The line and column (1-based) of the first tab in a line's indentation, or null when no line is indented with one.
+    private static (int Line, int Column)? FirstTabIndentation(string yaml)
+    {
+        var line = 1;
+        foreach (var text in yaml.AsSpan().EnumerateLines())
+        {
+            var indentation = text.Length - text.TrimStart(" \t").Length;
+            if (text[..indentation].IndexOf('\t') is var at and >= 0)
+            {
+                return (line, at + 1);
+            }
+
+            line++;
+        }
+
+        return null;
+    }
+
     /// <summary>Parses YAML text.</summary>
     /// <param name="yaml">The YAML text, one or more documents.</param>
     /// <param name="fileName">The name diagnostics carry.</param>
@@ -62,8 +80,13 @@ public static class ConfigParser
         }
         catch (YamlException ex)
         {
+            // YamlDotNet places a tab used as indentation at the start of the mapping it interrupts (often line 1):
+            // the line with the tab is the one to fix.
+            var (line, column) = ex.Message.Contains("tab", StringComparison.Ordinal) && FirstTabIndentation(yaml) is { } tab
+                ? tab
+                : ((int)ex.Start.Line, (int)ex.Start.Column);
             context.Diagnostics.Add(new ConfigDiagnostic(
-                DiagnosticSeverity.Error, fileName, (int)ex.Start.Line, (int)ex.Start.Column, string.Empty,
+                DiagnosticSeverity.Error, fileName, line, column, string.Empty,
                 "invalid YAML: " + (ex.InnerException?.Message ?? ex.Message)));
             return new ParseResult(fileName, [], context.Diagnostics);
         }

@@ -734,6 +734,16 @@ public class ConfigParserTests
     }
 
     [Fact]
+    public void Parse_ATabAsIndentation_IsReportedOnItsOwnLine()
+    {
+        // YamlDotNet places it at the start of the mapping it interrupts (line 1 here).
+        var result = ConfigParser.Parse("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: t }\nspec:\n\thosts: [a]\n", "test.yaml"); // not through Parse, which turns tabs into spaces
+        var error = SingleError(result);
+        Assert.Contains("tab", error.Message, StringComparison.Ordinal);
+        Assert.Equal((5, 1), (error.Line, error.Column));
+    }
+
+    [Fact]
     public void Parse_UnsupportedKindOrVersion_IsError_AndIgnoredIstioKindIsWarning()
     {
         var result = Parse("""

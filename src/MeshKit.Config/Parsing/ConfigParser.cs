@@ -394,7 +394,7 @@ public static class ConfigParser
         var rewrite = r.Map("rewrite", ReadRewrite);
         var redirect = r.Map("redirect", ReadRedirect);
         var direct = r.Map("directResponse", ReadDirectResponse);
-        var timeout = r.Duration("timeout");
+        var timeout = r.TimerDuration("timeout"); // as Istio validates it: 0s is not "no timeout", it is refused
         var retries = r.Map("retries", ReadRetries);
         var fault = r.Map("fault", ReadFault);
         var mirrors = ReadMirrors(r);
@@ -498,11 +498,24 @@ public static class ConfigParser
 
     private sealed record PercentBox(double? Value);
 
+    // Istio validates maxAge as a duration of at least 1 ms that is, besides, whole seconds (Access-Control-Max-Age).
+    private static TimeSpan? ReadMaxAge(MapReader c)
+    {
+        var maxAge = c.TimerDuration("maxAge");
+        if (maxAge is { } age && age.Ticks % TimeSpan.TicksPerSecond != 0)
+        {
+            c.Context.Error(c.Get("maxAge"), c.ChildPath("maxAge"), $"must be whole seconds (got {c.String("maxAge")})");
+            return null;
+        }
+
+        return maxAge;
+    }
+
     private static FaultSpec ReadFault(MapReader f)
     {
         var delay = f.Map("delay", d =>
         {
-            var fixedDelay = d.Duration("fixedDelay");
+            var fixedDelay = d.TimerDuration("fixedDelay");
             if (fixedDelay is null && !d.Has("fixedDelay"))
             {
                 d.Context.Error(d.Node, d.ChildPath("fixedDelay"), "is required");
@@ -594,7 +607,7 @@ public static class ConfigParser
             AllowMethods = c.Strings("allowMethods"),
             AllowHeaders = c.Strings("allowHeaders"),
             ExposeHeaders = c.Strings("exposeHeaders"),
-            MaxAge = c.Duration("maxAge"),
+            MaxAge = ReadMaxAge(c),
             AllowCredentials = c.Bool("allowCredentials"),
             UnmatchedPreflights = unmatched,
         };

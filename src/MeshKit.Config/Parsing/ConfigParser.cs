@@ -946,12 +946,17 @@ public static class ConfigParser
 
         var policy = s.Map("trafficPolicy", ReadTrafficPolicy);
         var subsets = s.List("subsets", ReadSubset);
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var subset in subsets)
+        if (s.Get("subsets") is YamlSequenceNode items)
         {
-            if (!seen.Add(subset.Name))
+            // Reported where the second one is named (the parsed list skips entries that failed, so it is not indexed).
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            for (var i = 0; i < items.Children.Count; i++)
             {
-                s.Context.Error(s.Get("subsets"), s.ChildPath("subsets"), $"duplicate subset name '{subset.Name}'");
+                if (items.Children[i] is YamlMappingNode item && item.Children.TryGetValue(new YamlScalarNode("name"), out var named)
+                    && named is YamlScalarNode { Value: { } name } && !seen.Add(name))
+                {
+                    s.Context.Error(named, $"{s.ChildPath("subsets")}[{i}].name", $"duplicate subset name '{name}'");
+                }
             }
         }
 

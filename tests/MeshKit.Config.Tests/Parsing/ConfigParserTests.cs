@@ -373,7 +373,7 @@ public class ConfigParserTests
     }
 
     [Theory]
-    [InlineData("DestinationRule", "host: r\n  subsets: [{ name: v1 }, { name: v1 }]", "spec.subsets", "duplicate subset")]
+    [InlineData("DestinationRule", "host: r\n  subsets: [{ name: v1 }, { name: v1 }]", "spec.subsets[1].name", "duplicate subset")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { outlierDetection: { interval: 0s } }", "spec.trafficPolicy.outlierDetection.interval", "at least 1ms")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { outlierDetection: { baseEjectionTime: 1.5ms } }", "spec.trafficPolicy.outlierDetection.baseEjectionTime", "whole milliseconds")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { connectionPool: { tcp: { connectTimeout: 0s } } }", "spec.trafficPolicy.connectionPool.tcp.connectTimeout", "at least 1ms")]

@@ -41,7 +41,19 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     /// </summary>
     public const string ResponseFlagsHeader = "x-meshkit-response-flags";
 
-    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+        SendHop(request, MaxRedirects > 0, cancellationToken).AsTask();
+
+    /// <summary>
+    /// Gets or sets how many redirects the handler follows for the client, each routed as a request of its own (0: none,
+    /// the response goes back as it is). Set from the client's primary handler, whose own following of redirects is
+    /// turned off (<see cref="MeshHandlerBuilderFilter"/>): below the mesh, a redirect would go out unrouted, to a
+    /// mesh host name that DNS does not know, or to the endpoint's address without the mesh.
+    /// </summary>
+    internal int MaxRedirects { get; set; }
+
+    // One request through the mesh: routed, observed, and (when follow) its redirects followed.
+    private ValueTask<HttpResponseMessage> SendHop(HttpRequestMessage request, bool follow, CancellationToken cancellationToken)
     {
         // Before anything reads the request, as Envoy's connection manager gives it before routing: a call the mesh
         // answers itself (no route, no endpoint) has its id in the log too.
@@ -59,13 +71,13 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             snapshot.SpanTags?.Apply(activity, request);
         }
 
-        if (activity is null && !log && metrics?.RequestsEnabled != true && !reportIstio)
+        if (activity is null && !log && metrics?.RequestsEnabled != true && !reportIstio && !follow)
         {
             // Nothing observes this call: no wrapper state machine around the send.
-            return SendCoreAsync(request, null, cancellationToken).AsTask();
+            return SendCoreAsync(request, null, cancellationToken);
         }
 
-        return SendObservedAsync(request, activity, log, reportIstio, cancellationToken).AsTask();
+        return SendObservedAsync(request, activity, log, reportIstio, follow, cancellationToken);
     }
 
     /// <summary>
@@ -79,7 +91,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     // The send path returns value tasks, pooled where they await: the task a DelegatingHandler must return is made
     // once, at the top, instead of one per async layer.
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<HttpResponseMessage> SendObservedAsync(HttpRequestMessage request, Activity? activity, bool log, bool reportIstio, CancellationToken cancellationToken)
+    private async ValueTask<HttpResponseMessage> SendObservedAsync(HttpRequestMessage request, Activity? activity, bool log, bool reportIstio, bool follow, CancellationToken cancellationToken)
     {
         using var owned = activity;
         activity?.SetTag("server.address", request.RequestUri?.IdnHost);
@@ -87,7 +99,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         {
             var quick = await SendCoreAsync(request, null, cancellationToken).ConfigureAwait(false);
             activity?.SetTag("http.response.status_code", (int)quick.StatusCode);
-            return quick;
+            return follow && Redirects.Next(request, quick) is { } to ? await FollowRedirectsAsync(request, quick, to, cancellationToken).ConfigureAwait(false) : quick;
         }
 
         var started = provider.Runtime.Time.GetTimestamp();
@@ -95,6 +107,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         var requestBytes = request.Content?.Headers.ContentLength ?? 0;
         var counted = reportIstio || log ? CountedContent.Install(request, countMessages: reportIstio && IsGrpc(request)) : null;
         var answer = RecordsPeers ? PerThread<Answer>.Rent() : null;
+        HttpResponseMessage result;
         try
         {
             var response = await SendCoreAsync(request, answer, cancellationToken).ConfigureAwait(false);
@@ -123,23 +136,24 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 }
 
                 watched.Observe(ReportAtEnd.Rent(this, request, response, destination, flags, requestBytes, counted, live, started, answer, reportIstio, log), countMessages);
-                return response;
             }
-
-            var elapsed = Elapsed(started);
-            var responseBytes = response.Content.Headers.ContentLength;
-            var sent = counted?.Sent ?? requestBytes;
-            if (reportIstio)
+            else
             {
-                ReportAsSource(request, response, destination, flags, sent, counted?.Messages ?? 0, responseBytes, 0, elapsed, answer?.Principal, answer?.Metadata, answer?.RoutedTo);
+                var elapsed = Elapsed(started);
+                var responseBytes = response.Content.Headers.ContentLength;
+                var sent = counted?.Sent ?? requestBytes;
+                if (reportIstio)
+                {
+                    ReportAsSource(request, response, destination, flags, sent, counted?.Messages ?? 0, responseBytes, 0, elapsed, answer?.Principal, answer?.Metadata, answer?.RoutedTo);
+                }
+
+                if (log)
+                {
+                    WriteAccessLog(request, response, destination, flags, elapsed, sent, responseBytes, answer?.Principal);
+                }
             }
 
-            if (log)
-            {
-                WriteAccessLog(request, response, destination, flags, elapsed, sent, responseBytes, answer?.Principal);
-            }
-
-            return response;
+            result = response;
         }
         catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException)
         {
@@ -173,6 +187,45 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 PerThread<Answer>.Return(answer);
             }
         }
+
+        // This hop is reported; the next ones are requests of their own (as the application's client would send them
+        // through a sidecar), each reported by itself.
+        return follow && Redirects.Next(request, result) is { } next ? await FollowRedirectsAsync(request, result, next, cancellationToken).ConfigureAwait(false) : result;
+    }
+
+    /// <summary>
+    /// Follows redirects as the client's primary handler would have (its limit; a POST that a 301 or 302 answers, and
+    /// anything but GET or HEAD that a 303 answers, becomes a GET without a body; the <c>Authorization</c> header is not
+    /// sent on; never from https to http), each hop routed through the mesh afresh.
+    /// </summary>
+    private async ValueTask<HttpResponseMessage> FollowRedirectsAsync(HttpRequestMessage request, HttpResponseMessage response, Uri next, CancellationToken cancellationToken)
+    {
+        for (var followed = 1; followed <= MaxRedirects; followed++)
+        {
+            var status = response.StatusCode;
+            response.Dispose();
+            request.Headers.Authorization = null;
+            request.RequestUri = next;
+            if (Redirects.RequiresGet(status, request.Method))
+            {
+                request.Method = HttpMethod.Get;
+                request.Content = null;
+                if (request.Headers.TransferEncodingChunked == true)
+                {
+                    request.Headers.TransferEncodingChunked = false;
+                }
+            }
+
+            response = await SendHop(request, follow: false, cancellationToken).ConfigureAwait(false);
+            if (Redirects.Next(request, response) is not { } further)
+            {
+                return response;
+            }
+
+            next = further;
+        }
+
+        return response; // past the limit: the last redirect goes to the application, as HttpClient's handler returns it
     }
 
     /// <summary>One access-log entry for a call, unless the Telemetry API's filter leaves it out; status 0 when no response came.</summary>

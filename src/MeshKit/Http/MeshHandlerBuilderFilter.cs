@@ -8,7 +8,8 @@ namespace MeshKit.Http;
 /// <summary>
 /// Puts <see cref="MeshHandler"/> into every <c>IHttpClientFactory</c> client, innermost (next to the primary handler) so
 /// that the client's own handlers, retries included, run around it and each attempt is routed afresh. Clients opted out
-/// with <c>WithoutMeshHandler()</c>, or that added it explicitly, are left as they are.
+/// with <c>WithoutMeshHandler()</c> are left as they are; one that added it explicitly keeps it where it is. The mesh
+/// takes the following of redirects over from the primary handler.
 /// </summary>
 internal sealed class MeshHandlerBuilderFilter(IServiceProvider services, IOptionsMonitor<MeshHttpClientOptions> options) : IHttpMessageHandlerBuilderFilter
 {
@@ -18,13 +19,23 @@ internal sealed class MeshHandlerBuilderFilter(IServiceProvider services, IOptio
         return builder =>
         {
             next(builder);
-            if (!options.Get(builder.Name).Enabled || builder.AdditionalHandlers.Any(h => h is MeshHandler))
+            if (!options.Get(builder.Name).Enabled)
             {
                 return;
             }
 
-            builder.AdditionalHandlers.Add(ActivatorUtilities.CreateInstance<MeshHandler>(services));
+            var mesh = builder.AdditionalHandlers.OfType<MeshHandler>().FirstOrDefault();
+            if (mesh is null)
+            {
+                mesh = ActivatorUtilities.CreateInstance<MeshHandler>(services);
+                builder.AdditionalHandlers.Add(mesh);
+            }
+
             DisableGrpcBalancing(builder.PrimaryHandler);
+
+            // Redirects are followed by the mesh, each hop routed, as an application's client follows them through a
+            // sidecar; below the mesh they would go out unrouted, to a host name DNS does not know.
+            mesh.MaxRedirects = Redirects.TakeOver(builder.PrimaryHandler);
         };
     }
 

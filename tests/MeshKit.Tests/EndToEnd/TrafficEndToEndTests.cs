@@ -104,11 +104,16 @@ public sealed class TrafficEndToEndTests : MeshTestBase
         Assert.False(actualOther.Headers.Contains("Access-Control-Allow-Origin"));
     }
 
+    // A client of the factory that leaves redirects to its application, as a client with AllowAutoRedirect off does.
+    private static void AddNoRedirectClient(IServiceCollection services) =>
+        services.AddHttpClient("no-redirects").ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false });
+
     [Fact]
-    public async Task Redirect_IsReturnedToTheCaller()
+    public async Task Redirect_TheRouteMakes_IsFollowedByAClientThatFollowsRedirects_AndReturnedToOneThatDoesNot()
     {
+        // As through a sidecar: the redirect goes back to the application's client, which follows it (or not) by its settings.
         await StartAsync("reviews", "v1");
-        var productpage = await StartAsync("productpage", "v1");
+        var productpage = await StartAsync("productpage", "v1", services: AddNoRedirectClient);
         ControlPlane.WriteConfig("vs.yaml", """
             apiVersion: networking.istio.io/v1
             kind: VirtualService
@@ -122,9 +127,88 @@ public sealed class TrafficEndToEndTests : MeshTestBase
             """);
         await Eventually.TrueAsync(() => productpage.Snapshot.Services.TryGetValue(ReviewsHost, out var s) && s.Routes.Length == 2, "routes applied");
 
-        using var response = await productpage.CreateClient().GetAsync("http://reviews/old?keep=1");
-        Assert.Equal(HttpStatusCode.PermanentRedirect, response.StatusCode);
-        Assert.Equal(new Uri("http://reviews/new?keep=1"), response.Headers.Location);
+        using (var response = await productpage.CreateClient("no-redirects").GetAsync("http://reviews/old?keep=1"))
+        {
+            Assert.Equal(HttpStatusCode.PermanentRedirect, response.StatusCode);
+            Assert.Equal(new Uri("http://reviews/new?keep=1"), response.Headers.Location);
+        }
+
+        Assert.StartsWith("reviews|v1|/new?keep=1|reviews|", await productpage.CreateClient().GetStringAsync("http://reviews/old?keep=1"), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("/new", "reviews|v2|/new|reviews|")]                   // relative: the same service, routed afresh (to v2)
+    [InlineData("http://reviews/new", "reviews|v2|/new|reviews|")]     // absolute, by the service's mesh name
+    [InlineData("http://ratings:9080/rated", "ratings|v1|/rated|ratings:9080|")] // to another service of the mesh
+    public async Task RedirectAnUpstreamSends_IsFollowedThroughTheMesh_EachHopRouted(string location, string expected)
+    {
+        // Below the mesh, the client's own handler followed it unrouted: to the same endpoint for a relative location
+        // (never v2), and for a mesh name to DNS, which does not know it.
+        var v1 = await StartAsync("reviews", "v1");
+        await StartAsync("reviews", "v2");
+        await StartAsync("ratings", "v1");
+        v1.Behavior = c => Task.FromResult<IResult?>(c.Request.Path == "/old" ? Results.Redirect(location) : null);
+        var productpage = await StartAsync("productpage", "v1", services: AddNoRedirectClient);
+        ControlPlane.WriteConfig("vs.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http:
+              - match: [{ uri: { exact: /old } }]
+                route: [{ destination: { host: reviews, subset: v1 } }]
+              - route: [{ destination: { host: reviews, subset: v2 } }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec:
+              host: reviews
+              subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { version: v2 } }]
+            """);
+        await Eventually.TrueAsync(() => productpage.Snapshot.Services.TryGetValue(ReviewsHost, out var s) && s.Routes.Length == 2
+            && s.Routes.All(r => r.Targets[0].Endpoints?.Endpoints.Length == 1) && productpage.Endpoints("ratings.default.svc.cluster.local") == 1, "routes and endpoints applied");
+
+        Assert.StartsWith(expected, await productpage.CreateClient().GetStringAsync("http://reviews/old"), StringComparison.Ordinal);
+
+        // A client that does not follow redirects gets the upstream's as it is.
+        using var unfollowed = await productpage.CreateClient("no-redirects").GetAsync("http://reviews/old");
+        Assert.Equal(HttpStatusCode.Redirect, unfollowed.StatusCode);
+    }
+
+    [Fact]
+    public async Task RedirectedPost_BecomesAGetAfter302_StaysAPostWithItsBodyAfter307_AndTheLimitIsTheClients()
+    {
+        var reviews = await StartAsync("reviews", "v1");
+        reviews.Behavior = async c => c.Request.Path.Value switch
+        {
+            "/found" => Results.Redirect("/echo"),
+            "/temporary" => Results.Redirect("/echo", permanent: false, preserveMethod: true),
+            "/loop" => Results.Redirect("/loop"),
+            "/echo" => Results.Text($"{c.Request.Method}:{await new StreamReader(c.Request.Body).ReadToEndAsync()}:{c.Request.Headers.Authorization}"),
+            _ => null,
+        };
+        var productpage = await StartAsync("productpage", "v1", services: s => s.AddHttpClient("three").ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { MaxAutomaticRedirections = 3 }));
+        await Eventually.TrueAsync(() => productpage.Endpoints(ReviewsHost) == 1, "reviews is known");
+        var http = productpage.CreateClient();
+
+        using (var found = new HttpRequestMessage(HttpMethod.Post, "http://reviews/found") { Content = new StringContent("body") })
+        {
+            found.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "secret");
+            using var response = await http.SendAsync(found);
+            Assert.Equal("GET::", await response.Content.ReadAsStringAsync()); // no body, and no Authorization sent on
+        }
+
+        using (var temporary = await http.PostAsync("http://reviews/temporary", new StringContent("body")))
+        {
+            Assert.Equal("POST:body:", await temporary.Content.ReadAsStringAsync());
+        }
+
+        var served = reviews.Served;
+        using var loop = await productpage.CreateClient("three").GetAsync("http://reviews/loop");
+        Assert.Equal(HttpStatusCode.Redirect, loop.StatusCode);
+        Assert.Equal(4, reviews.Served - served); // the request and three redirects followed; the fourth is the application's
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Net;
 using MeshKit.LoadBalancing;
@@ -203,6 +204,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         for (var followed = 1; followed <= MaxRedirects; followed++)
         {
             var status = response.StatusCode;
+            await DrainAsync(response, cancellationToken).ConfigureAwait(false);
             response.Dispose();
             request.Headers.Authorization = null;
             request.RequestUri = next;
@@ -226,6 +228,42 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         }
 
         return response; // past the limit: the last redirect goes to the application, as HttpClient's handler returns it
+    }
+
+    /// <summary>
+    /// Reads a redirect's own body to its end (64 KiB at most) before it is let go, as the client's handler drains it for
+    /// the connection's sake: its hop is then reported as a response that came whole, not one the caller gave up (DC).
+    /// </summary>
+    private static async ValueTask DrainAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    {
+        if (response.Content.Headers.ContentLength is 0 || response.Content is not WatchedContent)
+        {
+            return; // nothing to come, or nothing reports it
+        }
+
+        var buffer = ArrayPool<byte>.Shared.Rent(4096);
+        try
+        {
+            await using var body = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+            for (var left = 64 * 1024; left > 0;)
+            {
+                var read = await body.ReadAsync(buffer.AsMemory(0, Math.Min(buffer.Length, left)), cancellationToken).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    break;
+                }
+
+                left -= read;
+            }
+        }
+        catch (Exception ex) when (ex is HttpRequestException or IOException)
+        {
+            // The redirect's body failed: it is reported as it ended, and the redirect is followed all the same.
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     /// <summary>One access-log entry for a call, unless the Telemetry API's filter leaves it out; status 0 when no response came.</summary>

@@ -178,6 +178,38 @@ public sealed class TrafficEndToEndTests : MeshTestBase
     }
 
     [Fact]
+    public async Task ARedirectWithABody_IsReportedWhole_BeforeItIsFollowed()
+    {
+        // A server's redirect page (as nginx and Apache send one): its hop is a response that came whole, not one the
+        // caller gave up (DC), though the client only follows it.
+        var reviews = await StartAsync("reviews", "v1");
+        reviews.Behavior = async c =>
+        {
+            if (c.Request.Path != "/old")
+            {
+                return null;
+            }
+
+            c.Response.StatusCode = StatusCodes.Status301MovedPermanently;
+            c.Response.Headers.Location = "/new";
+            await c.Response.WriteAsync("<html><body>Moved to <a href=\"/new\">/new</a></body></html>");
+            return Results.Empty;
+        };
+        var productpage = await StartAsync("productpage", "v1", app: a => a.MapMeshMetrics());
+        await Eventually.TrueAsync(() => productpage.Endpoints(ReviewsHost) == 1, "reviews is known");
+
+        Assert.StartsWith("reviews|v1|/new|", await productpage.CreateClient().GetStringAsync("http://reviews/old"), StringComparison.Ordinal);
+
+        using var scraper = new HttpClient();
+        string[] calls = [];
+        await Eventually.TrueAsync(async () => (calls = (await scraper.GetStringAsync(new Uri(productpage.Address, "/stats/prometheus"))).Split('\n')
+            .Where(l => l.StartsWith("istio_requests_total{reporter=\"source\"", StringComparison.Ordinal)).ToArray()).Length == 2, "both hops were reported");
+        var moved = Assert.Single(calls, l => l.Contains("response_code=\"301\"", StringComparison.Ordinal));
+        Assert.True(moved.Contains("response_flags=\"-\"", StringComparison.Ordinal), moved);
+        Assert.Single(calls, l => l.Contains("response_code=\"200\"", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task RedirectedPost_BecomesAGetAfter302_StaysAPostWithItsBodyAfter307_AndTheLimitIsTheClients()
     {
         var reviews = await StartAsync("reviews", "v1");

@@ -8,18 +8,16 @@ namespace MeshKit.Http;
 /// <c>Content-Length</c> says nothing here; for a gRPC call, the messages too (<see cref="GrpcFrames"/>). Each
 /// sending counts afresh, so a body sent again (an outer handler's retry) is counted once.
 /// </summary>
-internal sealed class CountedContent : HttpContent, IBodyTally
+internal sealed class CountedContent : WrappedContent, IBodyTally
 {
-    private readonly HttpContent _inner;
     private readonly bool _countMessages;
     private long _sent;
     private GrpcFrames? _messages; // a gRPC call's, made as each sending starts
 
     private CountedContent(HttpContent inner, bool countMessages)
+        : base(inner)
     {
-        _inner = inner;
         _countMessages = countMessages;
-        CopyHeaders(inner, this);
     }
 
     /// <summary>Gets the bytes sent so far.</summary>
@@ -48,22 +46,6 @@ internal sealed class CountedContent : HttpContent, IBodyTally
         }
     }
 
-    /// <summary>Copies a content's headers to the content that stands in for it, values as they were set.</summary>
-    internal static void CopyHeaders(HttpContent from, HttpContent to)
-    {
-        foreach (var header in from.Headers.NonValidated)
-        {
-            if (header.Value.Count == 1)
-            {
-                to.Headers.TryAddWithoutValidation(header.Key, header.Value.ToString());
-            }
-            else
-            {
-                to.Headers.TryAddWithoutValidation(header.Key, header.Value);
-            }
-        }
-    }
-
     /// <summary>Counts bytes of the body as the transport takes them.</summary>
     public void Count(ReadOnlySpan<byte> written)
     {
@@ -77,39 +59,22 @@ internal sealed class CountedContent : HttpContent, IBodyTally
     protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
     {
         Restart();
-        return _inner.CopyToAsync(new CountingWriteStream(this, stream), context, cancellationToken);
+        return Inner.CopyToAsync(new CountingWriteStream(this, stream), context, cancellationToken);
     }
 
     protected override void SerializeToStream(Stream stream, TransportContext? context, CancellationToken cancellationToken)
     {
         Restart();
-        _inner.CopyTo(new CountingWriteStream(this, stream), context, cancellationToken);
+        Inner.CopyTo(new CountingWriteStream(this, stream), context, cancellationToken);
     }
 
     // Read as a stream (not what a transport does), the body is the inner content's, uncounted.
-    protected override Task<Stream> CreateContentReadStreamAsync() => _inner.ReadAsStreamAsync();
+    protected override Task<Stream> CreateContentReadStreamAsync() => Inner.ReadAsStreamAsync();
 
-    protected override Task<Stream> CreateContentReadStreamAsync(CancellationToken cancellationToken) => _inner.ReadAsStreamAsync(cancellationToken);
+    protected override Task<Stream> CreateContentReadStreamAsync(CancellationToken cancellationToken) => Inner.ReadAsStreamAsync(cancellationToken);
 
-    protected override Stream CreateContentReadStream(CancellationToken cancellationToken) => _inner.ReadAsStream(cancellationToken);
+    protected override Stream CreateContentReadStream(CancellationToken cancellationToken) => Inner.ReadAsStream(cancellationToken);
 
-    // Wrapped because no length was declared (or for a gRPC call's count): a length the inner content declared was
-    // copied with its headers.
-    protected override bool TryComputeLength(out long length)
-    {
-        length = 0;
-        return false;
-    }
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            _inner.Dispose();
-        }
-
-        base.Dispose(disposing);
-    }
 
     private void Restart()
     {

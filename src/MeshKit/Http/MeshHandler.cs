@@ -43,7 +43,21 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     public const string ResponseFlagsHeader = "x-meshkit-response-flags";
 
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
-        SendHop(request, MaxRedirects > 0, cancellationToken).AsTask();
+        Decompress == DecompressionMethods.None ? SendHop(request, MaxRedirects > 0, cancellationToken).AsTask() : SendDecompressingAsync(request, cancellationToken);
+
+    /// <summary>
+    /// Gets or sets the encodings the handler asks for and decodes for the client, on every call (taken over from the
+    /// client's primary handler, which would decode only the calls it carries itself: see <see cref="Decompression"/>).
+    /// </summary>
+    internal DecompressionMethods Decompress { get; set; }
+
+    private async Task<HttpResponseMessage> SendDecompressingAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        Decompression.Ask(request, Decompress);
+
+        // Outside the body's watcher: the mesh counts the bytes that crossed the network, as Envoy does.
+        return Decompression.Apply(await SendHop(request, MaxRedirects > 0, cancellationToken).ConfigureAwait(false), Decompress);
+    }
 
     /// <summary>
     /// Gets or sets how many redirects the handler follows for the client, each routed as a request of its own (0: none,

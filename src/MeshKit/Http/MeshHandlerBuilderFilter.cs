@@ -9,7 +9,7 @@ namespace MeshKit.Http;
 /// Puts <see cref="MeshHandler"/> into every <c>IHttpClientFactory</c> client, innermost (next to the primary handler) so
 /// that the client's own handlers, retries included, run around it and each attempt is routed afresh. Clients opted out
 /// with <c>WithoutMeshHandler()</c> are left as they are; one that added it explicitly keeps it where it is. The mesh
-/// takes the following of redirects over from the primary handler.
+/// takes the following of redirects and automatic decompression over from the primary handler.
 /// </summary>
 internal sealed class MeshHandlerBuilderFilter(IServiceProvider services, IOptionsMonitor<MeshHttpClientOptions> options) : IHttpMessageHandlerBuilderFilter
 {
@@ -36,6 +36,9 @@ internal sealed class MeshHandlerBuilderFilter(IServiceProvider services, IOptio
             // Redirects are followed by the mesh, each hop routed, as an application's client follows them through a
             // sidecar; below the mesh they would go out unrouted, to a host name DNS does not know.
             mesh.MaxRedirects = Redirects.TakeOver(builder.PrimaryHandler);
+
+            // Likewise decompression, which the mesh's own connections (mutual TLS) would otherwise not apply.
+            mesh.Decompress = Decompression.TakeOver(builder.PrimaryHandler);
         };
     }
 

@@ -65,9 +65,8 @@ internal static class ResponseDeadline
 /// A response body watched for its end, for what belongs there: the caller's report of the call (<see cref="Observe"/>),
 /// with the bytes that came. <see cref="DeadlineContent"/> puts it under a route timeout.
 /// </summary>
-internal class WatchedContent : HttpContent, IBodyTally
+internal class WatchedContent : WrappedContent, IBodyTally
 {
-    private readonly HttpContent _inner;
     private readonly long? _declared;
     private int _ended;
     private long _read;
@@ -75,10 +74,9 @@ internal class WatchedContent : HttpContent, IBodyTally
     private BodyEnd? _observer;
 
     public WatchedContent(HttpContent inner)
+        : base(inner)
     {
-        _inner = inner;
         _declared = inner.Headers.ContentLength;
-        CountedContent.CopyHeaders(inner, this);
     }
 
     /// <summary>Gets whether the body has ended (read to its end, failed, cut or given up).</summary>
@@ -120,7 +118,7 @@ internal class WatchedContent : HttpContent, IBodyTally
         Task copy;
         try
         {
-            copy = _inner.CopyToAsync(target, context, TokenFor(cancellationToken));
+            copy = Inner.CopyToAsync(target, context, TokenFor(cancellationToken));
         }
         catch (Exception ex)
         {
@@ -146,25 +144,17 @@ internal class WatchedContent : HttpContent, IBodyTally
 
     protected override Task<Stream> CreateContentReadStreamAsync(CancellationToken cancellationToken)
     {
-        var inner = _inner.ReadAsStreamAsync(cancellationToken);
+        var inner = Inner.ReadAsStreamAsync(cancellationToken);
         return inner.IsCompletedSuccessfully ? Task.FromResult<Stream>(new Reader(this, inner.Result)) : ReaderAsync(inner);
     }
 
-    protected override Stream CreateContentReadStream(CancellationToken cancellationToken) => new Reader(this, _inner.ReadAsStream(cancellationToken));
-
-    // A known length was copied as the Content-Length header; otherwise it is not known.
-    protected override bool TryComputeLength(out long length)
-    {
-        length = 0;
-        return false;
-    }
+    protected override Stream CreateContentReadStream(CancellationToken cancellationToken) => new Reader(this, Inner.ReadAsStream(cancellationToken));
 
     protected override void Dispose(bool disposing)
     {
         if (disposing)
         {
-            End(ReadToDeclaredLength);
-            _inner.Dispose();
+            End(ReadToDeclaredLength); // before the inner body is disposed (by the base)
         }
 
         base.Dispose(disposing);

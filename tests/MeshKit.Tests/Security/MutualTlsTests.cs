@@ -99,6 +99,54 @@ public sealed class MutualTlsTests : MeshTestBase
         Assert.Equal([("spiffe://cluster.local/ns/default/sa/productpage", true)], seen);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task AClientsAutomaticDecompression_AppliesToItsMeshCalls_InPlainTextAndUnderMutualTls(bool secure)
+    {
+        // The client's primary handler decoded only the calls it carried itself (plain text); a call on the mesh's own
+        // mutual-TLS connections reached the application still compressed.
+        static void Clients(IServiceCollection services)
+        {
+            services.AddHttpClient("decompressing").ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AutomaticDecompression = DecompressionMethods.All });
+        }
+
+        var backend = secure ? await StartSecureAsync("reviews", "reviews") : await StartAsync("reviews", "v1");
+        backend.Behavior = async context =>
+        {
+            if (!context.Request.Headers.AcceptEncoding.ToString().Contains("gzip", StringComparison.Ordinal))
+            {
+                return Results.Text("plain");
+            }
+
+            context.Response.Headers.ContentEncoding = "gzip";
+            await using (var gzip = new System.IO.Compression.GZipStream(context.Response.Body, System.IO.Compression.CompressionMode.Compress, leaveOpen: true))
+            {
+                await gzip.WriteAsync("decoded"u8.ToArray());
+            }
+
+            return Results.Empty;
+        };
+        var client = secure ? await StartSecureAsync("productpage", "productpage", services: Clients) : await StartAsync("productpage", "v1", services: Clients);
+        if (secure)
+        {
+            await KnowsIdentityAsync(client);
+        }
+        else
+        {
+            await Eventually.TrueAsync(() => client.Endpoints("reviews.default.svc.cluster.local") == 1, "reviews is known");
+        }
+
+        using (var decoded = await client.CreateClient("decompressing").GetAsync("http://reviews/"))
+        {
+            Assert.Equal("decoded", await decoded.Content.ReadAsStringAsync());
+            Assert.Empty(decoded.Content.Headers.ContentEncoding);
+        }
+
+        // A client that does not decompress asks for nothing.
+        Assert.Equal("plain", await client.CreateClient().GetStringAsync("http://reviews/"));
+    }
+
     [Fact]
     public async Task TheApplication_IsToldItsCaller_InXForwardedClientCert_AsIstiosSidecarTellsIt()
     {

@@ -65,6 +65,16 @@ public sealed class DecompressionTests
         Assert.Equal(["gzip"], other.Content.Headers.ContentEncoding);
     }
 
+    [Theory]
+    [InlineData("gzip")]
+    [InlineData("br")]
+    public async Task AnEmptyEncodedBody_ReadsAsEmpty(string name)
+    {
+        // A 204 or a HEAD answer may name an encoding with no body at all.
+        using var response = Decompression.Apply(Response([], name), DecompressionMethods.All);
+        Assert.Equal(string.Empty, await response.Content.ReadAsStringAsync());
+    }
+
     [Fact]
     public void Ask_AddsWhatTheClientDecodes_UnlessTheRequestNamesItAlready()
     {

@@ -114,7 +114,19 @@ internal sealed class AdminCommands(Uri admin, string? token, string format, Tex
         }
     }
 
-    public int Get(string? kind) => Call("/config/resources", body =>
+    public int Get(string? typed)
+    {
+        string? kind = null;
+        if (typed is not null && !ResourceKinds.TryResolve(typed, out kind))
+        {
+            error.WriteLine($"meshctl: unknown kind '{typed}'; MeshKit reads {ResourceKinds.List} (or 'all')");
+            return MeshCtl.UsageError;
+        }
+
+        return GetKind(kind);
+    }
+
+    private int GetKind(string? kind) => Call("/config/resources", body =>
     {
         using var json = JsonDocument.Parse(body);
         var rows = json.RootElement.EnumerateArray()

@@ -126,7 +126,7 @@ public static class MeshCtl
         var delete = new Command("delete", "Remove files from the control plane's config folder; their resources stop applying.") { deleteFiles };
         delete.SetAction(parse => Admin(parse).Delete(parse.GetValue(deleteFiles) ?? []));
 
-        var kind = new Argument<string?>("kind") { Description = "Only this kind, e.g. VirtualService.", Arity = ArgumentArity.ZeroOrOne };
+        var kind = new Argument<string?>("kind") { Description = "Only this kind: VirtualService, virtualservices or vs, as kubectl takes them; 'all' for every kind.", Arity = ArgumentArity.ZeroOrOne };
         var getFormat = Output();
         var get = new Command("get", "List the resources in force, with the file and line each comes from.") { kind, getFormat };
         get.SetAction(parse => Admin(parse, getFormat).Get(parse.GetValue(kind)));

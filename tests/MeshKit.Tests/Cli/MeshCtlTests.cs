@@ -60,6 +60,23 @@ public sealed class MeshCtlTests : MeshTestBase, IDisposable
         Assert.Equal(0, code);
         Assert.Contains("VirtualService  default    reviews  reviews-v2.yaml:", output, StringComparison.Ordinal);
 
+        // As kubectl and istioctl users type kinds: plural, short name, with the group, any case; 'all'.
+        foreach (var typed in new[] { "virtualservices", "vs", "VIRTUALSERVICE", "virtualservices.networking.istio.io" })
+        {
+            (code, output, _) = Run("get", typed);
+            Assert.Equal(0, code);
+            Assert.Contains("VirtualService  default    reviews  reviews-v2.yaml:", output, StringComparison.Ordinal);
+            Assert.DoesNotContain("DestinationRule", output, StringComparison.Ordinal);
+        }
+
+        Assert.Contains("DestinationRule  default    reviews  reviews-v2.yaml:", Run("get", "dr").Output, StringComparison.Ordinal);
+        Assert.Contains("DestinationRule", Run("get", "all").Output, StringComparison.Ordinal);
+
+        // A kind MeshKit does not read is an error, not an empty list.
+        (code, _, error) = Run("get", "gateways");
+        Assert.Equal(2, code);
+        Assert.Contains("unknown kind 'gateways'", error, StringComparison.Ordinal);
+
         (code, _, _) = Run("delete", "-f", file);
         Assert.Equal(0, code);
         await Eventually.TrueAsync(async () => !Run("get").Output.Contains("reviews-v2.yaml", StringComparison.Ordinal), "deleted");

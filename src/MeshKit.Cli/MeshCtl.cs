@@ -135,7 +135,7 @@ public static class MeshCtl
         var status = new Command("status", "Every connected workload: identity, and whether it ACKed the config it was sent (SYNCED, STALE, NACK), like istioctl proxy-status.") { statusFormat };
         status.SetAction(parse => Admin(parse, statusFormat).Status());
 
-        var workload = new Argument<string>("workload") { Description = "An instance id (see meshctl status) or a service name." };
+        var workload = new Argument<string>("workload") { Description = "An instance id, a service.namespace (both as meshctl status shows them) or a service name." };
         var section = new Argument<string>("section") { Description = "routes, clusters, endpoints, secrets, authz or telemetry (the resolved Telemetry API policy).", DefaultValueFactory = _ => "routes" };
         section.AcceptOnlyFromAmong("routes", "clusters", "endpoints", "secrets", "authz", "telemetry");
         var config = new Command("config", "The config the control plane computes for one workload, like istioctl proxy-config.") { workload, section };

@@ -204,12 +204,16 @@ internal static class AdminEndpoints
         // What one workload is sent, computed as the stream computes it: istioctl proxy-config's equivalent.
         app.MapGet("/debug/workloads/{id}/config", (string id, string? type, ConnectionTracker tracker, IWorkloadRegistry registry, MeshStatePublisher publisher, CertificateAuthority ca) =>
         {
+            // An instance id, or a service as `meshctl status` shows it (service.namespace), or a service name alone.
+            var dot = id.IndexOf('.', StringComparison.Ordinal);
             var workload = tracker.Connections.Select(c => c.Workload).FirstOrDefault(w => w.InstanceId == id)
                 ?? registry.Workloads.FirstOrDefault(w => w.InstanceId == id)
-                ?? registry.Workloads.FirstOrDefault(w => w.Service == id);
+                ?? (dot > 0
+                    ? registry.Workloads.FirstOrDefault(w => w.Service == id[..dot] && w.Namespace == id[(dot + 1)..])
+                    : registry.Workloads.FirstOrDefault(w => w.Service == id));
             if (workload is null || publisher.Current is not { } state)
             {
-                return Results.NotFound(new { error = $"no workload '{id}' (an instance id or a service name)" });
+                return Results.NotFound(new { error = $"no workload '{id}' (an instance id, a service.namespace or a service name)" });
             }
 
             var view = state.Mesh.ViewFor(workload.Namespace, workload.Labels, workload.Service);

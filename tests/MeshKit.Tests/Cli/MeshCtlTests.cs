@@ -236,6 +236,10 @@ public sealed class MeshCtlTests : MeshTestBase, IDisposable
         Assert.Equal(0, code);
         Assert.Contains("\"host\": \"reviews.default.svc.cluster.local\"", output, StringComparison.Ordinal);
 
+        // As `meshctl status` names it (service.namespace); another namespace's is not it.
+        Assert.Equal(output, Run("config", "productpage.default", "routes").Output);
+        Assert.Equal(1, Run("config", "productpage.other", "routes").Code);
+
         ControlPlane.WriteConfig("telemetry.yaml", """
             apiVersion: telemetry.istio.io/v1
             kind: Telemetry

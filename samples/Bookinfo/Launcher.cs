@@ -32,6 +32,18 @@ internal static class Launcher
 
         var port = Args.GetInt(args, "--port", 9080);
         var cpPort = Args.GetInt(args, "--control-plane-port", 15010);
+
+        // A port already taken (often by a Bookinfo still running) would fail a child with a bind error among the
+        // others' logs: said once, up front.
+        foreach (var (taken, what, option) in new[] { (port, "the product page", "--port"), (cpPort, "the control plane's discovery port", "--control-plane-port"), (cpPort + 2, "the control plane's TLS port", "--control-plane-port"), (cpPort + 4, "the control plane's admin port", "--control-plane-port") })
+        {
+            if (InUse(taken))
+            {
+                Console.Error.WriteLine($"Port {taken} ({what}) is in use on 127.0.0.1: is Bookinfo already running? Stop it, or choose other ports with {option}.");
+                return 1;
+            }
+        }
+
         var duration = Args.GetInt(args, "--duration", 0);
         var configDir = Args.Get(args, "--config-dir") ?? SeedConfig();
         var plaintext = args.Contains("--plaintext");
@@ -212,6 +224,21 @@ internal static class Launcher
             {
                 await Task.Delay(200, cancellationToken);
             }
+        }
+    }
+
+    private static bool InUse(int port)
+    {
+        try
+        {
+            var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, port);
+            listener.Start();
+            listener.Stop();
+            return false;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return true;
         }
     }
 

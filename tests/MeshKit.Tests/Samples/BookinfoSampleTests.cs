@@ -130,6 +130,25 @@ public sealed class BookinfoSampleTests
     }
 
     [Fact]
+    public async Task Launcher_APortInUse_IsSaidUpFront_AndNothingStarts()
+    {
+        // As when a Bookinfo is still running: one clear line instead of a child's bind error among the logs.
+        using var holder = new TcpListener(IPAddress.Loopback, 0);
+        holder.Start();
+        var taken = ((IPEndPoint)holder.LocalEndpoint).Port;
+        var output = new StringBuilder();
+        using var process = StartLauncher(taken, FreePorts.Next(), NewConfigDir(), output);
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+
+        lock (output)
+        {
+            Assert.True(process.ExitCode == 1, output.ToString());
+            Assert.Contains($"Port {taken} (the product page) is in use", output.ToString(), StringComparison.Ordinal);
+            Assert.DoesNotContain("Exception", output.ToString(), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public async Task Launcher_StartsTheMesh_ServesTheProductPage_AndStopsCleanly()
     {
         var port = FreePorts.Next();

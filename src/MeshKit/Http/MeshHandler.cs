@@ -51,6 +51,12 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     /// </summary>
     internal DecompressionMethods Decompress { get; set; }
 
+    /// <summary>
+    /// Gets or sets the client's cookie container, kept by the mesh by the URL the application called (taken over from
+    /// the client's primary handler, which saw the endpoint's address: see <see cref="Cookies"/>); null: none.
+    /// </summary>
+    internal CookieContainer? CookieJar { get; set; }
+
     private async Task<HttpResponseMessage> SendDecompressingAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         Decompression.Ask(request, Decompress);
@@ -470,8 +476,30 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     }
 
     /// <summary>A call outside the mesh's routes goes out as it is; only what the mesh alone may say is taken off its answer.</summary>
-    private async Task<HttpResponseMessage> PassThroughAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
-        WithoutUpstreamFlags(await base.SendAsync(request, cancellationToken).ConfigureAwait(false));
+    private async Task<HttpResponseMessage> PassThroughAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        var uri = request.RequestUri is { IsAbsoluteUri: true } absolute ? absolute : null;
+        Routing.HeaderRestore? restore = null;
+        if (CookieJar is { } jar && uri is not null)
+        {
+            Cookies.Send(jar, request, uri, ref restore);
+        }
+
+        try
+        {
+            var response = WithoutUpstreamFlags(await base.SendAsync(request, cancellationToken).ConfigureAwait(false));
+            if (CookieJar is { } keep && uri is not null)
+            {
+                Cookies.Store(keep, uri, response);
+            }
+
+            return response;
+        }
+        finally
+        {
+            restore?.Restore(request);
+        }
+    }
 
     /// <summary>
     /// Removes response flags an upstream sent: they are this hop's (Envoy's are per hop, never read from the answer),
@@ -619,6 +647,12 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             actions.RequestHeaders?.Apply(request.Headers, request.Content?.Headers);
         }
 
+        // The client's cookies for the URL it called, as its own handler would have sent them.
+        if (CookieJar is { } jar)
+        {
+            Cookies.Send(jar, request, uri, ref restore);
+        }
+
         // The request goes to the endpoint's address while the upstream still sees the authority the caller used
         // (or the rewritten one). Unvalidated header access: no parsing on the request path.
         var originalHost = request.Headers.NonValidated.TryGetValues("Host", out var hostValues) ? hostValues.ToString() : null;
@@ -717,6 +751,13 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             if (state.SetCookie is not null)
             {
                 response.Headers.TryAddWithoutValidation("Set-Cookie", state.SetCookie);
+            }
+
+            // Kept by the URL the application called, the mesh's own affinity cookie with them (as the application's
+            // client keeps the one a sidecar sets).
+            if (CookieJar is { } jar)
+            {
+                Cookies.Store(jar, state.Uri, response);
             }
 
             if (state.RetryOverflow)

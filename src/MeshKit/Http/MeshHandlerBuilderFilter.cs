@@ -9,7 +9,7 @@ namespace MeshKit.Http;
 /// Puts <see cref="MeshHandler"/> into every <c>IHttpClientFactory</c> client, innermost (next to the primary handler) so
 /// that the client's own handlers, retries included, run around it and each attempt is routed afresh. Clients opted out
 /// with <c>WithoutMeshHandler()</c> are left as they are; one that added it explicitly keeps it where it is. The mesh
-/// takes the following of redirects and automatic decompression over from the primary handler.
+/// takes the following of redirects, automatic decompression and the cookie container over from the primary handler.
 /// </summary>
 internal sealed class MeshHandlerBuilderFilter(IServiceProvider services, IOptionsMonitor<MeshHttpClientOptions> options) : IHttpMessageHandlerBuilderFilter
 {
@@ -39,6 +39,9 @@ internal sealed class MeshHandlerBuilderFilter(IServiceProvider services, IOptio
 
             // Likewise decompression, which the mesh's own connections (mutual TLS) would otherwise not apply.
             mesh.Decompress = Decompression.TakeOver(builder.PrimaryHandler);
+
+            // And cookies, which the primary handler kept by the endpoint's address (and, under mutual TLS, not at all).
+            mesh.CookieJar = Cookies.TakeOver(builder.PrimaryHandler);
         };
     }
 

@@ -147,6 +147,51 @@ public sealed class MutualTlsTests : MeshTestBase
         Assert.Equal("plain", await client.CreateClient().GetStringAsync("http://reviews/"));
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task AClientsCookies_AreKeptByTheServiceItCalled_InPlainTextAndUnderMutualTls(bool secure)
+    {
+        // The client's primary handler kept them by the endpoint's address: a cookie one service set went to every
+        // service on that address (cookies ignore ports), and under mutual TLS none was kept or sent.
+        static Func<HttpContext, Task<IResult?>> Serve(string name) => context =>
+        {
+            if (context.Request.Path == "/login")
+            {
+                context.Response.Headers.SetCookie = $"session={name}; Path=/";
+            }
+
+            return Task.FromResult<IResult?>(Results.Text($"{name}:{context.Request.Headers.Cookie}"));
+        };
+
+        var reviews = secure ? await StartSecureAsync("reviews", "reviews") : await StartAsync("reviews", "v1");
+        var ratings = secure ? await StartSecureAsync("ratings", "ratings") : await StartAsync("ratings", "v1");
+        reviews.Behavior = Serve("reviews");
+        ratings.Behavior = Serve("ratings");
+        Assert.Equal(reviews.Address.Host, ratings.Address.Host); // one address, two ports
+        var client = secure ? await StartSecureAsync("productpage", "productpage") : await StartAsync("productpage", "v1");
+        await Eventually.TrueAsync(() => client.Endpoints("reviews.default.svc.cluster.local") == 1 && client.Endpoints("ratings.default.svc.cluster.local") == 1, "both are known");
+        if (secure)
+        {
+            await KnowsIdentityAsync(client);
+        }
+
+        var http = client.CreateClient();
+        Assert.Equal("reviews:", await http.GetStringAsync("http://reviews/login"));
+        Assert.Equal("reviews:session=reviews", await http.GetStringAsync("http://reviews/again"));
+        Assert.Equal("ratings:", await http.GetStringAsync("http://ratings/"));
+
+        // The application's own Cookie header goes on after the container's, and stays its own.
+        using var request = new HttpRequestMessage(HttpMethod.Get, "http://reviews/mine");
+        request.Headers.Add("Cookie", "mine=1");
+        using (var response = await http.SendAsync(request))
+        {
+            Assert.Equal("reviews:session=reviews; mine=1", await response.Content.ReadAsStringAsync());
+        }
+
+        Assert.Equal("mine=1", request.Headers.GetValues("Cookie").Single());
+    }
+
     [Fact]
     public async Task TheApplication_IsToldItsCaller_InXForwardedClientCert_AsIstiosSidecarTellsIt()
     {

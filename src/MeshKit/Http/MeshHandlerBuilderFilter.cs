@@ -33,17 +33,27 @@ internal sealed class MeshHandlerBuilderFilter(IServiceProvider services, IOptio
 
             DisableGrpcBalancing(builder.PrimaryHandler);
 
-            // Redirects are followed by the mesh, each hop routed, as an application's client follows them through a
-            // sidecar; below the mesh they would go out unrouted, to a host name DNS does not know.
-            mesh.MaxRedirects = Redirects.TakeOver(builder.PrimaryHandler);
-
-            // Likewise decompression, which the mesh's own connections (mutual TLS) would otherwise not apply.
-            mesh.Decompress = Decompression.TakeOver(builder.PrimaryHandler);
-
-            // And cookies, which the primary handler kept by the endpoint's address (and, under mutual TLS, not at all).
-            mesh.CookieJar = Cookies.TakeOver(builder.PrimaryHandler);
+            var taken = TakenOver.GetValue(builder.PrimaryHandler, TakeOver);
+            mesh.MaxRedirects = taken.MaxRedirects;
+            mesh.Decompress = taken.Decompress;
+            mesh.CookieJar = taken.CookieJar;
         };
     }
+
+    // What was taken from each primary handler, kept with it: one handler shared by several clients (a singleton given
+    // to ConfigurePrimaryHttpMessageHandler) is turned off once and gives each client the same settings.
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<HttpMessageHandler, ClientBehaviour> TakenOver = new();
+
+    private static ClientBehaviour TakeOver(HttpMessageHandler primary) => new(
+        // Redirects are followed by the mesh, each hop routed, as an application's client follows them through a
+        // sidecar; below the mesh they would go out unrouted, to a host name DNS does not know.
+        Redirects.TakeOver(primary),
+        // Likewise decompression, which the mesh's own connections (mutual TLS) would otherwise not apply.
+        Decompression.TakeOver(primary),
+        // And cookies, which the primary handler kept by the endpoint's address (and, under mutual TLS, not at all).
+        Cookies.TakeOver(primary));
+
+    private sealed record ClientBehaviour(int MaxRedirects, System.Net.DecompressionMethods Decompress, System.Net.CookieContainer? CookieJar);
 
     /// <summary>
     /// grpc-dotnet balances by itself when it finds a plain <see cref="SocketsHttpHandler"/> under a client, connecting to

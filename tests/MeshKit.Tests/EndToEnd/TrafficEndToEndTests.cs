@@ -178,6 +178,27 @@ public sealed class TrafficEndToEndTests : MeshTestBase
     }
 
     [Fact]
+    public async Task APrimaryHandlerSharedByTwoClients_IsTakenOverOnce_AndBothFollowRedirectsThroughTheMesh()
+    {
+        // One handler given to two clients (a singleton): the second client must not read the first one's takeover
+        // (redirects already turned off) as "this client follows none".
+        var reviews = await StartAsync("reviews", "v1");
+        reviews.Behavior = c => Task.FromResult<IResult?>(c.Request.Path == "/old" ? Results.Redirect("/new") : null);
+        var shared = new SocketsHttpHandler();
+        var productpage = await StartAsync("productpage", "v1", services: s =>
+        {
+            s.AddHttpClient("one").ConfigurePrimaryHttpMessageHandler(() => shared);
+            s.AddHttpClient("two").ConfigurePrimaryHttpMessageHandler(() => shared);
+        });
+        await Eventually.TrueAsync(() => productpage.Endpoints(ReviewsHost) == 1, "reviews is known");
+
+        foreach (var name in new[] { "one", "two" })
+        {
+            Assert.StartsWith("reviews|v1|/new|", await productpage.CreateClient(name).GetStringAsync("http://reviews/old"), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public async Task ARedirectWithABody_IsReportedWhole_BeforeItIsFollowed()
     {
         // A server's redirect page (as nginx and Apache send one): its hop is a response that came whole, not one the

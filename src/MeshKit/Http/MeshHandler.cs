@@ -120,7 +120,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         {
             var quick = await SendCoreAsync(request, null, cancellationToken).ConfigureAwait(false);
             activity?.SetTag("http.response.status_code", (int)quick.StatusCode);
-            return follow && Redirects.Next(request, quick) is { } to ? await FollowRedirectsAsync(request, quick, to, cancellationToken).ConfigureAwait(false) : quick;
+            return follow && Redirects.Next(request, quick) is { } to ? Followed(activity, await FollowRedirectsAsync(request, quick, to, cancellationToken).ConfigureAwait(false)) : quick;
         }
 
         var started = provider.Runtime.Time.GetTimestamp();
@@ -211,7 +211,14 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
         // This hop is reported; the next ones are requests of their own (as the application's client would send them
         // through a sidecar), each reported by itself.
-        return follow && Redirects.Next(request, result) is { } next ? await FollowRedirectsAsync(request, result, next, cancellationToken).ConfigureAwait(false) : result;
+        return follow && Redirects.Next(request, result) is { } next ? Followed(activity, await FollowRedirectsAsync(request, result, next, cancellationToken).ConfigureAwait(false)) : result;
+    }
+
+    // The call's span covers its redirects: it ends with the status the application gets.
+    private static HttpResponseMessage Followed(Activity? activity, HttpResponseMessage final)
+    {
+        activity?.SetTag("http.response.status_code", (int)final.StatusCode);
+        return final;
     }
 
     /// <summary>

@@ -367,4 +367,36 @@ public sealed class IstioTelemetryTests : MeshTestBase
         Assert.Equal([1, 2], attempts.Select(a => (int)a.GetTagItem("meshkit.attempt")!));
         Assert.All(mine.Where(s => s.Source.Name == "System.Net.Http"), h => Assert.Contains(attempts, a => a.SpanId == h.ParentSpanId));
     }
+
+    [Fact]
+    public async Task ARedirectedCall_HasOneSpan_EndingWithTheFinalStatus_EachHopASpanUnderIt()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = c => Task.FromResult<IResult?>(c.Request.Path == "/old" ? Results.Redirect("/new") : null);
+        var client = await StartAsync("productpage", "v1");
+        await Eventually.TrueAsync(() => client.Endpoints("reviews.default.svc.cluster.local") == 1, "reviews is known");
+        var spans = new List<Activity>();
+        using var listener = RecordSpans(spans, "MeshKit");
+        using var parent = new Activity("test").Start();
+
+        using var response = await client.CreateClient().GetAsync("http://reviews/old");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        List<Activity> mine;
+        lock (spans)
+        {
+            mine = spans.Where(s => s.TraceId == parent.TraceId).ToList();
+        }
+
+        // The call's span ends with the status the application got; the redirect's hop is a span of its own under it,
+        // each hop with its attempt.
+        var calls = mine.Where(s => s.OperationName == "MeshKit outbound").ToList();
+        Assert.Equal(2, calls.Count);
+        var call = Assert.Single(calls, s => s.ParentSpanId == parent.SpanId);
+        var hop = Assert.Single(calls, s => s.ParentSpanId == call.SpanId);
+        Assert.Equal(200, call.GetTagItem("http.response.status_code"));
+        Assert.Equal(200, hop.GetTagItem("http.response.status_code"));
+        Assert.Single(mine, s => s.OperationName == "MeshKit attempt" && s.ParentSpanId == call.SpanId);
+        Assert.Single(mine, s => s.OperationName == "MeshKit attempt" && s.ParentSpanId == hop.SpanId);
+    }
 }

@@ -14,6 +14,27 @@ public sealed class IstioTelemetryTests : MeshTestBase
     private static Task KnowsIdentityAsync(TestWorkload client) =>
         Eventually.TrueAsync(() => client.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
 
+    /// <summary>Runs <paramref name="call"/> under a parent span and returns it with the spans of <paramref name="sources"/> in its trace.</summary>
+    private static async Task<(Activity Parent, List<Activity> Spans)> TraceAsync(Func<Task> call, params string[] sources)
+    {
+        var spans = new List<Activity>();
+        using var listener = RecordSpans(spans, sources);
+        var parent = new Activity("test").Start();
+        try
+        {
+            await call();
+        }
+        finally
+        {
+            parent.Stop();
+        }
+
+        lock (spans)
+        {
+            return (parent, spans.Where(s => s.TraceId == parent.TraceId).ToList());
+        }
+    }
+
     /// <summary>Records every stopped span of <paramref name="sources"/> into <paramref name="spans"/> (sampled and recorded) until disposed.</summary>
     private static ActivityListener RecordSpans(List<Activity> spans, params string[] sources)
     {
@@ -347,18 +368,11 @@ public sealed class IstioTelemetryTests : MeshTestBase
               http: [{ name: all, retries: { attempts: 2, retryOn: 5xx }, route: [{ destination: { host: reviews } }] }]
             """);
         await Eventually.TrueAsync(() => client.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Name == "all", "the route applies");
-        var spans = new List<Activity>();
-        using var listener = RecordSpans(spans, "MeshKit", "System.Net.Http");
-        using var parent = new Activity("test").Start();
-
-        using var response = await client.CreateClient().GetAsync("http://reviews/");
-
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        List<Activity> mine;
-        lock (spans)
+        var (_, mine) = await TraceAsync(async () =>
         {
-            mine = spans.Where(s => s.TraceId == parent.TraceId).ToList();
-        }
+            using var response = await client.CreateClient().GetAsync("http://reviews/");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }, "MeshKit", "System.Net.Http");
 
         var call = Assert.Single(mine, s => s.OperationName == "MeshKit outbound");
         var attempts = mine.Where(s => s.OperationName == "MeshKit attempt").OrderBy(s => s.StartTimeUtc).ToList();
@@ -375,18 +389,11 @@ public sealed class IstioTelemetryTests : MeshTestBase
         backend.Behavior = c => Task.FromResult<IResult?>(c.Request.Path == "/old" ? Results.Redirect("/new") : null);
         var client = await StartAsync("productpage", "v1");
         await Eventually.TrueAsync(() => client.Endpoints("reviews.default.svc.cluster.local") == 1, "reviews is known");
-        var spans = new List<Activity>();
-        using var listener = RecordSpans(spans, "MeshKit");
-        using var parent = new Activity("test").Start();
-
-        using var response = await client.CreateClient().GetAsync("http://reviews/old");
-
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        List<Activity> mine;
-        lock (spans)
+        var (parent, mine) = await TraceAsync(async () =>
         {
-            mine = spans.Where(s => s.TraceId == parent.TraceId).ToList();
-        }
+            using var response = await client.CreateClient().GetAsync("http://reviews/old");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }, "MeshKit");
 
         // The call's span ends with the status the application got; the redirect's hop is a span of its own under it,
         // each hop with its attempt.

@@ -35,11 +35,14 @@ public sealed class OperationsTelemetryTests : MeshTestBase
         await StartAsync("reviews", "v1");
         using var http = new HttpClient();
         string text = string.Empty;
+        // The first push can carry the state from before the workload registered (version 0); the registration's
+        // state follows after the publisher's quiet period, later on a loaded machine.
         await Eventually.TrueAsync(async () =>
         {
             text = await http.GetStringAsync(new Uri(ControlPlane.AdminAddress, "/metrics"));
-            return text.Contains("meshkit_controlplane_pushes_total{", StringComparison.Ordinal);
-        }, "the pushes to the workload are counted");
+            return text.Contains("meshkit_controlplane_pushes_total{", StringComparison.Ordinal)
+                && System.Text.RegularExpressions.Regex.IsMatch(text, "(?m)^meshkit_controlplane_config_version(\\{[^}]*\\})? [1-9]");
+        }, "the pushes to the workload are counted, and the registration's state is in force");
 
         Assert.Contains("# TYPE meshkit_controlplane_connected_workloads", text, StringComparison.Ordinal);
         Assert.Matches("(?m)^meshkit_controlplane_connected_workloads(\\{[^}]*\\})? [1-9]", text);

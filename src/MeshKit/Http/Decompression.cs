@@ -8,8 +8,8 @@ namespace MeshKit.Http;
 /// The client's automatic decompression, applied above the mesh. Through a sidecar an application's client asks for
 /// compressed bodies and decompresses them itself; in MeshKit the client's primary handler would do so only for the
 /// calls it carries (plain text), not for those on the mesh's own connections (mutual TLS, connection-pool settings),
-/// whose bodies would reach the application compressed. So the mesh does it for every call, as the primary handler's
-/// settings say, and turns them off there.
+/// whose bodies came uncompressed, or compressed when the application named an encoding itself. So the mesh does it
+/// for every call, as the primary handler's settings say, and turns them off there.
 /// </summary>
 internal static class Decompression
 {

@@ -104,11 +104,23 @@ public sealed class MutualTlsTests : MeshTestBase
     [InlineData(true)]
     public async Task AClientsAutomaticDecompression_AppliesToItsMeshCalls_InPlainTextAndUnderMutualTls(bool secure)
     {
-        // The client's primary handler decoded only the calls it carried itself (plain text); a call on the mesh's own
-        // mutual-TLS connections reached the application still compressed.
+        // The client's primary handler asked for and decoded encodings only on the calls it carried itself (plain
+        // text); on the mesh's own mutual-TLS connections neither happened. The caller's metrics count the bytes that
+        // crossed the network, compressed, as Envoy's do.
         static void Clients(IServiceCollection services)
         {
             services.AddHttpClient("decompressing").ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AutomaticDecompression = DecompressionMethods.All });
+        }
+
+        byte[] compressed;
+        using (var buffer = new MemoryStream())
+        {
+            await using (var gzip = new System.IO.Compression.GZipStream(buffer, System.IO.Compression.CompressionMode.Compress, leaveOpen: true))
+            {
+                await gzip.WriteAsync("decoded"u8.ToArray());
+            }
+
+            compressed = buffer.ToArray();
         }
 
         var backend = secure ? await StartSecureAsync("reviews", "reviews") : await StartAsync("reviews", "v1");
@@ -120,14 +132,12 @@ public sealed class MutualTlsTests : MeshTestBase
             }
 
             context.Response.Headers.ContentEncoding = "gzip";
-            await using (var gzip = new System.IO.Compression.GZipStream(context.Response.Body, System.IO.Compression.CompressionMode.Compress, leaveOpen: true))
-            {
-                await gzip.WriteAsync("decoded"u8.ToArray());
-            }
-
+            context.Response.ContentLength = compressed.Length;
+            await context.Response.Body.WriteAsync(compressed);
             return Results.Empty;
         };
-        var client = secure ? await StartSecureAsync("productpage", "productpage", services: Clients) : await StartAsync("productpage", "v1", services: Clients);
+        static void Metrics(Microsoft.AspNetCore.Builder.WebApplication app) => Microsoft.AspNetCore.Builder.MeshEndpointRouteBuilderExtensions.MapMeshMetrics(app);
+        var client = secure ? await StartSecureAsync("productpage", "productpage", services: Clients, app: Metrics) : await StartAsync("productpage", "v1", services: Clients, app: Metrics);
         if (secure)
         {
             await KnowsIdentityAsync(client);
@@ -145,6 +155,13 @@ public sealed class MutualTlsTests : MeshTestBase
 
         // A client that does not decompress asks for nothing.
         Assert.Equal("plain", await client.CreateClient().GetStringAsync("http://reviews/"));
+
+        using var scraper = new HttpClient();
+        var metrics = new UriBuilder(client.Address) { Scheme = "http", Path = "/stats/prometheus" }.Uri;
+        string Value(string text, string name) => System.Text.RegularExpressions.Regex.Match(text, $"(?m)^{name}\\{{reporter=\"source\"[^}}]*\\}} (\\d+)$").Groups[1].Value;
+        var text = string.Empty;
+        await Eventually.TrueAsync(async () => Value(text = await scraper.GetStringAsync(metrics), "istio_response_bytes_count") == "2", "both calls are reported");
+        Assert.Equal((compressed.Length + "plain".Length).ToString(System.Globalization.CultureInfo.InvariantCulture), Value(text, "istio_response_bytes_sum"));
     }
 
     [Theory]

@@ -264,6 +264,19 @@ internal sealed class ClusterTransports : IDisposable
                 AllowAutoRedirect = false,
                 EnableMultipleHttp2Connections = true,
             };
+
+            // A sidecar connects to the endpoint it picked, never through an HTTP proxy; a connection the mesh secures
+            // as it connects (mutual TLS, TLS origination) could not go through one either. A plain-text pool asks the
+            // process's proxy about endpoints outside the mesh only, as the application's client would.
+            if (identity is not null || originator is not null)
+            {
+                handler.UseProxy = false;
+            }
+            else
+            {
+                handler.Proxy = MeshProxy.Default;
+            }
+
             if (settings.ConnectTimeoutMs > 0)
             {
                 handler.ConnectTimeout = TimeSpan.FromMilliseconds(settings.ConnectTimeoutMs);

@@ -1257,7 +1257,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
         var colon = host.LastIndexOf(':');
         var shadowHost = colon > 0 && !host.EndsWith(']') ? string.Concat(host.AsSpan(0, colon), "-shadow", host.AsSpan(colon)) : host + "-shadow";
-        var copy = new HttpRequestMessage(request.Method, new Uri(string.Concat(uri.Scheme, "://", authority, pathAndQuery)))
+        var copy = new HttpRequestMessage(request.Method, endpoint.UriFor(uri.Scheme, authority, pathAndQuery))
         {
             Version = request.Version,
             VersionPolicy = request.VersionPolicy,

@@ -9,7 +9,8 @@ namespace MeshKit.Http;
 /// Puts <see cref="MeshHandler"/> into every <c>IHttpClientFactory</c> client, innermost (next to the primary handler) so
 /// that the client's own handlers, retries included, run around it and each attempt is routed afresh. Clients opted out
 /// with <c>WithoutMeshHandler()</c> are left as they are; one that added it explicitly keeps it where it is. The mesh
-/// takes the following of redirects, automatic decompression and the cookie container over from the primary handler.
+/// takes the following of redirects, automatic decompression and the cookie container over from the primary handler,
+/// and has its proxy settings apply only to calls that leave the mesh.
 /// </summary>
 internal sealed class MeshHandlerBuilderFilter(IServiceProvider services, IOptionsMonitor<MeshHttpClientOptions> options) : IHttpMessageHandlerBuilderFilter
 {
@@ -44,7 +45,14 @@ internal sealed class MeshHandlerBuilderFilter(IServiceProvider services, IOptio
     // to ConfigurePrimaryHttpMessageHandler) is turned off once and gives each client the same settings.
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<HttpMessageHandler, ClientBehaviour> TakenOver = new();
 
-    private static ClientBehaviour TakeOver(HttpMessageHandler primary) => new(
+    private static ClientBehaviour TakeOver(HttpMessageHandler primary)
+    {
+        // The proxy stays the primary handler's for calls that leave the mesh; calls to its workloads go direct.
+        Proxies.TakeOver(primary);
+        return Behaviour(primary);
+    }
+
+    private static ClientBehaviour Behaviour(HttpMessageHandler primary) => new(
         // Redirects are followed by the mesh, each hop routed, as an application's client follows them through a
         // sidecar; below the mesh they would go out unrouted, to a host name DNS does not know.
         Redirects.TakeOver(primary),

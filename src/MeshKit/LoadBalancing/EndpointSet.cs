@@ -16,7 +16,7 @@ internal sealed class EndpointView
     private string?[]? _authorities;
     private string? _key;
 
-    public EndpointView(Endpoint endpoint, EndpointShapes? shapes = null)
+    public EndpointView(Endpoint endpoint, EndpointShapes? shapes = null, bool outsideMesh = false)
     {
         // Shared with every endpoint of the same ports, labels, locality and identity: the snapshot keeps no message.
         shapes ??= new EndpointShapes();
@@ -30,7 +30,15 @@ internal sealed class EndpointView
         Labels = shapes.Labels(endpoint.Labels);
         Locality = shapes.Locality(endpoint.Locality);
         IsWorkload = endpoint.Origin.Length > 0 && !endpoint.Origin.StartsWith("ServiceEntry ", StringComparison.Ordinal);
+        OutsideMesh = outsideMesh;
     }
+
+    /// <summary>
+    /// Gets whether the endpoint is outside the mesh (of a ServiceEntry with <c>location: MESH_EXTERNAL</c>): calls to
+    /// it go through the HTTP proxy the client's settings name for its address, as the application's calls to hosts
+    /// outside the mesh do; calls to any other endpoint connect to it directly (<see cref="Http.MeshProxy"/>).
+    /// </summary>
+    public bool OutsideMesh { get; }
 
     /// <summary>Gets whether the endpoint is a registered workload instance (not a ServiceEntry's address).</summary>
     public bool IsWorkload { get; }
@@ -104,12 +112,14 @@ internal sealed class EndpointView
         var recent = Recent;
         var last = Volatile.Read(ref recent.LastUri);
         if (last is not null && ReferenceEquals(last.Authority, authority) && string.Equals(last.PathAndQuery, pathAndQuery, StringComparison.Ordinal)
-            && string.Equals(last.Scheme, scheme, StringComparison.Ordinal))
+            && string.Equals(last.Scheme, scheme, StringComparison.Ordinal) && last.Uri is Http.WorkloadUri != OutsideMesh)
         {
             return last.Uri;
         }
 
-        var uri = new Uri(string.Concat(scheme, "://", authority, pathAndQuery), UriKind.Absolute);
+        // The URL's type carries the endpoint's side of the mesh to the proxy settings below (MeshProxy).
+        var text = string.Concat(scheme, "://", authority, pathAndQuery);
+        var uri = OutsideMesh ? new Uri(text, UriKind.Absolute) : new Http.WorkloadUri(text);
         Volatile.Write(ref recent.LastUri, new BuiltUri(scheme, authority, pathAndQuery, uri));
         return uri;
     }

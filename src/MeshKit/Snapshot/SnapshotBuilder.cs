@@ -42,15 +42,17 @@ internal static class SnapshotBuilder
             settings = Unpack<MeshSettings>(mesh);
         }
 
+        var allRoutes = resources.TryGetValue(ResourceTypes.Routes, out var routeResources) ? routeResources.Values.Select(Unpack<ServiceRoutes>).ToArray() : [];
         var clusters = new Dictionary<string, ClusterView>(StringComparer.Ordinal);
         var names = new HashSet<string>(StringComparer.Ordinal);
         if (resources.TryGetValue(ResourceTypes.Cluster, out var clusterResources))
         {
             var shapes = new EndpointShapes();
+            var outside = allRoutes.Where(r => r.External).Select(r => r.Host).ToHashSet(StringComparer.Ordinal);
             foreach (var resource in clusterResources.Values)
             {
                 var cluster = Unpack<ServiceCluster>(resource);
-                clusters[cluster.Host] = BuildCluster(cluster, source, clock, shapes, names, changes);
+                clusters[cluster.Host] = BuildCluster(cluster, outside.Contains(cluster.Host), source, clock, shapes, names, changes);
             }
         }
 
@@ -66,12 +68,11 @@ internal static class SnapshotBuilder
 
         var services = new Dictionary<string, ServiceView>(StringComparer.Ordinal);
         var aliases = new Dictionary<string, ServiceView>(StringComparer.Ordinal);
-        if (resources.TryGetValue(ResourceTypes.Routes, out var routeResources))
+        if (allRoutes.Length > 0)
         {
-            var all = routeResources.Values.Select(Unpack<ServiceRoutes>).ToArray();
-            var ports = all.ToDictionary(r => r.Host, r => r.Ports.Select(p => p.Number).ToArray(), StringComparer.Ordinal);
+            var ports = allRoutes.ToDictionary(r => r.Host, r => r.Ports.Select(p => p.Number).ToArray(), StringComparer.Ordinal);
             var pipelines = new RouteResilience.Pipelines(clock?.Time ?? TimeProvider.System);
-            foreach (var routes in all)
+            foreach (var routes in allRoutes)
             {
                 var view = BuildService(routes, clusters, ports, source, pipelines);
                 services[routes.Host] = view;
@@ -141,7 +142,7 @@ internal static class SnapshotBuilder
         }
     }
 
-    private static ClusterView BuildCluster(ServiceCluster cluster, SourceWorkload source, MeshRuntime? clock, EndpointShapes shapes, ISet<string> names, RuntimeChanges changes)
+    private static ClusterView BuildCluster(ServiceCluster cluster, bool outsideMesh, SourceWorkload source, MeshRuntime? clock, EndpointShapes shapes, ISet<string> names, RuntimeChanges changes)
     {
         var runtime = clock?.Cluster(cluster.Host);
         var time = clock?.Time ?? TimeProvider.System;
@@ -211,7 +212,7 @@ internal static class SnapshotBuilder
 
         var serviceUpstream = Own(Name(string.Empty, 0), cluster.Upstream);
 
-        var endpoints = cluster.Endpoints.Select(e => new EndpointView(e, shapes)).ToArray();
+        var endpoints = cluster.Endpoints.Select(e => new EndpointView(e, shapes, outsideMesh)).ToArray();
         if (runtime is not null)
         {
             if (runtime.Endpoints is { } previous)

@@ -18,6 +18,10 @@ public abstract class MeshTestBase : IAsyncLifetime
 
     protected List<IAsyncDisposable> Owned { get; } = [];
 
+    /// <summary>Waits until <paramref name="client"/> knows the identity of <c>reviews</c>' one endpoint (mutual TLS reaches it then).</summary>
+    protected static Task KnowsIdentityAsync(TestWorkload client) =>
+        Eventually.TrueAsync(() => client.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
+
     protected TestControlPlane ControlPlane { get; set; } = null!;
 
     public virtual async Task InitializeAsync() => ControlPlane = await TestControlPlane.StartAsync();

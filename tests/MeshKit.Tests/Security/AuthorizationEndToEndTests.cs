@@ -95,7 +95,7 @@ public sealed class AuthorizationEndToEndTests : MeshTestBase, IDisposable
         await Eventually.TrueAsync(() => !reviews.Snapshot.Authorization.IsEmpty, "the policy applies");
         foreach (var client in new[] { productpage, ratings })
         {
-            await Eventually.TrueAsync(() => client.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
+            await KnowsIdentityAsync(client);
         }
 
         using var allowed = await productpage.CreateClient().GetAsync("http://reviews/");
@@ -125,7 +125,7 @@ public sealed class AuthorizationEndToEndTests : MeshTestBase, IDisposable
                 when: [{ key: connection.sni, values: ["reviews.default.svc.*"] }]
             """);
         await Eventually.TrueAsync(() => !reviews.Snapshot.Authorization.IsEmpty, "the policy applies");
-        await Eventually.TrueAsync(() => productpage.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
+        await KnowsIdentityAsync(productpage);
 
         // The caller's certificate, over TLS to the workload's port, asking for a server name of its choice.
         async Task<HttpStatusCode> AskingForAsync(string serverName)

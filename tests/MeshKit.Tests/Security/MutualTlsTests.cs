@@ -12,9 +12,6 @@ namespace MeshKit.Tests.Security;
 /// <summary>Certificates from the control plane's CA, mutual TLS between real Kestrel workloads, PeerAuthentication modes.</summary>
 public sealed class MutualTlsTests : MeshTestBase
 {
-    private static Task KnowsIdentityAsync(TestWorkload client) =>
-        Eventually.TrueAsync(() => client.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
-
     private static IssuedCertificate CertificateOf(TestWorkload workload) =>
         workload.Services.GetRequiredService<WorkloadIdentity>().Current ?? throw new InvalidOperationException("no certificate");
 

@@ -202,10 +202,14 @@ public sealed class TlsOriginationTests : MeshTestBase, IDisposable
         }
     }
 
-    private static Task WaitForTlsModeAsync(TestWorkload client, string mode) =>
+    /// <summary>Waits until <paramref name="client"/>'s calls to <c>payments.example.test</c> originate TLS in <paramref name="mode"/>.</summary>
+    internal static Task WaitForTlsModeAsync(TestWorkload client, string mode) =>
         Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue("payments.example.test", out var s) && s.Routes[0].Targets[0].Endpoints?.Upstream.TlsMode == mode, $"{mode} applies");
 
-    private void WriteRules(int port, string tls) => ControlPlane.WriteConfig("payments.yaml", $$"""
+    private void WriteRules(int port, string tls) => ControlPlane.WriteConfig("payments.yaml", PaymentsRules(port, tls));
+
+    /// <summary>A ServiceEntry for <c>payments.example.test</c> at 127.0.0.1:<paramref name="port"/> and a DestinationRule with <paramref name="tls"/>.</summary>
+    internal static string PaymentsRules(int port, string tls) => $$"""
         apiVersion: networking.istio.io/v1
         kind: ServiceEntry
         metadata: { name: payments }
@@ -222,7 +226,7 @@ public sealed class TlsOriginationTests : MeshTestBase, IDisposable
           host: payments.example.test
           trafficPolicy:
             {{tls}}
-        """);
+        """;
 
     private string WritePem(string name, string pem)
     {
@@ -244,7 +248,7 @@ public sealed class TlsOriginationTests : MeshTestBase, IDisposable
     }
 
     /// <summary>An HTTPS server outside the mesh that says how it was reached.</summary>
-    private sealed class HttpsServer(WebApplication app, int port) : IAsyncDisposable
+    internal sealed class HttpsServer(WebApplication app, int port) : IAsyncDisposable
     {
         public int Port { get; } = port;
 

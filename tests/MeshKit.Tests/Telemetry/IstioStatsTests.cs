@@ -37,7 +37,7 @@ public sealed partial class IstioStatsTests : MeshTestBase
         var reviews = await StartSecureAsync("reviews", "bookinfo-reviews", app: Map);
         reviews.Behavior = context => Task.FromResult<IResult?>(context.Request.Path == "/unavailable" ? Results.StatusCode(503) : null);
         var productpage = await StartSecureAsync("productpage", "bookinfo-productpage", app: Map);
-        await Eventually.TrueAsync(() => productpage.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
+        await KnowsIdentityAsync(productpage);
 
         long body = 0;
         var client = productpage.CreateClient();
@@ -413,7 +413,7 @@ public sealed partial class IstioStatsTests : MeshTestBase
               - to: [{ operation: { ports: ["{{metricsPort}}"], methods: ["GET"], paths: ["/stats/prometheus"] } }]
             """);
         await Eventually.TrueAsync(() => reviews.Snapshot.PeerAuthentication.PortModes.ContainsKey((uint)metricsPort) && !reviews.Snapshot.Authorization.IsEmpty, "the policies apply");
-        await Eventually.TrueAsync(() => productpage.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
+        await KnowsIdentityAsync(productpage);
         Assert.NotEqual(metricsPort, reviews.Address.Port);
 
         using var meshCall = await productpage.CreateClient().GetAsync("http://reviews:9080/");

@@ -11,9 +11,6 @@ namespace MeshKit.Tests.Telemetry;
 /// <summary>Istio's standard metrics from both sides of a real call, peer metadata, and spans per attempt.</summary>
 public sealed class IstioTelemetryTests : MeshTestBase
 {
-    private static Task KnowsIdentityAsync(TestWorkload client) =>
-        Eventually.TrueAsync(() => client.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
-
     /// <summary>Runs <paramref name="call"/> under a parent span and returns it with the spans of <paramref name="sources"/> in its trace.</summary>
     private static async Task<(Activity Parent, List<Activity> Spans)> TraceAsync(Func<Task> call, params string[] sources)
     {

@@ -103,7 +103,7 @@ public sealed class OperationsTelemetryTests : MeshTestBase
     {
         var reviews = await StartSecureAsync("reviews", services: AccessLogging);
         var productpage = await StartSecureAsync("productpage", services: AccessLogging);
-        await Eventually.TrueAsync(() => productpage.Snapshot.TryResolve("reviews", out var s) && s.Routes[0].Targets[0].Endpoints?.Endpoints is [{ Identity.Length: > 0 }], "the endpoint's identity is known");
+        await KnowsIdentityAsync(productpage);
 
         using var response = await productpage.CreateClient().GetAsync("http://reviews/books/1");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);

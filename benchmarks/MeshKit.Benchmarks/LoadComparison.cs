@@ -14,6 +14,9 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Grpc.Core;
+using Grpc.Net.Client;
+using MeshKit.Benchmarks.Grpc;
 
 namespace MeshKit.Benchmarks;
 
@@ -24,6 +27,7 @@ namespace MeshKit.Benchmarks;
 /// automatic mutual TLS (the same, with peer metadata exchanged for Istio's labels); (d) plain TLS
 /// without MeshKit; (e) two nginx reverse proxies standing in for a client and a server sidecar. Closed loop at
 /// concurrency 1 (latency percentiles) and 32 (throughput), and CPU time per request of this process plus nginx's.
+/// Named with `grpc`, the same comparison for a gRPC unary call (grpc-dotnet on both sides, HTTP/2 without TLS).
 /// </summary>
 internal static class LoadComparison
 {
@@ -83,6 +87,33 @@ internal static class LoadComparison
         spec:
           selector: { matchLabels: { app: bench-secure } }
           mtls: { mode: STRICT }
+        """;
+
+    // The gRPC pair's policies: those of the plain-text HTTP path, for a gRPC service.
+    private const string GrpcConfig = """
+        apiVersion: networking.istio.io/v1
+        kind: DestinationRule
+        metadata: { name: bench-grpc }
+        spec:
+          host: bench-grpc
+          trafficPolicy: { outlierDetection: { consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s } }
+        ---
+        apiVersion: networking.istio.io/v1
+        kind: VirtualService
+        metadata: { name: bench-grpc }
+        spec:
+          hosts: [bench-grpc]
+          http:
+          - route: [{ destination: { host: bench-grpc } }]
+            retries: { attempts: 2, perTryTimeout: 5s, retryOn: "unavailable,connect-failure" }
+            timeout: 10s
+        ---
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: { name: bench-grpc }
+        spec:
+          selector: { matchLabels: { app: bench-grpc } }
+          rules: [{ to: [{ operation: { methods: [POST], paths: ["/bench.Bench/*"] } }] }]
         """;
 
     /// <summary>Gets or sets whether MeshKit's metrics are recorded (off only to measure what recording them costs: `--no-metrics`).</summary>
@@ -163,10 +194,10 @@ internal static class LoadComparison
 
             var paths = new List<LoadPath>
             {
-                new("direct", new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = Timeout.InfiniteTimeSpan }), directUri),
-                new("meshkit", Factory(meshClientApp), new Uri("http://bench-server:9080/bench/1")),
-                new("meshkit_mtls", Factory(secureClientApp), new Uri("http://bench-secure:9080/bench/1")),
-                new("plain_tls", new HttpClient(TrustingOnly(serverCertificate)), tlsUri),
+                LoadPath.Http("direct", new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = Timeout.InfiniteTimeSpan }), directUri),
+                LoadPath.Http("meshkit", Factory(meshClientApp), new Uri("http://bench-server:9080/bench/1")),
+                LoadPath.Http("meshkit_mtls", Factory(secureClientApp), new Uri("http://bench-secure:9080/bench/1")),
+                LoadPath.Http("plain_tls", new HttpClient(TrustingOnly(serverCertificate)), tlsUri),
             };
 
             // `split` runs all of the diagnosis paths below; naming one of them runs it alone (with direct).
@@ -198,8 +229,8 @@ internal static class LoadComparison
                     """);
                 var meshServerUri = new Uri(new Uri(Addresses(meshServer).First(a => a.StartsWith("http://", StringComparison.Ordinal))), "/bench/1");
                 paths.RemoveAll(p => p.Name is "meshkit_mtls");
-                paths.Add(new("mesh_caller_only", Factory(meshClientApp), new Uri("http://bench-plain:9080/bench/1")));
-                paths.Add(new("mesh_callee_only", new HttpClient(new SocketsHttpHandler()), meshServerUri));
+                paths.Add(LoadPath.Http("mesh_caller_only", Factory(meshClientApp), new Uri("http://bench-plain:9080/bench/1")));
+                paths.Add(LoadPath.Http("mesh_callee_only", new HttpClient(new SocketsHttpHandler()), meshServerUri));
 
                 // MeshKit's mutual TLS on the callee's side only: a plain client presenting the caller's mesh
                 // certificate to the secure app (to compare with plain_tls: same client stack, TLS both).
@@ -207,14 +238,35 @@ internal static class LoadComparison
                 var mtlsClient = new SocketsHttpHandler();
                 mtlsClient.SslOptions.ClientCertificates = [secureClientApp.Services.GetRequiredService<MeshKit.Security.WorkloadIdentity>().Current!.Certificate];
                 mtlsClient.SslOptions.RemoteCertificateValidationCallback = (_, _, _, _) => true; // the mesh CA's chain; identity checked by the callee
-                paths.Add(new("mtls_callee_only", new HttpClient(mtlsClient), secureServerUri));
+                paths.Add(LoadPath.Http("mtls_callee_only", new HttpClient(mtlsClient), secureServerUri));
 
                 // And the mesh client's own chain without MeshKit: an IHttpClientFactory client (its primary handler,
                 // no logging handlers) to the plain app, to tell the factory's cost from MeshKit's.
                 var factory = new ServiceCollection().AddHttpClient().ConfigureHttpClientDefaults(b => b.RemoveAllLoggers()).BuildServiceProvider();
                 owned.Push(factory);
-                paths.Add(new("factory_plain", factory.GetRequiredService<IHttpClientFactory>().CreateClient("bench"), directUri));
+                paths.Add(LoadPath.Http("factory_plain", factory.GetRequiredService<IHttpClientFactory>().CreateClient("bench"), directUri));
                 only = only == "split" ? null : only;
+            }
+
+            // `grpc` runs the gRPC pair: a unary call from grpc-dotnet's client to its server over HTTP/2 without TLS,
+            // directly and through MeshKit on both sides (routing, retries, timeout, outlier detection, authorization
+            // policy, Istio's metrics with the gRPC status and message counts). Not part of the default run.
+            string[] grpcPaths = ["grpc_direct", "grpc_meshkit"];
+            WebApplication? grpcServer = null;
+            if (only?.Split(',').Any(n => n == "grpc" || grpcPaths.Contains(n)) == true)
+            {
+                File.WriteAllText(Path.Combine(dir, "grpc.yaml"), GrpcConfig);
+                var grpcDirect = await StartGrpcAppAsync(null, null);
+                owned.Push(grpcDirect);
+                grpcServer = await StartGrpcAppAsync(discovery, o => o.ServiceName = "bench-grpc");
+                owned.Push(grpcServer);
+                var directChannel = GrpcChannel.ForAddress(Addresses(grpcDirect)[0], new GrpcChannelOptions { HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true } });
+                var meshChannel = GrpcChannel.ForAddress("http://bench-grpc:9080", new GrpcChannelOptions { HttpClient = Factory(meshClientApp) });
+                owned.Push(new Disposer(directChannel));
+                owned.Push(new Disposer(meshChannel));
+                paths.Add(LoadPath.Grpc("grpc_direct", new Bench.BenchClient(directChannel), Addresses(grpcDirect)[0]));
+                paths.Add(LoadPath.Grpc("grpc_meshkit", new Bench.BenchClient(meshChannel), "http://bench-grpc:9080"));
+                only = string.Join(',', only.Split(',').SelectMany(n => n == "grpc" ? grpcPaths : [n]));
             }
 
             // `only` names one path or several, comma-separated (direct always runs: every path is paired with it).
@@ -224,7 +276,7 @@ internal static class LoadComparison
             if (nginx is not null)
             {
                 owned.Push(nginx);
-                paths.Add(new LoadPath("two_nginx", new HttpClient(new SocketsHttpHandler()), nginx.Entry, nginx.CpuTime));
+                paths.Add(LoadPath.Http("two_nginx", new HttpClient(new SocketsHttpHandler()), nginx.Entry, nginx.CpuTime));
             }
 
             if (named is not null)
@@ -241,9 +293,9 @@ internal static class LoadComparison
                 ? exported.Where(m => m.Name == "istio_requests_total")
                     .SelectMany(m => { var found = new List<string>(); foreach (ref readonly var point in m.GetMetricPoints()) { foreach (var tag in point.Tags) { if (tag.Key == "reporter") { found.Add((string)tag.Value!); } } } return found; })
                     .ToHashSet()
-                : [.. new[] { meshServer, meshClientApp, secureServer, secureClientApp }.SelectMany(ServedReporters)];
+                : [.. new[] { meshServer, meshClientApp, secureServer, secureClientApp, grpcServer }.OfType<WebApplication>().SelectMany(ServedReporters)];
             // (Only a run with a path through MeshKit on both sides can show both.)
-            var bothSides = paths.Any(p => p.Name is "meshkit" or "meshkit_mtls");
+            var bothSides = paths.Any(p => p.Name is "meshkit" or "meshkit_mtls" or "grpc_meshkit");
             if (Metrics && bothSides && !reporters.SetEquals(["source", "destination"]))
             {
                 throw new InvalidOperationException($"the mesh paths recorded no Istio metrics from both reporters (seen: {string.Join(", ", reporters)})");
@@ -312,7 +364,7 @@ internal static class LoadComparison
             // the ratio of totals over the whole run.
             var pairs = split
                 ? paths.Where(p => p.Name != "direct").Select(p => (p.Name, "direct")).ToArray() // every diagnosis path against direct
-                : new[] { ("meshkit", "direct"), ("meshkit_mtls", "plain_tls") };
+                : new[] { ("meshkit", "direct"), ("meshkit_mtls", "plain_tls"), ("grpc_meshkit", "grpc_direct") };
             foreach (var (name, baseline) in pairs)
             {
                 if (samples.TryGetValue(name, out var a) && samples.TryGetValue(baseline, out var b) && a.Rounds.Count == b.Rounds.Count && a.Rounds.Count > 0)
@@ -343,6 +395,57 @@ internal static class LoadComparison
         }
     }
 
+    /// <summary>Builds the app, in the mesh when <paramref name="mesh"/> is given (serving Istio's metrics from MeshKit's store unless they go through the SDK).</summary>
+    private static WebApplication BuildInMesh(WebApplicationBuilder builder, Uri? controlPlane, Action<MeshOptions>? mesh)
+    {
+        if (mesh is not null)
+        {
+            builder.Services.AddMesh(o =>
+            {
+                o.ControlPlaneAddress = controlPlane;
+                o.ServicePort = 9080;
+                o.InitialFetchTimeout = TimeSpan.FromSeconds(30);
+                o.AccessLogSampling = 0;
+                mesh(o);
+            });
+        }
+
+        var app = builder.Build();
+        if (mesh is not null && Metrics && !IstioThroughOpenTelemetry)
+        {
+            app.MapMeshMetrics();
+        }
+
+        return app;
+    }
+
+    /// <summary>A gRPC server answering the benchmark's unary call over HTTP/2 without TLS, in the mesh when <paramref name="mesh"/> is given.</summary>
+    private static async Task<WebApplication> StartGrpcAppAsync(Uri? controlPlane, Action<MeshOptions>? mesh)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l => l.Protocols = Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http2));
+        builder.Services.AddGrpc();
+        var app = BuildInMesh(builder, controlPlane, mesh);
+        app.MapGrpcService<BenchService>();
+        await app.StartAsync();
+        return app;
+    }
+
+    private sealed class BenchService : Bench.BenchBase
+    {
+        private static readonly Task<BenchReply> Ok = Task.FromResult(new BenchReply { Text = "ok" });
+
+        public override Task<BenchReply> Call(BenchRequest request, ServerCallContext context)
+        {
+            var http = context.GetHttpContext();
+            Connections.TryAdd(http.Connection.Id, 0);
+            return request.Who && MeshIdentity.Get(http)?.PeerPrincipal is { Length: > 0 } principal
+                ? Task.FromResult(new BenchReply { Text = $"ok {principal}" })
+                : Ok;
+        }
+    }
+
     internal static HttpClient Factory(WebApplication app) => app.Services.GetRequiredService<IHttpClientFactory>().CreateClient("bench");
 
     internal static string[] Addresses(WebApplication app) =>
@@ -370,22 +473,9 @@ internal static class LoadComparison
             // IHttpClientFactory's own logging handlers (a log scope per request) are not MeshKit: without them the
             // mesh client's chain is MeshKit alone, as (a) is a bare HttpClient.
             builder.Services.ConfigureHttpClientDefaults(b => b.RemoveAllLoggers());
-            builder.Services.AddMesh(o =>
-            {
-                o.ControlPlaneAddress = controlPlane;
-                o.ServicePort = 9080;
-                o.InitialFetchTimeout = TimeSpan.FromSeconds(30);
-                o.AccessLogSampling = 0;
-                mesh(o);
-            });
         }
 
-        var app = builder.Build();
-        if (mesh is not null && Metrics && !IstioThroughOpenTelemetry)
-        {
-            app.MapMeshMetrics();
-        }
-
+        var app = BuildInMesh(builder, controlPlane, mesh);
         app.MapGet("/bench/{id}", (HttpContext context) =>
         {
             Connections.TryAdd(context.Connection.Id, 0);
@@ -446,9 +536,9 @@ internal static class LoadComparison
                 string body;
                 try
                 {
-                    body = await path.Client.GetStringAsync(new Uri(path.Uri, "?who"));
+                    body = await path.Who();
                 }
-                catch (HttpRequestException) when (DateTime.UtcNow < deadline)
+                catch (Exception e) when (e is HttpRequestException or RpcException && DateTime.UtcNow < deadline)
                 {
                     await Task.Delay(200);
                     continue;
@@ -457,7 +547,7 @@ internal static class LoadComparison
                 var expected = path.Name == "meshkit_mtls" ? "ok cluster.local/ns/default/sa/bench-client" : "ok";
                 if (body.StartsWith(expected, StringComparison.Ordinal))
                 {
-                    log.WriteLine($"{path.Name}: {path.Uri} answers '{body}'");
+                    log.WriteLine($"{path.Name}: {path.Target} answers '{body}'");
                     break;
                 }
 
@@ -490,7 +580,7 @@ internal static class LoadComparison
     {
         Connections.Clear();
         // A short warm-up per slice so connection setup after the previous path's slice is not measured.
-        await Task.WhenAll(Enumerable.Range(0, concurrency).Select(_ => path.Client.GetAsync(path.Uri)));
+        await Task.WhenAll(Enumerable.Range(0, concurrency).Select(_ => path.Call(new byte[256])));
         SliceChanged?.Invoke(path.Name);
         var cpuBefore = Cpu(path);
         var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
@@ -508,18 +598,12 @@ internal static class LoadComparison
                 var t0 = Stopwatch.GetTimestamp();
                 try
                 {
-                    using var response = await path.Client.GetAsync(path.Uri, HttpCompletionOption.ResponseHeadersRead);
-                    await using var body = await response.Content.ReadAsStreamAsync();
-                    while (await body.ReadAsync(buffer) > 0)
-                    {
-                    }
-
-                    if (!response.IsSuccessStatusCode)
+                    if (!await path.Call(buffer))
                     {
                         errors++;
                     }
                 }
-                catch (HttpRequestException)
+                catch (Exception e) when (e is HttpRequestException or RpcException)
                 {
                     errors++;
                 }
@@ -578,7 +662,45 @@ internal static class LoadComparison
     private static double Percentile(List<double> sorted, double q) =>
         sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(q * sorted.Count) - 1)];
 
-    private sealed record LoadPath(string Name, HttpClient Client, Uri Uri, Func<TimeSpan>? ExtraCpu = null);
+    /// <summary>
+    /// One way to make the call: <see cref="Call"/> makes it and reads the whole answer (with the worker's buffer),
+    /// true when it succeeded; <see cref="Who"/> asks the server who called (the check before measuring).
+    /// </summary>
+    private sealed record LoadPath(string Name, Func<byte[], Task<bool>> Call, Func<Task<string>> Who, string Target, Func<TimeSpan>? ExtraCpu = null)
+    {
+        public static LoadPath Http(string name, HttpClient client, Uri uri, Func<TimeSpan>? extraCpu = null) => new(
+            name,
+            async buffer =>
+            {
+                using var response = await client.GetAsync(uri, HttpCompletionOption.ResponseHeadersRead);
+                await using var body = await response.Content.ReadAsStreamAsync();
+                while (await body.ReadAsync(buffer) > 0)
+                {
+                }
+
+                return response.IsSuccessStatusCode;
+            },
+            () => client.GetStringAsync(new Uri(uri, "?who")),
+            uri.ToString(),
+            extraCpu);
+
+        public static LoadPath Grpc(string name, Bench.BenchClient client, string target) => new(
+            name,
+            async _ => (await client.CallAsync(Measured)).Text.Length > 0,
+            async () => (await client.CallAsync(new BenchRequest { Who = true })).Text,
+            target);
+
+        private static readonly BenchRequest Measured = new();
+    }
+
+    private sealed class Disposer(IDisposable disposable) : IAsyncDisposable
+    {
+        public ValueTask DisposeAsync()
+        {
+            disposable.Dispose();
+            return ValueTask.CompletedTask;
+        }
+    }
 
     private sealed class Samples
     {

@@ -89,13 +89,15 @@ public sealed class LiveStreamsTests : IDisposable
     [Fact]
     public void AStreamHeldWeakly_IsLetGo_OnceNothingElseHoldsIt()
     {
-        // A caller's response the application drops unread and undisposed never ends: the list must not keep it.
+        // A caller's response the application drops unread and undisposed never ends: the table must not keep it past
+        // the first sweep (until then it is held: a short call pays no weak reference).
         var istio = new IstioMetrics(_services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
         var live = new LiveStreams(istio, new FakeTimeProvider());
         var held = new Counted(Peers) { Requests = 1 };
         live.Add(held, LiveStreams.DefaultInterval, weakly: true);
         AddDropped(live);
         Assert.Equal(2, live.Held);
+        live.Sweep(); // both ran past a sweep: held weakly from now on
 
         GC.Collect();
         GC.WaitForPendingFinalizers();
@@ -106,6 +108,41 @@ public sealed class LiveStreamsTests : IDisposable
         GC.KeepAlive(held);
         held.Remainder();
         live.Sweep();
+        Assert.Equal(0, live.Held);
+    }
+
+    [Fact]
+    public void AStreamThatEnds_FreesItsSlotAtOnce_SoShortCallsAreNeverHeldUntilASweep()
+    {
+        // Under load, tens of thousands of unary calls end between two sweeps: none may stay held until the next.
+        var istio = new IstioMetrics(_services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
+        var stats = istio.EnableStats();
+        using var live = new LiveStreams(istio, new FakeTimeProvider());
+        for (var i = 0; i < 10_000; i++)
+        {
+            var call = new Counted(Peers) { Requests = 1, Responses = 1 };
+            live.Add(call, LiveStreams.DefaultInterval, weakly: i % 2 == 0);
+            Assert.Equal((1, 1), call.Remainder());
+        }
+
+        Assert.Equal(0, live.Held);
+
+        // Many at once, from several threads: the table grows to hold them all, and each is swept once.
+        var running = new System.Collections.Concurrent.ConcurrentBag<Counted>();
+        Parallel.For(0, 1_000, _ =>
+        {
+            var call = new Counted(Peers) { Requests = 2 };
+            live.Add(call, LiveStreams.DefaultInterval);
+            running.Add(call);
+        });
+        Assert.Equal(1_000, live.Held);
+        live.Sweep();
+        Assert.Equal((2_000, 0), Messages(stats));
+        foreach (var call in running)
+        {
+            Assert.Equal((0, 0), call.Remainder());
+        }
+
         Assert.Equal(0, live.Held);
     }
 

@@ -92,15 +92,12 @@ internal abstract class LiveStream
 /// frees it when it ends, so that the table holds only the calls that run: a unary call, over long before the next
 /// sweep, is never swept, and nothing it made outlives it here. (A list that calls joined and the sweep emptied held
 /// every call of the interval until then, tens of thousands a second under load, and the garbage collector promoted
-/// them all: 7 to 9 µs per gRPC call end to end, performance.md.) The table grows, under a lock, only when no free slot is near.
+/// them all: 7 to 9 µs per gRPC call end to end, performance.md.) The table grows, under a lock, only when at least half of it is taken.
 /// </summary>
 internal sealed class LiveStreams(IstioMetrics owner, TimeProvider time) : IDisposable
 {
     /// <summary>How often a running stream's messages are added: Envoy's reporting interval for long streams.</summary>
     public static readonly TimeSpan DefaultInterval = TimeSpan.FromSeconds(5);
-
-    // Slots looked at from a call's starting point before the table grows.
-    private const int Probes = 16;
 
     // Fills every slot of a table that has been replaced: nothing joins it any more.
     private static readonly object Sealed = new();
@@ -143,9 +140,11 @@ internal sealed class LiveStreams(IstioMetrics owner, TimeProvider time) : IDisp
         {
             var table = Volatile.Read(ref _table);
 
-            // Each thread starts where its last call left off: threads seldom compete for a slot.
-            var at = unchecked((int)((uint)(t_cursor++ + (Environment.CurrentManagedThreadId * 31)) % (uint)table.Length));
-            for (var probe = 0; probe < Probes; probe++)
+            // A scattered starting point (each thread's calls counted, spread by Fibonacci hashing), then the next free
+            // slot. A call that had to pass half the table (at least that many calls run) grows it for the calls
+            // after it; growing only then keeps the table at most twice the calls that run, whatever their pattern.
+            var at = unchecked((int)(((uint)(++t_cursor + (Environment.CurrentManagedThreadId << 16)) * 0x9E3779B9u) % (uint)table.Length));
+            for (var probe = 0; probe < table.Length; probe++)
             {
                 if (Volatile.Read(ref table[at]) is null)
                 {
@@ -153,6 +152,11 @@ internal sealed class LiveStreams(IstioMetrics owner, TimeProvider time) : IDisp
                     stream.HeldAt(table, at, weakly);
                     if (Interlocked.CompareExchange(ref table[at], stream, null) is null)
                     {
+                        if (probe > table.Length / 2)
+                        {
+                            Grow(table);
+                        }
+
                         return;
                     }
                 }
@@ -160,15 +164,15 @@ internal sealed class LiveStreams(IstioMetrics owner, TimeProvider time) : IDisp
                 at = at + 1 == table.Length ? 0 : at + 1;
             }
 
-            if (ReferenceEquals(Volatile.Read(ref _table), table))
-            {
-                Grow(table);
-            }
+            Grow(table); // full (or sealed: being replaced)
         }
     }
 
     /// <summary>Gets how many streams the table holds (tests): ended weakly held and collected ones until the next sweep.</summary>
     internal int Held => Volatile.Read(ref _table).Count(entry => entry is not null);
+
+    /// <summary>Gets how many slots the table has (tests): at most about twice the most calls that ran at once.</summary>
+    internal int Capacity => Volatile.Read(ref _table).Length;
 
     /// <summary>Stops the timer; what runs still is added at its end.</summary>
     public void Dispose() => Interlocked.Exchange(ref _timer, DisposedTimer.Instance)?.Dispose();

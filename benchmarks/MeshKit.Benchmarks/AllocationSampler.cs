@@ -19,11 +19,14 @@ internal sealed class AllocationSampler : EventListener
         set => _paused = value;
     }
 
+    /// <summary>Gets or sets how many types <see cref="Print"/> lists, the most bytes first (`--allocations-top N`).</summary>
+    public static int Top { get; set; } = 40;
+
     /// <summary>Prints each type's share of the sampled bytes and, given how many calls ran, its estimated bytes per call.</summary>
     public void Print(TextWriter output, long calls = 0)
     {
         var total = _bytes.Values.Sum();
-        foreach (var (type, bytes) in _bytes.OrderByDescending(p => p.Value).Take(40))
+        foreach (var (type, bytes) in _bytes.OrderByDescending(p => p.Value).Take(Top))
         {
             var perCall = calls > 0 ? $"{(double)bytes / calls,8:F1} B/call  " : string.Empty;
             output.WriteLine($"{bytes * 100.0 / total,6:F1}%  {perCall}{type}");

@@ -136,6 +136,7 @@ if (args.Contains("--load"))
     var seconds = args.Length > at + 2 && int.TryParse(args[at + 2], CultureInfo.InvariantCulture, out var s) ? s : 1;
     LoadComparison.Metrics = !args.Contains("--no-metrics");
     using var sampler = args.Contains("--allocations") ? new AllocationSampler() : null;
+    AllocationSampler.Top = Array.IndexOf(args, "--allocations-top") is var top and >= 0 ? int.Parse(args[top + 1], CultureInfo.InvariantCulture) : AllocationSampler.Top;
     if (sampler is not null && only is not null)
     {
         // Only the named path's measured slices are sampled (not direct's, nor warm-ups).

@@ -51,9 +51,6 @@ internal abstract class LiveStream
         return Claim();
     }
 
-    /// <summary>Gets the table the stream is held in (null before it is added).</summary>
-    internal object?[]? Table => Volatile.Read(ref _table);
-
     internal void HeldAt(object?[] table, int slot, bool weakly)
     {
         _slot = slot;
@@ -92,7 +89,8 @@ internal abstract class LiveStream
 /// frees it when it ends, so that the table holds only the calls that run: a unary call, over long before the next
 /// sweep, is never swept, and nothing it made outlives it here. (A list that calls joined and the sweep emptied held
 /// every call of the interval until then, tens of thousands a second under load, and the garbage collector promoted
-/// them all: 7 to 9 µs per gRPC call end to end, performance.md.) The table grows, under a lock, only when at least half of it is taken.
+/// them all: 7 to 9 µs per gRPC call end to end, performance.md.) The table grows, under a lock, only when at least
+/// half of it is taken.
 /// </summary>
 internal sealed class LiveStreams(IstioMetrics owner, TimeProvider time) : IDisposable
 {

@@ -152,7 +152,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 if (countMessages)
                 {
                     // A long stream's messages are added while it runs (LiveStreams), the rest when it ends.
-                    live = new CallerStream(this, watched, counted, provider.Current, destination, answer?.Principal, answer?.Metadata, answer?.RoutedTo);
+                    live = new CallerStream(this, watched, counted, destination, answer?.Principal, answer?.Metadata, answer?.RoutedTo);
                     istio!.Live.Add(live, provider.Current.StreamReportingInterval, weakly: true); // held by the response's body, as long as the application holds that
                 }
 
@@ -364,11 +364,12 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
     /// <summary>
     /// The caller's labels of a running gRPC call's message counters (the peers', no outcome); null under a Telemetry
-    /// policy that gives labels values, which are the finished call's. Made at each sweep the call outlives: a unary
-    /// call, over long before, never needs them, and no call keeps them.
+    /// policy that gives labels values, which are the finished call's. Made at each sweep the call outlives, with the
+    /// config in force then: a unary call, over long before, never needs them, and a long call pins no old config.
     /// </summary>
-    private RequestReport? StreamPeers(MeshSnapshot snapshot, string destination, string? principal, PeerMetadata? answered, string? routedTo)
+    private RequestReport? StreamPeers(string destination, string? principal, PeerMetadata? answered, string? routedTo)
     {
+        var snapshot = provider.Current;
         if (snapshot.Reports?.Client.HasValues == true)
         {
             return null;
@@ -458,14 +459,14 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     }
 
     /// <summary>A gRPC call whose reply is still coming: its messages, as its bodies count them, and the labels they are added with.</summary>
-    private sealed class CallerStream(MeshHandler caller, WatchedContent reply, CountedContent? sent, MeshSnapshot snapshot, string destination, string? principal, PeerMetadata? answered, string? routedTo) : LiveStream
+    private sealed class CallerStream(MeshHandler caller, WatchedContent reply, CountedContent? sent, string destination, string? principal, PeerMetadata? answered, string? routedTo) : LiveStream
     {
         public override long RequestMessages => sent?.Messages ?? 0;
 
         public override long ResponseMessages => reply.MessagesRead;
 
         // Asked only by a sweep the call outlives (the report is a large struct: not kept in every call's entry).
-        public override RequestReport? Describe() => caller.StreamPeers(snapshot, destination, principal, answered, routedTo);
+        public override RequestReport? Describe() => caller.StreamPeers(destination, principal, answered, routedTo);
     }
 
     // The request path is split where it first awaits: the routing decisions (most requests) run synchronously and

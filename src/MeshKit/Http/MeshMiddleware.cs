@@ -125,12 +125,16 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
     /// <summary>
     /// The labels a served gRPC call's messages are added with while it runs; null under a Telemetry policy that gives
     /// labels values (those are the finished request's, so the messages wait for the call's end). Made at each sweep the
-    /// call outlives: a unary call, over long before, never needs them, and no call keeps them.
+    /// call outlives, with the config in force then: a unary call, over long before, never needs them, and a long call
+    /// pins no old config.
     /// </summary>
-    internal Telemetry.RequestReport? StreamPeers(MeshSnapshot snapshot, Security.VerifiedPeer? peer, Telemetry.PeerMetadata? source) =>
-        snapshot.Reports?.Server.HasValues == true ? null : new Telemetry.RequestReport(
+    internal Telemetry.RequestReport? StreamPeers(Security.VerifiedPeer? peer, Telemetry.PeerMetadata? source)
+    {
+        var snapshot = provider.Current;
+        return snapshot.Reports?.Server.HasValues == true ? null : new Telemetry.RequestReport(
             "destination", source ?? Telemetry.PeerMetadata.Unknown, peer?.ToString(), Self, identity.Enabled ? identity.Current?.IdText : null,
             snapshot.OwnService?.Host ?? Self.Service, "grpc", 0, null, string.Empty, peer is not null ? "mutual_tls" : "none", 0, 0, 0, snapshot.Reports);
+    }
 
     /// <summary>The server's side of Istio's standard metrics (<c>reporter="destination"</c>), around the rest of the pipeline.</summary>
     private async Task ReportAsDestinationAsync(HttpContext context, MeshSnapshot snapshot, Security.VerifiedPeer? peer, Telemetry.PeerMetadata? source, bool log)
@@ -144,7 +148,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         if (grpc && istio.Enabled)
         {
             // A long stream's messages are added while it runs, with the peers' labels, known from the start.
-            live = new ServedStream(this, bodies, snapshot, peer, source);
+            live = new ServedStream(this, bodies, peer, source);
             istio.Live.Add(live, snapshot.StreamReportingInterval);
         }
 
@@ -453,12 +457,12 @@ internal sealed class MeshPass
 }
 
 /// <summary>A gRPC call being served: its messages, as the meter counts them, and the labels they are added with.</summary>
-internal sealed class ServedStream(MeshMiddleware server, BodyMeter bodies, MeshSnapshot snapshot, Security.VerifiedPeer? peer, Telemetry.PeerMetadata? source) : Telemetry.LiveStream
+internal sealed class ServedStream(MeshMiddleware server, BodyMeter bodies, Security.VerifiedPeer? peer, Telemetry.PeerMetadata? source) : Telemetry.LiveStream
 {
     public override long RequestMessages => bodies.MessagesReceived;
 
     public override long ResponseMessages => bodies.MessagesSent;
 
     // Asked only by a sweep the call outlives (the report is a large struct: not kept in every call's entry).
-    public override Telemetry.RequestReport? Describe() => server.StreamPeers(snapshot, peer, source);
+    public override Telemetry.RequestReport? Describe() => server.StreamPeers(peer, source);
 }

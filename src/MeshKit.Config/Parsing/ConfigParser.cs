@@ -2558,7 +2558,7 @@ public static class ConfigParser
         {
             return new ExtAuthzProviderSpec
             {
-                Name = string.Empty, Grpc = true, Service = host, Port = port ?? 0, Timeout = a.Duration("timeout"),
+                Name = string.Empty, Grpc = true, Service = host, Port = port ?? 0, Timeout = a.TimerDuration("timeout"),
                 FailOpen = a.Bool("failOpen") ?? false, StatusOnError = status,
                 MaxRequestBytes = body is { Max: > 0 } ? body.Max : null, AllowPartialMessage = body?.AllowPartial ?? false, PackAsBytes = packAsBytes,
             };
@@ -2569,7 +2569,7 @@ public static class ConfigParser
             Name = string.Empty,
             Service = host,
             Port = port ?? 0,
-            Timeout = a.Duration("timeout"),
+            Timeout = a.TimerDuration("timeout"),
             PathPrefix = prefix,
             FailOpen = a.Bool("failOpen") ?? false,
             StatusOnError = status,

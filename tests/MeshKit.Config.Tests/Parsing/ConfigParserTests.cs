@@ -515,9 +515,9 @@ public class ConfigParserTests
               - name: otel
                 opentelemetry: { service: otel-collector.observability.svc.cluster.local, port: 4317 }
               - name: grpc-authz
-                envoyExtAuthzGrpc: { service: authz.foo.svc.cluster.local, port: 9000, pathPrefix: /check }
+                envoyExtAuthzGrpc: { service: authz.foo.svc.cluster.local, port: 9000, pathPrefix: /check, timeout: 0.5ms }
               - name: opa
-                envoyExtAuthzHttp: { service: opa2.example.com, port: 80, statusOnError: teapot, pathPrefix: check }
+                envoyExtAuthzHttp: { service: opa2.example.com, port: 80, statusOnError: teapot, pathPrefix: check, timeout: 0s }
             """);
 
         Assert.Empty(valid.Diagnostics);
@@ -529,8 +529,10 @@ public class ConfigParserTests
             [
                 (DiagnosticSeverity.Warning, "spec.extensionProviders[1].opentelemetry"),
                 (DiagnosticSeverity.Error, "spec.extensionProviders[2].envoyExtAuthzGrpc.pathPrefix"),
+                (DiagnosticSeverity.Error, "spec.extensionProviders[2].envoyExtAuthzGrpc.timeout"),
                 (DiagnosticSeverity.Error, "spec.extensionProviders[3].envoyExtAuthzHttp.pathPrefix"),
                 (DiagnosticSeverity.Error, "spec.extensionProviders[3].envoyExtAuthzHttp.statusOnError"),
+                (DiagnosticSeverity.Error, "spec.extensionProviders[3].envoyExtAuthzHttp.timeout"),
                 (DiagnosticSeverity.Error, "spec.extensionProviders[3].name"),
             ],
             result.Diagnostics.Select(d => (d.Severity, d.Path)).Order());

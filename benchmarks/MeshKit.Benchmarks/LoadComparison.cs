@@ -261,7 +261,8 @@ internal static class LoadComparison
                 grpcServer = await StartGrpcAppAsync(discovery, o => o.ServiceName = "bench-grpc");
                 owned.Push(grpcServer);
                 var directChannel = GrpcChannel.ForAddress(Addresses(grpcDirect)[0], new GrpcChannelOptions { HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true } });
-                var meshChannel = GrpcChannel.ForAddress("http://bench-grpc:9080", new GrpcChannelOptions { HttpClient = Factory(meshClientApp) });
+                // As AddGrpcClient makes a client: the factory's handler chain, without HttpClient's layer and timeout.
+                var meshChannel = GrpcChannel.ForAddress("http://bench-grpc:9080", new GrpcChannelOptions { HttpHandler = meshClientApp.Services.GetRequiredService<IHttpMessageHandlerFactory>().CreateHandler("bench") });
                 owned.Push(new Disposer(directChannel));
                 owned.Push(new Disposer(meshChannel));
                 paths.Add(LoadPath.Grpc("grpc_direct", new Bench.BenchClient(directChannel), Addresses(grpcDirect)[0]));

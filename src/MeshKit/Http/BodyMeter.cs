@@ -15,29 +15,29 @@ namespace MeshKit.Http;
 /// The response's body feature is wrapped (one small object per request; its stream and writer only when the
 /// application asks for them); a request's body only when it has one of unknown length, so a GET or a request with a
 /// <c>Content-Length</c> pays nothing. The counts are the bytes the application wrote and read, and for a gRPC call
-/// the messages in them (<see cref="GrpcFrames"/>).
+/// the messages in them, counted into the call's <see cref="ServedStream"/>.
 /// </remarks>
 internal sealed class BodyMeter : PipeWriter, IHttpResponseBodyFeature, IBodyTally
 {
     private readonly IHttpResponseBodyFeature _inner;
     private readonly RequestMeter? _request;
-    private readonly GrpcFrames? _messages; // a gRPC call's only
+    private readonly ServedStream? _messages; // a gRPC call's, when its messages are counted
     private long _sent;
     private PipeWriter? _writer;
     private CountingWriteStream? _stream;
 
-    private BodyMeter(IHttpResponseBodyFeature inner, RequestMeter? request, bool grpc)
+    private BodyMeter(IHttpResponseBodyFeature inner, RequestMeter? request, ServedStream? messages)
     {
         _inner = inner;
         _request = request;
-        _messages = grpc ? new GrpcFrames() : null;
+        _messages = messages;
     }
 
     /// <summary>
     /// Puts the meter on <paramref name="context"/>'s response body (and its request body when its length is unknown);
-    /// for a <paramref name="grpc"/> call, it counts the messages too.
+    /// for a gRPC call, it counts the messages both ways into <paramref name="messages"/>.
     /// </summary>
-    public static BodyMeter Install(HttpContext context, bool grpc)
+    public static BodyMeter Install(HttpContext context, ServedStream? messages)
     {
         var features = context.Features;
         RequestMeter? request = null;
@@ -46,12 +46,12 @@ internal sealed class BodyMeter : PipeWriter, IHttpResponseBodyFeature, IBodyTal
             // Both ways into the body: the stream, and the pipe reader Kestrel hands out (taken before the stream is
             // replaced, or Kestrel would adapt the new stream instead).
             var reader = context.Request.BodyReader;
-            request = new RequestMeter(reader, context.Request.Body, grpc);
+            request = new RequestMeter(reader, context.Request.Body, messages);
             context.Request.Body = request.Stream;
             features.Set<IRequestBodyPipeFeature>(request);
         }
 
-        var meter = new BodyMeter(features.GetRequiredFeature<IHttpResponseBodyFeature>(), request, grpc);
+        var meter = new BodyMeter(features.GetRequiredFeature<IHttpResponseBodyFeature>(), request, messages);
         features.Set<IHttpResponseBodyFeature>(meter);
         return meter;
     }
@@ -61,12 +61,6 @@ internal sealed class BodyMeter : PipeWriter, IHttpResponseBodyFeature, IBodyTal
 
     /// <summary>Gets the request's body bytes: its <c>Content-Length</c> when it declared one, else what the application read.</summary>
     public long Received(HttpRequest request) => request.ContentLength ?? _request?.Read ?? 0;
-
-    /// <summary>Gets the gRPC messages the application read (0 unless the meter counts messages).</summary>
-    public long MessagesReceived => _request?.Messages ?? 0;
-
-    /// <summary>Gets the gRPC messages the application sent (0 unless the meter counts messages).</summary>
-    public long MessagesSent => _messages?.Count ?? 0;
 
     public Stream Stream => _stream ??= new CountingWriteStream(this, _inner.Stream);
 
@@ -97,7 +91,7 @@ internal sealed class BodyMeter : PipeWriter, IHttpResponseBodyFeature, IBodyTal
         Count(bytes);
         if (_messages is { } messages)
         {
-            messages.Add(messages.Lent.Span[..bytes]);
+            messages.ResponseBytes(messages.Lent.Span[..bytes]);
             messages.Lent = default;
         }
 
@@ -130,23 +124,20 @@ internal sealed class BodyMeter : PipeWriter, IHttpResponseBodyFeature, IBodyTal
     public void Count(ReadOnlySpan<byte> written)
     {
         _sent += written.Length;
-        _messages?.Add(written);
+        _messages?.ResponseBytes(written);
     }
 
     /// <summary>
     /// A request body of unknown length (chunked, or an HTTP/2 stream such as a gRPC call's), counted as the
     /// application reads it, through either the stream or the pipe reader.
     /// </summary>
-    private sealed class RequestMeter(PipeReader reader, Stream body, bool grpc) : PipeReader, IRequestBodyPipeFeature
+    private sealed class RequestMeter(PipeReader reader, Stream body, ServedStream? messages) : PipeReader, IRequestBodyPipeFeature
     {
-        private readonly GrpcFrames? _messages = grpc ? new GrpcFrames() : null;
         private long _read;
         private ReadOnlySequence<byte> _last;
         private ReadStream? _stream;
 
         public long Read => _read;
-
-        public long Messages => _messages?.Count ?? 0;
 
         public Stream Stream => _stream ??= new ReadStream(this, body);
 
@@ -176,6 +167,8 @@ internal sealed class BodyMeter : PipeWriter, IHttpResponseBodyFeature, IBodyTal
             return Awaited(pending);
         }
 
+        // Pooled: a gRPC call's body comes after its headers, so its first read waits, once per call.
+        [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
         private async ValueTask<ReadResult> Awaited(ValueTask<ReadResult> pending)
         {
             var result = await pending.ConfigureAwait(false);
@@ -200,7 +193,7 @@ internal sealed class BodyMeter : PipeWriter, IHttpResponseBodyFeature, IBodyTal
         {
             var read = _last.Slice(_last.Start, consumed);
             _read += read.Length;
-            _messages?.Add(read);
+            messages?.RequestBytes(read);
             _last = default;
         }
 
@@ -213,7 +206,7 @@ internal sealed class BodyMeter : PipeWriter, IHttpResponseBodyFeature, IBodyTal
         private void Count(ReadOnlySpan<byte> read)
         {
             _read += read.Length;
-            _messages?.Add(read);
+            messages?.RequestBytes(read);
         }
 
         /// <summary>The request body as a stream: what is read is counted.</summary>

@@ -5,40 +5,37 @@ namespace MeshKit.Http;
 /// <summary>
 /// A request body of unknown length (streamed, a JSON body, a gRPC call's messages) counted as the transport sends it,
 /// for the caller's report: Envoy counts the body bytes it received from the application, where a declared
-/// <c>Content-Length</c> says nothing here; for a gRPC call, the messages too (<see cref="GrpcFrames"/>). Each
-/// sending counts afresh, so a body sent again (an outer handler's retry) is counted once.
+/// <c>Content-Length</c> says nothing here; for a gRPC call, the messages too (into the call's
+/// <see cref="Telemetry.LiveStream"/>). Each sending counts afresh, so a body sent again (an outer handler's retry) is
+/// counted once.
 /// </summary>
 internal sealed class CountedContent : WrappedContent, IBodyTally
 {
-    private readonly bool _countMessages;
     private long _sent;
-    private GrpcFrames? _messages; // a gRPC call's, made as each sending starts
+    private Telemetry.LiveStream? _messages; // a gRPC call's, when its messages are counted
 
-    private CountedContent(HttpContent inner, bool countMessages)
+    private CountedContent(HttpContent inner)
         : base(inner)
     {
-        _countMessages = countMessages;
     }
 
     /// <summary>Gets the bytes sent so far.</summary>
     public long Sent => Volatile.Read(ref _sent);
 
-    /// <summary>Gets the gRPC messages sent so far (0 unless counted).</summary>
-    public long Messages => _messages?.Count ?? 0;
-
     /// <summary>
     /// Puts <paramref name="request"/>'s body under a count when the caller's report needs one: a body that declares no
-    /// length, or a gRPC call's whose messages are counted (<paramref name="countMessages"/>). Returns the counted body,
+    /// length, or a gRPC call's whose messages are counted into <paramref name="messages"/>. Returns the counted body,
     /// or null when the declared length says it all.
     /// </summary>
-    public static CountedContent? Install(HttpRequestMessage request, bool countMessages)
+    public static CountedContent? Install(HttpRequestMessage request, Telemetry.LiveStream? messages)
     {
         switch (request.Content)
         {
             case CountedContent counted:
-                return counted; // sent again by a handler above this one
-            case { } content when countMessages || content.Headers.ContentLength is null:
-                var wrapped = new CountedContent(content, countMessages);
+                counted._messages = messages; // sent again by a handler above this one: this sending's call counts
+                return counted;
+            case { } content when messages is not null || content.Headers.ContentLength is null:
+                var wrapped = new CountedContent(content) { _messages = messages };
                 request.Content = wrapped;
                 return wrapped;
             default:
@@ -50,7 +47,7 @@ internal sealed class CountedContent : WrappedContent, IBodyTally
     public void Count(ReadOnlySpan<byte> written)
     {
         _sent += written.Length;
-        _messages?.Add(written);
+        _messages?.RequestBytes(written);
     }
 
     protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
@@ -75,10 +72,9 @@ internal sealed class CountedContent : WrappedContent, IBodyTally
 
     protected override Stream CreateContentReadStream(CancellationToken cancellationToken) => Inner.ReadAsStream(cancellationToken);
 
-
     private void Restart()
     {
         _sent = 0;
-        _messages = _countMessages ? new GrpcFrames() : null;
+        _messages?.RestartRequests();
     }
 }

@@ -6,9 +6,10 @@ namespace MeshKit.Http;
 /// Counts the gRPC messages in a body as its bytes go by, in whatever pieces they come: each message is a 5-byte
 /// prefix (a compressed flag and a big-endian length) and that many bytes, as gRPC frames them over HTTP/2. Istio's
 /// <c>istio_request_messages_total</c> and <c>istio_response_messages_total</c> count the same (Envoy's gRPC stats
-/// filter). Made only for a gRPC call's body, so that other bodies' wrappers carry one empty reference.
+/// filter). A value held by the call's <see cref="Telemetry.LiveStream"/>, one for each direction: a gRPC call pays
+/// no object of its own for it, and other bodies' wrappers carry one empty reference.
 /// </summary>
-internal sealed class GrpcFrames
+internal struct GrpcFrames
 {
     private const int PrefixLength = 5;
 
@@ -17,10 +18,7 @@ internal sealed class GrpcFrames
     private uint _length;      // the prefix's length, as far as it has been seen
 
     /// <summary>Gets the messages begun so far (a message counts from its first byte, as a frame inspector counts frames).</summary>
-    public long Count { get; private set; }
-
-    /// <summary>Gets or sets memory a pipe writer lent for the next bytes, read when they are advanced.</summary>
-    public Memory<byte> Lent { get; set; }
+    public long Count { readonly get; private set; }
 
     /// <summary>Takes the body's next bytes.</summary>
     public void Add(ReadOnlySpan<byte> data)

@@ -126,7 +126,10 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         var started = provider.Runtime.Time.GetTimestamp();
         var destination = request.RequestUri?.IdnHost ?? string.Empty;
         var requestBytes = request.Content?.Headers.ContentLength ?? 0;
-        var counted = reportIstio || log ? CountedContent.Install(request, countMessages: reportIstio && IsGrpc(request)) : null;
+        // A gRPC call's messages are counted into its stream entry from its first byte; the entry joins the running
+        // streams only if the reply's body is still to come.
+        var live = reportIstio && IsGrpc(request) ? new CallerStream(this, destination) : null;
+        var counted = reportIstio || log ? CountedContent.Install(request, live) : null;
         var answer = RecordsPeers ? PerThread<Answer>.Rent() : null;
         HttpResponseMessage result;
         try
@@ -147,16 +150,14 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 // the trailers after its messages. A route timeout's body is watched already.
                 var watched = response.Content as WatchedContent ?? new WatchedContent(response.Content);
                 response.Content = watched;
-                var countMessages = reportIstio && IsGrpc(request);
-                CallerStream? live = null;
-                if (countMessages)
+                if (live is not null)
                 {
                     // A long stream's messages are added while it runs (LiveStreams), the rest when it ends.
-                    live = new CallerStream(this, watched, counted, destination, answer?.Principal, answer?.Metadata, answer?.RoutedTo);
+                    live.Answered(answer?.Principal, answer?.Metadata, answer?.RoutedTo);
                     istio!.Live.Add(live, provider.Current.StreamReportingInterval, weakly: true); // held by the response's body, as long as the application holds that
                 }
 
-                watched.Observe(ReportAtEnd.Rent(this, request, response, destination, flags, requestBytes, counted, live, started, answer, reportIstio, log), countMessages);
+                watched.Observe(ReportAtEnd.Rent(this, request, response, destination, flags, requestBytes, counted, live, started, answer, reportIstio, log), live);
             }
             else
             {
@@ -165,7 +166,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 var sent = counted?.Sent ?? requestBytes;
                 if (reportIstio)
                 {
-                    ReportAsSource(request, response, destination, flags, sent, counted?.Messages ?? 0, responseBytes, 0, elapsed, answer?.Principal, answer?.Metadata, answer?.RoutedTo);
+                    ReportAsSource(request, response, destination, flags, sent, live?.RequestMessages ?? 0, responseBytes, 0, elapsed, answer?.Principal, answer?.Metadata, answer?.RoutedTo);
                 }
 
                 if (log)
@@ -186,7 +187,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             activity?.SetTag("meshkit.response_flags", flag);
             if (reportIstio)
             {
-                ReportAsSource(request, null, destination, flag, counted?.Sent ?? requestBytes, counted?.Messages ?? 0, null, 0, elapsed, answer?.Principal, answer?.Metadata, answer?.RoutedTo);
+                ReportAsSource(request, null, destination, flag, counted?.Sent ?? requestBytes, live?.RequestMessages ?? 0, null, 0, elapsed, answer?.Principal, answer?.Metadata, answer?.RoutedTo);
             }
             else
             {
@@ -458,15 +459,23 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         }
     }
 
-    /// <summary>A gRPC call whose reply is still coming: its messages, as its bodies count them, and the labels they are added with.</summary>
-    private sealed class CallerStream(MeshHandler caller, WatchedContent reply, CountedContent? sent, string destination, string? principal, PeerMetadata? answered, string? routedTo) : LiveStream
+    /// <summary>A gRPC call: its messages, as its bodies count them, and the labels they are added with.</summary>
+    private sealed class CallerStream(MeshHandler caller, string destination) : LiveStream
     {
-        public override long RequestMessages => sent?.Messages ?? 0;
+        private string? _principal;
+        private PeerMetadata? _answered;
+        private string? _routedTo;
 
-        public override long ResponseMessages => reply.MessagesRead;
+        /// <summary>Who answered: set before the stream joins the running ones, which publishes it to the sweeps.</summary>
+        public void Answered(string? principal, PeerMetadata? answered, string? routedTo)
+        {
+            _principal = principal;
+            _answered = answered;
+            _routedTo = routedTo;
+        }
 
         // Asked only by a sweep the call outlives (the report is a large struct: not kept in every call's entry).
-        public override RequestReport? Describe() => caller.StreamPeers(destination, principal, answered, routedTo);
+        public override RequestReport? Describe() => caller.StreamPeers(destination, _principal, _answered, _routedTo);
     }
 
     // The request path is split where it first awaits: the routing decisions (most requests) run synchronously and

@@ -143,14 +143,15 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         var status = 0;
         var flags = string.Empty;
         var grpc = context.Request.ContentType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
-        var bodies = BodyMeter.Install(context, grpc);
         ServedStream? live = null;
         if (grpc && istio.Enabled)
         {
             // A long stream's messages are added while it runs, with the peers' labels, known from the start.
-            live = new ServedStream(this, bodies, peer, source);
+            live = new ServedStream(this, peer, source);
             istio.Live.Add(live, snapshot.StreamReportingInterval);
         }
+
+        var bodies = BodyMeter.Install(context, live);
 
         try
         {
@@ -456,12 +457,11 @@ internal sealed class MeshPass
     public static readonly MeshPass Instance = new();
 }
 
-/// <summary>A gRPC call being served: its messages, as the meter counts them, and the labels they are added with.</summary>
-internal sealed class ServedStream(MeshMiddleware server, BodyMeter bodies, Security.VerifiedPeer? peer, Telemetry.PeerMetadata? source) : Telemetry.LiveStream
+/// <summary>A gRPC call being served: its messages, as the body meter counts them, and the labels they are added with.</summary>
+internal sealed class ServedStream(MeshMiddleware server, Security.VerifiedPeer? peer, Telemetry.PeerMetadata? source) : Telemetry.LiveStream
 {
-    public override long RequestMessages => bodies.MessagesReceived;
-
-    public override long ResponseMessages => bodies.MessagesSent;
+    /// <summary>Gets or sets the memory the response's pipe writer lent for the next bytes, read when they are advanced.</summary>
+    public Memory<byte> Lent { get; set; }
 
     // Asked only by a sweep the call outlives (the report is a large struct: not kept in every call's entry).
     public override Telemetry.RequestReport? Describe() => server.StreamPeers(peer, source);

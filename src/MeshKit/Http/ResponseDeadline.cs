@@ -70,7 +70,7 @@ internal class WatchedContent : WrappedContent, IBodyTally
     private readonly long? _declared;
     private int _ended;
     private long _read;
-    private GrpcFrames? _messages; // when a gRPC call's messages are counted
+    private Telemetry.LiveStream? _messages; // a gRPC call's, when its messages are counted
     private BodyEnd? _observer;
 
     public WatchedContent(HttpContent inner)
@@ -87,22 +87,19 @@ internal class WatchedContent : WrappedContent, IBodyTally
 
     /// <summary>
     /// Has <paramref name="observer"/> told when the body ends, with its bytes (once; at the latest when it is
-    /// disposed), and its gRPC messages when <paramref name="countMessages"/>.
+    /// disposed), and counts a gRPC call's messages into <paramref name="messages"/> when given.
     /// </summary>
-    public void Observe(BodyEnd observer, bool countMessages)
+    public void Observe(BodyEnd observer, Telemetry.LiveStream? messages)
     {
         _observer = observer;
-        _messages = countMessages ? new GrpcFrames() : null;
+        _messages = messages;
     }
-
-    /// <summary>Gets the gRPC messages read so far (0 unless counted).</summary>
-    public long MessagesRead => _messages?.Count ?? 0;
 
     /// <summary>Counts bytes of the body as they go by.</summary>
     public void Count(ReadOnlySpan<byte> read)
     {
         _read += read.Length;
-        _messages?.Add(read);
+        _messages?.ResponseBytes(read);
     }
 
     protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
@@ -209,7 +206,7 @@ internal class WatchedContent : WrappedContent, IBodyTally
             // Let go of the observer before telling it: it may serve another call once told.
             var observer = _observer;
             _observer = null;
-            observer?.Ended(_read, _messages?.Count ?? 0, complete, timedOut);
+            observer?.Ended(_read, _messages?.ResponseMessages ?? 0, complete, timedOut);
         }
     }
 

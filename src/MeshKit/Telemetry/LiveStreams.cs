@@ -4,9 +4,13 @@ namespace MeshKit.Telemetry;
 /// A gRPC call still running whose messages are counted: its counts so far, and the labels its message counters are
 /// written with (<see cref="Describe"/>). A long stream's messages are added every interval while it runs, as Envoy
 /// adds them on its reporting timer, and the rest with the call's report when it ends (<see cref="Remainder"/>).
+/// The call's body wrappers count the messages into it as the bytes go by: the counts live here, with no object of
+/// their own.
 /// </summary>
 internal abstract class LiveStream
 {
+    private Http.GrpcFrames _requests;
+    private Http.GrpcFrames _responses;
     private long _requestsAdded;
     private long _responsesAdded;
     private int _ended;
@@ -19,16 +23,28 @@ internal abstract class LiveStream
     internal bool Weakly { get; private set; }
 
     /// <summary>Gets the client's messages counted so far.</summary>
-    public abstract long RequestMessages { get; }
+    public virtual long RequestMessages => _requests.Count;
 
     /// <summary>Gets the server's messages counted so far.</summary>
-    public abstract long ResponseMessages { get; }
+    public virtual long ResponseMessages => _responses.Count;
 
     /// <summary>Gets whether the call has ended: the sweep lets go of it.</summary>
     public bool Ended => Volatile.Read(ref _ended) != 0;
 
     /// <summary>A report of the call's peers (its message counters' labels), with no outcome; null when it has none to give yet.</summary>
     public abstract RequestReport? Describe();
+
+    /// <summary>Counts the client's body bytes as they go by (one writer or reader at a time, as a body has).</summary>
+    public void RequestBytes(ReadOnlySpan<byte> data) => _requests.Add(data);
+
+    /// <summary>Counts the client's body bytes as they go by, in segments.</summary>
+    public void RequestBytes(in System.Buffers.ReadOnlySequence<byte> data) => _requests.Add(data);
+
+    /// <summary>Counts the server's body bytes as they go by.</summary>
+    public void ResponseBytes(ReadOnlySpan<byte> data) => _responses.Add(data);
+
+    /// <summary>The client's body is sent again from its start (a handler above the mesh resends it): counted afresh.</summary>
+    public void RestartRequests() => _requests = default;
 
     /// <summary>Ends the stream and returns the messages not added yet, for the call's own report.</summary>
     public (long Requests, long Responses) Remainder()

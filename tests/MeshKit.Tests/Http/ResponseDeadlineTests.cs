@@ -147,7 +147,7 @@ public sealed class ResponseDeadlineTests
         inner.Headers.ContentLength = how == "read to its declared length" ? 10 : null;
         var watched = new WatchedContent(inner);
         var told = new Told();
-        watched.Observe(told, countMessages: false);
+        watched.Observe(told, messages: null);
 
         switch (how)
         {
@@ -191,7 +191,7 @@ public sealed class ResponseDeadlineTests
         var time = new FakeTimeProvider();
         using var response = Stalled(time, out var stream);
         var told = new Told();
-        ((WatchedContent)response.Content).Observe(told, countMessages: false);
+        ((WatchedContent)response.Content).Observe(told, messages: null);
 
         var read = Task.Run(async () => await (await response.Content.ReadAsStreamAsync()).ReadAsync(new byte[64]) + await (await response.Content.ReadAsStreamAsync()).ReadAsync(new byte[64]));
         Assert.True(SpinWait.SpinUntil(() => stream.Waiting, TimeSpan.FromSeconds(30)), "the read waits for the rest of the body");

@@ -116,10 +116,10 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         {
             // Believed only as far as the certificate backs it: its namespace must be the identity's.
             var source = peer is { } verified && Telemetry.PeerMetadata.Parse(toldMetadata, ref verified.ToldMetadata) is { } told && told.Namespace == verified.Namespace ? told : null;
-            return ReportAsDestinationAsync(context, snapshot, peer, source, log);
+            return ReportAsDestinationAsync(context, snapshot, peer, source, log).AsTask();
         }
 
-        return AfterIdentityAsync(context, snapshot, peer);
+        return AfterIdentityAsync(context, snapshot, peer).AsTask();
     }
 
     /// <summary>
@@ -137,7 +137,11 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
     }
 
     /// <summary>The server's side of Istio's standard metrics (<c>reporter="destination"</c>), around the rest of the pipeline.</summary>
-    private async Task ReportAsDestinationAsync(HttpContext context, MeshSnapshot snapshot, Security.VerifiedPeer? peer, Telemetry.PeerMetadata? source, bool log)
+    // The layers under InvokeAsync are pooled value tasks: when the application's handler completes asynchronously (a
+    // gRPC call, any handler that awaits), their states are reused, and the Task the middleware must return is the only
+    // object made for the request's wait.
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask ReportAsDestinationAsync(HttpContext context, MeshSnapshot snapshot, Security.VerifiedPeer? peer, Telemetry.PeerMetadata? source, bool log)
     {
         var started = time.GetTimestamp();
         var status = 0;
@@ -228,7 +232,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         }
     }
 
-    private Task AfterIdentityAsync(HttpContext context, MeshSnapshot snapshot, Security.VerifiedPeer? peer)
+    private ValueTask AfterIdentityAsync(HttpContext context, MeshSnapshot snapshot, Security.VerifiedPeer? peer)
     {
         if (!snapshot.Jwt.IsEmpty || !snapshot.Authorization.IsEmpty)
         {
@@ -236,10 +240,11 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         }
 
         Security.MeshIdentityFeature.Set(context, peer, null);
-        return ContinueAsync(context, snapshot);
+        return new ValueTask(ContinueAsync(context, snapshot));
     }
 
-    private async Task AuthenticateAndAuthorizeAsync(HttpContext context, MeshSnapshot snapshot, Security.VerifiedPeer? peer)
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask AuthenticateAndAuthorizeAsync(HttpContext context, MeshSnapshot snapshot, Security.VerifiedPeer? peer)
     {
         Security.RequestPrincipal? principal = null;
         if (!snapshot.Jwt.IsEmpty)

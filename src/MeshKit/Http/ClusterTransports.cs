@@ -266,8 +266,9 @@ internal sealed class ClusterTransports : IDisposable
             };
 
             // A sidecar connects to the endpoint it picked, never through an HTTP proxy; a connection the mesh secures
-            // as it connects (mutual TLS, TLS origination) could not go through one either. A plain-text pool asks the
-            // process's proxy about endpoints outside the mesh only, as the application's client would.
+            // as it connects (mutual TLS, TLS origination) cannot be handed to one. A plain-text pool asks the
+            // process's proxy about endpoints outside the mesh only, as the application's client would; a TLS
+            // origination pool opens the proxy's tunnel to such an endpoint itself (below).
             if (identity is not null || originator is not null)
             {
                 handler.UseProxy = false;
@@ -303,6 +304,12 @@ internal sealed class ClusterTransports : IDisposable
 
             handler.ConnectCallback = async (context, cancellationToken) =>
             {
+                if (originator is not null && ProxyTunnel.For(context) is { } proxy)
+                {
+                    var tunnel = await ProxyTunnel.OpenAsync(proxy, context.DnsEndPoint, (at, token) => ConnectAsync(settings, at, token), cancellationToken).ConfigureAwait(false);
+                    return await originator.ConnectAsync(tunnel, context, cancellationToken).ConfigureAwait(false);
+                }
+
                 var network = await ConnectAsync(settings, context.DnsEndPoint, cancellationToken).ConfigureAwait(false);
                 return identity is not null ? await MutualTlsAsync(network, identity, owner!, context, cancellationToken).ConfigureAwait(false)
                     : originator is not null ? await originator.ConnectAsync(network, context, cancellationToken).ConfigureAwait(false)

@@ -97,20 +97,160 @@ public sealed class ProxyTests : MeshTestBase
     }
 
     [Fact]
-    public async Task TlsOriginatedCalls_ConnectToTheEndpoint_WhichTheySecureThemselves()
+    public async Task TlsOriginatedCalls_LeaveTheMesh_ThroughTheProxysTunnel_AndReachItsWorkloadsDirectly()
     {
-        // A connection the mesh secures as it connects cannot go through an HTTP proxy (the proxy would be the TLS
-        // peer): TLS origination connects directly, as a sidecar's does, even to a host outside the mesh.
+        // The application, without the mesh, would have called https://payments.example.test through its HTTPS proxy,
+        // with a CONNECT tunnel: the mesh, which secures the connection itself, opens the tunnel (with the proxy's
+        // Basic credentials) and secures what comes through it. A host inside the mesh is reached directly.
         using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
         using var certificate = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=payments.example.test", key, System.Security.Cryptography.HashAlgorithmName.SHA256)
             .CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddHours(1));
         await using var server = await MeshKit.Tests.Security.TlsOriginationTests.HttpsServer.StartAsync(certificate, requireClientCertificate: false);
+        await using var tunnels = TunnelProxy.Start();
+        var controlPlane = new[] { ControlPlane.DiscoveryAddress.Port, ControlPlane.SecureAddress.Port };
+        await using var swapped = ProxyServer.MakeDefault(tunnels.Address, uri => controlPlane.Contains(uri.Port), new NetworkCredential("mesh", "s3cret"));
+        var productpage = await StartAsync("productpage", "v1");
+        var tls = "tls: { mode: SIMPLE, insecureSkipVerify: true }";
+        ControlPlane.WriteConfig("payments.yaml", MeshKit.Tests.Security.TlsOriginationTests.PaymentsRules(server.Port, tls) + $$"""
+
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: ledger }
+            spec:
+              hosts: [ledger.example.test]
+              location: MESH_INTERNAL
+              ports: [{ number: 80, name: http, protocol: HTTP, targetPort: {{server.Port}} }]
+              resolution: STATIC
+              endpoints: [{ address: 127.0.0.1 }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: ledger }
+            spec: { host: ledger.example.test, trafficPolicy: { {{tls}} } }
+            """);
+        await MeshKit.Tests.Security.TlsOriginationTests.WaitForTlsModeAsync(productpage, "SIMPLE");
+        await Eventually.TrueAsync(() => productpage.Snapshot.TryResolve("ledger.example.test", out var r) && r.Routes[0].Targets[0].Endpoints?.Endpoints.Length > 0, "ledger is known");
+        var http = productpage.CreateClient();
+
+        Assert.Equal("tls:HTTP/1.1:none", await http.GetStringAsync("http://payments.example.test/"));
+        var head = Assert.Single(tunnels.Heads);
+        Assert.StartsWith($"CONNECT 127.0.0.1:{server.Port} HTTP/1.1\r\n", head, StringComparison.Ordinal);
+        Assert.Contains("Proxy-Authorization: Basic bWVzaDpzM2NyZXQ=\r\n", head, StringComparison.Ordinal); // mesh:s3cret
+
+        Assert.Equal("tls:HTTP/1.1:none", await http.GetStringAsync("http://ledger.example.test/"));
+        Assert.Single(tunnels.Heads);
+        Assert.Equal(0, _proxy.Connections);
+    }
+
+    [Fact]
+    public async Task ATunnelTheProxyRefuses_FailsTheCall_AsAConnectionThatCannotBeMade()
+    {
+        await using var server = await MeshKit.Tests.Security.TlsOriginationTests.HttpsServer.StartAsync(null, requireClientCertificate: false);
+        await using var tunnels = TunnelProxy.Start();
+        tunnels.Refuse = true;
+        var controlPlane = new[] { ControlPlane.DiscoveryAddress.Port, ControlPlane.SecureAddress.Port };
+        await using var swapped = ProxyServer.MakeDefault(tunnels.Address, uri => controlPlane.Contains(uri.Port), null);
         var productpage = await StartAsync("productpage", "v1");
         ControlPlane.WriteConfig("payments.yaml", MeshKit.Tests.Security.TlsOriginationTests.PaymentsRules(server.Port, "tls: { mode: SIMPLE, insecureSkipVerify: true }"));
         await MeshKit.Tests.Security.TlsOriginationTests.WaitForTlsModeAsync(productpage, "SIMPLE");
 
-        Assert.Equal("tls:HTTP/1.1:none", await productpage.CreateClient().GetStringAsync("http://payments.example.test/"));
-        Assert.Equal(0, _proxy.Connections);
+        // As a connection that cannot be made: the application's HttpRequestException, which says why.
+        var failed = await Assert.ThrowsAsync<HttpRequestException>(() => productpage.CreateClient().GetAsync("http://payments.example.test/"));
+        Assert.Contains($"did not open a tunnel to 127.0.0.1:{server.Port}: 'HTTP/1.1 403 Forbidden'", failed.Message, StringComparison.Ordinal);
+        Assert.All(tunnels.Heads, h => Assert.StartsWith($"CONNECT 127.0.0.1:{server.Port} ", h, StringComparison.Ordinal));
+        Assert.NotEmpty(tunnels.Heads);
+    }
+
+    /// <summary>
+    /// A forward proxy that only tunnels: it reads a <c>CONNECT</c> request's head, records it, and relays bytes both
+    /// ways between the client and the target it named (or refuses with 403).
+    /// </summary>
+    private sealed class TunnelProxy : IAsyncDisposable
+    {
+        private readonly System.Net.Sockets.TcpListener _listener = new(IPAddress.Loopback, 0);
+        private readonly CancellationTokenSource _stop = new();
+        private readonly System.Collections.Concurrent.ConcurrentQueue<string> _heads = new();
+
+        public Uri Address => new($"http://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}");
+
+        public List<string> Heads => [.. _heads];
+
+        public bool Refuse { get; set; }
+
+        public static TunnelProxy Start()
+        {
+            var proxy = new TunnelProxy();
+            proxy._listener.Start();
+            _ = proxy.AcceptAsync();
+            return proxy;
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            _stop.Cancel();
+            _listener.Stop();
+            _stop.Dispose();
+            return ValueTask.CompletedTask;
+        }
+
+        private async Task AcceptAsync()
+        {
+            while (true)
+            {
+                System.Net.Sockets.TcpClient client;
+                try
+                {
+                    client = await _listener.AcceptTcpClientAsync(_stop.Token);
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or System.Net.Sockets.SocketException or ObjectDisposedException)
+                {
+                    return;
+                }
+
+                _ = ServeAsync(client);
+            }
+        }
+
+        private async Task ServeAsync(System.Net.Sockets.TcpClient client)
+        {
+            using var owned = client;
+            try
+            {
+                var stream = client.GetStream();
+                var head = new List<byte>();
+                var one = new byte[1];
+                while (head.Count < 4 || head[^4] != '\r' || head[^3] != '\n' || head[^2] != '\r' || head[^1] != '\n')
+                {
+                    if (await stream.ReadAsync(one, _stop.Token) == 0)
+                    {
+                        return;
+                    }
+
+                    head.Add(one[0]);
+                }
+
+                var text = System.Text.Encoding.ASCII.GetString([.. head]);
+                _heads.Enqueue(text);
+                if (Refuse)
+                {
+                    await stream.WriteAsync("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"u8.ToArray(), _stop.Token);
+                    return;
+                }
+
+                var target = text.Split(' ')[1];
+                var colon = target.LastIndexOf(':');
+                using var upstream = new System.Net.Sockets.TcpClient();
+                await upstream.ConnectAsync(target[..colon].Trim('[', ']'), int.Parse(target[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture), _stop.Token);
+                await stream.WriteAsync("HTTP/1.1 200 Connection established\r\n\r\n"u8.ToArray(), _stop.Token);
+                var relay = upstream.GetStream();
+                await Task.WhenAny(stream.CopyToAsync(relay, _stop.Token), relay.CopyToAsync(stream, _stop.Token));
+            }
+            catch (Exception ex) when (ex is IOException or OperationCanceledException or System.Net.Sockets.SocketException or ObjectDisposedException)
+            {
+                // The test ended, or a side closed.
+            }
+        }
     }
 
     /// <summary>
@@ -155,10 +295,13 @@ public sealed class ProxyTests : MeshTestBase
         }
 
         /// <summary>Makes this the process's default proxy (<see cref="HttpClient.DefaultProxy"/>) until the result is disposed.</summary>
-        public IAsyncDisposable BecomeTheDefault(Func<Uri, bool> bypassed)
+        public IAsyncDisposable BecomeTheDefault(Func<Uri, bool> bypassed) => MakeDefault(Address, bypassed, null);
+
+        /// <summary>Makes <paramref name="address"/> the process's default proxy, as <c>HTTP_PROXY</c> and <c>HTTPS_PROXY</c> do, until the result is disposed.</summary>
+        public static IAsyncDisposable MakeDefault(Uri address, Func<Uri, bool> bypassed, ICredentials? credentials)
         {
             var previous = HttpClient.DefaultProxy;
-            HttpClient.DefaultProxy = new Everything(Address, bypassed);
+            HttpClient.DefaultProxy = new Everything(address, bypassed) { Credentials = credentials };
             return new Restore(() => HttpClient.DefaultProxy = previous);
         }
 

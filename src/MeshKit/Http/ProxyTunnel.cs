@@ -40,6 +40,12 @@ internal static class ProxyTunnel
     /// </summary>
     public static async ValueTask<Stream> OpenAsync(Uri proxy, DnsEndPoint target, Func<DnsEndPoint, CancellationToken, ValueTask<Stream>> connect, CancellationToken cancellationToken)
     {
+        if (proxy.Scheme != Uri.UriSchemeHttp)
+        {
+            // .NET's own client also speaks to https:// and socks proxies; this tunnel only to an http:// one.
+            throw new HttpRequestException(HttpRequestError.ProxyTunnelError, $"TLS origination goes through an http:// proxy only; the proxy settings name {proxy.Scheme}://{proxy.Authority}");
+        }
+
         var stream = await connect(new DnsEndPoint(proxy.IdnHost, proxy.Port), cancellationToken).ConfigureAwait(false);
         try
         {

@@ -136,10 +136,11 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
             snapshot.OwnService?.Host ?? Self.Service, "grpc", 0, null, string.Empty, peer is not null ? "mutual_tls" : "none", 0, 0, 0, snapshot.Reports);
     }
 
-    /// <summary>The server's side of Istio's standard metrics (<c>reporter="destination"</c>), around the rest of the pipeline.</summary>
     // The layers under InvokeAsync are pooled value tasks: when the application's handler completes asynchronously (a
     // gRPC call, any handler that awaits), their states are reused, and the Task the middleware must return is the only
     // object made for the request's wait.
+
+    /// <summary>The server's side of Istio's standard metrics (<c>reporter="destination"</c>), around the rest of the pipeline.</summary>
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReportAsDestinationAsync(HttpContext context, MeshSnapshot snapshot, Security.VerifiedPeer? peer, Telemetry.PeerMetadata? source, bool log)
     {

@@ -1,0 +1,94 @@
+using MeshKit.Config.Model;
+using MeshKit.Config.Validation;
+using YamlDotNet.RepresentationModel;
+
+namespace MeshKit.Config.Parsing;
+
+// Sidecar (networking.istio.io): the hosts a workload sees.
+public static partial class ConfigParser
+{
+    private static SidecarResource ReadSidecar(MapReader s, Header h)
+    {
+        s.Anchor("workloadSelector");
+        var selector = s.Map("workloadSelector", w => new WorkloadSelector(SelectorLabels(w, "labels")));
+        if (selector is { MatchLabels.Count: 0 })
+        {
+            s.Context.Error(s.Get("workloadSelector"), s.ChildPath("workloadSelector.labels"), "needs at least one label");
+        }
+
+        var hosts = new List<SidecarHost>();
+        var egress = s.List("egress", e =>
+        {
+            var entries = e.Strings("hosts");
+            if (entries.Count == 0)
+            {
+                e.Context.Error(e.Node, e.ChildPath("hosts"), "at least one host is required");
+            }
+
+            for (var i = 0; i < entries.Count; i++)
+            {
+                var slash = entries[i].IndexOf('/', StringComparison.Ordinal);
+                var ns = slash < 0 ? string.Empty : entries[i][..slash];
+                var host = slash < 0 ? entries[i] : entries[i][(slash + 1)..];
+                var path = $"{e.ChildPath("hosts")}[{i}]";
+                if (slash < 0 || !(ns is "*" or "." or "~" || Names.IsDnsLabel(ns)))
+                {
+                    e.Context.Error(e.Get("hosts"), path, $"'{entries[i]}' is not namespace/host (namespace: a name, '*', '.' or '~')");
+                    continue;
+                }
+
+                ValidateHostName(e, path, host, allowWildcard: true);
+                hosts.Add(new SidecarHost(ns, host));
+            }
+
+            // MeshKit has no listeners: an egress entry's hosts apply on every port and no traffic is captured.
+            e.NotSupported("port", DiagnosticSeverity.Warning, "MeshKit has no outbound listeners; the hosts apply on every port");
+            e.NotSupported("bind", DiagnosticSeverity.Warning, "MeshKit has no outbound listeners");
+            e.NotSupported("captureMode", DiagnosticSeverity.Warning, "MeshKit captures no traffic; the application's HttpClients go through it");
+            return new BoxedString(null);
+        });
+        if (egress.Count == 0 && s.Has("egress"))
+        {
+            s.Context.Error(s.Get("egress"), s.ChildPath("egress"), "needs at least one entry");
+        }
+
+        if (s.Get("egress") is YamlSequenceNode egressItems)
+        {
+            // Istio's listener rules, though MeshKit merges the entries: one entry without a port, and it comes last.
+            var portless = 0;
+            for (var i = 0; i < egressItems.Children.Count; i++)
+            {
+                if (egressItems.Children[i] is YamlMappingNode item && !item.Children.Any(c => c.Key is YamlScalarNode { Value: "port" }))
+                {
+                    var path = $"{s.ChildPath("egress")}[{i}]";
+                    if (++portless > 1)
+                    {
+                        s.Context.Error(item, path, "only one egress entry may go without a port (as in Istio)");
+                    }
+                    else if (i != egressItems.Children.Count - 1)
+                    {
+                        s.Context.Error(item, path, "the egress entry without a port must be the last one (as in Istio)");
+                    }
+                }
+            }
+        }
+
+        var outbound = s.Map("outboundTrafficPolicy", o =>
+        {
+            o.NotSupported("egressProxy", DiagnosticSeverity.Error, "MeshKit sends unknown hosts directly (ALLOW_ANY) or refuses them (REGISTRY_ONLY)");
+            return new BoxedString(o.String("mode"));
+        })?.Value;
+        if (outbound is not null && outbound is not ("ALLOW_ANY" or "REGISTRY_ONLY"))
+        {
+            s.Context.Error(s.Get("outboundTrafficPolicy"), s.ChildPath("outboundTrafficPolicy.mode"), $"unknown mode '{outbound}'; expected ALLOW_ANY or REGISTRY_ONLY");
+        }
+
+        s.NotSupported("ingress", DiagnosticSeverity.Warning, "the application's own Kestrel listens; MeshMiddleware guards what reaches it");
+        s.NotSupported("inboundConnectionPool", DiagnosticSeverity.Warning, "Kestrel's limits apply to inbound connections");
+        return Fill(new SidecarResource
+        {
+            Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
+            Selector = selector, EgressHosts = hosts, OutboundTrafficPolicy = outbound,
+        }, h);
+    }
+}

@@ -1,5 +1,4 @@
 using System.Net;
-using MeshKit.Protocol.V1;
 
 namespace MeshKit.Resilience;
 

@@ -3,7 +3,6 @@ using MeshKit.LoadBalancing;
 using MeshKit.Protocol.V1;
 using Polly;
 using Polly.Retry;
-using Polly.Timeout;
 
 namespace MeshKit.Resilience;
 

@@ -190,8 +190,9 @@ internal sealed partial class MeshSyncService : BackgroundService, IHostedLifecy
                 }
                 else
                 {
-                    _status.Rejected(response.TypeUrl, error);
+                    // Counted first: whoever sees the status (a health check) sees the count with it.
                     _metrics?.Nack();
+                    _status.Rejected(response.TypeUrl, error);
                 }
 
                 var answer = new DiscoveryRequest

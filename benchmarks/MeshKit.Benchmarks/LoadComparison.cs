@@ -352,6 +352,8 @@ internal static class LoadComparison
                     "managed allocation in this process (load generator, client and server) per request at c = 32"));
                 results.Add(new Result($"e2e.{path.Name}.work_items_per_request", (double)s.WorkItems32 / s.Requests32, "items",
                     "thread-pool work items completed in this process per request at c = 32 (continuations dispatched to the pool, timers, drains)"));
+                results.Add(new Result($"e2e.{path.Name}.c1.work_items_per_request", (double)s.WorkItems1 / s.Requests1, "items",
+                    "thread-pool work items completed in this process per request at c = 1: each is a hand-off to a pool thread, which at c = 1 may have to be woken"));
                 results.Add(new Result($"e2e.{path.Name}.connections", s.Connections, "connections", "most connections one slice was served on"));
                 if (s.Errors > 0)
                 {
@@ -633,6 +635,15 @@ internal static class LoadComparison
                 {
                     samples.Requests32 += count;
                 }
+                else
+                {
+                    samples.Requests1 += count;
+                }
+            }
+
+            if (concurrency == 1)
+            {
+                samples.WorkItems1 += workItems;
             }
 
             samples.Connections = Math.Max(samples.Connections, Connections.Count);
@@ -716,6 +727,10 @@ internal static class LoadComparison
         public double Allocated32 { get; set; }
 
         public long WorkItems32 { get; set; }
+
+        public long Requests1 { get; set; }
+
+        public long WorkItems1 { get; set; }
 
         public long Errors { get; set; }
 

@@ -24,6 +24,7 @@ if (args.Contains("--spin-pipeline") || args.Contains("--spin-handler"))
 {
     // The in-memory pipeline (or the outbound handler alone) in a loop for a profiler to attach to (dotnet-trace, perf).
     Func<Task> call, plain;
+    PipelineBenchmarks? pipelineRun = null;
     if (args.Contains("--spin-handler"))
     {
         var handler = new MeshHandlerBenchmarks { Services = 10 };
@@ -34,7 +35,9 @@ if (args.Contains("--spin-pipeline") || args.Contains("--spin-handler"))
     {
         var pipeline = new PipelineBenchmarks();
         pipeline.Setup();
-        (call, plain) = (pipeline.Mesh, pipeline.Plain);
+        pipelineRun = pipeline;
+        // `--metrics`: the mesh with Istio's metrics recorded by both sides (into MeshKit's store).
+        (call, plain) = (args.Contains("--metrics") ? pipeline.MeshWithIstioMetrics : pipeline.Mesh, pipeline.Plain);
     }
 
     if (args.Contains("--bytes"))
@@ -62,14 +65,30 @@ if (args.Contains("--spin-pipeline") || args.Contains("--spin-handler"))
             Console.WriteLine($"{name}: {(GC.GetAllocatedBytesForCurrentThread() - before) / 1000.0:F0} B per call");
         }
 
+        if (args.Contains("--metrics") && pipelineRun is not null)
+        {
+            // The calls must have been recorded, by both reporters, or the figure above is not the one asked for.
+            var stats = pipelineRun.IstioStatsText();
+            foreach (var reporter in new[] { "source", "destination" })
+            {
+                if (!stats.Contains($"reporter=\"{reporter}\"", StringComparison.Ordinal))
+                {
+                    Console.Error.WriteLine($"no istio_requests_total with reporter=\"{reporter}\" was recorded");
+                    return 1;
+                }
+            }
+        }
+
         return 0;
     }
 
     // --plain spins the same setup without MeshKit, so the two allocation listings can be compared type by type.
     var spun = args.Contains("--plain") ? plain : call;
     using var allocations = args.Contains("--allocations") ? new AllocationSampler() : null;
-    var until = DateTime.UtcNow.AddSeconds(args.Contains("--allocations") ? 10 : 30);
+    var until = DateTime.UtcNow.AddSeconds(args.Contains("--allocations") || args.Contains("--cpu") ? 10 : 30);
     var calls = 0L;
+    var wall = System.Diagnostics.Stopwatch.StartNew();
+    var cpu = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime;
     while (DateTime.UtcNow < until)
     {
         for (var i = 0; i < 10_000; i++)
@@ -81,6 +100,14 @@ if (args.Contains("--spin-pipeline") || args.Contains("--spin-handler"))
     }
 
     allocations?.Print(Console.Out, calls);
+    if (args.Contains("--cpu"))
+    {
+        // The process's CPU per call, every thread's (work handed to the pool, and its threads' spinning, included),
+        // against the wall time per call of the one calling thread.
+        var used = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime - cpu;
+        Console.WriteLine(FormattableString.Invariant($"{calls} calls: {wall.Elapsed.TotalMicroseconds / calls:F3} µs wall, {used.TotalMicroseconds / calls:F3} µs CPU per call"));
+    }
+
     return 0;
 }
 

@@ -158,6 +158,36 @@ public class PipelineBenchmarks
         return text.ToString();
     }
 
+    /// <summary>How the reports were recorded so far: off the request path (deferred), or inline because a ring was full.</summary>
+    internal static (long Deferred, long Inline) IstioReportPaths()
+    {
+        long deferred = 0, inline = 0;
+        using var listener = new System.Diagnostics.Metrics.MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Name == "meshkit.telemetry.istio_reports")
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == "path")
+                {
+                    deferred += (string?)tag.Value == "deferred" ? value : 0;
+                    inline += (string?)tag.Value == "inline" ? value : 0;
+                }
+            }
+        });
+        listener.Start();
+        listener.RecordObservableInstruments();
+        return (deferred, inline);
+    }
+
     private static DelegatingHandler WithInner(DelegatingHandler handler, HttpMessageHandler inner)
     {
         handler.InnerHandler = inner;

@@ -380,6 +380,15 @@ internal static class LoadComparison
                 }
             }
 
+            if (Metrics && !IstioThroughOpenTelemetry)
+            {
+                // A request thread whose ring is full records its report inline, under the store's lock: how often
+                // that happened tells whether the drains keep up.
+                var (deferred, inline) = PipelineBenchmarks.IstioReportPaths();
+                results.Add(new Result("e2e.istio_reports.inline_share", deferred + inline == 0 ? 0 : (double)inline / (deferred + inline), "×",
+                    "share of Istio reports (every mesh path, warm-up included) recorded inline on the request's thread because its ring was full"));
+            }
+
             if (wantNginx && nginx is null)
             {
                 log.WriteLine("two_nginx skipped: nginx is not installed and could not be installed");

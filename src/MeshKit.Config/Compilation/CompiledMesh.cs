@@ -272,13 +272,14 @@ public sealed class CompiledMesh
             OutlierDetection = top.OutlierDetection ?? under.OutlierDetection,
             Tls = top.Tls ?? under.Tls,
             RetryBudget = top.RetryBudget ?? under.RetryBudget,
+            ProxyProtocol = top.ProxyProtocol ?? under.ProxyProtocol,
         };
 
     private static TrafficPolicy? PortLevel(TrafficPolicy? policy, uint port) =>
         policy?.PortLevelSettings.FirstOrDefault(p => p.Port == port)?.Policy;
 
     private static bool SetsUpstream(TrafficPolicy? policy) =>
-        policy is not null && (policy.ConnectionPool is not null || policy.OutlierDetection is not null || policy.Tls is not null || policy.RetryBudget is not null);
+        policy is not null && (policy.ConnectionPool is not null || policy.OutlierDetection is not null || policy.Tls is not null || policy.RetryBudget is not null || policy.ProxyProtocol is not null);
 
     /// <summary>The upstream part of a (merged) traffic policy; null when it sets none of it.</summary>
     private static UpstreamPolicy? UpstreamOf(TrafficPolicy? policy)
@@ -292,7 +293,7 @@ public sealed class CompiledMesh
         {
             OutlierDetection = ToProto(policy!.OutlierDetection),
             Limits = LimitsOf(policy),
-            Connection = ConnectionOf(policy.ConnectionPool),
+            Connection = ConnectionOf(policy.ConnectionPool, policy.ProxyProtocol),
             TlsMode = policy.Tls?.Mode ?? string.Empty,
         };
         if (policy.Tls is { Mode: "SIMPLE" or "MUTUAL" } tls)
@@ -329,11 +330,12 @@ public sealed class CompiledMesh
     /// <summary>The <c>idle_timeout_ms</c> that keeps idle pooled connections open for good.</summary>
     internal const ulong NeverIdle = ulong.MaxValue;
 
-    private static ConnectionSettings? ConnectionOf(ConnectionPoolSpec? pool)
+    private static ConnectionSettings? ConnectionOf(ConnectionPoolSpec? pool, ProxyProtocolSpec? proxyProtocol)
     {
         var tcp = pool?.Tcp;
         var http = pool?.Http;
-        if (tcp is null && http?.IdleTimeout is null && http?.H2UpgradePolicy is null && (http?.MaxRequestsPerConnection ?? 0) == 0 && http?.MaxConcurrentStreams is null)
+        if (tcp is null && http?.IdleTimeout is null && http?.H2UpgradePolicy is null && (http?.MaxRequestsPerConnection ?? 0) == 0 && http?.MaxConcurrentStreams is null
+            && proxyProtocol is null)
         {
             return null;
         }
@@ -352,6 +354,7 @@ public sealed class CompiledMesh
             H2UpgradePolicy = http?.H2UpgradePolicy ?? string.Empty,
             MaxRequestsPerConnection = (uint)(http?.MaxRequestsPerConnection ?? 0),
             MaxConcurrentStreams = (uint)(http?.MaxConcurrentStreams ?? 0),
+            ProxyProtocolVersion = (uint)(proxyProtocol?.Version ?? 0),
         };
         return settings.Equals(new ConnectionSettings()) ? null : settings;
     }

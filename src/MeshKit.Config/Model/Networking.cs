@@ -201,9 +201,19 @@ public sealed record TrafficPolicy(string? LoadBalancer, ConsistentHashSpec? Con
     /// <summary>Gets <c>retryBudget</c>.</summary>
     public RetryBudgetSpec? RetryBudget { get; init; }
 
+    /// <summary>Gets <c>proxyProtocol</c>: the PROXY protocol header written on each new upstream connection.</summary>
+    public ProxyProtocolSpec? ProxyProtocol { get; init; }
+
     /// <summary>Gets <c>portLevelSettings</c>.</summary>
     public IReadOnlyList<PortTrafficPolicy> PortLevelSettings { get; init; } = [];
 }
+
+/// <summary>
+/// Istio's <c>TrafficPolicy.ProxyProtocol</c>: each new connection to the destination's endpoints starts with a PROXY
+/// protocol header (HAProxy's format), before any TLS.
+/// </summary>
+/// <param name="Version">Gets the header's version: 1 (text, Istio's default) or 2 (binary).</param>
+public sealed record ProxyProtocolSpec(int Version);
 
 /// <summary>Slow start: a new endpoint's share grows from <see cref="MinimumPercent"/> to full over <see cref="Duration"/>.</summary>
 /// <param name="Duration">Gets the warmup window.</param>

@@ -1,6 +1,5 @@
 using System.Text.RegularExpressions;
 using MeshKit.Config.Model;
-using MeshKit.Config.Validation;
 using YamlDotNet.RepresentationModel;
 
 namespace MeshKit.Config.Parsing;
@@ -139,12 +138,11 @@ public static partial class ConfigParser
             }
         }
 
+        // Like retryBudget, proxyProtocol and tunnel are not fields of a port-level setting.
+        var proxyProtocol = allowPortLevel ? t.Map("proxyProtocol", ReadProxyProtocol) : null;
         if (allowPortLevel)
         {
-            foreach (var field in new[] { "tunnel", "proxyProtocol" })
-            {
-                t.NotSupported(field, DiagnosticSeverity.Warning, NotYet);
-            }
+            t.Map("tunnel", ReadTunnel);
         }
 
         var simpleLb = lb?.Value;
@@ -152,7 +150,47 @@ public static partial class ConfigParser
         {
             Warmup = warmup,
             ConnectionPool = pool, OutlierDetection = outlier, Tls = tls, RetryBudget = budget, PortLevelSettings = ports,
+            ProxyProtocol = proxyProtocol,
         };
+    }
+
+    private static ProxyProtocolSpec ReadProxyProtocol(MapReader p)
+    {
+        // Istio's default is V1, the human-readable header.
+        var version = p.String("version") ?? "V1";
+        if (version is not ("V1" or "V2"))
+        {
+            p.Context.Error(p.Get("version"), p.ChildPath("version"), $"unknown PROXY protocol version '{version}'; expected V1 or V2");
+        }
+
+        return new ProxyProtocolSpec(version == "V2" ? 2 : 1);
+    }
+
+    /// <summary>
+    /// Validates <c>tunnel</c> as Istio does and says it has no effect: Istio applies it to TCP and TLS routes only,
+    /// never to HTTP routes, and MeshKit routes HTTP only.
+    /// </summary>
+    private static object? ReadTunnel(MapReader u)
+    {
+        var protocol = u.String("protocol");
+        if (protocol is not null && protocol is not ("CONNECT" or "POST"))
+        {
+            u.Context.Error(u.Get("protocol"), u.ChildPath("protocol"), $"unknown tunnel protocol '{protocol}'; expected CONNECT or POST");
+        }
+
+        var host = u.String("targetHost", required: true);
+        if (host is { Length: > 0 } && Uri.CheckHostName(host) is UriHostNameType.Unknown or UriHostNameType.Basic)
+        {
+            u.Context.Error(u.Get("targetHost"), u.ChildPath("targetHost"), $"'{host}' is not a host name or an IP address");
+        }
+
+        if (u.UInt("targetPort", 1, 65535) is null && !u.Has("targetPort"))
+        {
+            u.Context.Error(u.Node, u.ChildPath("targetPort"), "is required");
+        }
+
+        u.Context.Warning(u.Node, u.Path, "is not supported by MeshKit and is ignored: a tunnel applies to TCP and TLS routes only (as in Istio, never to HTTP routes), and MeshKit routes HTTP only");
+        return null;
     }
 
     private static ConnectionPoolSpec ReadConnectionPool(MapReader c) => new(

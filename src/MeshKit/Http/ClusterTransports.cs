@@ -10,7 +10,7 @@ namespace MeshKit.Http;
 /// <summary>
 /// Connection pools of destinations (a service, or a subset or port of it that has a policy of its own) whose
 /// DestinationRule sets connection settings (<c>connectionPool.tcp</c>, <c>http.idleTimeout</c>,
-/// <c>h2UpgradePolicy</c>, <c>maxRequestsPerConnection</c>, <c>maxConcurrentStreams</c>) or TLS origination
+/// <c>h2UpgradePolicy</c>, <c>maxRequestsPerConnection</c>, <c>maxConcurrentStreams</c>, <c>proxyProtocol</c>) or TLS origination
 /// (<c>tls.mode</c> SIMPLE or MUTUAL): a <see cref="SocketsHttpHandler"/> per destination, by its Envoy-style name
 /// (<c>outbound|port|subset|host</c>), kept across snapshots while its settings stay the same. A pool that new
 /// settings replace, or whose destination no longer has any, is drained at once, as Envoy drains a changed cluster's
@@ -268,8 +268,9 @@ internal sealed class ClusterTransports : IDisposable
             // A sidecar connects to the endpoint it picked, never through an HTTP proxy; a connection the mesh secures
             // as it connects (mutual TLS, TLS origination) cannot be handed to one. A plain-text pool asks the
             // process's proxy about endpoints outside the mesh only, as the application's client would; a TLS
-            // origination pool opens the proxy's tunnel to such an endpoint itself (below).
-            if (identity is not null || originator is not null)
+            // origination pool opens the proxy's tunnel to such an endpoint itself (below). A PROXY protocol header
+            // is for the endpoint, so a pool that writes one connects to the endpoint, as a sidecar does.
+            if (identity is not null || originator is not null || settings.ProxyProtocolVersion != 0)
             {
                 handler.UseProxy = false;
             }
@@ -304,7 +305,7 @@ internal sealed class ClusterTransports : IDisposable
 
             handler.ConnectCallback = async (context, cancellationToken) =>
             {
-                if (originator is not null && ProxyTunnel.For(context) is { } proxy)
+                if (originator is not null && settings.ProxyProtocolVersion == 0 && ProxyTunnel.For(context) is { } proxy)
                 {
                     var tunnel = await ProxyTunnel.OpenAsync(proxy, context.DnsEndPoint, (at, token) => ConnectAsync(settings, at, token), cancellationToken).ConfigureAwait(false);
                     return await originator.ConnectAsync(tunnel, context, cancellationToken).ConfigureAwait(false);
@@ -376,7 +377,14 @@ internal sealed class ClusterTransports : IDisposable
                 }
 
                 await socket.ConnectAsync(endpoint, cancellationToken).ConfigureAwait(false);
-                return new NetworkStream(socket, ownsSocket: true);
+                var stream = new NetworkStream(socket, ownsSocket: true);
+                if (settings.ProxyProtocolVersion != 0)
+                {
+                    // First on the connection, before any TLS handshake (Envoy's transport socket wraps the TLS one).
+                    await stream.WriteAsync(ProxyProtocolHeader.For(settings.ProxyProtocolVersion, socket.LocalEndPoint, socket.RemoteEndPoint), cancellationToken).ConfigureAwait(false);
+                }
+
+                return stream;
             }
             catch
             {

@@ -519,6 +519,40 @@ public class MeshCompilerTests
     }
 
     [Fact]
+    public void Compile_ProxyProtocol_IsAConnectionSetting_ThatSubsetsAndPortsInherit_AndASubsetReplaces()
+    {
+        // As Istio merges it: a subset's proxyProtocol replaces the rule's; ports have none of their own.
+        var config = Config("""
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: r }
+            spec:
+              host: r
+              trafficPolicy:
+                proxyProtocol: {}
+                portLevelSettings:
+                - port: { number: 9080 }
+                  connectionPool: { tcp: { maxConnections: 5 } }
+              subsets:
+              - name: v1
+                labels: { version: v1 }
+                trafficPolicy:
+                  proxyProtocol: { version: V2 }
+              - name: v2
+                labels: { version: v2 }
+                trafficPolicy:
+                  outlierDetection: { consecutive5xxErrors: 2 }
+            """);
+        var cluster = Get<ServiceCluster>(MeshCompiler.Compile(config, [Workload("r", "default", "v1")]).ViewFor("default"), ResourceTypes.Cluster, "r.default.svc.cluster.local");
+
+        Assert.Equal(1u, cluster.Upstream.Connection.ProxyProtocolVersion); // V1, Istio's default
+        var port = Assert.Single(cluster.PortUpstreams);
+        Assert.Equal((1u, 5u), (port.Policy.Connection.ProxyProtocolVersion, port.Policy.Connection.MaxConnections));
+        Assert.Equal(2u, cluster.Subsets.Single(s => s.Name == "v1").Upstream.Connection.ProxyProtocolVersion);
+        Assert.Equal(1u, cluster.Subsets.Single(s => s.Name == "v2").Upstream.Connection.ProxyProtocolVersion);
+    }
+
+    [Fact]
     public void Compile_MeshConfig_SetsSettings()
     {
         var config = Config("""

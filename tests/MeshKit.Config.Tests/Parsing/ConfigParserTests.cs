@@ -401,6 +401,15 @@ public class ConfigParserTests
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { connectionPool: { http: { h2UpgradePolicy: MAYBE } } }", "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy", "unknown policy")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { portLevelSettings: [{ loadBalancer: { simple: RANDOM } }] }", "spec.trafficPolicy.portLevelSettings[0].port.number", "is required")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { portLevelSettings: [{ port: { number: 80 }, retryBudget: { percent: 5 } }] }", "spec.trafficPolicy.portLevelSettings[0].retryBudget", "unknown field")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { portLevelSettings: [{ port: { number: 80 }, proxyProtocol: { version: V2 } }] }", "spec.trafficPolicy.portLevelSettings[0].proxyProtocol", "unknown field")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { portLevelSettings: [{ port: { number: 80 }, tunnel: { targetHost: a, targetPort: 80 } }] }", "spec.trafficPolicy.portLevelSettings[0].tunnel", "unknown field")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { proxyProtocol: { version: V3 } }", "spec.trafficPolicy.proxyProtocol.version", "expected V1 or V2")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { proxyProtocol: { verison: V2 } }", "spec.trafficPolicy.proxyProtocol.verison", "unknown field")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { tunnel: { protocol: GET, targetHost: a, targetPort: 80 } }", "spec.trafficPolicy.tunnel.protocol", "expected CONNECT or POST")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { tunnel: { targetPort: 80 } }", "spec.trafficPolicy.tunnel.targetHost", "is required")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { tunnel: { targetHost: \"not a host\", targetPort: 80 } }", "spec.trafficPolicy.tunnel.targetHost", "not a host name or an IP address")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { tunnel: { targetHost: a } }", "spec.trafficPolicy.tunnel.targetPort", "is required")]
+    [InlineData("DestinationRule", "host: r\n  trafficPolicy: { tunnel: { targetHost: a, targetPort: 0 } }", "spec.trafficPolicy.tunnel.targetPort", "between 1 and 65535")]
     [InlineData("DestinationRule", "host: r\n  trafficPolicy: { portLevelSettings: [{ port: { number: 80 }, loadBalancer: { simple: RANDOM } }, { port: { number: 80 }, tls: { mode: DISABLE } }] }", "spec.trafficPolicy.portLevelSettings[1].port.number", "earlier entry")]
     [InlineData("DestinationRule", "host: r\n  subsets: [{ name: a, trafficPolicy: { portLevelSettings: [{ port: { number: 80 }, tls: { mode: MUTUAL } }] } }]", "spec.subsets[0].trafficPolicy.portLevelSettings[0].tls", "clientCertificate")]
     [InlineData("ServiceEntry", "hosts: [e.com]\n  resolution: STATIC\n  ports: [{ number: 80, name: http }]", "spec.endpoints", "needs endpoints")]
@@ -637,6 +646,7 @@ public class ConfigParserTests
         var warning = Assert.Single(result.Diagnostics);
         Assert.Equal(DiagnosticSeverity.Warning, warning.Severity);
         Assert.Equal("spec.trafficPolicy.tunnel", warning.Path);
+        Assert.Contains("TCP and TLS routes only", warning.Message, StringComparison.Ordinal);
         Assert.Equal(7, warning.Line);
         Assert.Single(result.Resources);
         Assert.False(result.HasErrors);

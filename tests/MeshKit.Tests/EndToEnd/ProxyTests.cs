@@ -111,24 +111,7 @@ public sealed class ProxyTests : MeshTestBase
         await using var swapped = ProxyServer.MakeDefault(tunnels.Address, uri => controlPlane.Contains(uri.Port), new NetworkCredential("mesh", "s3cret"));
         var productpage = await StartAsync("productpage", "v1");
         var tls = "tls: { mode: SIMPLE, insecureSkipVerify: true }";
-        ControlPlane.WriteConfig("payments.yaml", MeshKit.Tests.Security.TlsOriginationTests.PaymentsRules(server.Port, tls) + $$"""
-
-            ---
-            apiVersion: networking.istio.io/v1
-            kind: ServiceEntry
-            metadata: { name: ledger }
-            spec:
-              hosts: [ledger.example.test]
-              location: MESH_INTERNAL
-              ports: [{ number: 80, name: http, protocol: HTTP, targetPort: {{server.Port}} }]
-              resolution: STATIC
-              endpoints: [{ address: 127.0.0.1 }]
-            ---
-            apiVersion: networking.istio.io/v1
-            kind: DestinationRule
-            metadata: { name: ledger }
-            spec: { host: ledger.example.test, trafficPolicy: { {{tls}} } }
-            """);
+        ControlPlane.WriteConfig("payments.yaml", MeshKit.Tests.Security.TlsOriginationTests.PaymentsRules(server.Port, tls) + LedgerRules(server.Port, "MESH_INTERNAL", tls));
         await MeshKit.Tests.Security.TlsOriginationTests.WaitForTlsModeAsync(productpage, "SIMPLE");
         await Eventually.TrueAsync(() => productpage.Snapshot.TryResolve("ledger.example.test", out var r) && r.Routes[0].Targets[0].Endpoints?.Endpoints.Length > 0, "ledger is known");
         var http = productpage.CreateClient();
@@ -142,6 +125,57 @@ public sealed class ProxyTests : MeshTestBase
         Assert.Single(tunnels.Heads);
         Assert.Equal(0, _proxy.Connections);
     }
+
+    [Fact]
+    public async Task ADestinationWithProxyProtocol_IsReachedDirectly_ForItsHeaderIsTheEndpoints()
+    {
+        // The application's proxy would get the PROXY header (and, for https, the tunnel's) meant for the endpoint:
+        // such a destination's connections go to the endpoint, as a sidecar's do, plain text and TLS alike.
+        await using var plain = await ProxyProtocolTests.ProxyProtocolServer.StartAsync(certificate: null);
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        using var certificate = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=ledger.example.test", key, System.Security.Cryptography.HashAlgorithmName.SHA256)
+            .CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddHours(1));
+        await using var tls = await ProxyProtocolTests.ProxyProtocolServer.StartAsync(certificate);
+        await using var tunnels = TunnelProxy.Start();
+        var controlPlane = new[] { ControlPlane.DiscoveryAddress.Port, ControlPlane.SecureAddress.Port };
+        await using var swapped = ProxyServer.MakeDefault(tunnels.Address, uri => controlPlane.Contains(uri.Port), null);
+        var productpage = await StartAsync("productpage", "v1");
+        ControlPlane.WriteConfig("payments.yaml", MeshKit.Tests.Security.TlsOriginationTests.PaymentsRules(plain.Port, "proxyProtocol: {}")
+            + LedgerRules(tls.Port, "MESH_EXTERNAL", "proxyProtocol: {}, tls: { mode: SIMPLE, insecureSkipVerify: true }"));
+        await Eventually.TrueAsync(
+            () => new[] { "payments.example.test", "ledger.example.test" }.All(h => productpage.Snapshot.TryResolve(h, out var r) && r.Routes[0].Targets[0].Endpoints?.Upstream.Transport?.Settings.ProxyProtocolVersion == 1),
+            "both rules apply");
+        var http = productpage.CreateClient();
+
+        Assert.StartsWith("plain|", await http.GetStringAsync("http://payments.example.test/"), StringComparison.Ordinal);
+        Assert.StartsWith("tls|", await http.GetStringAsync("http://ledger.example.test/"), StringComparison.Ordinal);
+        Assert.All(plain.Headers.Concat(tls.Headers), h => Assert.StartsWith("V1 TCP4 127.0.0.1 127.0.0.1 ", h, StringComparison.Ordinal));
+        Assert.Equal(0, _proxy.Connections);
+        Assert.Empty(tunnels.Heads);
+    }
+
+    /// <summary>
+    /// Rules that follow <c>PaymentsRules</c> in one file: a ServiceEntry for <c>ledger.example.test</c> at
+    /// 127.0.0.1:<paramref name="port"/> in <paramref name="location"/>, and a DestinationRule with <paramref name="policy"/>.
+    /// </summary>
+    private static string LedgerRules(int port, string location, string policy) => $$"""
+
+        ---
+        apiVersion: networking.istio.io/v1
+        kind: ServiceEntry
+        metadata: { name: ledger }
+        spec:
+          hosts: [ledger.example.test]
+          location: {{location}}
+          ports: [{ number: 80, name: http, protocol: HTTP, targetPort: {{port}} }]
+          resolution: STATIC
+          endpoints: [{ address: 127.0.0.1 }]
+        ---
+        apiVersion: networking.istio.io/v1
+        kind: DestinationRule
+        metadata: { name: ledger }
+        spec: { host: ledger.example.test, trafficPolicy: { {{policy}} } }
+        """;
 
     [Fact]
     public async Task ATunnelTheProxyRefuses_FailsTheCall_AsAConnectionThatCannotBeMade()

@@ -14,21 +14,16 @@ namespace MeshKit.Tests.Security;
 /// <summary>DestinationRule tls SIMPLE and MUTUAL: the mesh handler originates TLS to an external HTTPS server.</summary>
 public sealed class TlsOriginationTests : MeshTestBase, IDisposable
 {
-    private readonly X509Certificate2 _ca = CertificateProfile.CreateRoot("external.test", DateTimeOffset.UtcNow, TimeSpan.FromDays(1));
-    private readonly string _dir = Directory.CreateTempSubdirectory("meshkit-tls-").FullName;
+    private readonly ExternalCa _external = new();
 
-    public void Dispose()
-    {
-        _ca.Dispose();
-        Directory.Delete(_dir, recursive: true);
-    }
+    public void Dispose() => _external.Dispose();
 
     [Fact]
     public async Task Simple_VerifiesTheServerAgainstTheRulesCa_AndItsNames()
     {
-        await using var server = await HttpsServer.StartAsync(Leaf("payments.example.test", server: true), requireClientCertificate: false);
+        await using var server = await HttpsServer.StartAsync(_external.Leaf("payments.example.test", server: true), requireClientCertificate: false);
         var client = await StartAsync("productpage", "v1");
-        var ca = WritePem("ca.pem", _ca.ExportCertificatePem());
+        var ca = _external.WritePem("ca.pem", _external.Root.ExportCertificatePem());
 
         WriteRules(server.Port, $"tls: {{ mode: SIMPLE, caCertificates: {ca} }}");
         await WaitForTlsModeAsync(client, "SIMPLE");
@@ -49,12 +44,12 @@ public sealed class TlsOriginationTests : MeshTestBase, IDisposable
     [Fact]
     public async Task Mutual_PresentsTheClientCertificateFromFiles()
     {
-        await using var server = await HttpsServer.StartAsync(Leaf("payments.example.test", server: true), requireClientCertificate: true);
+        await using var server = await HttpsServer.StartAsync(_external.Leaf("payments.example.test", server: true), requireClientCertificate: true);
         var client = await StartAsync("productpage", "v1");
-        var ca = WritePem("ca.pem", _ca.ExportCertificatePem());
-        using var clientCertificate = Leaf("productpage.client", server: false);
-        var cert = WritePem("client.pem", clientCertificate.ExportCertificatePem());
-        var key = WritePem("client-key.pem", clientCertificate.GetECDsaPrivateKey()!.ExportPkcs8PrivateKeyPem());
+        var ca = _external.WritePem("ca.pem", _external.Root.ExportCertificatePem());
+        using var clientCertificate = _external.Leaf("productpage.client", server: false);
+        var cert = _external.WritePem("client.pem", clientCertificate.ExportCertificatePem());
+        var key = _external.WritePem("client-key.pem", clientCertificate.GetECDsaPrivateKey()!.ExportPkcs8PrivateKeyPem());
 
         WriteRules(server.Port, $"tls: {{ mode: MUTUAL, caCertificates: {ca}, clientCertificate: {cert}, privateKey: {key} }}");
         await WaitForTlsModeAsync(client, "MUTUAL");
@@ -65,13 +60,13 @@ public sealed class TlsOriginationTests : MeshTestBase, IDisposable
     [Fact]
     public async Task AMissingCertificateFile_RejectsTheRule_AndThePreviousOneStays()
     {
-        await using var server = await HttpsServer.StartAsync(Leaf("payments.example.test", server: true), requireClientCertificate: false);
+        await using var server = await HttpsServer.StartAsync(_external.Leaf("payments.example.test", server: true), requireClientCertificate: false);
         var client = await StartAsync("productpage", "v1");
-        var ca = WritePem("ca.pem", _ca.ExportCertificatePem());
+        var ca = _external.WritePem("ca.pem", _external.Root.ExportCertificatePem());
         WriteRules(server.Port, $"tls: {{ mode: SIMPLE, caCertificates: {ca} }}");
         await WaitForTlsModeAsync(client, "SIMPLE");
 
-        WriteRules(server.Port, $"tls: {{ mode: SIMPLE, caCertificates: {Path.Combine(_dir, "missing.pem")} }}");
+        WriteRules(server.Port, $"tls: {{ mode: SIMPLE, caCertificates: {Path.Combine(_external.Folder, "missing.pem")} }}");
         await Eventually.TrueAsync(async () => (await ControlPlane.GetAdminJsonAsync("/debug/connections")).GetProperty("connections").EnumerateArray().Any(c => c.GetProperty("lastNack").GetString()?.Contains("missing.pem", StringComparison.Ordinal) == true), "the workload rejects the rule");
 
         Assert.Equal("tls:HTTP/1.1:none", await client.CreateClient().GetStringAsync("http://payments.example.test/"));
@@ -80,10 +75,10 @@ public sealed class TlsOriginationTests : MeshTestBase, IDisposable
     [Fact]
     public async Task PortLevelTls_OriginatesOnThatPortOnly()
     {
-        await using var tls = await HttpsServer.StartAsync(Leaf("payments.example.test", server: true), requireClientCertificate: false);
+        await using var tls = await HttpsServer.StartAsync(_external.Leaf("payments.example.test", server: true), requireClientCertificate: false);
         await using var plain = await HttpsServer.StartAsync(certificate: null, requireClientCertificate: false);
         var client = await StartAsync("productpage", "v1");
-        var ca = WritePem("ca.pem", _ca.ExportCertificatePem());
+        var ca = _external.WritePem("ca.pem", _external.Root.ExportCertificatePem());
         ControlPlane.WriteConfig("payments.yaml", $$"""
             apiVersion: networking.istio.io/v1
             kind: ServiceEntry
@@ -116,10 +111,10 @@ public sealed class TlsOriginationTests : MeshTestBase, IDisposable
     [Fact]
     public async Task SubsetTls_OriginatesToThatSubsetOnly_WhileAnotherSubsetsPortLevelTlsOverridesIt()
     {
-        await using var tls = await HttpsServer.StartAsync(Leaf("payments.example.test", server: true), requireClientCertificate: false);
+        await using var tls = await HttpsServer.StartAsync(_external.Leaf("payments.example.test", server: true), requireClientCertificate: false);
         await using var plain = await HttpsServer.StartAsync(certificate: null, requireClientCertificate: false);
         var client = await StartAsync("productpage", "v1");
-        var ca = WritePem("ca.pem", _ca.ExportCertificatePem());
+        var ca = _external.WritePem("ca.pem", _external.Root.ExportCertificatePem());
 
         // The rule originates TLS on every port; the "legacy" subset turns it off on port 80 with its own port-level
         // setting (Istio's precedence: subset port-level over subset over rule).
@@ -178,16 +173,16 @@ public sealed class TlsOriginationTests : MeshTestBase, IDisposable
     [InlineData("signed-by-another-ca", false)]
     public async Task CaCrl_RefusesARevokedServer_AndAListThatCannotBeTrusted(string list, bool reached)
     {
-        using var leaf = Leaf("payments.example.test", server: true);
+        using var leaf = _external.Leaf("payments.example.test", server: true);
         await using var server = await HttpsServer.StartAsync(leaf, requireClientCertificate: false);
         var client = await StartAsync("productpage", "v1");
-        var ca = WritePem("ca.pem", _ca.ExportCertificatePem());
+        var ca = _external.WritePem("ca.pem", _external.Root.ExportCertificatePem());
         using var other = CertificateProfile.CreateRoot("other.test", DateTimeOffset.UtcNow, TimeSpan.FromDays(1));
         var now = DateTimeOffset.UtcNow;
         var builder = new CertificateRevocationListBuilder();
         builder.AddEntry(list == "revokes-the-server" ? leaf.SerialNumberBytes.Span : [0x7f, 0x01], now.AddMinutes(-5));
-        var crl = builder.Build(list == "signed-by-another-ca" ? other : _ca, System.Numerics.BigInteger.One, list == "expired" ? now.AddMinutes(-1) : now.AddHours(1), HashAlgorithmName.SHA256, thisUpdate: now.AddMinutes(-10));
-        var path = WritePem("ca.crl", PemEncoding.WriteString("X509 CRL", crl));
+        var crl = builder.Build(list == "signed-by-another-ca" ? other : _external.Root, System.Numerics.BigInteger.One, list == "expired" ? now.AddMinutes(-1) : now.AddHours(1), HashAlgorithmName.SHA256, thisUpdate: now.AddMinutes(-10));
+        var path = _external.WritePem("ca.crl", PemEncoding.WriteString("X509 CRL", crl));
 
         WriteRules(server.Port, $"tls: {{ mode: SIMPLE, caCertificates: {ca}, caCrl: {path} }}");
         await Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue("payments.example.test", out var s) && s.Routes[0].Targets[0].Endpoints?.Upstream.Transport?.Origination?.CaCrl == path, "the rule applies");
@@ -227,25 +222,6 @@ public sealed class TlsOriginationTests : MeshTestBase, IDisposable
           trafficPolicy:
             {{tls}}
         """;
-
-    private string WritePem(string name, string pem)
-    {
-        var path = Path.Combine(_dir, name);
-        File.WriteAllText(path, pem);
-        return path;
-    }
-
-    private X509Certificate2 Leaf(string name, bool server)
-    {
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256);
-        var san = new SubjectAlternativeNameBuilder();
-        san.AddDnsName(name);
-        request.CertificateExtensions.Add(san.Build());
-        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(server ? CertificateProfile.ServerAuth : CertificateProfile.ClientAuth)], false));
-        using var issued = request.Create(_ca, DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddHours(1), RandomNumberGenerator.GetBytes(8));
-        return CertificateProfile.WithKey(issued, key);
-    }
 
     /// <summary>An HTTPS server outside the mesh that says how it was reached.</summary>
     internal sealed class HttpsServer(WebApplication app, int port) : IAsyncDisposable

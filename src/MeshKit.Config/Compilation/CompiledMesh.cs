@@ -485,6 +485,7 @@ public sealed class CompiledMesh
                 Scheme = ToProto(match.Scheme),
                 Port = match.Port ?? 0,
                 SourceNamespace = match.SourceNamespace ?? string.Empty,
+                StatPrefix = match.StatPrefix ?? string.Empty,
             };
             Copy(match.Headers, compiled.Headers);
             Copy(match.WithoutHeaders, compiled.WithoutHeaders);

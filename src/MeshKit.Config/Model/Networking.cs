@@ -86,6 +86,9 @@ public sealed record HttpMatchRequest
     /// <summary>Gets <c>name</c>.</summary>
     public string? Name { get; init; }
 
+    /// <summary>Gets <c>statPrefix</c>: the name of the per-route statistics of the route this block selects; null for none.</summary>
+    public string? StatPrefix { get; init; }
+
     /// <summary>Gets <c>uri</c> (the path, without query).</summary>
     public StringMatchSpec? Uri { get; init; }
 

@@ -255,7 +255,7 @@ public static partial class ConfigParser
                 a.Context.Error(a.Get("grpcStatus"), a.ChildPath("grpcStatus"), $"unknown gRPC status '{grpc}'");
             }
 
-            a.NotSupported("http2Error", DiagnosticSeverity.Error, NotYet);
+            a.NotSupported("http2Error", DiagnosticSeverity.Error, "Istio refuses it too (HTTP/2 abort fault injection is not supported yet); use httpStatus or grpcStatus");
             if ((http is null) == (grpc is null) && !a.Has("http2Error"))
             {
                 a.Context.Error(a.Node, a.Path, "exactly one of httpStatus or grpcStatus is required");
@@ -492,6 +492,7 @@ public static partial class ConfigParser
         var result = new HttpMatchRequest
         {
             Name = m.String("name"),
+            StatPrefix = m.String("statPrefix") is { Length: > 0 } statPrefix ? statPrefix : null,
             Uri = m.Map("uri", r => ReadStringMatch(r, ignoreCase, allowPresence: false)),
             Scheme = m.Map("scheme", r => ReadStringMatch(r, false, allowPresence: false)),
             Method = m.Map("method", r => ReadStringMatch(r, false, allowPresence: false)),
@@ -508,7 +509,6 @@ public static partial class ConfigParser
         {
             // A block for gateways never matches on a sidecar in Istio; MeshKit has sidecars' place only.
             m.Context.Warning(m.Get("gateways"), m.ChildPath("gateways"), "names gateways only: this match block never applies to a MeshKit workload (nor to a sidecar in Istio) and is skipped");
-            m.NotSupported("statPrefix", DiagnosticSeverity.Warning, NotYet);
             return null;
         }
 
@@ -527,7 +527,6 @@ public static partial class ConfigParser
             m.Context.Error(m.Get("sourceNamespace"), m.ChildPath("sourceNamespace"), $"'{sourceNamespace}' is not a namespace name (a DNS-1123 label)");
         }
 
-        m.NotSupported("statPrefix", DiagnosticSeverity.Warning, NotYet);
         return result;
     }
 

@@ -23,8 +23,6 @@ public sealed record ParseResult(string File, IReadOnlyList<ConfigResource> Reso
 /// </summary>
 public static partial class ConfigParser
 {
-    private const string NotYet = "not implemented in this MeshKit version";
-
     private static readonly string[] NetworkingVersions = ["v1", "v1beta1", "v1alpha3"];
     private static readonly string[] SecurityVersions = ["v1", "v1beta1"];
     private static readonly string[] TelemetryVersions = ["v1", "v1alpha1"];

@@ -4,7 +4,7 @@ namespace MeshKit.Http;
 
 /// <summary>
 /// Who answered a call, as mutual TLS verified it: the attempt that got the response leaves it here for the caller's
-/// Istio metrics and access log. One per thread, rented for the call (a request's option dictionary and a boxed pair
+/// Istio metrics and access log (and routing, the route's <c>statPrefix</c> for its per-route metrics). One per thread, rented for the call (a request's option dictionary and a boxed pair
 /// per call otherwise).
 /// </summary>
 internal sealed class Answer
@@ -21,6 +21,9 @@ internal sealed class Answer
     /// </summary>
     public string? RoutedTo { get; private set; }
 
+    /// <summary>Gets the matched block's <c>statPrefix</c> when the call's route has one and per-route metrics are listened to.</summary>
+    public string? StatPrefix { get; set; }
+
     /// <summary>Sets who answered: its verified identity (null over plain text), its metadata when known, and the service routed to.</summary>
     public void Set(string? principal, PeerMetadata? metadata, string routedTo)
     {
@@ -34,5 +37,6 @@ internal sealed class Answer
         Principal = null;
         Metadata = null;
         RoutedTo = null;
+        StatPrefix = null;
     }
 }

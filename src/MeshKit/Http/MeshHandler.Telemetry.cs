@@ -34,6 +34,10 @@ internal sealed partial class MeshHandler
             RequestId.Of(request));
     }
 
+    /// <summary>The call's per-route metrics (its route's <c>statPrefix</c>); status 0 when no response came.</summary>
+    private void ReportRoute(string statPrefix, string destination, int status, string flags, double milliseconds) =>
+        metrics!.RouteRequest(statPrefix, destination, status, flags, milliseconds);
+
     /// <summary>The caller's side of Istio's standard metrics (<c>reporter="source"</c>).</summary>
     private void ReportAsSource(HttpRequestMessage request, HttpResponseMessage? response, string destination, string flags, long requestBytes, long requestMessages, long? responseBytes, long responseMessages, double milliseconds, string? principal, PeerMetadata? answered, string? routedTo)
     {
@@ -99,7 +103,7 @@ internal sealed partial class MeshHandler
         request.Content?.Headers.ContentType?.MediaType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;
 
     /// <summary>
-    /// The caller's report and access-log entry of a call whose body was still to come, made when the body ends:
+    /// The caller's report, access-log entry and per-route metrics of a call whose body was still to come, made when the body ends:
     /// the duration to its end, its bytes, and the flag of what cut it (<c>UT</c>: the route timeout; <c>DC</c>: the
     /// application gave the body up before its end). Reused per thread: a body ends once, and nothing holds the
     /// report after it has been made.
@@ -118,6 +122,7 @@ internal sealed partial class MeshHandler
         private string? _principal;
         private PeerMetadata? _answered;
         private string? _routedTo;
+        private string? _statPrefix;
         private bool _reportIstio;
         private bool _log;
 
@@ -136,6 +141,7 @@ internal sealed partial class MeshHandler
             report._principal = answer?.Principal;
             report._answered = answer?.Metadata;
             report._routedTo = answer?.RoutedTo;
+            report._statPrefix = answer?.StatPrefix;
             report._reportIstio = reportIstio;
             report._log = log;
             return report;
@@ -161,12 +167,17 @@ internal sealed partial class MeshHandler
                 handler.WriteAccessLog(request, response, _destination, ended, elapsed, sent, bytes, _principal);
             }
 
+            if (_statPrefix is { } statPrefix)
+            {
+                handler.ReportRoute(statPrefix, _destination, (int)response.StatusCode, ended, elapsed);
+            }
+
             _handler = null;
             _request = null;
             _response = null;
             _counted = null;
             _live = null;
-            _principal = _routedTo = null;
+            _principal = _routedTo = _statPrefix = null;
             _answered = null;
             PerThread<ReportAtEnd>.Return(this);
         }

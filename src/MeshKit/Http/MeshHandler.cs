@@ -92,7 +92,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             snapshot.SpanTags?.Apply(activity, request);
         }
 
-        if (activity is null && !log && metrics?.RequestsEnabled != true && !reportIstio && !follow)
+        if (activity is null && !log && metrics?.ObservesCalls != true && !reportIstio && !follow)
         {
             // Nothing observes this call: no wrapper state machine around the send.
             return SendCoreAsync(request, null, cancellationToken);
@@ -116,7 +116,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     {
         using var owned = activity;
         activity?.SetTag("server.address", request.RequestUri?.IdnHost);
-        if (!log && metrics?.RequestsEnabled != true && !reportIstio)
+        if (!log && metrics?.ObservesCalls != true && !reportIstio)
         {
             var quick = await SendCoreAsync(request, null, cancellationToken).ConfigureAwait(false);
             activity?.SetTag("http.response.status_code", (int)quick.StatusCode);
@@ -130,7 +130,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         // streams only if the reply's body is still to come.
         var live = reportIstio && IsGrpc(request) ? new CallerStream(this, destination) : null;
         var counted = reportIstio || log ? CountedContent.Install(request, live) : null;
-        var answer = RecordsPeers ? PerThread<Answer>.Rent() : null;
+        var answer = RecordsPeers || metrics?.RouteStatsEnabled == true ? PerThread<Answer>.Rent() : null;
         HttpResponseMessage result;
         try
         {
@@ -143,7 +143,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
             activity?.SetTag("http.response.status_code", (int)response.StatusCode);
             activity?.SetTag("meshkit.response_flags", flags.Length == 0 ? null : flags);
-            if ((reportIstio || log) && ResponseDeadline.HasBodyToCome(request, response))
+            if ((reportIstio || log || answer?.StatPrefix is not null) && ResponseDeadline.HasBodyToCome(request, response))
             {
                 // Reported when the body ends, as Envoy reports a stream when it completes: the whole duration, the
                 // bytes received (a chunked body declares none), what cut it, and a gRPC call's status, which is in
@@ -173,6 +173,11 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 {
                     WriteAccessLog(request, response, destination, flags, elapsed, sent, responseBytes, answer?.Principal);
                 }
+
+                if (answer?.StatPrefix is { } statPrefix)
+                {
+                    ReportRoute(statPrefix, destination, (int)response.StatusCode, flags, elapsed);
+                }
             }
 
             result = response;
@@ -197,6 +202,11 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             if (log)
             {
                 WriteAccessLog(request, null, destination, flag, elapsed, counted?.Sent ?? requestBytes, null, answer?.Principal);
+            }
+
+            if (answer?.StatPrefix is { } statPrefix)
+            {
+                ReportRoute(statPrefix, destination, 0, flag, elapsed);
             }
 
             throw;
@@ -384,6 +394,12 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         if (route is null)
         {
             return new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.NotFound, "NR", $"no route of '{service.Host}' matches {request.Method} {uri.AbsolutePath}"));
+        }
+
+        // Every call the block selects counts for its route, whatever answers it (a fault, a redirect, the mesh itself).
+        if (answer is not null && matched?.StatPrefix is { } statPrefix && metrics?.RouteStatsEnabled == true)
+        {
+            answer.StatPrefix = statPrefix;
         }
 
         var actions = route.Actions;

@@ -27,7 +27,11 @@ internal sealed class RequestMatcher
         _queryParams = Compile(match.QueryParams, "queryParams");
         _port = (int)match.Port;
         UriPrefix = match.Uri?.KindCase == StringMatch.KindOneofCase.Prefix ? match.Uri.Prefix : null;
+        StatPrefix = match.StatPrefix.Length > 0 ? match.StatPrefix : null;
     }
+
+    /// <summary>Gets the block's <c>statPrefix</c>: the route's calls are counted and timed per route under it; null for none.</summary>
+    public string? StatPrefix { get; }
 
     /// <summary>Gets the uri prefix this block matched on, which a <c>rewrite.uri</c> replaces.</summary>
     public string? UriPrefix { get; }

@@ -16,6 +16,9 @@ internal static class MeshActivity
     /// <summary>The request option naming the route that matched, for the span and the access log.</summary>
     public static readonly System.Net.Http.HttpRequestOptionsKey<string> RouteName = new("meshkit.route");
 
+    /// <summary>The request option carrying the matched block's <c>statPrefix</c>, set only while per-route metrics are listened to.</summary>
+    public static readonly System.Net.Http.HttpRequestOptionsKey<string> StatPrefix = new("meshkit.stat_prefix");
+
     /// <summary>Adds B3 (single-header form) next to the W3C trace context the HTTP client adds, for Zipkin-era peers.</summary>
     public static void AddB3(HttpRequestMessage request, Activity activity)
     {

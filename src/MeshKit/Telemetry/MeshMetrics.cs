@@ -5,7 +5,8 @@ namespace MeshKit.Telemetry;
 
 /// <summary>
 /// The data plane's decisions as metrics (Meter <c>MeshKit</c>, created through <see cref="IMeterFactory"/>): requests
-/// by response flags, retries, retry budget exhaustion, overflows, ejections, injected faults and mirrored requests.
+/// by response flags, retries, retry budget exhaustion, overflows, ejections, injected faults and mirrored requests, and
+/// the requests and durations of routes with a <c>statPrefix</c>.
 /// Tags are built only when an instrument is enabled.
 /// </summary>
 internal sealed class MeshMetrics
@@ -19,6 +20,8 @@ internal sealed class MeshMetrics
     private readonly Counter<long> _ejections;
     private readonly Counter<long> _faults;
     private readonly Counter<long> _mirrors;
+    private readonly Counter<long> _routeRequests;
+    private readonly Histogram<double> _routeDuration;
 
     private readonly Counter<long> _nacks;
 
@@ -49,10 +52,29 @@ internal sealed class MeshMetrics
         _ejections = meter.CreateCounter<long>("meshkit.client.outlier_ejections", "{ejection}", "Endpoints ejected by outlier detection.");
         _faults = meter.CreateCounter<long>("meshkit.client.faults_injected", "{fault}", "Delays and aborts injected by fault rules.");
         _mirrors = meter.CreateCounter<long>("meshkit.client.mirrored_requests", "{request}", "Copies of requests sent to mirrors.");
+
+        // Envoy's per-route statistics (a match block's statPrefix): opt in per route, as Envoy generates none without it.
+        _routeRequests = meter.CreateCounter<long>("meshkit.route.requests", "{request}", "Outbound requests of routes with a statPrefix, by route, destination, status and response flags.");
+        _routeDuration = meter.CreateHistogram("meshkit.route.duration", "ms", "Duration of the outbound requests of routes with a statPrefix, to the end of the response body, by route, destination and status.", tags: null, IstioMetrics.DurationBuckets);
+    }
+
+    /// <summary>Gets whether anyone listens to the per-route instruments (only then do calls carry their route's statPrefix).</summary>
+    public bool RouteStatsEnabled => _routeRequests.Enabled || _routeDuration.Enabled;
+
+    /// <summary>Counts and times one call of the route named <paramref name="statPrefix"/>; status 0 when no response came.</summary>
+    public void RouteRequest(string statPrefix, string destination, int status, string flags, double milliseconds)
+    {
+        var tags = new TagList { { "meshkit.route", statPrefix }, { "meshkit.destination.service", destination }, { "http.response.status_code", BoxedStatus.Of(status) } };
+        _routeDuration.Record(milliseconds, tags);
+        tags.Add("meshkit.response_flags", flags.Length == 0 ? "-" : flags);
+        _routeRequests.Add(1, tags);
     }
 
     /// <summary>Gets whether anyone listens to the request counter (the handler then skips measuring).</summary>
     public bool RequestsEnabled => _requests.Enabled;
+
+    /// <summary>Gets whether anyone listens to an instrument that counts finished calls (else the handler skips measuring them).</summary>
+    public bool ObservesCalls => _requests.Enabled || RouteStatsEnabled;
 
     public void Request(string destination, int status, string flags) => Requests(destination, status, flags, 1);
 

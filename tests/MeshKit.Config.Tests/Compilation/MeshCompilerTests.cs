@@ -52,7 +52,7 @@ public class MeshCompilerTests
             spec:
               hosts: [reviews]
               http:
-              - match: [{ uri: { prefix: /a } }]
+              - match: [{ uri: { prefix: /a }, statPrefix: reviews-a }, { uri: { prefix: /b } }]
                 route: [{ destination: { host: ratings } }]
               - route:
                 - { destination: { host: reviews, subset: v1 }, weight: 3 }
@@ -63,6 +63,7 @@ public class MeshCompilerTests
 
         Assert.Equal(2, routes.HttpRoutes.Count);
         Assert.Equal("/a", routes.HttpRoutes[0].Matches[0].Uri.Prefix);
+        Assert.Equal(["reviews-a", ""], routes.HttpRoutes[0].Matches.Select(m => m.StatPrefix));
         Assert.Equal("ratings.shop.svc.cluster.local", routes.HttpRoutes[0].Destinations[0].Host);
         Assert.Equal(100u, routes.HttpRoutes[0].Destinations[0].Weight);
         Assert.Equal(3u, routes.HttpRoutes[1].Destinations[0].Weight);

@@ -719,6 +719,7 @@ public class ConfigParserTests
     [InlineData("retries: { attempts: -1 }", "spec.http[0].retries.attempts", "between 0 and 1000")]
     [InlineData("fault: { abort: { httpStatus: 500, grpcStatus: UNAVAILABLE } }", "spec.http[0].fault.abort", "exactly one of httpStatus or grpcStatus")]
     [InlineData("fault: { abort: { grpcStatus: NOPE } }", "spec.http[0].fault.abort.grpcStatus", "unknown gRPC status")]
+    [InlineData("fault: { abort: { http2Error: REFUSED_STREAM } }", "spec.http[0].fault.abort.http2Error", "Istio refuses it too")]
     [InlineData("fault: { delay: { fixedDelay: 1s, percentage: { value: 101 } } }", "spec.http[0].fault.delay.percentage.value", "from 0 to 100")]
     [InlineData("fault: {}", "spec.http[0].fault", "needs delay or abort")]
     [InlineData("mirrorPercentage: { value: 5 }", "spec.http[0].mirrorPercentage", "needs mirror")]

@@ -113,4 +113,15 @@ public sealed class MeshOptions
     /// request's calls together. A request that has one keeps it. Default: true.
     /// </summary>
     public bool GenerateRequestId { get; set; } = true;
+
+    /// <summary>
+    /// Gets or sets how many proxies in front of this workload append to <c>X-Forwarded-For</c> and are trusted to
+    /// (Istio's <c>gatewayTopology.numTrustedProxies</c>, Envoy's <c>xff_num_trusted_hops</c>): with N above 0, the
+    /// client's address is the Nth address from the right of <c>X-Forwarded-For</c> (the peer's own when the header
+    /// has fewer, or that entry is not an IP address), and an AuthorizationPolicy's <c>remoteIpBlocks</c> and
+    /// <c>remote.ip</c> are matched against it; <c>ipBlocks</c> and <c>source.ip</c> stay the peer's. Set it on a
+    /// workload behind load balancers or ingress proxies that append the client's address. Default: 0 (the header is
+    /// not trusted: anyone can write it).
+    /// </summary>
+    public int NumTrustedProxies { get; set; }
 }

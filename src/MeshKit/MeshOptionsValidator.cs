@@ -73,6 +73,11 @@ internal sealed class MeshOptionsValidator : IValidateOptions<MeshOptions>
             errors.Add($"Mesh:AccessLogSampling {options.AccessLogSampling} must be between 0 and 1.");
         }
 
+        if (options.NumTrustedProxies < 0)
+        {
+            errors.Add($"Mesh:NumTrustedProxies {options.NumTrustedProxies} must be 0 or more.");
+        }
+
         if (options.CertificateLifetime is { } lifetime && lifetime < TimeSpan.FromMinutes(2))
         {
             errors.Add($"Mesh:CertificateLifetime {lifetime} is too short; at least 2 minutes.");

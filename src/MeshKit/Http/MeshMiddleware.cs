@@ -19,6 +19,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
     private readonly ILogger _accessLog = loggers.CreateLogger(MeshHandler.AccessLogCategory);
     private readonly double _sampling = options.Value.AccessLogSampling;
     private readonly bool _generateRequestId = options.Value.GenerateRequestId;
+    private readonly int _trustedProxies = options.Value.NumTrustedProxies;
 
     private Telemetry.PeerMetadata? _self;
 
@@ -263,7 +264,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         Security.MeshIdentityFeature.Set(context, peer, principal);
         if (!snapshot.Authorization.IsEmpty)
         {
-            var request = Describe(context, peer, principal);
+            var request = Describe(context, peer, principal, _trustedProxies);
 
             // CUSTOM first, as Istio orders them: a matching request goes to the external authorization service, whose
             // answer may also change the headers that DENY and ALLOW policies read next.
@@ -276,7 +277,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
                     return;
                 }
 
-                request = Describe(context, peer, principal);
+                request = Describe(context, peer, principal, _trustedProxies);
             }
 
             var decision = snapshot.Authorization.Evaluate(request, snapshot.Authorization.HasReports ? ReporterFor(request) : null);
@@ -297,13 +298,14 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
     }
 
     /// <summary>The request as authorization sees it; give it back with <see cref="Security.AuthorizationRequest.Return"/> before awaiting.</summary>
-    private static Security.AuthorizationRequest Describe(HttpContext context, Security.VerifiedPeer? peer, Security.RequestPrincipal? principal)
+    private static Security.AuthorizationRequest Describe(HttpContext context, Security.VerifiedPeer? peer, Security.RequestPrincipal? principal, int trustedProxies)
     {
         var request = Security.AuthorizationRequest.Rent();
         request.SourcePrincipal = peer?.Principal;
         request.SourceNamespace = peer?.Namespace;
         request.SourceServiceAccount = peer?.ServiceAccount;
         request.SourceIp = context.Connection.RemoteIpAddress;
+        request.TrustedProxies = trustedProxies;
         request.DestinationIp = context.Connection.LocalIpAddress;
         request.DestinationPort = context.Connection.LocalPort;
         request.ReadSniFrom(context.Features); // read only by a policy that asks for it

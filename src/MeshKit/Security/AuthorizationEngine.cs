@@ -18,6 +18,9 @@ internal sealed class AuthorizationRequest
         request.SourceNamespace = null;
         request.SourceServiceAccount = null;
         request.SourceIp = null;
+        request.TrustedProxies = 0;
+        request._remoteIp = null;
+        request._remoteIpKnown = false;
         request.DestinationIp = null;
         request.DestinationPort = 0;
         request._sni = null;
@@ -40,7 +43,34 @@ internal sealed class AuthorizationRequest
     /// <summary>Gets or sets <c>namespace/name</c> of the peer's service account (mutual TLS only).</summary>
     public string? SourceServiceAccount { get; set; }
 
+    /// <summary>Gets or sets the peer's address (<c>source.ip</c>, <c>ipBlocks</c>).</summary>
     public IPAddress? SourceIp { get; set; }
+
+    /// <summary>Gets or sets how many proxies that append to <c>X-Forwarded-For</c> are trusted (<see cref="MeshOptions.NumTrustedProxies"/>).</summary>
+    public int TrustedProxies { get; set; }
+
+    /// <summary>
+    /// Gets the client's address (<c>remote.ip</c>, <c>remoteIpBlocks</c>): the peer's, or with trusted proxies the one
+    /// they say in <c>X-Forwarded-For</c>. Worked out when first asked: only policies with those fields ask.
+    /// </summary>
+    public IPAddress? RemoteIp
+    {
+        get
+        {
+            if (!_remoteIpKnown)
+            {
+                _remoteIp = TrustedProxies > 0 && Headers.TryGetValue(ForwardedFor.Header, out var forwarded)
+                    ? ForwardedFor.Client(forwarded, TrustedProxies) ?? SourceIp
+                    : SourceIp;
+                _remoteIpKnown = true;
+            }
+
+            return _remoteIp;
+        }
+    }
+
+    private IPAddress? _remoteIp;
+    private bool _remoteIpKnown;
 
     public IPAddress? DestinationIp { get; set; }
 
@@ -358,9 +388,7 @@ internal sealed class AuthorizationEngine
             && _namespaces.Matches(request.SourceNamespace)
             && _serviceAccounts.Matches(request.SourceServiceAccount)
             && _ip.Matches(request.SourceIp)
-
-            // In-process there is no proxy in front to trust: the remote address is the peer's.
-            && _remoteIp.Matches(request.SourceIp);
+            && (_remoteIp.IsEmpty || _remoteIp.Matches(request.RemoteIp));
     }
 
     private sealed class Operation(AuthorizationOperationSpec o) : IRequestMatcher
@@ -413,7 +441,12 @@ internal sealed class AuthorizationEngine
         {
             if (_addresses is not null)
             {
-                return _addresses.Matches(_key == "destination.ip" ? request.DestinationIp : request.SourceIp);
+                return _addresses.Matches(_key switch
+                {
+                    "destination.ip" => request.DestinationIp,
+                    "remote.ip" => request.RemoteIp,
+                    _ => request.SourceIp,
+                });
             }
 
             if (_single is not null)

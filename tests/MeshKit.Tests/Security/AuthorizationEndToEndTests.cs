@@ -299,6 +299,42 @@ public sealed class AuthorizationEndToEndTests : MeshTestBase, IDisposable
     }
 
     [Fact]
+    public async Task RemoteIpBlocks_BehindTrustedProxies_AreTheClientsAddress_AsTheProxiesAppendedIt()
+    {
+        // Two services behind one load balancer that appends the client's address; only one trusts it.
+        var edge = await StartAsync("reviews", "v1", configure: o => o.NumTrustedProxies = 1);
+        var untrusting = await StartAsync("ratings", "v1");
+        ControlPlane.WriteConfig("authz.yaml", """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: { name: office-only, namespace: default }
+            spec:
+              action: ALLOW
+              rules:
+              - from: [{ source: { remoteIpBlocks: [203.0.113.0/24] } }]
+            """);
+        await Eventually.TrueAsync(() => !edge.Snapshot.Authorization.IsEmpty && !untrusting.Snapshot.Authorization.IsEmpty, "the policy applies");
+        using var http = new HttpClient();
+
+        async Task<HttpStatusCode> GetAsync(TestWorkload to, string? forwardedFor)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(to.Address, "/"));
+            if (forwardedFor is not null)
+            {
+                request.Headers.Add("X-Forwarded-For", forwardedFor);
+            }
+
+            using var response = await http.SendAsync(request);
+            return response.StatusCode;
+        }
+
+        Assert.Equal(HttpStatusCode.OK, await GetAsync(edge, "198.51.100.1, 203.0.113.7"));
+        Assert.Equal(HttpStatusCode.Forbidden, await GetAsync(edge, "203.0.113.7, 198.51.100.1")); // the client wrote the office's address itself
+        Assert.Equal(HttpStatusCode.Forbidden, await GetAsync(edge, null)); // the peer (loopback) is not in the office
+        Assert.Equal(HttpStatusCode.Forbidden, await GetAsync(untrusting, "198.51.100.1, 203.0.113.7"));
+    }
+
+    [Fact]
     public async Task DryRun_IsReported_NotEnforced()
     {
         var backend = await StartAsync("reviews", "v1");

@@ -177,6 +177,34 @@ public sealed class AuthorizationEngineTests
     }
 
     [Fact]
+    public void RemoteFields_ReadTheAddressTrustedProxiesAppended_SourceFieldsThePeers()
+    {
+        var remote = Policy("ALLOW", Rule(new AuthorizationSourceSpec { RemoteIpBlocks = { "203.0.113.0/24" } }));
+        var remoteCondition = Policy("ALLOW", Rule(null, null, When("remote.ip", ["203.0.113.7"])));
+        var source = Policy("ALLOW", Rule(new AuthorizationSourceSpec { IpBlocks = { "203.0.113.0/24" } }));
+        var sourceCondition = Policy("ALLOW", Rule(null, null, When("source.ip", ["203.0.113.7"])));
+        var peer = Policy("ALLOW", Rule(new AuthorizationSourceSpec { RemoteIpBlocks = { "10.0.0.5" } }));
+
+        AuthorizationRequest Via(int trustedProxies, string forwardedFor)
+        {
+            var request = Request(headers: new() { ["X-Forwarded-For"] = forwardedFor });
+            request.TrustedProxies = trustedProxies;
+            return request;
+        }
+
+        Assert.True(Allowed(Via(1, "198.51.100.1, 203.0.113.7"), remote));
+        Assert.True(Allowed(Via(1, "198.51.100.1, 203.0.113.7"), remoteCondition));
+        Assert.False(Allowed(Via(1, "198.51.100.1, 203.0.113.7"), source)); // the peer is 10.0.0.5
+        Assert.False(Allowed(Via(1, "198.51.100.1, 203.0.113.7"), sourceCondition));
+        Assert.False(Allowed(Via(1, "203.0.113.7, 198.51.100.1"), remote)); // the client's own entry is left of the proxy's
+        Assert.True(Allowed(Via(2, "203.0.113.7, 198.51.100.1"), remote));
+        Assert.False(Allowed(Via(0, "198.51.100.1, 203.0.113.7"), remote)); // no proxy trusted: the peer's address
+        Assert.True(Allowed(Via(0, "198.51.100.1, 203.0.113.7"), peer));
+        Assert.True(Allowed(Via(3, "198.51.100.1, 203.0.113.7"), peer)); // fewer entries than trusted proxies: the peer's
+        Assert.True(Allowed(Via(1, "203.0.113.7, garbage"), peer)); // the trusted entry is not an address: the peer's
+    }
+
+    [Fact]
     public void OperationFields_HostsPortsMethodsPaths_WithTheirNotForms()
     {
         Assert.True(Allowed(Request(), Policy("ALLOW", Rule(to: new AuthorizationOperationSpec { Hosts = { "REVIEWS" } }))));

@@ -403,6 +403,9 @@ internal sealed class EndpointSet
     /// <summary>Gets the balancer of the first group (tells whether the policy is pass-through).</summary>
     public LoadBalancer Balancer { get; }
 
+    /// <summary>Gets the load-balancing policy's name (ROUND_ROBIN, LEAST_REQUEST, RANDOM, PASSTHROUGH, CONSISTENT_HASH), for diagnostics.</summary>
+    public string Policy { get; private init; } = "ROUND_ROBIN";
+
     /// <summary>Gets the groups, in priority order (for diagnostics and tests).</summary>
     public IReadOnlyList<EndpointGroup> Groups => _groups;
 
@@ -425,9 +428,10 @@ internal sealed class EndpointSet
                 ? new WarmupBalancer(LoadBalancer.Create(policy), members, warmup, clock)
                 : LoadBalancer.Create(policy);
 
+        var name = hash is not null ? "CONSISTENT_HASH" : policy is "" or "LEAST_CONN" ? (policy == "" ? "ROUND_ROBIN" : "LEAST_REQUEST") : policy;
         if (locality is null || endpoints.Length == 0 || policy == "PASSTHROUGH")
         {
-            return new EndpointSet(endpoints, [Group(endpoints, 1)], false, HashKey.Create(hash), source.Identity);
+            return new EndpointSet(endpoints, [Group(endpoints, 1)], false, HashKey.Create(hash), source.Identity) { Policy = name };
         }
 
         var distribute = locality.Distribute.FirstOrDefault(d => LocalityPattern.Matches(d.From, source.Locality));
@@ -440,13 +444,13 @@ internal sealed class EndpointSet
                 .ToArray();
             if (shares.Length > 0)
             {
-                return new EndpointSet(endpoints, shares, true, HashKey.Create(hash), source.Identity);
+                return new EndpointSet(endpoints, shares, true, HashKey.Create(hash), source.Identity) { Policy = name };
             }
         }
 
         var levels = endpoints.GroupBy(e => LocalityPriority.Of(e, source, locality)).OrderBy(g => g.Key)
             .Select(g => Group(g.ToArray(), 1)).ToArray();
-        return new EndpointSet(endpoints, levels, false, HashKey.Create(hash), source.Identity);
+        return new EndpointSet(endpoints, levels, false, HashKey.Create(hash), source.Identity) { Policy = name };
     }
 
     /// <summary>Picks an endpoint, or returns null when there is none (or the policy is pass-through).</summary>

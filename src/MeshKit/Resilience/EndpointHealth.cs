@@ -45,6 +45,18 @@ internal sealed class EndpointHealth(ClusterRuntime cluster)
 
     public int TimesEjected => Volatile.Read(ref _timesEjected);
 
+    /// <summary>Gets the state's name, for diagnostics: healthy, ejected, probing (one caller tries it) or removed (gone from the config).</summary>
+    public string StateName => Volatile.Read(ref _state) switch
+    {
+        Ejected => "ejected",
+        Probing => "probing",
+        Removed => "removed",
+        _ => "healthy",
+    };
+
+    /// <summary>Gets when the current ejection ends (one caller then probes); null when the endpoint is not ejected.</summary>
+    public DateTimeOffset? EjectedUntil => IsEjected ? new DateTimeOffset(Volatile.Read(ref _ejectedUntil), TimeSpan.Zero) : null;
+
     /// <summary>Returns whether a request may go to the endpoint now; after the ejection time, one caller probes.</summary>
     public bool TryUse(DateTimeOffset now)
     {

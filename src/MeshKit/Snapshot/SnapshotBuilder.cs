@@ -142,6 +142,9 @@ internal static class SnapshotBuilder
         }
     }
 
+    /// <summary>A destination's Envoy-style name, by which its connection pool and counters are kept: <c>outbound|port|subset|host</c>.</summary>
+    internal static string DestinationName(string subset, uint port, string host) => $"outbound|{(port == 0 ? string.Empty : port)}|{subset}|{host}";
+
     private static ClusterView BuildCluster(ServiceCluster cluster, bool outsideMesh, SourceWorkload source, MeshRuntime? clock, EndpointShapes shapes, ISet<string> names, RuntimeChanges changes)
     {
         var runtime = clock?.Cluster(cluster.Host);
@@ -150,7 +153,7 @@ internal static class SnapshotBuilder
         // Each destination (the service or a subset, on every port or one port) counts its own requests in flight, as
         // each Envoy cluster does, when it has limits to count them against; it has a pool of its own only where its
         // policy is its own, not inherited. A destination with neither holds nothing of its own.
-        string Name(string subset, uint port) => $"outbound|{(port == 0 ? string.Empty : port)}|{subset}|{cluster.Host}";
+        string Name(string subset, uint port) => DestinationName(subset, port, cluster.Host);
         ClusterRuntime? Counters(string name, ConnectionLimits? limits)
         {
             if (limits is null)

@@ -428,7 +428,12 @@ internal sealed class EndpointSet
                 ? new WarmupBalancer(LoadBalancer.Create(policy), members, warmup, clock)
                 : LoadBalancer.Create(policy);
 
-        var name = hash is not null ? "CONSISTENT_HASH" : policy is "" or "LEAST_CONN" ? (policy == "" ? "ROUND_ROBIN" : "LEAST_REQUEST") : policy;
+        var name = hash is not null ? "CONSISTENT_HASH" : policy switch
+        {
+            "" => "ROUND_ROBIN",
+            "LEAST_CONN" => "LEAST_REQUEST",
+            _ => policy,
+        };
         if (locality is null || endpoints.Length == 0 || policy == "PASSTHROUGH")
         {
             return new EndpointSet(endpoints, [Group(endpoints, 1)], false, HashKey.Create(hash), source.Identity) { Policy = name };

@@ -256,6 +256,18 @@ public static class MeshCompiler
             }
 
             names.UnionWith(rule.Subsets.Select(s => s.Name));
+
+            // A PROXY protocol header is for a server that reads it (a load balancer, HAProxy, nginx): MeshKit's own
+            // inbound side does not (nor does an Istio sidecar's), so connections to its workloads would fail.
+            if (registryKnown && services.TryGetValue(host, out var service) && service.Endpoints.Any(IsMeshKitWorkload))
+            {
+                var policies = new[] { ("spec.trafficPolicy", rule.TrafficPolicy) }
+                    .Concat(rule.Subsets.Select((subset, i) => ($"spec.subsets[{i}].trafficPolicy", subset.TrafficPolicy)));
+                foreach (var (path, policy) in policies.Where(p => p.Item2?.ProxyProtocol is not null))
+                {
+                    diagnostics.Add(Warn(rule, path + ".proxyProtocol", $"'{host}' has MeshKit workloads, which do not read PROXY protocol headers: connections to them fail while this is set (it is meant for servers that read it, such as a load balancer or HAProxy)"));
+                }
+            }
         }
 
         foreach (var vs in config.VirtualServices)
@@ -283,6 +295,10 @@ public static class MeshCompiler
             }
         }
     }
+
+    // A workload that registered itself (its origin is its instance id), not a ServiceEntry's or WorkloadEntry's address.
+    private static bool IsMeshKitWorkload(Endpoint endpoint) =>
+        !endpoint.Origin.StartsWith("ServiceEntry ", StringComparison.Ordinal) && !endpoint.Origin.StartsWith("WorkloadEntry ", StringComparison.Ordinal);
 
     // Istio allows one selector-less PeerAuthentication or Telemetry per namespace (the root namespace's is the mesh's):
     // it takes the oldest; MeshKit, which sees no creation times, takes the first by name and says which it ignores.

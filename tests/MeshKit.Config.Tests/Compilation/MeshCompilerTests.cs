@@ -554,6 +554,42 @@ public class MeshCompilerTests
     }
 
     [Fact]
+    public void Compile_ProxyProtocol_ToMeshKitWorkloads_IsWarned_ToAServiceEntrysEndpoints_IsNot()
+    {
+        var config = Config("""
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: r }
+            spec:
+              host: r
+              trafficPolicy: { proxyProtocol: {} }
+              subsets: [{ name: v1, labels: { version: v1 }, trafficPolicy: { proxyProtocol: { version: V2 } } }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: lb }
+            spec:
+              hosts: [lb.example.com]
+              ports: [{ number: 80, name: http }]
+              resolution: STATIC
+              endpoints: [{ address: 10.1.0.1 }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: lb }
+            spec: { host: lb.example.com, trafficPolicy: { proxyProtocol: {} } }
+            """);
+
+        var mesh = MeshCompiler.Compile(config, [Workload("r", "default", "v1")]);
+
+        Assert.Equal(
+            ["spec.subsets[0].trafficPolicy.proxyProtocol", "spec.trafficPolicy.proxyProtocol"],
+            mesh.Diagnostics.Where(d => d.Message.Contains("PROXY protocol", StringComparison.Ordinal)).Select(d => d.Path).Order());
+        Assert.All(mesh.Diagnostics, d => Assert.Equal(("DestinationRule default/r", DiagnosticSeverity.Warning), (d.Resource, d.Severity)));
+        Assert.Empty(MeshCompiler.Compile(config, [Workload("r", "default", "v1")], registryKnown: false).Diagnostics);
+    }
+
+    [Fact]
     public void Compile_MeshConfig_SetsSettings()
     {
         var config = Config("""

@@ -124,4 +124,15 @@ public sealed class MeshOptions
     /// not trusted: anyone can write it).
     /// </summary>
     public int NumTrustedProxies { get; set; }
+
+    /// <summary>
+    /// Gets the addresses and CIDR ranges (<c>10.0.0.0/8</c>) of load balancers that start each connection to this
+    /// workload with a PROXY protocol header (versions 1 and 2; AWS NLB, HAProxy's <c>send-proxy</c>, nginx's
+    /// <c>proxy_protocol</c>), as Istio's <c>gatewayTopology.proxyProtocol</c> has a gateway read it. A connection from
+    /// one of them must start with a valid header, read before TLS and HTTP, or it is closed; the client it names becomes
+    /// the connection's remote address (what the application sees, and <c>remoteIpBlocks</c> and <c>remote.ip</c>), while
+    /// <c>ipBlocks</c> and <c>source.ip</c> keep the load balancer's. Connections from anyone else are not read for a
+    /// header. Default: empty (no header is read).
+    /// </summary>
+    public IList<string> ProxyProtocolFrom { get; } = new List<string>();
 }

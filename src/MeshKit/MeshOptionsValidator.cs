@@ -78,6 +78,14 @@ internal sealed class MeshOptionsValidator : IValidateOptions<MeshOptions>
             errors.Add($"Mesh:NumTrustedProxies {options.NumTrustedProxies} must be 0 or more.");
         }
 
+        for (var i = 0; i < options.ProxyProtocolFrom.Count; i++)
+        {
+            if (!Security.ProxyProtocolReader.TryParseNetwork(options.ProxyProtocolFrom[i] ?? string.Empty, out _))
+            {
+                errors.Add($"Mesh:ProxyProtocolFrom:{i} '{options.ProxyProtocolFrom[i]}' is neither an IP address nor a CIDR range (10.0.0.0/8).");
+            }
+        }
+
         if (options.CertificateLifetime is { } lifetime && lifetime < TimeSpan.FromMinutes(2))
         {
             errors.Add($"Mesh:CertificateLifetime {lifetime} is too short; at least 2 minutes.");

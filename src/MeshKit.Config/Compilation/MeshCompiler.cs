@@ -258,14 +258,14 @@ public static class MeshCompiler
             names.UnionWith(rule.Subsets.Select(s => s.Name));
 
             // A PROXY protocol header is for a server that reads it (a load balancer, HAProxy, nginx): MeshKit's own
-            // inbound side does not (nor does an Istio sidecar's), so connections to its workloads would fail.
+            // inbound side reads one only from the peers a workload lists, so connections to its workloads likely fail.
             if (registryKnown && services.TryGetValue(host, out var service) && service.Endpoints.Any(IsMeshKitWorkload))
             {
                 var policies = new[] { ("spec.trafficPolicy", rule.TrafficPolicy) }
                     .Concat(rule.Subsets.Select((subset, i) => ($"spec.subsets[{i}].trafficPolicy", subset.TrafficPolicy)));
                 foreach (var (path, policy) in policies.Where(p => p.Item2?.ProxyProtocol is not null))
                 {
-                    diagnostics.Add(Warn(rule, path + ".proxyProtocol", $"'{host}' has MeshKit workloads, which do not read PROXY protocol headers: connections to them fail while this is set (it is meant for servers that read it, such as a load balancer or HAProxy)"));
+                    diagnostics.Add(Warn(rule, path + ".proxyProtocol", $"'{host}' has MeshKit workloads: connections to them fail while this is set unless they accept this caller's PROXY headers (Mesh:ProxyProtocolFrom); it is meant for servers that read them, such as a load balancer or HAProxy"));
                 }
             }
         }

@@ -20,6 +20,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
     private readonly double _sampling = options.Value.AccessLogSampling;
     private readonly bool _generateRequestId = options.Value.GenerateRequestId;
     private readonly int _trustedProxies = options.Value.NumTrustedProxies;
+    private readonly bool _readsProxyProtocol = options.Value.ProxyProtocolFrom.Count > 0;
 
     private Telemetry.PeerMetadata? _self;
 
@@ -264,7 +265,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         Security.MeshIdentityFeature.Set(context, peer, principal);
         if (!snapshot.Authorization.IsEmpty)
         {
-            var request = Describe(context, peer, principal, _trustedProxies);
+            var request = Describe(context, peer, principal, _trustedProxies, _readsProxyProtocol);
 
             // CUSTOM first, as Istio orders them: a matching request goes to the external authorization service, whose
             // answer may also change the headers that DENY and ALLOW policies read next.
@@ -277,7 +278,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
                     return;
                 }
 
-                request = Describe(context, peer, principal, _trustedProxies);
+                request = Describe(context, peer, principal, _trustedProxies, _readsProxyProtocol);
             }
 
             var decision = snapshot.Authorization.Evaluate(request, snapshot.Authorization.HasReports ? ReporterFor(request) : null);
@@ -298,13 +299,20 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
     }
 
     /// <summary>The request as authorization sees it; give it back with <see cref="Security.AuthorizationRequest.Return"/> before awaiting.</summary>
-    private static Security.AuthorizationRequest Describe(HttpContext context, Security.VerifiedPeer? peer, Security.RequestPrincipal? principal, int trustedProxies)
+    private static Security.AuthorizationRequest Describe(HttpContext context, Security.VerifiedPeer? peer, Security.RequestPrincipal? principal, int trustedProxies, bool readsProxyProtocol)
     {
         var request = Security.AuthorizationRequest.Rent();
         request.SourcePrincipal = peer?.Principal;
         request.SourceNamespace = peer?.Namespace;
         request.SourceServiceAccount = peer?.ServiceAccount;
         request.SourceIp = context.Connection.RemoteIpAddress;
+        if (readsProxyProtocol && context.Features.Get<Microsoft.AspNetCore.Connections.Features.IConnectionItemsFeature>()?.Items.TryGetValue(Security.ProxyProtocolReader.PeerItemKey, out var balancer) == true)
+        {
+            // The connection's remote address is the client a load balancer's PROXY header named; the peer is the balancer.
+            request.ClientIp = request.SourceIp;
+            request.SourceIp = (System.Net.IPAddress)balancer!;
+        }
+
         request.TrustedProxies = trustedProxies;
         request.DestinationIp = context.Connection.LocalIpAddress;
         request.DestinationPort = context.Connection.LocalPort;

@@ -18,6 +18,7 @@ internal sealed class AuthorizationRequest
         request.SourceNamespace = null;
         request.SourceServiceAccount = null;
         request.SourceIp = null;
+        request.ClientIp = null;
         request.TrustedProxies = 0;
         request._remoteIp = null;
         request._remoteIpKnown = false;
@@ -46,12 +47,19 @@ internal sealed class AuthorizationRequest
     /// <summary>Gets or sets the peer's address (<c>source.ip</c>, <c>ipBlocks</c>).</summary>
     public IPAddress? SourceIp { get; set; }
 
+    /// <summary>
+    /// Gets or sets the connection's client address when a load balancer's PROXY header named it (the peer's otherwise,
+    /// as null means): what <see cref="RemoteIp"/> is without trusted <c>X-Forwarded-For</c> entries.
+    /// </summary>
+    public IPAddress? ClientIp { get; set; }
+
     /// <summary>Gets or sets how many proxies that append to <c>X-Forwarded-For</c> are trusted (<see cref="MeshOptions.NumTrustedProxies"/>).</summary>
     public int TrustedProxies { get; set; }
 
     /// <summary>
-    /// Gets the client's address (<c>remote.ip</c>, <c>remoteIpBlocks</c>): the peer's, or with trusted proxies the one
-    /// they say in <c>X-Forwarded-For</c>. Worked out when first asked: only policies with those fields ask.
+    /// Gets the client's address (<c>remote.ip</c>, <c>remoteIpBlocks</c>): the one trusted proxies say in
+    /// <c>X-Forwarded-For</c>, else the one a load balancer's PROXY header named, else the peer's. Worked out when first
+    /// asked: only policies with those fields ask.
     /// </summary>
     public IPAddress? RemoteIp
     {
@@ -59,9 +67,10 @@ internal sealed class AuthorizationRequest
         {
             if (!_remoteIpKnown)
             {
+                var connection = ClientIp ?? SourceIp;
                 _remoteIp = TrustedProxies > 0 && Headers.TryGetValue(ForwardedFor.Header, out var forwarded)
-                    ? ForwardedFor.Client(forwarded, TrustedProxies) ?? SourceIp
-                    : SourceIp;
+                    ? ForwardedFor.Client(forwarded, TrustedProxies) ?? connection
+                    : connection;
                 _remoteIpKnown = true;
             }
 

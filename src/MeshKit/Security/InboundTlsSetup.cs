@@ -19,12 +19,15 @@ namespace MeshKit.Security;
 /// first byte: a TLS ClientHello goes through a TLS handshake with the workload certificate, the client's certificate
 /// asked for and verified against the mesh trust bundle and SPIFFE rules; plain text is served only where the port's
 /// PeerAuthentication mode is not STRICT. So PERMISSIVE serves both on one port, as Istio's sidecar does, and STRICT
-/// refuses plain text and certificate-less TLS. A certificate that is sent must verify, in every mode.
+/// refuses plain text and certificate-less TLS. A certificate that is sent must verify, in every mode. Where load
+/// balancers send PROXY protocol headers (<see cref="MeshOptions.ProxyProtocolFrom"/>), their reader comes first.
 /// </summary>
 internal sealed partial class InboundTlsSetup(
     WorkloadIdentity identity,
     IServiceProvider services,
-    ILogger<InboundTlsSetup> logger) : IConfigureOptions<KestrelServerOptions>
+    ILogger<InboundTlsSetup> logger,
+    IOptions<MeshOptions> meshOptions,
+    ILoggerFactory loggers) : IConfigureOptions<KestrelServerOptions>
 {
     // Resolved on the first connection: Kestrel's options are built with the host, before mesh options are validated.
     private MeshSnapshotProvider? _provider;
@@ -33,12 +36,12 @@ internal sealed partial class InboundTlsSetup(
 
     public void Configure(KestrelServerOptions options)
     {
+        bool secure;
+        ProxyProtocolReader? proxyProtocol;
         try
         {
-            if (!identity.Enabled)
-            {
-                return;
-            }
+            secure = identity.Enabled;
+            proxyProtocol = ProxyProtocolOf(meshOptions.Value);
         }
         catch (OptionsValidationException)
         {
@@ -46,10 +49,42 @@ internal sealed partial class InboundTlsSetup(
             return;
         }
 
+        if (!secure && proxyProtocol is null)
+        {
+            return;
+        }
+
         // Mesh callers send plain-text URLs over mutual TLS, so HTTP/2 requests say ":scheme: http" on a TLS
         // connection; the mesh middleware then sets the scheme from the connection, whatever the client claimed.
-        options.AllowAlternateSchemes = true;
-        options.ConfigureEndpointDefaults(Attach);
+        options.AllowAlternateSchemes |= secure;
+        options.ConfigureEndpointDefaults(listen =>
+        {
+            // A load balancer's PROXY header comes first on the connection, before the TLS handshake it carries.
+            if (proxyProtocol is not null)
+            {
+                listen.Use(next => context => proxyProtocol.ReadAsync(context, next));
+            }
+
+            if (secure)
+            {
+                Attach(listen);
+            }
+        });
+    }
+
+    private ProxyProtocolReader? ProxyProtocolOf(MeshOptions options)
+    {
+        var trusted = new List<IPNetwork>();
+        foreach (var entry in options.ProxyProtocolFrom)
+        {
+            if (ProxyProtocolReader.TryParseNetwork(entry ?? string.Empty, out var network))
+            {
+                trusted.Add(network);
+            }
+        }
+
+        // An entry that does not parse fails the host's start (MeshOptionsValidator); none is read meanwhile.
+        return trusted.Count == 0 || trusted.Count != options.ProxyProtocolFrom.Count ? null : new ProxyProtocolReader(trusted, loggers.CreateLogger<ProxyProtocolReader>());
     }
 
     /// <summary>The effective mode on a local port.</summary>

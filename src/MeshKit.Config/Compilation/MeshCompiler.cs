@@ -265,7 +265,7 @@ public static class MeshCompiler
                     .Concat(rule.Subsets.Select((subset, i) => ($"spec.subsets[{i}].trafficPolicy", subset.TrafficPolicy)));
                 foreach (var (path, policy) in policies.Where(p => p.Item2?.ProxyProtocol is not null))
                 {
-                    diagnostics.Add(Warn(rule, path + ".proxyProtocol", $"'{host}' has MeshKit workloads: connections to them fail while this is set unless they accept this caller's PROXY headers (Mesh:ProxyProtocolFrom); it is meant for servers that read them, such as a load balancer or HAProxy"));
+                    diagnostics.Add(Warn(rule, path + ".proxyProtocol", $"'{host}' has MeshKit workloads: connections to them fail while this is set unless they accept this caller's PROXY protocol headers (Mesh:ProxyProtocolFrom); it is meant for servers that read them, such as a load balancer or HAProxy"));
                 }
             }
         }

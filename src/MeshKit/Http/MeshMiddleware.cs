@@ -208,6 +208,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
                         sent,
                         peer?.ToString() ?? "-",
                         source?.Workload ?? "-",
+                        ClientOf(context.Connection),
                         System.Diagnostics.Activity.Current?.TraceId.ToHexString() ?? "-",
                         RequestId.Of(context.Request.Headers));
                 }
@@ -297,6 +298,14 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
 
         await ContinueAsync(context, snapshot).ConfigureAwait(false);
     }
+
+    /// <summary>Envoy's <c>%DOWNSTREAM_REMOTE_ADDRESS%</c>: the client's address and port (a trusted load balancer's PROXY header's, when it sent one).</summary>
+    private static string ClientOf(ConnectionInfo connection) => connection.RemoteIpAddress switch
+    {
+        null => "-",
+        { IsIPv4MappedToIPv6: true } mapped => $"{mapped.MapToIPv4()}:{connection.RemotePort}",
+        var address => new System.Net.IPEndPoint(address, connection.RemotePort).ToString(),
+    };
 
     /// <summary>The request as authorization sees it; give it back with <see cref="Security.AuthorizationRequest.Return"/> before awaiting.</summary>
     private static Security.AuthorizationRequest Describe(HttpContext context, Security.VerifiedPeer? peer, Security.RequestPrincipal? principal, int trustedProxies, bool readsProxyProtocol)
@@ -445,8 +454,8 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         [LoggerMessage(2, LogLevel.Information, "{Kind} {Action} policy {Policy} matched {Method} {Path} from {Peer}", EventName = "AuthorizationReported")]
         public static partial void Reported(ILogger logger, string kind, string action, string policy, string method, string path, string peer);
 
-        [LoggerMessage(4, LogLevel.Information, "inbound {Method} {Host}{Path} {Status} {Flags} {DurationMs:F1} ms received={RequestBytes} sent={ResponseBytes} peer={Peer} workload={PeerWorkload} trace={TraceId} id={RequestId}", EventName = "InboundAccessLog")]
-        public static partial void InboundAccess(ILogger logger, string method, string host, string path, int status, string flags, double durationMs, long requestBytes, long responseBytes, string peer, string peerWorkload, string traceId, string requestId);
+        [LoggerMessage(4, LogLevel.Information, "inbound {Method} {Host}{Path} {Status} {Flags} {DurationMs:F1} ms received={RequestBytes} sent={ResponseBytes} peer={Peer} workload={PeerWorkload} client={Client} trace={TraceId} id={RequestId}", EventName = "InboundAccessLog")]
+        public static partial void InboundAccess(ILogger logger, string method, string host, string path, int status, string flags, double durationMs, long requestBytes, long responseBytes, string peer, string peerWorkload, string client, string traceId, string requestId);
 
         [LoggerMessage(3, LogLevel.Information, "Refused the JWT of {Method} {Path}: {Error}", EventName = "JwtRefused")]
         public static partial void JwtRefused(ILogger logger, string method, string path, string error);

@@ -47,7 +47,7 @@ public sealed class ProxyProtocolInboundTests : MeshTestBase
     [Fact]
     public async Task ATrustedBalancersHeader_NamesTheClient_ForTheAppAndRemoteIpBlocks_WhileIpBlocksSeeTheBalancer()
     {
-        var reviews = await StartAsync("reviews", "v1", configure: o => o.ProxyProtocolFrom.Add("127.0.0.0/8"));
+        var reviews = await StartAsync("reviews", "v1", configure: o => o.ProxyProtocolFrom.Add("127.0.0.0/8"), services: AccessLogging);
         var untrusting = await StartAsync("ratings", "v1");
         reviews.Behavior = EchoClient;
         untrusting.Behavior = EchoClient;
@@ -70,6 +70,7 @@ public sealed class ProxyProtocolInboundTests : MeshTestBase
         var port = reviews.Address.Port;
 
         Assert.Equal((200, "203.0.113.7|-"), await SendAsync(port, v1, "/remote"));
+        await Eventually.TrueAsync(() => AccessLogEntries(reviews).Any(e => e.StartsWith("inbound GET reviews/remote 200", StringComparison.Ordinal) && e.Contains(" client=203.0.113.7:40000 ", StringComparison.Ordinal)), "the access log names the client");
         Assert.Equal((200, "203.0.113.8|-"), await SendAsync(port, v2, "/remote"));
         Assert.Equal(403, (await SendAsync(port, v1, "/direct"))?.Status); // the peer is the balancer (loopback)
 

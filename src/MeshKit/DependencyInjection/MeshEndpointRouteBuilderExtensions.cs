@@ -51,7 +51,8 @@ public static class MeshEndpointRouteBuilderExtensions
 
     /// <summary>
     /// Serves, as JSON, what this workload's data plane holds and sees now: its identity and certificate expiry, the
-    /// config version in force (and the last push it rejected), its services and routes, and each destination (a
+    /// config version in force (and the last push it rejected), what guards its own endpoints (mutual TLS modes, the
+    /// AuthorizationPolicies in evaluation order, JWT issuers and their keys), its services and routes, and each destination (a
     /// service, subset or port with a policy of its own, named as Envoy names clusters) with its load balancer, TLS
     /// mode, requests in flight against its limit, and every endpoint's locality, weight, requests in flight and
     /// outlier-detection health (ejected until when, how often) — what an Envoy sidecar's admin <c>/config_dump</c> and

@@ -177,6 +177,9 @@ internal sealed class AuthorizationEngine
     /// <summary>Gets whether any CUSTOM policy applies.</summary>
     public bool HasCustom => _custom.Length > 0;
 
+    /// <summary>Gets every policy, in the order they are evaluated (CUSTOM, DENY, ALLOW, then AUDIT and dry-run ones), for diagnostics.</summary>
+    public IEnumerable<CompiledPolicy> Policies => _custom.Concat(_deny).Concat(_allow).Concat(_report);
+
     /// <summary>Returns the first CUSTOM policy that matches the request, whose provider then decides; null when none does.</summary>
     public CompiledPolicy? MatchCustom(AuthorizationRequest request)
     {

@@ -97,6 +97,9 @@ internal sealed class JwtAuthenticator
 
     public bool IsEmpty => _providers.Length == 0;
 
+    /// <summary>Gets each issuer with how many signing keys it has (null: they were never fetched, so its tokens are refused), for diagnostics.</summary>
+    public IEnumerable<(string Issuer, int? Keys)> Issuers => _providers.Select(p => (p.Issuer, p.Keys?.Length));
+
     public static JwtAuthenticator Compile(IEnumerable<JwtProvider> providers) => new([.. providers.Select(p => new Provider(p))]);
 
     /// <summary>Authenticates the request's token, if it has one; on success applies the provider's header outputs.</summary>

@@ -47,6 +47,8 @@ internal static class MeshDebugDump
 
         w.WriteEndObject();
 
+        WriteInbound(w, snapshot);
+
         // One entry per destination, however many routes send to it.
         var destinations = new Dictionary<EndpointSet, string>(ReferenceEqualityComparer.Instance);
         void Add(RouteTargetInfo target)
@@ -122,6 +124,63 @@ internal static class MeshDebugDump
         foreach (var (set, name) in destinations.OrderBy(d => d.Value, StringComparer.Ordinal))
         {
             WriteDestination(w, name, set);
+        }
+
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
+    /// <summary>What guards the workload's own endpoints: mutual TLS modes, the AuthorizationPolicies in evaluation order, the JWT issuers.</summary>
+    private static void WriteInbound(Utf8JsonWriter w, MeshSnapshot snapshot)
+    {
+        w.WriteStartObject("inbound");
+        var peer = snapshot.PeerAuthentication;
+        w.WriteStartObject("mtls");
+        w.WriteString("mode", peer.Mode.ToString().ToUpperInvariant());
+        w.WriteStartObject("ports");
+        foreach (var (port, mode) in peer.PortModes.OrderBy(p => p.Key))
+        {
+            w.WriteString(port.ToString(System.Globalization.CultureInfo.InvariantCulture), mode.ToString().ToUpperInvariant());
+        }
+
+        w.WriteEndObject();
+        w.WriteStartArray("sources");
+        foreach (var source in peer.Sources)
+        {
+            w.WriteStringValue(source);
+        }
+
+        w.WriteEndArray();
+        w.WriteEndObject();
+
+        w.WriteStartArray("authorizationPolicies");
+        foreach (var policy in snapshot.Authorization.Policies)
+        {
+            w.WriteStartObject();
+            w.WriteString("name", policy.Name);
+            w.WriteString("action", policy.Action);
+            w.WriteBoolean("dryRun", policy.DryRun);
+            WriteOptional(w, "unenforceable", policy.Unenforceable);
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+
+        w.WriteStartArray("jwtIssuers");
+        foreach (var (issuer, keys) in snapshot.Jwt.Issuers)
+        {
+            w.WriteStartObject();
+            w.WriteString("issuer", issuer);
+            if (keys is { } count)
+            {
+                w.WriteNumber("keys", count);
+            }
+            else
+            {
+                w.WriteNull("keys"); // never fetched: its tokens are refused
+            }
+
+            w.WriteEndObject();
         }
 
         w.WriteEndArray();

@@ -37,9 +37,24 @@ public sealed class DebugEndpointTests : MeshTestBase
                 route: [{ destination: { host: reviews, subset: v1 } }]
               - name: default
                 route: [{ destination: { host: reviews } }]
+            ---
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: { name: deny-admin }
+            spec:
+              selector: { matchLabels: { app: productpage } }
+              action: DENY
+              rules: [{ to: [{ operation: { paths: ["/admin*"] } }] }]
+            ---
+            apiVersion: security.istio.io/v1
+            kind: RequestAuthentication
+            metadata: { name: idp }
+            spec:
+              selector: { matchLabels: { app: productpage } }
+              jwtRules: [{ issuer: "https://idp.example.test", jwksUri: "https://127.0.0.1:1/jwks" }]
             """);
         var productpage = await StartAsync("productpage", "v1", app: a => a.MapMeshDebug());
-        await Eventually.TrueAsync(() => productpage.Snapshot.Services.TryGetValue(ReviewsHost, out var s) && s.Routes.Length == 2 && s.Routes[1].Targets[0].Endpoints is { Outlier: not null, Endpoints.Length: 2 }, "the rules and both endpoints apply");
+        await Eventually.TrueAsync(() => productpage.Snapshot.Services.TryGetValue(ReviewsHost, out var s) && s.Routes.Length == 2 && s.Routes[1].Targets[0].Endpoints is { Outlier: not null, Endpoints.Length: 2 } && !productpage.Snapshot.Authorization.IsEmpty && !productpage.Snapshot.Jwt.IsEmpty, "the rules and both endpoints apply");
         var http = productpage.CreateClient();
         for (var i = 0; i < 4; i++)
         {
@@ -57,6 +72,14 @@ public sealed class DebugEndpointTests : MeshTestBase
         Assert.Equal(productpage.Snapshot.Version, root.GetProperty("config").GetProperty("version").GetString());
         Assert.True(root.GetProperty("config").GetProperty("ready").GetBoolean());
         Assert.True(root.GetProperty("config").GetProperty("controlPlaneConnected").GetBoolean());
+        var inbound = root.GetProperty("inbound");
+        Assert.Equal("PERMISSIVE", inbound.GetProperty("mtls").GetProperty("mode").GetString());
+        var policy = Assert.Single(inbound.GetProperty("authorizationPolicies").EnumerateArray());
+        Assert.Equal(("DENY", false), (policy.GetProperty("action").GetString(), policy.GetProperty("dryRun").GetBoolean()));
+        Assert.Contains("deny-admin", policy.GetProperty("name").GetString(), StringComparison.Ordinal);
+        var issuer = Assert.Single(inbound.GetProperty("jwtIssuers").EnumerateArray());
+        Assert.Equal("https://idp.example.test", issuer.GetProperty("issuer").GetString());
+        Assert.Equal(JsonValueKind.Null, issuer.GetProperty("keys").ValueKind); // a loopback jwksUri is not fetched: its tokens are refused
 
         var reviews = root.GetProperty("services").EnumerateArray().Single(s => s.GetProperty("host").GetString() == ReviewsHost);
         Assert.Equal(

@@ -20,6 +20,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
     private readonly double _sampling = options.Value.AccessLogSampling;
     private readonly bool _generateRequestId = options.Value.GenerateRequestId;
     private readonly int _trustedProxies = options.Value.NumTrustedProxies;
+    private bool _hookMissingReported;
     private readonly bool _readsProxyProtocol = options.Value.ProxyProtocolFrom.Count > 0;
 
     private Telemetry.PeerMetadata? _self;
@@ -68,7 +69,14 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
 
         // Connections are checked when they open; a policy that became STRICT since then is enforced per request.
         // The peer is looked up once (a connection item: a feature lookup and a keyed read).
-        var peer = identity.Enabled ? Security.MeshPeer.Of(context) : null;
+        Security.VerifiedPeer? peer = null;
+        if (identity.Enabled && !Security.MeshPeer.TryOf(context, out peer) && !_hookMissingReported)
+        {
+            // Kestrel keeps one endpoint-defaults action: an application's own replaced MeshKit's mutual TLS hook.
+            _hookMissingReported = true;
+            Log.HookMissing(logger, context.Connection.LocalPort);
+        }
+
         if (identity.Enabled && peer is null
             && Security.InboundTlsSetup.ModeOn(snapshot.PeerAuthentication, context.Connection.LocalPort) == Protocol.V1.MtlsMode.Strict)
         {
@@ -448,6 +456,9 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
 
     private static partial class Log
     {
+        [LoggerMessage(5, LogLevel.Warning, "A request on port {Port} came over a connection MeshKit's mutual TLS hook never saw: mesh callers' TLS handshakes fail there. Kestrel keeps one endpoint-defaults action, and the application's ConfigureEndpointDefaults replaced MeshKit's; set per-endpoint options in Listen(...) calls instead", EventName = "MutualTlsHookMissing")]
+        public static partial void HookMissing(ILogger logger, int port);
+
         [LoggerMessage(1, LogLevel.Information, "Denied {Method} {Path} from {Peer}: {Policy}", EventName = "AuthorizationDenied")]
         public static partial void Denied(ILogger logger, string method, string path, string peer, string policy);
 

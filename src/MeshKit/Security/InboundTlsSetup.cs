@@ -120,6 +120,9 @@ internal sealed partial class InboundTlsSetup(
 
     private async Task SniffAsync(ConnectionContext context, ConnectionDelegate tls, ConnectionDelegate plain)
     {
+        // Seen, no identity proved yet: a verified certificate replaces it; requests tell such a connection from one
+        // that never came through here.
+        context.Items[MeshPeer.ItemKey] = MeshPeer.Unverified;
         bool isTls;
         using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(context.ConnectionClosed))
         {

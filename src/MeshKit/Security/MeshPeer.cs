@@ -9,9 +9,31 @@ internal static class MeshPeer
     /// <summary>The connection item holding the peer's <see cref="SpiffeId"/>.</summary>
     public const string ItemKey = "meshkit.peer";
 
+    /// <summary>
+    /// What MeshKit's connection middleware leaves on a connection it saw whose peer proved no identity (plain text, or
+    /// TLS without a certificate): a connection without any item did not go through it.
+    /// </summary>
+    public static readonly object Unverified = new();
+
     /// <summary>The verified identity of the request's peer, or null (plain text, or TLS without a certificate).</summary>
     public static VerifiedPeer? Of(HttpContext context) =>
         context.Features.Get<IConnectionItemsFeature>()?.Items.TryGetValue(ItemKey, out var value) == true ? value as VerifiedPeer : null;
+
+    /// <summary>
+    /// Returns the request's verified peer (null when none) as <see cref="Of"/> does; false when the connection did not
+    /// go through MeshKit's connection middleware at all (its Kestrel endpoint defaults were replaced).
+    /// </summary>
+    public static bool TryOf(HttpContext context, out VerifiedPeer? peer)
+    {
+        if (context.Features.Get<IConnectionItemsFeature>()?.Items.TryGetValue(ItemKey, out var value) == true)
+        {
+            peer = value as VerifiedPeer;
+            return true;
+        }
+
+        peer = null;
+        return false;
+    }
 }
 
 /// <summary>

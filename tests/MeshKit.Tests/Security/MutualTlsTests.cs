@@ -630,4 +630,26 @@ public sealed class MutualTlsTests : MeshTestBase
         using var response = await http.GetAsync(new Uri($"https://127.0.0.1:{port}/"));
         return response.StatusCode;
     }
+
+    [Fact]
+    public async Task AnAppThatReplacesKestrelsEndpointDefaults_IsWarnedOnce_ThatMeshCallersCannotReachIt()
+    {
+        // Kestrel keeps one endpoint-defaults action: the application's, set after AddMesh(), replaces MeshKit's hook.
+        var reviews = await StartSecureAsync("reviews", services: s => s.AddFakeLogging()
+            .Configure<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>(k => k.ConfigureEndpointDefaults(l => l.Protocols = Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http1AndHttp2)));
+        var ratings = await StartSecureAsync("ratings", services: s => s.AddFakeLogging());
+        using var plain = new HttpClient();
+
+        for (var i = 0; i < 2; i++)
+        {
+            (await plain.GetAsync($"http://127.0.0.1:{reviews.Address.Port}/")).EnsureSuccessStatusCode();
+            (await plain.GetAsync($"http://127.0.0.1:{ratings.Address.Port}/")).EnsureSuccessStatusCode();
+        }
+
+        static List<string> Warnings(TestWorkload w) => w.Services.GetRequiredService<Microsoft.Extensions.Logging.Testing.FakeLogCollector>().GetSnapshot()
+            .Where(r => r.Id.Name == "MutualTlsHookMissing").Select(r => r.Message).ToList();
+        var warning = Assert.Single(Warnings(reviews));
+        Assert.Contains($"port {reviews.Address.Port}", warning, StringComparison.Ordinal);
+        Assert.Empty(Warnings(ratings)); // its hook is in place: plain text went through it (PERMISSIVE)
+    }
 }

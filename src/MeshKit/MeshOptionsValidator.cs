@@ -80,7 +80,7 @@ internal sealed class MeshOptionsValidator : IValidateOptions<MeshOptions>
 
         for (var i = 0; i < options.ProxyProtocolFrom.Count; i++)
         {
-            if (!Security.ProxyProtocolReader.TryParseNetwork(options.ProxyProtocolFrom[i] ?? string.Empty, out _))
+            if (!Addresses.TryParseNetwork(options.ProxyProtocolFrom[i] ?? string.Empty, out _))
             {
                 errors.Add($"Mesh:ProxyProtocolFrom:{i} '{options.ProxyProtocolFrom[i]}' is neither an IP address nor a CIDR range (10.0.0.0/8).");
             }

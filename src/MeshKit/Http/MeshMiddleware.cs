@@ -20,8 +20,8 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
     private readonly double _sampling = options.Value.AccessLogSampling;
     private readonly bool _generateRequestId = options.Value.GenerateRequestId;
     private readonly int _trustedProxies = options.Value.NumTrustedProxies;
-    private bool _hookMissingReported;
     private readonly bool _readsProxyProtocol = options.Value.ProxyProtocolFrom.Count > 0;
+    private bool _hookMissingReported;
 
     private Telemetry.PeerMetadata? _self;
 
@@ -308,12 +308,8 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
     }
 
     /// <summary>Envoy's <c>%DOWNSTREAM_REMOTE_ADDRESS%</c>: the client's address and port (a trusted load balancer's PROXY header's, when it sent one).</summary>
-    private static string ClientOf(ConnectionInfo connection) => connection.RemoteIpAddress switch
-    {
-        null => "-",
-        { IsIPv4MappedToIPv6: true } mapped => $"{mapped.MapToIPv4()}:{connection.RemotePort}",
-        var address => new System.Net.IPEndPoint(address, connection.RemotePort).ToString(),
-    };
+    private static string ClientOf(ConnectionInfo connection) =>
+        connection.RemoteIpAddress is { } address ? new System.Net.IPEndPoint(Addresses.Plain(address), connection.RemotePort).ToString() : "-";
 
     /// <summary>The request as authorization sees it; give it back with <see cref="Security.AuthorizationRequest.Return"/> before awaiting.</summary>
     private static Security.AuthorizationRequest Describe(HttpContext context, Security.VerifiedPeer? peer, Security.RequestPrincipal? principal, int trustedProxies, bool readsProxyProtocol)

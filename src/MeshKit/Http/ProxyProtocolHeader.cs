@@ -55,7 +55,7 @@ internal static class ProxyProtocolHeader
     /// </summary>
     private static IPEndPoint? Plain(EndPoint? endpoint) => endpoint switch
     {
-        IPEndPoint { Address.IsIPv4MappedToIPv6: true } mapped => new IPEndPoint(mapped.Address.MapToIPv4(), mapped.Port),
+        IPEndPoint { Address.IsIPv4MappedToIPv6: true } mapped => new IPEndPoint(Addresses.Plain(mapped.Address), mapped.Port),
         IPEndPoint { Address.AddressFamily: AddressFamily.InterNetworkV6, Address.ScopeId: not 0 } scoped => new IPEndPoint(new IPAddress(scoped.Address.GetAddressBytes()), scoped.Port),
         IPEndPoint { Address.AddressFamily: AddressFamily.InterNetwork or AddressFamily.InterNetworkV6 } ip => ip,
         _ => null,

@@ -678,12 +678,10 @@ internal sealed class AuthorizationEngine
 
     private sealed class NetworkPattern(string block) : IMatcher<IPAddress?>
     {
-        private readonly IPNetwork _network = block.Contains('/', StringComparison.Ordinal)
-            ? IPNetwork.Parse(block)
-            : new IPNetwork(IPAddress.Parse(block), IPAddress.Parse(block).AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128);
+        // Validated when the config was read.
+        private readonly IPNetwork _network = Addresses.TryParseNetwork(block, out var network) ? network : throw new FormatException($"'{block}' is not an IP address or a CIDR range");
 
-        public bool Matches(IPAddress? value) =>
-            value is not null && _network.Contains(value.IsIPv4MappedToIPv6 ? value.MapToIPv4() : value);
+        public bool Matches(IPAddress? value) => value is not null && _network.Contains(Addresses.Plain(value));
     }
 
     /// <summary>Path patterns: Istio's string forms, or templates whose segments are <c>{*}</c> (one segment) and <c>{**}</c> (the rest).</summary>

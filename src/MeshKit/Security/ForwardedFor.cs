@@ -43,19 +43,7 @@ internal static class ForwardedFor
         return null;
     }
 
-    /// <summary>
-    /// An address as a proxy writes it: dotted-quad IPv4 or IPv6 text, nothing else (no port, no brackets, none of the
-    /// short IPv4 forms <see cref="IPAddress.TryParse(ReadOnlySpan{char}, out IPAddress?)"/> also takes). An IPv4
-    /// address an IPv6 proxy wrote as IPv4-mapped is IPv4.
-    /// </summary>
-    private static IPAddress? Parse(ReadOnlySpan<char> entry)
-    {
-        var v6 = entry.Contains(':');
-        if (entry.IsEmpty || entry.ContainsAny('[', ']', '%') || (!v6 && entry.Count('.') != 3) || !IPAddress.TryParse(entry, out var address))
-        {
-            return null;
-        }
-
-        return address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
-    }
+    // As a proxy writes it (no port, no brackets); an IPv4 address an IPv6 proxy wrote as IPv4-mapped is IPv4.
+    private static IPAddress? Parse(ReadOnlySpan<char> entry) =>
+        Addresses.TryParseText(entry, out var address) ? Addresses.Plain(address) : null;
 }

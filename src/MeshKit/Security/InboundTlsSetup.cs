@@ -77,7 +77,7 @@ internal sealed partial class InboundTlsSetup(
         var trusted = new List<IPNetwork>();
         foreach (var entry in options.ProxyProtocolFrom)
         {
-            if (ProxyProtocolReader.TryParseNetwork(entry ?? string.Empty, out var network))
+            if (Addresses.TryParseNetwork(entry ?? string.Empty, out var network))
             {
                 trusted.Add(network);
             }

@@ -31,29 +31,16 @@ internal sealed partial class ProxyProtocolReader(IReadOnlyList<IPNetwork> trust
 
     private static readonly byte[] V2Signature = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A];
 
-    /// <summary>Parses the trusted list: addresses and CIDR ranges (IPv4-mapped IPv6 addresses as IPv4).</summary>
-    public static bool TryParseNetwork(string text, out IPNetwork network)
-    {
-        if (IPAddress.TryParse(text, out var address) && !text.Contains('/'))
-        {
-            address = address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
-            network = new IPNetwork(address, address.AddressFamily == AddressFamily.InterNetwork ? 32 : 128);
-            return true;
-        }
-
-        return IPNetwork.TryParse(text, out network);
-    }
-
     /// <summary>The connection middleware: reads a trusted peer's header, then hands the connection on.</summary>
     public async Task ReadAsync(ConnectionContext context, ConnectionDelegate next)
     {
-        if (context.RemoteEndPoint is not IPEndPoint { Address: var raw } || !IsTrusted(Plain(raw)))
+        if (context.RemoteEndPoint is not IPEndPoint { Address: var raw } || !IsTrusted(Addresses.Plain(raw)))
         {
             await next(context).ConfigureAwait(false);
             return;
         }
 
-        var peer = Plain(raw);
+        var peer = Addresses.Plain(raw);
         Header? header;
         using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(context.ConnectionClosed))
         {
@@ -96,8 +83,6 @@ internal sealed partial class ProxyProtocolReader(IReadOnlyList<IPNetwork> trust
 
         return false;
     }
-
-    private static IPAddress Plain(IPAddress address) => address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
 
     private static async Task<Header?> ReadHeaderAsync(PipeReader input, CancellationToken cancellationToken)
     {
@@ -238,7 +223,7 @@ internal sealed partial class ProxyProtocolReader(IReadOnlyList<IPNetwork> trust
                     return ParseOutcome.Invalid;
                 }
 
-                header = new Header(new IPEndPoint(Plain(new IPAddress(body[..16])), BinaryPrimitives.ReadUInt16BigEndian(body[32..])));
+                header = new Header(new IPEndPoint(Addresses.Plain(new IPAddress(body[..16])), BinaryPrimitives.ReadUInt16BigEndian(body[32..])));
                 return ParseOutcome.Parsed;
             default:
                 header = new Header(null);
@@ -249,15 +234,14 @@ internal sealed partial class ProxyProtocolReader(IReadOnlyList<IPNetwork> trust
     private static bool TryAddress(string text, string family, out IPAddress address)
     {
         // As the specification writes them: dotted quads for TCP4, IPv6 text for TCP6.
-        var v4 = family == "TCP4";
-        if ((v4 ? text.Count(c => c == '.') != 3 : !text.Contains(':')) || text.Contains('%') || !IPAddress.TryParse(text, out var parsed))
+        if (!Addresses.TryParseText(text, out var parsed))
         {
             address = IPAddress.None;
             return false;
         }
 
         address = parsed;
-        return parsed.AddressFamily == (v4 ? AddressFamily.InterNetwork : AddressFamily.InterNetworkV6);
+        return parsed.AddressFamily == (family == "TCP4" ? AddressFamily.InterNetwork : AddressFamily.InterNetworkV6);
     }
 
     private static bool TryPort(string text, out int port) =>

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Net;
 using System.Text;
 using MeshKit.Http;
+using MeshKit;
 using MeshKit.Security;
 using Outcome = MeshKit.Security.ProxyProtocolReader.ParseOutcome;
 
@@ -92,7 +93,7 @@ public sealed class ProxyProtocolReaderTests
     [InlineData("2001:db8::/32", "2001:db8::9", true)]
     public void TheTrustedList_TakesAddressesAndRanges(string entry, string peer, bool trusted)
     {
-        Assert.True(ProxyProtocolReader.TryParseNetwork(entry, out var network));
+        Assert.True(Addresses.TryParseNetwork(entry, out var network));
         Assert.Equal(trusted, network.Contains(IPAddress.Parse(peer)));
     }
 
@@ -102,6 +103,6 @@ public sealed class ProxyProtocolReaderTests
     [InlineData("")]
     public void TheTrustedList_RefusesWhatIsNotAnAddress(string entry)
     {
-        Assert.False(ProxyProtocolReader.TryParseNetwork(entry, out _));
+        Assert.False(Addresses.TryParseNetwork(entry, out _));
     }
 }

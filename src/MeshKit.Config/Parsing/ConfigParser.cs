@@ -26,8 +26,9 @@ public static partial class ConfigParser
     private static readonly string[] NetworkingVersions = ["v1", "v1beta1", "v1alpha3"];
     private static readonly string[] SecurityVersions = ["v1", "v1beta1"];
     private static readonly string[] TelemetryVersions = ["v1", "v1alpha1"];
-    private static readonly string[] IgnoredKinds =
-        ["Gateway", "WorkloadGroup", "EnvoyFilter", "ProxyConfig", "WasmPlugin"];
+    private static readonly string[] IgnoredIstioKinds = ["Gateway", "WorkloadGroup", "EnvoyFilter", "ProxyConfig"];
+    private static readonly string[] KubernetesGroups = ["", "apps", "batch", "autoscaling", "policy", "extensions"];
+    private static readonly string[] GatewayApiRoutes = ["HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute", "UDPRoute"];
 
     private static readonly string[] LoadBalancers = ["UNSPECIFIED", "ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN", "RANDOM", "PASSTHROUGH"];
 
@@ -172,9 +173,8 @@ public static partial class ConfigParser
         var group = slash < 0 ? string.Empty : apiVersion[..slash];
         var version = slash < 0 ? apiVersion : apiVersion[(slash + 1)..];
 
-        if (group == "networking.istio.io" && IgnoredKinds.Contains(kind))
+        if (SkipsKind(doc, group, kind, apiVersion))
         {
-            doc.Context.Warning(doc.Get("kind"), "kind", $"{kind} is not supported by MeshKit; the document is ignored");
             doc.Ignore("metadata", "spec", "status");
             return null;
         }
@@ -190,7 +190,7 @@ public static partial class ConfigParser
 
         if (!supported)
         {
-            doc.Context.Error(doc.Node, "kind", $"unsupported kind '{kind}' of apiVersion '{apiVersion}'");
+            doc.Context.Error(doc.Node, "kind", $"unsupported kind '{kind}' of apiVersion '{apiVersion}' (MeshKit reads the kinds of networking.istio.io, security.istio.io, telemetry.istio.io and meshkit.dev)");
             doc.Ignore("metadata", "spec", "status");
             return null;
         }
@@ -249,6 +249,66 @@ public static partial class ConfigParser
 
         doc.Finish();
         return result;
+    }
+
+    /// <summary>
+    /// Reports a document of a kind MeshKit knows it does not read, and says whether it is skipped: Istio kinds for
+    /// gateways and proxies (a warning), Kubernetes' own resources that share a folder or a kustomize output with the
+    /// mesh's configuration (a warning: they are not mesh configuration), and Gateway API resources (a warning for those
+    /// of gateways, an error for a route attached to a Service, which would route the mesh's own calls). Any other
+    /// unknown kind stays an error, so that a misspelt Istio kind or group is never skipped.
+    /// </summary>
+    private static bool SkipsKind(MapReader doc, string group, string kind, string apiVersion)
+    {
+        if ((group == "networking.istio.io" && IgnoredIstioKinds.Contains(kind)) || (group == "extensions.istio.io" && kind == "WasmPlugin"))
+        {
+            doc.Context.Warning(doc.Get("kind"), "kind", $"{kind} is not supported by MeshKit; the document is ignored");
+            return true;
+        }
+
+        if (group is "gateway.networking.k8s.io" or "gateway.networking.x-k8s.io")
+        {
+            if (GatewayApiRoutes.Contains(kind) && MeshParentRef(doc) is { } parent)
+            {
+                doc.Context.Error(parent.Node, parent.Path, $"a {kind} attached to a {parent.Kind} routes the mesh's own calls (Gateway API for the mesh), which MeshKit does not read; route them with a VirtualService");
+            }
+            else
+            {
+                doc.Context.Warning(doc.Get("kind"), "kind", $"{kind} configures gateways, which MeshKit has not; the document is ignored");
+            }
+
+            return true;
+        }
+
+        if (KubernetesGroups.Contains(group) || group.EndsWith(".k8s.io", StringComparison.Ordinal))
+        {
+            doc.Context.Warning(doc.Get("kind"), "kind", $"{kind} ({apiVersion}) is a Kubernetes resource, not mesh configuration; the document is ignored");
+            return true;
+        }
+
+        return false;
+    }
+
+    /// <summary>The first parent reference of a Gateway API route that is a Service or a ServiceEntry (a mesh route); null when it has none.</summary>
+    private static (YamlNode Node, string Path, string Kind)? MeshParentRef(MapReader doc)
+    {
+        if (doc.Get("spec") is not YamlMappingNode spec
+            || !spec.Children.TryGetValue(new YamlScalarNode("parentRefs"), out var refs) || refs is not YamlSequenceNode parents)
+        {
+            return null;
+        }
+
+        for (var i = 0; i < parents.Children.Count; i++)
+        {
+            if (parents.Children[i] is YamlMappingNode parent
+                && parent.Children.TryGetValue(new YamlScalarNode("kind"), out var kindNode)
+                && kindNode is YamlScalarNode { Value: "Service" or "ServiceEntry" } parentKind)
+            {
+                return (parentKind, $"spec.parentRefs[{i}].kind", parentKind.Value!);
+            }
+        }
+
+        return null;
     }
 
     private sealed record Metadata(string Name, string Namespace, IReadOnlyDictionary<string, string> Labels, IReadOnlyDictionary<string, string> Annotations);

@@ -792,6 +792,83 @@ public class ConfigParserTests
     }
 
     [Fact]
+    public void Parse_KubernetesAndGatewayResources_AreSkippedWithWarning_AndMeshRouteOfGatewayApiIsError()
+    {
+        // A folder or kustomize output that holds the application's own Kubernetes resources next to its Istio YAML.
+        var result = Parse("""
+            apiVersion: v1
+            kind: Service
+            metadata: { name: reviews }
+            spec: { ports: [{ port: 9080 }] }
+            ---
+            apiVersion: apps/v1
+            kind: Deployment
+            metadata: { name: reviews-v1 }
+            spec: { replicas: 1 }
+            ---
+            apiVersion: rbac.authorization.k8s.io/v1
+            kind: Role
+            metadata: { name: r }
+            rules: []
+            ---
+            apiVersion: extensions.istio.io/v1alpha1
+            kind: WasmPlugin
+            metadata: { name: w }
+            spec: {}
+            ---
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: { name: ingress }
+            spec:
+              parentRefs: [{ name: bookinfo-gateway }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec:
+              hosts: [reviews]
+              http: [{ route: [{ destination: { host: reviews } }] }]
+            """);
+
+        Assert.All(result.Diagnostics, d => Assert.Equal(DiagnosticSeverity.Warning, d.Severity));
+        Assert.Collection(result.Diagnostics,
+            d => Assert.Equal("Service (v1) is a Kubernetes resource, not mesh configuration; the document is ignored", d.Message),
+            d => Assert.Contains("Deployment (apps/v1) is a Kubernetes resource", d.Message, StringComparison.Ordinal),
+            d => Assert.Contains("Role (rbac.authorization.k8s.io/v1) is a Kubernetes resource", d.Message, StringComparison.Ordinal),
+            d => Assert.Contains("WasmPlugin is not supported by MeshKit", d.Message, StringComparison.Ordinal),
+            d => Assert.Equal("HTTPRoute configures gateways, which MeshKit has not; the document is ignored", d.Message));
+        Assert.Equal("VirtualService", Assert.Single(result.Resources).Kind);
+
+        // A route attached to a Service (GAMMA) would route the mesh's own calls: ignoring it would change routing.
+        var mesh = Parse("""
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: { name: reviews }
+            spec:
+              parentRefs:
+              - { name: bookinfo-gateway }
+              - { group: "", kind: Service, name: reviews, port: 9080 }
+              rules: [{ backendRefs: [{ name: reviews-v1, port: 9080 }] }]
+            """);
+
+        var error = Assert.Single(mesh.Diagnostics);
+        Assert.Equal(DiagnosticSeverity.Error, error.Severity);
+        Assert.Equal("spec.parentRefs[1].kind", error.Path);
+        Assert.Equal(7, error.Line);
+        Assert.Contains("route them with a VirtualService", error.Message, StringComparison.Ordinal);
+        Assert.True(mesh.HasErrors);
+
+        // An unknown group is never skipped: it may be a misspelt Istio one.
+        var typo = Parse("""
+            apiVersion: networking.itsio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews }
+            spec: {}
+            """);
+        Assert.Contains("unsupported kind 'VirtualService' of apiVersion 'networking.itsio.io/v1'", Assert.Single(typo.Diagnostics).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Parse_SeveralErrors_AreAllReported()
     {
         var result = Parse("""

@@ -27,7 +27,8 @@ internal sealed partial class InboundTlsSetup(
     IServiceProvider services,
     ILogger<InboundTlsSetup> logger,
     IOptions<MeshOptions> meshOptions,
-    ILoggerFactory loggers) : IConfigureOptions<KestrelServerOptions>
+    ILoggerFactory loggers,
+    TimeProvider time) : IConfigureOptions<KestrelServerOptions>
 {
     // Resolved on the first connection: Kestrel's options are built with the host, before mesh options are validated.
     private MeshSnapshotProvider? _provider;
@@ -84,7 +85,7 @@ internal sealed partial class InboundTlsSetup(
         }
 
         // An entry that does not parse fails the host's start (MeshOptionsValidator); none is read meanwhile.
-        return trusted.Count == 0 || trusted.Count != options.ProxyProtocolFrom.Count ? null : new ProxyProtocolReader(trusted, loggers.CreateLogger<ProxyProtocolReader>());
+        return trusted.Count == 0 || trusted.Count != options.ProxyProtocolFrom.Count ? null : new ProxyProtocolReader(trusted, loggers.CreateLogger<ProxyProtocolReader>(), time);
     }
 
     /// <summary>The effective mode on a local port.</summary>
@@ -124,9 +125,8 @@ internal sealed partial class InboundTlsSetup(
         // that never came through here.
         context.Items[MeshPeer.ItemKey] = MeshPeer.Unverified;
         bool isTls;
-        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(context.ConnectionClosed))
+        using (var timeout = ConnectionDeadline.Start(context, FirstByteTimeout, time))
         {
-            timeout.CancelAfter(FirstByteTimeout);
             System.IO.Pipelines.ReadResult result;
             try
             {

@@ -18,7 +18,7 @@ namespace MeshKit.Security;
 /// are read, and each of them must send a valid header (a connection without one is closed): anyone else could name
 /// any client. Others' connections are not read at all; a header they send is just bytes HTTP refuses.
 /// </summary>
-internal sealed partial class ProxyProtocolReader(IReadOnlyList<IPNetwork> trusted, ILogger logger)
+internal sealed partial class ProxyProtocolReader(IReadOnlyList<IPNetwork> trusted, ILogger logger, TimeProvider time)
 {
     /// <summary>The connection item holding the load balancer's own address when a header was read.</summary>
     public const string PeerItemKey = "meshkit.proxy_protocol.peer";
@@ -42,9 +42,8 @@ internal sealed partial class ProxyProtocolReader(IReadOnlyList<IPNetwork> trust
 
         var peer = Addresses.Plain(raw);
         Header? header;
-        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(context.ConnectionClosed))
+        using (var timeout = ConnectionDeadline.Start(context, HeaderTimeout, time))
         {
-            timeout.CancelAfter(HeaderTimeout);
             try
             {
                 header = await ReadHeaderAsync(context.Transport.Input, timeout.Token).ConfigureAwait(false);

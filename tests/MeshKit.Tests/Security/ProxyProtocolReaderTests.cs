@@ -1,9 +1,14 @@
 using System.Buffers;
+using System.IO.Pipelines;
 using System.Net;
 using System.Text;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
 using MeshKit.Http;
 using MeshKit;
 using MeshKit.Security;
+using MeshKit.Tests.Infrastructure;
 using Outcome = MeshKit.Security.ProxyProtocolReader.ParseOutcome;
 
 namespace MeshKit.Tests.Security;
@@ -104,5 +109,34 @@ public sealed class ProxyProtocolReaderTests
     public void TheTrustedList_RefusesWhatIsNotAnAddress(string entry)
     {
         Assert.False(Addresses.TryParseNetwork(entry, out _));
+    }
+
+    private sealed record Duplex(PipeReader Input, PipeWriter Output) : IDuplexPipe;
+
+    [Theory]
+    [InlineData("")] // the balancer connected and sent nothing
+    [InlineData("PROXY TCP4 203.0.113.7")] // a header that stops halfway
+    public async Task ATrustedPeer_WithoutItsWholeHeader_IsClosedAtTheHeaderTimeout_NotBefore(string sent)
+    {
+        var time = new FakeTimeProvider();
+        var reader = new ProxyProtocolReader([IPNetwork.Parse("127.0.0.0/8")], NullLogger.Instance, time);
+        var fromPeer = new Pipe();
+        var context = new DefaultConnectionContext("c1", new Duplex(fromPeer.Reader, new Pipe().Writer), new Duplex(new Pipe().Reader, fromPeer.Writer))
+        {
+            RemoteEndPoint = new IPEndPoint(IPAddress.Loopback, 40000),
+        };
+        var handedOn = false;
+        await fromPeer.Writer.WriteAsync(Ascii(sent));
+
+        var reading = reader.ReadAsync(context, _ => { handedOn = true; return Task.CompletedTask; });
+        time.Advance(ProxyProtocolReader.HeaderTimeout - TimeSpan.FromMilliseconds(1));
+        await Task.Delay(50);
+        Assert.False(reading.IsCompleted);
+        Assert.False(context.ConnectionClosed.IsCancellationRequested);
+
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        await reading.WaitAsync(TimeSpan.FromSeconds(5)); // well before the system clock's 10 s
+        Assert.False(handedOn);
+        await Eventually.TrueAsync(() => context.ConnectionClosed.IsCancellationRequested, "the connection is aborted");
     }
 }

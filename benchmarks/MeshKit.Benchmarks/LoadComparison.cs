@@ -765,22 +765,40 @@ internal static class LoadComparison
 
         public Uri Entry { get; }
 
+        private static async Task AptGetAsync(string arguments)
+        {
+            try
+            {
+                using var apt = Process.Start(new ProcessStartInfo("apt-get", arguments)
+                {
+                    Environment = { ["DEBIAN_FRONTEND"] = "noninteractive" },
+                    RedirectStandardOutput = true,
+                    RedirectStandardError = true,
+                });
+                if (apt is not null)
+                {
+                    // Both streams read at once: a full pipe would stop apt-get.
+                    await Task.WhenAll(apt.StandardOutput.ReadToEndAsync(), apt.StandardError.ReadToEndAsync(), apt.WaitForExitAsync());
+                }
+            }
+            catch (System.ComponentModel.Win32Exception)
+            {
+                // No apt-get on this machine: the path is skipped with its message.
+            }
+        }
+
         public static async Task<Nginx?> StartAsync(Uri app, string dir, TextWriter log)
         {
             var binary = Find();
             if (binary is null)
             {
                 log.WriteLine("nginx not found; installing it from the distribution's packages (apt-get install nginx-light)");
-                var install = Process.Start(new ProcessStartInfo("apt-get", "install -y --no-install-recommends nginx-light")
+                await AptGetAsync("install -y --no-install-recommends nginx-light");
+                if (Find() is null)
                 {
-                    Environment = { ["DEBIAN_FRONTEND"] = "noninteractive" },
-                    RedirectStandardOutput = true,
-                    RedirectStandardError = true,
-                });
-                if (install is not null)
-                {
-                    await install.StandardOutput.ReadToEndAsync();
-                    await install.WaitForExitAsync();
+                    // A fresh machine's package lists may be empty or stale: refreshed once, as .ci/run does for etcd.
+                    await AptGetAsync("update");
+                    await AptGetAsync("install -y --no-install-recommends nginx-light");
                 }
 
                 binary = Find();

@@ -18,6 +18,7 @@ internal static class ResourceKinds
         ("AuthorizationPolicy", "authorizationpolicies", "ap"),
         ("Telemetry", "telemetries", null),
         ("MeshConfig", "meshconfigs", null),
+        ("HTTPRoute", "httproutes", null),
     ];
 
     /// <summary>Gets the kinds MeshKit reads, for a message.</summary>

@@ -127,13 +127,10 @@ public sealed class CompiledMesh
                 }
             }
 
-            foreach (var (vs, specificity) in applicable)
+            // VirtualServices' rules first; then the HTTPRoutes' (Gateway API for the mesh), in Gateway API's order.
+            var chosen = applicable.Where(a => a.Specificity == best).Select(a => a.Rule).ToArray();
+            foreach (var vs in chosen.Where(v => v.Gateway is null))
             {
-                if (specificity != best)
-                {
-                    continue;
-                }
-
                 serviceRoutes.Sources.Add(vs.DisplayName);
                 var nonIdempotent = vs.Annotations.TryGetValue(RetryNonIdempotentAnnotation, out var optIn) && optIn == "true";
                 foreach (var route in vs.Http)
@@ -141,6 +138,20 @@ public sealed class CompiledMesh
                     var compiled = CompileRoute(route, vs.Namespace, domain);
                     compiled.RetryNonIdempotent = nonIdempotent;
                     serviceRoutes.HttpRoutes.Add(compiled);
+                }
+            }
+
+            var gatewayRoutes = chosen.Where(v => v.Gateway is not null).ToArray();
+            if (gatewayRoutes.Length > 0)
+            {
+                foreach (var (vs, route) in GatewayRoutes.Ordered(gatewayRoutes))
+                {
+                    if (!serviceRoutes.Sources.Contains(vs.DisplayName))
+                    {
+                        serviceRoutes.Sources.Add(vs.DisplayName);
+                    }
+
+                    serviceRoutes.HttpRoutes.Add(CompileRoute(route, vs.Namespace, domain));
                 }
             }
 
@@ -484,6 +495,7 @@ public sealed class CompiledMesh
                 Authority = ToProto(match.Authority),
                 Scheme = ToProto(match.Scheme),
                 Port = match.Port ?? 0,
+                ServicePort = match.ServicePort ?? 0,
                 SourceNamespace = match.SourceNamespace ?? string.Empty,
                 StatPrefix = match.StatPrefix ?? string.Empty,
             };
@@ -531,6 +543,7 @@ public sealed class CompiledMesh
                 Scheme = redirect.Scheme ?? string.Empty,
                 RedirectCode = redirect.RedirectCode,
                 PortFromRequest = redirect.PortFromRequest,
+                UriReplacesPrefix = redirect.ReplacesPrefix,
             };
         }
 
@@ -641,6 +654,7 @@ public sealed class CompiledMesh
         StringMatchKind.Exact => new StringMatch { Exact = spec.Value },
         StringMatchKind.Prefix => new StringMatch { Prefix = spec.Value },
         StringMatchKind.Present => new StringMatch { Present = true },
+        StringMatchKind.PathPrefix => new StringMatch { PathPrefix = spec.Value },
         _ => new StringMatch { Regex = spec.Value },
     };
 

@@ -23,13 +23,14 @@ public sealed class ConfigSet
             .ThenBy(r => r.Namespace, StringComparer.Ordinal)
             .ThenBy(r => r.Name, StringComparer.Ordinal)
             .ToArray();
-        VirtualServices = Resources.OfType<VirtualService>().ToArray();
+        HttpRoutes = Resources.OfType<HttpRouteResource>().ToArray();
+        MeshConfig = Resources.OfType<MeshConfigResource>().FirstOrDefault();
+        VirtualServices = [.. Resources.OfType<VirtualService>(), .. GatewayRoutes.ToVirtualServices(HttpRoutes, MeshConfig?.ClusterDomain ?? MeshCompiler.DefaultClusterDomain)];
         DestinationRules = Resources.OfType<DestinationRule>().ToArray();
         ServiceEntries = Resources.OfType<ServiceEntry>().ToArray();
         PeerAuthentications = Resources.OfType<PeerAuthentication>().ToArray();
         AuthorizationPolicies = Resources.OfType<AuthorizationPolicy>().ToArray();
         RequestAuthentications = Resources.OfType<RequestAuthentication>().ToArray();
-        MeshConfig = Resources.OfType<MeshConfigResource>().FirstOrDefault();
         Telemetries = Resources.OfType<TelemetryResource>().ToArray();
         Sidecars = Resources.OfType<SidecarResource>().ToArray();
         WorkloadEntries = Resources.OfType<WorkloadEntryResource>().ToArray();
@@ -44,8 +45,11 @@ public sealed class ConfigSet
     /// <summary>Gets every resource, ordered by kind, namespace and name.</summary>
     public IReadOnlyList<ConfigResource> Resources { get; }
 
-    /// <summary>Gets the VirtualServices.</summary>
+    /// <summary>Gets the VirtualServices, and those the HTTPRoutes make (one per route and Service: <see cref="VirtualService.Gateway"/>).</summary>
     public IReadOnlyList<VirtualService> VirtualServices { get; }
+
+    /// <summary>Gets the HTTPRoutes attached to Services (Gateway API for the mesh), ordered by namespace and name.</summary>
+    public IReadOnlyList<HttpRouteResource> HttpRoutes { get; }
 
     /// <summary>Gets the DestinationRules.</summary>
     public IReadOnlyList<DestinationRule> DestinationRules { get; }

@@ -275,9 +275,17 @@ public static class MeshCompiler
             for (var h = 0; h < vs.Hosts.Count; h++)
             {
                 var host = HostNames.Qualify(vs.Hosts[h], vs.Namespace, domain);
+                var hostPath = vs.Gateway?.ParentPath ?? $"spec.hosts[{h}]";
                 if (registryKnown && !services.Keys.Any(s => HostNames.Specificity(host, s) >= 0))
                 {
-                    diagnostics.Add(Warn(vs, $"spec.hosts[{h}]", $"host '{host}' names no known service yet; the rules apply once one registers or a ServiceEntry declares it"));
+                    diagnostics.Add(Warn(vs, hostPath, $"host '{host}' names no known service yet; the rules apply once one registers or a ServiceEntry declares it"));
+                }
+
+                // Istio reports a VirtualService and an HTTPRoute for one host as a conflict; MeshKit matches the
+                // VirtualService's rules first (CompiledMesh) and says so on the route.
+                if (vs.Gateway is not null && config.VirtualServices.FirstOrDefault(o => o.Gateway is null && o.Hosts.Any(x => HostNames.Qualify(x, o.Namespace, domain) == host)) is { } other)
+                {
+                    diagnostics.Add(Warn(vs, hostPath, $"{other.DisplayName} routes '{host}' too: its rules are matched before this route's (Istio reports the two as a conflict); route the host with one of them"));
                 }
             }
 

@@ -14,6 +14,12 @@ public enum StringMatchKind
 
     /// <summary>The header or parameter is present, whatever its value (an empty match object in Istio).</summary>
     Present,
+
+    /// <summary>
+    /// The path starts with the pattern's segments (Gateway API's <c>PathPrefix</c>): <c>/api</c> matches <c>/api</c>,
+    /// <c>/api/</c> and <c>/api/x</c>, not <c>/apix</c>; a trailing slash of the pattern does not count.
+    /// </summary>
+    PathPrefix,
 }
 
 /// <summary>Istio's <c>StringMatch</c>: exactly one of exact, prefix or regex.</summary>
@@ -35,6 +41,9 @@ public sealed record VirtualService : ConfigResource
 
     /// <summary>Gets <c>spec.http</c>, in match order.</summary>
     public IReadOnlyList<HttpRouteSpec> Http { get; init; } = [];
+
+    /// <summary>Gets where the VirtualService came from when an HTTPRoute made it (<see cref="HttpRouteResource"/>); null for a VirtualService.</summary>
+    public GatewayRouteOrigin? Gateway { get; init; }
 }
 
 /// <summary>One entry of <c>spec.http</c>.</summary>
@@ -107,6 +116,12 @@ public sealed record HttpMatchRequest
     /// <summary>Gets <c>port</c>, or <see langword="null"/>.</summary>
     public uint? Port { get; init; }
 
+    /// <summary>
+    /// Gets the Service port the call must go to (an HTTPRoute parent's <c>port</c>): the URL's port when the service
+    /// has it, else the service's only port (a call to <c>http://reviews/</c> goes to its one port); null for any.
+    /// </summary>
+    public uint? ServicePort { get; init; }
+
     /// <summary>Gets <c>queryParams</c>, by name.</summary>
     public IReadOnlyDictionary<string, StringMatchSpec> QueryParams { get; init; } = new Dictionary<string, StringMatchSpec>();
 
@@ -145,7 +160,11 @@ public sealed record RewriteSpec(string? Uri, string? Authority, string? UriRege
 /// <param name="Scheme">Gets <c>scheme</c>.</param>
 /// <param name="RedirectCode">Gets <c>redirectCode</c> (default 301).</param>
 /// <param name="PortFromRequest">Gets whether <c>derivePort</c> is <c>FROM_REQUEST_PORT</c>.</param>
-public sealed record RedirectSpec(string? Uri, string? Authority, uint? Port, string? Scheme, uint RedirectCode, bool PortFromRequest);
+public sealed record RedirectSpec(string? Uri, string? Authority, uint? Port, string? Scheme, uint RedirectCode, bool PortFromRequest)
+{
+    /// <summary>Gets whether <see cref="Uri"/> replaces the matched path prefix only (Gateway API's <c>ReplacePrefixMatch</c>), not the whole path.</summary>
+    public bool ReplacesPrefix { get; init; }
+}
 
 /// <summary>Istio's <c>HTTPDirectResponse</c>.</summary>
 /// <param name="Status">Gets <c>status</c>.</param>

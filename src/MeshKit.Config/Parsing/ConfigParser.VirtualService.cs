@@ -341,11 +341,12 @@ public static partial class ConfigParser
     /// (read as a <c>set</c> of <c>Host</c>); any other pseudo-header, removing <c>host</c>, and either on a
     /// response are errors.
     /// </summary>
-    private static HeaderOperationsSpec ReadHeaderOperations(MapReader o, bool request)
+    private static HeaderOperationsSpec ReadHeaderOperations(MapReader o, bool request) =>
+        CheckHeaderOperations(o, o.StringMap("set"), o.StringMap("add"), o.Strings("remove"), request);
+
+    /// <summary>Checks header edits read from <paramref name="o"/>'s <c>set</c>, <c>add</c> and <c>remove</c> (a VirtualService's maps, an HTTPRoute's lists).</summary>
+    private static HeaderOperationsSpec CheckHeaderOperations(MapReader o, IReadOnlyDictionary<string, string> set, IReadOnlyDictionary<string, string> add, IReadOnlyList<string> remove, bool request)
     {
-        var set = o.StringMap("set");
-        var add = o.StringMap("add");
-        var remove = o.Strings("remove");
         string? authority = null;
         foreach (var (field, names) in new[] { ("set", set.Keys), ("add", add.Keys), ("remove", (IEnumerable<string>)remove) })
         {

@@ -185,6 +185,7 @@ public static partial class ConfigParser
             ("security.istio.io", "PeerAuthentication" or "RequestAuthentication" or "AuthorizationPolicy") => (true, SecurityVersions),
             ("meshkit.dev", "MeshConfig") => (true, ["v1alpha1"]),
             ("telemetry.istio.io", "Telemetry") => (true, TelemetryVersions),
+            ("gateway.networking.k8s.io", "HTTPRoute") => (true, GatewayApiVersions),
             _ => (false, Array.Empty<string>()),
         };
 
@@ -222,6 +223,7 @@ public static partial class ConfigParser
             "MeshConfig" => doc.Map("spec", s => ReadMeshConfig(s, header)),
             "Telemetry" => doc.Map("spec", s => ReadTelemetry(s, header)),
             "Sidecar" => doc.Map("spec", s => ReadSidecar(s, header)),
+            "HTTPRoute" => doc.Map("spec", s => ReadGatewayHttpRoute(s, header, CreationTimestamp(doc))),
             "WorkloadEntry" => doc.Map("spec", s => Fill(new WorkloadEntryResource
             {
                 Kind = kind, ApiVersion = apiVersion, Name = metadata.Name, Namespace = metadata.Namespace,
@@ -268,6 +270,11 @@ public static partial class ConfigParser
 
         if (group is "gateway.networking.k8s.io" or "gateway.networking.x-k8s.io")
         {
+            if (kind == "HTTPRoute" && group == "gateway.networking.k8s.io" && MeshParentRef(doc) is not null)
+            {
+                return false; // a route for the mesh: read as such (ReadGatewayHttpRoute)
+            }
+
             if (GatewayApiRoutes.Contains(kind) && MeshParentRef(doc) is { } parent)
             {
                 doc.Context.Error(parent.Node, parent.Path, $"a {kind} attached to a {parent.Kind} routes the mesh's own calls (Gateway API for the mesh), which MeshKit does not read; route them with a VirtualService");
@@ -288,6 +295,11 @@ public static partial class ConfigParser
 
         return false;
     }
+
+    /// <summary>Reads <c>metadata.creationTimestamp</c> (RFC 3339), which orders equally specific HTTPRoute matches; null when absent or not a time.</summary>
+    private static DateTimeOffset? CreationTimestamp(MapReader doc) =>
+        doc.Get("metadata") is YamlMappingNode metadata && metadata.Children.TryGetValue(new YamlScalarNode("creationTimestamp"), out var node)
+        && node is YamlScalarNode { Value: { } text } && DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var value) ? value : null;
 
     /// <summary>The first parent reference of a Gateway API route that is a Service or a ServiceEntry (a mesh route); null when it has none.</summary>
     private static (YamlNode Node, string Path, string Kind)? MeshParentRef(MapReader doc)

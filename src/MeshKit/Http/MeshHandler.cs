@@ -381,7 +381,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
         RouteEntry? route = null;
         RequestMatcher? matched = null;
-        var view = new OutboundRequest(request, uri);
+        var view = new OutboundRequest(request, uri, ServicePortOf(service.Ports, uri.Port));
         foreach (var candidate in service.Routes)
         {
             if (candidate.TryMatch(view, out matched))
@@ -405,7 +405,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         var actions = route.Actions;
         if (actions.Redirect is not null)
         {
-            return new ValueTask<HttpResponseMessage>(WithResponseHeaders(actions.RedirectResponse(request, uri), null, actions));
+            return new ValueTask<HttpResponseMessage>(WithResponseHeaders(actions.RedirectResponse(request, uri, matched), null, actions));
         }
 
         if (actions.DirectResponse is not null)
@@ -1182,6 +1182,20 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     }
 
     // The destination's port if set; else the request's port when the service has it; else the service's only port.
+    // The service port a call goes to: the URL's when the service has it, else the service's only port (0: neither).
+    private static int ServicePortOf(uint[] ports, int urlPort)
+    {
+        foreach (var port in ports)
+        {
+            if (port == (uint)urlPort)
+            {
+                return urlPort;
+            }
+        }
+
+        return ports.Length == 1 ? (int)ports[0] : 0;
+    }
+
     private static uint SelectPort(RouteTarget target, Uri uri)
     {
         if (target.Port != 0)

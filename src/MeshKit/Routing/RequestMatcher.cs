@@ -15,6 +15,7 @@ internal sealed class RequestMatcher
     private readonly (string Name, StringMatcher Matcher)[] _withoutHeaders;
     private readonly (string Name, StringMatcher Matcher)[] _queryParams;
     private readonly int _port;
+    private readonly int _servicePort;
 
     public RequestMatcher(HttpMatch match)
     {
@@ -26,7 +27,14 @@ internal sealed class RequestMatcher
         _withoutHeaders = Compile(match.WithoutHeaders, "withoutHeaders");
         _queryParams = Compile(match.QueryParams, "queryParams");
         _port = (int)match.Port;
-        UriPrefix = match.Uri?.KindCase == StringMatch.KindOneofCase.Prefix ? match.Uri.Prefix : null;
+        _servicePort = (int)match.ServicePort;
+        UriPrefix = match.Uri?.KindCase switch
+        {
+            StringMatch.KindOneofCase.Prefix => match.Uri.Prefix,
+            StringMatch.KindOneofCase.PathPrefix => StringMatcher.Segments(match.Uri.PathPrefix),
+            _ => null,
+        };
+        SegmentPrefix = match.Uri?.KindCase == StringMatch.KindOneofCase.PathPrefix;
         StatPrefix = match.StatPrefix.Length > 0 ? match.StatPrefix : null;
     }
 
@@ -36,10 +44,13 @@ internal sealed class RequestMatcher
     /// <summary>Gets the uri prefix this block matched on, which a <c>rewrite.uri</c> replaces.</summary>
     public string? UriPrefix { get; }
 
+    /// <summary>Gets whether <see cref="UriPrefix"/> is whole segments (Gateway API's <c>PathPrefix</c>, without its trailing '/'), replaced as Gateway API replaces them.</summary>
+    public bool SegmentPrefix { get; }
+
     public bool Matches<TRequest>(in TRequest request)
         where TRequest : struct, IRequestView
     {
-        if (_port != 0 && request.Port != _port)
+        if ((_port != 0 && request.Port != _port) || (_servicePort != 0 && request.ServicePort != _servicePort))
         {
             return false;
         }
@@ -140,6 +151,9 @@ internal sealed class StringMatcher
     /// <summary>Gets the matcher of presence: any value, even empty.</summary>
     public static StringMatcher Presence { get; } = new(StringMatch.KindOneofCase.Present, string.Empty, null);
 
+    /// <summary>A PathPrefix pattern without its trailing '/' (<c>/</c> becomes empty: every path starts with it).</summary>
+    public static string Segments(string prefix) => prefix.TrimEnd('/');
+
     public static StringMatcher? Create(StringMatch? match, string field)
     {
         if (match is null || match.KindCase == StringMatch.KindOneofCase.None)
@@ -153,6 +167,7 @@ internal sealed class StringMatcher
                 ?? throw new MeshConfigException($"{field}: invalid regular expression '{match.Regex}': {error}")),
             StringMatch.KindOneofCase.Present => Presence,
             StringMatch.KindOneofCase.Exact => new StringMatcher(match.KindCase, match.Exact, null),
+            StringMatch.KindOneofCase.PathPrefix => new StringMatcher(match.KindCase, Segments(match.PathPrefix), null),
             _ => new StringMatcher(match.KindCase, match.Prefix, null),
         };
     }
@@ -161,6 +176,7 @@ internal sealed class StringMatcher
     {
         StringMatch.KindOneofCase.Exact => string.Equals(value, _value, StringComparison.Ordinal),
         StringMatch.KindOneofCase.Prefix => value.StartsWith(_value, StringComparison.Ordinal),
+        StringMatch.KindOneofCase.PathPrefix => value.StartsWith(_value, StringComparison.Ordinal) && (value.Length == _value.Length || value[_value.Length] == '/'),
         StringMatch.KindOneofCase.Present => true,
         _ => _regex!.IsMatch(value),
     };

@@ -19,6 +19,9 @@ internal interface IRequestView
 
     int Port { get; }
 
+    /// <summary>Gets the port of the service the call goes to (outbound: the URL's when the service has it, else its only one).</summary>
+    int ServicePort { get; }
+
     /// <summary>Gets the query string with its leading <c>?</c>, or empty.</summary>
     string Query { get; }
 
@@ -26,7 +29,7 @@ internal interface IRequestView
     string? Header(string name);
 }
 
-internal readonly struct OutboundRequest(HttpRequestMessage request, Uri uri) : IRequestView
+internal readonly struct OutboundRequest(HttpRequestMessage request, Uri uri, int servicePort = 0) : IRequestView
 {
     // The path is cut from the path and query the send needs anyway: Uri.AbsolutePath would build a string and the
     // Uri's extra-info object of its own. The same text either way (both escaped as the URI has them).
@@ -41,6 +44,8 @@ internal readonly struct OutboundRequest(HttpRequestMessage request, Uri uri) : 
     public string Authority => request.Headers.Host ?? uri.Authority;
 
     public int Port => uri.Port;
+
+    public int ServicePort => servicePort != 0 ? servicePort : uri.Port;
 
     public string Query => uri.Query;
 
@@ -75,6 +80,8 @@ internal readonly struct InboundRequest(HttpRequest request) : IRequestView
     public string Authority => request.Host.Value ?? string.Empty;
 
     public int Port => request.Host.Port ?? (request.IsHttps ? 443 : 80);
+
+    public int ServicePort => Port;
 
     public string Query => request.QueryString.Value ?? string.Empty;
 

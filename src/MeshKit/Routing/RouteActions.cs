@@ -83,13 +83,29 @@ internal sealed class RouteActions
             return path;
         }
 
-        return matched?.UriPrefix is { } prefix && path.StartsWith(prefix, StringComparison.Ordinal)
-            ? RewriteUri + path[prefix.Length..]
-            : RewriteUri;
+        return ReplacePath(path, matched, RewriteUri);
+    }
+
+    // A prefix match has its prefix replaced (whole segments, as Gateway API defines it, for a PathPrefix match:
+    // "/api" → "/v2/" makes "/api/users" "/v2/users", "/api" → "/" makes it "/users"), any other match its whole path.
+    private static string ReplacePath(string path, RequestMatcher? matched, string replacement)
+    {
+        if (matched?.UriPrefix is not { } prefix || !path.StartsWith(prefix, StringComparison.Ordinal))
+        {
+            return replacement;
+        }
+
+        if (!matched.SegmentPrefix)
+        {
+            return replacement + path[prefix.Length..];
+        }
+
+        var rest = path.AsSpan(prefix.Length); // empty, or from a '/'
+        return rest.IsEmpty ? replacement : string.Concat(replacement.AsSpan().TrimEnd('/'), rest);
     }
 
     /// <summary>The redirect response: path, authority, port and scheme replaced as configured, the query kept.</summary>
-    public HttpResponseMessage RedirectResponse(HttpRequestMessage request, Uri uri)
+    public HttpResponseMessage RedirectResponse(HttpRequestMessage request, Uri uri, RequestMatcher? matched)
     {
         var redirect = Redirect!;
         var scheme = redirect.Scheme.Length > 0 ? redirect.Scheme : uri.Scheme;
@@ -98,7 +114,10 @@ internal sealed class RouteActions
             : redirect.PortFromRequest ? uri.Port
             : redirect.Authority.Length > 0 || scheme != uri.Scheme ? -1
             : uri.IsDefaultPort ? -1 : uri.Port;
-        var builder = new UriBuilder(scheme, host, port, redirect.Uri.Length > 0 ? redirect.Uri : uri.AbsolutePath) { Query = uri.Query };
+        var path = redirect.Uri.Length == 0 ? uri.AbsolutePath
+            : redirect.UriReplacesPrefix ? ReplacePath(uri.AbsolutePath, matched, redirect.Uri)
+            : redirect.Uri;
+        var builder = new UriBuilder(scheme, host, port, path) { Query = uri.Query };
         var response = new HttpResponseMessage((HttpStatusCode)(redirect.RedirectCode == 0 ? 301 : redirect.RedirectCode)) { RequestMessage = request, Version = request.Version };
         response.Headers.Location = builder.Uri;
         return response;

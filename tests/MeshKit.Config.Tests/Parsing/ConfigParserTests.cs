@@ -839,10 +839,11 @@ public class ConfigParserTests
             d => Assert.Equal("HTTPRoute configures gateways, which MeshKit has not; the document is ignored", d.Message));
         Assert.Equal("VirtualService", Assert.Single(result.Resources).Kind);
 
-        // A route attached to a Service (GAMMA) would route the mesh's own calls: ignoring it would change routing.
+        // A route attached to a Service (GAMMA) would route the mesh's own calls: ignoring it would change routing
+        // (an HTTPRoute is read as such: HttpRouteParserTests).
         var mesh = Parse("""
             apiVersion: gateway.networking.k8s.io/v1
-            kind: HTTPRoute
+            kind: GRPCRoute
             metadata: { name: reviews }
             spec:
               parentRefs:

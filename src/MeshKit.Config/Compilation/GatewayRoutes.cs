@@ -1,0 +1,58 @@
+using MeshKit.Config.Model;
+
+namespace MeshKit.Config.Compilation;
+
+/// <summary>
+/// HTTPRoutes attached to Services, as VirtualServices of the model: one per route and Service, for that Service's host
+/// (to its port only, when the parent names one), visible everywhere when the route is in the Service's namespace (a
+/// producer route) and to its own namespace only otherwise (a consumer route, which routes that namespace's calls
+/// instead of the producer's, GEP-1426).
+/// </summary>
+internal static class GatewayRoutes
+{
+    public static IEnumerable<VirtualService> ToVirtualServices(IEnumerable<HttpRouteResource> routes, string domain)
+    {
+        foreach (var route in routes)
+        {
+            foreach (var parent in route.Parents)
+            {
+                var producer = parent.Namespace == route.Namespace;
+                var locations = new Dictionary<string, SourceLocation>(route.FieldLocations, StringComparer.Ordinal) { ["spec.hosts[0]"] = route.Locate(parent.Path) };
+                yield return new VirtualService
+                {
+                    Kind = route.Kind, ApiVersion = route.ApiVersion, Name = route.Name, Namespace = route.Namespace,
+                    Labels = route.Labels, Annotations = route.Annotations, Source = route.Source, FieldLocations = locations,
+                    Hosts = [HostNames.ServiceHost(parent.Name, parent.Namespace, domain)],
+                    ExportTo = producer ? [] : ["."],
+                    Http = route.Rules.Select(r => Qualified(r.Route, parent.Port, domain)).ToArray(),
+                    Gateway = new GatewayRouteOrigin(producer, route.CreationTimestamp, route.Rules.Select(r => r.Precedence).ToArray(), route.Rules.Select(r => r.Rule).ToArray(), parent.Path),
+                };
+            }
+        }
+    }
+
+    /// <summary>
+    /// The routes of the HTTPRoutes that route one Service's calls for a caller, in Gateway API's order: by the match's
+    /// precedence across every route, then the older route, then the route's namespace and name, then the rule's place.
+    /// A consumer route (the caller's namespace's) takes the calls instead of the producer's.
+    /// </summary>
+    public static IEnumerable<(VirtualService Vs, HttpRouteSpec Route)> Ordered(IReadOnlyCollection<VirtualService> routes)
+    {
+        var consumers = routes.Any(r => !r.Gateway!.Producer);
+        return routes.Where(r => !(consumers && r.Gateway!.Producer))
+            .SelectMany(vs => vs.Http.Select((route, i) => (Vs: vs, Route: route, Index: i)))
+            .OrderBy(x => x.Vs.Gateway!.Precedence[x.Index])
+            .ThenBy(x => x.Vs.Gateway!.Created ?? DateTimeOffset.MaxValue)
+            .ThenBy(x => x.Vs.Namespace + "/" + x.Vs.Name, StringComparer.Ordinal)
+            .ThenBy(x => x.Vs.Gateway!.Rules[x.Index])
+            .Select(x => (x.Vs, x.Route));
+    }
+
+    // The route for one parent: its Service port on every match, and the backends' hosts completed with the cluster domain.
+    private static HttpRouteSpec Qualified(HttpRouteSpec route, uint? port, string domain) => route with
+    {
+        Match = port is { } p ? route.Match.Select(m => m with { ServicePort = p }).ToArray() : route.Match,
+        Route = route.Route.Select(d => d with { Destination = d.Destination with { Host = d.Destination.Host + "." + domain } }).ToArray(),
+        Mirrors = route.Mirrors.Select(m => m with { Destination = m.Destination with { Host = m.Destination.Host + "." + domain } }).ToArray(),
+    };
+}

@@ -1,0 +1,220 @@
+using MeshKit.Config.Model;
+using MeshKit.Config.Parsing;
+using MeshKit.Config.Validation;
+
+namespace MeshKit.Config.Tests.Parsing;
+
+/// <summary>Gateway API's HTTPRoute attached to a Service (GEP-1426) read into the routes of the VirtualService model, with Gateway API's validation.</summary>
+public class HttpRouteParserTests
+{
+    private static ParseResult Parse(string yaml) => ConfigParser.Parse(yaml, "route.yaml");
+
+    // An HTTPRoute of namespace shop attached to Service reviews's port 9080, with the spec fields given (at column 0).
+    private static string Route(string spec) => $$"""
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: { name: reviews, namespace: shop }
+        spec:
+          parentRefs: [{ group: "", kind: Service, name: reviews, port: 9080 }]
+        {{string.Join("\n", spec.Split('\n').Select(line => "  " + line))}}
+        """;
+
+    private static HttpRouteResource Single(string yaml)
+    {
+        var result = Parse(yaml);
+        Assert.False(result.HasErrors, string.Join(Environment.NewLine, result.Diagnostics));
+        return Assert.IsType<HttpRouteResource>(Assert.Single(result.Resources));
+    }
+
+    [Fact]
+    public void Rules_BecomeOneRoutePerMatch_WithTheirFiltersBackendsAndTimeouts()
+    {
+        var route = Single(Route("""
+              rules:
+              - name: api
+                matches:
+                - path: { type: PathPrefix, value: /api/ }
+                  headers: [{ name: End-User, value: jason }, { type: RegularExpression, name: x-tier, value: "gold|silver" }]
+                  queryParams: [{ name: Debug, value: "1" }]
+                  method: POST
+                - path: { type: Exact, value: /login }
+                filters:
+                - type: RequestHeaderModifier
+                  requestHeaderModifier: { set: [{ name: x-route, value: api }], add: [{ name: x-seen, value: "1" }], remove: [x-debug] }
+                - type: URLRewrite
+                  urlRewrite: { hostname: api.internal, path: { type: ReplaceFullPath, replaceFullPath: /v2 } }
+                - type: RequestMirror
+                  requestMirror: { backendRef: { name: shadow, port: 8080 }, fraction: { numerator: 1, denominator: 4 } }
+                backendRefs:
+                - { name: reviews-v1, port: 9080, weight: 90 }
+                - name: reviews-v2
+                  namespace: canary
+                  port: 9080
+                  weight: 10
+                  filters: [{ type: ResponseHeaderModifier, responseHeaderModifier: { set: [{ name: x-canary, value: "true" }] } }]
+                - { name: reviews-v3, port: 9080, weight: 0 }
+                timeouts: { request: 10s, backendRequest: 2s }
+              - matches: [{ path: { type: RegularExpression, value: "/u/[0-9]+" } }]
+              """));
+
+        Assert.Equal([new ServiceParentRef("reviews", "shop", 9080, "spec.parentRefs[0]")], route.Parents);
+        Assert.Equal(3, route.Rules.Count);
+        var (prefix, exact, regex) = (route.Rules[0], route.Rules[1], route.Rules[2]);
+        Assert.Equal((0, 0, 1), (prefix.Rule, exact.Rule, regex.Rule));
+
+        var match = Assert.Single(prefix.Route.Match);
+        Assert.Equal(new StringMatchSpec(StringMatchKind.PathPrefix, "/api/"), match.Uri);
+        Assert.Equal(new StringMatchSpec(StringMatchKind.Exact, "POST"), match.Method);
+        Assert.Equal(new StringMatchSpec(StringMatchKind.Exact, "jason"), match.Headers["end-user"]); // header names are case-insensitive
+        Assert.Equal(new StringMatchSpec(StringMatchKind.Regex, "gold|silver"), match.Headers["x-tier"]);
+        Assert.Equal(new StringMatchSpec(StringMatchKind.Exact, "1"), match.QueryParams["Debug"]); // parameter names are not
+        Assert.Equal(new MatchPrecedence(2, 5, true, 2, 1), prefix.Precedence);
+        Assert.Equal(new MatchPrecedence(0, 6, false, 0, 0), exact.Precedence);
+        Assert.Equal(new MatchPrecedence(1, 9, false, 0, 0), regex.Precedence);
+        Assert.True(exact.Precedence.CompareTo(regex.Precedence) < 0 && regex.Precedence.CompareTo(prefix.Precedence) < 0);
+
+        // Both matches of the rule share its actions.
+        foreach (var spec in new[] { prefix.Route, exact.Route })
+        {
+            Assert.Equal("api", spec.Name);
+            Assert.Equal(["reviews-v1.shop.svc", "reviews-v2.canary.svc"], spec.Route.Select(d => d.Destination.Host)); // weight 0 takes nothing
+            Assert.Equal([90, 10], spec.Route.Select(d => d.Weight ?? -1));
+            Assert.Equal("true", spec.Route[1].Headers!.Response!.Set["x-canary"]);
+            Assert.Equal("api", spec.Headers!.Request!.Set["x-route"]);
+            Assert.Equal("1", spec.Headers.Request.Add["x-seen"]);
+            Assert.Equal(["x-debug"], spec.Headers.Request.Remove);
+            Assert.Equal(new RewriteSpec(null, "api.internal", "^.*$", "/v2"), spec.Rewrite);
+            Assert.Equal(new MirrorSpec(new Destination("shadow.shop.svc", null, 8080), 25), Assert.Single(spec.Mirrors));
+            Assert.Equal(TimeSpan.FromSeconds(10), spec.Timeout);
+            Assert.Equal(TimeSpan.FromSeconds(2), spec.Retries!.PerTryTimeout);
+            Assert.Equal(2, spec.Retries.Attempts);
+            Assert.Empty(spec.Retries.RetryOn); // Istio's default conditions
+        }
+
+        // A rule without backends answers 500, as Gateway API requires.
+        Assert.Equal(500u, regex.Route.DirectResponse!.Status);
+        Assert.Empty(regex.Route.Route);
+    }
+
+    [Fact]
+    public void RedirectAndPrefixRewrite_FollowGatewayApi()
+    {
+        var route = Single(Route("""
+              rules:
+              - matches: [{ path: { type: PathPrefix, value: /old } }]
+                filters: [{ type: RequestRedirect, requestRedirect: { scheme: https, path: { type: ReplacePrefixMatch, replacePrefixMatch: /new } } }]
+              - matches: [{ path: { type: PathPrefix, value: /v1 } }]
+                filters: [{ type: RequestRedirect, requestRedirect: { hostname: other.example.com, statusCode: 301 } }]
+              - matches: [{ path: { type: PathPrefix, value: /api } }]
+                filters: [{ type: URLRewrite, urlRewrite: { path: { type: ReplacePrefixMatch, replacePrefixMatch: / } } }]
+                backendRefs: [{ name: api, port: 80 }]
+                retry: { attempts: 3, backoff: 100ms, codes: [503, 504] }
+              """));
+
+        var https = route.Rules[0].Route.Redirect!;
+        Assert.Equal(("/new", true, "https", 443u, 302u, false), (https.Uri, https.ReplacesPrefix, https.Scheme, https.Port, https.RedirectCode, https.PortFromRequest));
+        Assert.Null(route.Rules[0].Route.DirectResponse);
+        var host = route.Rules[1].Route.Redirect!;
+        Assert.Equal((null, "other.example.com", (uint?)null, 301u, true), (host.Uri, host.Authority, host.Port, host.RedirectCode, host.PortFromRequest));
+        Assert.Equal(new RewriteSpec("/", null, null, null), route.Rules[2].Route.Rewrite);
+        var retries = route.Rules[2].Route.Retries!;
+        Assert.Equal((3, TimeSpan.FromMilliseconds(100)), (retries.Attempts, retries.Backoff));
+        Assert.Equal(["connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes", "503", "504"], retries.RetryOn);
+    }
+
+    [Fact]
+    public void NoRulesOrNoMatches_TakeEveryPath()
+    {
+        var route = Single(Route("rules: [{ backendRefs: [{ name: reviews, port: 9080 }] }]"));
+        var rule = Assert.Single(route.Rules);
+        Assert.Equal(new StringMatchSpec(StringMatchKind.PathPrefix, "/"), Assert.Single(rule.Route.Match).Uri);
+        Assert.Equal(new MatchPrecedence(2, 1, false, 0, 0), rule.Precedence);
+
+        var empty = Single(Route(string.Empty));
+        Assert.Equal(500u, Assert.Single(empty.Rules).Route.DirectResponse!.Status);
+    }
+
+    [Fact]
+    public void GatewayParentsAndHostnames_AreWarnings_TheServiceParentApplies()
+    {
+        var result = Parse("""
+            apiVersion: gateway.networking.k8s.io/v1beta1
+            kind: HTTPRoute
+            metadata: { name: reviews, creationTimestamp: "2026-11-01T10:00:00Z" }
+            spec:
+              parentRefs: [{ name: bookinfo-gateway }, { group: "", kind: Service, name: reviews, namespace: other }]
+              hostnames: [reviews.example.com]
+              rules: [{ backendRefs: [{ name: reviews, port: 9080 }] }]
+            """);
+
+        Assert.False(result.HasErrors);
+        Assert.Collection(result.Diagnostics,
+            d => Assert.Equal(("spec.parentRefs[0]", DiagnosticSeverity.Warning), (d.Path, d.Severity)),
+            d => Assert.Equal(("spec.hostnames", DiagnosticSeverity.Warning), (d.Path, d.Severity)));
+        var route = Assert.IsType<HttpRouteResource>(Assert.Single(result.Resources));
+        Assert.Equal([new ServiceParentRef("reviews", "other", null, "spec.parentRefs[1]")], route.Parents);
+        Assert.Equal(new DateTimeOffset(2026, 11, 1, 10, 0, 0, TimeSpan.Zero), route.CreationTimestamp);
+    }
+
+    [Theory]
+    [InlineData("parentRefs: [{ kind: Service, name: reviews }]", "spec.parentRefs[0].group", "group \"\"")]
+    [InlineData("parentRefs: [{ group: \"\", kind: Service, name: reviews, sectionName: http }]", "spec.parentRefs[0].sectionName", "named by port")]
+    [InlineData("parentRefs: [{ group: networking.istio.io, kind: ServiceEntry, name: httpbin }]", "spec.parentRefs[0].kind", "ServiceEntry parent")]
+    public void UnsupportedParents_AreErrors(string parents, string path, string message)
+    {
+        var result = Parse($$"""
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: { name: reviews }
+            spec:
+              {{parents}}
+              rules: [{ backendRefs: [{ name: reviews, port: 9080 }] }]
+            """);
+
+        var error = Assert.Single(result.Diagnostics, d => d.Severity == DiagnosticSeverity.Error);
+        Assert.Equal(path, error.Path);
+        Assert.Contains(message, error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("- matches: [{ path: { type: Exact, value: /a } }]\n  filters: [{ type: URLRewrite, urlRewrite: { path: { type: ReplacePrefixMatch, replacePrefixMatch: /b } } }]\n  backendRefs: [{ name: a, port: 80 }]", "spec.rules[0].filters[0].urlRewrite.path.replacePrefixMatch", "exactly one match, of type PathPrefix")]
+    [InlineData("- filters: [{ type: RequestRedirect, requestRedirect: { scheme: https } }]\n  backendRefs: [{ name: a, port: 80 }]", "spec.rules[0].backendRefs", "has no backendRefs")]
+    [InlineData("- filters: [{ type: CORS, cors: { allowOrigins: [\"*\"] } }]", "spec.rules[0].filters[0].cors", "corsPolicy in a VirtualService")]
+    [InlineData("- filters: [{ type: ExtensionRef, extensionRef: { group: x, kind: y, name: z } }]", "spec.rules[0].filters[0].extensionRef", "another implementation")]
+    [InlineData("- filters: [{ type: RequestHeaderModifier, requestHeaderModifier: { remove: [a] } }, { type: RequestHeaderModifier, requestHeaderModifier: { remove: [b] } }]", "spec.rules[0].filters[1].type", "a second RequestHeaderModifier")]
+    [InlineData("- filters: [{ type: RequestHeaderModifier, responseHeaderModifier: { remove: [a] } }]", "spec.rules[0].filters[0].responseHeaderModifier", "type RequestHeaderModifier")]
+    [InlineData("- backendRefs: [{ group: networking.istio.io, kind: ServiceEntry, name: a, port: 80 }]", "spec.rules[0].backendRefs[0].kind", "kind ServiceEntry")]
+    [InlineData("- backendRefs: [{ name: a }]", "spec.rules[0].backendRefs[0].port", "is required")]
+    [InlineData("- backendRefs: [{ name: a, port: 80, filters: [{ type: RequestMirror, requestMirror: { backendRef: { name: b, port: 80 } } }] }]", "spec.rules[0].backendRefs[0].filters[0].type", "a backend's filter")]
+    [InlineData("- matches: [{ path: { value: //a } }]", "spec.rules[0].matches[0].path.value", "must not contain '//'")]
+    [InlineData("- matches: [{ path: { type: RegularExpression, value: \"(\" } }]", "spec.rules[0].matches[0].path.value", "invalid regular expression")]
+    [InlineData("- matches: [{ method: FETCH }]", "spec.rules[0].matches[0].method", "is not one of")]
+    [InlineData("- timeouts: { request: 1s, backendRequest: 2s }", "spec.rules[0].timeouts.backendRequest", "not be longer than request")]
+    [InlineData("- sessionPersistence: { sessionName: s }", "spec.rules[0].sessionPersistence", "consistentHash")]
+    [InlineData("- retry: { codes: [200] }", "spec.rules[0].retry.codes[0]", "from 400 to 599")]
+    [InlineData("- backendRefs: [{ name: a, port: 80, wieght: 1 }]", "spec.rules[0].backendRefs[0].wieght", "unknown field")]
+    public void InvalidRules_AreErrorsWithTheirPath(string rules, string path, string message)
+    {
+        var result = Parse(Route("rules:\n" + rules));
+
+        var error = Assert.Single(result.Diagnostics, d => d.Severity == DiagnosticSeverity.Error);
+        Assert.Equal(path, error.Path);
+        Assert.Contains(message, error.Message, StringComparison.Ordinal);
+        Assert.Empty(result.Resources);
+    }
+
+    [Fact]
+    public void OfTwoHeaderMatchesOfOneName_TheFirstCounts_WithAWarning()
+    {
+        var result = Parse(Route("""
+              rules:
+              - matches: [{ headers: [{ name: x-user, value: a }, { name: X-User, value: b }] }]
+                backendRefs: [{ name: a, port: 80 }]
+              """));
+
+        var warning = Assert.Single(result.Diagnostics);
+        Assert.Equal(("spec.rules[0].matches[0].headers[1].name", DiagnosticSeverity.Warning), (warning.Path, warning.Severity));
+        var route = Assert.IsType<HttpRouteResource>(Assert.Single(result.Resources));
+        Assert.Equal("a", Assert.Single(route.Rules[0].Route.Match[0].Headers).Value.Value);
+    }
+}

@@ -118,7 +118,12 @@ public static partial class ConfigParser
     private static List<GatewayRouteRule> ReadGatewayRule(MapReader r, int index, string ns)
     {
         var name = r.String("name");
-        var matches = r.Has("matches") ? r.List("matches", ReadGatewayMatch) : [DefaultGatewayMatch()];
+        // Without matches (absent or an empty list), Gateway API's default: every path.
+        var matches = r.List("matches", ReadGatewayMatch);
+        if (r.Get("matches") is null or YamlSequenceNode { Children.Count: 0 })
+        {
+            matches = [DefaultGatewayMatch()];
+        }
         var actions = new GatewayActions();
         var types = new HashSet<string>(StringComparer.Ordinal);
         r.List("filters", f => ReadGatewayFilter(f, actions, types, ns, backend: false));

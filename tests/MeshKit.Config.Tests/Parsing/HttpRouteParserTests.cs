@@ -130,6 +130,9 @@ public class HttpRouteParserTests
         Assert.Equal(new StringMatchSpec(StringMatchKind.PathPrefix, "/"), Assert.Single(rule.Route.Match).Uri);
         Assert.Equal(new MatchPrecedence(2, 1, false, 0, 0), rule.Precedence);
 
+        var emptyMatches = Single(Route("rules: [{ matches: [], backendRefs: [{ name: reviews, port: 9080 }] }]"));
+        Assert.Equal(new StringMatchSpec(StringMatchKind.PathPrefix, "/"), Assert.Single(Assert.Single(emptyMatches.Rules).Route.Match).Uri);
+
         var empty = Single(Route(string.Empty));
         Assert.Equal(500u, Assert.Single(empty.Rules).Route.DirectResponse!.Status);
     }

@@ -23,7 +23,7 @@ public sealed class ConfigSet
             .ThenBy(r => r.Namespace, StringComparer.Ordinal)
             .ThenBy(r => r.Name, StringComparer.Ordinal)
             .ToArray();
-        HttpRoutes = Resources.OfType<HttpRouteResource>().ToArray();
+        HttpRoutes = Resources.OfType<GatewayRouteResource>().ToArray();
         MeshConfig = Resources.OfType<MeshConfigResource>().FirstOrDefault();
         VirtualServices = [.. Resources.OfType<VirtualService>(), .. GatewayRoutes.ToVirtualServices(HttpRoutes, MeshConfig?.ClusterDomain ?? MeshCompiler.DefaultClusterDomain)];
         DestinationRules = Resources.OfType<DestinationRule>().ToArray();
@@ -49,7 +49,7 @@ public sealed class ConfigSet
     public IReadOnlyList<VirtualService> VirtualServices { get; }
 
     /// <summary>Gets the HTTPRoutes attached to Services (Gateway API for the mesh), ordered by namespace and name.</summary>
-    public IReadOnlyList<HttpRouteResource> HttpRoutes { get; }
+    public IReadOnlyList<GatewayRouteResource> HttpRoutes { get; }
 
     /// <summary>Gets the DestinationRules.</summary>
     public IReadOnlyList<DestinationRule> DestinationRules { get; }

@@ -10,7 +10,7 @@ namespace MeshKit.Config.Compilation;
 /// </summary>
 internal static class GatewayRoutes
 {
-    public static IEnumerable<VirtualService> ToVirtualServices(IEnumerable<HttpRouteResource> routes, string domain)
+    public static IEnumerable<VirtualService> ToVirtualServices(IEnumerable<GatewayRouteResource> routes, string domain)
     {
         foreach (var route in routes)
         {
@@ -25,7 +25,7 @@ internal static class GatewayRoutes
                     Hosts = [HostNames.ServiceHost(parent.Name, parent.Namespace, domain)],
                     ExportTo = producer ? [] : ["."],
                     Http = route.Rules.Select(r => Qualified(r.Route, parent.Port, domain)).ToArray(),
-                    Gateway = new GatewayRouteOrigin(producer, route.CreationTimestamp, route.Rules.Select(r => r.Precedence).ToArray(), route.Rules.Select(r => r.Rule).ToArray(), parent.Path),
+                    Gateway = new GatewayRouteOrigin(producer, route.CreationTimestamp, route.Rules.Select(r => r.Precedence).ToArray(), route.Rules.Select(r => r.Rule).ToArray(), parent.Path, parent.Port),
                 };
             }
         }
@@ -39,7 +39,8 @@ internal static class GatewayRoutes
     public static IEnumerable<(VirtualService Vs, HttpRouteSpec Route)> Ordered(IReadOnlyCollection<VirtualService> routes)
     {
         var consumers = routes.Any(r => !r.Gateway!.Producer);
-        return routes.Where(r => !(consumers && r.Gateway!.Producer))
+        var group = routes.Where(r => !(consumers && r.Gateway!.Producer)).ToArray();
+        return group.Where(r => ShadowingGrpcRoute(r, group) is null)
             .SelectMany(vs => vs.Http.Select((route, i) => (Vs: vs, Route: route, Index: i)))
             .OrderBy(x => x.Vs.Gateway!.Precedence[x.Index])
             .ThenBy(x => x.Vs.Gateway!.Created ?? DateTimeOffset.MaxValue)
@@ -47,6 +48,14 @@ internal static class GatewayRoutes
             .ThenBy(x => x.Vs.Gateway!.Rules[x.Index])
             .Select(x => (x.Vs, x.Route));
     }
+
+    /// <summary>
+    /// The GRPCRoute that takes <paramref name="route"/>'s calls instead of it: Gateway API applies one route kind per
+    /// Service and port, GRPCRoute before HTTPRoute (GEP-1426); null when none does.
+    /// </summary>
+    public static VirtualService? ShadowingGrpcRoute(VirtualService route, IEnumerable<VirtualService> others) =>
+        route.Kind != "HTTPRoute" ? null : others.FirstOrDefault(o => o.Kind == "GRPCRoute" && o.Gateway is { } g && o.Hosts[0] == route.Hosts[0]
+            && g.Producer == route.Gateway!.Producer && (g.ParentPort is null || route.Gateway.ParentPort is null || g.ParentPort == route.Gateway.ParentPort));
 
     // The route for one parent: its Service port on every match, and the backends' hosts completed with the cluster domain.
     private static HttpRouteSpec Qualified(HttpRouteSpec route, uint? port, string domain) => route with

@@ -287,6 +287,11 @@ public static class MeshCompiler
                 {
                     diagnostics.Add(Warn(vs, hostPath, $"{other.DisplayName} routes '{host}' too: its rules are matched before this route's (Istio reports the two as a conflict); route the host with one of them"));
                 }
+
+                if (vs.Gateway is { Producer: var producer } && GatewayRoutes.ShadowingGrpcRoute(vs, config.VirtualServices.Where(o => o.Namespace == vs.Namespace || (producer && o.Gateway?.Producer == true))) is { } grpc)
+                {
+                    diagnostics.Add(Warn(vs, hostPath, $"{grpc.DisplayName} is attached to the same Service port: it routes the calls and this route is ignored (Gateway API applies one route kind per Service port, GRPCRoute first)"));
+                }
             }
 
             for (var r = 0; r < vs.Http.Count; r++)

@@ -1,11 +1,12 @@
 namespace MeshKit.Config.Model;
 
 /// <summary>
-/// Gateway API's <c>HTTPRoute</c> (<c>gateway.networking.k8s.io</c>) attached to Services: Gateway API for the mesh
-/// (GEP-1426, "GAMMA"), Istio's other way to route the mesh's calls. Its rules are read into the routes of the
-/// VirtualService model, one per match, each with the precedence Gateway API gives it among every route of the Service.
+/// Gateway API's <c>HTTPRoute</c> or <c>GRPCRoute</c> (<c>gateway.networking.k8s.io</c>, <see cref="ConfigResource.Kind"/>)
+/// attached to Services: Gateway API for the mesh (GEP-1426, "GAMMA"), Istio's other way to route the mesh's calls.
+/// Its rules are read into the routes of the VirtualService model, one per match, each with the precedence Gateway API
+/// gives it among every route of the Service.
 /// </summary>
-public sealed record HttpRouteResource : ConfigResource
+public sealed record GatewayRouteResource : ConfigResource
 {
     /// <summary>Gets the Services the route is attached to (<c>spec.parentRefs</c> of kind <c>Service</c>).</summary>
     public IReadOnlyList<ServiceParentRef> Parents { get; init; } = [];
@@ -31,22 +32,25 @@ public sealed record ServiceParentRef(string Name, string Namespace, uint? Port,
 public sealed record GatewayRouteRule(HttpRouteSpec Route, MatchPrecedence Precedence, int Rule);
 
 /// <summary>
-/// How specific an HTTPRoute match is, as Gateway API orders them across every route of a Service: an exact path, then
-/// a regular expression, then a path prefix, the longer path first; then a method match; then more header matches;
-/// then more query parameter matches. Lower sorts first.
+/// How specific a route's match is, as Gateway API orders them across every route of a Service. An HTTPRoute's: an
+/// exact path, then a regular expression, then a path prefix, the longer path first; then a method match; then more
+/// header matches; then more query parameter matches. A GRPCRoute's: the longer service, then the longer method, then
+/// more header matches. Lower sorts first.
 /// </summary>
-/// <param name="PathKind">Gets 0 for an exact path, 1 for a regular expression, 2 for a prefix.</param>
-/// <param name="PathLength">Gets the length of the path value.</param>
-/// <param name="Method">Gets whether the match names a method.</param>
+/// <param name="PathKind">Gets 0 for an exact path (and every GRPCRoute match), 1 for a regular expression, 2 for a prefix.</param>
+/// <param name="PathLength">Gets the length of the path value (a GRPCRoute's: of the service).</param>
+/// <param name="MethodLength">Gets the length of a GRPCRoute's method; 0 for an HTTPRoute's match.</param>
+/// <param name="Method">Gets whether an HTTPRoute's match names a method.</param>
 /// <param name="Headers">Gets the number of header matches.</param>
 /// <param name="QueryParams">Gets the number of query parameter matches.</param>
-public readonly record struct MatchPrecedence(int PathKind, int PathLength, bool Method, int Headers, int QueryParams) : IComparable<MatchPrecedence>
+public readonly record struct MatchPrecedence(int PathKind, int PathLength, int MethodLength, bool Method, int Headers, int QueryParams) : IComparable<MatchPrecedence>
 {
     /// <inheritdoc/>
     public int CompareTo(MatchPrecedence other)
     {
         var c = PathKind.CompareTo(other.PathKind);
         c = c != 0 ? c : other.PathLength.CompareTo(PathLength);
+        c = c != 0 ? c : other.MethodLength.CompareTo(MethodLength);
         c = c != 0 ? c : other.Method.CompareTo(Method);
         c = c != 0 ? c : other.Headers.CompareTo(Headers);
         return c != 0 ? c : other.QueryParams.CompareTo(QueryParams);
@@ -59,4 +63,5 @@ public readonly record struct MatchPrecedence(int PathKind, int PathLength, bool
 /// <param name="Precedence">Gets each route's precedence (<see cref="VirtualService.Http"/>, in order).</param>
 /// <param name="Rules">Gets each route's rule index (<see cref="VirtualService.Http"/>, in order).</param>
 /// <param name="ParentPath">Gets the <c>parentRefs</c> entry's field path.</param>
-public sealed record GatewayRouteOrigin(bool Producer, DateTimeOffset? Created, IReadOnlyList<MatchPrecedence> Precedence, IReadOnlyList<int> Rules, string ParentPath);
+/// <param name="ParentPort">Gets the parent's <c>port</c>: the Service port whose calls the route takes; null for every port.</param>
+public sealed record GatewayRouteOrigin(bool Producer, DateTimeOffset? Created, IReadOnlyList<MatchPrecedence> Precedence, IReadOnlyList<int> Rules, string ParentPath, uint? ParentPort);

@@ -42,7 +42,7 @@ public sealed record VirtualService : ConfigResource
     /// <summary>Gets <c>spec.http</c>, in match order.</summary>
     public IReadOnlyList<HttpRouteSpec> Http { get; init; } = [];
 
-    /// <summary>Gets where the VirtualService came from when an HTTPRoute made it (<see cref="HttpRouteResource"/>); null for a VirtualService.</summary>
+    /// <summary>Gets where the VirtualService came from when an HTTPRoute made it (<see cref="GatewayRouteResource"/>); null for a VirtualService.</summary>
     public GatewayRouteOrigin? Gateway { get; init; }
 }
 

@@ -186,6 +186,7 @@ public static partial class ConfigParser
             ("meshkit.dev", "MeshConfig") => (true, ["v1alpha1"]),
             ("telemetry.istio.io", "Telemetry") => (true, TelemetryVersions),
             ("gateway.networking.k8s.io", "HTTPRoute") => (true, GatewayApiVersions),
+            ("gateway.networking.k8s.io", "GRPCRoute") => (true, GrpcRouteVersions),
             _ => (false, Array.Empty<string>()),
         };
 
@@ -223,7 +224,7 @@ public static partial class ConfigParser
             "MeshConfig" => doc.Map("spec", s => ReadMeshConfig(s, header)),
             "Telemetry" => doc.Map("spec", s => ReadTelemetry(s, header)),
             "Sidecar" => doc.Map("spec", s => ReadSidecar(s, header)),
-            "HTTPRoute" => doc.Map("spec", s => ReadGatewayHttpRoute(s, header, CreationTimestamp(doc))),
+            "HTTPRoute" or "GRPCRoute" => doc.Map("spec", s => ReadGatewayRoute(s, header, CreationTimestamp(doc))),
             "WorkloadEntry" => doc.Map("spec", s => Fill(new WorkloadEntryResource
             {
                 Kind = kind, ApiVersion = apiVersion, Name = metadata.Name, Namespace = metadata.Namespace,
@@ -270,9 +271,9 @@ public static partial class ConfigParser
 
         if (group is "gateway.networking.k8s.io" or "gateway.networking.x-k8s.io")
         {
-            if (kind == "HTTPRoute" && group == "gateway.networking.k8s.io" && MeshParentRef(doc) is not null)
+            if (kind is "HTTPRoute" or "GRPCRoute" && group == "gateway.networking.k8s.io" && MeshParentRef(doc) is not null)
             {
-                return false; // a route for the mesh: read as such (ReadGatewayHttpRoute)
+                return false; // a route for the mesh: read as such (ReadGatewayRoute)
             }
 
             if (GatewayApiRoutes.Contains(kind) && MeshParentRef(doc) is { } parent)

@@ -840,10 +840,10 @@ public class ConfigParserTests
         Assert.Equal("VirtualService", Assert.Single(result.Resources).Kind);
 
         // A route attached to a Service (GAMMA) would route the mesh's own calls: ignoring it would change routing
-        // (an HTTPRoute is read as such: HttpRouteParserTests).
+        // (an HTTPRoute or a GRPCRoute is read as such: GatewayRouteParserTests).
         var mesh = Parse("""
-            apiVersion: gateway.networking.k8s.io/v1
-            kind: GRPCRoute
+            apiVersion: gateway.networking.k8s.io/v1alpha2
+            kind: TCPRoute
             metadata: { name: reviews }
             spec:
               parentRefs:

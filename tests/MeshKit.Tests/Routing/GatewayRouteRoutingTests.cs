@@ -8,27 +8,26 @@ namespace MeshKit.Tests.Routing;
 /// HTTPRoutes attached to a Service (Gateway API for the mesh) through the real compile path and handler: path
 /// prefixes by whole segments, Gateway API's precedence across rules, prefix rewrites and redirects as it defines them.
 /// </summary>
-public class HttpRouteRoutingTests
+public class GatewayRouteRoutingTests
 {
     // Besides reviews (v1–v3 on 10.0.0.1), services reviews-v2 on 10.0.0.2 and ratings on 10.0.0.3: the recorder answers with their address.
-    private static HttpMessageInvoker Mesh(string rules, string parentPort = "")
-    {
-        WorkloadAnnouncement Other(string service, string address, uint port)
-        {
-            var w = new WorkloadAnnouncement { Service = service, Namespace = "default", InstanceId = service, Address = address };
-            w.Ports.Add(new WorkloadPort { Name = "http", ServicePort = 9080, TargetPort = port });
-            return w;
-        }
+    private static HttpMessageInvoker Mesh(string rules, string parentPort = "") => InMemoryMesh.Create($$"""
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: { name: reviews }
+        spec:
+          parentRefs: [{ group: "", kind: Service, name: reviews{{parentPort}} }]
+          rules:
+        {{rules}}
+        """, extraWorkloads: Others);
 
-        return InMemoryMesh.Create($$"""
-            apiVersion: gateway.networking.k8s.io/v1
-            kind: HTTPRoute
-            metadata: { name: reviews }
-            spec:
-              parentRefs: [{ group: "", kind: Service, name: reviews{{parentPort}} }]
-              rules:
-            {{rules}}
-            """, extraWorkloads: [Other("reviews-v2", "10.0.0.2", 2001), Other("ratings", "10.0.0.3", 3001)]);
+    private static WorkloadAnnouncement[] Others => [Other("reviews-v2", "10.0.0.2", 2001), Other("ratings", "10.0.0.3", 3001)];
+
+    private static WorkloadAnnouncement Other(string service, string address, uint port)
+    {
+        var w = new WorkloadAnnouncement { Service = service, Namespace = "default", InstanceId = service, Address = address };
+        w.Ports.Add(new WorkloadPort { Name = "http", ServicePort = 9080, TargetPort = port });
+        return w;
     }
 
     private static async Task<(int Status, string Body, string? SentTo, string? Location)> Send(HttpMessageInvoker mesh, string url)
@@ -115,5 +114,32 @@ public class HttpRouteRoutingTests
         using var mesh = Mesh("  - backendRefs: [{ name: ratings, port: 9080 }]", parentPort);
 
         Assert.Equal(status, (await Send(mesh, url)).Status);
+    }
+
+    [Theory]
+    [InlineData("/helloworld.Greeter/SayHello", "10.0.0.3:3001")]
+    [InlineData("/helloworld.Greeter/SayGoodbye", "10.0.0.2:2001")]
+    [InlineData("/other.Greeter/SayHello", "reviews")]
+    public async Task AGrpcRoute_RoutesByServiceAndMethod_TheMoreSpecificFirst(string path, string expected)
+    {
+        using var mesh = InMemoryMesh.Create("""
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: GRPCRoute
+            metadata: { name: reviews }
+            spec:
+              parentRefs: [{ group: "", kind: Service, name: reviews }]
+              rules:
+              - matches: [{ method: { service: helloworld.Greeter } }]
+                backendRefs: [{ name: reviews-v2, port: 9080 }]
+              - backendRefs: [{ name: reviews, port: 9080 }]
+              - matches: [{ method: { service: helloworld.Greeter, method: SayHello } }]
+                backendRefs: [{ name: ratings, port: 9080 }]
+            """, extraWorkloads: Others);
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "http://reviews" + path);
+        using var response = await mesh.SendAsync(request, CancellationToken.None);
+        var body = await response.Content.ReadAsStringAsync();
+
+        Assert.Equal(expected, body.StartsWith('v') ? "reviews" : body);
     }
 }

@@ -5,7 +5,7 @@ using MeshKit.Config.Validation;
 namespace MeshKit.Config.Tests.Parsing;
 
 /// <summary>Gateway API's HTTPRoute attached to a Service (GEP-1426) read into the routes of the VirtualService model, with Gateway API's validation.</summary>
-public class HttpRouteParserTests
+public class GatewayRouteParserTests
 {
     private static ParseResult Parse(string yaml) => ConfigParser.Parse(yaml, "route.yaml");
 
@@ -19,11 +19,11 @@ public class HttpRouteParserTests
         {{string.Join("\n", spec.Split('\n').Select(line => "  " + line))}}
         """;
 
-    private static HttpRouteResource Single(string yaml)
+    private static GatewayRouteResource Single(string yaml)
     {
         var result = Parse(yaml);
         Assert.False(result.HasErrors, string.Join(Environment.NewLine, result.Diagnostics));
-        return Assert.IsType<HttpRouteResource>(Assert.Single(result.Resources));
+        return Assert.IsType<GatewayRouteResource>(Assert.Single(result.Resources));
     }
 
     [Fact]
@@ -68,9 +68,9 @@ public class HttpRouteParserTests
         Assert.Equal(new StringMatchSpec(StringMatchKind.Exact, "jason"), match.Headers["end-user"]); // header names are case-insensitive
         Assert.Equal(new StringMatchSpec(StringMatchKind.Regex, "gold|silver"), match.Headers["x-tier"]);
         Assert.Equal(new StringMatchSpec(StringMatchKind.Exact, "1"), match.QueryParams["Debug"]); // parameter names are not
-        Assert.Equal(new MatchPrecedence(2, 5, true, 2, 1), prefix.Precedence);
-        Assert.Equal(new MatchPrecedence(0, 6, false, 0, 0), exact.Precedence);
-        Assert.Equal(new MatchPrecedence(1, 9, false, 0, 0), regex.Precedence);
+        Assert.Equal(new MatchPrecedence(2, 5, 0, true, 2, 1), prefix.Precedence);
+        Assert.Equal(new MatchPrecedence(0, 6, 0, false, 0, 0), exact.Precedence);
+        Assert.Equal(new MatchPrecedence(1, 9, 0, false, 0, 0), regex.Precedence);
         Assert.True(exact.Precedence.CompareTo(regex.Precedence) < 0 && regex.Precedence.CompareTo(prefix.Precedence) < 0);
 
         // Both matches of the rule share its actions.
@@ -128,7 +128,7 @@ public class HttpRouteParserTests
         var route = Single(Route("rules: [{ backendRefs: [{ name: reviews, port: 9080 }] }]"));
         var rule = Assert.Single(route.Rules);
         Assert.Equal(new StringMatchSpec(StringMatchKind.PathPrefix, "/"), Assert.Single(rule.Route.Match).Uri);
-        Assert.Equal(new MatchPrecedence(2, 1, false, 0, 0), rule.Precedence);
+        Assert.Equal(new MatchPrecedence(2, 1, 0, false, 0, 0), rule.Precedence);
 
         var emptyMatches = Single(Route("rules: [{ matches: [], backendRefs: [{ name: reviews, port: 9080 }] }]"));
         Assert.Equal(new StringMatchSpec(StringMatchKind.PathPrefix, "/"), Assert.Single(Assert.Single(emptyMatches.Rules).Route.Match).Uri);
@@ -154,7 +154,7 @@ public class HttpRouteParserTests
         Assert.Collection(result.Diagnostics,
             d => Assert.Equal(("spec.parentRefs[0]", DiagnosticSeverity.Warning), (d.Path, d.Severity)),
             d => Assert.Equal(("spec.hostnames", DiagnosticSeverity.Warning), (d.Path, d.Severity)));
-        var route = Assert.IsType<HttpRouteResource>(Assert.Single(result.Resources));
+        var route = Assert.IsType<GatewayRouteResource>(Assert.Single(result.Resources));
         Assert.Equal([new ServiceParentRef("reviews", "other", null, "spec.parentRefs[1]")], route.Parents);
         Assert.Equal(new DateTimeOffset(2026, 11, 1, 10, 0, 0, TimeSpan.Zero), route.CreationTimestamp);
     }
@@ -217,7 +217,72 @@ public class HttpRouteParserTests
 
         var warning = Assert.Single(result.Diagnostics);
         Assert.Equal(("spec.rules[0].matches[0].headers[1].name", DiagnosticSeverity.Warning), (warning.Path, warning.Severity));
-        var route = Assert.IsType<HttpRouteResource>(Assert.Single(result.Resources));
+        var route = Assert.IsType<GatewayRouteResource>(Assert.Single(result.Resources));
         Assert.Equal("a", Assert.Single(route.Rules[0].Route.Match[0].Headers).Value.Value);
+    }
+
+    [Fact]
+    public void GrpcRoute_MethodMatchesBecomePathMatches_OrderedByServiceThenMethodLength()
+    {
+        var result = Parse("""
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: GRPCRoute
+            metadata: { name: greeter, namespace: shop }
+            spec:
+              parentRefs: [{ group: "", kind: Service, name: greeter }]
+              rules:
+              - matches:
+                - method: { service: helloworld.Greeter, method: SayHello }
+                - method: { service: helloworld.Greeter }
+                  headers: [{ name: X-Tier, value: gold }]
+                - method: { method: SayHello }
+                - method: { type: RegularExpression, service: "helloworld\\..*" }
+                filters: [{ type: RequestHeaderModifier, requestHeaderModifier: { set: [{ name: x-route, value: grpc }] } }]
+                backendRefs: [{ name: greeter-v2, port: 50051 }]
+              - backendRefs: [{ name: greeter, port: 50051 }]
+            """);
+
+        Assert.False(result.HasErrors, string.Join(Environment.NewLine, result.Diagnostics));
+        var route = Assert.IsType<GatewayRouteResource>(Assert.Single(result.Resources));
+        Assert.Equal("GRPCRoute", route.Kind);
+        Assert.Equal(
+            [
+                new StringMatchSpec(StringMatchKind.Exact, "/helloworld.Greeter/SayHello"),
+                new StringMatchSpec(StringMatchKind.Prefix, "/helloworld.Greeter/"),
+                new StringMatchSpec(StringMatchKind.Regex, "/[^/]+/SayHello"),
+                new StringMatchSpec(StringMatchKind.Regex, @"/(?:helloworld\..*)/(?:[^/]+)"),
+                new StringMatchSpec(StringMatchKind.PathPrefix, "/"),
+            ],
+            route.Rules.Select(r => r.Route.Match[0].Uri));
+        Assert.Equal("gold", route.Rules[1].Route.Match[0].Headers["x-tier"].Value);
+        Assert.Equal(new MatchPrecedence(0, 18, 8, false, 0, 0), route.Rules[0].Precedence);
+        Assert.True(route.Rules[0].Precedence.CompareTo(route.Rules[1].Precedence) < 0); // the method's characters count after the service's
+        Assert.True(route.Rules[1].Precedence.CompareTo(route.Rules[2].Precedence) < 0);
+        Assert.Equal("grpc", route.Rules[0].Route.Headers!.Request!.Set["x-route"]);
+        Assert.Equal("greeter-v2.shop.svc", route.Rules[0].Route.Route[0].Destination.Host);
+    }
+
+    [Theory]
+    [InlineData("- matches: [{ method: { type: Exact } }]", "spec.rules[0].matches[0].method", "names a service, a method or both")]
+    [InlineData("- matches: [{ method: { service: \"hello world\" } }]", "spec.rules[0].matches[0].method.service", "not a gRPC service name")]
+    [InlineData("- matches: [{ method: { method: Say.Hello } }]", "spec.rules[0].matches[0].method.method", "not a gRPC method name")]
+    [InlineData("- matches: [{ method: { type: RegularExpression, method: \"(\" } }]", "spec.rules[0].matches[0].method.method", "invalid regular expression")]
+    [InlineData("- filters: [{ type: URLRewrite, urlRewrite: { hostname: a } }]", "spec.rules[0].filters[0].type", "not a filter of GRPCRoute")]
+    [InlineData("- timeouts: { request: 1s }", "spec.rules[0].timeouts", "unknown field")]
+    public void InvalidGrpcRules_AreErrorsWithTheirPath(string rules, string path, string message)
+    {
+        var result = Parse($$"""
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: GRPCRoute
+            metadata: { name: greeter }
+            spec:
+              parentRefs: [{ group: "", kind: Service, name: greeter }]
+              rules:
+              {{rules.Replace("\n", "\n  ", StringComparison.Ordinal)}}
+            """);
+
+        var error = Assert.Single(result.Diagnostics, d => d.Severity == DiagnosticSeverity.Error);
+        Assert.Equal(path, error.Path);
+        Assert.Contains(message, error.Message, StringComparison.Ordinal);
     }
 }

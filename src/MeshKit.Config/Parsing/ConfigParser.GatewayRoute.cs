@@ -5,11 +5,12 @@ using YamlDotNet.RepresentationModel;
 
 namespace MeshKit.Config.Parsing;
 
-// Gateway API's HTTPRoute attached to a Service (GEP-1426, "GAMMA"): each rule's matches become routes of the
-// VirtualService model, with the precedence Gateway API gives them (ConfigSet orders them per Service).
+// Gateway API's HTTPRoute and GRPCRoute attached to a Service (GEP-1426, "GAMMA"): each rule's matches become routes of
+// the VirtualService model, with the precedence Gateway API gives them (ConfigSet orders them per Service).
 public static partial class ConfigParser
 {
     private static readonly string[] GatewayApiVersions = ["v1", "v1beta1"];
+    private static readonly string[] GrpcRouteVersions = ["v1", "v1alpha2"];
     private static readonly string[] HttpMethods = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
     private static readonly string[] HeaderFilters = ["RequestHeaderModifier", "ResponseHeaderModifier"];
     private static readonly string[] FilterFields = ["requestHeaderModifier", "responseHeaderModifier", "requestMirror", "requestRedirect", "urlRewrite", "cors", "extensionRef"];
@@ -17,7 +18,14 @@ public static partial class ConfigParser
     // Istio's retry conditions for Gateway API's retry: connection failures and the gRPC ones, plus the codes given.
     private static readonly string[] GatewayRetryOn = ["connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"];
 
-    private static HttpRouteResource? ReadGatewayHttpRoute(MapReader s, Header h, DateTimeOffset? created)
+    private enum FilterScope
+    {
+        HttpRule,
+        GrpcRule,
+        Backend,
+    }
+
+    private static GatewayRouteResource? ReadGatewayRoute(MapReader s, Header h, DateTimeOffset? created)
     {
         var ns = h.Metadata.Namespace;
         var parents = s.List("parentRefs", p => ReadParentRef(p, ns));
@@ -37,7 +45,7 @@ public static partial class ConfigParser
         var index = 0;
         s.List("rules", r =>
         {
-            rules.AddRange(ReadGatewayRule(r, index++, ns));
+            rules.AddRange(h.Kind == "GRPCRoute" ? ReadGrpcRule(r, index++, ns) : ReadGatewayRule(r, index++, ns));
             return r; // read for its side effect: a rule is one route per match
         });
         if (!s.Has("rules"))
@@ -46,7 +54,7 @@ public static partial class ConfigParser
             rules.AddRange(GatewayRoutes(null, [DefaultGatewayMatch()], [], new GatewayActions(), s.Location, 0));
         }
 
-        return Fill(new HttpRouteResource
+        return Fill(new GatewayRouteResource
         {
             Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = ns,
             Parents = parents.OfType<ServiceParentRef>().ToArray(), Rules = rules, CreationTimestamp = created,
@@ -99,7 +107,7 @@ public static partial class ConfigParser
     private sealed record GatewayMatch(HttpMatchRequest Match, MatchPrecedence Precedence);
 
     private static GatewayMatch DefaultGatewayMatch() =>
-        new(new HttpMatchRequest { Uri = new StringMatchSpec(StringMatchKind.PathPrefix, "/") }, new MatchPrecedence(2, 1, false, 0, 0));
+        new(new HttpMatchRequest { Uri = new StringMatchSpec(StringMatchKind.PathPrefix, "/") }, new MatchPrecedence(2, 1, 0, false, 0, 0));
 
     // What a rule's filters and timeouts do, collected before the rule's routes are made.
     private sealed class GatewayActions
@@ -126,7 +134,7 @@ public static partial class ConfigParser
         }
         var actions = new GatewayActions();
         var types = new HashSet<string>(StringComparer.Ordinal);
-        r.List("filters", f => ReadGatewayFilter(f, actions, types, ns, backend: false));
+        r.List("filters", f => ReadGatewayFilter(f, actions, types, ns, FilterScope.HttpRule));
         var backends = r.List("backendRefs", b => ReadBackendRef(b, ns));
         r.Map("timeouts", t => ReadGatewayTimeouts(t, actions));
         r.Map("retry", t => ReadGatewayRetry(t, actions));
@@ -197,7 +205,7 @@ public static partial class ConfigParser
             Headers = headers,
             QueryParams = query,
         };
-        return new GatewayMatch(match, new MatchPrecedence(path.Kind, path.Match.Value.Length, method is not null, headers.Count, query.Count));
+        return new GatewayMatch(match, new MatchPrecedence(path.Kind, path.Match.Value.Length, 0, method is not null, headers.Count, query.Count));
     }
 
     private sealed record GatewayPath(StringMatchSpec Match, int Kind);
@@ -284,7 +292,7 @@ public static partial class ConfigParser
         return result;
     }
 
-    private static MapReader? ReadGatewayFilter(MapReader f, GatewayActions actions, HashSet<string> types, string ns, bool backend)
+    private static MapReader? ReadGatewayFilter(MapReader f, GatewayActions actions, HashSet<string> types, string ns, FilterScope scope)
     {
         var type = f.String("type", required: true);
         if (type is null)
@@ -306,7 +314,13 @@ public static partial class ConfigParser
         }
 
         f.Ignore(FilterFields);
-        if (backend && !HeaderFilters.Contains(type))
+        if (scope == FilterScope.GrpcRule && type is "URLRewrite" or "RequestRedirect" or "CORS")
+        {
+            f.Context.Error(f.Get("type"), f.ChildPath("type"), $"{type} is not a filter of GRPCRoute (RequestHeaderModifier, ResponseHeaderModifier, RequestMirror)");
+            return null;
+        }
+
+        if (scope == FilterScope.Backend && !HeaderFilters.Contains(type))
         {
             f.Context.Error(f.Get("type"), f.ChildPath("type"), $"a backend's filter of type {type} is not supported by MeshKit (a backend's filters edit headers: RequestHeaderModifier, ResponseHeaderModifier)");
             return null;
@@ -506,7 +520,7 @@ public static partial class ConfigParser
         var weight = b.Int("weight", 0, 1_000_000) ?? 1;
         var actions = new GatewayActions();
         var types = new HashSet<string>(StringComparer.Ordinal);
-        b.List("filters", f => ReadGatewayFilter(f, actions, types, ns, backend: true));
+        b.List("filters", f => ReadGatewayFilter(f, actions, types, ns, FilterScope.Backend));
         var headers = actions.RequestHeaders is null && actions.ResponseHeaders is null ? null : new HeadersSpec(actions.RequestHeaders, actions.ResponseHeaders);
         return destination is null ? null : new HttpRouteDestination(destination, weight, headers);
     }
@@ -592,4 +606,93 @@ public static partial class ConfigParser
         actions.Retries = new RetrySpec(attempts, null, [.. GatewayRetryOn, .. codes], null) { Backoff = backoff };
         return t;
     }
+
+    // GRPCRoute: its rules match a call's service and method (the path /service/method) and headers; its filters edit
+    // headers and mirror; it has no timeouts or retries of its own (Istio's default policy applies, as to a VirtualService).
+    private static List<GatewayRouteRule> ReadGrpcRule(MapReader r, int index, string ns)
+    {
+        var name = r.String("name");
+        var matches = r.List("matches", ReadGrpcMatch);
+        if (r.Get("matches") is null or YamlSequenceNode { Children.Count: 0 })
+        {
+            matches = [new GatewayMatch(new HttpMatchRequest { Uri = new StringMatchSpec(StringMatchKind.PathPrefix, "/") }, default(MatchPrecedence))];
+        }
+
+        var actions = new GatewayActions();
+        var types = new HashSet<string>(StringComparer.Ordinal);
+        r.List("filters", f => ReadGatewayFilter(f, actions, types, ns, FilterScope.GrpcRule));
+        var backends = r.List("backendRefs", b => ReadBackendRef(b, ns));
+        r.NotSupported("sessionPersistence", DiagnosticSeverity.Error, "sessions are kept by a DestinationRule's consistentHash load balancer");
+        return GatewayRoutes(name, matches, backends.Where(b => b.Weight > 0).ToArray(), actions, r.Location, index);
+    }
+
+    private static GatewayMatch? ReadGrpcMatch(MapReader m)
+    {
+        var headers = ReadGatewayNameValues(m, "headers", lowerCaseNames: true);
+        var method = m.Map("method", ReadGrpcMethod) ?? new GrpcMethod(new StringMatchSpec(StringMatchKind.PathPrefix, "/"), 0, 0);
+        return new GatewayMatch(new HttpMatchRequest { Uri = method.Path, Headers = headers }, new MatchPrecedence(0, method.ServiceLength, method.MethodLength, false, headers.Count, 0));
+    }
+
+    private sealed record GrpcMethod(StringMatchSpec Path, int ServiceLength, int MethodLength);
+
+    // A gRPC call's path is /package.Service/Method: an exact service and method are an exact path, a service alone a
+    // prefix, a method alone (or a regular expression) a regular expression over the path.
+    private static GrpcMethod? ReadGrpcMethod(MapReader m)
+    {
+        var type = m.String("type") ?? "Exact";
+        var service = m.String("service");
+        var method = m.String("method");
+        if (type == "Exact")
+        {
+            if (service is null && method is null)
+            {
+                m.Context.Error(m.Node, m.Path, "an Exact method match names a service, a method or both");
+                return null;
+            }
+
+            if (service is not null && !IsGrpcServiceName(service))
+            {
+                m.Context.Error(m.Get("service"), m.ChildPath("service"), $"'{service}' is not a gRPC service name (package.Service)");
+                return null;
+            }
+
+            if (method is not null && !IsGrpcMethodName(method))
+            {
+                m.Context.Error(m.Get("method"), m.ChildPath("method"), $"'{method}' is not a gRPC method name");
+                return null;
+            }
+
+            var path = (service, method) switch
+            {
+                ({ } s, { } me) => new StringMatchSpec(StringMatchKind.Exact, $"/{s}/{me}"),
+                ({ } s, null) => new StringMatchSpec(StringMatchKind.Prefix, $"/{s}/"),
+                _ => new StringMatchSpec(StringMatchKind.Regex, $"/[^/]+/{method}"),
+            };
+            return new GrpcMethod(path, service?.Length ?? 0, method?.Length ?? 0);
+        }
+
+        if (type != "RegularExpression")
+        {
+            m.Context.Error(m.Get("type"), m.ChildPath("type"), $"'{type}' is not one of Exact, RegularExpression");
+            return null;
+        }
+
+        foreach (var (key, value) in new[] { ("service", service), ("method", method) })
+        {
+            if (value is not null && Patterns.TryCompileFullMatch(value, false, out var error) is null)
+            {
+                m.Context.Error(m.Get(key), m.ChildPath(key), $"invalid regular expression: {error}");
+                return null;
+            }
+        }
+
+        return new GrpcMethod(new StringMatchSpec(StringMatchKind.Regex, $"/(?:{service ?? "[^/]+"})/(?:{method ?? "[^/]+"})"), service?.Length ?? 0, method?.Length ?? 0);
+    }
+
+    // As Gateway API validates them: a service is dotted identifiers (an optional leading dot), a method one identifier.
+    private static bool IsGrpcServiceName(string service) =>
+        System.Text.RegularExpressions.Regex.IsMatch(service, @"^\.?[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*$", System.Text.RegularExpressions.RegexOptions.None, TimeSpan.FromSeconds(1));
+
+    private static bool IsGrpcMethodName(string method) =>
+        System.Text.RegularExpressions.Regex.IsMatch(method, "^[A-Za-z_][A-Za-z_0-9]*$", System.Text.RegularExpressions.RegexOptions.None, TimeSpan.FromSeconds(1));
 }

@@ -6,7 +6,7 @@ using MeshKit.Protocol.V1;
 namespace MeshKit.Config.Tests.Compilation;
 
 /// <summary>HTTPRoutes attached to a Service, compiled: Gateway API's order across routes, producer and consumer routes, ports.</summary>
-public class HttpRouteCompileTests
+public class GatewayRouteCompileTests
 {
     private static CompiledMesh Compile(string yaml)
     {
@@ -128,5 +128,24 @@ public class HttpRouteCompileTests
         Assert.Equal(DiagnosticSeverity.Warning, finding.Severity);
         Assert.Equal("spec.parentRefs[0]", finding.Path);
         Assert.Contains("VirtualService shop/reviews", finding.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void AGrpcRouteAndAnHttpRouteOnOneServicePort_TheGrpcRouteRoutes_TheOtherIsAFinding()
+    {
+        var mesh = Compile(HttpRoute("http", "shop", "  - backendRefs: [{ name: ratings, port: 9080 }]") + "---\n" + """
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: GRPCRoute
+            metadata: { name: grpc, namespace: shop }
+            spec:
+              parentRefs: [{ group: "", kind: Service, name: reviews, namespace: shop }]
+              rules: [{ backendRefs: [{ name: reviews-v2, port: 9080 }] }]
+            """);
+
+        var routes = Routes(mesh, "shop");
+        Assert.Equal(["reviews-v2"], routes.HttpRoutes.Select(r => r.Destinations[0].Host.Split('.')[0]));
+        Assert.Equal(["GRPCRoute shop/grpc"], routes.Sources);
+        var finding = Assert.Single(mesh.Diagnostics, d => d.Resource == "HTTPRoute shop/http");
+        Assert.Contains("GRPCRoute shop/grpc", finding.Message, StringComparison.Ordinal);
     }
 }

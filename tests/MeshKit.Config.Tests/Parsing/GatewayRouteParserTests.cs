@@ -19,6 +19,13 @@ public class GatewayRouteParserTests
         {{string.Join("\n", spec.Split('\n').Select(line => "  " + line))}}
         """;
 
+    private static void AssertOneError(ParseResult result, string path, string message)
+    {
+        var error = Assert.Single(result.Diagnostics, d => d.Severity == DiagnosticSeverity.Error);
+        Assert.Equal(path, error.Path);
+        Assert.Contains(message, error.Message, StringComparison.Ordinal);
+    }
+
     private static GatewayRouteResource Single(string yaml)
     {
         var result = Parse(yaml);
@@ -174,9 +181,7 @@ public class GatewayRouteParserTests
               rules: [{ backendRefs: [{ name: reviews, port: 9080 }] }]
             """);
 
-        var error = Assert.Single(result.Diagnostics, d => d.Severity == DiagnosticSeverity.Error);
-        Assert.Equal(path, error.Path);
-        Assert.Contains(message, error.Message, StringComparison.Ordinal);
+        AssertOneError(result, path, message);
     }
 
     [Theory]
@@ -200,9 +205,7 @@ public class GatewayRouteParserTests
     {
         var result = Parse(Route("rules:\n" + rules));
 
-        var error = Assert.Single(result.Diagnostics, d => d.Severity == DiagnosticSeverity.Error);
-        Assert.Equal(path, error.Path);
-        Assert.Contains(message, error.Message, StringComparison.Ordinal);
+        AssertOneError(result, path, message);
         Assert.Empty(result.Resources);
     }
 
@@ -281,8 +284,6 @@ public class GatewayRouteParserTests
               {{rules.Replace("\n", "\n  ", StringComparison.Ordinal)}}
             """);
 
-        var error = Assert.Single(result.Diagnostics, d => d.Severity == DiagnosticSeverity.Error);
-        Assert.Equal(path, error.Path);
-        Assert.Contains(message, error.Message, StringComparison.Ordinal);
+        AssertOneError(result, path, message);
     }
 }

@@ -114,7 +114,7 @@ public sealed class CompiledMesh
             var applicable = new List<(VirtualService Rule, int Specificity)>();
             foreach (var vs in _config.VirtualServices)
             {
-                if (!Visibility.IsVisible(vs.ExportTo, vs.Namespace, viewer))
+                if (vs.Hosts.Count == 0 || !Visibility.IsVisible(vs.ExportTo, vs.Namespace, viewer))
                 {
                     continue;
                 }

@@ -23,11 +23,11 @@ public sealed class ConfigSet
             .ThenBy(r => r.Namespace, StringComparer.Ordinal)
             .ThenBy(r => r.Name, StringComparer.Ordinal)
             .ToArray();
-        HttpRoutes = Resources.OfType<GatewayRouteResource>().ToArray();
-        MeshConfig = Resources.OfType<MeshConfigResource>().FirstOrDefault();
-        VirtualServices = [.. Resources.OfType<VirtualService>(), .. GatewayRoutes.ToVirtualServices(HttpRoutes, MeshConfig?.ClusterDomain ?? MeshCompiler.DefaultClusterDomain)];
-        DestinationRules = Resources.OfType<DestinationRule>().ToArray();
         ServiceEntries = Resources.OfType<ServiceEntry>().ToArray();
+        GatewayApiRoutes = Resources.OfType<GatewayRouteResource>().ToArray();
+        MeshConfig = Resources.OfType<MeshConfigResource>().FirstOrDefault();
+        VirtualServices = [.. Resources.OfType<VirtualService>(), .. GatewayRoutes.ToVirtualServices(GatewayApiRoutes, ServiceEntries, MeshConfig?.ClusterDomain ?? MeshCompiler.DefaultClusterDomain)];
+        DestinationRules = Resources.OfType<DestinationRule>().ToArray();
         PeerAuthentications = Resources.OfType<PeerAuthentication>().ToArray();
         AuthorizationPolicies = Resources.OfType<AuthorizationPolicy>().ToArray();
         RequestAuthentications = Resources.OfType<RequestAuthentication>().ToArray();
@@ -48,8 +48,8 @@ public sealed class ConfigSet
     /// <summary>Gets the VirtualServices, and those the HTTPRoutes make (one per route and Service: <see cref="VirtualService.Gateway"/>).</summary>
     public IReadOnlyList<VirtualService> VirtualServices { get; }
 
-    /// <summary>Gets the HTTPRoutes attached to Services (Gateway API for the mesh), ordered by namespace and name.</summary>
-    public IReadOnlyList<GatewayRouteResource> HttpRoutes { get; }
+    /// <summary>Gets the HTTPRoutes and GRPCRoutes attached to Services (Gateway API for the mesh), ordered by kind, namespace and name.</summary>
+    public IReadOnlyList<GatewayRouteResource> GatewayApiRoutes { get; }
 
     /// <summary>Gets the DestinationRules.</summary>
     public IReadOnlyList<DestinationRule> DestinationRules { get; }

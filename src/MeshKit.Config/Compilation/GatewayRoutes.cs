@@ -10,19 +10,26 @@ namespace MeshKit.Config.Compilation;
 /// </summary>
 internal static class GatewayRoutes
 {
-    public static IEnumerable<VirtualService> ToVirtualServices(IEnumerable<GatewayRouteResource> routes, string domain)
+    public static IEnumerable<VirtualService> ToVirtualServices(IEnumerable<GatewayRouteResource> routes, IReadOnlyList<ServiceEntry> serviceEntries, string domain)
     {
         foreach (var route in routes)
         {
             foreach (var parent in route.Parents)
             {
                 var producer = parent.Namespace == route.Namespace;
+
+                // A ServiceEntry parent: its hosts (none when it names no ServiceEntry: MeshCompiler reports it).
+                string[] hosts = parent.IsServiceEntry
+                    ? serviceEntries.FirstOrDefault(e => e.Namespace == parent.Namespace && e.Name == parent.Name) is { } entry
+                        ? [.. entry.Hosts.Select(h => HostNames.Qualify(h, entry.Namespace, domain))]
+                        : []
+                    : [HostNames.ServiceHost(parent.Name, parent.Namespace, domain)];
                 var locations = new Dictionary<string, SourceLocation>(route.FieldLocations, StringComparer.Ordinal) { ["spec.hosts[0]"] = route.Locate(parent.Path) };
                 yield return new VirtualService
                 {
                     Kind = route.Kind, ApiVersion = route.ApiVersion, Name = route.Name, Namespace = route.Namespace,
                     Labels = route.Labels, Annotations = route.Annotations, Source = route.Source, FieldLocations = locations,
-                    Hosts = [HostNames.ServiceHost(parent.Name, parent.Namespace, domain)],
+                    Hosts = hosts,
                     ExportTo = producer ? [] : ["."],
                     Http = route.Rules.Select(r => Qualified(r.Route, parent.Port, domain)).ToArray(),
                     Gateway = new GatewayRouteOrigin(producer, route.CreationTimestamp, route.Rules.Select(r => r.Precedence).ToArray(), route.Rules.Select(r => r.Rule).ToArray(), parent.Path, parent.Port),
@@ -54,14 +61,17 @@ internal static class GatewayRoutes
     /// Service and port, GRPCRoute before HTTPRoute (GEP-1426); null when none does.
     /// </summary>
     public static VirtualService? ShadowingGrpcRoute(VirtualService route, IEnumerable<VirtualService> others) =>
-        route.Kind != "HTTPRoute" ? null : others.FirstOrDefault(o => o.Kind == "GRPCRoute" && o.Gateway is { } g && o.Hosts[0] == route.Hosts[0]
+        route.Kind != "HTTPRoute" ? null : others.FirstOrDefault(o => o.Kind == "GRPCRoute" && o.Gateway is { } g && o.Hosts.Intersect(route.Hosts).Any()
             && g.Producer == route.Gateway!.Producer && (g.ParentPort is null || route.Gateway.ParentPort is null || g.ParentPort == route.Gateway.ParentPort));
 
     // The route for one parent: its Service port on every match, and the backends' hosts completed with the cluster domain.
     private static HttpRouteSpec Qualified(HttpRouteSpec route, uint? port, string domain) => route with
     {
         Match = port is { } p ? route.Match.Select(m => m with { ServicePort = p }).ToArray() : route.Match,
-        Route = route.Route.Select(d => d with { Destination = d.Destination with { Host = d.Destination.Host + "." + domain } }).ToArray(),
-        Mirrors = route.Mirrors.Select(m => m with { Destination = m.Destination with { Host = m.Destination.Host + "." + domain } }).ToArray(),
+        Route = route.Route.Select(d => d with { Destination = d.Destination with { Host = Complete(d.Destination.Host, domain) } }).ToArray(),
+        Mirrors = route.Mirrors.Select(m => m with { Destination = m.Destination with { Host = Complete(m.Destination.Host, domain) } }).ToArray(),
     };
+
+    // A Service backend is written name.namespace.svc (the parser knows no domain); a Hostname backend as it is.
+    private static string Complete(string host, string domain) => host.EndsWith(".svc", StringComparison.Ordinal) ? host + "." + domain : host;
 }

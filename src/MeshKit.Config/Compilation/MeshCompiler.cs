@@ -272,6 +272,11 @@ public static class MeshCompiler
 
         foreach (var vs in config.VirtualServices)
         {
+            if (vs.Gateway is { } origin && vs.Hosts.Count == 0)
+            {
+                diagnostics.Add(Warn(vs, origin.ParentPath, "names no ServiceEntry of this name and namespace: the route applies once one is defined"));
+            }
+
             for (var h = 0; h < vs.Hosts.Count; h++)
             {
                 var host = HostNames.Qualify(vs.Hosts[h], vs.Namespace, domain);

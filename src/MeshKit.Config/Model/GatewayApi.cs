@@ -18,12 +18,19 @@ public sealed record GatewayRouteResource : ConfigResource
     public DateTimeOffset? CreationTimestamp { get; init; }
 }
 
-/// <summary>A <c>parentRefs</c> entry naming a Service: the calls to it (to one of its ports) the route takes.</summary>
-/// <param name="Name">Gets the Service's name.</param>
-/// <param name="Namespace">Gets the Service's namespace (the route's when not given).</param>
+/// <summary>
+/// A <c>parentRefs</c> entry naming a Service, or an Istio ServiceEntry (Istio's extension of GEP-1426, for hosts
+/// outside the cluster): the calls to it (to one of its ports) the route takes.
+/// </summary>
+/// <param name="Name">Gets the Service's (or ServiceEntry's) name.</param>
+/// <param name="Namespace">Gets its namespace (the route's when not given).</param>
 /// <param name="Port">Gets <c>port</c>: the route takes calls to that port only; null for every port.</param>
 /// <param name="Path">Gets the entry's field path (<c>spec.parentRefs[0]</c>), for findings.</param>
-public sealed record ServiceParentRef(string Name, string Namespace, uint? Port, string Path);
+public sealed record ServiceParentRef(string Name, string Namespace, uint? Port, string Path)
+{
+    /// <summary>Gets whether the parent is a ServiceEntry (the route takes the calls to its hosts), not a Service.</summary>
+    public bool IsServiceEntry { get; init; }
+}
 
 /// <summary>One match of one rule of an HTTPRoute, as a route of the VirtualService model.</summary>
 /// <param name="Route">Gets the route: the match, the rule's filters, backends and timeouts.</param>

@@ -77,9 +77,16 @@ public static partial class ConfigParser
             return null;
         }
 
+        if (kind == "ServiceEntry" && group == "networking.istio.io")
+        {
+            // Istio's extension: the route takes the calls to the ServiceEntry's hosts (ConfigSet looks it up).
+            p.NotSupported("sectionName", DiagnosticSeverity.Error, "a ServiceEntry parent's port is named by port");
+            return name is null ? null : new ServiceParentRef(name, ns, port, p.Path) { IsServiceEntry = true };
+        }
+
         if (kind != "Service")
         {
-            p.Context.Error(p.Get("kind") ?? p.Node, p.ChildPath("kind"), $"a {kind} parent is not supported by MeshKit: attach the route to a Service");
+            p.Context.Error(p.Get("kind") ?? p.Node, p.ChildPath("kind"), $"a {kind} parent is not supported by MeshKit: attach the route to a Service (or an Istio ServiceEntry)");
             p.Ignore("sectionName");
             return null;
         }
@@ -527,18 +534,41 @@ public static partial class ConfigParser
 
     /// <summary>
     /// A Service backend: its host is written <c>name.namespace.svc</c>, to which ConfigSet appends the cluster domain
-    /// (the parser does not know it); backends in any namespace, as Gateway API allows a mesh route's.
+    /// (the parser does not know it); backends in any namespace, as Gateway API allows a mesh route's. Or, as Istio
+    /// extends it, a host name (<c>group: networking.istio.io</c>, <c>kind: Hostname</c>: a ServiceEntry's host),
+    /// written as it is (a name ending in <c>.svc</c> is completed with the cluster domain too, as Kubernetes does).
     /// </summary>
     private static Destination? ReadBackendTarget(MapReader b, string routeNamespace)
     {
         var group = b.String("group") ?? string.Empty;
         var kind = b.String("kind") ?? "Service";
         var name = b.String("name", required: true);
-        var ns = b.String("namespace") ?? routeNamespace;
+        var ns = b.String("namespace");
         var port = b.UInt("port", 1, 65535);
+        if (kind == "Hostname" && group == "networking.istio.io")
+        {
+            if (ns is not null)
+            {
+                b.Context.Error(b.Get("namespace"), b.ChildPath("namespace"), "a Hostname backend has no namespace");
+            }
+
+            if (name is not null)
+            {
+                ValidateHostName(b, b.ChildPath("name"), name, allowWildcard: false);
+            }
+
+            if (port is null && !b.Has("port"))
+            {
+                b.Context.Error(b.Node, b.ChildPath("port"), "is required for a Hostname backend");
+            }
+
+            return name is null ? null : new Destination(name.ToLowerInvariant(), null, port);
+        }
+
+        ns ??= routeNamespace;
         if (kind != "Service" || group is not ("" or "core"))
         {
-            b.Context.Error(b.Get("kind") ?? b.Get("group") ?? b.Node, b.ChildPath("kind"), $"a backend of kind {kind} (group '{group}') is not supported by MeshKit: name a Service");
+            b.Context.Error(b.Get("kind") ?? b.Get("group") ?? b.Node, b.ChildPath("kind"), $"a backend of kind {kind} (group '{group}') is not supported by MeshKit: name a Service (or, as Istio allows, a ServiceEntry's host as kind Hostname of group networking.istio.io)");
             return null;
         }
 
@@ -566,7 +596,7 @@ public static partial class ConfigParser
     {
         var request = t.Duration("request");
         var backendRequest = t.Duration("backendRequest");
-        if (request is { } r && backendRequest is { } b && r > TimeSpan.Zero && (b > r || b == TimeSpan.Zero))
+        if (request is { } r && backendRequest is { } b && r > TimeSpan.Zero && b > r)
         {
             t.Context.Error(t.Get("backendRequest"), t.ChildPath("backendRequest"), "must not be longer than request");
         }

@@ -315,7 +315,7 @@ public static partial class ConfigParser
         {
             if (parents.Children[i] is YamlMappingNode parent
                 && parent.Children.TryGetValue(new YamlScalarNode("kind"), out var kindNode)
-                && kindNode is YamlScalarNode { Value: "Service" or "ServiceEntry" } parentKind)
+                && kindNode is YamlScalarNode { Value: "Service" or "ServiceEntry" or "ServiceImport" } parentKind)
             {
                 return (parentKind, $"spec.parentRefs[{i}].kind", parentKind.Value!);
             }

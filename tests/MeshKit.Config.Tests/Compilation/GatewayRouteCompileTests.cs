@@ -148,4 +148,34 @@ public class GatewayRouteCompileTests
         var finding = Assert.Single(mesh.Diagnostics, d => d.Resource == "HTTPRoute shop/http");
         Assert.Contains("GRPCRoute shop/grpc", finding.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void ARouteAttachedToAServiceEntry_RoutesItsHosts_AnUnknownOneIsAFinding()
+    {
+        var mesh = Compile("""
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: httpbin, namespace: shop }
+            spec:
+              hosts: [httpbin.example.com]
+              location: MESH_EXTERNAL
+              resolution: DNS
+              ports: [{ number: 80, name: http, protocol: HTTP }]
+            ---
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: { name: egress, namespace: shop }
+            spec:
+              parentRefs: [{ group: networking.istio.io, kind: ServiceEntry, name: httpbin }, { group: networking.istio.io, kind: ServiceEntry, name: missing }]
+              rules:
+              - matches: [{ path: { value: /v2 } }]
+                backendRefs: [{ group: networking.istio.io, kind: Hostname, name: httpbin.example.com, port: 80 }, { name: ratings, port: 9080 }]
+            """);
+
+        var route = Assert.Single(Routes(mesh, "shop", "httpbin.example.com").HttpRoutes);
+        Assert.Equal(["httpbin.example.com", "ratings.shop.svc.cluster.local"], route.Destinations.Select(d => d.Host));
+        var finding = Assert.Single(mesh.Diagnostics, d => d.Resource == "HTTPRoute shop/egress");
+        Assert.Equal("spec.parentRefs[1]", finding.Path);
+        Assert.Contains("names no ServiceEntry", finding.Message, StringComparison.Ordinal);
+    }
 }

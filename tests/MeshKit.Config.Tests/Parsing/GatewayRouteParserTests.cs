@@ -169,7 +169,8 @@ public class GatewayRouteParserTests
     [Theory]
     [InlineData("parentRefs: [{ kind: Service, name: reviews }]", "spec.parentRefs[0].group", "group \"\"")]
     [InlineData("parentRefs: [{ group: \"\", kind: Service, name: reviews, sectionName: http }]", "spec.parentRefs[0].sectionName", "named by port")]
-    [InlineData("parentRefs: [{ group: networking.istio.io, kind: ServiceEntry, name: httpbin }]", "spec.parentRefs[0].kind", "ServiceEntry parent")]
+    [InlineData("parentRefs: [{ group: multicluster.x-k8s.io, kind: ServiceImport, name: reviews }]", "spec.parentRefs[0].kind", "ServiceImport parent")]
+    [InlineData("parentRefs: [{ group: networking.istio.io, kind: ServiceEntry, name: httpbin, sectionName: http }]", "spec.parentRefs[0].sectionName", "named by port")]
     public void UnsupportedParents_AreErrors(string parents, string path, string message)
     {
         var result = Parse($$"""
@@ -198,6 +199,7 @@ public class GatewayRouteParserTests
     [InlineData("- matches: [{ path: { type: RegularExpression, value: \"(\" } }]", "spec.rules[0].matches[0].path.value", "invalid regular expression")]
     [InlineData("- matches: [{ method: FETCH }]", "spec.rules[0].matches[0].method", "is not one of")]
     [InlineData("- timeouts: { request: 1s, backendRequest: 2s }", "spec.rules[0].timeouts.backendRequest", "not be longer than request")]
+    [InlineData("- backendRefs: [{ group: networking.istio.io, kind: Hostname, name: a.example.com, namespace: x, port: 80 }]", "spec.rules[0].backendRefs[0].namespace", "has no namespace")]
     [InlineData("- sessionPersistence: { sessionName: s }", "spec.rules[0].sessionPersistence", "consistentHash")]
     [InlineData("- retry: { codes: [200] }", "spec.rules[0].retry.codes[0]", "from 400 to 599")]
     [InlineData("- backendRefs: [{ name: a, port: 80, wieght: 1 }]", "spec.rules[0].backendRefs[0].wieght", "unknown field")]
@@ -285,5 +287,26 @@ public class GatewayRouteParserTests
             """);
 
         AssertOneError(result, path, message);
+    }
+
+    [Fact]
+    public void AServiceEntryParent_AndHostnameBackends_AsIstioExtendsGatewayApi()
+    {
+        var route = Single("""
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: { name: egress, namespace: shop }
+            spec:
+              parentRefs: [{ group: networking.istio.io, kind: ServiceEntry, name: httpbin, port: 80 }]
+              rules:
+              - matches: [{ path: { value: /v2 } }]
+                backendRefs: [{ group: networking.istio.io, kind: Hostname, name: Httpbin-V2.example.com, port: 80 }]
+                timeouts: { request: 5s, backendRequest: 0s }
+            """);
+
+        Assert.Equal([new ServiceParentRef("httpbin", "shop", 80, "spec.parentRefs[0]") { IsServiceEntry = true }], route.Parents);
+        var rule = Assert.Single(route.Rules).Route;
+        Assert.Equal(new Destination("httpbin-v2.example.com", null, 80), rule.Route[0].Destination);
+        Assert.Equal((TimeSpan.FromSeconds(5), (RetrySpec?)null), (rule.Timeout, rule.Retries)); // backendRequest 0s: no per-try timeout
     }
 }

@@ -151,7 +151,9 @@ public sealed class CompiledMesh
                         serviceRoutes.Sources.Add(vs.DisplayName);
                     }
 
-                    serviceRoutes.HttpRoutes.Add(CompileRoute(route, vs.Namespace, domain));
+                    var compiled = CompileRoute(route, vs.Namespace, domain);
+                    compiled.UnknownDestinationStatus = 500; // Gateway API: an invalid backend's share of the calls gets 500
+                    serviceRoutes.HttpRoutes.Add(compiled);
                 }
             }
 

@@ -455,7 +455,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         if (target.Endpoints is null)
         {
             var what = target.Subset.Length == 0 ? $"service '{target.Host}'" : $"subset '{target.Subset}' of '{target.Host}'";
-            return new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.ServiceUnavailable, "NC", $"{what} is not known to the mesh"));
+            return new ValueTask<HttpResponseMessage>(Reject(request, (HttpStatusCode)route.UnknownDestinationStatus, "NC", $"{what} is not known to the mesh"));
         }
 
         var passthrough = target.Endpoints.Balancer.IsPassthrough;

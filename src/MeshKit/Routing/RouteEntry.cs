@@ -8,8 +8,9 @@ namespace MeshKit.Routing;
 /// </summary>
 internal sealed class RouteEntry
 {
-    public RouteEntry(string name, RequestMatcher[] matchers, RouteTarget[] targets, RouteActions actions, Resilience.RouteResilience? resilience = null, (RouteTarget Target, double Percentage)[]? mirrors = null)
+    public RouteEntry(string name, RequestMatcher[] matchers, RouteTarget[] targets, RouteActions actions, Resilience.RouteResilience? resilience = null, (RouteTarget Target, double Percentage)[]? mirrors = null, int unknownDestinationStatus = 503)
     {
+        UnknownDestinationStatus = unknownDestinationStatus;
         Resilience = resilience;
         Mirrors = mirrors ?? [];
         Name = name;
@@ -20,6 +21,9 @@ internal sealed class RouteEntry
     }
 
     public string Name { get; }
+
+    /// <summary>Gets the status of a call routed to a destination the mesh does not know (503; 500 for a Gateway API route).</summary>
+    public int UnknownDestinationStatus { get; }
 
     public RequestMatcher[] Matchers { get; }
 

@@ -309,7 +309,7 @@ internal static class SnapshotBuilder
                 ResponseHeaders = HeaderEdits.Create(d.ResponseHeaders),
             }).ToArray();
             var mirrors = route.Mirrors.Select(m => (Target(m.Host, m.Subset, m.Port, 0, clusters, ports), m.Percentage)).ToArray();
-            entries.Add(new RouteEntry(route.Name, matchers, targets, actions, RouteResilience.Create(route, pipelines), mirrors));
+            entries.Add(new RouteEntry(route.Name, matchers, targets, actions, RouteResilience.Create(route, pipelines), mirrors, route.UnknownDestinationStatus == 0 ? 503 : (int)route.UnknownDestinationStatus));
         }
 
         // No VirtualService: everything goes to the service itself, as Istio's default route does (with its default

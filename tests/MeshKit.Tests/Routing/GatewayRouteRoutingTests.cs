@@ -92,6 +92,8 @@ public class GatewayRouteRoutingTests
               - matches: [{ path: { type: PathPrefix, value: /moved } }]
                 filters: [{ type: RequestRedirect, requestRedirect: { hostname: elsewhere, statusCode: 301 } }]
               - matches: [{ path: { type: PathPrefix, value: /nothing } }]
+              - matches: [{ path: { type: PathPrefix, value: /unknown } }]
+                backendRefs: [{ name: nowhere, port: 9080 }]
             """);
 
         Assert.Equal("http://10.0.0.3:3001/fixed", (await Send(mesh, "http://reviews/full/a/b")).SentTo);
@@ -102,6 +104,7 @@ public class GatewayRouteRoutingTests
         Assert.Equal((301, "http://elsewhere:9080/moved/y"), (moved.Status, moved.Location)); // the request's port
 
         Assert.Equal(500, (await Send(mesh, "http://reviews/nothing")).Status); // a rule without backends
+        Assert.Equal(500, (await Send(mesh, "http://reviews/unknown")).Status); // a backend the mesh does not know
         Assert.Equal(404, (await Send(mesh, "http://reviews/unrouted")).Status); // a route replaces the Service's default routing
     }
 

@@ -380,6 +380,47 @@ public sealed class TrafficEndToEndTests : MeshTestBase
     }
 
     [Fact]
+    public async Task GrpcRoute_RoutesTheGrpcClientByMethod_ToVersionServices()
+    {
+        await StartGreeterAsync("v1");
+        await StartGreeterAsync("v2");
+        var client = await StartGreeterClientAsync();
+        const string Version = """
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: greeter-VERSION }
+            spec:
+              hosts: [greeter-VERSION.default.svc.cluster.local]
+              location: MESH_INTERNAL
+              resolution: STATIC
+              ports: [{ number: 9080, name: grpc, protocol: GRPC }]
+              workloadSelector: { labels: { app: greeter, version: VERSION } }
+            ---
+
+            """;
+        ControlPlane.WriteConfig("greeter.yaml", Version.Replace("VERSION", "v1", StringComparison.Ordinal) + Version.Replace("VERSION", "v2", StringComparison.Ordinal) + """
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: GRPCRoute
+            metadata: { name: greeter }
+            spec:
+              parentRefs: [{ group: "", kind: Service, name: greeter, port: 9080 }]
+              rules:
+              - backendRefs: [{ name: greeter-v1, port: 9080 }]
+              - matches: [{ method: { service: greet.Greeter, method: SayGoodbye } }]
+                backendRefs: [{ name: greeter-v2, port: 9080 }]
+            """);
+        await Eventually.TrueAsync(() => client.Snapshot.Services.TryGetValue("greeter.default.svc.cluster.local", out var s) && s.Routes.Length == 2
+            && s.Routes.All(r => r.Targets[0].Endpoints?.Endpoints.Length == 1), "the GRPCRoute applied, each version Service with its endpoint");
+        var greeter = client.Services.GetRequiredService<Greeter.GreeterClient>();
+
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.Equal("hello ada from v1", (await greeter.SayHelloAsync(new HelloRequest { Name = "ada" })).Message);
+            Assert.Equal("goodbye ada from v2", (await greeter.SayGoodbyeAsync(new HelloRequest { Name = "ada" })).Message);
+        }
+    }
+
+    [Fact]
     public async Task GrpcClient_IsRoutedByMethod()
     {
         var v1 = await StartGreeterAsync("v1");

@@ -19,6 +19,7 @@ internal static class ResourceKinds
         ("Telemetry", "telemetries", null),
         ("MeshConfig", "meshconfigs", null),
         ("HTTPRoute", "httproutes", null),
+        ("GRPCRoute", "grpcroutes", null),
     ];
 
     /// <summary>Gets the kinds MeshKit reads, for a message.</summary>

@@ -70,6 +70,19 @@ public sealed class MeshCtlTests : MeshTestBase, IDisposable
         }
 
         Assert.Contains("DestinationRule  default    reviews  reviews-v2.yaml:", Run("get", "dr").Output, StringComparison.Ordinal);
+
+        // Gateway API's routes for the mesh are kinds of their own.
+        var route = Write("route.yaml", """
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: GRPCRoute
+            metadata: { name: ratings }
+            spec:
+              parentRefs: [{ group: "", kind: Service, name: ratings }]
+              rules: [{ backendRefs: [{ name: ratings, port: 9080 }] }]
+            """);
+        Assert.Equal(0, Run("apply", "-f", route).Code);
+        Assert.Contains("GRPCRoute  default    ratings  route.yaml:", Run("get", "grpcroutes.gateway.networking.k8s.io").Output, StringComparison.Ordinal);
+        Assert.Equal(0, Run("delete", "-f", route).Code);
         Assert.Contains("DestinationRule", Run("get", "all").Output, StringComparison.Ordinal);
 
         // A kind MeshKit does not read is an error, not an empty list.

@@ -139,6 +139,7 @@ public static partial class ConfigParser
         {
             matches = [DefaultGatewayMatch()];
         }
+
         var actions = new GatewayActions();
         var types = new HashSet<string>(StringComparer.Ordinal);
         r.List("filters", f => ReadGatewayFilter(f, actions, types, ns, FilterScope.HttpRule));

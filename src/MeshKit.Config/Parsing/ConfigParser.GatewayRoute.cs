@@ -28,12 +28,9 @@ public static partial class ConfigParser
     private static GatewayRouteResource? ReadGatewayRoute(MapReader s, Header h, DateTimeOffset? created)
     {
         var ns = h.Metadata.Namespace;
+        // A route gets here with a Service, ServiceEntry or ServiceImport parent (one attached only to gateways was
+        // skipped): a parent that is not read is an error of its own.
         var parents = s.List("parentRefs", p => ReadParentRef(p, ns));
-        if (parents.Count == 0 && s.Context.ErrorCount == 0)
-        {
-            // A route whose parents are all gateways was skipped before it got here; none at all is an error.
-            s.Context.Error(s.Node, s.ChildPath("parentRefs"), "names no Service: a route for the mesh is attached to the Service whose calls it routes");
-        }
 
         if (s.Has("hostnames"))
         {

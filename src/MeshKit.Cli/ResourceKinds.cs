@@ -20,6 +20,7 @@ internal static class ResourceKinds
         ("MeshConfig", "meshconfigs", null),
         ("HTTPRoute", "httproutes", null),
         ("GRPCRoute", "grpcroutes", null),
+        ("Service", "services", "svc"),
     ];
 
     /// <summary>Gets the kinds MeshKit reads, for a message.</summary>

@@ -24,6 +24,7 @@ public sealed class ConfigSet
             .ThenBy(r => r.Name, StringComparer.Ordinal)
             .ToArray();
         ServiceEntries = Resources.OfType<ServiceEntry>().ToArray();
+        KubernetesServices = Resources.OfType<KubernetesService>().ToArray();
         GatewayApiRoutes = Resources.OfType<GatewayRouteResource>().ToArray();
         MeshConfig = Resources.OfType<MeshConfigResource>().FirstOrDefault();
         VirtualServices = [.. Resources.OfType<VirtualService>(), .. GatewayRoutes.ToVirtualServices(GatewayApiRoutes, ServiceEntries, MeshConfig?.ClusterDomain ?? MeshCompiler.DefaultClusterDomain)];
@@ -56,6 +57,9 @@ public sealed class ConfigSet
 
     /// <summary>Gets the ServiceEntries.</summary>
     public IReadOnlyList<ServiceEntry> ServiceEntries { get; }
+
+    /// <summary>Gets the Kubernetes Services with a selector, ordered by namespace and name.</summary>
+    public IReadOnlyList<KubernetesService> KubernetesServices { get; }
 
     /// <summary>Gets the PeerAuthentications, ordered by namespace and name.</summary>
     public IReadOnlyList<PeerAuthentication> PeerAuthentications { get; }

@@ -78,6 +78,11 @@ public static class MeshCompiler
             AddServiceEntry(entry, services, domain, registered, config, settings);
         }
 
+        foreach (var kubernetesService in config.KubernetesServices)
+        {
+            AddServiceEntry(kubernetesService.AsServiceEntry(), services, domain, registered, config, settings);
+        }
+
         CheckReferences(config, services, settings, diagnostics, registryKnown);
         CheckOnePerWorkload(config.PeerAuthentications, r => ((PeerAuthentication)r).Selector, registered, diagnostics);
         CheckOnePerWorkload(config.Telemetries, r => ((TelemetryResource)r).Selector, registered, diagnostics);
@@ -131,7 +136,10 @@ public static class MeshCompiler
                 // The entry's endpoints are the live workloads of its namespace that carry the labels.
                 foreach (var workload in workloads)
                 {
-                    if (workload.Namespace != entry.Namespace || workload.Address.Length == 0 || !selector.Matches(workload.Labels))
+                    // A workload registered under this very host is its endpoint already (a Kubernetes Service
+                    // named as the workloads' own service, as Bookinfo's Services are).
+                    if (workload.Namespace != entry.Namespace || workload.Address.Length == 0 || !selector.Matches(workload.Labels)
+                        || HostNames.ServiceHost(workload.Service, workload.Namespace, domain) == host)
                     {
                         continue;
                     }
@@ -141,7 +149,9 @@ public static class MeshCompiler
 
                     foreach (var port in entry.Ports)
                     {
-                        var target = workload.Ports.FirstOrDefault(p => p.Name == port.Name)
+                        // A port named as the target is the only one (Kubernetes: a pod without it is no endpoint of that port).
+                        var target = port.TargetPortName is { } targetName ? workload.Ports.FirstOrDefault(p => p.Name == targetName)
+                            : workload.Ports.FirstOrDefault(p => p.Name == port.Name)
                             ?? workload.Ports.FirstOrDefault(p => p.ServicePort == (port.TargetPort ?? port.Number))
                             ?? workload.Ports.FirstOrDefault();
                         if (target is not null)
@@ -154,7 +164,10 @@ public static class MeshCompiler
                         }
                     }
 
-                    service.Endpoints.Add(endpoint);
+                    if (endpoint.Ports.Count > 0)
+                    {
+                        service.Endpoints.Add(endpoint);
+                    }
                 }
 
                 // And the WorkloadEntries of its namespace that carry them (VMs and other workloads declared, not registered).

@@ -339,7 +339,37 @@ public sealed record ServiceEntry : ConfigResource
 /// <param name="Protocol">Gets <c>protocol</c> (upper case).</param>
 /// <param name="Name">Gets <c>name</c>.</param>
 /// <param name="TargetPort">Gets <c>targetPort</c>, or <see langword="null"/>.</param>
-public sealed record ServiceEntryPort(uint Number, string Protocol, string Name, uint? TargetPort);
+public sealed record ServiceEntryPort(uint Number, string Protocol, string Name, uint? TargetPort)
+{
+    /// <summary>
+    /// Gets the name of the selected workloads' port that takes the port's calls (a Kubernetes Service's
+    /// <c>targetPort</c> written as a name), or <see langword="null"/>.
+    /// </summary>
+    public string? TargetPortName { get; init; }
+}
+
+/// <summary>
+/// A Kubernetes <c>v1</c> Service with a selector, read as Istio reads one: the mesh-internal host
+/// <c>name.namespace.svc.&lt;cluster domain&gt;</c> whose endpoints are the live workloads of its namespace that carry
+/// every label of its selector (Istio's <c>bookinfo-versions.yaml</c>: one Service per version).
+/// </summary>
+public sealed record KubernetesService : ConfigResource
+{
+    /// <summary>Gets <c>spec.selector</c>.</summary>
+    public required WorkloadSelector Selector { get; init; }
+
+    /// <summary>Gets <c>spec.ports</c>, each with the protocol Istio selects for it (<c>appProtocol</c>, else the name's prefix).</summary>
+    public IReadOnlyList<ServiceEntryPort> Ports { get; init; } = [];
+
+    /// <summary>Returns the Service as the ServiceEntry it amounts to (internal, its endpoints the selected workloads).</summary>
+    /// <returns>A ServiceEntry of the same name, namespace and source.</returns>
+    public ServiceEntry AsServiceEntry() => new()
+    {
+        Kind = Kind, ApiVersion = ApiVersion, Name = Name, Namespace = Namespace, Labels = Labels, Annotations = Annotations,
+        Source = Source, FieldLocations = FieldLocations,
+        Hosts = [Name], Ports = Ports, Location = "MESH_INTERNAL", Resolution = "STATIC", WorkloadSelector = Selector,
+    };
+}
 
 /// <summary>One entry of a ServiceEntry's <c>endpoints</c>.</summary>
 public sealed record WorkloadEntrySpec

@@ -26,6 +26,7 @@ public static partial class ConfigParser
             ValidateHostName(s, $"{s.ChildPath("hosts")}[{i}]", hosts[i], allowWildcard: true);
         }
 
+        var seen = new List<ServiceEntryPort>();
         var ports = s.List("ports", p =>
         {
             var number = p.UInt("number", 1, 65535);
@@ -48,24 +49,8 @@ public static partial class ConfigParser
             }
 
             var target = p.UInt("targetPort", 1, 65535);
-            return number is null ? null : new ServiceEntryPort(number.Value, protocol, name, target);
+            return Unique(p, seen, number is null ? null : new ServiceEntryPort(number.Value, protocol, name, target), "number");
         });
-
-        var portItems = s.Get("ports") as YamlSequenceNode;
-        for (var i = 0; i < ports.Count; i++)
-        {
-            var earlier = ports.Take(i);
-            var node = portItems?.Children.ElementAtOrDefault(i) ?? s.Node;
-            if (earlier.Any(o => o.Number == ports[i].Number))
-            {
-                s.Context.Error(node, $"{s.ChildPath("ports")}[{i}].number", $"port {ports[i].Number} is already defined");
-            }
-
-            if (ports[i].Name.Length > 0 && earlier.Any(o => o.Name == ports[i].Name))
-            {
-                s.Context.Error(node, $"{s.ChildPath("ports")}[{i}].name", $"port name '{ports[i].Name}' is already defined");
-            }
-        }
 
         var location = s.String("location") ?? "MESH_EXTERNAL";
         if (location is not ("MESH_EXTERNAL" or "MESH_INTERNAL"))
@@ -163,6 +148,29 @@ public static partial class ConfigParser
             Hosts = hosts, Ports = ports, Location = location, Resolution = resolution, Endpoints = endpoints, ExportTo = exportTo,
             WorkloadSelector = selector, SubjectAltNames = subjectAltNames,
         }, h);
+    }
+
+    // Port numbers and names are unique within a ServiceEntry or a Service: checked as each port is read, so that a
+    // finding names the port's own item.
+    private static ServiceEntryPort? Unique(MapReader p, List<ServiceEntryPort> earlier, ServiceEntryPort? port, string numberField)
+    {
+        if (port is null)
+        {
+            return null;
+        }
+
+        if (earlier.Any(o => o.Number == port.Number))
+        {
+            p.Context.Error(p.Get(numberField) ?? p.Node, p.ChildPath(numberField), $"port {port.Number} is already defined");
+        }
+
+        if (port.Name.Length > 0 && earlier.Any(o => o.Name == port.Name))
+        {
+            p.Context.Error(p.Get("name") ?? p.Node, p.ChildPath("name"), $"port name '{port.Name}' is already defined");
+        }
+
+        earlier.Add(port);
+        return port;
     }
 
     // A ServiceEntry's endpoint or a WorkloadEntry's spec: the same fields.

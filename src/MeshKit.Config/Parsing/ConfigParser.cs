@@ -187,6 +187,7 @@ public static partial class ConfigParser
             ("telemetry.istio.io", "Telemetry") => (true, TelemetryVersions),
             ("gateway.networking.k8s.io", "HTTPRoute") => (true, GatewayApiVersions),
             ("gateway.networking.k8s.io", "GRPCRoute") => (true, GrpcRouteVersions),
+            ("", "Service") => (true, ["v1"]),
             _ => (false, Array.Empty<string>()),
         };
 
@@ -225,6 +226,7 @@ public static partial class ConfigParser
             "Telemetry" => doc.Map("spec", s => ReadTelemetry(s, header)),
             "Sidecar" => doc.Map("spec", s => ReadSidecar(s, header)),
             "HTTPRoute" or "GRPCRoute" => doc.Map("spec", s => ReadGatewayRoute(s, header, CreationTimestamp(doc))),
+            "Service" => doc.Map("spec", s => ReadKubernetesService(s, header)),
             "WorkloadEntry" => doc.Map("spec", s => Fill(new WorkloadEntryResource
             {
                 Kind = kind, ApiVersion = apiVersion, Name = metadata.Name, Namespace = metadata.Namespace,
@@ -257,7 +259,7 @@ public static partial class ConfigParser
     /// <summary>
     /// Reports a document of a kind MeshKit knows it does not read, and says whether it is skipped: Istio kinds for
     /// gateways and proxies (a warning), Kubernetes' own resources that share a folder or a kustomize output with the
-    /// mesh's configuration (a warning: they are not mesh configuration), and Gateway API resources (a warning for those
+    /// mesh's configuration (a warning: they are not mesh configuration; a Service is, and is read), and Gateway API resources (a warning for those
     /// of gateways, an error for a route attached to a Service, which would route the mesh's own calls). Any other
     /// unknown kind stays an error, so that a misspelt Istio kind or group is never skipped.
     /// </summary>
@@ -286,6 +288,11 @@ public static partial class ConfigParser
             }
 
             return true;
+        }
+
+        if (group.Length == 0 && kind == "Service")
+        {
+            return false; // a host of the mesh: read as Istio reads it (ReadKubernetesService)
         }
 
         if (KubernetesGroups.Contains(group) || group.EndsWith(".k8s.io", StringComparison.Ordinal))

@@ -797,9 +797,9 @@ public class ConfigParserTests
         // A folder or kustomize output that holds the application's own Kubernetes resources next to its Istio YAML.
         var result = Parse("""
             apiVersion: v1
-            kind: Service
+            kind: ConfigMap
             metadata: { name: reviews }
-            spec: { ports: [{ port: 9080 }] }
+            data: { port: "9080" }
             ---
             apiVersion: apps/v1
             kind: Deployment
@@ -832,7 +832,7 @@ public class ConfigParserTests
 
         Assert.All(result.Diagnostics, d => Assert.Equal(DiagnosticSeverity.Warning, d.Severity));
         Assert.Collection(result.Diagnostics,
-            d => Assert.Equal("Service (v1) is a Kubernetes resource, not mesh configuration; the document is ignored", d.Message),
+            d => Assert.Equal("ConfigMap (v1) is a Kubernetes resource, not mesh configuration; the document is ignored", d.Message),
             d => Assert.Contains("Deployment (apps/v1) is a Kubernetes resource", d.Message, StringComparison.Ordinal),
             d => Assert.Contains("Role (rbac.authorization.k8s.io/v1) is a Kubernetes resource", d.Message, StringComparison.Ordinal),
             d => Assert.Contains("WasmPlugin is not supported by MeshKit", d.Message, StringComparison.Ordinal),

@@ -85,6 +85,25 @@ public sealed class MeshCtlTests : MeshTestBase, IDisposable
         Assert.Equal(0, Run("delete", "-f", route).Code);
         Assert.Contains("DestinationRule", Run("get", "all").Output, StringComparison.Ordinal);
 
+        // A Kubernetes Service is a host whose endpoints its selector picks among the live workloads.
+        var service = Write("reviews-v1.yaml", """
+            apiVersion: v1
+            kind: Service
+            metadata: { name: reviews-v1 }
+            spec:
+              selector: { app: reviews, version: v1 }
+              ports: [{ port: 80, name: http }]
+            """);
+        Assert.Equal(0, Run("apply", "-f", service).Code);
+        Assert.Contains("Service  default    reviews-v1  reviews-v1.yaml:", Run("get", "svc").Output, StringComparison.Ordinal);
+        await Eventually.TrueAsync(async () => (await productpage.CreateClient().GetAsync("http://reviews-v1/")).IsSuccessStatusCode, "the Service is known");
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.StartsWith("reviews|v1|", await productpage.CreateClient().GetStringAsync("http://reviews-v1/"), StringComparison.Ordinal);
+        }
+
+        Assert.Equal(0, Run("delete", "-f", service).Code);
+
         // A kind MeshKit does not read is an error, not an empty list.
         (code, _, error) = Run("get", "gateways");
         Assert.Equal(2, code);

@@ -217,11 +217,11 @@ public sealed class BookinfoSampleTests
             Assert.InRange(v3, 15, 45);
 
             // Request routing with Gateway API: an HTTPRoute attached to the reviews Service, to the version Services.
-            Apply(configDir, "gateway-api-reviews-versions.yaml", "reviews-versions.yaml");
+            Apply(configDir, "bookinfo-versions.yaml", "bookinfo-versions.yaml");
             Apply(configDir, "httproute-reviews-test-v2.yaml", "reviews.yaml");
             await Converged(async () => ServedBy(await Page(http, port, "jason")) == "reviews-v2", "the HTTPRoute routes jason to v2");
             await Converged(async () => ServedBy(await Page(http, port)) == "reviews-v1", "the HTTPRoute routes everyone else to v1");
-            File.Delete(Path.Combine(configDir, "reviews-versions.yaml"));
+            File.Delete(Path.Combine(configDir, "bookinfo-versions.yaml"));
 
             // Fault injection: ratings aborts for jason (reviews v2 for him shows the ratings error), then a 7 s delay
             // that outlasts productpage's timeout on reviews.

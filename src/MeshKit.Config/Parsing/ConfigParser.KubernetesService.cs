@@ -1,0 +1,176 @@
+using MeshKit.Config.Model;
+using MeshKit.Config.Validation;
+using YamlDotNet.RepresentationModel;
+
+namespace MeshKit.Config.Parsing;
+
+// Kubernetes' v1 Service, as Istio reads one: a host of the mesh whose endpoints are the workloads its selector picks.
+public static partial class ConfigParser
+{
+    // What a Service says about the cluster's network below the mesh (virtual IPs, node ports, cloud load balancers,
+    // kube-proxy's handling of external traffic): MeshKit routes by host name in process, so none of it applies, as
+    // none of it changes what Istio's sidecars do with a call.
+    private static readonly string[] NetworkOnlyServiceFields =
+    [
+        "clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "externalIPs", "externalName", "externalTrafficPolicy",
+        "healthCheckNodePort", "loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass",
+        "allocateLoadBalancerNodePorts", "publishNotReadyAddresses",
+    ];
+
+    private static KubernetesService? ReadKubernetesService(MapReader s, Header h)
+    {
+        var type = s.String("type") ?? "ClusterIP";
+        if (type == "ExternalName")
+        {
+            // Istio's sidecars resolve the alias by DNS; a ServiceEntry says the same and more (ports, protocol, TLS).
+            s.Context.Warning(s.Get("type"), s.ChildPath("type"), "an ExternalName Service is a DNS alias, which MeshKit does not read; the document is ignored: declare the external host with a ServiceEntry of resolution DNS");
+            s.Ignore("selector", "ports", "sessionAffinity", "sessionAffinityConfig", "internalTrafficPolicy", "trafficDistribution");
+            s.Ignore(NetworkOnlyServiceFields);
+            return null;
+        }
+
+        if (type is not ("ClusterIP" or "NodePort" or "LoadBalancer"))
+        {
+            s.Context.Error(s.Get("type"), s.ChildPath("type"), $"unknown type '{type}'; expected ClusterIP, NodePort, LoadBalancer or ExternalName");
+        }
+
+        s.Ignore(NetworkOnlyServiceFields);
+        var selector = SelectorLabels(s, "selector");
+        var seen = new List<ServiceEntryPort>();
+        var ports = s.List("ports", p => Unique(p, seen, ReadKubernetesServicePort(p), "port"));
+        var portItems = (s.Get("ports") as YamlSequenceNode)?.Children;
+        if (portItems is not { Count: > 0 })
+        {
+            s.Context.Error(s.Node, s.ChildPath("ports"), "at least one port is required: MeshKit routes a Service's calls by its ports");
+        }
+        else if (portItems.Count > 1)
+        {
+            // Kubernetes' own rule: with two ports or more, each is named (a route or a DestinationRule names them).
+            for (var i = 0; i < portItems.Count; i++)
+            {
+                if (portItems[i] is YamlMappingNode item && !item.Children.ContainsKey(new YamlScalarNode("name")))
+                {
+                    s.Context.Error(item, $"{s.ChildPath("ports")}[{i}].name", "is required when a Service has more than one port (as in Kubernetes)");
+                }
+            }
+        }
+
+        var affinity = s.String("sessionAffinity") ?? "None";
+        if (affinity == "ClientIP")
+        {
+            s.Context.Warning(s.Get("sessionAffinity"), s.ChildPath("sessionAffinity"), "is not supported by MeshKit and is ignored: kube-proxy's affinity is below the mesh; a DestinationRule's loadBalancer.consistentHash.useSourceIp keeps a caller on one endpoint");
+        }
+        else if (affinity != "None")
+        {
+            s.Context.Error(s.Get("sessionAffinity"), s.ChildPath("sessionAffinity"), $"unknown sessionAffinity '{affinity}'; expected None or ClientIP");
+        }
+
+        s.Ignore("sessionAffinityConfig"); // ClientIP's timeout: reported with it
+        if ((s.String("internalTrafficPolicy") ?? "Cluster") != "Cluster")
+        {
+            s.Context.Warning(s.Get("internalTrafficPolicy"), s.ChildPath("internalTrafficPolicy"), "is not supported by MeshKit and is ignored: MeshKit's workloads are not placed on nodes; a DestinationRule's localityLbSetting keeps calls near their caller");
+        }
+
+        s.NotSupported("trafficDistribution", DiagnosticSeverity.Warning, "a DestinationRule's localityLbSetting keeps calls near their caller");
+
+        if (selector.Count == 0)
+        {
+            // Without a selector, Kubernetes leaves the endpoints to EndpointSlices written by someone else.
+            s.Context.Warning(s.Get("selector") ?? s.Node, s.ChildPath("selector"), "a Service without a selector has its endpoints in EndpointSlices, which MeshKit does not read; the document is ignored: declare them with a ServiceEntry");
+            return null;
+        }
+
+        return Fill(new KubernetesService
+        {
+            Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
+            Selector = new WorkloadSelector(selector), Ports = ports,
+        }, h);
+    }
+
+    private static ServiceEntryPort? ReadKubernetesServicePort(MapReader p)
+    {
+        var number = p.UInt("port", 1, 65535);
+        if (number is null && !p.Has("port"))
+        {
+            p.Context.Error(p.Node, p.ChildPath("port"), "is required");
+        }
+
+        var name = p.String("name") ?? string.Empty;
+        if (name.Length > 0 && !Names.IsDnsLabel(name))
+        {
+            p.Context.Error(p.Get("name"), p.ChildPath("name"), $"'{name}' is not a valid port name (a DNS-1123 label)");
+        }
+
+        p.Ignore("nodePort"); // a node's port, below the mesh
+        var (targetPort, targetName) = ReadTargetPort(p);
+        var appProtocol = p.String("appProtocol");
+        var protocol = p.String("protocol") ?? "TCP";
+        if (protocol is "UDP" or "SCTP")
+        {
+            // Istio does not proxy them either: the calls MeshKit sees are HTTP.
+            p.Context.Warning(p.Get("protocol"), p.ChildPath("protocol"), $"MeshKit carries HTTP calls, not {protocol}: the port is ignored");
+            return null;
+        }
+
+        if (protocol != "TCP")
+        {
+            p.Context.Error(p.Get("protocol"), p.ChildPath("protocol"), $"unknown protocol '{protocol}'; expected TCP, UDP or SCTP");
+        }
+
+        return number is null ? null : new ServiceEntryPort(number.Value, IstioProtocol(appProtocol, name), name, targetPort) { TargetPortName = targetName };
+    }
+
+    // targetPort is a number, or the name of the workloads' port (Kubernetes' IntOrString).
+    private static (uint? Number, string? Name) ReadTargetPort(MapReader p)
+    {
+        var node = p.Get("targetPort");
+        if (node is not YamlScalarNode { Value: { Length: > 0 } value })
+        {
+            return (null, null);
+        }
+
+        if (value.All(char.IsAsciiDigit))
+        {
+            return (p.ToUInt(node, p.ChildPath("targetPort"), 1, 65535), null);
+        }
+
+        // IANA_SVC_NAME: up to 15 lower-case letters, digits and inner dashes, at least one letter.
+        if (value.Length > 15 || !Names.IsDnsLabel(value) || !value.Any(char.IsAsciiLetterLower) || value.Contains("--", StringComparison.Ordinal))
+        {
+            p.Context.Error(node, p.ChildPath("targetPort"), $"'{value}' is neither a port number nor a port name (up to 15 lower-case letters, digits and dashes)");
+            return (null, null);
+        }
+
+        return (null, value);
+    }
+
+    /// <summary>
+    /// The protocol Istio selects for a Service port: its <c>appProtocol</c>, else the prefix of its name
+    /// (<c>http-web</c>, <c>grpc</c>); else Istio sniffs the traffic, and the calls MeshKit's handler carries are HTTP.
+    /// </summary>
+    internal static string IstioProtocol(string? appProtocol, string portName)
+    {
+        static string? Known(string value) => value.ToLowerInvariant() switch
+        {
+            "http" or "kubernetes.io/ws" => "HTTP",
+            "http2" or "kubernetes.io/h2c" => "HTTP2",
+            "https" or "kubernetes.io/wss" => "HTTPS",
+            "grpc" => "GRPC",
+            "grpc-web" => "GRPC-WEB",
+            "tcp" => "TCP",
+            "tls" => "TLS",
+            "mongo" => "MONGO",
+            "mysql" => "MYSQL",
+            "redis" => "REDIS",
+            _ => null,
+        };
+
+        var dash = portName.IndexOf('-', StringComparison.Ordinal);
+
+        // grpc-web is a protocol of its own before it is grpc with a suffix.
+        return (appProtocol is { Length: > 0 } ? Known(appProtocol) : null)
+            ?? (portName.StartsWith("grpc-web", StringComparison.OrdinalIgnoreCase) ? "GRPC-WEB" : null)
+            ?? Known(dash < 0 ? portName : portName[..dash])
+            ?? "HTTP";
+    }
+}

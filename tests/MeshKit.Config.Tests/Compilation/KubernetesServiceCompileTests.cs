@@ -1,0 +1,122 @@
+using MeshKit.Config.Compilation;
+using MeshKit.Config.Parsing;
+using MeshKit.Protocol.V1;
+
+namespace MeshKit.Config.Tests.Compilation;
+
+/// <summary>Kubernetes Services compiled: their endpoints are the live workloads their selector picks.</summary>
+public class KubernetesServiceCompileTests
+{
+    private static CompiledMesh Compile(string yaml, params WorkloadAnnouncement[] workloads)
+    {
+        var result = ConfigParser.Parse(yaml, "services.yaml");
+        Assert.False(result.HasErrors, string.Join(Environment.NewLine, result.Diagnostics));
+        return MeshCompiler.Compile(new ConfigSet(result.Resources), workloads);
+    }
+
+    private static WorkloadAnnouncement Workload(string service, string version, string address, string ns = "shop", params (string Name, uint Target)[] ports)
+    {
+        var w = new WorkloadAnnouncement { Service = service, Namespace = ns, InstanceId = $"{service}-{version}-{address}", Address = address, ServiceAccount = service };
+        w.Labels["app"] = service;
+        w.Labels["version"] = version;
+        foreach (var (name, target) in ports.Length == 0 ? [("http", 8080u)] : ports)
+        {
+            w.Ports.Add(new WorkloadPort { Name = name, TargetPort = target, ServicePort = 9080, Protocol = "http" });
+        }
+
+        return w;
+    }
+
+    private static ServiceCluster Cluster(CompiledMesh mesh, string host) =>
+        mesh.ViewFor("shop").OfType(ResourceTypes.Cluster)[host].Resource_.Unpack<ServiceCluster>();
+
+    private static readonly WorkloadAnnouncement[] Reviews =
+    [
+        Workload("reviews", "v1", "10.0.0.1"), Workload("reviews", "v2", "10.0.0.2"), Workload("reviews", "v2", "10.0.0.3"),
+        Workload("reviews", "v2", "10.0.0.4", ns: "other"), Workload("ratings", "v2", "10.0.0.5"),
+    ];
+
+    [Fact]
+    public void AVersionService_HasTheWorkloadsOfItsNamespaceThatCarryItsLabels()
+    {
+        var mesh = Compile("""
+            apiVersion: v1
+            kind: Service
+            metadata: { name: reviews-v2, namespace: shop }
+            spec:
+              selector: { app: reviews, version: v2 }
+              ports: [{ port: 9080, name: http }]
+            """, Reviews);
+
+        var cluster = Cluster(mesh, "reviews-v2.shop.svc.cluster.local");
+        Assert.Equal(["10.0.0.2", "10.0.0.3"], cluster.Endpoints.Select(e => e.Address).Order());
+        Assert.All(cluster.Endpoints, e => Assert.Equal((9080u, 8080u, "reviews"), (e.Ports.Single().ServicePort, e.Ports.Single().TargetPort, e.ServiceAccount)));
+        Assert.Empty(mesh.Diagnostics);
+    }
+
+    [Fact]
+    public void AServiceNamedAsTheWorkloadsOwn_DoesNotCountThemTwice()
+    {
+        // Bookinfo's bookinfo.yaml: Service reviews, selecting app: reviews, over workloads registered as reviews.
+        var mesh = Compile("""
+            apiVersion: v1
+            kind: Service
+            metadata: { name: reviews, namespace: shop }
+            spec:
+              selector: { app: reviews }
+              ports: [{ port: 9080, name: http }]
+            """, Reviews);
+
+        Assert.Equal(["10.0.0.1", "10.0.0.2", "10.0.0.3"], Cluster(mesh, "reviews.shop.svc.cluster.local").Endpoints.Select(e => e.Address).Order());
+    }
+
+    [Fact]
+    public void ANamedTargetPort_IsTheWorkloadsPortOfThatName_AndAWorkloadWithoutItIsNoEndpoint()
+    {
+        var mesh = Compile("""
+            apiVersion: v1
+            kind: Service
+            metadata: { name: admin, namespace: shop }
+            spec:
+              selector: { app: reviews }
+              ports: [{ port: 80, name: http, targetPort: admin }]
+            """,
+            Workload("reviews", "v1", "10.0.0.1", ports: [("http", 8080), ("admin", 8081)]),
+            Workload("reviews", "v2", "10.0.0.2"));
+
+        var endpoint = Assert.Single(Cluster(mesh, "admin.shop.svc.cluster.local").Endpoints);
+        Assert.Equal(("10.0.0.1", 80u, 8081u), (endpoint.Address, endpoint.Ports.Single().ServicePort, endpoint.Ports.Single().TargetPort));
+    }
+
+    [Fact]
+    public void AnHttpRouteOnAVersionService_FindsItsHost()
+    {
+        // Istio's Gateway API request-routing task: the parent and the backends are Services of bookinfo-versions.yaml.
+        var mesh = Compile("""
+            apiVersion: v1
+            kind: Service
+            metadata: { name: reviews-v1, namespace: shop }
+            spec: { selector: { app: reviews, version: v1 }, ports: [{ port: 9080, name: http }] }
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: { name: reviews-v2, namespace: shop }
+            spec: { selector: { app: reviews, version: v2 }, ports: [{ port: 9080, name: http }] }
+            ---
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: { name: reviews, namespace: shop }
+            spec:
+              parentRefs: [{ group: "", kind: Service, name: reviews, port: 9080 }]
+              rules:
+              - matches: [{ headers: [{ name: end-user, value: jason }] }]
+                backendRefs: [{ name: reviews-v2, port: 9080 }]
+              - backendRefs: [{ name: reviews-v1, port: 9080 }]
+            """, Reviews);
+
+        Assert.Empty(mesh.Diagnostics);
+        var routes = mesh.ViewFor("shop").OfType(ResourceTypes.Routes)["reviews.shop.svc.cluster.local"].Resource_.Unpack<ServiceRoutes>();
+        Assert.Equal(["reviews-v2.shop.svc.cluster.local", "reviews-v1.shop.svc.cluster.local"], routes.HttpRoutes.Select(r => r.Destinations.Single().Host));
+        Assert.Equal(["10.0.0.1"], Cluster(mesh, "reviews-v1.shop.svc.cluster.local").Endpoints.Select(e => e.Address));
+    }
+}

@@ -698,7 +698,8 @@ internal sealed class ServiceInfo(string host, string ns, string shortName, bool
 
     public bool External { get; } = external;
 
-    public IReadOnlyList<string> ExportTo { get; } = exportTo;
+    // Settable: a Kubernetes Service's annotation governs its host, the workloads registered under it included.
+    public IReadOnlyList<string> ExportTo { get; set; } = exportTo;
 
     public SortedDictionary<uint, ServicePort> Ports { get; } = [];
 

@@ -81,6 +81,10 @@ public static class MeshCompiler
         foreach (var kubernetesService in config.KubernetesServices)
         {
             AddServiceEntry(kubernetesService.AsServiceEntry(), services, domain, registered, config, settings);
+            if (kubernetesService.ExportTo.Count > 0)
+            {
+                services[HostNames.Qualify(kubernetesService.Name, kubernetesService.Namespace, domain)].ExportTo = kubernetesService.ExportTo;
+            }
         }
 
         CheckReferences(config, services, settings, diagnostics, registryKnown);

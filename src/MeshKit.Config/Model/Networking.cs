@@ -361,13 +361,16 @@ public sealed record KubernetesService : ConfigResource
     /// <summary>Gets <c>spec.ports</c>, each with the protocol Istio selects for it (<c>appProtocol</c>, else the name's prefix).</summary>
     public IReadOnlyList<ServiceEntryPort> Ports { get; init; } = [];
 
+    /// <summary>Gets the namespaces that see the Service (Istio's annotation <c>networking.istio.io/exportTo</c>); empty means every namespace.</summary>
+    public IReadOnlyList<string> ExportTo { get; init; } = [];
+
     /// <summary>Returns the Service as the ServiceEntry it amounts to (internal, its endpoints the selected workloads).</summary>
     /// <returns>A ServiceEntry of the same name, namespace and source.</returns>
     public ServiceEntry AsServiceEntry() => new()
     {
         Kind = Kind, ApiVersion = ApiVersion, Name = Name, Namespace = Namespace, Labels = Labels, Annotations = Annotations,
         Source = Source, FieldLocations = FieldLocations,
-        Hosts = [Name], Ports = Ports, Location = "MESH_INTERNAL", Resolution = "STATIC", WorkloadSelector = Selector,
+        Hosts = [Name], Ports = Ports, Location = "MESH_INTERNAL", Resolution = "STATIC", WorkloadSelector = Selector, ExportTo = ExportTo,
     };
 }
 

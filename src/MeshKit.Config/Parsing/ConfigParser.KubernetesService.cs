@@ -17,7 +17,10 @@ public static partial class ConfigParser
         "allocateLoadBalancerNodePorts", "publishNotReadyAddresses",
     ];
 
-    private static KubernetesService? ReadKubernetesService(MapReader s, Header h)
+    /// <summary>Istio's annotation that gives a Service the <c>exportTo</c> a ServiceEntry has in its spec.</summary>
+    internal const string ExportToAnnotation = "networking.istio.io/exportTo";
+
+    private static KubernetesService? ReadKubernetesService(MapReader s, Header h, IReadOnlyList<string> exportTo)
     {
         var type = s.String("type") ?? "ClusterIP";
         if (type == "ExternalName")
@@ -83,8 +86,34 @@ public static partial class ConfigParser
         return Fill(new KubernetesService
         {
             Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
-            Selector = new WorkloadSelector(selector), Ports = ports,
+            Selector = new WorkloadSelector(selector), Ports = ports, ExportTo = exportTo,
         }, h);
+    }
+
+    // The annotation's value: '.', '*', '~' or namespaces, separated by commas (Istio's own form).
+    private static IReadOnlyList<string> ServiceExportTo(MapReader doc, Header h)
+    {
+        if (!h.Metadata.Annotations.TryGetValue(ExportToAnnotation, out var value))
+        {
+            return [];
+        }
+
+        var path = $"metadata.annotations.{ExportToAnnotation}";
+        var node = (doc.Get("metadata") as YamlMappingNode)?.Children.TryGetValue(new YamlScalarNode("annotations"), out var annotations) == true
+            && annotations is YamlMappingNode map && map.Children.TryGetValue(new YamlScalarNode(ExportToAnnotation), out var annotation)
+            ? annotation : doc.Node;
+        var exportTo = value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (exportTo.Length == 0)
+        {
+            doc.Context.Error(node, path, "names no namespace: use '*' for every namespace, '.' for the Service's own");
+        }
+
+        foreach (var entry in exportTo.Where(e => e is not ("." or "*" or "~") && !Names.IsDnsLabel(e)))
+        {
+            doc.Context.Error(node, path, $"'{entry}' must be '.', '*', '~' or a namespace");
+        }
+
+        return exportTo;
     }
 
     private static ServiceEntryPort? ReadKubernetesServicePort(MapReader p)

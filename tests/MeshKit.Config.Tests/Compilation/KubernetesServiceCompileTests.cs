@@ -89,6 +89,27 @@ public class KubernetesServiceCompileTests
     }
 
     [Fact]
+    public void IstiosExportToAnnotation_LimitsWhoSeesTheHost_TheWorkloadsRegisteredUnderItIncluded()
+    {
+        var mesh = Compile("""
+            apiVersion: v1
+            kind: Service
+            metadata: { name: reviews-v2, namespace: shop, annotations: { networking.istio.io/exportTo: "." } }
+            spec: { selector: { app: reviews, version: v2 }, ports: [{ port: 9080, name: http }] }
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: { name: ratings, namespace: shop, annotations: { networking.istio.io/exportTo: " web , shop" } }
+            spec: { selector: { app: ratings }, ports: [{ port: 9080, name: http }] }
+            """, Reviews);
+        string[] Hosts(string ns) => [.. mesh.ViewFor(ns).OfType(ResourceTypes.Cluster).Keys.Where(h => h.EndsWith(".shop.svc.cluster.local", StringComparison.Ordinal)).Order()];
+
+        Assert.Equal(["ratings.shop.svc.cluster.local", "reviews-v2.shop.svc.cluster.local", "reviews.shop.svc.cluster.local"], Hosts("shop"));
+        Assert.Equal(["ratings.shop.svc.cluster.local", "reviews.shop.svc.cluster.local"], Hosts("web"));
+        Assert.Equal(["reviews.shop.svc.cluster.local"], Hosts("other"));
+    }
+
+    [Fact]
     public void AnHttpRouteOnAVersionService_FindsItsHost()
     {
         // Istio's Gateway API request-routing task: the parent and the backends are Services of bookinfo-versions.yaml.

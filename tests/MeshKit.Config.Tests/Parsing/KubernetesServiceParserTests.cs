@@ -146,6 +146,33 @@ public class KubernetesServiceParserTests
     }
 
     [Fact]
+    public void IstiosExportToAnnotation_IsTheServicesExportTo_AndAMalformedOneAnError()
+    {
+        var result = Parse("""
+            apiVersion: v1
+            kind: Service
+            metadata:
+              name: reviews
+              annotations:
+                networking.istio.io/exportTo: "., web"
+            spec: { selector: { app: reviews }, ports: [{ port: 9080 }] }
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata:
+              name: ratings
+              annotations:
+                networking.istio.io/exportTo: "Web,*"
+            spec: { selector: { app: ratings }, ports: [{ port: 9080 }] }
+            """);
+
+        Assert.Equal([".", "web"], Assert.IsType<KubernetesService>(result.Resources[0]).ExportTo);
+        Assert.Equal([".", "web"], ((KubernetesService)result.Resources[0]).AsServiceEntry().ExportTo);
+        var error = Assert.Single(result.Diagnostics);
+        Assert.Equal(("metadata.annotations.networking.istio.io/exportTo", 14, "'Web' must be '.', '*', '~' or a namespace"), (error.Path, error.Line, error.Message));
+    }
+
+    [Fact]
     public void OtherCoreKubernetesKinds_AreStillSkippedWithAWarning()
     {
         var result = Parse("""

@@ -605,6 +605,7 @@ public sealed class CompiledMesh
                 MaxAgeSeconds = (ulong)(cors.MaxAge?.TotalSeconds ?? 0),
                 AllowCredentials = cors.AllowCredentials ?? false,
                 IgnoreUnmatchedPreflights = cors.UnmatchedPreflights == "IGNORE",
+                EchoWildcards = cors.EchoWildcards,
             };
             route.Cors.AllowOrigins.AddRange(cors.AllowOrigins.Select(o => ToProto(o)!));
             route.Cors.AllowMethods.AddRange(cors.AllowMethods);

@@ -58,6 +58,14 @@ public sealed record CorsPolicySpec
 
     /// <summary>Gets <c>unmatchedPreflights</c>: FORWARD (default) or IGNORE.</summary>
     public string? UnmatchedPreflights { get; init; }
+
+    /// <summary>
+    /// Gets whether, with credentials allowed, a <c>*</c> among the methods or headers answers a preflight with what
+    /// it asks for, and a <c>*</c> among the exposed headers exposes the response's own (Gateway API's CORS filter, as
+    /// browsers take <c>*</c> literally when credentials are allowed); a VirtualService's lists are sent as written,
+    /// as Envoy sends them.
+    /// </summary>
+    public bool EchoWildcards { get; init; }
 }
 
 /// <summary>Istio's <c>ConnectionPoolSettings</c>.</summary>

@@ -125,6 +125,7 @@ public static partial class ConfigParser
         public TimeSpan? PerTry;
         public RetrySpec? Retries;
         public string? ReplacePrefixPath; // the filter's path, when it replaces the matched prefix
+        public CorsPolicySpec? Cors;
     }
 
     private static List<GatewayRouteRule> ReadGatewayRule(MapReader r, int index, string ns)
@@ -188,6 +189,7 @@ public static partial class ConfigParser
             Timeout = actions.Timeout,
             Retries = actions.Retries,
             Mirrors = actions.Mirrors,
+            CorsPolicy = actions.Cors,
             Location = location,
         }, m.Precedence, index)).ToList();
     }
@@ -375,7 +377,7 @@ public static partial class ConfigParser
 
                 break;
             case "CORS":
-                f.Context.Error(f.Get(field), f.ChildPath(field), "is not supported by MeshKit for HTTPRoute: set corsPolicy in a VirtualService");
+                actions.Cors = f.Map(field, ReadGatewayCors);
                 break;
             default:
                 f.Context.Error(f.Get(field), f.ChildPath(field), "is not supported by MeshKit: an extension filter names a resource of another implementation");

@@ -411,8 +411,8 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
 
             response.StatusCode = StatusCodes.Status200OK;
             response.Headers[HeaderNames.AccessControlAllowOrigin] = origin;
-            SetIfAny(response, HeaderNames.AccessControlAllowMethods, cors.AllowMethods);
-            SetIfAny(response, HeaderNames.AccessControlAllowHeaders, cors.AllowHeaders);
+            SetIfAny(response, HeaderNames.AccessControlAllowMethods, cors.EchoMethod ? Asked(request.Headers.AccessControlRequestMethod) : cors.AllowMethods);
+            SetIfAny(response, HeaderNames.AccessControlAllowHeaders, cors.EchoHeaders ? Asked(request.Headers.AccessControlRequestHeaders) : cors.AllowHeaders);
             SetIfAny(response, HeaderNames.AccessControlMaxAge, cors.MaxAge);
             if (cors.AllowCredentials)
             {
@@ -427,8 +427,9 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         {
             response.OnStarting(() =>
             {
+                // The response's own headers, before the CORS ones join them.
+                SetIfAny(response, HeaderNames.AccessControlExposeHeaders, cors.ExposeResponseHeaders ? Asked(string.Join(',', response.Headers.Keys)) : cors.ExposeHeaders);
                 response.Headers[HeaderNames.AccessControlAllowOrigin] = origin;
-                SetIfAny(response, HeaderNames.AccessControlExposeHeaders, cors.ExposeHeaders);
                 if (cors.AllowCredentials)
                 {
                     response.Headers[HeaderNames.AccessControlAllowCredentials] = "true";
@@ -441,6 +442,11 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
 
         return next(context);
     }
+
+    // What a preflight asks for (or the response's header names), or null when none: the answer then names none, as
+    // Gateway API says.
+    private static string? Asked(Microsoft.Extensions.Primitives.StringValues requested) =>
+        requested.Count == 0 || string.IsNullOrWhiteSpace(requested.ToString()) ? null : requested.ToString();
 
     private static void SetIfAny(HttpResponse response, string name, string? value)
     {

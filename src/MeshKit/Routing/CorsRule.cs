@@ -19,7 +19,20 @@ internal sealed class CorsRule
         MaxAge = policy.MaxAgeSeconds > 0 ? policy.MaxAgeSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture) : null;
         AllowCredentials = policy.AllowCredentials;
         IgnoreUnmatchedPreflights = policy.IgnoreUnmatchedPreflights;
+        var echo = policy.EchoWildcards && policy.AllowCredentials;
+        EchoMethod = echo && AllowMethods == "*";
+        EchoHeaders = echo && AllowHeaders == "*";
+        ExposeResponseHeaders = echo && ExposeHeaders == "*";
     }
+
+    /// <summary>Gets whether a preflight is answered with the method it asks for (a <c>*</c> with credentials).</summary>
+    public bool EchoMethod { get; }
+
+    /// <summary>Gets whether a preflight is answered with the headers it asks for (a <c>*</c> with credentials).</summary>
+    public bool EchoHeaders { get; }
+
+    /// <summary>Gets whether the response's own header names are exposed (a <c>*</c> with credentials).</summary>
+    public bool ExposeResponseHeaders { get; }
 
     public string? AllowMethods { get; }
 

@@ -188,7 +188,16 @@ public class GatewayRouteParserTests
     [Theory]
     [InlineData("- matches: [{ path: { type: Exact, value: /a } }]\n  filters: [{ type: URLRewrite, urlRewrite: { path: { type: ReplacePrefixMatch, replacePrefixMatch: /b } } }]\n  backendRefs: [{ name: a, port: 80 }]", "spec.rules[0].filters[0].urlRewrite.path.replacePrefixMatch", "exactly one match, of type PathPrefix")]
     [InlineData("- filters: [{ type: RequestRedirect, requestRedirect: { scheme: https } }]\n  backendRefs: [{ name: a, port: 80 }]", "spec.rules[0].backendRefs", "has no backendRefs")]
-    [InlineData("- filters: [{ type: CORS, cors: { allowOrigins: [\"*\"] } }]", "spec.rules[0].filters[0].cors", "corsPolicy in a VirtualService")]
+    [InlineData("- filters: [{ type: CORS, cors: { allowOrigins: [\"*\", \"https://a.example\"] } }]", "spec.rules[0].filters[0].cors.allowOrigins[0]", "cannot be listed with others")]
+    [InlineData("- filters: [{ type: CORS, cors: { allowOrigins: [\"https://a.*.example\"] } }]", "spec.rules[0].filters[0].cors.allowOrigins[0]", "is not an origin")]
+    [InlineData("- filters: [{ type: CORS, cors: { allowOrigins: [\"ftp://a.example\"] } }]", "spec.rules[0].filters[0].cors.allowOrigins[0]", "the scheme http or https")]
+    [InlineData("- filters: [{ type: CORS, cors: { allowOrigins: [\"https://a.example:70000\"] } }]", "spec.rules[0].filters[0].cors.allowOrigins[0]", "is not an origin")]
+    [InlineData("- filters: [{ type: CORS, cors: { allowMethods: [GET, \"*\"] } }]", "spec.rules[0].filters[0].cors.allowMethods[1]", "cannot be listed with others")]
+    [InlineData("- filters: [{ type: CORS, cors: { allowMethods: [get] } }]", "spec.rules[0].filters[0].cors.allowMethods[0]", "is not one of GET")]
+    [InlineData("- filters: [{ type: CORS, cors: { allowHeaders: [x-a, X-A] } }]", "spec.rules[0].filters[0].cors.allowHeaders[1]", "listed twice")]
+    [InlineData("- filters: [{ type: CORS, cors: { exposeHeaders: [\"x a\"] } }]", "spec.rules[0].filters[0].cors.exposeHeaders[0]", "is not a header name")]
+    [InlineData("- filters: [{ type: CORS, cors: { maxAge: 0 } }]", "spec.rules[0].filters[0].cors.maxAge", "between 1 and")]
+    [InlineData("- filters: [{ type: CORS, cors: { allowOrigin: [\"*\"] } }]", "spec.rules[0].filters[0].cors.allowOrigin", "unknown field")]
     [InlineData("- filters: [{ type: ExtensionRef, extensionRef: { group: x, kind: y, name: z } }]", "spec.rules[0].filters[0].extensionRef", "another implementation")]
     [InlineData("- filters: [{ type: RequestHeaderModifier, requestHeaderModifier: { remove: [a] } }, { type: RequestHeaderModifier, requestHeaderModifier: { remove: [b] } }]", "spec.rules[0].filters[1].type", "a second RequestHeaderModifier")]
     [InlineData("- filters: [{ type: RequestHeaderModifier, responseHeaderModifier: { remove: [a] } }]", "spec.rules[0].filters[0].responseHeaderModifier", "type RequestHeaderModifier")]
@@ -209,6 +218,37 @@ public class GatewayRouteParserTests
 
         AssertOneError(result, path, message);
         Assert.Empty(result.Resources);
+    }
+
+    [Fact]
+    public void TheCorsFilter_IsTheRulesCorsPolicy_InTheFormsBrowsersSendOrigins()
+    {
+        var route = Single(Route("""
+            rules:
+            - filters:
+              - type: CORS
+                cors:
+                  allowOrigins: ["https://shop.example", "http://LOCALHOST:8080", "https://*.partner.example:443", "http://a.example:80", "https://*"]
+                  allowMethods: ["*"]
+                  allowHeaders: [x-user, "*"]
+                  exposeHeaders: [x-trace]
+                  allowCredentials: true
+              backendRefs: [{ name: reviews, port: 9080 }]
+            - filters: [{ type: CORS, cors: { allowOrigins: ["*"], maxAge: 60 } }]
+              backendRefs: [{ name: reviews, port: 9080 }]
+            """));
+
+        var cors = route.Rules[0].Route.CorsPolicy!;
+        Assert.Equal(
+            ["Exact https://shop.example", "Exact http://localhost:8080", @"Regex https://[^/:]+\.partner\.example", "Exact http://a.example", "Regex https://[^/:]+"],
+            cors.AllowOrigins.Select(o => $"{o.Kind} {o.Value}"));
+        Assert.Equal(["*"], cors.AllowMethods);
+        Assert.Equal(["x-user", "*"], cors.AllowHeaders);
+        Assert.Equal(["x-trace"], cors.ExposeHeaders);
+        Assert.Equal((TimeSpan.FromSeconds(5), true, true), (cors.MaxAge, cors.AllowCredentials, cors.EchoWildcards));
+
+        var any = route.Rules[1].Route.CorsPolicy!;
+        Assert.Equal(("Regex .*", TimeSpan.FromMinutes(1), null), ($"{any.AllowOrigins.Single().Kind} {any.AllowOrigins.Single().Value}", any.MaxAge, any.AllowCredentials));
     }
 
     [Fact]

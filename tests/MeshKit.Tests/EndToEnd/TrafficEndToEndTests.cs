@@ -71,17 +71,8 @@ public sealed class TrafficEndToEndTests : MeshTestBase
         await Eventually.TrueAsync(() => reviews.Snapshot.OwnService?.HasCors == true && Endpoints(productpage) == 1 && productpage.Snapshot.Services[ReviewsHost].HasCors, "the policy reaches both sides");
         var http = productpage.CreateClient();
 
-        async Task<HttpResponseMessage> Send(HttpMethod method, string origin, bool preflight)
-        {
-            var request = new HttpRequestMessage(method, "http://reviews/items");
-            request.Headers.Add("Origin", origin);
-            if (preflight)
-            {
-                request.Headers.Add("Access-Control-Request-Method", "POST");
-            }
-
-            return await http.SendAsync(request);
-        }
+        Task<HttpResponseMessage> Send(HttpMethod method, string origin, bool preflight) =>
+            CorsRequests.SendAsync(http, "http://reviews/items", method, origin, preflight ? "POST" : null);
 
         using var allowedPreflight = await Send(HttpMethod.Options, "https://eu.partner.example", preflight: true);
         Assert.Equal(HttpStatusCode.OK, allowedPreflight.StatusCode);

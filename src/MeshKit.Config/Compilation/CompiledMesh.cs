@@ -157,7 +157,7 @@ public sealed class CompiledMesh
                 }
             }
 
-            var cluster = new ServiceCluster { Host = service.Host, LoadBalancer = service.Passthrough ? "PASSTHROUGH" : "ROUND_ROBIN" };
+            var cluster = new ServiceCluster { Host = service.Host, LoadBalancer = service.Passthrough ? "PASSTHROUGH" : "ROUND_ROBIN", SessionPersistence = ToProto(service.SessionPersistence) };
             cluster.Endpoints.AddRange(service.Endpoints);
             var rule = SelectDestinationRule(service, viewer, selecting);
             if (rule is not null)
@@ -342,6 +342,26 @@ public sealed class CompiledMesh
 
     /// <summary>The <c>idle_timeout_ms</c> that keeps idle pooled connections open for good.</summary>
     internal const ulong NeverIdle = ulong.MaxValue;
+
+    private static SessionPersistence? ToProto(SessionPersistenceSpec? spec)
+    {
+        if (spec is null)
+        {
+            return null;
+        }
+
+        var session = new SessionPersistence { CookiePath = spec.CookiePath ?? string.Empty, CookieTtlMs = (ulong)(spec.CookieTtl?.TotalMilliseconds ?? 0) };
+        if (spec.CookieName is { } cookie)
+        {
+            session.CookieName = cookie;
+        }
+        else
+        {
+            session.HeaderName = spec.HeaderName ?? string.Empty;
+        }
+
+        return session;
+    }
 
     private static ConnectionSettings? ConnectionOf(ConnectionPoolSpec? pool, ProxyProtocolSpec? proxyProtocol)
     {
@@ -613,6 +633,7 @@ public sealed class CompiledMesh
             route.Cors.ExposeHeaders.AddRange(cors.ExposeHeaders);
         }
 
+        route.SessionPersistence = ToProto(spec.SessionPersistence);
         if (spec.DirectResponse is { } direct)
         {
             route.DirectResponse = new DirectResponse { Status = direct.Status, Body = Google.Protobuf.ByteString.CopyFrom(direct.Body.Span) };
@@ -701,6 +722,9 @@ internal sealed class ServiceInfo(string host, string ns, string shortName, bool
 
     // Settable: a Kubernetes Service's annotation governs its host, the workloads registered under it included.
     public IReadOnlyList<string> ExportTo { get; set; } = exportTo;
+
+    // A Kubernetes Service's persistent-session label, for the whole host as its exportTo.
+    public SessionPersistenceSpec? SessionPersistence { get; set; }
 
     public SortedDictionary<uint, ServicePort> Ports { get; } = [];
 

@@ -81,10 +81,13 @@ public static class MeshCompiler
         foreach (var kubernetesService in config.KubernetesServices)
         {
             AddServiceEntry(kubernetesService.AsServiceEntry(), services, domain, registered, config, settings);
+            var service = services[HostNames.Qualify(kubernetesService.Name, kubernetesService.Namespace, domain)];
             if (kubernetesService.ExportTo.Count > 0)
             {
-                services[HostNames.Qualify(kubernetesService.Name, kubernetesService.Namespace, domain)].ExportTo = kubernetesService.ExportTo;
+                service.ExportTo = kubernetesService.ExportTo;
             }
+
+            service.SessionPersistence ??= kubernetesService.SessionPersistence;
         }
 
         CheckReferences(config, services, settings, diagnostics, registryKnown);

@@ -85,6 +85,9 @@ public sealed record HttpRouteSpec
     /// <summary>Gets <c>corsPolicy</c>.</summary>
     public CorsPolicySpec? CorsPolicy { get; init; }
 
+    /// <summary>Gets strong session affinity for the route's calls (an HTTPRoute rule's <c>sessionPersistence</c>).</summary>
+    public SessionPersistenceSpec? SessionPersistence { get; init; }
+
     /// <summary>Gets where the route starts.</summary>
     public SourceLocation Location { get; init; }
 }
@@ -349,6 +352,16 @@ public sealed record ServiceEntryPort(uint Number, string Protocol, string Name,
 }
 
 /// <summary>
+/// Strong session affinity, as Envoy's stateful session filter keeps it: the endpoint that served a call is named in a
+/// cookie or a response header, and a call that sends it back goes to that endpoint while it is healthy.
+/// </summary>
+/// <param name="CookieName">Gets the cookie's name, or <see langword="null"/> when a header carries the session.</param>
+/// <param name="HeaderName">Gets the header's name, or <see langword="null"/> when a cookie carries the session.</param>
+/// <param name="CookiePath">Gets the cookie's <c>Path</c>, or <see langword="null"/>.</param>
+/// <param name="CookieTtl">Gets the cookie's lifetime (<c>Max-Age</c>); <see langword="null"/> for a session cookie.</param>
+public sealed record SessionPersistenceSpec(string? CookieName, string? HeaderName, string? CookiePath, TimeSpan? CookieTtl);
+
+/// <summary>
 /// A Kubernetes <c>v1</c> Service with a selector, read as Istio reads one: the mesh-internal host
 /// <c>name.namespace.svc.&lt;cluster domain&gt;</c> whose endpoints are the live workloads of its namespace that carry
 /// every label of its selector (Istio's <c>bookinfo-versions.yaml</c>: one Service per version).
@@ -363,6 +376,12 @@ public sealed record KubernetesService : ConfigResource
 
     /// <summary>Gets the namespaces that see the Service (Istio's annotation <c>networking.istio.io/exportTo</c>); empty means every namespace.</summary>
     public IReadOnlyList<string> ExportTo { get; init; } = [];
+
+    /// <summary>
+    /// Gets strong session affinity for the Service's calls (Istio's labels <c>istio.io/persistent-session</c> and
+    /// <c>istio.io/persistent-session-header</c>), or <see langword="null"/>.
+    /// </summary>
+    public SessionPersistenceSpec? SessionPersistence { get; init; }
 
     /// <summary>Returns the Service as the ServiceEntry it amounts to (internal, its endpoints the selected workloads).</summary>
     /// <returns>A ServiceEntry of the same name, namespace and source.</returns>

@@ -126,6 +126,7 @@ public static partial class ConfigParser
         public RetrySpec? Retries;
         public string? ReplacePrefixPath; // the filter's path, when it replaces the matched prefix
         public CorsPolicySpec? Cors;
+        public SessionPersistenceSpec? Session;
     }
 
     private static List<GatewayRouteRule> ReadGatewayRule(MapReader r, int index, string ns)
@@ -144,7 +145,7 @@ public static partial class ConfigParser
         var backends = r.List("backendRefs", b => ReadBackendRef(b, ns));
         r.Map("timeouts", t => ReadGatewayTimeouts(t, actions));
         r.Map("retry", t => ReadGatewayRetry(t, actions));
-        r.NotSupported("sessionPersistence", DiagnosticSeverity.Error, "sessions are kept by a DestinationRule's consistentHash load balancer");
+        actions.Session = r.Map("sessionPersistence", ReadGatewaySession);
 
         if (actions.Redirect is not null && backends.Count > 0)
         {
@@ -190,6 +191,7 @@ public static partial class ConfigParser
             Retries = actions.Retries,
             Mirrors = actions.Mirrors,
             CorsPolicy = actions.Cors,
+            SessionPersistence = actions.Session,
             Location = location,
         }, m.Precedence, index)).ToList();
     }
@@ -652,7 +654,7 @@ public static partial class ConfigParser
         var types = new HashSet<string>(StringComparer.Ordinal);
         r.List("filters", f => ReadGatewayFilter(f, actions, types, ns, FilterScope.GrpcRule));
         var backends = r.List("backendRefs", b => ReadBackendRef(b, ns));
-        r.NotSupported("sessionPersistence", DiagnosticSeverity.Error, "sessions are kept by a DestinationRule's consistentHash load balancer");
+        actions.Session = r.Map("sessionPersistence", ReadGatewaySession);
         return GatewayRoutes(name, matches, backends.Where(b => b.Weight > 0).ToArray(), actions, r.Location, index);
     }
 

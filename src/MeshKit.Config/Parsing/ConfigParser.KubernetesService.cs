@@ -20,8 +20,16 @@ public static partial class ConfigParser
     /// <summary>Istio's annotation that gives a Service the <c>exportTo</c> a ServiceEntry has in its spec.</summary>
     internal const string ExportToAnnotation = "networking.istio.io/exportTo";
 
-    private static KubernetesService? ReadKubernetesService(MapReader s, Header h, IReadOnlyList<string> exportTo)
+    /// <summary>Istio's label for cookie-based persistent sessions: the cookie's name, or <c>name:/path</c>.</summary>
+    internal const string PersistentSessionLabel = "istio.io/persistent-session";
+
+    /// <summary>Istio's label for header-based persistent sessions: the header's name.</summary>
+    internal const string PersistentSessionHeaderLabel = "istio.io/persistent-session-header";
+
+    private static KubernetesService? ReadKubernetesService(MapReader s, Header h, MapReader doc)
     {
+        var exportTo = ServiceExportTo(doc, h);
+        var session = ServiceSession(doc, h);
         var type = s.String("type") ?? "ClusterIP";
         if (type == "ExternalName")
         {
@@ -86,8 +94,55 @@ public static partial class ConfigParser
         return Fill(new KubernetesService
         {
             Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
-            Selector = new WorkloadSelector(selector), Ports = ports, ExportTo = exportTo,
+            Selector = new WorkloadSelector(selector), Ports = ports, ExportTo = exportTo, SessionPersistence = session,
         }, h);
+    }
+
+    // The node of metadata.<map>.<key>, for a finding's line; the document's when it cannot be found.
+    private static YamlNode MetadataNode(MapReader doc, string map, string key) =>
+        (doc.Get("metadata") as YamlMappingNode)?.Children.TryGetValue(new YamlScalarNode(map), out var entries) == true
+            && entries is YamlMappingNode entryMap && entryMap.Children.TryGetValue(new YamlScalarNode(key), out var entry)
+            ? entry : doc.Node;
+
+    // Istio's labels for strong session affinity: a cookie ("name" or "name:/path") or a header; one of them.
+    private static SessionPersistenceSpec? ServiceSession(MapReader doc, Header h)
+    {
+        var labels = h.Metadata.Labels;
+        var cookie = labels.TryGetValue(PersistentSessionLabel, out var c) ? c : null;
+        var header = labels.TryGetValue(PersistentSessionHeaderLabel, out var hd) ? hd : null;
+        if (cookie is not null && header is not null)
+        {
+            doc.Context.Error(MetadataNode(doc, "labels", PersistentSessionHeaderLabel), $"metadata.labels.{PersistentSessionHeaderLabel}", $"a Service keeps sessions by a cookie ({PersistentSessionLabel}) or by a header, not both");
+            return null;
+        }
+
+        if (header is not null)
+        {
+            if (!IsHeaderToken(header))
+            {
+                doc.Context.Error(MetadataNode(doc, "labels", PersistentSessionHeaderLabel), $"metadata.labels.{PersistentSessionHeaderLabel}", $"'{header}' is not a header name");
+                return null;
+            }
+
+            return new SessionPersistenceSpec(null, header.ToLowerInvariant(), null, null);
+        }
+
+        if (cookie is null)
+        {
+            return null;
+        }
+
+        // Istio's form: the cookie's name, or name:/path; the path is / when not given.
+        var colon = cookie.IndexOf(':', StringComparison.Ordinal);
+        var name = colon < 0 ? cookie : cookie[..colon];
+        var path = colon < 0 ? "/" : cookie[(colon + 1)..];
+        if (!IsHeaderToken(name) || !path.StartsWith('/'))
+        {
+            doc.Context.Error(MetadataNode(doc, "labels", PersistentSessionLabel), $"metadata.labels.{PersistentSessionLabel}", $"'{cookie}' is not a cookie name, or name:/path");
+            return null;
+        }
+
+        return new SessionPersistenceSpec(name, null, path, null);
     }
 
     // The annotation's value: '.', '*', '~' or namespaces, separated by commas (Istio's own form).
@@ -99,9 +154,7 @@ public static partial class ConfigParser
         }
 
         var path = $"metadata.annotations.{ExportToAnnotation}";
-        var node = (doc.Get("metadata") as YamlMappingNode)?.Children.TryGetValue(new YamlScalarNode("annotations"), out var annotations) == true
-            && annotations is YamlMappingNode map && map.Children.TryGetValue(new YamlScalarNode(ExportToAnnotation), out var annotation)
-            ? annotation : doc.Node;
+        var node = MetadataNode(doc, "annotations", ExportToAnnotation);
         var exportTo = value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         if (exportTo.Length == 0)
         {

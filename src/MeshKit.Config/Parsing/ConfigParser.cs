@@ -226,7 +226,7 @@ public static partial class ConfigParser
             "Telemetry" => doc.Map("spec", s => ReadTelemetry(s, header)),
             "Sidecar" => doc.Map("spec", s => ReadSidecar(s, header)),
             "HTTPRoute" or "GRPCRoute" => doc.Map("spec", s => ReadGatewayRoute(s, header, CreationTimestamp(doc))),
-            "Service" => doc.Map("spec", s => ReadKubernetesService(s, header, ServiceExportTo(doc, header))),
+            "Service" => doc.Map("spec", s => ReadKubernetesService(s, header, doc)),
             "WorkloadEntry" => doc.Map("spec", s => Fill(new WorkloadEntryResource
             {
                 Kind = kind, ApiVersion = apiVersion, Name = metadata.Name, Namespace = metadata.Namespace,

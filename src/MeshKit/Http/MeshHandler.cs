@@ -603,6 +603,12 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 response.Headers.TryAddWithoutValidation("Set-Cookie", state.SetCookie);
             }
 
+            // The session names the endpoint that answered when the call did not name it (new, moved, or retried).
+            if ((state.Route.Session ?? state.Endpoints.Session) is { } sticky && state.ServedBy is { } served && served != state.Pinned)
+            {
+                sticky.Name(response, served);
+            }
+
             // Kept by the URL the application called, the mesh's own affinity cookie with them (as the application's
             // client keeps the one a sidecar sets).
             if (CookieJar is { } jar)
@@ -876,13 +882,22 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 return await SendPassthroughAttemptAsync(state, cancellationToken).ConfigureAwait(false);
             }
 
+            // A session's endpoint first, while it is there and healthy (Envoy's stateful session); a retry goes where
+            // the balancer picks.
             EndpointView? endpoint = null;
-            for (var i = 0; i < 5; i++)
+            if (state.Attempted == 0 && (state.Route.Session ?? state.Endpoints.Session) is { } session && session.Pinned(state.Request) is { } pinned)
             {
-                endpoint = state.Endpoints.Pick(state.Request, state.Uri, out var setCookie);
+                state.Pinned = pinned;
+                endpoint = state.Endpoints.Pinned(pinned, state.Port);
+            }
+
+            for (var i = 0; i < 5 && endpoint is null; i++)
+            {
+                var picked = state.Endpoints.Pick(state.Request, state.Uri, out var setCookie);
                 state.SetCookie ??= setCookie;
-                if (endpoint is null || !state.AvoidTried || !state.Tried.Contains(endpoint))
+                if (picked is null || !state.AvoidTried || !state.Tried.Contains(picked) || i == 4)
                 {
+                    endpoint = picked;
                     break;
                 }
             }
@@ -902,6 +917,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             {
                 metrics?.Retry(state.Uri.IdnHost);
             }
+
+            state.ServedBy = authority;
 
             state.Tried.Add(endpoint);
             using var activity = provider.Current.SpansOff ? null : MeshActivity.Source.StartActivity("MeshKit attempt", ActivityKind.Internal);

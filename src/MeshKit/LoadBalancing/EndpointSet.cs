@@ -390,6 +390,33 @@ internal sealed class EndpointSet
         return this;
     }
 
+    /// <summary>Gets the destination's strong session affinity (a Service's persistent-session label), or null.</summary>
+    public StickySession? Session { get; private set; }
+
+    /// <summary>Sets the session affinity while the snapshot is being built (never after it is published).</summary>
+    public EndpointSet WithSession(StickySession? session)
+    {
+        Session = session;
+        return this;
+    }
+
+    /// <summary>
+    /// Returns the endpoint of <paramref name="authority"/> for calls to <paramref name="port"/> when it is one of this
+    /// set's and usable (not ejected), or null: a session's endpoint, found by what its cookie or header names.
+    /// </summary>
+    public EndpointView? Pinned(string authority, uint port)
+    {
+        foreach (var endpoint in Endpoints)
+        {
+            if (endpoint.AuthorityFor(port) == authority)
+            {
+                return _outlier is null || endpoint.Health is null || endpoint.Health.TryUse(_time.GetUtcNow()) ? endpoint : null;
+            }
+        }
+
+        return null;
+    }
+
     /// <summary>Sets the port-level sets while the snapshot is being built (never after it is published).</summary>
     public EndpointSet WithPortOverrides(System.Collections.Frozen.FrozenDictionary<uint, EndpointSet>? overrides)
     {
@@ -653,7 +680,8 @@ internal sealed class HashKey
         return key is not null;
     }
 
-    private static string? CookieValue(HttpRequestMessage request, string name)
+    /// <summary>Returns the value of the request's cookie <paramref name="name"/> (quotes removed), or null.</summary>
+    internal static string? CookieValue(HttpRequestMessage request, string name)
     {
         if (!request.Headers.NonValidated.TryGetValues("Cookie", out var values))
         {

@@ -94,6 +94,12 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
 
     public string? SetCookie { get; set; }
 
+    /// <summary>Gets or sets the endpoint (<c>address:port</c>) the call's session cookie or header names, if any.</summary>
+    public string? Pinned { get; set; }
+
+    /// <summary>Gets or sets the endpoint (<c>address:port</c>) of the last attempt.</summary>
+    public string? ServedBy { get; set; }
+
     /// <summary>Gets the called service's host (for messages).</summary>
     public string ServiceHost { get; set; } = string.Empty;
 
@@ -157,6 +163,8 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
         state.RetryReserved = false;
         state.RetryOverflow = false;
         state.SetCookie = null;
+        state.Pinned = null;
+        state.ServedBy = null;
         state.ServiceHost = string.Empty;
         state.Route = null!;
         state.Target = null!;

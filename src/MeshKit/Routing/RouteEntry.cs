@@ -25,6 +25,9 @@ internal sealed class RouteEntry
     /// <summary>Gets the status of a call routed to a destination the mesh does not know (503; 500 for a Gateway API route).</summary>
     public int UnknownDestinationStatus { get; }
 
+    /// <summary>Gets the route's strong session affinity (an HTTPRoute rule's sessionPersistence), over its destination's.</summary>
+    public LoadBalancing.StickySession? Session { get; init; }
+
     public RequestMatcher[] Matchers { get; }
 
     public RouteTarget[] Targets { get; }

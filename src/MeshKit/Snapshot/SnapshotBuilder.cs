@@ -193,7 +193,7 @@ internal static class SnapshotBuilder
             }
 
             return EndpointSet.Create(members, policy, policy == "CONSISTENT_HASH" ? hash : null, locality, source, warmup, clock)
-                .WithUpstream(upstream, upstreamPolicy?.OutlierDetection, time);
+                .WithUpstream(upstream, upstreamPolicy?.OutlierDetection, time).WithSession(StickySession.Create(cluster.SessionPersistence));
         }
 
         // The sets of single ports that portLevelSettings give a balancer or an upstream policy of their own; a port
@@ -309,7 +309,10 @@ internal static class SnapshotBuilder
                 ResponseHeaders = HeaderEdits.Create(d.ResponseHeaders),
             }).ToArray();
             var mirrors = route.Mirrors.Select(m => (Target(m.Host, m.Subset, m.Port, 0, clusters, ports), m.Percentage)).ToArray();
-            entries.Add(new RouteEntry(route.Name, matchers, targets, actions, RouteResilience.Create(route, pipelines), mirrors, route.UnknownDestinationStatus == 0 ? 503 : (int)route.UnknownDestinationStatus));
+            entries.Add(new RouteEntry(route.Name, matchers, targets, actions, RouteResilience.Create(route, pipelines), mirrors, route.UnknownDestinationStatus == 0 ? 503 : (int)route.UnknownDestinationStatus)
+            {
+                Session = StickySession.Create(route.SessionPersistence),
+            });
         }
 
         // No VirtualService: everything goes to the service itself, as Istio's default route does (with its default

@@ -110,6 +110,21 @@ public class KubernetesServiceCompileTests
     }
 
     [Fact]
+    public void APersistentSessionLabel_IsTheClustersSessionPersistence_TheRegisteredWorkloadsHostIncluded()
+    {
+        var mesh = Compile("""
+            apiVersion: v1
+            kind: Service
+            metadata: { name: reviews, namespace: shop, labels: { istio.io/persistent-session: "shop:/cart" } }
+            spec: { selector: { app: reviews }, ports: [{ port: 9080, name: http }] }
+            """, Reviews);
+
+        var session = Cluster(mesh, "reviews.shop.svc.cluster.local").SessionPersistence;
+        Assert.Equal(("shop", "/cart", 0ul), (session.CookieName, session.CookiePath, session.CookieTtlMs));
+        Assert.Null(Cluster(mesh, "ratings.shop.svc.cluster.local").SessionPersistence);
+    }
+
+    [Fact]
     public void AnHttpRouteOnAVersionService_FindsItsHost()
     {
         // Istio's Gateway API request-routing task: the parent and the backends are Services of bookinfo-versions.yaml.

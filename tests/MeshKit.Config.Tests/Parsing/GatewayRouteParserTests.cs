@@ -209,7 +209,13 @@ public class GatewayRouteParserTests
     [InlineData("- matches: [{ method: FETCH }]", "spec.rules[0].matches[0].method", "is not one of")]
     [InlineData("- timeouts: { request: 1s, backendRequest: 2s }", "spec.rules[0].timeouts.backendRequest", "not be longer than request")]
     [InlineData("- backendRefs: [{ group: networking.istio.io, kind: Hostname, name: a.example.com, namespace: x, port: 80 }]", "spec.rules[0].backendRefs[0].namespace", "has no namespace")]
-    [InlineData("- sessionPersistence: { sessionName: s }", "spec.rules[0].sessionPersistence", "consistentHash")]
+    [InlineData("- sessionPersistence: { idleTimeout: 5m }", "spec.rules[0].sessionPersistence.idleTimeout", "is not supported by MeshKit")]
+    [InlineData("- sessionPersistence: { cookieConfig: { lifetimeType: Permanent } }", "spec.rules[0].sessionPersistence.absoluteTimeout", "is required when cookieConfig.lifetimeType is Permanent")]
+    [InlineData("- sessionPersistence: { absoluteTimeout: 1h }", "spec.rules[0].sessionPersistence.absoluteTimeout", "lifetimeType Permanent only")]
+    [InlineData("- sessionPersistence: { type: Header, absoluteTimeout: 1h }", "spec.rules[0].sessionPersistence.absoluteTimeout", "type Cookie only")]
+    [InlineData("- sessionPersistence: { type: Header, cookieConfig: { lifetimeType: Session } }", "spec.rules[0].sessionPersistence.cookieConfig", "is for type Cookie")]
+    [InlineData("- sessionPersistence: { type: Url }", "spec.rules[0].sessionPersistence.type", "is not one of Cookie, Header")]
+    [InlineData("- sessionPersistence: { sessionName: \"a b\" }", "spec.rules[0].sessionPersistence.sessionName", "is not a cookie or header name")]
     [InlineData("- retry: { codes: [200] }", "spec.rules[0].retry.codes[0]", "from 400 to 599")]
     [InlineData("- backendRefs: [{ name: a, port: 80, wieght: 1 }]", "spec.rules[0].backendRefs[0].wieght", "unknown field")]
     public void InvalidRules_AreErrorsWithTheirPath(string rules, string path, string message)
@@ -249,6 +255,28 @@ public class GatewayRouteParserTests
 
         var any = route.Rules[1].Route.CorsPolicy!;
         Assert.Equal(("Regex .*", TimeSpan.FromMinutes(1), null), ($"{any.AllowOrigins.Single().Kind} {any.AllowOrigins.Single().Value}", any.MaxAge, any.AllowCredentials));
+    }
+
+    [Fact]
+    public void SessionPersistence_IsACookieOrAHeader_NamingTheEndpoint()
+    {
+        var route = Single(Route("""
+            rules:
+            - sessionPersistence: { sessionName: cart, absoluteTimeout: 10m, cookieConfig: { lifetimeType: Permanent } }
+              backendRefs: [{ name: reviews, port: 9080 }]
+            - sessionPersistence: {}
+              backendRefs: [{ name: reviews, port: 9080 }]
+            - sessionPersistence: { sessionName: X-Session, type: Header }
+              backendRefs: [{ name: reviews, port: 9080 }]
+            """));
+
+        Assert.Equal(
+            [
+                new SessionPersistenceSpec("cart", null, "/", TimeSpan.FromMinutes(10)),
+                new SessionPersistenceSpec("meshkit-session", null, "/", null),
+                new SessionPersistenceSpec(null, "x-session", null, null),
+            ],
+            route.Rules.Select(r => r.Route.SessionPersistence));
     }
 
     [Fact]

@@ -172,6 +172,44 @@ public class KubernetesServiceParserTests
         Assert.Equal(("metadata.annotations.networking.istio.io/exportTo", 14, "'Web' must be '.', '*', '~' or a namespace"), (error.Path, error.Line, error.Message));
     }
 
+    [Theory]
+    [InlineData("istio.io/persistent-session: shop", "shop", null, "/")]
+    [InlineData("istio.io/persistent-session: \"shop:/cart\"", "shop", null, "/cart")]
+    [InlineData("istio.io/persistent-session-header: X-Session", null, "x-session", null)]
+    public void IstiosPersistentSessionLabels_AreTheServicesSessionPersistence(string label, string? cookie, string? header, string? path)
+    {
+        var result = Parse($$"""
+            apiVersion: v1
+            kind: Service
+            metadata:
+              name: reviews
+              labels:
+                {{label}}
+            spec: { selector: { app: reviews }, ports: [{ port: 9080 }] }
+            """);
+
+        Assert.Empty(result.Diagnostics);
+        Assert.Equal(new SessionPersistenceSpec(cookie, header, path, null), Assert.IsType<KubernetesService>(Assert.Single(result.Resources)).SessionPersistence);
+    }
+
+    [Theory]
+    [InlineData("{ istio.io/persistent-session: a, istio.io/persistent-session-header: b }", "istio.io/persistent-session-header", "not both")]
+    [InlineData("{ istio.io/persistent-session: \"a:cart\" }", "istio.io/persistent-session", "is not a cookie name, or name:/path")]
+    [InlineData("{ istio.io/persistent-session-header: \"a b\" }", "istio.io/persistent-session-header", "is not a header name")]
+    public void AMalformedPersistentSessionLabel_IsAnError(string labels, string label, string message)
+    {
+        var result = Parse($$"""
+            apiVersion: v1
+            kind: Service
+            metadata: { name: reviews, labels: {{labels}} }
+            spec: { selector: { app: reviews }, ports: [{ port: 9080 }] }
+            """);
+
+        var error = Assert.Single(result.Diagnostics);
+        Assert.Equal(($"metadata.labels.{label}", 3), (error.Path, error.Line));
+        Assert.Contains(message, error.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void OtherCoreKubernetesKinds_AreStillSkippedWithAWarning()
     {

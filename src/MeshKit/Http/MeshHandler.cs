@@ -423,6 +423,26 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         return Route(request, uri, service, route, matched, delayed: false, answer, cancellationToken);
     }
 
+    // The backend of a route that holds the endpoint the request's session names, or null.
+    private RouteTarget? SessionTarget(RouteEntry route, StickySession session, HttpRequestMessage request, Uri uri)
+    {
+        if (session.Pinned(request, CookieJar, uri) is not { } pinned)
+        {
+            return null;
+        }
+
+        foreach (var target in route.Targets)
+        {
+            if (target.Weight > 0 && target.Endpoints is { Balancer.IsPassthrough: false } endpoints && SelectPort(target, uri) is var port and > 0
+                && endpoints.ForPort(port).Holds(pinned, port))
+            {
+                return target;
+            }
+        }
+
+        return null;
+    }
+
     private async Task<HttpResponseMessage> DelayThenRouteAsync(HttpRequestMessage request, Uri uri, ServiceView service, RouteEntry route, RequestMatcher? matched, Resilience.FaultPlan fault, Answer? answer, CancellationToken cancellationToken)
     {
         await Task.Delay(fault.Delay, provider.Runtime.Time, cancellationToken).ConfigureAwait(false);
@@ -446,7 +466,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             request.Options.Set(MeshActivity.RouteName, route.Name);
         }
 
-        var target = route.PickTarget();
+        // A route's session holds across its backends: the one whose endpoints hold the session's comes first.
+        var target = route.Session is { } session && route.Targets.Length > 1 ? SessionTarget(route, session, request, uri) ?? route.PickTarget() : route.PickTarget();
         if (target is null)
         {
             return new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.ServiceUnavailable, "UH", $"route '{route.Name}' of '{service.Host}' has no destination with a weight above 0"));

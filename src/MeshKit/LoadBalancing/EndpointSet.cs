@@ -404,13 +404,19 @@ internal sealed class EndpointSet
     /// Returns the endpoint of <paramref name="authority"/> for calls to <paramref name="port"/> when it is one of this
     /// set's and usable (not ejected), or null: a session's endpoint, found by what its cookie or header names.
     /// </summary>
-    public EndpointView? Pinned(string authority, uint port)
+    public EndpointView? Pinned(string authority, uint port) =>
+        Find(authority, port) is { } endpoint && (_outlier is null || endpoint.Health is null || endpoint.Health.TryUse(_time.GetUtcNow())) ? endpoint : null;
+
+    /// <summary>Returns whether <paramref name="authority"/> is one of this set's endpoints for calls to <paramref name="port"/> (its health aside).</summary>
+    public bool Holds(string authority, uint port) => Find(authority, port) is not null;
+
+    private EndpointView? Find(string authority, uint port)
     {
         foreach (var endpoint in Endpoints)
         {
             if (endpoint.AuthorityFor(port) == authority)
             {
-                return _outlier is null || endpoint.Health is null || endpoint.Health.TryUse(_time.GetUtcNow()) ? endpoint : null;
+                return endpoint;
             }
         }
 

@@ -36,10 +36,15 @@ internal sealed class StickySession
     public static StickySession? Create(SessionPersistence? config) =>
         config is null || config.KeyCase == SessionPersistence.KeyOneofCase.None ? null : new StickySession(config);
 
-    /// <summary>Returns the endpoint the request asks to go back to (its <c>address:port</c>), or null.</summary>
-    public string? Pinned(HttpRequestMessage request)
+    /// <summary>
+    /// Returns the endpoint the request asks to go back to (its <c>address:port</c>), or null; the cookie is the
+    /// request's own or, before the mesh has added the client's cookies, the one <paramref name="jar"/> keeps for
+    /// <paramref name="uri"/>.
+    /// </summary>
+    public string? Pinned(HttpRequestMessage request, System.Net.CookieContainer? jar = null, Uri? uri = null)
     {
-        var value = _cookie is not null ? HashKey.CookieValue(request, _cookie) : RequestMatcher.HeaderValue(request, _header!);
+        var value = _cookie is null ? RequestMatcher.HeaderValue(request, _header!)
+            : HashKey.CookieValue(request, _cookie) ?? (jar is { Count: > 0 } && uri is not null ? jar.GetCookies(uri)[_cookie]?.Value.Trim('"') : null);
 
         // An address and a port encode to well under 100 characters: anything longer is not one of ours.
         if (value is not { Length: > 0 and <= 128 })

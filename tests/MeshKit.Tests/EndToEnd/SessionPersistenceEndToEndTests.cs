@@ -121,4 +121,44 @@ public sealed class SessionPersistenceEndToEndTests : MeshTestBase
 
         Assert.Equal(3, versions.Count);
     }
+
+    [Fact]
+    public async Task ARoutesSession_HoldsAcrossItsWeightedBackends()
+    {
+        // Istio's version Services as the backends of a 50/50 split: the session keeps a caller on one of them.
+        var (_, productpage) = await StartReviewsAsync();
+        ControlPlane.WriteConfig("reviews-route.yaml", """
+            apiVersion: v1
+            kind: Service
+            metadata: { name: reviews-v1 }
+            spec: { selector: { app: reviews, version: v1 }, ports: [{ port: 9080, name: http }] }
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: { name: reviews-v2 }
+            spec: { selector: { app: reviews, version: v2 }, ports: [{ port: 9080, name: http }] }
+            ---
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: { name: reviews }
+            spec:
+              parentRefs: [{ group: "", kind: Service, name: reviews }]
+              rules:
+              - sessionPersistence: { sessionName: reviews-session }
+                backendRefs: [{ name: reviews-v1, port: 9080, weight: 50 }, { name: reviews-v2, port: 9080, weight: 50 }]
+            """);
+        var http = productpage.CreateClient();
+        string? version = null;
+        await Eventually.TrueAsync(async () =>
+        {
+            using var response = await http.GetAsync("http://reviews/reviews/1");
+            version = Version(await response.Content.ReadAsStringAsync());
+            return response.Headers.TryGetValues("Set-Cookie", out var cookies) && cookies.Single().StartsWith("reviews-session=", StringComparison.Ordinal);
+        }, "the route applies");
+
+        for (var i = 0; i < 16; i++)
+        {
+            Assert.Equal(version, Version(await http.GetStringAsync("http://reviews/reviews/2")));
+        }
+    }
 }

@@ -207,7 +207,7 @@ if (!args.Contains("--quick"))
 
 var results = new List<Result>();
 var config = ManualConfig.Create(DefaultConfig.Instance).AddJob(Job.ShortRun).WithOptions(ConfigOptions.DisableOptimizationsValidator);
-var micro = args.Contains("--no-micro") ? [] : BenchmarkRunner.Run([typeof(MeshHandlerBenchmarks), typeof(PipelineBenchmarks), typeof(RoutingBenchmarks), typeof(LoadBalancerBenchmarks), typeof(SecurityBenchmarks), typeof(MetricsBenchmarks), typeof(IstioStatsBenchmarks), typeof(AccessLogFilterBenchmarks)], config);
+var micro = args.Contains("--no-micro") ? [] : BenchmarkRunner.Run([typeof(MeshHandlerBenchmarks), typeof(PipelineBenchmarks), typeof(RoutingBenchmarks), typeof(LoadBalancerBenchmarks), typeof(SessionBenchmarks), typeof(SecurityBenchmarks), typeof(MetricsBenchmarks), typeof(IstioStatsBenchmarks), typeof(AccessLogFilterBenchmarks)], config);
 foreach (var summary in micro)
 {
     foreach (var report in summary.Reports.Where(r => r.ResultStatistics is not null))

@@ -152,12 +152,7 @@ public class LoadBalancerBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        var endpoints = Enumerable.Range(0, Endpoints).Select(i =>
-        {
-            var endpoint = new Endpoint { Address = $"10.0.{i / 250}.{i % 250 + 1}", Weight = 1 };
-            endpoint.Ports.Add(new EndpointPort { Name = "http", ServicePort = 9080, TargetPort = 8080 });
-            return new EndpointView(endpoint);
-        }).ToArray();
+        var endpoints = MakeEndpoints(Endpoints);
         ConsistentHash? hash = Policy switch
         {
             "RING_HASH" => new ConsistentHash { HeaderName = "x-user", MinimumRingSize = 1024 },
@@ -171,4 +166,41 @@ public class LoadBalancerBenchmarks
 
     [Benchmark]
     public string? Pick() => _set.Pick(_request, _request.RequestUri, out _)?.Key;
+
+    /// <summary>Makes <paramref name="count"/> endpoints of one port, at distinct addresses.</summary>
+    internal static EndpointView[] MakeEndpoints(int count) => Enumerable.Range(0, count).Select(i =>
+    {
+        var endpoint = new Endpoint { Address = $"10.0.{i / 250}.{i % 250 + 1}", Weight = 1 };
+        endpoint.Ports.Add(new EndpointPort { Name = "http", ServicePort = 9080, TargetPort = 8080 });
+        return new EndpointView(endpoint);
+    }).ToArray();
+}
+
+/// <summary>
+/// A call with a session (strong session affinity): reading the endpoint its cookie names and finding it among the
+/// destination's endpoints, by an index made once per set, as a request does before the balancer would pick.
+/// </summary>
+[MemoryDiagnoser]
+public class SessionBenchmarks
+{
+    private EndpointSet _set = null!;
+    private StickySession _session = null!;
+    private HttpRequestMessage _request = null!;
+
+    [Params(10, 1000)]
+    public int Endpoints { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var endpoints = LoadBalancerBenchmarks.MakeEndpoints(Endpoints);
+        _set = EndpointSet.Create(endpoints, "ROUND_ROBIN", null, null, new SourceWorkload("default", new Dictionary<string, string>()));
+        _session = StickySession.Create(new SessionPersistence { CookieName = "session", CookiePath = "/" })!;
+        _request = new HttpRequestMessage(HttpMethod.Get, "http://svc:9080/items");
+        var last = endpoints[^1].AuthorityFor(9080)!;
+        _request.Headers.Add("Cookie", $"theme=dark; session=\"{Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(last))}\"");
+    }
+
+    [Benchmark]
+    public string? PinnedEndpoint() => _session.Pinned(_request) is { } pinned ? _set.Pinned(pinned, 9080)?.Key : null;
 }

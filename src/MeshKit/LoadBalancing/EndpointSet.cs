@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.Net;
 using System.Net.Sockets;
 using MeshKit.Protocol.V1;
@@ -373,7 +374,7 @@ internal sealed class EndpointSet
     public EndpointView[] Endpoints { get; }
 
     /// <summary>Gets the sets that <c>portLevelSettings</c> define for single service ports, if any.</summary>
-    public System.Collections.Frozen.FrozenDictionary<uint, EndpointSet>? PortOverrides { get; private set; }
+    public FrozenDictionary<uint, EndpointSet>? PortOverrides { get; private set; }
 
     /// <summary>Gets the outlier detection policy whose health the picks respect, if any.</summary>
     public OutlierDetection? Outlier => _outlier;
@@ -410,21 +411,33 @@ internal sealed class EndpointSet
     /// <summary>Returns whether <paramref name="authority"/> is one of this set's endpoints for calls to <paramref name="port"/> (its health aside).</summary>
     public bool Holds(string authority, uint port) => Find(authority, port) is not null;
 
+    // The endpoints by authority for one port, made on a session's first lookup (a set serves one port almost always;
+    // another port replaces it). Racing threads build equal indexes; either one may stay.
+    private AuthorityIndex? _byAuthority;
+
     private EndpointView? Find(string authority, uint port)
     {
-        foreach (var endpoint in Endpoints)
+        var index = Volatile.Read(ref _byAuthority);
+        if (index is null || index.Port != port)
         {
-            if (endpoint.AuthorityFor(port) == authority)
-            {
-                return endpoint;
-            }
+            index = new AuthorityIndex(port, Endpoints);
+            Volatile.Write(ref _byAuthority, index);
         }
 
-        return null;
+        return index.Endpoints.GetValueOrDefault(authority);
+    }
+
+    private sealed class AuthorityIndex(uint port, EndpointView[] endpoints)
+    {
+        public uint Port { get; } = port;
+
+        public FrozenDictionary<string, EndpointView> Endpoints { get; } = endpoints
+            .Select(e => (Authority: e.AuthorityFor(port), Endpoint: e)).Where(e => e.Authority is not null)
+            .DistinctBy(e => e.Authority).ToFrozenDictionary(e => e.Authority!, e => e.Endpoint, StringComparer.Ordinal);
     }
 
     /// <summary>Sets the port-level sets while the snapshot is being built (never after it is published).</summary>
-    public EndpointSet WithPortOverrides(System.Collections.Frozen.FrozenDictionary<uint, EndpointSet>? overrides)
+    public EndpointSet WithPortOverrides(FrozenDictionary<uint, EndpointSet>? overrides)
     {
         PortOverrides = overrides;
         return this;
@@ -696,9 +709,11 @@ internal sealed class HashKey
 
         foreach (var header in values)
         {
-            foreach (var part in header.Split(';'))
+            // Split as spans: only the value found is a string of its own.
+            var text = header.AsSpan();
+            foreach (var range in text.Split(';'))
             {
-                var pair = part.AsSpan().Trim();
+                var pair = text[range].Trim();
                 var equals = pair.IndexOf('=');
                 if (equals > 0 && pair[..equals].SequenceEqual(name))
                 {

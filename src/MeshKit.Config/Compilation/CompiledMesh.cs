@@ -31,6 +31,9 @@ public sealed class CompiledMesh
     /// <summary>Gets the mesh-wide settings in force.</summary>
     public MeshSettings Settings { get; }
 
+    /// <summary>Gets the ExternalName Services that alias a service of the mesh.</summary>
+    internal IReadOnlyList<ServiceAlias> Aliases { get; init; } = [];
+
     /// <summary>Gets the findings of compilation (references to unknown hosts or subsets, overlapping rules).</summary>
     public IReadOnlyList<ConfigDiagnostic> Diagnostics { get; }
 
@@ -92,6 +95,7 @@ public sealed class CompiledMesh
         var sidecar = Sidecars.Resolve(_config.Sidecars, Settings.RootNamespace, viewer, labels);
         var routes = new Dictionary<string, Resource>(StringComparer.Ordinal);
         var clusters = new Dictionary<string, Resource>(StringComparer.Ordinal);
+        var aliased = Aliases.Count == 0 ? null : new Dictionary<string, ServiceRoutes>(StringComparer.Ordinal);
         foreach (var service in _services.Values)
         {
             if (!Visibility.IsVisible(service.ExportTo, service.Namespace, viewer) || (sidecar is not null && service.Host != own && !Sidecars.Admits(sidecar, viewer, service.Host, service.Namespace, domain)))
@@ -213,6 +217,30 @@ public sealed class CompiledMesh
 
             routes[service.Host] = ToResource(service.Host, serviceRoutes);
             clusters[service.Host] = ToResource(service.Host, cluster);
+            aliased?.Add(service.Host, serviceRoutes);
+        }
+
+        // An alias is its service under another name: the same routes (to that service's destinations), and the
+        // service itself when it has none. Seen where the alias is exported (and a Sidecar admits it) and its service is seen.
+        foreach (var alias in Aliases)
+        {
+            if (!aliased!.TryGetValue(alias.Target, out var target) || !Visibility.IsVisible(alias.ExportTo, alias.Namespace, viewer)
+                || (sidecar is not null && !Sidecars.Admits(sidecar, viewer, alias.Host, alias.Namespace, domain)))
+            {
+                continue;
+            }
+
+            var aliasRoutes = target.Clone();
+            aliasRoutes.Host = alias.Host;
+            aliasRoutes.Namespace = alias.Namespace;
+            aliasRoutes.ShortName = alias.ShortName;
+            aliasRoutes.Sources.Insert(0, alias.Source);
+            if (aliasRoutes.HttpRoutes.Count == 0)
+            {
+                aliasRoutes.HttpRoutes.Add(new HttpRoute { Name = "default", Destinations = { new WeightedDestination { Host = alias.Target, Weight = 100 } } });
+            }
+
+            routes[alias.Host] = ToResource(alias.Host, aliasRoutes);
         }
 
         var mesh = new Dictionary<string, Resource>(StringComparer.Ordinal)
@@ -706,6 +734,9 @@ public sealed record ResourceView(IReadOnlyDictionary<string, IReadOnlyDictionar
 
     private static readonly IReadOnlyDictionary<string, Resource> EmptyResources = new Dictionary<string, Resource>();
 }
+
+/// <summary>An ExternalName Service naming a service of the mesh: its calls are that service's (Istio's alias).</summary>
+internal sealed record ServiceAlias(string Host, string Namespace, string ShortName, IReadOnlyList<string> ExportTo, string Target, string Source);
 
 internal sealed class ServiceInfo(string host, string ns, string shortName, bool external, IReadOnlyList<string> exportTo)
 {

@@ -78,7 +78,7 @@ public static class MeshCompiler
             AddServiceEntry(entry, services, domain, registered, config, settings);
         }
 
-        foreach (var kubernetesService in config.KubernetesServices)
+        foreach (var kubernetesService in config.KubernetesServices.Where(k => k.ExternalName is null))
         {
             AddServiceEntry(kubernetesService.AsServiceEntry(), services, domain, registered, config, settings);
             var service = services[HostNames.Qualify(kubernetesService.Name, kubernetesService.Namespace, domain)];
@@ -90,11 +90,47 @@ public static class MeshCompiler
             service.SessionPersistence ??= kubernetesService.SessionPersistence;
         }
 
+        var aliases = AddExternalNames(config, services, domain, registered, settings, diagnostics);
         CheckReferences(config, services, settings, diagnostics, registryKnown);
         CheckOnePerWorkload(config.PeerAuthentications, r => ((PeerAuthentication)r).Selector, registered, diagnostics);
         CheckOnePerWorkload(config.Telemetries, r => ((TelemetryResource)r).Selector, registered, diagnostics);
         CheckOnePerWorkload(config.Sidecars, r => ((SidecarResource)r).Selector, registered, diagnostics, "spec.workloadSelector");
-        return new CompiledMesh(config, settings, services, diagnostics, jwks);
+        return new CompiledMesh(config, settings, services, diagnostics, jwks) { Aliases = aliases };
+    }
+
+    // ExternalName Services, once every other host is known: an alias of a service of the mesh (Istio's reading since
+    // 1.20: its calls take that service's routes and endpoints), else the named host by DNS on the Service's ports.
+    private static List<ServiceAlias> AddExternalNames(ConfigSet config, Dictionary<string, ServiceInfo> services, string domain, IReadOnlyCollection<WorkloadAnnouncement> workloads, MeshSettings settings, List<ConfigDiagnostic> diagnostics)
+    {
+        var aliases = new List<ServiceAlias>();
+        foreach (var alias in config.KubernetesServices.Where(k => k.ExternalName is not null))
+        {
+            var host = HostNames.Qualify(alias.Name, alias.Namespace, domain);
+            var target = alias.ExternalName!;
+            if (services.ContainsKey(host))
+            {
+                diagnostics.Add(Warn(alias, "metadata.name", $"'{host}' is a service of the mesh already (its workloads or another resource declare it): the alias is ignored"));
+            }
+            else if (services.ContainsKey(target))
+            {
+                aliases.Add(new ServiceAlias(host, alias.Namespace, alias.Name, alias.ExportTo, target, alias.DisplayName));
+            }
+            else if (alias.Ports.Count > 0)
+            {
+                AddServiceEntry(new ServiceEntry
+                {
+                    Kind = alias.Kind, ApiVersion = alias.ApiVersion, Name = alias.Name, Namespace = alias.Namespace, Source = alias.Source,
+                    Hosts = [alias.Name], Ports = alias.Ports, Location = "MESH_EXTERNAL", Resolution = "DNS", ExportTo = alias.ExportTo,
+                    Endpoints = [new WorkloadEntrySpec { Address = target }],
+                }, services, domain, workloads, config, settings);
+            }
+            else
+            {
+                diagnostics.Add(Warn(alias, "spec.externalName", $"'{target}' is no service of the mesh, and the Service has no ports to send its calls to by DNS: calls to '{host}' pass through the mesh unrouted"));
+            }
+        }
+
+        return aliases;
     }
 
     private static Endpoint EndpointOf(WorkloadAnnouncement workload)

@@ -383,6 +383,12 @@ public sealed record KubernetesService : ConfigResource
     /// </summary>
     public SessionPersistenceSpec? SessionPersistence { get; init; }
 
+    /// <summary>
+    /// Gets <c>spec.externalName</c> of an <c>ExternalName</c> Service (an alias: its calls are the named service's,
+    /// or go to the name by DNS), or <see langword="null"/>.
+    /// </summary>
+    public string? ExternalName { get; init; }
+
     /// <summary>Returns the Service as the ServiceEntry it amounts to (internal, its endpoints the selected workloads).</summary>
     /// <returns>A ServiceEntry of the same name, namespace and source.</returns>
     public ServiceEntry AsServiceEntry() => new()

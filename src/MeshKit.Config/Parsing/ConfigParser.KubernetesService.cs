@@ -33,11 +33,13 @@ public static partial class ConfigParser
         var type = s.String("type") ?? "ClusterIP";
         if (type == "ExternalName")
         {
-            // Istio's sidecars resolve the alias by DNS; a ServiceEntry says the same and more (ports, protocol, TLS).
-            s.Context.Warning(s.Get("type"), s.ChildPath("type"), "an ExternalName Service is a DNS alias, which MeshKit does not read; the document is ignored: declare the external host with a ServiceEntry of resolution DNS");
-            s.Ignore("selector", "ports", "sessionAffinity", "sessionAffinityConfig", "internalTrafficPolicy", "trafficDistribution");
-            s.Ignore(NetworkOnlyServiceFields);
-            return null;
+            if (session is not null)
+            {
+                var label = session.CookieName is null ? PersistentSessionHeaderLabel : PersistentSessionLabel;
+                doc.Context.Error(MetadataNode(doc, "labels", label), $"metadata.labels.{label}", "an ExternalName Service keeps no sessions: it has no endpoints of its own (label the Service it names)");
+            }
+
+            return ReadExternalNameService(s, h, exportTo);
         }
 
         if (type is not ("ClusterIP" or "NodePort" or "LoadBalancer"))
@@ -167,6 +169,28 @@ public static partial class ConfigParser
         }
 
         return exportTo;
+    }
+
+    // An alias (Kubernetes: a DNS CNAME): as Istio reads one since 1.20, calls to it are calls to the service the
+    // name belongs to when the mesh has it; otherwise they go to that name, resolved by DNS, on the Service's ports.
+    private static KubernetesService? ReadExternalNameService(MapReader s, Header h, IReadOnlyList<string> exportTo)
+    {
+        var externalName = s.String("externalName", required: true)?.TrimEnd('.').ToLowerInvariant();
+        if (externalName is { Length: > 0 } && !Names.IsDnsSubdomain(externalName))
+        {
+            s.Context.Error(s.Get("externalName"), s.ChildPath("externalName"), $"'{externalName}' is not a DNS name");
+        }
+
+        // Kubernetes gives an alias no endpoints of its own; its selector and the cluster's network fields do nothing.
+        s.Ignore("selector", "sessionAffinity", "sessionAffinityConfig", "internalTrafficPolicy", "trafficDistribution");
+        s.Ignore(NetworkOnlyServiceFields);
+        var seen = new List<ServiceEntryPort>();
+        var ports = s.List("ports", p => Unique(p, seen, ReadKubernetesServicePort(p), "port"));
+        return externalName is not { Length: > 0 } ? null : Fill(new KubernetesService
+        {
+            Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
+            Selector = new WorkloadSelector(ConfigResource.EmptyMap), Ports = ports, ExportTo = exportTo, ExternalName = externalName,
+        }, h);
     }
 
     private static ServiceEntryPort? ReadKubernetesServicePort(MapReader p)

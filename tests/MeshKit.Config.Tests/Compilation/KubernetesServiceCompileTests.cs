@@ -125,6 +125,73 @@ public class KubernetesServiceCompileTests
     }
 
     [Fact]
+    public void AnExternalNameService_NamingAServiceOfTheMesh_IsThatServiceUnderAnotherName()
+    {
+        var mesh = Compile("""
+            apiVersion: v1
+            kind: Service
+            metadata: { name: critics, namespace: shop }
+            spec: { type: ExternalName, externalName: reviews.shop.svc.cluster.local }
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: { name: scores, namespace: shop, annotations: { networking.istio.io/exportTo: "." } }
+            spec: { type: ExternalName, externalName: ratings.shop.svc.cluster.local }
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: ratings, namespace: shop }
+            spec:
+              hosts: [ratings]
+              http: [{ route: [{ destination: { host: reviews } }] }]
+            """, Reviews);
+        ServiceRoutes Routes(string ns, string host) => mesh.ViewFor(ns).OfType(ResourceTypes.Routes)[host].Resource_.Unpack<ServiceRoutes>();
+
+        // Without routes of its own, the service's default: to the service itself.
+        var critics = Routes("web", "critics.shop.svc.cluster.local");
+        Assert.Equal(("shop", "critics", "reviews.shop.svc.cluster.local"), (critics.Namespace, critics.ShortName, critics.HttpRoutes.Single().Destinations.Single().Host));
+        Assert.Equal("Service shop/critics", critics.Sources[0]);
+        Assert.Equal([9080u], critics.Ports.Select(p => p.Number));
+        Assert.False(mesh.ViewFor("web").OfType(ResourceTypes.Cluster).ContainsKey("critics.shop.svc.cluster.local"));
+
+        // With routes, the same routes; exported to its own namespace only.
+        Assert.Equal("reviews.shop.svc.cluster.local", Routes("shop", "scores.shop.svc.cluster.local").HttpRoutes.Single().Destinations.Single().Host);
+        Assert.False(mesh.ViewFor("web").OfType(ResourceTypes.Routes).ContainsKey("scores.shop.svc.cluster.local"));
+        Assert.Empty(mesh.Diagnostics);
+    }
+
+    [Fact]
+    public void AnExternalNameService_NamingAnotherHost_SendsItsCallsThereByDns_OnItsPorts()
+    {
+        var mesh = Compile("""
+            apiVersion: v1
+            kind: Service
+            metadata: { name: payments, namespace: shop }
+            spec: { type: ExternalName, externalName: api.payments.example, ports: [{ port: 443, name: https }] }
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: { name: mail, namespace: shop }
+            spec: { type: ExternalName, externalName: smtp.example }
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: { name: ratings, namespace: shop }
+            spec: { type: ExternalName, externalName: elsewhere.example }
+            """, Reviews);
+
+        var endpoint = Cluster(mesh, "payments.shop.svc.cluster.local").Endpoints.Single();
+        Assert.Equal(("api.payments.example", 443u), (endpoint.Address, endpoint.Ports.Single().TargetPort));
+        Assert.True(mesh.ViewFor("shop").OfType(ResourceTypes.Routes)["payments.shop.svc.cluster.local"].Resource_.Unpack<ServiceRoutes>().External);
+        Assert.Collection(
+            mesh.Diagnostics,
+            d => Assert.Equal(("Service shop/mail", "spec.externalName"), (d.Resource, d.Path)),
+            d => Assert.Equal(("Service shop/ratings", "metadata.name"), (d.Resource, d.Path)));
+        Assert.StartsWith("'smtp.example' is no service of the mesh", mesh.Diagnostics[0].Message, StringComparison.Ordinal);
+        Assert.StartsWith("'ratings.shop.svc.cluster.local' is a service of the mesh already", mesh.Diagnostics[1].Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void AnHttpRouteOnAVersionService_FindsItsHost()
     {
         // Istio's Gateway API request-routing task: the parent and the backends are Services of bookinfo-versions.yaml.

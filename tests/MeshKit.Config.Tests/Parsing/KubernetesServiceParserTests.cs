@@ -57,14 +57,6 @@ public class KubernetesServiceParserTests
         var result = Parse("""
             apiVersion: v1
             kind: Service
-            metadata: { name: db }
-            spec:
-              type: ExternalName
-              externalName: db.example.com
-              ports: [{ port: 5432 }]
-            ---
-            apiVersion: v1
-            kind: Service
             metadata: { name: legacy }
             spec:
               ports: [{ port: 80 }]
@@ -86,16 +78,47 @@ public class KubernetesServiceParserTests
         Assert.All(result.Diagnostics, d => Assert.Equal(DiagnosticSeverity.Warning, d.Severity));
         Assert.Equal(
             [
-                (5, "spec.type", "an ExternalName Service is a DNS alias"),
-                (13, "spec.selector", "a Service without a selector has its endpoints in EndpointSlices"),
-                (25, "spec.ports[0].protocol", "MeshKit carries HTTP calls, not UDP: the port is ignored"),
-                (20, "spec.sessionAffinity", "a DestinationRule's loadBalancer.consistentHash.useSourceIp"),
-                (22, "spec.internalTrafficPolicy", "localityLbSetting"),
-                (23, "spec.trafficDistribution", "localityLbSetting"),
+                (5, "spec.selector", "a Service without a selector has its endpoints in EndpointSlices"),
+                (17, "spec.ports[0].protocol", "MeshKit carries HTTP calls, not UDP: the port is ignored"),
+                (12, "spec.sessionAffinity", "a DestinationRule's loadBalancer.consistentHash.useSourceIp"),
+                (14, "spec.internalTrafficPolicy", "localityLbSetting"),
+                (15, "spec.trafficDistribution", "localityLbSetting"),
             ],
-            result.Diagnostics.Select(d => (d.Line, d.Path, Contained(d.Message, "an ExternalName Service is a DNS alias", "a Service without a selector has its endpoints in EndpointSlices", "MeshKit carries HTTP calls, not UDP: the port is ignored", "a DestinationRule's loadBalancer.consistentHash.useSourceIp", "localityLbSetting"))));
+            result.Diagnostics.Select(d => (d.Line, d.Path, Contained(d.Message, "a Service without a selector has its endpoints in EndpointSlices", "MeshKit carries HTTP calls, not UDP: the port is ignored", "a DestinationRule's loadBalancer.consistentHash.useSourceIp", "localityLbSetting"))));
         var dns = Assert.IsType<KubernetesService>(Assert.Single(result.Resources));
         Assert.Equal([8053u], dns.Ports.Select(p => p.Number));
+    }
+
+    [Fact]
+    public void AnExternalNameService_IsAnAliasOfTheNameItGives()
+    {
+        var result = Parse("""
+            apiVersion: v1
+            kind: Service
+            metadata: { name: reviews-alias, namespace: shop }
+            spec:
+              type: ExternalName
+              externalName: Reviews.Shop.svc.cluster.local.
+              selector: { app: ignored }
+              clusterIP: ""
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: { name: db, labels: { istio.io/persistent-session: db } }
+            spec: { type: ExternalName, externalName: "db_example.com" }
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: { name: nothing }
+            spec: { type: ExternalName }
+            """);
+
+        var alias = Assert.IsType<KubernetesService>(result.Resources[0]);
+        Assert.Equal(("reviews.shop.svc.cluster.local", 0), (alias.ExternalName, alias.Ports.Count));
+        Assert.Equal(
+            ["metadata.labels.istio.io/persistent-session@12", "spec.externalName@13", "spec.externalName@18"],
+            result.Diagnostics.Select(d => $"{d.Path}@{d.Line}"));
+        Assert.All(result.Diagnostics, d => Assert.Equal(DiagnosticSeverity.Error, d.Severity));
     }
 
     // The one of the expected fragments the message contains, or the message itself (the assertion then shows it).

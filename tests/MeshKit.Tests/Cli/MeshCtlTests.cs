@@ -93,6 +93,11 @@ public sealed class MeshCtlTests : MeshTestBase, IDisposable
             spec:
               selector: { app: reviews, version: v1 }
               ports: [{ port: 80, name: http }]
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: { name: critics }
+            spec: { type: ExternalName, externalName: reviews-v1.default.svc.cluster.local }
             """);
         Assert.Equal(0, Run("apply", "-f", service).Code);
         Assert.Contains("Service  default    reviews-v1  reviews-v1.yaml:", Run("get", "svc").Output, StringComparison.Ordinal);
@@ -101,6 +106,10 @@ public sealed class MeshCtlTests : MeshTestBase, IDisposable
         {
             Assert.StartsWith("reviews|v1|", await productpage.CreateClient().GetStringAsync("http://reviews-v1/"), StringComparison.Ordinal);
         }
+
+        // An ExternalName Service naming it is the same service under another name (the callee sees the name called).
+        await Eventually.TrueAsync(async () => (await productpage.CreateClient().GetAsync("http://critics/")).IsSuccessStatusCode, "the alias is known");
+        Assert.StartsWith("reviews|v1|/|critics|", await productpage.CreateClient().GetStringAsync("http://critics/"), StringComparison.Ordinal);
 
         Assert.Equal(0, Run("delete", "-f", service).Code);
 

@@ -371,6 +371,38 @@ public sealed class CompiledMesh
     /// <summary>The <c>idle_timeout_ms</c> that keeps idle pooled connections open for good.</summary>
     internal const ulong NeverIdle = ulong.MaxValue;
 
+    /// <summary>A retry policy as the protocol carries it (a route's, or MeshConfig's defaultHttpRetryPolicy).</summary>
+    internal static RetryPolicy? ToProto(RetrySpec? retries)
+    {
+        if (retries is null)
+        {
+            return null;
+        }
+
+        var policy = new RetryPolicy
+        {
+            Attempts = (uint)retries.Attempts,
+            PerTryTimeoutMs = (ulong)(retries.PerTryTimeout?.TotalMilliseconds ?? 0),
+            BackoffMs = (ulong)(retries.Backoff?.TotalMilliseconds ?? 0),
+        };
+
+        // Istio takes bare status codes in retryOn ("503"); "5xx" is a condition.
+        static bool IsCode(string c) => c.All(char.IsAsciiDigit);
+        policy.RetryOn.AddRange(retries.RetryOn.Where(c => !IsCode(c)));
+        policy.RetriableStatusCodes.AddRange(retries.RetryOn.Where(IsCode).Select(c => uint.Parse(c, System.Globalization.CultureInfo.InvariantCulture)));
+        if (retries.RetryRemoteLocalities is { } remote)
+        {
+            policy.RetryRemoteLocalities = remote;
+        }
+
+        if (retries.RetryIgnorePreviousHosts is { } ignorePrevious)
+        {
+            policy.RetryIgnorePreviousHosts = ignorePrevious;
+        }
+
+        return policy;
+    }
+
     private static SessionPersistence? ToProto(SessionPersistenceSpec? spec)
     {
         if (spec is null)
@@ -602,29 +634,7 @@ public sealed class CompiledMesh
             route.TimeoutMs = (ulong)timeout.TotalMilliseconds;
         }
 
-        if (spec.Retries is { } retries)
-        {
-            route.Retries = new RetryPolicy
-            {
-                Attempts = (uint)retries.Attempts,
-                PerTryTimeoutMs = (ulong)(retries.PerTryTimeout?.TotalMilliseconds ?? 0),
-            };
-            // Istio takes bare status codes in retryOn ("503"); "5xx" is a condition.
-            static bool IsCode(string c) => c.All(char.IsAsciiDigit);
-            route.Retries.RetryOn.AddRange(retries.RetryOn.Where(c => !IsCode(c)));
-            route.Retries.RetriableStatusCodes.AddRange(retries.RetryOn.Where(IsCode).Select(c => uint.Parse(c, System.Globalization.CultureInfo.InvariantCulture)));
-            if (retries.RetryRemoteLocalities is { } remote)
-            {
-                route.Retries.RetryRemoteLocalities = remote;
-            }
-
-            if (retries.RetryIgnorePreviousHosts is { } ignorePrevious)
-            {
-                route.Retries.RetryIgnorePreviousHosts = ignorePrevious;
-            }
-
-            route.Retries.BackoffMs = (ulong)(retries.Backoff?.TotalMilliseconds ?? 0);
-        }
+        route.Retries = ToProto(spec.Retries);
 
         if (spec.Fault is { } fault)
         {

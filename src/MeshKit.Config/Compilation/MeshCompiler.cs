@@ -34,6 +34,7 @@ public static class MeshCompiler
             RootNamespace = config.MeshConfig?.RootNamespace ?? DefaultRootNamespace,
             OutboundTrafficPolicy = config.MeshConfig?.OutboundTrafficPolicy ?? "ALLOW_ANY",
             ClusterDomain = config.MeshConfig?.ClusterDomain ?? DefaultClusterDomain,
+            DefaultHttpRetryPolicy = CompiledMesh.ToProto(config.MeshConfig?.DefaultHttpRetryPolicy),
         };
         var domain = settings.ClusterDomain;
         var services = new Dictionary<string, ServiceInfo>(StringComparer.Ordinal);

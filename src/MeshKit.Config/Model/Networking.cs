@@ -441,6 +441,9 @@ public sealed record MeshConfigResource : ConfigResource
 
     /// <summary>Gets <c>spec.extensionProviders</c> that MeshKit acts on: external authorization services, by name.</summary>
     public IReadOnlyList<ExtAuthzProviderSpec> ExtensionProviders { get; init; } = [];
+
+    /// <summary>Gets <c>defaultHttpRetryPolicy</c>: the retry policy of routes that set none, instead of Istio's default.</summary>
+    public RetrySpec? DefaultHttpRetryPolicy { get; init; }
 }
 
 /// <summary>

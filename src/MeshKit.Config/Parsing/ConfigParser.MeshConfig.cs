@@ -69,6 +69,7 @@ public static partial class ConfigParser
             Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
             TrustDomain = trustDomain, RootNamespace = root, OutboundTrafficPolicy = outbound, ClusterDomain = clusterDomain,
             PathNormalization = normalization == "DEFAULT" ? "BASE" : normalization, ExtensionProviders = providers,
+            DefaultHttpRetryPolicy = s.Map("defaultHttpRetryPolicy", ReadRetries),
         }, h);
     }
 

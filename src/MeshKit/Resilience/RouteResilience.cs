@@ -247,14 +247,16 @@ internal sealed class RouteResilience
     public bool AvoidTried { get; }
 
     /// <summary>Compiles a route's resilience, sharing the Polly pipeline with every route of the same policy.</summary>
-    public static RouteResilience Create(HttpRoute route, Pipelines pipelines)
+    public static RouteResilience Create(HttpRoute route, Pipelines pipelines, RetryPolicy? meshDefault = null)
     {
+        // A route without retries takes MeshConfig's defaultHttpRetryPolicy, else Istio's default (2 attempts).
+        var retries = route.Retries ?? meshDefault;
         var timeout = route.HasTimeoutMs && route.TimeoutMs > 0 ? TimeSpan.FromMilliseconds(route.TimeoutMs) : (TimeSpan?)null;
-        var attempts = route.Retries is { } explicitPolicy ? (int)explicitPolicy.Attempts : 2;
-        var perTry = route.Retries is { PerTryTimeoutMs: > 0 } p ? TimeSpan.FromMilliseconds(p.PerTryTimeoutMs) : (TimeSpan?)null;
-        var (pipeline, conditions) = pipelines.For(route.Retries, attempts, perTry, route.RetryNonIdempotent);
-        var remote = route.Retries is { HasRetryRemoteLocalities: true, RetryRemoteLocalities: true };
-        var avoidTried = route.Retries is not { HasRetryIgnorePreviousHosts: true, RetryIgnorePreviousHosts: false };
+        var attempts = retries is { } explicitPolicy ? (int)explicitPolicy.Attempts : 2;
+        var perTry = retries is { PerTryTimeoutMs: > 0 } p ? TimeSpan.FromMilliseconds(p.PerTryTimeoutMs) : (TimeSpan?)null;
+        var (pipeline, conditions) = pipelines.For(retries, attempts, perTry, route.RetryNonIdempotent);
+        var remote = retries is { HasRetryRemoteLocalities: true, RetryRemoteLocalities: true };
+        var avoidTried = retries is not { HasRetryIgnorePreviousHosts: true, RetryIgnorePreviousHosts: false };
         return route.Fault is null
             ? pipelines.Shared(pipeline, conditions, attempts, timeout, perTry, route.RetryNonIdempotent, remote, avoidTried)
             : new RouteResilience(pipeline, conditions, attempts, timeout, perTry, FaultPlan.Create(route.Fault), route.RetryNonIdempotent, remote, avoidTried);

@@ -74,7 +74,7 @@ internal static class SnapshotBuilder
             var pipelines = new RouteResilience.Pipelines(clock?.Time ?? TimeProvider.System);
             foreach (var routes in allRoutes)
             {
-                var view = BuildService(routes, clusters, ports, source, pipelines);
+                var view = BuildService(routes, clusters, ports, source, pipelines, settings.DefaultHttpRetryPolicy);
                 services[routes.Host] = view;
                 foreach (var alias in Aliases(routes, ownNamespace, settings.ClusterDomain))
                 {
@@ -277,7 +277,7 @@ internal static class SnapshotBuilder
         return new ClusterView(cluster.Host, all, subsets.ToFrozenDictionary(StringComparer.Ordinal), runtime);
     }
 
-    private static ServiceView BuildService(ServiceRoutes routes, Dictionary<string, ClusterView> clusters, Dictionary<string, uint[]> ports, SourceWorkload source, RouteResilience.Pipelines pipelines)
+    private static ServiceView BuildService(ServiceRoutes routes, Dictionary<string, ClusterView> clusters, Dictionary<string, uint[]> ports, SourceWorkload source, RouteResilience.Pipelines pipelines, RetryPolicy? defaultRetries)
     {
         var entries = new List<RouteEntry>(routes.HttpRoutes.Count + 1);
         for (var i = 0; i < routes.HttpRoutes.Count; i++)
@@ -309,7 +309,7 @@ internal static class SnapshotBuilder
                 ResponseHeaders = HeaderEdits.Create(d.ResponseHeaders),
             }).ToArray();
             var mirrors = route.Mirrors.Select(m => (Target(m.Host, m.Subset, m.Port, 0, clusters, ports), m.Percentage)).ToArray();
-            entries.Add(new RouteEntry(route.Name, matchers, targets, actions, RouteResilience.Create(route, pipelines), mirrors, route.UnknownDestinationStatus == 0 ? 503 : (int)route.UnknownDestinationStatus)
+            entries.Add(new RouteEntry(route.Name, matchers, targets, actions, RouteResilience.Create(route, pipelines, defaultRetries), mirrors, route.UnknownDestinationStatus == 0 ? 503 : (int)route.UnknownDestinationStatus)
             {
                 Session = StickySession.Create(route.SessionPersistence),
             });
@@ -319,7 +319,7 @@ internal static class SnapshotBuilder
         // retry policy).
         if (routes.HttpRoutes.Count == 0)
         {
-            entries.Add(new RouteEntry("default", [], [Target(routes.Host, string.Empty, 0, 100, clusters, ports)], RouteActions.None, RouteResilience.Create(new HttpRoute(), pipelines)));
+            entries.Add(new RouteEntry("default", [], [Target(routes.Host, string.Empty, 0, 100, clusters, ports)], RouteActions.None, RouteResilience.Create(new HttpRoute(), pipelines, defaultRetries)));
         }
 
         // Istio names a Kubernetes service by its short name, a ServiceEntry's host by itself.

@@ -255,6 +255,7 @@ public class ConfigParserTests
             spec:
               trustDomain: example.org
               outboundTrafficPolicy: { mode: REGISTRY_ONLY }
+              defaultHttpRetryPolicy: { attempts: 1, perTryTimeout: 2s, retryOn: "5xx,503" }
             """);
 
         Assert.Empty(result.Diagnostics);
@@ -275,6 +276,17 @@ public class ConfigParserTests
         Assert.Equal("request.headers[x-debug]", ap.Rules[0].When[0].Key);
         var mesh = Assert.IsType<MeshConfigResource>(result.Resources[5]);
         Assert.Equal("REGISTRY_ONLY", mesh.OutboundTrafficPolicy);
+        Assert.Equal((1, TimeSpan.FromSeconds(2)), (mesh.DefaultHttpRetryPolicy!.Attempts, mesh.DefaultHttpRetryPolicy.PerTryTimeout));
+        Assert.Equal(["5xx", "503"], mesh.DefaultHttpRetryPolicy.RetryOn);
+
+        // Validated as a route's retries: no attempts with conditions would silently do nothing.
+        var invalid = Parse("""
+            apiVersion: meshkit.dev/v1alpha1
+            kind: MeshConfig
+            metadata: { name: mesh }
+            spec: { defaultHttpRetryPolicy: { attempts: 0, retryOn: 5xx } }
+            """);
+        Assert.Equal("spec.defaultHttpRetryPolicy.attempts", Assert.Single(invalid.Diagnostics).Path);
     }
 
     [Fact]

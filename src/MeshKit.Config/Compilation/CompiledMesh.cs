@@ -23,10 +23,18 @@ public sealed class CompiledMesh
     {
         _config = config;
         _jwks = jwks ?? EmptyLabels;
+        _serviceExportTo = config.MeshConfig?.DefaultServiceExportTo ?? [];
+        _virtualServiceExportTo = config.MeshConfig?.DefaultVirtualServiceExportTo ?? [];
+        _destinationRuleExportTo = config.MeshConfig?.DefaultDestinationRuleExportTo ?? [];
         Settings = settings;
         _services = services;
         Diagnostics = diagnostics;
     }
+
+    // MeshConfig's defaults for resources that set no exportTo of their own (Istio's defaultServiceExportTo and kin).
+    private readonly IReadOnlyList<string> _serviceExportTo;
+    private readonly IReadOnlyList<string> _virtualServiceExportTo;
+    private readonly IReadOnlyList<string> _destinationRuleExportTo;
 
     /// <summary>Gets the mesh-wide settings in force.</summary>
     public MeshSettings Settings { get; }
@@ -98,7 +106,7 @@ public sealed class CompiledMesh
         var aliased = Aliases.Count == 0 ? null : new Dictionary<string, ServiceRoutes>(StringComparer.Ordinal);
         foreach (var service in _services.Values)
         {
-            if (!Visibility.IsVisible(service.ExportTo, service.Namespace, viewer) || (sidecar is not null && service.Host != own && !Sidecars.Admits(sidecar, viewer, service.Host, service.Namespace, domain)))
+            if (!Visibility.IsVisible(Visibility.Or(service.ExportTo, _serviceExportTo), service.Namespace, viewer) || (sidecar is not null && service.Host != own && !Sidecars.Admits(sidecar, viewer, service.Host, service.Namespace, domain)))
             {
                 continue;
             }
@@ -118,7 +126,8 @@ public sealed class CompiledMesh
             var applicable = new List<(VirtualService Rule, int Specificity)>();
             foreach (var vs in _config.VirtualServices)
             {
-                if (vs.Hosts.Count == 0 || !Visibility.IsVisible(vs.ExportTo, vs.Namespace, viewer))
+                // A route made from an HTTPRoute is seen as Gateway API says (producer or consumer), not by MeshConfig's default.
+                if (vs.Hosts.Count == 0 || !Visibility.IsVisible(vs.Gateway is null ? Visibility.Or(vs.ExportTo, _virtualServiceExportTo) : vs.ExportTo, vs.Namespace, viewer))
                 {
                     continue;
                 }
@@ -224,7 +233,7 @@ public sealed class CompiledMesh
         // service itself when it has none. Seen where the alias is exported (and a Sidecar admits it) and its service is seen.
         foreach (var alias in Aliases)
         {
-            if (!aliased!.TryGetValue(alias.Target, out var target) || !Visibility.IsVisible(alias.ExportTo, alias.Namespace, viewer)
+            if (!aliased!.TryGetValue(alias.Target, out var target) || !Visibility.IsVisible(Visibility.Or(alias.ExportTo, _serviceExportTo), alias.Namespace, viewer)
                 || (sidecar is not null && !Sidecars.Admits(sidecar, viewer, alias.Host, alias.Namespace, domain)))
             {
                 continue;
@@ -278,7 +287,7 @@ public sealed class CompiledMesh
         {
             var specificity = HostNames.Specificity(HostNames.Qualify(rule.Host, rule.Namespace, Settings.ClusterDomain), service.Host);
             var selects = rule.WorkloadSelector is not null;
-            if (specificity < 0 || !Visibility.IsVisible(rule.ExportTo, rule.Namespace, viewer) || (selects && !selecting.Contains(rule)))
+            if (specificity < 0 || !Visibility.IsVisible(Visibility.Or(rule.ExportTo, _destinationRuleExportTo), rule.Namespace, viewer) || (selects && !selecting.Contains(rule)))
             {
                 continue;
             }
@@ -774,6 +783,9 @@ internal sealed class ServiceInfo(string host, string ns, string shortName, bool
 
 internal static class Visibility
 {
+    // A resource's own exportTo, or the mesh's default for its kind when it sets none.
+    public static IReadOnlyList<string> Or(IReadOnlyList<string> own, IReadOnlyList<string> meshDefault) => own.Count > 0 ? own : meshDefault;
+
     // exportTo: empty or "*" = everyone; "." = the owner's namespace; "~" = nobody; otherwise the named namespaces.
     public static bool IsVisible(IReadOnlyList<string> exportTo, string owner, string viewer)
     {

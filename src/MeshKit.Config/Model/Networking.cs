@@ -444,6 +444,15 @@ public sealed record MeshConfigResource : ConfigResource
 
     /// <summary>Gets <c>defaultHttpRetryPolicy</c>: the retry policy of routes that set none, instead of Istio's default.</summary>
     public RetrySpec? DefaultHttpRetryPolicy { get; init; }
+
+    /// <summary>Gets <c>defaultServiceExportTo</c>: the visibility of services (registered, ServiceEntries, Kubernetes Services) that set none; empty means every namespace.</summary>
+    public IReadOnlyList<string> DefaultServiceExportTo { get; init; } = [];
+
+    /// <summary>Gets <c>defaultVirtualServiceExportTo</c>: the visibility of VirtualServices that set none; empty means every namespace.</summary>
+    public IReadOnlyList<string> DefaultVirtualServiceExportTo { get; init; } = [];
+
+    /// <summary>Gets <c>defaultDestinationRuleExportTo</c>: the visibility of DestinationRules that set none; empty means every namespace.</summary>
+    public IReadOnlyList<string> DefaultDestinationRuleExportTo { get; init; } = [];
 }
 
 /// <summary>

@@ -365,15 +365,15 @@ public static partial class ConfigParser
         return new Metadata(name, ns, labels, annotations);
     }
 
-    private static IReadOnlyList<string> ReadExportTo(MapReader s)
+    private static IReadOnlyList<string> ReadExportTo(MapReader s, string key = "exportTo")
     {
-        var exportTo = s.Strings("exportTo");
+        var exportTo = s.Strings(key);
         for (var i = 0; i < exportTo.Count; i++)
         {
             var value = exportTo[i];
             if (value is not ("." or "*" or "~") && !Names.IsDnsLabel(value))
             {
-                s.Context.Error(s.Get("exportTo"), $"{s.ChildPath("exportTo")}[{i}]", $"'{value}' must be '.', '*', '~' or a namespace");
+                s.Context.Error(s.Get(key), $"{s.ChildPath(key)}[{i}]", $"'{value}' must be '.', '*', '~' or a namespace");
             }
         }
 

@@ -128,6 +128,53 @@ public class MeshCompilerTests
     }
 
     [Fact]
+    public void Compile_MeshConfigsDefaultExportTo_AppliesToResourcesThatSetNone()
+    {
+        var config = Config("""
+            apiVersion: meshkit.dev/v1alpha1
+            kind: MeshConfig
+            metadata: { name: mesh, namespace: istio-system }
+            spec:
+              defaultServiceExportTo: ["."]
+              defaultVirtualServiceExportTo: ["."]
+              defaultDestinationRuleExportTo: ["."]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { name: reviews, namespace: shop }
+            spec:
+              hosts: [reviews.shop.svc.cluster.local]
+              http: [{ route: [{ destination: { host: reviews.shop.svc.cluster.local, subset: v1 } }] }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews, namespace: shop }
+            spec:
+              host: reviews.shop.svc.cluster.local
+              trafficPolicy: { loadBalancer: { simple: RANDOM } }
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: public, namespace: shop }
+            spec:
+              hosts: [api.example.com]
+              exportTo: ["*"]
+              ports: [{ number: 80, name: http }]
+              resolution: DNS
+            """);
+        var mesh = MeshCompiler.Compile(config, [Workload("reviews", "shop", "v1"), Workload("ratings", "other", "v1")]);
+        string[] Hosts(string ns) => [.. mesh.ViewFor(ns).OfType(ResourceTypes.Routes).Keys.Order()];
+
+        // Services without exportTo stay in their namespace; one that sets its own goes where it says.
+        Assert.Equal(["api.example.com", "reviews.shop.svc.cluster.local"], Hosts("shop"));
+        Assert.Equal(["api.example.com", "ratings.other.svc.cluster.local"], Hosts("other"));
+
+        // The rules apply in their own namespace only.
+        Assert.Single(Get<ServiceRoutes>(mesh.ViewFor("shop"), ResourceTypes.Routes, "reviews.shop.svc.cluster.local").HttpRoutes);
+        Assert.Equal("RANDOM", Get<ServiceCluster>(mesh.ViewFor("shop"), ResourceTypes.Cluster, "reviews.shop.svc.cluster.local").LoadBalancer);
+    }
+
+    [Fact]
     public void Compile_ServiceEntry_StaticEndpointsMapPortsAndDnsUsesTheHost()
     {
         var config = Config("""

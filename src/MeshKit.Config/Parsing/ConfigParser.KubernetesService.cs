@@ -28,6 +28,12 @@ public static partial class ConfigParser
 
     private static KubernetesService? ReadKubernetesService(MapReader s, Header h, MapReader doc)
     {
+        // A Service's name is one label of its host (name.namespace.svc...), as Kubernetes requires.
+        if (!Names.IsDnsLabel(h.Metadata.Name))
+        {
+            doc.Context.Error(MetadataNode(doc, "name"), "metadata.name", $"'{h.Metadata.Name}' is not a valid Service name (a DNS-1123 label: lower-case letters, digits and '-')");
+        }
+
         var exportTo = ServiceExportTo(doc, h);
         var session = ServiceSession(doc, h);
         var type = s.String("type") ?? "ClusterIP";
@@ -52,11 +58,7 @@ public static partial class ConfigParser
         var seen = new List<ServiceEntryPort>();
         var ports = s.List("ports", p => Unique(p, seen, ReadKubernetesServicePort(p), "port"));
         var portItems = (s.Get("ports") as YamlSequenceNode)?.Children;
-        if (portItems is not { Count: > 0 })
-        {
-            s.Context.Error(s.Node, s.ChildPath("ports"), "at least one port is required: MeshKit routes a Service's calls by its ports");
-        }
-        else if (portItems.Count > 1)
+        if (portItems is { Count: > 1 })
         {
             // Kubernetes' own rule: with two ports or more, each is named (a route or a DestinationRule names them).
             for (var i = 0; i < portItems.Count; i++)
@@ -86,6 +88,13 @@ public static partial class ConfigParser
 
         s.NotSupported("trafficDistribution", DiagnosticSeverity.Warning, "a DestinationRule's localityLbSetting keeps calls near their caller");
 
+        if (portItems is not { Count: > 0 })
+        {
+            // Kubernetes allows it (a headless Service); Istio ignores it: there is no port to route its calls by.
+            s.Context.Warning(s.Get("ports") ?? s.Node, s.ChildPath("ports"), "a Service without ports has no calls the mesh can route; the document is ignored");
+            return null;
+        }
+
         if (selector.Count == 0)
         {
             // Without a selector, Kubernetes leaves the endpoints to EndpointSlices written by someone else.
@@ -100,11 +109,16 @@ public static partial class ConfigParser
         }, h);
     }
 
-    // The node of metadata.<map>.<key>, for a finding's line; the document's when it cannot be found.
-    private static YamlNode MetadataNode(MapReader doc, string map, string key) =>
-        (doc.Get("metadata") as YamlMappingNode)?.Children.TryGetValue(new YamlScalarNode(map), out var entries) == true
-            && entries is YamlMappingNode entryMap && entryMap.Children.TryGetValue(new YamlScalarNode(key), out var entry)
-            ? entry : doc.Node;
+    // The node of metadata.<map>.<key> (or of metadata.<map> alone), for a finding's line; the document's when absent.
+    private static YamlNode MetadataNode(MapReader doc, string map, string? key = null)
+    {
+        if ((doc.Get("metadata") as YamlMappingNode)?.Children.TryGetValue(new YamlScalarNode(map), out var entries) != true || entries is null)
+        {
+            return doc.Node;
+        }
+
+        return key is null ? entries : entries is YamlMappingNode entryMap && entryMap.Children.TryGetValue(new YamlScalarNode(key), out var entry) ? entry : doc.Node;
+    }
 
     // Istio's labels for strong session affinity: a cookie ("name" or "name:/path") or a header; one of them.
     private static SessionPersistenceSpec? ServiceSession(MapReader doc, Header h)

@@ -63,6 +63,11 @@ public class KubernetesServiceParserTests
             ---
             apiVersion: v1
             kind: Service
+            metadata: { name: headless }
+            spec: { clusterIP: None, selector: { app: headless } }
+            ---
+            apiVersion: v1
+            kind: Service
             metadata: { name: dns }
             spec:
               selector: { app: dns }
@@ -79,12 +84,13 @@ public class KubernetesServiceParserTests
         Assert.Equal(
             [
                 (5, "spec.selector", "a Service without a selector has its endpoints in EndpointSlices"),
-                (17, "spec.ports[0].protocol", "MeshKit carries HTTP calls, not UDP: the port is ignored"),
-                (12, "spec.sessionAffinity", "a DestinationRule's loadBalancer.consistentHash.useSourceIp"),
-                (14, "spec.internalTrafficPolicy", "localityLbSetting"),
-                (15, "spec.trafficDistribution", "localityLbSetting"),
+                (10, "spec.ports", "a Service without ports has no calls the mesh can route"),
+                (22, "spec.ports[0].protocol", "MeshKit carries HTTP calls, not UDP: the port is ignored"),
+                (17, "spec.sessionAffinity", "a DestinationRule's loadBalancer.consistentHash.useSourceIp"),
+                (19, "spec.internalTrafficPolicy", "localityLbSetting"),
+                (20, "spec.trafficDistribution", "localityLbSetting"),
             ],
-            result.Diagnostics.Select(d => (d.Line, d.Path, Contained(d.Message, "a Service without a selector has its endpoints in EndpointSlices", "MeshKit carries HTTP calls, not UDP: the port is ignored", "a DestinationRule's loadBalancer.consistentHash.useSourceIp", "localityLbSetting"))));
+            result.Diagnostics.Select(d => (d.Line, d.Path, Contained(d.Message, "a Service without a selector has its endpoints in EndpointSlices", "a Service without ports has no calls the mesh can route", "MeshKit carries HTTP calls, not UDP: the port is ignored", "a DestinationRule's loadBalancer.consistentHash.useSourceIp", "localityLbSetting"))));
         var dns = Assert.IsType<KubernetesService>(Assert.Single(result.Resources));
         Assert.Equal([8053u], dns.Ports.Select(p => p.Number));
     }
@@ -146,8 +152,8 @@ public class KubernetesServiceParserTests
             ---
             apiVersion: v1
             kind: Service
-            metadata: { name: empty }
-            spec: { selector: { app: empty } }
+            metadata: { name: shop.reviews }
+            spec: { selector: { app: reviews }, ports: [{ port: 80 }] }
             ---
             apiVersion: v2
             kind: Service
@@ -160,7 +166,7 @@ public class KubernetesServiceParserTests
             [
                 "spec.type@5", "spec.selector.app@6", "spec.ports[1].targetPort@10", "spec.ports[1].protocol@10", "spec.ports[1].port@10",
                 "spec.ports[2].port@11", "spec.ports[2].targetPort@11", "spec.ports[3].name@12", "spec.ports[4].targetPort@13",
-                "spec.ports[5].weight@14", "spec.ports[0].name@9", "spec.sessionAffinity@7", "spec.ports@19", "apiVersion@21",
+                "spec.ports[5].weight@14", "spec.ports[0].name@9", "spec.sessionAffinity@7", "metadata.name@18", "apiVersion@21",
             ],
             result.Diagnostics.Select(d => $"{d.Path}@{d.Line}"));
         Assert.Contains(result.Diagnostics, d => d.Message == "is required when a Service has more than one port (as in Kubernetes)");

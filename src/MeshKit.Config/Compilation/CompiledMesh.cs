@@ -39,8 +39,19 @@ public sealed class CompiledMesh
     /// <summary>Gets the mesh-wide settings in force.</summary>
     public MeshSettings Settings { get; }
 
+    private readonly IReadOnlyList<ServiceAlias> _aliases = [];
+    private readonly Dictionary<string, string> _aliasTargets = new(StringComparer.Ordinal);
+
     /// <summary>Gets the ExternalName Services that alias a service of the mesh.</summary>
-    internal IReadOnlyList<ServiceAlias> Aliases { get; init; } = [];
+    internal IReadOnlyList<ServiceAlias> Aliases
+    {
+        get => _aliases;
+        init
+        {
+            _aliases = value;
+            _aliasTargets = value.ToDictionary(a => a.Host, a => a.Target, StringComparer.Ordinal);
+        }
+    }
 
     /// <summary>Gets the findings of compilation (references to unknown hosts or subsets, overlapping rules).</summary>
     public IReadOnlyList<ConfigDiagnostic> Diagnostics { get; }
@@ -221,6 +232,23 @@ public sealed class CompiledMesh
                         compiled.Labels[k] = v;
                     }
                     cluster.Subsets.Add(compiled);
+                }
+            }
+
+            // A destination that is an alias is the service it names (the alias has routes, not endpoints).
+            if (_aliasTargets.Count > 0)
+            {
+                foreach (var route in serviceRoutes.HttpRoutes)
+                {
+                    foreach (var destination in route.Destinations)
+                    {
+                        destination.Host = _aliasTargets.GetValueOrDefault(destination.Host, destination.Host);
+                    }
+
+                    foreach (var mirror in route.Mirrors)
+                    {
+                        mirror.Host = _aliasTargets.GetValueOrDefault(mirror.Host, mirror.Host);
+                    }
                 }
             }
 

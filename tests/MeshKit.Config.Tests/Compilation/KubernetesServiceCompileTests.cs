@@ -143,7 +143,7 @@ public class KubernetesServiceCompileTests
             metadata: { name: ratings, namespace: shop }
             spec:
               hosts: [ratings]
-              http: [{ route: [{ destination: { host: reviews } }] }]
+              http: [{ route: [{ destination: { host: critics } }], mirror: { host: critics } }]
             """, Reviews);
         ServiceRoutes Routes(string ns, string host) => mesh.ViewFor(ns).OfType(ResourceTypes.Routes)[host].Resource_.Unpack<ServiceRoutes>();
 
@@ -153,6 +153,10 @@ public class KubernetesServiceCompileTests
         Assert.Equal("Service shop/critics", critics.Sources[0]);
         Assert.Equal([9080u], critics.Ports.Select(p => p.Number));
         Assert.False(mesh.ViewFor("web").OfType(ResourceTypes.Cluster).ContainsKey("critics.shop.svc.cluster.local"));
+
+        // A route to an alias goes to the service it names (and mirrors to it).
+        var ratings = Routes("shop", "ratings.shop.svc.cluster.local").HttpRoutes.Single();
+        Assert.Equal(("reviews.shop.svc.cluster.local", "reviews.shop.svc.cluster.local"), (ratings.Destinations.Single().Host, ratings.Mirrors.Single().Host));
 
         // With routes, the same routes; exported to its own namespace only.
         Assert.Equal("reviews.shop.svc.cluster.local", Routes("shop", "scores.shop.svc.cluster.local").HttpRoutes.Single().Destinations.Single().Host);

@@ -92,6 +92,15 @@ public static class MeshCompiler
         }
 
         var aliases = AddExternalNames(config, services, domain, registered, settings, diagnostics);
+        if (config.MeshConfig?.EnableAutoMtls == false)
+        {
+            // Istio's enableAutoMtls: false: no endpoint is assumed to speak mutual TLS; ISTIO_MUTUAL still asks for it.
+            foreach (var endpoint in services.Values.SelectMany(s => s.Endpoints))
+            {
+                endpoint.AutoMtlsOff = true;
+            }
+        }
+
         CheckReferences(config, services, settings, diagnostics, registryKnown);
         CheckOnePerWorkload(config.PeerAuthentications, r => ((PeerAuthentication)r).Selector, registered, diagnostics);
         CheckOnePerWorkload(config.Telemetries, r => ((TelemetryResource)r).Selector, registered, diagnostics);

@@ -442,6 +442,12 @@ public sealed record MeshConfigResource : ConfigResource
     /// <summary>Gets <c>spec.extensionProviders</c> that MeshKit acts on: external authorization services, by name.</summary>
     public IReadOnlyList<ExtAuthzProviderSpec> ExtensionProviders { get; init; } = [];
 
+    /// <summary>
+    /// Gets <c>enableAutoMtls</c>: false turns automatic mutual TLS off, so a call is mutual TLS only where a
+    /// DestinationRule says <c>ISTIO_MUTUAL</c>; null or true, Istio's default (on).
+    /// </summary>
+    public bool? EnableAutoMtls { get; init; }
+
     /// <summary>Gets <c>defaultHttpRetryPolicy</c>: the retry policy of routes that set none, instead of Istio's default.</summary>
     public RetrySpec? DefaultHttpRetryPolicy { get; init; }
 

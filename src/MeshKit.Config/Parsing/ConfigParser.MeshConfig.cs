@@ -70,6 +70,7 @@ public static partial class ConfigParser
             TrustDomain = trustDomain, RootNamespace = root, OutboundTrafficPolicy = outbound, ClusterDomain = clusterDomain,
             PathNormalization = normalization == "DEFAULT" ? "BASE" : normalization, ExtensionProviders = providers,
             DefaultHttpRetryPolicy = s.Map("defaultHttpRetryPolicy", ReadRetries),
+            EnableAutoMtls = s.Bool("enableAutoMtls"),
             DefaultServiceExportTo = ReadExportTo(s, "defaultServiceExportTo"),
             DefaultVirtualServiceExportTo = ReadExportTo(s, "defaultVirtualServiceExportTo"),
             DefaultDestinationRuleExportTo = ReadExportTo(s, "defaultDestinationRuleExportTo"),

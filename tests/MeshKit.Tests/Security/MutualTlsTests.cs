@@ -96,6 +96,47 @@ public sealed class MutualTlsTests : MeshTestBase
         Assert.Equal([("spiffe://cluster.local/ns/default/sa/productpage", true)], seen);
     }
 
+    [Fact]
+    public async Task WithAutomaticMutualTlsTurnedOff_CallsArePlainText_UnlessADestinationRuleAsksForIstioMutual()
+    {
+        var backend = await StartSecureAsync("reviews", "reviews");
+        var seen = new System.Collections.Concurrent.ConcurrentQueue<bool>();
+        backend.Behavior = context =>
+        {
+            seen.Enqueue(context.Request.IsHttps);
+            return Task.FromResult<IResult?>(null);
+        };
+        var client = await StartSecureAsync("productpage", "productpage");
+        await KnowsIdentityAsync(client);
+        ControlPlane.WriteConfig("mesh.yaml", """
+            apiVersion: meshkit.dev/v1alpha1
+            kind: MeshConfig
+            metadata: { name: mesh, namespace: istio-system }
+            spec: { enableAutoMtls: false }
+            """);
+
+        // The push lands: the next calls go in plain text.
+        await Eventually.TrueAsync(async () =>
+        {
+            seen.Clear();
+            using var response = await client.CreateClient().GetAsync("http://reviews/");
+            return response.IsSuccessStatusCode && seen.TryPeek(out var https) && !https;
+        }, "calls turn plain text");
+
+        ControlPlane.WriteConfig("reviews-dr.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews }
+            spec: { host: reviews, trafficPolicy: { tls: { mode: ISTIO_MUTUAL } } }
+            """);
+        await Eventually.TrueAsync(async () =>
+        {
+            seen.Clear();
+            using var response = await client.CreateClient().GetAsync("http://reviews/");
+            return response.IsSuccessStatusCode && seen.TryPeek(out var https) && https;
+        }, "ISTIO_MUTUAL asks for mutual TLS");
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

@@ -26,6 +26,7 @@ public sealed class CompiledMesh
         _serviceExportTo = config.MeshConfig?.DefaultServiceExportTo ?? [];
         _virtualServiceExportTo = config.MeshConfig?.DefaultVirtualServiceExportTo ?? [];
         _destinationRuleExportTo = config.MeshConfig?.DefaultDestinationRuleExportTo ?? [];
+        _meshLocality = ToProto(config.MeshConfig?.LocalityLbSetting);
         Settings = settings;
         _services = services;
         Diagnostics = diagnostics;
@@ -35,6 +36,9 @@ public sealed class CompiledMesh
     private readonly IReadOnlyList<string> _serviceExportTo;
     private readonly IReadOnlyList<string> _virtualServiceExportTo;
     private readonly IReadOnlyList<string> _destinationRuleExportTo;
+
+    // MeshConfig's localityLbSetting: the locality balancing of destinations whose rule sets none (shared, never changed).
+    private readonly LocalitySettings? _meshLocality;
 
     /// <summary>Gets the mesh-wide settings in force.</summary>
     public MeshSettings Settings { get; }
@@ -181,7 +185,7 @@ public sealed class CompiledMesh
                 }
             }
 
-            var cluster = new ServiceCluster { Host = service.Host, LoadBalancer = service.Passthrough ? "PASSTHROUGH" : "ROUND_ROBIN", SessionPersistence = ToProto(service.SessionPersistence) };
+            var cluster = new ServiceCluster { Host = service.Host, LoadBalancer = service.Passthrough ? "PASSTHROUGH" : "ROUND_ROBIN", SessionPersistence = ToProto(service.SessionPersistence), Locality = _meshLocality };
             cluster.Endpoints.AddRange(service.Endpoints);
             var rule = SelectDestinationRule(service, viewer, selecting);
             if (rule is not null)
@@ -189,7 +193,7 @@ public sealed class CompiledMesh
                 cluster.Sources.Add(rule.DisplayName);
                 cluster.LoadBalancer = service.Passthrough ? "PASSTHROUGH" : LoadBalancerName(rule.TrafficPolicy) ?? "ROUND_ROBIN";
                 cluster.ConsistentHash = ToProto(rule.TrafficPolicy?.ConsistentHash);
-                cluster.Locality = ToProto(rule.TrafficPolicy?.Locality);
+                cluster.Locality = rule.TrafficPolicy?.Locality is { } ruleLocality ? ToProto(ruleLocality) : _meshLocality;
                 cluster.PortPolicies.AddRange(PortPolicies(rule.TrafficPolicy));
                 cluster.Warmup = ToProto(rule.TrafficPolicy?.Warmup);
                 var top = rule.TrafficPolicy;

@@ -448,6 +448,12 @@ public sealed record MeshConfigResource : ConfigResource
     /// </summary>
     public bool? EnableAutoMtls { get; init; }
 
+    /// <summary>
+    /// Gets <c>localityLbSetting</c>: locality-aware balancing for every destination whose DestinationRule sets none
+    /// (those without a DestinationRule included); a rule's own replaces it.
+    /// </summary>
+    public LocalityLbSpec? LocalityLbSetting { get; init; }
+
     /// <summary>Gets <c>defaultHttpRetryPolicy</c>: the retry policy of routes that set none, instead of Istio's default.</summary>
     public RetrySpec? DefaultHttpRetryPolicy { get; init; }
 

@@ -71,6 +71,7 @@ public static partial class ConfigParser
             PathNormalization = normalization == "DEFAULT" ? "BASE" : normalization, ExtensionProviders = providers,
             DefaultHttpRetryPolicy = s.Map("defaultHttpRetryPolicy", ReadRetries),
             EnableAutoMtls = s.Bool("enableAutoMtls"),
+            LocalityLbSetting = s.Map("localityLbSetting", ReadLocality),
             DefaultServiceExportTo = ReadExportTo(s, "defaultServiceExportTo"),
             DefaultVirtualServiceExportTo = ReadExportTo(s, "defaultVirtualServiceExportTo"),
             DefaultDestinationRuleExportTo = ReadExportTo(s, "defaultDestinationRuleExportTo"),

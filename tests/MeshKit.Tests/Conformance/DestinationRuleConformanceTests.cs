@@ -152,6 +152,42 @@ public class DestinationRuleConformanceTests
     }
 
     [Fact]
+    public async Task MeshConfigsLocalityLbSetting_AppliesToDestinationsWhoseRuleSetsNone()
+    {
+        const string MeshConfig = """
+            apiVersion: meshkit.dev/v1alpha1
+            kind: MeshConfig
+            metadata: { name: mesh, namespace: istio-system }
+            spec: { localityLbSetting: { enabled: true } }
+            ---
+
+            """;
+        string[] localities = ["us-east/a", "us-east/b", "eu-west/a", "eu-west/b"];
+
+        // No DestinationRule at all: the caller's zone serves.
+        using var meshWide = InMemoryMesh.Create(MeshConfig, extraWorkloads: Cart(localities), locality: "us-east/a", withReviews: false);
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.Equal("10.0.1.1:8080", await Call(meshWide));
+        }
+
+        // A rule's own setting replaces it: turned off, calls spread again.
+        using var ruleOff = InMemoryMesh.Create(MeshConfig + """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: cart }
+            spec: { host: cart, trafficPolicy: { loadBalancer: { localityLbSetting: { enabled: false } } } }
+            """, extraWorkloads: Cart(localities), locality: "us-east/a", withReviews: false);
+        var spread = new HashSet<string>();
+        for (var i = 0; i < 40; i++)
+        {
+            spread.Add(await Call(ruleOff));
+        }
+
+        Assert.Equal(4, spread.Count);
+    }
+
+    [Fact]
     public async Task Locality_Failover_PrefersTheNamedRegion()
     {
         using var mesh = Mesh("loadBalancer: { localityLbSetting: { failover: [{ from: us-east, to: eu-west }] } }", "us-east/a", "ap-south/a", "eu-west/a", "ap-south/b");

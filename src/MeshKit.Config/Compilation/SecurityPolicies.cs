@@ -35,6 +35,10 @@ internal static class SecurityPolicies
 
     public static IEnumerable<AuthorizationPolicyRules> Authorization(ConfigSet config, string rootNamespace, string ns, IReadOnlyDictionary<string, string> labels)
     {
+        // MeshConfig's trust domain and its aliases: a principal in one of them stands for its counterpart in each.
+        string[] domains = config.MeshConfig is { TrustDomainAliases.Count: > 0 } mesh
+            ? [.. new[] { mesh.TrustDomain ?? MeshCompiler.DefaultTrustDomain }.Concat(mesh.TrustDomainAliases).Distinct(StringComparer.Ordinal)]
+            : [];
         foreach (var policy in config.AuthorizationPolicies)
         {
             if (!Applies(policy.Selector, policy.Namespace, rootNamespace, ns, labels))
@@ -61,8 +65,8 @@ internal static class SecurityPolicies
                 foreach (var source in rule.From)
                 {
                     var s = new AuthorizationSourceSpec();
-                    s.Principals.AddRange(source.Principals);
-                    s.NotPrincipals.AddRange(source.NotPrincipals);
+                    s.Principals.AddRange(WithAliases(source.Principals, domains));
+                    s.NotPrincipals.AddRange(WithAliases(source.NotPrincipals, domains));
                     s.RequestPrincipals.AddRange(source.RequestPrincipals);
                     s.NotRequestPrincipals.AddRange(source.NotRequestPrincipals);
                     s.Namespaces.AddRange(source.Namespaces);
@@ -93,8 +97,9 @@ internal static class SecurityPolicies
                 foreach (var condition in rule.When)
                 {
                     var c = new AuthorizationConditionSpec { Key = condition.Key };
-                    c.Values.AddRange(condition.Values);
-                    c.NotValues.AddRange(condition.NotValues);
+                    var principal = condition.Key == "source.principal";
+                    c.Values.AddRange(principal ? WithAliases(condition.Values, domains) : condition.Values);
+                    c.NotValues.AddRange(principal ? WithAliases(condition.NotValues, domains) : condition.NotValues);
                     spec.When.Add(c);
                 }
 
@@ -102,6 +107,25 @@ internal static class SecurityPolicies
             }
 
             yield return compiled;
+        }
+    }
+
+    // Istio's trust domain aliases: "td/ns/a/sa/b" with td among the domains matches that identity in every domain.
+    private static IEnumerable<string> WithAliases(IEnumerable<string> principals, string[] domains)
+    {
+        foreach (var principal in principals)
+        {
+            var slash = principal.IndexOf('/', StringComparison.Ordinal);
+            if (domains.Length == 0 || slash <= 0 || !domains.Contains(principal[..slash], StringComparer.Ordinal))
+            {
+                yield return principal;
+                continue;
+            }
+
+            foreach (var domain in domains)
+            {
+                yield return domain + principal[slash..];
+            }
         }
     }
 

@@ -449,6 +449,12 @@ public sealed record MeshConfigResource : ConfigResource
     public bool? EnableAutoMtls { get; init; }
 
     /// <summary>
+    /// Gets <c>trustDomainAliases</c>: trust domains treated as the mesh's own in AuthorizationPolicy principals (a
+    /// principal in any of them, or in the trust domain, matches its counterpart in all of them).
+    /// </summary>
+    public IReadOnlyList<string> TrustDomainAliases { get; init; } = [];
+
+    /// <summary>
     /// Gets <c>localityLbSetting</c>: locality-aware balancing for every destination whose DestinationRule sets none
     /// (those without a DestinationRule included); a rule's own replaces it.
     /// </summary>

@@ -7,6 +7,20 @@ namespace MeshKit.Config.Parsing;
 // MeshConfig: mesh-wide settings and extension providers.
 public static partial class ConfigParser
 {
+    private static IReadOnlyList<string> ReadTrustDomainAliases(MapReader s)
+    {
+        var aliases = s.Strings("trustDomainAliases");
+        for (var i = 0; i < aliases.Count; i++)
+        {
+            if (!Names.IsDnsSubdomain(aliases[i]))
+            {
+                s.Context.Error(s.Get("trustDomainAliases"), $"{s.ChildPath("trustDomainAliases")}[{i}]", $"'{aliases[i]}' is not a valid trust domain");
+            }
+        }
+
+        return aliases;
+    }
+
     private static MeshConfigResource ReadMeshConfig(MapReader s, Header h)
     {
         var trustDomain = s.String("trustDomain");
@@ -72,6 +86,7 @@ public static partial class ConfigParser
             DefaultHttpRetryPolicy = s.Map("defaultHttpRetryPolicy", ReadRetries),
             EnableAutoMtls = s.Bool("enableAutoMtls"),
             LocalityLbSetting = s.Map("localityLbSetting", ReadLocality),
+            TrustDomainAliases = ReadTrustDomainAliases(s),
             DefaultServiceExportTo = ReadExportTo(s, "defaultServiceExportTo"),
             DefaultVirtualServiceExportTo = ReadExportTo(s, "defaultVirtualServiceExportTo"),
             DefaultDestinationRuleExportTo = ReadExportTo(s, "defaultDestinationRuleExportTo"),

@@ -175,6 +175,32 @@ public class MeshCompilerTests
     }
 
     [Fact]
+    public void Compile_TrustDomainAliases_ExpandPrincipalsInAnyOfThem_ToEachOfThem()
+    {
+        var config = Config("""
+            apiVersion: meshkit.dev/v1alpha1
+            kind: MeshConfig
+            metadata: { name: mesh, namespace: istio-system }
+            spec: { trustDomain: new.example, trustDomainAliases: [old.example] }
+            ---
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: { name: callers }
+            spec:
+              rules:
+              - from: [{ source: { principals: ["old.example/ns/default/sa/a", "*/ns/default/sa/c"], notPrincipals: ["other.example/ns/x/sa/y"] } }]
+                when: [{ key: source.principal, values: ["new.example/ns/default/sa/b"] }, { key: "request.headers[x-user]", values: ["old.example/ns/default/sa/a"] }]
+            """);
+        var inbound = Get<InboundPolicy>(MeshCompiler.Compile(config, []).ViewFor("default"), ResourceTypes.Inbound, ResourceTypes.InboundResourceName);
+
+        var rule = inbound.Authorization.Single().Rules.Single();
+        Assert.Equal(["new.example/ns/default/sa/a", "old.example/ns/default/sa/a", "*/ns/default/sa/c"], rule.From.Single().Principals);
+        Assert.Equal(["other.example/ns/x/sa/y"], rule.From.Single().NotPrincipals);
+        Assert.Equal(["new.example/ns/default/sa/b", "old.example/ns/default/sa/b"], rule.When[0].Values);
+        Assert.Equal(["old.example/ns/default/sa/a"], rule.When[1].Values); // not a principal: as written
+    }
+
+    [Fact]
     public void Compile_ServiceEntry_StaticEndpointsMapPortsAndDnsUsesTheHost()
     {
         var config = Config("""

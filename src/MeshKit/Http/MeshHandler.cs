@@ -424,13 +424,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     }
 
     // The backend of a route that holds the endpoint the request's session names, or null.
-    private RouteTarget? SessionTarget(RouteEntry route, StickySession session, HttpRequestMessage request, Uri uri)
+    private static RouteTarget? SessionTarget(RouteEntry route, string pinned, Uri uri)
     {
-        if (session.Pinned(request, CookieJar, uri) is not { } pinned)
-        {
-            return null;
-        }
-
         foreach (var target in route.Targets)
         {
             if (target.Weight > 0 && target.Endpoints is { Balancer.IsPassthrough: false } endpoints && SelectPort(target, uri) is var port and > 0
@@ -466,8 +461,11 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             request.Options.Set(MeshActivity.RouteName, route.Name);
         }
 
-        // A route's session holds across its backends: the one whose endpoints hold the session's comes first.
-        var target = route.Session is { } session && route.Targets.Length > 1 ? SessionTarget(route, session, request, uri) ?? route.PickTarget() : route.PickTarget();
+        // A route's session holds across its backends: the one whose endpoints hold the session's comes first. The
+        // session is read once per call, here (from the client's cookie container when the request has no cookie yet).
+        var session = route.Session;
+        var pinned = session?.Pinned(request, CookieJar, uri);
+        var target = pinned is not null && route.Targets.Length > 1 ? SessionTarget(route, pinned, uri) ?? route.PickTarget() : route.PickTarget();
         if (target is null)
         {
             return new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.ServiceUnavailable, "UH", $"route '{route.Name}' of '{service.Host}' has no destination with a weight above 0"));
@@ -487,6 +485,13 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         }
 
         var endpoints = target.Endpoints.ForPort(port);
+        if (session is null && endpoints.Session is { } destinationSession)
+        {
+            // No session of the route's own: the destination's (a Service's persistent-session label).
+            session = destinationSession;
+            pinned = session.Pinned(request, CookieJar, uri);
+        }
+
         if (!passthrough && endpoints.Endpoints.Length == 0)
         {
             return new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.ServiceUnavailable, "UH", NoHealthyUpstream(target, port)));
@@ -561,6 +566,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         state.Transport = upstream.Transport;
         state.TlsMode = upstream.TlsMode;
         state.Answer = answer;
+        state.Session = session;
+        state.Pinned = pinned;
         return SendRoutedAsync(state, cancellationToken);
     }
 
@@ -625,7 +632,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             }
 
             // The session names the endpoint that answered when the call did not name it (new, moved, or retried).
-            if ((state.Route.Session ?? state.Endpoints.Session) is { } sticky && state.ServedBy is { } served && served != state.Pinned)
+            if (state.Session is { } sticky && state.ServedBy is { } served && served != state.Pinned)
             {
                 sticky.Name(response, served);
             }
@@ -906,9 +913,8 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             // A session's endpoint first, while it is there and healthy (Envoy's stateful session); a retry goes where
             // the balancer picks.
             EndpointView? endpoint = null;
-            if (state.Attempted == 0 && (state.Route.Session ?? state.Endpoints.Session) is { } session && session.Pinned(state.Request) is { } pinned)
+            if (state.Attempted == 0 && state.Pinned is { } pinned)
             {
-                state.Pinned = pinned;
                 endpoint = state.Endpoints.Pinned(pinned, state.Port);
             }
 

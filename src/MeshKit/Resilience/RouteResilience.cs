@@ -94,6 +94,9 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
 
     public string? SetCookie { get; set; }
 
+    /// <summary>Gets or sets the call's strong session affinity (its route's, else its destination's), if any.</summary>
+    public LoadBalancing.StickySession? Session { get; set; }
+
     /// <summary>Gets or sets the endpoint (<c>address:port</c>) the call's session cookie or header names, if any.</summary>
     public string? Pinned { get; set; }
 
@@ -163,6 +166,7 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
         state.RetryReserved = false;
         state.RetryOverflow = false;
         state.SetCookie = null;
+        state.Session = null;
         state.Pinned = null;
         state.ServedBy = null;
         state.ServiceHost = string.Empty;

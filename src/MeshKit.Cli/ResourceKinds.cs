@@ -21,6 +21,8 @@ internal static class ResourceKinds
         ("HTTPRoute", "httproutes", null),
         ("GRPCRoute", "grpcroutes", null),
         ("Service", "services", "svc"),
+        ("EndpointSlice", "endpointslices", null),
+        ("Endpoints", "endpoints", "ep"),
     ];
 
     /// <summary>Gets the kinds MeshKit reads, for a message.</summary>

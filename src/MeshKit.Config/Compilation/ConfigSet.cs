@@ -25,6 +25,7 @@ public sealed class ConfigSet
             .ToArray();
         ServiceEntries = Resources.OfType<ServiceEntry>().ToArray();
         KubernetesServices = Resources.OfType<KubernetesService>().ToArray();
+        KubernetesEndpoints = Resources.OfType<KubernetesEndpoints>().ToArray();
         GatewayApiRoutes = Resources.OfType<GatewayRouteResource>().ToArray();
         MeshConfig = Resources.OfType<MeshConfigResource>().FirstOrDefault();
         VirtualServices = [.. Resources.OfType<VirtualService>(), .. GatewayRoutes.ToVirtualServices(GatewayApiRoutes, ServiceEntries, MeshConfig?.ClusterDomain ?? MeshCompiler.DefaultClusterDomain)];
@@ -58,8 +59,11 @@ public sealed class ConfigSet
     /// <summary>Gets the ServiceEntries.</summary>
     public IReadOnlyList<ServiceEntry> ServiceEntries { get; }
 
-    /// <summary>Gets the Kubernetes Services with a selector, ordered by namespace and name.</summary>
+    /// <summary>Gets the Kubernetes Services, ordered by namespace and name.</summary>
     public IReadOnlyList<KubernetesService> KubernetesServices { get; }
+
+    /// <summary>Gets the Kubernetes Services' EndpointSlices and Endpoints, ordered by kind, namespace and name.</summary>
+    public IReadOnlyList<KubernetesEndpoints> KubernetesEndpoints { get; }
 
     /// <summary>Gets the PeerAuthentications, ordered by namespace and name.</summary>
     public IReadOnlyList<PeerAuthentication> PeerAuthentications { get; }

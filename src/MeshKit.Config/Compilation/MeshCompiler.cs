@@ -79,6 +79,7 @@ public static class MeshCompiler
             AddServiceEntry(entry, services, domain, registered, config, settings);
         }
 
+        var declaredEndpoints = new DeclaredEndpoints(config, registered, settings, diagnostics);
         foreach (var kubernetesService in config.KubernetesServices.Where(k => k.ExternalName is null))
         {
             AddServiceEntry(kubernetesService.AsServiceEntry(), services, domain, registered, config, settings);
@@ -89,7 +90,10 @@ public static class MeshCompiler
             }
 
             service.SessionPersistence ??= kubernetesService.SessionPersistence;
+            declaredEndpoints.AddTo(service, kubernetesService);
         }
+
+        declaredEndpoints.ReportUnclaimed();
 
         var aliases = AddExternalNames(config, services, domain, registered, settings, diagnostics);
         if (config.MeshConfig?.EnableAutoMtls == false)
@@ -143,7 +147,7 @@ public static class MeshCompiler
         return aliases;
     }
 
-    private static Endpoint EndpointOf(WorkloadAnnouncement workload)
+    internal static Endpoint EndpointOf(WorkloadAnnouncement workload)
     {
         var endpoint = new Endpoint
         {
@@ -244,7 +248,7 @@ public static class MeshCompiler
                 continue;
             }
 
-            if (entry.Endpoints.Count == 0)
+            if (entry.Endpoints.Count == 0 && entry.Resolution != "STATIC")
             {
                 // DNS without endpoints: the host itself is the endpoint; the socket resolves it.
                 var self = new Endpoint { Address = rawHost, Weight = 1, Origin = origin, Locality = new Locality() };
@@ -380,9 +384,7 @@ public static class MeshCompiler
         }
     }
 
-    // A workload that registered itself (its origin is its instance id), not a ServiceEntry's or WorkloadEntry's address.
-    private static bool IsMeshKitWorkload(Endpoint endpoint) =>
-        !endpoint.Origin.StartsWith("ServiceEntry ", StringComparison.Ordinal) && !endpoint.Origin.StartsWith("WorkloadEntry ", StringComparison.Ordinal);
+    private static bool IsMeshKitWorkload(Endpoint endpoint) => EndpointOrigins.IsRegistered(endpoint.Origin);
 
     // Istio allows one selector-less PeerAuthentication or Telemetry per namespace (the root namespace's is the mesh's):
     // it takes the oldest; MeshKit, which sees no creation times, takes the first by name and says which it ignores.

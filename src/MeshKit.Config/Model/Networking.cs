@@ -368,8 +368,17 @@ public sealed record SessionPersistenceSpec(string? CookieName, string? HeaderNa
 /// </summary>
 public sealed record KubernetesService : ConfigResource
 {
-    /// <summary>Gets <c>spec.selector</c>.</summary>
-    public required WorkloadSelector Selector { get; init; }
+    /// <summary>
+    /// Gets <c>spec.selector</c>; <see langword="null"/> for a Service without one, whose endpoints are those its
+    /// EndpointSlices (or Endpoints) list (<see cref="KubernetesEndpoints"/>), and for an <c>ExternalName</c> alias.
+    /// </summary>
+    public WorkloadSelector? Selector { get; init; }
+
+    /// <summary>
+    /// Gets <c>spec.publishNotReadyAddresses</c>: the endpoints its EndpointSlices list are endpoints whatever their
+    /// conditions say (not ready, terminating), as Kubernetes and Istio take them.
+    /// </summary>
+    public bool PublishNotReadyAddresses { get; init; }
 
     /// <summary>Gets <c>spec.ports</c>, each with the protocol Istio selects for it (<c>appProtocol</c>, else the name's prefix).</summary>
     public IReadOnlyList<ServiceEntryPort> Ports { get; init; } = [];
@@ -389,7 +398,10 @@ public sealed record KubernetesService : ConfigResource
     /// </summary>
     public string? ExternalName { get; init; }
 
-    /// <summary>Returns the Service as the ServiceEntry it amounts to (internal, its endpoints the selected workloads).</summary>
+    /// <summary>
+    /// Returns the Service as the ServiceEntry it amounts to: internal, its endpoints the selected workloads (none
+    /// without a selector: the compiler adds those of its <see cref="KubernetesEndpoints"/>).
+    /// </summary>
     /// <returns>A ServiceEntry of the same name, namespace and source.</returns>
     public ServiceEntry AsServiceEntry() => new()
     {
@@ -398,6 +410,41 @@ public sealed record KubernetesService : ConfigResource
         Hosts = [Name], Ports = Ports, Location = "MESH_INTERNAL", Resolution = "STATIC", WorkloadSelector = Selector, ExportTo = ExportTo,
     };
 }
+
+/// <summary>
+/// The endpoints a Kubernetes Service's EndpointSlice (<c>discovery.k8s.io/v1</c>) or Endpoints (<c>v1</c>) lists,
+/// read as Istio reads them: the endpoints of a Service without a selector (a database's primary, a VM, a host outside
+/// the cluster), or, for a slice written by someone other than Kubernetes' controller, more endpoints of a Service with
+/// one. The slices Kubernetes makes from a Service's selector are not read (the selected workloads are its endpoints).
+/// </summary>
+public sealed record KubernetesEndpoints : ConfigResource
+{
+    /// <summary>
+    /// Gets the name of the Service of the resource's namespace whose endpoints these are: an EndpointSlice's label
+    /// <c>kubernetes.io/service-name</c>, an Endpoints' own name.
+    /// </summary>
+    public required string ServiceName { get; init; }
+
+    /// <summary>Gets the groups of addresses that share ports: an EndpointSlice is one, an Endpoints has one per subset.</summary>
+    public IReadOnlyList<KubernetesEndpointSubset> Subsets { get; init; } = [];
+}
+
+/// <summary>Addresses and the ports each of them serves (an EndpointSlice, or one of an Endpoints' <c>subsets</c>).</summary>
+/// <param name="Addresses">Gets the addresses, with their conditions.</param>
+/// <param name="Ports">Gets the ports: each named as the Service's port it serves, with the number the address listens on.</param>
+public sealed record KubernetesEndpointSubset(IReadOnlyList<KubernetesEndpointAddress> Addresses, IReadOnlyList<KubernetesEndpointPort> Ports);
+
+/// <summary>One endpoint address and its conditions.</summary>
+/// <param name="Address">Gets the IP address.</param>
+/// <param name="Ready">Gets <c>conditions.ready</c> (absent means ready); false for an Endpoints' <c>notReadyAddresses</c>.</param>
+/// <param name="Terminating">Gets <c>conditions.terminating</c> (absent means not terminating).</param>
+public sealed record KubernetesEndpointAddress(string Address, bool Ready, bool Terminating);
+
+/// <summary>One port of an EndpointSlice or an Endpoints' subset.</summary>
+/// <param name="Name">Gets the name of the Service's port it serves (empty for a Service's one unnamed port).</param>
+/// <param name="Number">Gets the port the addresses listen on.</param>
+/// <param name="Path">Gets the port's field path (<c>ports[0]</c>, <c>subsets[1].ports[0]</c>), for findings.</param>
+public sealed record KubernetesEndpointPort(string Name, uint Number, string Path);
 
 /// <summary>One entry of a ServiceEntry's <c>endpoints</c>.</summary>
 public sealed record WorkloadEntrySpec

@@ -14,7 +14,7 @@ public static partial class ConfigParser
     [
         "clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "externalIPs", "externalName", "externalTrafficPolicy",
         "healthCheckNodePort", "loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass",
-        "allocateLoadBalancerNodePorts", "publishNotReadyAddresses",
+        "allocateLoadBalancerNodePorts",
     ];
 
     /// <summary>Istio's annotation that gives a Service the <c>exportTo</c> a ServiceEntry has in its spec.</summary>
@@ -55,6 +55,7 @@ public static partial class ConfigParser
 
         s.Ignore(NetworkOnlyServiceFields);
         var selector = SelectorLabels(s, "selector");
+        var publishNotReady = s.Bool("publishNotReadyAddresses") ?? false;
         var seen = new List<ServiceEntryPort>();
         var ports = s.List("ports", p => Unique(p, seen, ReadKubernetesServicePort(p), "port"));
         var portItems = (s.Get("ports") as YamlSequenceNode)?.Children;
@@ -95,26 +96,22 @@ public static partial class ConfigParser
             return null;
         }
 
-        if (selector.Count == 0)
-        {
-            // Without a selector, Kubernetes leaves the endpoints to EndpointSlices written by someone else.
-            s.Context.Warning(s.Get("selector") ?? s.Node, s.ChildPath("selector"), "a Service without a selector has its endpoints in EndpointSlices, which MeshKit does not read; the document is ignored: declare them with a ServiceEntry");
-            return null;
-        }
-
+        // Without a selector, Kubernetes leaves the endpoints to EndpointSlices (or Endpoints) written by someone else.
         return Fill(new KubernetesService
         {
             Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
-            Selector = new WorkloadSelector(selector), Ports = ports, ExportTo = exportTo, SessionPersistence = session,
+            Selector = selector.Count == 0 ? null : new WorkloadSelector(selector), Ports = ports, ExportTo = exportTo, SessionPersistence = session,
+            PublishNotReadyAddresses = publishNotReady,
         }, h);
     }
 
-    // The node of metadata.<map>.<key> (or of metadata.<map> alone), for a finding's line; the document's when absent.
+    // The node of metadata.<map>.<key> (or of metadata.<map> alone), for a finding's line; the nearest one written when absent.
     private static YamlNode MetadataNode(MapReader doc, string map, string? key = null)
     {
-        if ((doc.Get("metadata") as YamlMappingNode)?.Children.TryGetValue(new YamlScalarNode(map), out var entries) != true || entries is null)
+        var metadata = doc.Get("metadata") as YamlMappingNode;
+        if (metadata?.Children.TryGetValue(new YamlScalarNode(map), out var entries) != true || entries is null)
         {
-            return doc.Node;
+            return metadata ?? doc.Node;
         }
 
         return key is null ? entries : entries is YamlMappingNode entryMap && entryMap.Children.TryGetValue(new YamlScalarNode(key), out var entry) ? entry : doc.Node;
@@ -196,14 +193,14 @@ public static partial class ConfigParser
         }
 
         // Kubernetes gives an alias no endpoints of its own; its selector and the cluster's network fields do nothing.
-        s.Ignore("selector", "sessionAffinity", "sessionAffinityConfig", "internalTrafficPolicy", "trafficDistribution");
+        s.Ignore("selector", "sessionAffinity", "sessionAffinityConfig", "internalTrafficPolicy", "trafficDistribution", "publishNotReadyAddresses");
         s.Ignore(NetworkOnlyServiceFields);
         var seen = new List<ServiceEntryPort>();
         var ports = s.List("ports", p => Unique(p, seen, ReadKubernetesServicePort(p), "port"));
         return externalName is not { Length: > 0 } ? null : Fill(new KubernetesService
         {
             Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
-            Selector = new WorkloadSelector(ConfigResource.EmptyMap), Ports = ports, ExportTo = exportTo, ExternalName = externalName,
+            Ports = ports, ExportTo = exportTo, ExternalName = externalName,
         }, h);
     }
 

@@ -187,7 +187,8 @@ public static partial class ConfigParser
             ("telemetry.istio.io", "Telemetry") => (true, TelemetryVersions),
             ("gateway.networking.k8s.io", "HTTPRoute") => (true, GatewayApiVersions),
             ("gateway.networking.k8s.io", "GRPCRoute") => (true, GrpcRouteVersions),
-            ("", "Service") => (true, ["v1"]),
+            ("", "Service" or "Endpoints") => (true, ["v1"]),
+            ("discovery.k8s.io", "EndpointSlice") => (true, ["v1"]),
             _ => (false, Array.Empty<string>()),
         };
 
@@ -227,6 +228,8 @@ public static partial class ConfigParser
             "Sidecar" => doc.Map("spec", s => ReadSidecar(s, header)),
             "HTTPRoute" or "GRPCRoute" => doc.Map("spec", s => ReadGatewayRoute(s, header, CreationTimestamp(doc))),
             "Service" => doc.Map("spec", s => ReadKubernetesService(s, header, doc)),
+            "EndpointSlice" => ReadEndpointSlice(doc, header),
+            "Endpoints" => ReadEndpoints(doc, header),
             "WorkloadEntry" => doc.Map("spec", s => Fill(new WorkloadEntryResource
             {
                 Kind = kind, ApiVersion = apiVersion, Name = metadata.Name, Namespace = metadata.Namespace,
@@ -235,7 +238,7 @@ public static partial class ConfigParser
             _ => null,
         };
 
-        if (result is null && !doc.Has("spec"))
+        if (result is null && !doc.Has("spec") && kind is not ("EndpointSlice" or "Endpoints"))
         {
             // An absent spec is meaningful for AuthorizationPolicy (deny all) and empty otherwise.
             result = kind switch
@@ -259,7 +262,7 @@ public static partial class ConfigParser
     /// <summary>
     /// Reports a document of a kind MeshKit knows it does not read, and says whether it is skipped: Istio kinds for
     /// gateways and proxies (a warning), Kubernetes' own resources that share a folder or a kustomize output with the
-    /// mesh's configuration (a warning: they are not mesh configuration; a Service is, and is read), and Gateway API resources (a warning for those
+    /// mesh's configuration (a warning: they are not mesh configuration; a Service is, and is read, with its EndpointSlices and Endpoints), and Gateway API resources (a warning for those
     /// of gateways, an error for a route attached to a Service, which would route the mesh's own calls). Any other
     /// unknown kind stays an error, so that a misspelt Istio kind or group is never skipped.
     /// </summary>
@@ -290,9 +293,9 @@ public static partial class ConfigParser
             return true;
         }
 
-        if (group.Length == 0 && kind == "Service")
+        if ((group.Length == 0 && kind is "Service" or "Endpoints") || (group == "discovery.k8s.io" && kind == "EndpointSlice"))
         {
-            return false; // a host of the mesh: read as Istio reads it (ReadKubernetesService)
+            return false; // a host of the mesh and its endpoints: read as Istio reads them (ReadKubernetesService, ReadEndpointSlice)
         }
 
         if (KubernetesGroups.Contains(group) || group.EndsWith(".k8s.io", StringComparison.Ordinal))

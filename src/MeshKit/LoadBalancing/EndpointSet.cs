@@ -30,7 +30,7 @@ internal sealed class EndpointView
         Weight = (int)Math.Clamp(endpoint.Weight, 1u, 1_000_000u);
         Labels = shapes.Labels(endpoint.Labels);
         Locality = shapes.Locality(endpoint.Locality);
-        IsWorkload = endpoint.Origin.Length > 0 && !endpoint.Origin.StartsWith("ServiceEntry ", StringComparison.Ordinal);
+        IsWorkload = endpoint.Origin.Length > 0 && !Config.Compilation.EndpointOrigins.IsDeclaredAddress(endpoint.Origin);
         OutsideMesh = outsideMesh;
     }
 
@@ -41,7 +41,7 @@ internal sealed class EndpointView
     /// </summary>
     public bool OutsideMesh { get; }
 
-    /// <summary>Gets whether the endpoint is a registered workload instance (not a ServiceEntry's address).</summary>
+    /// <summary>Gets whether the endpoint is a workload instance (registered, or a WorkloadEntry), not an address a ServiceEntry or EndpointSlice lists.</summary>
     public bool IsWorkload { get; }
 
     public string Address { get; }

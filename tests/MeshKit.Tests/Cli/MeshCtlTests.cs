@@ -98,9 +98,17 @@ public sealed class MeshCtlTests : MeshTestBase, IDisposable
             kind: Service
             metadata: { name: critics }
             spec: { type: ExternalName, externalName: reviews-v1.default.svc.cluster.local }
+            ---
+            apiVersion: discovery.k8s.io/v1
+            kind: EndpointSlice
+            metadata: { name: reviews-vm, labels: { kubernetes.io/service-name: reviews-v1 } }
+            addressType: IPv4
+            ports: [{ name: http, port: 9080 }]
+            endpoints: [{ addresses: [10.255.255.1], conditions: { ready: false } }]
             """);
         Assert.Equal(0, Run("apply", "-f", service).Code);
         Assert.Contains("Service  default    reviews-v1  reviews-v1.yaml:", Run("get", "svc").Output, StringComparison.Ordinal);
+        Assert.Matches(@"EndpointSlice\s+default\s+reviews-vm\s+reviews-v1\.yaml:", Run("get", "endpointslices").Output);
         await Eventually.TrueAsync(async () => (await productpage.CreateClient().GetAsync("http://reviews-v1/")).IsSuccessStatusCode, "the Service is known");
         for (var i = 0; i < 5; i++)
         {

@@ -698,38 +698,6 @@ public sealed class TrafficEndToEndTests : MeshTestBase
         s.AddGrpcClient<Greeter.GreeterClient>(o => o.Address = new Uri("http://greeter:9080"));
     }, app: a => a.MapMeshMetrics());
 
-    /// <summary>A server outside the mesh: echoes the path, the Host header and x-api-key.</summary>
-    private sealed class ExternalServer : IAsyncDisposable
-    {
-        private readonly WebApplication _app;
-
-        private ExternalServer(WebApplication app, int port)
-        {
-            _app = app;
-            Port = port;
-        }
-
-        public int Port { get; }
-
-        public static async Task<ExternalServer> StartAsync()
-        {
-            var builder = WebApplication.CreateSlimBuilder();
-            builder.Logging.ClearProviders();
-            builder.WebHost.UseUrls("http://127.0.0.1:0");
-            var app = builder.Build();
-            app.Map("/{**path}", (HttpContext c) => $"external:{c.Request.Path}:{c.Request.Host}:{c.Request.Headers["x-api-key"]}");
-            await app.StartAsync();
-            var port = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()).Port;
-            return new ExternalServer(app, port);
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            await _app.StopAsync();
-            await _app.DisposeAsync();
-        }
-    }
-
     /// <summary>A gRPC server in the mesh (HTTP/2 without TLS) answering with its version.</summary>
     private sealed class GrpcWorkload : IAsyncDisposable
     {

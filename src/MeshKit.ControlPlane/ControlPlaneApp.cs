@@ -28,6 +28,7 @@ public static class ControlPlaneApp
         ["--ca-dir"] = "ControlPlane:CaDirectory",
         ["--admin-listen"] = "ControlPlane:AdminListen",
         ["--admin-token"] = "ControlPlane:AdminToken",
+        ["--anonymous-metrics"] = "ControlPlane:AnonymousMetrics",
         ["--debounce"] = "ControlPlane:Debounce",
         ["--max-debounce"] = "ControlPlane:MaxDebounce",
         ["--push-concurrency"] = "ControlPlane:PushConcurrency",
@@ -166,7 +167,7 @@ public static class ControlPlaneApp
         app.MapGrpcService<DiscoveryService>();
         app.MapGrpcService<CertificateService>();
         AdminEndpoints.Map(app);
-        app.MapPrometheusScrapingEndpoint(AdminEndpoints.MetricsPath); // behind the admin gate: admin port, admin token
+        app.MapPrometheusScrapingEndpoint(AdminEndpoints.MetricsPath); // behind the admin gate: admin port, admin token unless AnonymousMetrics
         return app;
     }
 

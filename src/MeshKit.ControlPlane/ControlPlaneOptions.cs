@@ -84,6 +84,14 @@ public sealed class ControlPlaneOptions
     /// </summary>
     public string AdminToken { get; set; } = string.Empty;
 
+    /// <summary>
+    /// Gets or sets whether <c>/metrics</c> on the admin port is served without the <see cref="AdminToken"/>, as istiod
+    /// serves its metrics on its monitoring port, for a scraper that sends no credentials (Prometheus' pod annotations,
+    /// a ServiceMonitor without a secret). The metrics count pushes, workloads and versions; they name no workload and
+    /// no configuration. Default: false (the token guards them as the rest of the admin port).
+    /// </summary>
+    public bool AnonymousMetrics { get; set; }
+
     /// <summary>Gets or sets the admin (HTTP/1.1 debug and health) listen URL; empty disables it. Default: <c>http://127.0.0.1:15014</c>.</summary>
     public string AdminListen { get; set; } = "http://127.0.0.1:15014";
 

@@ -43,9 +43,12 @@ internal static class AdminEndpoints
                 return Task.CompletedTask;
             }
 
-            // With ControlPlane:AdminToken set, everything but health needs it (meshctl --admin-token).
-            var token = context.RequestServices.GetRequiredService<IOptions<ControlPlaneOptions>>().Value.AdminToken;
+            // With ControlPlane:AdminToken set, everything but health needs it (meshctl --admin-token), and the
+            // metrics unless they are served to anyone (ControlPlane:AnonymousMetrics).
+            var options = context.RequestServices.GetRequiredService<IOptions<ControlPlaneOptions>>().Value;
+            var token = options.AdminToken;
             if (admin && !string.IsNullOrEmpty(token) && !context.Request.Path.StartsWithSegments("/healthz")
+                && !(options.AnonymousMetrics && context.Request.Path.Equals(MetricsPath, StringComparison.OrdinalIgnoreCase) && HttpMethods.IsGet(context.Request.Method))
                 && !System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
                     System.Text.Encoding.UTF8.GetBytes(context.Request.Headers.Authorization.ToString()),
                     System.Text.Encoding.UTF8.GetBytes("Bearer " + token)))

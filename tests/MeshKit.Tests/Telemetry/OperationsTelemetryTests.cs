@@ -56,6 +56,34 @@ public sealed class OperationsTelemetryTests : MeshTestBase
         Assert.Equal(HttpStatusCode.NotFound, elsewhere.StatusCode);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task WithAnAdminToken_TheMetricsNeedIt_UnlessTheyAreAnonymous(bool anonymous)
+    {
+        await ControlPlane.DisposeAsync();
+        ControlPlane = await TestControlPlane.StartAsync(configure: o => (o.AdminToken, o.AnonymousMetrics) = ("s3cret", anonymous));
+        using var http = new HttpClient();
+        async Task<HttpStatusCode> GetAsync(string path, string? token = null)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(ControlPlane.AdminAddress, path));
+            if (token is not null)
+            {
+                request.Headers.Authorization = new("Bearer", token);
+            }
+
+            using var response = await http.SendAsync(request);
+            return response.StatusCode;
+        }
+
+        Assert.Equal(anonymous ? HttpStatusCode.OK : HttpStatusCode.Unauthorized, await GetAsync("/metrics"));
+        Assert.Equal(HttpStatusCode.OK, await GetAsync("/metrics", "s3cret"));
+
+        // The rest of the admin port keeps the token either way: what it shows names workloads and resources.
+        Assert.Equal(HttpStatusCode.Unauthorized, await GetAsync("/debug/config"));
+        Assert.Equal(HttpStatusCode.OK, await GetAsync("/debug/config", "s3cret"));
+    }
+
     [Fact]
     public async Task TheMeshHealthCheck_FollowsTheControlPlaneAndTheConfig()
     {

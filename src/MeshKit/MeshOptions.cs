@@ -41,8 +41,23 @@ public sealed class MeshOptions
     /// </summary>
     public string? ConfigFile { get; set; }
 
-    /// <summary>Gets or sets the locality as <c>region/zone/subzone</c>. Default: none.</summary>
+    /// <summary>Gets or sets the locality as <c>region/zone/subzone</c>. Default: none (or the pod's, <see cref="PodInfoDirectory"/>).</summary>
     public string? Locality { get; set; }
+
+    /// <summary>
+    /// Gets or sets the folder of a Kubernetes downward API volume holding the pod's <c>labels</c> (required there) and,
+    /// when the volume maps it, its <c>namespace</c>: read at start, they give the workload what a sidecar learns from
+    /// its pod. The pod's labels join <see cref="Labels"/> (a label set there wins); without <see cref="ServiceName"/>,
+    /// the service is Istio's canonical name of the pod (label <c>service.istio.io/canonical-name</c>, else
+    /// <c>app.kubernetes.io/name</c>, else <c>app</c>); without <see cref="Locality"/>, the locality is Istio's label
+    /// <c>istio-locality</c> (<c>region.zone.subzone</c>), else the pod's <c>topology.kubernetes.io/region</c>,
+    /// <c>topology.kubernetes.io/zone</c> and <c>topology.istio.io/subzone</c> labels; with <see cref="Namespace"/> left
+    /// at <c>default</c>, the namespace is the pod's. Default: none.
+    /// </summary>
+    public string? PodInfoDirectory { get; set; }
+
+    /// <summary>What reading <see cref="PodInfoDirectory"/> found wrong, reported when the options are validated.</summary>
+    internal List<string> PodInfoErrors { get; } = [];
 
     /// <summary>
     /// Gets or sets the address other workloads reach this one on. Default: the host of the first address Kestrel

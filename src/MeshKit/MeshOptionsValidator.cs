@@ -8,7 +8,7 @@ internal sealed class MeshOptionsValidator : IValidateOptions<MeshOptions>
 {
     public ValidateOptionsResult Validate(string? name, MeshOptions options)
     {
-        var errors = new List<string>();
+        var errors = new List<string>(options.PodInfoErrors);
         if (string.IsNullOrEmpty(options.ServiceName) || !Names.IsDnsLabel(options.ServiceName))
         {
             errors.Add($"Mesh:ServiceName '{options.ServiceName}' must be set to a lower-case DNS-1123 label (e.g. 'reviews').");
@@ -30,6 +30,11 @@ internal sealed class MeshOptionsValidator : IValidateOptions<MeshOptions>
             {
                 errors.Add($"Mesh:Labels '{key}' is not a valid label (non-empty key, value of at most 63 characters).");
             }
+        }
+
+        if (options.Locality is { Length: > 0 } locality && locality.Split('/').Length > 3)
+        {
+            errors.Add($"Mesh:Locality '{locality}' must be region/zone/subzone (at most three parts).");
         }
 
         if (options.ControlPlaneAddress is null && string.IsNullOrEmpty(options.ConfigFile))

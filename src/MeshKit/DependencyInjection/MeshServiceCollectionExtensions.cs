@@ -35,6 +35,7 @@ public static class MeshServiceCollectionExtensions
         }
 
         services.AddSingleton<MeshMarkerService>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<MeshOptions>, PodInfo>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MeshOptions>, MeshOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<MeshSnapshotProvider>();

@@ -85,6 +85,26 @@ public sealed class ControlPlaneOptions
     public string AdminToken { get; set; } = string.Empty;
 
     /// <summary>
+    /// Gets or sets the issuer (<c>iss</c>) of the Kubernetes service-account tokens the CA takes for a first
+    /// certificate, as istiod takes them: a pod's projected token, bound to one of <see cref="KubernetesTokenAudiences"/>
+    /// and verified with the keys of <see cref="KubernetesTokenJwksFile"/>, gets the identity of its namespace and
+    /// service account, with no join token. The cluster's issuer is what
+    /// <c>kubectl get --raw /.well-known/openid-configuration</c> names (often
+    /// <c>https://kubernetes.default.svc.cluster.local</c>). Empty (the default): only join tokens.
+    /// </summary>
+    public string KubernetesTokenIssuer { get; set; } = string.Empty;
+
+    /// <summary>
+    /// Gets or sets a file holding the cluster's service-account signing keys as a JSON Web Key Set
+    /// (<c>kubectl get --raw /openid/v1/jwks</c>, mounted from a ConfigMap); read at each first certificate, so an
+    /// update applies at once. Required with <see cref="KubernetesTokenIssuer"/>.
+    /// </summary>
+    public string KubernetesTokenJwksFile { get; set; } = string.Empty;
+
+    /// <summary>Gets the audiences a service-account token must be bound to (one of them). Empty: <c>istio-ca</c>, as Istio's sidecars ask for.</summary>
+    public IList<string> KubernetesTokenAudiences { get; } = [];
+
+    /// <summary>
     /// Gets or sets whether <c>/metrics</c> on the admin port is served without the <see cref="AdminToken"/>, as istiod
     /// serves its metrics on its monitoring port, for a scraper that sends no credentials (Prometheus' pod annotations,
     /// a ServiceMonitor without a secret). The metrics count pushes, workloads and versions; they name no workload and

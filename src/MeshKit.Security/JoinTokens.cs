@@ -66,9 +66,7 @@ internal static class JoinTokens
             RequireExpirationTime = true,
             RequireSignedTokens = true,
 
-            // The lifetime is checked against the injected clock, not the machine's.
-            LifetimeValidator = (notBefore, expires, _, _) =>
-                expires is { } exp && now.UtcDateTime <= exp.AddSeconds(60) && (notBefore is not { } nbf || now.UtcDateTime >= nbf.AddSeconds(-60)),
+            LifetimeValidator = Lifetime(now),
         };
         var result = await new JsonWebTokenHandler().ValidateTokenAsync(token, parameters).ConfigureAwait(false);
         if (!result.IsValid)
@@ -84,6 +82,13 @@ internal static class JoinTokens
 
         return (id, null);
     }
+
+    /// <summary>
+    /// The lifetime check of the tokens a first certificate takes: an expiry is required, and it and the start are read
+    /// against the injected clock (not the machine's), with a minute of skew either way.
+    /// </summary>
+    internal static LifetimeValidator Lifetime(DateTimeOffset now) => (notBefore, expires, _, _) =>
+        expires is { } exp && now.UtcDateTime <= exp.AddSeconds(60) && (notBefore is not { } nbf || now.UtcDateTime >= nbf.AddSeconds(-60));
 
     /// <summary>
     /// Reads the root pin from a token without validating it: the workload does this before it trusts anything, to

@@ -107,6 +107,22 @@ public sealed class MeshOptions
     public string? JoinTokenFile { get; set; }
 
     /// <summary>
+    /// Gets or sets a file holding the pod's Kubernetes service-account token (a projected token of audience
+    /// <c>istio-ca</c>, which the kubelet rotates), presented for the first certificate instead of a join token when
+    /// the control plane trusts the cluster's tokens (<c>ControlPlane:KubernetesTokenIssuer</c>); the token names
+    /// <see cref="Namespace"/> and <see cref="ServiceAccount"/>. Needs <see cref="RootCertificateFile"/>. Read at each
+    /// first-certificate attempt. Default: none.
+    /// </summary>
+    public string? ServiceAccountTokenFile { get; set; }
+
+    /// <summary>
+    /// Gets or sets a PEM file of the mesh's root certificate (or roots): the control plane must show one of them
+    /// before a service-account token is sent to it (a join token carries that pin itself). On Kubernetes, a ConfigMap
+    /// of the CA's <c>root-cert.pem</c>, as Istio's <c>istio-ca-root-cert</c>. Default: none.
+    /// </summary>
+    public string? RootCertificateFile { get; set; }
+
+    /// <summary>
     /// Gets or sets the certificate lifetime to ask for; null takes the control plane's default (24 h). The certificate
     /// is renewed at half its lifetime.
     /// </summary>

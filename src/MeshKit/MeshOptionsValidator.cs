@@ -63,9 +63,27 @@ internal sealed class MeshOptionsValidator : IValidateOptions<MeshOptions>
             }
         }
 
-        if (options.IsSecure && string.IsNullOrWhiteSpace(options.JoinToken) && string.IsNullOrWhiteSpace(options.JoinTokenFile))
+        if (options.IsSecure && string.IsNullOrWhiteSpace(options.JoinToken) && string.IsNullOrWhiteSpace(options.JoinTokenFile) && string.IsNullOrWhiteSpace(options.ServiceAccountTokenFile))
         {
-            errors.Add("Mesh:ControlPlaneAddress is https://, so the workload needs a certificate: set Mesh:JoinToken or Mesh:JoinTokenFile (meshctl token create).");
+            errors.Add("Mesh:ControlPlaneAddress is https://, so the workload needs a certificate: set Mesh:JoinToken or Mesh:JoinTokenFile (meshctl token create), or, on Kubernetes, Mesh:ServiceAccountTokenFile.");
+        }
+
+        if (!string.IsNullOrWhiteSpace(options.ServiceAccountTokenFile))
+        {
+            if (!File.Exists(options.ServiceAccountTokenFile))
+            {
+                errors.Add($"Mesh:ServiceAccountTokenFile '{options.ServiceAccountTokenFile}' does not exist.");
+            }
+
+            if (string.IsNullOrWhiteSpace(options.RootCertificateFile))
+            {
+                errors.Add("Mesh:ServiceAccountTokenFile needs Mesh:RootCertificateFile, the mesh's root the control plane must show before the token is sent.");
+            }
+        }
+
+        if (!string.IsNullOrWhiteSpace(options.RootCertificateFile) && !File.Exists(options.RootCertificateFile))
+        {
+            errors.Add($"Mesh:RootCertificateFile '{options.RootCertificateFile}' does not exist.");
         }
 
         if (!string.IsNullOrWhiteSpace(options.JoinTokenFile) && !File.Exists(options.JoinTokenFile))

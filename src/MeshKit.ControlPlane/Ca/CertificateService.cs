@@ -7,7 +7,8 @@ namespace MeshKit.ControlPlane.Ca;
 
 /// <summary>
 /// Signs workload certificates. The identity comes from the authenticated caller: its current certificate (a renewal)
-/// or, for a first certificate, a join token. Served on the TLS port only, so a token never crosses the wire in clear.
+/// or, for a first certificate, a join token or a Kubernetes service-account token. Served on the TLS port only, so a
+/// token never crosses the wire in clear.
 /// </summary>
 internal sealed partial class CertificateService(CertificateAuthority ca, ILogger<CertificateService> logger) : MeshCertificates.MeshCertificatesBase
 {
@@ -60,7 +61,7 @@ internal sealed partial class CertificateService(CertificateAuthority ca, ILogge
         var authorization = http.Request.Headers.Authorization.ToString();
         if (authorization.StartsWith("Bearer ", StringComparison.Ordinal))
         {
-            var (fromToken, error) = await ca.ValidateJoinTokenAsync(authorization["Bearer ".Length..].Trim()).ConfigureAwait(false);
+            var (fromToken, error) = await ca.ValidateBearerAsync(authorization["Bearer ".Length..].Trim()).ConfigureAwait(false);
             if (fromToken is { } id)
             {
                 return id;
@@ -70,7 +71,7 @@ internal sealed partial class CertificateService(CertificateAuthority ca, ILogge
             throw new RpcException(new Status(StatusCode.Unauthenticated, error!));
         }
 
-        throw new RpcException(new Status(StatusCode.Unauthenticated, "a join token (authorization: Bearer) or a current workload certificate is required"));
+        throw new RpcException(new Status(StatusCode.Unauthenticated, "a join token or a Kubernetes service-account token (authorization: Bearer), or a current workload certificate, is required"));
     }
 
     private static partial class Log

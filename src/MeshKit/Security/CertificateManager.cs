@@ -13,7 +13,8 @@ namespace MeshKit.Security;
 /// <summary>
 /// Gets this workload its mesh certificate and keeps it fresh. The key pair is made in-process and never leaves it;
 /// the control plane sees a CSR. The first certificate is paid for with the join token, after the control plane has
-/// shown the root the token pins; each renewal (at half the lifetime, with jitter) is authenticated by the current
+/// shown the root the token pins (or, on Kubernetes, with the pod's service-account token, after it has shown one of
+/// the roots the workload was given); each renewal (at half the lifetime, with jitter) is authenticated by the current
 /// certificate. A failed renewal keeps the current certificate and retries with backoff; once it expires, handshakes
 /// fail: there is no fallback to plain text.
 /// </summary>
@@ -152,7 +153,22 @@ internal sealed partial class CertificateManager : IHostedService, IDisposable
         string? token = null;
         SpiffeId id;
         TrustBundle bundle;
-        if (current is null)
+        if (current is null && !string.IsNullOrWhiteSpace(_options.ServiceAccountTokenFile))
+        {
+            // Kubernetes' projected token, read afresh (the kubelet rotates it); sent only to a control plane that
+            // shows one of the roots the workload was given.
+            token = File.ReadAllText(_options.ServiceAccountTokenFile).Trim();
+            var subject = ServiceAccountTokens.ReadSubject(token) ?? throw new MeshConfigException("the service-account token names no service account (subject system:serviceaccount:<namespace>:<name>)");
+            if (subject.Namespace != _options.Namespace || subject.ServiceAccount != _options.ServiceAccount)
+            {
+                throw new MeshConfigException($"the service-account token is for namespace '{subject.Namespace}', service account '{subject.ServiceAccount}', but this workload is namespace '{_options.Namespace}', service account '{_options.ServiceAccount}'");
+            }
+
+            var roots = ReadRoots(_options.RootCertificateFile!);
+            bundle = await FetchPinnedBundleAsync(address, r => roots.Contains(CertificateProfile.Pin(r)), $"none of the roots in {_options.RootCertificateFile}", cancellationToken).ConfigureAwait(false);
+            id = new SpiffeId(bundle.TrustDomain, subject.Namespace, subject.ServiceAccount);
+        }
+        else if (current is null)
         {
             token = ReadToken();
             id = JoinTokens.ReadSubject(token) ?? throw new MeshConfigException("the join token names no valid identity");
@@ -161,7 +177,8 @@ internal sealed partial class CertificateManager : IHostedService, IDisposable
                 throw new MeshConfigException($"the join token is for {id}, but this workload is namespace '{_options.Namespace}', service account '{_options.ServiceAccount}'");
             }
 
-            bundle = await FetchPinnedBundleAsync(address, token, cancellationToken).ConfigureAwait(false);
+            var pin = JoinTokens.ReadRootPin(token) ?? throw new MeshConfigException("the join token carries no root pin");
+            bundle = await FetchPinnedBundleAsync(address, r => CertificateProfile.Pin(r) == pin, "the root CA the join token pins", cancellationToken).ConfigureAwait(false);
         }
         else
         {
@@ -213,20 +230,19 @@ internal sealed partial class CertificateManager : IHostedService, IDisposable
     }
 
     /// <summary>
-    /// Fetches the roots over an unverified connection and keeps them only if one matches the pin in the join token;
-    /// nothing secret is sent on that connection.
+    /// Fetches the roots over an unverified connection and keeps them only if one is a root the workload trusts (the
+    /// join token's pin, or the roots it was given); nothing secret is sent on that connection.
     /// </summary>
-    private async Task<TrustBundle> FetchPinnedBundleAsync(Uri address, string token, CancellationToken cancellationToken)
+    private async Task<TrustBundle> FetchPinnedBundleAsync(Uri address, Func<X509Certificate2, bool> pinned, string expected, CancellationToken cancellationToken)
     {
-        var pin = JoinTokens.ReadRootPin(token) ?? throw new MeshConfigException("the join token carries no root pin");
         using var handler = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5) };
         handler.SslOptions.RemoteCertificateValidationCallback = (_, _, _, _) => true;
         using var channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = false });
         var response = await new MeshCertificates.MeshCertificatesClient(channel).GetTrustBundleAsync(new TrustBundleRequest(), cancellationToken: cancellationToken).ConfigureAwait(false);
         var bundle = TrustBundle.FromDer(response.TrustDomain, response.TrustRoots.Select(r => r.ToByteArray()));
-        if (!bundle.Roots.Any(r => CertificateProfile.Pin(r) == pin))
+        if (!bundle.Roots.Any(pinned))
         {
-            throw new InvalidOperationException($"the control plane at {address} does not hold the root CA the join token pins; refusing to send the token");
+            throw new InvalidOperationException($"the control plane at {address} does not hold {expected}; refusing to send the token");
         }
 
         return bundle;
@@ -261,6 +277,25 @@ internal sealed partial class CertificateManager : IHostedService, IDisposable
         // The channel owns its handler: without DisposeHttpClient, disposing a channel given a handler leaves the
         // handler's connection open (the control plane then holds it until its idle timeout).
         return GrpcChannel.ForAddress(address, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true });
+    }
+
+    // The pins of the roots in a PEM file (one or more certificates).
+    private static HashSet<string> ReadRoots(string file)
+    {
+        var roots = new X509Certificate2Collection();
+        roots.ImportFromPemFile(file);
+        if (roots.Count == 0)
+        {
+            throw new MeshConfigException($"Mesh:RootCertificateFile '{file}' holds no certificate");
+        }
+
+        var pins = roots.Select(CertificateProfile.Pin).ToHashSet(StringComparer.Ordinal);
+        foreach (var root in roots)
+        {
+            root.Dispose();
+        }
+
+        return pins;
     }
 
     private string ReadToken()

@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Http.Json;
 using MeshKit.Config.Parsing;
 using MeshKit.ControlPlane;
 using MeshKit.ControlPlane.Registry;
@@ -19,7 +18,8 @@ namespace MeshKit.Tests.EndToEnd;
 /// <summary>
 /// The Kubernetes manifests of <c>samples/Kubernetes</c> (docs/kubernetes.md) run as written, but for Kubernetes
 /// itself: the control plane with the Deployment's arguments and environment and the ConfigMap's files, and the
-/// workload with its Deployment's environment, its downward API volume and its join-token secret, on 127.0.0.1. A
+/// workload with its Deployment's environment, its downward API volume, its projected service-account token (signed by
+/// a key standing in for the cluster's) and the mesh root's ConfigMap, on 127.0.0.1. A
 /// setting a manifest names that MeshKit does not have fails here, as would the workload's start.
 /// </summary>
 public sealed class KubernetesSampleTests : IDisposable
@@ -28,7 +28,14 @@ public sealed class KubernetesSampleTests : IDisposable
 
     private readonly string _scratch = Directory.CreateTempSubdirectory("meshkit-k8s-").FullName;
 
-    public void Dispose() => Directory.Delete(_scratch, recursive: true);
+    // The cluster's service-account signing key, standing in for the API server's.
+    private readonly System.Security.Cryptography.RSA _clusterKey = System.Security.Cryptography.RSA.Create(2048);
+
+    public void Dispose()
+    {
+        _clusterKey.Dispose();
+        Directory.Delete(_scratch, recursive: true);
+    }
 
     [Fact]
     public void TheManifests_AreValidMeshConfiguration_KubernetesOwnKindsSkippedWithWarnings()
@@ -65,7 +72,7 @@ public sealed class KubernetesSampleTests : IDisposable
         Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync(new Uri(admin, "/debug/registry"))).StatusCode);
         await Eventually.TrueAsync(async () => (await http.GetAsync(new Uri(admin, "/healthz/ready"))).IsSuccessStatusCode, "the readiness probe passes");
 
-        var workload = await StartWorkloadAsync(secure, admin);
+        var workload = await StartWorkloadAsync(secure);
         await using var __ = workload;
         var registry = controlPlane.Services.GetRequiredService<IWorkloadRegistry>();
         await Eventually.TrueAsync(() => registry.Workloads.Count == 1, "the workload registered");
@@ -90,8 +97,11 @@ public sealed class KubernetesSampleTests : IDisposable
         }
 
         // The arguments as written, but the pod's paths and ports: the scratch folders, and ports of the system's choice.
+        var jwks = Path.Combine(_scratch, "jwks.json");
+        File.WriteAllText(jwks, KubernetesTokens.Jwks(_clusterKey, "cluster-key"));
         var replacements = new Dictionary<string, string>
         {
+            ["/etc/meshkit/cluster-jwks/jwks.json"] = jwks,
             ["/etc/meshkit/config"] = config,
             ["/var/lib/meshkit/ca"] = Path.Combine(_scratch, "ca"),
             ["https://0.0.0.0:15012"] = "https://127.0.0.1:0",
@@ -117,22 +127,17 @@ public sealed class KubernetesSampleTests : IDisposable
         return app;
     }
 
-    private async Task<WebApplication> StartWorkloadAsync(Uri controlPlane, Uri admin)
+    private async Task<WebApplication> StartWorkloadAsync(Uri controlPlane)
     {
         var deployment = Manifest("reviews.yaml").Single(d => Scalar(d, "kind") == "Deployment");
         var pod = Map(Map(deployment, "spec"), "template");
         var podSpec = Map(pod, "spec");
         var container = Container(deployment);
+        var ns = Scalar(Map(deployment, "metadata"), "namespace");
 
-        // The join token the docs tell to create and store as the secret, from the control plane's admin port.
-        using var http = new HttpClient();
-        using var tokenRequest = new HttpRequestMessage(HttpMethod.Post, new Uri(admin, "/tokens?namespace=shop&serviceAccount=reviews&ttl=8760h"));
-        tokenRequest.Headers.Authorization = new("Bearer", AdminToken);
-        using var tokenResponse = await http.SendAsync(tokenRequest);
-        tokenResponse.EnsureSuccessStatusCode();
-        var token = (await tokenResponse.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>()).GetProperty("token").GetString()!;
-
-        // What the kubelet would mount: the secret's file and the downward API's files, where the container mounts them.
+        // What the kubelet would mount where the container mounts it: the pod's projected service-account token (signed
+        // by the cluster's key), the mesh's root (the ConfigMap the docs tell to make from the CA's root-cert.pem), and
+        // the downward API's files.
         var mounts = Items(container, "volumeMounts", m => (Name: Scalar(m, "name"), Path: Scalar(m, "mountPath")));
         var volumes = ((YamlSequenceNode)podSpec.Children[new YamlScalarNode("volumes")]).Children.Cast<YamlMappingNode>().ToDictionary(v => Scalar(v, "name"));
         var paths = new Dictionary<string, string>();
@@ -141,9 +146,18 @@ public sealed class KubernetesSampleTests : IDisposable
             var local = Directory.CreateDirectory(Path.Combine(_scratch, name)).FullName;
             paths[mountPath] = local;
             var volume = volumes[name];
-            if (volume.Children.ContainsKey(new YamlScalarNode("secret")))
+            if (volume.Children.ContainsKey(new YamlScalarNode("projected")))
             {
-                File.WriteAllText(Path.Combine(local, "token"), token);
+                var projected = Map(Assert.Single(Items(Map(volume, "projected"), "sources", source => source)), "serviceAccountToken");
+                var token = KubernetesTokens.Token(_clusterKey, "cluster-key", ns, Scalar(podSpec, "serviceAccountName"), audience: Scalar(projected, "audience"));
+                File.WriteAllText(Path.Combine(local, Scalar(projected, "path")), token);
+                continue;
+            }
+
+            if (volume.Children.ContainsKey(new YamlScalarNode("configMap")))
+            {
+                Assert.Equal("meshkit-root-cert", Scalar(Map(volume, "configMap"), "name"));
+                File.Copy(Path.Combine(_scratch, "ca", "root-cert.pem"), Path.Combine(local, "root-cert.pem"));
                 continue;
             }
 
@@ -174,7 +188,7 @@ public sealed class KubernetesSampleTests : IDisposable
             {
                 // The control plane's Service, on its TLS port, under a name its certificate carries.
                 "ControlPlaneAddress" => Assert.IsType<string>(ExpectControlPlane(value, controlPlane)),
-                "JoinTokenFile" or "PodInfoDirectory" => paths.Where(p => value.StartsWith(p.Key, StringComparison.Ordinal)).Select(p => p.Value + value[p.Key.Length..]).Single(),
+                _ when value.StartsWith('/') => paths.Where(p => value.StartsWith(p.Key, StringComparison.Ordinal)).Select(p => p.Value + value[p.Key.Length..]).Single(),
                 _ => value,
             };
         }

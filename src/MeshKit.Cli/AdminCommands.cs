@@ -174,6 +174,13 @@ internal sealed class AdminCommands(Uri admin, string? token, string format, Tex
         return MeshCtl.Ok;
     });
 
+    /// <summary>Prints the mesh's root certificates (PEM), for workloads that trust them by file (Mesh:RootCertificateFile).</summary>
+    public int Root() => Call("/ca/root", body =>
+    {
+        output.Write(body);
+        return MeshCtl.Ok;
+    });
+
     public int Version()
     {
         var client = typeof(MeshCtl).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";

@@ -141,10 +141,14 @@ public static class MeshCtl
         var config = new Command("config", "The config the control plane computes for one workload, like istioctl proxy-config.") { workload, section };
         config.SetAction(parse => Admin(parse).Config(parse.GetValue(workload)!, parse.GetValue(section) ?? "routes"));
 
+        var caRoot = new Command("root", "Print the mesh's root certificates (PEM): what a workload with a Kubernetes service-account token is given to trust (Mesh:RootCertificateFile).");
+        caRoot.SetAction(parse => Admin(parse).Root());
+        var ca = new Command("ca", "The mesh's certificate authority.") { caRoot };
+
         var version = new Command("version", "meshctl's version and the control plane's.");
         version.SetAction(parse => Admin(parse).Version());
 
-        var root = new RootCommand("meshctl: operate a MeshKit service mesh.") { validate, apply, delete, get, status, config, token, version, admin, adminToken };
+        var root = new RootCommand("meshctl: operate a MeshKit service mesh.") { validate, apply, delete, get, status, config, token, ca, version, admin, adminToken };
         var result = root.Parse(args);
         return result.Invoke(new InvocationConfiguration { Output = output, Error = error });
     }

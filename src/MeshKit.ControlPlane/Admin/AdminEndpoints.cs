@@ -62,6 +62,11 @@ internal static class AdminEndpoints
 
         MapConfigApi(app);
         MapStatus(app);
+        // The mesh's roots, as PEM: what a workload given a service-account token must be given to trust (on
+        // Kubernetes, the ConfigMap meshkit-root-cert), wherever the CA keeps them (a folder, etcd).
+        app.MapGet("/ca/root", (CertificateAuthority ca) => Results.Text(
+            string.Concat(ca.Bundle.Roots.Select(root => root.ExportCertificatePem() + "\n")), "application/x-pem-file"));
+
         app.MapGet("/version", () => Results.Json(new
         {
             version = typeof(AdminEndpoints).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)

@@ -308,6 +308,20 @@ public sealed class MeshCtlTests : MeshTestBase, IDisposable
     }
 
     [Fact]
+    public void CaRoot_PrintsTheRootsTheCaHolds_AsAWorkloadsRootCertificateFileTakesThem()
+    {
+        var (code, output, _) = Run("ca", "root");
+        Assert.Equal(0, code);
+
+        var printed = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+        printed.ImportFromPem(output);
+        var held = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+        held.ImportFromPemFile(Path.Combine(ControlPlane.CaDirectory, "root-cert.pem"));
+        Assert.NotEmpty(printed);
+        Assert.Equal(held.Select(c => c.Thumbprint), printed.Select(c => c.Thumbprint));
+    }
+
+    [Fact]
     public async Task AnAdminToken_IsRequired_WhenSet()
     {
         await ControlPlane.DisposeAsync();

@@ -72,7 +72,7 @@ public sealed class KubernetesSampleTests : IDisposable
         Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync(new Uri(admin, "/debug/registry"))).StatusCode);
         await Eventually.TrueAsync(async () => (await http.GetAsync(new Uri(admin, "/healthz/ready"))).IsSuccessStatusCode, "the readiness probe passes");
 
-        var workload = await StartWorkloadAsync(secure);
+        var workload = await StartWorkloadAsync(secure, admin);
         await using var __ = workload;
         var registry = controlPlane.Services.GetRequiredService<IWorkloadRegistry>();
         await Eventually.TrueAsync(() => registry.Workloads.Count == 1, "the workload registered");
@@ -127,7 +127,7 @@ public sealed class KubernetesSampleTests : IDisposable
         return app;
     }
 
-    private async Task<WebApplication> StartWorkloadAsync(Uri controlPlane)
+    private async Task<WebApplication> StartWorkloadAsync(Uri controlPlane, Uri admin)
     {
         var deployment = Manifest("reviews.yaml").Single(d => Scalar(d, "kind") == "Deployment");
         var pod = Map(Map(deployment, "spec"), "template");
@@ -136,7 +136,7 @@ public sealed class KubernetesSampleTests : IDisposable
         var ns = Scalar(Map(deployment, "metadata"), "namespace");
 
         // What the kubelet would mount where the container mounts it: the pod's projected service-account token (signed
-        // by the cluster's key), the mesh's root (the ConfigMap the docs tell to make from the CA's root-cert.pem), and
+        // by the cluster's key), the mesh's root (the ConfigMap the docs tell to make from meshctl ca root), and
         // the downward API's files.
         var mounts = Items(container, "volumeMounts", m => (Name: Scalar(m, "name"), Path: Scalar(m, "mountPath")));
         var volumes = ((YamlSequenceNode)podSpec.Children[new YamlScalarNode("volumes")]).Children.Cast<YamlMappingNode>().ToDictionary(v => Scalar(v, "name"));
@@ -157,7 +157,12 @@ public sealed class KubernetesSampleTests : IDisposable
             if (volume.Children.ContainsKey(new YamlScalarNode("configMap")))
             {
                 Assert.Equal("meshkit-root-cert", Scalar(Map(volume, "configMap"), "name"));
-                File.Copy(Path.Combine(_scratch, "ca", "root-cert.pem"), Path.Combine(local, "root-cert.pem"));
+                // As meshctl ca root prints it.
+                using var http = new HttpClient();
+                using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(admin, "/ca/root"));
+                request.Headers.Authorization = new("Bearer", AdminToken);
+                using var response = await http.SendAsync(request);
+                File.WriteAllText(Path.Combine(local, "root-cert.pem"), await response.EnsureSuccessStatusCode().Content.ReadAsStringAsync());
                 continue;
             }
 

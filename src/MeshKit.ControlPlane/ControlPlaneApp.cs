@@ -31,6 +31,7 @@ public static class ControlPlaneApp
         ["--anonymous-metrics"] = "ControlPlane:AnonymousMetrics",
         ["--kubernetes-token-issuer"] = "ControlPlane:KubernetesTokenIssuer",
         ["--kubernetes-token-jwks-file"] = "ControlPlane:KubernetesTokenJwksFile",
+        ["--kubernetes-token-jwks-uri"] = "ControlPlane:KubernetesTokenJwksUri",
         ["--debounce"] = "ControlPlane:Debounce",
         ["--max-debounce"] = "ControlPlane:MaxDebounce",
         ["--push-concurrency"] = "ControlPlane:PushConcurrency",
@@ -62,7 +63,7 @@ public static class ControlPlaneApp
             .Validate(o => !string.IsNullOrWhiteSpace(o.Listen) || !string.IsNullOrWhiteSpace(o.SecureListen), "ControlPlane:Listen or ControlPlane:SecureListen is required")
             .Validate(o => o.WorkloadCertificateTtl > TimeSpan.Zero && o.MaxWorkloadCertificateTtl >= o.WorkloadCertificateTtl, "ControlPlane:WorkloadCertificateTtl must be > 0 and <= MaxWorkloadCertificateTtl")
             .Validate(o => o.PushConcurrency >= 1, "ControlPlane:PushConcurrency must be at least 1")
-            .Validate(o => string.IsNullOrEmpty(o.KubernetesTokenIssuer) || File.Exists(o.KubernetesTokenJwksFile), "ControlPlane:KubernetesTokenIssuer needs ControlPlane:KubernetesTokenJwksFile, a file holding the cluster's keys (kubectl get --raw /openid/v1/jwks)")
+            .Validate(o => string.IsNullOrEmpty(o.KubernetesTokenIssuer) || File.Exists(o.KubernetesTokenJwksFile) || Uri.TryCreate(o.KubernetesTokenJwksUri, UriKind.Absolute, out var uri) && uri.Scheme == Uri.UriSchemeHttps, "ControlPlane:KubernetesTokenIssuer needs the cluster's keys: ControlPlane:KubernetesTokenJwksFile, a file holding them (kubectl get --raw /openid/v1/jwks), or ControlPlane:KubernetesTokenJwksUri, an https:// URL serving them")
             .Validate(o => o.Debounce >= TimeSpan.Zero && o.MaxDebounce >= o.Debounce, "ControlPlane:Debounce must be >= 0 and <= MaxDebounce")
             .Validate(o => o.UsesEtcd || string.Equals(o.Store, "directory", StringComparison.OrdinalIgnoreCase), "ControlPlane:Store must be 'directory' or 'etcd'")
             .Validate(o => !o.UsesEtcd || o.EtcdLeaseTtl >= TimeSpan.FromSeconds(2), "ControlPlane:EtcdLeaseTtl must be at least 2 s")
@@ -121,6 +122,7 @@ public static class ControlPlaneApp
         });
 
         builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<ClusterKeys>();
         builder.Services.AddSingleton<DirectoryConfigStore>();
         if (options.UsesEtcd)
         {

@@ -97,9 +97,23 @@ public sealed class ControlPlaneOptions
     /// <summary>
     /// Gets or sets a file holding the cluster's service-account signing keys as a JSON Web Key Set
     /// (<c>kubectl get --raw /openid/v1/jwks</c>, mounted from a ConfigMap); read at each first certificate, so an
-    /// update applies at once. Required with <see cref="KubernetesTokenIssuer"/>.
+    /// update applies at once. With <see cref="KubernetesTokenIssuer"/>, this or <see cref="KubernetesTokenJwksUri"/> is required.
     /// </summary>
     public string KubernetesTokenJwksFile { get; set; } = string.Empty;
+
+    /// <summary>
+    /// Gets or sets where to fetch the cluster's service-account signing keys instead of a file: the API server's
+    /// <c>https://kubernetes.default.svc/openid/v1/jwks</c> in a cluster (fetched with the control plane's own token,
+    /// <see cref="KubernetesApiTokenFile"/>, trusting <see cref="KubernetesApiCaFile"/>), or a cloud issuer's public
+    /// JWKS URL. Kept for five minutes; a token signed by a key the set lacks fetches it again. Default: none.
+    /// </summary>
+    public string KubernetesTokenJwksUri { get; set; } = string.Empty;
+
+    /// <summary>Gets or sets the control plane's own service-account token, sent to fetch <see cref="KubernetesTokenJwksUri"/> when the file exists. Default: the pod's mounted token.</summary>
+    public string KubernetesApiTokenFile { get; set; } = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+    /// <summary>Gets or sets the CA that alone vouches for <see cref="KubernetesTokenJwksUri"/>'s server when the file exists (else the machine's roots). Default: the pod's mounted cluster CA.</summary>
+    public string KubernetesApiCaFile { get; set; } = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
 
     /// <summary>Gets the audiences a service-account token must be bound to (one of them). Empty: <c>istio-ca</c>, as Istio's sidecars ask for.</summary>
     public IList<string> KubernetesTokenAudiences { get; } = [];

@@ -83,6 +83,20 @@ internal static class ServiceAccountTokens
         }
     }
 
+    /// <summary>Reads the id of the key that signed a token (<c>kid</c>), without validating it; null when it has none.</summary>
+    public static string? ReadKeyId(string token)
+    {
+        try
+        {
+            var kid = new JsonWebToken(token).Kid;
+            return string.IsNullOrEmpty(kid) ? null : kid;
+        }
+        catch (ArgumentException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Reads a token's issuer without validating it; null when it is not a JWT.</summary>
     public static string? ReadIssuer(string token)
     {

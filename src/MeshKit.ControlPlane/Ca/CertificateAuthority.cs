@@ -116,32 +116,6 @@ internal sealed partial class CertificateAuthority : IDisposable
     public Task<(SpiffeId? Id, string? Error)> ValidateJoinTokenAsync(string token) =>
         JoinTokens.ValidateAsync(token, [_tokenKey], TrustDomain, _time.GetUtcNow());
 
-    /// <summary>
-    /// Validates a first certificate's bearer credential: a Kubernetes service-account token when it names the
-    /// cluster issuer the control plane trusts (<see cref="ControlPlaneOptions.KubernetesTokenIssuer"/>), else a join
-    /// token. Returns the identity it grants.
-    /// </summary>
-    public async Task<(SpiffeId? Id, string? Error)> ValidateBearerAsync(string token)
-    {
-        if (_options.KubernetesTokenIssuer is not { Length: > 0 } issuer || ServiceAccountTokens.ReadIssuer(token) != issuer)
-        {
-            return await ValidateJoinTokenAsync(token).ConfigureAwait(false);
-        }
-
-        // Read per request (first certificates are rare): a mounted ConfigMap's update, a rotated cluster key, applies at once.
-        string jwks;
-        try
-        {
-            jwks = await File.ReadAllTextAsync(_options.KubernetesTokenJwksFile).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            return (null, $"the cluster's keys cannot be read from '{_options.KubernetesTokenJwksFile}': {ex.Message}");
-        }
-
-        return await ServiceAccountTokens.ValidateAsync(token, jwks, issuer, [.. _options.KubernetesTokenAudiences], TrustDomain, _time.GetUtcNow()).ConfigureAwait(false);
-    }
-
     /// <summary>Verifies a workload's client certificate; returns its identity.</summary>
     public bool TryVerifyWorkload(X509Certificate2 certificate, IEnumerable<X509Certificate2> intermediates, out SpiffeId? id, out string? error)
     {

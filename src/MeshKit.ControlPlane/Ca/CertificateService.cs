@@ -2,6 +2,7 @@ using Google.Protobuf;
 using Grpc.Core;
 using MeshKit.Protocol.V1;
 using MeshKit.Security;
+using Microsoft.Extensions.Options;
 
 namespace MeshKit.ControlPlane.Ca;
 
@@ -10,7 +11,8 @@ namespace MeshKit.ControlPlane.Ca;
 /// or, for a first certificate, a join token or a Kubernetes service-account token. Served on the TLS port only, so a
 /// token never crosses the wire in clear.
 /// </summary>
-internal sealed partial class CertificateService(CertificateAuthority ca, ILogger<CertificateService> logger) : MeshCertificates.MeshCertificatesBase
+internal sealed partial class CertificateService(CertificateAuthority ca, ClusterKeys clusterKeys, IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<CertificateService> logger)
+    : MeshCertificates.MeshCertificatesBase
 {
     public override async Task<SignResponse> Sign(SignRequest request, ServerCallContext context)
     {
@@ -61,7 +63,7 @@ internal sealed partial class CertificateService(CertificateAuthority ca, ILogge
         var authorization = http.Request.Headers.Authorization.ToString();
         if (authorization.StartsWith("Bearer ", StringComparison.Ordinal))
         {
-            var (fromToken, error) = await ca.ValidateBearerAsync(authorization["Bearer ".Length..].Trim()).ConfigureAwait(false);
+            var (fromToken, error) = await ValidateBearerAsync(authorization["Bearer ".Length..].Trim(), context.CancellationToken).ConfigureAwait(false);
             if (fromToken is { } id)
             {
                 return id;
@@ -72,6 +74,25 @@ internal sealed partial class CertificateService(CertificateAuthority ca, ILogge
         }
 
         throw new RpcException(new Status(StatusCode.Unauthenticated, "a join token or a Kubernetes service-account token (authorization: Bearer), or a current workload certificate, is required"));
+    }
+
+    /// <summary>
+    /// Validates a first certificate's bearer credential: a Kubernetes service-account token when it names the
+    /// cluster issuer the control plane trusts (<see cref="ControlPlaneOptions.KubernetesTokenIssuer"/>), else a join
+    /// token. Returns the identity it grants.
+    /// </summary>
+    private async Task<(SpiffeId? Id, string? Error)> ValidateBearerAsync(string token, CancellationToken cancellationToken)
+    {
+        var settings = options.Value;
+        if (settings.KubernetesTokenIssuer is not { Length: > 0 } issuer || ServiceAccountTokens.ReadIssuer(token) != issuer)
+        {
+            return await ca.ValidateJoinTokenAsync(token).ConfigureAwait(false);
+        }
+
+        var (jwks, error) = await clusterKeys.GetAsync(ServiceAccountTokens.ReadKeyId(token), cancellationToken).ConfigureAwait(false);
+        return jwks is null
+            ? (null, error)
+            : await ServiceAccountTokens.ValidateAsync(token, jwks, issuer, [.. settings.KubernetesTokenAudiences], ca.TrustDomain, time.GetUtcNow()).ConfigureAwait(false);
     }
 
     private static partial class Log

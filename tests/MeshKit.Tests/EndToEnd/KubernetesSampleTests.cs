@@ -60,7 +60,10 @@ public sealed class KubernetesSampleTests : IDisposable
     [Fact]
     public async Task TheControlPlaneAndAWorkload_RunWithTheManifestsSettings_AndTheWorkloadJoinsOverMutualTls()
     {
-        var controlPlane = await StartControlPlaneAsync();
+        // The API server's key set, for the control plane's own token over the cluster's CA.
+        using var clusterCa = new ExternalCa();
+        await using var apiServer = await JwksServer.StartAsync(clusterCa, KubernetesTokens.Jwks(_clusterKey, "cluster-key"));
+        var controlPlane = await StartControlPlaneAsync(apiServer, clusterCa);
         await using var _ = controlPlane;
         var addresses = controlPlane.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
         var secure = new Uri(addresses.Single(a => a.StartsWith("https://", StringComparison.Ordinal)));
@@ -87,7 +90,7 @@ public sealed class KubernetesSampleTests : IDisposable
         Assert.Equal("spiffe://cluster.local/ns/shop/sa/reviews", await client.GetStringAsync("http://reviews.shop:9080/"));
     }
 
-    private async Task<WebApplication> StartControlPlaneAsync()
+    private async Task<WebApplication> StartControlPlaneAsync(JwksServer apiServer, ExternalCa clusterCa)
     {
         var container = Container(Manifest("controlplane.yaml").Single(d => Scalar(d, "kind") == "Deployment"));
         var config = Directory.CreateDirectory(Path.Combine(_scratch, "config")).FullName;
@@ -97,11 +100,9 @@ public sealed class KubernetesSampleTests : IDisposable
         }
 
         // The arguments as written, but the pod's paths and ports: the scratch folders, and ports of the system's choice.
-        var jwks = Path.Combine(_scratch, "jwks.json");
-        File.WriteAllText(jwks, KubernetesTokens.Jwks(_clusterKey, "cluster-key"));
         var replacements = new Dictionary<string, string>
         {
-            ["/etc/meshkit/cluster-jwks/jwks.json"] = jwks,
+            ["https://kubernetes.default.svc/openid/v1/jwks"] = apiServer.Uri.ToString(),
             ["/etc/meshkit/config"] = config,
             ["/var/lib/meshkit/ca"] = Path.Combine(_scratch, "ca"),
             ["https://0.0.0.0:15012"] = "https://127.0.0.1:0",
@@ -122,6 +123,9 @@ public sealed class KubernetesSampleTests : IDisposable
             args.Add($"--{key}={value}");
         }
 
+        // What the kubelet mounts in every pod: its service-account token and the cluster's CA.
+        args.Add($"--ControlPlane:KubernetesApiTokenFile={clusterCa.WritePem("token", JwksServer.ControlPlaneToken)}");
+        args.Add($"--ControlPlane:KubernetesApiCaFile={clusterCa.WritePem("ca.crt", clusterCa.Root.ExportCertificatePem())}");
         var app = ControlPlaneApp.Build([.. args]);
         await app.StartAsync();
         return app;

@@ -108,6 +108,89 @@ public sealed class ServiceAccountTokenTests : MeshTestBase, IDisposable
     }
 
     [Fact]
+    public async Task TheClustersKeys_FetchedFromItsApiServer_WithTheControlPlanesOwnToken_VerifyAPodsToken()
+    {
+        using var apiCa = new ExternalCa();
+        await using var api = await JwksServer.StartAsync(apiCa, Jwks(_clusterKey, "cluster-key-1"));
+        await ControlPlane.DisposeAsync();
+        ControlPlane = await TestControlPlane.StartAsync(configure: o =>
+        {
+            o.KubernetesTokenIssuer = Issuer;
+            o.KubernetesTokenJwksUri = api.Uri.ToString();
+            o.KubernetesApiTokenFile = apiCa.WritePem("controlplane-token", JwksServer.ControlPlaneToken);
+            o.KubernetesApiCaFile = apiCa.WritePem("ca.crt", apiCa.Root.ExportCertificatePem());
+        });
+
+        var reviews = await StartWithTokenAsync("reviews", Token(_clusterKey, "cluster-key-1"));
+        await Eventually.TrueAsync(() => reviews.Services.GetRequiredService<WorkloadIdentity>().Current is not null, "the certificate arrives");
+        Assert.Equal(1, api.Fetches);
+    }
+
+    [Fact]
+    public async Task FetchedKeys_AreKeptFiveMinutes_ANewKeyIdFetchesThemAgain_AtMostEvery30Seconds_AndTheLastGoodOnesOutliveAnOutage()
+    {
+        using var apiCa = new ExternalCa();
+        await using var api = await JwksServer.StartAsync(apiCa, Jwks(_clusterKey, "key-1"));
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        using var keys = new MeshKit.ControlPlane.Ca.ClusterKeys(Microsoft.Extensions.Options.Options.Create(new MeshKit.ControlPlane.ControlPlaneOptions
+        {
+            KubernetesTokenJwksUri = api.Uri.ToString(),
+            KubernetesApiTokenFile = apiCa.WritePem("controlplane-token", JwksServer.ControlPlaneToken),
+            KubernetesApiCaFile = apiCa.WritePem("ca.crt", apiCa.Root.ExportCertificatePem()),
+        }), time);
+        async Task<string> KeySetAsync(string kid) => (await keys.GetAsync(kid)).Jwks ?? throw new InvalidOperationException((await keys.GetAsync(kid)).Error);
+
+        Assert.Contains("\"key-1\"", await KeySetAsync("key-1"), StringComparison.Ordinal);
+        time.Advance(TimeSpan.FromMinutes(4));
+        await KeySetAsync("key-1");
+        Assert.Equal(1, api.Fetches);
+
+        // The cluster rotates its key: a token of the new one fetches the set again, but not within 30 s of the last fetch.
+        using var rotated = RSA.Create(2048);
+        api.Jwks = Jwks(rotated, "key-2");
+        time.Advance(TimeSpan.FromSeconds(31));
+        Assert.Contains("\"key-2\"", await KeySetAsync("key-2"), StringComparison.Ordinal);
+        Assert.Equal(2, api.Fetches);
+        api.Jwks = Jwks(_clusterKey, "key-3");
+        time.Advance(TimeSpan.FromSeconds(10));
+        Assert.Contains("\"key-2\"", await KeySetAsync("key-3"), StringComparison.Ordinal);
+        time.Advance(TimeSpan.FromSeconds(21));
+        Assert.Contains("\"key-3\"", await KeySetAsync("key-3"), StringComparison.Ordinal);
+        Assert.Equal(3, api.Fetches);
+
+        // The API server refuses (or is down): the last good keys stay.
+        api.Refuse = true;
+        time.Advance(TimeSpan.FromMinutes(6));
+        Assert.Contains("\"key-3\"", await KeySetAsync("key-3"), StringComparison.Ordinal);
+        Assert.Equal(4, api.Fetches);
+    }
+
+    [Fact]
+    public async Task AnApiServerTheClustersCaDoesNotVouchFor_OrThatRefusesTheControlPlane_GivesNoKeys()
+    {
+        using var apiCa = new ExternalCa();
+        using var otherCa = new ExternalCa();
+        await using var api = await JwksServer.StartAsync(apiCa, Jwks(_clusterKey, "key-1"));
+        MeshKit.ControlPlane.Ca.ClusterKeys Keys(ExternalCa trusted, string token) => new(Microsoft.Extensions.Options.Options.Create(new MeshKit.ControlPlane.ControlPlaneOptions
+        {
+            KubernetesTokenJwksUri = api.Uri.ToString(),
+            KubernetesApiTokenFile = trusted.WritePem("controlplane-token", token),
+            KubernetesApiCaFile = trusted.WritePem("ca.crt", trusted.Root.ExportCertificatePem()),
+        }), TimeProvider.System);
+
+        using var untrusting = Keys(otherCa, JwksServer.ControlPlaneToken);
+        var (jwks, error) = await untrusting.GetAsync("key-1");
+        Assert.Null(jwks);
+        Assert.StartsWith($"the cluster's keys cannot be fetched from {api.Uri}", error, StringComparison.Ordinal);
+        Assert.Equal(0, api.Fetches);
+
+        using var unauthorized = Keys(apiCa, "someone-else");
+        (jwks, error) = await unauthorized.GetAsync("key-1");
+        Assert.Null(jwks);
+        Assert.Contains("the API server answered 401", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task AClusterIssuerWithoutItsKeys_StopsTheControlPlanesStart()
     {
         var ex = await Assert.ThrowsAsync<Microsoft.Extensions.Options.OptionsValidationException>(async () =>
@@ -116,7 +199,7 @@ public sealed class ServiceAccountTokenTests : MeshTestBase, IDisposable
                 "--config-dir", _files, "--ca-dir", Path.Combine(_files, "ca"), "--listen", "http://127.0.0.1:0", "--secure-listen", "https://127.0.0.1:0", "--admin-listen", "http://127.0.0.1:0"]);
             await app.StartAsync();
         });
-        Assert.Contains("ControlPlane:KubernetesTokenIssuer needs ControlPlane:KubernetesTokenJwksFile", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("ControlPlane:KubernetesTokenIssuer needs the cluster's keys: ControlPlane:KubernetesTokenJwksFile", ex.Message, StringComparison.Ordinal);
     }
 
     private async Task<TestWorkload> StartWithTokenAsync(string serviceAccount, string token, string? rootFile = null, TimeSpan? initialFetch = null)

@@ -50,7 +50,7 @@ public sealed class MeshOptions
     /// its pod. The pod's labels join <see cref="Labels"/> (a label set there wins); without <see cref="ServiceName"/>,
     /// the service is Istio's canonical name of the pod (label <c>service.istio.io/canonical-name</c>, else
     /// <c>app.kubernetes.io/name</c>, else <c>app</c>); without <see cref="Locality"/>, the locality is Istio's label
-    /// <c>istio-locality</c> (<c>region.zone.subzone</c>), else the pod's <c>topology.kubernetes.io/region</c>,
+    /// <c>topology.istio.io/locality</c> or <c>istio-locality</c> (<c>region.zone.subzone</c>), else the pod's <c>topology.kubernetes.io/region</c>,
     /// <c>topology.kubernetes.io/zone</c> and <c>topology.istio.io/subzone</c> labels; with <see cref="Namespace"/> left
     /// at <c>default</c>, the namespace is the pod's. Default: none.
     /// </summary>

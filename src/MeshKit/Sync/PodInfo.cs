@@ -11,8 +11,9 @@ namespace MeshKit.Sync;
 /// </summary>
 internal sealed class PodInfo : IPostConfigureOptions<MeshOptions>
 {
-    /// <summary>Istio's pod label that sets the locality, as <c>region.zone.subzone</c>.</summary>
-    internal const string LocalityLabel = "istio-locality";
+    // Istio's pod labels that set the locality, as region.zone.subzone (a label value holds no '/'): the current
+    // one, then the older one.
+    private static readonly string[] LocalityLabels = ["topology.istio.io/locality", "istio-locality"];
 
     // Istio's canonical service name of a workload, the first of these labels it has.
     private static readonly string[] CanonicalNameLabels = ["service.istio.io/canonical-name", "app.kubernetes.io/name", "app"];
@@ -85,10 +86,10 @@ internal sealed class PodInfo : IPostConfigureOptions<MeshOptions>
         return true;
     }
 
-    // Istio's istio-locality label (region.zone.subzone: a label value holds no '/'), else the pod's topology labels.
+    // Istio's locality label, else the pod's topology labels.
     private static string? Locality(Dictionary<string, string> labels)
     {
-        if (labels.TryGetValue(LocalityLabel, out var label) && label.Length > 0)
+        if (LocalityLabels.Select(labels.GetValueOrDefault).FirstOrDefault(l => l is { Length: > 0 }) is { } label)
         {
             return label.Replace('.', '/');
         }

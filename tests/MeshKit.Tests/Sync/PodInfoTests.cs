@@ -68,6 +68,7 @@ public sealed class PodInfoTests : MeshTestBase, IDisposable
     }
 
     [Theory]
+    [InlineData("topology.istio.io/locality=\"eu.eu-1c\"\nistio-locality=\"us-east.us-east-1a.rack7\"\n", "eu/eu-1c")]
     [InlineData("istio-locality=\"us-east.us-east-1a.rack7\"\napp=\"reviews\"\n", "us-east/us-east-1a/rack7")]
     [InlineData("app=\"reviews\"\ntopology.kubernetes.io/region=\"us-east\"\n", "us-east")]
     public async Task IstiosLocalityLabel_ComesFirst_ThenThePodsTopology(string labels, string locality)

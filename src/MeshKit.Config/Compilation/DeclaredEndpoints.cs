@@ -25,8 +25,14 @@ internal sealed class DeclaredEndpoints(ConfigSet config, IReadOnlyCollection<Wo
     /// <summary>Adds the endpoints of <paramref name="kubernetesService"/>'s slices (or Endpoints) to its host.</summary>
     public void AddTo(ServiceInfo service, KubernetesService kubernetesService)
     {
-        // By workload instance, or address: the workloads a selector picked are there already.
-        var endpoints = service.Endpoints.Where(e => EndpointOrigins.IsRegistered(e.Origin)).ToDictionary(e => e.Origin, StringComparer.OrdinalIgnoreCase);
+        // By workload instance, or address: the workloads a selector picked are there already (the first of each, when
+        // two resources declaring the host picked one twice).
+        var endpoints = new Dictionary<string, Endpoint>(StringComparer.OrdinalIgnoreCase);
+        foreach (var picked in service.Endpoints.Where(e => EndpointOrigins.IsRegistered(e.Origin)))
+        {
+            endpoints.TryAdd(picked.Origin, picked);
+        }
+
         foreach (var source in _byService[(kubernetesService.Namespace, kubernetesService.Name)])
         {
             _claimed.Add(source);

@@ -172,6 +172,38 @@ public class KubernetesEndpointsCompileTests
     }
 
     [Fact]
+    public void AHostTwoResourcesDeclare_WithAWorkloadBothPick_TakesItsSlicesToo()
+    {
+        // Two ServiceEntries of the Service's host select the same workload: it is an endpoint twice before the slices.
+        var db = new WorkloadAnnouncement { Service = "postgres", Namespace = "shop", InstanceId = "postgres-0", Address = "10.0.0.7", Ports = { new WorkloadPort { Name = "http", TargetPort = 8080, ServicePort = 8080 } } };
+        db.Labels["app"] = "db";
+        var entries = string.Concat(new[] { "a", "b" }.Select(name => $$"""
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: db-{{name}}, namespace: shop }
+            spec:
+              hosts: [db.shop.svc.cluster.local]
+              location: MESH_INTERNAL
+              resolution: STATIC
+              ports: [{ number: 80, name: http, protocol: HTTP, targetPort: 8080 }]
+              workloadSelector: { labels: { app: db } }
+            ---
+
+            """));
+        var mesh = Compile(entries + Db + """
+            ---
+            apiVersion: discovery.k8s.io/v1
+            kind: EndpointSlice
+            metadata: { name: db-1, namespace: shop, labels: { kubernetes.io/service-name: db } }
+            addressType: IPv4
+            ports: [{ name: http, port: 8080 }]
+            endpoints: [{ addresses: [10.0.0.7] }, { addresses: [10.0.0.8] }]
+            """, db);
+
+        Assert.Equal(["10.0.0.7", "10.0.0.7", "10.0.0.8"], Cluster(mesh, "db.shop.svc.cluster.local").Endpoints.Select(e => e.Address).Order());
+    }
+
+    [Fact]
     public void SlicesThatServeNothing_AreReported_WhereTheyAreWritten()
     {
         var mesh = Compile(Db + """

@@ -230,8 +230,8 @@ internal sealed partial class CertificateManager : IHostedService, IDisposable
     }
 
     /// <summary>
-    /// Fetches the roots over an unverified connection and keeps them only if one is a root the workload trusts (the
-    /// join token's pin, or the roots it was given); nothing secret is sent on that connection.
+    /// Fetches the roots over an unverified connection and keeps those the workload trusts (the join token's pin, or the
+    /// roots it was given), failing when there are none; nothing secret is sent on that connection.
     /// </summary>
     private async Task<TrustBundle> FetchPinnedBundleAsync(Uri address, Func<X509Certificate2, bool> pinned, string expected, CancellationToken cancellationToken)
     {
@@ -245,7 +245,10 @@ internal sealed partial class CertificateManager : IHostedService, IDisposable
             throw new InvalidOperationException($"the control plane at {address} does not hold {expected}; refusing to send the token");
         }
 
-        return bundle;
+        // Only the trusted roots vouch for the server the token goes to: an impostor could list the mesh's root (it is
+        // public) beside its own and present a certificate of its own root. The mesh's whole bundle comes with the
+        // certificate, from the server so verified.
+        return new TrustBundle(bundle.TrustDomain, bundle.Roots.Where(pinned));
     }
 
     /// <summary>

@@ -44,7 +44,8 @@ internal static class ServiceAccountTokens
         {
             ValidIssuer = issuer,
             ValidAudiences = audiences.Count > 0 ? audiences : [DefaultAudience],
-            IssuerSigningKeys = keys.GetSigningKeys(),
+            // Only asymmetric keys: a shared secret in a key set would let anyone who read it sign tokens.
+            IssuerSigningKeys = keys.GetSigningKeys().Where(k => k is RsaSecurityKey or ECDsaSecurityKey or JsonWebKey { Kty: "RSA" or "EC" }),
             ValidAlgorithms = [SecurityAlgorithms.RsaSha256, SecurityAlgorithms.EcdsaSha256],
             RequireExpirationTime = true,
             RequireSignedTokens = true,

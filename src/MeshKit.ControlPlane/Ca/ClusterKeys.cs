@@ -87,15 +87,11 @@ internal sealed class ClusterKeys : IDisposable
             request.Headers.Authorization = new("Bearer", (await File.ReadAllTextAsync(_options.KubernetesApiTokenFile, cancellationToken).ConfigureAwait(false)).Trim());
         }
 
-        using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
+        // The body is buffered by the client, which refuses one past MaxResponseContentBufferSize (1 MiB).
+        using var response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);
         if (!response.IsSuccessStatusCode)
         {
             throw new HttpRequestException($"the API server answered {(int)response.StatusCode} {response.ReasonPhrase}");
-        }
-
-        if (response.Content.Headers.ContentLength > MaxJwksBytes)
-        {
-            throw new InvalidOperationException("the key set is larger than 1 MiB");
         }
 
         return await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);

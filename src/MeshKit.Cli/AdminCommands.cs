@@ -174,12 +174,39 @@ internal sealed class AdminCommands(Uri admin, string? token, string format, Tex
         return MeshCtl.Ok;
     });
 
-    /// <summary>Prints the mesh's root certificates (PEM), for workloads that trust them by file (Mesh:RootCertificateFile).</summary>
-    public int Root() => Call("/ca/root", body =>
+    /// <summary>
+    /// Prints the mesh's root certificates (PEM), for workloads that trust them by file (Mesh:RootCertificateFile); or,
+    /// as Istio's <c>istio-ca-root-cert</c>, a ConfigMap <c>meshkit-root-cert</c> holding them for each namespace.
+    /// </summary>
+    public int Root(string format, IReadOnlyList<string> namespaces)
     {
-        output.Write(body);
-        return MeshCtl.Ok;
-    });
+        if (format == "configmap" && namespaces.Count == 0)
+        {
+            error.WriteLine("meshctl: -o configmap needs the namespaces to make it for (-n <namespace> ...)");
+            return MeshCtl.UsageError;
+        }
+
+        if (namespaces.FirstOrDefault(n => !MeshKit.Config.Names.IsDnsLabel(n)) is { } invalid)
+        {
+            error.WriteLine($"meshctl: '{invalid}' is not a namespace (a DNS-1123 label)");
+            return MeshCtl.UsageError;
+        }
+
+        return Call("/ca/root", body =>
+        {
+            if (format != "configmap")
+            {
+                output.Write(body);
+                return MeshCtl.Ok;
+            }
+
+            // A YAML block scalar keeps the PEM's lines as they are.
+            var pem = string.Concat(body.TrimEnd().Split('\n').Select(line => $"    {line}\n"));
+            output.Write(string.Join("---\n", namespaces.Select(ns =>
+                $"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: meshkit-root-cert\n  namespace: {ns}\ndata:\n  root-cert.pem: |\n{pem}")));
+            return MeshCtl.Ok;
+        });
+    }
 
     public int Version()
     {

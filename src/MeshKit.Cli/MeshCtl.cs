@@ -141,8 +141,15 @@ public static class MeshCtl
         var config = new Command("config", "The config the control plane computes for one workload, like istioctl proxy-config.") { workload, section };
         config.SetAction(parse => Admin(parse).Config(parse.GetValue(workload)!, parse.GetValue(section) ?? "routes"));
 
-        var caRoot = new Command("root", "Print the mesh's root certificates (PEM): what a workload with a Kubernetes service-account token is given to trust (Mesh:RootCertificateFile).");
-        caRoot.SetAction(parse => Admin(parse).Root());
+        var rootFormat = new Option<string>("--output", "-o")
+        {
+            Description = "pem (default), or configmap: a Kubernetes ConfigMap meshkit-root-cert (key root-cert.pem) per --namespace, for kubectl apply -f -.",
+            DefaultValueFactory = _ => "pem",
+        };
+        rootFormat.AcceptOnlyFromAmong("pem", "configmap");
+        var rootNamespaces = new Option<string[]>("--namespace", "-n") { Description = "With -o configmap: the namespaces to make it for.", AllowMultipleArgumentsPerToken = true };
+        var caRoot = new Command("root", "Print the mesh's root certificates (PEM): what a workload with a Kubernetes service-account token is given to trust (Mesh:RootCertificateFile).") { rootFormat, rootNamespaces };
+        caRoot.SetAction(parse => Admin(parse).Root(parse.GetValue(rootFormat) ?? "pem", parse.GetValue(rootNamespaces) ?? []));
         var ca = new Command("ca", "The mesh's certificate authority.") { caRoot };
 
         var version = new Command("version", "meshctl's version and the control plane's.");

@@ -319,6 +319,24 @@ public sealed class MeshCtlTests : MeshTestBase, IDisposable
         held.ImportFromPemFile(Path.Combine(ControlPlane.CaDirectory, "root-cert.pem"));
         Assert.NotEmpty(printed);
         Assert.Equal(held.Select(c => c.Thumbprint), printed.Select(c => c.Thumbprint));
+
+        // As ConfigMaps for namespaces (Istio's istio-ca-root-cert), to pipe into kubectl apply.
+        (code, output, _) = Run("ca", "root", "-o", "configmap", "-n", "shop", "web");
+        Assert.Equal(0, code);
+        var stream = new YamlDotNet.RepresentationModel.YamlStream();
+        stream.Load(new StringReader(output));
+        Assert.Equal(2, stream.Documents.Count);
+        foreach (var (document, ns) in stream.Documents.Zip(["shop", "web"]))
+        {
+            var map = (YamlDotNet.RepresentationModel.YamlMappingNode)document.RootNode;
+            Assert.Equal("ConfigMap", map["kind"].ToString());
+            Assert.Equal(("meshkit-root-cert", ns), (map["metadata"]["name"].ToString(), map["metadata"]["namespace"].ToString()));
+            var inMap = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+            inMap.ImportFromPem(map["data"]["root-cert.pem"].ToString());
+            Assert.Equal(held.Select(c => c.Thumbprint), inMap.Select(c => c.Thumbprint));
+        }
+
+        Assert.Equal(2, Run("ca", "root", "-o", "configmap").Code);
     }
 
     [Fact]

@@ -362,9 +362,10 @@ public sealed record ServiceEntryPort(uint Number, string Protocol, string Name,
 public sealed record SessionPersistenceSpec(string? CookieName, string? HeaderName, string? CookiePath, TimeSpan? CookieTtl);
 
 /// <summary>
-/// A Kubernetes <c>v1</c> Service with a selector, read as Istio reads one: the mesh-internal host
+/// A Kubernetes <c>v1</c> Service, read as Istio reads one: the mesh-internal host
 /// <c>name.namespace.svc.&lt;cluster domain&gt;</c> whose endpoints are the live workloads of its namespace that carry
-/// every label of its selector (Istio's <c>bookinfo-versions.yaml</c>: one Service per version).
+/// every label of its selector (Istio's <c>bookinfo-versions.yaml</c>: one Service per version), or, without a selector,
+/// the addresses its EndpointSlices or Endpoints list (<see cref="KubernetesEndpoints"/>); or an <c>ExternalName</c> alias.
 /// </summary>
 public sealed record KubernetesService : ConfigResource
 {

@@ -364,7 +364,16 @@ public static partial class ConfigParser
         var labels = m.StringMap("labels");
         var annotations = m.StringMap("annotations");
         m.Ignore("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink", "finalizers", "ownerReferences", "deletionTimestamp", "deletionGracePeriodSeconds");
-        m.NotSupported("generateName", DiagnosticSeverity.Error, "config resources need a fixed name");
+        // A generated name is Kubernetes' to make at creation; an export carries it beside the name it made (an
+        // EndpointSlice's, a pod's), and then the name is what counts.
+        if (m.Has("name"))
+        {
+            m.Ignore("generateName");
+        }
+        else
+        {
+            m.NotSupported("generateName", DiagnosticSeverity.Error, "config resources need a fixed name");
+        }
         return new Metadata(name, ns, labels, annotations);
     }
 

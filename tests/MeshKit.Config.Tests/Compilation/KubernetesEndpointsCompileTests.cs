@@ -100,6 +100,7 @@ public class KubernetesEndpointsCompileTests
             kind: EndpointSlice
             metadata:
               name: db-abcde
+              generateName: db-
               namespace: shop
               labels: { kubernetes.io/service-name: db, endpointslice.kubernetes.io/managed-by: endpointslicemirroring-controller.k8s.io }
             addressType: IPv4

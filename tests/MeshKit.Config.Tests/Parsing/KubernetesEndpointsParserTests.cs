@@ -103,7 +103,10 @@ public class KubernetesEndpointsParserTests
             kind: EndpointSlice
             metadata:
               name: reviews-x7k2p
+              generateName: reviews-
+              namespace: default
               labels: { kubernetes.io/service-name: reviews, endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io }
+              ownerReferences: [{ apiVersion: v1, kind: Service, name: reviews, uid: 5b3c, controller: true, blockOwnerDeletion: true }]
             addressType: IPv4
             endpoints: [{ addresses: [10.244.0.12], conditions: { ready: true } }]
             ports: [{ name: http, port: 9080, protocol: TCP }]
@@ -111,6 +114,29 @@ public class KubernetesEndpointsParserTests
 
         Assert.Empty(result.Diagnostics);
         Assert.Empty(result.Resources);
+    }
+
+    [Fact]
+    public void AGeneratedNameAlone_IsAnError_BesideTheNameKubernetesMadeItIsAccepted()
+    {
+        var alone = Parse("""
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: { generateName: reviews- }
+            spec: { hosts: [reviews], http: [{ route: [{ destination: { host: reviews } }] }] }
+            """);
+        Assert.Contains(alone.Diagnostics, d => d.Path == "metadata.generateName" && d.Message.Contains("need a fixed name", StringComparison.Ordinal));
+
+        var exported = Parse("""
+            apiVersion: discovery.k8s.io/v1
+            kind: EndpointSlice
+            metadata: { name: db-k2x9q, generateName: db-, labels: { kubernetes.io/service-name: db } }
+            addressType: IPv4
+            endpoints: [{ addresses: [10.0.0.1] }]
+            ports: [{ name: http, port: 80 }]
+            """);
+        Assert.Empty(exported.Diagnostics);
+        Assert.Equal("db-k2x9q", Assert.Single(exported.Resources).Name);
     }
 
     [Fact]

@@ -141,16 +141,9 @@ public static partial class ConfigParser
             p.Context.Anchor(p.ChildPath("name"), p.Get("name") ?? p.Node);
             var number = p.UInt("port", 1, 65535);
             p.Ignore("appProtocol"); // the Service's port says the protocol, as Istio reads it
-            var protocol = p.String("protocol") ?? "TCP";
-            if (protocol is "UDP" or "SCTP")
+            if (!IsTcpPort(p))
             {
-                p.Context.Warning(p.Get("protocol"), p.ChildPath("protocol"), $"MeshKit carries HTTP calls, not {protocol}: the port is ignored");
                 return null;
-            }
-
-            if (protocol != "TCP")
-            {
-                p.Context.Error(p.Get("protocol"), p.ChildPath("protocol"), $"unknown protocol '{protocol}'; expected TCP, UDP or SCTP");
             }
 
             if (number is null && !p.Has("port"))

@@ -221,12 +221,23 @@ public static partial class ConfigParser
         p.Ignore("nodePort"); // a node's port, below the mesh
         var (targetPort, targetName) = ReadTargetPort(p);
         var appProtocol = p.String("appProtocol");
+        if (!IsTcpPort(p))
+        {
+            return null;
+        }
+
+        return number is null ? null : new ServiceEntryPort(number.Value, IstioProtocol(appProtocol, name), name, targetPort) { TargetPortName = targetName };
+    }
+
+    // A Kubernetes port's protocol: TCP (the default) carries the calls MeshKit sees; UDP and SCTP ports are skipped
+    // with a warning (Istio does not proxy them either); anything else is an error.
+    private static bool IsTcpPort(MapReader p)
+    {
         var protocol = p.String("protocol") ?? "TCP";
         if (protocol is "UDP" or "SCTP")
         {
-            // Istio does not proxy them either: the calls MeshKit sees are HTTP.
             p.Context.Warning(p.Get("protocol"), p.ChildPath("protocol"), $"MeshKit carries HTTP calls, not {protocol}: the port is ignored");
-            return null;
+            return false;
         }
 
         if (protocol != "TCP")
@@ -234,7 +245,7 @@ public static partial class ConfigParser
             p.Context.Error(p.Get("protocol"), p.ChildPath("protocol"), $"unknown protocol '{protocol}'; expected TCP, UDP or SCTP");
         }
 
-        return number is null ? null : new ServiceEntryPort(number.Value, IstioProtocol(appProtocol, name), name, targetPort) { TargetPortName = targetName };
+        return true;
     }
 
     // targetPort is a number, or the name of the workloads' port (Kubernetes' IntOrString).

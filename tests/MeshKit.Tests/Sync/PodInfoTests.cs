@@ -100,5 +100,9 @@ public sealed class PodInfoTests : MeshTestBase, IDisposable
 
         File.WriteAllText(Path.Combine(_podInfo, "labels"), "app=\"reviews\"\nversion: v1\n");
         Assert.Contains($"{Path.Combine(_podInfo, "labels")}:2: 'version: v1' is not key=\"value\"", await StartFailingAsync(), StringComparison.Ordinal);
+
+        // A locality of more parts than region/zone/subzone (an istio-locality label with one dot too many).
+        File.WriteAllText(Path.Combine(_podInfo, "labels"), "app=\"reviews\"\nistio-locality=\"us.east.1a.rack.7\"\n");
+        Assert.Contains("Mesh:Locality 'us/east/1a/rack/7' must be region/zone/subzone (at most three parts).", await StartFailingAsync(), StringComparison.Ordinal);
     }
 }

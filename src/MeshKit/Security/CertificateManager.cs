@@ -16,7 +16,9 @@ namespace MeshKit.Security;
 /// shown the root the token pins (or, on Kubernetes, with the pod's service-account token, after it has shown one of
 /// the roots the workload was given); each renewal (at half the lifetime, with jitter) is authenticated by the current
 /// certificate. A failed renewal keeps the current certificate and retries with backoff; once it expires, handshakes
-/// fail: there is no fallback to plain text.
+/// fail (there is no fallback to plain text) and the certificate no longer authenticates a renewal, so the next attempt
+/// pays with the bootstrap credential again (the join token, or the service-account token the kubelet keeps fresh): a
+/// control-plane outage longer than a certificate's remaining life heals when the control plane returns.
 /// </summary>
 internal sealed partial class CertificateManager : IHostedService, IDisposable
 {
@@ -82,12 +84,25 @@ internal sealed partial class CertificateManager : IHostedService, IDisposable
         Installed?.Invoke(issued);
     }
 
-    /// <summary>When to renew: half the lifetime, give or take 5 % of it, so replicas do not renew together.</summary>
-    internal static TimeSpan RenewalDelay(IssuedCertificate certificate, DateTimeOffset now, double jitter)
+    /// <summary>
+    /// When to renew a certificate just installed: half its remaining life, give or take 5 % of it, so replicas do not
+    /// renew together. Counted from now, not from NotBefore: certificates are backdated a minute (for peers whose clock
+    /// is behind), and a short lifetime counted from NotBefore would renew at once, again and again.
+    /// </summary>
+    internal static TimeSpan RenewalDelay(IssuedCertificate certificate, DateTimeOffset now, double jitter) =>
+        RenewalDelay(certificate.NotBefore, certificate.NotAfter, now, jitter);
+
+    /// <inheritdoc cref="RenewalDelay(IssuedCertificate, DateTimeOffset, double)"/>
+    internal static TimeSpan RenewalDelay(DateTimeOffset notBefore, DateTimeOffset notAfter, DateTimeOffset now, double jitter)
     {
-        var lifetime = certificate.NotAfter - certificate.NotBefore;
-        var at = certificate.NotBefore + (lifetime * (0.5 + ((jitter - 0.5) * 0.1)));
-        return at > now ? at - now : TimeSpan.Zero;
+        var start = now > notBefore ? now : notBefore;
+        var remaining = notAfter - start;
+        if (remaining <= TimeSpan.Zero)
+        {
+            return TimeSpan.Zero;
+        }
+
+        return start - now + (remaining * (0.5 + ((jitter - 0.5) * 0.1)));
     }
 
     private async Task RunAsync(CancellationToken cancellationToken)
@@ -116,7 +131,13 @@ internal sealed partial class CertificateManager : IHostedService, IDisposable
                 var ceiling = Math.Min(MaxRetry.TotalMilliseconds, MinRetry.TotalMilliseconds * Math.Pow(2, Math.Min(failures++, 10)));
                 delay = TimeSpan.FromMilliseconds(Math.Max(100, Random.Shared.NextDouble() * ceiling));
                 var (level, unreachable) = outage.Failed(ex);
-                Log.Failed(_logger, level, _identity.Current is null ? "getting the first certificate" : "renewing the certificate", (int)unreachable.TotalSeconds, Sync.ControlPlaneFailures.Describe(ex), delay);
+                var what = _identity.Current switch
+                {
+                    null => "getting the first certificate",
+                    { } expired when expired.NotAfter <= _time.GetUtcNow() => $"replacing the certificate that expired at {expired.NotAfter:u}",
+                    _ => "renewing the certificate",
+                };
+                Log.Failed(_logger, level, what, (int)unreachable.TotalSeconds, Sync.ControlPlaneFailures.Describe(ex), delay);
             }
 
             try
@@ -150,6 +171,13 @@ internal sealed partial class CertificateManager : IHostedService, IDisposable
     private async Task<IssuedCertificate> ObtainFromAsync(Uri address, CancellationToken cancellationToken)
     {
         var current = _identity.Current;
+        if (current is not null && current.NotAfter <= _time.GetUtcNow())
+        {
+            // It no longer authenticates anything: the workload joins again with the credential it started with (a
+            // secure workload always has one; Istio's agent sends the pod's token with every CSR for the same reason).
+            current = null;
+        }
+
         string? token = null;
         SpiffeId id;
         TrustBundle bundle;

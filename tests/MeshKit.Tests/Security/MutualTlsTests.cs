@@ -548,6 +548,37 @@ public sealed class MutualTlsTests : MeshTestBase
     }
 
     [Fact]
+    public async Task ACertificateThatExpiresWhileTheControlPlaneIsDown_IsReplacedWithTheJoinToken_WhenItReturns()
+    {
+        // A control plane that issues four-second certificates (a workload may not ask for less than two minutes).
+        var original = await StopControlPlaneAsync();
+        ControlPlane = await TestControlPlane.StartAsync(original.ConfigDirectory, configure: o => o.WorkloadCertificateTtl = TimeSpan.FromSeconds(4), securePort: original.SecureAddress.Port);
+        try
+        {
+            var workload = await StartSecureAsync("reviews", "reviews");
+            var identity = workload.Services.GetRequiredService<WorkloadIdentity>();
+            await Eventually.TrueAsync(() => workload.Snapshot.IsReady, "configured");
+
+            // It goes down past the certificate's end: the renewals fail until then, and after it the expired
+            // certificate authenticates nothing (the TLS port refuses it).
+            await (await StopControlPlaneAsync()).DisposeAsync();
+            var expired = identity.Current!;
+            var left = expired.NotAfter - DateTimeOffset.UtcNow;
+            await Task.Delay((left > TimeSpan.Zero ? left : TimeSpan.Zero) + TimeSpan.FromSeconds(1));
+            Assert.Same(expired, identity.Current);
+
+            await RestartControlPlaneAsync(original);
+            await Eventually.TrueAsync(() => identity.Current!.NotAfter > DateTimeOffset.UtcNow, "a new certificate", TimeSpan.FromSeconds(60));
+            Assert.Equal(expired.Id, identity.Current!.Id);
+            await Eventually.TrueAsync(async () => (await ControlPlane.GetAdminJsonAsync("/debug/registry")).EnumerateArray().Any(e => e.GetProperty("serviceAccount").GetString() == "reviews"), "registered with it", TimeSpan.FromSeconds(60));
+        }
+        finally
+        {
+            await original.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task ARootAddedForRotation_ReachesWorkloads_WithoutWaitingForRenewal()
     {
         var configDirectory = ControlPlane.ConfigDirectory;

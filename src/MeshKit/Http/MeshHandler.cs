@@ -514,9 +514,19 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
         // Edits are undone after the send: handlers above may resend this message (retries) and must see it as it was.
         HeaderRestore? restore = null;
-        if (target.RequestHeaders is not null || actions.RequestHeaders is not null)
+
+        // The application's x-envoy-* headers change this call's timeout and retries, and are not sent on.
+        if (resilience is not null && EnvoyRequestHeaders.TryRead(request.Headers, out var overrides))
         {
             restore = new HeaderRestore();
+            restore.Save(request, EnvoyRequestHeaders.Consumed);
+            EnvoyRequestHeaders.RemoveFrom(request.Headers);
+            resilience = resilience.WithOverrides(overrides);
+        }
+
+        if (target.RequestHeaders is not null || actions.RequestHeaders is not null)
+        {
+            restore ??= new HeaderRestore();
             restore.Save(request, target.RequestHeaders?.Names ?? []);
             restore.Save(request, actions.RequestHeaders?.Names ?? []);
             target.RequestHeaders?.Apply(request.Headers, request.Content?.Headers);

@@ -34,10 +34,11 @@ internal sealed class RetryConditions
     private readonly bool _retriable4xx;
     private readonly HashSet<int> _statusCodes;
     private readonly HashSet<int> _grpcStatuses = [];
+    private readonly HashSet<string> _conditions;
 
     public RetryConditions(IEnumerable<string> retryOn, IEnumerable<uint> statusCodes)
     {
-        var conditions = retryOn.ToHashSet(StringComparer.Ordinal);
+        var conditions = _conditions = retryOn.ToHashSet(StringComparer.Ordinal);
         _5xx = conditions.Contains("5xx");
         _gatewayError = conditions.Contains("gateway-error");
         _reset = conditions.Contains("reset") || conditions.Contains("reset-before-request");
@@ -61,6 +62,17 @@ internal sealed class RetryConditions
     /// </summary>
     public static RetryConditions IstioDefault { get; } =
         new(["connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes"], []);
+
+    /// <summary>
+    /// These conditions and more, as Envoy merges a request's <c>x-envoy-retry-on</c> into its route's; the codes added
+    /// count where <c>retriable-status-codes</c> is among the conditions (or the route named codes), as Envoy's do.
+    /// </summary>
+    public RetryConditions With(IEnumerable<string> retryOn, IEnumerable<uint> statusCodes)
+    {
+        var conditions = _conditions.Concat(retryOn).ToArray();
+        var codesCount = _statusCodes.Count > 0 || conditions.Contains("retriable-status-codes", StringComparer.Ordinal);
+        return new RetryConditions(conditions, codesCount ? _statusCodes.Select(c => (uint)c).Concat(statusCodes) : []);
+    }
 
     public bool ShouldRetry(HttpResponseMessage? response, AttemptFailure failure, bool idempotent)
     {

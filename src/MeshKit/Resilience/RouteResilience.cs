@@ -206,8 +206,17 @@ internal sealed class RouteResilience
 
     internal static readonly ResiliencePropertyKey<AttemptState> StateKey = new("meshkit.attempt");
 
-    private RouteResilience(ResiliencePipeline<HttpResponseMessage> pipeline, RetryConditions conditions, int attempts, TimeSpan? timeout, TimeSpan? perTryTimeout, FaultPlan? fault, bool retryNonIdempotent, bool retryRemoteLocalities, bool avoidTried)
+    // Pipelines for the requests whose x-envoy-* headers change the retries, by what they change; a few at most in
+    // practice (an application sends constants), and bounded so that varying values cannot grow it.
+    private const int MaxVariants = 32;
+    private System.Collections.Concurrent.ConcurrentDictionary<(string RetryOn, string Codes, int Attempts, TimeSpan? PerTry), (ResiliencePipeline<HttpResponseMessage>, RetryConditions)>? _variants;
+    private readonly TimeSpan _backoff;
+    private readonly TimeProvider _time;
+
+    private RouteResilience(ResiliencePipeline<HttpResponseMessage> pipeline, RetryConditions conditions, int attempts, TimeSpan? timeout, TimeSpan? perTryTimeout, FaultPlan? fault, bool retryNonIdempotent, bool retryRemoteLocalities, bool avoidTried, TimeSpan backoff, TimeProvider time)
     {
+        _backoff = backoff;
+        _time = time;
         RetryRemoteLocalities = retryRemoteLocalities;
         AvoidTried = avoidTried;
         Pipeline = pipeline;
@@ -261,9 +270,51 @@ internal sealed class RouteResilience
         var (pipeline, conditions) = pipelines.For(retries, attempts, perTry, route.RetryNonIdempotent);
         var remote = retries is { HasRetryRemoteLocalities: true, RetryRemoteLocalities: true };
         var avoidTried = retries is not { HasRetryIgnorePreviousHosts: true, RetryIgnorePreviousHosts: false };
+        var backoff = Backoff(retries);
         return route.Fault is null
-            ? pipelines.Shared(pipeline, conditions, attempts, timeout, perTry, route.RetryNonIdempotent, remote, avoidTried)
-            : new RouteResilience(pipeline, conditions, attempts, timeout, perTry, FaultPlan.Create(route.Fault), route.RetryNonIdempotent, remote, avoidTried);
+            ? pipelines.Shared(pipeline, conditions, attempts, timeout, perTry, route.RetryNonIdempotent, remote, avoidTried, backoff)
+            : new RouteResilience(pipeline, conditions, attempts, timeout, perTry, FaultPlan.Create(route.Fault), route.RetryNonIdempotent, remote, avoidTried, backoff, pipelines.Time);
+    }
+
+    private static TimeSpan Backoff(RetryPolicy? retries) => retries is { BackoffMs: > 0 } b ? TimeSpan.FromMilliseconds(b.BackoffMs) : BaseDelay;
+
+    /// <summary>
+    /// This policy as a request's <c>x-envoy-*</c> headers change it, by Envoy's rules: the route timeout and the
+    /// per-try timeout are replaced (0 turns either off); the retry conditions and codes are added to the route's; a
+    /// route that retries nothing retries once when the request names conditions; <c>x-envoy-max-retries</c> sets the
+    /// count where anything is retried. Only a request that carries such a header pays for the object; a change of the
+    /// retries takes a pipeline built once per distinct change.
+    /// </summary>
+    public RouteResilience WithOverrides(in ResilienceOverrides overrides)
+    {
+        var timeout = overrides.Timeout is { } t ? (t > TimeSpan.Zero ? t : null) : Timeout;
+        if (!overrides.ChangesRetries)
+        {
+            return new RouteResilience(Pipeline, Conditions, Attempts, timeout, PerTryTimeout, Fault, RetryNonIdempotent, RetryRemoteLocalities, AvoidTried, _backoff, _time);
+        }
+
+        var perTry = overrides.PerTryTimeout is { } p ? (p > TimeSpan.Zero ? p : null) : PerTryTimeout;
+        var attempts = Attempts == 0 && overrides.RetryOn is not null ? 1 : Attempts;
+        if (attempts > 0 && overrides.MaxRetries is { } max)
+        {
+            attempts = max;
+        }
+
+        var key = (string.Join(',', overrides.RetryOn ?? []), string.Join(',', overrides.RetriableStatusCodes ?? []), attempts, perTry);
+        var variants = LazyInitializer.EnsureInitialized(ref _variants);
+        if (!variants.TryGetValue(key, out var variant))
+        {
+            var conditions = overrides.RetryOn is null && overrides.RetriableStatusCodes is null
+                ? Conditions
+                : Conditions.With(overrides.RetryOn ?? [], overrides.RetriableStatusCodes ?? []);
+            variant = (Build(conditions, attempts, perTry, RetryNonIdempotent, _backoff, _time), conditions);
+            if (variants.Count < MaxVariants)
+            {
+                variants.TryAdd(key, variant);
+            }
+        }
+
+        return new RouteResilience(variant.Item1, variant.Item2, attempts, timeout, perTry, Fault, RetryNonIdempotent, RetryRemoteLocalities, AvoidTried, _backoff, _time);
     }
 
     /// <summary>
@@ -348,6 +399,9 @@ internal sealed class RouteResilience
     /// </summary>
     internal sealed class Pipelines(TimeProvider time)
     {
+        /// <summary>Gets the clock of the pipelines' delays and timeouts.</summary>
+        public TimeProvider Time => time;
+
         private readonly Dictionary<(RetryPolicy? Retries, int Attempts, TimeSpan? PerTry, bool RetryNonIdempotent), (ResiliencePipeline<HttpResponseMessage>, RetryConditions)> _built = [];
 
         public (ResiliencePipeline<HttpResponseMessage> Pipeline, RetryConditions Conditions) For(RetryPolicy? retries, int attempts, TimeSpan? perTry, bool retryNonIdempotent)
@@ -359,23 +413,22 @@ internal sealed class RouteResilience
                 var conditions = retries is { } policy && (policy.RetryOn.Count > 0 || policy.RetriableStatusCodes.Count > 0)
                     ? new RetryConditions(policy.RetryOn, policy.RetriableStatusCodes)
                     : RetryConditions.IstioDefault;
-                var backoff = retries is { BackoffMs: > 0 } b ? TimeSpan.FromMilliseconds(b.BackoffMs) : BaseDelay;
-                built = (Build(conditions, attempts, perTry, retryNonIdempotent, backoff, time), conditions);
+                built = (Build(conditions, attempts, perTry, retryNonIdempotent, Backoff(retries), time), conditions);
                 _built[key] = built;
             }
 
             return built;
         }
 
-        private readonly Dictionary<(ResiliencePipeline<HttpResponseMessage>, RetryConditions, int, TimeSpan?, TimeSpan?, bool, bool, bool), RouteResilience> _shared = [];
+        private readonly Dictionary<(ResiliencePipeline<HttpResponseMessage>, RetryConditions, int, TimeSpan?, TimeSpan?, bool, bool, bool, TimeSpan), RouteResilience> _shared = [];
 
         /// <summary>One policy object for every route without fault injection that has the same policy (it holds no per-route state).</summary>
-        public RouteResilience Shared(ResiliencePipeline<HttpResponseMessage> pipeline, RetryConditions conditions, int attempts, TimeSpan? timeout, TimeSpan? perTry, bool retryNonIdempotent, bool retryRemoteLocalities, bool avoidTried)
+        public RouteResilience Shared(ResiliencePipeline<HttpResponseMessage> pipeline, RetryConditions conditions, int attempts, TimeSpan? timeout, TimeSpan? perTry, bool retryNonIdempotent, bool retryRemoteLocalities, bool avoidTried, TimeSpan backoff)
         {
-            var key = (pipeline, conditions, attempts, timeout, perTry, retryNonIdempotent, retryRemoteLocalities, avoidTried);
+            var key = (pipeline, conditions, attempts, timeout, perTry, retryNonIdempotent, retryRemoteLocalities, avoidTried, backoff);
             if (!_shared.TryGetValue(key, out var shared))
             {
-                shared = new RouteResilience(pipeline, conditions, attempts, timeout, perTry, null, retryNonIdempotent, retryRemoteLocalities, avoidTried);
+                shared = new RouteResilience(pipeline, conditions, attempts, timeout, perTry, null, retryNonIdempotent, retryRemoteLocalities, avoidTried, backoff, time);
                 _shared[key] = shared;
             }
 

@@ -266,6 +266,130 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
         Assert.InRange(backend.Served, 0, 1);
     }
 
+    // The x-envoy-* headers each request carried to the server.
+    private static Func<HttpContext, Task<IResult?>> RecordEnvoyHeaders(System.Collections.Concurrent.ConcurrentQueue<string> seen, Func<HttpContext, Task<IResult?>>? then = null) => context =>
+    {
+        seen.Enqueue(string.Join(',', context.Request.Headers.Keys.Where(k => k.StartsWith("x-envoy-", StringComparison.OrdinalIgnoreCase))));
+        return then?.Invoke(context) ?? Task.FromResult<IResult?>(null);
+    };
+
+    [Fact]
+    public async Task AnApplicationsTimeoutHeader_ReplacesTheRouteTimeoutForItsCall_AndIsNotSentOn()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        var seen = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        backend.Behavior = RecordEnvoyHeaders(seen, Delay(TimeSpan.FromSeconds(1)));
+        var client = await RouteAsync("- { timeout: 20s, retries: { attempts: 0 }, route: [{ destination: { host: reviews } }] }");
+        var http = client.CreateClient();
+
+        // Shorter than the route's: the call ends at it, with Envoy's flag.
+        using var shortened = new HttpRequestMessage(HttpMethod.Get, "http://reviews/");
+        shortened.Headers.TryAddWithoutValidation("X-Envoy-Upstream-Rq-Timeout-Ms", "200");
+        using var timedOut = await http.SendAsync(shortened);
+        Assert.Equal(HttpStatusCode.GatewayTimeout, timedOut.StatusCode);
+        Assert.Equal("UT", timedOut.Headers.GetValues(MeshHandler.ResponseFlagsHeader).Single());
+        Assert.Contains("00:00:00.2", await timedOut.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+
+        // The application's message keeps its header (it may send it again); the server never saw it.
+        Assert.True(shortened.Headers.Contains("x-envoy-upstream-rq-timeout-ms"));
+        Assert.All(seen, headers => Assert.Equal(string.Empty, headers));
+
+        // A value Envoy would not parse is ignored: the route's timeout holds.
+        using var garbled = new HttpRequestMessage(HttpMethod.Get, "http://reviews/");
+        garbled.Headers.TryAddWithoutValidation("x-envoy-upstream-rq-timeout-ms", "soon");
+        using var answered = await http.SendAsync(garbled);
+        Assert.Equal(HttpStatusCode.OK, answered.StatusCode);
+    }
+
+    [Fact]
+    public async Task AnApplicationsTimeoutHeaderOfZero_TurnsTheRouteTimeoutOff()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Delay(TimeSpan.FromSeconds(1));
+        var client = await RouteAsync("- { timeout: 200ms, retries: { attempts: 0 }, route: [{ destination: { host: reviews } }] }");
+        var http = client.CreateClient();
+
+        using var unbounded = new HttpRequestMessage(HttpMethod.Get, "http://reviews/");
+        unbounded.Headers.TryAddWithoutValidation("x-envoy-upstream-rq-timeout-ms", "0");
+        using var answered = await http.SendAsync(unbounded);
+        Assert.Equal(HttpStatusCode.OK, answered.StatusCode);
+
+        using var timedOut = await http.GetAsync("http://reviews/");
+        Assert.Equal(HttpStatusCode.GatewayTimeout, timedOut.StatusCode);
+    }
+
+    [Fact]
+    public async Task AnApplicationsRetryHeaders_RetryWhatTheRouteDoesNot_AsManyTimesAsTheyAsk()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        var seen = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var client = await RouteAsync("- { retries: { attempts: 0 }, route: [{ destination: { host: reviews } }] }");
+        var http = client.CreateClient();
+
+        // The route retries nothing: the 503 is the caller's.
+        backend.Behavior = RecordEnvoyHeaders(seen, Status(503, times: 3));
+        using var plain = await http.GetAsync("http://reviews/");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, plain.StatusCode);
+        Assert.Equal(1, backend.Served);
+
+        // Conditions and a count of its own: two more 503s, then the answer, on the fourth attempt of the call.
+        using var retried = new HttpRequestMessage(HttpMethod.Get, "http://reviews/");
+        retried.Headers.TryAddWithoutValidation("x-envoy-retry-on", "gateway-error,no-such-condition");
+        retried.Headers.TryAddWithoutValidation("x-envoy-max-retries", "3");
+        using var answered = await http.SendAsync(retried);
+        Assert.Equal(HttpStatusCode.OK, answered.StatusCode);
+        Assert.Equal(4, backend.Served);
+        Assert.All(seen, headers => Assert.Equal(string.Empty, headers));
+
+        // Conditions alone retry once (Envoy's default count), and a count alone retries nothing where nothing is retried.
+        backend.Behavior = Status(503, times: 2);
+        using var once = new HttpRequestMessage(HttpMethod.Get, "http://reviews/");
+        once.Headers.TryAddWithoutValidation("x-envoy-retry-on", "5xx");
+        using var stillFailing = await http.SendAsync(once);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, stillFailing.StatusCode);
+        Assert.Equal(6, backend.Served);
+
+        backend.Behavior = Status(503, times: 1);
+        using var countOnly = new HttpRequestMessage(HttpMethod.Get, "http://reviews/");
+        countOnly.Headers.TryAddWithoutValidation("x-envoy-max-retries", "5");
+        using var notRetried = await http.SendAsync(countOnly);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, notRetried.StatusCode);
+        Assert.Equal(7, backend.Served);
+    }
+
+    [Fact]
+    public async Task AnApplicationsRetriableStatusCodes_AddToIstiosDefaultPolicy()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Status(409, times: 1);
+        var client = await RouteAsync("- { route: [{ destination: { host: reviews } }] }");
+        var http = client.CreateClient();
+
+        using var request = new HttpRequestMessage(HttpMethod.Get, "http://reviews/");
+        request.Headers.TryAddWithoutValidation("x-envoy-retriable-status-codes", "409");
+        using var response = await http.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(2, backend.Served);
+    }
+
+    [Fact]
+    public async Task AnApplicationsPerTryTimeoutHeader_EndsEachAttemptAtIt_AndARetryFollows()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Delay(TimeSpan.FromSeconds(30), times: 1);
+        var client = await RouteAsync("- { timeout: 20s, retries: { attempts: 2, retryOn: 5xx }, route: [{ destination: { host: reviews } }] }");
+        var watch = Stopwatch.StartNew();
+
+        using var request = new HttpRequestMessage(HttpMethod.Get, "http://reviews/");
+        request.Headers.TryAddWithoutValidation("x-envoy-upstream-rq-per-try-timeout-ms", "300");
+        using var response = await client.CreateClient().SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(2, backend.Served);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(15), $"took {watch.Elapsed}");
+    }
+
     [Fact]
     public async Task RouteTimeout_ShorterThanThePerTryTimeout_EndsTheCall_WithoutARetry()
     {

@@ -126,7 +126,18 @@ internal sealed class RetryConditions
         _ => AttemptFailure.None,
     };
 
-    /// <summary>The delay a server asked for: <c>Retry-After</c> (seconds or date) or <c>grpc-retry-pushback-ms</c>.</summary>
+    /// <summary>
+    /// The longest wait a server's <c>Retry-After</c> or <c>grpc-retry-pushback-ms</c> is taken for: Envoy's default
+    /// <c>max_interval</c> of its rate-limited backoff. A longer one is discarded, as Envoy discards it, and the retry
+    /// waits the usual backoff: a server cannot park a call for an hour (on a route without a timeout, Istio's
+    /// default, nothing else would end it).
+    /// </summary>
+    internal static readonly TimeSpan MaxPushback = TimeSpan.FromSeconds(300);
+
+    /// <summary>
+    /// The delay a server asked for: <c>Retry-After</c> (seconds or date) or <c>grpc-retry-pushback-ms</c>; null when it
+    /// asked for none, or for more than <see cref="MaxPushback"/>.
+    /// </summary>
     public static TimeSpan? Pushback(HttpResponseMessage? response, TimeProvider time)
     {
         if (response is null)
@@ -134,23 +145,38 @@ internal sealed class RetryConditions
             return null;
         }
 
+        TimeSpan? asked = null;
         if (response.Headers.RetryAfter is { } retryAfter)
         {
             if (retryAfter.Delta is { } delta)
             {
-                return delta;
+                asked = delta;
             }
-
-            if (retryAfter.Date is { } date)
+            else if (retryAfter.Date is { } date)
             {
                 var wait = date - time.GetUtcNow();
-                return wait > TimeSpan.Zero ? wait : TimeSpan.Zero;
+                asked = wait > TimeSpan.Zero ? wait : TimeSpan.Zero;
             }
         }
 
-        return response.Headers.NonValidated.TryGetValues("grpc-retry-pushback-ms", out var values)
-            && long.TryParse(values.ToString(), out var ms) && ms >= 0 ? TimeSpan.FromMilliseconds(ms) : null;
+        if (asked is null && response.Headers.NonValidated.TryGetValues(GrpcPushbackHeader, out var values)
+            && long.TryParse(values.ToString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var ms))
+        {
+            asked = TimeSpan.FromMilliseconds(Math.Min(ms, (long)MaxPushback.TotalMilliseconds + 1));
+        }
+
+        return asked <= MaxPushback ? asked : null;
     }
+
+    /// <summary>
+    /// Whether the server said not to retry: a <c>grpc-retry-pushback-ms</c> that is negative or not a number, which
+    /// gRPC's retry design (A6) defines as "do not retry". Read only for an outcome the conditions would retry.
+    /// </summary>
+    public static bool ServerRefusesRetry(HttpResponseMessage? response) =>
+        response is not null && response.Headers.NonValidated.TryGetValues(GrpcPushbackHeader, out var values)
+        && !long.TryParse(values.ToString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _);
+
+    private const string GrpcPushbackHeader = "grpc-retry-pushback-ms";
 
     internal static bool HasGrpcContent(HttpRequestMessage request) =>
         request.Content?.Headers.ContentType?.MediaType?.StartsWith("application/grpc", StringComparison.OrdinalIgnoreCase) == true;

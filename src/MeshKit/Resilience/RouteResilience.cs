@@ -337,7 +337,7 @@ internal sealed class RouteResilience
             return false;
         }
 
-        return conditions.ShouldRetry(outcome.Result, failure, state.Idempotent || retryNonIdempotent);
+        return conditions.ShouldRetry(outcome.Result, failure, state.Idempotent || retryNonIdempotent) && !RetryConditions.ServerRefusesRetry(outcome.Result);
     }
 
     private static ResiliencePipeline<HttpResponseMessage> Build(RetryConditions conditions, int attempts, TimeSpan? perTry, bool retryNonIdempotent, TimeSpan backoff, TimeProvider time)

@@ -649,6 +649,39 @@ public sealed class ResilienceEndToEndTests : MeshTestBase
     }
 
     [Fact]
+    public async Task ARetryAfterLongerThanFiveMinutes_IsDiscarded_AndTheRetryWaitsTheUsualBackoff()
+    {
+        // Envoy's rule (max_interval, 300 s): before, this call waited an hour, and a route without a timeout
+        // (Istio's default) had nothing to end it.
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = Status(503, times: 1, retryAfter: "3600");
+        var client = await RouteAsync("- { retries: { attempts: 1, retryOn: 503 }, route: [{ destination: { host: reviews } }] }");
+        using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+
+        using var response = await client.CreateClient().GetAsync("http://reviews/", bound.Token);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(2, backend.Served);
+    }
+
+    [Fact]
+    public async Task AGrpcPushbackThatIsNegative_MeansDoNotRetry()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        backend.Behavior = context =>
+        {
+            context.Response.Headers["grpc-retry-pushback-ms"] = "-1";
+            return Task.FromResult<IResult?>(Results.StatusCode(503));
+        };
+        var client = await RouteAsync("- { retries: { attempts: 3, retryOn: 503 }, route: [{ destination: { host: reviews } }] }");
+
+        using var response = await client.CreateClient().GetAsync("http://reviews/");
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Equal(1, backend.Served);
+    }
+
+    [Fact]
     public async Task OutlierDetection_EjectsAFailingEndpoint_AndItReturnsAfterItsEjectionTime()
     {
         var broken = await StartAsync("reviews", "v1");

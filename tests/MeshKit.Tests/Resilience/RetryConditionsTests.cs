@@ -103,6 +103,37 @@ public class RetryConditionsTests
         Assert.Null(RetryConditions.Pushback(Response(503), time));
     }
 
+    [Theory]
+    [InlineData("Retry-After", "300", 300_000.0)]
+    [InlineData("Retry-After", "301", null)]
+    [InlineData("grpc-retry-pushback-ms", "300000", 300_000.0)]
+    [InlineData("grpc-retry-pushback-ms", "300001", null)]
+    [InlineData("grpc-retry-pushback-ms", "99999999999999999999", null)]
+    [InlineData("grpc-retry-pushback-ms", "-5", null)]
+    public void Pushback_LongerThanEnvoysMaxInterval_IsDiscarded(string header, string value, double? milliseconds)
+    {
+        var response = Response(503);
+        response.Headers.TryAddWithoutValidation(header, value);
+
+        Assert.Equal(milliseconds is { } ms ? TimeSpan.FromMilliseconds(ms) : null, RetryConditions.Pushback(response, TimeProvider.System));
+    }
+
+    [Theory]
+    [InlineData("-1", true)]
+    [InlineData("soon", true)]
+    [InlineData("250", false)]
+    [InlineData(null, false)]
+    public void AGrpcPushbackThatIsNotANonNegativeNumber_RefusesTheRetry(string? value, bool refuses)
+    {
+        var response = Response(200, grpc: 14);
+        if (value is not null)
+        {
+            response.Headers.TryAddWithoutValidation("grpc-retry-pushback-ms", value);
+        }
+
+        Assert.Equal(refuses, RetryConditions.ServerRefusesRetry(response));
+    }
+
     [Fact]
     public void IstioDefault_RetriesConnectFailuresAndGrpcUnavailable_NotAnApplications503Or500()
     {

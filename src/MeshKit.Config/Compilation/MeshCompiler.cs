@@ -193,18 +193,26 @@ public static class MeshCompiler
                 // The entry's endpoints are the live workloads of its namespace that carry the labels.
                 foreach (var workload in workloads)
                 {
-                    // A workload registered under this very host is its endpoint already (a Kubernetes Service
-                    // named as the workloads' own service, as Bookinfo's Services are).
-                    if (workload.Namespace != entry.Namespace || workload.Address.Length == 0 || !selector.Matches(workload.Labels)
-                        || HostNames.ServiceHost(workload.Service, workload.Namespace, domain) == host)
+                    if (workload.Namespace != entry.Namespace || workload.Address.Length == 0 || !selector.Matches(workload.Labels))
                     {
                         continue;
                     }
 
-                    var endpoint = EndpointOf(workload);
+                    // A workload registered under this very host is its endpoint already (a Kubernetes Service named
+                    // as the workloads' own service, as Bookinfo's Services are): it gains the Service's ports it
+                    // does not announce (a Service on port 80 in front of workloads that announce 9080).
+                    var own = HostNames.ServiceHost(workload.Service, workload.Namespace, domain) == host
+                        ? service.Endpoints.FirstOrDefault(e => e.Origin == workload.InstanceId)
+                        : null;
+                    if (own is null && HostNames.ServiceHost(workload.Service, workload.Namespace, domain) == host)
+                    {
+                        continue;
+                    }
+
+                    var endpoint = own ?? EndpointOf(workload);
                     var peer = PeerAuthentications.Resolve(config.PeerAuthentications, rootNamespace, workload.Namespace, workload.Labels);
 
-                    foreach (var port in entry.Ports)
+                    foreach (var port in entry.Ports.Where(p => !endpoint.Ports.Any(e => e.ServicePort == p.Number)))
                     {
                         // A port named as the target is the only one (Kubernetes: a pod without it is no endpoint of that port).
                         var target = port.TargetPortName is { } targetName ? workload.Ports.FirstOrDefault(p => p.Name == targetName)
@@ -221,7 +229,7 @@ public static class MeshCompiler
                         }
                     }
 
-                    if (endpoint.Ports.Count > 0)
+                    if (own is null && endpoint.Ports.Count > 0)
                     {
                         service.Endpoints.Add(endpoint);
                     }

@@ -71,6 +71,25 @@ public class KubernetesServiceCompileTests
     }
 
     [Fact]
+    public void AServiceNamedAsTheWorkloadsOwn_OnAPortTheyDoNotAnnounce_GivesThemThatPort()
+    {
+        // Service reviews on port 80 in front of workloads that announce 9080: before, the host had port 80 and its
+        // endpoints had none (every call on port 80 was 503, "no healthy upstream").
+        var mesh = Compile("""
+            apiVersion: v1
+            kind: Service
+            metadata: { name: reviews, namespace: shop }
+            spec:
+              selector: { app: reviews }
+              ports: [{ port: 80, name: web, targetPort: 8080 }]
+            """, Reviews);
+
+        var endpoints = Cluster(mesh, "reviews.shop.svc.cluster.local").Endpoints;
+        Assert.Equal(["10.0.0.1", "10.0.0.2", "10.0.0.3"], endpoints.Select(e => e.Address).Order());
+        Assert.All(endpoints, e => Assert.Equal([(80u, 8080u), (9080u, 8080u)], e.Ports.Select(p => (p.ServicePort, p.TargetPort)).Order()));
+    }
+
+    [Fact]
     public void ANamedTargetPort_IsTheWorkloadsPortOfThatName_AndAWorkloadWithoutItIsNoEndpoint()
     {
         var mesh = Compile("""

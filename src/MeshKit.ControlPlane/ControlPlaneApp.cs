@@ -29,6 +29,7 @@ public static class ControlPlaneApp
         ["--admin-listen"] = "ControlPlane:AdminListen",
         ["--admin-token"] = "ControlPlane:AdminToken",
         ["--anonymous-metrics"] = "ControlPlane:AnonymousMetrics",
+        ["--kubernetes-api"] = "ControlPlane:KubernetesApiServer",
         ["--kubernetes-token-issuer"] = "ControlPlane:KubernetesTokenIssuer",
         ["--kubernetes-token-jwks-file"] = "ControlPlane:KubernetesTokenJwksFile",
         ["--kubernetes-token-jwks-uri"] = "ControlPlane:KubernetesTokenJwksUri",
@@ -130,7 +131,7 @@ public static class ControlPlaneApp
             builder.Services.AddSingleton<Store.EtcdCluster>();
             builder.Services.AddSingleton(sp => new CertificateAuthority(sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<ControlPlaneOptions>>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<CertificateAuthority>>(), sp.GetRequiredService<Store.EtcdCluster>()));
             builder.Services.AddSingleton<Store.EtcdConfigStore>();
-            builder.Services.AddSingleton<IConfigStore>(sp => sp.GetRequiredService<Store.EtcdConfigStore>());
+            AddConfigStore(builder.Services, options, sp => sp.GetRequiredService<Store.EtcdConfigStore>());
             builder.Services.AddSingleton<IConfigWriter>(sp => sp.GetRequiredService<Store.EtcdConfigStore>());
             builder.Services.AddHostedService(sp => sp.GetRequiredService<Store.EtcdConfigStore>());
             builder.Services.AddSingleton<Store.EtcdWorkloadRegistry>();
@@ -145,7 +146,7 @@ public static class ControlPlaneApp
         else
         {
             builder.Services.AddSingleton<CertificateAuthority>();
-            builder.Services.AddSingleton<IConfigStore>(sp => sp.GetRequiredService<DirectoryConfigStore>());
+            AddConfigStore(builder.Services, options, sp => sp.GetRequiredService<DirectoryConfigStore>());
             builder.Services.AddSingleton<IConfigWriter>(sp => sp.GetRequiredService<DirectoryConfigStore>());
             builder.Services.AddHostedService(sp => sp.GetRequiredService<DirectoryConfigStore>());
             builder.Services.AddSingleton<WorkloadRegistry>();
@@ -174,6 +175,20 @@ public static class ControlPlaneApp
         AdminEndpoints.Map(app);
         app.MapPrometheusScrapingEndpoint(AdminEndpoints.MetricsPath); // behind the admin gate: admin port, admin token unless AnonymousMetrics
         return app;
+    }
+
+    // The configuration in force: the primary store's, with the Kubernetes API server's resources beside it when one is set.
+    private static void AddConfigStore(IServiceCollection services, ControlPlaneOptions options, Func<IServiceProvider, IConfigStore> primary)
+    {
+        if (KubernetesApi.Server(options) is null)
+        {
+            services.AddSingleton(primary);
+            return;
+        }
+
+        services.AddSingleton(sp => new KubernetesConfigStore(primary(sp), sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<ControlPlaneOptions>>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<KubernetesConfigStore>>()));
+        services.AddSingleton<IConfigStore>(sp => sp.GetRequiredService<KubernetesConfigStore>());
+        services.AddHostedService(sp => sp.GetRequiredService<KubernetesConfigStore>());
     }
 
     private static void Listen(KestrelServerOptions kestrel, string url, string scheme, Action<ListenOptions> configure)

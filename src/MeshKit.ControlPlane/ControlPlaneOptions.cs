@@ -109,10 +109,19 @@ public sealed class ControlPlaneOptions
     /// </summary>
     public string KubernetesTokenJwksUri { get; set; } = string.Empty;
 
-    /// <summary>Gets or sets the control plane's own service-account token, sent to fetch <see cref="KubernetesTokenJwksUri"/> when the file exists. Default: the pod's mounted token.</summary>
+    /// <summary>
+    /// Gets or sets the Kubernetes API server whose resources the control plane reads, as istiod does: Services and
+    /// EndpointSlices, and the Istio and Gateway API resources MeshKit reads from files (listed, then watched; in force
+    /// beside the config folder's or etcd's). <c>in-cluster</c>: the cluster the control plane's pod runs in; a URL:
+    /// that server (<c>http://127.0.0.1:8001</c> for <c>kubectl proxy</c>). Sent <see cref="KubernetesApiTokenFile"/>,
+    /// trusting <see cref="KubernetesApiCaFile"/>. Default: none (the cluster is not read).
+    /// </summary>
+    public string KubernetesApiServer { get; set; } = string.Empty;
+
+    /// <summary>Gets or sets the control plane's own service-account token, sent to the API server (<see cref="KubernetesApiServer"/>, <see cref="KubernetesTokenJwksUri"/>) when the file exists. Default: the pod's mounted token.</summary>
     public string KubernetesApiTokenFile { get; set; } = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
-    /// <summary>Gets or sets the CA that alone vouches for <see cref="KubernetesTokenJwksUri"/>'s server when the file exists (else the machine's roots). Default: the pod's mounted cluster CA.</summary>
+    /// <summary>Gets or sets the CA that alone vouches for the API server (<see cref="KubernetesApiServer"/>, <see cref="KubernetesTokenJwksUri"/>'s server) when the file exists (else the machine's roots). Default: the pod's mounted cluster CA.</summary>
     public string KubernetesApiCaFile { get; set; } = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
 
     /// <summary>Gets the audiences a service-account token must be bound to (one of them). Empty: <c>istio-ca</c>, as Istio's sidecars ask for.</summary>

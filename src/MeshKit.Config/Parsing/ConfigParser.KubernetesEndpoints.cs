@@ -14,6 +14,14 @@ public static partial class ConfigParser
     /// <summary>The label that names who keeps an EndpointSlice.</summary>
     private const string ManagedByLabel = "endpointslice.kubernetes.io/managed-by";
 
+    /// <summary>
+    /// The annotation (value <c>true</c>) the control plane gives every object it reads from a Kubernetes API server
+    /// (<c>ControlPlane:KubernetesApiServer</c>): such an object is the cluster's current state, so an EndpointSlice of
+    /// Kubernetes' own controller (a selector's ready pods) is read, where a file's copy of one is an export, stale once
+    /// pods move, and skipped.
+    /// </summary>
+    public const string LiveObjectAnnotation = "meshkit.dev/live";
+
     // What a slice's endpoint says about where it runs and what it is: MeshKit takes a live workload's labels,
     // identity and locality from the workload (an address that is one), and Istio takes them from the pod and its
     // node, not from these fields.
@@ -22,10 +30,13 @@ public static partial class ConfigParser
     private static KubernetesEndpoints? ReadEndpointSlice(MapReader doc, Header h)
     {
         var labels = h.Metadata.Labels;
-        if (labels.TryGetValue(ManagedByLabel, out var managedBy) && managedBy == "endpointslice-controller.k8s.io")
+        if (labels.TryGetValue(ManagedByLabel, out var managedBy) && managedBy == "endpointslice-controller.k8s.io"
+            && !(h.Metadata.Annotations.TryGetValue(LiveObjectAnnotation, out var live) && live == "true"))
         {
-            // Kubernetes' own slice of a Service's selected pods: MeshKit's endpoints of that Service are the live
-            // workloads its selector picks, so the pods' addresses (an export's) are not read.
+            // Kubernetes' own slice of a Service's selected pods, from a file: MeshKit's endpoints of that Service are
+            // the live workloads its selector picks, so the pods' addresses (an export's) are not read. Read from the
+            // API server it is current, and it also holds the selected pods that run no MeshKit (the compiler takes an
+            // address that is a live workload's as that workload).
             doc.Ignore("addressType", "endpoints", "ports");
             return null;
         }

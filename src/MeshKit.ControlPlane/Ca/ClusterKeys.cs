@@ -1,4 +1,3 @@
-using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Options;
 
 namespace MeshKit.ControlPlane.Ca;
@@ -81,11 +80,7 @@ internal sealed class ClusterKeys : IDisposable
         _http ??= CreateClient();
         using var request = new HttpRequestMessage(HttpMethod.Get, _options.KubernetesTokenJwksUri);
 
-        // The control plane's own token, read each time: the kubelet rotates it.
-        if (File.Exists(_options.KubernetesApiTokenFile))
-        {
-            request.Headers.Authorization = new("Bearer", (await File.ReadAllTextAsync(_options.KubernetesApiTokenFile, cancellationToken).ConfigureAwait(false)).Trim());
-        }
+        await Sources.KubernetesApi.AuthorizeAsync(request, _options, cancellationToken).ConfigureAwait(false);
 
         // The body is buffered by the client, which refuses one past MaxResponseContentBufferSize (1 MiB).
         using var response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);
@@ -108,19 +103,7 @@ internal sealed class ClusterKeys : IDisposable
     // Only the cluster's CA vouches for the API server (not the machine's roots), when its file is there.
     private HttpClient CreateClient()
     {
-        var handler = new SocketsHttpHandler { AllowAutoRedirect = false, ConnectTimeout = TimeSpan.FromSeconds(5) };
-        if (File.Exists(_options.KubernetesApiCaFile))
-        {
-            var roots = new X509Certificate2Collection();
-            roots.ImportFromPemFile(_options.KubernetesApiCaFile);
-            handler.SslOptions.CertificateChainPolicy = new X509ChainPolicy
-            {
-                TrustMode = X509ChainTrustMode.CustomRootTrust,
-                RevocationMode = X509RevocationMode.NoCheck,
-            };
-            handler.SslOptions.CertificateChainPolicy.CustomTrustStore.AddRange(roots);
-        }
-
+        var handler = Sources.KubernetesApi.CreateHandler(_options);
         return new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(10), MaxResponseContentBufferSize = MaxJwksBytes };
     }
 }

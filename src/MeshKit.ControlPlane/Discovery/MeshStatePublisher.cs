@@ -101,6 +101,19 @@ internal sealed partial class MeshStatePublisher : BackgroundService
             await Task.Delay(wait, _time, stoppingToken).ConfigureAwait(false);
         }
 
+        if (_store is Sources.KubernetesConfigStore cluster)
+        {
+            // The first state holds the cluster's resources, as istiod serves once its caches have synced.
+            try
+            {
+                await cluster.Synced.WaitAsync(Sources.KubernetesConfigStore.SyncBound, _time, stoppingToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                Log.ClusterNotSynced(_logger, Sources.KubernetesConfigStore.SyncBound);
+            }
+        }
+
         var firstChange = _time.GetUtcNow();
         var version = 0L;
         while (!stoppingToken.IsCancellationRequested)
@@ -217,5 +230,8 @@ internal sealed partial class MeshStatePublisher : BackgroundService
 
         [LoggerMessage(2, LogLevel.Error, "Compiling the mesh state failed; the previous state stays in force", EventName = "PublishFailed")]
         public static partial void PublishFailed(ILogger logger, Exception exception);
+
+        [LoggerMessage(5, LogLevel.Warning, "The Kubernetes API server's resources were not all read within {Bound}; publishing without the rest, which follows as it arrives", EventName = "ClusterNotSynced")]
+        public static partial void ClusterNotSynced(ILogger logger, TimeSpan bound);
     }
 }

@@ -1,6 +1,5 @@
 using MeshKit.Config.Compilation;
 using MeshKit.Config.Model;
-using MeshKit.Config.Parsing;
 using MeshKit.Config.Validation;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Primitives;
@@ -258,16 +257,9 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IConfigWriter
                 continue;
             }
 
-            var result = ConfigParser.Parse(text, name);
             var state = existing ?? new FileState();
             state.Stamp = stamp;
-            state.Text = text;
-            state.Diagnostics = result.Diagnostics;
-            state.Accepted = !result.HasErrors;
-            if (state.Accepted)
-            {
-                state.InForce = result.Resources;
-            }
+            var result = state.Update(text, name);
 
             foreach (var diagnostic in result.Diagnostics)
             {
@@ -300,17 +292,9 @@ internal sealed partial class DirectoryConfigStore : IConfigStore, IConfigWriter
         return changed;
     }
 
-    private sealed class FileState
+    private sealed class FileState : SourceState
     {
         public (long Ticks, long Length) Stamp { get; set; }
-
-        public string Text { get; set; } = string.Empty;
-
-        public bool Accepted { get; set; }
-
-        public IReadOnlyList<ConfigResource> InForce { get; set; } = [];
-
-        public IReadOnlyList<ConfigDiagnostic> Diagnostics { get; set; } = [];
     }
 
     private sealed record State(ConfigSet Config, IReadOnlyList<ConfigSourceStatus> Sources, IReadOnlyDictionary<string, string> AcceptedTexts);

@@ -117,6 +117,27 @@ public class KubernetesEndpointsParserTests
     }
 
     [Fact]
+    public void KubernetesOwnSlice_ReadFromTheApiServer_IsRead_ItIsCurrent()
+    {
+        var result = Parse($$"""
+            apiVersion: discovery.k8s.io/v1
+            kind: EndpointSlice
+            metadata:
+              name: reviews-x7k2p
+              namespace: default
+              labels: { kubernetes.io/service-name: reviews, endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io }
+              annotations: { {{MeshKit.Config.Parsing.ConfigParser.LiveObjectAnnotation}}: "true" }
+            addressType: IPv4
+            endpoints: [{ addresses: [10.244.0.12], conditions: { ready: true } }]
+            ports: [{ name: http, port: 9080, protocol: TCP }]
+            """);
+
+        Assert.Empty(result.Diagnostics);
+        var slice = Assert.IsType<KubernetesEndpoints>(Assert.Single(result.Resources));
+        Assert.Equal("10.244.0.12", slice.Subsets.Single().Addresses.Single().Address);
+    }
+
+    [Fact]
     public void AGeneratedNameAlone_IsAnError_BesideTheNameKubernetesMadeItIsAccepted()
     {
         var alone = Parse("""

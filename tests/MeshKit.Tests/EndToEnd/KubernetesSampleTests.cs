@@ -63,7 +63,11 @@ public sealed class KubernetesSampleTests : IDisposable
         // The API server's key set, for the control plane's own token over the cluster's CA.
         using var clusterCa = new ExternalCa();
         await using var apiServer = await JwksServer.StartAsync(clusterCa, KubernetesTokens.Jwks(_clusterKey, "cluster-key"));
-        var controlPlane = await StartControlPlaneAsync(apiServer, clusterCa);
+
+        // The API server's resources, over TLS that only the cluster's CA vouches for, to the control plane's token.
+        await using var cluster = await FakeKubernetesApi.StartAsync(JwksServer.ControlPlaneToken, clusterCa);
+        cluster.Put("apis/networking.istio.io/v1/destinationrules", """{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"reviews","namespace":"shop"},"spec":{"host":"reviews","trafficPolicy":{"loadBalancer":{"simple":"LEAST_REQUEST"}}}}""");
+        var controlPlane = await StartControlPlaneAsync(apiServer, cluster, clusterCa);
         await using var _ = controlPlane;
         var addresses = controlPlane.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
         var secure = new Uri(addresses.Single(a => a.StartsWith("https://", StringComparison.Ordinal)));
@@ -77,6 +81,7 @@ public sealed class KubernetesSampleTests : IDisposable
 
         var workload = await StartWorkloadAsync(secure, admin);
         await using var __ = workload;
+        Assert.Contains(controlPlane.Services.GetRequiredService<MeshKit.ControlPlane.Sources.IConfigStore>().Current.Resources, r => r.Kind == "DestinationRule" && r.Namespace == "shop" && r.Source.File == "kubernetes/DestinationRule/shop/reviews");
         var registry = controlPlane.Services.GetRequiredService<IWorkloadRegistry>();
         await Eventually.TrueAsync(() => registry.Workloads.Count == 1, "the workload registered");
         var registered = registry.Workloads.Single();
@@ -90,7 +95,7 @@ public sealed class KubernetesSampleTests : IDisposable
         Assert.Equal("spiffe://cluster.local/ns/shop/sa/reviews", await client.GetStringAsync("http://reviews.shop:9080/"));
     }
 
-    private async Task<WebApplication> StartControlPlaneAsync(JwksServer apiServer, ExternalCa clusterCa)
+    private async Task<WebApplication> StartControlPlaneAsync(JwksServer apiServer, FakeKubernetesApi cluster, ExternalCa clusterCa)
     {
         var container = Container(Manifest("controlplane.yaml").Single(d => Scalar(d, "kind") == "Deployment"));
         var config = Directory.CreateDirectory(Path.Combine(_scratch, "config")).FullName;
@@ -103,6 +108,7 @@ public sealed class KubernetesSampleTests : IDisposable
         var replacements = new Dictionary<string, string>
         {
             ["https://kubernetes.default.svc/openid/v1/jwks"] = apiServer.Uri.ToString(),
+            ["in-cluster"] = cluster.Address.ToString(),
             ["/etc/meshkit/config"] = config,
             ["/var/lib/meshkit/ca"] = Path.Combine(_scratch, "ca"),
             ["https://0.0.0.0:15012"] = "https://127.0.0.1:0",

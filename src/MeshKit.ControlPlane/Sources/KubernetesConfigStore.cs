@@ -1,0 +1,460 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using MeshKit.Config.Compilation;
+using MeshKit.Config.Model;
+using MeshKit.Config.Parsing;
+using MeshKit.Config.Validation;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Primitives;
+
+namespace MeshKit.ControlPlane.Sources;
+
+/// <summary>
+/// The configuration of the primary store (the config folder, or etcd) together with the resources a Kubernetes API
+/// server holds (<see cref="ControlPlaneOptions.KubernetesApiServer"/>), as istiod reads its cluster: each kind is
+/// listed, then watched from the list's resource version (bookmarks keep the version fresh; an expired one, 410,
+/// lists again; a dropped watch resumes where it was). Every object is a source of its own, named
+/// <c>kubernetes/&lt;kind&gt;/&lt;namespace&gt;/&lt;name&gt;</c> and validated by the same parser as a file: an object
+/// that does not validate keeps its last good version in force, and its findings show in the sources' status. A kind
+/// the server does not serve (a CRD not installed) is asked for again every minute; the others are read meanwhile.
+/// A resource the primary store defines too is the primary store's: the object's definition is reported and ignored.
+/// </summary>
+internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteChanges, IHostedService, IDisposable
+{
+    /// <summary>The kinds read: the cluster's and the Istio and Gateway API resources MeshKit reads from files (their v1 versions).</summary>
+    internal static readonly (string Path, string ApiVersion, string Kind)[] Kinds =
+    [
+        ("api/v1/services", "v1", "Service"),
+        ("apis/discovery.k8s.io/v1/endpointslices", "discovery.k8s.io/v1", "EndpointSlice"),
+        ("apis/networking.istio.io/v1/virtualservices", "networking.istio.io/v1", "VirtualService"),
+        ("apis/networking.istio.io/v1/destinationrules", "networking.istio.io/v1", "DestinationRule"),
+        ("apis/networking.istio.io/v1/serviceentries", "networking.istio.io/v1", "ServiceEntry"),
+        ("apis/networking.istio.io/v1/workloadentries", "networking.istio.io/v1", "WorkloadEntry"),
+        ("apis/networking.istio.io/v1/sidecars", "networking.istio.io/v1", "Sidecar"),
+        ("apis/security.istio.io/v1/peerauthentications", "security.istio.io/v1", "PeerAuthentication"),
+        ("apis/security.istio.io/v1/requestauthentications", "security.istio.io/v1", "RequestAuthentication"),
+        ("apis/security.istio.io/v1/authorizationpolicies", "security.istio.io/v1", "AuthorizationPolicy"),
+        ("apis/telemetry.istio.io/v1/telemetries", "telemetry.istio.io/v1", "Telemetry"),
+        ("apis/gateway.networking.k8s.io/v1/httproutes", "gateway.networking.k8s.io/v1", "HTTPRoute"),
+        ("apis/gateway.networking.k8s.io/v1/grpcroutes", "gateway.networking.k8s.io/v1", "GRPCRoute"),
+    ];
+
+    // How long the first publication waits for every kind's first list: istiod too serves once its caches synced.
+    internal static readonly TimeSpan SyncBound = TimeSpan.FromSeconds(30);
+
+    private static readonly TimeSpan NotServedRetry = TimeSpan.FromMinutes(1);
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
+    private const int PageSize = 500;
+
+    private readonly IConfigStore _primary;
+    private readonly ControlPlaneOptions _options;
+    private readonly Uri _server;
+    private readonly TimeProvider _time;
+    private readonly ILogger<KubernetesConfigStore> _logger;
+    private readonly ChangeSignal _reload = new();
+    private readonly Lock _lock = new();
+    private readonly Dictionary<string, SourceState> _objects = new(StringComparer.Ordinal);
+    private readonly TaskCompletionSource _synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly HttpClient _http;
+    private IDisposable? _primaryChanges;
+    private Task[] _watches = [];
+    private int _kindsSynced;
+    private (ConfigSet Config, IReadOnlyList<ConfigSourceStatus> Sources)? _merged;
+
+    public KubernetesConfigStore(IConfigStore primary, IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<KubernetesConfigStore> logger)
+    {
+        _primary = primary;
+        _options = options.Value;
+        _server = KubernetesApi.Server(_options) ?? throw new InvalidOperationException("ControlPlane:KubernetesApiServer is not set");
+        _time = time;
+        _logger = logger;
+
+        // A watch stays open for minutes: the client's own timeout would cut it; each request has its own bound. Over
+        // TLS the kinds' watches share one HTTP/2 connection, as client-go's do; plain text (kubectl proxy) is HTTP/1.1.
+        _http = new HttpClient(KubernetesApi.CreateHandler(_options))
+        {
+            BaseAddress = _server,
+            Timeout = Timeout.InfiniteTimeSpan,
+            DefaultRequestVersion = System.Net.HttpVersion.Version20,
+            DefaultVersionPolicy = HttpVersionPolicy.RequestVersionOrLower,
+        };
+    }
+
+    /// <summary>Completes when every kind has been listed once (or found not served).</summary>
+    public Task Synced => _synced.Task;
+
+    public ConfigSet Current => Merged().Config;
+
+    public IReadOnlyList<ConfigSourceStatus> Sources => Merged().Sources;
+
+    public IChangeToken GetReloadToken() => _reload.Token;
+
+    public bool TakeComplete() => _primary is ICompleteChanges complete && complete.TakeComplete();
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        _primaryChanges = ChangeToken.OnChange(_primary.GetReloadToken, Changed);
+        _watches = Kinds.Select(kind => Task.Run(() => ReadKindAsync(kind, _stopping.Token), CancellationToken.None)).ToArray();
+        Log.Reading(_logger, _server.ToString(), Kinds.Length);
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await Task.WhenAll(_watches).WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public void Dispose()
+    {
+        _primaryChanges?.Dispose();
+        _stopping.Dispose();
+        _http.Dispose();
+    }
+
+    private void Changed()
+    {
+        lock (_lock)
+        {
+            _merged = null;
+        }
+
+        _reload.Fire();
+    }
+
+    // Built when read after a change: a burst of watch events costs one merge, when the publisher gets to it.
+    private (ConfigSet Config, IReadOnlyList<ConfigSourceStatus> Sources) Merged()
+    {
+        lock (_lock)
+        {
+            if (_merged is { } merged)
+            {
+                return merged;
+            }
+
+            var primary = _primary.Current;
+            var owners = primary.Resources.ToDictionary(r => r.Key, r => r.Source.File, StringComparer.Ordinal);
+            var resources = new List<ConfigResource>(primary.Resources);
+            var statuses = new List<ConfigSourceStatus>(_primary.Sources);
+            foreach (var (name, state) in _objects.OrderBy(o => o.Key, StringComparer.Ordinal))
+            {
+                var diagnostics = state.Diagnostics.ToList();
+                var accepted = state.Accepted;
+                foreach (var resource in state.InForce)
+                {
+                    if (owners.TryGetValue(resource.Key, out var owner))
+                    {
+                        diagnostics.Add(resource.Finding(DiagnosticSeverity.Error, "metadata.name", $"{resource.DisplayName} is already defined in {owner}; this definition is ignored"));
+                        accepted = false;
+                        continue;
+                    }
+
+                    owners[resource.Key] = name;
+                    resources.Add(resource);
+                }
+
+                statuses.Add(new ConfigSourceStatus(name, accepted, state.InForce.Count, diagnostics));
+            }
+
+            merged = (new ConfigSet(resources), statuses);
+            _merged = merged;
+            return merged;
+        }
+    }
+
+    /// <summary>Lists a kind, then watches it, for as long as the control plane runs.</summary>
+    private async Task ReadKindAsync((string Path, string ApiVersion, string Kind) kind, CancellationToken cancellationToken)
+    {
+        var failures = 0;
+        var synced = false;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            TimeSpan wait;
+            try
+            {
+                var version = await ListAsync(kind, cancellationToken).ConfigureAwait(false);
+                failures = 0;
+                if (!synced)
+                {
+                    synced = true;
+                    KindSynced();
+                }
+
+                while (version is not null)
+                {
+                    version = await WatchAsync(kind, version, cancellationToken).ConfigureAwait(false);
+                }
+
+                // The watch's version expired (410): list again at once.
+                continue;
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (KubernetesApiException ex) when (ex.Status == 404)
+            {
+                // The kind is not served (its CRD is not installed): nothing of it is in force, and it is asked for again.
+                if (!synced)
+                {
+                    synced = true;
+                    KindSynced();
+                    Log.NotServed(_logger, kind.Kind, kind.Path, NotServedRetry);
+                }
+
+                Replace(kind, new Dictionary<string, string>());
+                wait = NotServedRetry;
+            }
+            catch (Exception ex) when (ex is KubernetesApiException or HttpRequestException or IOException or JsonException or TaskCanceledException)
+            {
+                wait = TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * Math.Min(MaxBackoff.TotalMilliseconds, 1000 * Math.Pow(2, Math.Min(failures++, 10))));
+                Log.Failed(_logger, kind.Kind, ex.Message, wait);
+            }
+
+            try
+            {
+                await Task.Delay(wait, _time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private void KindSynced()
+    {
+        if (Interlocked.Increment(ref _kindsSynced) == Kinds.Length)
+        {
+            _synced.TrySetResult();
+        }
+    }
+
+    /// <summary>Lists every object of a kind (page by page) and puts them in place of the ones held; returns the list's version.</summary>
+    private async Task<string> ListAsync((string Path, string ApiVersion, string Kind) kind, CancellationToken cancellationToken)
+    {
+        var listed = new Dictionary<string, string>(StringComparer.Ordinal);
+        string? next = null;
+        string version;
+        do
+        {
+            var path = $"{kind.Path}?limit={PageSize}" + (next is null ? string.Empty : "&continue=" + Uri.EscapeDataString(next));
+            using var request = new HttpRequestMessage(HttpMethod.Get, path);
+            await KubernetesApi.AuthorizeAsync(request, _options, cancellationToken).ConfigureAwait(false);
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(60));
+            using var response = await _http.SendAsync(request, timeout.Token).ConfigureAwait(false);
+            await EnsureSuccessAsync(response, timeout.Token).ConfigureAwait(false);
+            await using var body = await response.Content.ReadAsStreamAsync(timeout.Token).ConfigureAwait(false);
+            var list = (await JsonNode.ParseAsync(body, cancellationToken: timeout.Token).ConfigureAwait(false))?.AsObject()
+                ?? throw new JsonException($"the API server's list of {kind.Path} is not an object");
+            foreach (var item in list["items"]?.AsArray() ?? [])
+            {
+                if (item is JsonObject entry && Describe(entry, kind) is { } described)
+                {
+                    listed[described.Source] = described.Text;
+                }
+            }
+
+            version = list["metadata"]?["resourceVersion"]?.GetValue<string>() ?? string.Empty;
+            next = list["metadata"]?["continue"]?.GetValue<string>() is { Length: > 0 } more ? more : null;
+        }
+        while (next is not null);
+
+        Replace(kind, listed);
+        return version;
+    }
+
+    /// <summary>
+    /// Follows a kind's changes from <paramref name="version"/> until the server ends the watch; returns the version to
+    /// watch from next, or null when it expired (the kind is listed again).
+    /// </summary>
+    private async Task<string?> WatchAsync((string Path, string ApiVersion, string Kind) kind, string version, CancellationToken cancellationToken)
+    {
+        // The server ends a watch after timeoutSeconds; it is resumed from the last version seen.
+        var path = $"{kind.Path}?watch=1&allowWatchBookmarks=true&timeoutSeconds=300&resourceVersion={Uri.EscapeDataString(version)}";
+        using var request = new HttpRequestMessage(HttpMethod.Get, path);
+        await KubernetesApi.AuthorizeAsync(request, _options, cancellationToken).ConfigureAwait(false);
+        using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
+        if ((int)response.StatusCode == 410)
+        {
+            return null;
+        }
+
+        await EnsureSuccessAsync(response, cancellationToken).ConfigureAwait(false);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false));
+        while (await reader.ReadLineAsync(cancellationToken).ConfigureAwait(false) is { } line)
+        {
+            if (line.Length == 0)
+            {
+                continue;
+            }
+
+            var change = JsonNode.Parse(line)?.AsObject() ?? throw new JsonException("a watch event is not an object");
+            var type = change["type"]?.GetValue<string>();
+            if (change["object"] is not JsonObject entry)
+            {
+                throw new JsonException($"a watch event of {kind.Path} has no object");
+            }
+
+            if (type == "ERROR")
+            {
+                // A Status: 410 Gone (the version is too old) lists again; anything else is a failure of the watch.
+                var code = entry["code"]?.GetValue<int>() ?? 0;
+                return code == 410 ? null : throw new KubernetesApiException(code, entry["message"]?.GetValue<string>() ?? "watch error");
+            }
+
+            version = entry["metadata"]?["resourceVersion"]?.GetValue<string>() ?? version;
+            switch (type)
+            {
+                case "ADDED" or "MODIFIED" when Describe(entry, kind) is { } described:
+                    Put(described.Source, described.Text);
+                    break;
+                case "DELETED" when Describe(entry, kind) is { } described:
+                    Remove(described.Source);
+                    break;
+            }
+        }
+
+        return version;
+    }
+
+    private static async Task EnsureSuccessAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    {
+        if (response.IsSuccessStatusCode)
+        {
+            return;
+        }
+
+        // The API server explains itself in a Status object (a 403 names the verb and resource the role lacks).
+        var body = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
+        string? message = null;
+        try
+        {
+            message = JsonNode.Parse(body)?["message"]?.GetValue<string>();
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        {
+        }
+
+        throw new KubernetesApiException((int)response.StatusCode, message ?? $"{(int)response.StatusCode} {response.ReasonPhrase}");
+    }
+
+    /// <summary>
+    /// An object as a source: its name, and its text for the parser (JSON is YAML), with the kind and version a list's
+    /// items leave out, without the bookkeeping the API server adds (managed fields), and marked as the cluster's current
+    /// state (<see cref="ConfigParser.LiveObjectAnnotation"/>).
+    /// </summary>
+    private static (string Source, string Text)? Describe(JsonObject entry, (string Path, string ApiVersion, string Kind) kind)
+    {
+        if (entry["metadata"] is not JsonObject metadata || metadata["name"]?.GetValue<string>() is not { Length: > 0 } name)
+        {
+            return null;
+        }
+
+        var ns = metadata["namespace"]?.GetValue<string>() ?? "default";
+        metadata.Remove("managedFields");
+        if (metadata["annotations"] is not JsonObject annotations)
+        {
+            metadata["annotations"] = annotations = [];
+        }
+
+        annotations[ConfigParser.LiveObjectAnnotation] = "true";
+        entry["apiVersion"] = kind.ApiVersion;
+        entry["kind"] = kind.Kind;
+        return ($"kubernetes/{kind.Kind}/{ns}/{name}", entry.ToJsonString());
+    }
+
+    /// <summary>Puts the listed objects of a kind in place of the ones held.</summary>
+    private void Replace((string Path, string ApiVersion, string Kind) kind, IReadOnlyDictionary<string, string> listed)
+    {
+        var prefix = $"kubernetes/{kind.Kind}/";
+        var changed = false;
+        lock (_lock)
+        {
+            foreach (var gone in _objects.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal) && !listed.ContainsKey(k)).ToList())
+            {
+                _objects.Remove(gone);
+                changed = true;
+            }
+
+            foreach (var (source, text) in listed)
+            {
+                changed |= PutLocked(source, text);
+            }
+        }
+
+        if (changed)
+        {
+            Changed();
+        }
+    }
+
+    private void Put(string source, string text)
+    {
+        bool changed;
+        lock (_lock)
+        {
+            changed = PutLocked(source, text);
+        }
+
+        if (changed)
+        {
+            Changed();
+        }
+    }
+
+    private bool PutLocked(string source, string text)
+    {
+        if (_objects.TryGetValue(source, out var existing) && existing.Text == text)
+        {
+            return false;
+        }
+
+        var state = existing ?? new SourceState();
+        var result = state.Update(text, source);
+        if (!state.Accepted)
+        {
+            Log.Rejected(_logger, source, string.Join("; ", result.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error)), state.InForce.Count);
+        }
+
+        _objects[source] = state;
+        return true;
+    }
+
+    private void Remove(string source)
+    {
+        bool removed;
+        lock (_lock)
+        {
+            removed = _objects.Remove(source);
+        }
+
+        if (removed)
+        {
+            Changed();
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "Reading {Count} kinds of resources from the Kubernetes API server at {Server}", EventName = "KubernetesReading")]
+        public static partial void Reading(ILogger logger, string server, int count);
+
+        [LoggerMessage(2, LogLevel.Information, "The Kubernetes API server does not serve {Kind} ({Path}: its CRD is not installed); asking again every {Retry}", EventName = "KubernetesKindNotServed")]
+        public static partial void NotServed(ILogger logger, string kind, string path, TimeSpan retry);
+
+        [LoggerMessage(3, LogLevel.Warning, "Reading {Kind} from the Kubernetes API server failed: {Error}; what was read stays in force; retrying in {Delay}", EventName = "KubernetesReadFailed")]
+        public static partial void Failed(ILogger logger, string kind, string error, TimeSpan delay);
+
+        [LoggerMessage(4, LogLevel.Error, "Rejected {Source}: {Errors}; its last good version ({ResourceCount} resources) stays in force", EventName = "KubernetesObjectRejected")]
+        public static partial void Rejected(ILogger logger, string source, string errors, int resourceCount);
+    }
+}
+
+/// <summary>A request the Kubernetes API server refused, with its status code and its explanation.</summary>
+internal sealed class KubernetesApiException(int status, string message) : Exception(message)
+{
+    public int Status { get; } = status;
+}

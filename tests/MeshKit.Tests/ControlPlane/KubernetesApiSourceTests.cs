@@ -1,0 +1,246 @@
+using System.Net;
+using MeshKit.Config.Model;
+using MeshKit.ControlPlane.Sources;
+using MeshKit.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace MeshKit.Tests.ControlPlane;
+
+/// <summary>
+/// The control plane reading a Kubernetes API server, as istiod reads its cluster: Services, EndpointSlices and Istio
+/// resources listed and watched, in force beside the config folder's.
+/// </summary>
+public sealed class KubernetesApiSourceTests : MeshTestBase
+{
+    private const string Services = "api/v1/services";
+    private const string Slices = "apis/discovery.k8s.io/v1/endpointslices";
+    private const string VirtualServices = "apis/networking.istio.io/v1/virtualservices";
+    private const string DestinationRules = "apis/networking.istio.io/v1/destinationrules";
+
+    private FakeKubernetesApi _api = null!;
+    private string _tokenFile = null!;
+
+    public override async Task InitializeAsync()
+    {
+        _api = await FakeKubernetesApi.StartAsync(notServed: "apis/telemetry.istio.io/v1/telemetries");
+        _tokenFile = Path.GetTempFileName();
+        await File.WriteAllTextAsync(_tokenFile, FakeKubernetesApi.Token + "\n");
+        Owned.Add(_api);
+        ControlPlane = await TestControlPlane.StartAsync(configure: o =>
+        {
+            o.KubernetesApiServer = _api.Address.ToString();
+            o.KubernetesApiTokenFile = _tokenFile;
+            o.KubernetesApiCaFile = string.Empty;
+        });
+    }
+
+    private IConfigStore Store => ControlPlane.Services.GetRequiredService<IConfigStore>();
+
+    private bool Holds(string kind, string name) => Store.Current.Resources.Any(r => r.Kind == kind && r.Name == name);
+
+    // JSON as the API server serves it (managed fields and all); spaces keep the closing braces apart for the interpolation.
+    private static string Abort(int status) => $$"""
+        { "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+          "metadata": { "name": "reviews", "namespace": "default", "uid": "1", "generation": 1, "creationTimestamp": "2026-11-28T00:00:00Z",
+            "managedFields": [ { "manager": "kubectl", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": { } } ] },
+          "spec": { "hosts": ["reviews"], "http": [ { "fault": { "abort": { "httpStatus": {{status}}, "percentage": { "value": 100 } } }, "route": [ { "destination": { "host": "reviews" } } ] } ] } }
+        """;
+
+    [Fact]
+    public async Task AVirtualServiceInTheCluster_RoutesCalls_AndItsChangesAndDeletionApply()
+    {
+        var backend = await StartAsync("reviews", "v1");
+        var client = await StartAsync("productpage", "v1");
+        var http = client.CreateClient();
+        await Eventually.TrueAsync(() => client.Endpoints(ReviewsHost) == 1, "reviews is known");
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("http://reviews/")).StatusCode);
+
+        _api.Put(VirtualServices, Abort(418));
+        await Eventually.TrueAsync(async () => (await http.GetAsync("http://reviews/")).StatusCode == (HttpStatusCode)418, "the cluster's VirtualService applies");
+
+        _api.Put(VirtualServices, Abort(429));
+        await Eventually.TrueAsync(async () => (await http.GetAsync("http://reviews/")).StatusCode == HttpStatusCode.TooManyRequests, "its change applies");
+
+        _api.Delete(VirtualServices, "default", "reviews");
+        await Eventually.TrueAsync(async () => (await http.GetAsync("http://reviews/")).StatusCode == HttpStatusCode.OK, "its deletion applies");
+        Assert.True(backend.Served > 0);
+
+        // Its source shows as the object it is; the watch followed the changes, nothing was listed twice.
+        Assert.DoesNotContain(Store.Sources, s => s.Name == "kubernetes/VirtualService/default/reviews");
+        Assert.Equal(1, _api.Lists(VirtualServices));
+    }
+
+    [Fact]
+    public async Task AServiceAndItsEndpointSlices_InTheCluster_AreAHostCallsReach()
+    {
+        await using var database = await ExternalServer.StartAsync("primary");
+        var client = await StartAsync("productpage", "v1");
+        _api.Put(Services, """{"apiVersion":"v1","kind":"Service","metadata":{"name":"db","namespace":"default"},"spec":{"ports":[{"name":"http","port":80,"protocol":"TCP"}],"clusterIP":"10.0.0.9","type":"ClusterIP"},"status":{"loadBalancer":{}}}""");
+        _api.Put(Slices, $$$"""
+            {"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"db-1","namespace":"default","labels":{"kubernetes.io/service-name":"db"}},
+             "addressType":"IPv4","ports":[{"name":"http","port":{{{database.Port}}},"protocol":"TCP"}],"endpoints":[{"addresses":["127.0.0.1"],"conditions":{"ready":true}}]}
+            """);
+
+        await Eventually.TrueAsync(() => client.Endpoints("db.default.svc.cluster.local") == 1, "the slice's address is the Service's endpoint");
+        Assert.StartsWith("primary:/orders/1:", await client.CreateClient().GetStringAsync("http://db/orders/1"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ASelectorsPodsThatRunNoMeshKit_AreReachedThroughKubernetesOwnSlices_AndAMeshKitPodCountsOnce()
+    {
+        // A mixed Service: one pod runs MeshKit (a registered workload the selector picks), one does not (a server of
+        // its own). Kubernetes' endpoints controller lists both in its slices; read live, they are current.
+        var meshPod = await StartAsync("web", "canary", o => o.ServicePort = 80);
+        await using var plainPod = await ExternalServer.StartAsync("plain");
+        var client = await StartAsync("productpage", "v1");
+        _api.Put(Services, $$$"""
+            {"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"default"},
+             "spec":{"selector":{"version":"canary"},"ports":[{"name":"http","port":80,"targetPort":{{{meshPod.Address.Port}}}}]}}
+            """);
+        foreach (var (name, port) in new[] { ("web-abcde", meshPod.Address.Port), ("web-fghij", plainPod.Port) })
+        {
+            _api.Put(Slices, $$$"""
+                {"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice",
+                 "metadata":{"name":"{{{name}}}","namespace":"default","labels":{"kubernetes.io/service-name":"web","endpointslice.kubernetes.io/managed-by":"endpointslice-controller.k8s.io"}},
+                 "addressType":"IPv4","ports":[{"name":"http","port":{{{port}}},"protocol":"TCP"}],"endpoints":[{"addresses":["127.0.0.1"],"conditions":{"ready":true}}]}
+                """);
+        }
+
+        await Eventually.TrueAsync(() => client.Endpoints("web.default.svc.cluster.local") == 2, "the MeshKit pod once, and the other pod");
+        var http = client.CreateClient();
+        var answers = new HashSet<string>();
+        for (var i = 0; i < 20 && answers.Count < 2; i++)
+        {
+            var body = await http.GetStringAsync("http://web/");
+            answers.Add(body.StartsWith("plain:", StringComparison.Ordinal) ? "plain" : body.Split('|')[0]);
+        }
+
+        Assert.Equal(["plain", "web"], answers.Order());
+    }
+
+    [Fact]
+    public async Task AnExpiredWatch_ListsAgain_AndWhatItMissedIsWithdrawn()
+    {
+        _api.Put(DestinationRules, """{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"a","namespace":"default"},"spec":{"host":"a"}}""");
+        _api.Put(DestinationRules, """{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"b","namespace":"default"},"spec":{"host":"b"}}""");
+        await Eventually.TrueAsync(() => Holds("DestinationRule", "a") && Holds("DestinationRule", "b"), "both rules are read");
+
+        // Deleted while no watch saw it, then the watch's version expires (410): the new list no longer has it.
+        _api.Delete(DestinationRules, "default", "a", quietly: true);
+        _api.ExpireWatches();
+
+        await Eventually.TrueAsync(() => !Holds("DestinationRule", "a"), "the rule the watch missed is withdrawn");
+        Assert.True(Holds("DestinationRule", "b"));
+        Assert.True(_api.Lists(DestinationRules) >= 2);
+    }
+
+    [Fact]
+    public async Task AListLongerThanAPage_IsReadWhole()
+    {
+        for (var i = 0; i < 501; i++)
+        {
+            _api.Put(DestinationRules, $$$"""{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"rule-{{{i}}}","namespace":"default"},"spec":{"host":"host-{{{i}}}"} }""");
+        }
+
+        await Eventually.TrueAsync(() => Store.Current.Resources.Count(r => r.Kind == "DestinationRule") == 501, "every rule is read");
+
+        // Listed again (the watch expired): 500 and one, in two pages, all of them kept.
+        _api.Delete(DestinationRules, "default", "rule-7", quietly: true);
+        _api.ExpireWatches();
+        await Eventually.TrueAsync(() => !Holds("DestinationRule", "rule-7"), "the list is read again");
+        Assert.Equal(500, Store.Current.Resources.Count(r => r.Kind == "DestinationRule"));
+    }
+
+    [Fact]
+    public async Task AnObjectThatDoesNotValidate_KeepsItsLastGoodVersion_AndShowsItsFindings()
+    {
+        _api.Put(DestinationRules, """{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"reviews","namespace":"default"},"spec":{"host":"reviews"}}""");
+        await Eventually.TrueAsync(() => Holds("DestinationRule", "reviews"), "the rule is read");
+
+        _api.Put(DestinationRules, """{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"reviews","namespace":"default"},"spec":{"host":"reviews","trafficPolicy":{"loadBalancer":{"simple":"FASTEST"}}}}""");
+        await Eventually.TrueAsync(() => Store.Sources.Any(s => s.Name == "kubernetes/DestinationRule/default/reviews" && !s.Accepted), "the new version is rejected");
+
+        var status = Store.Sources.Single(s => s.Name == "kubernetes/DestinationRule/default/reviews");
+        Assert.Contains(status.Diagnostics, d => d.Path.Contains("loadBalancer.simple", StringComparison.Ordinal) && d.File == "kubernetes/DestinationRule/default/reviews");
+        var rule = Assert.IsType<DestinationRule>(Store.Current.Resources.Single(r => r.Kind == "DestinationRule"));
+        Assert.Null(rule.TrafficPolicy);
+    }
+
+    [Fact]
+    public async Task AKindTheServerDoesNotServe_HoldsNothingBack_AndTheConfigFoldersDefinitionWins()
+    {
+        // Telemetry is not served (its CRD is not installed): the first state still came, with the cluster's resources.
+        ControlPlane.WriteConfig("rules.yaml", """
+            apiVersion: networking.istio.io/v1
+            kind: DestinationRule
+            metadata: { name: reviews, namespace: default }
+            spec: { host: reviews, trafficPolicy: { loadBalancer: { simple: RANDOM } } }
+            """);
+        _api.Put(DestinationRules, """{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"reviews","namespace":"default"},"spec":{"host":"reviews"}}""");
+        _api.Put(DestinationRules, """{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"ratings","namespace":"default"},"spec":{"host":"ratings"}}""");
+
+        await Eventually.TrueAsync(() => Holds("DestinationRule", "ratings") && Store.Sources.Any(s => s.Name == "rules.yaml"), "both sources are read");
+        await Eventually.TrueAsync(() => Store.Sources.Any(s => s.Name == "kubernetes/DestinationRule/default/reviews" && !s.Accepted), "the conflict is reported");
+        var conflict = Store.Sources.Single(s => s.Name == "kubernetes/DestinationRule/default/reviews");
+        Assert.Contains(conflict.Diagnostics, d => d.Message.Contains("already defined in rules.yaml", StringComparison.Ordinal));
+        var reviews = Store.Current.Resources.Single(r => r.Kind == "DestinationRule" && r.Name == "reviews");
+        Assert.Equal("rules.yaml", reviews.Source.File);
+        Assert.True(ControlPlane.Services.GetRequiredService<KubernetesConfigStore>().Synced.IsCompletedSuccessfully);
+    }
+
+    [Fact]
+    public async Task WithoutTheControlPlanesToken_NothingIsRead_AndTheFailureIsRetried()
+    {
+        _api.Put(DestinationRules, """{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"reviews","namespace":"default"},"spec":{"host":"reviews"}}""");
+        await Eventually.TrueAsync(() => Holds("DestinationRule", "reviews"), "the rule is read with the token");
+
+        // The kubelet rotates the token: it is read at each request, so the next one goes with the new file content.
+        await File.WriteAllTextAsync(_tokenFile, "not-the-token");
+        _api.ExpireWatches();
+        var lists = _api.Lists(DestinationRules);
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        Assert.Equal(lists, _api.Lists(DestinationRules)); // refused (401): not counted as a list
+        Assert.True(Holds("DestinationRule", "reviews")); // what was read stays in force
+
+        await File.WriteAllTextAsync(_tokenFile, FakeKubernetesApi.Token);
+        await Eventually.TrueAsync(() => _api.Lists(DestinationRules) > lists, "listed again once the token is good", TimeSpan.FromSeconds(60));
+    }
+}
+
+/// <summary>Which API server <c>ControlPlane:KubernetesApiServer</c> names.</summary>
+public sealed class KubernetesApiServerSettingTests
+{
+    [Theory]
+    [InlineData("http://127.0.0.1:8001", "http://127.0.0.1:8001/")]
+    [InlineData("https://api.cluster.example:6443/", "https://api.cluster.example:6443/")]
+    [InlineData("", null)]
+    public void AUrl_IsThatServer_AndNothingIsNoServer(string setting, string? expected) =>
+        Assert.Equal(expected, KubernetesApi.Server(new MeshKit.ControlPlane.ControlPlaneOptions { KubernetesApiServer = setting })?.ToString());
+
+    [Theory]
+    [InlineData("kubernetes.default.svc")]
+    [InlineData("ftp://api:21")]
+    public void AnythingElse_FailsTheStart_NamingTheSetting(string setting)
+    {
+        var error = Assert.Throws<InvalidOperationException>(() => MeshKit.ControlPlane.ControlPlaneApp.Build(["--kubernetes-api", setting]));
+        Assert.Contains("ControlPlane:KubernetesApiServer", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void InCluster_IsTheAddressKubernetesGivesThePod()
+    {
+        // Only this test sets these variables (nothing else reads them but the in-cluster setting).
+        Assert.Throws<InvalidOperationException>(() => KubernetesApi.Server(new MeshKit.ControlPlane.ControlPlaneOptions { KubernetesApiServer = "in-cluster" }));
+        try
+        {
+            Environment.SetEnvironmentVariable("KUBERNETES_SERVICE_HOST", "fd00::1");
+            Environment.SetEnvironmentVariable("KUBERNETES_SERVICE_PORT", "443");
+            Assert.Equal("https://[fd00::1]/", KubernetesApi.Server(new MeshKit.ControlPlane.ControlPlaneOptions { KubernetesApiServer = "in-cluster" })!.ToString());
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("KUBERNETES_SERVICE_HOST", null);
+            Environment.SetEnvironmentVariable("KUBERNETES_SERVICE_PORT", null);
+        }
+    }
+}

@@ -21,22 +21,25 @@ namespace MeshKit.ControlPlane.Sources;
 /// </summary>
 internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteChanges, IHostedService, IDisposable
 {
-    /// <summary>The kinds read: the cluster's and the Istio and Gateway API resources MeshKit reads from files (their v1 versions).</summary>
-    internal static readonly (string Path, string ApiVersion, string Kind)[] Kinds =
+    /// <summary>
+    /// The kinds read: the cluster's and the Istio and Gateway API resources MeshKit reads from files, each in the first
+    /// of its versions the server serves (Istio's v1 since 1.22, its v1beta1 before; Gateway API's v1, or an older one).
+    /// </summary>
+    internal static readonly KubernetesKind[] Kinds =
     [
-        ("api/v1/services", "v1", "Service"),
-        ("apis/discovery.k8s.io/v1/endpointslices", "discovery.k8s.io/v1", "EndpointSlice"),
-        ("apis/networking.istio.io/v1/virtualservices", "networking.istio.io/v1", "VirtualService"),
-        ("apis/networking.istio.io/v1/destinationrules", "networking.istio.io/v1", "DestinationRule"),
-        ("apis/networking.istio.io/v1/serviceentries", "networking.istio.io/v1", "ServiceEntry"),
-        ("apis/networking.istio.io/v1/workloadentries", "networking.istio.io/v1", "WorkloadEntry"),
-        ("apis/networking.istio.io/v1/sidecars", "networking.istio.io/v1", "Sidecar"),
-        ("apis/security.istio.io/v1/peerauthentications", "security.istio.io/v1", "PeerAuthentication"),
-        ("apis/security.istio.io/v1/requestauthentications", "security.istio.io/v1", "RequestAuthentication"),
-        ("apis/security.istio.io/v1/authorizationpolicies", "security.istio.io/v1", "AuthorizationPolicy"),
-        ("apis/telemetry.istio.io/v1/telemetries", "telemetry.istio.io/v1", "Telemetry"),
-        ("apis/gateway.networking.k8s.io/v1/httproutes", "gateway.networking.k8s.io/v1", "HTTPRoute"),
-        ("apis/gateway.networking.k8s.io/v1/grpcroutes", "gateway.networking.k8s.io/v1", "GRPCRoute"),
+        new(string.Empty, "services", "Service", "v1"),
+        new("discovery.k8s.io", "endpointslices", "EndpointSlice", "v1"),
+        new("networking.istio.io", "virtualservices", "VirtualService", "v1", "v1beta1"),
+        new("networking.istio.io", "destinationrules", "DestinationRule", "v1", "v1beta1"),
+        new("networking.istio.io", "serviceentries", "ServiceEntry", "v1", "v1beta1"),
+        new("networking.istio.io", "workloadentries", "WorkloadEntry", "v1", "v1beta1"),
+        new("networking.istio.io", "sidecars", "Sidecar", "v1", "v1beta1"),
+        new("security.istio.io", "peerauthentications", "PeerAuthentication", "v1", "v1beta1"),
+        new("security.istio.io", "requestauthentications", "RequestAuthentication", "v1", "v1beta1"),
+        new("security.istio.io", "authorizationpolicies", "AuthorizationPolicy", "v1", "v1beta1"),
+        new("telemetry.istio.io", "telemetries", "Telemetry", "v1", "v1alpha1"),
+        new("gateway.networking.k8s.io", "httproutes", "HTTPRoute", "v1", "v1beta1"),
+        new("gateway.networking.k8s.io", "grpcroutes", "GRPCRoute", "v1", "v1alpha2"),
     ];
 
     // How long the first publication waits for every kind's first list: istiod too serves once its caches synced.
@@ -164,16 +167,18 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     }
 
     /// <summary>Lists a kind, then watches it, for as long as the control plane runs.</summary>
-    private async Task ReadKindAsync((string Path, string ApiVersion, string Kind) kind, CancellationToken cancellationToken)
+    private async Task ReadKindAsync(KubernetesKind kind, CancellationToken cancellationToken)
     {
         var failures = 0;
         var synced = false;
+        var versionIndex = 0;
         while (!cancellationToken.IsCancellationRequested)
         {
             TimeSpan wait;
+            var served = kind.In(kind.Versions[versionIndex]);
             try
             {
-                var version = await ListAsync(kind, cancellationToken).ConfigureAwait(false);
+                var version = await ListAsync(served, cancellationToken).ConfigureAwait(false);
                 failures = 0;
                 if (!synced)
                 {
@@ -183,7 +188,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
 
                 while (version is not null)
                 {
-                    version = await WatchAsync(kind, version, cancellationToken).ConfigureAwait(false);
+                    version = await WatchAsync(served, version, cancellationToken).ConfigureAwait(false);
                 }
 
                 // The watch's version expired (410): list again at once.
@@ -193,6 +198,12 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
             {
                 return;
             }
+            catch (KubernetesApiException ex) when (ex.Status == 404 && versionIndex + 1 < kind.Versions.Length)
+            {
+                // Not in this version: the next one, at once (an older Istio serves v1beta1 only).
+                versionIndex++;
+                continue;
+            }
             catch (KubernetesApiException ex) when (ex.Status == 404)
             {
                 // The kind is not served (its CRD is not installed): nothing of it is in force, and it is asked for again.
@@ -200,10 +211,11 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
                 {
                     synced = true;
                     KindSynced();
-                    Log.NotServed(_logger, kind.Kind, kind.Path, NotServedRetry);
+                    Log.NotServed(_logger, kind.Kind, string.Join(", ", kind.Versions.Select(v => kind.In(v).Path)), NotServedRetry);
                 }
 
-                Replace(kind, new Dictionary<string, string>());
+                Replace(served, new Dictionary<string, string>());
+                versionIndex = 0;
                 wait = NotServedRetry;
             }
             catch (Exception ex) when (ex is KubernetesApiException or HttpRequestException or IOException or JsonException or TaskCanceledException)
@@ -232,7 +244,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     }
 
     /// <summary>Lists every object of a kind (page by page) and puts them in place of the ones held; returns the list's version.</summary>
-    private async Task<string> ListAsync((string Path, string ApiVersion, string Kind) kind, CancellationToken cancellationToken)
+    private async Task<string> ListAsync(ServedKind kind, CancellationToken cancellationToken)
     {
         var listed = new Dictionary<string, string>(StringComparer.Ordinal);
         string? next = null;
@@ -270,7 +282,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     /// Follows a kind's changes from <paramref name="version"/> until the server ends the watch; returns the version to
     /// watch from next, or null when it expired (the kind is listed again).
     /// </summary>
-    private async Task<string?> WatchAsync((string Path, string ApiVersion, string Kind) kind, string version, CancellationToken cancellationToken)
+    private async Task<string?> WatchAsync(ServedKind kind, string version, CancellationToken cancellationToken)
     {
         // The server ends a watch after timeoutSeconds; it is resumed from the last version seen.
         var path = $"{kind.Path}?watch=1&allowWatchBookmarks=true&timeoutSeconds=300&resourceVersion={Uri.EscapeDataString(version)}";
@@ -346,7 +358,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     /// items leave out, without the bookkeeping the API server adds (managed fields), and marked as the cluster's current
     /// state (<see cref="ConfigParser.LiveObjectAnnotation"/>).
     /// </summary>
-    private static (string Source, string Text)? Describe(JsonObject entry, (string Path, string ApiVersion, string Kind) kind)
+    private static (string Source, string Text)? Describe(JsonObject entry, ServedKind kind)
     {
         if (entry["metadata"] is not JsonObject metadata || metadata["name"]?.GetValue<string>() is not { Length: > 0 } name)
         {
@@ -367,7 +379,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     }
 
     /// <summary>Puts the listed objects of a kind in place of the ones held.</summary>
-    private void Replace((string Path, string ApiVersion, string Kind) kind, IReadOnlyDictionary<string, string> listed)
+    private void Replace(ServedKind kind, IReadOnlyDictionary<string, string> listed)
     {
         var prefix = $"kubernetes/{kind.Kind}/";
         var changed = false;
@@ -452,6 +464,18 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         public static partial void Rejected(ILogger logger, string source, string errors, int resourceCount);
     }
 }
+
+/// <summary>A kind the control plane reads: its group, its resource's plural name, and its versions, preferred first.</summary>
+internal sealed record KubernetesKind(string Group, string Plural, string Kind, params string[] Versions)
+{
+    /// <summary>The kind in one of its versions: its collection's path and the apiVersion of its objects.</summary>
+    public ServedKind In(string version) => Group.Length == 0
+        ? new ServedKind($"api/{version}/{Plural}", version, Kind)
+        : new ServedKind($"apis/{Group}/{version}/{Plural}", $"{Group}/{version}", Kind);
+}
+
+/// <summary>A kind in the version the server serves it in.</summary>
+internal readonly record struct ServedKind(string Path, string ApiVersion, string Kind);
 
 /// <summary>A request the Kubernetes API server refused, with its status code and its explanation.</summary>
 internal sealed class KubernetesApiException(int status, string message) : Exception(message)

@@ -22,7 +22,8 @@ public sealed class KubernetesApiSourceTests : MeshTestBase
 
     public override async Task InitializeAsync()
     {
-        _api = await FakeKubernetesApi.StartAsync(notServed: "apis/telemetry.istio.io/v1/telemetries");
+        // Telemetry's CRD is not installed; Sidecar is served in v1beta1 only (an Istio before 1.22).
+        _api = await FakeKubernetesApi.StartAsync(notServed: ["apis/telemetry.istio.io/v1/telemetries", "apis/telemetry.istio.io/v1alpha1/telemetries", "apis/networking.istio.io/v1/sidecars"]);
         _tokenFile = Path.GetTempFileName();
         await File.WriteAllTextAsync(_tokenFile, FakeKubernetesApi.Token + "\n");
         Owned.Add(_api);
@@ -149,6 +150,16 @@ public sealed class KubernetesApiSourceTests : MeshTestBase
         _api.ExpireWatches();
         await Eventually.TrueAsync(() => !Holds("DestinationRule", "rule-7"), "the list is read again");
         Assert.Equal(500, Store.Current.Resources.Count(r => r.Kind == "DestinationRule"));
+    }
+
+    [Fact]
+    public async Task AKindServedInAnOlderVersionOnly_IsReadInThatVersion()
+    {
+        _api.Put("apis/networking.istio.io/v1beta1/sidecars", """{"apiVersion":"networking.istio.io/v1beta1","kind":"Sidecar","metadata":{"name":"default","namespace":"shop"},"spec":{"egress":[{"hosts":["./*"]}]}}""");
+
+        await Eventually.TrueAsync(() => Holds("Sidecar", "default"), "the v1beta1 Sidecar is read");
+        Assert.Equal("networking.istio.io/v1beta1", Store.Current.Resources.Single(r => r.Kind == "Sidecar").ApiVersion);
+        Assert.Equal(0, _api.Lists("apis/networking.istio.io/v1/sidecars"));
     }
 
     [Fact]

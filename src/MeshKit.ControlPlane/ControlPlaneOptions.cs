@@ -118,6 +118,13 @@ public sealed class ControlPlaneOptions
     /// </summary>
     public string KubernetesApiServer { get; set; } = string.Empty;
 
+    /// <summary>
+    /// Gets the namespaces whose resources <see cref="KubernetesApiServer"/> is read for, each listed and watched on its
+    /// own, so that a Role in each of them is all the control plane needs (a multi-tenant cluster, least privilege).
+    /// Empty: every namespace (a ClusterRole).
+    /// </summary>
+    public IList<string> KubernetesNamespaces { get; } = [];
+
     /// <summary>Gets or sets the control plane's own service-account token, sent to the API server (<see cref="KubernetesApiServer"/>, <see cref="KubernetesTokenJwksUri"/>) when the file exists. Default: the pod's mounted token.</summary>
     public string KubernetesApiTokenFile { get; set; } = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 

@@ -98,8 +98,9 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     public Task StartAsync(CancellationToken cancellationToken)
     {
         _primaryChanges = ChangeToken.OnChange(_primary.GetReloadToken, Changed);
-        _watches = Kinds.Select(kind => Task.Run(() => ReadKindAsync(kind, _stopping.Token), CancellationToken.None)).ToArray();
-        Log.Reading(_logger, _server.ToString(), Kinds.Length);
+        // The whole cluster (a ClusterRole), or each namespace named (a Role in each suffices).
+        _watches = [.. Scopes.SelectMany(ns => Kinds.Select(kind => Task.Run(() => ReadKindAsync(kind, ns, _stopping.Token), CancellationToken.None)))];
+        Log.Reading(_logger, _server.ToString(), Kinds.Length, _options.KubernetesNamespaces.Count == 0 ? "every namespace" : string.Join(", ", _options.KubernetesNamespaces));
         return Task.CompletedTask;
     }
 
@@ -166,8 +167,11 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         }
     }
 
-    /// <summary>Lists a kind, then watches it, for as long as the control plane runs.</summary>
-    private async Task ReadKindAsync(KubernetesKind kind, CancellationToken cancellationToken)
+    // Null: every namespace at once.
+    private string?[] Scopes => _options.KubernetesNamespaces.Count == 0 ? [null] : [.. _options.KubernetesNamespaces.Distinct(StringComparer.Ordinal)];
+
+    /// <summary>Lists a kind (in one namespace, or all), then watches it, for as long as the control plane runs.</summary>
+    private async Task ReadKindAsync(KubernetesKind kind, string? ns, CancellationToken cancellationToken)
     {
         var failures = 0;
         var synced = false;
@@ -175,7 +179,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         while (!cancellationToken.IsCancellationRequested)
         {
             TimeSpan wait;
-            var served = kind.In(kind.Versions[versionIndex]);
+            var served = kind.In(kind.Versions[versionIndex], ns);
             try
             {
                 var version = await ListAsync(served, cancellationToken).ConfigureAwait(false);
@@ -211,7 +215,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
                 {
                     synced = true;
                     KindSynced();
-                    Log.NotServed(_logger, kind.Kind, string.Join(", ", kind.Versions.Select(v => kind.In(v).Path)), NotServedRetry);
+                    Log.NotServed(_logger, kind.Kind, string.Join(", ", kind.Versions.Select(v => kind.In(v, ns).Path)), NotServedRetry);
                 }
 
                 Replace(served, new Dictionary<string, string>());
@@ -237,7 +241,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
 
     private void KindSynced()
     {
-        if (Interlocked.Increment(ref _kindsSynced) == Kinds.Length)
+        if (Interlocked.Increment(ref _kindsSynced) == Kinds.Length * Scopes.Length)
         {
             _synced.TrySetResult();
         }
@@ -381,7 +385,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     /// <summary>Puts the listed objects of a kind in place of the ones held.</summary>
     private void Replace(ServedKind kind, IReadOnlyDictionary<string, string> listed)
     {
-        var prefix = $"kubernetes/{kind.Kind}/";
+        var prefix = kind.Namespace is null ? $"kubernetes/{kind.Kind}/" : $"kubernetes/{kind.Kind}/{kind.Namespace}/";
         var changed = false;
         lock (_lock)
         {
@@ -451,8 +455,8 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
 
     private static partial class Log
     {
-        [LoggerMessage(1, LogLevel.Information, "Reading {Count} kinds of resources from the Kubernetes API server at {Server}", EventName = "KubernetesReading")]
-        public static partial void Reading(ILogger logger, string server, int count);
+        [LoggerMessage(1, LogLevel.Information, "Reading {Count} kinds of resources from the Kubernetes API server at {Server}, in {Namespaces}", EventName = "KubernetesReading")]
+        public static partial void Reading(ILogger logger, string server, int count, string namespaces);
 
         [LoggerMessage(2, LogLevel.Information, "The Kubernetes API server does not serve {Kind} ({Path}: its CRD is not installed); asking again every {Retry}", EventName = "KubernetesKindNotServed")]
         public static partial void NotServed(ILogger logger, string kind, string path, TimeSpan retry);
@@ -468,14 +472,18 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
 /// <summary>A kind the control plane reads: its group, its resource's plural name, and its versions, preferred first.</summary>
 internal sealed record KubernetesKind(string Group, string Plural, string Kind, params string[] Versions)
 {
-    /// <summary>The kind in one of its versions: its collection's path and the apiVersion of its objects.</summary>
-    public ServedKind In(string version) => Group.Length == 0
-        ? new ServedKind($"api/{version}/{Plural}", version, Kind)
-        : new ServedKind($"apis/{Group}/{version}/{Plural}", $"{Group}/{version}", Kind);
+    /// <summary>The kind in one of its versions, in one namespace or all: its collection's path and the apiVersion of its objects.</summary>
+    public ServedKind In(string version, string? ns = null)
+    {
+        var scope = ns is null ? string.Empty : $"namespaces/{Uri.EscapeDataString(ns)}/";
+        return Group.Length == 0
+            ? new ServedKind($"api/{version}/{scope}{Plural}", version, Kind, ns)
+            : new ServedKind($"apis/{Group}/{version}/{scope}{Plural}", $"{Group}/{version}", Kind, ns);
+    }
 }
 
-/// <summary>A kind in the version the server serves it in.</summary>
-internal readonly record struct ServedKind(string Path, string ApiVersion, string Kind);
+/// <summary>A kind in the version the server serves it in, in one namespace (or, null, all).</summary>
+internal readonly record struct ServedKind(string Path, string ApiVersion, string Kind, string? Namespace);
 
 /// <summary>A request the Kubernetes API server refused, with its status code and its explanation.</summary>
 internal sealed class KubernetesApiException(int status, string message) : Exception(message)

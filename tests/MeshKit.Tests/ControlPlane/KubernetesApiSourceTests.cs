@@ -18,21 +18,13 @@ public sealed class KubernetesApiSourceTests : MeshTestBase
     private const string DestinationRules = "apis/networking.istio.io/v1/destinationrules";
 
     private FakeKubernetesApi _api = null!;
-    private string _tokenFile = null!;
 
     public override async Task InitializeAsync()
     {
         // Telemetry's CRD is not installed; Sidecar is served in v1beta1 only (an Istio before 1.22).
         _api = await FakeKubernetesApi.StartAsync(notServed: ["apis/telemetry.istio.io/v1/telemetries", "apis/telemetry.istio.io/v1alpha1/telemetries", "apis/networking.istio.io/v1/sidecars"]);
-        _tokenFile = Path.GetTempFileName();
-        await File.WriteAllTextAsync(_tokenFile, FakeKubernetesApi.Token + "\n");
         Owned.Add(_api);
-        ControlPlane = await TestControlPlane.StartAsync(configure: o =>
-        {
-            o.KubernetesApiServer = _api.Address.ToString();
-            o.KubernetesApiTokenFile = _tokenFile;
-            o.KubernetesApiCaFile = string.Empty;
-        });
+        ControlPlane = await TestControlPlane.StartAsync(configure: _api.Configure);
     }
 
     private IConfigStore Store => ControlPlane.Services.GetRequiredService<IConfigStore>();
@@ -206,15 +198,58 @@ public sealed class KubernetesApiSourceTests : MeshTestBase
         await Eventually.TrueAsync(() => Holds("DestinationRule", "reviews"), "the rule is read with the token");
 
         // The kubelet rotates the token: it is read at each request, so the next one goes with the new file content.
-        await File.WriteAllTextAsync(_tokenFile, "not-the-token");
+        await File.WriteAllTextAsync(_api.TokenFile, "not-the-token");
         _api.ExpireWatches();
         var lists = _api.Lists(DestinationRules);
         await Task.Delay(TimeSpan.FromSeconds(2));
         Assert.Equal(lists, _api.Lists(DestinationRules)); // refused (401): not counted as a list
         Assert.True(Holds("DestinationRule", "reviews")); // what was read stays in force
 
-        await File.WriteAllTextAsync(_tokenFile, FakeKubernetesApi.Token);
+        await File.WriteAllTextAsync(_api.TokenFile, FakeKubernetesApi.Token);
         await Eventually.TrueAsync(() => _api.Lists(DestinationRules) > lists, "listed again once the token is good", TimeSpan.FromSeconds(60));
+    }
+}
+
+/// <summary>The control plane reading the namespaces it is told to, each on its own (a Role in each suffices).</summary>
+public sealed class KubernetesApiNamespacesTests : MeshTestBase
+{
+    private const string DestinationRules = "apis/networking.istio.io/v1/destinationrules";
+
+    private FakeKubernetesApi _api = null!;
+
+    public override async Task InitializeAsync()
+    {
+        _api = await FakeKubernetesApi.StartAsync();
+        Owned.Add(_api);
+        ControlPlane = await TestControlPlane.StartAsync(configure: o =>
+        {
+            _api.Configure(o);
+            o.KubernetesNamespaces.Add("shop");
+            o.KubernetesNamespaces.Add("web");
+        });
+    }
+
+    [Fact]
+    public async Task NamedNamespaces_AreEachReadOnTheirOwn_AndNoOtherIs()
+    {
+        foreach (var ns in new[] { "shop", "web", "other" })
+        {
+            _api.Put(DestinationRules, $$"""{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"reviews","namespace":"{{ns}}"},"spec":{"host":"reviews"} }""");
+        }
+
+        var store = ControlPlane.Services.GetRequiredService<IConfigStore>();
+        await Eventually.TrueAsync(() => store.Current.Resources.Count(r => r.Kind == "DestinationRule") == 2, "the two namespaces' rules are read");
+        Assert.Equal(["shop", "web"], store.Current.Resources.Where(r => r.Kind == "DestinationRule").Select(r => r.Namespace).Order());
+
+        // A Role in each namespace is all it needs: nothing was asked of the whole cluster.
+        Assert.Equal(0, _api.Lists(DestinationRules));
+        Assert.Equal(1, _api.Lists("apis/networking.istio.io/v1/namespaces/shop/destinationrules"));
+
+        // A watch that expires lists its own namespace again, and withdraws only what that namespace lost.
+        _api.Delete(DestinationRules, "web", "reviews", quietly: true);
+        _api.ExpireWatches();
+        await Eventually.TrueAsync(() => store.Current.Resources.Count(r => r.Kind == "DestinationRule") == 1, "web's rule is withdrawn");
+        Assert.Equal("shop", store.Current.Resources.Single(r => r.Kind == "DestinationRule").Namespace);
     }
 }
 

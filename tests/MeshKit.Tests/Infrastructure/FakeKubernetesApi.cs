@@ -20,15 +20,27 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
     private readonly Lock _lock = new();
     private readonly Dictionary<string, SortedDictionary<string, JsonObject>> _objects = new(StringComparer.Ordinal);
     private readonly List<(long Version, string Path, string Type, JsonObject Object)> _events = [];
-    private readonly List<(string Path, Channel<string> Events)> _watches = [];
+    private readonly List<(string Path, string? Namespace, Channel<string> Events)> _watches = [];
     private readonly HashSet<string> _notServed = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _lists = new(StringComparer.Ordinal);
     private WebApplication _app = null!;
     private long _version = 1000;
+    private long _expiredBefore;
     private bool _stopping;
     private string _token = Token;
 
     public Uri Address { get; private set; } = null!;
+
+    /// <summary>Gets a file holding the token this server takes, as the kubelet mounts a pod's.</summary>
+    public string TokenFile { get; private set; } = null!;
+
+    /// <summary>Points a control plane at this server, with its token.</summary>
+    public void Configure(MeshKit.ControlPlane.ControlPlaneOptions options)
+    {
+        options.KubernetesApiServer = Address.ToString();
+        options.KubernetesApiTokenFile = TokenFile;
+        options.KubernetesApiCaFile = string.Empty;
+    }
 
     /// <summary>Starts one over plain HTTP (as <c>kubectl proxy</c> serves), or over TLS with a certificate of <paramref name="ca"/> (as the API server does).</summary>
     public static async Task<FakeKubernetesApi> StartAsync(string token = Token, ExternalCa? ca = null, params string[] notServed)
@@ -49,6 +61,8 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
         api._app.MapGet("/{**path}", api.ServeAsync);
         await api._app.StartAsync();
         var port = new Uri(api._app.Urls.First()).Port;
+        api.TokenFile = Path.GetTempFileName();
+        await File.WriteAllTextAsync(api.TokenFile, token + "\n");
         api.Address = new Uri(certificate is null ? $"http://127.0.0.1:{port}/" : $"https://localhost:{port}/");
         return api;
     }
@@ -93,15 +107,20 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
         }
     }
 
-    /// <summary>Ends every watch with ERROR 410 (the version it watched from is too old): the client must list again.</summary>
+    /// <summary>
+    /// Forgets the history so far, as the API server compacts it: every watch ends with ERROR 410, and so does one
+    /// that starts from a version before now (a client that listed before, and had not started its watch yet): the
+    /// client must list again.
+    /// </summary>
     public void ExpireWatches()
     {
         lock (_lock)
         {
             _events.Clear();
-            foreach (var (_, events) in _watches)
+            _expiredBefore = _version;
+            foreach (var (_, _, events) in _watches)
             {
-                events.Writer.TryWrite("""{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old resource version","reason":"Expired","code":410}}""");
+                events.Writer.TryWrite(Expired);
                 events.Writer.TryComplete();
             }
 
@@ -115,7 +134,7 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
         {
             // A client resumes a watch that ends: from now on every request is refused at once, so none waits for the stop.
             _stopping = true;
-            foreach (var (_, events) in _watches)
+            foreach (var (_, _, events) in _watches)
             {
                 events.Writer.TryComplete();
             }
@@ -123,9 +142,21 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
 
         await _app.StopAsync();
         await _app.DisposeAsync();
+        File.Delete(TokenFile);
     }
 
-    private static string Key(JsonObject entry) => $"{entry["metadata"]?["namespace"]?.GetValue<string>() ?? "default"}/{entry["metadata"]!["name"]!.GetValue<string>()}";
+    private const string Expired = """{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old resource version","reason":"Expired","code":410}}""";
+
+    private static string Key(JsonObject entry) => $"{NamespaceOf(entry)}/{entry["metadata"]!["name"]!.GetValue<string>()}";
+
+    private static string NamespaceOf(JsonObject entry) => entry["metadata"]?["namespace"]?.GetValue<string>() ?? "default";
+
+    // A namespace's collection (api/v1/namespaces/shop/services) is the collection's objects of that namespace.
+    private static (string Collection, string? Namespace) Scope(string path)
+    {
+        var match = System.Text.RegularExpressions.Regex.Match(path, "^(?<before>.*?)namespaces/(?<ns>[^/]+)/(?<plural>[^/]+)$");
+        return match.Success ? (match.Groups["before"].Value + match.Groups["plural"].Value, match.Groups["ns"].Value) : (path, null);
+    }
 
     private SortedDictionary<string, JsonObject> Collection(string path)
     {
@@ -141,9 +172,9 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
     {
         _events.Add((_version, path, type, entry));
         var line = Event(type, entry);
-        foreach (var (watched, events) in _watches)
+        foreach (var (watched, ns, events) in _watches)
         {
-            if (watched == path)
+            if (watched == path && (ns is null || ns == NamespaceOf(entry)))
             {
                 events.Writer.TryWrite(line);
             }
@@ -167,16 +198,17 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
             return;
         }
 
-        if (_notServed.Contains(path) || !(path.StartsWith("api/", StringComparison.Ordinal) || path.StartsWith("apis/", StringComparison.Ordinal)))
+        if (_notServed.Contains(Scope(path).Collection) || !(path.StartsWith("api/", StringComparison.Ordinal) || path.StartsWith("apis/", StringComparison.Ordinal)))
         {
             context.Response.StatusCode = 404;
             await context.Response.WriteAsync("""{"kind":"Status","message":"the server could not find the requested resource","reason":"NotFound","code":404}""");
             return;
         }
 
+        var (collection, scope) = Scope(path);
         if (context.Request.Query["watch"] == "1")
         {
-            await WatchAsync(context, path, long.Parse(context.Request.Query["resourceVersion"].ToString(), System.Globalization.CultureInfo.InvariantCulture));
+            await WatchAsync(context, collection, scope, long.Parse(context.Request.Query["resourceVersion"].ToString(), System.Globalization.CultureInfo.InvariantCulture));
             return;
         }
 
@@ -191,7 +223,7 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
                 _lists[path] = _lists.GetValueOrDefault(path) + 1;
             }
 
-            var all = Collection(path).Values.ToList();
+            var all = Collection(collection).Values.Where(e => scope is null || NamespaceOf(e) == scope).ToList();
             var items = new JsonArray();
             foreach (var entry in all.Skip(start).Take(limit))
             {
@@ -214,7 +246,7 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
         await context.Response.WriteAsync(list.ToJsonString());
     }
 
-    private async Task WatchAsync(HttpContext context, string path, long from)
+    private async Task WatchAsync(HttpContext context, string path, string? scope, long from)
     {
         var events = Channel.CreateUnbounded<string>();
         lock (_lock)
@@ -222,13 +254,19 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
             // What happened since the version the watch starts from, then what happens next.
             foreach (var (version, watched, type, entry) in _events)
             {
-                if (watched == path && version > from)
+                if (watched == path && version > from && (scope is null || NamespaceOf(entry) == scope))
                 {
                     events.Writer.TryWrite(Event(type, entry));
                 }
             }
 
-            _watches.Add((path, events));
+            _watches.Add((path, scope, events));
+            if (from < _expiredBefore)
+            {
+                events.Writer.TryWrite(Expired);
+                events.Writer.TryComplete();
+            }
+
             if (_stopping)
             {
                 events.Writer.TryComplete();

@@ -64,6 +64,7 @@ public static class ControlPlaneApp
             .Validate(o => !string.IsNullOrWhiteSpace(o.Listen) || !string.IsNullOrWhiteSpace(o.SecureListen), "ControlPlane:Listen or ControlPlane:SecureListen is required")
             .Validate(o => o.WorkloadCertificateTtl > TimeSpan.Zero && o.MaxWorkloadCertificateTtl >= o.WorkloadCertificateTtl, "ControlPlane:WorkloadCertificateTtl must be > 0 and <= MaxWorkloadCertificateTtl")
             .Validate(o => o.PushConcurrency >= 1, "ControlPlane:PushConcurrency must be at least 1")
+            .Validate(o => o.KubernetesRootCertResync >= TimeSpan.FromMilliseconds(100), "ControlPlane:KubernetesRootCertResync must be at least 100 ms")
             .Validate(o => string.IsNullOrEmpty(o.KubernetesTokenIssuer) || File.Exists(o.KubernetesTokenJwksFile) || Uri.TryCreate(o.KubernetesTokenJwksUri, UriKind.Absolute, out var uri) && uri.Scheme == Uri.UriSchemeHttps, "ControlPlane:KubernetesTokenIssuer needs the cluster's keys: ControlPlane:KubernetesTokenJwksFile, a file holding them (kubectl get --raw /openid/v1/jwks), or ControlPlane:KubernetesTokenJwksUri, an https:// URL serving them")
             .Validate(o => o.Debounce >= TimeSpan.Zero && o.MaxDebounce >= o.Debounce, "ControlPlane:Debounce must be >= 0 and <= MaxDebounce")
             .Validate(o => o.UsesEtcd || string.Equals(o.Store, "directory", StringComparison.OrdinalIgnoreCase), "ControlPlane:Store must be 'directory' or 'etcd'")
@@ -184,6 +185,11 @@ public static class ControlPlaneApp
         {
             services.AddSingleton(primary);
             return;
+        }
+
+        if (!string.IsNullOrWhiteSpace(options.KubernetesRootCertConfigMap))
+        {
+            services.AddHostedService<KubernetesRootPublisher>();
         }
 
         services.AddSingleton(sp => new KubernetesConfigStore(primary(sp), sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<ControlPlaneOptions>>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<KubernetesConfigStore>>()));

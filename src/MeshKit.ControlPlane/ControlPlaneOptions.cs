@@ -125,6 +125,17 @@ public sealed class ControlPlaneOptions
     /// </summary>
     public IList<string> KubernetesNamespaces { get; } = [];
 
+    /// <summary>
+    /// Gets or sets the ConfigMap the control plane keeps the mesh's roots in (key <c>root-cert.pem</c>), in every
+    /// namespace it reads from <see cref="KubernetesApiServer"/> but Kubernetes' own, as istiod keeps
+    /// <c>istio-ca-root-cert</c>: what pods mount to trust the control plane (<c>Mesh:RootCertificateFile</c>). Empty:
+    /// none is written. Default: <c>meshkit-root-cert</c>.
+    /// </summary>
+    public string KubernetesRootCertConfigMap { get; set; } = "meshkit-root-cert";
+
+    /// <summary>Gets or sets how often the root ConfigMaps are checked and set right (a new namespace, a deleted or edited ConfigMap). Default: 1 minute.</summary>
+    public TimeSpan KubernetesRootCertResync { get; set; } = TimeSpan.FromMinutes(1);
+
     /// <summary>Gets or sets the control plane's own service-account token, sent to the API server (<see cref="KubernetesApiServer"/>, <see cref="KubernetesTokenJwksUri"/>) when the file exists. Default: the pod's mounted token.</summary>
     public string KubernetesApiTokenFile { get; set; } = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 

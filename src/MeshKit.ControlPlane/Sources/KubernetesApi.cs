@@ -1,4 +1,6 @@
 using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 
 namespace MeshKit.ControlPlane.Sources;
 
@@ -67,5 +69,27 @@ internal static class KubernetesApi
         {
             request.Headers.Authorization = new("Bearer", (await File.ReadAllTextAsync(options.KubernetesApiTokenFile, cancellationToken).ConfigureAwait(false)).Trim());
         }
+    }
+
+    /// <summary>Throws a <see cref="KubernetesApiException"/> for a response that is not a success, with the server's explanation.</summary>
+    public static async Task EnsureSuccessAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    {
+        if (response.IsSuccessStatusCode)
+        {
+            return;
+        }
+
+        // The API server explains itself in a Status object (a 403 names the verb and resource the role lacks).
+        var body = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
+        string? message = null;
+        try
+        {
+            message = JsonNode.Parse(body)?["message"]?.GetValue<string>();
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        {
+        }
+
+        throw new KubernetesApiException((int)response.StatusCode, message ?? $"{(int)response.StatusCode} {response.ReasonPhrase}");
     }
 }

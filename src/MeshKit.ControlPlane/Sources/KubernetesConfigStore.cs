@@ -261,7 +261,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(TimeSpan.FromSeconds(60));
             using var response = await _http.SendAsync(request, timeout.Token).ConfigureAwait(false);
-            await EnsureSuccessAsync(response, timeout.Token).ConfigureAwait(false);
+            await KubernetesApi.EnsureSuccessAsync(response, timeout.Token).ConfigureAwait(false);
             await using var body = await response.Content.ReadAsStreamAsync(timeout.Token).ConfigureAwait(false);
             var list = (await JsonNode.ParseAsync(body, cancellationToken: timeout.Token).ConfigureAwait(false))?.AsObject()
                 ?? throw new JsonException($"the API server's list of {kind.Path} is not an object");
@@ -298,7 +298,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
             return null;
         }
 
-        await EnsureSuccessAsync(response, cancellationToken).ConfigureAwait(false);
+        await KubernetesApi.EnsureSuccessAsync(response, cancellationToken).ConfigureAwait(false);
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false));
         while (await reader.ReadLineAsync(cancellationToken).ConfigureAwait(false) is { } line)
         {
@@ -334,27 +334,6 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         }
 
         return version;
-    }
-
-    private static async Task EnsureSuccessAsync(HttpResponseMessage response, CancellationToken cancellationToken)
-    {
-        if (response.IsSuccessStatusCode)
-        {
-            return;
-        }
-
-        // The API server explains itself in a Status object (a 403 names the verb and resource the role lacks).
-        var body = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
-        string? message = null;
-        try
-        {
-            message = JsonNode.Parse(body)?["message"]?.GetValue<string>();
-        }
-        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
-        {
-        }
-
-        throw new KubernetesApiException((int)response.StatusCode, message ?? $"{(int)response.StatusCode} {response.ReasonPhrase}");
     }
 
     /// <summary>

@@ -290,3 +290,51 @@ public sealed class KubernetesApiServerSettingTests
         }
     }
 }
+
+/// <summary>The mesh's roots kept in a ConfigMap of every namespace, as istiod keeps <c>istio-ca-root-cert</c>.</summary>
+public sealed class KubernetesRootPublisherTests : MeshTestBase
+{
+    private const string Namespaces = "api/v1/namespaces";
+    private const string ConfigMaps = "api/v1/configmaps";
+
+    private FakeKubernetesApi _api = null!;
+
+    public override async Task InitializeAsync()
+    {
+        _api = await FakeKubernetesApi.StartAsync();
+        Owned.Add(_api);
+        foreach (var ns in new[] { "shop", "web", "kube-system" })
+        {
+            _api.Put(Namespaces, $$"""{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"{{ns}}"} }""");
+        }
+
+        ControlPlane = await TestControlPlane.StartAsync(configure: o =>
+        {
+            _api.Configure(o);
+            o.KubernetesRootCertResync = TimeSpan.FromMilliseconds(200);
+        });
+    }
+
+    private string? Roots(string ns) => _api.Get(ConfigMaps, ns, "meshkit-root-cert")?["data"]?["root-cert.pem"]?.GetValue<string>();
+
+    [Fact]
+    public async Task EveryNamespaceButKubernetesOwn_GetsTheRoots_AndTheyAreKeptRight()
+    {
+        var roots = string.Concat(ControlPlane.Services.GetRequiredService<MeshKit.ControlPlane.Ca.CertificateAuthority>().Bundle.Roots.Select(r => r.ExportCertificatePem() + "\n"));
+        await Eventually.TrueAsync(() => Roots("shop") == roots && Roots("web") == roots, "both namespaces have the roots");
+        Assert.Null(Roots("kube-system"));
+        Assert.Equal("meshkit-controlplane", _api.Get(ConfigMaps, "shop", "meshkit-root-cert")!["metadata"]!["labels"]!["app.kubernetes.io/managed-by"]!.GetValue<string>());
+
+        // Nothing is written while everything is right.
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        var applies = _api.Applies;
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        Assert.Equal(applies, _api.Applies);
+
+        // A new namespace gets it; a deleted one comes back; an edited one is set right.
+        _api.Put(Namespaces, """{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"new"} }""");
+        _api.Delete(ConfigMaps, "shop", "meshkit-root-cert");
+        _api.Put(ConfigMaps, """{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"meshkit-root-cert","namespace":"web"},"data":{"root-cert.pem":"not a root"} }""");
+        await Eventually.TrueAsync(() => Roots("new") == roots && Roots("shop") == roots && Roots("web") == roots, "every namespace has the roots again");
+    }
+}

@@ -67,6 +67,7 @@ public sealed class KubernetesSampleTests : IDisposable
         // The API server's resources, over TLS that only the cluster's CA vouches for, to the control plane's token.
         await using var cluster = await FakeKubernetesApi.StartAsync(JwksServer.ControlPlaneToken, clusterCa);
         cluster.Put("apis/networking.istio.io/v1/destinationrules", """{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"reviews","namespace":"shop"},"spec":{"host":"reviews","trafficPolicy":{"loadBalancer":{"simple":"LEAST_REQUEST"}}}}""");
+        cluster.Put("api/v1/namespaces", """{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop"}}""");
         var controlPlane = await StartControlPlaneAsync(apiServer, cluster, clusterCa);
         await using var _ = controlPlane;
         var addresses = controlPlane.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
@@ -82,6 +83,10 @@ public sealed class KubernetesSampleTests : IDisposable
         var workload = await StartWorkloadAsync(secure, admin);
         await using var __ = workload;
         Assert.Contains(controlPlane.Services.GetRequiredService<MeshKit.ControlPlane.Sources.IConfigStore>().Current.Resources, r => r.Kind == "DestinationRule" && r.Namespace == "shop" && r.Source.File == "kubernetes/DestinationRule/shop/reviews");
+
+        // The root ConfigMap the workload's manifest mounts is the control plane's to keep: it is in its namespace.
+        await Eventually.TrueAsync(() => cluster.Get("api/v1/configmaps", "shop", "meshkit-root-cert") is not null, "the root ConfigMap is written");
+        Assert.Contains("BEGIN CERTIFICATE", cluster.Get("api/v1/configmaps", "shop", "meshkit-root-cert")!["data"]!["root-cert.pem"]!.GetValue<string>(), StringComparison.Ordinal);
         var registry = controlPlane.Services.GetRequiredService<IWorkloadRegistry>();
         await Eventually.TrueAsync(() => registry.Workloads.Count == 1, "the workload registered");
         var registered = registry.Workloads.Single();

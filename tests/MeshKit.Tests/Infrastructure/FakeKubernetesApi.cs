@@ -26,6 +26,7 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
     private WebApplication _app = null!;
     private long _version = 1000;
     private long _expiredBefore;
+    private int _applies;
     private bool _stopping;
     private string _token = Token;
 
@@ -59,12 +60,25 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
         }));
         api._app = builder.Build();
         api._app.MapGet("/{**path}", api.ServeAsync);
+        api._app.MapMethods("/{**path}", ["PATCH"], api.ApplyAsync);
         await api._app.StartAsync();
         var port = new Uri(api._app.Urls.First()).Port;
         api.TokenFile = Path.GetTempFileName();
         await File.WriteAllTextAsync(api.TokenFile, token + "\n");
         api.Address = new Uri(certificate is null ? $"http://127.0.0.1:{port}/" : $"https://localhost:{port}/");
         return api;
+    }
+
+    /// <summary>Gets how many server-side applies were made.</summary>
+    public int Applies => Volatile.Read(ref _applies);
+
+    /// <summary>An object of a collection, or null.</summary>
+    public JsonObject? Get(string path, string ns, string name)
+    {
+        lock (_lock)
+        {
+            return Collection(path).TryGetValue($"{ns}/{name}", out var entry) ? entry.DeepClone().AsObject() : null;
+        }
     }
 
     /// <summary>How many times a path was listed (the first page of each list).</summary>
@@ -244,6 +258,32 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
 
         context.Response.ContentType = "application/json";
         await context.Response.WriteAsync(list.ToJsonString());
+    }
+
+    // Server-side apply of a namespaced object (PATCH .../namespaces/{ns}/{plural}/{name}, application/apply-patch+yaml):
+    // the body is the object, stored in its collection.
+    private async Task ApplyAsync(HttpContext context, string path)
+    {
+        var match = System.Text.RegularExpressions.Regex.Match(path, "^(?<before>.*?)namespaces/(?<ns>[^/]+)/(?<plural>[^/]+)/(?<name>[^/]+)$");
+        if (context.Request.Headers.Authorization != $"Bearer {_token}" || !match.Success
+            || context.Request.ContentType != "application/apply-patch+yaml" || context.Request.Query["fieldManager"].Count == 0)
+        {
+            context.Response.StatusCode = 400;
+            return;
+        }
+
+        using var reader = new StreamReader(context.Request.Body);
+        var entry = JsonNode.Parse(await reader.ReadToEndAsync())!.AsObject();
+        if (entry["metadata"]?["namespace"]?.GetValue<string>() != match.Groups["ns"].Value || entry["metadata"]?["name"]?.GetValue<string>() != match.Groups["name"].Value)
+        {
+            context.Response.StatusCode = 400;
+            return;
+        }
+
+        Interlocked.Increment(ref _applies);
+        Put(match.Groups["before"].Value + match.Groups["plural"].Value, entry.ToJsonString());
+        context.Response.ContentType = "application/json";
+        await context.Response.WriteAsync(entry.ToJsonString());
     }
 
     private async Task WatchAsync(HttpContext context, string path, string? scope, long from)

@@ -124,6 +124,20 @@ internal static class AdminEndpoints
             }),
         })));
 
+        // How the Kubernetes API server is read, kind by kind (what istioctl's sync status shows for istiod's informers).
+        app.MapGet("/debug/kubernetes", (IConfigStore store) => store is KubernetesConfigStore cluster
+            ? Results.Json(cluster.Status.Select(k => new
+            {
+                kind = k.Kind,
+                @namespace = k.Namespace ?? "*",
+                apiVersion = k.ApiVersion,
+                state = k.State,
+                error = k.Error,
+                listed = k.Listed,
+                objects = cluster.Sources.Count(s => s.Name.StartsWith($"kubernetes/{k.Kind}/{(k.Namespace is null ? string.Empty : k.Namespace + "/")}", StringComparison.Ordinal)),
+            }))
+            : Results.NotFound(new { error = "the control plane does not read a Kubernetes API server (ControlPlane:KubernetesApiServer)" }));
+
         app.MapGet("/debug/registry", (IWorkloadRegistry registry) => Results.Json(registry.Entries.Select(e => new
         {
             instanceId = e.Workload.InstanceId,

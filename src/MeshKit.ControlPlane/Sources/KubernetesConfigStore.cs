@@ -64,6 +64,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     private Task[] _watches = [];
     private int _kindsSynced;
     private (ConfigSet Config, IReadOnlyList<ConfigSourceStatus> Sources)? _merged;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Kind, string? Namespace), KubernetesKindStatus> _status = new();
 
     public KubernetesConfigStore(IConfigStore primary, IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<KubernetesConfigStore> logger)
     {
@@ -83,6 +84,9 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
             DefaultVersionPolicy = HttpVersionPolicy.RequestVersionOrLower,
         };
     }
+
+    /// <summary>Gets how each kind is read (in each namespace read), for <c>/debug/kubernetes</c>.</summary>
+    public IReadOnlyList<KubernetesKindStatus> Status => [.. _status.Values.OrderBy(k => k.Kind, StringComparer.Ordinal).ThenBy(k => k.Namespace, StringComparer.Ordinal)];
 
     /// <summary>Completes when every kind has been listed once (or found not served).</summary>
     public Task Synced => _synced.Task;
@@ -183,6 +187,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
             try
             {
                 var version = await ListAsync(served, cancellationToken).ConfigureAwait(false);
+                Report(served, "watching", null);
                 failures = 0;
                 if (!synced)
                 {
@@ -219,6 +224,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
                 }
 
                 Replace(served, new Dictionary<string, string>());
+                Report(served with { ApiVersion = string.Empty }, "not served", ex.Message);
                 versionIndex = 0;
                 wait = NotServedRetry;
             }
@@ -226,6 +232,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
             {
                 wait = TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * Math.Min(MaxBackoff.TotalMilliseconds, 1000 * Math.Pow(2, Math.Min(failures++, 10))));
                 Log.Failed(_logger, kind.Kind, ex.Message, wait);
+                Report(served, "failing", ex.Message);
             }
 
             try
@@ -237,6 +244,15 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
                 return;
             }
         }
+    }
+
+    private void Report(ServedKind kind, string state, string? error)
+    {
+        var now = _time.GetUtcNow();
+        _status.AddOrUpdate(
+            (kind.Kind, kind.Namespace),
+            _ => new KubernetesKindStatus(kind.Kind, kind.Namespace, kind.ApiVersion, state, error, state == "watching" ? now : null),
+            (_, before) => new KubernetesKindStatus(kind.Kind, kind.Namespace, kind.ApiVersion, state, error, state == "watching" ? now : before.Listed));
     }
 
     private void KindSynced()
@@ -447,6 +463,9 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         public static partial void Rejected(ILogger logger, string source, string errors, int resourceCount);
     }
 }
+
+/// <summary>How one kind is read: the version served (empty: none), its state (watching, failing, not served), the last error, and when it was last listed.</summary>
+internal sealed record KubernetesKindStatus(string Kind, string? Namespace, string ApiVersion, string State, string? Error, DateTimeOffset? Listed);
 
 /// <summary>A kind the control plane reads: its group, its resource's plural name, and its versions, preferred first.</summary>
 internal sealed record KubernetesKind(string Group, string Plural, string Kind, params string[] Versions)

@@ -189,6 +189,13 @@ public sealed class KubernetesApiSourceTests : MeshTestBase
         var reviews = Store.Current.Resources.Single(r => r.Kind == "DestinationRule" && r.Name == "reviews");
         Assert.Equal("rules.yaml", reviews.Source.File);
         Assert.True(ControlPlane.Services.GetRequiredService<KubernetesConfigStore>().Synced.IsCompletedSuccessfully);
+
+        // /debug/kubernetes shows how each kind is read.
+        var kinds = (await ControlPlane.GetAdminJsonAsync("/debug/kubernetes")).EnumerateArray().ToDictionary(k => k.GetProperty("kind").GetString()!);
+        Assert.Equal(13, kinds.Count);
+        Assert.Equal("not served", kinds["Telemetry"].GetProperty("state").GetString());
+        Assert.Equal(("watching", "networking.istio.io/v1", 2), (kinds["DestinationRule"].GetProperty("state").GetString(), kinds["DestinationRule"].GetProperty("apiVersion").GetString(), kinds["DestinationRule"].GetProperty("objects").GetInt32()));
+        Assert.Equal("networking.istio.io/v1beta1", kinds["Sidecar"].GetProperty("apiVersion").GetString());
     }
 
     [Fact]

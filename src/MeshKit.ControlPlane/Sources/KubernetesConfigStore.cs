@@ -47,6 +47,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
 
     private static readonly TimeSpan NotServedRetry = TimeSpan.FromMinutes(1);
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan RepeatWarning = TimeSpan.FromMinutes(5);
     private const int PageSize = 500;
 
     private readonly IConfigStore _primary;
@@ -180,6 +181,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         var failures = 0;
         var synced = false;
         var versionIndex = 0;
+        (string Error, long At)? logged = null;
         while (!cancellationToken.IsCancellationRequested)
         {
             TimeSpan wait;
@@ -189,6 +191,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
                 var version = await ListAsync(served, cancellationToken).ConfigureAwait(false);
                 Report(served, "watching", null);
                 failures = 0;
+                logged = null;
                 if (!synced)
                 {
                     synced = true;
@@ -231,7 +234,17 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
             catch (Exception ex) when (ex is KubernetesApiException or HttpRequestException or IOException or JsonException or TaskCanceledException)
             {
                 wait = TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * Math.Min(MaxBackoff.TotalMilliseconds, 1000 * Math.Pow(2, Math.Min(failures++, 10))));
-                Log.Failed(_logger, kind.Kind, ex.Message, wait);
+
+                // A warning when the failure is new, or again every few minutes while it lasts; each retry in between
+                // at Debug (an API server down is one warning per kind, not one per backoff step).
+                var now = _time.GetTimestamp();
+                var repeat = logged is { } last && last.Error == ex.Message && _time.GetElapsedTime(last.At, now) < RepeatWarning;
+                Log.Failed(_logger, repeat ? LogLevel.Debug : LogLevel.Warning, kind.Kind, ex.Message, wait);
+                if (!repeat)
+                {
+                    logged = (ex.Message, now);
+                }
+
                 Report(served, "failing", ex.Message);
             }
 
@@ -456,8 +469,8 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         [LoggerMessage(2, LogLevel.Information, "The Kubernetes API server does not serve {Kind} ({Path}: its CRD is not installed); asking again every {Retry}", EventName = "KubernetesKindNotServed")]
         public static partial void NotServed(ILogger logger, string kind, string path, TimeSpan retry);
 
-        [LoggerMessage(3, LogLevel.Warning, "Reading {Kind} from the Kubernetes API server failed: {Error}; what was read stays in force; retrying in {Delay}", EventName = "KubernetesReadFailed")]
-        public static partial void Failed(ILogger logger, string kind, string error, TimeSpan delay);
+        [LoggerMessage(EventId = 3, Message = "Reading {Kind} from the Kubernetes API server failed: {Error}; what was read stays in force; retrying in {Delay}", EventName = "KubernetesReadFailed")]
+        public static partial void Failed(ILogger logger, LogLevel level, string kind, string error, TimeSpan delay);
 
         [LoggerMessage(4, LogLevel.Error, "Rejected {Source}: {Errors}; its last good version ({ResourceCount} resources) stays in force", EventName = "KubernetesObjectRejected")]
         public static partial void Rejected(ILogger logger, string source, string errors, int resourceCount);

@@ -205,12 +205,19 @@ public sealed class KubernetesApiSourceTests : MeshTestBase
         await Eventually.TrueAsync(() => Holds("DestinationRule", "reviews"), "the rule is read with the token");
 
         // The kubelet rotates the token: it is read at each request, so the next one goes with the new file content.
+        var logs = new Microsoft.Extensions.Logging.Testing.FakeLogCollector();
+        using var provider = new Microsoft.Extensions.Logging.Testing.FakeLoggerProvider(logs);
+        ControlPlane.Services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().AddProvider(provider);
         await File.WriteAllTextAsync(_api.TokenFile, "not-the-token");
         _api.ExpireWatches();
         var lists = _api.Lists(DestinationRules);
-        await Task.Delay(TimeSpan.FromSeconds(2));
+        await Eventually.TrueAsync(() => _api.Refused(DestinationRules) >= 3, "three tries were refused", TimeSpan.FromSeconds(60));
         Assert.Equal(lists, _api.Lists(DestinationRules)); // refused (401): not counted as a list
         Assert.True(Holds("DestinationRule", "reviews")); // what was read stays in force
+
+        // One warning for the failure while it lasts (the retries after it are at Debug).
+        var warning = Assert.Single(logs.GetSnapshot(), r => r.Level == Microsoft.Extensions.Logging.LogLevel.Warning && r.Message.StartsWith("Reading DestinationRule", StringComparison.Ordinal));
+        Assert.Contains("Unauthorized", warning.Message, StringComparison.Ordinal);
 
         await File.WriteAllTextAsync(_api.TokenFile, FakeKubernetesApi.Token);
         await Eventually.TrueAsync(() => _api.Lists(DestinationRules) > lists, "listed again once the token is good", TimeSpan.FromSeconds(60));

@@ -27,6 +27,7 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
     private long _version = 1000;
     private long _expiredBefore;
     private int _applies;
+    private readonly Dictionary<string, int> _refused = new(StringComparer.Ordinal);
     private bool _stopping;
     private string _token = Token;
 
@@ -67,6 +68,15 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
         await File.WriteAllTextAsync(api.TokenFile, token + "\n");
         api.Address = new Uri(certificate is null ? $"http://127.0.0.1:{port}/" : $"https://localhost:{port}/");
         return api;
+    }
+
+    /// <summary>How many requests for a path were refused for want of the token.</summary>
+    public int Refused(string path)
+    {
+        lock (_lock)
+        {
+            return _refused.GetValueOrDefault(path);
+        }
     }
 
     /// <summary>Gets how many server-side applies were made.</summary>
@@ -207,6 +217,11 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
 
         if (context.Request.Headers.Authorization != $"Bearer {_token}")
         {
+            lock (_lock)
+            {
+                _refused[path] = _refused.GetValueOrDefault(path) + 1;
+            }
+
             context.Response.StatusCode = 401;
             await context.Response.WriteAsync("""{"kind":"Status","message":"Unauthorized","code":401}""");
             return;

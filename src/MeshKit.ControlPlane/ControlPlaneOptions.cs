@@ -133,8 +133,12 @@ public sealed class ControlPlaneOptions
     /// </summary>
     public string KubernetesRootCertConfigMap { get; set; } = "meshkit-root-cert";
 
-    /// <summary>Gets or sets how often the root ConfigMaps are checked and set right (a new namespace, a deleted or edited ConfigMap). Default: 1 minute.</summary>
-    public TimeSpan KubernetesRootCertResync { get; set; } = TimeSpan.FromMinutes(1);
+    /// <summary>
+    /// Gets or sets how often the root ConfigMaps are checked and set right (a new namespace, a deleted or edited
+    /// ConfigMap): two lists (the namespaces, and the ConfigMaps of that name), and a write only where one is missing or
+    /// differs. Short, since a pod that mounts the ConfigMap in a new namespace waits for it. Default: 10 seconds.
+    /// </summary>
+    public TimeSpan KubernetesRootCertResync { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Gets or sets the control plane's own service-account token, sent to the API server (<see cref="KubernetesApiServer"/>, <see cref="KubernetesTokenJwksUri"/>) when the file exists. Default: the pod's mounted token.</summary>
     public string KubernetesApiTokenFile { get; set; } = "/var/run/secrets/kubernetes.io/serviceaccount/token";

@@ -48,6 +48,9 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     private static readonly TimeSpan NotServedRetry = TimeSpan.FromMinutes(1);
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan RepeatWarning = TimeSpan.FromMinutes(5);
+
+    // The server ends each watch after this many seconds; the client drops one that has not ended half a minute later.
+    private const int WatchSeconds = 300;
     private const int PageSize = 500;
 
     private readonly IConfigStore _primary;
@@ -88,6 +91,9 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
 
     /// <summary>Gets how each kind is read (in each namespace read), for <c>/debug/kubernetes</c>.</summary>
     public IReadOnlyList<KubernetesKindStatus> Status => [.. _status.Values.OrderBy(k => k.Kind, StringComparer.Ordinal).ThenBy(k => k.Namespace, StringComparer.Ordinal)];
+
+    /// <summary>Gets or sets how long a watch may stay open before it is dropped and resumed (the server ends it sooner unless its connection died).</summary>
+    internal TimeSpan WatchBound { get; set; } = TimeSpan.FromSeconds(WatchSeconds + 30);
 
     /// <summary>Completes when every kind has been listed once (or found not served).</summary>
     public Task Synced => _synced.Task;
@@ -317,14 +323,32 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     /// </summary>
     private async Task<string?> WatchAsync(ServedKind kind, string version, CancellationToken cancellationToken)
     {
-        // The server ends a watch after timeoutSeconds; it is resumed from the last version seen.
-        var path = $"{kind.Path}?watch=1&allowWatchBookmarks=true&timeoutSeconds=300&resourceVersion={Uri.EscapeDataString(version)}";
+        // The server ends a watch after timeoutSeconds; it is resumed from the last version seen. A connection that
+        // went silent (a peer gone without a word, a middlebox that dropped it) would never end on its own: past
+        // WatchBound the watch is dropped here and resumed the same way.
+        var path = $"{kind.Path}?watch=1&allowWatchBookmarks=true&timeoutSeconds={WatchSeconds}&resourceVersion={Uri.EscapeDataString(version)}";
+        var reached = new System.Runtime.CompilerServices.StrongBox<string>(version);
+        using var bound = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        bound.CancelAfter(WatchBound);
+        try
+        {
+            return await FollowAsync(kind, path, reached, bound.Token).ConfigureAwait(false) ? reached.Value! : null;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return reached.Value!;
+        }
+    }
+
+    // Applies a watch's events, keeping the version reached; false when the version expired (410).
+    private async Task<bool> FollowAsync(ServedKind kind, string path, System.Runtime.CompilerServices.StrongBox<string> reached, CancellationToken cancellationToken)
+    {
         using var request = new HttpRequestMessage(HttpMethod.Get, path);
         await KubernetesApi.AuthorizeAsync(request, _options, cancellationToken).ConfigureAwait(false);
         using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
         if ((int)response.StatusCode == 410)
         {
-            return null;
+            return false;
         }
 
         await KubernetesApi.EnsureSuccessAsync(response, cancellationToken).ConfigureAwait(false);
@@ -347,10 +371,10 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
             {
                 // A Status: 410 Gone (the version is too old) lists again; anything else is a failure of the watch.
                 var code = entry["code"]?.GetValue<int>() ?? 0;
-                return code == 410 ? null : throw new KubernetesApiException(code, entry["message"]?.GetValue<string>() ?? "watch error");
+                return code == 410 ? false : throw new KubernetesApiException(code, entry["message"]?.GetValue<string>() ?? "watch error");
             }
 
-            version = entry["metadata"]?["resourceVersion"]?.GetValue<string>() ?? version;
+            reached.Value = entry["metadata"]?["resourceVersion"]?.GetValue<string>() ?? reached.Value!;
             switch (type)
             {
                 case "ADDED" or "MODIFIED" when Describe(entry, kind) is { } described:
@@ -362,7 +386,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
             }
         }
 
-        return version;
+        return true;
     }
 
     /// <summary>

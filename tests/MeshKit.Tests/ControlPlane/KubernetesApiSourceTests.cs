@@ -155,6 +155,26 @@ public sealed class KubernetesApiSourceTests : MeshTestBase
     }
 
     [Fact]
+    public async Task AWatchThatGoesSilent_IsDroppedAndResumed_WithoutListingAgain()
+    {
+        // The fake never ends a watch on its own, as a dead connection would not: with a short bound, the control
+        // plane drops each watch and resumes it from the version it reached.
+        await Eventually.TrueAsync(() => _api.Watches(DestinationRules) >= 1, "watching");
+        ControlPlane.Services.GetRequiredService<KubernetesConfigStore>().WatchBound = TimeSpan.FromMilliseconds(300);
+        var lists = _api.Lists(DestinationRules);
+        _api.ExpireWatches();
+        await Eventually.TrueAsync(() => _api.Lists(DestinationRules) == lists + 1, "listed again after the expiry");
+        var watches = _api.Watches(DestinationRules);
+
+        await Eventually.TrueAsync(() => _api.Watches(DestinationRules) >= watches + 3, "the silent watch is dropped and resumed");
+        Assert.Equal(lists + 1, _api.Lists(DestinationRules));
+
+        _api.Put(DestinationRules, """{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"late","namespace":"default"},"spec":{"host":"late"} }""");
+        await Eventually.TrueAsync(() => Holds("DestinationRule", "late"), "a change after the resumption arrives");
+        Assert.Equal(lists + 1, _api.Lists(DestinationRules));
+    }
+
+    [Fact]
     public async Task AnObjectThatDoesNotValidate_KeepsItsLastGoodVersion_AndShowsItsFindings()
     {
         _api.Put(DestinationRules, """{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"reviews","namespace":"default"},"spec":{"host":"reviews"}}""");

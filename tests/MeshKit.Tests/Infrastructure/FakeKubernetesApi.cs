@@ -28,6 +28,7 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
     private long _expiredBefore;
     private int _applies;
     private readonly Dictionary<string, int> _refused = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _watchesStarted = new(StringComparer.Ordinal);
     private bool _stopping;
     private string _token = Token;
 
@@ -68,6 +69,15 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
         await File.WriteAllTextAsync(api.TokenFile, token + "\n");
         api.Address = new Uri(certificate is null ? $"http://127.0.0.1:{port}/" : $"https://localhost:{port}/");
         return api;
+    }
+
+    /// <summary>How many watches of a path were started.</summary>
+    public int Watches(string path)
+    {
+        lock (_lock)
+        {
+            return _watchesStarted.GetValueOrDefault(path);
+        }
     }
 
     /// <summary>How many requests for a path were refused for want of the token.</summary>
@@ -316,6 +326,7 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
             }
 
             _watches.Add((path, scope, events));
+            _watchesStarted[path] = _watchesStarted.GetValueOrDefault(path) + 1;
             if (from < _expiredBefore)
             {
                 events.Writer.TryWrite(Expired);

@@ -149,7 +149,12 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
             }
 
             var primary = _primary.Current;
-            var owners = primary.Resources.ToDictionary(r => r.Key, r => r.Source.File, StringComparer.Ordinal);
+            var owners = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var resource in primary.Resources)
+            {
+                owners.TryAdd(resource.Key, resource.Source.File);
+            }
+
             var resources = new List<ConfigResource>(primary.Resources);
             var statuses = new List<ConfigSourceStatus>(_primary.Sources);
             foreach (var (name, state) in _objects.OrderBy(o => o.Key, StringComparer.Ordinal))

@@ -167,6 +167,30 @@ internal sealed class AdminCommands(Uri admin, string? token, string format, Tex
         return MeshCtl.Ok;
     });
 
+    /// <summary>How the control plane reads the Kubernetes API server: each kind's version, state, objects and last error.</summary>
+    public int Kubernetes() => Call("/debug/kubernetes", body =>
+    {
+        if (format == "json")
+        {
+            output.WriteLine(body);
+            return MeshCtl.Ok;
+        }
+
+        using var json = JsonDocument.Parse(body);
+        var rows = json.RootElement.EnumerateArray().Select(k => new[]
+        {
+            k.GetProperty("kind").GetString()!,
+            k.GetProperty("namespace").GetString()!,
+            k.GetProperty("apiVersion").GetString() is { Length: > 0 } version ? version : "-",
+            k.GetProperty("state").GetString()!,
+            k.GetProperty("objects").GetInt32().ToString(System.Globalization.CultureInfo.InvariantCulture),
+            k.GetProperty("listed").ValueKind == JsonValueKind.String ? k.GetProperty("listed").GetDateTimeOffset().ToString("u", System.Globalization.CultureInfo.InvariantCulture) : "-",
+            k.GetProperty("error").ValueKind == JsonValueKind.String ? k.GetProperty("error").GetString()! : "-",
+        }).ToList();
+        Table(["KIND", "NAMESPACE", "VERSION", "STATE", "OBJECTS", "LISTED", "ERROR"], rows);
+        return MeshCtl.Ok;
+    });
+
     public int Config(string workload, string type) => Call($"/debug/workloads/{Uri.EscapeDataString(workload)}/config?type={Uri.EscapeDataString(type)}", body =>
     {
         using var json = JsonDocument.Parse(body);

@@ -135,6 +135,10 @@ public static class MeshCtl
         var status = new Command("status", "Every connected workload: identity, and whether it ACKed the config it was sent (SYNCED, STALE, NACK), like istioctl proxy-status.") { statusFormat };
         status.SetAction(parse => Admin(parse, statusFormat).Status());
 
+        var kubernetesFormat = Output();
+        var kubernetes = new Command("kubernetes", "How the control plane reads the Kubernetes API server (--kubernetes-api): each kind's version, state (watching, failing, not served), objects and last error.") { kubernetesFormat };
+        kubernetes.SetAction(parse => Admin(parse, kubernetesFormat).Kubernetes());
+
         var workload = new Argument<string>("workload") { Description = "An instance id, a service.namespace (both as meshctl status shows them) or a service name." };
         var section = new Argument<string>("section") { Description = "routes, clusters, endpoints, secrets, authz or telemetry (the resolved Telemetry API policy).", DefaultValueFactory = _ => "routes" };
         section.AcceptOnlyFromAmong("routes", "clusters", "endpoints", "secrets", "authz", "telemetry");
@@ -155,7 +159,7 @@ public static class MeshCtl
         var version = new Command("version", "meshctl's version and the control plane's.");
         version.SetAction(parse => Admin(parse).Version());
 
-        var root = new RootCommand("meshctl: operate a MeshKit service mesh.") { validate, apply, delete, get, status, config, token, ca, version, admin, adminToken };
+        var root = new RootCommand("meshctl: operate a MeshKit service mesh.") { validate, apply, delete, get, status, kubernetes, config, token, ca, version, admin, adminToken };
         var result = root.Parse(args);
         return result.Invoke(new InvocationConfiguration { Output = output, Error = error });
     }

@@ -366,4 +366,14 @@ public sealed class MeshCtlTests : MeshTestBase, IDisposable
         await Eventually.TrueAsync(() => convergence.GetMeasurementSnapshot().Any(m => (string?)m.Tags["type"] == "ServiceRoutes"), "an ACKed route change is measured");
         Assert.True(pushes.GetMeasurementSnapshot().EvaluateAsCounter() >= 4);
     }
+
+    [Fact]
+    public void Kubernetes_WithoutAnApiServerToRead_SaysSo()
+    {
+        var (code, _, error) = Run("kubernetes");
+
+        Assert.NotEqual(0, code);
+        Assert.Contains("ControlPlane:KubernetesApiServer", error, StringComparison.Ordinal);
+    }
+
 }

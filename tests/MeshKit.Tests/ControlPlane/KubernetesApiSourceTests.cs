@@ -216,6 +216,15 @@ public sealed class KubernetesApiSourceTests : MeshTestBase
         Assert.Equal("not served", kinds["Telemetry"].GetProperty("state").GetString());
         Assert.Equal(("watching", "networking.istio.io/v1", 2), (kinds["DestinationRule"].GetProperty("state").GetString(), kinds["DestinationRule"].GetProperty("apiVersion").GetString(), kinds["DestinationRule"].GetProperty("objects").GetInt32()));
         Assert.Equal("networking.istio.io/v1beta1", kinds["Sidecar"].GetProperty("apiVersion").GetString());
+
+        // meshctl kubernetes prints the same as a table.
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        Assert.Equal(0, MeshKit.Cli.MeshCtl.Run(["kubernetes", "--admin-address", ControlPlane.AdminAddress.ToString()], output, error));
+        var lines = output.ToString().Split('\n');
+        Assert.StartsWith("KIND", lines[0], StringComparison.Ordinal);
+        Assert.Contains(lines, l => l.StartsWith("Telemetry ", StringComparison.Ordinal) && l.Contains("not served", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.StartsWith("DestinationRule ", StringComparison.Ordinal) && l.Contains("networking.istio.io/v1 ", StringComparison.Ordinal) && l.Contains("watching", StringComparison.Ordinal));
     }
 
     [Fact]

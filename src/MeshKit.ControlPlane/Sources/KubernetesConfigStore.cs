@@ -48,6 +48,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     private static readonly TimeSpan NotServedRetry = TimeSpan.FromMinutes(1);
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan RepeatWarning = TimeSpan.FromMinutes(5);
+    private static readonly TimeSpan MinWatch = TimeSpan.FromSeconds(1);
 
     // The server ends each watch after this many seconds; the client drops one that has not ended half a minute later.
     private const int WatchSeconds = 300;
@@ -211,7 +212,15 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
 
                 while (version is not null)
                 {
+                    var started = _time.GetTimestamp();
                     version = await WatchAsync(served, version, cancellationToken).ConfigureAwait(false);
+
+                    // A watch the server (or a proxy before it) ends at once is not resumed at once: a loop of
+                    // empty watches would hammer the API server.
+                    if (version is not null && _time.GetElapsedTime(started) < MinWatch)
+                    {
+                        await Task.Delay(MinWatch, _time, cancellationToken).ConfigureAwait(false);
+                    }
                 }
 
                 // The watch's version expired (410): list again at once.

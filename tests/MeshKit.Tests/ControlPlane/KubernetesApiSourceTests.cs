@@ -175,6 +175,25 @@ public sealed class KubernetesApiSourceTests : MeshTestBase
     }
 
     [Fact]
+    public async Task AWatchThatEndsAtOnce_IsResumedAtMostOnceASecond()
+    {
+        await Eventually.TrueAsync(() => _api.Watches(DestinationRules) >= 1, "watching");
+        _api.EndWatchesAtOnce = true;
+        _api.ExpireWatches();
+        await Eventually.TrueAsync(() => _api.Watches(DestinationRules) >= 3, "the watch is resumed");
+        var watches = _api.Watches(DestinationRules);
+
+        // Before, an empty watch was resumed at once, again and again: thousands of requests a second.
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        Assert.InRange(_api.Watches(DestinationRules) - watches, 1, 6);
+
+        // And it still follows the kind when the watches last again.
+        _api.EndWatchesAtOnce = false;
+        _api.Put(DestinationRules, """{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"later","namespace":"default"},"spec":{"host":"later"} }""");
+        await Eventually.TrueAsync(() => Holds("DestinationRule", "later"), "the change arrives");
+    }
+
+    [Fact]
     public async Task AnObjectThatDoesNotValidate_KeepsItsLastGoodVersion_AndShowsItsFindings()
     {
         _api.Put(DestinationRules, """{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"reviews","namespace":"default"},"spec":{"host":"reviews"}}""");

@@ -71,6 +71,9 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
         return api;
     }
 
+    /// <summary>Gets or sets whether a watch ends as soon as it starts (a proxy that closes long polls), with nothing in it.</summary>
+    public bool EndWatchesAtOnce { get; set; }
+
     /// <summary>How many watches of a path were started.</summary>
     public int Watches(string path)
     {
@@ -333,7 +336,7 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
                 events.Writer.TryComplete();
             }
 
-            if (_stopping)
+            if (_stopping || EndWatchesAtOnce)
             {
                 events.Writer.TryComplete();
             }

@@ -429,60 +429,82 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     }
 
     /// <summary>Puts the listed objects of a kind in place of the ones held.</summary>
+    /// <remarks>Objects are parsed outside the lock, which guards only the table: a long list does not hold up a merge.</remarks>
     private void Replace(ServedKind kind, IReadOnlyDictionary<string, string> listed)
     {
         var prefix = kind.Namespace is null ? $"kubernetes/{kind.Kind}/" : $"kubernetes/{kind.Kind}/{kind.Namespace}/";
-        var changed = false;
+        Dictionary<string, SourceState> held;
         lock (_lock)
         {
-            foreach (var gone in _objects.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal) && !listed.ContainsKey(k)).ToList())
-            {
-                _objects.Remove(gone);
-                changed = true;
-            }
-
-            foreach (var (source, text) in listed)
-            {
-                changed |= PutLocked(source, text);
-            }
+            held = _objects.Where(o => o.Key.StartsWith(prefix, StringComparison.Ordinal)).ToDictionary(o => o.Key, o => o.Value, StringComparer.Ordinal);
         }
 
-        if (changed)
+        // Only this kind's reader writes these sources: what it read above is still what the table holds.
+        var next = new Dictionary<string, SourceState>(StringComparer.Ordinal);
+        foreach (var (source, text) in listed)
         {
-            Changed();
+            if (Parsed(source, text, held.GetValueOrDefault(source)) is { } state)
+            {
+                next[source] = state;
+            }
         }
+
+        var gone = held.Keys.Where(k => !listed.ContainsKey(k)).ToList();
+        if (next.Count == 0 && gone.Count == 0)
+        {
+            return;
+        }
+
+        lock (_lock)
+        {
+            foreach (var source in gone)
+            {
+                _objects.Remove(source);
+            }
+
+            foreach (var (source, state) in next)
+            {
+                _objects[source] = state;
+            }
+        }
+
+        Changed();
     }
 
     private void Put(string source, string text)
     {
-        bool changed;
+        SourceState? held;
         lock (_lock)
         {
-            changed = PutLocked(source, text);
+            held = _objects.GetValueOrDefault(source);
         }
 
-        if (changed)
+        if (Parsed(source, text, held) is { } state)
         {
+            lock (_lock)
+            {
+                _objects[source] = state;
+            }
+
             Changed();
         }
     }
 
-    private bool PutLocked(string source, string text)
+    // The source's next state, or null when its text is the one held.
+    private SourceState? Parsed(string source, string text, SourceState? held)
     {
-        if (_objects.TryGetValue(source, out var existing) && existing.Text == text)
+        if (held?.Text == text)
         {
-            return false;
+            return null;
         }
 
-        var state = existing ?? new SourceState();
-        var result = state.Update(text, source);
+        var state = (held ?? new SourceState()).Next(text, source, out var result);
         if (!state.Accepted)
         {
             Log.Rejected(_logger, source, string.Join("; ", result.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error)), state.InForce.Count);
         }
 
-        _objects[source] = state;
-        return true;
+        return state;
     }
 
     private void Remove(string source)

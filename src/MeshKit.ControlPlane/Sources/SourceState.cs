@@ -18,6 +18,17 @@ internal class SourceState
 
     public IReadOnlyList<ConfigDiagnostic> Diagnostics { get; private set; } = [];
 
+    /// <summary>
+    /// The state after new text, as a new object (this one unchanged, so that readers holding it see it whole): the
+    /// text's resources when accepted, else this state's.
+    /// </summary>
+    public SourceState Next(string text, string name, out ParseResult result)
+    {
+        var next = new SourceState { InForce = InForce };
+        result = next.Update(text, name);
+        return next;
+    }
+
     /// <summary>Validates new text of the source named <paramref name="name"/>; accepted, its resources are in force.</summary>
     public ParseResult Update(string text, string name)
     {

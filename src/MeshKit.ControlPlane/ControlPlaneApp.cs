@@ -125,6 +125,7 @@ public static class ControlPlaneApp
 
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<ClusterKeys>();
+        builder.Services.AddSingleton<TokenReviewer>();
         builder.Services.AddSingleton<DirectoryConfigStore>();
         if (options.UsesEtcd)
         {

@@ -119,6 +119,16 @@ public sealed class ControlPlaneOptions
     public string KubernetesApiServer { get; set; } = string.Empty;
 
     /// <summary>
+    /// Gets or sets whether, when the control plane reads the cluster (<see cref="KubernetesApiServer"/>), each
+    /// service-account token presented for a first certificate is reviewed by the API server (a <c>TokenReview</c>, as
+    /// istiod does), which refuses the token of a pod or service account that was deleted. Without
+    /// <see cref="KubernetesTokenIssuer"/> the review alone decides (no keys to configure); with it, a token is checked
+    /// offline first and reviewed only once it verifies. The control plane's role needs <c>create</c> on
+    /// <c>tokenreviews</c> (<c>authentication.k8s.io</c>). Default: true.
+    /// </summary>
+    public bool KubernetesTokenReview { get; set; } = true;
+
+    /// <summary>
     /// Gets the namespaces whose resources <see cref="KubernetesApiServer"/> is read for, each listed and watched on its
     /// own, so that a Role in each of them is all the control plane needs (a multi-tenant cluster, least privilege).
     /// Empty: every namespace (a ClusterRole).

@@ -64,11 +64,47 @@ internal static class ServiceAccountTokens
             return (null, "the service-account token names no service account (subject system:serviceaccount:<namespace>:<name>)");
         }
 
-        // The mesh's own rules for an identity (lower-case DNS names) hold for what the cluster signed too.
-        var id = new SpiffeId(trustDomain, subject.Namespace, subject.ServiceAccount);
-        return IsDnsName(subject.Namespace) && IsDnsName(subject.ServiceAccount) && SpiffeId.TryParse(id.ToString(), out var valid)
+        return Identity(subject.Namespace, subject.ServiceAccount, trustDomain);
+    }
+
+    /// <summary>
+    /// The identity a service account has in <paramref name="trustDomain"/>, or why it has none: the mesh's own rules
+    /// for an identity (lower-case DNS names) hold for what the cluster vouches for too.
+    /// </summary>
+    public static (SpiffeId? Id, string? Error) Identity(string ns, string serviceAccount, string trustDomain)
+    {
+        var id = new SpiffeId(trustDomain, ns, serviceAccount);
+        return IsDnsName(ns) && IsDnsName(serviceAccount) && SpiffeId.TryParse(id.ToString(), out var valid)
             ? (valid, null)
-            : (null, $"the service-account token's service account '{subject.Namespace}/{subject.ServiceAccount}' does not form an identity of trust domain '{trustDomain}'");
+            : (null, $"the service-account token's service account '{ns}/{serviceAccount}' does not form an identity of trust domain '{trustDomain}'");
+    }
+
+    /// <summary>
+    /// Reads a Kubernetes user name <c>system:serviceaccount:&lt;namespace&gt;:&lt;name&gt;</c> (a token's subject, a
+    /// TokenReview's user); null when it names no service account.
+    /// </summary>
+    public static (string Namespace, string ServiceAccount)? ParseUserName(string? name)
+    {
+        if (name is null || !name.StartsWith(SubjectPrefix, StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        var parts = name[SubjectPrefix.Length..].Split(':');
+        return parts.Length != 2 || parts[0].Length == 0 || parts[1].Length == 0 ? null : (parts[0], parts[1]);
+    }
+
+    /// <summary>Reads whether a token carries an expiry (<c>exp</c>), without validating it: legacy secret tokens carry none.</summary>
+    public static bool ReadHasExpiry(string token)
+    {
+        try
+        {
+            return new JsonWebToken(token).TryGetPayloadValue<long>(JwtRegisteredClaimNames.Exp, out _);
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
     }
 
     /// <summary>Reads the namespace and service account a token names, without validating it (for the workload's own check).</summary>
@@ -118,14 +154,7 @@ internal static class ServiceAccountTokens
     // ("kubernetes.io": namespace and serviceaccount.name), both must agree.
     private static (string Namespace, string ServiceAccount)? Subject(JsonWebToken jwt)
     {
-        var sub = jwt.Subject;
-        if (sub is null || !sub.StartsWith(SubjectPrefix, StringComparison.Ordinal))
-        {
-            return null;
-        }
-
-        var parts = sub[SubjectPrefix.Length..].Split(':');
-        if (parts.Length != 2 || parts[0].Length == 0 || parts[1].Length == 0)
+        if (ParseUserName(jwt.Subject) is not { } parts)
         {
             return null;
         }
@@ -135,12 +164,12 @@ internal static class ServiceAccountTokens
             var ns = kubernetes.TryGetProperty("namespace", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString() : null;
             var name = kubernetes.TryGetProperty("serviceaccount", out var sa) && sa.ValueKind == JsonValueKind.Object
                 && sa.TryGetProperty("name", out var nm) && nm.ValueKind == JsonValueKind.String ? nm.GetString() : null;
-            if (ns != parts[0] || name != parts[1])
+            if (ns != parts.Namespace || name != parts.ServiceAccount)
             {
                 return null;
             }
         }
 
-        return (parts[0], parts[1]);
+        return parts;
     }
 }

@@ -11,7 +11,7 @@ namespace MeshKit.ControlPlane.Ca;
 /// or, for a first certificate, a join token or a Kubernetes service-account token. Served on the TLS port only, so a
 /// token never crosses the wire in clear.
 /// </summary>
-internal sealed partial class CertificateService(CertificateAuthority ca, ClusterKeys clusterKeys, IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<CertificateService> logger)
+internal sealed partial class CertificateService(CertificateAuthority ca, ClusterKeys clusterKeys, TokenReviewer reviewer, IOptions<ControlPlaneOptions> options, TimeProvider time, ILogger<CertificateService> logger)
     : MeshCertificates.MeshCertificatesBase
 {
     public override async Task<SignResponse> Sign(SignRequest request, ServerCallContext context)
@@ -63,36 +63,70 @@ internal sealed partial class CertificateService(CertificateAuthority ca, Cluste
         var authorization = http.Request.Headers.Authorization.ToString();
         if (authorization.StartsWith("Bearer ", StringComparison.Ordinal))
         {
-            var (fromToken, error) = await ValidateBearerAsync(authorization["Bearer ".Length..].Trim(), context.CancellationToken).ConfigureAwait(false);
-            if (fromToken is { } id)
-            {
-                return id;
-            }
-
-            Log.Refused(logger, context.Peer, error!);
-            throw new RpcException(new Status(StatusCode.Unauthenticated, error!));
+            return await ValidateBearerAsync(authorization["Bearer ".Length..].Trim(), context).ConfigureAwait(false);
         }
 
         throw new RpcException(new Status(StatusCode.Unauthenticated, "a join token or a Kubernetes service-account token (authorization: Bearer), or a current workload certificate, is required"));
     }
 
     /// <summary>
-    /// Validates a first certificate's bearer credential: a Kubernetes service-account token when it names the
-    /// cluster issuer the control plane trusts (<see cref="ControlPlaneOptions.KubernetesTokenIssuer"/>), else a join
-    /// token. Returns the identity it grants.
+    /// Validates a first certificate's bearer credential: a join token when the control plane issued it; else a
+    /// Kubernetes service-account token, verified offline when it names the cluster issuer the control plane trusts
+    /// (<see cref="ControlPlaneOptions.KubernetesTokenIssuer"/>) and reviewed by the API server when the cluster is read
+    /// (<see cref="TokenReviewer"/>); else it is taken as a join token (and refused as one). Returns the identity it grants.
     /// </summary>
-    private async Task<(SpiffeId? Id, string? Error)> ValidateBearerAsync(string token, CancellationToken cancellationToken)
+    private async Task<SpiffeId> ValidateBearerAsync(string token, ServerCallContext context)
     {
         var settings = options.Value;
-        if (settings.KubernetesTokenIssuer is not { Length: > 0 } issuer || ServiceAccountTokens.ReadIssuer(token) != issuer)
+        var issuer = ServiceAccountTokens.ReadIssuer(token);
+        var offline = settings.KubernetesTokenIssuer is { Length: > 0 } trusted && issuer == trusted;
+        if (issuer is null or JoinTokens.Issuer || !offline && !(reviewer.Enabled && settings.KubernetesTokenIssuer.Length == 0))
         {
-            return await ca.ValidateJoinTokenAsync(token).ConfigureAwait(false);
+            return Granted(await ca.ValidateJoinTokenAsync(token).ConfigureAwait(false), context);
         }
 
-        var (jwks, error) = await clusterKeys.GetAsync(ServiceAccountTokens.ReadKeyId(token), cancellationToken).ConfigureAwait(false);
-        return jwks is null
-            ? (null, error)
-            : await ServiceAccountTokens.ValidateAsync(token, jwks, issuer, [.. settings.KubernetesTokenAudiences], ca.TrustDomain, time.GetUtcNow()).ConfigureAwait(false);
+        SpiffeId? verified = null;
+        if (offline)
+        {
+            var (jwks, error) = await clusterKeys.GetAsync(ServiceAccountTokens.ReadKeyId(token), context.CancellationToken).ConfigureAwait(false);
+            verified = Granted(jwks is null
+                ? (null, error)
+                : await ServiceAccountTokens.ValidateAsync(token, jwks, settings.KubernetesTokenIssuer, [.. settings.KubernetesTokenAudiences], ca.TrustDomain, time.GetUtcNow()).ConfigureAwait(false), context);
+        }
+        else if (!ServiceAccountTokens.ReadHasExpiry(token))
+        {
+            // Legacy secret tokens never expire: only bound, expiring tokens are taken, whoever vouches for them.
+            Granted((null, "the service-account token has no expiry (a legacy secret token); only projected, expiring tokens are taken"), context);
+        }
+
+        if (!reviewer.Enabled)
+        {
+            return verified!.Value;
+        }
+
+        var (reviewed, refused, unavailable) = await reviewer.ReviewAsync(token, [.. settings.KubernetesTokenAudiences], ca.TrustDomain, context.CancellationToken).ConfigureAwait(false);
+        if (unavailable)
+        {
+            // Fail closed, but as a condition the workload retries (at another control plane first).
+            Log.Refused(logger, context.Peer, refused!);
+            throw new RpcException(new Status(StatusCode.Unavailable, refused!));
+        }
+
+        var id = Granted((reviewed, refused), context);
+        return verified is { } offlineId && offlineId != id
+            ? Granted((null, $"the API server vouches for {id}, the token's signature for {offlineId}"), context)
+            : id;
+    }
+
+    private SpiffeId Granted((SpiffeId? Id, string? Error) result, ServerCallContext context)
+    {
+        if (result.Id is { } id)
+        {
+            return id;
+        }
+
+        Log.Refused(logger, context.Peer, result.Error!);
+        throw new RpcException(new Status(StatusCode.Unauthenticated, result.Error!));
     }
 
     private static partial class Log

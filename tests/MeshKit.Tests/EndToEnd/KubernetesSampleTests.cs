@@ -60,15 +60,14 @@ public sealed class KubernetesSampleTests : IDisposable
     [Fact]
     public async Task TheControlPlaneAndAWorkload_RunWithTheManifestsSettings_AndTheWorkloadJoinsOverMutualTls()
     {
-        // The API server's key set, for the control plane's own token over the cluster's CA.
+        // The API server's resources and its reviews of pods' tokens, over TLS that only the cluster's CA vouches for,
+        // to the control plane's token.
         using var clusterCa = new ExternalCa();
-        await using var apiServer = await JwksServer.StartAsync(clusterCa, KubernetesTokens.Jwks(_clusterKey, "cluster-key"));
-
-        // The API server's resources, over TLS that only the cluster's CA vouches for, to the control plane's token.
         await using var cluster = await FakeKubernetesApi.StartAsync(JwksServer.ControlPlaneToken, clusterCa);
+        cluster.Reviewer = (token, audiences) => KubernetesTokens.Review(_clusterKey, "cluster-key", token, audiences);
         cluster.Put("apis/networking.istio.io/v1/destinationrules", """{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"reviews","namespace":"shop"},"spec":{"host":"reviews","trafficPolicy":{"loadBalancer":{"simple":"LEAST_REQUEST"}}}}""");
         cluster.Put("api/v1/namespaces", """{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop"}}""");
-        var controlPlane = await StartControlPlaneAsync(apiServer, cluster, clusterCa);
+        var controlPlane = await StartControlPlaneAsync(cluster, clusterCa);
         await using var _ = controlPlane;
         var addresses = controlPlane.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
         var secure = new Uri(addresses.Single(a => a.StartsWith("https://", StringComparison.Ordinal)));
@@ -92,6 +91,7 @@ public sealed class KubernetesSampleTests : IDisposable
         var registered = registry.Workloads.Single();
         Assert.Equal(("reviews", "shop", "reviews", "v1"), (registered.Service, registered.Namespace, registered.ServiceAccount, registered.Labels["version"]));
         Assert.Equal("spiffe://cluster.local/ns/shop/sa/reviews", registered.Identity);
+        Assert.Equal(["istio-ca"], Assert.Single(cluster.Reviews).Audiences);
         Assert.Equal(9080u, registered.Ports.Single().ServicePort);
 
         // A call to the Service's name and port goes through the mesh, over mutual TLS (the ConfigMap's STRICT).
@@ -100,7 +100,7 @@ public sealed class KubernetesSampleTests : IDisposable
         Assert.Equal("spiffe://cluster.local/ns/shop/sa/reviews", await client.GetStringAsync("http://reviews.shop:9080/"));
     }
 
-    private async Task<WebApplication> StartControlPlaneAsync(JwksServer apiServer, FakeKubernetesApi cluster, ExternalCa clusterCa)
+    private async Task<WebApplication> StartControlPlaneAsync(FakeKubernetesApi cluster, ExternalCa clusterCa)
     {
         var container = Container(Manifest("controlplane.yaml").Single(d => Scalar(d, "kind") == "Deployment"));
         var config = Directory.CreateDirectory(Path.Combine(_scratch, "config")).FullName;
@@ -112,7 +112,6 @@ public sealed class KubernetesSampleTests : IDisposable
         // The arguments as written, but the pod's paths and ports: the scratch folders, and ports of the system's choice.
         var replacements = new Dictionary<string, string>
         {
-            ["https://kubernetes.default.svc/openid/v1/jwks"] = apiServer.Uri.ToString(),
             ["in-cluster"] = cluster.Address.ToString(),
             ["/etc/meshkit/config"] = config,
             ["/var/lib/meshkit/ca"] = Path.Combine(_scratch, "ca"),

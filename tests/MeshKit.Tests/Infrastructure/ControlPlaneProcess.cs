@@ -28,8 +28,8 @@ public sealed class ControlPlaneProcess : IAsyncDisposable
     public static async Task<ControlPlaneProcess> StartAsync(IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var directory = Directory.CreateTempSubdirectory("meshkit-cp-process-").FullName;
-        var discovery = new Uri($"http://127.0.0.1:{FreePort()}");
-        var admin = new Uri($"http://127.0.0.1:{FreePort()}");
+        var discovery = new Uri($"http://127.0.0.1:{FreePorts.Next()}");
+        var admin = new Uri($"http://127.0.0.1:{FreePorts.Next()}");
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var arg in new[]
         {
@@ -83,12 +83,5 @@ public sealed class ControlPlaneProcess : IAsyncDisposable
         catch (IOException)
         {
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -31,7 +31,7 @@ public sealed class EtcdServer : IAsyncDisposable
     {
         var binary = await FindOrInstallAsync();
         var directory = Directory.CreateTempSubdirectory("meshkit-etcd-").FullName;
-        var all = Enumerable.Range(0, members).Select(i => new Member($"m{i}", FreePort(), FreePort(), Path.Combine(directory, $"m{i}"))).ToArray();
+        var all = Enumerable.Range(0, members).Select(i => new Member($"m{i}", FreePorts.Next(), FreePorts.Next(), Path.Combine(directory, $"m{i}"))).ToArray();
         var cluster = string.Join(",", all.Select(m => $"{m.Name}=http://127.0.0.1:{m.PeerPort}"));
         var server = new EtcdServer(all, directory);
         foreach (var member in all)
@@ -139,13 +139,6 @@ public sealed class EtcdServer : IAsyncDisposable
         new[] { "/usr/bin/etcd", "/usr/local/bin/etcd" }
             .Concat((Environment.GetEnvironmentVariable("PATH") ?? string.Empty).Split(':', StringSplitOptions.RemoveEmptyEntries).Select(p => Path.Combine(p, "etcd")))
             .FirstOrDefault(File.Exists);
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 
     private sealed class Member(string name, int clientPort, int peerPort, string dataDirectory)
     {

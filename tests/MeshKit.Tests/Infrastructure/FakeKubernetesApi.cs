@@ -23,6 +23,7 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
     private readonly List<(string Path, string? Namespace, Channel<string> Events)> _watches = [];
     private readonly HashSet<string> _notServed = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _lists = new(StringComparer.Ordinal);
+    private readonly List<(string Token, string[] Audiences)> _reviews = [];
     private WebApplication _app = null!;
     private long _version = 1000;
     private long _expiredBefore;
@@ -63,6 +64,7 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
         api._app = builder.Build();
         api._app.MapGet("/{**path}", api.ServeAsync);
         api._app.MapMethods("/{**path}", ["PATCH"], api.ApplyAsync);
+        api._app.MapPost("/apis/authentication.k8s.io/v1/tokenreviews", api.ReviewAsync);
         await api._app.StartAsync();
         var port = new Uri(api._app.Urls.First()).Port;
         api.TokenFile = Path.GetTempFileName();
@@ -89,6 +91,24 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
         lock (_lock)
         {
             return _refused.GetValueOrDefault(path);
+        }
+    }
+
+    /// <summary>
+    /// Gets or sets how the server reviews a token (a TokenReview): the review's <c>status</c> for the token and the
+    /// audiences asked for. Default: none, and a review is refused (403), as for a role without <c>create tokenreviews</c>.
+    /// </summary>
+    public Func<string, string[], JsonObject>? Reviewer { get; set; }
+
+    /// <summary>Gets the reviews asked for: each token and its audiences.</summary>
+    public IReadOnlyList<(string Token, string[] Audiences)> Reviews
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _reviews];
+            }
         }
     }
 
@@ -286,6 +306,36 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
 
         context.Response.ContentType = "application/json";
         await context.Response.WriteAsync(list.ToJsonString());
+    }
+
+    // A TokenReview (POST, JSON): the status the reviewer gives, or 403 without one; 401 without the control plane's token.
+    private async Task ReviewAsync(HttpContext context)
+    {
+        if (context.Request.Headers.Authorization != $"Bearer {_token}")
+        {
+            context.Response.StatusCode = 401;
+            return;
+        }
+
+        using var reader = new StreamReader(context.Request.Body);
+        var review = JsonNode.Parse(await reader.ReadToEndAsync())!.AsObject();
+        var token = review["spec"]!["token"]!.GetValue<string>();
+        string[] audiences = [.. (review["spec"]!["audiences"]?.AsArray() ?? []).Select(a => a!.GetValue<string>())];
+        lock (_lock)
+        {
+            _reviews.Add((token, audiences));
+        }
+
+        context.Response.ContentType = "application/json";
+        if (Reviewer is not { } reviewer)
+        {
+            context.Response.StatusCode = 403;
+            await context.Response.WriteAsync("""{"kind":"Status","apiVersion":"v1","status":"Failure","message":"tokenreviews.authentication.k8s.io is forbidden: User \"system:serviceaccount:meshkit-system:meshkit-controlplane\" cannot create resource \"tokenreviews\" in API group \"authentication.k8s.io\" at the cluster scope","reason":"Forbidden","code":403}""");
+            return;
+        }
+
+        review["status"] = reviewer(token, audiences);
+        await context.Response.WriteAsync(review.ToJsonString());
     }
 
     // Server-side apply of a namespaced object (PATCH .../namespaces/{ns}/{plural}/{name}, application/apply-patch+yaml):

@@ -41,4 +41,38 @@ internal static class KubernetesTokens
             SigningCredentials = new SigningCredentials(new RsaSecurityKey(key) { KeyId = keyId }, SecurityAlgorithms.RsaSha256),
         });
     }
+
+    /// <summary>
+    /// The API server's review of a token (a TokenReview's status): authenticated when it verifies with the cluster's
+    /// key for one of the audiences asked for and its pod is not <paramref name="deleted"/>, with the user, groups and
+    /// audiences the server names.
+    /// </summary>
+    public static System.Text.Json.Nodes.JsonObject Review(RSA key, string keyId, string token, string[] audiences, Func<string, bool>? deleted = null)
+    {
+        var (id, error) = MeshKit.Security.ServiceAccountTokens.ValidateAsync(token, Jwks(key, keyId), Issuer, audiences, "cluster.local", DateTimeOffset.UtcNow).GetAwaiter().GetResult();
+        if (id is not { } valid)
+        {
+            return new() { ["authenticated"] = false, ["error"] = $"[invalid bearer token, {error}]", ["user"] = new System.Text.Json.Nodes.JsonObject() };
+        }
+
+        var jwt = new JsonWebToken(token);
+        var pod = jwt.GetPayloadValue<System.Text.Json.JsonElement>("kubernetes.io").GetProperty("pod").GetProperty("name").GetString()!;
+        if (deleted?.Invoke(pod) == true)
+        {
+            return new() { ["authenticated"] = false, ["error"] = $"[invalid bearer token, pods \"{pod}\" not found]", ["user"] = new System.Text.Json.Nodes.JsonObject() };
+        }
+
+        return new()
+        {
+            ["authenticated"] = true,
+            ["user"] = new System.Text.Json.Nodes.JsonObject
+            {
+                ["username"] = $"system:serviceaccount:{valid.Namespace}:{valid.ServiceAccount}",
+                ["uid"] = Guid.NewGuid().ToString(),
+                ["groups"] = new System.Text.Json.Nodes.JsonArray("system:serviceaccounts", $"system:serviceaccounts:{valid.Namespace}", "system:authenticated"),
+                ["extra"] = new System.Text.Json.Nodes.JsonObject { ["authentication.kubernetes.io/pod-name"] = new System.Text.Json.Nodes.JsonArray(pod) },
+            },
+            ["audiences"] = new System.Text.Json.Nodes.JsonArray([.. audiences.Intersect(jwt.Audiences).Select(a => System.Text.Json.Nodes.JsonValue.Create(a))]),
+        };
+    }
 }

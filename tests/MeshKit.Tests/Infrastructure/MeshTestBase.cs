@@ -26,7 +26,7 @@ public abstract class MeshTestBase : IAsyncLifetime
 
     public virtual async Task InitializeAsync() => ControlPlane = await TestControlPlane.StartAsync();
 
-    public async Task DisposeAsync()
+    public virtual async Task DisposeAsync()
     {
         foreach (var owned in Enumerable.Reverse(Owned))
         {
@@ -68,5 +68,23 @@ public abstract class MeshTestBase : IAsyncLifetime
         }, services, configureApp: app);
         Owned.Add(workload);
         return workload;
+    }
+
+    /// <summary>
+    /// Starts a workload that pays for its first certificate with a Kubernetes service-account token (written to a file
+    /// in <paramref name="folder"/>, as the kubelet projects it), trusting the control plane's root (or <paramref name="rootFile"/>).
+    /// </summary>
+    protected Task<TestWorkload> StartWithServiceAccountTokenAsync(string folder, string serviceAccount, string token, string? rootFile = null, TimeSpan? initialFetch = null)
+    {
+        var tokenFile = Path.Combine(folder, $"token-{Guid.NewGuid():N}");
+        File.WriteAllText(tokenFile, token);
+        return StartAsync("reviews", "v1", o =>
+        {
+            o.ControlPlaneAddress = ControlPlane.SecureAddress;
+            o.ServiceAccount = serviceAccount;
+            o.ServiceAccountTokenFile = tokenFile;
+            o.RootCertificateFile = rootFile ?? Path.Combine(ControlPlane.CaDirectory, "root-cert.pem");
+            o.InitialFetchTimeout = initialFetch ?? TimeSpan.FromSeconds(20);
+        });
     }
 }

@@ -202,19 +202,8 @@ public sealed class ServiceAccountTokenTests : MeshTestBase, IDisposable
         Assert.Contains("ControlPlane:KubernetesTokenIssuer needs the cluster's keys: ControlPlane:KubernetesTokenJwksFile", ex.Message, StringComparison.Ordinal);
     }
 
-    private async Task<TestWorkload> StartWithTokenAsync(string serviceAccount, string token, string? rootFile = null, TimeSpan? initialFetch = null)
-    {
-        var tokenFile = Path.Combine(_files, $"token-{Guid.NewGuid():N}");
-        File.WriteAllText(tokenFile, token);
-        return await StartAsync("reviews", "v1", o =>
-        {
-            o.ControlPlaneAddress = ControlPlane.SecureAddress;
-            o.ServiceAccount = serviceAccount;
-            o.ServiceAccountTokenFile = tokenFile;
-            o.RootCertificateFile = rootFile ?? Path.Combine(ControlPlane.CaDirectory, "root-cert.pem");
-            o.InitialFetchTimeout = initialFetch ?? TimeSpan.FromSeconds(20);
-        });
-    }
+    private Task<TestWorkload> StartWithTokenAsync(string serviceAccount, string token, string? rootFile = null, TimeSpan? initialFetch = null) =>
+        StartWithServiceAccountTokenAsync(_files, serviceAccount, token, rootFile, initialFetch);
 
     // A root the control plane does not hold: the workload must not send its token there.
     private string OtherRoot()

@@ -35,6 +35,15 @@ public static class MeshCompiler
             OutboundTrafficPolicy = config.MeshConfig?.OutboundTrafficPolicy ?? "ALLOW_ANY",
             ClusterDomain = config.MeshConfig?.ClusterDomain ?? DefaultClusterDomain,
             DefaultHttpRetryPolicy = CompiledMesh.ToProto(config.MeshConfig?.DefaultHttpRetryPolicy),
+            ProxyHeaders = config.MeshConfig?.ProxyHeaders is { } headers
+                ? new ProxyHeaders
+                {
+                    RequestIdDisabled = headers.RequestIdDisabled,
+                    AttemptCountDisabled = headers.AttemptCountDisabled,
+                    EnvoyDebugHeadersDisabled = headers.EnvoyDebugHeadersDisabled,
+                    ForwardedClientCertDisabled = headers.ForwardedClientCert == "SANITIZE",
+                }
+                : null,
         };
         var domain = settings.ClusterDomain;
         var services = new Dictionary<string, ServiceInfo>(StringComparer.Ordinal);

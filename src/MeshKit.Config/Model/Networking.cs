@@ -519,6 +519,35 @@ public sealed record MeshConfigResource : ConfigResource
 
     /// <summary>Gets <c>defaultDestinationRuleExportTo</c>: the visibility of DestinationRules that set none; empty means every namespace.</summary>
     public IReadOnlyList<string> DefaultDestinationRuleExportTo { get; init; } = [];
+
+    /// <summary>Gets <c>defaultConfig.proxyHeaders</c>: the headers the mesh adds to calls; null: Istio's defaults.</summary>
+    public ProxyHeadersSpec? ProxyHeaders { get; init; }
+}
+
+/// <summary>
+/// <c>defaultConfig.proxyHeaders</c> (Istio's <c>ProxyConfig.ProxyHeaders</c>): which of the headers a sidecar adds to
+/// calls MeshKit adds too. Every one is on by default, as in Istio.
+/// </summary>
+public sealed record ProxyHeadersSpec
+{
+    /// <summary>Gets <c>requestId.disabled</c>: no <c>x-request-id</c> is made for a request that has none.</summary>
+    public bool RequestIdDisabled { get; init; }
+
+    /// <summary>Gets <c>attemptCount.disabled</c>: no <c>x-envoy-attempt-count</c> on the requests sent upstream.</summary>
+    public bool AttemptCountDisabled { get; init; }
+
+    /// <summary>
+    /// Gets <c>envoyDebugHeaders.disabled</c>: none of Envoy's debug headers (<c>x-envoy-expected-rq-timeout-ms</c>,
+    /// <c>x-envoy-original-path</c> on requests, <c>x-envoy-upstream-service-time</c> on responses).
+    /// </summary>
+    public bool EnvoyDebugHeadersDisabled { get; init; }
+
+    /// <summary>
+    /// Gets <c>forwardedClientCert</c>: <c>SANITIZE</c> (the application is not told the caller's certificate in
+    /// <c>x-forwarded-client-cert</c>), or <c>SANITIZE_SET</c> / <c>APPEND_FORWARD</c> (it is told the verified caller's,
+    /// the default); null when not set.
+    /// </summary>
+    public string? ForwardedClientCert { get; init; }
 }
 
 /// <summary>

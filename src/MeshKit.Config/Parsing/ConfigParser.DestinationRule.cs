@@ -451,6 +451,8 @@ public static partial class ConfigParser
     // A text as a reference type: MapReader.Map reads objects into classes.
     private sealed record BoxedString(string? Value);
 
+    private sealed record BoxedBool(bool Value);
+
     private static SubsetSpec? ReadSubset(MapReader r)
     {
         var name = r.String("name", required: true);

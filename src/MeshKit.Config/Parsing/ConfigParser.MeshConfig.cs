@@ -90,7 +90,55 @@ public static partial class ConfigParser
             DefaultServiceExportTo = ReadExportTo(s, "defaultServiceExportTo"),
             DefaultVirtualServiceExportTo = ReadExportTo(s, "defaultVirtualServiceExportTo"),
             DefaultDestinationRuleExportTo = ReadExportTo(s, "defaultDestinationRuleExportTo"),
+            ProxyHeaders = s.Map("defaultConfig", ReadDefaultConfig),
         }, h);
+    }
+
+    // defaultConfig is Istio's ProxyConfig, the settings of each sidecar: of it only the headers a proxy adds apply to an
+    // in-process mesh; the rest set up a proxy process that MeshKit does not run, and are reported as ignored.
+    private static ProxyHeadersSpec? ReadDefaultConfig(MapReader c)
+    {
+        var headers = c.Map("proxyHeaders", ReadProxyHeaders);
+        foreach (var key in c.Node.Children.Keys.OfType<YamlDotNet.RepresentationModel.YamlScalarNode>().Select(k => k.Value).OfType<string>().Where(k => k != "proxyHeaders").ToArray())
+        {
+            c.NotSupported(key, DiagnosticSeverity.Warning, "a setting of the sidecar proxy process, which MeshKit does not run (of defaultConfig only proxyHeaders applies)");
+        }
+
+        return headers;
+    }
+
+    private static ProxyHeadersSpec ReadProxyHeaders(MapReader p)
+    {
+        bool Disabled(string key) => p.Map(key, d => new BoxedBool(d.Bool("disabled") ?? false))?.Value ?? false;
+
+        var forwarded = p.String("forwardedClientCert");
+        if (forwarded is "FORWARD_ONLY" or "ALWAYS_FORWARD_ONLY")
+        {
+            p.Context.Error(p.Get("forwardedClientCert"), p.ChildPath("forwardedClientCert"), $"{forwarded} is not supported by MeshKit: it would hand the application the caller's own claim of who it is; the application is told the verified caller's certificate (SANITIZE_SET, APPEND_FORWARD) or nothing (SANITIZE)");
+        }
+        else if (forwarded is not (null or "SANITIZE" or "SANITIZE_SET" or "APPEND_FORWARD" or "UNDEFINED"))
+        {
+            p.Context.Error(p.Get("forwardedClientCert"), p.ChildPath("forwardedClientCert"), $"unknown mode '{forwarded}'; expected SANITIZE, SANITIZE_SET or APPEND_FORWARD");
+        }
+
+        var exchange = p.Map("metadataExchangeHeaders", m => new BoxedString(m.String("mode")))?.Value;
+        if (exchange is not (null or "IN_MESH"))
+        {
+            p.Context.Warning(p.Get("metadataExchangeHeaders"), p.ChildPath("metadataExchangeHeaders.mode"), exchange == "UNDEFINED"
+                ? "MeshKit exchanges peer metadata with mesh workloads only, over mutual TLS, whatever the mode (IN_MESH)"
+                : $"unknown mode '{exchange}'; expected IN_MESH or UNDEFINED");
+        }
+
+        p.NotSupported("server", DiagnosticSeverity.Warning, "the application's server names itself in its responses (Kestrel: KestrelServerOptions.AddServerHeader)");
+        p.NotSupported("setCurrentClientCertDetails", DiagnosticSeverity.Error, "x-forwarded-client-cert carries By, Hash, Subject, URI and DNS, as Istio's default details");
+        p.NotSupported("preserveHttp1HeaderCase", DiagnosticSeverity.Warning, "HttpClient sends header names as the application wrote them; Kestrel gives the application known names in their standard case");
+        return new ProxyHeadersSpec
+        {
+            RequestIdDisabled = Disabled("requestId"),
+            AttemptCountDisabled = Disabled("attemptCount"),
+            EnvoyDebugHeadersDisabled = Disabled("envoyDebugHeaders"),
+            ForwardedClientCert = forwarded is "UNDEFINED" ? null : forwarded,
+        };
     }
 
     private static readonly string[] TelemetryProviderKinds =

@@ -78,12 +78,12 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     {
         // Before anything reads the request, as Envoy's connection manager gives it before routing: a call the mesh
         // answers itself (no route, no endpoint) has its id in the log too.
-        if (_generateRequestId)
+        var snapshot = provider.Current;
+        if (_generateRequestId && !snapshot.ProxyHeaders.RequestIdDisabled)
         {
             RequestId.EnsureOn(request);
         }
 
-        var snapshot = provider.Current;
         var log = accessLog is not null && !snapshot.ClientAccessLogOff && accessLog.IsEnabled(LogLevel.Information) && Sampled();
         var reportIstio = istio?.Enabled == true;
         var activity = snapshot.SpansOff ? null : MeshActivity.Source.StartActivity("MeshKit outbound", ActivityKind.Internal);
@@ -331,7 +331,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
         try
         {
-            var response = WithoutUpstreamFlags(await base.SendAsync(request, cancellationToken).ConfigureAwait(false));
+            var response = await SendUpstreamAsync(request, provider.Current.ProxyHeaders, 1, cancellationToken).ConfigureAwait(false);
             if (CookieJar is { } keep && uri is not null)
             {
                 Cookies.Store(keep, uri, response);
@@ -344,6 +344,31 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             restore?.Restore(request);
         }
     }
+
+    /// <summary>
+    /// One attempt through the client's own handler to the host the caller named (a call outside the mesh's routes, or
+    /// a pass-through route), with the headers a sidecar adds to it (Envoy's passthrough cluster is a route too).
+    /// </summary>
+    private async Task<HttpResponseMessage> SendUpstreamAsync(HttpRequestMessage request, Protocol.V1.ProxyHeaders headers, int attempt, CancellationToken cancellationToken)
+    {
+        if (!headers.AttemptCountDisabled)
+        {
+            ProxyHeaderValues.Set(request.Headers, ProxyHeaderValues.AttemptCount, ProxyHeaderValues.Text(attempt));
+        }
+
+        var sentAt = headers.EnvoyDebugHeadersDisabled ? 0 : provider.Runtime.Time.GetTimestamp();
+        var response = WithoutUpstreamFlags(await base.SendAsync(request, cancellationToken).ConfigureAwait(false));
+        if (sentAt != 0)
+        {
+            ServiceTime(response, sentAt);
+        }
+
+        return response;
+    }
+
+    /// <summary>Tells the application how long the upstream took to answer (Envoy's <c>x-envoy-upstream-service-time</c>), replacing what a hop behind it said.</summary>
+    private void ServiceTime(HttpResponseMessage response, long sentAt) =>
+        ProxyHeaderValues.Set(response.Headers, ProxyHeaderValues.UpstreamServiceTime, ProxyHeaderValues.Text((long)provider.Runtime.Time.GetElapsedTime(sentAt).TotalMilliseconds));
 
     /// <summary>
     /// Removes response flags an upstream sent: they are this hop's (Envoy's are per hop, never read from the answer),
@@ -551,7 +576,23 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         }
 
         var pathAndQuery = actions.RewritesPath ? actions.RewritePath(uri.AbsolutePath, matched) + uri.Query : uri.PathAndQuery;
+        var headers = provider.Current.ProxyHeaders;
+        if (!headers.EnvoyDebugHeadersDisabled)
+        {
+            // Envoy's debug headers, as an Istio sidecar sends them: how long the caller waits, and the path it called.
+            if (resilience?.ExpectedTimeoutText is { } expected)
+            {
+                ProxyHeaderValues.Set(request.Headers, ProxyHeaderValues.ExpectedTimeout, expected);
+            }
+
+            if (actions.RewritesPath)
+            {
+                ProxyHeaderValues.Set(request.Headers, ProxyHeaderValues.OriginalPath, uri.PathAndQuery);
+            }
+        }
+
         var state = AttemptState.Rent();
+        state.Headers = headers;
         state.Request = request;
         state.Uri = uri;
         state.ServiceHost = service.Host;
@@ -956,6 +997,10 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             }
 
             state.ServedBy = authority;
+            if (!state.Headers.AttemptCountDisabled)
+            {
+                ProxyHeaderValues.Set(state.Request.Headers, ProxyHeaderValues.AttemptCount, ProxyHeaderValues.Text(state.Attempted));
+            }
 
             state.Tried.Add(endpoint);
             using var activity = provider.Current.SpansOff ? null : MeshActivity.Source.StartActivity("MeshKit attempt", ActivityKind.Internal);
@@ -975,6 +1020,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
             var outlier = state.Endpoints.Outlier;
             var version = state.Request.Version;
             var policy = state.Request.VersionPolicy;
+            var sentAt = state.Headers.EnvoyDebugHeadersDisabled ? 0 : provider.Runtime.Time.GetTimestamp();
             try
             {
                 HttpResponseMessage response;
@@ -1019,6 +1065,10 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
                 }
 
                 WithoutUpstreamFlags(response);
+                if (sentAt != 0)
+                {
+                    ServiceTime(response, sentAt);
+                }
 
                 // The server's metadata is believed when mutual TLS verified who it is; the header never reaches the app.
                 // Only metrics and the access log read it: without them it is not parsed.
@@ -1108,7 +1158,7 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
         try
         {
             state.Request.RequestUri = state.Route.Actions.RewritesPath ? new Uri(state.Uri, state.PathAndQuery) : state.Uri;
-            return Outcome.FromResult(WithoutUpstreamFlags(await base.SendAsync(state.Request, cancellationToken).ConfigureAwait(false)));
+            return Outcome.FromResult(await SendUpstreamAsync(state.Request, state.Headers, state.Attempted, cancellationToken).ConfigureAwait(false));
         }
         finally
         {

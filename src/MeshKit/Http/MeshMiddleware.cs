@@ -59,13 +59,12 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         // Read before the spoofable headers go: believed below only if mutual TLS backs the caller.
         var toldMetadata = context.Request.Headers[Telemetry.PeerMetadata.Header].ToString();
         StripSpoofableHeaders(context.Request.Headers);
-        if (_generateRequestId)
+        var snapshot = provider.Current;
+        if (_generateRequestId && !snapshot.ProxyHeaders.RequestIdDisabled)
         {
             // A caller outside the mesh (or one that does not generate ids) sent none: the application gets one.
             RequestId.EnsureOn(context.Request.Headers);
         }
-
-        var snapshot = provider.Current;
 
         // Connections are checked when they open; a policy that became STRICT since then is enforced per request.
         // The peer is looked up once (a connection item: a feature lookup and a keyed read).
@@ -103,7 +102,7 @@ internal sealed partial class MeshMiddleware(RequestDelegate next, MeshSnapshotP
         {
             // The scheme is the connection's, not the client's claim (alternate schemes are allowed for mesh callers).
             context.Request.Scheme = context.Features.Get<ITlsConnectionFeature>() is null ? "http" : "https";
-            if (peer?.ForwardedClientCert is { } forwarded)
+            if (peer?.ForwardedClientCert is { } forwarded && !snapshot.ProxyHeaders.ForwardedClientCertDisabled)
             {
                 // As an Istio sidecar tells its application who called over mutual TLS; whatever the client sent was
                 // removed above (Envoy's SANITIZE_SET: only the mesh's own element reaches the application).

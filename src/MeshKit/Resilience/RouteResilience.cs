@@ -106,6 +106,9 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
     /// <summary>Gets the called service's host (for messages).</summary>
     public string ServiceHost { get; set; } = string.Empty;
 
+    /// <summary>Gets which of the headers a sidecar adds the call gets (MeshConfig's <c>proxyHeaders</c>).</summary>
+    public Protocol.V1.ProxyHeaders Headers { get; set; } = Http.ProxyHeaderValues.Defaults;
+
     /// <summary>Gets the route that matched.</summary>
     public Routing.RouteEntry Route { get; set; } = null!;
 
@@ -170,6 +173,7 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
         state.Pinned = null;
         state.ServedBy = null;
         state.ServiceHost = string.Empty;
+        state.Headers = Http.ProxyHeaderValues.Defaults;
         state.Route = null!;
         state.Target = null!;
         state.Resilience = null;
@@ -201,6 +205,8 @@ internal sealed class AttemptState : IReadOnlyCollection<EndpointView>
 /// </summary>
 internal sealed class RouteResilience
 {
+    private string? _expectedTimeoutText;
+
     /// <summary>Envoy's default base interval of the retries' backoff (a route's <c>retries.backoff</c> sets it); the cap is ten times it.</summary>
     internal static readonly TimeSpan BaseDelay = TimeSpan.FromMilliseconds(25);
 
@@ -249,6 +255,9 @@ internal sealed class RouteResilience
 
     /// <summary>Gets the first attempt's deadline: the sooner of the per-try and the route timeout; null when neither is set.</summary>
     public TimeSpan? FirstDeadline { get; }
+
+    /// <summary>Gets <see cref="FirstDeadline"/> in whole milliseconds as text (Envoy's <c>x-envoy-expected-rq-timeout-ms</c>); null without one.</summary>
+    public string? ExpectedTimeoutText => _expectedTimeoutText ??= FirstDeadline is { } due ? Http.ProxyHeaderValues.Text((long)due.TotalMilliseconds) : null;
 
     public FaultPlan? Fault { get; }
 

@@ -63,6 +63,9 @@ internal sealed class MeshSnapshot
     /// <summary>Gets the Telemetry API's access-log filter for the requests this workload serves; null: every request.</summary>
     internal MeshKit.Config.Expressions.CelProgram? ServerAccessLogFilter { get; init; }
 
+    /// <summary>Gets which of the headers a sidecar adds to calls the workload adds (MeshConfig's <c>defaultConfig.proxyHeaders</c>).</summary>
+    internal Protocol.V1.ProxyHeaders ProxyHeaders { get; init; } = Http.ProxyHeaderValues.Defaults;
+
     /// <summary>Gets whether the Telemetry API turned MeshKit's spans off (<c>tracing.disableSpanReporting</c>).</summary>
     internal bool SpansOff { get; init; }
 

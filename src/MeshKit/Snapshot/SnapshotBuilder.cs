@@ -90,6 +90,7 @@ internal static class SnapshotBuilder
         return new MeshSnapshot(version, ready, settings.OutboundTrafficPolicy == "REGISTRY_ONLY", services.ToFrozenDictionary(StringComparer.Ordinal), aliases.ToFrozenDictionary(StringComparer.Ordinal), own)
         {
             PeerAuthentication = inbound.PeerAuthentication ?? new PeerAuthenticationPolicy(),
+            ProxyHeaders = settings.ProxyHeaders ?? Http.ProxyHeaderValues.Defaults,
             Authorization = Security.AuthorizationEngine.Compile(inbound.Authorization),
             Jwt = Security.JwtAuthenticator.Compile(inbound.JwtProviders),
             PathNormalization = Security.PathNormalizer.Parse(inbound.PathNormalization),

@@ -290,6 +290,58 @@ public class ConfigParserTests
     }
 
     [Fact]
+    public void Parse_MeshConfigProxyHeaders_AsIstiosDefaultConfig_TheRestOfTheSidecarsSettingsReportedAsIgnored()
+    {
+        var result = Parse("""
+            apiVersion: meshkit.dev/v1alpha1
+            kind: MeshConfig
+            metadata: { name: mesh }
+            spec:
+              defaultConfig:
+                concurrency: 2
+                holdApplicationUntilProxyStarts: true
+                proxyHeaders:
+                  requestId: { disabled: true }
+                  attemptCount: { disabled: false }
+                  envoyDebugHeaders: { disabled: true }
+                  forwardedClientCert: SANITIZE
+                  metadataExchangeHeaders: { mode: IN_MESH }
+            """);
+
+        Assert.Equal(["spec.defaultConfig.concurrency", "spec.defaultConfig.holdApplicationUntilProxyStarts"], result.Diagnostics.Select(d => d.Path));
+        Assert.All(result.Diagnostics, d => Assert.Equal(DiagnosticSeverity.Warning, d.Severity));
+        var headers = Assert.IsType<MeshConfigResource>(Assert.Single(result.Resources)).ProxyHeaders!;
+        Assert.Equal((true, false, true, "SANITIZE"), (headers.RequestIdDisabled, headers.AttemptCountDisabled, headers.EnvoyDebugHeadersDisabled, headers.ForwardedClientCert));
+    }
+
+    [Theory]
+    [InlineData("forwardedClientCert: FORWARD_ONLY", "spec.defaultConfig.proxyHeaders.forwardedClientCert", DiagnosticSeverity.Error, "the caller's own claim")]
+    [InlineData("forwardedClientCert: ALWAYS_FORWARD_ONLY", "spec.defaultConfig.proxyHeaders.forwardedClientCert", DiagnosticSeverity.Error, "the caller's own claim")]
+    [InlineData("forwardedClientCert: SOMETIMES", "spec.defaultConfig.proxyHeaders.forwardedClientCert", DiagnosticSeverity.Error, "unknown mode")]
+    [InlineData("setCurrentClientCertDetails: { cert: true }", "spec.defaultConfig.proxyHeaders.setCurrentClientCertDetails", DiagnosticSeverity.Error, "By, Hash, Subject, URI and DNS")]
+    [InlineData("metadataExchangeHeaders: { mode: UNDEFINED }", "spec.defaultConfig.proxyHeaders.metadataExchangeHeaders.mode", DiagnosticSeverity.Warning, "mesh workloads only")]
+    [InlineData("server: { value: mine }", "spec.defaultConfig.proxyHeaders.server", DiagnosticSeverity.Warning, "AddServerHeader")]
+    [InlineData("preserveHttp1HeaderCase: true", "spec.defaultConfig.proxyHeaders.preserveHttp1HeaderCase", DiagnosticSeverity.Warning, "ignored")]
+    [InlineData("requestId: { disabled: maybe }", "spec.defaultConfig.proxyHeaders.requestId.disabled", DiagnosticSeverity.Error, "")]
+    [InlineData("attemptCount: { off: true }", "spec.defaultConfig.proxyHeaders.attemptCount.off", DiagnosticSeverity.Error, "unknown field")]
+    public void Parse_MeshConfigProxyHeaders_WhatMeshKitCannotHonour_IsReportedWithItsPath(string field, string path, DiagnosticSeverity severity, string message)
+    {
+        var result = Parse($$"""
+            apiVersion: meshkit.dev/v1alpha1
+            kind: MeshConfig
+            metadata: { name: mesh }
+            spec:
+              defaultConfig:
+                proxyHeaders:
+                  {{field}}
+            """);
+
+        var finding = Assert.Single(result.Diagnostics);
+        Assert.Equal((path, severity), (finding.Path, finding.Severity));
+        Assert.Contains(message, finding.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Parse_AuthorizationPolicyWithoutSpec_IsDenyAllShape()
     {
         var result = Parse("""

@@ -522,7 +522,46 @@ public sealed record MeshConfigResource : ConfigResource
 
     /// <summary>Gets <c>defaultConfig.proxyHeaders</c>: the headers the mesh adds to calls; null: Istio's defaults.</summary>
     public ProxyHeadersSpec? ProxyHeaders { get; init; }
+
+    /// <summary>
+    /// Gets <c>discoverySelectors</c>: the namespaces whose resources the control plane reads from a Kubernetes API
+    /// server, those whose labels any selector matches (the root namespace always); empty: every namespace.
+    /// </summary>
+    public IReadOnlyList<LabelSelectorSpec> DiscoverySelectors { get; init; } = [];
 }
+
+/// <summary>A Kubernetes label selector: every <c>matchLabels</c> pair and every <c>matchExpressions</c> requirement must hold.</summary>
+public sealed record LabelSelectorSpec
+{
+    /// <summary>Gets <c>matchLabels</c>: labels that must be present with these values.</summary>
+    public IReadOnlyDictionary<string, string> MatchLabels { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Gets <c>matchExpressions</c>: requirements on a label (<c>In</c>, <c>NotIn</c>, <c>Exists</c>, <c>DoesNotExist</c>).</summary>
+    public IReadOnlyList<LabelRequirementSpec> MatchExpressions { get; init; } = [];
+
+    /// <summary>Returns whether a set of labels satisfies the selector, as Kubernetes evaluates it (an empty selector matches everything).</summary>
+    /// <param name="labels">The labels of the object (a namespace).</param>
+    /// <returns><see langword="true"/> when every pair and requirement holds.</returns>
+    public bool Matches(IReadOnlyDictionary<string, string> labels)
+    {
+        ArgumentNullException.ThrowIfNull(labels);
+        return MatchLabels.All(l => labels.TryGetValue(l.Key, out var value) && value == l.Value)
+            && MatchExpressions.All(r => r.Operator switch
+            {
+                "In" => labels.TryGetValue(r.Key, out var value) && r.Values.Contains(value),
+                "NotIn" => !labels.TryGetValue(r.Key, out var value) || !r.Values.Contains(value),
+                "Exists" => labels.ContainsKey(r.Key),
+                "DoesNotExist" => !labels.ContainsKey(r.Key),
+                _ => false,
+            });
+    }
+}
+
+/// <summary>One <c>matchExpressions</c> requirement: a label key, an operator and, for <c>In</c> and <c>NotIn</c>, values.</summary>
+/// <param name="Key">The label's key.</param>
+/// <param name="Operator"><c>In</c>, <c>NotIn</c>, <c>Exists</c> or <c>DoesNotExist</c>.</param>
+/// <param name="Values">The values <c>In</c> and <c>NotIn</c> compare with.</param>
+public sealed record LabelRequirementSpec(string Key, string Operator, IReadOnlyList<string> Values);
 
 /// <summary>
 /// <c>defaultConfig.proxyHeaders</c> (Istio's <c>ProxyConfig.ProxyHeaders</c>): which of the headers a sidecar adds to

@@ -91,7 +91,48 @@ public static partial class ConfigParser
             DefaultVirtualServiceExportTo = ReadExportTo(s, "defaultVirtualServiceExportTo"),
             DefaultDestinationRuleExportTo = ReadExportTo(s, "defaultDestinationRuleExportTo"),
             ProxyHeaders = s.Map("defaultConfig", ReadDefaultConfig),
+            DiscoverySelectors = s.List("discoverySelectors", ReadLabelSelector),
         }, h);
+    }
+
+    // A Kubernetes LabelSelector, validated as the API server validates one.
+    private static LabelSelectorSpec ReadLabelSelector(MapReader l)
+    {
+        var labels = l.StringMap("matchLabels");
+        foreach (var (key, value) in labels)
+        {
+            if (!Names.IsLabelKey(key) || !Names.IsLabelValue(value))
+            {
+                l.Context.Error(l.Get("matchLabels"), $"{l.ChildPath("matchLabels")}.{key}", $"'{key}: {value}' is not a valid label (a key of at most 63 characters, with an optional DNS prefix and '/', and a value of at most 63 characters: letters, digits, '-', '_', '.')");
+            }
+        }
+
+        var expressions = l.List("matchExpressions", e =>
+        {
+            var key = e.String("key", required: true) ?? string.Empty;
+            var op = e.String("operator", required: true) ?? string.Empty;
+            var values = e.Strings("values");
+            if (key.Length > 0 && !Names.IsLabelKey(key))
+            {
+                e.Context.Error(e.Get("key"), e.ChildPath("key"), $"'{key}' is not a valid label key");
+            }
+
+            if (op.Length > 0 && op is not ("In" or "NotIn" or "Exists" or "DoesNotExist"))
+            {
+                e.Context.Error(e.Get("operator"), e.ChildPath("operator"), $"unknown operator '{op}'; expected In, NotIn, Exists or DoesNotExist");
+            }
+            else if (op is "In" or "NotIn" && values.Count == 0)
+            {
+                e.Context.Error(e.Node, e.ChildPath("values"), $"{op} needs at least one value");
+            }
+            else if (op is "Exists" or "DoesNotExist" && values.Count > 0)
+            {
+                e.Context.Error(e.Get("values"), e.ChildPath("values"), $"{op} takes no values");
+            }
+
+            return new LabelRequirementSpec(key, op, values);
+        });
+        return new LabelSelectorSpec { MatchLabels = labels, MatchExpressions = expressions };
     }
 
     // defaultConfig is Istio's ProxyConfig, the settings of each sidecar: of it only the headers a proxy adds apply to an

@@ -42,6 +42,9 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         new("gateway.networking.k8s.io", "grpcroutes", "GRPCRoute", "v1", "v1alpha2"),
     ];
 
+    /// <summary>The namespaces, read for their labels (MeshConfig's <c>discoverySelectors</c>) when every namespace is read.</summary>
+    internal static readonly KubernetesKind Namespaces = new(string.Empty, "namespaces", "Namespace", "v1");
+
     // How long the first publication waits for every kind's first list: istiod too serves once its caches synced.
     internal static readonly TimeSpan SyncBound = TimeSpan.FromSeconds(30);
 
@@ -62,6 +65,8 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     private readonly ChangeSignal _reload = new();
     private readonly Lock _lock = new();
     private readonly Dictionary<string, SourceState> _objects = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, IReadOnlyDictionary<string, string>> _namespaceLabels = new(StringComparer.Ordinal);
+    private bool _selectorsIgnoredReported;
     private readonly TaskCompletionSource _synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stopping = new();
     private readonly HttpClient _http;
@@ -96,6 +101,18 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     /// <summary>Gets or sets how long a watch may stay open before it is dropped and resumed (the server ends it sooner unless its connection died).</summary>
     internal TimeSpan WatchBound { get; set; } = TimeSpan.FromSeconds(WatchSeconds + 30);
 
+    /// <summary>Gets how many namespaces' labels are held (for <c>discoverySelectors</c>).</summary>
+    public int NamespacesRead
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _namespaceLabels.Count;
+            }
+        }
+    }
+
     /// <summary>Completes when every kind has been listed once (or found not served).</summary>
     public Task Synced => _synced.Task;
 
@@ -112,6 +129,11 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         _primaryChanges = ChangeToken.OnChange(_primary.GetReloadToken, Changed);
         // The whole cluster (a ClusterRole), or each namespace named (a Role in each suffices).
         _watches = [.. Scopes.SelectMany(ns => Kinds.Select(kind => Task.Run(() => ReadKindAsync(kind, ns, _stopping.Token), CancellationToken.None)))];
+        if (ReadsNamespaces)
+        {
+            _watches = [.. _watches, Task.Run(() => ReadKindAsync(Namespaces, null, _stopping.Token), CancellationToken.None)];
+        }
+
         Log.Reading(_logger, _server.ToString(), Kinds.Length, _options.KubernetesNamespaces.Count == 0 ? "every namespace" : string.Join(", ", _options.KubernetesNamespaces));
         return Task.CompletedTask;
     }
@@ -150,6 +172,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
             }
 
             var primary = _primary.Current;
+            var scope = DiscoveryScope(primary.MeshConfig);
             var owners = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach (var resource in primary.Resources)
             {
@@ -160,6 +183,12 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
             var statuses = new List<ConfigSourceStatus>(_primary.Sources);
             foreach (var (name, state) in _objects.OrderBy(o => o.Key, StringComparer.Ordinal))
             {
+                // kubernetes/<kind>/<namespace>/<name>: a namespace discoverySelectors leave out is not read at all.
+                if (scope is not null && !scope(name.Split('/')[2]))
+                {
+                    continue;
+                }
+
                 var diagnostics = state.Diagnostics.ToList();
                 var accepted = state.Accepted;
                 foreach (var resource in state.InForce)
@@ -183,6 +212,43 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
             return merged;
         }
     }
+
+    /// <summary>Returns whether MeshConfig's <c>discoverySelectors</c> pick a namespace (held under the lock); null: every namespace is.</summary>
+    internal bool Selects(string ns)
+    {
+        lock (_lock)
+        {
+            return DiscoveryScope(_primary.Current.MeshConfig) is not { } scope || scope(ns);
+        }
+    }
+
+    // Which namespaces MeshConfig's discoverySelectors pick, by the labels read (the lock held); null: every one. A
+    // namespace not read (yet) is not picked; the root namespace, where mesh-wide policy lives, always is.
+    private Func<string, bool>? DiscoveryScope(MeshConfigResource? mesh)
+    {
+        if (mesh is not { DiscoverySelectors.Count: > 0 } config)
+        {
+            return null;
+        }
+
+        if (!ReadsNamespaces)
+        {
+            if (!_selectorsIgnoredReported)
+            {
+                _selectorsIgnoredReported = true;
+                Log.SelectorsIgnored(_logger, string.Join(", ", _options.KubernetesNamespaces));
+            }
+
+            return null;
+        }
+
+        var root = config.RootNamespace ?? MeshCompiler.DefaultRootNamespace;
+        var labels = _namespaceLabels;
+        return ns => ns == root || (labels.TryGetValue(ns, out var held) && config.DiscoverySelectors.Any(s => s.Matches(held)));
+    }
+
+    // The namespaces' labels are read when every namespace is (a ClusterRole); with KubernetesNamespaces the namespaces are those named.
+    private bool ReadsNamespaces => _options.KubernetesNamespaces.Count == 0;
 
     // Null: every namespace at once.
     private string?[] Scopes => _options.KubernetesNamespaces.Count == 0 ? [null] : [.. _options.KubernetesNamespaces.Distinct(StringComparer.Ordinal)];
@@ -290,7 +356,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
 
     private void KindSynced()
     {
-        if (Interlocked.Increment(ref _kindsSynced) == Kinds.Length * Scopes.Length)
+        if (Interlocked.Increment(ref _kindsSynced) == (Kinds.Length * Scopes.Length) + (ReadsNamespaces ? 1 : 0))
         {
             _synced.TrySetResult();
         }
@@ -300,6 +366,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     private async Task<string> ListAsync(ServedKind kind, CancellationToken cancellationToken)
     {
         var listed = new Dictionary<string, string>(StringComparer.Ordinal);
+        var labels = new Dictionary<string, IReadOnlyDictionary<string, string>>(StringComparer.Ordinal);
         string? next = null;
         string version;
         do
@@ -316,7 +383,19 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
                 ?? throw new JsonException($"the API server's list of {kind.Path} is not an object");
             foreach (var item in list["items"]?.AsArray() ?? [])
             {
-                if (item is JsonObject entry && Describe(entry, kind) is { } described)
+                if (item is not JsonObject entry)
+                {
+                    continue;
+                }
+
+                if (kind.Kind == Namespaces.Kind)
+                {
+                    if (LabelsOf(entry) is { } read)
+                    {
+                        labels[read.Name] = read.Labels;
+                    }
+                }
+                else if (Describe(entry, kind) is { } described)
                 {
                     listed[described.Source] = described.Text;
                 }
@@ -327,7 +406,15 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         }
         while (next is not null);
 
-        Replace(kind, listed);
+        if (kind.Kind == Namespaces.Kind)
+        {
+            ReplaceNamespaces(labels);
+        }
+        else
+        {
+            Replace(kind, listed);
+        }
+
         return version;
     }
 
@@ -391,6 +478,20 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
             reached.Value = entry["metadata"]?["resourceVersion"]?.GetValue<string>() ?? reached.Value!;
             switch (type)
             {
+                case "ADDED" or "MODIFIED" when kind.Kind == Namespaces.Kind:
+                    if (LabelsOf(entry) is { } read)
+                    {
+                        SetNamespace(read.Name, read.Labels);
+                    }
+
+                    break;
+                case "DELETED" when kind.Kind == Namespaces.Kind:
+                    if (LabelsOf(entry) is { } gone)
+                    {
+                        SetNamespace(gone.Name, null);
+                    }
+
+                    break;
                 case "ADDED" or "MODIFIED" when Describe(entry, kind) is { } described:
                     Put(described.Source, described.Text);
                     break;
@@ -427,6 +528,62 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         entry["kind"] = kind.Kind;
         return ($"kubernetes/{kind.Kind}/{ns}/{name}", entry.ToJsonString());
     }
+
+    // A namespace's name and labels.
+    private static (string Name, IReadOnlyDictionary<string, string> Labels)? LabelsOf(JsonObject entry) =>
+        entry["metadata"] is JsonObject { } metadata && metadata["name"]?.GetValue<string>() is { Length: > 0 } name
+            ? (name, (metadata["labels"] as JsonObject ?? []).Where(l => l.Value is JsonValue).ToDictionary(l => l.Key, l => l.Value!.GetValue<string>(), StringComparer.Ordinal))
+            : null;
+
+    // The namespaces listed in place of the ones held; a merge follows only when a label changed (they change seldom,
+    // their objects often: status, annotations).
+    private void ReplaceNamespaces(Dictionary<string, IReadOnlyDictionary<string, string>> listed)
+    {
+        bool changed;
+        lock (_lock)
+        {
+            changed = listed.Count != _namespaceLabels.Count || listed.Any(n => !_namespaceLabels.TryGetValue(n.Key, out var held) || !SameLabels(held, n.Value));
+            if (changed)
+            {
+                _namespaceLabels.Clear();
+                foreach (var (name, labels) in listed)
+                {
+                    _namespaceLabels[name] = labels;
+                }
+            }
+        }
+
+        if (changed)
+        {
+            Changed();
+        }
+    }
+
+    private void SetNamespace(string name, IReadOnlyDictionary<string, string>? labels)
+    {
+        lock (_lock)
+        {
+            var held = _namespaceLabels.GetValueOrDefault(name);
+            if (labels is null ? held is null : held is not null && SameLabels(held, labels))
+            {
+                return;
+            }
+
+            if (labels is null)
+            {
+                _namespaceLabels.Remove(name);
+            }
+            else
+            {
+                _namespaceLabels[name] = labels;
+            }
+        }
+
+        Changed();
+    }
+
+    private static bool SameLabels(IReadOnlyDictionary<string, string> a, IReadOnlyDictionary<string, string> b) =>
+        a.Count == b.Count && a.All(l => b.TryGetValue(l.Key, out var v) && v == l.Value);
 
     /// <summary>Puts the listed objects of a kind in place of the ones held.</summary>
     /// <remarks>Objects are parsed outside the lock, which guards only the table: a long list does not hold up a merge.</remarks>
@@ -531,6 +688,9 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
 
         [LoggerMessage(EventId = 3, Message = "Reading {Kind} from the Kubernetes API server failed: {Error}; what was read stays in force; retrying in {Delay}", EventName = "KubernetesReadFailed")]
         public static partial void Failed(ILogger logger, LogLevel level, string kind, string error, TimeSpan delay);
+
+        [LoggerMessage(5, LogLevel.Warning, "MeshConfig's discoverySelectors are not applied: ControlPlane:KubernetesNamespaces names the namespaces read ({Namespaces})", EventName = "KubernetesSelectorsIgnored")]
+        public static partial void SelectorsIgnored(ILogger logger, string namespaces);
 
         [LoggerMessage(4, LogLevel.Error, "Rejected {Source}: {Errors}; its last good version ({ResourceCount} resources) stays in force", EventName = "KubernetesObjectRejected")]
         public static partial void Rejected(ILogger logger, string source, string errors, int resourceCount);

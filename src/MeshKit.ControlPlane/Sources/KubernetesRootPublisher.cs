@@ -12,7 +12,8 @@ namespace MeshKit.ControlPlane.Sources;
 /// pod mounts as <c>Mesh:RootCertificateFile</c> to trust the control plane before it sends its service-account token.
 /// Every <see cref="ControlPlaneOptions.KubernetesRootCertResync"/> it lists the namespaces and the ConfigMaps of that
 /// name, and writes (server-side apply) only where one is missing or differs: a new namespace, a deleted or edited
-/// ConfigMap, is set right within that period. Kubernetes' own namespaces are left alone.
+/// ConfigMap, is set right within that period. Kubernetes' own namespaces are left alone, and so are those MeshConfig's
+/// <c>discoverySelectors</c> leave out.
 /// </summary>
 internal sealed partial class KubernetesRootPublisher : BackgroundService
 {
@@ -29,9 +30,11 @@ internal sealed partial class KubernetesRootPublisher : BackgroundService
     private readonly TimeProvider _time;
     private readonly ILogger<KubernetesRootPublisher> _logger;
     private readonly HttpClient _http;
+    private readonly KubernetesConfigStore _cluster;
 
-    public KubernetesRootPublisher(IOptions<ControlPlaneOptions> options, Ca.CertificateAuthority ca, TimeProvider time, ILogger<KubernetesRootPublisher> logger)
+    public KubernetesRootPublisher(IOptions<ControlPlaneOptions> options, Ca.CertificateAuthority ca, KubernetesConfigStore cluster, TimeProvider time, ILogger<KubernetesRootPublisher> logger)
     {
+        _cluster = cluster;
         _options = options.Value;
         _roots = string.Concat(ca.Bundle.Roots.Select(root => root.ExportCertificatePem() + "\n"));
         _time = time;
@@ -98,7 +101,8 @@ internal sealed partial class KubernetesRootPublisher : BackgroundService
             }
         }
 
-        foreach (var ns in namespaces.Where(n => !SystemNamespaces.Contains(n)).Distinct(StringComparer.Ordinal))
+        // As istiod, only in the namespaces MeshConfig's discoverySelectors pick (every one without them).
+        foreach (var ns in namespaces.Where(n => !SystemNamespaces.Contains(n) && _cluster.Selects(n)).Distinct(StringComparer.Ordinal))
         {
             if (current.TryGetValue(ns, out var data) && data == _roots)
             {

@@ -342,6 +342,57 @@ public class ConfigParserTests
     }
 
     [Fact]
+    public void Parse_MeshConfigDiscoverySelectors_AreKubernetesLabelSelectors_OredAsIstioReadsThem()
+    {
+        var result = Parse("""
+            apiVersion: meshkit.dev/v1alpha1
+            kind: MeshConfig
+            metadata: { name: mesh }
+            spec:
+              discoverySelectors:
+              - matchLabels: { env: prod, region: us-east1 }
+              - matchExpressions:
+                - { key: app, operator: In, values: [cassandra, spark] }
+                - { key: example.com/legacy, operator: DoesNotExist }
+            """);
+
+        Assert.Empty(result.Diagnostics);
+        var selectors = Assert.IsType<MeshConfigResource>(Assert.Single(result.Resources)).DiscoverySelectors;
+        bool Picked(params (string Key, string Value)[] labels) => selectors.Any(s => s.Matches(labels.ToDictionary(l => l.Key, l => l.Value)));
+
+        Assert.True(Picked(("env", "prod"), ("region", "us-east1"), ("team", "a")));
+        Assert.False(Picked(("env", "prod")));
+        Assert.True(Picked(("app", "spark")));
+        Assert.False(Picked(("app", "spark"), ("example.com/legacy", "")));
+        Assert.False(Picked(("app", "kafka")));
+        Assert.True(new LabelSelectorSpec().Matches(new Dictionary<string, string>()));
+        Assert.True(new LabelSelectorSpec { MatchExpressions = [new("team", "NotIn", ["a"]), new("tier", "Exists", [])] }.Matches(new Dictionary<string, string> { ["tier"] = "web" }));
+    }
+
+    [Theory]
+    [InlineData("{ matchLabels: { \"bad key!\": x } }", "spec.discoverySelectors[0].matchLabels.bad key!", "not a valid label")]
+    [InlineData("{ matchLabels: { env: \"-prod\" } }", "spec.discoverySelectors[0].matchLabels.env", "not a valid label")]
+    [InlineData("{ matchExpressions: [{ key: app, operator: Like, values: [a] }] }", "spec.discoverySelectors[0].matchExpressions[0].operator", "unknown operator 'Like'")]
+    [InlineData("{ matchExpressions: [{ key: app, operator: In }] }", "spec.discoverySelectors[0].matchExpressions[0].values", "In needs at least one value")]
+    [InlineData("{ matchExpressions: [{ key: app, operator: Exists, values: [a] }] }", "spec.discoverySelectors[0].matchExpressions[0].values", "Exists takes no values")]
+    [InlineData("{ matchExpressions: [{ operator: Exists }] }", "spec.discoverySelectors[0].matchExpressions[0].key", "")]
+    [InlineData("{ namespaces: [shop] }", "spec.discoverySelectors[0].namespaces", "unknown field")]
+    public void Parse_MeshConfigDiscoverySelectors_AreValidatedAsTheApiServerValidatesThem(string selector, string path, string message)
+    {
+        var result = Parse($$"""
+            apiVersion: meshkit.dev/v1alpha1
+            kind: MeshConfig
+            metadata: { name: mesh }
+            spec:
+              discoverySelectors: [ {{selector}} ]
+            """);
+
+        var finding = Assert.Single(result.Diagnostics);
+        Assert.Equal((path, DiagnosticSeverity.Error), (finding.Path, finding.Severity));
+        Assert.Contains(message, finding.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Parse_AuthorizationPolicyWithoutSpec_IsDenyAllShape()
     {
         var result = Parse("""

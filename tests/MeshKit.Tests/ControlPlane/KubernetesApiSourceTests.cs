@@ -231,7 +231,8 @@ public sealed class KubernetesApiSourceTests : MeshTestBase
 
         // /debug/kubernetes shows how each kind is read.
         var kinds = (await ControlPlane.GetAdminJsonAsync("/debug/kubernetes")).EnumerateArray().ToDictionary(k => k.GetProperty("kind").GetString()!);
-        Assert.Equal(13, kinds.Count);
+        Assert.Equal(KubernetesConfigStore.Kinds.Length + 1, kinds.Count); // and the namespaces, for their labels
+        Assert.Equal(("watching", 0), (kinds["Namespace"].GetProperty("state").GetString(), kinds["Namespace"].GetProperty("objects").GetInt32()));
         Assert.Equal("not served", kinds["Telemetry"].GetProperty("state").GetString());
         Assert.Equal(("watching", "networking.istio.io/v1", 2), (kinds["DestinationRule"].GetProperty("state").GetString(), kinds["DestinationRule"].GetProperty("apiVersion").GetString(), kinds["DestinationRule"].GetProperty("objects").GetInt32()));
         Assert.Equal("networking.istio.io/v1beta1", kinds["Sidecar"].GetProperty("apiVersion").GetString());

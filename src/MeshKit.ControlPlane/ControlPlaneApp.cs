@@ -196,6 +196,10 @@ public static class ControlPlaneApp
         services.AddSingleton(sp => new KubernetesConfigStore(primary(sp), sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<ControlPlaneOptions>>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<KubernetesConfigStore>>()));
         services.AddSingleton<IConfigStore>(sp => sp.GetRequiredService<KubernetesConfigStore>());
         services.AddHostedService(sp => sp.GetRequiredService<KubernetesConfigStore>());
+        if (options.KubernetesRouteStatus)
+        {
+            services.AddHostedService<KubernetesRouteStatus>();
+        }
     }
 
     private static void Listen(KestrelServerOptions kestrel, string url, string scheme, Action<ListenOptions> configure)

@@ -144,6 +144,13 @@ public sealed class ControlPlaneOptions
     public string KubernetesRootCertConfigMap { get; set; } = "meshkit-root-cert";
 
     /// <summary>
+    /// Gets or sets whether the control plane writes the status of the cluster's HTTPRoutes and GRPCRoutes attached to
+    /// Services (their <c>Accepted</c> and <c>ResolvedRefs</c> conditions for each such parent), as Gateway API requires
+    /// and Istio does. Needs <c>patch</c> on <c>httproutes/status</c> and <c>grpcroutes/status</c>. Default: true.
+    /// </summary>
+    public bool KubernetesRouteStatus { get; set; } = true;
+
+    /// <summary>
     /// Gets or sets how often the root ConfigMaps are checked and set right (a new namespace, a deleted or edited
     /// ConfigMap): two lists (the namespaces, and the ConfigMaps of that name), and a write only where one is missing or
     /// differs. Short, since a pod that mounts the ConfigMap in a new namespace waits for it. Default: 10 seconds.

@@ -101,6 +101,22 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     /// <summary>Gets or sets how long a watch may stay open before it is dropped and resumed (the server ends it sooner unless its connection died).</summary>
     internal TimeSpan WatchBound { get; set; } = TimeSpan.FromSeconds(WatchSeconds + 30);
 
+    /// <summary>
+    /// Gets the HTTPRoutes and GRPCRoutes read from the cluster (of the namespaces read): each object's source, latest
+    /// text (JSON, with its metadata and status) and findings, for <see cref="KubernetesRouteStatus"/>.
+    /// </summary>
+    public IReadOnlyList<ClusterObject> Routes()
+    {
+        lock (_lock)
+        {
+            var scope = DiscoveryScope(_primary.Current.MeshConfig);
+            return [.. _objects
+                .Where(o => (o.Key.StartsWith("kubernetes/HTTPRoute/", StringComparison.Ordinal) || o.Key.StartsWith("kubernetes/GRPCRoute/", StringComparison.Ordinal))
+                    && (scope is null || scope(o.Key.Split('/')[2])))
+                .Select(o => new ClusterObject(o.Key, o.Value.Text, o.Value.Diagnostics))];
+        }
+    }
+
     /// <summary>Gets how many namespaces' labels are held (for <c>discoverySelectors</c>).</summary>
     public int NamespacesRead
     {
@@ -696,6 +712,9 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         public static partial void Rejected(ILogger logger, string source, string errors, int resourceCount);
     }
 }
+
+/// <summary>An object read from the cluster: its source name (<c>kubernetes/&lt;kind&gt;/&lt;namespace&gt;/&lt;name&gt;</c>), its latest text and its findings.</summary>
+internal sealed record ClusterObject(string Source, string Text, IReadOnlyList<ConfigDiagnostic> Diagnostics);
 
 /// <summary>How one kind is read: the version served (empty: none), its state (watching, failing, not served), the last error, and when it was last listed.</summary>
 internal sealed record KubernetesKindStatus(string Kind, string? Namespace, string ApiVersion, string State, string? Error, DateTimeOffset? Listed);

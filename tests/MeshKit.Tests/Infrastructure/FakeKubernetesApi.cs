@@ -28,6 +28,7 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
     private long _version = 1000;
     private long _expiredBefore;
     private int _applies;
+    private int _statusWrites;
     private readonly Dictionary<string, int> _refused = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _watchesStarted = new(StringComparer.Ordinal);
     private bool _stopping;
@@ -108,6 +109,21 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
             lock (_lock)
             {
                 return [.. _reviews];
+            }
+        }
+    }
+
+    /// <summary>Gets or sets whether status writes are refused (403), as for a role without <c>patch</c> on the status subresource.</summary>
+    public bool RefuseStatus { get; set; }
+
+    /// <summary>Gets how many status writes were made.</summary>
+    public int StatusWrites
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _statusWrites;
             }
         }
     }
@@ -338,10 +354,67 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
         await context.Response.WriteAsync(review.ToJsonString());
     }
 
+    // A merge patch of an object's status subresource (PATCH .../namespaces/{ns}/{plural}/{name}/status): only its
+    // status changes; a resourceVersion in the patch that is not the object's is a conflict (409), as the API server
+    // takes it as a precondition.
+    private async Task PatchStatusAsync(HttpContext context, string path)
+    {
+        var match = System.Text.RegularExpressions.Regex.Match(path, "^(?<before>.*?)namespaces/(?<ns>[^/]+)/(?<plural>[^/]+)/(?<name>[^/]+)$");
+        if (context.Request.Headers.Authorization != $"Bearer {_token}" || !match.Success || context.Request.ContentType?.StartsWith("application/merge-patch+json", StringComparison.Ordinal) != true)
+        {
+            context.Response.StatusCode = 400;
+            return;
+        }
+
+        if (RefuseStatus)
+        {
+            context.Response.StatusCode = 403;
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync("""{"kind":"Status","apiVersion":"v1","status":"Failure","message":"httproutes.gateway.networking.k8s.io \"reviews\" is forbidden: User \"system:serviceaccount:meshkit-system:meshkit-controlplane\" cannot patch resource \"httproutes/status\"","reason":"Forbidden","code":403}""");
+            return;
+        }
+
+        using var reader = new StreamReader(context.Request.Body);
+        var patch = JsonNode.Parse(await reader.ReadToEndAsync())!.AsObject();
+        var collection = match.Groups["before"].Value + match.Groups["plural"].Value;
+        JsonObject? updated = null;
+        lock (_lock)
+        {
+            var objects = Collection(collection);
+            var key = $"{match.Groups["ns"].Value}/{match.Groups["name"].Value}";
+            if (!objects.TryGetValue(key, out var entry))
+            {
+                context.Response.StatusCode = 404;
+                return;
+            }
+
+            if (patch["metadata"]?["resourceVersion"]?.GetValue<string>() is { } expected && expected != entry["metadata"]!["resourceVersion"]!.GetValue<string>())
+            {
+                context.Response.StatusCode = 409;
+                return;
+            }
+
+            entry["status"] = patch["status"]?.DeepClone();
+            entry["metadata"]!["resourceVersion"] = (++_version).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            _statusWrites++;
+            Record(collection, "MODIFIED", entry);
+            updated = entry.DeepClone().AsObject();
+        }
+
+        context.Response.ContentType = "application/json";
+        await context.Response.WriteAsync(updated.ToJsonString());
+    }
+
     // Server-side apply of a namespaced object (PATCH .../namespaces/{ns}/{plural}/{name}, application/apply-patch+yaml):
     // the body is the object, stored in its collection.
     private async Task ApplyAsync(HttpContext context, string path)
     {
+        if (path.EndsWith("/status", StringComparison.Ordinal))
+        {
+            await PatchStatusAsync(context, path[..^"/status".Length]);
+            return;
+        }
+
         var match = System.Text.RegularExpressions.Regex.Match(path, "^(?<before>.*?)namespaces/(?<ns>[^/]+)/(?<plural>[^/]+)/(?<name>[^/]+)$");
         if (context.Request.Headers.Authorization != $"Bearer {_token}" || !match.Success
             || context.Request.ContentType != "application/apply-patch+yaml" || context.Request.Query["fieldManager"].Count == 0)

@@ -28,7 +28,7 @@ public sealed class ConfigSet
         KubernetesEndpoints = Resources.OfType<KubernetesEndpoints>().ToArray();
         GatewayApiRoutes = Resources.OfType<GatewayRouteResource>().ToArray();
         MeshConfig = Resources.OfType<MeshConfigResource>().FirstOrDefault();
-        VirtualServices = [.. Resources.OfType<VirtualService>(), .. GatewayRoutes.ToVirtualServices(GatewayApiRoutes, ServiceEntries, MeshConfig?.ClusterDomain ?? MeshCompiler.DefaultClusterDomain)];
+        VirtualServices = [.. Resources.OfType<VirtualService>(), .. GatewayRoutes.ToVirtualServices(GatewayApiRoutes, ServiceEntries, KubernetesServices, MeshConfig?.ClusterDomain ?? MeshCompiler.DefaultClusterDomain)];
         DestinationRules = Resources.OfType<DestinationRule>().ToArray();
         PeerAuthentications = Resources.OfType<PeerAuthentication>().ToArray();
         AuthorizationPolicies = Resources.OfType<AuthorizationPolicy>().ToArray();

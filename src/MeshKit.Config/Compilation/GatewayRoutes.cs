@@ -10,7 +10,7 @@ namespace MeshKit.Config.Compilation;
 /// </summary>
 internal static class GatewayRoutes
 {
-    public static IEnumerable<VirtualService> ToVirtualServices(IEnumerable<GatewayRouteResource> routes, IReadOnlyList<ServiceEntry> serviceEntries, string domain)
+    public static IEnumerable<VirtualService> ToVirtualServices(IEnumerable<GatewayRouteResource> routes, IReadOnlyList<ServiceEntry> serviceEntries, IReadOnlyList<KubernetesService> services, string domain)
     {
         foreach (var route in routes)
         {
@@ -19,11 +19,28 @@ internal static class GatewayRoutes
                 var producer = parent.Namespace == route.Namespace;
 
                 // A ServiceEntry parent: its hosts (none when it names no ServiceEntry: MeshCompiler reports it).
+                var entry = parent.IsServiceEntry ? serviceEntries.FirstOrDefault(e => e.Namespace == parent.Namespace && e.Name == parent.Name) : null;
                 string[] hosts = parent.IsServiceEntry
-                    ? serviceEntries.FirstOrDefault(e => e.Namespace == parent.Namespace && e.Name == parent.Name) is { } entry
-                        ? [.. entry.Hosts.Select(h => HostNames.Qualify(h, entry.Namespace, domain))]
-                        : []
+                    ? entry is not null ? [.. entry.Hosts.Select(h => HostNames.Qualify(h, entry.Namespace, domain))] : []
                     : [HostNames.ServiceHost(parent.Name, parent.Namespace, domain)];
+
+                // A sectionName is a port's name: the port of the ServiceEntry, or of the Kubernetes Service, that has it.
+                var port = parent.Port;
+                string? unresolved = null;
+                if (parent.SectionName is { } section && (!parent.IsServiceEntry || entry is not null))
+                {
+                    var ports = parent.IsServiceEntry
+                        ? entry!.Ports
+                        : services.FirstOrDefault(s => s.Namespace == parent.Namespace && s.Name == parent.Name)?.Ports ?? [];
+                    var named = ports.FirstOrDefault(p => p.Name == section && (parent.Port is null || p.Number == parent.Port));
+                    port = named?.Number;
+                    if (named is null)
+                    {
+                        unresolved = $"sectionName '{section}' names no port{(parent.Port is { } number ? $" {number}" : string.Empty)} of {(parent.IsServiceEntry ? "ServiceEntry" : "Service")} {parent.Namespace}/{parent.Name}{(parent.IsServiceEntry ? string.Empty : " (a Kubernetes Service of the config names its ports; workloads' own ports are named by port)")}: the route takes none of its calls";
+                        hosts = [];
+                    }
+                }
+
                 var locations = new Dictionary<string, SourceLocation>(route.FieldLocations, StringComparer.Ordinal) { ["spec.hosts[0]"] = route.Locate(parent.Path) };
                 yield return new VirtualService
                 {
@@ -31,8 +48,8 @@ internal static class GatewayRoutes
                     Labels = route.Labels, Annotations = route.Annotations, Source = route.Source, FieldLocations = locations,
                     Hosts = hosts,
                     ExportTo = producer ? [] : ["."],
-                    Http = route.Rules.Select(r => Qualified(r.Route, parent.Port, domain)).ToArray(),
-                    Gateway = new GatewayRouteOrigin(producer, route.CreationTimestamp, route.Rules.Select(r => r.Precedence).ToArray(), route.Rules.Select(r => r.Rule).ToArray(), parent.Path, parent.Port),
+                    Http = route.Rules.Select(r => Qualified(r.Route, port, domain)).ToArray(),
+                    Gateway = new GatewayRouteOrigin(producer, route.CreationTimestamp, route.Rules.Select(r => r.Precedence).ToArray(), route.Rules.Select(r => r.Rule).ToArray(), parent.Path, port) { Unresolved = unresolved },
                 };
             }
         }

@@ -361,7 +361,7 @@ public static class MeshCompiler
         {
             if (vs.Gateway is { } origin && vs.Hosts.Count == 0)
             {
-                diagnostics.Add(Warn(vs, origin.ParentPath, "names no ServiceEntry of this name and namespace: the route applies once one is defined"));
+                diagnostics.Add(Warn(vs, origin.ParentPath, origin.Unresolved ?? "names no ServiceEntry of this name and namespace: the route applies once one is defined"));
             }
 
             for (var h = 0; h < vs.Hosts.Count; h++)

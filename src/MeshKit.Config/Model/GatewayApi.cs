@@ -30,6 +30,12 @@ public sealed record ServiceParentRef(string Name, string Namespace, uint? Port,
 {
     /// <summary>Gets whether the parent is a ServiceEntry (the route takes the calls to its hosts), not a Service.</summary>
     public bool IsServiceEntry { get; init; }
+
+    /// <summary>
+    /// Gets <c>sectionName</c>: the name of the Service's (or ServiceEntry's) port whose calls the route takes, as
+    /// Gateway API reads it for a Service; null when not given. With <see cref="Port"/>, both must name one port.
+    /// </summary>
+    public string? SectionName { get; init; }
 }
 
 /// <summary>One match of one rule of an HTTPRoute, as a route of the VirtualService model.</summary>
@@ -71,4 +77,8 @@ public readonly record struct MatchPrecedence(int PathKind, int PathLength, int 
 /// <param name="Rules">Gets each route's rule index (<see cref="VirtualService.Http"/>, in order).</param>
 /// <param name="ParentPath">Gets the <c>parentRefs</c> entry's field path.</param>
 /// <param name="ParentPort">Gets the parent's <c>port</c>: the Service port whose calls the route takes; null for every port.</param>
-public sealed record GatewayRouteOrigin(bool Producer, DateTimeOffset? Created, IReadOnlyList<MatchPrecedence> Precedence, IReadOnlyList<int> Rules, string ParentPath, uint? ParentPort);
+public sealed record GatewayRouteOrigin(bool Producer, DateTimeOffset? Created, IReadOnlyList<MatchPrecedence> Precedence, IReadOnlyList<int> Rules, string ParentPath, uint? ParentPort)
+{
+    /// <summary>Gets why the parent takes no calls though it exists (a <c>sectionName</c> that names none of its ports); null when it does.</summary>
+    public string? Unresolved { get; init; }
+}

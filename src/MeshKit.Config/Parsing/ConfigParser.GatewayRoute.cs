@@ -1,6 +1,5 @@
 using System.Globalization;
 using MeshKit.Config.Model;
-using MeshKit.Config.Validation;
 using YamlDotNet.RepresentationModel;
 
 namespace MeshKit.Config.Parsing;
@@ -77,8 +76,8 @@ public static partial class ConfigParser
         if (kind == "ServiceEntry" && group == "networking.istio.io")
         {
             // Istio's extension: the route takes the calls to the ServiceEntry's hosts (ConfigSet looks it up).
-            p.NotSupported("sectionName", DiagnosticSeverity.Error, "a ServiceEntry parent's port is named by port");
-            return name is null ? null : new ServiceParentRef(name, ns, port, p.Path) { IsServiceEntry = true };
+            var entrySection = ReadSectionName(p);
+            return name is null ? null : new ServiceParentRef(name, ns, port, p.Path) { IsServiceEntry = true, SectionName = entrySection };
         }
 
         if (kind != "Service")
@@ -94,7 +93,7 @@ public static partial class ConfigParser
             p.Context.Error(p.Get("group") ?? p.Node, p.ChildPath("group"), "a Service parent needs group \"\" (the core API group); without it Gateway API reads gateway.networking.k8s.io");
         }
 
-        p.NotSupported("sectionName", DiagnosticSeverity.Error, "a Service parent's port is named by port");
+        var section = ReadSectionName(p);
         if (name is not null && !Names.IsDnsLabel(name))
         {
             p.Context.Error(p.Get("name"), p.ChildPath("name"), $"'{name}' is not a valid Service name (lower-case DNS-1123 label)");
@@ -105,7 +104,20 @@ public static partial class ConfigParser
             p.Context.Error(p.Get("namespace"), p.ChildPath("namespace"), $"'{ns}' is not a valid namespace (lower-case DNS-1123 label)");
         }
 
-        return name is null ? null : new ServiceParentRef(name, ns, port, p.Path);
+        return name is null ? null : new ServiceParentRef(name, ns, port, p.Path) { SectionName = section };
+    }
+
+    // A Service's sectionName is one of its ports' names (Gateway API), a DNS label (Kubernetes validates port names so).
+    private static string? ReadSectionName(MapReader p)
+    {
+        var section = p.String("sectionName");
+        if (section is not null && !Names.IsDnsLabel(section))
+        {
+            p.Context.Error(p.Get("sectionName"), p.ChildPath("sectionName"), $"'{section}' is not a port name (lower-case DNS-1123 label)");
+            return null;
+        }
+
+        return section;
     }
 
     private sealed record GatewayMatch(HttpMatchRequest Match, MatchPrecedence Precedence);

@@ -173,9 +173,8 @@ internal sealed partial class KubernetesRouteStatus : BackgroundService
                 ? (false, "UnsupportedValue", $"{errors[0].Path}: {errors[0].Message}")
                 : service is not null && !mesh.ServiceHosts.Contains(service)
                     ? (false, "NoMatchingParent", $"the Service '{service}' is no service of the mesh")
-                    : parent["kind"]?.GetValue<string>() == "ServiceEntry" && parent["name"]?.GetValue<string>() is { } entryName
-                        && !config.ServiceEntries.Any(e => e.Name == entryName && e.Namespace == (parent["namespace"]?.GetValue<string>() ?? ns))
-                        ? (false, "NoMatchingParent", $"no ServiceEntry '{entryName}' is defined in its namespace")
+                    : config.VirtualServices.FirstOrDefault(v => v.Source.File == route.Source && v.Gateway?.ParentPath == $"spec.parentRefs[{i}]") is { Hosts.Count: 0 } orphan
+                        ? (false, "NoMatchingParent", orphan.Gateway!.Unresolved ?? "no ServiceEntry of this name is defined in its namespace")
                         : (true, "Accepted", "the route is in force for this parent's calls");
             var (resolved, resolvedReason, resolvedMessage) = unknownBackends.Count == 0
                 ? (true, "ResolvedRefs", "every backend is a service of the mesh")

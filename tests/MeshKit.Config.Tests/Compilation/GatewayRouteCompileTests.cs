@@ -178,4 +178,46 @@ public class GatewayRouteCompileTests
         Assert.Equal("spec.parentRefs[1]", finding.Path);
         Assert.Contains("names no ServiceEntry", finding.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void ASectionName_IsThePortOfThatName_OfTheKubernetesService_OrOfTheServiceEntry()
+    {
+        var mesh = Compile("""
+            apiVersion: v1
+            kind: Service
+            metadata: { name: reviews, namespace: shop }
+            spec:
+              selector: { app: reviews }
+              ports: [{ name: http, port: 9080 }, { name: admin, port: 9443 }]
+            ---
+            apiVersion: networking.istio.io/v1
+            kind: ServiceEntry
+            metadata: { name: httpbin, namespace: shop }
+            spec:
+              hosts: [httpbin.example.com]
+              location: MESH_EXTERNAL
+              resolution: DNS
+              ports: [{ number: 80, name: http, protocol: HTTP }, { number: 8080, name: alt, protocol: HTTP }]
+            ---
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: { name: admin, namespace: shop }
+            spec:
+              parentRefs:
+              - { group: "", kind: Service, name: reviews, sectionName: admin }
+              - { group: networking.istio.io, kind: ServiceEntry, name: httpbin, sectionName: alt }
+              - { group: "", kind: Service, name: reviews, sectionName: metrics }
+              - { group: "", kind: Service, name: reviews, sectionName: admin, port: 9080 }
+              rules: [{ backendRefs: [{ name: ratings, port: 9080 }] }]
+            """);
+
+        Assert.Equal(9443u, Assert.Single(Routes(mesh, "shop").HttpRoutes).Matches[0].ServicePort);
+        Assert.Equal(8080u, Assert.Single(Routes(mesh, "shop", "httpbin.example.com").HttpRoutes).Matches[0].ServicePort);
+
+        // A name none of the Service's ports has, or one that is not the port given with it: the parent takes no calls.
+        var findings = mesh.Diagnostics.Where(d => d.Resource == "HTTPRoute shop/admin").OrderBy(d => d.Path, StringComparer.Ordinal).ToArray();
+        Assert.Equal(["spec.parentRefs[2]", "spec.parentRefs[3]"], findings.Select(f => f.Path));
+        Assert.Contains("sectionName 'metrics' names no port of Service shop/reviews", findings[0].Message, StringComparison.Ordinal);
+        Assert.Contains("sectionName 'admin' names no port 9080 of Service shop/reviews", findings[1].Message, StringComparison.Ordinal);
+    }
 }

@@ -168,9 +168,9 @@ public class GatewayRouteParserTests
 
     [Theory]
     [InlineData("parentRefs: [{ kind: Service, name: reviews }]", "spec.parentRefs[0].group", "group \"\"")]
-    [InlineData("parentRefs: [{ group: \"\", kind: Service, name: reviews, sectionName: http }]", "spec.parentRefs[0].sectionName", "named by port")]
+    [InlineData("parentRefs: [{ group: \"\", kind: Service, name: reviews, sectionName: HTTP }]", "spec.parentRefs[0].sectionName", "is not a port name")]
     [InlineData("parentRefs: [{ group: multicluster.x-k8s.io, kind: ServiceImport, name: reviews }]", "spec.parentRefs[0].kind", "ServiceImport parent")]
-    [InlineData("parentRefs: [{ group: networking.istio.io, kind: ServiceEntry, name: httpbin, sectionName: http }]", "spec.parentRefs[0].sectionName", "named by port")]
+    [InlineData("parentRefs: [{ group: networking.istio.io, kind: ServiceEntry, name: httpbin, sectionName: \"http/1\" }]", "spec.parentRefs[0].sectionName", "is not a port name")]
     public void UnsupportedParents_AreErrors(string parents, string path, string message)
     {
         var result = Parse($$"""

@@ -29,10 +29,10 @@ public sealed class KubernetesRouteStatusTests : MeshTestBase
     }
 
     // A route to reviews' port 9080, also attached to a Gateway whose controller wrote its own entry.
-    private static string Route(int generation, string backends, string parent = "reviews", string filters = "") => $$"""
+    private static string Route(int generation, string backends, string parent = "reviews", string filters = "", string section = "") => $$"""
         {"apiVersion":"gateway.networking.k8s.io/v1","kind":"HTTPRoute",
          "metadata":{"name":"reviews","namespace":"default","generation":{{generation}} },
-         "spec":{"parentRefs":[{"group":"","kind":"Service","name":"{{parent}}","port":9080},{"name":"edge"}],
+         "spec":{"parentRefs":[{"group":"","kind":"Service","name":"{{parent}}","port":9080{{section}} },{"name":"edge"}],
                  "rules":[{ {{filters}} "backendRefs":[{{backends}}] }]},
          "status":{"parents":[{"parentRef":{"name":"edge"},"controllerName":"istio.io/gateway-controller",
                    "conditions":[{"type":"Accepted","status":"True","reason":"Accepted","message":"","observedGeneration":1,"lastTransitionTime":"2026-11-01T00:00:00Z"}]}]} }
@@ -77,11 +77,12 @@ public sealed class KubernetesRouteStatusTests : MeshTestBase
     }
 
     [Theory]
-    [InlineData("nowhere", "", "NoMatchingParent", "nowhere")]
-    [InlineData("reviews", "\"filters\":[{\"type\":\"ExtensionRef\",\"extensionRef\":{\"group\":\"example.com\",\"kind\":\"Filter\",\"name\":\"x\"}}],", "UnsupportedValue", "extensionRef")]
-    public async Task ARouteThatIsNotInForce_IsToldWhy(string parent, string filters, string reason, string named)
+    [InlineData("nowhere", "", "", "NoMatchingParent", "nowhere")]
+    [InlineData("reviews", "", ",\"sectionName\":\"metrics\"", "NoMatchingParent", "sectionName 'metrics' names no port 9080")]
+    [InlineData("reviews", "\"filters\":[{\"type\":\"ExtensionRef\",\"extensionRef\":{\"group\":\"example.com\",\"kind\":\"Filter\",\"name\":\"x\"}}],", "", "UnsupportedValue", "extensionRef")]
+    public async Task ARouteThatIsNotInForce_IsToldWhy(string parent, string filters, string section, string reason, string named)
     {
-        _api.Put(HttpRoutes, Route(1, """{"name":"reviews","port":9080}""", parent, filters));
+        _api.Put(HttpRoutes, Route(1, """{"name":"reviews","port":9080}""", parent, filters, section));
 
         await Eventually.TrueAsync(() => Condition("Accepted") == "False", "the route is told it is not accepted");
         Assert.Equal(reason, Condition("Accepted", "reason"));

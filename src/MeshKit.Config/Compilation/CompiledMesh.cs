@@ -286,7 +286,15 @@ public sealed class CompiledMesh
 
         var mesh = new Dictionary<string, Resource>(StringComparer.Ordinal)
         {
-            [ResourceTypes.MeshResourceName] = ToResource(ResourceTypes.MeshResourceName, sidecar?.OutboundTrafficPolicy is { } mode ? new MeshSettings(Settings) { OutboundTrafficPolicy = mode } : Settings),
+            [ResourceTypes.MeshResourceName] = ToResource(ResourceTypes.MeshResourceName, sidecar?.OutboundTrafficPolicy is { } mode
+                ? new MeshSettings(Settings)
+                {
+                    OutboundTrafficPolicy = mode,
+                    EgressProxy = sidecar.EgressProxy is { } proxy
+                        ? new WeightedDestination { Host = HostNames.Qualify(proxy.Host, sidecar.Namespace, domain), Subset = proxy.Subset ?? string.Empty, Port = proxy.Port ?? 0, Weight = 100 }
+                        : null,
+                }
+                : Settings),
         };
         var inbound = new InboundPolicy
         {

@@ -324,6 +324,28 @@ public static class MeshCompiler
         CheckOnePerNamespace(config.Telemetries, r => ((TelemetryResource)r).Selector is null, diagnostics);
         CheckOnePerNamespace(config.Sidecars, r => ((SidecarResource)r).Selector is null, diagnostics);
 
+        // An egress proxy the workloads cannot see fails their calls outside the registry (they never go around it).
+        foreach (var sidecar in config.Sidecars)
+        {
+            if (sidecar.EgressProxy is not { } proxy)
+            {
+                continue;
+            }
+
+            var host = HostNames.Qualify(proxy.Host, sidecar.Namespace, settings.ClusterDomain);
+            if (!services.TryGetValue(host, out var service))
+            {
+                if (registryKnown)
+                {
+                    diagnostics.Add(Warn(sidecar, "spec.outboundTrafficPolicy.egressProxy.host", $"'{host}' names no known service: calls to hosts outside the registry are answered 503 until one registers or is declared"));
+                }
+            }
+            else if (!Sidecars.Admits(sidecar, sidecar.Namespace, host, service.Namespace, settings.ClusterDomain))
+            {
+                diagnostics.Add(Warn(sidecar, "spec.outboundTrafficPolicy.egressProxy.host", $"'{host}' is not among the Sidecar's egress hosts: its workloads do not see it, and their calls to hosts outside the registry are answered 503; add it to egress[].hosts"));
+            }
+        }
+
         foreach (var policy in config.AuthorizationPolicies)
         {
             if (policy.Action == "CUSTOM" && config.MeshConfig?.ExtensionProviders.Any(p => p.Name == policy.Provider) != true)

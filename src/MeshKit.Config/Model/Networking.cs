@@ -658,6 +658,12 @@ public sealed record SidecarResource : ConfigResource
 
     /// <summary>Gets <c>spec.outboundTrafficPolicy.mode</c>, overriding MeshConfig's for the selected workloads.</summary>
     public string? OutboundTrafficPolicy { get; init; }
+
+    /// <summary>
+    /// Gets <c>spec.outboundTrafficPolicy.egressProxy</c>: the service (host, subset, port) calls to hosts outside the
+    /// registry go through instead of going directly (with <c>mode: ALLOW_ANY</c> only); null when not set.
+    /// </summary>
+    public Destination? EgressProxy { get; init; }
 }
 
 /// <summary>One <c>egress[].hosts</c> entry of a Sidecar.</summary>

@@ -73,10 +73,18 @@ public static partial class ConfigParser
             }
         }
 
+        Destination? egressProxy = null;
         var outbound = s.Map("outboundTrafficPolicy", o =>
         {
-            o.NotSupported("egressProxy", DiagnosticSeverity.Error, "MeshKit sends unknown hosts directly (ALLOW_ANY) or refuses them (REGISTRY_ONLY)");
-            return new BoxedString(o.String("mode"));
+            var mode = o.String("mode");
+            egressProxy = o.Map("egressProxy", ReadEgressProxy);
+            if (egressProxy is not null && mode != "ALLOW_ANY")
+            {
+                // As Istio validates: unknown hosts go through the proxy only where they may go at all.
+                o.Context.Error(o.Get("egressProxy"), o.ChildPath("egressProxy"), "is valid only with mode ALLOW_ANY");
+            }
+
+            return new BoxedString(mode);
         })?.Value;
         if (outbound is not null && outbound is not ("ALLOW_ANY" or "REGISTRY_ONLY"))
         {
@@ -88,7 +96,31 @@ public static partial class ConfigParser
         return Fill(new SidecarResource
         {
             Kind = h.Kind, ApiVersion = h.ApiVersion, Name = h.Metadata.Name, Namespace = h.Metadata.Namespace,
-            Selector = selector, EgressHosts = hosts, OutboundTrafficPolicy = outbound,
+            Selector = selector, EgressHosts = hosts, OutboundTrafficPolicy = outbound, EgressProxy = egressProxy,
         }, h);
+    }
+
+    // The egress proxy: a destination with a port, as Istio validates it (a service's host, no wildcard).
+    private static Destination? ReadEgressProxy(MapReader e)
+    {
+        var proxy = ReadDestination(e);
+        if (proxy is null)
+        {
+            return null;
+        }
+
+        if (proxy.Host.Contains('*', StringComparison.Ordinal))
+        {
+            e.Context.Error(e.Get("host"), e.ChildPath("host"), "an egress proxy is one service: no wildcard");
+            return null;
+        }
+
+        if (proxy.Port is null)
+        {
+            e.Context.Error(e.Node, e.ChildPath("port"), "an egress proxy needs its port (port.number), as in Istio");
+            return null;
+        }
+
+        return proxy;
     }
 }

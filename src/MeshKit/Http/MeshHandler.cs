@@ -399,9 +399,26 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
     {
         if (!snapshot.TryResolve(uri.Host, out var service))
         {
-            return snapshot.RegistryOnly
-                ? new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.BadGateway, "NR", $"host '{uri.Host}' is not in the mesh registry and outboundTrafficPolicy is REGISTRY_ONLY"))
-                : new(PassThroughAsync(request, cancellationToken));
+            if (snapshot.RegistryOnly)
+            {
+                return new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.BadGateway, "NR", $"host '{uri.Host}' is not in the mesh registry and outboundTrafficPolicy is REGISTRY_ONLY"));
+            }
+
+            if (snapshot.EgressProxy is not { } egress)
+            {
+                return new(PassThroughAsync(request, cancellationToken));
+            }
+
+            // Through the Sidecar's egress proxy, with the authority the application called; never around it. A TLS
+            // call's handshake is with its host, which an HTTP hop cannot carry: it is refused, not sent around.
+            if (uri.Scheme != Uri.UriSchemeHttp)
+            {
+                return new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.BadGateway, "NR", $"host '{uri.Host}' is not in the mesh registry and goes through the egress proxy '{egress.Host}', which takes plain HTTP calls only: declare the host with a ServiceEntry to call it over TLS"));
+            }
+
+            return egress.Service is { } proxy
+                ? Route(request, uri, proxy, proxy.Routes[0], null, false, answer, cancellationToken)
+                : new ValueTask<HttpResponseMessage>(Reject(request, HttpStatusCode.ServiceUnavailable, "UH", $"host '{uri.Host}' is not in the mesh registry and goes through the egress proxy '{egress.Host}', which this workload does not see"));
         }
 
         RouteEntry? route = null;

@@ -63,6 +63,13 @@ internal sealed class MeshSnapshot
     /// <summary>Gets the Telemetry API's access-log filter for the requests this workload serves; null: every request.</summary>
     internal MeshKit.Config.Expressions.CelProgram? ServerAccessLogFilter { get; init; }
 
+    /// <summary>
+    /// Gets the workload's egress proxy (its Sidecar's <c>outboundTrafficPolicy.egressProxy</c>): the host calls
+    /// outside the registry go through, and its one route (to the proxy's subset and port, no retries); the route is
+    /// null when this workload does not see the proxy's service, and such calls then fail rather than go around it.
+    /// </summary>
+    internal (string Host, ServiceView? Service)? EgressProxy { get; init; }
+
     /// <summary>Gets which of the headers a sidecar adds to calls the workload adds (MeshConfig's <c>defaultConfig.proxyHeaders</c>).</summary>
     internal Protocol.V1.ProxyHeaders ProxyHeaders { get; init; } = Http.ProxyHeaderValues.Defaults;
 

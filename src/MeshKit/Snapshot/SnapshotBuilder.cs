@@ -91,6 +91,7 @@ internal static class SnapshotBuilder
         {
             PeerAuthentication = inbound.PeerAuthentication ?? new PeerAuthenticationPolicy(),
             ProxyHeaders = settings.ProxyHeaders ?? Http.ProxyHeaderValues.Defaults,
+            EgressProxy = settings.EgressProxy is { Host.Length: > 0 } proxy ? (proxy.Host, EgressProxyService(proxy, clusters, source, clock)) : null,
             Authorization = Security.AuthorizationEngine.Compile(inbound.Authorization),
             Jwt = Security.JwtAuthenticator.Compile(inbound.JwtProviders),
             PathNormalization = Security.PathNormalizer.Parse(inbound.PathNormalization),
@@ -276,6 +277,20 @@ internal static class SnapshotBuilder
             .WithPortOverrides(PortSets(endpoints, string.Empty, cluster.PortPolicies, cluster.PortUpstreams, (cluster.LoadBalancer, cluster.ConsistentHash, cluster.Locality, cluster.Warmup), serviceUpstream, cluster.Upstream));
         names.Add(cluster.Host);
         return new ClusterView(cluster.Host, all, subsets.ToFrozenDictionary(StringComparer.Ordinal), runtime);
+    }
+
+    // The egress proxy as a service of one route: every call to a host outside the registry, to the proxy's subset and
+    // port, sent once (Envoy's passthrough, which the proxy replaces, retries nothing); null when its cluster is not seen.
+    private static ServiceView? EgressProxyService(WeightedDestination proxy, Dictionary<string, ClusterView> clusters, SourceWorkload source, MeshRuntime? clock)
+    {
+        if (!clusters.ContainsKey(proxy.Host))
+        {
+            return null;
+        }
+
+        var routes = new ServiceRoutes { Host = proxy.Host, HttpRoutes = { new HttpRoute { Name = "egress-proxy", Destinations = { proxy }, Retries = new RetryPolicy { Attempts = 0 } } } };
+        var ports = new Dictionary<string, uint[]>(StringComparer.Ordinal) { [proxy.Host] = [proxy.Port] };
+        return BuildService(routes, clusters, ports, source, new RouteResilience.Pipelines(clock?.Time ?? TimeProvider.System), null);
     }
 
     private static ServiceView BuildService(ServiceRoutes routes, Dictionary<string, ClusterView> clusters, Dictionary<string, uint[]> ports, SourceWorkload source, RouteResilience.Pipelines pipelines, RetryPolicy? defaultRetries)

@@ -392,6 +392,35 @@ public class ConfigParserTests
         Assert.Contains(message, finding.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("{ mode: ALLOW_ANY, egressProxy: { host: egress.istio-system.svc.cluster.local, subset: squid, port: { number: 3128 } } }", null, null)]
+    [InlineData("{ egressProxy: { host: egress.istio-system.svc.cluster.local, port: { number: 3128 } } }", "spec.outboundTrafficPolicy.egressProxy", "only with mode ALLOW_ANY")]
+    [InlineData("{ mode: REGISTRY_ONLY, egressProxy: { host: egress.istio-system.svc.cluster.local, port: { number: 3128 } } }", "spec.outboundTrafficPolicy.egressProxy", "only with mode ALLOW_ANY")]
+    [InlineData("{ mode: ALLOW_ANY, egressProxy: { host: egress.istio-system.svc.cluster.local } }", "spec.outboundTrafficPolicy.egressProxy.port", "needs its port")]
+    [InlineData("{ mode: ALLOW_ANY, egressProxy: { host: \"*.example.com\", port: { number: 3128 } } }", "spec.outboundTrafficPolicy.egressProxy.host", "no wildcard")]
+    public void Parse_SidecarEgressProxy_AsIstioValidatesIt(string policy, string? path, string? message)
+    {
+        var result = Parse($$"""
+            apiVersion: networking.istio.io/v1
+            kind: Sidecar
+            metadata: { name: default, namespace: shop }
+            spec:
+              egress: [{ hosts: ["*/*"] }]
+              outboundTrafficPolicy: {{policy}}
+            """);
+
+        if (path is null)
+        {
+            Assert.Empty(result.Diagnostics);
+            Assert.Equal(new Destination("egress.istio-system.svc.cluster.local", "squid", 3128), Assert.IsType<SidecarResource>(Assert.Single(result.Resources)).EgressProxy);
+            return;
+        }
+
+        var finding = Assert.Single(result.Diagnostics);
+        Assert.Equal((path, DiagnosticSeverity.Error), (finding.Path, finding.Severity));
+        Assert.Contains(message!, finding.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Parse_AuthorizationPolicyWithoutSpec_IsDenyAllShape()
     {

@@ -21,16 +21,26 @@ internal sealed class ExternalServer : IAsyncDisposable
 
     public int Port { get; }
 
+    /// <summary>Gets how many requests the server answered.</summary>
+    public int Requests => Volatile.Read(ref _requests);
+
+    private int _requests;
+
     public static async Task<ExternalServer> StartAsync(string name = "external")
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         var app = builder.Build();
-        app.Map("/{**path}", (HttpContext c) => $"{name}:{c.Request.Path}:{c.Request.Host}:{c.Request.Headers["x-api-key"]}");
+        ExternalServer? server = null;
+        app.Map("/{**path}", (HttpContext c) =>
+        {
+            Interlocked.Increment(ref server!._requests);
+            return $"{name}:{c.Request.Path}:{c.Request.Host}:{c.Request.Headers["x-api-key"]}";
+        });
         await app.StartAsync();
         var port = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()).Port;
-        return new ExternalServer(app, port);
+        return server = new ExternalServer(app, port);
     }
 
     public async ValueTask DisposeAsync()

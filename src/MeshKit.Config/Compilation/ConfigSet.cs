@@ -26,6 +26,7 @@ public sealed class ConfigSet
         ServiceEntries = Resources.OfType<ServiceEntry>().ToArray();
         KubernetesServices = Resources.OfType<KubernetesService>().ToArray();
         KubernetesEndpoints = Resources.OfType<KubernetesEndpoints>().ToArray();
+        KubernetesPods = Resources.OfType<KubernetesPod>().ToArray();
         GatewayApiRoutes = Resources.OfType<GatewayRouteResource>().ToArray();
         MeshConfig = Resources.OfType<MeshConfigResource>().FirstOrDefault();
         VirtualServices = [.. Resources.OfType<VirtualService>(), .. GatewayRoutes.ToVirtualServices(GatewayApiRoutes, ServiceEntries, KubernetesServices, MeshConfig?.ClusterDomain ?? MeshCompiler.DefaultClusterDomain)];
@@ -64,6 +65,9 @@ public sealed class ConfigSet
 
     /// <summary>Gets the Kubernetes Services' EndpointSlices and Endpoints, ordered by kind, namespace and name.</summary>
     public IReadOnlyList<KubernetesEndpoints> KubernetesEndpoints { get; }
+
+    /// <summary>Gets the cluster's pods (read from the API server): the labels of the endpoints that run no MeshKit.</summary>
+    public IReadOnlyList<KubernetesPod> KubernetesPods { get; }
 
     /// <summary>Gets the PeerAuthentications, ordered by namespace and name.</summary>
     public IReadOnlyList<PeerAuthentication> PeerAuthentications { get; }

@@ -19,6 +19,12 @@ internal sealed class DeclaredEndpoints(ConfigSet config, IReadOnlyCollection<Wo
 
     private readonly HashSet<KubernetesEndpoints> _claimed = [];
 
+    // The cluster's pods by namespace and address: an endpoint that runs no MeshKit has its pod's labels (Istio's too).
+    private readonly Dictionary<(string Namespace, string Address), KubernetesPod> _pods = config.KubernetesPods
+        .SelectMany(pod => pod.Addresses.Select(address => (Key: (pod.Namespace, address.ToLowerInvariant()), Pod: pod)))
+        .DistinctBy(p => p.Key)
+        .ToDictionary(p => p.Key, p => p.Pod);
+
     // The live workloads by what a slice names (an address and a port it listens on); built when a slice needs it.
     private Dictionary<(string Address, uint Port), WorkloadAnnouncement>? _byAddress;
 
@@ -103,6 +109,15 @@ internal sealed class DeclaredEndpoints(ConfigSet config, IReadOnlyCollection<Wo
             endpoint = workload is null
                 ? new Endpoint { Address = address, Weight = 1, Origin = $"{source.Kind} {source.Namespace}/{source.Name}", Locality = new Locality() }
                 : MeshCompiler.EndpointOf(workload);
+            if (workload is null && _pods.GetValueOrDefault((source.Namespace, address.ToLowerInvariant())) is { } pod)
+            {
+                // Its pod's labels: a DestinationRule's subsets pick it as they pick a MeshKit workload (a v1 that runs
+                // no MeshKit beside a v2 that does, while a service moves over).
+                foreach (var (label, value) in pod.Labels)
+                {
+                    endpoint.Labels[label] = value;
+                }
+            }
             endpoints[key] = endpoint;
             service.Endpoints.Add(endpoint);
         }

@@ -430,6 +430,17 @@ public sealed record KubernetesEndpoints : ConfigResource
     public IReadOnlyList<KubernetesEndpointSubset> Subsets { get; init; } = [];
 }
 
+/// <summary>
+/// A pod of the cluster, as the control plane reads it from the API server (never from a file: a pod's address is
+/// current only there): its labels (<see cref="ConfigResource.Labels"/>) and addresses, which give an EndpointSlice's
+/// address that runs no MeshKit the labels its pod has, as Istio takes an endpoint's labels from its pod.
+/// </summary>
+public sealed record KubernetesPod : ConfigResource
+{
+    /// <summary>Gets the pod's addresses (<c>status.podIPs</c>).</summary>
+    public IReadOnlyList<string> Addresses { get; init; } = [];
+}
+
 /// <summary>Addresses and the ports each of them serves (an EndpointSlice, or one of an Endpoints' <c>subsets</c>).</summary>
 /// <param name="Addresses">Gets the addresses, with their conditions.</param>
 /// <param name="Ports">Gets the ports: each named as the Service's port it serves, with the number the address listens on.</param>

@@ -134,7 +134,7 @@ internal static class AdminEndpoints
                 state = k.State,
                 error = k.Error,
                 listed = k.Listed,
-                objects = k.Kind == KubernetesConfigStore.Namespaces.Kind ? cluster.NamespacesRead : cluster.Sources.Count(s => s.Name.StartsWith($"kubernetes/{k.Kind}/{(k.Namespace is null ? string.Empty : k.Namespace + "/")}", StringComparison.Ordinal)),
+                objects = k.Kind == KubernetesConfigStore.Namespaces.Kind ? cluster.NamespacesRead : k.Kind == KubernetesConfigStore.Pods.Kind ? cluster.PodsRead : cluster.Sources.Count(s => s.Name.StartsWith($"kubernetes/{k.Kind}/{(k.Namespace is null ? string.Empty : k.Namespace + "/")}", StringComparison.Ordinal)),
             }))
             : Results.NotFound(new { error = "the control plane does not read a Kubernetes API server (ControlPlane:KubernetesApiServer)" }));
 
@@ -294,7 +294,8 @@ internal static class AdminEndpoints
     // same validation the folder's watcher runs) and deleting is removing it.
     private static void MapConfigApi(WebApplication app)
     {
-        app.MapGet("/config/resources", (IConfigStore store) => Results.Json(store.Current.Resources.Select(r => new
+        // The configuration in force; the cluster's pods (their labels, for endpoints) are not configuration.
+        app.MapGet("/config/resources", (IConfigStore store) => Results.Json(store.Current.Resources.Where(r => r is not MeshKit.Config.Model.KubernetesPod).Select(r => new
         {
             kind = r.Kind,
             @namespace = r.Namespace,

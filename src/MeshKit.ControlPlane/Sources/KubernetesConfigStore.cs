@@ -21,6 +21,10 @@ namespace MeshKit.ControlPlane.Sources;
 /// </summary>
 internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteChanges, IHostedService, IDisposable
 {
+    /// <summary>The pods, read for their labels and addresses only (an EndpointSlice's address that runs no MeshKit has its pod's labels).</summary>
+    /// <remarks>Declared before <see cref="Kinds"/>, which holds it: static fields are set in their order.</remarks>
+    internal static readonly KubernetesKind Pods = new(string.Empty, "pods", "Pod", "v1");
+
     /// <summary>
     /// The kinds read: the cluster's and the Istio and Gateway API resources MeshKit reads from files, each in the first
     /// of its versions the server serves (Istio's v1 since 1.22, its v1beta1 before; Gateway API's v1, or an older one).
@@ -40,6 +44,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         new("telemetry.istio.io", "telemetries", "Telemetry", "v1", "v1alpha1"),
         new("gateway.networking.k8s.io", "httproutes", "HTTPRoute", "v1", "v1beta1"),
         new("gateway.networking.k8s.io", "grpcroutes", "GRPCRoute", "v1", "v1alpha2"),
+        Pods,
     ];
 
     /// <summary>The namespaces, read for their labels (MeshConfig's <c>discoverySelectors</c>) when every namespace is read.</summary>
@@ -66,6 +71,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     private readonly Lock _lock = new();
     private readonly Dictionary<string, SourceState> _objects = new(StringComparer.Ordinal);
     private readonly Dictionary<string, IReadOnlyDictionary<string, string>> _namespaceLabels = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, KubernetesPod> _pods = new(StringComparer.Ordinal);
     private bool _selectorsIgnoredReported;
     private readonly TaskCompletionSource _synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stopping = new();
@@ -114,6 +120,18 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
                 .Where(o => (o.Key.StartsWith("kubernetes/HTTPRoute/", StringComparison.Ordinal) || o.Key.StartsWith("kubernetes/GRPCRoute/", StringComparison.Ordinal))
                     && (scope is null || scope(o.Key.Split('/')[2])))
                 .Select(o => new ClusterObject(o.Key, o.Value.Text, o.Value.Diagnostics))];
+        }
+    }
+
+    /// <summary>Gets how many pods' labels and addresses are held.</summary>
+    public int PodsRead
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _pods.Count;
+            }
         }
     }
 
@@ -223,6 +241,8 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
                 statuses.Add(new ConfigSourceStatus(name, accepted, state.InForce.Count, diagnostics));
             }
 
+            // The pods (not sources of configuration: their labels and addresses, for the endpoints that run no MeshKit).
+            resources.AddRange(_pods.Values.Where(pod => scope is null || scope(pod.Namespace)).OrderBy(pod => pod.Source.File, StringComparer.Ordinal));
             merged = (new ConfigSet(resources), statuses);
             _merged = merged;
             return merged;
@@ -383,6 +403,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     {
         var listed = new Dictionary<string, string>(StringComparer.Ordinal);
         var labels = new Dictionary<string, IReadOnlyDictionary<string, string>>(StringComparer.Ordinal);
+        var pods = new Dictionary<string, KubernetesPod>(StringComparer.Ordinal);
         string? next = null;
         string version;
         do
@@ -411,6 +432,13 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
                         labels[read.Name] = read.Labels;
                     }
                 }
+                else if (kind.Kind == Pods.Kind)
+                {
+                    if (PodOf(entry) is { } pod)
+                    {
+                        pods[pod.Source.File] = pod;
+                    }
+                }
                 else if (Describe(entry, kind) is { } described)
                 {
                     listed[described.Source] = described.Text;
@@ -425,6 +453,10 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         if (kind.Kind == Namespaces.Kind)
         {
             ReplaceNamespaces(labels);
+        }
+        else if (kind.Kind == Pods.Kind)
+        {
+            ReplacePods(kind.Namespace, pods);
         }
         else
         {
@@ -501,6 +533,13 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
                     }
 
                     break;
+                case "ADDED" or "MODIFIED" or "DELETED" when kind.Kind == Pods.Kind:
+                    if (entry["metadata"] is JsonObject podMetadata && podMetadata["name"]?.GetValue<string>() is { Length: > 0 } podName)
+                    {
+                        SetPod(PodSource(podMetadata["namespace"]?.GetValue<string>() ?? "default", podName), type == "DELETED" ? null : PodOf(entry));
+                    }
+
+                    break;
                 case "DELETED" when kind.Kind == Namespaces.Kind:
                     if (LabelsOf(entry) is { } gone)
                     {
@@ -550,6 +589,88 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         entry["metadata"] is JsonObject { } metadata && metadata["name"]?.GetValue<string>() is { Length: > 0 } name
             ? (name, (metadata["labels"] as JsonObject ?? []).Where(l => l.Value is JsonValue).ToDictionary(l => l.Key, l => l.Value!.GetValue<string>(), StringComparer.Ordinal))
             : null;
+
+    private static string PodSource(string ns, string name) => $"kubernetes/Pod/{ns}/{name}";
+
+    // A pod's labels and addresses; null for one without an address yet (pending), which no slice lists.
+    private static KubernetesPod? PodOf(JsonObject entry)
+    {
+        if (entry["metadata"] is not JsonObject metadata || metadata["name"]?.GetValue<string>() is not { Length: > 0 } name)
+        {
+            return null;
+        }
+
+        var ns = metadata["namespace"]?.GetValue<string>() ?? "default";
+        var status = entry["status"] as JsonObject;
+        var addresses = (status?["podIPs"] as JsonArray ?? []).Select(a => a?["ip"]?.GetValue<string>()).OfType<string>().ToList();
+        if (addresses.Count == 0 && status?["podIP"]?.GetValue<string>() is { Length: > 0 } single)
+        {
+            addresses.Add(single);
+        }
+
+        return addresses.Count == 0 ? null : new KubernetesPod
+        {
+            Kind = Pods.Kind, ApiVersion = "v1", Name = name, Namespace = ns,
+            Labels = (metadata["labels"] as JsonObject ?? []).Where(l => l.Value is JsonValue).ToDictionary(l => l.Key, l => l.Value!.GetValue<string>(), StringComparer.Ordinal),
+            Addresses = addresses,
+            Source = new SourceLocation(PodSource(ns, name), 0, 0),
+        };
+    }
+
+    private static bool SamePod(KubernetesPod a, KubernetesPod b) => SameLabels(a.Labels, b.Labels) && a.Addresses.SequenceEqual(b.Addresses);
+
+    // The pods of one namespace (or all) listed in place of the ones held; a merge follows only when one's labels or
+    // addresses changed (its status changes often, and is not read).
+    private void ReplacePods(string? ns, Dictionary<string, KubernetesPod> listed)
+    {
+        var prefix = ns is null ? "kubernetes/Pod/" : $"kubernetes/Pod/{ns}/";
+        bool changed;
+        lock (_lock)
+        {
+            var held = _pods.Where(p => p.Key.StartsWith(prefix, StringComparison.Ordinal)).ToList();
+            changed = held.Count != listed.Count || listed.Any(p => !_pods.TryGetValue(p.Key, out var before) || !SamePod(before, p.Value));
+            if (changed)
+            {
+                foreach (var (key, _) in held)
+                {
+                    _pods.Remove(key);
+                }
+
+                foreach (var (key, pod) in listed)
+                {
+                    _pods[key] = pod;
+                }
+            }
+        }
+
+        if (changed)
+        {
+            Changed();
+        }
+    }
+
+    private void SetPod(string source, KubernetesPod? pod)
+    {
+        lock (_lock)
+        {
+            var held = _pods.GetValueOrDefault(source);
+            if (pod is null ? held is null : held is not null && SamePod(held, pod))
+            {
+                return;
+            }
+
+            if (pod is null)
+            {
+                _pods.Remove(source);
+            }
+            else
+            {
+                _pods[source] = pod;
+            }
+        }
+
+        Changed();
+    }
 
     // The namespaces listed in place of the ones held; a merge follows only when a label changed (they change seldom,
     // their objects often: status, annotations).

@@ -16,6 +16,7 @@ public sealed class KubernetesApiSourceTests : MeshTestBase
     private const string Slices = "apis/discovery.k8s.io/v1/endpointslices";
     private const string VirtualServices = "apis/networking.istio.io/v1/virtualservices";
     private const string DestinationRules = "apis/networking.istio.io/v1/destinationrules";
+    private const string Pods = "api/v1/pods";
 
     private FakeKubernetesApi _api = null!;
 
@@ -109,6 +110,51 @@ public sealed class KubernetesApiSourceTests : MeshTestBase
         }
 
         Assert.Equal(["plain", "web"], answers.Order());
+    }
+
+    [Fact]
+    public async Task APodThatRunsNoMeshKit_HasItsPodsLabels_SoASubsetPicksIt_BesideAMeshKitVersion()
+    {
+        // A service moving over: v1 runs no MeshKit (a server of its own), v2 runs it. Subsets pick by version.
+        var v2 = await StartAsync("web", "v2", o => (o.ServicePort, o.Labels["app"]) = (80, "web"));
+        await using var v1 = await ExternalServer.StartAsync("legacy");
+        var client = await StartAsync("productpage", "v1");
+        _api.Put(Services, $$$"""
+            {"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"default"},
+             "spec":{"selector":{"app":"web"},"ports":[{"name":"http","port":80,"targetPort":{{{v2.Address.Port}}}}]}}
+            """);
+        _api.Put(Slices, $$$"""
+            {"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice",
+             "metadata":{"name":"web-legacy","namespace":"default","labels":{"kubernetes.io/service-name":"web","endpointslice.kubernetes.io/managed-by":"endpointslice-controller.k8s.io"}},
+             "addressType":"IPv4","ports":[{"name":"http","port":{{{v1.Port}}},"protocol":"TCP"}],
+             "endpoints":[{"addresses":["127.0.0.1"],"conditions":{"ready":true},"targetRef":{"kind":"Pod","namespace":"default","name":"web-v1-7d9c"}}]}
+            """);
+        var http = client.CreateClient();
+        await Eventually.TrueAsync(() => client.Endpoints("web.default.svc.cluster.local") == 2, "both versions are endpoints");
+        _api.Put(DestinationRules, """{"apiVersion":"networking.istio.io/v1","kind":"DestinationRule","metadata":{"name":"web","namespace":"default"},"spec":{"host":"web","subsets":[{"name":"v1","labels":{"version":"v1"}},{"name":"v2","labels":{"version":"v2"}}]} }""");
+        _api.Put(VirtualServices, """{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"web","namespace":"default"},"spec":{"hosts":["web"],"http":[{"route":[{"destination":{"host":"web","subset":"v1"}}]}]} }""");
+
+        // Its pod not read yet: the v1 subset has no endpoint.
+        await Eventually.TrueAsync(async () => (await http.GetAsync("http://web/")).StatusCode == HttpStatusCode.ServiceUnavailable, "the v1 subset is empty while its pod is unknown");
+
+        // The pod (its status and spec as the API server serves them, of which its labels and address are read).
+        _api.Put(Pods, """
+            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-v1-7d9c","namespace":"default","labels":{"app":"web","version":"v1"}},
+             "spec":{"containers":[{"name":"web","image":"legacy:1"}],"nodeName":"node-1"},
+             "status":{"phase":"Running","podIP":"127.0.0.1","podIPs":[{"ip":"127.0.0.1"}],"conditions":[{"type":"Ready","status":"True"}]}}
+            """);
+        await Eventually.TrueAsync(async () => (await http.GetAsync("http://web/")).IsSuccessStatusCode, "the v1 subset picks the pod");
+        Assert.StartsWith("legacy:/", await http.GetStringAsync("http://web/"), StringComparison.Ordinal);
+
+        // The route moved to v2: the MeshKit workload.
+        _api.Put(VirtualServices, """{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"web","namespace":"default"},"spec":{"hosts":["web"],"http":[{"route":[{"destination":{"host":"web","subset":"v2"}}]}]} }""");
+        await Eventually.TrueAsync(async () => (await http.GetStringAsync("http://web/")).StartsWith("web|v2|", StringComparison.Ordinal), "v2 takes the calls");
+
+        // Pods are not configuration: meshctl get does not list them; /debug/kubernetes counts them.
+        var resources = await ControlPlane.GetAdminJsonAsync("/config/resources");
+        Assert.DoesNotContain(resources.EnumerateArray(), r => r.GetProperty("kind").GetString() == "Pod");
+        var pods = (await ControlPlane.GetAdminJsonAsync("/debug/kubernetes")).EnumerateArray().Single(k => k.GetProperty("kind").GetString() == "Pod");
+        Assert.Equal(1, pods.GetProperty("objects").GetInt32());
     }
 
     [Fact]

@@ -621,71 +621,37 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
 
     // The pods of one namespace (or all) listed in place of the ones held; a merge follows only when one's labels or
     // addresses changed (its status changes often, and is not read).
-    private void ReplacePods(string? ns, Dictionary<string, KubernetesPod> listed)
-    {
-        var prefix = ns is null ? "kubernetes/Pod/" : $"kubernetes/Pod/{ns}/";
-        bool changed;
-        lock (_lock)
-        {
-            var held = _pods.Where(p => p.Key.StartsWith(prefix, StringComparison.Ordinal)).ToList();
-            changed = held.Count != listed.Count || listed.Any(p => !_pods.TryGetValue(p.Key, out var before) || !SamePod(before, p.Value));
-            if (changed)
-            {
-                foreach (var (key, _) in held)
-                {
-                    _pods.Remove(key);
-                }
+    private void ReplacePods(string? ns, Dictionary<string, KubernetesPod> listed) =>
+        ReplaceHeld(_pods, ns is null ? "kubernetes/Pod/" : $"kubernetes/Pod/{ns}/", listed, SamePod);
 
-                foreach (var (key, pod) in listed)
-                {
-                    _pods[key] = pod;
-                }
-            }
-        }
-
-        if (changed)
-        {
-            Changed();
-        }
-    }
-
-    private void SetPod(string source, KubernetesPod? pod)
-    {
-        lock (_lock)
-        {
-            var held = _pods.GetValueOrDefault(source);
-            if (pod is null ? held is null : held is not null && SamePod(held, pod))
-            {
-                return;
-            }
-
-            if (pod is null)
-            {
-                _pods.Remove(source);
-            }
-            else
-            {
-                _pods[source] = pod;
-            }
-        }
-
-        Changed();
-    }
+    private void SetPod(string source, KubernetesPod? pod) => SetHeld(_pods, source, pod, SamePod);
 
     // The namespaces listed in place of the ones held; a merge follows only when a label changed (they change seldom,
     // their objects often: status, annotations).
-    private void ReplaceNamespaces(Dictionary<string, IReadOnlyDictionary<string, string>> listed)
+    private void ReplaceNamespaces(Dictionary<string, IReadOnlyDictionary<string, string>> listed) =>
+        ReplaceHeld(_namespaceLabels, string.Empty, listed, SameLabels);
+
+    private void SetNamespace(string name, IReadOnlyDictionary<string, string>? labels) => SetHeld(_namespaceLabels, name, labels, SameLabels);
+
+    // What a list read of a table the store keeps beside its sources (the keys under a prefix), in place of what it held.
+    private void ReplaceHeld<T>(Dictionary<string, T> table, string prefix, Dictionary<string, T> listed, Func<T, T, bool> same)
+        where T : class
     {
         bool changed;
         lock (_lock)
         {
-            changed = listed.Count != _namespaceLabels.Count || listed.Any(n => !_namespaceLabels.TryGetValue(n.Key, out var held) || !SameLabels(held, n.Value));
+            var held = table.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal)).ToList();
+            changed = held.Count != listed.Count || listed.Any(e => !table.TryGetValue(e.Key, out var before) || !same(before, e.Value));
             if (changed)
             {
-                _namespaceLabels.Clear();
-                foreach (var (name, labels) in listed)
+                foreach (var key in held)
                 {
-                    _namespaceLabels[name] = labels;
+                    table.Remove(key);
+                }
+
+                foreach (var (key, value) in listed)
+                {
+                    table[key] = value;
                 }
             }
         }
@@ -696,23 +662,25 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         }
     }
 
-    private void SetNamespace(string name, IReadOnlyDictionary<string, string>? labels)
+    // One watch event's entry of such a table (null: gone); a merge follows only when it changed.
+    private void SetHeld<T>(Dictionary<string, T> table, string key, T? value, Func<T, T, bool> same)
+        where T : class
     {
         lock (_lock)
         {
-            var held = _namespaceLabels.GetValueOrDefault(name);
-            if (labels is null ? held is null : held is not null && SameLabels(held, labels))
+            var held = table.GetValueOrDefault(key);
+            if (value is null ? held is null : held is not null && same(held, value))
             {
                 return;
             }
 
-            if (labels is null)
+            if (value is null)
             {
-                _namespaceLabels.Remove(name);
+                table.Remove(key);
             }
             else
             {
-                _namespaceLabels[name] = labels;
+                table[key] = value;
             }
         }
 

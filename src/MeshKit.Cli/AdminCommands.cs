@@ -168,6 +168,54 @@ internal sealed class AdminCommands(Uri admin, string? token, string format, Tex
     });
 
     /// <summary>How the control plane reads the Kubernetes API server: each kind's version, state, objects and last error.</summary>
+    /// <summary>
+    /// Every finding about the configuration in force, as <c>istioctl analyze</c> reports a live cluster's: the
+    /// diagnostics of each source (its rejection's errors, its warnings), then the cross-resource findings of the state
+    /// published. Exit code <see cref="MeshCtl.Invalid"/> when a source is rejected (its last good version is in force).
+    /// </summary>
+    public int Analyze() => Call("/debug/config", sources =>
+    {
+        using var http = Client();
+        var findings = FindingsAsync(http, after: null).GetAwaiter().GetResult();
+        using var json = JsonDocument.Parse(sources);
+        var diagnosed = json.RootElement.EnumerateArray()
+            .Where(s => !s.GetProperty("accepted").GetBoolean() || s.GetProperty("diagnostics").GetArrayLength() > 0)
+            .Select(s => (File: s.GetProperty("file").GetString()!, Accepted: s.GetProperty("accepted").GetBoolean(),
+                Diagnostics: s.GetProperty("diagnostics").EnumerateArray().Select(d => (Severity: d.GetProperty("severity").GetString()!, Text: d.GetProperty("text").GetString()!)).ToList()))
+            .ToList();
+        var rejected = diagnosed.Count(s => !s.Accepted);
+        if (format == "json")
+        {
+            output.WriteLine(JsonSerializer.Serialize(new
+            {
+                sources = diagnosed.Select(s => new { file = s.File, accepted = s.Accepted, diagnostics = s.Diagnostics.Select(d => new { severity = d.Severity, text = d.Text }) }),
+                findings = findings?.Items.Select(f => new { file = f.File, text = f.Text }) ?? [],
+            }));
+            return rejected > 0 ? MeshCtl.Invalid : MeshCtl.Ok;
+        }
+
+        foreach (var source in diagnosed)
+        {
+            output.WriteLine(source.Accepted ? source.File : $"{source.File} (rejected: its last good version is in force)");
+            foreach (var (_, text) in source.Diagnostics)
+            {
+                output.WriteLine("  " + text);
+            }
+        }
+
+        foreach (var (_, text) in findings?.Items ?? [])
+        {
+            output.WriteLine(text);
+        }
+
+        var errors = diagnosed.Sum(s => s.Diagnostics.Count(d => d.Severity == "error"));
+        var warnings = diagnosed.Sum(s => s.Diagnostics.Count(d => d.Severity != "error")) + (findings?.Items.Count ?? 0);
+        output.WriteLine(errors + warnings == 0
+            ? "No findings: the configuration in force is consistent."
+            : $"{errors} error(s) in {rejected} rejected source(s), {warnings} warning(s).");
+        return rejected > 0 ? MeshCtl.Invalid : MeshCtl.Ok;
+    });
+
     public int Kubernetes() => Call("/debug/kubernetes", body =>
     {
         if (format == "json")

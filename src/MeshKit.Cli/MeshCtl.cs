@@ -135,6 +135,10 @@ public static class MeshCtl
         var status = new Command("status", "Every connected workload: identity, and whether it ACKed the config it was sent (SYNCED, STALE, NACK), like istioctl proxy-status.") { statusFormat };
         status.SetAction(parse => Admin(parse, statusFormat).Status());
 
+        var analyzeFormat = Output();
+        var analyze = new Command("analyze", "Every finding about the configuration in force, like istioctl analyze: each source's (a file's, a Kubernetes object's) errors and warnings, and the findings across resources and the registry. Exit code 1 when a source is rejected.") { analyzeFormat };
+        analyze.SetAction(parse => Admin(parse, analyzeFormat).Analyze());
+
         var kubernetesFormat = Output();
         var kubernetes = new Command("kubernetes", "How the control plane reads the Kubernetes API server (--kubernetes-api): each kind's version, state (watching, failing, not served), objects and last error.") { kubernetesFormat };
         kubernetes.SetAction(parse => Admin(parse, kubernetesFormat).Kubernetes());
@@ -159,7 +163,7 @@ public static class MeshCtl
         var version = new Command("version", "meshctl's version and the control plane's.");
         version.SetAction(parse => Admin(parse).Version());
 
-        var root = new RootCommand("meshctl: operate a MeshKit service mesh.") { validate, apply, delete, get, status, kubernetes, config, token, ca, version, admin, adminToken };
+        var root = new RootCommand("meshctl: operate a MeshKit service mesh.") { validate, apply, delete, get, analyze, status, kubernetes, config, token, ca, version, admin, adminToken };
         var result = root.Parse(args);
         return result.Invoke(new InvocationConfiguration { Output = output, Error = error });
     }

@@ -29,6 +29,38 @@ public sealed class MeshCtlTests : MeshTestBase, IDisposable
     }
 
     [Fact]
+    public async Task Analyze_ReportsEverySourcesFindings_AndTheMeshsOwn_AndFailsWhileASourceIsRejected()
+    {
+        await StartAsync("reviews", "v1");
+        var (code, output, _) = Run("analyze");
+        Assert.Equal(0, code);
+        Assert.Contains("No findings", output, StringComparison.Ordinal);
+
+        // A route to a subset no DestinationRule defines (a finding across resources), and a file that does not validate.
+        ControlPlane.WriteConfig("vs.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: reviews }\nspec:\n  hosts: [reviews]\n  http: [{ route: [{ destination: { host: reviews, subset: v9 } }] }]\n");
+        ControlPlane.WriteConfig("bad.yaml", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: { name: ratings }\nspec:\n  host: ratings\n  trafficPolicy: { loadBalancer: { simple: FASTEST } }\n");
+        await Eventually.TrueAsync(() => Run("analyze") is { Code: 1 } result && result.Output.Contains("subset 'v9'", StringComparison.Ordinal), "both are found");
+
+        (code, output, _) = Run("analyze");
+        Assert.Contains("bad.yaml (rejected: its last good version is in force)", output, StringComparison.Ordinal);
+        Assert.Contains("bad.yaml:6:", output, StringComparison.Ordinal);
+        Assert.Contains("vs.yaml:6:", output, StringComparison.Ordinal);
+        Assert.Contains("1 error(s) in 1 rejected source(s), 1 warning(s).", output, StringComparison.Ordinal);
+
+        (code, output, _) = Run("analyze", "-o", "json");
+        Assert.Equal(1, code);
+        using (var json = JsonDocument.Parse(output))
+        {
+            Assert.Equal("bad.yaml", json.RootElement.GetProperty("sources")[0].GetProperty("file").GetString());
+            Assert.Contains("subset 'v9'", json.RootElement.GetProperty("findings")[0].GetProperty("text").GetString(), StringComparison.Ordinal);
+        }
+
+        // Fixed: warnings alone do not fail it.
+        File.Delete(Path.Combine(ControlPlane.ConfigDirectory, "bad.yaml"));
+        await Eventually.TrueAsync(() => Run("analyze").Code == 0, "nothing is rejected any more");
+    }
+
+    [Fact]
     public async Task Apply_RoutesLive_GetListsIt_DeleteRemovesIt()
     {
         await StartAsync("reviews", "v1");

@@ -121,7 +121,8 @@ public sealed class CompiledMesh
         var aliased = Aliases.Count == 0 ? null : new Dictionary<string, ServiceRoutes>(StringComparer.Ordinal);
         foreach (var service in _services.Values)
         {
-            if (!Visibility.IsVisible(Visibility.Or(service.ExportTo, _serviceExportTo), service.Namespace, viewer) || (sidecar is not null && service.Host != own && !Sidecars.Admits(sidecar, viewer, service.Host, service.Namespace, domain)))
+            var admitted = sidecar is null || service.Host == own ? (Admitted: true, Ports: null) : Sidecars.AdmittedPorts(sidecar, viewer, service.Host, service.Namespace, domain);
+            if (!Visibility.IsVisible(Visibility.Or(service.ExportTo, _serviceExportTo), service.Namespace, viewer) || !admitted.Admitted)
             {
                 continue;
             }
@@ -133,6 +134,10 @@ public sealed class CompiledMesh
                 ShortName = service.ShortName,
                 External = service.External,
             };
+            if (admitted.Ports is { } sidecarPorts)
+            {
+                serviceRoutes.SidecarPorts.AddRange(sidecarPorts.Order());
+            }
             serviceRoutes.Ports.AddRange(service.Ports.Values.OrderBy(p => p.Number));
 
             // The most specific host wins (exact name, then the longest wildcard); rules naming the service equally

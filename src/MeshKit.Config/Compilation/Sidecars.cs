@@ -29,22 +29,35 @@ internal static class Sidecars
     /// Whether one of the Sidecar's egress hosts names the service. <c>.</c> is the workload's namespace (the Sidecar's
     /// own, or any namespace the root namespace's default applies to, as in Istio); <c>~</c> is none.
     /// </summary>
-    public static bool Admits(SidecarResource sidecar, string viewer, string host, string serviceNamespace, string domain)
+    public static bool Admits(SidecarResource sidecar, string viewer, string host, string serviceNamespace, string domain) =>
+        AdmittedPorts(sidecar, viewer, host, serviceNamespace, domain).Admitted;
+
+    /// <summary>
+    /// Whether the Sidecar admits the service, and on which service ports: every one (null) when an entry without a
+    /// port names it, else those of the entries with a port that name it (Istio's listener per port).
+    /// </summary>
+    public static (bool Admitted, IReadOnlySet<uint>? Ports) AdmittedPorts(SidecarResource sidecar, string viewer, string host, string serviceNamespace, string domain)
     {
         if (sidecar.EgressHosts.Count == 0)
         {
-            return true;
+            return (true, null);
         }
 
+        HashSet<uint>? ports = null;
         foreach (var entry in sidecar.EgressHosts)
         {
             var ns = entry.Namespace == "." ? viewer : entry.Namespace;
             if (ns != "~" && (ns == "*" || ns == serviceNamespace) && HostNames.Specificity(HostNames.Qualify(entry.Host, serviceNamespace, domain), host) >= 0)
             {
-                return true;
+                if (entry.Port is not { } port)
+                {
+                    return (true, null);
+                }
+
+                (ports ??= []).Add(port);
             }
         }
 
-        return false;
+        return (ports is not null, ports);
     }
 }

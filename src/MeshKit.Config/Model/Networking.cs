@@ -680,7 +680,11 @@ public sealed record SidecarResource : ConfigResource
 /// <summary>One <c>egress[].hosts</c> entry of a Sidecar.</summary>
 /// <param name="Namespace">Gets the namespace part: a name, <c>*</c>, <c>.</c> or <c>~</c>.</param>
 /// <param name="Host">Gets the host part: an FQDN, <c>*.suffix</c> or <c>*</c>.</param>
-public sealed record SidecarHost(string Namespace, string Host);
+public sealed record SidecarHost(string Namespace, string Host)
+{
+    /// <summary>Gets the entry's <c>port.number</c>: the host is admitted for calls to that service port only; null for every port.</summary>
+    public uint? Port { get; init; }
+}
 
 /// <summary>
 /// <c>networking.istio.io</c> WorkloadEntry: a workload declared rather than registered (a VM, a process elsewhere);

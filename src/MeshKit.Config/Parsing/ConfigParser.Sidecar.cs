@@ -19,6 +19,17 @@ public static partial class ConfigParser
         var hosts = new List<SidecarHost>();
         var egress = s.List("egress", e =>
         {
+            // An entry with a port is Istio's listener on that port: its hosts are called on that port only.
+            var port = e.Map("port", p =>
+            {
+                p.Ignore("protocol", "name", "targetPort");
+                if (!p.Has("number"))
+                {
+                    p.Context.Error(p.Node, p.ChildPath("number"), "is required");
+                }
+
+                return new PortBox(p.UInt("number", 1, 65535));
+            })?.Number;
             var entries = e.Strings("hosts");
             if (entries.Count == 0)
             {
@@ -38,11 +49,10 @@ public static partial class ConfigParser
                 }
 
                 ValidateHostName(e, path, host, allowWildcard: true);
-                hosts.Add(new SidecarHost(ns, host));
+                hosts.Add(new SidecarHost(ns, host) { Port = port });
             }
 
-            // MeshKit has no listeners: an egress entry's hosts apply on every port and no traffic is captured.
-            e.NotSupported("port", DiagnosticSeverity.Warning, "MeshKit has no outbound listeners; the hosts apply on every port");
+            // MeshKit has no listeners: nothing is bound, and no traffic is captured.
             e.NotSupported("bind", DiagnosticSeverity.Warning, "MeshKit has no outbound listeners");
             e.NotSupported("captureMode", DiagnosticSeverity.Warning, "MeshKit captures no traffic; the application's HttpClients go through it");
             return new BoxedString(null);

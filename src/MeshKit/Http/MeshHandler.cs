@@ -397,7 +397,9 @@ internal sealed partial class MeshHandler(MeshSnapshotProvider provider, MeshMet
 
     private ValueTask<HttpResponseMessage> Resolve(HttpRequestMessage request, Uri uri, MeshSnapshot snapshot, Answer? answer, CancellationToken cancellationToken)
     {
-        if (!snapshot.TryResolve(uri.Host, out var service))
+        // A service the Sidecar admits on other ports only is, on this one, a host outside the registry (Istio's
+        // listener per port has no route for it).
+        if (!snapshot.TryResolve(uri.Host, out var service) || (service.SidecarPorts is { } admitted && Array.IndexOf(admitted, (uint)ServicePortOf(service.Ports, uri.Port)) < 0))
         {
             if (snapshot.RegistryOnly)
             {

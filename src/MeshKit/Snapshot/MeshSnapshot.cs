@@ -121,6 +121,9 @@ internal sealed class MeshSnapshot
 /// <summary>A service as the request path sees it: its ports and its routes in match order.</summary>
 internal sealed class ServiceView(string host, string name, uint[] ports, bool external, RouteEntry[] routes)
 {
+    /// <summary>Gets the service ports the workload's Sidecar admits it on (egress entries with a port); null: every port.</summary>
+    public uint[]? SidecarPorts { get; init; }
+
     // The authority callers last used for this service ("reviews:9080"): Uri.Authority builds a new string per call,
     // and the callers of one service nearly always spell it the same way.
     private AuthorityText? _authority;

@@ -339,7 +339,10 @@ internal static class SnapshotBuilder
         }
 
         // Istio names a Kubernetes service by its short name, a ServiceEntry's host by itself.
-        return new ServiceView(routes.Host, routes.ShortName.Length > 0 ? routes.ShortName : routes.Host, routes.Ports.Select(p => p.Number).ToArray(), routes.External, entries.ToArray());
+        return new ServiceView(routes.Host, routes.ShortName.Length > 0 ? routes.ShortName : routes.Host, routes.Ports.Select(p => p.Number).ToArray(), routes.External, entries.ToArray())
+        {
+            SidecarPorts = routes.SidecarPorts.Count == 0 ? null : [.. routes.SidecarPorts],
+        };
     }
 
     private static bool AppliesTo(HttpMatch match, SourceWorkload source) =>

@@ -296,6 +296,30 @@ public class MeshCompilerTests
     }
 
     [Fact]
+    public void Compile_SidecarEgressWithAPort_AdmitsItsHostsOnThatPortOnly_AsIstiosListenerPerPort()
+    {
+        var config = Config("""
+            apiVersion: networking.istio.io/v1
+            kind: Sidecar
+            metadata: { name: default, namespace: shop }
+            spec:
+              egress:
+              - port: { number: 9080, protocol: HTTP, name: http }
+                hosts: ["./reviews.shop.svc.cluster.local", "./ratings.shop.svc.cluster.local"]
+              - port: { number: 9443 }
+                hosts: ["./reviews.shop.svc.cluster.local"]
+              - hosts: ["./ratings.shop.svc.cluster.local", "other/*"]
+            """);
+        var mesh = MeshCompiler.Compile(config, [Workload("reviews", "shop", "v1"), Workload("ratings", "shop", "v1"), Workload("details", "other", "v1"), Workload("web", "shop", "v1")]);
+        var routes = mesh.ViewFor("shop", new Dictionary<string, string> { ["app"] = "web" }).OfType(ResourceTypes.Routes);
+
+        // reviews only on the ports its entries name; ratings and details on every port (an entry without one names them).
+        Assert.Equal([9080u, 9443u], routes["reviews.shop.svc.cluster.local"].Resource_.Unpack<ServiceRoutes>().SidecarPorts);
+        Assert.Empty(routes["ratings.shop.svc.cluster.local"].Resource_.Unpack<ServiceRoutes>().SidecarPorts);
+        Assert.Empty(routes["details.other.svc.cluster.local"].Resource_.Unpack<ServiceRoutes>().SidecarPorts);
+    }
+
+    [Fact]
     public void Compile_Sidecar_ScopesWhatAWorkloadReceives_SelectorThenNamespaceThenMesh()
     {
         var config = Config("""

@@ -454,6 +454,33 @@ public sealed class RoutingEndToEndTests : MeshTestBase
     }
 
     [Fact]
+    public async Task SidecarEgressWithAPort_AdmitsItsHostOnThatPortOnly()
+    {
+        await StartAsync("reviews", "v1");
+        var productpage = await StartAsync("productpage", "v1");
+        var http = productpage.CreateClient();
+        await Eventually.TrueAsync(() => productpage.Endpoints(ReviewsHost) == 1, "productpage knows reviews");
+        string Sidecar(int port) => $$"""
+            apiVersion: networking.istio.io/v1
+            kind: Sidecar
+            metadata: { name: productpage }
+            spec:
+              workloadSelector: { labels: { app: productpage } }
+              egress: [{ port: { number: {{port}} }, hosts: ["./reviews.default.svc.cluster.local"] }]
+              outboundTrafficPolicy: { mode: REGISTRY_ONLY }
+            """;
+
+        // reviews' port is 9080: admitted on 9090 only, a call to it is a host outside the registry (REGISTRY_ONLY: 502).
+        ControlPlane.WriteConfig("sidecar.yaml", Sidecar(9090));
+        await Eventually.TrueAsync(() => productpage.Snapshot.Services.TryGetValue(ReviewsHost, out var reviews) && reviews.SidecarPorts is [9090], "the Sidecar applies");
+        Assert.Equal(HttpStatusCode.BadGateway, (await http.GetAsync("http://reviews/")).StatusCode);
+
+        ControlPlane.WriteConfig("sidecar.yaml", Sidecar(9080));
+        await Eventually.TrueAsync(async () => (await http.GetAsync("http://reviews/")).IsSuccessStatusCode, "reviews is admitted on its port");
+        Assert.StartsWith("reviews|v1|", await http.GetStringAsync("http://reviews:9080/"), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task WorkloadEntry_SelectedByAServiceEntry_IsCalledLikeAnyEndpoint()
     {
         // A process the mesh knows only from a WorkloadEntry, as a VM would be.

@@ -117,6 +117,12 @@ internal sealed class DeclaredEndpoints(ConfigSet config, IReadOnlyCollection<Wo
                 {
                     endpoint.Labels[label] = value;
                 }
+
+                // And its node's locality, so locality-aware balancing places it as it places a MeshKit workload.
+                if (pod.Locality is { Length: > 0 } locality)
+                {
+                    endpoint.Locality = Localities.Parse(locality);
+                }
             }
             endpoints[key] = endpoint;
             service.Endpoints.Add(endpoint);

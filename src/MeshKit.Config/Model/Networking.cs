@@ -439,6 +439,15 @@ public sealed record KubernetesPod : ConfigResource
 {
     /// <summary>Gets the pod's addresses (<c>status.podIPs</c>).</summary>
     public IReadOnlyList<string> Addresses { get; init; } = [];
+
+    /// <summary>Gets the node the pod runs on (<c>spec.nodeName</c>); null when not scheduled.</summary>
+    public string? NodeName { get; init; }
+
+    /// <summary>
+    /// Gets the pod's locality, <c>region/zone/subzone</c>, from its node's labels (<c>topology.kubernetes.io/region</c>,
+    /// <c>topology.kubernetes.io/zone</c>, <c>topology.istio.io/subzone</c>) as Istio takes it; null when unknown.
+    /// </summary>
+    public string? Locality { get; init; }
 }
 
 /// <summary>Addresses and the ports each of them serves (an EndpointSlice, or one of an Endpoints' <c>subsets</c>).</summary>

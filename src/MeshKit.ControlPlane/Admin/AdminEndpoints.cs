@@ -134,7 +134,7 @@ internal static class AdminEndpoints
                 state = k.State,
                 error = k.Error,
                 listed = k.Listed,
-                objects = k.Kind == KubernetesConfigStore.Namespaces.Kind ? cluster.NamespacesRead : k.Kind == KubernetesConfigStore.Pods.Kind ? cluster.PodsRead : cluster.Sources.Count(s => s.Name.StartsWith($"kubernetes/{k.Kind}/{(k.Namespace is null ? string.Empty : k.Namespace + "/")}", StringComparison.Ordinal)),
+                objects = k.Kind == KubernetesConfigStore.Namespaces.Kind ? cluster.NamespacesRead : k.Kind == KubernetesConfigStore.Pods.Kind ? cluster.PodsRead : k.Kind == KubernetesConfigStore.Nodes.Kind ? cluster.NodesRead : cluster.Sources.Count(s => s.Name.StartsWith($"kubernetes/{k.Kind}/{(k.Namespace is null ? string.Empty : k.Namespace + "/")}", StringComparison.Ordinal)),
             }))
             : Results.NotFound(new { error = "the control plane does not read a Kubernetes API server (ControlPlane:KubernetesApiServer)" }));
 

@@ -47,6 +47,9 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         Pods,
     ];
 
+    /// <summary>The nodes, read for their topology labels (the locality of the pods on them) when every namespace is read.</summary>
+    internal static readonly KubernetesKind Nodes = new(string.Empty, "nodes", "Node", "v1");
+
     /// <summary>The namespaces, read for their labels (MeshConfig's <c>discoverySelectors</c>) when every namespace is read.</summary>
     internal static readonly KubernetesKind Namespaces = new(string.Empty, "namespaces", "Namespace", "v1");
 
@@ -72,6 +75,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     private readonly Dictionary<string, SourceState> _objects = new(StringComparer.Ordinal);
     private readonly Dictionary<string, IReadOnlyDictionary<string, string>> _namespaceLabels = new(StringComparer.Ordinal);
     private readonly Dictionary<string, KubernetesPod> _pods = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, IReadOnlyDictionary<string, string>> _nodeLabels = new(StringComparer.Ordinal);
     private bool _selectorsIgnoredReported;
     private readonly TaskCompletionSource _synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stopping = new();
@@ -123,6 +127,18 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         }
     }
 
+    /// <summary>Gets how many nodes' labels are held (the locality of the pods on them).</summary>
+    public int NodesRead
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _nodeLabels.Count;
+            }
+        }
+    }
+
     /// <summary>Gets how many pods' labels and addresses are held.</summary>
     public int PodsRead
     {
@@ -165,7 +181,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         _watches = [.. Scopes.SelectMany(ns => Kinds.Select(kind => Task.Run(() => ReadKindAsync(kind, ns, _stopping.Token), CancellationToken.None)))];
         if (ReadsNamespaces)
         {
-            _watches = [.. _watches, Task.Run(() => ReadKindAsync(Namespaces, null, _stopping.Token), CancellationToken.None)];
+            _watches = [.. _watches, Task.Run(() => ReadKindAsync(Namespaces, null, _stopping.Token), CancellationToken.None), Task.Run(() => ReadKindAsync(Nodes, null, _stopping.Token), CancellationToken.None)];
         }
 
         Log.Reading(_logger, _server.ToString(), Kinds.Length, _options.KubernetesNamespaces.Count == 0 ? "every namespace" : string.Join(", ", _options.KubernetesNamespaces));
@@ -242,7 +258,8 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
             }
 
             // The pods (not sources of configuration: their labels and addresses, for the endpoints that run no MeshKit).
-            resources.AddRange(_pods.Values.Where(pod => scope is null || scope(pod.Namespace)).OrderBy(pod => pod.Source.File, StringComparer.Ordinal));
+            resources.AddRange(_pods.Values.Where(pod => scope is null || scope(pod.Namespace)).OrderBy(pod => pod.Source.File, StringComparer.Ordinal)
+                .Select(pod => pod.NodeName is { } node && _nodeLabels.TryGetValue(node, out var topology) ? pod with { Locality = LocalityOf(topology) } : pod));
             merged = (new ConfigSet(resources), statuses);
             _merged = merged;
             return merged;
@@ -392,7 +409,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
 
     private void KindSynced()
     {
-        if (Interlocked.Increment(ref _kindsSynced) == (Kinds.Length * Scopes.Length) + (ReadsNamespaces ? 1 : 0))
+        if (Interlocked.Increment(ref _kindsSynced) == (Kinds.Length * Scopes.Length) + (ReadsNamespaces ? 2 : 0))
         {
             _synced.TrySetResult();
         }
@@ -425,7 +442,7 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
                     continue;
                 }
 
-                if (kind.Kind == Namespaces.Kind)
+                if (kind.Kind is "Namespace" or "Node")
                 {
                     if (LabelsOf(entry) is { } read)
                     {
@@ -453,6 +470,10 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         if (kind.Kind == Namespaces.Kind)
         {
             ReplaceNamespaces(labels);
+        }
+        else if (kind.Kind == Nodes.Kind)
+        {
+            ReplaceHeld(_nodeLabels, string.Empty, labels, SameLabels);
         }
         else if (kind.Kind == Pods.Kind)
         {
@@ -526,10 +547,10 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
             reached.Value = entry["metadata"]?["resourceVersion"]?.GetValue<string>() ?? reached.Value!;
             switch (type)
             {
-                case "ADDED" or "MODIFIED" when kind.Kind == Namespaces.Kind:
+                case "ADDED" or "MODIFIED" or "DELETED" when kind.Kind is "Namespace" or "Node":
                     if (LabelsOf(entry) is { } read)
                     {
-                        SetNamespace(read.Name, read.Labels);
+                        SetHeld(kind.Kind == Nodes.Kind ? _nodeLabels : _namespaceLabels, read.Name, type == "DELETED" ? null : read.Labels, SameLabels);
                     }
 
                     break;
@@ -537,13 +558,6 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
                     if (entry["metadata"] is JsonObject podMetadata && podMetadata["name"]?.GetValue<string>() is { Length: > 0 } podName)
                     {
                         SetPod(PodSource(podMetadata["namespace"]?.GetValue<string>() ?? "default", podName), type == "DELETED" ? null : PodOf(entry));
-                    }
-
-                    break;
-                case "DELETED" when kind.Kind == Namespaces.Kind:
-                    if (LabelsOf(entry) is { } gone)
-                    {
-                        SetNamespace(gone.Name, null);
                     }
 
                     break;
@@ -611,13 +625,23 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
         return addresses.Count == 0 ? null : new KubernetesPod
         {
             Kind = Pods.Kind, ApiVersion = "v1", Name = name, Namespace = ns,
+            NodeName = entry["spec"]?["nodeName"]?.GetValue<string>() is { Length: > 0 } node ? node : null,
             Labels = (metadata["labels"] as JsonObject ?? []).Where(l => l.Value is JsonValue).ToDictionary(l => l.Key, l => l.Value!.GetValue<string>(), StringComparer.Ordinal),
             Addresses = addresses,
             Source = new SourceLocation(PodSource(ns, name), 0, 0),
         };
     }
 
-    private static bool SamePod(KubernetesPod a, KubernetesPod b) => SameLabels(a.Labels, b.Labels) && a.Addresses.SequenceEqual(b.Addresses);
+    private static bool SamePod(KubernetesPod a, KubernetesPod b) => SameLabels(a.Labels, b.Labels) && a.Addresses.SequenceEqual(b.Addresses) && a.NodeName == b.NodeName;
+
+    // A node's locality as Istio reads it from its labels: region/zone/subzone; null without a region or a zone.
+    private static string? LocalityOf(IReadOnlyDictionary<string, string> labels)
+    {
+        var region = labels.GetValueOrDefault("topology.kubernetes.io/region") ?? labels.GetValueOrDefault("failure-domain.beta.kubernetes.io/region");
+        var zone = labels.GetValueOrDefault("topology.kubernetes.io/zone") ?? labels.GetValueOrDefault("failure-domain.beta.kubernetes.io/zone");
+        var subzone = labels.GetValueOrDefault("topology.istio.io/subzone");
+        return region is null && zone is null ? null : $"{region}/{zone}/{subzone}".TrimEnd('/');
+    }
 
     // The pods of one namespace (or all) listed in place of the ones held; a merge follows only when one's labels or
     // addresses changed (its status changes often, and is not read).
@@ -630,8 +654,6 @@ internal sealed partial class KubernetesConfigStore : IConfigStore, ICompleteCha
     // their objects often: status, annotations).
     private void ReplaceNamespaces(Dictionary<string, IReadOnlyDictionary<string, string>> listed) =>
         ReplaceHeld(_namespaceLabels, string.Empty, listed, SameLabels);
-
-    private void SetNamespace(string name, IReadOnlyDictionary<string, string>? labels) => SetHeld(_namespaceLabels, name, labels, SameLabels);
 
     // What a list read of a table the store keeps beside its sources (the keys under a prefix), in place of what it held.
     private void ReplaceHeld<T>(Dictionary<string, T> table, string prefix, Dictionary<string, T> listed, Func<T, T, bool> same)

@@ -146,6 +146,13 @@ public sealed class KubernetesApiSourceTests : MeshTestBase
         await Eventually.TrueAsync(async () => (await http.GetAsync("http://web/")).IsSuccessStatusCode, "the v1 subset picks the pod");
         Assert.StartsWith("legacy:/", await http.GetStringAsync("http://web/"), StringComparison.Ordinal);
 
+        // Its node's topology labels are its locality, as Istio reads them (locality-aware balancing places it).
+        _api.Put("api/v1/nodes", """{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-1","labels":{"topology.kubernetes.io/region":"us-east","topology.kubernetes.io/zone":"us-east-1a","kubernetes.io/os":"linux"}}}""");
+        await Eventually.TrueAsync(
+            () => client.Snapshot.Services.TryGetValue("web.default.svc.cluster.local", out var web)
+                && web.Routes.SelectMany(r => r.Targets).SelectMany(t => t.Endpoints?.Endpoints ?? []).Any(e => !e.IsWorkload && e.Locality.Region == "us-east" && e.Locality.Zone == "us-east-1a"),
+            "the pod's endpoint has its node's locality");
+
         // The route moved to v2: the MeshKit workload.
         _api.Put(VirtualServices, """{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"web","namespace":"default"},"spec":{"hosts":["web"],"http":[{"route":[{"destination":{"host":"web","subset":"v2"}}]}]} }""");
         await Eventually.TrueAsync(async () => (await http.GetStringAsync("http://web/")).StartsWith("web|v2|", StringComparison.Ordinal), "v2 takes the calls");
@@ -153,8 +160,8 @@ public sealed class KubernetesApiSourceTests : MeshTestBase
         // Pods are not configuration: meshctl get does not list them; /debug/kubernetes counts them.
         var resources = await ControlPlane.GetAdminJsonAsync("/config/resources");
         Assert.DoesNotContain(resources.EnumerateArray(), r => r.GetProperty("kind").GetString() == "Pod");
-        var pods = (await ControlPlane.GetAdminJsonAsync("/debug/kubernetes")).EnumerateArray().Single(k => k.GetProperty("kind").GetString() == "Pod");
-        Assert.Equal(1, pods.GetProperty("objects").GetInt32());
+        var kinds = (await ControlPlane.GetAdminJsonAsync("/debug/kubernetes")).EnumerateArray().ToDictionary(k => k.GetProperty("kind").GetString()!, k => k.GetProperty("objects").GetInt32());
+        Assert.Equal((1, 1), (kinds["Pod"], kinds["Node"]));
     }
 
     [Fact]
@@ -277,7 +284,7 @@ public sealed class KubernetesApiSourceTests : MeshTestBase
 
         // /debug/kubernetes shows how each kind is read.
         var kinds = (await ControlPlane.GetAdminJsonAsync("/debug/kubernetes")).EnumerateArray().ToDictionary(k => k.GetProperty("kind").GetString()!);
-        Assert.Equal(KubernetesConfigStore.Kinds.Length + 1, kinds.Count); // and the namespaces, for their labels
+        Assert.Equal(KubernetesConfigStore.Kinds.Length + 2, kinds.Count); // and the namespaces and nodes, for their labels
         Assert.Equal(("watching", 0), (kinds["Namespace"].GetProperty("state").GetString(), kinds["Namespace"].GetProperty("objects").GetInt32()));
         Assert.Equal("not served", kinds["Telemetry"].GetProperty("state").GetString());
         Assert.Equal(("watching", "networking.istio.io/v1", 2), (kinds["DestinationRule"].GetProperty("state").GetString(), kinds["DestinationRule"].GetProperty("apiVersion").GetString(), kinds["DestinationRule"].GetProperty("objects").GetInt32()));

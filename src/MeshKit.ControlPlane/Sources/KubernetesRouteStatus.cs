@@ -42,11 +42,6 @@ internal sealed partial class KubernetesRouteStatus : BackgroundService
         _http = new HttpClient(KubernetesApi.CreateHandler(_options)) { BaseAddress = KubernetesApi.Server(_options), Timeout = TimeSpan.FromSeconds(30) };
     }
 
-    /// <summary>Gets how many status writes were made (for tests and <c>/debug/kubernetes</c>'s readers).</summary>
-    public int Writes => Volatile.Read(ref _writes);
-
-    private int _writes;
-
     public override void Dispose()
     {
         _http.Dispose();
@@ -146,7 +141,6 @@ internal sealed partial class KubernetesRouteStatus : BackgroundService
         await KubernetesApi.AuthorizeAsync(request, _options, cancellationToken).ConfigureAwait(false);
         using var response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);
         await KubernetesApi.EnsureSuccessAsync(response, cancellationToken).ConfigureAwait(false);
-        Interlocked.Increment(ref _writes);
     }
 
     // MeshKit's entry for each parentRef to a Service (or ServiceEntry): what the route says of it, as of this state.
